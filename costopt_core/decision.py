@@ -1,0 +1,63 @@
+"""What a routing strategy returns, and how a face maps it onto its own tiers."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+# The seed's tier ladder, cheapest first; strategies that know no user tiers use it.
+LADDER: tuple[str, ...] = ("simple", "medium", "complex")
+
+
+@dataclass(frozen=True)
+class RouteDecision:
+    """A routing decision: which tier, how hard the prompt looked, and why.
+
+    ``score`` is in [0, 1]; higher means the prompt needs a stronger tier.
+    """
+
+    tier: str
+    score: float
+    reason: str
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.tier, str) or not self.tier:
+            raise TypeError(f"RouteDecision.tier must be a non-empty str, got {self.tier!r}")
+        score = float(self.score)
+        if not 0.0 <= score <= 1.0:
+            raise ValueError(f"RouteDecision.score must be in [0, 1], got {self.score!r}")
+        object.__setattr__(self, "score", score)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        extra = data.pop("extra")
+        data.update(extra)
+        return data
+
+
+@runtime_checkable
+class RoutingStrategy(Protocol):
+    """Anything with ``route(text) -> RouteDecision``."""
+
+    def route(self, text: str) -> RouteDecision: ...
+
+
+def resolve_tier(decision: RouteDecision, tiers: Sequence[str]) -> str:
+    """Map a decision onto a face's tiers (ordered cheapest first).
+
+    An exact name wins. A ladder name ("simple" / "medium" / "complex") the user did
+    not configure goes to the nearest configured ladder tier above it (quality first),
+    else below. Otherwise the score picks a tier by position.
+    """
+    if decision.tier in tiers:
+        return decision.tier
+    if decision.tier in LADDER:
+        rank = LADDER.index(decision.tier)
+        present = [t for t in LADDER if t in tiers]
+        if present:
+            above = [t for t in present if LADDER.index(t) >= rank]
+            return above[0] if above else present[-1]
+    index = min(len(tiers) - 1, int(decision.score * len(tiers)))
+    return tiers[index]

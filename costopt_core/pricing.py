@@ -1,0 +1,293 @@
+"""Model prices: Pydantic's ``genai-prices`` database, with the seed's models and the
+user's overrides layered on top. Resolved once per model name, then a dict hit.
+
+Example:
+    >>> from costopt_core import estimate_cost, get_price, set_price
+    >>> round(get_price("gpt-4o-mini").output * 1e6, 4)  # USD per million tokens
+    0.6
+    >>> set_price("my-finetune", input_per_token=1e-6, output_per_token=2e-6)
+    >>> get_price("my-finetune").cost(input_tokens=1000, output_tokens=500)
+    0.002
+    >>> estimate_cost("请翻译这句话")["model"]
+    'deepseek-v3'
+
+Token conventions are LangChain's ``usage_metadata``: ``input_tokens`` *includes* the
+cache-read and cache-write tokens, ``output_tokens`` *includes* reasoning tokens.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from os import PathLike
+from typing import Any
+
+from costopt_core.classify import ComplexityClassifier
+
+logger = logging.getLogger(__name__)
+
+_MTOK = 1_000_000
+
+
+@dataclass(frozen=True)
+class ModelPrice:
+    """USD per token. ``None`` for a cache / reasoning price means "billed as input /
+    output"."""
+
+    input: float
+    output: float
+    cache_read: float | None = None
+    cache_write: float | None = None
+    reasoning: float | None = None
+    source: str = "user"
+    model: str = ""
+
+    def __post_init__(self) -> None:
+        for name in ("input", "output", "cache_read", "cache_write", "reasoning"):
+            value = getattr(self, name)
+            if value is None and name in ("input", "output"):
+                raise ValueError(f"ModelPrice.{name} is required")
+            if value is not None and (not isinstance(value, int | float) or value < 0):
+                raise ValueError(f"ModelPrice.{name} must be a number >= 0, got {value!r}")
+
+    def cost(
+        self,
+        input_tokens: int = 0,
+        output_tokens: int = 0,
+        cache_read_tokens: int = 0,
+        cache_write_tokens: int = 0,
+        reasoning_tokens: int = 0,
+    ) -> float:
+        """Dollar cost of one call's usage (LangChain token conventions)."""
+        plain_in = max(0, input_tokens - cache_read_tokens - cache_write_tokens)
+        plain_out = max(0, output_tokens - reasoning_tokens)
+        read = self.input if self.cache_read is None else self.cache_read
+        write = self.input if self.cache_write is None else self.cache_write
+        think = self.output if self.reasoning is None else self.reasoning
+        return (
+            plain_in * self.input
+            + cache_read_tokens * read
+            + cache_write_tokens * write
+            + plain_out * self.output
+            + reasoning_tokens * think
+        )
+
+
+# The seed's table ("as of 2024", USD per 1K tokens), kept under the seed's names. It is
+# consulted only for names genai-prices does not know (e.g. "deepseek-v3").
+SEED_MODELS: dict[str, dict[str, Any]] = {
+    "simple": {"model": "deepseek-v3", "input_per_1k": 0.00014, "output_per_1k": 0.00028,
+               "max_tokens": 65_536, "latency_ms": 200},
+    "medium": {"model": "gpt-4o-mini", "input_per_1k": 0.00015, "output_per_1k": 0.0006,
+               "max_tokens": 128_000, "latency_ms": 400},
+    "complex": {"model": "claude-3.5-sonnet", "input_per_1k": 0.003, "output_per_1k": 0.015,
+                "max_tokens": 200_000, "latency_ms": 800},
+}
+
+
+def _seed_prices() -> dict[str, ModelPrice]:
+    return {
+        spec["model"]: ModelPrice(
+            input=spec["input_per_1k"] / 1000,
+            output=spec["output_per_1k"] / 1000,
+            source="seed",
+            model=spec["model"],
+        )
+        for spec in SEED_MODELS.values()
+    }
+
+
+def _decimal_to_per_token(value: Any) -> float | None:
+    if value is None:
+        return None
+    base = getattr(value, "base", value)  # TieredPrices: the base (lowest) tier
+    return float(base) / _MTOK
+
+
+def _from_genai_prices(model: str) -> ModelPrice | None:
+    try:
+        from genai_prices import data_snapshot
+    except ImportError:  # pragma: no cover - a core dependency
+        return None
+    snapshot = data_snapshot.get_snapshot()
+    candidates = [model]
+    if "/" in model:
+        candidates.append(model.rsplit("/", 1)[1])
+    for ref in candidates:
+        try:
+            provider, info = snapshot.find_provider_model(ref, None, None, None)
+        except LookupError:
+            continue
+        prices = info.get_prices(datetime.now(tz=UTC))
+        input_price = _decimal_to_per_token(getattr(prices, "input_mtok", None))
+        output_price = _decimal_to_per_token(getattr(prices, "output_mtok", None))
+        if input_price is None or output_price is None:
+            continue
+        return ModelPrice(
+            input=input_price,
+            output=output_price,
+            cache_read=_decimal_to_per_token(getattr(prices, "cache_read_mtok", None)),
+            cache_write=_decimal_to_per_token(getattr(prices, "cache_write_mtok", None)),
+            source=f"genai-prices:{provider.id}/{info.id}",
+            model=model,
+        )
+    return None
+
+
+class PriceCatalog:
+    """Thread-safe price lookup: user overrides > genai-prices > the seed's table."""
+
+    def __init__(self, *, use_genai_prices: bool = True) -> None:
+        self._lock = threading.Lock()
+        self._overrides: dict[str, ModelPrice] = {}
+        self._seed = _seed_prices()
+        self._resolved: dict[str, ModelPrice | None] = {}
+        self._use_genai_prices = use_genai_prices
+
+    def set_price(
+        self,
+        model: str,
+        *,
+        input_per_token: float,
+        output_per_token: float,
+        cache_read_per_token: float | None = None,
+        cache_write_per_token: float | None = None,
+        reasoning_per_token: float | None = None,
+    ) -> ModelPrice:
+        if not isinstance(model, str) or not model.strip():
+            raise ValueError(f"model must be a non-empty str, got {model!r}")
+        price = ModelPrice(
+            input=input_per_token,
+            output=output_per_token,
+            cache_read=cache_read_per_token,
+            cache_write=cache_write_per_token,
+            reasoning=reasoning_per_token,
+            source="user",
+            model=model,
+        )
+        with self._lock:
+            self._overrides[model.strip().lower()] = price
+            self._resolved.clear()
+        return price
+
+    def load_litellm_json(self, path: str | PathLike[str]) -> int:
+        """Load prices from a LiteLLM ``model_prices_and_context_window.json`` file.
+
+        Returns the number of models loaded; entries without token prices are skipped.
+        """
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+        if not isinstance(data, Mapping):
+            raise ValueError(f"{path}: expected a JSON object of model -> prices")
+        loaded = 0
+        for model, spec in data.items():
+            if model == "sample_spec" or not isinstance(spec, Mapping):
+                continue
+            inp, out = spec.get("input_cost_per_token"), spec.get("output_cost_per_token")
+            if inp is None or out is None:
+                continue
+            self.set_price(
+                model,
+                input_per_token=float(inp),
+                output_per_token=float(out),
+                cache_read_per_token=_opt_float(spec.get("cache_read_input_token_cost")),
+                cache_write_per_token=_opt_float(spec.get("cache_creation_input_token_cost")),
+                reasoning_per_token=_opt_float(spec.get("output_cost_per_reasoning_token")),
+            )
+            loaded += 1
+        return loaded
+
+    def get(self, model: str | None) -> ModelPrice | None:
+        """The price of ``model``, or ``None`` when no source knows it."""
+        if not model:
+            return None
+        try:
+            return self._resolved[model]
+        except KeyError:
+            pass
+        price = self._resolve(model)
+        with self._lock:
+            self._resolved[model] = price
+        return price
+
+    def _resolve(self, model: str) -> ModelPrice | None:
+        key = model.strip().lower()
+        with self._lock:
+            override = self._overrides.get(key)
+        if override is not None:
+            return override
+        if self._use_genai_prices:
+            try:
+                found = _from_genai_prices(key)
+            except Exception:  # a broken price snapshot must not break the user's call
+                logger.exception("genai-prices lookup failed for %r", model)
+                found = None
+            if found is not None:
+                return found
+        return self._seed.get(key)
+
+    def clear_overrides(self) -> None:
+        with self._lock:
+            self._overrides.clear()
+            self._resolved.clear()
+
+
+def _opt_float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+default_catalog = PriceCatalog()
+
+
+def get_price(model: str | None) -> ModelPrice | None:
+    """Price of ``model`` in the process-wide catalog (``None`` if unknown)."""
+    return default_catalog.get(model)
+
+
+def set_price(
+    model: str,
+    *,
+    input_per_token: float,
+    output_per_token: float,
+    cache_read_per_token: float | None = None,
+    cache_write_per_token: float | None = None,
+    reasoning_per_token: float | None = None,
+) -> ModelPrice:
+    """Register or override ``model``'s price for this process (USD per token)."""
+    return default_catalog.set_price(
+        model,
+        input_per_token=input_per_token,
+        output_per_token=output_per_token,
+        cache_read_per_token=cache_read_per_token,
+        cache_write_per_token=cache_write_per_token,
+        reasoning_per_token=reasoning_per_token,
+    )
+
+
+_seed_classifier = ComplexityClassifier()
+
+
+def estimate_cost(prompt: str, est_output_tokens: int = 500) -> dict[str, Any]:
+    """The seed's ``estimate_cost``: route with the seed rules, price from the catalog.
+
+    Returns ``{"model", "input_tokens", "output_tokens", "total_cost"}``; the input
+    estimate is the seed's ``len(prompt) // 2``.
+    """
+    if not isinstance(est_output_tokens, int) or est_output_tokens < 0:
+        raise ValueError(f"est_output_tokens must be an int >= 0, got {est_output_tokens!r}")
+    tier = _seed_classifier.classify(prompt)
+    model = SEED_MODELS[tier]["model"]
+    price = get_price(model)
+    assert price is not None  # the seed layer always knows its own models
+    input_tokens = len(prompt) // 2
+    total = input_tokens * price.input + est_output_tokens * price.output
+    return {
+        "model": model,
+        "input_tokens": input_tokens,
+        "output_tokens": est_output_tokens,
+        "total_cost": round(total, 6),
+    }

@@ -1,0 +1,169 @@
+"""Routing strategies: objects with ``route(text) -> RouteDecision``.
+
+Example:
+    >>> from costopt_core import get_strategy
+    >>> get_strategy("rules").route("请翻译这句话").tier
+    'simple'
+    >>> router = get_strategy("length", threshold=0.5, tiers=("cheap", "strong"))
+    >>> router.route("hi").tier
+    'cheap'
+
+Built-ins by name: ``"rules"`` (the seed, default), ``"length"``, ``"zero-shot"``,
+``"knn"`` (needs ``fit``), ``"cascade"``. Any strategy's score can be re-cut into
+tiers with ``threshold=`` (two tiers) or ``thresholds=`` (N-1 ascending cut points),
+which is how a user moves the cheap/strong split.
+"""
+
+from __future__ import annotations
+
+import bisect
+import importlib
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from costopt_core.classify import ComplexityClassifier
+from costopt_core.decision import LADDER, RouteDecision, RoutingStrategy
+from costopt_core.tokens import estimate_tokens
+
+StrategyLike = RoutingStrategy | Callable[[str], Any] | str | None
+
+
+class CallableStrategy:
+    """Adapts a plain ``text -> tier name`` (or ``-> RouteDecision``) callable."""
+
+    def __init__(self, func: Callable[[str], Any]) -> None:
+        if not callable(func):
+            raise TypeError(f"strategy callable expected, got {type(func).__name__}")
+        self.func = func
+        self.name = getattr(func, "__name__", type(func).__name__)
+
+    def route(self, text: str) -> RouteDecision:
+        result = self.func(text)
+        if isinstance(result, RouteDecision):
+            return result
+        if not isinstance(result, str):
+            raise TypeError(
+                f"strategy {self.name!r} must return a tier name (str) or RouteDecision, "
+                f"got {type(result).__name__}"
+            )
+        score = LADDER.index(result) / (len(LADDER) - 1) if result in LADDER else 0.5
+        return RouteDecision(result, score, f"callable {self.name}")
+
+
+class LengthStrategy:
+    """Longer prompts need stronger models: score = tokens / (tokens + midpoint)."""
+
+    def __init__(self, midpoint_tokens: int = 150, tiers: Sequence[str] = LADDER) -> None:
+        if midpoint_tokens < 1:
+            raise ValueError(f"midpoint_tokens must be >= 1, got {midpoint_tokens!r}")
+        self.midpoint_tokens = midpoint_tokens
+        self.tiers = _check_tiers(tiers)
+
+    def route(self, text: str) -> RouteDecision:
+        tokens = estimate_tokens(text)
+        score = tokens / (tokens + self.midpoint_tokens)
+        index = min(len(self.tiers) - 1, int(score * len(self.tiers)))
+        return RouteDecision(self.tiers[index], score, f"~{tokens} tokens")
+
+
+class ThresholdStrategy:
+    """Re-cuts another strategy's score into tiers at user-chosen cut points."""
+
+    def __init__(
+        self,
+        base: StrategyLike,
+        thresholds: Sequence[float],
+        tiers: Sequence[str] | None = None,
+    ) -> None:
+        self.base = as_strategy(base)
+        cuts = [float(t) for t in thresholds]
+        if not cuts or any(not 0.0 <= c <= 1.0 or math.isnan(c) for c in cuts):
+            raise ValueError(f"thresholds must be numbers in [0, 1], got {list(thresholds)!r}")
+        if cuts != sorted(cuts):
+            raise ValueError(f"thresholds must be ascending, got {cuts!r}")
+        if tiers is None:
+            tiers = ("weak", "strong") if len(cuts) == 1 else LADDER
+        self.tiers = _check_tiers(tiers)
+        if len(self.tiers) != len(cuts) + 1:
+            raise ValueError(
+                f"{len(cuts)} thresholds need {len(cuts) + 1} tiers, got {list(self.tiers)!r}"
+            )
+        self.thresholds = tuple(cuts)
+
+    def route(self, text: str) -> RouteDecision:
+        inner = self.base.route(text)
+        tier = self.tiers[bisect.bisect_right(self.thresholds, inner.score)]
+        return RouteDecision(tier, inner.score, f"{inner.reason}; score vs {self.thresholds}")
+
+    def __getattr__(self, name: str) -> Any:
+        # fit / save / check_answer etc. of the wrapped strategy stay reachable.
+        if name == "base":
+            raise AttributeError(name)
+        return getattr(self.base, name)
+
+
+def _check_tiers(tiers: Sequence[str]) -> tuple[str, ...]:
+    if isinstance(tiers, str) or not all(isinstance(t, str) and t for t in tiers):
+        raise TypeError(f"tiers must be a sequence of non-empty str, got {tiers!r}")
+    if len(tiers) < 2 or len(set(tiers)) != len(tiers):
+        raise ValueError(f"tiers must hold at least 2 distinct names, got {list(tiers)!r}")
+    return tuple(tiers)
+
+
+# name -> "module:attribute"; modules load lazily so heavy strategies cost nothing unused.
+_REGISTRY: dict[str, str] = {
+    "rules": "costopt_core.classify:ComplexityClassifier",
+    "length": "costopt_core.strategies:LengthStrategy",
+    "zero-shot": "costopt_core.zero_shot:ZeroShotStrategy",
+    "knn": "costopt_core.knn:KNNStrategy",
+    "cascade": "costopt_core.cascade:CascadeStrategy",
+}
+
+
+def available_strategies() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def get_strategy(name: str = "rules", **options: Any) -> RoutingStrategy:
+    """Build a built-in strategy by name.
+
+    ``threshold=`` (one cut, two tiers) or ``thresholds=`` (ascending cuts) with an
+    optional ``tiers=`` wrap the strategy in a :class:`ThresholdStrategy`.
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"strategy name must be str, got {type(name).__name__}")
+    key = name.strip().lower().replace("_", "-")
+    if key == "zeroshot":
+        key = "zero-shot"
+    if key not in _REGISTRY:
+        raise ValueError(f"unknown strategy {name!r}; choose one of {available_strategies()}")
+    threshold = options.pop("threshold", None)
+    thresholds = options.pop("thresholds", None)
+    if threshold is not None and thresholds is not None:
+        raise ValueError("pass either threshold= or thresholds=, not both")
+    tiers = options.pop("tiers", None) if (threshold, thresholds) != (None, None) else None
+    module_name, attr = _REGISTRY[key].split(":")
+    factory = getattr(importlib.import_module(module_name), attr)
+    strategy = factory(**options)
+    if threshold is not None:
+        thresholds = [threshold]
+    if thresholds is not None:
+        return ThresholdStrategy(strategy, thresholds, tiers)
+    return strategy
+
+
+def as_strategy(strategy: StrategyLike) -> RoutingStrategy:
+    """Accept a strategy object, a built-in name, a plain callable, or None (rules)."""
+    if strategy is None:
+        return ComplexityClassifier()
+    if isinstance(strategy, str):
+        return get_strategy(strategy)
+    if callable(getattr(strategy, "route", None)):
+        return strategy  # type: ignore[return-value]
+    if callable(strategy):
+        return CallableStrategy(strategy)
+    raise TypeError(
+        "strategy must be a name, an object with .route(text), or a callable text -> tier; "
+        f"got {type(strategy).__name__}"
+    )

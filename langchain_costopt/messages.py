@@ -1,0 +1,50 @@
+"""What a strategy or cache judges in a LangChain conversation: the latest human turn.
+
+System prompts repeat on every call and earlier turns are context, so neither is
+classified or embedded; the cache puts them in its exact-match partition key instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from langchain_core.messages import BaseMessage, HumanMessage
+
+
+def message_text(message: BaseMessage) -> str:
+    """Plain text of a message; non-text content blocks (images, files) are skipped."""
+    content: Any = message.content
+    if isinstance(content, str):
+        return content
+    parts: list[str] = []
+    for block in content or ():
+        if isinstance(block, str):
+            parts.append(block)
+        elif isinstance(block, dict) and block.get("type") == "text":
+            parts.append(str(block.get("text", "")))
+    return "\n".join(parts)
+
+
+def _is_human(message: BaseMessage) -> bool:
+    return isinstance(message, HumanMessage) or message.type in ("human", "user")
+
+
+def latest_human_text(messages: Sequence[BaseMessage]) -> str:
+    """Text of the last human message; the last message of any kind if none is human."""
+    for message in reversed(messages):
+        if _is_human(message):
+            return message_text(message)
+    return message_text(messages[-1]) if messages else ""
+
+
+def human_turns_text(messages: Sequence[BaseMessage]) -> str:
+    """All human turns, oldest first, for strategies that should see the conversation."""
+    return "\n".join(message_text(m) for m in messages if _is_human(m))
+
+
+def has_tool_history(messages: Sequence[BaseMessage]) -> bool:
+    """True once the conversation holds tool calls or tool results."""
+    return any(
+        m.type == "tool" or bool(getattr(m, "tool_calls", None)) for m in messages
+    )
