@@ -1,0 +1,289 @@
+"""The contract every semantic-cache store implements (memory, SQLite, PostgreSQL).
+
+Example:
+    >>> import numpy as np
+    >>> from costopt_core.stores.base import CacheEntry, normalize_vector
+    >>> from costopt_core.stores.memory import MemoryStore
+    >>> store = MemoryStore()
+    >>> v = normalize_vector([1.0, 2.0, 2.0])
+    >>> store.upsert(CacheEntry("p1", "what is 2+2?", v, '"4"', created_at=0.0))
+    >>> hit = store.search("p1", v, now=1.0, ttl_seconds=None)[0]
+    >>> (hit.entry.text, round(hit.similarity, 3))
+    ('what is 2+2?', 1.0)
+
+Vocabulary of the contract
+--------------------------
+partition
+    An opaque string (a hex digest, at most 128 characters) computed by the cache from
+    everything that must match *exactly* for an answer to be reusable: the model and
+    its parameters (LangChain's ``llm_string``), the tenant/namespace, the system
+    prompt, earlier turns, tool definitions and the embedding model. A store never
+    returns an entry of one partition for a query in another: search and exact lookup
+    are always scoped to a single partition.
+text
+    The *normalized* query text the cache embedded (the latest human turn). Entries are
+    keyed by ``(partition, text)``; ``upsert`` of an existing key replaces it. Texts
+    can be long: a store may index a hash of it, but must compare the full text.
+vector
+    A 1-D ``numpy.float32`` array of length ``dim`` with L2 norm 1 (within 1e-3) and
+    only finite values, so cosine similarity is a plain dot product. The cache
+    normalizes; stores *check* with :func:`check_vector` and raise
+    :class:`VectorError` (a ``ValueError``) for a wrong size, NaN/inf or a zero or
+    unnormalized vector, so a bad vector never enters an index. ``dim`` is fixed per
+    store: by the ``dim=`` constructor argument, or by the first vector added (a
+    persistent store remembers it across re-opens).
+response
+    The serialized answer (LangChain's JSON ``dumps`` of the generations): a ``str``
+    the store keeps verbatim. Stores never unpickle anything.
+metadata
+    A JSON-serializable ``dict`` with string keys (model, token counts, cost in USD of
+    the original call) the cache uses to compute savings on a hit.
+time
+    Seconds since the epoch (``time.time()``), always passed in by the caller as
+    ``now`` so tests can control the clock. An entry is *expired* when
+    ``now - created_at > ttl_seconds``; ``ttl_seconds=None`` means entries never
+    expire. Hits do not extend the TTL (as in the seed); they refresh the LRU order.
+last_used_at
+    ``created_at`` at insertion, then the time of the latest hit. ``enforce_max_entries``
+    evicts the entries with the oldest ``last_used_at`` (least recently used) across
+    the whole store.
+
+Sync and async
+--------------
+Every operation has a sync method and an ``a``-prefixed coroutine. The defaults here
+run the sync method in a worker thread (``asyncio.to_thread``) so an in-process store
+never blocks the event loop; a store with a native async driver (PostgreSQL)
+overrides the coroutines. A store must be safe to call from several threads at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+#: How far from 1 a vector's L2 norm may be and still count as normalized.
+NORM_TOLERANCE = 1e-3
+
+#: Longest partition key a store must accept.
+MAX_PARTITION_LENGTH = 128
+
+
+class VectorError(ValueError):
+    """A vector is the wrong size, not finite, zero, or not normalized."""
+
+
+def normalize_vector(vector: Sequence[float] | np.ndarray, dim: int | None = None) -> np.ndarray:
+    """Return ``vector`` as a unit-norm float32 array, or raise :class:`VectorError`.
+
+    Example:
+        >>> normalize_vector([3.0, 4.0]).tolist()
+        [0.6000000238418579, 0.800000011920929]
+    """
+    try:
+        arr = np.asarray(vector, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise VectorError(f"vector must be a sequence of numbers: {exc}") from exc
+    if arr.ndim != 1 or arr.size == 0:
+        raise VectorError(f"vector must be 1-D and non-empty, got shape {arr.shape}")
+    if dim is not None and arr.shape[0] != dim:
+        raise VectorError(f"vector has {arr.shape[0]} dimensions, this store holds {dim}")
+    if not np.all(np.isfinite(arr)):
+        raise VectorError("vector contains NaN or infinite values")
+    norm = float(np.linalg.norm(arr))
+    if norm == 0.0 or not math.isfinite(norm):
+        raise VectorError("vector has zero length; it cannot be compared by cosine")
+    return (arr / norm).astype(np.float32)
+
+
+def check_vector(vector: np.ndarray, dim: int | None) -> np.ndarray:
+    """Validate a vector handed to a store (see the module docstring); return it as a
+    contiguous float32 array. ``dim=None`` accepts any length (first vector of a store).
+    """
+    if not isinstance(vector, np.ndarray):
+        raise VectorError(f"vector must be a numpy array, got {type(vector).__name__}")
+    if vector.ndim != 1 or vector.size == 0:
+        raise VectorError(f"vector must be 1-D and non-empty, got shape {vector.shape}")
+    if dim is not None and vector.shape[0] != dim:
+        raise VectorError(f"vector has {vector.shape[0]} dimensions, this store holds {dim}")
+    arr = np.ascontiguousarray(vector, dtype=np.float32)
+    if not np.all(np.isfinite(arr)):
+        raise VectorError("vector contains NaN or infinite values")
+    norm = float(np.linalg.norm(arr))
+    if abs(norm - 1.0) > NORM_TOLERANCE:
+        raise VectorError(f"vector must be L2-normalized, its norm is {norm:.6g}")
+    return arr
+
+
+def check_partition(partition: str) -> str:
+    """Validate a partition key: a non-empty ``str`` of at most 128 characters."""
+    if not isinstance(partition, str) or not partition:
+        raise ValueError(f"partition must be a non-empty str, got {partition!r}")
+    if len(partition) > MAX_PARTITION_LENGTH:
+        raise ValueError(f"partition must be at most {MAX_PARTITION_LENGTH} characters")
+    return partition
+
+
+def is_expired(created_at: float, now: float, ttl_seconds: float | None) -> bool:
+    """The one expiry rule every store applies (see "time" in the module docstring)."""
+    return ttl_seconds is not None and now - created_at > ttl_seconds
+
+
+@dataclass
+class CacheEntry:
+    """One cached answer.
+
+    ``vector`` is required on :meth:`CacheStore.upsert`; entries *returned* by a store
+    may carry ``vector=None`` (a remote store need not ship vectors back).
+    """
+
+    partition: str
+    text: str
+    vector: np.ndarray | None
+    response: str
+    created_at: float
+    last_used_at: float | None = None
+    hit_count: int = 0
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.last_used_at is None:
+            self.last_used_at = self.created_at
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    """An entry and its cosine similarity to the query vector, in [-1, 1]."""
+
+    entry: CacheEntry
+    similarity: float
+
+
+class CacheStore(ABC):
+    """Persistence and nearest-neighbour search for :class:`costopt_core.cache.SemanticCache`.
+
+    Subclasses implement the sync methods; the async ones default to
+    ``asyncio.to_thread`` and may be overridden by natively async stores.
+    """
+
+    @property
+    @abstractmethod
+    def dim(self) -> int | None:
+        """Vector length this store holds; ``None`` until fixed by the first vector."""
+
+    @abstractmethod
+    def upsert(self, entry: CacheEntry) -> None:
+        """Insert ``entry``, replacing any entry with the same ``(partition, text)``.
+
+        Raises :class:`VectorError` if ``entry.vector`` breaks the vector contract and
+        ``ValueError`` for a bad partition; nothing is written then.
+        """
+
+    @abstractmethod
+    def get_exact(
+        self, partition: str, text: str, *, now: float, ttl_seconds: float | None
+    ) -> CacheEntry | None:
+        """The unexpired entry keyed ``(partition, text)``, or ``None``. No hit recorded."""
+
+    @abstractmethod
+    def search(
+        self,
+        partition: str,
+        vector: np.ndarray,
+        *,
+        k: int = 1,
+        min_similarity: float = -1.0,
+        now: float,
+        ttl_seconds: float | None,
+    ) -> list[SearchHit]:
+        """Up to ``k`` unexpired entries of ``partition`` with cosine similarity
+        ``>= min_similarity`` to ``vector``, most similar first. No hit recorded.
+
+        ``vector`` follows the vector contract (raises :class:`VectorError` otherwise).
+        An approximate index may miss a neighbour; similarities it reports are exact.
+        """
+
+    @abstractmethod
+    def record_hit(self, partition: str, text: str, *, now: float) -> None:
+        """Add one to the entry's ``hit_count`` and set its ``last_used_at`` to ``now``.
+        A missing entry (evicted meanwhile) is ignored."""
+
+    @abstractmethod
+    def evict_expired(self, *, now: float, ttl_seconds: float | None) -> int:
+        """Delete every expired entry (all partitions); return how many were deleted."""
+
+    @abstractmethod
+    def enforce_max_entries(self, max_entries: int) -> int:
+        """Delete least-recently-used entries until at most ``max_entries`` remain in the
+        store (all partitions together); return how many were deleted."""
+
+    @abstractmethod
+    def clear(self, partition: str | None = None) -> None:
+        """Delete the entries of ``partition``, or of every partition when ``None``."""
+
+    @abstractmethod
+    def count(self, partition: str | None = None) -> int:
+        """Number of stored entries (expired ones included until evicted)."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook; in-memory stores hold nothing
+        """Release connections and files. The store is unusable afterwards."""
+
+    # Async defaults: a worker thread keeps the event loop free; native stores override.
+    async def aupsert(self, entry: CacheEntry) -> None:
+        await asyncio.to_thread(self.upsert, entry)
+
+    async def aget_exact(
+        self, partition: str, text: str, *, now: float, ttl_seconds: float | None
+    ) -> CacheEntry | None:
+        return await asyncio.to_thread(
+            self.get_exact, partition, text, now=now, ttl_seconds=ttl_seconds
+        )
+
+    async def asearch(
+        self,
+        partition: str,
+        vector: np.ndarray,
+        *,
+        k: int = 1,
+        min_similarity: float = -1.0,
+        now: float,
+        ttl_seconds: float | None,
+    ) -> list[SearchHit]:
+        return await asyncio.to_thread(
+            self.search,
+            partition,
+            vector,
+            k=k,
+            min_similarity=min_similarity,
+            now=now,
+            ttl_seconds=ttl_seconds,
+        )
+
+    async def arecord_hit(self, partition: str, text: str, *, now: float) -> None:
+        await asyncio.to_thread(self.record_hit, partition, text, now=now)
+
+    async def aevict_expired(self, *, now: float, ttl_seconds: float | None) -> int:
+        return await asyncio.to_thread(self.evict_expired, now=now, ttl_seconds=ttl_seconds)
+
+    async def aenforce_max_entries(self, max_entries: int) -> int:
+        return await asyncio.to_thread(self.enforce_max_entries, max_entries)
+
+    async def aclear(self, partition: str | None = None) -> None:
+        await asyncio.to_thread(self.clear, partition)
+
+    async def acount(self, partition: str | None = None) -> int:
+        return await asyncio.to_thread(self.count, partition)
+
+    async def aclose(self) -> None:
+        await asyncio.to_thread(self.close)
+
+    def __enter__(self) -> CacheStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
