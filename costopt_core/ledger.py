@@ -1,0 +1,526 @@
+"""Cost ledger: priced call records, per-model totals, budgets with an atomic check.
+
+Example:
+    >>> from costopt_core.ledger import Budget, CostLedger, CostRecord
+    >>> ledger = CostLedger()
+    >>> check = ledger.reserve(0.002, [Budget(0.005)])
+    >>> check.allowed
+    True
+    >>> ledger.record(CostRecord(model="m", input_tokens=1000, output_tokens=500,
+    ...                          cost_usd=0.002), reservation_id=check.reservation_id)
+    >>> ledger.spent_since(None)
+    0.002
+    >>> ledger.reserve(0.004, [Budget(0.005)]).allowed   # 0.002 + 0.004 > 0.005
+    False
+
+The contract every ledger honours (``LedgerProtocol``; ``CostLedger`` is the in-memory
+one, ``costopt_core.stores.postgres.PostgresLedger`` the shared one):
+
+* ``record(record, reservation_id=None)`` stores one ``CostRecord`` and, in the same
+  atomic step, drops the reservation it settles (if any).
+* ``reserve(estimate_usd, budgets, ttl_seconds=300, now=None) -> BudgetCheck`` is the
+  atomic budget check made *before* a call. For every budget, ``used`` is the spend of
+  the records whose timestamp is at or after the budget's period start plus the
+  estimates of all live (unexpired, unsettled) reservations. The call is admitted iff,
+  for every budget, ``used < limit`` and ``used + estimate_usd <= limit``; an admitted
+  call leaves a reservation of ``estimate_usd`` that lives until ``record`` settles it,
+  ``release`` drops it, or ``ttl_seconds`` pass (a crashed caller never blocks the
+  budget for good). Check-and-reserve is one atomic step across every process sharing
+  the ledger (a lock here; a transaction with a row lock / advisory lock in SQL), so N
+  concurrent callers whose estimates are at least their calls' cost never overshoot a
+  limit, and callers whose estimate is low overshoot by at most that call's cost.
+* ``release(reservation_id)`` drops a reservation whose call failed.
+* ``spent_since(since)``: dollars spent (``cost_usd`` of priced records) with
+  ``timestamp >= since`` (epoch seconds; ``None`` = everything).
+* ``summary(since=None) -> LedgerSummary``: per-model totals (see ``summarize``, which a
+  store may call on its rows or reproduce in SQL).
+* ``records(since=None) -> list[CostRecord]``: the stored records, oldest first.
+
+Dollars are floats in USD. Periods are calendar periods in UTC (``period_start``).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal, Protocol, runtime_checkable
+
+RecordKind = Literal["call", "cache_hit", "cascade_attempt"]
+Period = Literal["day", "month"]
+
+KINDS: tuple[str, ...] = ("call", "cache_hit", "cascade_attempt")
+PERIODS: tuple[str, ...] = ("day", "month")
+_DAY = 86_400.0
+
+
+class BudgetExceededError(RuntimeError):
+    """Raised before a call that the budget no longer allows.
+
+    Attributes: ``budget`` (the ``Budget`` hit), ``spent_usd`` (spend plus live
+    reservations in its period when checked), ``limit_usd``.
+    """
+
+    def __init__(self, message: str, *, budget: Budget | None = None, spent_usd: float = 0.0):
+        super().__init__(message)
+        self.budget = budget
+        self.spent_usd = spent_usd
+        self.limit_usd = budget.limit_usd if budget is not None else math.inf
+
+
+@dataclass(frozen=True, slots=True)
+class TokenUsage:
+    """Token counts of one call, LangChain conventions: ``input_tokens`` includes the
+    cache read/write tokens, ``output_tokens`` includes the reasoning tokens."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
+
+    def __post_init__(self) -> None:
+        for name in (
+            "input_tokens",
+            "output_tokens",
+            "cache_read_tokens",
+            "cache_write_tokens",
+            "reasoning_tokens",
+        ):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ValueError(f"TokenUsage.{name} must be an int >= 0, got {value!r}")
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+    def __add__(self, other: TokenUsage) -> TokenUsage:
+        return TokenUsage(
+            self.input_tokens + other.input_tokens,
+            self.output_tokens + other.output_tokens,
+            self.cache_read_tokens + other.cache_read_tokens,
+            self.cache_write_tokens + other.cache_write_tokens,
+            self.reasoning_tokens + other.reasoning_tokens,
+        )
+
+    def is_empty(self) -> bool:
+        return self.input_tokens == 0 and self.output_tokens == 0
+
+
+@dataclass(frozen=True, slots=True)
+class CostRecord:
+    """One priced event: a model call, a cache hit, or a rejected cascade attempt.
+
+    ``cost_usd`` is what was spent (``None``: the model is unpriced; a cache hit spends
+    ``0.0``). ``saved_usd`` is what this event saved against the baseline: for a cache
+    hit the price of the call it avoided, for a routed call ``baseline_cost_usd -
+    cost_usd`` (negative when the routed model cost more), for a cascade attempt
+    ``-cost_usd`` (the baseline would not have made it). ``None`` when not knowable.
+    """
+
+    model: str
+    kind: RecordKind = "call"
+    tier: str | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
+    cost_usd: float | None = 0.0
+    saved_usd: float | None = 0.0
+    baseline_model: str | None = None
+    baseline_cost_usd: float | None = None
+    tags: Mapping[str, str] = field(default_factory=dict)
+    timestamp: float = field(default_factory=time.time)
+    run_id: str | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.model, str) or not self.model:
+            raise ValueError(f"CostRecord.model must be a non-empty str, got {self.model!r}")
+        if self.kind not in KINDS:
+            raise ValueError(f"CostRecord.kind must be one of {KINDS}, got {self.kind!r}")
+
+    @property
+    def priced(self) -> bool:
+        return self.cost_usd is not None
+
+    @property
+    def usage(self) -> TokenUsage:
+        return TokenUsage(
+            self.input_tokens,
+            self.output_tokens,
+            self.cache_read_tokens,
+            self.cache_write_tokens,
+            self.reasoning_tokens,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["tags"] = dict(self.tags)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> CostRecord:
+        names = cls.__dataclass_fields__
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+@dataclass(slots=True)
+class ModelTotals:
+    """Totals of one model. Token counts are billed tokens (calls and cascade attempts);
+    cache hits count in ``cache_hits`` and ``saved_usd`` only."""
+
+    model: str
+    calls: int = 0
+    cache_hits: int = 0
+    cascade_attempts: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
+    cost_usd: float = 0.0
+    saved_usd: float = 0.0
+    baseline_cost_usd: float = 0.0
+    unpriced_events: int = 0
+    max_call_cost_usd: float = 0.0
+    tiers: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def priced(self) -> bool:
+        return self.unpriced_events == 0
+
+    def add(self, record: CostRecord) -> None:
+        if record.kind == "cache_hit":
+            self.cache_hits += 1
+        else:
+            if record.kind == "call":
+                self.calls += 1
+            else:
+                self.cascade_attempts += 1
+            self.input_tokens += record.input_tokens
+            self.output_tokens += record.output_tokens
+            self.cache_read_tokens += record.cache_read_tokens
+            self.cache_write_tokens += record.cache_write_tokens
+            self.reasoning_tokens += record.reasoning_tokens
+            if record.tier is not None:
+                self.tiers[record.tier] = self.tiers.get(record.tier, 0) + 1
+        if record.cost_usd is None:
+            self.unpriced_events += 1
+        else:
+            self.cost_usd += record.cost_usd
+            self.max_call_cost_usd = max(self.max_call_cost_usd, record.cost_usd)
+        if record.saved_usd is not None:
+            self.saved_usd += record.saved_usd
+        if record.baseline_cost_usd is not None:
+            self.baseline_cost_usd += record.baseline_cost_usd
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["priced"] = self.priced
+        return data
+
+
+@dataclass(slots=True)
+class LedgerSummary:
+    """Per-model totals plus the grand totals a report shows."""
+
+    models: dict[str, ModelTotals] = field(default_factory=dict)
+    first_timestamp: float | None = None
+    last_timestamp: float | None = None
+
+    def add(self, record: CostRecord) -> None:
+        totals = self.models.get(record.model)
+        if totals is None:
+            totals = self.models[record.model] = ModelTotals(record.model)
+        totals.add(record)
+        ts = record.timestamp
+        if self.first_timestamp is None or ts < self.first_timestamp:
+            self.first_timestamp = ts
+        if self.last_timestamp is None or ts > self.last_timestamp:
+            self.last_timestamp = ts
+
+    @property
+    def total_cost(self) -> float:
+        return sum(m.cost_usd for m in self.models.values())
+
+    @property
+    def total_saved(self) -> float:
+        return sum(m.saved_usd for m in self.models.values())
+
+    @property
+    def calls(self) -> int:
+        return sum(m.calls for m in self.models.values())
+
+    @property
+    def cache_hits(self) -> int:
+        return sum(m.cache_hits for m in self.models.values())
+
+    @property
+    def unpriced_models(self) -> list[str]:
+        return sorted(name for name, m in self.models.items() if not m.priced)
+
+
+def summarize(records: Iterable[CostRecord]) -> LedgerSummary:
+    """Fold records into a ``LedgerSummary`` (what ``summary()`` returns)."""
+    summary = LedgerSummary()
+    for record in records:
+        summary.add(record)
+    return summary
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    """A spending limit in USD over a period: ``None`` (the ledger's whole life),
+    ``"day"`` or ``"month"`` (calendar periods in UTC)."""
+
+    limit_usd: float
+    period: Period | None = None
+
+    def __post_init__(self) -> None:
+        if (
+            not isinstance(self.limit_usd, int | float)
+            or isinstance(self.limit_usd, bool)
+            or not math.isfinite(self.limit_usd)
+            or self.limit_usd < 0
+        ):
+            raise ValueError(
+                f"Budget.limit_usd must be a finite number >= 0, got {self.limit_usd!r}"
+            )
+        if self.period is not None and self.period not in PERIODS:
+            raise ValueError(f"Budget.period must be None, 'day' or 'month', got {self.period!r}")
+
+    def start(self, now: float | None = None) -> float | None:
+        """Epoch seconds at which this budget's current period began (``None``: always)."""
+        return period_start(self.period, now)
+
+    @property
+    def label(self) -> str:
+        return "total" if self.period is None else f"per {self.period}"
+
+
+def period_start(period: Period | None, now: float | None = None) -> float | None:
+    """Start (epoch seconds, UTC) of the calendar ``period`` holding ``now``."""
+    if period is None:
+        return None
+    moment = datetime.fromtimestamp(time.time() if now is None else now, tz=UTC)
+    if period == "day":
+        start = moment.replace(hour=0, minute=0, second=0, microsecond=0)
+    elif period == "month":
+        start = moment.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    else:
+        raise ValueError(f"period must be None, 'day' or 'month', got {period!r}")
+    return start.timestamp()
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetCheck:
+    """Outcome of ``reserve``. When refused, ``budget`` is the first budget that did
+    not allow the call and ``used_usd`` its spend plus live reservations."""
+
+    allowed: bool
+    reservation_id: str | None = None
+    budget: Budget | None = None
+    used_usd: float = 0.0
+
+    def error(self) -> BudgetExceededError:
+        budget = self.budget
+        limit = budget.limit_usd if budget is not None else math.inf
+        label = budget.label if budget is not None else "total"
+        return BudgetExceededError(
+            f"cost budget exceeded ({label}): ${self.used_usd:.6f} used of ${limit:.6f}; "
+            "the call was not made",
+            budget=budget,
+            spent_usd=self.used_usd,
+        )
+
+
+def admits(used_usd: float, estimate_usd: float, budget: Budget) -> bool:
+    """The admission rule of the contract: something is left and the estimate fits."""
+    return used_usd < budget.limit_usd and used_usd + estimate_usd <= budget.limit_usd + 1e-12
+
+
+@runtime_checkable
+class LedgerProtocol(Protocol):
+    """What a cost handler needs from a ledger (see the module docstring's contract)."""
+
+    def record(self, record: CostRecord, reservation_id: str | None = None) -> None: ...
+
+    def reserve(
+        self,
+        estimate_usd: float,
+        budgets: Sequence[Budget],
+        *,
+        ttl_seconds: float = 300.0,
+        now: float | None = None,
+    ) -> BudgetCheck: ...
+
+    def release(self, reservation_id: str) -> None: ...
+
+    def spent_since(self, since: float | None = None) -> float: ...
+
+    def summary(self, since: float | None = None) -> LedgerSummary: ...
+
+    def records(self, since: float | None = None) -> list[CostRecord]: ...
+
+
+def _check_estimate(estimate_usd: float) -> float:
+    if (
+        not isinstance(estimate_usd, int | float)
+        or isinstance(estimate_usd, bool)
+        or not math.isfinite(estimate_usd)
+        or estimate_usd < 0
+    ):
+        raise ValueError(f"estimate_usd must be a finite number >= 0, got {estimate_usd!r}")
+    return float(estimate_usd)
+
+
+class CostLedger:
+    """In-memory, thread-safe ledger for one process.
+
+    Totals are kept incrementally (a record costs O(1)); spend per UTC day is bucketed
+    so period budgets never rescan history. At most ``max_records`` raw records are
+    kept for export (oldest dropped first); totals always cover everything.
+
+    Example:
+        >>> from costopt_core import CostLedger
+        >>> ledger = CostLedger()
+        >>> ledger.record(CostRecord(model="m", cost_usd=0.5))
+        >>> ledger.summary().total_cost
+        0.5
+    """
+
+    def __init__(self, *, max_records: int | None = 100_000) -> None:
+        if max_records is not None and (not isinstance(max_records, int) or max_records < 0):
+            raise ValueError(f"max_records must be None or an int >= 0, got {max_records!r}")
+        self._lock = threading.Lock()
+        self._records: deque[CostRecord] = deque(maxlen=max_records)
+        self._dropped = False
+        self._summary = LedgerSummary()
+        self._spent_total = 0.0
+        self._spent_by_day: dict[float, float] = {}
+        self._reservations: dict[str, tuple[float, float]] = {}  # id -> (estimate, expiry)
+
+    # -- writing -----------------------------------------------------------------------
+
+    def record(self, record: CostRecord, reservation_id: str | None = None) -> None:
+        if not isinstance(record, CostRecord):
+            raise TypeError(f"record must be a CostRecord, got {type(record).__name__}")
+        with self._lock:
+            if reservation_id is not None:
+                self._reservations.pop(reservation_id, None)
+            if self._records.maxlen is not None and len(self._records) == self._records.maxlen:
+                self._dropped = True
+            self._records.append(record)
+            self._summary.add(record)
+            if record.cost_usd:
+                self._spent_total += record.cost_usd
+                day = math.floor(record.timestamp / _DAY) * _DAY
+                self._spent_by_day[day] = self._spent_by_day.get(day, 0.0) + record.cost_usd
+
+    def reserve(
+        self,
+        estimate_usd: float,
+        budgets: Sequence[Budget],
+        *,
+        ttl_seconds: float = 300.0,
+        now: float | None = None,
+    ) -> BudgetCheck:
+        estimate = _check_estimate(estimate_usd)
+        now = time.time() if now is None else now
+        with self._lock:
+            self._expire(now)
+            pending = sum(est for est, _ in self._reservations.values())
+            for budget in budgets:
+                used = self._spent_since_locked(budget.start(now)) + pending
+                if not admits(used, estimate, budget):
+                    return BudgetCheck(False, None, budget, used)
+            reservation_id = uuid.uuid4().hex
+            self._reservations[reservation_id] = (estimate, now + ttl_seconds)
+            return BudgetCheck(True, reservation_id)
+
+    def release(self, reservation_id: str) -> None:
+        with self._lock:
+            self._reservations.pop(reservation_id, None)
+
+    def clear(self) -> None:
+        """Forget every record and reservation."""
+        with self._lock:
+            self._records.clear()
+            self._dropped = False
+            self._summary = LedgerSummary()
+            self._spent_total = 0.0
+            self._spent_by_day.clear()
+            self._reservations.clear()
+
+    # -- reading -----------------------------------------------------------------------
+
+    def spent_since(self, since: float | None = None) -> float:
+        with self._lock:
+            return self._spent_since_locked(since)
+
+    def summary(self, since: float | None = None) -> LedgerSummary:
+        with self._lock:
+            if since is None:
+                return _copy_summary(self._summary)
+            records = list(self._records)
+        return summarize(r for r in records if r.timestamp >= since)
+
+    def records(self, since: float | None = None) -> list[CostRecord]:
+        with self._lock:
+            records = list(self._records)
+        if since is None:
+            return records
+        return [r for r in records if r.timestamp >= since]
+
+    @property
+    def reserved_usd(self) -> float:
+        """Estimates of the live reservations (calls admitted, not yet recorded)."""
+        with self._lock:
+            self._expire(time.time())
+            return sum(est for est, _ in self._reservations.values())
+
+    def _spent_since_locked(self, since: float | None) -> float:
+        if since is None:
+            return self._spent_total
+        if since % _DAY == 0:  # day-aligned (every period start is): use the buckets
+            return sum(v for day, v in self._spent_by_day.items() if day >= since)
+        return sum(r.cost_usd or 0.0 for r in self._records if r.timestamp >= since)
+
+    def _expire(self, now: float) -> None:
+        expired = [rid for rid, (_, expiry) in self._reservations.items() if expiry <= now]
+        for rid in expired:
+            del self._reservations[rid]
+
+
+def _copy_summary(summary: LedgerSummary) -> LedgerSummary:
+    copy = LedgerSummary(
+        first_timestamp=summary.first_timestamp, last_timestamp=summary.last_timestamp
+    )
+    for name, totals in summary.models.items():
+        clone = ModelTotals(**{k: getattr(totals, k) for k in ModelTotals.__dataclass_fields__})
+        clone.tiers = dict(totals.tiers)
+        copy.models[name] = clone
+    return copy
+
+
+__all__ = [
+    "Budget",
+    "BudgetCheck",
+    "BudgetExceededError",
+    "CostLedger",
+    "CostRecord",
+    "LedgerProtocol",
+    "LedgerSummary",
+    "ModelTotals",
+    "TokenUsage",
+    "admits",
+    "period_start",
+    "summarize",
+]
