@@ -248,11 +248,11 @@ class LedgerSummary:
 
     @property
     def total_cost(self) -> float:
-        return sum(m.cost_usd for m in self.models.values())
+        return sum((m.cost_usd for m in self.models.values()), 0.0)
 
     @property
     def total_saved(self) -> float:
-        return sum(m.saved_usd for m in self.models.values())
+        return sum((m.saved_usd for m in self.models.values()), 0.0)
 
     @property
     def calls(self) -> int:
@@ -389,7 +389,7 @@ class CostLedger:
     kept for export (oldest dropped first); totals always cover everything.
 
     Example:
-        >>> from costopt_core import CostLedger
+        >>> from costopt_core.ledger import CostLedger, CostRecord
         >>> ledger = CostLedger()
         >>> ledger.record(CostRecord(model="m", cost_usd=0.5))
         >>> ledger.summary().total_cost

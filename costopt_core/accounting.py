@@ -1,0 +1,758 @@
+"""Framework-free cost accounting shared by the LangChain and LlamaIndex cost handlers.
+
+Example:
+    >>> from costopt_core import set_price
+    >>> from costopt_core.accounting import CostAccountant
+    >>> from costopt_core.ledger import TokenUsage
+    >>> _ = set_price("doc-small", input_per_token=1e-6, output_per_token=2e-6)
+    >>> _ = set_price("doc-large", input_per_token=1e-5, output_per_token=3e-5)
+    >>> acct = CostAccountant()
+    >>> rec = acct.record_call("doc-small", TokenUsage(1000, 500), tier="simple",
+    ...                        router_models=["doc-small", "doc-large"])
+    >>> round(rec.cost_usd, 6), rec.baseline_model, round(rec.saved_usd, 6)
+    (0.002, 'doc-large', 0.023)
+    >>> hit = acct.record_cache_hit("doc-small", TokenUsage(1000, 500))
+    >>> round(acct.total_cost, 6), round(acct.total_saved, 6)
+    (0.002, 0.025)
+
+A face (``CostCallbackHandler``, ``CostEventHandler``) turns its framework's events into
+three calls: ``before_call()`` (budget check and reservation, before the provider is
+called), then ``record_call`` / ``record_cache_hit`` / ``record_attempt`` with the model
+name and a ``TokenUsage`` (``usage_from_mapping`` reads the usual provider formats).
+
+Rules, in one place so both faces agree:
+
+* Price: ``costopt_core.pricing`` (a dict hit after the first lookup per model). A model
+  no source prices is recorded with ``cost_usd=None`` ("unpriced", tokens still
+  counted) and a warning is logged once per model per process: never a silent $0.
+* Routing savings, for a routed call (one with a ``tier``): what the same usage would
+  have cost on the baseline model minus what it cost. The baseline is the
+  ``baseline_model`` the user names; else the most expensive of the router's tier
+  models for this usage, when the face knows them; else the most expensive model this
+  accountant has seen. Unrouted calls carry no baseline and save nothing.
+* Cache hits are never spend: ``cost_usd=0`` and ``saved_usd`` = the price of the
+  usage the cached answer carried, on the model that would have answered (the
+  cache's own ``saved_usd`` figure is used only when the usage is unknown).
+* Rejected cascade attempts are spend, and negative savings (a baseline call would not
+  have made them).
+* Budgets (``Budget``: total, per day, per month) are checked before the call with the
+  ledger's atomic ``reserve``; ``on_budget`` decides: ``"raise"`` raises
+  ``BudgetExceededError``, ``"warn"`` warns once per crossing and lets the call go,
+  ``"downgrade"`` sets ``downgrade`` (a router then answers with its cheapest tier).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import math
+import threading
+import time
+import warnings
+from collections.abc import Iterable, Mapping, Sequence
+from os import PathLike
+from typing import Any, Literal
+
+from costopt_core.ledger import (
+    Budget,
+    BudgetExceededError,
+    CostLedger,
+    CostRecord,
+    LedgerProtocol,
+    LedgerSummary,
+    ModelTotals,
+    TokenUsage,
+)
+from costopt_core.pricing import ModelPrice, PriceCatalog, default_catalog
+
+logger = logging.getLogger(__name__)
+
+OnBudget = Literal["raise", "warn", "downgrade"]
+ON_BUDGET: tuple[str, ...] = ("raise", "warn", "downgrade")
+UNPRICED = "unpriced"
+
+_warned_lock = threading.Lock()
+_warned_unpriced: set[str] = set()
+
+
+class BudgetWarning(UserWarning):
+    """Emitted (once per crossing) when ``on_budget="warn"`` and a budget is spent."""
+
+
+def warn_unpriced(model: str) -> None:
+    """Log once per process that ``model`` has no price (its cost reads "unpriced")."""
+    with _warned_lock:
+        if model in _warned_unpriced:
+            return
+        _warned_unpriced.add(model)
+    logger.warning(
+        "no price known for model %r: its calls are reported as 'unpriced' (tokens "
+        "counted, cost unknown). Register one with costopt set_price(%r, "
+        "input_per_token=..., output_per_token=...)",
+        model,
+        model,
+    )
+
+
+# -- usage parsing ------------------------------------------------------------------------
+
+
+def _int(value: Any) -> int:
+    if isinstance(value, bool) or value is None:
+        return 0
+    if isinstance(value, int):
+        return max(0, value)
+    if isinstance(value, float) and math.isfinite(value):
+        return max(0, int(value))
+    return 0
+
+
+def _get(mapping: Mapping[str, Any], *keys: str) -> Any:
+    for key in keys:
+        value = mapping.get(key)
+        if value is not None:
+            return value
+    return None
+
+
+def usage_from_mapping(usage: Mapping[str, Any] | None) -> TokenUsage | None:
+    """Token usage from a provider or framework usage dict, or ``None`` if it has none.
+
+    Understands LangChain ``usage_metadata`` (``input_token_details.cache_read`` /
+    ``cache_creation``, ``output_token_details.reasoning``), OpenAI ``token_usage``
+    (``prompt_tokens``, ``prompt_tokens_details.cached_tokens``,
+    ``completion_tokens_details.reasoning_tokens``), Anthropic (whose ``input_tokens``
+    *exclude* ``cache_read_input_tokens`` / ``cache_creation_input_tokens``), Gemini
+    (``prompt_token_count``; ``thoughts_token_count`` billed as output) and Bedrock
+    (``inputTokens``). Results follow LangChain conventions (input includes cache
+    tokens, output includes reasoning).
+
+    Example:
+        >>> usage_from_mapping({"prompt_tokens": 100, "completion_tokens": 20,
+        ...     "prompt_tokens_details": {"cached_tokens": 60}})
+        TokenUsage(input_tokens=100, output_tokens=20, cache_read_tokens=60, \
+cache_write_tokens=0, reasoning_tokens=0)
+    """
+    if not isinstance(usage, Mapping) or not usage:
+        return None
+    details_in = usage.get("input_token_details")
+    details_out = usage.get("output_token_details")
+    if "input_tokens" in usage and (
+        "cache_read_input_tokens" in usage or "cache_creation_input_tokens" in usage
+    ):
+        # Anthropic's raw usage: cache tokens are counted apart from input_tokens.
+        read = _int(usage.get("cache_read_input_tokens"))
+        write = _int(usage.get("cache_creation_input_tokens"))
+        inp = _int(usage.get("input_tokens")) + read + write
+        out = _int(usage.get("output_tokens"))
+        reasoning = 0
+    elif "input_tokens" in usage or "output_tokens" in usage:
+        inp = _int(usage.get("input_tokens"))
+        out = _int(usage.get("output_tokens"))
+        details_in = details_in if isinstance(details_in, Mapping) else {}
+        details_out = details_out if isinstance(details_out, Mapping) else {}
+        read = _int(details_in.get("cache_read"))
+        write = _int(details_in.get("cache_creation"))
+        reasoning = _int(details_out.get("reasoning"))
+    elif "prompt_tokens" in usage or "completion_tokens" in usage:
+        inp = _int(usage.get("prompt_tokens"))
+        out = _int(usage.get("completion_tokens"))
+        p_details = usage.get("prompt_tokens_details")
+        c_details = usage.get("completion_tokens_details")
+        read = _int(p_details.get("cached_tokens")) if isinstance(p_details, Mapping) else 0
+        write = 0
+        reasoning = _int(c_details.get("reasoning_tokens")) if isinstance(c_details, Mapping) else 0
+    elif "prompt_token_count" in usage or "candidates_token_count" in usage:
+        inp = _int(usage.get("prompt_token_count"))
+        reasoning = _int(usage.get("thoughts_token_count"))
+        out = _int(usage.get("candidates_token_count")) + reasoning
+        read = _int(usage.get("cached_content_token_count"))
+        write = 0
+    elif "inputTokens" in usage or "outputTokens" in usage:
+        inp = _int(usage.get("inputTokens"))
+        out = _int(usage.get("outputTokens"))
+        read = _int(usage.get("cacheReadInputTokens"))
+        write = _int(usage.get("cacheWriteInputTokens"))
+        inp += read + write
+        reasoning = 0
+    else:
+        return None
+    # Providers occasionally report details above the totals; never price negative tokens.
+    read = min(read, inp)
+    write = min(write, inp - read)
+    reasoning = min(reasoning, out)
+    return TokenUsage(inp, out, read, write, reasoning)
+
+
+def price_usage(price: ModelPrice, usage: TokenUsage) -> float:
+    """Dollar cost of ``usage`` at ``price``."""
+    return price.cost(
+        input_tokens=usage.input_tokens,
+        output_tokens=usage.output_tokens,
+        cache_read_tokens=usage.cache_read_tokens,
+        cache_write_tokens=usage.cache_write_tokens,
+        reasoning_tokens=usage.reasoning_tokens,
+    )
+
+
+# -- the accountant -------------------------------------------------------------------------
+
+
+def build_budgets(
+    budget_usd: float | None = None,
+    daily_budget_usd: float | None = None,
+    monthly_budget_usd: float | None = None,
+    budgets: Iterable[Budget] = (),
+) -> tuple[Budget, ...]:
+    """The budgets a handler enforces, validated (clear ``ValueError`` on bad limits)."""
+    out: list[Budget] = []
+    for name, limit, period in (
+        ("budget_usd", budget_usd, None),
+        ("daily_budget_usd", daily_budget_usd, "day"),
+        ("monthly_budget_usd", monthly_budget_usd, "month"),
+    ):
+        if limit is None:
+            continue
+        if (
+            isinstance(limit, bool)
+            or not isinstance(limit, int | float)
+            or not math.isfinite(limit)
+            or limit < 0
+        ):
+            raise ValueError(f"{name} must be None or a finite number >= 0 (USD), got {limit!r}")
+        out.append(Budget(float(limit), period))  # type: ignore[arg-type]
+    for budget in budgets:
+        if not isinstance(budget, Budget):
+            raise TypeError(f"budgets must hold Budget objects, got {type(budget).__name__}")
+        out.append(budget)
+    return tuple(out)
+
+
+class CostAccountant:
+    """Prices usage, attributes savings, enforces budgets, and reports; framework-free.
+
+    Args:
+        baseline_model: the model routed calls are compared against (see module doc).
+        budget_usd / daily_budget_usd / monthly_budget_usd: limits in USD for the
+            ledger's lifetime, the current UTC day, the current UTC month.
+        budgets: further ``Budget`` objects.
+        on_budget: ``"raise"`` | ``"warn"`` | ``"downgrade"``.
+        ledger: where records go; default a fresh in-memory ``CostLedger``. Pass a
+            shared ledger (e.g. ``PostgresLedger``) and totals and budgets are its own.
+        catalog: price source; default the process-wide catalog (``set_price``).
+        tags: added to every record.
+    """
+
+    def __init__(
+        self,
+        *,
+        baseline_model: str | None = None,
+        budget_usd: float | None = None,
+        daily_budget_usd: float | None = None,
+        monthly_budget_usd: float | None = None,
+        budgets: Iterable[Budget] = (),
+        on_budget: OnBudget = "raise",
+        ledger: LedgerProtocol | None = None,
+        catalog: PriceCatalog | None = None,
+        tags: Mapping[str, str] | None = None,
+    ) -> None:
+        if baseline_model is not None and (
+            not isinstance(baseline_model, str) or not baseline_model.strip()
+        ):
+            raise ValueError(f"baseline_model must be None or a model name, got {baseline_model!r}")
+        if on_budget not in ON_BUDGET:
+            raise ValueError(f"on_budget must be one of {ON_BUDGET}, got {on_budget!r}")
+        if ledger is not None and not isinstance(ledger, LedgerProtocol):
+            raise TypeError(
+                "ledger must implement record/reserve/release/spent_since/summary/records "
+                f"(e.g. CostLedger, PostgresLedger), got {type(ledger).__name__}"
+            )
+        self.baseline_model = baseline_model
+        self.budgets = build_budgets(budget_usd, daily_budget_usd, monthly_budget_usd, budgets)
+        self.on_budget: OnBudget = on_budget
+        self.ledger: LedgerProtocol = ledger if ledger is not None else CostLedger()
+        self.catalog = catalog if catalog is not None else default_catalog
+        self.tags = dict(tags or {})
+        self._lock = threading.Lock()
+        self._seen: dict[str, None] = {}  # priced models seen, insertion-ordered
+        self._max_call_cost: float | None = None
+        self._downgrade = False
+        self._warned_budget = False
+
+    # -- pricing -----------------------------------------------------------------------
+
+    def price_of(self, model: str | None) -> ModelPrice | None:
+        return self.catalog.get(model)
+
+    def price(self, model: str, usage: TokenUsage) -> float | None:
+        """Cost of ``usage`` on ``model``, or ``None`` (and a one-time warning) if unpriced."""
+        price = self.catalog.get(model)
+        if price is None:
+            warn_unpriced(model)
+            return None
+        return price_usage(price, usage)
+
+    def _baseline(
+        self, model: str, usage: TokenUsage, router_models: Sequence[str] | None
+    ) -> tuple[str | None, float | None]:
+        if self.baseline_model is not None:
+            return self.baseline_model, self.price(self.baseline_model, usage)
+        if router_models:
+            candidates: Iterable[str] = router_models
+        else:
+            with self._lock:
+                candidates = [*self._seen, model]
+        best: tuple[str | None, float | None] = (None, None)
+        for name in candidates:
+            price = self.catalog.get(name)
+            if price is None:
+                continue
+            cost = price_usage(price, usage)
+            if best[1] is None or cost > best[1]:
+                best = (name, cost)
+        return best
+
+    # -- budgets -----------------------------------------------------------------------
+
+    @property
+    def downgrade(self) -> bool:
+        """True while a budget is spent and ``on_budget="downgrade"``."""
+        return self._downgrade
+
+    def _estimate(self) -> float:
+        # The largest single call seen is the reservation: when calls look alike it is
+        # an upper bound, so concurrent callers cannot pass a limit together.
+        if self._max_call_cost is None:
+            seeded = 0.0
+            try:
+                for totals in self.ledger.summary().models.values():
+                    seeded = max(seeded, totals.max_call_cost_usd)
+            except Exception:
+                logger.exception("reading the ledger's largest call failed")
+            with self._lock:
+                if self._max_call_cost is None:
+                    self._max_call_cost = seeded
+        return self._max_call_cost or 0.0
+
+    def before_call(self) -> str | None:
+        """Check the budgets before a call; returns a reservation id (or ``None``).
+
+        Raises ``BudgetExceededError`` when a budget is spent and ``on_budget="raise"``.
+        Any other failure (e.g. a shared ledger unreachable) is logged and the call goes.
+        """
+        if not self.budgets:
+            return None
+        try:
+            check = self.ledger.reserve(self._estimate(), self.budgets)
+        except Exception:
+            logger.exception("budget check failed; the call is allowed")
+            return None
+        if check.allowed:
+            self._downgrade = False
+            self._warned_budget = False
+            return check.reservation_id
+        if self.on_budget == "raise":
+            raise check.error()
+        message = str(check.error())
+        if self.on_budget == "warn":
+            if not self._warned_budget:
+                self._warned_budget = True
+                logger.warning("%s (on_budget='warn': the call goes ahead)", message)
+                warnings.warn(
+                    message.replace("the call was not made", "warning only"),
+                    BudgetWarning,
+                    stacklevel=3,
+                )
+            return None
+        if not self._downgrade:
+            logger.warning("%s (on_budget='downgrade': routing to the cheapest tier)", message)
+        self._downgrade = True
+        return None
+
+    def cancel(self, reservation_id: str | None) -> None:
+        """Drop the reservation of a call that failed before spending."""
+        if reservation_id is None:
+            return
+        try:
+            self.ledger.release(reservation_id)
+        except Exception:
+            logger.exception("releasing a budget reservation failed")
+
+    # -- recording ---------------------------------------------------------------------
+
+    def _store(self, record: CostRecord, reservation_id: str | None) -> CostRecord:
+        self.ledger.record(record, reservation_id=reservation_id)
+        if record.cost_usd is not None and record.kind != "cache_hit":
+            with self._lock:
+                self._seen.setdefault(record.model, None)
+                if self._max_call_cost is None or record.cost_usd > self._max_call_cost:
+                    self._max_call_cost = record.cost_usd
+        return record
+
+    def _tags(self, tags: Mapping[str, str] | None) -> dict[str, str]:
+        return {**self.tags, **tags} if tags else self.tags
+
+    def record_call(
+        self,
+        model: str,
+        usage: TokenUsage,
+        *,
+        tier: str | None = None,
+        router_models: Sequence[str] | None = None,
+        run_id: str | None = None,
+        tags: Mapping[str, str] | None = None,
+        reservation_id: str | None = None,
+        timestamp: float | None = None,
+    ) -> CostRecord:
+        """Record one model call. A ``tier`` marks it routed (baseline and savings)."""
+        cost = self.price(model, usage)
+        baseline_model: str | None = None
+        baseline_cost: float | None = None
+        saved: float | None = 0.0
+        if tier is not None:
+            baseline_model, baseline_cost = self._baseline(model, usage, router_models)
+            saved = None if cost is None or baseline_cost is None else baseline_cost - cost
+        record = CostRecord(
+            model=model,
+            kind="call",
+            tier=tier,
+            input_tokens=usage.input_tokens,
+            output_tokens=usage.output_tokens,
+            cache_read_tokens=usage.cache_read_tokens,
+            cache_write_tokens=usage.cache_write_tokens,
+            reasoning_tokens=usage.reasoning_tokens,
+            cost_usd=cost,
+            saved_usd=saved,
+            baseline_model=baseline_model,
+            baseline_cost_usd=baseline_cost,
+            tags=self._tags(tags),
+            timestamp=time.time() if timestamp is None else timestamp,
+            run_id=run_id,
+        )
+        return self._store(record, reservation_id)
+
+    def record_attempt(
+        self,
+        model: str,
+        usage: TokenUsage,
+        *,
+        tier: str | None = None,
+        run_id: str | None = None,
+        tags: Mapping[str, str] | None = None,
+    ) -> CostRecord:
+        """Record a rejected cascade attempt: spend, and negative savings."""
+        cost = self.price(model, usage)
+        record = CostRecord(
+            model=model,
+            kind="cascade_attempt",
+            tier=tier,
+            input_tokens=usage.input_tokens,
+            output_tokens=usage.output_tokens,
+            cache_read_tokens=usage.cache_read_tokens,
+            cache_write_tokens=usage.cache_write_tokens,
+            reasoning_tokens=usage.reasoning_tokens,
+            cost_usd=cost,
+            saved_usd=None if cost is None else -cost,
+            baseline_cost_usd=0.0,
+            tags=self._tags(tags),
+            run_id=run_id,
+        )
+        return self._store(record, None)
+
+    def record_cache_hit(
+        self,
+        model: str,
+        usage: TokenUsage | None,
+        *,
+        saved_hint_usd: float | None = None,
+        tier: str | None = None,
+        run_id: str | None = None,
+        tags: Mapping[str, str] | None = None,
+        reservation_id: str | None = None,
+    ) -> CostRecord:
+        """Record a cache hit: no spend; saved = what the call would have cost."""
+        usage = usage or TokenUsage()
+        saved: float | None = None
+        if not usage.is_empty():
+            saved = self.price(model, usage)
+        if saved is None and saved_hint_usd is not None:
+            hint = float(saved_hint_usd)
+            saved = hint if math.isfinite(hint) and hint >= 0 else None
+        record = CostRecord(
+            model=model,
+            kind="cache_hit",
+            tier=tier,
+            input_tokens=usage.input_tokens,
+            output_tokens=usage.output_tokens,
+            cache_read_tokens=usage.cache_read_tokens,
+            cache_write_tokens=usage.cache_write_tokens,
+            reasoning_tokens=usage.reasoning_tokens,
+            cost_usd=0.0,
+            saved_usd=saved,
+            tags=self._tags(tags),
+            run_id=run_id,
+        )
+        return self._store(record, reservation_id)
+
+    # -- reading -----------------------------------------------------------------------
+
+    @property
+    def total_cost(self) -> float:
+        """Dollars spent (priced records) in the ledger."""
+        return self.ledger.spent_since(None)
+
+    @property
+    def total_saved(self) -> float:
+        """Dollars saved: cache hits plus routing savings (net of cascade attempts)."""
+        return self.summary().total_saved
+
+    def summary(self, since: float | None = None) -> LedgerSummary:
+        return self.ledger.summary(since)
+
+    def budget_status(self) -> list[dict[str, Any]]:
+        """Each budget with its period start, spend so far and what is left."""
+        now = time.time()
+        status = []
+        for budget in self.budgets:
+            spent = self.ledger.spent_since(budget.start(now))
+            status.append(
+                {
+                    "limit_usd": budget.limit_usd,
+                    "period": budget.period,
+                    "spent_usd": spent,
+                    "remaining_usd": max(0.0, budget.limit_usd - spent),
+                    "exceeded": spent >= budget.limit_usd,
+                }
+            )
+        return status
+
+    def to_dict(self) -> dict[str, Any]:
+        """Totals and per-model figures as plain JSON-ready data."""
+        return report_dict(
+            self.summary(),
+            baseline_model=self.baseline_model,
+            budgets=self.budget_status(),
+            on_budget=self.on_budget if self.budgets else None,
+        )
+
+    def report(self) -> str:
+        """A readable table: per model and total calls, tokens, spend and saved."""
+        return format_report(self.to_dict())
+
+    def to_json(self, path: str | PathLike[str] | None = None) -> str:
+        """The ``to_dict()`` report as JSON; written to ``path`` when given."""
+        text = json.dumps(self.to_dict(), indent=2, sort_keys=True)
+        if path is not None:
+            with open(path, "w", encoding="utf-8") as fh:
+                fh.write(text + "\n")
+        return text
+
+    def to_csv(self, path: str | PathLike[str] | None = None, *, records: bool = False) -> str:
+        """Per-model rows plus a TOTAL row (or every record with ``records=True``)."""
+        text = records_csv(self.ledger.records()) if records else report_csv(self.to_dict())
+        if path is not None:
+            with open(path, "w", encoding="utf-8", newline="") as fh:
+                fh.write(text)
+        return text
+
+    def project_month(
+        self, requests_per_day: float | None = None, days: int = 30
+    ) -> dict[str, Any]:
+        """Extrapolate the observed usage to a month (see ``projection.project_report``)."""
+        from costopt_core.projection import project_report
+
+        return project_report(self.to_dict(), requests_per_day=requests_per_day, days=days)
+
+
+# -- report rendering -------------------------------------------------------------------------
+
+_COUNT_FIELDS = (
+    "calls",
+    "cache_hits",
+    "cascade_attempts",
+    "input_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+)
+
+
+def _model_row(totals: ModelTotals) -> dict[str, Any]:
+    row = totals.to_dict()
+    row["cost_usd"] = totals.cost_usd if totals.priced else None
+    row["status"] = "priced" if totals.priced else UNPRICED
+    return row
+
+
+def report_dict(
+    summary: LedgerSummary,
+    *,
+    baseline_model: str | None = None,
+    budgets: list[dict[str, Any]] | None = None,
+    on_budget: str | None = None,
+) -> dict[str, Any]:
+    """The JSON-ready report of a summary (what ``to_dict()`` returns).
+
+    ``models[name]["cost_usd"]`` is ``None`` for an unpriced model (its priced part, if
+    some records were priced, stays in ``priced_cost_usd``); totals add priced spend.
+    """
+    models: dict[str, Any] = {}
+    for name in sorted(summary.models):
+        totals = summary.models[name]
+        row = _model_row(totals)
+        row["priced_cost_usd"] = totals.cost_usd
+        models[name] = row
+    totals_row = {
+        field: sum(getattr(m, field) for m in summary.models.values()) for field in _COUNT_FIELDS
+    }
+    return {
+        "total_cost": summary.total_cost,
+        "total_saved": summary.total_saved,
+        "baseline_cost": sum((m.baseline_cost_usd for m in summary.models.values()), 0.0),
+        "baseline_model": baseline_model,
+        **totals_row,
+        "unpriced_models": summary.unpriced_models,
+        "models": models,
+        "first_timestamp": summary.first_timestamp,
+        "last_timestamp": summary.last_timestamp,
+        "budgets": budgets or [],
+        "on_budget": on_budget,
+    }
+
+
+def _money(value: float | None) -> str:
+    return UNPRICED if value is None else f"{value:.6f}"
+
+
+def format_report(report: Mapping[str, Any]) -> str:
+    """Render ``report_dict`` output as a fixed-width table."""
+    header = (
+        "model",
+        "calls",
+        "hits",
+        "input",
+        "cached",
+        "output",
+        "reasoning",
+        "spend USD",
+        "saved USD",
+    )
+    rows: list[tuple[str, ...]] = []
+    for name, m in report["models"].items():
+        rows.append(
+            (
+                name,
+                str(m["calls"] + m["cascade_attempts"]),
+                str(m["cache_hits"]),
+                f"{m['input_tokens']:,}",
+                f"{m['cache_read_tokens']:,}",
+                f"{m['output_tokens']:,}",
+                f"{m['reasoning_tokens']:,}",
+                _money(m["cost_usd"]),
+                _money(m["saved_usd"]),
+            )
+        )
+    total = (
+        "TOTAL",
+        str(report["calls"] + report["cascade_attempts"]),
+        str(report["cache_hits"]),
+        f"{report['input_tokens']:,}",
+        f"{report['cache_read_tokens']:,}",
+        f"{report['output_tokens']:,}",
+        f"{report['reasoning_tokens']:,}",
+        _money(report["total_cost"]) + ("+" if report["unpriced_models"] else ""),
+        _money(report["total_saved"]),
+    )
+    table = [header, *rows, total]
+    widths = [max(len(r[i]) for r in table) for i in range(len(header))]
+
+    def line(cells: tuple[str, ...]) -> str:
+        first = cells[0].ljust(widths[0])
+        rest = "  ".join(c.rjust(w) for c, w in zip(cells[1:], widths[1:], strict=True))
+        return f"{first}  {rest}"
+
+    rule = "-" * len(line(header))
+    out = [line(header), rule, *(line(r) for r in rows), rule, line(total)]
+    if report.get("baseline_model"):
+        out.append(f"routing savings against baseline model: {report['baseline_model']}")
+    if report["unpriced_models"]:
+        out.append(
+            "unpriced (tokens counted, cost unknown; spend total excludes them): "
+            + ", ".join(report["unpriced_models"])
+        )
+    for budget in report.get("budgets", []):
+        label = "total" if budget["period"] is None else f"per {budget['period']}"
+        state = "EXCEEDED" if budget["exceeded"] else f"{budget['remaining_usd']:.6f} left"
+        out.append(
+            f"budget ({label}): {budget['spent_usd']:.6f} of {budget['limit_usd']:.6f} USD, "
+            f"{state} [on_budget={report.get('on_budget')}]"
+        )
+    return "\n".join(out)
+
+
+_CSV_FIELDS = ("model", "status", *_COUNT_FIELDS, "cost_usd", "saved_usd", "baseline_cost_usd")
+
+
+def report_csv(report: Mapping[str, Any]) -> str:
+    """Per-model CSV rows and a TOTAL row; an unpriced model's cost cell is "unpriced"."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(_CSV_FIELDS)
+    for name, m in report["models"].items():
+        writer.writerow(
+            [
+                name,
+                m["status"],
+                *(m[f] for f in _COUNT_FIELDS),
+                UNPRICED if m["cost_usd"] is None else repr(m["cost_usd"]),
+                repr(m["saved_usd"]),
+                repr(m["baseline_cost_usd"]),
+            ]
+        )
+    writer.writerow(
+        [
+            "TOTAL",
+            "partial" if report["unpriced_models"] else "priced",
+            *(report[f] for f in _COUNT_FIELDS),
+            repr(report["total_cost"]),
+            repr(report["total_saved"]),
+            repr(report["baseline_cost"]),
+        ]
+    )
+    return buf.getvalue()
+
+
+_RECORD_FIELDS = tuple(CostRecord.__dataclass_fields__)
+
+
+def records_csv(records: Iterable[CostRecord]) -> str:
+    """Every record as one CSV row (tags as JSON); an unpriced cost reads "unpriced"."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(_RECORD_FIELDS)
+    for record in records:
+        data = record.to_dict()
+        data["tags"] = json.dumps(data["tags"], sort_keys=True)
+        if data["cost_usd"] is None:
+            data["cost_usd"] = UNPRICED
+        writer.writerow(["" if data[f] is None else data[f] for f in _RECORD_FIELDS])
+    return buf.getvalue()
+
+
+__all__ = [
+    "UNPRICED",
+    "BudgetExceededError",
+    "BudgetWarning",
+    "CostAccountant",
+    "build_budgets",
+    "format_report",
+    "price_usage",
+    "records_csv",
+    "report_csv",
+    "report_dict",
+    "usage_from_mapping",
+    "warn_unpriced",
+]
