@@ -1,0 +1,773 @@
+"""Router evaluation on labelled prompts: PGR, APGR, CPT, a dollar axis, calibration.
+
+Example:
+    >>> import numpy as np
+    >>> from costopt_core.evaluation import RoutingData, evaluate_scores
+    >>> data = RoutingData(
+    ...     prompts=["a", "b", "c", "d"],
+    ...     weak=np.array([1.0, 0.0, 1.0, 0.0]),
+    ...     strong=np.array([1.0, 1.0, 1.0, 1.0]),
+    ... )
+    >>> result = evaluate_scores(np.array([0.1, 0.9, 0.2, 0.8]), data)
+    >>> result.apgr, result.cpt50
+    (0.75, 0.25)
+
+The metrics are RouteLLM's (Ong et al., 2024, ``routellm/evals/evaluate.py``):
+
+- A router gives every prompt a score; routing the top ``s`` share of prompts by score to
+  the strong model yields a quality ``Q(s)``.
+- ``PGR(s) = (Q(s) - Q_weak) / (Q_strong - Q_weak)``: the performance gap recovered.
+- ``APGR``: the area under PGR over the strong-call share, by the trapezoid rule over
+  11 evenly spaced shares 0, 0.1, ..., 1.0. Random routing has APGR 0.5.
+- ``CPT(x)``: the smallest strong-call share at which PGR reaches ``x``.
+
+Prompts with equal scores cannot be split by a threshold; a share that falls inside a
+run of ties is reached by routing part of that run, and the curve takes the expected
+value (linear between the achievable points). So a router that scores every prompt
+the same is exactly random routing (APGR 0.5), and the figures never depend on row
+order. RouteLLM interpolates CPT between its 11 points; here CPT is read on the full
+curve, which is exact.
+
+The dollar axis prices each call with the catalog (``costopt_core.pricing``): prompt
+tokens from :func:`costopt_core.tokens.estimate_tokens` plus an assumed answer length,
+unless the data carries per-row ``weak_cost`` / ``strong_cost`` columns (USD).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import random
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from os import PathLike
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from costopt_core.pricing import get_price
+from costopt_core.tokens import estimate_tokens
+
+#: RouteLLM's evenly spaced strong-call shares for APGR.
+APGR_SHARES: tuple[float, ...] = tuple(i / 10 for i in range(11))
+DEFAULT_WEAK_MODEL = "gpt-4o-mini"
+DEFAULT_STRONG_MODEL = "gpt-4o"
+DEFAULT_OUTPUT_TOKENS = 500  # the seed's estimate_cost default answer length
+
+_TRUE = {"1", "true", "yes", "y", "t", "correct"}
+_FALSE = {"0", "false", "no", "n", "f", "incorrect", "wrong"}
+
+
+# -- data -------------------------------------------------------------------------------
+
+
+@dataclass
+class RoutingData:
+    """Labelled prompts: each prompt's quality under the weak and the strong model.
+
+    ``weak`` / ``strong`` hold 0/1 correctness or any numeric score (higher = better).
+    ``weak_cost`` / ``strong_cost`` optionally hold each call's measured cost in USD.
+    """
+
+    prompts: list[str]
+    weak: np.ndarray
+    strong: np.ndarray
+    kind: str = "correct"
+    weak_cost: np.ndarray | None = None
+    strong_cost: np.ndarray | None = None
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        self.weak = np.asarray(self.weak, dtype=float)
+        self.strong = np.asarray(self.strong, dtype=float)
+        n = len(self.prompts)
+        if n == 0:
+            raise ValueError("routing data holds no prompts")
+        for name in ("weak", "strong", "weak_cost", "strong_cost"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            value = np.asarray(value, dtype=float)
+            setattr(self, name, value)
+            if value.shape != (n,):
+                raise ValueError(f"{name} must hold one number per prompt ({n}), got {value.shape}")
+            if not np.all(np.isfinite(value)):
+                raise ValueError(f"{name} holds a missing or non-finite value")
+        if (self.weak_cost is None) != (self.strong_cost is None):
+            raise ValueError("give both weak_cost and strong_cost, or neither")
+
+    def __len__(self) -> int:
+        return len(self.prompts)
+
+    def subset(self, indexes: Sequence[int] | np.ndarray) -> RoutingData:
+        """The rows at ``indexes`` (e.g. one cross-validation fold)."""
+        idx = np.asarray(indexes, dtype=int)
+        return RoutingData(
+            prompts=[self.prompts[i] for i in idx],
+            weak=self.weak[idx],
+            strong=self.strong[idx],
+            kind=self.kind,
+            weak_cost=None if self.weak_cost is None else self.weak_cost[idx],
+            strong_cost=None if self.strong_cost is None else self.strong_cost[idx],
+            source=self.source,
+        )
+
+    def strong_needed(self) -> np.ndarray:
+        """Per-prompt label in [0, 1] for training a router: how much the strong model
+        gains over the weak one (1 = strong right and weak wrong for 0/1 data; for
+        scores the gain scaled by the largest gain, 0 where the weak model is as good)."""
+        gain = self.strong - self.weak
+        top = float(gain.max())
+        if top <= 0:
+            return np.zeros(len(self))
+        return np.clip(gain / top, 0.0, 1.0)
+
+
+def _parse_correct(value: Any, column: str, row: int, source: str) -> float:
+    if isinstance(value, bool):
+        return float(value)
+    if isinstance(value, int | float) and value in (0, 1):
+        return float(value)
+    text = str(value).strip().lower()
+    if text in _TRUE:
+        return 1.0
+    if text in _FALSE:
+        return 0.0
+    try:
+        number = float(text)
+    except ValueError:
+        number = math.nan
+    if number in (0.0, 1.0):
+        return number
+    raise ValueError(f"{source}: row {row}: {column} must be 0/1 (or true/false), got {value!r}")
+
+
+def _parse_number(value: Any, column: str, row: int, source: str) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if not math.isfinite(number):
+        raise ValueError(f"{source}: row {row}: {column} must be a finite number, got {value!r}")
+    return number
+
+
+def _read_rows(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
+    suffix = path.suffix.lower()
+    if suffix in (".jsonl", ".ndjson"):
+        rows: list[dict[str, Any]] = []
+        with path.open(encoding="utf-8") as handle:
+            for line_no, line in enumerate(handle, 1):
+                if not line.strip():
+                    continue
+                try:
+                    obj = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise ValueError(f"{path}: line {line_no} is not JSON: {exc.msg}") from None
+                if not isinstance(obj, dict):
+                    raise ValueError(f"{path}: line {line_no} must be a JSON object")
+                rows.append(obj)
+        columns = sorted({k for row in rows for k in row})
+        return rows, columns
+    if suffix in (".csv", ".tsv"):
+        with path.open(encoding="utf-8", newline="") as handle:
+            reader = csv.DictReader(handle, delimiter="\t" if suffix == ".tsv" else ",")
+            rows = list(reader)
+            columns = list(reader.fieldnames or [])
+        return rows, columns
+    raise ValueError(f"{path}: unsupported file type {suffix!r}; use .csv, .tsv or .jsonl")
+
+
+def load_routing_data(path: str | PathLike[str]) -> RoutingData:
+    """Read a CSV / TSV / JSONL file of labelled prompts.
+
+    Columns: ``prompt`` and either ``weak_correct,strong_correct`` (0/1) or
+    ``weak_score,strong_score`` (numbers); optional ``weak_cost,strong_cost`` (USD).
+    """
+    file = Path(path)
+    if not file.is_file():
+        raise FileNotFoundError(f"routing data file not found: {file}")
+    rows, columns = _read_rows(file)
+    source = str(file)
+    if not rows:
+        raise ValueError(f"{source}: no rows")
+    if "prompt" not in columns:
+        raise ValueError(f"{source}: missing column 'prompt' (columns found: {columns})")
+    if {"weak_correct", "strong_correct"} <= set(columns):
+        kind, weak_col, strong_col, parse = (
+            "correct",
+            "weak_correct",
+            "strong_correct",
+            (_parse_correct),
+        )
+    elif {"weak_score", "strong_score"} <= set(columns):
+        kind, weak_col, strong_col, parse = "score", "weak_score", "strong_score", _parse_number
+    else:
+        raise ValueError(
+            f"{source}: needs columns 'weak_correct,strong_correct' (0/1) or "
+            f"'weak_score,strong_score' (numbers); columns found: {columns}"
+        )
+    has_cost = {"weak_cost", "strong_cost"} <= set(columns)
+    prompts: list[str] = []
+    weak: list[float] = []
+    strong: list[float] = []
+    weak_cost: list[float] = []
+    strong_cost: list[float] = []
+    for i, row in enumerate(rows, 1):
+        prompt = row.get("prompt")
+        if not isinstance(prompt, str):
+            raise ValueError(f"{source}: row {i}: prompt must be text, got {prompt!r}")
+        prompts.append(prompt)
+        weak.append(parse(row.get(weak_col), weak_col, i, source))
+        strong.append(parse(row.get(strong_col), strong_col, i, source))
+        if has_cost:
+            weak_cost.append(_parse_number(row.get("weak_cost"), "weak_cost", i, source))
+            strong_cost.append(_parse_number(row.get("strong_cost"), "strong_cost", i, source))
+    return RoutingData(
+        prompts=prompts,
+        weak=np.array(weak),
+        strong=np.array(strong),
+        kind=kind,
+        weak_cost=np.array(weak_cost) if has_cost else None,
+        strong_cost=np.array(strong_cost) if has_cost else None,
+        source=source,
+    )
+
+
+# -- scoring ------------------------------------------------------------------------------
+
+
+def _progress(items: Iterable[Any], total: int, desc: str, enabled: bool) -> Iterable[Any]:
+    if not enabled:
+        return items
+    try:
+        from tqdm import tqdm
+    except ImportError:  # the bar is the optional extra [progress]; scoring works without
+        return items
+    return tqdm(items, total=total, desc=desc, unit="prompt", leave=False)
+
+
+def score_prompts(
+    strategy: Any, prompts: Sequence[str], *, progress: bool = False, desc: str = "scoring"
+) -> np.ndarray:
+    """Each prompt's routing score in [0, 1] (higher = needs the stronger model)."""
+    from costopt_core.strategies import as_strategy
+
+    router = as_strategy(strategy)
+    scores = np.empty(len(prompts))
+    for i, prompt in enumerate(_progress(prompts, len(prompts), desc, progress)):
+        scores[i] = router.route(prompt).score
+    return scores
+
+
+def kfold_indexes(n: int, folds: int, seed: int = 0) -> list[np.ndarray]:
+    """``folds`` disjoint test index sets covering ``range(n)``, shuffled with ``seed``."""
+    if not isinstance(folds, int) or folds < 2:
+        raise ValueError(f"folds must be an int >= 2, got {folds!r}")
+    if folds > n:
+        raise ValueError(f"folds ({folds}) cannot exceed the number of prompts ({n})")
+    order = np.random.default_rng(seed).permutation(n)
+    return [np.sort(part) for part in np.array_split(order, folds)]
+
+
+def cross_val_scores(
+    factory: Callable[[], Any],
+    data: RoutingData,
+    folds: int = 5,
+    *,
+    seed: int = 0,
+    progress: bool = False,
+) -> np.ndarray:
+    """Out-of-fold scores of a learned strategy: for each fold, a fresh strategy from
+    ``factory()`` is fitted on the other folds (labels from :meth:`RoutingData.strong_needed`)
+    and scores the held-out prompts."""
+    labels = data.strong_needed()
+    scores = np.full(len(data), np.nan)
+    for k, test in enumerate(kfold_indexes(len(data), folds, seed)):
+        train = np.setdiff1d(np.arange(len(data)), test)
+        strategy = factory()
+        strategy.fit([data.prompts[i] for i in train], labels[train])
+        scores[test] = score_prompts(
+            strategy,
+            [data.prompts[i] for i in test],
+            progress=progress,
+            desc=f"fold {k + 1}/{folds}",
+        )
+    return scores
+
+
+# -- the curve ----------------------------------------------------------------------------
+
+
+def _crossing(x: np.ndarray, y: np.ndarray, target: float, eps: float = 1e-12) -> float | None:
+    """Smallest x at which the piecewise-linear curve (x, y) reaches ``target``
+    (``eps`` absorbs float noise in the sums, e.g. a PGR of 0.9999999999999998)."""
+    if y[0] >= target - eps:
+        return float(x[0])
+    for i in range(1, len(x)):
+        if y[i] >= target - eps > y[i - 1]:
+            t = min(1.0, max(0.0, (target - y[i - 1]) / (y[i] - y[i - 1])))
+            return float(x[i - 1] + t * (x[i] - x[i - 1]))
+    return None
+
+
+@dataclass
+class RoutingCurve:
+    """The achievable (share, quality, cost) points of a router, best-scored first.
+
+    Point ``k`` routes the ``k`` highest-scoring groups of equal-score prompts to the
+    strong model; between points the curve is linear (ties split at random, in
+    expectation). ``cost`` is the mean USD per call.
+    """
+
+    share: np.ndarray
+    quality: np.ndarray
+    cost: np.ndarray
+    weak_quality: float
+    strong_quality: float
+    weak_cost: float
+    strong_cost: float
+
+    @classmethod
+    def from_scores(
+        cls,
+        scores: Sequence[float] | np.ndarray,
+        weak: np.ndarray,
+        strong: np.ndarray,
+        weak_cost: np.ndarray | None = None,
+        strong_cost: np.ndarray | None = None,
+    ) -> RoutingCurve:
+        s = np.asarray(scores, dtype=float)
+        weak = np.asarray(weak, dtype=float)
+        strong = np.asarray(strong, dtype=float)
+        n = len(s)
+        if n == 0 or weak.shape != (n,) or strong.shape != (n,):
+            raise ValueError(
+                f"scores, weak and strong must be equally long and non-empty, got "
+                f"{n}, {weak.shape}, {strong.shape}"
+            )
+        if not np.all(np.isfinite(s)):
+            raise ValueError("scores must be finite numbers")
+        wc = np.zeros(n) if weak_cost is None else np.asarray(weak_cost, dtype=float)
+        sc = np.zeros(n) if strong_cost is None else np.asarray(strong_cost, dtype=float)
+        # Round away float noise so scores meant to be equal form one tie group.
+        keys = np.round(s, 12)
+        order = np.argsort(-keys, kind="stable")
+        sorted_keys = keys[order]
+        ends = np.flatnonzero(np.diff(sorted_keys) != 0) + 1
+        boundaries = np.concatenate(([0], ends, [n]))
+        gain = np.concatenate(([0.0], np.cumsum((strong - weak)[order])))
+        extra = np.concatenate(([0.0], np.cumsum((sc - wc)[order])))
+        weak_q = float(weak.mean())
+        weak_c = float(wc.mean())
+        return cls(
+            share=boundaries / n,
+            quality=weak_q + gain[boundaries] / n,
+            cost=weak_c + extra[boundaries] / n,
+            weak_quality=weak_q,
+            strong_quality=float(strong.mean()),
+            weak_cost=weak_c,
+            strong_cost=float(sc.mean()),
+        )
+
+    @property
+    def gap(self) -> float:
+        gap = self.strong_quality - self.weak_quality
+        if gap <= 0:
+            raise ValueError(
+                "PGR is undefined: the strong model is not better than the weak one on "
+                f"this data (strong {self.strong_quality:.4g} vs weak {self.weak_quality:.4g})"
+            )
+        return gap
+
+    @property
+    def pgr_points(self) -> np.ndarray:
+        return (self.quality - self.weak_quality) / self.gap
+
+    def quality_at(self, share: float) -> float:
+        """Quality when a ``share`` of calls goes to the strong model."""
+        _check_share(share)
+        return float(np.interp(share, self.share, self.quality))
+
+    def pgr_at(self, share: float) -> float:
+        return (self.quality_at(share) - self.weak_quality) / self.gap
+
+    def cost_at(self, share: float) -> float:
+        _check_share(share)
+        return float(np.interp(share, self.share, self.cost))
+
+    def pgr_curve(self, shares: Sequence[float] = APGR_SHARES) -> list[tuple[float, float]]:
+        return [(float(s), self.pgr_at(s)) for s in shares]
+
+    def apgr(self, shares: Sequence[float] = APGR_SHARES) -> float:
+        """Area under PGR over the strong-call share (trapezoid rule, RouteLLM)."""
+        xs = np.asarray(shares, dtype=float)
+        ys = np.array([self.pgr_at(s) for s in xs])
+        return float(np.sum((xs[1:] - xs[:-1]) * (ys[1:] + ys[:-1]) / 2))
+
+    def cpt(self, pgr: float) -> float:
+        """Strong-call share needed to recover ``pgr`` of the gap (CPT)."""
+        if not 0.0 <= pgr <= 1.0:
+            raise ValueError(f"pgr must be in [0, 1], got {pgr!r}")
+        found = _crossing(self.share, self.pgr_points, pgr)
+        return 1.0 if found is None else found
+
+    def share_for_quality(self, fraction_of_strong: float = 0.95) -> float | None:
+        """Strong-call share needed to reach ``fraction_of_strong`` of the strong model's
+        quality (None if even routing every call to it falls short)."""
+        return _crossing(self.share, self.quality, fraction_of_strong * self.strong_quality)
+
+    # -- the same on a dollar axis --
+
+    @property
+    def cost_span(self) -> float:
+        span = self.strong_cost - self.weak_cost
+        if span <= 0:
+            raise ValueError(
+                "no dollar axis: the strong model is not dearer than the weak one "
+                f"(${self.strong_cost:.3g} vs ${self.weak_cost:.3g} per call)"
+            )
+        return span
+
+    @property
+    def cost_fraction(self) -> np.ndarray:
+        """Each point's extra spend as a fraction of the all-strong extra spend."""
+        return (self.cost - self.weak_cost) / self.cost_span
+
+    def pgr_at_cost(self, fraction: float) -> float:
+        """PGR reached when the extra spend is ``fraction`` of routing everything strong.
+
+        Extra spend can be non-monotone in the share only if some strong call is cheaper
+        than its weak call; the best PGR within that budget is taken."""
+        _check_share(fraction)
+        frac = self.cost_fraction
+        pgr = self.pgr_points
+        best = -math.inf
+        for i in range(len(frac)):
+            if frac[i] <= fraction + 1e-12:
+                best = max(best, pgr[i])
+            if i and frac[i - 1] < fraction < frac[i]:
+                t = (fraction - frac[i - 1]) / (frac[i] - frac[i - 1])
+                best = max(best, pgr[i - 1] + t * (pgr[i] - pgr[i - 1]))
+        return float(best)
+
+    def apgr_cost(self, fractions: Sequence[float] = APGR_SHARES) -> float:
+        xs = np.asarray(fractions, dtype=float)
+        ys = np.array([self.pgr_at_cost(f) for f in xs])
+        return float(np.sum((xs[1:] - xs[:-1]) * (ys[1:] + ys[:-1]) / 2))
+
+    def cpt_cost(self, pgr: float) -> float:
+        """Fraction of the all-strong extra spend needed to recover ``pgr`` of the gap."""
+        if not 0.0 <= pgr <= 1.0:
+            raise ValueError(f"pgr must be in [0, 1], got {pgr!r}")
+        share = self.cpt(pgr)
+        return float((self.cost_at(share) - self.weak_cost) / self.cost_span)
+
+
+def _check_share(share: float) -> None:
+    if not 0.0 <= share <= 1.0:
+        raise ValueError(f"share must be in [0, 1], got {share!r}")
+
+
+# -- pricing the calls ------------------------------------------------------------------------
+
+
+def call_costs(
+    prompts: Sequence[str], model: str, output_tokens: int = DEFAULT_OUTPUT_TOKENS
+) -> np.ndarray:
+    """USD per call of ``model`` on each prompt: catalog price x estimated tokens."""
+    if not isinstance(output_tokens, int) or output_tokens < 0:
+        raise ValueError(f"output_tokens must be an int >= 0, got {output_tokens!r}")
+    price = get_price(model)
+    if price is None:
+        raise ValueError(
+            f"no price known for model {model!r}; register it with "
+            "costopt_core.set_price(model, input_per_token=..., output_per_token=...)"
+        )
+    return np.array(
+        [price.cost(input_tokens=estimate_tokens(p), output_tokens=output_tokens) for p in prompts]
+    )
+
+
+# -- one evaluation ---------------------------------------------------------------------------
+
+
+@dataclass
+class RouterEvaluation:
+    """Figures of one router on one data set; :meth:`to_dict` is the CLI's ``--json``."""
+
+    strategy: str
+    n: int
+    curve: RoutingCurve
+    weak_model: str
+    strong_model: str
+    folds: int | None = None
+    calibration: dict[str, Any] | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def apgr(self) -> float:
+        return self.curve.apgr()
+
+    @property
+    def cpt50(self) -> float:
+        return self.curve.cpt(0.5)
+
+    @property
+    def cpt80(self) -> float:
+        return self.curve.cpt(0.8)
+
+    @property
+    def pgr(self) -> list[tuple[float, float]]:
+        return self.curve.pgr_curve()
+
+    def to_dict(self) -> dict[str, Any]:
+        c = self.curve
+        share95 = c.share_for_quality(0.95)
+        out: dict[str, Any] = {
+            "strategy": self.strategy,
+            "n": self.n,
+            "apgr": round(self.apgr, 6),
+            "cpt50": round(self.cpt50, 6),
+            "cpt80": round(self.cpt80, 6),
+            "pgr": [[round(s, 6), round(p, 6)] for s, p in self.pgr],
+            "weak_quality": round(c.weak_quality, 6),
+            "strong_quality": round(c.strong_quality, 6),
+            "share_for_95pct_strong_quality": None if share95 is None else round(share95, 6),
+            "folds": self.folds,
+            "weak_model": self.weak_model,
+            "strong_model": self.strong_model,
+        }
+        if c.strong_cost > c.weak_cost:
+            out["dollar"] = {
+                "weak_usd_per_call": c.weak_cost,
+                "strong_usd_per_call": c.strong_cost,
+                "apgr": round(c.apgr_cost(), 6),
+                "cpt50_cost_fraction": round(c.cpt_cost(0.5), 6),
+                "cpt80_cost_fraction": round(c.cpt_cost(0.8), 6),
+                "cpt50_usd_per_call": c.cost_at(self.cpt50),
+                "cpt80_usd_per_call": c.cost_at(self.cpt80),
+                "usd_per_call_for_95pct_strong_quality": (
+                    None if share95 is None else c.cost_at(share95)
+                ),
+            }
+        if self.calibration is not None:
+            out["calibration"] = self.calibration
+        if self.notes:
+            out["notes"] = list(self.notes)
+        return out
+
+
+def evaluate_scores(
+    scores: Sequence[float] | np.ndarray,
+    data: RoutingData,
+    *,
+    strategy: str = "scores",
+    weak_model: str = DEFAULT_WEAK_MODEL,
+    strong_model: str = DEFAULT_STRONG_MODEL,
+    output_tokens: int = DEFAULT_OUTPUT_TOKENS,
+    folds: int | None = None,
+) -> RouterEvaluation:
+    """Evaluate precomputed routing scores against ``data``."""
+    if data.weak_cost is not None and data.strong_cost is not None:
+        weak_cost, strong_cost = data.weak_cost, data.strong_cost
+        weak_model, strong_model = "(weak_cost column)", "(strong_cost column)"
+    else:
+        weak_cost = call_costs(data.prompts, weak_model, output_tokens)
+        strong_cost = call_costs(data.prompts, strong_model, output_tokens)
+    curve = RoutingCurve.from_scores(scores, data.weak, data.strong, weak_cost, strong_cost)
+    _ = curve.gap  # fail early, with the reason, when PGR is undefined
+    return RouterEvaluation(
+        strategy=strategy,
+        n=len(data),
+        curve=curve,
+        weak_model=weak_model,
+        strong_model=strong_model,
+        folds=folds,
+    )
+
+
+def evaluate_router(
+    strategy: Any,
+    data: RoutingData,
+    *,
+    name: str | None = None,
+    folds: int | None = None,
+    factory: Callable[[], Any] | None = None,
+    seed: int = 0,
+    progress: bool = False,
+    weak_model: str = DEFAULT_WEAK_MODEL,
+    strong_model: str = DEFAULT_STRONG_MODEL,
+    output_tokens: int = DEFAULT_OUTPUT_TOKENS,
+) -> RouterEvaluation:
+    """Score ``data`` with ``strategy`` and compute every figure.
+
+    With ``folds`` the strategy is learned: ``factory()`` (default: the strategy's own
+    class with no arguments) builds a fresh one per fold, fitted on the other folds.
+    """
+    label = name or getattr(strategy, "name", None) or type(strategy).__name__
+    if folds is not None:
+        if factory is None:
+            if not callable(getattr(strategy, "fit", None)):
+                raise ValueError(f"strategy {label!r} cannot be trained (no fit); drop folds")
+            factory = type(strategy)
+        scores = cross_val_scores(factory, data, folds, seed=seed, progress=progress)
+    else:
+        scores = score_prompts(strategy, data.prompts, progress=progress)
+    return evaluate_scores(
+        scores,
+        data,
+        strategy=label,
+        weak_model=weak_model,
+        strong_model=strong_model,
+        output_tokens=output_tokens,
+        folds=folds,
+    )
+
+
+def random_scores(n: int, seed: int = 0) -> np.ndarray:
+    """Scores of random routing (a baseline whose APGR is 0.5 in expectation)."""
+    return np.random.default_rng(seed).random(n)
+
+
+# -- calibration ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """A threshold that sends ``target_share`` of calls to the strong tier: a prompt goes
+    strong when its score is ``>= threshold`` (as :class:`ThresholdStrategy` cuts)."""
+
+    threshold: float
+    target_share: float
+    sample_share: float
+    sample_size: int
+
+    def strategy(self, base: Any, tiers: Sequence[str] = ("weak", "strong")) -> Any:
+        """``base`` re-cut at this threshold into two tiers (cheap first)."""
+        from costopt_core.strategies import ThresholdStrategy
+
+        return ThresholdStrategy(base, [self.threshold], tiers)
+
+    def share_of(self, scores: Sequence[float] | np.ndarray) -> float:
+        """Realised strong share of this threshold on other scores."""
+        values = np.asarray(scores, dtype=float)
+        return float(np.mean(values >= self.threshold)) if len(values) else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "threshold": self.threshold,
+            "target_share": self.target_share,
+            "sample_share": self.sample_share,
+            "sample_size": self.sample_size,
+        }
+
+
+def calibrate_threshold(
+    strategy_or_scores: Any,
+    prompts: Sequence[str] | None = None,
+    target_share: float = 0.3,
+) -> Calibration:
+    """Choose a score threshold so that ``target_share`` of calls go to the strong tier.
+
+    Pass a strategy and a sample of the user's prompts, or the sample's scores directly.
+    The threshold is the midpoint between the scores just inside and just outside the
+    target quantile, so new prompts from the same traffic land on the same side as
+    their sample neighbours. When ties make the exact share unreachable, the reachable
+    share closest to the target is taken (``sample_share`` says which).
+
+    Example:
+        >>> from costopt_core import get_strategy
+        >>> cal = calibrate_threshold(get_strategy("length"), ["hi", "a" * 400, "b" * 900], 1 / 3)
+        >>> cal.sample_share
+        0.3333333333333333
+    """
+    if not isinstance(target_share, int | float) or not 0.0 <= target_share <= 1.0:
+        raise ValueError(f"target_share must be a number in [0, 1], got {target_share!r}")
+    if prompts is None:
+        scores = np.asarray(strategy_or_scores, dtype=float)
+    else:
+        if isinstance(prompts, str):
+            raise TypeError("prompts must be a sequence of str, not one str")
+        scores = score_prompts(strategy_or_scores, prompts)
+    if scores.ndim != 1 or len(scores) == 0:
+        raise ValueError("calibration needs a non-empty sample of prompts (or scores)")
+    n = len(scores)
+    desc = np.sort(scores)[::-1]
+    distinct = np.unique(desc)[::-1]  # high to low
+    # Candidate thresholds: above every score (share 0), then each distinct score.
+    best: tuple[float, float] | None = None
+    for i, value in enumerate(distinct):
+        share = float(np.mean(scores >= value))
+        below = distinct[i + 1] if i + 1 < len(distinct) else None
+        # Midpoint to the next lower score: same realised share on the sample.
+        threshold = float(value if below is None else (value + below) / 2)
+        if best is None or abs(share - target_share) < abs(best[1] - target_share):
+            best = (threshold, share)
+    top = float(distinct[0])
+    none_threshold = min(1.0, top + (1.0 - top) / 2) if top < 1.0 else math.nextafter(1.0, 2.0)
+    if best is None or abs(0.0 - target_share) < abs(best[1] - target_share):
+        best = (none_threshold, 0.0)
+    threshold, share = best
+    # A ThresholdStrategy accepts cut points in [0, 1]; 1.0 itself routes score-1 prompts
+    # strong, which is only wrong if the target was 0 and some prompt scored exactly 1.
+    threshold = min(max(threshold, 0.0), 1.0)
+    return Calibration(
+        threshold=threshold,
+        target_share=float(target_share),
+        sample_share=float(np.mean(scores >= threshold)),
+        sample_size=n,
+    )
+
+
+def _shuffled_halves(n: int, seed: int) -> tuple[list[int], list[int]]:
+    order = list(range(n))
+    random.Random(seed).shuffle(order)
+    half = n // 2
+    return sorted(order[:half]), sorted(order[half:])
+
+
+def holdout_calibration(
+    scores: np.ndarray, data: RoutingData, target_share: float, seed: int = 0
+) -> dict[str, Any]:
+    """Calibrate on a random half of the prompts, then measure the other half: the
+    realised strong share and the quality reached there."""
+    if len(data) < 4:
+        raise ValueError("calibration check needs at least 4 prompts")
+    sample, rest = _shuffled_halves(len(data), seed)
+    cal = calibrate_threshold(scores[sample], None, target_share)
+    rest_scores = scores[rest]
+    strong_mask = rest_scores >= cal.threshold
+    held = data.subset(rest)
+    quality = float(np.where(strong_mask, held.strong, held.weak).mean())
+    gap = float(held.strong.mean() - held.weak.mean())
+    out = cal.to_dict()
+    out["heldout_size"] = len(rest)
+    out["heldout_share"] = float(strong_mask.mean())
+    out["heldout_quality"] = quality
+    out["heldout_pgr"] = (quality - float(held.weak.mean())) / gap if gap > 0 else None
+    return out
+
+
+__all__ = [
+    "APGR_SHARES",
+    "DEFAULT_OUTPUT_TOKENS",
+    "DEFAULT_STRONG_MODEL",
+    "DEFAULT_WEAK_MODEL",
+    "Calibration",
+    "RouterEvaluation",
+    "RoutingCurve",
+    "RoutingData",
+    "calibrate_threshold",
+    "call_costs",
+    "cross_val_scores",
+    "evaluate_router",
+    "evaluate_scores",
+    "holdout_calibration",
+    "kfold_indexes",
+    "load_routing_data",
+    "random_scores",
+    "score_prompts",
+]
