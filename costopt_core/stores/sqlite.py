@@ -1,0 +1,403 @@
+"""SQLite-backed cache store: one file, survives restarts, shared safely by processes.
+
+Example:
+    >>> import tempfile, os
+    >>> from costopt_core.stores.base import CacheEntry, normalize_vector
+    >>> from costopt_core.stores.sqlite import SQLiteStore
+    >>> path = os.path.join(tempfile.mkdtemp(), "cache.db")
+    >>> with SQLiteStore(path) as store:
+    ...     store.upsert(CacheEntry("p", "hi", normalize_vector([1, 0]), "hello", created_at=0.0))
+    >>> with SQLiteStore(path) as store:  # re-opened: the entry is still there
+    ...     store.get_exact("p", "hi", now=1.0, ttl_seconds=None).response
+    'hello'
+
+How it stays correct and fast:
+
+* WAL journal and a busy timeout: readers never block the writer, and two processes
+  writing the same file take turns instead of failing or corrupting it. Every
+  multi-statement write runs in one ``BEGIN IMMEDIATE`` transaction.
+* Vectors are little-endian float32 blobs. Search runs on an in-memory mirror (one
+  :class:`~costopt_core.stores.index.VectorIndex` per partition), built when the file
+  is opened. Before each search the store reads ``PRAGMA data_version``, which changes
+  only when *another* connection committed; it then diffs the table's ids against the
+  mirror and loads or drops the rows that changed. A replaced entry is deleted and
+  re-inserted under a fresh id (``AUTOINCREMENT`` never reuses ids), so the id diff
+  sees every change.
+* Exact lookups, hit counts, TTL and LRU eviction run as SQL on the file itself, so
+  they hold across processes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Iterable, Sequence
+from os import PathLike
+from typing import Any
+
+import numpy as np
+
+from costopt_core.stores.base import (
+    CacheEntry,
+    CacheStore,
+    SearchHit,
+    check_partition,
+    check_vector,
+)
+from costopt_core.stores.index import DEFAULT_ANN_THRESHOLD, VectorIndex
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS costopt_cache_entries (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    partition TEXT NOT NULL,
+    text TEXT NOT NULL,
+    vector BLOB NOT NULL,
+    response TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    last_used_at REAL NOT NULL,
+    hit_count INTEGER NOT NULL DEFAULT 0,
+    metadata TEXT NOT NULL DEFAULT '{}',
+    UNIQUE (partition, text)
+);
+CREATE INDEX IF NOT EXISTS costopt_cache_entries_lru
+    ON costopt_cache_entries (last_used_at, id);
+CREATE INDEX IF NOT EXISTS costopt_cache_entries_created
+    ON costopt_cache_entries (created_at);
+CREATE TABLE IF NOT EXISTS costopt_cache_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+_COLUMNS = "id, partition, text, response, created_at, last_used_at, hit_count, metadata"
+
+# SQLite's default limit on bound parameters is 32766 since 3.32; stay well under it.
+_CHUNK = 900
+
+
+def _row_to_entry(row: Sequence[Any]) -> CacheEntry:
+    _, partition, text, response, created_at, last_used_at, hit_count, metadata = row
+    return CacheEntry(
+        partition=partition,
+        text=text,
+        vector=None,
+        response=response,
+        created_at=created_at,
+        last_used_at=last_used_at,
+        hit_count=hit_count,
+        metadata=json.loads(metadata),
+    )
+
+
+def _chunks(values: Sequence[int]) -> Iterable[Sequence[int]]:
+    for start in range(0, len(values), _CHUNK):
+        yield values[start : start + _CHUNK]
+
+
+class SQLiteStore(CacheStore):
+    """Cache entries in a SQLite file (``":memory:"`` works too, unshared).
+
+    ``timeout`` is how long a write waits for another process's transaction, in
+    seconds. ``dim``, ``ann``, ``ann_threshold`` and ``nprobe`` are as for
+    :class:`~costopt_core.stores.memory.MemoryStore`; a file remembers its ``dim``.
+    """
+
+    def __init__(
+        self,
+        path: str | PathLike[str],
+        *,
+        dim: int | None = None,
+        timeout: float = 30.0,
+        ann: bool | None = None,
+        ann_threshold: int = DEFAULT_ANN_THRESHOLD,
+        nprobe: int = 16,
+    ) -> None:
+        if dim is not None and (not isinstance(dim, int) or dim < 1):
+            raise ValueError(f"dim must be a positive int or None, got {dim!r}")
+        if timeout <= 0:
+            raise ValueError(f"timeout must be > 0 seconds, got {timeout!r}")
+        self.path = os.fspath(path)
+        self._index_options = {"ann": ann, "ann_threshold": ann_threshold, "nprobe": nprobe}
+        VectorIndex(1, **self._index_options)  # validate the options now
+        self._lock = threading.RLock()
+        # isolation_level=None: we issue BEGIN/COMMIT ourselves, so nothing is implicit.
+        self._conn = sqlite3.connect(
+            self.path, timeout=timeout, isolation_level=None, check_same_thread=False
+        )
+        self._closed = False
+        try:
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+            with self._transaction():
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        self._conn.execute(statement)
+            stored_dim = self._stored_dim()
+            if dim is not None and stored_dim is not None and dim != stored_dim:
+                raise ValueError(f"{self.path} holds {stored_dim}-d vectors, dim={dim} was given")
+            self._dim = stored_dim if stored_dim is not None else dim
+            self._indexes: dict[str, VectorIndex] = {}
+            self._partition_of: dict[int, str] = {}
+            self._data_version = -1
+            self._sync()
+        except BaseException:
+            self._conn.close()
+            raise
+
+    # -- plumbing ---------------------------------------------------------------
+
+    def _transaction(self) -> _Transaction:
+        return _Transaction(self._conn)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError(f"SQLiteStore({self.path!r}) is closed")
+
+    def _stored_dim(self) -> int | None:
+        row = self._conn.execute(
+            "SELECT value FROM costopt_cache_meta WHERE key = 'dim'"
+        ).fetchone()
+        return None if row is None else int(row[0])
+
+    def _fix_dim(self, dim: int) -> None:
+        """Record the store's dim in the file (first writer wins) and adopt it."""
+        self._conn.execute(
+            "INSERT OR IGNORE INTO costopt_cache_meta (key, value) VALUES ('dim', ?)", (str(dim),)
+        )
+        stored = self._stored_dim()
+        self._dim = stored
+
+    def _index_for(self, partition: str) -> VectorIndex:
+        index = self._indexes.get(partition)
+        if index is None:
+            assert self._dim is not None
+            index = VectorIndex(self._dim, **self._index_options)
+            self._indexes[partition] = index
+        return index
+
+    def _mirror_add(self, entry_id: int, partition: str, blob: bytes, created_at: float) -> None:
+        vector = np.frombuffer(blob, dtype="<f4").astype(np.float32)
+        self._index_for(partition).add(entry_id, vector, created_at)
+        self._partition_of[entry_id] = partition
+
+    def _mirror_remove(self, entry_id: int) -> None:
+        partition = self._partition_of.pop(entry_id, None)
+        if partition is None:
+            return
+        index = self._indexes.get(partition)
+        if index is not None:
+            index.remove(entry_id)
+            if not len(index):
+                del self._indexes[partition]
+
+    def _sync(self) -> None:
+        """Bring the in-memory mirror up to date with commits by other connections."""
+        version = self._conn.execute("PRAGMA data_version").fetchone()[0]
+        if version == self._data_version:
+            return
+        if self._dim is None:
+            self._dim = self._stored_dim()
+        present = {row[0] for row in self._conn.execute("SELECT id FROM costopt_cache_entries")}
+        for entry_id in [i for i in self._partition_of if i not in present]:
+            self._mirror_remove(entry_id)
+        new_ids = sorted(present.difference(self._partition_of))
+        for chunk in _chunks(new_ids):
+            marks = ",".join("?" * len(chunk))
+            rows = self._conn.execute(
+                "SELECT id, partition, vector, created_at FROM costopt_cache_entries "
+                f"WHERE id IN ({marks})",
+                tuple(chunk),
+            )
+            for entry_id, partition, blob, created_at in rows:
+                self._mirror_add(entry_id, partition, blob, created_at)
+        self._data_version = version
+
+    # -- the contract -------------------------------------------------------------
+
+    @property
+    def dim(self) -> int | None:
+        return self._dim
+
+    def upsert(self, entry: CacheEntry) -> None:
+        check_partition(entry.partition)
+        if entry.vector is None:
+            raise ValueError("entry.vector is required to store an entry")
+        metadata = json.dumps(entry.metadata)
+        with self._lock:
+            self._check_open()
+            self._sync()
+            vector = check_vector(entry.vector, self._dim)
+            blob = vector.astype("<f4").tobytes()
+            with self._transaction():
+                if self._dim is None:
+                    self._fix_dim(int(vector.shape[0]))
+                    check_vector(vector, self._dim)  # another process may have won
+                old = self._conn.execute(
+                    "DELETE FROM costopt_cache_entries WHERE partition = ? AND text = ? "
+                    "RETURNING id",
+                    (entry.partition, entry.text),
+                ).fetchall()
+                cursor = self._conn.execute(
+                    "INSERT INTO costopt_cache_entries (partition, text, vector, response, "
+                    "created_at, last_used_at, hit_count, metadata) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        entry.partition,
+                        entry.text,
+                        blob,
+                        entry.response,
+                        entry.created_at,
+                        entry.last_used_at,
+                        entry.hit_count,
+                        metadata,
+                    ),
+                )
+                new_id = cursor.lastrowid
+            for (old_id,) in old:
+                self._mirror_remove(old_id)
+            assert new_id is not None
+            self._mirror_add(new_id, entry.partition, blob, entry.created_at)
+
+    def get_exact(
+        self, partition: str, text: str, *, now: float, ttl_seconds: float | None
+    ) -> CacheEntry | None:
+        with self._lock:
+            self._check_open()
+            row = self._conn.execute(
+                f"SELECT {_COLUMNS} FROM costopt_cache_entries "
+                "WHERE partition = ? AND text = ? AND created_at >= ?",
+                (partition, text, _min_created(now, ttl_seconds)),
+            ).fetchone()
+        return None if row is None else _row_to_entry(row)
+
+    def search(
+        self,
+        partition: str,
+        vector: np.ndarray,
+        *,
+        k: int = 1,
+        min_similarity: float = -1.0,
+        now: float,
+        ttl_seconds: float | None,
+    ) -> list[SearchHit]:
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        with self._lock:
+            self._check_open()
+            self._sync()
+            vector = check_vector(vector, self._dim)
+            index = self._indexes.get(partition)
+            if index is None:
+                return []
+            min_created = None if ttl_seconds is None else now - ttl_seconds
+            found = index.search(vector, k, min_similarity, min_created)
+            if not found:
+                return []
+            marks = ",".join("?" * len(found))
+            rows = self._conn.execute(
+                f"SELECT {_COLUMNS} FROM costopt_cache_entries WHERE id IN ({marks})",
+                tuple(i for i, _ in found),
+            ).fetchall()
+        by_id = {row[0]: row for row in rows}
+        # A row deleted by another process since the last sync is simply not a hit.
+        return [SearchHit(_row_to_entry(by_id[i]), sim) for i, sim in found if i in by_id]
+
+    def record_hit(self, partition: str, text: str, *, now: float) -> None:
+        with self._lock:
+            self._check_open()
+            self._conn.execute(
+                "UPDATE costopt_cache_entries SET hit_count = hit_count + 1, "
+                "last_used_at = MAX(last_used_at, ?) WHERE partition = ? AND text = ?",
+                (now, partition, text),
+            )
+
+    def evict_expired(self, *, now: float, ttl_seconds: float | None) -> int:
+        if ttl_seconds is None:
+            return 0
+        with self._lock:
+            self._check_open()
+            with self._transaction():
+                gone = self._conn.execute(
+                    "DELETE FROM costopt_cache_entries WHERE created_at < ? RETURNING id",
+                    (now - ttl_seconds,),
+                ).fetchall()
+            for (entry_id,) in gone:
+                self._mirror_remove(entry_id)
+            return len(gone)
+
+    def enforce_max_entries(self, max_entries: int) -> int:
+        if max_entries < 0:
+            raise ValueError(f"max_entries must be >= 0, got {max_entries}")
+        with self._lock:
+            self._check_open()
+            with self._transaction():
+                total = self._conn.execute("SELECT count(*) FROM costopt_cache_entries").fetchone()[
+                    0
+                ]
+                excess = total - max_entries
+                if excess <= 0:
+                    return 0
+                gone = self._conn.execute(
+                    "DELETE FROM costopt_cache_entries WHERE id IN (SELECT id FROM "
+                    "costopt_cache_entries ORDER BY last_used_at, id LIMIT ?) RETURNING id",
+                    (excess,),
+                ).fetchall()
+            for (entry_id,) in gone:
+                self._mirror_remove(entry_id)
+            return len(gone)
+
+    def clear(self, partition: str | None = None) -> None:
+        with self._lock:
+            self._check_open()
+            with self._transaction():
+                if partition is None:
+                    gone = self._conn.execute(
+                        "DELETE FROM costopt_cache_entries RETURNING id"
+                    ).fetchall()
+                else:
+                    gone = self._conn.execute(
+                        "DELETE FROM costopt_cache_entries WHERE partition = ? RETURNING id",
+                        (partition,),
+                    ).fetchall()
+            for (entry_id,) in gone:
+                self._mirror_remove(entry_id)
+
+    def count(self, partition: str | None = None) -> int:
+        with self._lock:
+            self._check_open()
+            if partition is None:
+                row = self._conn.execute("SELECT count(*) FROM costopt_cache_entries")
+            else:
+                row = self._conn.execute(
+                    "SELECT count(*) FROM costopt_cache_entries WHERE partition = ?",
+                    (partition,),
+                )
+            return int(row.fetchone()[0])
+
+    def close(self) -> None:
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._conn.close()
+                self._indexes.clear()
+                self._partition_of.clear()
+
+
+def _min_created(now: float, ttl_seconds: float | None) -> float:
+    return float("-inf") if ttl_seconds is None else now - ttl_seconds
+
+
+class _Transaction:
+    """``BEGIN IMMEDIATE`` ... ``COMMIT``: takes the write lock up front, so two
+    processes queue on the busy timeout instead of deadlocking on lock upgrade."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def __enter__(self) -> None:
+        self._conn.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type: object, *_: object) -> None:
+        if exc_type is None:
+            self._conn.execute("COMMIT")
+        else:
+            self._conn.execute("ROLLBACK")
