@@ -1,0 +1,249 @@
+"""The cost ledger: records, per-model totals, periods and the atomic budget check."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime
+
+import pytest
+
+from costopt_core import BudgetExceededError, CostLedger
+from costopt_core.ledger import (
+    Budget,
+    CostRecord,
+    LedgerProtocol,
+    TokenUsage,
+    period_start,
+    summarize,
+)
+
+
+def _ts(*args: int) -> float:
+    return datetime(*args, tzinfo=UTC).timestamp()
+
+
+def test_public_names_map_to_the_ledger_module() -> None:
+    import costopt_core.ledger as ledger_module
+
+    assert CostLedger is ledger_module.CostLedger
+    assert BudgetExceededError is ledger_module.BudgetExceededError
+    assert isinstance(CostLedger(), LedgerProtocol)
+
+
+def test_token_usage_rejects_negative_and_non_int_counts() -> None:
+    with pytest.raises(ValueError, match="input_tokens"):
+        TokenUsage(input_tokens=-1)
+    with pytest.raises(ValueError, match="output_tokens"):
+        TokenUsage(output_tokens=1.5)  # type: ignore[arg-type]
+    assert (TokenUsage(1, 2, 0, 0, 1) + TokenUsage(3, 4)).total_tokens == 10
+
+
+def test_record_validates_kind_and_model_and_round_trips() -> None:
+    with pytest.raises(ValueError, match="kind"):
+        CostRecord(model="m", kind="refund")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="model"):
+        CostRecord(model="")
+    record = CostRecord(
+        model="m", tier="simple", input_tokens=10, cost_usd=None, tags={"app": "bot"}, timestamp=5.0
+    )
+    assert CostRecord.from_dict(record.to_dict()) == record
+    assert record.priced is False
+
+
+def test_summary_keeps_per_model_totals_and_separates_cache_hits() -> None:
+    ledger = CostLedger()
+    ledger.record(
+        CostRecord(
+            model="a",
+            tier="simple",
+            input_tokens=100,
+            output_tokens=10,
+            cache_read_tokens=40,
+            reasoning_tokens=3,
+            cost_usd=0.25,
+        )
+    )
+    ledger.record(
+        CostRecord(
+            model="a",
+            kind="cache_hit",
+            input_tokens=100,
+            output_tokens=10,
+            cost_usd=0.0,
+            saved_usd=0.25,
+        )
+    )
+    ledger.record(
+        CostRecord(model="a", kind="cascade_attempt", input_tokens=5, cost_usd=0.5, saved_usd=-0.5)
+    )
+    ledger.record(
+        CostRecord(model="b", input_tokens=7, output_tokens=1, cost_usd=None, saved_usd=None)
+    )
+    summary = ledger.summary()
+    a, b = summary.models["a"], summary.models["b"]
+    assert (a.calls, a.cache_hits, a.cascade_attempts) == (1, 1, 1)
+    # Cache-hit tokens were not billed: only the call and the attempt count.
+    assert (a.input_tokens, a.output_tokens, a.cache_read_tokens, a.reasoning_tokens) == (
+        105,
+        10,
+        40,
+        3,
+    )
+    assert a.cost_usd == 0.75 and a.saved_usd == -0.25 and a.tiers == {"simple": 1}
+    assert b.priced is False and b.input_tokens == 7 and b.cost_usd == 0.0
+    assert summary.unpriced_models == ["b"]
+    assert summary.total_cost == 0.75 and summary.calls == 2 and summary.cache_hits == 1
+    assert ledger.spent_since(None) == 0.75
+    # The summary returned is a copy: mutating it leaves the ledger alone.
+    a.calls = 99
+    assert ledger.summary().models["a"].calls == 1
+
+
+def test_period_start_is_the_utc_calendar_day_and_month() -> None:
+    now = _ts(2026, 3, 17, 15, 4, 5)
+    assert period_start("day", now) == _ts(2026, 3, 17)
+    assert period_start("month", now) == _ts(2026, 3, 1)
+    assert period_start(None, now) is None
+    with pytest.raises(ValueError, match="period"):
+        period_start("week", now)  # type: ignore[arg-type]
+
+
+def test_spent_since_counts_only_the_period() -> None:
+    ledger = CostLedger()
+    ledger.record(CostRecord(model="m", cost_usd=1.0, timestamp=_ts(2026, 2, 27, 12)))
+    ledger.record(CostRecord(model="m", cost_usd=2.0, timestamp=_ts(2026, 3, 16, 23)))
+    ledger.record(CostRecord(model="m", cost_usd=4.0, timestamp=_ts(2026, 3, 17, 1)))
+    now = _ts(2026, 3, 17, 9)
+    assert ledger.spent_since(Budget(1, "day").start(now)) == 4.0
+    assert ledger.spent_since(Budget(1, "month").start(now)) == 6.0
+    assert ledger.spent_since(None) == 7.0
+    # A since that is not day-aligned is answered from the records.
+    assert ledger.spent_since(_ts(2026, 3, 16, 23, 30)) == 4.0
+    assert [r.cost_usd for r in ledger.records(since=_ts(2026, 3, 1))] == [2.0, 4.0]
+    assert ledger.summary(since=_ts(2026, 3, 17)).total_cost == 4.0
+
+
+def test_budget_validation() -> None:
+    with pytest.raises(ValueError, match="limit_usd"):
+        Budget(-1)
+    with pytest.raises(ValueError, match="limit_usd"):
+        Budget(float("nan"))
+    with pytest.raises(ValueError, match="period"):
+        Budget(1.0, "year")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="estimate_usd"):
+        CostLedger().reserve(-0.1, [Budget(1.0)])
+
+
+def test_reserve_admits_while_something_is_left_and_the_estimate_fits() -> None:
+    ledger = CostLedger()
+    budget = Budget(1.0)
+    first = ledger.reserve(0.4, [budget])
+    assert first.allowed and first.reservation_id
+    # The live reservation counts: 0.4 reserved + 0.7 estimated > 1.0.
+    refused = ledger.reserve(0.7, [budget])
+    assert not refused.allowed and refused.budget is budget and refused.used_usd == 0.4
+    assert ledger.reserve(0.6, [budget]).allowed  # 0.4 + 0.6 fits exactly
+    assert ledger.reserved_usd == pytest.approx(1.0)
+    ledger.record(CostRecord(model="m", cost_usd=0.3), reservation_id=first.reservation_id)
+    # The record settled the first reservation: 0.3 spent + 0.6 reserved.
+    assert ledger.reserved_usd == pytest.approx(0.6)
+    error = ledger.reserve(0.2, [budget]).error()
+    assert isinstance(error, BudgetExceededError) and error.limit_usd == 1.0
+    assert "not made" in str(error)
+
+
+def test_release_and_expiry_free_a_reservation() -> None:
+    ledger = CostLedger()
+    budget = Budget(1.0)
+    check = ledger.reserve(1.0, [budget], ttl_seconds=10, now=1000.0)
+    assert not ledger.reserve(0.1, [budget], now=1005.0).allowed
+    assert ledger.reserve(0.1, [budget], now=1011.0).allowed  # the first one expired
+    again = ledger.reserve(0.8, [budget], now=1012.0)
+    ledger.release(again.reservation_id)
+    ledger.release(check.reservation_id)  # already gone: a no-op
+    assert ledger.reserve(0.8, [budget], now=1013.0).allowed
+
+
+def test_a_spent_budget_refuses_even_a_zero_estimate() -> None:
+    ledger = CostLedger()
+    ledger.record(CostRecord(model="m", cost_usd=1.0))
+    assert not ledger.reserve(0.0, [Budget(1.0)]).allowed
+    assert ledger.reserve(0.0, [Budget(1.01)]).allowed
+
+
+def test_every_budget_must_admit() -> None:
+    ledger = CostLedger()
+    now = _ts(2026, 3, 17, 12)
+    ledger.record(CostRecord(model="m", cost_usd=5.0, timestamp=_ts(2026, 3, 16, 12)))
+    budgets = [Budget(100.0), Budget(1.0, "day")]
+    assert ledger.reserve(0.5, budgets, now=now).allowed  # yesterday's 5.0 is not today's
+    refused = ledger.reserve(0.5, [Budget(5.2)], now=now)
+    assert not refused.allowed and refused.used_usd == pytest.approx(5.5)
+
+
+def test_max_records_bounds_memory_but_not_totals() -> None:
+    ledger = CostLedger(max_records=3)
+    for _ in range(10):
+        ledger.record(CostRecord(model="m", cost_usd=0.5))
+    assert len(ledger.records()) == 3
+    assert ledger.summary().models["m"].calls == 10
+    assert ledger.spent_since(None) == 5.0
+    with pytest.raises(ValueError, match="max_records"):
+        CostLedger(max_records=-1)
+    ledger.clear()
+    assert ledger.spent_since(None) == 0.0 and ledger.records() == []
+
+
+def test_eight_threads_recording_lose_nothing() -> None:
+    ledger = CostLedger()
+
+    def work(worker: int) -> None:
+        for _ in range(1000):
+            ledger.record(
+                CostRecord(model=f"m{worker % 2}", input_tokens=3, output_tokens=2, cost_usd=0.25)
+            )
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    summary = ledger.summary()
+    assert summary.calls == 8000
+    assert sum(m.input_tokens for m in summary.models.values()) == 24_000
+    assert ledger.spent_since(None) == 2000.0  # 0.25 sums exactly in binary
+
+
+def test_concurrent_spenders_never_pass_the_limit() -> None:
+    ledger = CostLedger()
+    budget = Budget(1.0)
+    refused = []
+
+    def spend() -> None:
+        while True:
+            check = ledger.reserve(0.0625, [budget])
+            if not check.allowed:
+                refused.append(check)
+                return
+            ledger.record(
+                CostRecord(model="m", cost_usd=0.0625), reservation_id=check.reservation_id
+            )
+
+    threads = [threading.Thread(target=spend) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert ledger.spent_since(None) == 1.0
+    assert ledger.summary().calls == 16 and len(refused) == 8
+
+
+def test_summarize_folds_records() -> None:
+    summary = summarize(
+        [
+            CostRecord(model="x", cost_usd=0.5, timestamp=3.0),
+            CostRecord(model="x", cost_usd=0.25, timestamp=1.0),
+        ]
+    )
+    assert summary.total_cost == 0.75
+    assert (summary.first_timestamp, summary.last_timestamp) == (1.0, 3.0)
