@@ -1,0 +1,344 @@
+"""Framework-free accounting: usage parsing, exact prices, savings, budgets, reports."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import uuid
+
+import pytest
+
+from costopt_core import set_price
+from costopt_core.accounting import (
+    BudgetWarning,
+    CostAccountant,
+    build_budgets,
+    usage_from_mapping,
+)
+from costopt_core.ledger import Budget, BudgetExceededError, CostLedger, CostRecord, TokenUsage
+
+# Made-up models with round prices (USD per token), so every figure is exact by hand.
+set_price(
+    "acct-cheap",
+    input_per_token=1e-6,
+    output_per_token=4e-6,
+    cache_read_per_token=1e-7,
+    cache_write_per_token=2e-6,
+    reasoning_per_token=8e-6,
+)
+set_price("acct-mid", input_per_token=3e-6, output_per_token=6e-6)
+set_price("acct-strong", input_per_token=1e-5, output_per_token=3e-5)
+
+
+def _unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+# -- usage parsing ------------------------------------------------------------------------
+
+
+def test_langchain_usage_metadata_with_details() -> None:
+    usage = usage_from_mapping(
+        {
+            "input_tokens": 1000,
+            "output_tokens": 300,
+            "total_tokens": 1300,
+            "input_token_details": {"cache_read": 600, "cache_creation": 100},
+            "output_token_details": {"reasoning": 200},
+        }
+    )
+    assert usage == TokenUsage(1000, 300, 600, 100, 200)
+
+
+def test_openai_token_usage() -> None:
+    usage = usage_from_mapping(
+        {
+            "prompt_tokens": 50,
+            "completion_tokens": 20,
+            "total_tokens": 70,
+            "prompt_tokens_details": {"cached_tokens": 30},
+            "completion_tokens_details": {"reasoning_tokens": 5},
+        }
+    )
+    assert usage == TokenUsage(50, 20, 30, 0, 5)
+
+
+def test_anthropic_raw_usage_adds_cache_tokens_to_input() -> None:
+    usage = usage_from_mapping(
+        {
+            "input_tokens": 10,
+            "output_tokens": 4,
+            "cache_read_input_tokens": 90,
+            "cache_creation_input_tokens": 5,
+        }
+    )
+    assert usage == TokenUsage(105, 4, 90, 5, 0)
+
+
+def test_gemini_and_bedrock_usage() -> None:
+    gemini = usage_from_mapping(
+        {
+            "prompt_token_count": 12,
+            "candidates_token_count": 7,
+            "thoughts_token_count": 3,
+            "cached_content_token_count": 2,
+        }
+    )
+    assert gemini == TokenUsage(12, 10, 2, 0, 3)
+    assert usage_from_mapping({"inputTokens": 8, "outputTokens": 2}) == TokenUsage(8, 2)
+
+
+def test_no_usage_and_impossible_details() -> None:
+    assert usage_from_mapping(None) is None
+    assert usage_from_mapping({}) is None
+    assert usage_from_mapping({"finish_reason": "stop"}) is None
+    clipped = usage_from_mapping(
+        {
+            "input_tokens": 5,
+            "output_tokens": 1,
+            "input_token_details": {"cache_read": 9},
+            "output_token_details": {"reasoning": 4},
+        }
+    )
+    assert clipped == TokenUsage(5, 1, 5, 0, 1)
+
+
+# -- pricing ------------------------------------------------------------------------------
+
+
+def test_call_cost_includes_cache_and_reasoning_prices() -> None:
+    acct = CostAccountant()
+    record = acct.record_call("acct-cheap", TokenUsage(1000, 300, 600, 100, 200))
+    # plain in 300 x 1e-6 + read 600 x 1e-7 + write 100 x 2e-6 + plain out 100 x 4e-6
+    # + reasoning 200 x 8e-6
+    expected = 300e-6 + 60e-6 + 200e-6 + 400e-6 + 1600e-6
+    assert record.cost_usd == pytest.approx(expected, rel=1e-12)
+    assert acct.total_cost == pytest.approx(0.00256, rel=1e-12)
+    assert record.saved_usd == 0.0 and record.baseline_model is None  # not routed
+
+
+def test_unpriced_model_is_reported_not_zero_and_warned_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    model = _unique("no-such-model")
+    acct = CostAccountant()
+    with caplog.at_level(logging.WARNING, logger="costopt_core.accounting"):
+        first = acct.record_call(model, TokenUsage(10, 5))
+        acct.record_call(model, TokenUsage(1, 1))
+    assert first.cost_usd is None
+    warnings_for_model = [r for r in caplog.records if model in r.getMessage()]
+    assert len(warnings_for_model) == 1
+    data = acct.to_dict()
+    assert data["unpriced_models"] == [model]
+    assert data["models"][model]["cost_usd"] is None
+    assert data["models"][model]["status"] == "unpriced"
+    assert data["models"][model]["input_tokens"] == 11
+    report = acct.report()
+    assert "unpriced" in report and model in report
+
+
+# -- savings ------------------------------------------------------------------------------
+
+
+def test_routed_call_saves_against_the_most_expensive_router_tier() -> None:
+    acct = CostAccountant()
+    record = acct.record_call(
+        "acct-cheap",
+        TokenUsage(1000, 500),
+        tier="simple",
+        router_models=["acct-cheap", "acct-mid", "acct-strong"],
+    )
+    assert record.baseline_model == "acct-strong"
+    assert record.baseline_cost_usd == pytest.approx(0.025)
+    assert record.saved_usd == pytest.approx(0.025 - 0.003)
+    assert acct.total_saved == pytest.approx(0.022)
+
+
+def test_named_baseline_wins_and_can_show_a_loss() -> None:
+    acct = CostAccountant(baseline_model="acct-mid")
+    record = acct.record_call(
+        "acct-strong",
+        TokenUsage(1000, 500),
+        tier="complex",
+        router_models=["acct-cheap", "acct-strong"],
+    )
+    assert record.baseline_model == "acct-mid"
+    assert record.saved_usd == pytest.approx(0.006 - 0.025)  # routing up cost more
+
+
+def test_without_router_tiers_the_baseline_is_the_most_expensive_model_seen() -> None:
+    acct = CostAccountant()
+    acct.record_call("acct-strong", TokenUsage(10, 10))  # unrouted: seen, saves nothing
+    record = acct.record_call("acct-cheap", TokenUsage(1000, 500), tier="simple")
+    assert record.baseline_model == "acct-strong"
+    assert record.saved_usd == pytest.approx(0.022)
+
+
+def test_cache_hit_is_saved_never_spent() -> None:
+    acct = CostAccountant()
+    hit = acct.record_cache_hit("acct-mid", TokenUsage(1000, 500))
+    assert hit.cost_usd == 0.0 and hit.saved_usd == pytest.approx(0.006)
+    hinted = acct.record_cache_hit("acct-mid", None, saved_hint_usd=0.5)
+    assert hinted.saved_usd == 0.5
+    unknown = acct.record_cache_hit("acct-mid", None)
+    assert unknown.saved_usd is None
+    summary = acct.summary()
+    assert acct.total_cost == 0.0
+    assert summary.cache_hits == 3 and summary.calls == 0
+    assert acct.total_saved == pytest.approx(0.506)
+
+
+def test_cascade_attempt_is_spend_and_negative_saving() -> None:
+    acct = CostAccountant()
+    attempt = acct.record_attempt("acct-cheap", TokenUsage(1000, 500), tier="simple")
+    final = acct.record_call(
+        "acct-strong",
+        TokenUsage(1000, 500),
+        tier="complex",
+        router_models=["acct-cheap", "acct-strong"],
+    )
+    assert attempt.kind == "cascade_attempt"
+    assert attempt.saved_usd == pytest.approx(-0.003)
+    assert final.saved_usd == pytest.approx(0.0)
+    assert acct.total_cost == pytest.approx(0.028)
+    assert acct.total_saved == pytest.approx(-0.003)
+
+
+# -- budgets ------------------------------------------------------------------------------
+
+
+def test_constructor_rejects_bad_arguments() -> None:
+    with pytest.raises(ValueError, match="on_budget"):
+        CostAccountant(on_budget="stop")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="budget_usd"):
+        CostAccountant(budget_usd=-1)
+    with pytest.raises(ValueError, match="daily_budget_usd"):
+        build_budgets(daily_budget_usd=float("inf"))
+    with pytest.raises(TypeError, match="ledger"):
+        CostAccountant(ledger=object())  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="Budget"):
+        build_budgets(budgets=[1.0])  # type: ignore[list-item]
+    with pytest.raises(ValueError, match="baseline_model"):
+        CostAccountant(baseline_model="")
+
+
+def test_raise_mode_refuses_the_call_that_would_pass_the_limit() -> None:
+    acct = CostAccountant(budget_usd=0.007)
+    for _ in range(2):
+        reservation = acct.before_call()
+        acct.record_call("acct-cheap", TokenUsage(1000, 500), reservation_id=reservation)
+    # 0.006 spent; the next call is estimated at the largest call seen (0.003).
+    with pytest.raises(BudgetExceededError) as info:
+        acct.before_call()
+    assert info.value.limit_usd == 0.007
+    assert acct.total_cost == pytest.approx(0.006)
+
+
+def test_warn_mode_warns_once_per_crossing_and_lets_calls_go() -> None:
+    acct = CostAccountant(budget_usd=0.001, on_budget="warn")
+    acct.record_call("acct-cheap", TokenUsage(1000, 500))
+    with pytest.warns(BudgetWarning, match="budget exceeded"):
+        assert acct.before_call() is None
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        acct.before_call()  # no second warning
+
+
+def test_downgrade_mode_sets_and_clears_the_flag() -> None:
+    ledger = CostLedger()
+    acct = CostAccountant(budget_usd=0.002, on_budget="downgrade", ledger=ledger)
+    assert acct.before_call() is not None and acct.downgrade is False
+    ledger.record(CostRecord(model="acct-cheap", cost_usd=0.003))
+    assert acct.before_call() is None
+    assert acct.downgrade is True
+    ledger.clear()
+    acct.before_call()
+    assert acct.downgrade is False
+
+
+def test_a_failing_ledger_never_blocks_the_call(caplog: pytest.LogCaptureFixture) -> None:
+    class BrokenLedger(CostLedger):
+        def reserve(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+            raise ConnectionError("database down")
+
+    acct = CostAccountant(budget_usd=1.0, ledger=BrokenLedger())
+    with caplog.at_level(logging.ERROR):
+        assert acct.before_call() is None
+    assert "budget check failed" in caplog.text
+
+
+def test_budget_status_and_shared_ledger() -> None:
+    ledger = CostLedger()
+    one = CostAccountant(ledger=ledger, daily_budget_usd=1.0)
+    two = CostAccountant(ledger=ledger)
+    two.record_call("acct-strong", TokenUsage(1000, 500))
+    assert one.total_cost == pytest.approx(0.025)
+    (status,) = one.budget_status()
+    assert status["period"] == "day" and status["remaining_usd"] == pytest.approx(0.975)
+    assert not status["exceeded"]
+
+
+def test_explicit_budgets_and_cancel() -> None:
+    acct = CostAccountant(budgets=[Budget(0.01, "month")])
+    reservation = acct.before_call()
+    acct.cancel(reservation)
+    acct.cancel(None)
+    assert acct.ledger.reserved_usd == 0.0  # type: ignore[attr-defined]
+
+
+# -- reports ------------------------------------------------------------------------------
+
+
+def _sample() -> CostAccountant:
+    acct = CostAccountant(baseline_model="acct-strong", budget_usd=1.0)
+    acct.record_call("acct-cheap", TokenUsage(1000, 300, 600, 100, 200), tier="simple")
+    acct.record_call("acct-mid", TokenUsage(1000, 500), tier="medium")
+    acct.record_cache_hit("acct-mid", TokenUsage(1000, 500))
+    return acct
+
+
+def test_report_table_lists_models_totals_and_budget() -> None:
+    text = _sample().report()
+    lines = text.splitlines()
+    assert lines[0].split()[:3] == ["model", "calls", "hits"]
+    cheap = next(line for line in lines if line.startswith("acct-cheap"))
+    assert cheap.split()[-2] == "0.002560"
+    mid = next(line for line in lines if line.startswith("acct-mid"))
+    assert mid.split()[1:3] == ["1", "1"] and mid.split()[-2] == "0.006000"
+    total = next(line for line in lines if line.startswith("TOTAL"))
+    assert total.split()[-2] == "0.008560"
+    assert "baseline model: acct-strong" in text
+    assert "budget (total): 0.008560 of 1.000000 USD" in text
+
+
+def test_to_dict_json_and_csv_agree(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    acct = _sample()
+    data = acct.to_dict()
+    assert data["total_cost"] == pytest.approx(0.00856)
+    # saved: cheap 0.025-ish baseline minus cost, mid 0.025 - 0.006, the hit 0.006
+    baseline_cheap = 1000 * 1e-5 + 300 * 3e-5
+    expected_saved = (baseline_cheap - 0.00256) + (0.025 - 0.006) + 0.006
+    assert data["total_saved"] == pytest.approx(expected_saved)
+    assert data["calls"] == 2 and data["cache_hits"] == 1
+    path = tmp_path / "report.json"
+    acct.to_json(path)
+    assert json.loads(path.read_text()) == json.loads(json.dumps(data))
+    rows = list(csv.DictReader(io.StringIO(acct.to_csv())))
+    assert [r["model"] for r in rows] == ["acct-cheap", "acct-mid", "TOTAL"]
+    assert float(rows[-1]["cost_usd"]) == pytest.approx(0.00856)
+    records = list(csv.DictReader(io.StringIO(acct.to_csv(records=True))))
+    assert [r["kind"] for r in records] == ["call", "call", "cache_hit"]
+    csv_path = tmp_path / "report.csv"
+    acct.to_csv(csv_path)
+    assert csv_path.read_text().startswith("model,status,calls")
+
+
+def test_project_month_from_observed_usage() -> None:
+    acct = _sample()
+    projection = acct.project_month(requests_per_day=1000)
+    # 3 requests (2 calls + 1 hit) cost 0.00856: per request 0.00856 / 3.
+    assert projection["monthly_cost"] == pytest.approx(0.00856 / 3 * 1000 * 30)
