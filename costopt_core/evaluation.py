@@ -114,15 +114,17 @@ class RoutingData:
             source=self.source,
         )
 
-    def strong_needed(self) -> np.ndarray:
-        """Per-prompt label in [0, 1] for training a router: how much the strong model
-        gains over the weak one (1 = strong right and weak wrong for 0/1 data; for
-        scores the gain scaled by the largest gain, 0 where the weak model is as good)."""
+    def gain_labels(self) -> np.ndarray:
+        """Per-prompt training label in [0, 1] for a learned router: the strong model's
+        gain over the weak one, mapped from [-max, +max] onto [0, 1]. For 0/1 data:
+        1 = strong right and weak wrong (the strong model was needed), 0.5 = no
+        difference, 0 = the weak model did better. A neighbour average of these labels
+        estimates the expected gain, which is what a routing curve ranks by."""
         gain = self.strong - self.weak
-        top = float(gain.max())
-        if top <= 0:
-            return np.zeros(len(self))
-        return np.clip(gain / top, 0.0, 1.0)
+        top = float(np.abs(gain).max())
+        if top == 0:
+            return np.full(len(self), 0.5)
+        return (gain / top + 1.0) / 2.0
 
 
 def _parse_correct(value: Any, column: str, row: int, source: str) -> float:
@@ -281,9 +283,9 @@ def cross_val_scores(
     progress: bool = False,
 ) -> np.ndarray:
     """Out-of-fold scores of a learned strategy: for each fold, a fresh strategy from
-    ``factory()`` is fitted on the other folds (labels from :meth:`RoutingData.strong_needed`)
+    ``factory()`` is fitted on the other folds (labels from :meth:`RoutingData.gain_labels`)
     and scores the held-out prompts."""
-    labels = data.strong_needed()
+    labels = data.gain_labels()
     scores = np.full(len(data), np.nan)
     for k, test in enumerate(kfold_indexes(len(data), folds, seed)):
         train = np.setdiff1d(np.arange(len(data)), test)

@@ -1,0 +1,301 @@
+"""``costopt eval-router``: how much quality a router keeps for how much spend.
+
+Example:
+    .. code-block:: console
+
+        $ costopt eval-router data.csv --strategy zero-shot --json out.json --plot out.png
+        $ costopt eval-router data.jsonl --strategy knn --folds 5
+        $ costopt eval-router data.csv --strategy length --target-share 0.3
+        $ costopt eval-router data.csv --strategy knn --save knn.npz   # fit on all, save
+
+DATA is CSV or JSONL with ``prompt`` and ``weak_correct,strong_correct`` (0/1) or
+``weak_score,strong_score``. The table shows quality and PGR at RouteLLM's 11 strong-call
+shares, then APGR, CPT(50%), CPT(80%), the same on a dollar axis, and the share of calls
+needed for 95% of the strong model's quality. ``--json`` writes ``{"strategy", "n",
+"apgr", "cpt50", "cpt80", "pgr": [[share, pgr], ...]}`` plus more keys; ``--plot``
+draws quality against cost beside random routing (needs ``costopt-llm[plot]``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from costopt_core.evaluation import (
+    DEFAULT_OUTPUT_TOKENS,
+    DEFAULT_STRONG_MODEL,
+    DEFAULT_WEAK_MODEL,
+    RouterEvaluation,
+    RoutingData,
+    cross_val_scores,
+    evaluate_scores,
+    holdout_calibration,
+    load_routing_data,
+    random_scores,
+    score_prompts,
+)
+from costopt_core.strategies import available_strategies, get_strategy
+
+RANDOM = "random"
+
+
+def register(subparsers: Any) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "eval-router",
+        help="measure a routing strategy on labelled prompts (PGR, APGR, CPT, cost)",
+        description="Evaluate a routing strategy on a labelled CSV / JSONL file with "
+        "RouteLLM's metrics, on a strong-call axis and a dollar axis.",
+    )
+    parser.add_argument("data", metavar="DATA", help="CSV or JSONL of labelled prompts")
+    parser.add_argument(
+        "--strategy",
+        default="rules",
+        help=f"one of {[*available_strategies(), RANDOM]} (default: rules); "
+        "'random' is the baseline",
+    )
+    parser.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="strategy option (repeatable), VALUE as JSON if it parses, e.g. k=20",
+    )
+    parser.add_argument(
+        "--folds",
+        type=int,
+        help="train a learned strategy (knn) by K-fold "
+        "cross-validation and report out-of-fold figures",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed for folds / random (0)")
+    parser.add_argument("--load", metavar="MODEL", help="a saved KNN model (.npz) to evaluate")
+    parser.add_argument(
+        "--save", metavar="MODEL", help="fit the learned strategy on all of DATA and save it here"
+    )
+    parser.add_argument("--json", metavar="OUT", help="write the figures as JSON ('-' = stdout)")
+    parser.add_argument("--plot", metavar="OUT.png", help="PNG of quality vs cost (extra [plot])")
+    parser.add_argument(
+        "--weak-model",
+        default=DEFAULT_WEAK_MODEL,
+        help=f"catalog model priced as the weak one ({DEFAULT_WEAK_MODEL})",
+    )
+    parser.add_argument(
+        "--strong-model",
+        default=DEFAULT_STRONG_MODEL,
+        help=f"catalog model priced as the strong one ({DEFAULT_STRONG_MODEL})",
+    )
+    parser.add_argument(
+        "--output-tokens",
+        type=int,
+        default=DEFAULT_OUTPUT_TOKENS,
+        help=f"assumed answer tokens per call ({DEFAULT_OUTPUT_TOKENS})",
+    )
+    parser.add_argument(
+        "--target-share",
+        type=float,
+        metavar="SHARE",
+        help="calibrate a threshold for this strong-call share (0-1) on "
+        "half the prompts and report the share realised on the other half",
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.set_defaults(func=run)
+    return parser
+
+
+def parse_options(pairs: list[str]) -> dict[str, Any]:
+    """``["k=20", "tiers=[\\"a\\",\\"b\\"]"]`` -> ``{"k": 20, "tiers": ["a", "b"]}``."""
+    options: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--option must look like KEY=VALUE, got {pair!r}")
+        try:
+            value: Any = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        options[key.strip().replace("-", "_")] = value
+    return options
+
+
+def _scores(
+    args: argparse.Namespace, data: RoutingData, progress: bool
+) -> tuple[np.ndarray, str, int | None]:
+    """The strategy's scores on DATA, a label saying how they were made, and the folds."""
+    name = args.strategy.strip().lower()
+    options = parse_options(args.option)
+    if name == RANDOM:
+        if options or args.load or args.save or args.folds:
+            raise ValueError("the random baseline takes no options, model or folds")
+        return random_scores(len(data), args.seed), "random routing (baseline)", None
+    if args.load:
+        if name != "knn":
+            raise ValueError("--load reads a KNN model: use it with --strategy knn")
+        from costopt_core.knn import KNNStrategy
+
+        model = KNNStrategy.load(args.load)
+        scores = score_prompts(model, data.prompts, progress=progress)
+        return scores, f"knn loaded from {args.load}", None
+
+    def factory() -> Any:
+        try:
+            return get_strategy(name, **options)
+        except TypeError as exc:  # an option the strategy does not take
+            raise ValueError(f"strategy {name!r}: {exc}") from None
+
+    strategy = factory()
+    learned = callable(getattr(strategy, "fit", None))
+    if args.save:
+        if not learned:
+            raise ValueError(f"--save needs a learned strategy; {name!r} is not trained")
+        strategy.fit(data.prompts, data.gain_labels())
+        print(f"fitted {name} on {len(data)} prompts; saved to {strategy.save(args.save)}")
+    if learned and args.folds is None:
+        raise ValueError(
+            f"strategy {name!r} is learned: pass --folds K to evaluate it by K-fold "
+            "cross-validation, or --load MODEL to evaluate a saved model"
+        )
+    if learned:
+        scores = cross_val_scores(factory, data, args.folds, seed=args.seed, progress=progress)
+        label = f"{name} ({args.folds}-fold cross-validation, out-of-fold scores)"
+        return scores, label, args.folds
+    if args.folds is not None:
+        print(f"note: {name!r} is not trained; --folds has no effect", file=sys.stderr)
+    return score_prompts(strategy, data.prompts, progress=progress), name, None
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.folds is not None and args.folds < 2:
+        raise ValueError(f"--folds must be >= 2, got {args.folds}")
+    if args.target_share is not None and not 0.0 <= args.target_share <= 1.0:
+        raise ValueError(f"--target-share must be in [0, 1], got {args.target_share}")
+    data = load_routing_data(args.data)
+    scores, label, folds = _scores(args, data, progress=not args.no_progress)
+    result = evaluate_scores(
+        scores,
+        data,
+        strategy=args.strategy,
+        weak_model=args.weak_model,
+        strong_model=args.strong_model,
+        output_tokens=args.output_tokens,
+        folds=folds,
+    )
+    if args.target_share is not None:
+        result.calibration = holdout_calibration(scores, data, args.target_share, args.seed)
+    print(format_report(result, label, Path(args.data).name, args.output_tokens))
+    if args.json:
+        text = json.dumps(result.to_dict(), indent=2)
+        if args.json == "-":
+            print(text)
+        else:
+            Path(args.json).write_text(text + "\n", encoding="utf-8")
+            print(f"figures written to {args.json}")
+    if args.plot:
+        try:
+            plot_quality_vs_cost(result, args.plot, title=f"{label} on {Path(args.data).name}")
+        except ImportError as exc:
+            print(f"costopt eval-router: error: {exc}", file=sys.stderr)
+            return 2
+        print(f"plot written to {args.plot}")
+    return 0
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{value * 100:.1f}%"
+
+
+def format_report(result: RouterEvaluation, label: str, source: str, output_tokens: int) -> str:
+    """The human-readable table."""
+    c = result.curve
+    lines = [
+        f"router: {label}",
+        f"data:   {source}: {result.n} prompts; weak quality {c.weak_quality:.3f}, "
+        f"strong quality {c.strong_quality:.3f}",
+        "",
+        f"{'strong calls':>12}  {'quality':>8}  {'PGR':>7}  {'USD / 1k calls':>14}",
+    ]
+    for share, pgr in result.pgr:
+        lines.append(
+            f"{share * 100:>11.0f}%  {c.quality_at(share):>8.3f}  {pgr:>7.3f}  "
+            f"{c.cost_at(share) * 1000:>14.4f}"
+        )
+    lines += [
+        "",
+        f"APGR {result.apgr:.3f}   CPT(50%) {_pct(result.cpt50)}   CPT(80%) {_pct(result.cpt80)}"
+        "   (random routing: APGR 0.500, CPT(50%) 50.0%, CPT(80%) 80.0%)",
+    ]
+    share95 = c.share_for_quality(0.95)
+    cost95 = "" if share95 is None else f" (USD {c.cost_at(share95) * 1000:.4f} per 1k calls)"
+    lines.append(f"95% of the strong model's quality: {_pct(share95)} strong calls{cost95}")
+    if c.strong_cost > c.weak_cost:
+        lines.append(
+            f"dollar axis ({result.weak_model} -> {result.strong_model}, prompt tokens + "
+            f"{output_tokens} answer tokens): APGR {c.apgr_cost():.3f}, CPT(50%) "
+            f"{_pct(c.cpt_cost(0.5))} of the extra spend (USD "
+            f"{c.cost_at(result.cpt50) * 1000:.4f} / 1k calls), CPT(80%) "
+            f"{_pct(c.cpt_cost(0.8))} (USD {c.cost_at(result.cpt80) * 1000:.4f} / 1k calls); "
+            f"all weak USD {c.weak_cost * 1000:.4f}, all strong USD {c.strong_cost * 1000:.4f}"
+        )
+    if result.calibration:
+        cal = result.calibration
+        pgr = cal.get("heldout_pgr")
+        lines.append(
+            f"calibration: threshold {cal['threshold']:.4f} for a {_pct(cal['target_share'])} "
+            f"target sends {_pct(cal['sample_share'])} of {cal['sample_size']} sample prompts "
+            f"and {_pct(cal['heldout_share'])} of {cal['heldout_size']} held-out prompts to the "
+            f"strong model (held-out PGR {'n/a' if pgr is None else f'{pgr:.3f}'})"
+        )
+    return "\n".join(lines)
+
+
+def plot_quality_vs_cost(result: RouterEvaluation, path: str, title: str = "") -> None:
+    """Write a PNG of quality against USD per 1k calls, with random routing beside it."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise ImportError('--plot needs matplotlib: pip install "costopt-llm[plot]"') from None
+    c = result.curve
+    fig, ax = plt.subplots(figsize=(8, 5))
+    ax.plot(
+        c.cost * 1000,
+        c.quality,
+        "-",
+        color="C0",
+        label=f"{result.strategy} (APGR {result.apgr:.3f})",
+    )
+    marks = [s for s, _ in result.pgr]
+    ax.plot(
+        [c.cost_at(s) * 1000 for s in marks],
+        [c.quality_at(s) for s in marks],
+        "o",
+        color="C0",
+        markersize=4,
+    )
+    ax.plot(
+        [c.weak_cost * 1000, c.strong_cost * 1000],
+        [c.weak_quality, c.strong_quality],
+        "--",
+        color="grey",
+        label="random routing",
+    )
+    ax.axhline(c.weak_quality, color="C2", linestyle=":", label=f"all weak ({result.weak_model})")
+    ax.axhline(
+        c.strong_quality, color="C3", linestyle=":", label=f"all strong ({result.strong_model})"
+    )
+    ax.set_xlabel("USD per 1k calls")
+    ax.set_ylabel("quality (mean correctness / score)")
+    ax.set_title(title or f"{result.strategy}: quality vs cost")
+    ax.legend(loc="lower right")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+__all__ = ["format_report", "parse_options", "plot_quality_vs_cost", "register", "run"]
