@@ -1,0 +1,645 @@
+"""CostEventHandler: what each LlamaIndex LLM call cost and saved, from instrumentation.
+
+Example:
+    .. code-block:: python
+
+        from llamaindex_costopt import CostEventHandler
+
+        handler = CostEventHandler(budget_usd=5.0, on_budget="downgrade").register()
+        index.as_query_engine().query("What does the contract say about renewals?")
+        print(handler.total_cost, handler.total_saved)
+        print(handler.report())
+        handler.unregister()
+
+It is a LlamaIndex instrumentation ``BaseEventHandler`` on the root dispatcher, and it
+prices with the same engine as the LangChain face (``costopt_core.accounting``): same
+arguments, attributes, report, JSON/CSV export and budgets as ``CostCallbackHandler``.
+
+How events are read:
+
+* An LLM call is an ``LLMChatStartEvent``/``LLMChatEndEvent`` (or completion) pair.
+  Usage comes from the end event's response: ``raw["usage"]`` / ``raw.usage`` (OpenAI
+  style dict or object: prompt/completion tokens with cached-token and reasoning
+  details, or input/output tokens, Anthropic and Gemini shapes), else the
+  ``additional_kwargs`` token counts LlamaIndex integrations add. A response without
+  usage is estimated from its text (``costopt_core.tokens``) and tagged
+  ``usage=estimated``. Model: the provider's ``raw["model"]``, else the LLM's metadata.
+* Only the innermost LLM span is counted: a small span handler registered with this
+  handler records span parents, so an LLM call made inside another LLM call (a wrapper
+  whose decorated ``chat`` calls a decorated inner ``chat``, or ``MockLLM``'s chat
+  delegating to its completion) is priced once, at the innermost call.
+* Routing: ``RouterLLM`` dispatches a ``RoutingDecisionEvent`` in its span; a call
+  inside that span is recorded with the tier and a baseline (the most expensive tier
+  model unless ``baseline_model`` is named). Calls a cascade rejected are recorded as
+  cascade attempts (spend, negative savings).
+* Cache hits: ``SemanticCacheLLM`` dispatches a ``CacheHitEvent``; it is recorded as
+  saved dollars at the price of the model that answered originally, never as spend.
+
+Budgets and LlamaIndex: the dispatcher swallows exceptions raised by event handlers,
+so this handler cannot stop a call. ``RouterLLM`` and ``SemanticCacheLLM`` ask it before
+calling a model (``costopt_before_call``): ``on_budget="raise"`` raises
+``BudgetExceededError`` from there, before any spending; ``"downgrade"`` makes the
+router answer with its cheapest tier; ``"warn"`` warns and lets the call go. A plain
+LLM outside those wrappers is still checked at its start event, but there a "raise"
+can only be logged.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from os import PathLike
+from typing import Any
+
+from llama_index.core.instrumentation import get_dispatcher
+from llama_index.core.instrumentation.events import BaseEvent
+from llama_index.core.instrumentation.events.llm import (
+    LLMChatEndEvent,
+    LLMChatStartEvent,
+    LLMCompletionEndEvent,
+    LLMCompletionStartEvent,
+)
+from llama_index.core.instrumentation.span.simple import SimpleSpan
+from llama_index.core.instrumentation.span_handlers import BaseSpanHandler
+from llama_index_instrumentation.event_handlers import BaseEventHandler
+from llama_index_instrumentation.span import active_span_id
+from pydantic import PrivateAttr
+
+from costopt_core.accounting import CostAccountant, OnBudget, usage_from_mapping
+from costopt_core.ledger import Budget, BudgetExceededError, LedgerProtocol, LedgerSummary
+from costopt_core.ledger import TokenUsage as TokenUsage
+from costopt_core.pricing import PriceCatalog
+from costopt_core.tokens import estimate_tokens
+
+logger = logging.getLogger(__name__)
+
+UNKNOWN_MODEL = "unknown-model"
+_MEMORY = 4096  # bounded maps: abandoned streams must not leak state
+_USAGE_KEYS = ("usage", "usage_metadata", "token_usage")
+
+
+# -- reading LlamaIndex responses ---------------------------------------------------------
+
+
+def _as_mapping(value: Any) -> Mapping[str, Any] | None:
+    """A usage-like value as a mapping: dicts as they are, objects via ``model_dump`` /
+    ``to_dict`` / their attributes."""
+    if value is None:
+        return None
+    if isinstance(value, Mapping):
+        return value
+    for method in ("model_dump", "to_dict", "dict"):
+        dump = getattr(value, method, None)
+        if callable(dump):
+            try:
+                data = dump()
+            except Exception:
+                continue
+            if isinstance(data, Mapping):
+                return data
+    try:
+        data = vars(value)
+    except TypeError:
+        return None
+    return {k: v for k, v in data.items() if not k.startswith("_")}
+
+
+def _field(container: Any, key: str) -> Any:
+    if isinstance(container, Mapping):
+        return container.get(key)
+    return getattr(container, key, None)
+
+
+def usage_of_response(response: Any) -> TokenUsage | None:
+    """Token usage of a LlamaIndex ``ChatResponse`` / ``CompletionResponse``.
+
+    Example:
+        >>> from llama_index.core.llms import ChatMessage, ChatResponse
+        >>> r = ChatResponse(message=ChatMessage(role="assistant", content="hi"),
+        ...                  raw={"usage": {"prompt_tokens": 12, "completion_tokens": 3}})
+        >>> usage_of_response(r).input_tokens, usage_of_response(r).output_tokens
+        (12, 3)
+    """
+    if response is None:
+        return None
+    raw = getattr(response, "raw", None)
+    if raw is not None:
+        for key in _USAGE_KEYS:
+            usage = usage_from_mapping(_as_mapping(_field(raw, key)))
+            if usage is not None:
+                return usage
+        usage = usage_from_mapping(_as_mapping(raw)) if isinstance(raw, Mapping) else None
+        if usage is not None:
+            return usage
+    extra = getattr(response, "additional_kwargs", None) or {}
+    for key in _USAGE_KEYS:
+        usage = usage_from_mapping(_as_mapping(extra.get(key)))
+        if usage is not None:
+            return usage
+    return usage_from_mapping({k: v for k, v in extra.items() if k != "routing"})
+
+
+def model_of_response(response: Any) -> str | None:
+    """The model name the provider reported in the raw response, if any."""
+    raw = getattr(response, "raw", None)
+    for key in ("model", "model_name", "modelId", "model_version"):
+        value = _field(raw, key) if raw is not None else None
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
+def _response_text(response: Any) -> str:
+    message = getattr(response, "message", None)
+    if message is not None:
+        return str(getattr(message, "content", "") or "")
+    return str(getattr(response, "text", "") or "")
+
+
+def _prompt_text(event: Any) -> str:
+    messages = getattr(event, "messages", None)
+    if messages is not None:
+        return "\n".join(str(getattr(m, "content", "") or "") for m in messages)
+    return str(getattr(event, "prompt", "") or "")
+
+
+# -- span tree ----------------------------------------------------------------------------
+
+
+class _SpanTree(BaseSpanHandler[SimpleSpan]):
+    """Remembers the parent of every open span, so the cost handler can tell an LLM
+    call nested in another LLM call (or in a router or cache wrapper) from a new one."""
+
+    def __init__(self) -> None:
+        super().__init__(open_spans={}, completed_spans=[], dropped_spans=[],
+                         current_span_ids={})
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "CostoptSpanTree"
+
+    def new_span(
+        self,
+        id_: str,
+        bound_args: inspect.BoundArguments,
+        instance: Any | None = None,
+        parent_span_id: str | None = None,
+        tags: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> SimpleSpan:
+        return SimpleSpan(id_=id_, parent_id=parent_span_id)
+
+    def prepare_to_exit_span(self, id_: str, bound_args: inspect.BoundArguments,
+                             instance: Any | None = None, result: Any | None = None,
+                             **kwargs: Any) -> SimpleSpan | None:
+        return self.open_spans.get(id_)
+
+    def prepare_to_drop_span(self, id_: str, bound_args: inspect.BoundArguments,
+                             instance: Any | None = None, err: BaseException | None = None,
+                             **kwargs: Any) -> SimpleSpan | None:
+        return self.open_spans.get(id_)
+
+    def ancestors(self, span_id: str | None) -> list[str]:
+        """Open ancestors of ``span_id``, nearest first (the span itself excluded)."""
+        chain: list[str] = []
+        span = self.open_spans.get(span_id) if span_id else None
+        while span is not None and span.parent_id and len(chain) < 256:
+            chain.append(span.parent_id)
+            span = self.open_spans.get(span.parent_id)
+        return chain
+
+
+# -- the handler ----------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Gate:
+    """A wrapper call (router / cache miss) that checked the budget before calling."""
+
+    reservation: str | None
+    routed: bool
+
+
+@dataclass(slots=True)
+class _Open:
+    """An LLM call between its start and end events."""
+
+    model: str | None
+    gate: str | None
+    parent_llm: str | None
+    prompt_tokens: int
+    reservation: str | None = None
+
+
+@dataclass(slots=True)
+class _Done:
+    model: str
+    usage: TokenUsage
+    estimated: bool
+    run_id: str | None
+
+
+@dataclass(slots=True)
+class _Decision:
+    tier: str
+    models: tuple[str, ...]
+    attempts: list[Mapping[str, Any]] = field(default_factory=list)
+
+
+class CostEventHandler(BaseEventHandler):
+    """Prices LlamaIndex LLM calls with the engine's catalog; budgets and savings.
+
+    Example:
+        >>> from llamaindex_costopt import CostEventHandler
+        >>> handler = CostEventHandler(budget_usd=1.0)
+        >>> handler.total_cost
+        0.0
+
+    Args: the same as ``langchain_costopt.CostCallbackHandler``:
+        baseline_model: model routed calls are compared against (default: the most
+            expensive tier model of the router).
+        budget_usd: limit in USD over the ledger's life.
+        on_budget: ``"raise"`` | ``"warn"`` | ``"downgrade"`` (see module docstring).
+        ledger: a shared ledger (e.g. ``PostgresLedger``); totals and budgets are then
+            the ledger's. Default: a private in-memory ``CostLedger``.
+        daily_budget_usd / monthly_budget_usd: limits per UTC calendar day / month.
+        budgets: further ``costopt_core.ledger.Budget`` objects.
+        tags: stored on every record.
+        catalog: price catalog (default: the process-wide one, see ``set_price``).
+    """
+
+    _accountant: CostAccountant = PrivateAttr()
+    _budget_usd: float | None = PrivateAttr(default=None)
+    _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+    _spans: _SpanTree = PrivateAttr(default_factory=_SpanTree)
+    _dispatcher: Any = PrivateAttr(default=None)
+    _open: dict[str, _Open] = PrivateAttr(default_factory=dict)
+    _covered: OrderedDict[str, None] = PrivateAttr(default_factory=OrderedDict)
+    _gates: OrderedDict[str, _Gate] = PrivateAttr(default_factory=OrderedDict)
+    _decisions: OrderedDict[str, _Decision] = PrivateAttr(default_factory=OrderedDict)
+    _pending: OrderedDict[str, list[_Done]] = PrivateAttr(default_factory=OrderedDict)
+    _warned_raise: bool = PrivateAttr(default=False)
+
+    def __init__(
+        self,
+        baseline_model: str | None = None,
+        budget_usd: float | None = None,
+        on_budget: OnBudget = "raise",
+        ledger: LedgerProtocol | None = None,
+        *,
+        daily_budget_usd: float | None = None,
+        monthly_budget_usd: float | None = None,
+        budgets: Sequence[Budget] = (),
+        tags: Mapping[str, str] | None = None,
+        catalog: PriceCatalog | None = None,
+    ) -> None:
+        super().__init__()
+        self._accountant = CostAccountant(
+            baseline_model=baseline_model,
+            budget_usd=budget_usd,
+            daily_budget_usd=daily_budget_usd,
+            monthly_budget_usd=monthly_budget_usd,
+            budgets=budgets,
+            on_budget=on_budget,
+            ledger=ledger,
+            catalog=catalog,
+            tags=tags,
+        )
+        self._budget_usd = budget_usd
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "CostEventHandler"
+
+    # -- registration --------------------------------------------------------------------
+
+    def register(self, dispatcher: Any = None) -> CostEventHandler:
+        """Attach to ``dispatcher`` (default: LlamaIndex's root dispatcher), once.
+
+        Registering the same handler again is a no-op, so events are never counted twice.
+        """
+        target = dispatcher if dispatcher is not None else get_dispatcher()
+        with self._lock:
+            if self._dispatcher is not None and self._dispatcher is not target:
+                raise ValueError(
+                    "this CostEventHandler is registered on another dispatcher; "
+                    "unregister() it first"
+                )
+            if not any(h is self for h in target.event_handlers):
+                target.add_event_handler(self)
+            if not any(h is self._spans for h in target.span_handlers):
+                target.add_span_handler(self._spans)
+            self._dispatcher = target
+        return self
+
+    def unregister(self) -> None:
+        """Detach from the dispatcher ``register`` attached it to (no-op if not attached)."""
+        with self._lock:
+            target = self._dispatcher
+            self._dispatcher = None
+        if target is None:
+            return
+        target.event_handlers = [h for h in target.event_handlers if h is not self]
+        target.span_handlers = [h for h in target.span_handlers if h is not self._spans]
+
+    def __enter__(self) -> CostEventHandler:
+        return self.register()
+
+    def __exit__(self, *exc: object) -> None:
+        self.unregister()
+
+    def _ensure_span_tree(self) -> None:
+        # A handler added with dispatcher.add_event_handler(...) still needs the span
+        # tree to tell nested calls apart: attach it to the root dispatcher once.
+        if self._dispatcher is not None:
+            return
+        root = get_dispatcher()
+        with self._lock:
+            if not any(h is self._spans for h in root.span_handlers):
+                root.add_span_handler(self._spans)
+
+    # -- public figures ------------------------------------------------------------------
+
+    @property
+    def accountant(self) -> CostAccountant:
+        return self._accountant
+
+    @property
+    def ledger(self) -> LedgerProtocol:
+        return self._accountant.ledger
+
+    @property
+    def baseline_model(self) -> str | None:
+        return self._accountant.baseline_model
+
+    @property
+    def budget_usd(self) -> float | None:
+        return self._budget_usd
+
+    @property
+    def on_budget(self) -> str:
+        return self._accountant.on_budget
+
+    @property
+    def total_cost(self) -> float:
+        """USD spent (priced calls and cascade attempts; cache hits spend nothing)."""
+        return self._accountant.total_cost
+
+    @property
+    def total_saved(self) -> float:
+        """USD saved: cache hits plus routing savings against the baseline."""
+        return self._accountant.total_saved
+
+    @property
+    def costopt_downgrade(self) -> bool:
+        """Read by ``RouterLLM``: true while over budget with on_budget="downgrade"."""
+        return self._accountant.downgrade
+
+    def summary(self) -> LedgerSummary:
+        return self._accountant.summary()
+
+    def to_dict(self) -> dict[str, Any]:
+        """Totals, per-model figures and budget status as JSON-ready data."""
+        return self._accountant.to_dict()
+
+    def report(self) -> str:
+        """A readable table: per model and total calls, tokens, spend, saved."""
+        return self._accountant.report()
+
+    def to_json(self, path: str | PathLike[str] | None = None) -> str:
+        return self._accountant.to_json(path)
+
+    def to_csv(self, path: str | PathLike[str] | None = None, *, records: bool = False) -> str:
+        return self._accountant.to_csv(path, records=records)
+
+    def project_month(self, requests_per_day: float | None = None) -> dict[str, Any]:
+        """Observed usage extrapolated to a 30-day month."""
+        return self._accountant.project_month(requests_per_day)
+
+    def __repr__(self) -> str:
+        return (
+            f"CostEventHandler(total_cost={self.total_cost:.6f}, "
+            f"total_saved={self.total_saved:.6f})"
+        )
+
+    # -- the wrappers' budget gate -------------------------------------------------------
+
+    def costopt_before_call(self, *, routed: bool = False) -> str | None:
+        """Called by RouterLLM / SemanticCacheLLM in their span before calling a model.
+
+        Raises ``BudgetExceededError`` (on_budget="raise") before any spending; returns
+        the budget reservation, which the priced call inside this span settles.
+        """
+        self._ensure_span_tree()
+        span = active_span_id.get()
+        chain = self._spans.ancestors(span)
+        with self._lock:
+            outer = next((s for s in chain if s in self._gates), None)
+            if outer is not None and span is not None:
+                # A wrapper around a wrapper (cache over router): the outer one already
+                # passed the budget; its reservation moves to the inner one's span.
+                self._gates[span] = _Gate(self._gates.pop(outer).reservation, routed)
+                return None
+        reservation = self._accountant.before_call()  # may raise BudgetExceededError
+        if span is not None:
+            with self._lock:
+                self._gates[span] = _Gate(reservation, routed)
+                _trim(self._gates)
+        return reservation
+
+    def costopt_cancel(self, reservation: str | None) -> None:
+        """The wrapper's call failed before spending: drop its reservation."""
+        if reservation is None:
+            return
+        with self._lock:
+            for span, gate in list(self._gates.items()):
+                if gate.reservation == reservation:
+                    del self._gates[span]
+        self._accountant.cancel(reservation)
+
+    # -- events ----------------------------------------------------------------------------
+
+    def handle(self, event: BaseEvent, **kwargs: Any) -> Any:
+        try:
+            if isinstance(event, LLMChatStartEvent | LLMCompletionStartEvent):
+                self._on_start(event)
+            elif isinstance(event, LLMChatEndEvent | LLMCompletionEndEvent):
+                self._on_end(event)
+            else:
+                name = event.class_name()
+                if name == "RoutingDecisionEvent":
+                    self._on_decision(event)
+                elif name == "CacheHitEvent":
+                    self._on_cache_hit(event)
+                elif name in ("SpanDropEvent", "ExceptionEvent"):
+                    self._on_failure(event)
+        except BudgetExceededError:
+            raise
+        except Exception:
+            logger.exception("CostEventHandler failed on %s", type(event).__name__)
+
+    def _on_start(self, event: Any) -> None:
+        self._ensure_span_tree()
+        span = event.span_id
+        model = (event.model_dict or {}).get("model_name")
+        chain = self._spans.ancestors(span)
+        with self._lock:
+            parent_llm = next((s for s in chain if s in self._open), None)
+            gate = next((s for s in chain if s in self._gates), None)
+        call = _Open(
+            model=model if isinstance(model, str) and model != "unknown" else None,
+            gate=gate,
+            parent_llm=parent_llm,
+            prompt_tokens=estimate_tokens(_prompt_text(event)),
+        )
+        if gate is None and parent_llm is None:
+            call.reservation = self._plain_call_budget()
+        if span is not None:
+            with self._lock:
+                self._open[span] = call
+
+    def _plain_call_budget(self) -> str | None:
+        """Budget check for an LLM called outside RouterLLM / SemanticCacheLLM."""
+        try:
+            return self._accountant.before_call()
+        except BudgetExceededError as exc:
+            if not self._warned_raise:
+                self._warned_raise = True
+                logger.error(
+                    "%s -- but LlamaIndex ignores exceptions from event handlers, so this "
+                    "call goes ahead: wrap the LLM in RouterLLM or SemanticCacheLLM to have "
+                    "on_budget='raise' stop calls",
+                    exc,
+                )
+            return None
+
+    def _on_end(self, event: Any) -> None:
+        span = event.span_id
+        with self._lock:
+            call = self._open.pop(span, None) if span is not None else None
+            covered = span in self._covered
+            if covered:
+                del self._covered[span]
+            if call is not None and call.parent_llm is not None:
+                # The enclosing LLM call wraps this one: only the innermost is priced.
+                self._covered[call.parent_llm] = None
+                _trim(self._covered)
+        if covered:
+            if call is not None:
+                self._accountant.cancel(call.reservation)
+            return
+        response = event.response
+        usage = usage_of_response(response)
+        estimated = usage is None
+        if usage is None:
+            prompt_tokens = call.prompt_tokens if call is not None else 0
+            usage = TokenUsage(prompt_tokens, estimate_tokens(_response_text(response)))
+        model = model_of_response(response) or (call.model if call else None) or UNKNOWN_MODEL
+        done = _Done(model, usage, estimated, span)
+        gate_span = call.gate if call is not None else None
+        if gate_span is None:
+            self._record_call(done, None, call.reservation if call is not None else None)
+            return
+        with self._lock:
+            gate = self._gates.get(gate_span)
+            decision = self._decisions.pop(gate_span, None)
+            if gate is not None and not gate.routed:
+                del self._gates[gate_span]
+            elif gate is not None and decision is None:
+                # The router decides after a non-streamed answer returns: wait for it.
+                self._pending.setdefault(gate_span, []).append(done)
+                _trim(self._pending)
+                return
+            elif gate is not None:
+                del self._gates[gate_span]
+        self._record_call(done, decision, gate.reservation if gate is not None else None)
+
+    def _on_decision(self, event: Any) -> None:
+        span = event.span_id
+        routing = event.routing or {}
+        decision = _Decision(
+            tier=event.tier,
+            models=tuple(event.models.values()),
+            attempts=list(routing.get("attempts") or ()),
+        )
+        with self._lock:
+            pending = self._pending.pop(span, [])
+            gate = self._gates.get(span)
+            if pending or event.error:
+                self._gates.pop(span, None)
+            else:
+                # A stream: the answer's end event comes later, in this span.
+                self._decisions[span] = decision
+                _trim(self._decisions)
+        if event.error:
+            for done, attempt in zip(pending, decision.attempts + [{}] * len(pending),
+                                     strict=False):
+                self._record_attempt(done, attempt)
+            if gate is not None:
+                self._accountant.cancel(gate.reservation)
+            return
+        if not pending:
+            return
+        *rejected, answer = pending
+        for done, attempt in zip(rejected, decision.attempts + [{}] * len(rejected),
+                                 strict=False):
+            self._record_attempt(done, attempt)
+        self._record_call(answer, decision, gate.reservation if gate is not None else None)
+
+    def _on_failure(self, event: Any) -> None:
+        # A call that raised (or whose stream broke) spent nothing we can see.
+        span = event.span_id
+        with self._lock:
+            call = self._open.pop(span, None) if span is not None else None
+        if call is not None:
+            self._accountant.cancel(call.reservation)
+
+    def _on_cache_hit(self, event: Any) -> None:
+        usage = usage_from_mapping(getattr(event, "usage", None))
+        hint = getattr(event, "saved_usd", None)
+        self._accountant.record_cache_hit(
+            getattr(event, "model", None) or UNKNOWN_MODEL,
+            usage,
+            saved_hint_usd=hint if isinstance(hint, int | float) else None,
+            tier=getattr(event, "tier", None),
+            run_id=event.span_id,
+        )
+
+    # -- recording -----------------------------------------------------------------------
+
+    def _tags(self, done: _Done) -> dict[str, str] | None:
+        return {"usage": "estimated"} if done.estimated else None
+
+    def _record_call(self, done: _Done, decision: _Decision | None,
+                     reservation: str | None) -> None:
+        self._accountant.record_call(
+            done.model,
+            done.usage,
+            tier=decision.tier if decision is not None else None,
+            router_models=decision.models if decision is not None else None,
+            run_id=done.run_id,
+            tags=self._tags(done),
+            reservation_id=reservation,
+        )
+
+    def _record_attempt(self, done: _Done, attempt: Mapping[str, Any]) -> None:
+        tier = attempt.get("tier") if isinstance(attempt, Mapping) else None
+        self._accountant.record_attempt(
+            done.model,
+            done.usage,
+            tier=tier if isinstance(tier, str) else None,
+            run_id=done.run_id,
+            tags=self._tags(done),
+        )
+
+
+def _trim(mapping: OrderedDict[str, Any]) -> None:
+    while len(mapping) > _MEMORY:
+        mapping.popitem(last=False)
+
+
+__all__ = ["CostEventHandler", "model_of_response", "usage_of_response"]

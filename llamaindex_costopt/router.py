@@ -1,0 +1,852 @@
+"""RouterLLM: a LlamaIndex LLM that sends each call to one of N LLMs, cheapest first.
+
+Example:
+    .. code-block:: python
+
+        from llama_index.core import Settings
+        from llama_index.llms.openai import OpenAI
+        from llamaindex_costopt import RouterLLM
+
+        Settings.llm = RouterLLM(
+            llms={"simple": OpenAI(model="gpt-4o-mini"), "complex": OpenAI(model="gpt-4o")}
+        )
+        response = Settings.llm.complete("请翻译: good morning")
+        response.additional_kwargs["routing"]  # {'tier': 'simple', 'model': ..., ...}
+
+Routing uses the engine's strategies (``costopt_core.strategies``): the strategy judges
+the user's question (the latest user turn; for a RAG prompt the ``query_str``, not the
+retrieved context; see :mod:`llamaindex_costopt.messages`) and the decision is mapped
+onto the configured tiers with ``costopt_core.decision.resolve_tier``.
+
+Every answer carries the decision in ``additional_kwargs["routing"]``: ``tier``,
+``model``, ``score``, ``reason`` and, when they apply, ``fallback_from`` (the chosen
+tier failed and the next tier up answered), ``escalated_from`` / ``attempts`` (a
+cascade strategy rejected cheaper answers). The same decision is dispatched as a
+:class:`RoutingDecisionEvent` on LlamaIndex's instrumentation dispatcher.
+
+The router's public methods are not wrapped in LlamaIndex's LLM callback decorators;
+they call the chosen model's (decorated) methods, so one call emits one LLM start/end
+event pair, from the model that answered. The router's spans (``RouterLLM.chat``...)
+enclose the inner model's, which is how :class:`~llamaindex_costopt.CostEventHandler`
+ties a priced call to its routing decision.
+
+Budgets: before each call the router asks every ``CostEventHandler`` registered on the
+dispatcher (and the one passed as ``cost_handler=``) to check its budget. LlamaIndex
+swallows exceptions raised by event handlers, so a budget with ``on_budget="raise"`` is
+enforced here: ``BudgetExceededError`` propagates to the caller and no model is called.
+With ``on_budget="downgrade"`` the router answers with its cheapest tier.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from llama_index.core.base.llms.types import (
+    ChatMessage,
+    ChatResponse,
+    ChatResponseAsyncGen,
+    ChatResponseGen,
+    CompletionResponse,
+    CompletionResponseAsyncGen,
+    CompletionResponseGen,
+    LLMMetadata,
+)
+from llama_index.core.instrumentation import get_dispatcher
+from llama_index.core.instrumentation.events import BaseEvent
+from llama_index.core.llms.function_calling import FunctionCallingLLM
+from llama_index.core.llms.llm import LLM, ToolSelection
+from pydantic import ConfigDict, Field, PrivateAttr, model_validator
+
+from costopt_core.decision import LADDER, RouteDecision, RoutingStrategy, resolve_tier
+from costopt_core.strategies import as_strategy
+from llamaindex_costopt.messages import (
+    as_messages,
+    chat_question,
+    has_tool_history,
+    question_of,
+    tool_call_ids,
+)
+from llamaindex_costopt.wrapper import WrapperLLM, llm_model_name, merged_metadata
+
+if TYPE_CHECKING:
+    from llama_index.core.tools.types import BaseTool
+
+logger = logging.getLogger(__name__)
+dispatcher = get_dispatcher(__name__)
+
+_R = TypeVar("_R")
+_MAX_TOOL_IDS = 10_000
+
+
+class RoutingDecisionEvent(BaseEvent):
+    """The router's decision for one call, dispatched once the answering model is known
+    (for streams: at the first chunk), or with ``error`` set when every tier failed.
+
+    ``span_id`` is the router's span: the answering model's LLM events are in a child span.
+    """
+
+    tier: str
+    model: str
+    score: float
+    reason: str
+    fallback_from: str | None = None
+    escalated_from: list[str] = Field(default_factory=list)
+    routing: dict[str, Any] = Field(default_factory=dict)
+    models: dict[str, str] = Field(default_factory=dict)
+    error: str | None = None
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "RoutingDecisionEvent"
+
+
+def _strategy_signature(strategy: Any) -> str:
+    cls = type(strategy)
+    settings = (
+        {
+            k: v
+            for k, v in sorted(vars(strategy).items())
+            if not k.startswith("_") and isinstance(v, str | int | float | bool | tuple)
+        }
+        if hasattr(strategy, "__dict__")
+        else {}
+    )
+    return f"{cls.__module__}.{cls.__qualname__}{settings}"
+
+
+class _Call:
+    """The state of one routed call: order of tiers, budget reservations, attempts."""
+
+    __slots__ = ("attempts", "decision", "first_error", "gates", "question", "tokens")
+
+    def __init__(self, decision: RouteDecision, question: str, gates: list[Any],
+                 tokens: list[tuple[Any, Any]]) -> None:
+        self.decision = decision
+        self.question = question
+        self.gates = gates
+        self.tokens = tokens
+        self.attempts: list[dict[str, Any]] = []
+        self.first_error: BaseException | None = None
+
+
+class RouterLLM(WrapperLLM):
+    """Route each LlamaIndex call to the cheapest LLM that can handle it.
+
+    Args:
+        llms: tier name -> LlamaIndex LLM, cheapest first (at least two tiers).
+        strategy: a strategy object (``.route(text)``), a built-in name (``"rules"``,
+            ``"length"``, ``"zero-shot"``, ``"knn"``, ``"cascade"``) or a callable
+            ``text -> tier name``. Default: the seed's rules.
+        fallback: when the chosen LLM raises (or fails before its first stream chunk),
+            the next tier up answers; the decision records ``fallback_from``.
+        include_history: classify every user turn instead of only the latest one.
+        cost_handler: a ``CostEventHandler`` whose budget is checked before each call,
+            in addition to those registered on the instrumentation dispatcher.
+    """
+
+    llms: dict[str, Any]
+    strategy: Any = "rules"
+    fallback: bool = True
+    include_history: bool = False
+    cost_handler: Any = Field(default=None, exclude=True)
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    _strategy: RoutingStrategy = PrivateAttr()
+    _tiers: tuple[str, ...] = PrivateAttr()
+    _names: dict[str, str] = PrivateAttr(default_factory=dict)
+    _tool_tiers: OrderedDict[str, str] = PrivateAttr(default_factory=OrderedDict)
+    _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _check_llms(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            llms = data.get("llms")
+            if not isinstance(llms, Mapping):
+                raise TypeError(
+                    f"llms must be a mapping of tier name -> LlamaIndex LLM, got "
+                    f"{type(llms).__name__}"
+                )
+            if len(llms) < 2:
+                raise ValueError(f"llms needs at least 2 tiers, got {len(llms)}")
+            for tier, llm in llms.items():
+                if not isinstance(tier, str) or not tier:
+                    raise TypeError(f"tier names must be non-empty str, got {tier!r}")
+                if not isinstance(llm, LLM):
+                    raise TypeError(
+                        f"llms[{tier!r}] must be a LlamaIndex LLM "
+                        f"(llama_index.core.llms.LLM), got {type(llm).__name__}"
+                    )
+            handler = data.get("cost_handler")
+            if handler is not None and not callable(getattr(handler, "costopt_before_call", None)):
+                raise TypeError(
+                    "cost_handler must be a CostEventHandler (with costopt_before_call), got "
+                    f"{type(handler).__name__}"
+                )
+            data = {**data, "llms": dict(llms)}
+        return data
+
+    @model_validator(mode="after")
+    def _build(self) -> RouterLLM:
+        self._strategy = as_strategy(self.strategy)
+        self._tiers = tuple(self.llms)
+        self._names = {tier: llm_model_name(llm) for tier, llm in self.llms.items()}
+        declared = getattr(self._strategy, "tiers", None)
+        if declared and not set(declared) <= set(LADDER):
+            unknown = [t for t in declared if t not in self.llms]
+            if unknown:
+                raise ValueError(
+                    f"strategy routes to tiers {unknown!r} that are not in llms "
+                    f"({list(self.llms)!r})"
+                )
+        return self
+
+    def _wrapped_llms(self) -> list[LLM]:
+        return list(self.llms.values())
+
+    # -- identity ----------------------------------------------------------------------
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "RouterLLM"
+
+    @property
+    def metadata(self) -> LLMMetadata:
+        """What holds for every tier: smallest context window, chat / function calling
+        only if every inner LLM has it; ``model_name`` names the tiers' models."""
+        return merged_metadata(self._wrapped_llms(), self.model_name)
+
+    @property
+    def model_name(self) -> str:
+        return "router:" + "|".join(self._names[t] for t in self._tiers)
+
+    @property
+    def tiers(self) -> tuple[str, ...]:
+        """Tier names, cheapest first."""
+        return self._tiers
+
+    @property
+    def models(self) -> dict[str, str]:
+        """Tier -> model name."""
+        return dict(self._names)
+
+    def to_payload(self) -> dict[str, Any]:
+        return {
+            **super().to_payload(),
+            "tiers": dict(self._names),
+            "strategy": _strategy_signature(self._strategy),
+        }
+
+    # -- decisions ---------------------------------------------------------------------
+
+    def route(self, prompt: str | Sequence[ChatMessage]) -> RouteDecision:
+        """The decision the router would take for ``prompt`` (no model is called)."""
+        if isinstance(prompt, str):
+            return self._decide_text(question_of(prompt))
+        return self._decide_messages(list(prompt), downgrade=False)
+
+    def _decide_text(self, text: str) -> RouteDecision:
+        decision = self._strategy.route(text)
+        tier = resolve_tier(decision, self._tiers)
+        if tier != decision.tier:
+            decision = RouteDecision(tier, decision.score, decision.reason, decision.extra)
+        return decision
+
+    def _decide_messages(self, messages: list[ChatMessage], downgrade: bool) -> RouteDecision:
+        if has_tool_history(messages):
+            pinned = self._pinned_tier(messages)
+            if pinned is not None:
+                return RouteDecision(pinned, 0.5, "conversation holds tool calls: stay on one model")
+        if downgrade:
+            return RouteDecision(self._tiers[0], 0.0, "budget exceeded: downgraded")
+        return self._decide_text(chat_question(messages, include_history=self.include_history))
+
+    def _pinned_tier(self, messages: list[ChatMessage]) -> str | None:
+        # Tool-call ids and formats are provider specific: the model that called a tool
+        # sees the conversation through.
+        with self._lock:
+            for message in reversed(messages):
+                for call_id in tool_call_ids(message):
+                    tier = self._tool_tiers.get(call_id)
+                    if tier is not None:
+                        return tier
+        return None
+
+    def _remember_tool_calls(self, tier: str, response: ChatResponse) -> None:
+        llm = self.llms[tier]
+        if not isinstance(llm, FunctionCallingLLM):
+            return
+        try:
+            calls = llm.get_tool_calls_from_response(response, error_on_no_tool_call=False)
+        except Exception:  # a model that cannot parse its own answer made no tool call
+            calls = []
+        ids = [c.tool_id for c in calls or () if getattr(c, "tool_id", None)]
+        ids += tool_call_ids(response.message)
+        if not ids:
+            return
+        with self._lock:
+            for call_id in ids:
+                self._tool_tiers[call_id] = tier
+                self._tool_tiers.move_to_end(call_id)
+            while len(self._tool_tiers) > _MAX_TOOL_IDS:
+                self._tool_tiers.popitem(last=False)
+
+    def _routing_info(
+        self, call: _Call, tier: str, fallback_from: str | None = None
+    ) -> dict[str, Any]:
+        decision = call.decision
+        info: dict[str, Any] = {
+            "tier": tier,
+            "model": self._names[tier],
+            "score": decision.score,
+            "reason": decision.reason,
+        }
+        if fallback_from is not None:
+            info["fallback_from"] = fallback_from
+        if decision.extra:
+            info.update(decision.extra)
+        if call.attempts:
+            info["escalated_from"] = [a["tier"] for a in call.attempts]
+            info["attempts"] = [dict(a) for a in call.attempts]
+        return info
+
+    def _emit(self, info: dict[str, Any], error: BaseException | None = None) -> None:
+        try:
+            dispatcher.event(
+                RoutingDecisionEvent(
+                    tier=info["tier"],
+                    model=info["model"],
+                    score=info["score"],
+                    reason=info["reason"],
+                    fallback_from=info.get("fallback_from"),
+                    escalated_from=list(info.get("escalated_from", [])),
+                    routing=dict(info),
+                    models=dict(self._names),
+                    error=None if error is None else repr(error),
+                )
+            )
+        except Exception:  # observability must never fail the user's call
+            logger.exception("dispatching RoutingDecisionEvent failed")
+
+    def _order_from(self, tier: str) -> list[str]:
+        start = self._tiers.index(tier)
+        return list(self._tiers[start:]) if self.fallback else [tier]
+
+    def _cascade_check(self) -> Callable[[str, str, str], bool] | None:
+        check = getattr(self._strategy, "accept", None)
+        return check if callable(check) else None
+
+    # -- budgets -----------------------------------------------------------------------
+
+    def _budget_gates(self) -> list[Any]:
+        """Cost handlers whose budgets apply: ``cost_handler`` plus those registered on
+        the dispatcher chain this router's events travel."""
+        gates: list[Any] = []
+        if self.cost_handler is not None:
+            gates.append(self.cost_handler)
+        current: Any = dispatcher
+        while current is not None:
+            for handler in current.event_handlers:
+                if callable(getattr(handler, "costopt_before_call", None)) and not any(
+                    handler is g for g in gates
+                ):
+                    gates.append(handler)
+            if not current.propagate:
+                break
+            try:
+                current = current.parent
+            except (AssertionError, KeyError):
+                break
+        return gates
+
+    def _start(self, question: str, decide: Callable[[bool], RouteDecision]) -> _Call:
+        """Check budgets (raising BudgetExceededError before any model is called), then
+        decide; a budget in "downgrade" mode sends the call to the cheapest tier."""
+        gates = self._budget_gates()
+        tokens: list[tuple[Any, Any]] = []
+        try:
+            for gate in gates:
+                tokens.append((gate, gate.costopt_before_call(routed=True)))
+        except BaseException:
+            self._cancel(tokens)
+            raise
+        downgrade = False
+        for gate in gates:
+            try:
+                downgrade = downgrade or bool(getattr(gate, "costopt_downgrade", False))
+            except Exception:
+                logger.exception("costopt_downgrade check failed on %r", gate)
+        return _Call(decide(downgrade), question, gates, tokens)
+
+    @staticmethod
+    def _cancel(tokens: list[tuple[Any, Any]]) -> None:
+        for gate, token in tokens:
+            if token is None:
+                continue
+            try:
+                gate.costopt_cancel(token)
+            except Exception:
+                logger.exception("cancelling a budget reservation failed")
+
+    def _failed(self, call: _Call, tier: str, exc: BaseException, last: bool) -> None:
+        if call.first_error is None:
+            call.first_error = exc
+        logger.warning("tier %r (%s) failed: %r", tier, self._names[tier], exc)
+        if last:
+            self._cancel(call.tokens)
+            info = self._routing_info(call, call.decision.tier)
+            self._emit(info, error=call.first_error)
+            raise call.first_error from None
+
+    def _accepted(self, call: _Call, tier: str, answer: str, index: int, order: list[str],
+                  usage: dict[str, Any] | None) -> bool:
+        check = self._cascade_check()
+        if check is None or index == len(order) - 1:
+            return True
+        try:
+            ok = bool(check(call.question, answer, tier))
+        except Exception:
+            logger.exception("cascade check failed; the answer is accepted")
+            return True
+        if not ok:
+            call.attempts.append({"tier": tier, "model": self._names[tier], "usage": usage})
+        return ok
+
+    def _finish(self, call: _Call, tier: str, response: Any) -> Any:
+        fallback_from = call.decision.tier if tier != call.decision.tier and call.first_error else None
+        info = self._routing_info(call, tier, fallback_from)
+        _annotate(response, info)
+        self._emit(info)
+        if isinstance(response, ChatResponse):
+            self._remember_tool_calls(tier, response)
+        return response
+
+    # -- the routing loops -------------------------------------------------------------
+
+    def _run(self, call: _Call, invoke: Callable[[LLM], _R], text_of: Callable[[_R], str]) -> _R:
+        order = self._order_from(call.decision.tier)
+        for index, tier in enumerate(order):
+            try:
+                response = invoke(self.llms[tier])
+            except Exception as exc:
+                self._failed(call, tier, exc, index == len(order) - 1)
+                continue
+            if not self._accepted(call, tier, text_of(response), index, order, _usage(response)):
+                continue
+            return self._finish(call, tier, response)
+        raise RuntimeError("unreachable: routing order exhausted")  # pragma: no cover
+
+    async def _arun(
+        self, call: _Call, invoke: Callable[[LLM], Awaitable[_R]], text_of: Callable[[_R], str]
+    ) -> _R:
+        order = self._order_from(call.decision.tier)
+        for index, tier in enumerate(order):
+            try:
+                response = await invoke(self.llms[tier])
+            except Exception as exc:
+                self._failed(call, tier, exc, index == len(order) - 1)
+                continue
+            if not self._accepted(call, tier, text_of(response), index, order, _usage(response)):
+                continue
+            return self._finish(call, tier, response)
+        raise RuntimeError("unreachable: routing order exhausted")  # pragma: no cover
+
+    def _run_stream(self, call: _Call, invoke: Callable[[LLM], Iterator[Any]]) -> Iterator[Any]:
+        """Start the stream of the chosen tier now (inside the router's span), falling
+        back while no chunk has been produced; later chunks flow through untouched."""
+        order = self._order_from(call.decision.tier)
+        for index, tier in enumerate(order):
+            try:
+                iterator = iter(invoke(self.llms[tier]))
+                first = next(iterator)
+            except StopIteration:
+                return iter(())
+            except Exception as exc:
+                self._failed(call, tier, exc, index == len(order) - 1)
+                continue
+            info = self._finish(call, tier, first).additional_kwargs["routing"]
+            return self._relay(first, iterator, tier, info)
+        raise RuntimeError("unreachable: routing order exhausted")  # pragma: no cover
+
+    def _relay(self, first: Any, rest: Iterator[Any], tier: str, info: dict) -> Iterator[Any]:
+        last = first
+        yield first
+        for chunk in rest:
+            _annotate(chunk, info)
+            last = chunk
+            yield chunk
+        if isinstance(last, ChatResponse) and last is not first:
+            self._remember_tool_calls(tier, last)
+
+    async def _arun_stream(
+        self, call: _Call, invoke: Callable[[LLM], Awaitable[AsyncIterator[Any]]]
+    ) -> AsyncIterator[Any]:
+        order = self._order_from(call.decision.tier)
+        for index, tier in enumerate(order):
+            try:
+                iterator = await invoke(self.llms[tier])
+                first = await iterator.__anext__()
+            except StopAsyncIteration:
+                return _aempty()
+            except Exception as exc:
+                self._failed(call, tier, exc, index == len(order) - 1)
+                continue
+            info = self._finish(call, tier, first).additional_kwargs["routing"]
+            return self._arelay(first, iterator, tier, info)
+        raise RuntimeError("unreachable: routing order exhausted")  # pragma: no cover
+
+    async def _arelay(
+        self, first: Any, rest: AsyncIterator[Any], tier: str, info: dict
+    ) -> AsyncIterator[Any]:
+        last = first
+        yield first
+        async for chunk in rest:
+            _annotate(chunk, info)
+            last = chunk
+            yield chunk
+        if isinstance(last, ChatResponse) and last is not first:
+            self._remember_tool_calls(tier, last)
+
+    def _chat_call(self, messages: list[ChatMessage]) -> _Call:
+        question = chat_question(messages, include_history=self.include_history)
+        return self._start(question, lambda down: self._decide_messages(messages, down))
+
+    def _text_call(self, prompt: str) -> _Call:
+        question = question_of(prompt)
+
+        def decide(downgrade: bool) -> RouteDecision:
+            if downgrade:
+                return RouteDecision(self._tiers[0], 0.0, "budget exceeded: downgraded")
+            return self._decide_text(question)
+
+        return self._start(question, decide)
+
+    # -- chat / complete ---------------------------------------------------------------
+
+    @dispatcher.span
+    def chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
+        messages = list(messages)
+        call = self._chat_call(messages)
+        return self._run(call, lambda llm: llm.chat(messages, **kwargs), _chat_text)
+
+    @dispatcher.span
+    async def achat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
+        messages = list(messages)
+        call = self._chat_call(messages)
+        return await self._arun(call, lambda llm: llm.achat(messages, **kwargs), _chat_text)
+
+    @dispatcher.span
+    def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
+        call = self._text_call(prompt)
+        return self._run(
+            call, lambda llm: llm.complete(prompt, formatted=formatted, **kwargs), _text
+        )
+
+    @dispatcher.span
+    async def acomplete(
+        self, prompt: str, formatted: bool = False, **kwargs: Any
+    ) -> CompletionResponse:
+        call = self._text_call(prompt)
+        return await self._arun(
+            call, lambda llm: llm.acomplete(prompt, formatted=formatted, **kwargs), _text
+        )
+
+    @dispatcher.span
+    def stream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseGen:
+        messages = list(messages)
+        call = self._chat_call(messages)
+        if self._cascade_check() is not None:
+            # A cascade judges the whole answer before the user sees any of it.
+            response = self._run(call, lambda llm: llm.chat(messages, **kwargs), _chat_text)
+            return _replay_chat(response)
+        return self._run_stream(call, lambda llm: llm.stream_chat(messages, **kwargs))
+
+    @dispatcher.span
+    async def astream_chat(
+        self, messages: Sequence[ChatMessage], **kwargs: Any
+    ) -> ChatResponseAsyncGen:
+        messages = list(messages)
+        call = self._chat_call(messages)
+        if self._cascade_check() is not None:
+            response = await self._arun(
+                call, lambda llm: llm.achat(messages, **kwargs), _chat_text
+            )
+            return _areplay(_replay_chat(response))
+        return await self._arun_stream(call, lambda llm: llm.astream_chat(messages, **kwargs))
+
+    @dispatcher.span
+    def stream_complete(
+        self, prompt: str, formatted: bool = False, **kwargs: Any
+    ) -> CompletionResponseGen:
+        call = self._text_call(prompt)
+        if self._cascade_check() is not None:
+            response = self._run(
+                call, lambda llm: llm.complete(prompt, formatted=formatted, **kwargs), _text
+            )
+            return _replay_completion(response)
+        return self._run_stream(
+            call, lambda llm: llm.stream_complete(prompt, formatted=formatted, **kwargs)
+        )
+
+    @dispatcher.span
+    async def astream_complete(
+        self, prompt: str, formatted: bool = False, **kwargs: Any
+    ) -> CompletionResponseAsyncGen:
+        call = self._text_call(prompt)
+        if self._cascade_check() is not None:
+            response = await self._arun(
+                call, lambda llm: llm.acomplete(prompt, formatted=formatted, **kwargs), _text
+            )
+            return _areplay(_replay_completion(response))
+        return await self._arun_stream(
+            call, lambda llm: llm.astream_complete(prompt, formatted=formatted, **kwargs)
+        )
+
+    # -- tools -------------------------------------------------------------------------
+
+    def _tool_llm(self, llm: LLM) -> FunctionCallingLLM:
+        if not isinstance(llm, FunctionCallingLLM) or not llm.metadata.is_function_calling_model:
+            raise TypeError(
+                f"{type(llm).__name__} ({llm_model_name(llm)}) does not support tool calling; "
+                "every tier of a RouterLLM used with tools must be a function-calling LLM"
+            )
+        return llm
+
+    def _tools_call(
+        self, user_msg: str | ChatMessage | None, chat_history: list[ChatMessage] | None
+    ) -> _Call:
+        for llm in self.llms.values():
+            self._tool_llm(llm)
+        return self._chat_call(as_messages(user_msg, chat_history))
+
+    @dispatcher.span
+    def chat_with_tools(
+        self,
+        tools: Sequence[BaseTool],
+        user_msg: str | ChatMessage | None = None,
+        chat_history: list[ChatMessage] | None = None,
+        verbose: bool = False,
+        allow_parallel_tool_calls: bool = False,
+        tool_required: bool = False,
+        **kwargs: Any,
+    ) -> ChatResponse:
+        """Route, then let the chosen model format the tools its own way."""
+        call = self._tools_call(user_msg, chat_history)
+        return self._run(
+            call,
+            lambda llm: self._tool_llm(llm).chat_with_tools(
+                tools, user_msg=user_msg, chat_history=chat_history, verbose=verbose,
+                allow_parallel_tool_calls=allow_parallel_tool_calls,
+                tool_required=tool_required, **kwargs,
+            ),
+            _chat_text,
+        )
+
+    @dispatcher.span
+    async def achat_with_tools(
+        self,
+        tools: Sequence[BaseTool],
+        user_msg: str | ChatMessage | None = None,
+        chat_history: list[ChatMessage] | None = None,
+        verbose: bool = False,
+        allow_parallel_tool_calls: bool = False,
+        tool_required: bool = False,
+        **kwargs: Any,
+    ) -> ChatResponse:
+        call = self._tools_call(user_msg, chat_history)
+        return await self._arun(
+            call,
+            lambda llm: self._tool_llm(llm).achat_with_tools(
+                tools, user_msg=user_msg, chat_history=chat_history, verbose=verbose,
+                allow_parallel_tool_calls=allow_parallel_tool_calls,
+                tool_required=tool_required, **kwargs,
+            ),
+            _chat_text,
+        )
+
+    @dispatcher.span
+    def stream_chat_with_tools(
+        self,
+        tools: Sequence[BaseTool],
+        user_msg: str | ChatMessage | None = None,
+        chat_history: list[ChatMessage] | None = None,
+        verbose: bool = False,
+        allow_parallel_tool_calls: bool = False,
+        tool_required: bool = False,
+        **kwargs: Any,
+    ) -> ChatResponseGen:
+        call = self._tools_call(user_msg, chat_history)
+
+        def invoke(llm: LLM) -> ChatResponseGen:
+            return self._tool_llm(llm).stream_chat_with_tools(
+                tools, user_msg=user_msg, chat_history=chat_history, verbose=verbose,
+                allow_parallel_tool_calls=allow_parallel_tool_calls,
+                tool_required=tool_required, **kwargs,
+            )
+
+        if self._cascade_check() is not None:
+            response = self._run(
+                call,
+                lambda llm: self._tool_llm(llm).chat_with_tools(
+                    tools, user_msg=user_msg, chat_history=chat_history, verbose=verbose,
+                    allow_parallel_tool_calls=allow_parallel_tool_calls,
+                    tool_required=tool_required, **kwargs,
+                ),
+                _chat_text,
+            )
+            return _replay_chat(response)
+        return self._run_stream(call, invoke)
+
+    @dispatcher.span
+    async def astream_chat_with_tools(
+        self,
+        tools: Sequence[BaseTool],
+        user_msg: str | ChatMessage | None = None,
+        chat_history: list[ChatMessage] | None = None,
+        verbose: bool = False,
+        allow_parallel_tool_calls: bool = False,
+        tool_required: bool = False,
+        **kwargs: Any,
+    ) -> ChatResponseAsyncGen:
+        call = self._tools_call(user_msg, chat_history)
+        if self._cascade_check() is not None:
+            response = await self._arun(
+                call,
+                lambda llm: self._tool_llm(llm).achat_with_tools(
+                    tools, user_msg=user_msg, chat_history=chat_history, verbose=verbose,
+                    allow_parallel_tool_calls=allow_parallel_tool_calls,
+                    tool_required=tool_required, **kwargs,
+                ),
+                _chat_text,
+            )
+            return _areplay(_replay_chat(response))
+        return await self._arun_stream(
+            call,
+            lambda llm: self._tool_llm(llm).astream_chat_with_tools(
+                tools, user_msg=user_msg, chat_history=chat_history, verbose=verbose,
+                allow_parallel_tool_calls=allow_parallel_tool_calls,
+                tool_required=tool_required, **kwargs,
+            ),
+        )
+
+    def _prepare_chat_with_tools(
+        self,
+        tools: Sequence[BaseTool],
+        user_msg: str | ChatMessage | None = None,
+        chat_history: list[ChatMessage] | None = None,
+        verbose: bool = False,
+        allow_parallel_tool_calls: bool = False,
+        tool_required: bool = False,
+        **kwargs: Any,
+    ) -> dict[str, Any]:
+        """Chat kwargs formatted by the tier these messages route to (without calling it).
+
+        The ``*_chat_with_tools`` methods do not use this: they route first and let the
+        chosen model prepare its own request.
+        """
+        messages = as_messages(user_msg, chat_history)
+        tier = self._decide_messages(messages, downgrade=False).tier
+        return self._tool_llm(self.llms[tier])._prepare_chat_with_tools_compat(
+            tools, user_msg=user_msg, chat_history=chat_history, verbose=verbose,
+            allow_parallel_tool_calls=allow_parallel_tool_calls,
+            tool_required=tool_required, **kwargs,
+        )
+
+    def get_tool_calls_from_response(
+        self,
+        response: ChatResponse,
+        error_on_no_tool_call: bool = True,
+        **kwargs: Any,
+    ) -> list[ToolSelection]:
+        """Parsed by the model that answered (named in ``additional_kwargs["routing"]``)."""
+        routing = (response.additional_kwargs or {}).get("routing") or {}
+        tier = routing.get("tier")
+        if tier in self.llms:
+            return self._tool_llm(self.llms[tier]).get_tool_calls_from_response(
+                response, error_on_no_tool_call=error_on_no_tool_call, **kwargs
+            )
+        # Not a routed response (e.g. built by hand): the first tier that parses it.
+        for llm in self.llms.values():
+            if not isinstance(llm, FunctionCallingLLM):
+                continue
+            try:
+                calls = llm.get_tool_calls_from_response(
+                    response, error_on_no_tool_call=False, **kwargs
+                )
+            except Exception:
+                continue
+            if calls:
+                return calls
+        if error_on_no_tool_call:
+            raise ValueError("Expected at least one tool call, but got 0 tool calls.")
+        return []
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+
+def _chat_text(response: ChatResponse) -> str:
+    return response.message.content or ""
+
+
+def _text(response: CompletionResponse) -> str:
+    return response.text or ""
+
+
+def _usage(response: Any) -> dict[str, Any] | None:
+    from llamaindex_costopt.handlers import usage_of_response
+
+    try:
+        usage = usage_of_response(response)
+    except Exception:
+        return None
+    return None if usage is None else {
+        "input_tokens": usage.input_tokens,
+        "output_tokens": usage.output_tokens,
+        "total_tokens": usage.total_tokens,
+    }
+
+
+def _annotate(response: Any, info: dict[str, Any]) -> None:
+    extra = response.additional_kwargs
+    if extra is None:
+        response.additional_kwargs = extra = {}
+    extra["routing"] = dict(info)
+
+
+def _replay_chat(response: ChatResponse) -> Iterator[ChatResponse]:
+    yield ChatResponse(
+        message=response.message,
+        raw=response.raw,
+        delta=response.message.content or "",
+        logprobs=response.logprobs,
+        additional_kwargs=response.additional_kwargs,
+    )
+
+
+def _replay_completion(response: CompletionResponse) -> Iterator[CompletionResponse]:
+    yield CompletionResponse(
+        text=response.text,
+        raw=response.raw,
+        delta=response.text,
+        logprobs=response.logprobs,
+        additional_kwargs=response.additional_kwargs,
+    )
+
+
+async def _areplay(items: Iterator[Any]) -> AsyncIterator[Any]:
+    for item in items:
+        yield item
+
+
+async def _aempty() -> AsyncIterator[Any]:
+    return
+    yield  # pragma: no cover - makes this an async generator
+
+
+__all__ = ["RouterLLM", "RoutingDecisionEvent"]
