@@ -1,0 +1,494 @@
+"""Semantic cache logic, framework-free: partitions, exact-match fast path, cosine
+threshold, TTL, LRU size limit, statistics with tokens and dollars saved.
+
+Example:
+    >>> from costopt_core.cache import SemanticCache
+    >>> from costopt_core.hashing import HashingEmbedder
+    >>> embedder = HashingEmbedder(dim=256)
+    >>> cache = SemanticCache(embedder.embed_one, similarity_threshold=0.8)
+    >>> part = cache.partition("gpt-4o-mini", "temperature=0")
+    >>> cache.lookup(part, "How many apples are in the basket?") is None   # miss
+    True
+    >>> cache.update(part, "How many apples are in the basket?", "Three.",
+    ...              {"model": "gpt-4o-mini", "input_tokens": 12, "output_tokens": 3})
+    >>> hit = cache.lookup(part, "how many apples are in the basket")
+    >>> hit.response, hit.exact, hit.similarity > 0.8
+    ('Three.', False, True)
+    >>> cache.lookup(cache.partition("claude-3-5-sonnet"), "How many apples are in the basket?")
+    >>> cache.stats["hits"], cache.stats["misses"], cache.stats["embeddings"]
+    (1, 2, 3)
+
+The engine sees a partition key and a text, never framework objects. A face (e.g.
+``langchain_costopt.SemanticLLMCache``) decides what goes into the partition (model
+and parameters, tenant, system prompt, earlier turns, tools) and what text is
+embedded (the latest human turn); :meth:`SemanticCache.partition` hashes the parts,
+together with the embedding model's identity, into the store's partition key.
+
+Rules:
+
+* The text is normalized (Unicode NFKC, whitespace collapsed, trimmed; case kept,
+  because case can change an answer) before the exact lookup and the embedding.
+* Exact match first: the same normalized text in the same partition is a hit with
+  similarity 1.0 and costs no embedding. Otherwise the text is embedded once and the
+  most similar unexpired entry of the partition is a hit when its cosine similarity is
+  ``>= similarity_threshold``.
+* One embedding per miss: the vector a missed lookup computed is handed to the
+  ``update`` that follows for the same partition and text (kept in a small bounded
+  map), so a miss costs one embedding, not two.
+* Faults never reach the caller: an embedding or store error is logged and the lookup
+  is a miss (``None``), an update is skipped. A vector of the wrong size, with NaN or
+  of zero length is rejected (:class:`~costopt_core.stores.base.VectorError`, logged)
+  and never stored.
+* Savings: ``update`` takes the original call's metadata (``model``,
+  ``input_tokens``, ``output_tokens`` and optionally ``cache_read_tokens``,
+  ``cache_write_tokens``, ``reasoning_tokens``); a hit is priced with
+  :func:`costopt_core.pricing.get_price`. A model without a price gives
+  ``saved_usd=None`` on the hit and counts in ``stats["unpriced_hits"]``: an unknown
+  saving is never reported as $0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import math
+import re
+import threading
+import time
+import unicodedata
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from costopt_core.pricing import get_price
+from costopt_core.stores.base import CacheEntry, CacheStore, normalize_vector
+from costopt_core.stores.memory import MemoryStore
+
+logger = logging.getLogger(__name__)
+
+EmbedFn = Callable[[str], Sequence[float] | np.ndarray]
+AsyncEmbedFn = Callable[[str], Awaitable[Sequence[float] | np.ndarray]]
+
+_WHITESPACE = re.compile(r"\s+")
+
+#: How many lookup vectors wait for their update (one per concurrent miss in flight).
+DEFAULT_PENDING_VECTORS = 1024
+
+
+def normalize_text(text: str) -> str:
+    """The cache key form of a text: NFKC, whitespace runs collapsed, trimmed.
+
+    Example:
+        >>> normalize_text("  What   is\\n2+2? ")
+        'What is 2+2?'
+    """
+    return _WHITESPACE.sub(" ", unicodedata.normalize("NFKC", text)).strip()
+
+
+@dataclass(frozen=True)
+class CacheHit:
+    """A cached answer and why it matched."""
+
+    response: str
+    similarity: float
+    exact: bool
+    matched_text: str
+    created_at: float
+    model: str | None
+    input_tokens: int
+    output_tokens: int
+    saved_usd: float | None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def tokens_saved(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+    def marker(self) -> dict[str, Any]:
+        """What a face attaches to a returned answer so cost handlers see a hit."""
+        return {
+            "hit": True,
+            "similarity": round(self.similarity, 6),
+            "exact": self.exact,
+            "saved_usd": self.saved_usd,
+            "model": self.model,
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "tokens_saved": self.tokens_saved,
+            "cached_at": self.created_at,
+        }
+
+
+def _int(value: Any) -> int:
+    return int(value) if isinstance(value, int | float) and value > 0 else 0
+
+
+def _validate(
+    similarity_threshold: float, ttl_seconds: float | None, max_entries: int | None
+) -> None:
+    if (
+        isinstance(similarity_threshold, bool)
+        or not isinstance(similarity_threshold, int | float)
+        or not 0 < similarity_threshold <= 1
+    ):
+        raise ValueError(
+            f"similarity_threshold must be a number in (0, 1] (cosine similarity), "
+            f"got {similarity_threshold!r}"
+        )
+    if ttl_seconds is not None and (
+        isinstance(ttl_seconds, bool)
+        or not isinstance(ttl_seconds, int | float)
+        or not ttl_seconds > 0
+        or math.isinf(ttl_seconds)
+    ):
+        raise ValueError(
+            f"ttl_seconds must be a finite number > 0, or None for no expiry, got {ttl_seconds!r}"
+        )
+    if max_entries is not None and (
+        isinstance(max_entries, bool) or not isinstance(max_entries, int) or max_entries < 1
+    ):
+        raise ValueError(
+            f"max_entries must be an int >= 1, or None for no limit, got {max_entries!r}"
+        )
+
+
+class SemanticCache:
+    """Framework-free semantic cache over a :class:`~costopt_core.stores.base.CacheStore`.
+
+    Args:
+        embed: ``text -> vector`` (any length; normalized here).
+        aembed: async ``text -> vector``; without it async calls run ``embed`` in a
+            worker thread.
+        similarity_threshold: cosine similarity in (0, 1] a stored query must reach.
+        ttl_seconds: entry lifetime from creation (default 24 h, as the seed); ``None``
+            keeps entries until evicted by ``max_entries``.
+        max_entries: store-wide limit, least recently used evicted first.
+        store: defaults to a new :class:`~costopt_core.stores.memory.MemoryStore`.
+        embedder_id: identity of the embedding model, mixed into every partition so
+            vectors of two embedding models are never compared.
+        clock: seconds since the epoch (tests pass a fake).
+        evict_interval: seconds between sweeps of expired entries (searches skip
+            expired entries regardless; the sweep frees their space).
+    """
+
+    def __init__(
+        self,
+        embed: EmbedFn,
+        *,
+        aembed: AsyncEmbedFn | None = None,
+        similarity_threshold: float = 0.92,
+        ttl_seconds: float | None = 86400,
+        max_entries: int | None = None,
+        store: CacheStore | None = None,
+        embedder_id: str = "",
+        clock: Callable[[], float] = time.time,
+        evict_interval: float = 60.0,
+        pending_vectors: int = DEFAULT_PENDING_VECTORS,
+    ) -> None:
+        if not callable(embed):
+            raise TypeError(f"embed must be a callable text -> vector, got {type(embed).__name__}")
+        if aembed is not None and not callable(aembed):
+            raise TypeError("aembed must be an async callable text -> vector, or None")
+        _validate(similarity_threshold, ttl_seconds, max_entries)
+        if store is not None and not isinstance(store, CacheStore):
+            raise TypeError(
+                f"store must be a costopt_core.stores.base.CacheStore, got {type(store).__name__}"
+            )
+        if not evict_interval >= 0:
+            raise ValueError(f"evict_interval must be >= 0 seconds, got {evict_interval!r}")
+        if not isinstance(pending_vectors, int) or pending_vectors < 1:
+            raise ValueError(f"pending_vectors must be an int >= 1, got {pending_vectors!r}")
+        self._embed = embed
+        self._aembed = aembed
+        self.similarity_threshold = float(similarity_threshold)
+        self.ttl_seconds = None if ttl_seconds is None else float(ttl_seconds)
+        self.max_entries = max_entries
+        self.store: CacheStore = store if store is not None else MemoryStore()
+        self.embedder_id = embedder_id
+        self._clock = clock
+        self._evict_interval = evict_interval
+        self._last_evict = -math.inf
+        self._lock = threading.Lock()
+        self._pending: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
+        self._pending_limit = pending_vectors
+        self._counts: dict[str, int] = dict.fromkeys(
+            (
+                "hits",
+                "misses",
+                "exact_hits",
+                "semantic_hits",
+                "updates",
+                "embeddings",
+                "errors",
+                "rejected_vectors",
+                "tokens_saved",
+                "input_tokens_saved",
+                "output_tokens_saved",
+                "unpriced_hits",
+            ),
+            0,
+        )
+        self._saved_usd = 0.0
+        self._similarity_sum = 0.0
+
+    # -- keys -----------------------------------------------------------------------
+
+    def partition(self, *parts: str) -> str:
+        """Exact-match partition key: SHA-256 of the parts and the embedder identity."""
+        payload = json.dumps([self.embedder_id, *parts], ensure_ascii=False, default=str)
+        return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+    # -- statistics ---------------------------------------------------------------
+
+    @property
+    def stats(self) -> dict[str, Any]:
+        """Counts since construction (or :meth:`reset_stats`).
+
+        ``hits``, ``misses``, ``hit_rate`` (hits / lookups, 0.0 before any),
+        ``exact_hits``, ``semantic_hits``, ``mean_hit_similarity``, ``updates``,
+        ``embeddings`` (embedding calls made), ``errors`` (faults turned into misses or
+        skipped updates), ``rejected_vectors``, ``tokens_saved`` (input + output),
+        ``input_tokens_saved``, ``output_tokens_saved``, ``saved_usd`` (priced hits
+        only) and ``unpriced_hits`` (hits whose model has no known price).
+        """
+        with self._lock:
+            out: dict[str, Any] = dict(self._counts)
+            lookups = out["hits"] + out["misses"]
+            out["lookups"] = lookups
+            out["hit_rate"] = out["hits"] / lookups if lookups else 0.0
+            out["saved_usd"] = self._saved_usd
+            out["mean_hit_similarity"] = self._similarity_sum / out["hits"] if out["hits"] else None
+            return out
+
+    def reset_stats(self) -> None:
+        with self._lock:
+            for key in self._counts:
+                self._counts[key] = 0
+            self._saved_usd = 0.0
+            self._similarity_sum = 0.0
+
+    def _count(self, **deltas: int) -> None:
+        with self._lock:
+            for key, delta in deltas.items():
+                self._counts[key] += delta
+
+    # -- shared steps -------------------------------------------------------------
+
+    def _vector(self, raw: Sequence[float] | np.ndarray) -> np.ndarray:
+        try:
+            return normalize_vector(raw, self.store.dim)
+        except ValueError:
+            self._count(rejected_vectors=1)
+            raise
+
+    def _remember(self, partition: str, text: str, vector: np.ndarray) -> None:
+        with self._lock:
+            self._pending[(partition, text)] = vector
+            self._pending.move_to_end((partition, text))
+            while len(self._pending) > self._pending_limit:
+                self._pending.popitem(last=False)
+
+    def _take(self, partition: str, text: str) -> np.ndarray | None:
+        with self._lock:
+            return self._pending.pop((partition, text), None)
+
+    def _hit(self, entry: CacheEntry, similarity: float, exact: bool) -> CacheHit:
+        meta = entry.metadata or {}
+        model = meta.get("model") if isinstance(meta.get("model"), str) else None
+        input_tokens = _int(meta.get("input_tokens"))
+        output_tokens = _int(meta.get("output_tokens"))
+        saved: float | None = None
+        if model:
+            try:
+                price = get_price(model)
+                if price is not None:
+                    saved = price.cost(
+                        input_tokens=input_tokens,
+                        output_tokens=output_tokens,
+                        cache_read_tokens=_int(meta.get("cache_read_tokens")),
+                        cache_write_tokens=_int(meta.get("cache_write_tokens")),
+                        reasoning_tokens=_int(meta.get("reasoning_tokens")),
+                    )
+            except Exception:  # pricing must never turn a hit into a failure
+                logger.exception("pricing the cache hit for model %r failed", model)
+        similarity = min(1.0, max(-1.0, similarity))
+        with self._lock:
+            self._counts["hits"] += 1
+            self._counts["exact_hits" if exact else "semantic_hits"] += 1
+            self._counts["input_tokens_saved"] += input_tokens
+            self._counts["output_tokens_saved"] += output_tokens
+            self._counts["tokens_saved"] += input_tokens + output_tokens
+            self._similarity_sum += similarity
+            if saved is None:
+                self._counts["unpriced_hits"] += 1
+            else:
+                self._saved_usd += saved
+        return CacheHit(
+            response=entry.response,
+            similarity=similarity,
+            exact=exact,
+            matched_text=entry.text,
+            created_at=entry.created_at,
+            model=model,
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            saved_usd=saved,
+            metadata=dict(meta),
+        )
+
+    def _fault(self, action: str, exc: BaseException) -> None:
+        self._count(errors=1)
+        logger.error(
+            "semantic cache %s failed; continuing without the cache: %s", action, exc, exc_info=exc
+        )
+
+    def _due_for_sweep(self, now: float) -> bool:
+        if self.ttl_seconds is None:
+            return False
+        with self._lock:
+            if now - self._last_evict < self._evict_interval:
+                return False
+            self._last_evict = now
+            return True
+
+    # -- sync API -----------------------------------------------------------------
+
+    def lookup(self, partition: str, text: str) -> CacheHit | None:
+        """The cached answer for ``text`` in ``partition``, or ``None`` (a miss)."""
+        key = normalize_text(text)
+        if not key:
+            self._count(misses=1)
+            return None
+        now = self._clock()
+        try:
+            entry = self.store.get_exact(partition, key, now=now, ttl_seconds=self.ttl_seconds)
+            if entry is not None:
+                self.store.record_hit(partition, key, now=now)
+                return self._hit(entry, 1.0, exact=True)
+            self._count(embeddings=1)
+            vector = self._vector(self._embed(key))
+            self._remember(partition, key, vector)
+            found = self.store.search(
+                partition,
+                vector,
+                k=1,
+                min_similarity=self.similarity_threshold,
+                now=now,
+                ttl_seconds=self.ttl_seconds,
+            )
+            if found:
+                best = found[0]
+                self.store.record_hit(partition, best.entry.text, now=now)
+                return self._hit(best.entry, best.similarity, exact=False)
+        except Exception as exc:
+            self._fault("lookup", exc)
+        self._count(misses=1)
+        return None
+
+    def update(
+        self, partition: str, text: str, response: str, metadata: Mapping[str, Any] | None = None
+    ) -> None:
+        """Store ``response`` for ``text`` in ``partition`` (replacing an older one)."""
+        key = normalize_text(text)
+        if not key:
+            return
+        if not isinstance(response, str):
+            raise TypeError(f"response must be a serialized str, got {type(response).__name__}")
+        now = self._clock()
+        try:
+            vector = self._take(partition, key)
+            if vector is None:
+                self._count(embeddings=1)
+                vector = self._vector(self._embed(key))
+            self.store.upsert(
+                CacheEntry(partition, key, vector, response, now, metadata=dict(metadata or {}))
+            )
+            self._count(updates=1)
+            if self._due_for_sweep(now):
+                self.store.evict_expired(now=now, ttl_seconds=self.ttl_seconds)
+            if self.max_entries is not None:
+                self.store.enforce_max_entries(self.max_entries)
+        except Exception as exc:
+            self._fault("update", exc)
+
+    def clear(self, partition: str | None = None) -> None:
+        """Delete the entries of ``partition`` (all partitions of the store by default)."""
+        with self._lock:
+            self._pending.clear()
+        self.store.clear(partition)
+
+    # -- async API ----------------------------------------------------------------
+
+    async def _embed_async(self, text: str) -> Sequence[float] | np.ndarray:
+        self._count(embeddings=1)
+        if self._aembed is not None:
+            return await self._aembed(text)
+        return await asyncio.to_thread(self._embed, text)
+
+    async def alookup(self, partition: str, text: str) -> CacheHit | None:
+        """Async :meth:`lookup`: async embedding and store calls, no blocking I/O."""
+        key = normalize_text(text)
+        if not key:
+            self._count(misses=1)
+            return None
+        now = self._clock()
+        try:
+            store = self.store
+            entry = await store.aget_exact(partition, key, now=now, ttl_seconds=self.ttl_seconds)
+            if entry is not None:
+                await store.arecord_hit(partition, key, now=now)
+                return self._hit(entry, 1.0, exact=True)
+            vector = self._vector(await self._embed_async(key))
+            self._remember(partition, key, vector)
+            found = await store.asearch(
+                partition,
+                vector,
+                k=1,
+                min_similarity=self.similarity_threshold,
+                now=now,
+                ttl_seconds=self.ttl_seconds,
+            )
+            if found:
+                best = found[0]
+                await store.arecord_hit(partition, best.entry.text, now=now)
+                return self._hit(best.entry, best.similarity, exact=False)
+        except Exception as exc:
+            self._fault("lookup", exc)
+        self._count(misses=1)
+        return None
+
+    async def aupdate(
+        self, partition: str, text: str, response: str, metadata: Mapping[str, Any] | None = None
+    ) -> None:
+        """Async :meth:`update`."""
+        key = normalize_text(text)
+        if not key:
+            return
+        if not isinstance(response, str):
+            raise TypeError(f"response must be a serialized str, got {type(response).__name__}")
+        now = self._clock()
+        try:
+            vector = self._take(partition, key)
+            if vector is None:
+                vector = self._vector(await self._embed_async(key))
+            await self.store.aupsert(
+                CacheEntry(partition, key, vector, response, now, metadata=dict(metadata or {}))
+            )
+            self._count(updates=1)
+            if self._due_for_sweep(now):
+                await self.store.aevict_expired(now=now, ttl_seconds=self.ttl_seconds)
+            if self.max_entries is not None:
+                await self.store.aenforce_max_entries(self.max_entries)
+        except Exception as exc:
+            self._fault("update", exc)
+
+    async def aclear(self, partition: str | None = None) -> None:
+        """Async :meth:`clear`."""
+        with self._lock:
+            self._pending.clear()
+        await self.store.aclear(partition)

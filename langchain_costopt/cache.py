@@ -1,0 +1,427 @@
+"""``SemanticLLMCache``: a LangChain ``BaseCache`` that matches prompts by meaning,
+never across models, parameters, tenants or conversations.
+
+Example:
+    .. code-block:: python
+
+        from langchain_core.globals import set_llm_cache
+        from langchain_costopt import HashingEmbeddings, SemanticLLMCache, cache_namespace
+        from langchain_costopt.simulated import SimulatedChatModel
+
+        cache = SemanticLLMCache(HashingEmbeddings(), similarity_threshold=0.9)
+        set_llm_cache(cache)
+        model = SimulatedChatModel(model_name="gpt-4o-mini")
+        model.invoke("How do I reset my password?")     # miss: the model answers
+        model.invoke("how do I reset my password")      # hit: served from the cache
+        with cache_namespace("tenant-42"):
+            model.invoke("How do I reset my password?")  # other tenant: a miss
+        print(cache.stats)  # hits, misses, hit_rate, saved_usd, tokens_saved, ...
+
+What is matched (LangChain calls ``lookup(prompt, llm_string)``):
+
+* A chat model's ``prompt`` is ``langchain_core.load.dumps(messages)``. It is parsed
+  back (message classes only, never arbitrary objects). Only the text of the latest
+  human turn is embedded. Everything else that can change the answer is hashed into an
+  exact-match partition: ``llm_string`` (model, parameters, and the tools bound with
+  ``bind_tools``, which LangChain passes as invocation parameters), the constructor
+  ``namespace``, the current :func:`cache_namespace`, every system prompt, every earlier
+  or later turn (content, tool calls by name and arguments), and the non-text parts
+  (images, files) of the latest human turn. Message ids and provider metadata of
+  earlier turns are left out: they do not change the answer.
+* A plain LLM's prompt (not message JSON) is embedded as it is.
+* See :mod:`costopt_core.cache` for normalization, the exact-match fast path, TTL, LRU
+  and the one-embedding-per-miss rule.
+
+Storage: generations are serialized with LangChain's JSON ``dumps`` and revived with
+``loads`` restricted to generation and message classes; never pickle. A hit returns
+generations equal to those stored, plus the hit marker below on chat generations.
+
+Hit marker (contract with cost handlers): on a hit, every returned ``ChatGeneration``
+carries ``{"hit": True, "similarity", "exact", "saved_usd", "model", "input_tokens",
+"output_tokens", "tokens_saved", "cached_at"}`` under ``"costopt_cache"`` in both
+``generation_info`` and ``message.response_metadata``. ``BaseChatModel`` (langchain-core
+1.8) still calls ``on_llm_end`` with cached generations, whose ``usage_metadata`` is the
+original call's usage (LangChain adds ``"total_cost": 0``); the usage is kept so a cost
+handler knows what was saved, and the marker tells it to book that usage as a saving,
+not as spend (``langchain_costopt.CostCallbackHandler`` does). ``saved_usd`` is
+``None`` when the model has no known price. Plain ``Generation`` objects (``BaseLLM``)
+are returned unmarked, exactly as stored: LangChain starts no run for a ``BaseLLM``
+cache hit, so no handler could see a marker; ``.stats`` counts those hits.
+
+Faults: a failing embedding model or store is logged and the call goes to the model;
+a corrupt stored entry is a miss. Nothing raised inside the cache reaches the user's
+call.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any
+
+from langchain_core.caches import RETURN_VAL_TYPE, BaseCache
+from langchain_core.embeddings import Embeddings
+from langchain_core.load import dumps, loads
+from langchain_core.messages import (
+    AIMessage,
+    AIMessageChunk,
+    BaseMessage,
+    ChatMessage,
+    ChatMessageChunk,
+    FunctionMessage,
+    FunctionMessageChunk,
+    HumanMessage,
+    HumanMessageChunk,
+    SystemMessage,
+    SystemMessageChunk,
+    ToolMessage,
+    ToolMessageChunk,
+)
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, Generation, GenerationChunk
+
+from costopt_core.cache import CacheHit, SemanticCache
+from costopt_core.stores.base import CacheStore
+from costopt_core.tokens import estimate_tokens
+from langchain_costopt.messages import latest_human_text, message_text
+
+logger = logging.getLogger(__name__)
+
+_MESSAGE_CLASSES: list[Any] = [
+    AIMessage,
+    AIMessageChunk,
+    ChatMessage,
+    ChatMessageChunk,
+    FunctionMessage,
+    FunctionMessageChunk,
+    HumanMessage,
+    HumanMessageChunk,
+    SystemMessage,
+    SystemMessageChunk,
+    ToolMessage,
+    ToolMessageChunk,
+]
+_GENERATION_CLASSES: list[Any] = [
+    Generation,
+    GenerationChunk,
+    ChatGeneration,
+    ChatGenerationChunk,
+    *_MESSAGE_CLASSES,
+]
+
+_namespace: ContextVar[str | None] = ContextVar("costopt_cache_namespace", default=None)
+
+_MODEL_IN_LLM_STRING = re.compile(
+    r"""["'](?:model_name|model|model_id)["']\s*[:,]\s*["']([^"']+)["']"""
+)
+
+
+@contextmanager
+def cache_namespace(tenant: str) -> Iterator[str]:
+    """Scope cache lookups and updates made inside the block to ``tenant``.
+
+    Example:
+        .. code-block:: python
+
+            with cache_namespace("acme"):
+                chain.invoke(question)   # only ever hits answers cached for "acme"
+
+    The scope is a ``contextvars.ContextVar``: concurrent threads and asyncio tasks
+    each see their own tenant. asyncio tasks and LangChain's ``batch`` executors
+    inherit the scope they were started in; a ``threading.Thread`` you start yourself
+    does not (run it under ``contextvars.copy_context().run``). Blocks nest; the inner
+    tenant applies inside.
+    """
+    if not isinstance(tenant, str) or not tenant:
+        raise ValueError(f"tenant must be a non-empty str, got {tenant!r}")
+    token = _namespace.set(tenant)
+    try:
+        yield tenant
+    finally:
+        _namespace.reset(token)
+
+
+def current_namespace() -> str | None:
+    """The tenant set by the innermost active :func:`cache_namespace`, if any."""
+    return _namespace.get()
+
+
+def _parse_messages(prompt: str) -> list[BaseMessage] | None:
+    if not prompt.startswith("["):
+        return None
+    try:
+        value = loads(prompt, allowed_objects=_MESSAGE_CLASSES)
+    except Exception:  # any plain prompt that merely looks like JSON
+        return None
+    if isinstance(value, list) and value and all(isinstance(m, BaseMessage) for m in value):
+        return value
+    return None
+
+
+def _is_human(message: BaseMessage) -> bool:
+    # Same rule as langchain_costopt.messages.latest_human_text.
+    return isinstance(message, HumanMessage) or message.type in ("human", "user")
+
+
+def _latest_human_index(messages: Sequence[BaseMessage]) -> int:
+    for i in range(len(messages) - 1, -1, -1):
+        if _is_human(messages[i]):
+            return i
+    return len(messages) - 1
+
+
+def _non_text_content(content: Any) -> Any:
+    if isinstance(content, str):
+        return ""
+    return [
+        block
+        for block in content or ()
+        if not isinstance(block, str)
+        and not (isinstance(block, dict) and block.get("type") == "text")
+    ]
+
+
+def _message_key(message: BaseMessage, *, strip_text: bool) -> dict[str, Any]:
+    """What of a message can change the answer (ids and provider metadata cannot)."""
+    key: dict[str, Any] = {
+        "type": message.type,
+        "content": _non_text_content(message.content) if strip_text else message.content,
+    }
+    if message.name:
+        key["name"] = message.name
+    role = getattr(message, "role", None)
+    if role:
+        key["role"] = role
+    tool_calls = getattr(message, "tool_calls", None)
+    if tool_calls:
+        key["tool_calls"] = [[call.get("name"), call.get("args")] for call in tool_calls]
+    function_call = message.additional_kwargs.get("function_call")
+    if function_call:
+        key["function_call"] = function_call
+    status = getattr(message, "status", None)
+    if isinstance(message, ToolMessage) and status != "success":
+        key["status"] = status
+    return key
+
+
+def split_prompt(prompt: str) -> tuple[str, str]:
+    """(text to embed, exact context) of a LangChain cache prompt.
+
+    Example:
+        >>> from langchain_core.load import dumps
+        >>> from langchain_core.messages import HumanMessage, SystemMessage
+        >>> text, context = split_prompt(dumps([SystemMessage("Be brief."), HumanMessage("Hi!")]))
+        >>> text, "Be brief." in context, "Hi!" in context
+        ('Hi!', True, False)
+        >>> split_prompt("Tell me a joke")
+        ('Tell me a joke', 'text')
+    """
+    messages = _parse_messages(prompt)
+    if messages is None:
+        return prompt, "text"
+    latest = _latest_human_index(messages)
+    text = latest_human_text(messages)
+    if text != message_text(messages[latest]):  # defensive: both rules must agree
+        text = message_text(messages[latest])
+    context = [_message_key(m, strip_text=i == latest) for i, m in enumerate(messages)]
+    return text, "messages:" + json.dumps(context, sort_keys=True, ensure_ascii=False, default=str)
+
+
+def _usage_metadata(return_val: Sequence[Generation], llm_string: str) -> dict[str, Any]:
+    """Model and token counts of the call being cached, to price its reuse later."""
+    model: str | None = None
+    for gen in return_val:
+        message = getattr(gen, "message", None)
+        meta = getattr(message, "response_metadata", None) or {}
+        info = gen.generation_info or {}
+        for source in (meta, info):
+            name = source.get("model_name") or source.get("model")
+            if isinstance(name, str) and name:
+                model = name
+                break
+        if model:
+            break
+    if model is None:
+        found = _MODEL_IN_LLM_STRING.search(llm_string)
+        model = found.group(1) if found else None
+    out: dict[str, Any] = {"model": model}
+    # n > 1 choices of one call carry the same usage: take it once, not per choice.
+    for gen in return_val:
+        usage = getattr(getattr(gen, "message", None), "usage_metadata", None)
+        if usage:
+            out["input_tokens"] = int(usage.get("input_tokens") or 0)
+            out["output_tokens"] = int(usage.get("output_tokens") or 0)
+            in_details = usage.get("input_token_details") or {}
+            out_details = usage.get("output_token_details") or {}
+            out["cache_read_tokens"] = int(in_details.get("cache_read") or 0)
+            out["cache_write_tokens"] = int(in_details.get("cache_creation") or 0)
+            out["reasoning_tokens"] = int(out_details.get("reasoning") or 0)
+            return out
+        info = gen.generation_info or {}
+        token_usage = info.get("token_usage") or info.get("usage")
+        if isinstance(token_usage, dict):
+            prompt_tokens = token_usage.get("prompt_tokens", token_usage.get("input_tokens"))
+            completion = token_usage.get("completion_tokens", token_usage.get("output_tokens"))
+            if isinstance(prompt_tokens, int) and isinstance(completion, int):
+                out["input_tokens"], out["output_tokens"] = prompt_tokens, completion
+                return out
+    out["usage_estimated"] = True
+    return out
+
+
+def _embedder_id(embeddings: Embeddings) -> str:
+    cls = type(embeddings)
+    parts = [f"{cls.__module__}.{cls.__qualname__}"]
+    for attr in ("model", "model_name", "model_id", "deployment", "dimensions", "dim"):
+        value = getattr(embeddings, attr, None)
+        if isinstance(value, str | int) and not isinstance(value, bool):
+            parts.append(f"{attr}={value}")
+    return ";".join(parts)
+
+
+class SemanticLLMCache(BaseCache):
+    """LangChain cache that answers a reworded question from a stored answer.
+
+    Args:
+        embeddings: any LangChain ``Embeddings`` (``HashingEmbeddings`` offline).
+        similarity_threshold: cosine similarity in (0, 1] a stored question must reach.
+        ttl_seconds: entry lifetime (default 24 h); ``None`` for no expiry.
+        max_entries: store-wide size limit with least-recently-used eviction.
+        store: a :class:`~costopt_core.stores.base.CacheStore` (``MemoryStore()`` by
+            default; ``SQLiteStore(path)`` persists, ``PostgresStore(dsn)`` shares).
+        namespace: fixed tenant of this cache instance; combined with
+            :func:`cache_namespace` when both are set.
+        **engine_options: passed to :class:`costopt_core.cache.SemanticCache`
+            (``clock``, ``evict_interval``, ``pending_vectors``).
+
+    ``.stats`` is the engine's statistics dict (hits, misses, hit_rate, saved_usd,
+    tokens_saved, ...). ``.engine`` is the underlying :class:`SemanticCache`.
+    """
+
+    def __init__(
+        self,
+        embeddings: Embeddings,
+        similarity_threshold: float = 0.92,
+        ttl_seconds: float | None = 86400,
+        max_entries: int | None = None,
+        store: CacheStore | None = None,
+        namespace: str | None = None,
+        **engine_options: Any,
+    ) -> None:
+        if not isinstance(embeddings, Embeddings):
+            raise TypeError(
+                "embeddings must be a langchain_core.embeddings.Embeddings, "
+                f"got {type(embeddings).__name__}"
+            )
+        if namespace is not None and (not isinstance(namespace, str) or not namespace):
+            raise ValueError(f"namespace must be a non-empty str or None, got {namespace!r}")
+        self.embeddings = embeddings
+        self.namespace = namespace
+        self.engine = SemanticCache(
+            embeddings.embed_query,
+            aembed=embeddings.aembed_query,
+            similarity_threshold=similarity_threshold,
+            ttl_seconds=ttl_seconds,
+            max_entries=max_entries,
+            store=store,
+            embedder_id=_embedder_id(embeddings),
+            **engine_options,
+        )
+
+    @property
+    def stats(self) -> dict[str, Any]:
+        return self.engine.stats
+
+    @property
+    def store(self) -> CacheStore:
+        return self.engine.store
+
+    def _key(self, prompt: str, llm_string: str) -> tuple[str, str]:
+        text, context = split_prompt(prompt)
+        partition = self.engine.partition(
+            llm_string, self.namespace or "", _namespace.get() or "", context
+        )
+        return partition, text
+
+    def _revive(self, hit: CacheHit) -> RETURN_VAL_TYPE | None:
+        try:
+            generations = loads(hit.response, allowed_objects=_GENERATION_CLASSES)
+        except Exception:
+            logger.exception("a cached answer could not be read back; treating it as a miss")
+            return None
+        if not isinstance(generations, list) or not all(
+            isinstance(g, Generation) for g in generations
+        ):
+            logger.error("a cached answer is not a list of generations; treating it as a miss")
+            return None
+        marker = hit.marker()
+        for gen in generations:
+            if isinstance(gen, ChatGeneration):
+                gen.generation_info = {**(gen.generation_info or {}), "costopt_cache": marker}
+                gen.message.response_metadata = {
+                    **gen.message.response_metadata,
+                    "costopt_cache": dict(marker),
+                }
+        return generations
+
+    def _prepare_update(
+        self, prompt: str, llm_string: str, return_val: RETURN_VAL_TYPE
+    ) -> tuple[str, str, str, dict[str, Any]] | None:
+        """(partition, text, serialized generations, savings metadata), or None on a
+        fault (logged: the answer is then simply not cached)."""
+        try:
+            partition, text = self._key(prompt, llm_string)
+            payload = dumps(list(return_val))
+            metadata = _usage_metadata(return_val, llm_string)
+            if metadata.pop("usage_estimated", False):
+                # No usage reported (typical of plain LLMs): estimate, and say so.
+                metadata["input_tokens"] = estimate_tokens(text)
+                metadata["output_tokens"] = sum(estimate_tokens(g.text) for g in return_val[:1])
+                metadata["usage_estimated"] = True
+        except Exception:
+            logger.exception("semantic cache could not store an answer; continuing without it")
+            return None
+        return partition, text, payload, metadata
+
+    def lookup(self, prompt: str, llm_string: str) -> RETURN_VAL_TYPE | None:
+        """Cached generations for ``prompt`` under ``llm_string``, or ``None``."""
+        try:
+            partition, text = self._key(prompt, llm_string)
+        except Exception:
+            logger.exception("semantic cache could not key the prompt; treating it as a miss")
+            return None
+        hit = self.engine.lookup(partition, text)
+        return None if hit is None else self._revive(hit)
+
+    def update(self, prompt: str, llm_string: str, return_val: RETURN_VAL_TYPE) -> None:
+        """Store the generations the model returned for ``prompt``."""
+        prepared = self._prepare_update(prompt, llm_string, return_val)
+        if prepared is not None:
+            self.engine.update(*prepared)
+
+    def clear(self, **kwargs: Any) -> None:
+        """Delete every entry of the store (all partitions and tenants)."""
+        self.engine.clear()
+
+    async def alookup(self, prompt: str, llm_string: str) -> RETURN_VAL_TYPE | None:
+        """Async :meth:`lookup`: the embeddings' ``aembed_query`` and async store calls."""
+        try:
+            partition, text = self._key(prompt, llm_string)
+        except Exception:
+            logger.exception("semantic cache could not key the prompt; treating it as a miss")
+            return None
+        hit = await self.engine.alookup(partition, text)
+        return None if hit is None else self._revive(hit)
+
+    async def aupdate(self, prompt: str, llm_string: str, return_val: RETURN_VAL_TYPE) -> None:
+        """Async :meth:`update`."""
+        prepared = self._prepare_update(prompt, llm_string, return_val)
+        if prepared is not None:
+            await self.engine.aupdate(*prepared)
+
+    async def aclear(self, **kwargs: Any) -> None:
+        """Async :meth:`clear`."""
+        await self.engine.aclear()

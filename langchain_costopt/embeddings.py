@@ -1,0 +1,100 @@
+"""``HashingEmbeddings``: a deterministic, offline LangChain ``Embeddings``.
+
+Example:
+    >>> from langchain_costopt import HashingEmbeddings
+    >>> emb = HashingEmbeddings(dim=256)
+    >>> a = emb.embed_query("How do I reset my password?")
+    >>> b = emb.embed_query("how do i reset my password")
+    >>> c = emb.embed_query("What's the weather in Paris?")
+    >>> len(a), sum(x * y for x, y in zip(a, b)) > sum(x * y for x, y in zip(a, c))
+    (256, True)
+
+What it is, honestly: signed feature hashing of lower-cased words and their character
+3- to 5-grams (:class:`costopt_core.hashing.HashingEmbedder`), L2-normalized. It is
+*lexical*: two texts are similar when they share words and spellings. It catches
+rewordings that keep the vocabulary ("reset my password" / "password reset, how?"),
+typos and case changes; it does not know synonyms or meaning ("cost" vs "price"), and
+a small word that flips the meaning ("not") barely moves the vector. Use it for tests,
+offline demos and exact-ish caching; use a neural embedding model (any LangChain
+``Embeddings``) for real semantic matching, with a threshold checked on your data.
+
+No download, no network, no randomness: the same text gives the same vector in every
+process and on every machine, so persisted caches stay valid across restarts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import zlib
+
+import numpy as np
+from langchain_core.embeddings import Embeddings
+
+from costopt_core.hashing import HashingEmbedder
+
+
+class HashingEmbeddings(Embeddings):
+    """Hashed words + character n-grams as a LangChain ``Embeddings`` (lexical).
+
+    Args:
+        dim: vector length, >= 8 (more dimensions, fewer hash collisions).
+        ngram_range: character n-gram sizes, inclusive.
+        word_weight: weight of a whole-word feature relative to one n-gram.
+
+    A text without any word character (e.g. ``"???"``) has no features; it gets a
+    single hashed feature of the whole text instead of a zero vector, so it still
+    matches itself and nothing else.
+    """
+
+    def __init__(
+        self,
+        dim: int = 512,
+        ngram_range: tuple[int, int] = (3, 5),
+        word_weight: float = 2.0,
+    ) -> None:
+        self._embedder = HashingEmbedder(dim=dim, ngram_range=ngram_range, word_weight=word_weight)
+
+    @property
+    def dim(self) -> int:
+        return self._embedder.dim
+
+    @property
+    def model(self) -> str:
+        """Identity of this embedding (a cache keeps vectors of different models apart)."""
+        lo, hi = self._embedder.ngram_range
+        return f"hashing-v1-d{self.dim}-n{lo}_{hi}-w{self._embedder.word_weight:g}"
+
+    def _one(self, text: str) -> list[float]:
+        if not isinstance(text, str):
+            raise TypeError(f"text must be str, got {type(text).__name__}")
+        vector = self._embedder.embed_one(text)
+        if not np.any(vector):
+            vector = np.zeros(self.dim, dtype=np.float32)
+            vector[zlib.crc32(text.encode("utf-8")) % self.dim] = 1.0
+        return vector.tolist()
+
+    def embed_query(self, text: str) -> list[float]:
+        """Unit vector of ``text`` (``dim`` floats)."""
+        return self._one(text)
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        """Unit vectors of ``texts``, in order."""
+        return [self._one(text) for text in texts]
+
+    async def aembed_query(self, text: str) -> list[float]:
+        """Async :meth:`embed_query`; short texts are embedded inline (microseconds, no
+        I/O), long ones in a worker thread so the event loop never stalls."""
+        if not isinstance(text, str) or len(text) < 4096:
+            return self._one(text)
+        return await asyncio.to_thread(self._one, text)
+
+    async def aembed_documents(self, texts: list[str]) -> list[list[float]]:
+        """Async :meth:`embed_documents`, in a worker thread."""
+        return await asyncio.to_thread(self.embed_documents, texts)
+
+    def __repr__(self) -> str:
+        lo, hi = self._embedder.ngram_range
+        return (
+            f"HashingEmbeddings(dim={self.dim}, ngram_range=({lo}, {hi}), "
+            f"word_weight={self._embedder.word_weight:g})"
+        )
