@@ -51,6 +51,7 @@ import math
 import threading
 import time
 import warnings
+from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from os import PathLike
 from typing import Any, Literal
@@ -72,6 +73,7 @@ logger = logging.getLogger(__name__)
 OnBudget = Literal["raise", "warn", "downgrade"]
 ON_BUDGET: tuple[str, ...] = ("raise", "warn", "downgrade")
 UNPRICED = "unpriced"
+_RECENT_CALLS = 32
 
 _warned_lock = threading.Lock()
 _warned_unpriced: set[str] = set()
@@ -200,6 +202,19 @@ def price_usage(price: ModelPrice, usage: TokenUsage) -> float:
 # -- the accountant -------------------------------------------------------------------------
 
 
+def _opt_limit(name: str, value: float | None) -> float | None:
+    if value is None:
+        return None
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or value < 0
+    ):
+        raise ValueError(f"{name} must be None or a finite number >= 0 (USD), got {value!r}")
+    return float(value)
+
+
 def build_budgets(
     budget_usd: float | None = None,
     daily_budget_usd: float | None = None,
@@ -213,16 +228,9 @@ def build_budgets(
         ("daily_budget_usd", daily_budget_usd, "day"),
         ("monthly_budget_usd", monthly_budget_usd, "month"),
     ):
-        if limit is None:
-            continue
-        if (
-            isinstance(limit, bool)
-            or not isinstance(limit, int | float)
-            or not math.isfinite(limit)
-            or limit < 0
-        ):
-            raise ValueError(f"{name} must be None or a finite number >= 0 (USD), got {limit!r}")
-        out.append(Budget(float(limit), period))  # type: ignore[arg-type]
+        checked = _opt_limit(name, limit)
+        if checked is not None:
+            out.append(Budget(checked, period))  # type: ignore[arg-type]
     for budget in budgets:
         if not isinstance(budget, Budget):
             raise TypeError(f"budgets must hold Budget objects, got {type(budget).__name__}")
@@ -243,6 +251,9 @@ class CostAccountant:
             shared ledger (e.g. ``PostgresLedger``) and totals and budgets are its own.
         catalog: price source; default the process-wide catalog (``set_price``).
         tags: added to every record.
+        call_estimate_usd: the amount reserved against the budgets for each call
+            before it is made. Default: the largest of the last 32 calls. ``0`` admits
+            calls while anything is left (the last one may pass the limit).
     """
 
     def __init__(
@@ -257,6 +268,7 @@ class CostAccountant:
         ledger: LedgerProtocol | None = None,
         catalog: PriceCatalog | None = None,
         tags: Mapping[str, str] | None = None,
+        call_estimate_usd: float | None = None,
     ) -> None:
         if baseline_model is not None and (
             not isinstance(baseline_model, str) or not baseline_model.strip()
@@ -277,7 +289,9 @@ class CostAccountant:
         self.tags = dict(tags or {})
         self._lock = threading.Lock()
         self._seen: dict[str, None] = {}  # priced models seen, insertion-ordered
-        self._max_call_cost: float | None = None
+        self._recent_costs: deque[float] = deque(maxlen=_RECENT_CALLS)
+        self._seed_estimate: float | None = None
+        self.call_estimate_usd = _opt_limit("call_estimate_usd", call_estimate_usd)
         self._downgrade = False
         self._warned_budget = False
 
@@ -322,19 +336,27 @@ class CostAccountant:
         return self._downgrade
 
     def _estimate(self) -> float:
-        # The largest single call seen is the reservation: when calls look alike it is
-        # an upper bound, so concurrent callers cannot pass a limit together.
-        if self._max_call_cost is None:
+        # The reservation for the next call is the largest of the last few calls: when
+        # calls look alike it bounds the next one, so neither a lone caller nor several
+        # concurrent callers pass a limit. Before this accountant has seen a call, a
+        # shared ledger's mean cost per call stands in.
+        if self.call_estimate_usd is not None:
+            return self.call_estimate_usd
+        with self._lock:
+            if self._recent_costs:
+                return max(self._recent_costs)
+            seeded = self._seed_estimate
+        if seeded is None:
             seeded = 0.0
             try:
-                for totals in self.ledger.summary().models.values():
-                    seeded = max(seeded, totals.max_call_cost_usd)
+                summary = self.ledger.summary()
+                calls = sum(m.calls + m.cascade_attempts for m in summary.models.values())
+                seeded = summary.total_cost / calls if calls else 0.0
             except Exception:
-                logger.exception("reading the ledger's largest call failed")
+                logger.exception("reading the ledger's mean call cost failed")
             with self._lock:
-                if self._max_call_cost is None:
-                    self._max_call_cost = seeded
-        return self._max_call_cost or 0.0
+                self._seed_estimate = seeded
+        return seeded
 
     def before_call(self) -> str | None:
         """Check the budgets before a call; returns a reservation id (or ``None``).
@@ -355,15 +377,13 @@ class CostAccountant:
             return check.reservation_id
         if self.on_budget == "raise":
             raise check.error()
-        message = str(check.error())
+        message = check.describe()
         if self.on_budget == "warn":
             if not self._warned_budget:
                 self._warned_budget = True
                 logger.warning("%s (on_budget='warn': the call goes ahead)", message)
                 warnings.warn(
-                    message.replace("the call was not made", "warning only"),
-                    BudgetWarning,
-                    stacklevel=3,
+                    f"{message}; on_budget='warn': the call goes ahead", BudgetWarning, stacklevel=3
                 )
             return None
         if not self._downgrade:
@@ -387,8 +407,7 @@ class CostAccountant:
         if record.cost_usd is not None and record.kind != "cache_hit":
             with self._lock:
                 self._seen.setdefault(record.model, None)
-                if self._max_call_cost is None or record.cost_usd > self._max_call_cost:
-                    self._max_call_cost = record.cost_usd
+                self._recent_costs.append(record.cost_usd)
         return record
 
     def _tags(self, tags: Mapping[str, str] | None) -> dict[str, str]:

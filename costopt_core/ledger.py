@@ -329,14 +329,17 @@ class BudgetCheck:
     budget: Budget | None = None
     used_usd: float = 0.0
 
-    def error(self) -> BudgetExceededError:
+    def describe(self) -> str:
+        """``"cost budget exceeded (per day): $1.000000 used of $1.000000"``."""
         budget = self.budget
         limit = budget.limit_usd if budget is not None else math.inf
         label = budget.label if budget is not None else "total"
+        return f"cost budget exceeded ({label}): ${self.used_usd:.6f} used of ${limit:.6f}"
+
+    def error(self) -> BudgetExceededError:
         return BudgetExceededError(
-            f"cost budget exceeded ({label}): ${self.used_usd:.6f} used of ${limit:.6f}; "
-            "the call was not made",
-            budget=budget,
+            f"{self.describe()}; the call was not made",
+            budget=self.budget,
             spent_usd=self.used_usd,
         )
 

@@ -145,6 +145,8 @@ class CostCallbackHandler(BaseCallbackHandler):
         budgets: further ``costopt_core.ledger.Budget`` objects.
         tags: stored on every record (e.g. ``{"app": "support-bot"}``).
         catalog: price catalog (default: the process-wide one, see ``set_price``).
+        call_estimate_usd: reserved against the budgets before each call (default:
+            the largest of the last 32 calls; see ``CostAccountant``).
     """
 
     # LangChain re-raises a handler exception only when raise_error is set; the one
@@ -171,6 +173,7 @@ class CostCallbackHandler(BaseCallbackHandler):
         budgets: Sequence[Budget] = (),
         tags: Mapping[str, str] | None = None,
         catalog: PriceCatalog | None = None,
+        call_estimate_usd: float | None = None,
     ) -> None:
         super().__init__()
         self.accountant = CostAccountant(
@@ -183,6 +186,7 @@ class CostCallbackHandler(BaseCallbackHandler):
             ledger=ledger,
             catalog=catalog,
             tags=tags,
+            call_estimate_usd=call_estimate_usd,
         )
         self._lock = threading.Lock()
         self._runs: dict[UUID, _Run] = {}
@@ -383,7 +387,7 @@ class CostCallbackHandler(BaseCallbackHandler):
                     fallback_model,
                     usage,
                     tier=_tier(routing),
-                    router_models=run.router_models if run is not None else None,
+                    router_models=_tier_models(routing, run),
                     run_id=str(run_id),
                     reservation_id=reservation,
                 )
@@ -434,7 +438,7 @@ class CostCallbackHandler(BaseCallbackHandler):
             model,
             usage,
             tier=tier,
-            router_models=run.router_models if run is not None else None,
+            router_models=_tier_models(routing, run),
             run_id=str(run_id),
             reservation_id=reservation,
         )
@@ -478,6 +482,18 @@ def _routing_of(metadata: Mapping[str, Any] | None, run: _Run | None) -> Mapping
     if isinstance(routing, Mapping):
         return routing
     return run.routing if run is not None else None
+
+
+def _tier_models(routing: Mapping[str, Any] | None, run: _Run | None) -> tuple[str, ...] | None:
+    """The router's tier models: from its invocation params, else from the decision
+    (``routing["tier_models"]``, ``{tier: model}``, which batch runs need)."""
+    if run is not None and run.router_models:
+        return run.router_models
+    tier_models = (routing or {}).get("tier_models")
+    if isinstance(tier_models, Mapping):
+        names = tuple(m for m in tier_models.values() if isinstance(m, str) and m)
+        return names or None
+    return None
 
 
 def _tier(routing: Mapping[str, Any] | None) -> str | None:

@@ -1,0 +1,520 @@
+"""CostCallbackHandler and cost_tracker on real LangChain runs with fake models."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+import warnings
+from typing import Any
+
+import pytest
+from langchain_core.caches import InMemoryCache
+from langchain_core.callbacks import CallbackManager, CallbackManagerForLLMRun
+from langchain_core.globals import get_llm_cache, set_llm_cache
+from langchain_core.language_models import BaseChatModel, GenericFakeChatModel
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
+from langchain_core.outputs import ChatGeneration, ChatResult, Generation, LLMResult
+
+from costopt_core.accounting import BudgetWarning
+from costopt_core.decision import RouteDecision
+from costopt_core.ledger import CostLedger, CostRecord
+from langchain_costopt import (
+    BudgetExceededError,
+    CostCallbackHandler,
+    RouterChatModel,
+    cost_tracker,
+    set_price,
+)
+from langchain_costopt.simulated import SimulatedChatModel
+
+# Made-up models with round prices (USD per token): every expected figure is exact.
+set_price("cb-cheap", input_per_token=1e-6, output_per_token=2e-6)
+set_price("cb-strong", input_per_token=1e-5, output_per_token=3e-5)
+set_price(
+    "cb-reasoner",
+    input_per_token=2e-6,
+    output_per_token=8e-6,
+    cache_read_per_token=5e-7,
+    cache_write_per_token=2.5e-6,
+    reasoning_per_token=1e-5,
+)
+
+USAGE = {
+    "input_tokens": 1000,
+    "output_tokens": 500,
+    "total_tokens": 1500,
+    "input_token_details": {"cache_read": 600, "cache_creation": 100},
+    "output_token_details": {"reasoning": 300},
+}
+# plain input 300 x 2e-6 + read 600 x 5e-7 + write 100 x 2.5e-6
+# + plain output 200 x 8e-6 + reasoning 300 x 1e-5
+REASONER_COST = 300 * 2e-6 + 600 * 5e-7 + 100 * 2.5e-6 + 200 * 8e-6 + 300 * 1e-5
+
+
+def _fake(model: str, n: int = 1, usage: dict[str, Any] | None = None) -> GenericFakeChatModel:
+    messages = [
+        AIMessage(
+            content=f"answer {i}",
+            usage_metadata=usage or USAGE,
+            response_metadata={"model_name": model},
+        )
+        for i in range(n)
+    ]
+    return GenericFakeChatModel(messages=iter(messages))
+
+
+def _cost(model: str, message: BaseMessage) -> float:
+    usage = message.usage_metadata
+    prices = {"cb-cheap": (1e-6, 2e-6), "cb-strong": (1e-5, 3e-5)}[model]
+    return usage["input_tokens"] * prices[0] + usage["output_tokens"] * prices[1]
+
+
+def _router(**kwargs: Any) -> RouterChatModel:
+    return RouterChatModel(
+        models={
+            "simple": SimulatedChatModel(model_name="cb-cheap"),
+            "complex": SimulatedChatModel(model_name="cb-strong"),
+        },
+        **kwargs,
+    )
+
+
+# -- usage and prices --------------------------------------------------------------------
+
+
+def test_exact_dollars_with_cached_input_and_reasoning_tokens() -> None:
+    handler = CostCallbackHandler()
+    _fake("cb-reasoner").invoke("hi", config={"callbacks": [handler]})
+    assert handler.total_cost == pytest.approx(REASONER_COST, rel=1e-12)
+    totals = handler.summary().models["cb-reasoner"]
+    assert (totals.calls, totals.input_tokens, totals.output_tokens) == (1, 1000, 500)
+    assert (totals.cache_read_tokens, totals.cache_write_tokens, totals.reasoning_tokens) == (
+        600,
+        100,
+        300,
+    )
+    assert handler.total_saved == 0.0
+
+
+def test_model_name_from_invocation_params_when_the_response_has_none() -> None:
+    handler = CostCallbackHandler()
+    run_id = uuid.uuid4()
+    handler.on_chat_model_start(
+        {}, [[HumanMessage("hi")]], run_id=run_id, invocation_params={"model_name": "cb-cheap"}
+    )
+    message = AIMessage(
+        "x", usage_metadata={"input_tokens": 100, "output_tokens": 10, "total_tokens": 110}
+    )
+    handler.on_llm_end(LLMResult(generations=[[ChatGeneration(message=message)]]), run_id=run_id)
+    assert handler.summary().models["cb-cheap"].calls == 1
+    assert handler.total_cost == pytest.approx(100e-6 + 20e-6)
+
+
+def test_llm_output_token_usage_is_the_fallback() -> None:
+    handler = CostCallbackHandler()
+    result = LLMResult(
+        generations=[[Generation(text="a")], [Generation(text="b")]],
+        llm_output={
+            "model_name": "cb-strong",
+            "token_usage": {"prompt_tokens": 40, "completion_tokens": 10},
+        },
+    )
+    handler.on_llm_end(result, run_id=uuid.uuid4())
+    assert handler.summary().calls == 1  # the run's usage, once
+    assert handler.total_cost == pytest.approx(40 * 1e-5 + 10 * 3e-5)
+
+
+def test_every_generation_of_a_result_is_counted() -> None:
+    handler = CostCallbackHandler()
+    gens = [
+        [
+            ChatGeneration(
+                message=AIMessage(
+                    "a",
+                    usage_metadata={"input_tokens": 10, "output_tokens": 1, "total_tokens": 11},
+                    response_metadata={"model_name": "cb-cheap"},
+                )
+            )
+        ],
+        [
+            ChatGeneration(
+                message=AIMessage(
+                    "b",
+                    usage_metadata={"input_tokens": 20, "output_tokens": 2, "total_tokens": 22},
+                    response_metadata={"model_name": "cb-strong"},
+                )
+            )
+        ],
+    ]
+    handler.on_llm_end(LLMResult(generations=gens), run_id=uuid.uuid4())
+    assert handler.summary().calls == 2
+    assert handler.total_cost == pytest.approx(10e-6 + 2e-6 + 20e-5 + 6e-5)
+
+
+def test_n_choices_of_one_prompt_repeat_the_usage_and_count_once() -> None:
+    handler = CostCallbackHandler()
+    usage = {"input_tokens": 10, "output_tokens": 4, "total_tokens": 14}
+    row = [
+        ChatGeneration(
+            message=AIMessage(t, usage_metadata=usage, response_metadata={"model_name": "cb-cheap"})
+        )
+        for t in ("one", "two")
+    ]
+    handler.on_llm_end(LLMResult(generations=[row]), run_id=uuid.uuid4())
+    assert handler.summary().calls == 1
+
+
+def test_unpriced_model_reads_unpriced_and_warns_once(caplog: pytest.LogCaptureFixture) -> None:
+    model = f"cb-unknown-{uuid.uuid4().hex[:6]}"
+    handler = CostCallbackHandler()
+    with caplog.at_level(logging.WARNING):
+        _fake(model, n=2).invoke("a", config={"callbacks": [handler]})
+    with caplog.at_level(logging.WARNING):
+        handler_b = CostCallbackHandler()
+        _fake(model).invoke("b", config={"callbacks": [handler_b]})
+    assert len([r for r in caplog.records if model in r.getMessage()]) == 1
+    data = handler.to_dict()
+    assert data["unpriced_models"] == [model]
+    assert data["models"][model]["cost_usd"] is None
+    assert data["models"][model]["input_tokens"] == 1000
+    assert "unpriced" in handler.report()
+
+
+def test_streaming_counts_usage_once() -> None:
+    model = SimulatedChatModel(model_name="cb-cheap")
+    expected = model.invoke("tell me about streaming")
+    with cost_tracker() as tracker:
+        chunks = list(model.stream("tell me about streaming"))
+    assert len(chunks) > 2
+    totals = tracker.summary().models["cb-cheap"]
+    assert totals.calls == 1
+    assert totals.input_tokens == expected.usage_metadata["input_tokens"]
+    assert totals.output_tokens == expected.usage_metadata["output_tokens"]
+    assert tracker.total_cost == pytest.approx(_cost("cb-cheap", expected))
+
+
+async def test_async_invoke_and_astream_are_tracked() -> None:
+    model = SimulatedChatModel(model_name="cb-cheap")
+    with cost_tracker() as tracker:
+        reply = await model.ainvoke("async question")
+        chunks = [c async for c in model.astream("async question")]
+    assert chunks
+    assert tracker.summary().calls == 2
+    assert tracker.total_cost == pytest.approx(2 * _cost("cb-cheap", reply))
+
+
+# -- cache hits ---------------------------------------------------------------------------
+
+
+def test_model_cache_hit_is_saved_not_spent() -> None:
+    model = SimulatedChatModel(model_name="cb-strong", cache=InMemoryCache())
+    with cost_tracker() as tracker:
+        first = model.invoke("what is a cache?")
+        second = model.invoke("what is a cache?")
+    assert second.content == first.content
+    summary = tracker.summary()
+    assert summary.calls == 1 and summary.cache_hits == 1
+    assert tracker.total_cost == pytest.approx(_cost("cb-strong", first))
+    assert tracker.total_saved == pytest.approx(_cost("cb-strong", first))
+
+
+def test_global_llm_cache_hit_through_the_router() -> None:
+    previous = get_llm_cache()
+    set_llm_cache(InMemoryCache())
+    try:
+        router = _router()
+        with cost_tracker(baseline_model="cb-strong") as tracker:
+            first = router.invoke("请翻译: good morning")
+            router.invoke("请翻译: good morning")
+    finally:
+        set_llm_cache(previous)
+    summary = tracker.summary()
+    cheap = summary.models["cb-cheap"]
+    assert (cheap.calls, cheap.cache_hits) == (1, 1)
+    cost = _cost("cb-cheap", first)
+    routing_saving = _cost("cb-strong", first) - cost
+    assert tracker.total_cost == pytest.approx(cost)
+    assert tracker.total_saved == pytest.approx(routing_saving + cost)
+
+
+def test_semantic_cache_marker_counts_a_hit_once() -> None:
+    handler = CostCallbackHandler()
+    hit = {"hit": True, "similarity": 0.95, "saved_usd": 0.5, "model": "cb-strong"}
+    with_usage = AIMessage(
+        "cached",
+        usage_metadata={
+            "input_tokens": 100,
+            "output_tokens": 10,
+            "total_tokens": 110,
+            "total_cost": 0,
+        },
+        response_metadata={"costopt_cache": hit},
+    )
+    handler.on_llm_end(
+        LLMResult(generations=[[ChatGeneration(message=with_usage)]]), run_id=uuid.uuid4()
+    )
+    no_usage = ChatGeneration(message=AIMessage("cached"), generation_info={"costopt_cache": hit})
+    handler.on_llm_end(LLMResult(generations=[[no_usage]]), run_id=uuid.uuid4())
+    summary = handler.summary()
+    assert summary.cache_hits == 2 and summary.calls == 0
+    assert handler.total_cost == 0.0
+    # Priced from the cached usage when known, else the cache's own figure.
+    assert handler.total_saved == pytest.approx(100e-5 + 10 * 3e-5 + 0.5)
+
+
+# -- routing ------------------------------------------------------------------------------
+
+
+def test_routing_savings_against_the_most_expensive_tier() -> None:
+    router = _router()
+    with cost_tracker() as tracker:
+        reply = router.invoke("请翻译: hello world")
+    assert reply.response_metadata["routing"]["tier"] == "simple"
+    summary = tracker.summary()
+    assert summary.models["cb-cheap"].tiers == {"simple": 1}
+    expected = _cost("cb-strong", reply) - _cost("cb-cheap", reply)
+    assert tracker.total_saved == pytest.approx(expected)
+    assert tracker.to_dict()["baseline_cost"] == pytest.approx(_cost("cb-strong", reply))
+
+
+def test_router_batch_runs_are_tracked_per_input() -> None:
+    router = _router()
+    with cost_tracker(baseline_model="cb-strong") as tracker:
+        replies = router.batch(["请翻译 one", "请分析并比较这两种架构设计", "请翻译 two"])
+    summary = tracker.summary()
+    assert summary.models["cb-cheap"].tiers == {"simple": 2}
+    assert summary.models["cb-strong"].tiers == {"complex": 1}
+    expected_cost = sum(_cost(r.response_metadata["routing"]["model"], r) for r in replies)
+    assert tracker.total_cost == pytest.approx(expected_cost)
+
+
+class _RejectCheapAnswers:
+    """A cascade: start cheap, reject every cheap answer."""
+
+    def route(self, text: str) -> RouteDecision:
+        return RouteDecision("simple", 0.1, "cascade: cheap first")
+
+    def accept(self, text: str, answer: str, tier: str) -> bool:
+        return tier != "simple"
+
+
+def test_rejected_cascade_attempts_are_spend() -> None:
+    router = _router(strategy=_RejectCheapAnswers())
+    cheap_reply = SimulatedChatModel(model_name="cb-cheap").invoke("a cascade question")
+    with cost_tracker() as tracker:
+        reply = router.invoke("a cascade question")
+    assert reply.response_metadata["routing"]["escalated_from"] == ["simple"]
+    summary = tracker.summary()
+    assert summary.models["cb-cheap"].cascade_attempts == 1
+    assert summary.models["cb-strong"].calls == 1
+    attempt_cost = _cost("cb-cheap", cheap_reply)
+    assert tracker.total_cost == pytest.approx(attempt_cost + _cost("cb-strong", reply))
+    assert tracker.total_saved == pytest.approx(-attempt_cost)
+
+
+# -- budgets ------------------------------------------------------------------------------
+
+
+def test_raise_before_the_over_budget_call() -> None:
+    usage = {"input_tokens": 1000, "output_tokens": 500, "total_tokens": 1500}
+    model = _fake("cb-cheap", n=3, usage=usage)  # 0.002 per call
+    handler = CostCallbackHandler(budget_usd=0.005)
+    for _ in range(2):
+        model.invoke("x", config={"callbacks": [handler]})
+    with pytest.raises(BudgetExceededError):
+        model.invoke("x", config={"callbacks": [handler]})
+    assert handler.total_cost == pytest.approx(0.004)
+    assert handler.summary().calls == 2
+    # The refused call never reached the model: its third answer is still unread.
+    assert model.invoke("x").content == "answer 2"
+
+
+async def test_raise_in_async_calls_too() -> None:
+    handler = CostCallbackHandler(budget_usd=0.0)
+    with pytest.raises(BudgetExceededError):
+        await SimulatedChatModel(model_name="cb-cheap").ainvoke(
+            "x", config={"callbacks": [handler]}
+        )
+    assert handler.summary().calls == 0
+
+
+def test_warn_lets_the_call_go_and_warns_once() -> None:
+    handler = CostCallbackHandler(budget_usd=0.0, on_budget="warn")
+    model = SimulatedChatModel(model_name="cb-cheap")
+    with pytest.warns(BudgetWarning):
+        model.invoke("first", config={"callbacks": [handler]})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", BudgetWarning)
+        model.invoke("second", config={"callbacks": [handler]})
+    assert handler.summary().calls == 2
+
+
+def test_downgrade_sends_the_router_to_the_cheapest_tier() -> None:
+    router = _router()
+    hard = "请分析并比较这两种架构设计的优劣"
+    handler = CostCallbackHandler(budget_usd=0.0001, on_budget="downgrade")
+    first = router.invoke(hard, config={"callbacks": [handler]})
+    assert first.response_metadata["routing"]["tier"] == "complex"
+    assert handler.costopt_downgrade is False
+    second = router.invoke(hard, config={"callbacks": [handler]})
+    assert handler.costopt_downgrade is True
+    assert second.response_metadata["routing"]["tier"] == "simple"
+    assert second.response_metadata["routing"]["reason"] == "budget exceeded: downgraded"
+
+
+def test_daily_budget_ignores_earlier_days_and_shared_ledgers_share_it() -> None:
+    ledger = CostLedger()
+    for _ in range(10):  # yesterday's spend would exhaust today's limit if it counted
+        ledger.record(CostRecord(model="cb-strong", cost_usd=0.002, timestamp=86_400.0))
+    one = CostCallbackHandler(ledger=ledger, daily_budget_usd=0.01)
+    two = CostCallbackHandler(ledger=ledger, daily_budget_usd=0.01)
+    model = SimulatedChatModel(model_name="cb-strong")
+    model.invoke("first today", config={"callbacks": [one]})
+    assert one.total_cost == two.total_cost > 0.02  # totals are the shared ledger's
+    calls = 1
+    with pytest.raises(BudgetExceededError):
+        for _ in range(20):
+            model.invoke("again", config={"callbacks": [two]})
+            calls += 1
+    assert one.summary().calls == 10 + calls
+    # Each call was reserved at the size of the last ones: the day's limit held.
+    assert 0.008 < one.total_cost - 0.02 <= 0.01
+
+
+# -- robustness ---------------------------------------------------------------------------
+
+
+def test_eight_threads_of_a_thousand_events_lose_nothing() -> None:
+    handler = CostCallbackHandler()
+    usage = {"input_tokens": 4, "output_tokens": 2, "total_tokens": 6}
+
+    def work() -> None:
+        for _ in range(1000):
+            run_id = uuid.uuid4()
+            handler.on_chat_model_start(
+                {}, [[HumanMessage("q")]], run_id=run_id, invocation_params={"model": "cb-cheap"}
+            )
+            message = AIMessage("a", usage_metadata=usage)
+            handler.on_llm_end(
+                LLMResult(generations=[[ChatGeneration(message=message)]]), run_id=run_id
+            )
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    totals = handler.summary().models["cb-cheap"]
+    assert (totals.calls, totals.input_tokens, totals.output_tokens) == (8000, 32_000, 16_000)
+    assert handler.total_cost == pytest.approx(8000 * (4e-6 + 4e-6), rel=1e-9)
+
+
+def test_the_same_run_is_never_counted_twice() -> None:
+    handler = CostCallbackHandler()
+    run_id = uuid.uuid4()
+    result = LLMResult(
+        generations=[
+            [
+                ChatGeneration(
+                    message=AIMessage(
+                        "a",
+                        usage_metadata={"input_tokens": 1, "output_tokens": 1, "total_tokens": 2},
+                        response_metadata={"model_name": "cb-cheap"},
+                    )
+                )
+            ]
+        ]
+    )
+    handler.on_llm_end(result, run_id=run_id)
+    handler.on_llm_end(result, run_id=run_id)
+    assert handler.summary().calls == 1
+
+
+class _Wrapper(BaseChatModel):
+    """A wrapper that delegates through a child run (as some integrations do)."""
+
+    inner: BaseChatModel
+
+    @property
+    def _llm_type(self) -> str:
+        return "wrapper"
+
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        child = CallbackManager(
+            handlers=run_manager.handlers if run_manager else [],
+            inheritable_handlers=run_manager.inheritable_handlers if run_manager else [],
+            parent_run_id=run_manager.run_id if run_manager else None,
+        )
+        reply = self.inner.invoke(messages, config={"callbacks": child})
+        return ChatResult(generations=[ChatGeneration(message=reply)])
+
+
+def test_nested_llm_runs_count_once() -> None:
+    wrapper = _Wrapper(inner=SimulatedChatModel(model_name="cb-cheap"))
+    with cost_tracker() as tracker:
+        reply = wrapper.invoke("nested")
+    assert tracker.summary().calls == 1
+    assert tracker.total_cost == pytest.approx(_cost("cb-cheap", reply))
+
+
+def test_a_failing_ledger_never_breaks_the_call(caplog: pytest.LogCaptureFixture) -> None:
+    class BrokenLedger(CostLedger):
+        def record(self, *args: Any, **kwargs: Any) -> None:
+            raise ConnectionError("ledger down")
+
+    handler = CostCallbackHandler(ledger=BrokenLedger())
+    with caplog.at_level(logging.ERROR):
+        reply = SimulatedChatModel(model_name="cb-cheap").invoke(
+            "still answered", config={"callbacks": [handler]}
+        )
+    assert reply.content
+    assert "failed to account" in caplog.text
+
+
+def test_cost_tracker_unregisters_even_when_the_body_raises() -> None:
+    model = SimulatedChatModel(model_name="cb-cheap")
+    with pytest.raises(KeyError), cost_tracker() as tracker:
+        model.invoke("inside")
+        raise KeyError("boom")
+    model.invoke("outside")
+    assert tracker.summary().calls == 1
+
+
+def test_nested_trackers_each_see_their_calls() -> None:
+    model = SimulatedChatModel(model_name="cb-cheap")
+    with cost_tracker() as outer:
+        model.invoke("one")
+        with cost_tracker() as inner:
+            model.invoke("two")
+        model.invoke("three")
+    assert inner.summary().calls == 1
+    assert outer.summary().calls == 3
+
+
+def test_report_json_and_csv(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    with cost_tracker(budget_usd=1.0) as tracker:
+        reply = _router().invoke("请翻译: report")
+    text = tracker.report()
+    assert "cb-cheap" in text and "TOTAL" in text and "budget (total)" in text
+    data = tracker.to_dict()
+    assert data["total_cost"] == pytest.approx(_cost("cb-cheap", reply))
+    tracker.to_json(tmp_path / "r.json")
+    assert (tmp_path / "r.json").read_text().startswith("{")
+    assert tracker.to_csv().splitlines()[-1].startswith("TOTAL")
+    assert "CostCallbackHandler(total_cost=" in repr(tracker)
+
+
+def test_bad_arguments_fail_at_construction() -> None:
+    with pytest.raises(ValueError, match="on_budget"):
+        CostCallbackHandler(on_budget="explode")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="budget_usd"):
+        CostCallbackHandler(budget_usd=-5)
+    with pytest.raises(TypeError, match="ledger"):
+        CostCallbackHandler(ledger="postgres://")  # type: ignore[arg-type]
