@@ -175,8 +175,7 @@ class _SpanTree(BaseSpanHandler[SimpleSpan]):
     call nested in another LLM call (or in a router or cache wrapper) from a new one."""
 
     def __init__(self) -> None:
-        super().__init__(open_spans={}, completed_spans=[], dropped_spans=[],
-                         current_span_ids={})
+        super().__init__(open_spans={}, completed_spans=[], dropped_spans=[], current_span_ids={})
 
     @classmethod
     def class_name(cls) -> str:
@@ -193,14 +192,24 @@ class _SpanTree(BaseSpanHandler[SimpleSpan]):
     ) -> SimpleSpan:
         return SimpleSpan(id_=id_, parent_id=parent_span_id)
 
-    def prepare_to_exit_span(self, id_: str, bound_args: inspect.BoundArguments,
-                             instance: Any | None = None, result: Any | None = None,
-                             **kwargs: Any) -> SimpleSpan | None:
+    def prepare_to_exit_span(
+        self,
+        id_: str,
+        bound_args: inspect.BoundArguments,
+        instance: Any | None = None,
+        result: Any | None = None,
+        **kwargs: Any,
+    ) -> SimpleSpan | None:
         return self.open_spans.get(id_)
 
-    def prepare_to_drop_span(self, id_: str, bound_args: inspect.BoundArguments,
-                             instance: Any | None = None, err: BaseException | None = None,
-                             **kwargs: Any) -> SimpleSpan | None:
+    def prepare_to_drop_span(
+        self,
+        id_: str,
+        bound_args: inspect.BoundArguments,
+        instance: Any | None = None,
+        err: BaseException | None = None,
+        **kwargs: Any,
+    ) -> SimpleSpan | None:
         return self.open_spans.get(id_)
 
     def ancestors(self, span_id: str | None) -> list[str]:
@@ -576,8 +585,9 @@ class CostEventHandler(BaseEventHandler):
                 self._decisions[span] = decision
                 _trim(self._decisions)
         if event.error:
-            for done, attempt in zip(pending, decision.attempts + [{}] * len(pending),
-                                     strict=False):
+            for done, attempt in zip(
+                pending, decision.attempts + [{}] * len(pending), strict=False
+            ):
                 self._record_attempt(done, attempt)
             if gate is not None:
                 self._accountant.cancel(gate.reservation)
@@ -585,8 +595,7 @@ class CostEventHandler(BaseEventHandler):
         if not pending:
             return
         *rejected, answer = pending
-        for done, attempt in zip(rejected, decision.attempts + [{}] * len(rejected),
-                                 strict=False):
+        for done, attempt in zip(rejected, decision.attempts + [{}] * len(rejected), strict=False):
             self._record_attempt(done, attempt)
         self._record_call(answer, decision, gate.reservation if gate is not None else None)
 
@@ -614,8 +623,9 @@ class CostEventHandler(BaseEventHandler):
     def _tags(self, done: _Done) -> dict[str, str] | None:
         return {"usage": "estimated"} if done.estimated else None
 
-    def _record_call(self, done: _Done, decision: _Decision | None,
-                     reservation: str | None) -> None:
+    def _record_call(
+        self, done: _Done, decision: _Decision | None, reservation: str | None
+    ) -> None:
         self._accountant.record_call(
             done.model,
             done.usage,

@@ -88,9 +88,7 @@ def latest_user_text(messages: Sequence[ChatMessage]) -> str:
 
 def user_turns_text(messages: Sequence[ChatMessage]) -> str:
     """All user turns, oldest first, for strategies that should see the conversation."""
-    return "\n".join(
-        message_text(m) for m in messages if _role(m) == MessageRole.USER.value
-    )
+    return "\n".join(message_text(m) for m in messages if _role(m) == MessageRole.USER.value)
 
 
 def tool_call_ids(message: ChatMessage) -> list[str]:

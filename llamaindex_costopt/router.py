@@ -70,7 +70,14 @@ from llamaindex_costopt.messages import (
     question_of,
     tool_call_ids,
 )
-from llamaindex_costopt.wrapper import WrapperLLM, llm_model_name, merged_metadata
+from llamaindex_costopt.wrapper import (
+    WrapperLLM,
+    budget_gates,
+    cancel_budget,
+    llm_model_name,
+    merged_metadata,
+    open_budget,
+)
 
 if TYPE_CHECKING:
     from llama_index.core.tools.types import BaseTool
@@ -80,6 +87,7 @@ dispatcher = get_dispatcher(__name__)
 
 _R = TypeVar("_R")
 _MAX_TOOL_IDS = 10_000
+_PINNED_REASON = "conversation holds tool calls: stay on one model"
 
 
 class RoutingDecisionEvent(BaseEvent):
@@ -123,8 +131,13 @@ class _Call:
 
     __slots__ = ("attempts", "decision", "first_error", "gates", "question", "tokens")
 
-    def __init__(self, decision: RouteDecision, question: str, gates: list[Any],
-                 tokens: list[tuple[Any, Any]]) -> None:
+    def __init__(
+        self,
+        decision: RouteDecision,
+        question: str,
+        gates: list[Any],
+        tokens: list[tuple[Any, Any]],
+    ) -> None:
         self.decision = decision
         self.question = question
         self.gates = gates
@@ -261,7 +274,7 @@ class RouterLLM(WrapperLLM):
         if has_tool_history(messages):
             pinned = self._pinned_tier(messages)
             if pinned is not None:
-                return RouteDecision(pinned, 0.5, "conversation holds tool calls: stay on one model")
+                return RouteDecision(pinned, 0.5, _PINNED_REASON)
         if downgrade:
             return RouteDecision(self._tiers[0], 0.0, "budget exceeded: downgraded")
         return self._decide_text(chat_question(messages, include_history=self.include_history))
@@ -343,38 +356,11 @@ class RouterLLM(WrapperLLM):
 
     # -- budgets -----------------------------------------------------------------------
 
-    def _budget_gates(self) -> list[Any]:
-        """Cost handlers whose budgets apply: ``cost_handler`` plus those registered on
-        the dispatcher chain this router's events travel."""
-        gates: list[Any] = []
-        if self.cost_handler is not None:
-            gates.append(self.cost_handler)
-        current: Any = dispatcher
-        while current is not None:
-            for handler in current.event_handlers:
-                if callable(getattr(handler, "costopt_before_call", None)) and not any(
-                    handler is g for g in gates
-                ):
-                    gates.append(handler)
-            if not current.propagate:
-                break
-            try:
-                current = current.parent
-            except (AssertionError, KeyError):
-                break
-        return gates
-
     def _start(self, question: str, decide: Callable[[bool], RouteDecision]) -> _Call:
         """Check budgets (raising BudgetExceededError before any model is called), then
         decide; a budget in "downgrade" mode sends the call to the cheapest tier."""
-        gates = self._budget_gates()
-        tokens: list[tuple[Any, Any]] = []
-        try:
-            for gate in gates:
-                tokens.append((gate, gate.costopt_before_call(routed=True)))
-        except BaseException:
-            self._cancel(tokens)
-            raise
+        gates = budget_gates(dispatcher, self.cost_handler)
+        tokens = open_budget(gates, routed=True)
         downgrade = False
         for gate in gates:
             try:
@@ -383,28 +369,25 @@ class RouterLLM(WrapperLLM):
                 logger.exception("costopt_downgrade check failed on %r", gate)
         return _Call(decide(downgrade), question, gates, tokens)
 
-    @staticmethod
-    def _cancel(tokens: list[tuple[Any, Any]]) -> None:
-        for gate, token in tokens:
-            if token is None:
-                continue
-            try:
-                gate.costopt_cancel(token)
-            except Exception:
-                logger.exception("cancelling a budget reservation failed")
-
     def _failed(self, call: _Call, tier: str, exc: BaseException, last: bool) -> None:
         if call.first_error is None:
             call.first_error = exc
         logger.warning("tier %r (%s) failed: %r", tier, self._names[tier], exc)
         if last:
-            self._cancel(call.tokens)
+            cancel_budget(call.tokens)
             info = self._routing_info(call, call.decision.tier)
             self._emit(info, error=call.first_error)
             raise call.first_error from None
 
-    def _accepted(self, call: _Call, tier: str, answer: str, index: int, order: list[str],
-                  usage: dict[str, Any] | None) -> bool:
+    def _accepted(
+        self,
+        call: _Call,
+        tier: str,
+        answer: str,
+        index: int,
+        order: list[str],
+        usage: dict[str, Any] | None,
+    ) -> bool:
         check = self._cascade_check()
         if check is None or index == len(order) - 1:
             return True
@@ -418,7 +401,8 @@ class RouterLLM(WrapperLLM):
         return ok
 
     def _finish(self, call: _Call, tier: str, response: Any) -> Any:
-        fallback_from = call.decision.tier if tier != call.decision.tier and call.first_error else None
+        fell_back = tier != call.decision.tier and call.first_error is not None
+        fallback_from = call.decision.tier if fell_back else None
         info = self._routing_info(call, tier, fallback_from)
         _annotate(response, info)
         self._emit(info)
@@ -573,9 +557,7 @@ class RouterLLM(WrapperLLM):
         messages = list(messages)
         call = self._chat_call(messages)
         if self._cascade_check() is not None:
-            response = await self._arun(
-                call, lambda llm: llm.achat(messages, **kwargs), _chat_text
-            )
+            response = await self._arun(call, lambda llm: llm.achat(messages, **kwargs), _chat_text)
             return _areplay(_replay_chat(response))
         return await self._arun_stream(call, lambda llm: llm.astream_chat(messages, **kwargs))
 
@@ -640,9 +622,13 @@ class RouterLLM(WrapperLLM):
         return self._run(
             call,
             lambda llm: self._tool_llm(llm).chat_with_tools(
-                tools, user_msg=user_msg, chat_history=chat_history, verbose=verbose,
+                tools,
+                user_msg=user_msg,
+                chat_history=chat_history,
+                verbose=verbose,
                 allow_parallel_tool_calls=allow_parallel_tool_calls,
-                tool_required=tool_required, **kwargs,
+                tool_required=tool_required,
+                **kwargs,
             ),
             _chat_text,
         )
@@ -662,9 +648,13 @@ class RouterLLM(WrapperLLM):
         return await self._arun(
             call,
             lambda llm: self._tool_llm(llm).achat_with_tools(
-                tools, user_msg=user_msg, chat_history=chat_history, verbose=verbose,
+                tools,
+                user_msg=user_msg,
+                chat_history=chat_history,
+                verbose=verbose,
                 allow_parallel_tool_calls=allow_parallel_tool_calls,
-                tool_required=tool_required, **kwargs,
+                tool_required=tool_required,
+                **kwargs,
             ),
             _chat_text,
         )
@@ -684,18 +674,26 @@ class RouterLLM(WrapperLLM):
 
         def invoke(llm: LLM) -> ChatResponseGen:
             return self._tool_llm(llm).stream_chat_with_tools(
-                tools, user_msg=user_msg, chat_history=chat_history, verbose=verbose,
+                tools,
+                user_msg=user_msg,
+                chat_history=chat_history,
+                verbose=verbose,
                 allow_parallel_tool_calls=allow_parallel_tool_calls,
-                tool_required=tool_required, **kwargs,
+                tool_required=tool_required,
+                **kwargs,
             )
 
         if self._cascade_check() is not None:
             response = self._run(
                 call,
                 lambda llm: self._tool_llm(llm).chat_with_tools(
-                    tools, user_msg=user_msg, chat_history=chat_history, verbose=verbose,
+                    tools,
+                    user_msg=user_msg,
+                    chat_history=chat_history,
+                    verbose=verbose,
                     allow_parallel_tool_calls=allow_parallel_tool_calls,
-                    tool_required=tool_required, **kwargs,
+                    tool_required=tool_required,
+                    **kwargs,
                 ),
                 _chat_text,
             )
@@ -718,9 +716,13 @@ class RouterLLM(WrapperLLM):
             response = await self._arun(
                 call,
                 lambda llm: self._tool_llm(llm).achat_with_tools(
-                    tools, user_msg=user_msg, chat_history=chat_history, verbose=verbose,
+                    tools,
+                    user_msg=user_msg,
+                    chat_history=chat_history,
+                    verbose=verbose,
                     allow_parallel_tool_calls=allow_parallel_tool_calls,
-                    tool_required=tool_required, **kwargs,
+                    tool_required=tool_required,
+                    **kwargs,
                 ),
                 _chat_text,
             )
@@ -728,9 +730,13 @@ class RouterLLM(WrapperLLM):
         return await self._arun_stream(
             call,
             lambda llm: self._tool_llm(llm).astream_chat_with_tools(
-                tools, user_msg=user_msg, chat_history=chat_history, verbose=verbose,
+                tools,
+                user_msg=user_msg,
+                chat_history=chat_history,
+                verbose=verbose,
                 allow_parallel_tool_calls=allow_parallel_tool_calls,
-                tool_required=tool_required, **kwargs,
+                tool_required=tool_required,
+                **kwargs,
             ),
         )
 
@@ -752,9 +758,13 @@ class RouterLLM(WrapperLLM):
         messages = as_messages(user_msg, chat_history)
         tier = self._decide_messages(messages, downgrade=False).tier
         return self._tool_llm(self.llms[tier])._prepare_chat_with_tools_compat(
-            tools, user_msg=user_msg, chat_history=chat_history, verbose=verbose,
+            tools,
+            user_msg=user_msg,
+            chat_history=chat_history,
+            verbose=verbose,
             allow_parallel_tool_calls=allow_parallel_tool_calls,
-            tool_required=tool_required, **kwargs,
+            tool_required=tool_required,
+            **kwargs,
         )
 
     def get_tool_calls_from_response(
@@ -805,11 +815,15 @@ def _usage(response: Any) -> dict[str, Any] | None:
         usage = usage_of_response(response)
     except Exception:
         return None
-    return None if usage is None else {
-        "input_tokens": usage.input_tokens,
-        "output_tokens": usage.output_tokens,
-        "total_tokens": usage.total_tokens,
-    }
+    return (
+        None
+        if usage is None
+        else {
+            "input_tokens": usage.input_tokens,
+            "output_tokens": usage.output_tokens,
+            "total_tokens": usage.total_tokens,
+        }
+    )
 
 
 def _annotate(response: Any, info: dict[str, Any]) -> None:

@@ -56,8 +56,24 @@ if TYPE_CHECKING:
     from llama_index.core.tools.types import BaseTool
 
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
-_FILLER = ("this", "depends", "on", "context", "and", "the", "details", "given",
-           "so", "here", "is", "a", "concise", "answer", "with", "reasons")
+_FILLER = (
+    "this",
+    "depends",
+    "on",
+    "context",
+    "and",
+    "the",
+    "details",
+    "given",
+    "so",
+    "here",
+    "is",
+    "a",
+    "concise",
+    "answer",
+    "with",
+    "reasons",
+)
 
 
 class SimulatedProviderError(RuntimeError):
@@ -118,8 +134,12 @@ class SimulatedLLM(FunctionCallingLLM):
             body.append(_FILLER[(seed >> 16) % len(_FILLER)])
         return f"{self.model_name} on '{' '.join(words)}': " + " ".join(body) + "."
 
-    def _reply(self, messages: Sequence[ChatMessage], tools: list[dict] | None = None,
-               tool_choice: Any = None) -> ChatResponse:
+    def _reply(
+        self,
+        messages: Sequence[ChatMessage],
+        tools: list[dict] | None = None,
+        tool_choice: Any = None,
+    ) -> ChatResponse:
         self.calls += 1
         if self.fail:
             raise SimulatedProviderError(f"{self.model_name}: simulated provider outage")
@@ -129,9 +149,11 @@ class SimulatedLLM(FunctionCallingLLM):
         prompt_tokens = sum(estimate_tokens(message_text(m)) + 4 for m in messages)
         if tools:
             prompt_tokens += estimate_tokens(json.dumps(tools))
-        completion_tokens = max(1, estimate_tokens(text) + sum(
-            estimate_tokens(c["function"]["arguments"]) + 5 for c in tool_calls
-        ))
+        completion_tokens = max(
+            1,
+            estimate_tokens(text)
+            + sum(estimate_tokens(c["function"]["arguments"]) + 5 for c in tool_calls),
+        )
         usage = {
             "prompt_tokens": prompt_tokens,
             "completion_tokens": completion_tokens,
@@ -152,8 +174,9 @@ class SimulatedLLM(FunctionCallingLLM):
             additional_kwargs=extra,
         )
 
-    def _tool_calls(self, messages: Sequence[ChatMessage], question: str,
-                    tools: list[dict], choice: Any) -> list[dict[str, Any]]:
+    def _tool_calls(
+        self, messages: Sequence[ChatMessage], question: str, tools: list[dict], choice: Any
+    ) -> list[dict[str, Any]]:
         if not tools or (messages and messages[-1].role == MessageRole.TOOL):
             return []
         names = [t["function"]["name"] for t in tools]
@@ -170,16 +193,22 @@ class SimulatedLLM(FunctionCallingLLM):
             name = mentioned[0] if mentioned else names[0]
         schema = next(t["function"] for t in tools if t["function"]["name"] == name)
         args = _fill_schema(schema.get("parameters") or {}, question)
-        return [{"id": f"call_{uuid.uuid4().hex[:12]}", "type": "function",
-                 "function": {"name": name, "arguments": json.dumps(args)}}]
+        return [
+            {
+                "id": f"call_{uuid.uuid4().hex[:12]}",
+                "type": "function",
+                "function": {"name": name, "arguments": json.dumps(args)},
+            }
+        ]
 
     @staticmethod
     def _prompt_messages(prompt: str) -> list[ChatMessage]:
         return [ChatMessage(role=MessageRole.USER, content=prompt)]
 
     @staticmethod
-    def _as_completion(response: ChatResponse, delta: str | None = None,
-                       text: str | None = None) -> CompletionResponse:
+    def _as_completion(
+        response: ChatResponse, delta: str | None = None, text: str | None = None
+    ) -> CompletionResponse:
         return CompletionResponse(
             text=response.message.content or "" if text is None else text,
             delta=delta,

@@ -23,6 +23,7 @@ from llama_index.core.llms.llm import LLM
 from llama_index.core.prompts import BasePromptTemplate
 from llama_index.core.types import TokenAsyncGen, TokenGen
 
+from costopt_core.ledger import BudgetExceededError
 from llamaindex_costopt.messages import question_scope
 
 logger = logging.getLogger(__name__)
@@ -58,6 +59,54 @@ def merged_metadata(llms: Iterable[LLM], model_name: str) -> LLMMetadata:
         model_name=model_name,
         system_role=metas[0].system_role,
     )
+
+
+def budget_gates(dispatcher: Any, explicit: Any = None) -> list[Any]:
+    """Cost handlers whose budgets apply to a wrapper's call: ``explicit`` plus those
+    registered on the dispatcher chain the wrapper's events travel (up to the root)."""
+    gates: list[Any] = []
+    if explicit is not None:
+        gates.append(explicit)
+    current: Any = dispatcher
+    while current is not None:
+        for handler in current.event_handlers:
+            if callable(getattr(handler, "costopt_before_call", None)) and not any(
+                handler is g for g in gates
+            ):
+                gates.append(handler)
+        if not current.propagate:
+            break
+        try:
+            current = current.parent
+        except (AssertionError, KeyError):
+            break
+    return gates
+
+
+def open_budget(gates: list[Any], *, routed: bool) -> list[tuple[Any, Any]]:
+    """Ask each gate before calling a model. ``BudgetExceededError`` propagates (after
+    the reservations already made are released); any other gate failure is logged."""
+    tokens: list[tuple[Any, Any]] = []
+    for gate in gates:
+        try:
+            tokens.append((gate, gate.costopt_before_call(routed=routed)))
+        except BudgetExceededError:
+            cancel_budget(tokens)
+            raise
+        except Exception:
+            logger.exception("budget check failed on %r; the call goes ahead", gate)
+    return tokens
+
+
+def cancel_budget(tokens: list[tuple[Any, Any]]) -> None:
+    """Release the reservations of a call that failed before spending."""
+    for gate, token in tokens:
+        if token is None:
+            continue
+        try:
+            gate.costopt_cancel(token)
+        except Exception:
+            logger.exception("cancelling a budget reservation failed")
 
 
 class WrapperLLM(FunctionCallingLLM):
@@ -112,4 +161,11 @@ class WrapperLLM(FunctionCallingLLM):
             return await super().astream(prompt, **prompt_args)
 
 
-__all__ = ["WrapperLLM", "llm_model_name", "merged_metadata"]
+__all__ = [
+    "WrapperLLM",
+    "budget_gates",
+    "cancel_budget",
+    "llm_model_name",
+    "merged_metadata",
+    "open_budget",
+]

@@ -1,0 +1,810 @@
+"""SemanticCacheLLM: answer a LlamaIndex LLM call from a semantic cache when the same
+question (or a close paraphrase) was answered before in the same context.
+
+Example:
+    .. code-block:: python
+
+        from llamaindex_costopt import SemanticCacheLLM
+        from llamaindex_costopt.simulated import HashingEmbedding, SimulatedLLM
+
+        llm = SemanticCacheLLM(SimulatedLLM(model_name="gpt-4o-mini"),
+                               embed_model=HashingEmbedding(), similarity_threshold=0.9)
+        llm.complete("How many moons does Mars have?")   # miss: the model answers
+        llm.complete("how many moons does Mars have")    # hit: no model call
+        llm.stats["hits"], llm.stats["saved_usd"]
+
+The cache logic (partitions, exact-match fast path, cosine threshold, TTL, LRU limit,
+statistics, stores such as ``SQLiteStore`` or ``PostgresStore``) is the engine's
+``costopt_core.cache.SemanticCache``; this class only decides what is embedded and what
+must match exactly:
+
+* Embedded: the user's question: the latest user turn, or for a RAG prompt the
+  template's ``query_str`` (see :mod:`llamaindex_costopt.messages`).
+* Exact partition key: the wrapped LLM's identity (class, metadata and scalar
+  parameters such as model and temperature, never credentials), the endpoint (chat or
+  completion), the call's keyword arguments, the system prompt, earlier turns (tool
+  calls and results included), the rest of the prompt around the question (for a RAG
+  prompt: the template and the retrieved context), tool definitions, and the
+  namespace (tenant). A hit never crosses any of them.
+
+A hit returns the stored answer with ``additional_kwargs["cache"]`` describing the match,
+dispatches a :class:`CacheHitEvent` (a ``CostEventHandler`` records it as saved dollars)
+and emits no LLM events: no model is called. Answers are stored as JSON, never pickled.
+If the embedding model or the store fails, the call goes to the model as on a miss.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any
+
+from llama_index.core.base.embeddings.base import BaseEmbedding
+from llama_index.core.base.llms.types import (
+    ChatMessage,
+    ChatResponse,
+    ChatResponseAsyncGen,
+    ChatResponseGen,
+    CompletionResponse,
+    CompletionResponseAsyncGen,
+    CompletionResponseGen,
+    LLMMetadata,
+)
+from llama_index.core.instrumentation import get_dispatcher
+from llama_index.core.instrumentation.events import BaseEvent
+from llama_index.core.llms.function_calling import FunctionCallingLLM
+from llama_index.core.llms.llm import LLM, ToolSelection
+from pydantic import ConfigDict, Field, PrivateAttr, model_validator
+
+from costopt_core.cache import CacheHit, SemanticCache
+from costopt_core.stores.base import CacheStore
+from costopt_core.tokens import estimate_tokens
+from llamaindex_costopt.handlers import model_of_response, usage_of_response
+from llamaindex_costopt.messages import (
+    as_messages,
+    message_text,
+    prompt_context,
+    question_of,
+    split_chat,
+)
+from llamaindex_costopt.wrapper import (
+    WrapperLLM,
+    budget_gates,
+    cancel_budget,
+    llm_model_name,
+    open_budget,
+)
+
+if TYPE_CHECKING:
+    from llama_index.core.tools.types import BaseTool
+
+logger = logging.getLogger(__name__)
+dispatcher = get_dispatcher(__name__)
+
+_NAMESPACE: ContextVar[str | None] = ContextVar("costopt_llamaindex_namespace", default=None)
+_SECRET_HINTS = ("key", "token", "secret", "password", "auth", "header", "credential")
+_USAGE_KEYS = ("prompt_tokens", "completion_tokens", "total_tokens", "usage")
+
+
+@contextlib.contextmanager
+def cache_namespace(namespace: str) -> Iterator[None]:
+    """Scope SemanticCacheLLM lookups and updates made inside the block to a tenant.
+
+    Example:
+        >>> with cache_namespace("tenant-a"):
+        ...     pass  # llm.complete(...) here never sees tenant-b's answers
+    """
+    if not isinstance(namespace, str) or not namespace:
+        raise ValueError(f"namespace must be a non-empty str, got {namespace!r}")
+    token = _NAMESPACE.set(namespace)
+    try:
+        yield
+    finally:
+        _NAMESPACE.reset(token)
+
+
+class CacheHitEvent(BaseEvent):
+    """A call answered from the semantic cache (no model was called)."""
+
+    model: str | None = None
+    question: str = ""
+    matched_question: str = ""
+    similarity: float = 1.0
+    exact: bool = True
+    saved_usd: float | None = None
+    usage: dict[str, int] = Field(default_factory=dict)
+    tier: str | None = None
+    namespace: str | None = None
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "CacheHitEvent"
+
+
+def _scalar_params(llm: Any) -> dict[str, Any]:
+    """Top-level scalar settings of an LLM (model, temperature, max_tokens...), without
+    anything that looks like a credential."""
+    params: dict[str, Any] = {}
+    for name in sorted(getattr(type(llm), "model_fields", {})):
+        if any(hint in name.lower() for hint in _SECRET_HINTS):
+            continue
+        value = getattr(llm, name, None)
+        if value is None or isinstance(value, str | int | float | bool):
+            params[name] = value
+    return params
+
+
+def llm_identity(llm: LLM) -> str:
+    """What identifies an LLM's answers: class, metadata, scalar parameters."""
+    try:
+        payload = llm.to_payload()
+    except Exception:
+        payload = {"class_name": type(llm).__name__}
+    return json.dumps(
+        {
+            "class": f"{type(llm).__module__}.{type(llm).__qualname__}",
+            "payload": payload,
+            "params": _scalar_params(llm),
+        },
+        sort_keys=True,
+        default=str,
+    )
+
+
+def _tools_identity(tools: Sequence[Any]) -> str:
+    specs = []
+    for tool in tools:
+        meta = getattr(tool, "metadata", None)
+        try:
+            specs.append(meta.to_openai_tool() if meta is not None else repr(tool))
+        except Exception:
+            specs.append({"name": getattr(meta, "name", repr(tool))})
+    return json.dumps(specs, sort_keys=True, default=str)
+
+
+def _kwargs_identity(kwargs: Mapping[str, Any]) -> str:
+    return json.dumps(dict(kwargs), sort_keys=True, default=str)
+
+
+def _json_safe(mapping: Mapping[str, Any]) -> dict[str, Any]:
+    """The JSON-serializable part of ``additional_kwargs`` (usage counts dropped: a
+    cached answer costs no tokens)."""
+    safe: dict[str, Any] = {}
+    for key, value in mapping.items():
+        if key in _USAGE_KEYS or key == "cache":
+            continue
+        try:
+            json.dumps(value)
+        except (TypeError, ValueError):
+            continue
+        safe[key] = value
+    return safe
+
+
+class SemanticCacheLLM(WrapperLLM):
+    """A semantic cache in front of any LlamaIndex LLM (a ``RouterLLM`` included).
+
+    Args:
+        llm: the LlamaIndex LLM to cache.
+        embed_model: a LlamaIndex embedding model (e.g. ``HashingEmbedding`` offline).
+        similarity_threshold: cosine similarity in (0, 1] a cached question must reach.
+        ttl_seconds: entry lifetime (default 24 h, as the seed); ``None``: no expiry.
+        max_entries: store-wide size limit, least recently used evicted first.
+        store: a ``costopt_core`` cache store (``MemoryStore`` default, ``SQLiteStore``,
+            ``PostgresStore``) for persistence or sharing between processes.
+        namespace: tenant for every call (``cache_namespace`` scopes single calls).
+    """
+
+    llm: Any
+    embed_model: Any = Field(exclude=True)
+    similarity_threshold: float = 0.92
+    ttl_seconds: float | None = 86400
+    max_entries: int | None = None
+    store: Any = Field(default=None, exclude=True)
+    namespace: str | None = None
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    _cache: SemanticCache = PrivateAttr()
+    _identity: str = PrivateAttr(default="")
+
+    def __init__(self, llm: Any = None, embed_model: Any = None, **kwargs: Any) -> None:
+        super().__init__(llm=llm, embed_model=embed_model, **kwargs)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _check(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            llm = data.get("llm")
+            if not isinstance(llm, LLM):
+                raise TypeError(
+                    f"llm must be a LlamaIndex LLM (llama_index.core.llms.LLM), got "
+                    f"{type(llm).__name__}"
+                )
+            embed = data.get("embed_model")
+            if not isinstance(embed, BaseEmbedding):
+                raise TypeError(
+                    "embed_model must be a LlamaIndex embedding model (BaseEmbedding), got "
+                    f"{type(embed).__name__}"
+                )
+            store = data.get("store")
+            if store is not None and not isinstance(store, CacheStore):
+                raise TypeError(
+                    "store must be a costopt cache store (MemoryStore, SQLiteStore, "
+                    f"PostgresStore), got {type(store).__name__}"
+                )
+            namespace = data.get("namespace")
+            if namespace is not None and (not isinstance(namespace, str) or not namespace):
+                raise ValueError(f"namespace must be None or a non-empty str, got {namespace!r}")
+        return data
+
+    @model_validator(mode="after")
+    def _build(self) -> SemanticCacheLLM:
+        embed: BaseEmbedding = self.embed_model
+        self._cache = SemanticCache(
+            embed.get_query_embedding,
+            aembed=embed.aget_query_embedding,
+            similarity_threshold=self.similarity_threshold,
+            ttl_seconds=self.ttl_seconds,
+            max_entries=self.max_entries,
+            store=self.store,
+            embedder_id=f"{embed.class_name()}:{embed.model_name}",
+        )
+        self._identity = llm_identity(self.llm)
+        return self
+
+    def _wrapped_llms(self) -> list[LLM]:
+        return [self.llm]
+
+    # -- identity and figures --------------------------------------------------------------
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "SemanticCacheLLM"
+
+    @property
+    def metadata(self) -> LLMMetadata:
+        return self.llm.metadata
+
+    @property
+    def cache(self) -> SemanticCache:
+        """The engine cache (store, threshold, TTL, statistics)."""
+        return self._cache
+
+    @property
+    def stats(self) -> dict[str, Any]:
+        """``hits``, ``misses``, ``hit_rate``, ``saved_usd``, tokens saved, ... (engine)."""
+        return self._cache.stats
+
+    def clear(self) -> None:
+        """Forget every cached answer (of every partition in the store)."""
+        self._cache.clear()
+
+    def to_payload(self) -> dict[str, Any]:
+        return {**self.llm.to_payload(), "cache": "SemanticCacheLLM"}
+
+    # -- keys ------------------------------------------------------------------------------
+
+    def _partition(
+        self, endpoint: str, context: Any, kwargs: Mapping[str, Any], tools: str = ""
+    ) -> str:
+        namespace = _NAMESPACE.get() or self.namespace or ""
+        return self._cache.partition(
+            self._identity,
+            endpoint,
+            namespace,
+            json.dumps(context, ensure_ascii=False, default=str),
+            _kwargs_identity(kwargs),
+            tools,
+        )
+
+    def _chat_key(
+        self,
+        messages: Sequence[ChatMessage],
+        kwargs: Mapping[str, Any],
+        endpoint: str = "chat",
+        tools: str = "",
+    ) -> tuple[str, str]:
+        question, context = split_chat(messages)
+        return self._partition(endpoint, context, kwargs, tools), question
+
+    def _text_key(self, prompt: str, formatted: bool, kwargs: Mapping[str, Any]) -> tuple[str, str]:
+        question = question_of(prompt)
+        context = [prompt_context(prompt, question), formatted]
+        return self._partition("complete", context, kwargs), question
+
+    # -- (de)serialising answers -------------------------------------------------------------
+
+    @staticmethod
+    def _dump(response: ChatResponse | CompletionResponse) -> str:
+        if isinstance(response, ChatResponse):
+            return json.dumps(
+                {
+                    "kind": "chat",
+                    "message": response.message.model_dump(mode="json"),
+                    "additional_kwargs": _json_safe(response.additional_kwargs or {}),
+                }
+            )
+        return json.dumps(
+            {
+                "kind": "completion",
+                "text": response.text,
+                "additional_kwargs": _json_safe(response.additional_kwargs or {}),
+            }
+        )
+
+    @staticmethod
+    def _load(hit: CacheHit, kind: str) -> ChatResponse | CompletionResponse | None:
+        try:
+            data = json.loads(hit.response)
+            if data.get("kind") != kind:
+                return None
+            extra = dict(data.get("additional_kwargs") or {})
+            extra["cache"] = hit.marker()
+            if kind == "chat":
+                return ChatResponse(
+                    message=ChatMessage.model_validate(data["message"]), additional_kwargs=extra
+                )
+            return CompletionResponse(text=data["text"], additional_kwargs=extra)
+        except Exception:
+            logger.exception("a cached answer could not be read; treated as a miss")
+            return None
+
+    def _metadata(self, response: Any, prompt_text: str) -> dict[str, Any]:
+        """What the engine needs to price a later hit: the model and the call's usage."""
+        routing = (response.additional_kwargs or {}).get("routing") or {}
+        model = (
+            model_of_response(response)
+            or (routing.get("model") if isinstance(routing.get("model"), str) else None)
+            or llm_model_name(self.llm)
+        )
+        usage = usage_of_response(response)
+        if usage is None:
+            answer = (
+                response.message.content if isinstance(response, ChatResponse) else response.text
+            ) or ""
+            meta: dict[str, Any] = {
+                "input_tokens": estimate_tokens(prompt_text),
+                "output_tokens": estimate_tokens(answer),
+                "usage_estimated": True,
+            }
+        else:
+            meta = {
+                "input_tokens": usage.input_tokens,
+                "output_tokens": usage.output_tokens,
+                "cache_read_tokens": usage.cache_read_tokens,
+                "cache_write_tokens": usage.cache_write_tokens,
+                "reasoning_tokens": usage.reasoning_tokens,
+            }
+        meta["model"] = model
+        if isinstance(routing.get("tier"), str):
+            meta["tier"] = routing["tier"]
+        return meta
+
+    def _on_hit(self, hit: CacheHit, question: str) -> None:
+        usage = {
+            k: int(hit.metadata.get(k) or 0)
+            for k in (
+                "input_tokens",
+                "output_tokens",
+                "cache_read_tokens",
+                "cache_write_tokens",
+                "reasoning_tokens",
+            )
+        }
+        tier = hit.metadata.get("tier")
+        try:
+            dispatcher.event(
+                CacheHitEvent(
+                    model=hit.model,
+                    question=question,
+                    matched_question=hit.matched_text,
+                    similarity=hit.similarity,
+                    exact=hit.exact,
+                    saved_usd=hit.saved_usd,
+                    usage=usage,
+                    tier=tier if isinstance(tier, str) else None,
+                    namespace=_NAMESPACE.get() or self.namespace,
+                )
+            )
+        except Exception:  # observability must never fail the user's call
+            logger.exception("dispatching CacheHitEvent failed")
+
+    def _serve(self, key: tuple[str, str], kind: str) -> Any:
+        partition, question = key
+        hit = self._cache.lookup(partition, question)
+        if hit is None:
+            return None
+        response = self._load(hit, kind)
+        if response is not None:
+            self._on_hit(hit, question)
+        return response
+
+    async def _aserve(self, key: tuple[str, str], kind: str) -> Any:
+        partition, question = key
+        hit = await self._cache.alookup(partition, question)
+        if hit is None:
+            return None
+        response = self._load(hit, kind)
+        if response is not None:
+            self._on_hit(hit, question)
+        return response
+
+    def _save(self, key: tuple[str, str], response: Any, prompt_text: str) -> None:
+        try:
+            payload = self._dump(response)
+            meta = self._metadata(response, prompt_text)
+        except Exception:
+            logger.exception("the answer could not be cached")
+            return
+        self._cache.update(key[0], key[1], payload, meta)
+
+    async def _asave(self, key: tuple[str, str], response: Any, prompt_text: str) -> None:
+        try:
+            payload = self._dump(response)
+            meta = self._metadata(response, prompt_text)
+        except Exception:
+            logger.exception("the answer could not be cached")
+            return
+        await self._cache.aupdate(key[0], key[1], payload, meta)
+
+    def _miss_call(self, call: Any) -> Any:
+        tokens = open_budget(budget_gates(dispatcher), routed=False)
+        try:
+            return call()
+        except BaseException:
+            cancel_budget(tokens)
+            raise
+
+    async def _amiss_call(self, call: Any) -> Any:
+        tokens = open_budget(budget_gates(dispatcher), routed=False)
+        try:
+            return await call()
+        except BaseException:
+            cancel_budget(tokens)
+            raise
+
+    # -- chat / complete ----------------------------------------------------------------------
+
+    @dispatcher.span
+    def chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
+        messages = list(messages)
+        key = self._chat_key(messages, kwargs)
+        cached = self._serve(key, "chat")
+        if cached is not None:
+            return cached
+        response = self._miss_call(lambda: self.llm.chat(messages, **kwargs))
+        self._save(key, response, _messages_text(messages))
+        return response
+
+    @dispatcher.span
+    async def achat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
+        messages = list(messages)
+        key = self._chat_key(messages, kwargs)
+        cached = await self._aserve(key, "chat")
+        if cached is not None:
+            return cached
+        response = await self._amiss_call(lambda: self.llm.achat(messages, **kwargs))
+        await self._asave(key, response, _messages_text(messages))
+        return response
+
+    @dispatcher.span
+    def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
+        key = self._text_key(prompt, formatted, kwargs)
+        cached = self._serve(key, "completion")
+        if cached is not None:
+            return cached
+        response = self._miss_call(lambda: self.llm.complete(prompt, formatted=formatted, **kwargs))
+        self._save(key, response, prompt)
+        return response
+
+    @dispatcher.span
+    async def acomplete(
+        self, prompt: str, formatted: bool = False, **kwargs: Any
+    ) -> CompletionResponse:
+        key = self._text_key(prompt, formatted, kwargs)
+        cached = await self._aserve(key, "completion")
+        if cached is not None:
+            return cached
+        response = await self._amiss_call(
+            lambda: self.llm.acomplete(prompt, formatted=formatted, **kwargs)
+        )
+        await self._asave(key, response, prompt)
+        return response
+
+    @dispatcher.span
+    def stream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseGen:
+        messages = list(messages)
+        key = self._chat_key(messages, kwargs)
+        cached = self._serve(key, "chat")
+        if cached is not None:
+            return _replay(cached)
+        stream = self._miss_call(lambda: self.llm.stream_chat(messages, **kwargs))
+        return self._record_stream(key, stream, _messages_text(messages))
+
+    @dispatcher.span
+    async def astream_chat(
+        self, messages: Sequence[ChatMessage], **kwargs: Any
+    ) -> ChatResponseAsyncGen:
+        messages = list(messages)
+        key = self._chat_key(messages, kwargs)
+        cached = await self._aserve(key, "chat")
+        if cached is not None:
+            return _areplay(cached)
+        stream = await self._amiss_call(lambda: self.llm.astream_chat(messages, **kwargs))
+        return self._arecord_stream(key, stream, _messages_text(messages))
+
+    @dispatcher.span
+    def stream_complete(
+        self, prompt: str, formatted: bool = False, **kwargs: Any
+    ) -> CompletionResponseGen:
+        key = self._text_key(prompt, formatted, kwargs)
+        cached = self._serve(key, "completion")
+        if cached is not None:
+            return _replay(cached)
+        stream = self._miss_call(
+            lambda: self.llm.stream_complete(prompt, formatted=formatted, **kwargs)
+        )
+        return self._record_stream(key, stream, prompt)
+
+    @dispatcher.span
+    async def astream_complete(
+        self, prompt: str, formatted: bool = False, **kwargs: Any
+    ) -> CompletionResponseAsyncGen:
+        key = self._text_key(prompt, formatted, kwargs)
+        cached = await self._aserve(key, "completion")
+        if cached is not None:
+            return _areplay(cached)
+        stream = await self._amiss_call(
+            lambda: self.llm.astream_complete(prompt, formatted=formatted, **kwargs)
+        )
+        return self._arecord_stream(key, stream, prompt)
+
+    def _record_stream(
+        self, key: tuple[str, str], stream: Iterator[Any], prompt_text: str
+    ) -> Iterator[Any]:
+        # LlamaIndex stream chunks carry the text so far: the last one is the answer.
+        last = None
+        for chunk in stream:
+            last = chunk
+            yield chunk
+        if last is not None:
+            self._save(key, _final(last), prompt_text)
+
+    async def _arecord_stream(
+        self, key: tuple[str, str], stream: AsyncIterator[Any], prompt_text: str
+    ) -> AsyncIterator[Any]:
+        last = None
+        async for chunk in stream:
+            last = chunk
+            yield chunk
+        if last is not None:
+            await self._asave(key, _final(last), prompt_text)
+
+    # -- tools ------------------------------------------------------------------------------
+
+    def _tool_llm(self) -> FunctionCallingLLM:
+        if not isinstance(self.llm, FunctionCallingLLM):
+            raise TypeError(
+                f"{type(self.llm).__name__} does not support tool calling; "
+                "SemanticCacheLLM forwards *_chat_with_tools to a function-calling LLM"
+            )
+        return self.llm
+
+    def _tools_key(
+        self, tools: Sequence[Any], user_msg: Any, chat_history: Any, options: Mapping[str, Any]
+    ) -> tuple[str, str]:
+        messages = as_messages(user_msg, chat_history)
+        return self._chat_key(messages, options, "chat_with_tools", _tools_identity(tools))
+
+    @dispatcher.span
+    def chat_with_tools(
+        self,
+        tools: Sequence[BaseTool],
+        user_msg: str | ChatMessage | None = None,
+        chat_history: list[ChatMessage] | None = None,
+        verbose: bool = False,
+        allow_parallel_tool_calls: bool = False,
+        tool_required: bool = False,
+        **kwargs: Any,
+    ) -> ChatResponse:
+        """Cached by question, with the tool definitions in the partition key."""
+        options = {
+            "allow_parallel_tool_calls": allow_parallel_tool_calls,
+            "tool_required": tool_required,
+            **kwargs,
+        }
+        key = self._tools_key(tools, user_msg, chat_history, options)
+        cached = self._serve(key, "chat")
+        if cached is not None:
+            return cached
+        response = self._miss_call(
+            lambda: self._tool_llm().chat_with_tools(
+                tools,
+                user_msg=user_msg,
+                chat_history=chat_history,
+                verbose=verbose,
+                allow_parallel_tool_calls=allow_parallel_tool_calls,
+                tool_required=tool_required,
+                **kwargs,
+            )
+        )
+        self._save(key, response, _messages_text(as_messages(user_msg, chat_history)))
+        return response
+
+    @dispatcher.span
+    async def achat_with_tools(
+        self,
+        tools: Sequence[BaseTool],
+        user_msg: str | ChatMessage | None = None,
+        chat_history: list[ChatMessage] | None = None,
+        verbose: bool = False,
+        allow_parallel_tool_calls: bool = False,
+        tool_required: bool = False,
+        **kwargs: Any,
+    ) -> ChatResponse:
+        options = {
+            "allow_parallel_tool_calls": allow_parallel_tool_calls,
+            "tool_required": tool_required,
+            **kwargs,
+        }
+        key = self._tools_key(tools, user_msg, chat_history, options)
+        cached = await self._aserve(key, "chat")
+        if cached is not None:
+            return cached
+        response = await self._amiss_call(
+            lambda: self._tool_llm().achat_with_tools(
+                tools,
+                user_msg=user_msg,
+                chat_history=chat_history,
+                verbose=verbose,
+                allow_parallel_tool_calls=allow_parallel_tool_calls,
+                tool_required=tool_required,
+                **kwargs,
+            )
+        )
+        await self._asave(key, response, _messages_text(as_messages(user_msg, chat_history)))
+        return response
+
+    @dispatcher.span
+    def stream_chat_with_tools(
+        self,
+        tools: Sequence[BaseTool],
+        user_msg: str | ChatMessage | None = None,
+        chat_history: list[ChatMessage] | None = None,
+        verbose: bool = False,
+        allow_parallel_tool_calls: bool = False,
+        tool_required: bool = False,
+        **kwargs: Any,
+    ) -> ChatResponseGen:
+        options = {
+            "allow_parallel_tool_calls": allow_parallel_tool_calls,
+            "tool_required": tool_required,
+            **kwargs,
+        }
+        key = self._tools_key(tools, user_msg, chat_history, options)
+        cached = self._serve(key, "chat")
+        if cached is not None:
+            return _replay(cached)
+        stream = self._miss_call(
+            lambda: self._tool_llm().stream_chat_with_tools(
+                tools,
+                user_msg=user_msg,
+                chat_history=chat_history,
+                verbose=verbose,
+                allow_parallel_tool_calls=allow_parallel_tool_calls,
+                tool_required=tool_required,
+                **kwargs,
+            )
+        )
+        return self._record_stream(key, stream, _messages_text(as_messages(user_msg, chat_history)))
+
+    @dispatcher.span
+    async def astream_chat_with_tools(
+        self,
+        tools: Sequence[BaseTool],
+        user_msg: str | ChatMessage | None = None,
+        chat_history: list[ChatMessage] | None = None,
+        verbose: bool = False,
+        allow_parallel_tool_calls: bool = False,
+        tool_required: bool = False,
+        **kwargs: Any,
+    ) -> ChatResponseAsyncGen:
+        options = {
+            "allow_parallel_tool_calls": allow_parallel_tool_calls,
+            "tool_required": tool_required,
+            **kwargs,
+        }
+        key = self._tools_key(tools, user_msg, chat_history, options)
+        cached = await self._aserve(key, "chat")
+        if cached is not None:
+            return _areplay(cached)
+        stream = await self._amiss_call(
+            lambda: self._tool_llm().astream_chat_with_tools(
+                tools,
+                user_msg=user_msg,
+                chat_history=chat_history,
+                verbose=verbose,
+                allow_parallel_tool_calls=allow_parallel_tool_calls,
+                tool_required=tool_required,
+                **kwargs,
+            )
+        )
+        return self._arecord_stream(
+            key, stream, _messages_text(as_messages(user_msg, chat_history))
+        )
+
+    def _prepare_chat_with_tools(
+        self,
+        tools: Sequence[BaseTool],
+        user_msg: str | ChatMessage | None = None,
+        chat_history: list[ChatMessage] | None = None,
+        verbose: bool = False,
+        allow_parallel_tool_calls: bool = False,
+        tool_required: bool = False,
+        **kwargs: Any,
+    ) -> dict[str, Any]:
+        """The wrapped LLM's own request preparation."""
+        return self._tool_llm()._prepare_chat_with_tools_compat(
+            tools,
+            user_msg=user_msg,
+            chat_history=chat_history,
+            verbose=verbose,
+            allow_parallel_tool_calls=allow_parallel_tool_calls,
+            tool_required=tool_required,
+            **kwargs,
+        )
+
+    def get_tool_calls_from_response(
+        self,
+        response: ChatResponse,
+        error_on_no_tool_call: bool = True,
+        **kwargs: Any,
+    ) -> list[ToolSelection]:
+        """Parsed by the wrapped LLM (cached answers keep the wrapped LLM's format)."""
+        return self._tool_llm().get_tool_calls_from_response(
+            response, error_on_no_tool_call=error_on_no_tool_call, **kwargs
+        )
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+
+def _messages_text(messages: Sequence[ChatMessage]) -> str:
+    return "\n".join(message_text(m) for m in messages)
+
+
+def _final(chunk: Any) -> Any:
+    """A stream's last chunk as a whole answer (its ``delta`` cleared)."""
+    if isinstance(chunk, ChatResponse):
+        return ChatResponse(
+            message=chunk.message, raw=chunk.raw, additional_kwargs=chunk.additional_kwargs
+        )
+    return CompletionResponse(
+        text=chunk.text, raw=chunk.raw, additional_kwargs=chunk.additional_kwargs
+    )
+
+
+def _replay(response: Any) -> Iterator[Any]:
+    """A cached answer as a one-chunk stream."""
+    if isinstance(response, ChatResponse):
+        yield ChatResponse(
+            message=response.message,
+            delta=response.message.content or "",
+            additional_kwargs=response.additional_kwargs,
+        )
+    else:
+        yield CompletionResponse(
+            text=response.text, delta=response.text, additional_kwargs=response.additional_kwargs
+        )
+
+
+async def _areplay(response: Any) -> AsyncIterator[Any]:
+    for item in _replay(response):
+        yield item
+
+
+__all__ = ["CacheHitEvent", "SemanticCacheLLM", "cache_namespace", "llm_identity"]
