@@ -1,0 +1,376 @@
+"""Router metrics against hand-computed cases, data loading, calibration, the CLI."""
+
+from __future__ import annotations
+
+import json
+import random
+import sys
+
+import numpy as np
+import pytest
+
+from costopt_core.cli import main
+from costopt_core.evaluation import (
+    APGR_SHARES,
+    RoutingCurve,
+    RoutingData,
+    calibrate_threshold,
+    call_costs,
+    cross_val_scores,
+    evaluate_scores,
+    kfold_indexes,
+    load_routing_data,
+)
+from costopt_core.strategies import LengthStrategy, ThresholdStrategy
+
+
+def _data(weak, strong, **kw) -> RoutingData:
+    return RoutingData(prompts=[f"p{i}" for i in range(len(weak))], weak=weak, strong=strong, **kw)
+
+
+# -- PGR / APGR / CPT on tiny cases --------------------------------------------------------
+
+
+def test_perfect_order_hand_computed() -> None:
+    # Gains: b and d need the strong model; the router ranks them first.
+    curve = RoutingCurve.from_scores(
+        [0.1, 0.9, 0.2, 0.8], np.array([1, 0, 1, 0.0]), np.array([1, 1, 1, 1.0])
+    )
+    # Q(s) = 0.5 + s for s <= 0.5, then 1: PGR(s) = 2s, then 1.
+    assert curve.pgr_at(0.1) == pytest.approx(0.2)
+    assert curve.pgr_at(0.25) == pytest.approx(0.5)
+    assert curve.pgr_at(0.7) == pytest.approx(1.0)
+    # Area: triangle 0.5 * 0.5 * 1 + rectangle 0.5 * 1.
+    assert curve.apgr() == pytest.approx(0.75)
+    assert curve.cpt(0.5) == pytest.approx(0.25)
+    assert curve.cpt(0.8) == pytest.approx(0.4)
+
+
+def test_worst_order_is_below_random() -> None:
+    curve = RoutingCurve.from_scores(
+        [0.9, 0.1, 0.8, 0.2], np.array([1, 0, 1, 0.0]), np.array([1, 1, 1, 1.0])
+    )
+    # PGR stays 0 up to share 0.5, then rises to 1: area 0.25.
+    assert curve.apgr() == pytest.approx(0.25)
+    assert curve.cpt(0.5) == pytest.approx(0.75)
+
+
+def test_ties_count_as_random_split_and_constant_scores_are_random_routing() -> None:
+    weak = np.array([0, 1, 1, 0.0])
+    strong = np.array([1, 1, 1, 0.0])  # only prompt 0 gains
+    curve = RoutingCurve.from_scores([0.9, 0.9, 0.1, 0.1], weak, strong)
+    # Routing one of the two tied top prompts finds the gain half the time.
+    assert curve.pgr_at(0.25) == pytest.approx(0.5)
+    assert curve.apgr() == pytest.approx(0.75)
+    assert curve.cpt(0.8) == pytest.approx(0.4)
+    flat = RoutingCurve.from_scores([0.3] * 4, weak, strong)
+    assert flat.apgr() == pytest.approx(0.5)
+    assert flat.cpt(0.5) == pytest.approx(0.5)
+    assert flat.cpt(0.8) == pytest.approx(0.8)
+
+
+def test_row_order_does_not_change_figures() -> None:
+    rng = np.random.default_rng(1)
+    weak = rng.integers(0, 2, 200).astype(float)
+    strong = np.maximum(weak, rng.integers(0, 2, 200))
+    scores = np.round(rng.random(200), 1)  # many ties
+    perm = rng.permutation(200)
+    a = RoutingCurve.from_scores(scores, weak, strong)
+    b = RoutingCurve.from_scores(scores[perm], weak[perm], strong[perm])
+    assert a.apgr() == pytest.approx(b.apgr())
+    assert a.cpt(0.5) == pytest.approx(b.cpt(0.5))
+
+
+def test_pgr_above_one_and_quality_share() -> None:
+    # Gains +1, +1, -1: routing the third prompt strong loses a correct answer.
+    curve = RoutingCurve.from_scores([0.9, 0.8, 0.1], np.array([0, 0, 1.0]), np.array([1, 1, 0.0]))
+    assert curve.pgr_at(2 / 3) == pytest.approx(2.0)
+    assert curve.pgr_at(1.0) == pytest.approx(1.0)
+    assert curve.cpt(0.8) == pytest.approx(0.8 / 3)
+    # 95% of strong quality (2/3) = 0.6333 is reached at share 0.3.
+    assert curve.share_for_quality(0.95) == pytest.approx(0.3)
+
+
+def test_random_scores_give_apgr_near_half() -> None:
+    rng = np.random.default_rng(7)
+    weak = rng.integers(0, 2, 20000).astype(float)
+    strong = np.maximum(weak, rng.integers(0, 2, 20000))
+    result = evaluate_scores(rng.random(20000), _data(weak, strong))
+    assert abs(result.apgr - 0.5) < 0.02
+    assert abs(result.cpt50 - 0.5) < 0.03
+
+
+def test_pgr_undefined_when_strong_is_not_better() -> None:
+    with pytest.raises(ValueError, match="strong model is not better"):
+        evaluate_scores([0.1, 0.2], _data([1, 0], [0, 1]))
+
+
+def test_dollar_axis_hand_computed() -> None:
+    data = _data([0, 0], [1, 0], weak_cost=[1.0, 1.0], strong_cost=[3.0, 11.0])
+    result = evaluate_scores([0.9, 0.1], data)
+    c = result.curve
+    assert (c.weak_cost, c.strong_cost) == (1.0, 7.0)
+    # Half the gap at share 0.25 costs 1 + 0.5 * (3 - 1) / 2 = 1.5: 1/12 of the extra 6.
+    assert c.cpt_cost(0.5) == pytest.approx(1 / 12)
+    # PGR(f) = 6f up to f = 1/6, then 1: points 0, 0.6, 1, ..., 1 -> 0.03 + 0.08 + 0.8.
+    assert c.apgr_cost() == pytest.approx(0.91)
+    dollar = result.to_dict()["dollar"]
+    assert dollar["cpt50_usd_per_call"] == pytest.approx(1.5)
+
+
+def test_call_costs_use_catalog_and_reject_unknown_models() -> None:
+    cheap = call_costs(["hello world"], "gpt-4o-mini", output_tokens=100)
+    dear = call_costs(["hello world"], "gpt-4o", output_tokens=100)
+    assert 0 < cheap[0] < dear[0]
+    with pytest.raises(ValueError, match="no price known"):
+        call_costs(["x"], "no-such-model-xyz")
+
+
+def test_to_dict_has_fixed_keys_and_eleven_shares() -> None:
+    result = evaluate_scores([0.1, 0.9, 0.2, 0.8], _data([1, 0, 1, 0], [1, 1, 1, 1]))
+    out = result.to_dict()
+    assert {"strategy", "n", "apgr", "cpt50", "cpt80", "pgr"} <= set(out)
+    assert [s for s, _ in out["pgr"]] == list(APGR_SHARES)
+    assert out["n"] == 4 and out["apgr"] == pytest.approx(0.75)
+
+
+# -- loading ----------------------------------------------------------------------------------
+
+
+def test_load_csv_and_jsonl(tmp_path) -> None:
+    csv_file = tmp_path / "d.csv"
+    csv_file.write_text('prompt,weak_correct,strong_correct\n"a, b",1,1\nc,0,true\n')
+    data = load_routing_data(csv_file)
+    assert data.prompts == ["a, b", "c"] and list(data.strong) == [1.0, 1.0]
+    jsonl = tmp_path / "d.jsonl"
+    jsonl.write_text(
+        '{"prompt": "x", "weak_score": 3.5, "strong_score": 8}\n\n'
+        '{"prompt": "y", "weak_score": 7, "strong_score": 7.5}\n'
+    )
+    data = load_routing_data(jsonl)
+    assert data.kind == "score" and list(data.weak) == [3.5, 7.0]
+    labels = data.gain_labels()
+    assert labels[0] == pytest.approx(1.0) and 0.5 < labels[1] < 1.0
+
+
+def test_load_errors_name_the_problem(tmp_path) -> None:
+    missing = tmp_path / "m.csv"
+    missing.write_text("prompt,weak_correct\nhi,1\n")
+    with pytest.raises(ValueError, match="weak_correct,strong_correct"):
+        load_routing_data(missing)
+    bad = tmp_path / "b.csv"
+    bad.write_text("prompt,weak_correct,strong_correct\nhi,1,maybe\n")
+    with pytest.raises(ValueError, match="row 1: strong_correct"):
+        load_routing_data(bad)
+    no_prompt = tmp_path / "n.jsonl"
+    no_prompt.write_text('{"text": "x", "weak_correct": 1, "strong_correct": 1}\n')
+    with pytest.raises(ValueError, match="missing column 'prompt'"):
+        load_routing_data(no_prompt)
+    with pytest.raises(FileNotFoundError):
+        load_routing_data(tmp_path / "absent.csv")
+    with pytest.raises(ValueError, match="unsupported file type"):
+        load_routing_data(bad.rename(tmp_path / "b.xlsx"))
+
+
+def test_gain_labels_for_correctness() -> None:
+    data = _data([0, 1, 0, 1], [1, 1, 0, 0])
+    assert list(data.gain_labels()) == [1.0, 0.5, 0.5, 0.0]
+
+
+# -- cross-validation ------------------------------------------------------------------------
+
+
+class _Memorizer:
+    """Scores 1 for prompts it was trained on: leaks would show as score 1."""
+
+    def fit(self, prompts, labels):
+        self.seen = set(prompts)
+        return self
+
+    def route(self, text):
+        from costopt_core.decision import RouteDecision
+
+        return RouteDecision("weak", 1.0 if text in self.seen else 0.0, "memo")
+
+
+def test_cross_validation_scores_each_prompt_out_of_fold() -> None:
+    data = _data([0, 1] * 10, [1, 1] * 10)
+    scores = cross_val_scores(_Memorizer, data, folds=4)
+    assert np.all(scores == 0.0)
+    folds = kfold_indexes(20, 4)
+    assert sorted(np.concatenate(folds).tolist()) == list(range(20))
+    with pytest.raises(ValueError, match="folds"):
+        kfold_indexes(3, 5)
+
+
+# -- calibration -----------------------------------------------------------------------------
+
+
+def _traffic(rng: random.Random, n: int) -> list[str]:
+    words = ["apple", "train", "price", "sum", "why", "total", "each", "report", "plan"]
+    return [" ".join(rng.choice(words) for _ in range(rng.randint(2, 120))) for _ in range(n)]
+
+
+@pytest.mark.parametrize("target", [0.1, 0.3, 0.5, 0.8])
+def test_calibration_holds_within_five_points_on_new_traffic(target: float) -> None:
+    rng = random.Random(42)
+    strategy = LengthStrategy()
+    cal = calibrate_threshold(strategy, _traffic(rng, 400), target)
+    assert abs(cal.sample_share - target) <= 0.01
+    fresh = _traffic(rng, 3000)
+    router = cal.strategy(strategy)
+    realised = np.mean([router.route(p).tier == "strong" for p in fresh])
+    assert abs(realised - target) <= 0.05
+
+
+def test_calibration_with_ties_takes_nearest_reachable_share() -> None:
+    cal = calibrate_threshold([0.2] * 6 + [0.9] * 4, None, 0.3)
+    assert cal.sample_share == pytest.approx(0.4)
+    assert cal.share_of([0.9, 0.2]) == 0.5
+    zero = calibrate_threshold([0.2, 0.5], None, 0.0)
+    assert zero.sample_share == 0.0
+    assert isinstance(zero.strategy(LengthStrategy()), ThresholdStrategy)
+    with pytest.raises(ValueError, match="target_share"):
+        calibrate_threshold([0.1], None, 1.5)
+
+
+# -- the command line ------------------------------------------------------------------------
+
+_CSV = (
+    "prompt,weak_correct,strong_correct\n"
+    "hi,1,1\n"
+    "what is two plus two,1,1\n"
+    '"A train leaves at 3 pm at 60 mph, a second at 4 pm at 80 mph; when does it catch up '
+    'and how far from the station, if both keep their speed?",0,1\n'
+    '"Tom has 3 apples, buys twice as many, gives 2 to each of 4 friends, then sells the '
+    'rest at $2 each. How much money does he make in total?",0,1\n'
+    "name a colour,1,0\n"
+    "translate cat into French,1,1\n"
+)
+
+
+def test_cli_csv_writes_fixed_json(tmp_path, capsys) -> None:
+    data = tmp_path / "d.csv"
+    data.write_text(_CSV)
+    out = tmp_path / "out.json"
+    rc = main(
+        [
+            "eval-router",
+            str(data),
+            "--strategy",
+            "length",
+            "--json",
+            str(out),
+            "--no-progress",
+            "--target-share",
+            "0.5",
+        ]
+    )
+    assert rc == 0
+    printed = capsys.readouterr().out
+    assert "APGR" in printed and "CPT(50%)" in printed and "dollar axis" in printed
+    figures = json.loads(out.read_text())
+    assert figures["strategy"] == "length" and figures["n"] == 6
+    assert [s for s, _ in figures["pgr"]] == list(APGR_SHARES)
+    assert all(0.0 <= s <= 1.0 for s, _ in figures["pgr"])
+    # The two long prompts are the ones that need the strong model: length finds them.
+    assert figures["apgr"] > 0.5
+    assert "heldout_share" in figures["calibration"]
+
+
+def test_cli_jsonl_knn_needs_folds_then_cross_validates(tmp_path, capsys) -> None:
+    rows = [
+        {"prompt": f"prove lemma {i} about primes", "weak_score": 2, "strong_score": 9}
+        for i in range(6)
+    ] + [
+        {"prompt": f"say hello to friend {i}", "weak_score": 8, "strong_score": 8} for i in range(6)
+    ]
+    data = tmp_path / "d.jsonl"
+    data.write_text("\n".join(json.dumps(r) for r in rows))
+    assert main(["eval-router", str(data), "--strategy", "knn", "--no-progress"]) == 2
+    assert "--folds" in capsys.readouterr().err
+    out = tmp_path / "knn.json"
+    rc = main(
+        [
+            "eval-router",
+            str(data),
+            "--strategy",
+            "knn",
+            "--folds",
+            "3",
+            "--json",
+            str(out),
+            "--no-progress",
+            "--option",
+            "k=3",
+        ]
+    )
+    assert rc == 0
+    figures = json.loads(out.read_text())
+    assert figures["folds"] == 3
+    # Neighbours of a "prove" prompt are "prove" prompts, which needed the strong model:
+    # the optimal order, whose APGR with half the prompts gaining is 0.75.
+    assert figures["apgr"] == pytest.approx(0.75)
+
+
+def test_cli_save_then_load_knn(tmp_path) -> None:
+    data = tmp_path / "d.csv"
+    data.write_text(_CSV)
+    model = tmp_path / "m.npz"
+    assert (
+        main(
+            [
+                "eval-router",
+                str(data),
+                "--strategy",
+                "knn",
+                "--save",
+                str(model),
+                "--folds",
+                "2",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
+    assert model.is_file()
+    assert (
+        main(["eval-router", str(data), "--strategy", "knn", "--load", str(model), "--no-progress"])
+        == 0
+    )
+
+
+def test_cli_bad_input(tmp_path, capsys) -> None:
+    data = tmp_path / "d.csv"
+    data.write_text(_CSV)
+    assert main(["eval-router", str(data), "--strategy", "nope", "--no-progress"]) == 2
+    assert "unknown strategy" in capsys.readouterr().err
+    assert main(["eval-router", str(tmp_path / "x.csv")]) == 2
+    assert main(["eval-router", str(data), "--option", "bogus=1", "--no-progress"]) == 2
+    assert (
+        main(["eval-router", str(data), "--weak-model", "no-such-model-xyz", "--no-progress"]) == 2
+    )
+    assert "no price known" in capsys.readouterr().err
+
+
+def test_cli_plot_writes_png(tmp_path) -> None:
+    pytest.importorskip("matplotlib")
+    data = tmp_path / "d.csv"
+    data.write_text(_CSV)
+    png = tmp_path / "p.png"
+    assert (
+        main(
+            ["eval-router", str(data), "--strategy", "random", "--plot", str(png), "--no-progress"]
+        )
+        == 0
+    )
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_cli_plot_without_matplotlib_names_the_extra(tmp_path, capsys, monkeypatch) -> None:
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import now raises ImportError
+    data = tmp_path / "d.csv"
+    data.write_text(_CSV)
+    rc = main(["eval-router", str(data), "--plot", str(tmp_path / "p.png"), "--no-progress"])
+    assert rc == 2
+    assert "costopt-llm[plot]" in capsys.readouterr().err
