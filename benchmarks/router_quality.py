@@ -18,6 +18,8 @@ import numpy as np
 
 from costopt_core.evaluation import (
     RouterEvaluation,
+    RoutingCurve,
+    RoutingData,
     cross_val_scores,
     evaluate_scores,
     load_routing_data,
@@ -29,11 +31,31 @@ from costopt_core.strategies import get_strategy
 DEFAULT_DATA = Path("/work/shared/data/gsm8k_routing.csv")
 
 
+def paired_bootstrap(
+    data: RoutingData, scores: dict[str, np.ndarray], resamples: int, seed: int = 0
+) -> dict[str, tuple[float, float, float]]:
+    """2.5%, 50% and 97.5% quantiles of APGR(strategy) - APGR(length) when the prompts
+    are resampled with replacement (the same resample for every strategy)."""
+    rng = np.random.default_rng(seed)
+    diffs: dict[str, list[float]] = {name: [] for name in scores if name != "length"}
+    for _ in range(resamples):
+        idx = rng.integers(0, len(data), len(data))
+        base = RoutingCurve.from_scores(scores["length"][idx], data.weak[idx], data.strong[idx])
+        for name in diffs:
+            curve = RoutingCurve.from_scores(scores[name][idx], data.weak[idx], data.strong[idx])
+            diffs[name].append(curve.apgr() - base.apgr())
+    return {
+        name: tuple(float(q) for q in np.quantile(values, [0.025, 0.5, 0.975]))  # type: ignore[misc]
+        for name, values in diffs.items()
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data", nargs="?", default=str(DEFAULT_DATA))
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--random-seeds", type=int, default=20)
+    parser.add_argument("--bootstrap", type=int, default=300, help="paired resamples")
     args = parser.parse_args()
 
     data = load_routing_data(args.data)
@@ -42,14 +64,16 @@ def main() -> None:
         f"strong quality {data.strong.mean():.3f}\n"
     )
     rows: list[tuple[str, RouterEvaluation, float]] = []
+    all_scores: dict[str, np.ndarray] = {}
     for name in ("length", "rules", "zero-shot"):
         start = time.perf_counter()
-        scores = score_prompts(get_strategy(name), data.prompts)
+        scores = all_scores[name] = score_prompts(get_strategy(name), data.prompts)
         rows.append(
             (name, evaluate_scores(scores, data, strategy=name), time.perf_counter() - start)
         )
     start = time.perf_counter()
     knn_scores = cross_val_scores(lambda: get_strategy("knn"), data, args.folds)
+    all_scores["knn"] = knn_scores
     rows.append(
         (
             f"knn ({args.folds}-fold)",
@@ -89,7 +113,13 @@ def main() -> None:
         f"+/- {apgr.std():.3f} (sd); expected value 0.5"
     )
     print(
-        "APGR $: area under PGR against the extra spend (gpt-4o-mini -> gpt-4o, catalog "
+        f"\nAPGR difference to length, paired bootstrap over prompts ({args.bootstrap} "
+        "resamples, 95% interval):"
+    )
+    for name, (low, mid, high) in paired_bootstrap(data, all_scores, args.bootstrap).items():
+        print(f"  {name:<12} {mid:+.3f}  [{low:+.3f}, {high:+.3f}]")
+    print(
+        "\nAPGR $: area under PGR against the extra spend (gpt-4o-mini -> gpt-4o, catalog "
         "prices, prompt tokens + 500 answer tokens); 95% qual: strong-call share needed "
         "for 95% of the strong model's quality."
     )
