@@ -8,34 +8,45 @@ Example:
     True
 
 It answers with text derived from the question, reports ``usage_metadata`` from an
-offline token estimate, streams word by word, and calls bound tools with arguments
-filled from the tool's JSON schema (numbers taken from the question). It stands in
-for a provider model where no API key or network is available; it is not a model.
+offline token estimate, honours stop sequences and ``max_tokens`` (in words), streams
+word by word with the usage on the last chunk, and calls bound tools with arguments
+filled from the tool's JSON schema: numbers in the question fill numeric arguments in
+order, quoted text and then capitalised names fill string arguments. With
+``response_format`` of type ``json_schema`` it answers a JSON object of that schema.
+It stands in for a provider model where no API key or network is available; it is
+not a model and understands nothing.
 """
 
 from __future__ import annotations
 
 import json
 import re
-import uuid
 import zlib
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from typing import Any, cast
 
 from langchain_core.callbacks import (
     AsyncCallbackManagerForLLMRun,
     CallbackManagerForLLMRun,
 )
-from langchain_core.language_models import BaseChatModel
+from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, ToolMessage
 from langchain_core.messages.ai import UsageMetadata
+from langchain_core.output_parsers import JsonOutputParser, PydanticOutputParser
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
-from langchain_core.utils.function_calling import convert_to_openai_tool
+from langchain_core.runnables import Runnable, RunnableMap, RunnablePassthrough
+from langchain_core.utils.function_calling import convert_to_json_schema, convert_to_openai_tool
+from langchain_core.utils.pydantic import is_basemodel_subclass
 
 from costopt_core.tokens import estimate_tokens
 from langchain_costopt.messages import latest_human_text, message_text
 
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
+_QUOTED = re.compile(r"'([^']+)'|\"([^\"]+)\"|「([^」]+)」|“([^”]+)”")
+_CAPITALISED = re.compile(r"(?<![.?!]\s)(?<!^)\b([A-Z][\w-]*(?:[ ,]+[A-Z][\w-]*)*)")
+_WORD = re.compile(r"\w+")
+# Words that say nothing about which tool a question is about.
+_NAME_STOPWORDS = frozenset({"get", "set", "my", "tool", "the", "a", "of", "to", "fn", "func"})
 
 
 class SimulatedProviderError(RuntimeError):
@@ -50,6 +61,10 @@ class SimulatedChatModel(BaseChatModel):
         answer: fixed answer text; by default one is derived from the question.
         fail: raise :class:`SimulatedProviderError` on every call (fallback tests).
         answer_words: length of the derived answer in words.
+        max_tokens: cut the answer to this many words (``finish_reason="length"``).
+        stop_sequences: default stop sequences (a call's ``stop=`` wins).
+
+    A call may pass ``model=`` to answer as another model name.
     """
 
     model_name: str = "simulated-model"
@@ -66,95 +81,176 @@ class SimulatedChatModel(BaseChatModel):
 
     @property
     def _identifying_params(self) -> dict[str, Any]:
-        return {"model_name": self.model_name, "answer": self.answer,
-                "temperature": self.temperature, "max_tokens": self.max_tokens}
+        return {
+            "model_name": self.model_name,
+            "answer": self.answer,
+            "answer_words": self.answer_words,
+            "temperature": self.temperature,
+            "max_tokens": self.max_tokens,
+            "stop_sequences": self.stop_sequences,
+        }
 
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> Any:
         params = super()._get_ls_params(stop=stop, **kwargs)
         params["ls_provider"] = "simulated"
-        params["ls_model_name"] = self.model_name
+        model = kwargs.get("model")
+        params["ls_model_name"] = model if isinstance(model, str) and model else self.model_name
         return params
 
     def bind_tools(self, tools: Any, *, tool_choice: Any = None, **kwargs: Any) -> Any:
-        formatted = [convert_to_openai_tool(t) for t in tools]
+        """Bind tools in OpenAI's format (``{"type": "function", "function": {...}}``)."""
+        strict = kwargs.pop("strict", None)
+        formatted = [convert_to_openai_tool(t, strict=strict) for t in tools]
         bind: dict[str, Any] = {"tools": formatted, **kwargs}
         if tool_choice is not None:
             bind["tool_choice"] = tool_choice
         return self.bind(**bind)
 
+    def with_structured_output(
+        self,
+        schema: dict[str, Any] | type,
+        *,
+        include_raw: bool = False,
+        method: str = "function_calling",
+        strict: bool | None = None,
+        **kwargs: Any,
+    ) -> Runnable[LanguageModelInput, Any]:
+        """``"json_schema"`` answers JSON text through ``response_format``; the other
+        methods use a forced tool call (the simulator has no schema-less JSON mode)."""
+        if method != "json_schema":
+            return super().with_structured_output(
+                schema, include_raw=include_raw, method=method, strict=strict, **kwargs
+            )
+        if kwargs:
+            raise ValueError(f"with_structured_output: unsupported arguments {kwargs}")
+        json_schema = convert_to_json_schema(schema)
+        response_format = {
+            "type": "json_schema",
+            "json_schema": {
+                "name": json_schema.get("title", "answer"),
+                "schema": json_schema,
+                "strict": strict,
+            },
+        }
+        llm = self.bind(
+            response_format=response_format,
+            ls_structured_output_format={
+                "kwargs": {"method": method, "strict": strict},
+                "schema": schema,
+            },
+        )
+        parser: Runnable[Any, Any]
+        if isinstance(schema, type) and is_basemodel_subclass(schema):
+            parser = PydanticOutputParser(pydantic_object=cast(Any, schema))
+        else:
+            parser = JsonOutputParser()
+        if include_raw:
+            parsed = RunnablePassthrough.assign(
+                parsed=(lambda x: x["raw"]) | parser, parsing_error=lambda _: None
+            )
+            fallback = RunnablePassthrough.assign(parsed=lambda _: None)
+            return RunnableMap(raw=llm) | parsed.with_fallbacks(
+                [fallback], exception_key="parsing_error"
+            )
+        return llm | parser
+
     # -- the simulated behaviour ---------------------------------------------------------
 
-    def _reply(self, messages: list[BaseMessage], stop: list[str] | None, **kwargs: Any
-               ) -> AIMessage:
+    def _reply(
+        self, messages: list[BaseMessage], stop: list[str] | None, **kwargs: Any
+    ) -> AIMessage:
+        model_name = kwargs.get("model") or self.model_name
         if self.fail:
-            raise SimulatedProviderError(f"{self.model_name}: simulated provider outage")
+            raise SimulatedProviderError(f"{model_name}: simulated provider outage")
         question = latest_human_text(messages)
-        tool_calls = self._tool_calls(messages, question, kwargs)
-        text = "" if tool_calls else self._answer_text(messages, question)
+        tool_calls = self._tool_calls(messages, question, kwargs, model_name)
+        finish = "tool_calls" if tool_calls else "stop"
+        text = "" if tool_calls else self._answer_text(messages, question, kwargs, model_name)
         for token in stop or self.stop_sequences or ():
             if token and token in text:
                 text = text[: text.index(token)]
-        if self.max_tokens is not None:
-            text = " ".join(text.split()[: max(1, self.max_tokens)])
+                finish = "stop"
+        if self.max_tokens is not None and not kwargs.get("response_format"):
+            words = text.split()
+            if len(words) > self.max_tokens:
+                text = " ".join(words[: max(1, self.max_tokens)])
+                finish = "length"
+        if not text and not tool_calls:
+            text = "…"  # a provider never returns an empty answer without a tool call
         prompt_tokens = sum(estimate_tokens(message_text(m)) + 4 for m in messages)
         if kwargs.get("tools"):
             prompt_tokens += estimate_tokens(json.dumps(kwargs["tools"]))
         output_tokens = estimate_tokens(text) + sum(
-            estimate_tokens(json.dumps(tc["args"])) + 5 for tc in tool_calls
+            estimate_tokens(json.dumps(tc["args"], ensure_ascii=False)) + 5 for tc in tool_calls
         )
+        output_tokens = max(1, output_tokens)
         usage = UsageMetadata(
             input_tokens=prompt_tokens,
-            output_tokens=max(1, output_tokens),
-            total_tokens=prompt_tokens + max(1, output_tokens),
+            output_tokens=output_tokens,
+            total_tokens=prompt_tokens + output_tokens,
         )
         return AIMessage(
             content=text,
             tool_calls=tool_calls,
             usage_metadata=usage,
-            response_metadata={"model_name": self.model_name, "finish_reason": "stop"},
+            response_metadata={"model_name": model_name, "finish_reason": finish},
         )
 
-    def _answer_text(self, messages: list[BaseMessage], question: str) -> str:
+    def _answer_text(
+        self,
+        messages: list[BaseMessage],
+        question: str,
+        kwargs: dict[str, Any],
+        model_name: str,
+    ) -> str:
+        response_format = kwargs.get("response_format")
+        if isinstance(response_format, dict) and response_format.get("type") == "json_schema":
+            schema = (response_format.get("json_schema") or {}).get("schema") or {}
+            return json.dumps(_fill_schema(schema, question), ensure_ascii=False)
         if self.answer is not None:
             return self.answer
         last = messages[-1] if messages else None
         if isinstance(last, ToolMessage):
             return f"The tool returned {message_text(last)}."
-        seed = zlib.crc32(f"{self.model_name}|{question}".encode())
-        words = re.findall(r"\w+", question)[:8] or ["your", "question"]
+        seed = zlib.crc32(f"{model_name}|{question}".encode())
+        words = _WORD.findall(question)[:8] or ["your", "question"]
         filler = ["this", "depends", "on", "context", "and", "the", "details", "given",
-                  "so", "here", "is", "a", "concise", "answer", "with", "reasons"]
+                  "so", "here", "is", "a", "concise", "answer", "with", "reasons"]  # fmt: skip
         body = []
         for _ in range(self.answer_words):
             seed = (seed * 1103515245 + 12345) & 0x7FFFFFFF  # deterministic LCG
             body.append(filler[(seed >> 16) % len(filler)])
-        return f"{self.model_name} on '{' '.join(words)}': " + " ".join(body) + "."
+        return f"{model_name} on '{' '.join(words)}': " + " ".join(body) + "."
 
-    def _tool_calls(self, messages: list[BaseMessage], question: str, kwargs: dict[str, Any]
-                    ) -> list[dict[str, Any]]:
-        tools = kwargs.get("tools") or []
-        if not tools or isinstance(messages[-1], ToolMessage):
+    def _tool_calls(
+        self,
+        messages: list[BaseMessage],
+        question: str,
+        kwargs: dict[str, Any],
+        model_name: str,
+    ) -> list[dict[str, Any]]:
+        tools = [t for t in kwargs.get("tools") or [] if "function" in t]
+        if not tools or not messages or isinstance(messages[-1], ToolMessage):
             return []
         choice = kwargs.get("tool_choice")
-        names = [t["function"]["name"] for t in tools if "function" in t]
+        names = [t["function"]["name"] for t in tools]
+        mentioned = [n for n in names if _mentions(question, n)]
         if choice in (None, "auto"):
-            chosen = [n for n in names if n.lower() in question.lower()]
-            if not chosen:
+            if not mentioned:
                 return []
-            name = chosen[0]
-        elif choice == "none":
+            name = mentioned[0]
+        elif choice == "none" or choice is False:
             return []
         elif isinstance(choice, str) and choice in names:
             name = choice
         elif isinstance(choice, dict):
             name = choice.get("function", {}).get("name") or choice.get("name") or names[0]
         else:  # "any" / "required" / True
-            mentioned = [n for n in names if n.lower() in question.lower()]
             name = mentioned[0] if mentioned else names[0]
         schema = next(t["function"] for t in tools if t["function"]["name"] == name)
         args = _fill_schema(schema.get("parameters") or {}, question)
-        return [{"name": name, "args": args, "id": f"call_{uuid.uuid4().hex[:12]}",
-                 "type": "tool_call"}]
+        digest = zlib.crc32(f"{model_name}|{name}|{question}|{len(messages)}".encode())
+        return [{"name": name, "args": args, "id": f"call_{digest:08x}", "type": "tool_call"}]
 
     # -- BaseChatModel hooks -------------------------------------------------------------
 
@@ -177,12 +273,8 @@ class SimulatedChatModel(BaseChatModel):
     ) -> ChatResult:
         return self._generate(messages, stop, **kwargs)
 
-    def _stream(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: CallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
+    def _chunks(
+        self, messages: list[BaseMessage], stop: list[str] | None, **kwargs: Any
     ) -> Iterator[ChatGenerationChunk]:
         message = self._reply(messages, stop, **kwargs)
         pieces = re.findall(r"\S+\s*", str(message.content)) or [""]
@@ -193,17 +285,32 @@ class SimulatedChatModel(BaseChatModel):
                 usage_metadata=message.usage_metadata if last else None,
                 response_metadata=message.response_metadata if last else {},
                 tool_call_chunks=[
-                    {"name": tc["name"], "args": json.dumps(tc["args"]), "id": tc["id"],
-                     "index": n, "type": "tool_call_chunk"}
+                    {
+                        "name": tc["name"],
+                        "args": json.dumps(tc["args"], ensure_ascii=False),
+                        "id": tc["id"],
+                        "index": n,
+                        "type": "tool_call_chunk",
+                    }
                     for n, tc in enumerate(message.tool_calls)
-                ] if last else [],
+                ]
+                if last
+                else [],
+                chunk_position="last" if last else None,
             )
-            if last:
-                chunk.chunk_position = "last"
-            generation = ChatGenerationChunk(message=chunk)
+            yield ChatGenerationChunk(message=chunk)
+
+    def _stream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> Iterator[ChatGenerationChunk]:
+        for chunk in self._chunks(messages, stop, **kwargs):
             if run_manager:
-                run_manager.on_llm_new_token(piece, chunk=generation)
-            yield generation
+                run_manager.on_llm_new_token(str(chunk.message.content), chunk=chunk)
+            yield chunk
 
     async def _astream(
         self,
@@ -212,41 +319,89 @@ class SimulatedChatModel(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
-        for chunk in self._stream(messages, stop, **kwargs):
+        for chunk in self._chunks(messages, stop, **kwargs):
             if run_manager:
                 await run_manager.on_llm_new_token(str(chunk.message.content), chunk=chunk)
             yield chunk
 
 
-def _fill_schema(schema: dict[str, Any], question: str) -> dict[str, Any]:
-    """Arguments for a JSON schema: numbers from the question in order, text otherwise."""
-    numbers = iter(_NUMBER.findall(question))
-    words = re.findall(r"[A-Za-z\u4e00-\u9fff]+", question) or ["value"]
+def _mentions(question: str, tool_name: str) -> bool:
+    """The question names the tool, or a meaningful word of its name."""
+    lowered = question.lower()
+    if tool_name.lower() in lowered:
+        return True
+    parts = re.split(r"[_\W]+|(?<=[a-z])(?=[A-Z])", tool_name)
+    words = {p.lower() for p in parts if len(p) > 2 and p.lower() not in _NAME_STOPWORDS}
+    return bool(words & {w.lower() for w in _WORD.findall(question)})
+
+
+class _Filler:
+    """Hands out values found in the question, in order, for a schema's arguments."""
+
+    def __init__(self, question: str) -> None:
+        self.numbers = iter(_NUMBER.findall(question))
+        quoted = [next(g for g in m.groups() if g) for m in _QUOTED.finditer(question)]
+        rest = _QUOTED.sub(" ", question)
+        names = [m.group(1).strip(" ,") for m in _CAPITALISED.finditer(rest)]
+        self.texts = iter([*quoted, *names])
+        self.words = _WORD.findall(question) or ["value"]
+
+    def number(self, default: str = "1") -> str:
+        return next(self.numbers, default)
+
+    def text(self, name: str) -> str:
+        found = next(self.texts, None)
+        return found if found else f"{name}: {' '.join(self.words[:6])}"
+
+
+def _fill_schema(schema: dict[str, Any], question: str | _Filler) -> dict[str, Any]:
+    """Arguments for a JSON schema: numbers from the question in order, quoted text
+    and capitalised names for strings, the question's words otherwise."""
+    filler = question if isinstance(question, _Filler) else _Filler(question)
+    definitions = schema.get("$defs") or schema.get("definitions") or {}
     props: dict[str, Any] = schema.get("properties") or {}
     required = schema.get("required") or list(props)
     args: dict[str, Any] = {}
     for name, spec in props.items():
         if name not in required and "default" in spec:
             continue
-        args[name] = _value_for(spec, numbers, words, name)
+        args[name] = _value_for(_deref(spec, definitions), filler, name, definitions)
     return args
 
 
-def _value_for(spec: dict[str, Any], numbers: Iterator[str], words: list[str], name: str) -> Any:
-    kind = spec.get("type")
+def _deref(spec: dict[str, Any], definitions: dict[str, Any]) -> dict[str, Any]:
+    ref = spec.get("$ref")
+    if isinstance(ref, str):
+        return definitions.get(ref.rsplit("/", 1)[-1], {})
+    return spec
+
+
+def _value_for(
+    spec: dict[str, Any], filler: _Filler, name: str, definitions: dict[str, Any]
+) -> Any:
     if "enum" in spec:
         return spec["enum"][0]
+    if "const" in spec:
+        return spec["const"]
+    for key in ("anyOf", "oneOf", "allOf"):
+        if key in spec:
+            options = [_deref(s, definitions) for s in spec[key]]
+            usable = [s for s in options if s.get("type") != "null"] or options
+            return _value_for(usable[0], filler, name, definitions)
+    kind = spec.get("type")
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), "string")
     if kind == "integer":
-        return int(float(next(numbers, "1")))
+        return int(float(filler.number()))
     if kind == "number":
-        return float(next(numbers, "1"))
+        return float(filler.number())
     if kind == "boolean":
         return True
+    if kind == "null":
+        return None
     if kind == "array":
-        return [_value_for(spec.get("items") or {"type": "string"}, numbers, words, name)]
-    if kind == "object":
-        return _fill_schema(spec, " ".join(words))
-    if "anyOf" in spec:
-        options = [s for s in spec["anyOf"] if s.get("type") != "null"] or spec["anyOf"]
-        return _value_for(options[0], numbers, words, name)
-    return f"{name}: {' '.join(words[:6])}"
+        item = _deref(spec.get("items") or {"type": "string"}, definitions)
+        return [_value_for(item, filler, name, definitions)]
+    if kind == "object" or "properties" in spec:
+        return _fill_schema({**spec, "$defs": definitions}, filler)
+    return filler.text(name)

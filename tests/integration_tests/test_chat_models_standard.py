@@ -1,0 +1,87 @@
+"""LangChain's standard integration suite for RouterChatModel over tool-calling
+simulated tier models (offline: the suite is not allowed any network connection)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from langchain_tests.integration_tests import ChatModelIntegrationTests
+
+from langchain_costopt import RouterChatModel
+from langchain_costopt.simulated import SimulatedChatModel
+
+pytestmark = pytest.mark.allow_hosts([])
+
+
+class TestRouterChatModelIntegration(ChatModelIntegrationTests):
+    @property
+    def chat_model_class(self) -> type[RouterChatModel]:
+        return RouterChatModel
+
+    @property
+    def chat_model_params(self) -> dict[str, Any]:
+        return {
+            "models": {
+                "simple": SimulatedChatModel(model_name="deepseek-v3"),
+                "medium": SimulatedChatModel(model_name="gpt-4o-mini"),
+                "complex": SimulatedChatModel(model_name="claude-3.5-sonnet"),
+            }
+        }
+
+    # What the simulated tiers can and cannot do, declared as it is.
+    @property
+    def has_tool_calling(self) -> bool:
+        return True
+
+    @property
+    def has_tool_choice(self) -> bool:
+        return True
+
+    @property
+    def has_structured_output(self) -> bool:
+        return True
+
+    @property
+    def supports_json_mode(self) -> bool:
+        return False  # the simulator has no schema-less JSON mode
+
+    @property
+    def supports_image_inputs(self) -> bool:
+        return False
+
+    @property
+    def supports_image_urls(self) -> bool:
+        return False
+
+    @property
+    def supports_pdf_inputs(self) -> bool:
+        return False
+
+    @property
+    def supports_audio_inputs(self) -> bool:
+        return False
+
+    @property
+    def supports_image_tool_message(self) -> bool:
+        return False
+
+    @property
+    def supports_pdf_tool_message(self) -> bool:
+        return False
+
+    @property
+    def supports_anthropic_inputs(self) -> bool:
+        return False
+
+    @property
+    def returns_usage_metadata(self) -> bool:
+        return True
+
+    @property
+    def supports_model_override(self) -> bool:
+        return True
+
+    @property
+    def model_override_value(self) -> str:
+        return "claude-3.5-sonnet"
