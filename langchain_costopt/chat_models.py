@@ -22,6 +22,7 @@ their metadata (``metadata["costopt_routing"]``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import threading
@@ -646,10 +647,9 @@ class RouterChatModel(BaseChatModel):
         try:
             yield from super().stream(input, config, stop=stop, **kwargs)
         finally:
-            try:
+            # A generator closed from another context cannot reset; nothing to undo then.
+            with contextlib.suppress(ValueError):
                 _CALL_HANDLERS.reset(token)
-            except ValueError:  # generator closed from another context
-                pass
 
     async def astream(
         self,
@@ -664,10 +664,8 @@ class RouterChatModel(BaseChatModel):
             async for chunk in super().astream(input, config, stop=stop, **kwargs):
                 yield chunk
         finally:
-            try:
+            with contextlib.suppress(ValueError):
                 _CALL_HANDLERS.reset(token)
-            except ValueError:
-                pass
 
     def _stream(
         self,

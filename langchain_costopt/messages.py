@@ -45,6 +45,4 @@ def human_turns_text(messages: Sequence[BaseMessage]) -> str:
 
 def has_tool_history(messages: Sequence[BaseMessage]) -> bool:
     """True once the conversation holds tool calls or tool results."""
-    return any(
-        m.type == "tool" or bool(getattr(m, "tool_calls", None)) for m in messages
-    )
+    return any(m.type == "tool" or bool(getattr(m, "tool_calls", None)) for m in messages)
