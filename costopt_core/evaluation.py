@@ -606,15 +606,17 @@ def evaluate_router(
 ) -> RouterEvaluation:
     """Score ``data`` with ``strategy`` and compute every figure.
 
-    With ``folds`` the strategy is learned: ``factory()`` (default: the strategy's own
-    class with no arguments) builds a fresh one per fold, fitted on the other folds.
+    With ``folds`` the strategy is learned: ``factory()`` builds a fresh one per fold,
+    fitted on the other folds (default: the strategy's ``clone()``, else its class
+    called with no arguments).
     """
     label = name or getattr(strategy, "name", None) or type(strategy).__name__
     if folds is not None:
+        if not callable(getattr(strategy, "fit", None)):
+            raise ValueError(f"strategy {label!r} cannot be trained (no fit); drop folds")
         if factory is None:
-            if not callable(getattr(strategy, "fit", None)):
-                raise ValueError(f"strategy {label!r} cannot be trained (no fit); drop folds")
-            factory = type(strategy)
+            clone = getattr(strategy, "clone", None)
+            factory = clone if callable(clone) else type(strategy)
         scores = cross_val_scores(factory, data, folds, seed=seed, progress=progress)
     else:
         scores = score_prompts(strategy, data.prompts, progress=progress)

@@ -147,6 +147,13 @@ class KNNStrategy:
         self._lock = threading.Lock()
         self._index: _Index | None = None
 
+    def clone(self) -> KNNStrategy:
+        """An unfitted strategy with the same settings and the same embedding model
+        (shared, not copied: it may hold a client). Cross-validation fits one per fold."""
+        return KNNStrategy(
+            self._embeddings, k=self.k, prior_strength=self.prior_strength, tiers=self.tiers
+        )
+
     # -- training ----------------------------------------------------------------------
 
     @property

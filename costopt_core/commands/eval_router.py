@@ -185,7 +185,11 @@ def run(args: argparse.Namespace) -> int:
     )
     if args.target_share is not None:
         result.calibration = holdout_calibration(scores, data, args.target_share, args.seed)
-    print(format_report(result, label, Path(args.data).name, args.output_tokens))
+    # With --json - the JSON owns stdout, so the table goes to stderr.
+    report_stream = sys.stderr if args.json == "-" else sys.stdout
+    print(
+        format_report(result, label, Path(args.data).name, args.output_tokens), file=report_stream
+    )
     if args.json:
         text = json.dumps(result.to_dict(), indent=2)
         if args.json == "-":

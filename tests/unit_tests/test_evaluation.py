@@ -374,3 +374,28 @@ def test_cli_plot_without_matplotlib_names_the_extra(tmp_path, capsys, monkeypat
     rc = main(["eval-router", str(data), "--plot", str(tmp_path / "p.png"), "--no-progress"])
     assert rc == 2
     assert "costopt-llm[plot]" in capsys.readouterr().err
+
+
+def test_evaluate_router_cross_validates_a_configured_learned_strategy() -> None:
+    from costopt_core.evaluation import evaluate_router
+    from costopt_core.hashing import HashingEmbedder
+    from costopt_core.knn import KNNStrategy
+
+    prompts = [f"prove lemma {i}" for i in range(5)] + [f"say hi {i}" for i in range(5)]
+    data = RoutingData(prompts=prompts, weak=[0] * 5 + [1] * 5, strong=[1] * 10)
+    result = evaluate_router(KNNStrategy(HashingEmbedder(dim=64), k=2), data, folds=5)
+    assert result.folds == 5 and result.apgr == pytest.approx(0.75)
+    with pytest.raises(ValueError, match="cannot be trained"):
+        evaluate_router(LengthStrategy(), data, folds=2)
+
+
+def test_cli_json_to_stdout_stays_parseable(tmp_path, capsys) -> None:
+    data = tmp_path / "d.csv"
+    data.write_text(_CSV)
+    assert (
+        main(["eval-router", str(data), "--strategy", "zero-shot", "--json", "-", "--no-progress"])
+        == 0
+    )
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["strategy"] == "zero-shot"
+    assert "APGR" in captured.err

@@ -142,3 +142,11 @@ def test_concurrent_routing_while_refitting() -> None:
     for t in threads:
         t.join()
     assert not errors
+
+
+def test_clone_is_unfitted_with_the_same_settings() -> None:
+    emb = HashingEmbedder(dim=64)
+    router = KNNStrategy(emb, k=2, tiers=("a", "b")).fit(PROMPTS, LABELS)
+    twin = router.clone()
+    assert not twin.is_fitted and twin.k == 2 and twin.tiers == ("a", "b")
+    assert twin.fit(PROMPTS, LABELS).score(HARD[0]) == router.score(HARD[0])
