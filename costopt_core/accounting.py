@@ -102,6 +102,8 @@ def warn_unpriced(model: str) -> None:
 
 
 def _int(value: Any) -> int:
+    if type(value) is int:
+        return value if value >= 0 else 0
     if isinstance(value, bool) or value is None:
         return 0
     if isinstance(value, int):
@@ -137,7 +139,9 @@ def usage_from_mapping(usage: Mapping[str, Any] | None) -> TokenUsage | None:
         TokenUsage(input_tokens=100, output_tokens=20, cache_read_tokens=60, \
 cache_write_tokens=0, reasoning_tokens=0)
     """
-    if not isinstance(usage, Mapping) or not usage:
+    if type(usage) is not dict and not isinstance(usage, Mapping):
+        return None
+    if not usage:
         return None
     details_in = usage.get("input_token_details")
     details_out = usage.get("output_token_details")
@@ -153,11 +157,12 @@ cache_write_tokens=0, reasoning_tokens=0)
     elif "input_tokens" in usage or "output_tokens" in usage:
         inp = _int(usage.get("input_tokens"))
         out = _int(usage.get("output_tokens"))
-        details_in = details_in if isinstance(details_in, Mapping) else {}
-        details_out = details_out if isinstance(details_out, Mapping) else {}
-        read = _int(details_in.get("cache_read"))
-        write = _int(details_in.get("cache_creation"))
-        reasoning = _int(details_out.get("reasoning"))
+        read = write = reasoning = 0
+        if details_in and isinstance(details_in, Mapping):
+            read = _int(details_in.get("cache_read"))
+            write = _int(details_in.get("cache_creation"))
+        if details_out and isinstance(details_out, Mapping):
+            reasoning = _int(details_out.get("reasoning"))
     elif "prompt_tokens" in usage or "completion_tokens" in usage:
         inp = _int(usage.get("prompt_tokens"))
         out = _int(usage.get("completion_tokens"))

@@ -57,6 +57,13 @@ Period = Literal["day", "month"]
 KINDS: tuple[str, ...] = ("call", "cache_hit", "cascade_attempt")
 PERIODS: tuple[str, ...] = ("day", "month")
 _DAY = 86_400.0
+_USAGE_FIELDS = (
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
+)
 
 
 class BudgetExceededError(RuntimeError):
@@ -85,14 +92,17 @@ class TokenUsage:
     reasoning_tokens: int = 0
 
     def __post_init__(self) -> None:
-        for name in (
-            "input_tokens",
-            "output_tokens",
-            "cache_read_tokens",
-            "cache_write_tokens",
-            "reasoning_tokens",
-        ):
-            value = getattr(self, name)
+        values = (
+            self.input_tokens,
+            self.output_tokens,
+            self.cache_read_tokens,
+            self.cache_write_tokens,
+            self.reasoning_tokens,
+        )
+        # Built on every priced call: the common all-int case is checked in one pass.
+        if all(type(v) is int for v in values) and min(values) >= 0:
+            return
+        for name, value in zip(_USAGE_FIELDS, values, strict=True):
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise ValueError(f"TokenUsage.{name} must be an int >= 0, got {value!r}")
 

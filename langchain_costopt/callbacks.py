@@ -90,6 +90,11 @@ class _Run:
     covered: bool = False
 
 
+def _is_map(value: Any) -> bool:
+    # Metadata is nearly always a plain dict: skip the slower ABC check for it.
+    return type(value) is dict or isinstance(value, Mapping)
+
+
 def _model_from(mapping: Mapping[str, Any] | None) -> str | None:
     if not mapping:
         return None
@@ -103,18 +108,18 @@ def _model_from(mapping: Mapping[str, Any] | None) -> str | None:
 def _router_models(params: Mapping[str, Any]) -> tuple[str, ...]:
     # RouterChatModel's invocation params hold {"models": {tier: identifying params}}.
     models = params.get("models")
-    if not isinstance(models, Mapping):
+    if not _is_map(models):
         return ()
     names = []
     for spec in models.values():
-        name = _model_from(spec) if isinstance(spec, Mapping) else None
+        name = _model_from(spec) if _is_map(spec) else None
         if name:
             names.append(name)
     return tuple(names)
 
 
 def _is_langchain_cache_hit(usage_metadata: Any) -> bool:
-    return isinstance(usage_metadata, Mapping) and usage_metadata.get("total_cost", None) == 0
+    return _is_map(usage_metadata) and usage_metadata.get("total_cost", None) == 0
 
 
 class CostCallbackHandler(BaseCallbackHandler):
@@ -290,7 +295,7 @@ class CostCallbackHandler(BaseCallbackHandler):
         run = _Run(
             model=model if isinstance(model, str) else None,
             router_models=router_models,
-            routing=routing if isinstance(routing, Mapping) else None,
+            routing=routing if _is_map(routing) else None,
             reservation=reservation,
             parent=parent_run_id,
         )
@@ -366,19 +371,19 @@ class CostCallbackHandler(BaseCallbackHandler):
             _model_from(llm_output) or (run.model if run is not None else None) or UNKNOWN_MODEL
         )
         recorded = False
+        run_key = str(run_id)
         for row in response.generations:
-            seen_usage: list[Any] = []
+            seen: list[TokenUsage] = []
             for generation in row:
-                usage_key = _usage_identity(generation)
-                if usage_key is not None and usage_key in seen_usage:
-                    continue  # n > 1 choices of one prompt repeat the request's usage
-                done = self._account_generation(
-                    generation, run, run_id, fallback_model, None if recorded else reservation
-                )
-                if done:
+                if self._account_generation(
+                    generation,
+                    run,
+                    run_key,
+                    fallback_model,
+                    None if recorded else reservation,
+                    seen,
+                ):
                     recorded = True
-                    if usage_key is not None:
-                        seen_usage.append(usage_key)
         if not recorded:
             usage = usage_from_mapping(llm_output.get("token_usage") or llm_output.get("usage"))
             if usage is not None and not usage.is_empty():
@@ -388,7 +393,7 @@ class CostCallbackHandler(BaseCallbackHandler):
                     usage,
                     tier=_tier(routing),
                     router_models=_tier_models(routing, run),
-                    run_id=str(run_id),
+                    run_id=run_key,
                     reservation_id=reservation,
                 )
                 recorded = True
@@ -399,9 +404,10 @@ class CostCallbackHandler(BaseCallbackHandler):
         self,
         generation: Any,
         run: _Run | None,
-        run_id: UUID,
+        run_id: str,
         fallback_model: str,
         reservation: str | None,
+        seen: list[TokenUsage],
     ) -> bool:
         message = getattr(generation, "message", None)
         metadata: Mapping[str, Any] = getattr(message, "response_metadata", None) or {}
@@ -411,15 +417,15 @@ class CostCallbackHandler(BaseCallbackHandler):
             info.get("usage") or info.get("token_usage") or info.get("usage_metadata")
         )
         cache = metadata.get("costopt_cache") or info.get("costopt_cache")
-        cache = cache if isinstance(cache, Mapping) else None
+        cache = cache if _is_map(cache) else None
         model = (
             _model_from(metadata)
             or _model_from(info)
             or (cache.get("model") if cache and isinstance(cache.get("model"), str) else None)
             or fallback_model
         )
-        routing = _routing_of(metadata, run)
-        tier = _tier(routing)
+        routing = _routing_of(metadata, run) if metadata or run is not None else None
+        tier = _tier(routing) if routing else None
         model = self._repair_model_name(model)
         if (cache is not None and cache.get("hit")) or _is_langchain_cache_hit(usage_metadata):
             hint = cache.get("saved_usd") if cache is not None else None
@@ -428,22 +434,24 @@ class CostCallbackHandler(BaseCallbackHandler):
                 usage,
                 saved_hint_usd=hint if isinstance(hint, int | float) else None,
                 tier=tier,
-                run_id=str(run_id),
+                run_id=run_id,
                 reservation_id=reservation,
             )
             return True  # a cached answer's cascade attempts were paid for long ago
-        if usage is None:
+        if usage is None or usage in seen:
+            # Several choices of one prompt (n > 1) each repeat the request's usage.
             return False
+        seen.append(usage)
         self.accountant.record_call(
             model,
             usage,
             tier=tier,
             router_models=_tier_models(routing, run),
-            run_id=str(run_id),
+            run_id=run_id,
             reservation_id=reservation,
         )
         for attempt in (routing or {}).get("attempts") or ():
-            if not isinstance(attempt, Mapping):
+            if not _is_map(attempt):
                 continue
             attempt_usage = usage_from_mapping(attempt.get("usage"))
             if attempt_usage is None:
@@ -453,7 +461,7 @@ class CostCallbackHandler(BaseCallbackHandler):
                 attempt_model if isinstance(attempt_model, str) and attempt_model else model,
                 attempt_usage,
                 tier=attempt.get("tier") if isinstance(attempt.get("tier"), str) else None,
-                run_id=str(run_id),
+                run_id=run_id,
             )
         return True
 
@@ -479,7 +487,7 @@ def _repeated_unit(name: str) -> str | None:
 
 def _routing_of(metadata: Mapping[str, Any] | None, run: _Run | None) -> Mapping[str, Any] | None:
     routing = (metadata or {}).get("routing")
-    if isinstance(routing, Mapping):
+    if _is_map(routing):
         return routing
     return run.routing if run is not None else None
 
@@ -490,7 +498,7 @@ def _tier_models(routing: Mapping[str, Any] | None, run: _Run | None) -> tuple[s
     if run is not None and run.router_models:
         return run.router_models
     tier_models = (routing or {}).get("tier_models")
-    if isinstance(tier_models, Mapping):
+    if _is_map(tier_models):
         names = tuple(m for m in tier_models.values() if isinstance(m, str) and m)
         return names or None
     return None
@@ -499,14 +507,6 @@ def _tier_models(routing: Mapping[str, Any] | None, run: _Run | None) -> tuple[s
 def _tier(routing: Mapping[str, Any] | None) -> str | None:
     tier = (routing or {}).get("tier")
     return tier if isinstance(tier, str) else None
-
-
-def _usage_identity(generation: Any) -> Any:
-    message = getattr(generation, "message", None)
-    usage = getattr(message, "usage_metadata", None)
-    if not isinstance(usage, Mapping):
-        return None
-    return usage_from_mapping(usage)
 
 
 # -- cost_tracker -------------------------------------------------------------------------
