@@ -196,6 +196,7 @@ class SemanticCacheLLM(WrapperLLM):
         store: a ``costopt_core`` cache store (``MemoryStore`` default, ``SQLiteStore``,
             ``PostgresStore``) for persistence or sharing between processes.
         namespace: tenant for every call (``cache_namespace`` scopes single calls).
+        clock: ``() -> seconds since the epoch`` for TTL (tests pass a fake one).
     """
 
     llm: Any
@@ -205,6 +206,7 @@ class SemanticCacheLLM(WrapperLLM):
     max_entries: int | None = None
     store: Any = Field(default=None, exclude=True)
     namespace: str | None = None
+    clock: Any = Field(default=None, exclude=True)
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
@@ -252,6 +254,7 @@ class SemanticCacheLLM(WrapperLLM):
             max_entries=self.max_entries,
             store=self.store,
             embedder_id=f"{embed.class_name()}:{embed.model_name}",
+            **({"clock": self.clock} if self.clock is not None else {}),
         )
         self._identity = llm_identity(self.llm)
         return self

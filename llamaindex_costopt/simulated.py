@@ -50,7 +50,7 @@ from pydantic import Field, PrivateAttr
 
 from costopt_core.hashing import HashingEmbedder
 from costopt_core.tokens import estimate_tokens
-from llamaindex_costopt.messages import as_messages, latest_user_text, message_text
+from llamaindex_costopt.messages import as_messages, latest_user_text, message_text, question_of
 
 if TYPE_CHECKING:
     from llama_index.core.tools.types import BaseTool
@@ -143,7 +143,7 @@ class SimulatedLLM(FunctionCallingLLM):
         self.calls += 1
         if self.fail:
             raise SimulatedProviderError(f"{self.model_name}: simulated provider outage")
-        question = latest_user_text(messages)
+        question = question_of(latest_user_text(messages))
         tool_calls = self._tool_calls(messages, question, tools or [], tool_choice)
         text = "" if tool_calls else self._answer_text(messages, question)
         prompt_tokens = sum(estimate_tokens(message_text(m)) + 4 for m in messages)
