@@ -223,7 +223,7 @@ class KNNStrategy:
             f"knn: {needed:g} of {len(top)} nearest labelled prompts needed the strong "
             f"model (top similarity {float(sims[0]):.2f}); P(strong)={score:.2f}"
         )
-        return RouteDecision(tier, score, reason, {"neighbours": [int(i) for i in top[:3]]})
+        return RouteDecision(tier, score, reason, {"knn_neighbours": [int(i) for i in top[:3]]})
 
     # -- persistence -------------------------------------------------------------------
 
