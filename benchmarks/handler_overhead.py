@@ -14,6 +14,7 @@ import statistics
 import time
 from collections.abc import Callable
 
+from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.language_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage
 
@@ -41,6 +42,10 @@ class _Replies:
         )
 
 
+class _NoopHandler(BaseCallbackHandler):
+    """Any handler at all: LangChain's own per-handler cost, for comparison."""
+
+
 def _time_per_call(fn: Callable[[], object], calls: int) -> float:
     start = time.perf_counter()
     for _ in range(calls):
@@ -61,8 +66,10 @@ def main() -> None:
     with_handler = {"callbacks": [handler]}
     with_budget = {"callbacks": [budgeted]}
 
+    noop = {"callbacks": [_NoopHandler()]}
     setups: dict[str, Callable[[], object]] = {
         "no handler": lambda: model.invoke("hello"),
+        "no-op handler": lambda: model.invoke("hello", config=noop),
         "CostCallbackHandler": lambda: model.invoke("hello", config=with_handler),
         "handler + 2 budgets": lambda: model.invoke("hello", config=with_budget),
     }
@@ -81,11 +88,17 @@ def main() -> None:
             samples[name].append(_time_per_call(fn, args.calls))
 
     base = statistics.median(samples["no handler"])
+    noop_med = statistics.median(samples["no-op handler"])
     print(f"fake chat model invoke, {args.calls} calls x {args.repeats} repeats (median)")
-    print(f"{'setup':<22} {'us/call':>9} {'ratio':>7}")
+    print(f"{'setup':<22} {'us/call':>9} {'vs none':>8} {'vs no-op':>9}")
     for name, values in samples.items():
         med = statistics.median(values)
-        print(f"{name:<22} {med:>9.1f} {med / base:>6.3f}x")
+        print(f"{name:<22} {med:>9.1f} {med / base:>7.3f}x {med / noop_med:>8.3f}x")
+    own = statistics.median(samples["CostCallbackHandler"]) - noop_med
+    print(
+        f"handler's own work: {own:.1f} us/call (beyond what LangChain spends on any "
+        f"handler: {noop_med - base:.1f} us/call)"
+    )
     print(f"target: CostCallbackHandler <= 1.05x; calls counted: {handler.summary().calls}")
 
 

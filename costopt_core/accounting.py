@@ -36,7 +36,10 @@ Rules, in one place so both faces agree:
 * Rejected cascade attempts are spend, and negative savings (a baseline call would not
   have made them).
 * Budgets (``Budget``: total, per day, per month) are checked before the call with the
-  ledger's atomic ``reserve``; ``on_budget`` decides: ``"raise"`` raises
+  ledger's atomic ``reserve``, reserving the call's estimated cost: the largest of the
+  last 32 calls (or ``call_estimate_usd``), so a call that would not fit is refused
+  before it is made, and concurrent callers on a shared ledger cannot all slip under
+  the limit together. ``on_budget`` decides what a refusal does: ``"raise"`` raises
   ``BudgetExceededError``, ``"warn"`` warns once per crossing and lets the call go,
   ``"downgrade"`` sets ``downgrade`` (a router then answers with its cheapest tier).
 """
