@@ -1,0 +1,363 @@
+"""CostEventHandler: exact dollars from LlamaIndex usage shapes, nested calls counted
+once, routing and cache savings, cascade attempts, budgets, registration, threads."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import warnings
+from types import SimpleNamespace
+
+import pytest
+from llama_index.core.base.llms.types import ChatMessage, ChatResponse, MessageRole
+from llama_index.core.llms import MockLLM
+from llama_index.core.llms.callbacks import llm_chat_callback
+from llamaindex_fakes import NestingWrapperLLM, recording
+
+from costopt_core.accounting import BudgetWarning
+from costopt_core.decision import RouteDecision
+from costopt_core.ledger import BudgetExceededError, CostLedger
+from costopt_core.pricing import set_price
+from llamaindex_costopt import CostEventHandler, RouterLLM, SemanticCacheLLM
+from llamaindex_costopt.handlers import usage_of_response
+from llamaindex_costopt.simulated import HashingEmbedding, SimulatedLLM
+
+PRICES = {"li-handler-cheap": (1e-6, 2e-6), "li-handler-strong": (1e-5, 3e-5)}
+for _name, (_inp, _out) in PRICES.items():
+    set_price(_name, input_per_token=_inp, output_per_token=_out)
+
+
+def cost(model: str, inp: int, out: int) -> float:
+    price_in, price_out = PRICES[model]
+    return inp * price_in + out * price_out
+
+
+def user(text: str) -> list[ChatMessage]:
+    return [ChatMessage(role=MessageRole.USER, content=text)]
+
+
+@pytest.fixture
+def make_handler():
+    made: list[CostEventHandler] = []
+
+    def make(**kwargs) -> CostEventHandler:
+        handler = CostEventHandler(**kwargs).register()
+        made.append(handler)
+        return handler
+
+    yield make
+    for handler in made:
+        handler.unregister()
+
+
+def test_prices_a_call_exactly_from_raw_usage(make_handler):
+    handler = make_handler()
+    response = SimulatedLLM(model_name="li-handler-cheap").chat(user("hello there"))
+    usage = response.raw["usage"]
+    expected = cost("li-handler-cheap", usage["prompt_tokens"], usage["completion_tokens"])
+    assert handler.total_cost == pytest.approx(expected, rel=1e-12)
+    row = handler.to_dict()["models"]["li-handler-cheap"]
+    assert (row["calls"], row["input_tokens"], row["output_tokens"]) == (
+        1,
+        usage["prompt_tokens"],
+        usage["completion_tokens"],
+    )
+    assert "li-handler-cheap" in handler.report()
+
+
+def test_usage_in_additional_kwargs_and_streams_count_once(make_handler):
+    handler = make_handler()
+    llm = SimulatedLLM(model_name="li-handler-cheap", usage_in="additional_kwargs")
+    last = list(llm.stream_complete("count me once please"))[-1]
+    extra = last.additional_kwargs
+    assert handler.total_cost == pytest.approx(
+        cost("li-handler-cheap", extra["prompt_tokens"], extra["completion_tokens"])
+    )
+    assert handler.to_dict()["calls"] == 1
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        # OpenAI object with cached-token and reasoning details
+        (
+            SimpleNamespace(
+                usage=SimpleNamespace(
+                    prompt_tokens=100,
+                    completion_tokens=40,
+                    total_tokens=140,
+                    prompt_tokens_details={"cached_tokens": 60},
+                    completion_tokens_details={"reasoning_tokens": 10},
+                )
+            ),
+            (100, 40, 60, 0, 10),
+        ),
+        # Anthropic dict: input_tokens exclude cache reads / writes
+        (
+            {
+                "usage": {
+                    "input_tokens": 20,
+                    "output_tokens": 5,
+                    "cache_read_input_tokens": 70,
+                    "cache_creation_input_tokens": 10,
+                }
+            },
+            (100, 5, 70, 10, 0),
+        ),
+        # input/output tokens dict
+        ({"usage": {"input_tokens": 7, "output_tokens": 3}}, (7, 3, 0, 0, 0)),
+    ],
+)
+def test_usage_shapes(raw, expected):
+    response = ChatResponse(message=ChatMessage(role="assistant", content="x"), raw=raw)
+    usage = usage_of_response(response)
+    assert (
+        usage.input_tokens,
+        usage.output_tokens,
+        usage.cache_read_tokens,
+        usage.cache_write_tokens,
+        usage.reasoning_tokens,
+    ) == expected
+
+
+class CachedTokensLLM(SimulatedLLM):
+    """Reports OpenAI usage with cached prompt tokens."""
+
+    @llm_chat_callback()
+    def chat(self, messages, **kwargs):
+        return ChatResponse(
+            message=ChatMessage(role="assistant", content="ok"),
+            raw={
+                "model": self.model_name,
+                "usage": {
+                    "prompt_tokens": 1000,
+                    "completion_tokens": 100,
+                    "prompt_tokens_details": {"cached_tokens": 800},
+                },
+            },
+        )
+
+
+def test_cached_input_tokens_are_priced_at_the_cache_read_price(make_handler):
+    set_price(
+        "li-handler-cached", input_per_token=1e-6, output_per_token=2e-6, cache_read_per_token=1e-7
+    )
+    handler = make_handler()
+    CachedTokensLLM(model_name="li-handler-cached").chat(user("q"))
+    assert handler.total_cost == pytest.approx(200 * 1e-6 + 800 * 1e-7 + 100 * 2e-6)
+    assert handler.to_dict()["cache_read_tokens"] == 800
+
+
+def test_unpriced_model_is_reported_never_as_zero(make_handler, caplog):
+    handler = make_handler()
+    with caplog.at_level(logging.WARNING):
+        SimulatedLLM(model_name="li-no-such-model-xyz").complete("hi")
+    report = handler.to_dict()
+    assert report["unpriced_models"] == ["li-no-such-model-xyz"]
+    assert report["models"]["li-no-such-model-xyz"]["cost_usd"] is None
+    assert "unpriced" in handler.report()
+
+
+def test_missing_usage_is_estimated_and_tagged(make_handler):
+    handler = make_handler()
+    SimulatedLLM(model_name="li-handler-cheap", usage_in="none").complete("a b c d e f g h")
+    record = handler.ledger.records()[-1]
+    assert record.input_tokens > 0 and record.output_tokens > 0
+    assert record.tags.get("usage") == "estimated" and handler.total_cost > 0
+
+
+def test_nested_llm_events_are_counted_once(make_handler):
+    handler = make_handler()
+    with recording() as events:
+        NestingWrapperLLM(inner=SimulatedLLM(model_name="li-handler-cheap")).chat(user("hi"))
+    assert len(events.llm_names()) == 4  # two nested pairs reach the handler
+    assert handler.to_dict()["calls"] == 1
+    assert list(handler.to_dict()["models"]) == ["li-handler-cheap"]
+
+
+def test_mockllm_chat_nesting_its_completion_counts_once(make_handler):
+    handler = make_handler()
+    MockLLM(max_tokens=5).chat(user("hello"))
+    assert handler.to_dict()["calls"] == 1
+
+
+def test_routed_calls_record_tier_and_savings_against_the_strongest_tier(make_handler):
+    handler = make_handler()
+    router = RouterLLM(
+        llms={
+            "simple": SimulatedLLM(model_name="li-handler-cheap"),
+            "complex": SimulatedLLM(model_name="li-handler-strong"),
+        }
+    )
+    usage = router.complete("请翻译: hello").raw["usage"]
+    inp, out = usage["prompt_tokens"], usage["completion_tokens"]
+    spent = cost("li-handler-cheap", inp, out)
+    assert handler.total_cost == pytest.approx(spent)
+    assert handler.total_saved == pytest.approx(cost("li-handler-strong", inp, out) - spent)
+    record = handler.ledger.records()[-1]
+    assert (record.tier, record.baseline_model) == ("simple", "li-handler-strong")
+
+
+async def test_routed_streams_are_tied_to_their_decision(make_handler):
+    handler = make_handler(baseline_model="li-handler-strong")
+    router = RouterLLM(
+        llms={
+            "simple": SimulatedLLM(model_name="li-handler-cheap"),
+            "complex": SimulatedLLM(model_name="li-handler-strong"),
+        }
+    )
+    chunks = [c async for c in await router.astream_chat(user("请翻译: hello"))]
+    assert chunks[-1].additional_kwargs["routing"]["tier"] == "simple"
+    record = handler.ledger.records()[-1]
+    assert record.tier == "simple" and record.saved_usd > 0
+
+
+class RejectCheap:
+    def route(self, text):
+        return RouteDecision("simple", 0.0, "cascade")
+
+    def accept(self, text, answer, tier):
+        return False
+
+
+def test_cascade_attempts_are_spend_with_negative_savings(make_handler):
+    handler = make_handler()
+    router = RouterLLM(
+        llms={
+            "simple": SimulatedLLM(model_name="li-handler-cheap"),
+            "complex": SimulatedLLM(model_name="li-handler-strong"),
+        },
+        strategy=RejectCheap(),
+    )
+    router.chat(user("hello"))
+    kinds = sorted(r.kind for r in handler.ledger.records())
+    assert kinds == ["call", "cascade_attempt"]
+    attempt = next(r for r in handler.ledger.records() if r.kind == "cascade_attempt")
+    assert attempt.model == "li-handler-cheap" and attempt.saved_usd == -attempt.cost_usd
+    assert handler.to_dict()["cascade_attempts"] == 1
+
+
+def test_cache_hits_are_savings_never_spend(make_handler):
+    handler = make_handler()
+    llm = SemanticCacheLLM(
+        SimulatedLLM(model_name="li-handler-cheap"), embed_model=HashingEmbedding()
+    )
+    first = llm.complete("What is the capital of France?")
+    spent = handler.total_cost
+    llm.complete("What is the capital of France?")
+    usage = first.raw["usage"]
+    assert handler.total_cost == pytest.approx(spent)
+    assert handler.total_saved == pytest.approx(
+        cost("li-handler-cheap", usage["prompt_tokens"], usage["completion_tokens"])
+    )
+    assert handler.to_dict()["cache_hits"] == 1
+
+
+def test_register_is_idempotent_and_unregister_stops_counting(make_handler):
+    handler = make_handler()
+    handler.register()
+    llm = SimulatedLLM(model_name="li-handler-cheap")
+    llm.complete("one")
+    assert handler.to_dict()["calls"] == 1
+    handler.unregister()
+    llm.complete("two")
+    assert handler.to_dict()["calls"] == 1
+    with CostEventHandler() as scoped:
+        llm.complete("three")
+    llm.complete("four")
+    assert scoped.to_dict()["calls"] == 1
+
+
+def test_handlers_sharing_a_ledger_share_totals_and_budget(make_handler):
+    ledger = CostLedger()
+    a = make_handler(ledger=ledger)
+    b = CostEventHandler(ledger=ledger, budget_usd=1.0)
+    SimulatedLLM(model_name="li-handler-cheap").complete("hello")
+    assert b.total_cost == a.total_cost > 0
+
+
+# -- budgets -------------------------------------------------------------------------------------
+
+
+def _router() -> RouterLLM:
+    return RouterLLM(
+        llms={
+            "simple": SimulatedLLM(model_name="li-handler-cheap"),
+            "complex": SimulatedLLM(model_name="li-handler-strong"),
+        }
+    )
+
+
+def test_budget_raise_stops_the_call_that_would_overspend(make_handler):
+    handler = make_handler(budget_usd=0.0005, on_budget="raise")
+    router = _router()
+    calls = 0
+    with pytest.raises(BudgetExceededError):
+        for _ in range(100):
+            router.complete("请分析并比较两种架构")
+            calls += 1
+    assert 0 < calls < 100
+    assert (
+        handler.total_cost
+        <= 0.0005 + handler.ledger.summary().models["li-handler-strong"].max_call_cost_usd
+    )
+
+
+def test_budget_warn_lets_the_call_go(make_handler):
+    make_handler(budget_usd=0.0, on_budget="warn")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        response = _router().complete("hello")
+    assert response.text
+    assert any(issubclass(w.category, BudgetWarning) for w in caught)
+
+
+def test_budget_downgrade_flag(make_handler):
+    handler = make_handler(budget_usd=0.0, on_budget="downgrade")
+    routing = _router().complete("请分析并比较两种架构").additional_kwargs["routing"]
+    assert handler.costopt_downgrade and routing["tier"] == "simple"
+
+
+def test_a_plain_llm_over_budget_is_logged_since_llamaindex_swallows_handler_errors(
+    make_handler, caplog
+):
+    make_handler(budget_usd=0.0, on_budget="raise")
+    with caplog.at_level(logging.ERROR, logger="llamaindex_costopt.handlers"):
+        assert SimulatedLLM(model_name="li-handler-cheap").complete("hello").text
+    assert "wrap the LLM in RouterLLM" in caplog.text
+
+
+def test_cache_wrapper_enforces_the_budget_on_a_miss_only(make_handler):
+    llm = SemanticCacheLLM(
+        SimulatedLLM(model_name="li-handler-cheap"), embed_model=HashingEmbedding()
+    )
+    llm.complete("What is 2 + 2?")
+    make_handler(budget_usd=0.0, on_budget="raise")
+    assert llm.complete("What is 2 + 2?").additional_kwargs["cache"]["hit"]
+    with pytest.raises(BudgetExceededError):
+        llm.complete("Something never asked before")
+
+
+def test_bad_arguments_are_clear_errors():
+    with pytest.raises(ValueError, match="on_budget"):
+        CostEventHandler(on_budget="explode")
+    with pytest.raises(ValueError, match="budget_usd"):
+        CostEventHandler(budget_usd=-1)
+
+
+def test_threads_lose_no_counts(make_handler):
+    handler = make_handler()
+    router = _router()
+
+    def work() -> None:
+        for i in range(50):
+            router.complete(f"请翻译第 {i} 句")
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    report = handler.to_dict()
+    assert report["calls"] == 400
+    assert report["models"]["li-handler-cheap"]["tiers"] == {"simple": 400}
