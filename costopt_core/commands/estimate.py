@@ -45,7 +45,8 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--model", help="model to price (catalog name, e.g. gpt-4o-mini)")
     parser.add_argument(
         "--mix",
-        help="routed tier mix, e.g. simple=0.6,medium=0.3,complex=0.1 (shares sum to 1)",
+        help="routed tier mix, e.g. simple=0.6,medium=0.3,complex=0.1 (shares sum to 1); "
+        "with --seed-table, the mix assumed for its routing row",
     )
     parser.add_argument(
         "--models",
@@ -78,7 +79,9 @@ def _need(args: argparse.Namespace, *names: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    modes = [bool(args.seed_table), bool(args.from_report), bool(args.mix), bool(args.model)]
+    # With --seed-table, --mix replaces the tier mix assumed for the routing row.
+    mix_mode = bool(args.mix) and not args.seed_table
+    modes = [bool(args.seed_table), bool(args.from_report), mix_mode, bool(args.model)]
     if sum(modes) != 1:
         raise ValueError("give exactly one of --model, --mix, --seed-table, --from-report")
     data: dict[str, Any] | list[dict[str, Any]]

@@ -147,6 +147,10 @@ def test_cli_seed_table(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["estimate", "--seed-table", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert rows[3]["follows"] is True and rows[0]["seed_usd"] == 3.0
+    # Another assumed mix changes only the routing row: all-complex is the unrouted cost.
+    assert main(["estimate", "--seed-table", "--mix", "complex=1", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert rows[3]["seed_prices_usd"] == pytest.approx(4950.0) and not rows[3]["follows"]
 
 
 def test_cli_single_model_and_mix(capsys: pytest.CaptureFixture[str]) -> None:
