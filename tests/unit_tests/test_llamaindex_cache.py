@@ -1,0 +1,274 @@
+"""SemanticCacheLLM: hits on the question, partitions that never cross, RAG prompts,
+events, TTL / LRU / persistence through the engine, faults, streaming, tools."""
+
+from __future__ import annotations
+
+import pytest
+from llama_index.core.base.embeddings.base import BaseEmbedding
+from llama_index.core.base.llms.types import ChatMessage, MessageRole
+from llama_index.core.prompts.default_prompts import DEFAULT_TEXT_QA_PROMPT
+from llama_index.core.tools import FunctionTool
+from llamaindex_fakes import recording
+
+from costopt_core.stores.sqlite import SQLiteStore
+from llamaindex_costopt import RouterLLM, SemanticCacheLLM
+from llamaindex_costopt.cache import cache_namespace
+from llamaindex_costopt.simulated import HashingEmbedding, SimulatedLLM
+
+QUESTION = "How many moons does Mars have?"
+REWORDED = "how many moons does mars have"
+
+
+def user(text: str, system: str | None = None) -> list[ChatMessage]:
+    messages = [ChatMessage(role=MessageRole.SYSTEM, content=system)] if system else []
+    return [*messages, ChatMessage(role=MessageRole.USER, content=text)]
+
+
+def cached(llm=None, **kwargs) -> SemanticCacheLLM:
+    kwargs.setdefault("similarity_threshold", 0.9)
+    return SemanticCacheLLM(
+        llm or SimulatedLLM(model_name="gpt-4o-mini"),
+        embed_model=HashingEmbedding(dim=256),
+        **kwargs,
+    )
+
+
+def test_repeated_and_reworded_questions_are_answered_from_cache():
+    llm = cached()
+    first = llm.chat(user(QUESTION))
+    again = llm.chat(user(QUESTION))
+    reworded = llm.chat(user(REWORDED))
+    assert llm.llm.calls == 1
+    assert again.message.content == reworded.message.content == first.message.content
+    assert again.additional_kwargs["cache"]["exact"] is True
+    assert reworded.additional_kwargs["cache"]["exact"] is False
+    assert reworded.additional_kwargs["cache"]["similarity"] >= 0.9
+    stats = llm.stats
+    assert (stats["hits"], stats["misses"]) == (2, 1) and stats["hit_rate"] == pytest.approx(2 / 3)
+    assert stats["saved_usd"] > 0
+
+
+def test_unrelated_question_misses():
+    llm = cached()
+    llm.complete(QUESTION)
+    response = llm.complete("Translate 'good night' into French")
+    assert "cache" not in response.additional_kwargs and llm.llm.calls == 2
+
+
+def test_a_hit_emits_a_cache_hit_event_and_no_llm_events():
+    llm = cached()
+    llm.complete(QUESTION)
+    with recording() as events:
+        llm.complete(QUESTION)
+    assert events.llm_names() == []
+    (hit,) = events.of("CacheHitEvent")
+    assert hit.model == "gpt-4o-mini" and hit.question == QUESTION and hit.saved_usd > 0
+    assert hit.usage["input_tokens"] > 0
+
+
+def test_partitions_never_cross():
+    llm = cached()
+    llm.chat(user(QUESTION))
+    llm.chat(user(QUESTION, system="Answer in French."))
+    llm.chat(
+        [
+            ChatMessage(role=MessageRole.USER, content="Earlier turn."),
+            ChatMessage(role=MessageRole.ASSISTANT, content="ok"),
+            *user(QUESTION),
+        ]
+    )
+    llm.chat(user(QUESTION), temperature=0.9)  # call parameters
+    with cache_namespace("tenant-b"):
+        llm.chat(user(QUESTION))
+    assert llm.llm.calls == 5 and llm.stats["hits"] == 0
+    with cache_namespace("tenant-b"):
+        assert llm.chat(user(QUESTION)).additional_kwargs["cache"]["hit"]
+
+
+def test_different_models_or_parameters_never_share_entries():
+    store_llm = cached()
+    store_llm.complete(QUESTION)
+    other_model = cached(SimulatedLLM(model_name="gpt-4o"), store=store_llm.cache.store)
+    other_param = cached(
+        SimulatedLLM(model_name="gpt-4o-mini", answer_words=5), store=store_llm.cache.store
+    )
+    same = cached(SimulatedLLM(model_name="gpt-4o-mini"), store=store_llm.cache.store)
+    assert "cache" not in other_model.complete(QUESTION).additional_kwargs
+    assert "cache" not in other_param.complete(QUESTION).additional_kwargs
+    assert same.complete(QUESTION).additional_kwargs["cache"]["hit"]
+
+
+def test_namespace_argument_scopes_every_call():
+    a = cached(namespace="a")
+    b = cached(namespace="b", store=a.cache.store)
+    a.complete(QUESTION)
+    assert "cache" not in b.complete(QUESTION).additional_kwargs
+
+
+# -- RAG prompts --------------------------------------------------------------------------------
+
+
+CONTEXT = "Mars has two small moons, Phobos and Deimos."
+
+
+def test_rag_prompts_are_keyed_on_the_question_with_the_context_exact():
+    llm = cached()
+    llm.predict(DEFAULT_TEXT_QA_PROMPT, context_str=CONTEXT, query_str=QUESTION)
+    hit = llm.predict(DEFAULT_TEXT_QA_PROMPT, context_str=CONTEXT, query_str=REWORDED)
+    assert llm.llm.calls == 1 and llm.stats["semantic_hits"] == 1
+    # Other retrieved context: the stored answer may not hold, so no hit.
+    llm.predict(DEFAULT_TEXT_QA_PROMPT, context_str="Mars has no moons.", query_str=QUESTION)
+    assert llm.llm.calls == 2
+    assert hit
+
+
+def test_a_formatted_qa_prompt_embeds_only_the_question():
+    llm = cached()
+    context = CONTEXT * 20
+    llm.complete(DEFAULT_TEXT_QA_PROMPT.format(context_str=context, query_str=QUESTION))
+    # Same long context, another question: embedding the whole prompt would call these
+    # near-identical and serve the wrong answer.
+    other = DEFAULT_TEXT_QA_PROMPT.format(context_str=context, query_str="Who discovered them?")
+    assert "cache" not in llm.complete(other).additional_kwargs
+    reworded = DEFAULT_TEXT_QA_PROMPT.format(context_str=context, query_str=REWORDED)
+    assert llm.complete(reworded).additional_kwargs["cache"]["hit"]
+
+
+# -- engine features through the wrapper --------------------------------------------------------
+
+
+def test_ttl_expires_entries():
+    now = [1_000.0]
+    llm = cached(ttl_seconds=60, clock=lambda: now[0])
+    llm.complete(QUESTION)
+    now[0] += 30
+    assert llm.complete(QUESTION).additional_kwargs.get("cache")
+    now[0] += 31
+    assert "cache" not in llm.complete(QUESTION).additional_kwargs
+
+
+def test_max_entries_evicts_the_least_recently_used():
+    llm = cached(max_entries=2)
+    llm.complete("first question about apples")
+    llm.complete("second question about trains")
+    llm.complete("first question about apples")  # refresh
+    llm.complete("third question about rivers")  # evicts "trains"
+    calls = llm.llm.calls
+    llm.complete("first question about apples")
+    llm.complete("second question about trains")
+    assert llm.llm.calls == calls + 1
+
+
+def test_sqlite_store_keeps_answers_across_restarts(tmp_path):
+    path = tmp_path / "cache.db"
+    first = cached(store=SQLiteStore(path))
+    answer = first.complete(QUESTION).text
+    first.cache.store.close()
+    second = cached(store=SQLiteStore(path))
+    restored = second.complete(QUESTION)
+    assert restored.text == answer and restored.additional_kwargs["cache"]["hit"]
+    assert second.llm.calls == 0
+    second.cache.store.close()
+
+
+class BrokenEmbedding(BaseEmbedding):
+    def _get_query_embedding(self, query):
+        raise RuntimeError("embedding service down")
+
+    async def _aget_query_embedding(self, query):
+        raise RuntimeError("embedding service down")
+
+    def _get_text_embedding(self, text):
+        raise RuntimeError("embedding service down")
+
+
+async def test_a_failing_embedding_is_a_miss_and_the_model_answers():
+    llm = SemanticCacheLLM(SimulatedLLM(), embed_model=BrokenEmbedding())
+    assert llm.complete(QUESTION).text
+    assert (await llm.acomplete(QUESTION)).text
+    assert llm.llm.calls == 2 and llm.stats["errors"] >= 2
+
+
+# -- async, streaming, tools, composition -------------------------------------------------------
+
+
+async def test_async_paths_hit():
+    llm = cached()
+    await llm.achat(user(QUESTION))
+    assert (await llm.achat(user(REWORDED))).additional_kwargs["cache"]["hit"]
+    await llm.acomplete(QUESTION)
+    assert (await llm.acomplete(REWORDED)).additional_kwargs["cache"]["hit"]
+    assert llm.llm.calls == 2
+
+
+async def test_streams_are_cached_when_complete_and_replayed_on_a_hit():
+    llm = cached()
+    chunks = list(llm.stream_chat(user(QUESTION)))
+    assert len(chunks) > 1
+    replay = list(llm.stream_chat(user(QUESTION)))
+    assert len(replay) == 1 and replay[0].message.content == chunks[-1].message.content
+    assert replay[0].delta == chunks[-1].message.content
+    achunks = [c async for c in await llm.astream_complete("another question here")]
+    again = [c async for c in await llm.astream_complete("another question here")]
+    assert again[0].text == achunks[-1].text and llm.llm.calls == 2
+
+
+def multiply(a: int, b: int) -> int:
+    """Multiply two integers."""
+    return a * b
+
+
+def divide(a: int, b: int) -> float:
+    """Divide two numbers."""
+    return a / b
+
+
+def test_tool_calls_are_cached_with_the_tools_in_the_key():
+    llm = cached()
+    tools = [FunctionTool.from_defaults(fn=multiply)]
+    first = llm.chat_with_tools(tools, user_msg="multiply 6 by 7")
+    again = llm.chat_with_tools(tools, user_msg="multiply 6 by 7")
+    assert again.additional_kwargs["cache"]["hit"]
+    assert llm.get_tool_calls_from_response(again) == llm.get_tool_calls_from_response(first)
+    more_tools = [*tools, FunctionTool.from_defaults(fn=divide)]
+    assert (
+        "cache" not in llm.chat_with_tools(more_tools, user_msg="multiply 6 by 7").additional_kwargs
+    )
+
+
+def test_composes_with_router_and_keeps_the_routing_decision():
+    router = RouterLLM(
+        llms={
+            "simple": SimulatedLLM(model_name="deepseek-chat"),
+            "complex": SimulatedLLM(model_name="gpt-4o"),
+        }
+    )
+    llm = cached(router)
+    first = llm.complete("请翻译: good morning")
+    hit = llm.complete("请翻译: good morning")
+    assert hit.additional_kwargs["routing"] == first.additional_kwargs["routing"]
+    assert hit.additional_kwargs["cache"]["model"] == "deepseek-chat"
+    assert llm.metadata.model_name == router.metadata.model_name
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"similarity_threshold": 0.0}, ValueError, "similarity_threshold"),
+        ({"similarity_threshold": 1.5}, ValueError, "similarity_threshold"),
+        ({"ttl_seconds": -1}, ValueError, "ttl_seconds"),
+        ({"max_entries": 0}, ValueError, "max_entries"),
+        ({"store": "cache.db"}, TypeError, "store"),
+        ({"namespace": ""}, ValueError, "namespace"),
+    ],
+)
+def test_bad_settings_are_clear_errors(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        cached(**kwargs)
+
+
+def test_wrong_types_are_clear_errors():
+    with pytest.raises(TypeError, match="llm"):
+        SemanticCacheLLM("gpt-4o", embed_model=HashingEmbedding())
+    with pytest.raises(TypeError, match="embed_model"):
+        SemanticCacheLLM(SimulatedLLM(), embed_model=None)
