@@ -30,6 +30,7 @@ from __future__ import annotations
 import importlib
 import logging
 import math
+import threading
 from typing import Any
 
 import numpy as np
@@ -151,7 +152,7 @@ class ExactIndex:
 class ANNIndex:
     """faiss inverted-file index (``IndexIVFFlat``, inner product) over unit vectors.
 
-    ``nlist`` (number of clusters) is ``sqrt(n)`` at build time; ``nprobe`` clusters are
+    ``nlist`` (number of clusters) is ``2 * sqrt(n)`` at build time; ``nprobe`` clusters are
     scanned per query. Removal is O(1) through faiss's hashtable direct map.
     """
 
@@ -165,7 +166,7 @@ class ANNIndex:
     def build(self, ids: np.ndarray, matrix: np.ndarray) -> None:
         faiss = self._faiss
         n = matrix.shape[0]
-        nlist = max(8, int(math.sqrt(n)))
+        nlist = max(8, int(2 * math.sqrt(n)))
         quantizer = faiss.IndexFlatIP(self.dim)
         index = faiss.IndexIVFFlat(quantizer, self.dim, nlist, faiss.METRIC_INNER_PRODUCT)
         # k-means needs ~40 points per centroid; more only slows the build.
@@ -179,8 +180,9 @@ class ANNIndex:
         self._index = index
         self.built_size = n
 
-    def add(self, key: int, vector: np.ndarray) -> None:
-        self.remove(key)
+    def add(self, key: int, vector: np.ndarray, *, replace: bool = False) -> None:
+        if replace:
+            self.remove(key)
         self._index.add_with_ids(vector[None, :], np.array([key], dtype=np.int64))
 
     def remove(self, key: int) -> None:
@@ -198,7 +200,13 @@ class VectorIndex:
     ``ann``: ``None`` uses faiss when installed, ``True`` requires it (ImportError
     naming the ``[ann]`` extra otherwise), ``False`` always scans exactly. The ANN
     index is rebuilt (re-clustered) whenever the partition has doubled since the last
-    build, so clusters keep fitting the data. Not thread-safe: stores lock around it.
+    build, so clusters keep fitting the data.
+
+    Building takes seconds at 100k entries, so by default it runs in a background
+    thread on a snapshot of the vectors; searches meanwhile use the previous index (or
+    the exact scan), and changes made during the build are replayed onto the new index
+    when it is swapped in, at the next call. ``background_build=False`` builds inline
+    (deterministic, for tests). Not thread-safe otherwise: stores lock around it.
     """
 
     def __init__(
@@ -208,6 +216,7 @@ class VectorIndex:
         ann: bool | None = None,
         ann_threshold: int = DEFAULT_ANN_THRESHOLD,
         nprobe: int = 16,
+        background_build: bool = True,
     ) -> None:
         if ann_threshold < 1:
             raise ValueError(f"ann_threshold must be >= 1, got {ann_threshold}")
@@ -219,39 +228,99 @@ class VectorIndex:
         self._use_ann = ann_available() if ann is None else ann
         self._ann_threshold = ann_threshold
         self._nprobe = nprobe
+        self._background = background_build
         self._ann: ANNIndex | None = None
+        # In-flight background build: its thread, the index it fills (set when done),
+        # and the changes made since its snapshot, to replay before the swap.
+        self._builder: threading.Thread | None = None
+        self._built: ANNIndex | None = None
+        self._retry_at = 0  # after a failed build, wait for the next doubling
+        self._replay: list[tuple[int, np.ndarray | None]] = []
 
     def __len__(self) -> int:
         return len(self.exact)
 
     @property
     def uses_ann(self) -> bool:
+        self._adopt_build()
         return self._ann is not None
 
+    def wait_for_build(self, timeout: float | None = None) -> None:
+        """Block until an in-flight background build has finished. The next call
+        (search, add, ``uses_ann``) adopts it, under the caller's lock."""
+        builder = self._builder
+        if builder is not None:
+            builder.join(timeout)
+
     def add(self, key: int, vector: np.ndarray, created_at: float) -> None:
+        self._adopt_build()
+        replace = key in self.exact
         self.exact.add(key, vector, created_at)
         if self._ann is not None:
-            self._ann.add(key, vector)
+            self._ann.add(key, vector, replace=replace)
+        if self._builder is not None:
+            self._replay.append((key, vector.copy()))
         self._maybe_build()
 
     def remove(self, key: int) -> bool:
+        self._adopt_build()
         removed = self.exact.remove(key)
-        if removed and self._ann is not None:
+        if not removed:
+            return False
+        if self._ann is not None:
             self._ann.remove(key)
-            if len(self.exact) < self._ann_threshold // 2:
-                self._ann = None  # small again: the exact scan is faster
-        return removed
+        if self._builder is not None:
+            self._replay.append((key, None))
+        if len(self.exact) < self._ann_threshold // 2:
+            # Small again: the exact scan is as fast and exact; drop any ANN state.
+            self._ann = None
+            self._builder = None
+            self._built = None
+            self._replay = []
+        return True
+
+    def _adopt_build(self) -> None:
+        builder = self._builder
+        if builder is None or builder.is_alive():
+            return
+        built, self._built = self._built, None
+        self._builder = None
+        replay, self._replay = self._replay, []
+        if built is None:  # the build raised (logged); try again at the next doubling
+            self._retry_at = 2 * len(self.exact)
+            return
+        for key, vector in replay:
+            built.remove(key)
+            if vector is not None:
+                built.add(key, vector)
+        self._ann = built
 
     def _maybe_build(self) -> None:
         n = len(self.exact)
-        if not self._use_ann or n < self._ann_threshold:
+        if not self._use_ann or n < max(self._ann_threshold, self._retry_at):
+            return
+        if self._builder is not None:
             return
         if self._ann is not None and n < 2 * self._ann.built_size:
             return
-        ann = ANNIndex(self.exact.dim, nprobe=self._nprobe)
         ids, matrix = self.exact.vectors()
-        ann.build(ids.copy(), matrix.copy())
-        self._ann = ann
+        ids, matrix = ids.copy(), matrix.copy()
+        if not self._background:
+            ann = ANNIndex(self.exact.dim, nprobe=self._nprobe)
+            ann.build(ids, matrix)
+            self._ann = ann
+            return
+
+        def build() -> None:
+            try:
+                ann = ANNIndex(self.exact.dim, nprobe=self._nprobe)
+                ann.build(ids, matrix)
+                self._built = ann
+            except Exception:
+                logger.exception("building the approximate index failed; exact search stays")
+
+        self._builder = threading.Thread(target=build, name="costopt-ann-build", daemon=True)
+        self._builder.start()
 
     def search(
         self,
@@ -260,6 +329,7 @@ class VectorIndex:
         min_similarity: float = -1.0,
         min_created_at: float | None = None,
     ) -> list[tuple[int, float]]:
+        self._adopt_build()
         if self._ann is None:
             return self.exact.search(vector, k, min_similarity, min_created_at)
         # Ask for spare candidates so expired ones can be dropped without a rescan.

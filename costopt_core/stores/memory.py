@@ -59,6 +59,14 @@ class MemoryStore(CacheStore):
         self._entries: dict[int, CacheEntry] = {}
         self._indexes: dict[str, VectorIndex] = {}
 
+    def wait_for_index(self, timeout: float | None = None) -> None:
+        """Wait for background approximate-index builds to finish (benchmarks, tests);
+        searches never need this: they use the previous index or the exact scan."""
+        with self._lock:
+            indexes = list(self._indexes.values())
+        for index in indexes:
+            index.wait_for_build(timeout)
+
     @property
     def dim(self) -> int | None:
         return self._dim

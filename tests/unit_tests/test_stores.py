@@ -69,7 +69,7 @@ def test_vector_index_ann_agrees_with_exact_scan():
     rng = np.random.default_rng(0)
     matrix = rng.standard_normal((600, DIM)).astype(np.float32)
     matrix /= np.linalg.norm(matrix, axis=1, keepdims=True)
-    index = VectorIndex(DIM, ann=True, ann_threshold=300, nprobe=64)
+    index = VectorIndex(DIM, ann=True, ann_threshold=300, nprobe=64, background_build=False)
     for i, v in enumerate(matrix):
         index.add(i, v, created_at=0.0)
     assert index.uses_ann
@@ -80,6 +80,29 @@ def test_vector_index_ann_agrees_with_exact_scan():
     # All ANN candidates expired: falls back to the exact scan of fresh entries.
     index.add(10_000, matrix[74], created_at=50.0)
     assert index.search(matrix[74], k=1, min_created_at=10.0)[0][0] == 10_000
+
+
+def test_background_ann_build_replays_changes_made_meanwhile():
+    pytest.importorskip("faiss")
+    rng = np.random.default_rng(1)
+    matrix = rng.standard_normal((900, DIM)).astype(np.float32)
+    matrix /= np.linalg.norm(matrix, axis=1, keepdims=True)
+    index = VectorIndex(DIM, ann=True, ann_threshold=400, nprobe=64)
+    for i in range(400):
+        index.add(i, matrix[i], created_at=0.0)
+    # Changes while the build may still run: more adds, a removal, a replaced vector.
+    for i in range(400, 900):
+        index.add(i, matrix[i], created_at=0.0)
+    index.remove(5)
+    index.add(6, matrix[899], created_at=0.0)
+    index.wait_for_build(timeout=60)
+    assert index.uses_ann
+    assert index.search(matrix[850], k=1)[0][0] == 850
+    assert 5 not in [key for key, _ in index.search(matrix[5], k=3)]
+    assert {key for key, _ in index.search(matrix[899], k=2)} == {6, 899}
+    for i in range(850):  # shrinking below half the threshold drops the ANN index
+        index.remove(i)
+    assert not index.uses_ann and len(index) == 50
 
 
 def test_ann_requested_without_the_extra_names_it(monkeypatch):

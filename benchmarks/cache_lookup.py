@@ -1,0 +1,249 @@
+"""Semantic-cache lookup latency, embedding excluded: costopt vs the seed's pure-Python scan.
+
+Run:
+    .venv/bin/python benchmarks/cache_lookup.py            # 10k and 100k entries, 384-d
+    .venv/bin/python benchmarks/cache_lookup.py --sizes 10000 --queries 200
+
+For each cache size N (one partition, random unit 384-d float32 vectors) it times:
+
+* ``seed``: the seed's ``SemanticCache.get`` (a Python loop computing cosine similarity
+  entry by entry, plus its TTL list rebuild). At sizes above ``--seed-max`` the seed is
+  timed on a random subsample of ``--seed-max`` entries and scaled linearly to N (its
+  cost is O(N) per lookup); the table says "extrapolated" then.
+* ``store exact``: ``MemoryStore.search`` with the exact numpy scan (``ann=False``).
+* ``store ANN``: ``MemoryStore.search`` with the faiss IVF index (extra ``[ann]``;
+  skipped when faiss is not installed), and its recall@1 against the exact scan.
+* ``engine lookup``: the full ``SemanticCache.lookup`` (exact-match probe, search, hit
+  bookkeeping, stats) with the default store settings, the embedding replaced by a
+  dictionary of precomputed vectors so that only the cache is timed.
+
+Queries are stored vectors with noise (cosine ~0.96 to their source, above the 0.92
+threshold) so lookups are hits, like a reworded question. Targets from the issue:
+<= 0.5 ms median at 100k entries; >= 1000x the seed's scan at 10k.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import statistics
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+import numpy as np
+
+from costopt_core.cache import SemanticCache
+from costopt_core.stores.base import CacheEntry
+from costopt_core.stores.index import ann_available
+from costopt_core.stores.memory import MemoryStore
+
+DIM = 384
+PARTITION = "bench"
+
+
+# -- the seed's cache, as the seed writes it (pure Python, O(n) per lookup) ----------
+class SeedEntry:
+    def __init__(self, query: str, query_vector: list[float], response: str) -> None:
+        self.query = query
+        self.query_vector = query_vector
+        self.response = response
+        self.created_at = datetime.now()
+        self.hit_count = 0
+
+
+class SeedSemanticCache:
+    def __init__(self, similarity_threshold: float = 0.92, ttl_hours: int = 24) -> None:
+        self.entries: list[SeedEntry] = []
+        self.threshold = similarity_threshold
+        self.ttl = timedelta(hours=ttl_hours)
+        self.stats = {"hits": 0, "misses": 0}
+
+    def get(self, query_vector: list[float]) -> str | None:
+        self._evict_expired()
+        best_match, best_sim = None, 0.0
+        for entry in self.entries:
+            sim = self._cosine_sim(query_vector, entry.query_vector)
+            if sim > best_sim:
+                best_sim, best_match = sim, entry
+        if best_match and best_sim >= self.threshold:
+            best_match.hit_count += 1
+            self.stats["hits"] += 1
+            return best_match.response
+        self.stats["misses"] += 1
+        return None
+
+    def put(self, query: str, query_vector: list[float], response: str) -> None:
+        self.entries.append(SeedEntry(query, query_vector, response))
+
+    def _evict_expired(self) -> None:
+        now = datetime.now()
+        self.entries = [e for e in self.entries if now - e.created_at < self.ttl]
+
+    @staticmethod
+    def _cosine_sim(a: list[float], b: list[float]) -> float:
+        dot = sum(x * y for x, y in zip(a, b, strict=False))
+        ma = math.sqrt(sum(x**2 for x in a))
+        mb = math.sqrt(sum(x**2 for x in b))
+        return dot / (ma * mb) if ma and mb else 0.0
+
+
+# -- helpers ----------------------------------------------------------------------------
+def unit_rows(rng: np.random.Generator, n: int) -> np.ndarray:
+    m = rng.standard_normal((n, DIM)).astype(np.float32)
+    m /= np.linalg.norm(m, axis=1, keepdims=True)
+    return m
+
+
+def near_queries(
+    rng: np.random.Generator, matrix: np.ndarray, n: int
+) -> tuple[np.ndarray, np.ndarray]:
+    idx = rng.integers(0, matrix.shape[0], n)
+    q = matrix[idx] + 0.015 * rng.standard_normal((n, DIM)).astype(np.float32)
+    q /= np.linalg.norm(q, axis=1, keepdims=True)
+    return q, idx
+
+
+def median_ms(fn: Callable[[int], object], n: int) -> float:
+    times = []
+    for i in range(n):
+        t = time.perf_counter()
+        fn(i)
+        times.append(time.perf_counter() - t)
+    return statistics.median(times) * 1e3
+
+
+def median_p90_ms(fn: Callable[[int], object], n: int) -> tuple[float, float]:
+    times = []
+    for i in range(n):
+        t = time.perf_counter()
+        fn(i)
+        times.append(time.perf_counter() - t)
+    return statistics.median(times) * 1e3, float(np.percentile(times, 90)) * 1e3
+
+
+def build_store(matrix: np.ndarray, ann: bool) -> MemoryStore:
+    store = MemoryStore(dim=DIM, ann=ann)
+    for i, v in enumerate(matrix):
+        store.upsert(CacheEntry(PARTITION, f"q{i}", v, f"a{i}", created_at=0.0))
+    store.wait_for_index()  # time searches on the finished index, not during a rebuild
+    return store
+
+
+def measure(n: int, rng: np.random.Generator, args: argparse.Namespace) -> dict:
+    matrix = unit_rows(rng, n)
+    queries, sources = near_queries(rng, matrix, args.queries)
+    now, ttl = 1.0, 86400.0
+    row: dict = {"n": n}
+
+    # Seed: full size up to --seed-max, else a subsample scaled linearly (O(n) scan).
+    seed_n = min(n, args.seed_max)
+    seed = SeedSemanticCache()
+    pick = rng.choice(n, size=seed_n, replace=False) if seed_n < n else np.arange(n)
+    for i in pick:
+        seed.put(f"q{i}", matrix[i].tolist(), f"a{i}")
+    seed_q = [q.tolist() for q in queries[: args.seed_queries]]
+    seed_ms = median_ms(lambda i: seed.get(seed_q[i]), len(seed_q))
+    row.update(seed=seed_ms * n / seed_n, seed_n=seed_n)
+    seed.entries.clear()  # free the seed's Python lists before the next builds
+
+    t = time.perf_counter()
+    exact = build_store(matrix, ann=False)
+    row["build_exact"] = time.perf_counter() - t
+    row["exact"], row["exact_p90"] = median_p90_ms(
+        lambda i: exact.search(PARTITION, queries[i], now=now, ttl_seconds=ttl), len(queries)
+    )
+    exact_top = [exact.search(PARTITION, q, now=now, ttl_seconds=ttl)[0] for q in queries]
+    row["exact_ok"] = np.mean(
+        [h.entry.text == f"q{s}" for h, s in zip(exact_top, sources, strict=True)]
+    )
+
+    row["ann"] = row["ann_p90"] = row["recall"] = row["build_ann"] = None
+    default_store = exact
+    if ann_available():
+        t = time.perf_counter()
+        ann_store = build_store(matrix, ann=True)
+        row["build_ann"] = time.perf_counter() - t
+        row["ann"], row["ann_p90"] = median_p90_ms(
+            lambda i: ann_store.search(PARTITION, queries[i], now=now, ttl_seconds=ttl),
+            len(queries),
+        )
+        ann_top = [ann_store.search(PARTITION, q, now=now, ttl_seconds=ttl) for q in queries]
+        row["recall"] = np.mean(
+            [
+                bool(a) and a[0].entry.text == e.entry.text
+                for a, e in zip(ann_top, exact_top, strict=True)
+            ]
+        )
+        default_store = ann_store  # what a user with the [ann] extra gets
+
+    # Full engine lookup; the "embedding" is a dict lookup of a precomputed vector.
+    vectors = {f"query {i}": q for i, q in enumerate(queries)}
+    engine = SemanticCache(vectors.__getitem__, store=default_store, clock=lambda: now)
+    row["engine"], row["engine_p90"] = median_p90_ms(
+        lambda i: engine.lookup(PARTITION, f"query {i}"), len(queries)
+    )
+    row["engine_hit_rate"] = engine.stats["hits"] / len(queries)
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
+    parser.add_argument("--queries", type=int, default=300, help="timed queries per store")
+    parser.add_argument("--seed-queries", type=int, default=5, help="timed seed lookups")
+    parser.add_argument("--seed-max", type=int, default=10_000, help="largest seed size timed")
+    args = parser.parse_args()
+
+    rng = np.random.default_rng(0)
+    load_before = os.getloadavg()[0]
+    rows = [measure(n, rng, args) for n in args.sizes]
+
+    print(f"\nLookup latency, {DIM}-d float32, median (p90) ms, embedding excluded")
+    print(
+        f"{'entries':>8} | {'seed scan':>17} | {'store exact':>15} | {'store ANN':>15} | "
+        f"{'engine lookup':>15} | {'seed/exact':>10} | {'seed/ANN':>9} | {'seed/engine':>11}"
+    )
+    for r in rows:
+        seed_label = f"{r['seed']:.1f}" + (" (extrap.)" if r["seed_n"] < r["n"] else "")
+        ann = f"{r['ann']:.3f} ({r['ann_p90']:.2f})" if r["ann"] is not None else "n/a"
+        seed_ann = f"{r['seed'] / r['ann']:.0f}x" if r["ann"] else "n/a"
+        print(
+            f"{r['n']:>8} | {seed_label:>17} | {r['exact']:>6.3f} ({r['exact_p90']:>6.2f}) | "
+            f"{ann:>15} | {r['engine']:>6.3f} ({r['engine_p90']:>6.2f}) | "
+            f"{r['seed'] / r['exact']:>9.0f}x | {seed_ann:>9} | {r['seed'] / r['engine']:>10.0f}x"
+        )
+    print()
+    for r in rows:
+        extra = (
+            f"; seed timed on {r['seed_n']} entries and scaled x{r['n'] / r['seed_n']:.0f} (O(n))"
+            if r["seed_n"] < r["n"]
+            else ""
+        )
+        ann = (
+            f"ANN recall@1 vs exact {r['recall']:.3f}, store build {r['build_ann']:.1f}s"
+            if r["ann"] is not None
+            else "ANN not installed (pip install 'costopt-llm[ann]')"
+        )
+        print(
+            f"N={r['n']}: exact top-1 = source {r['exact_ok']:.3f}; {ann}; exact store build "
+            f"{r['build_exact']:.1f}s; engine hit rate {r['engine_hit_rate']:.3f}{extra}"
+        )
+    print(
+        f"Machine: {os.cpu_count()} CPUs, 1-min load average {load_before:.2f} before, "
+        f"{os.getloadavg()[0]:.2f} after (other load inflates the multi-threaded BLAS scan)."
+    )
+    print("\nTargets (engine lookup = what a user's call pays, embedding excluded):")
+    for r in rows:
+        if r["n"] == 100_000:
+            verdict = "met" if r["engine"] <= 0.5 else "NOT met"
+            print(f"  100k median <= 0.5 ms: {r['engine']:.3f} ms ({verdict})")
+        if r["n"] == 10_000:
+            ratio = r["seed"] / r["engine"]
+            verdict = "met" if ratio >= 1000 else "NOT met"
+            print(f"  10k >= 1000x the seed's scan: {ratio:.0f}x ({verdict})")
+
+
+if __name__ == "__main__":
+    main()
