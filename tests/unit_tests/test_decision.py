@@ -1,0 +1,57 @@
+"""RouteDecision and how a face maps a decision onto its own tiers."""
+
+from __future__ import annotations
+
+import pytest
+
+from costopt_core.decision import LADDER, RouteDecision, RoutingStrategy, resolve_tier
+
+
+def decision(tier: str, score: float = 0.5) -> RouteDecision:
+    return RouteDecision(tier, score, "test")
+
+
+def test_decision_validates_tier_and_score() -> None:
+    assert RouteDecision("simple", 1, "ok").score == 1.0
+    with pytest.raises(ValueError, match=r"score must be in \[0, 1\]"):
+        RouteDecision("simple", 1.5, "too high")
+    with pytest.raises(ValueError, match=r"score must be in \[0, 1\]"):
+        RouteDecision("simple", -0.1, "too low")
+    with pytest.raises(TypeError, match="tier must be a non-empty str"):
+        RouteDecision("", 0.5, "no tier")
+
+
+def test_to_dict_flattens_extra() -> None:
+    d = RouteDecision("complex", 0.9, "why", {"confidence": 0.8}).to_dict()
+    assert d == {"tier": "complex", "score": 0.9, "reason": "why", "confidence": 0.8}
+
+
+def test_an_exact_tier_name_wins() -> None:
+    assert resolve_tier(decision("medium"), LADDER) == "medium"
+    assert resolve_tier(decision("pro", 0.0), ("mini", "pro")) == "pro"
+
+
+def test_a_missing_ladder_tier_goes_to_the_nearest_tier_above() -> None:
+    assert resolve_tier(decision("medium"), ("simple", "complex")) == "complex"
+    assert resolve_tier(decision("simple"), ("medium", "complex")) == "medium"
+
+
+def test_with_nothing_above_the_strongest_configured_ladder_tier_answers() -> None:
+    assert resolve_tier(decision("complex"), ("simple", "medium")) == "medium"
+
+
+@pytest.mark.parametrize(
+    ("score", "tier"), [(0.0, "a"), (0.24, "a"), (0.25, "b"), (0.5, "c"), (0.99, "d"), (1.0, "d")]
+)
+def test_other_names_fall_back_to_the_score_position(score: float, tier: str) -> None:
+    assert resolve_tier(decision("medium", score), ("a", "b", "c", "d")) == tier
+    assert resolve_tier(decision("unknown", score), ("a", "b", "c", "d")) == tier
+
+
+def test_strategy_protocol_is_structural() -> None:
+    class Always:
+        def route(self, text: str) -> RouteDecision:
+            return RouteDecision("simple", 0.0, "always")
+
+    assert isinstance(Always(), RoutingStrategy)
+    assert not isinstance(object(), RoutingStrategy)
