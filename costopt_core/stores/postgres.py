@@ -45,12 +45,23 @@ import logging
 import math
 import re
 import threading
+import time
+import uuid
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
+from costopt_core.ledger import (
+    Budget,
+    BudgetCheck,
+    CostRecord,
+    LedgerSummary,
+    ModelTotals,
+    _check_estimate,
+    admits,
+)
 from costopt_core.stores.base import (
     CacheEntry,
     CacheStore,
@@ -61,11 +72,13 @@ from costopt_core.stores.base import (
 
 if TYPE_CHECKING:
     import psycopg
-    import psycopg_pool
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+#: A ``psycopg_pool.ConnectionPool`` or ``AsyncConnectionPool``.
+AnyPool = Any
 
 #: Version of the tables this module writes; bumped on any incompatible change.
 SCHEMA_VERSION = 1
@@ -426,9 +439,7 @@ class PostgresStore(CacheStore):
         self,
         dsn: str | None = None,
         *,
-        pool: psycopg_pool.ConnectionPool[Any]
-        | psycopg_pool.AsyncConnectionPool[Any]
-        | None = None,
+        pool: AnyPool | None = None,
         table: str = "costopt_cache",
         dim: int | None = None,
         hnsw_m: int = 16,
@@ -904,3 +915,375 @@ class PostgresStore(CacheStore):
 
     def __repr__(self) -> str:
         return f"PostgresStore({self._db.where!r}, table={self.table!r}, dim={self._dim})"
+
+
+# -- the cost ledger ---------------------------------------------------------------------
+
+_RECORD_COLUMNS = (
+    "model",
+    "kind",
+    "tier",
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
+    "cost_usd",
+    "saved_usd",
+    "baseline_model",
+    "baseline_cost_usd",
+    "tags",
+    "ts",
+    "run_id",
+)
+
+
+class PostgresLedger:
+    """Cost records and budget reservations in PostgreSQL, shared by every replica.
+
+    Implements :class:`costopt_core.ledger.LedgerProtocol`; pass it as ``ledger=`` to
+    ``CostCallbackHandler`` / ``CostEventHandler`` and their totals and budgets are the
+    database's.
+
+    Example:
+        .. code-block:: python
+
+            ledger = PostgresLedger("postgresql://app@db/app", tags={"app": "support"})
+            handler = CostCallbackHandler(daily_budget_usd=20.0, ledger=ledger)
+
+    Args:
+        dsn / pool: as for :class:`PostgresStore` (exactly one).
+        table: the records table; ``<table>_reservations`` and ``<table>_schema`` too.
+        pool_size, connect_timeout, pool_timeout: as for :class:`PostgresStore`.
+
+    Each record is a row (model, kind, tier, token counts, ``cost_usd``, ``saved_usd``,
+    baseline, ``tags`` as JSONB, ``ts`` in epoch seconds, ``recorded_at``). Records get
+    a client-side id, so the one retry after a dropped connection never books a call
+    twice.
+    """
+
+    def __init__(
+        self,
+        dsn: str | None = None,
+        *,
+        pool: AnyPool | None = None,
+        table: str = "costopt_ledger",
+        pool_size: int = 10,
+        connect_timeout: float = 10.0,
+        pool_timeout: float = 30.0,
+    ) -> None:
+        _check_table(table, "table")
+        _positive("pool_size", pool_size, integer=True)
+        _positive("connect_timeout", connect_timeout)
+        _positive("pool_timeout", pool_timeout)
+        self._db = _Connector(
+            dsn,
+            pool,
+            pool_size=pool_size,
+            connect_timeout=connect_timeout,
+            pool_timeout=pool_timeout,
+            name="cost ledger",
+        )
+        self.table = table
+        self._schema = _Schema(table, "ledger")
+        self._reservations = f"{table}_reservations"
+        self._ready = False
+        self._lock = threading.Lock()
+        cols = ", ".join(_RECORD_COLUMNS)
+        marks = ", ".join(["%s"] * (len(_RECORD_COLUMNS) + 1))
+        t, r = table, self._reservations
+        self._sql = {
+            "insert": (
+                f"INSERT INTO {t} (id, {cols}) VALUES ({marks}) ON CONFLICT (id) DO NOTHING"
+            ),
+            "settle": f"DELETE FROM {r} WHERE id = %s",
+            "lock": "SELECT pg_advisory_xact_lock(hashtext(%s))",
+            "expire": f"DELETE FROM {r} WHERE expires_at <= %s",
+            "reserve": f"INSERT INTO {r} (id, estimate_usd, expires_at) VALUES (%s, %s, %s)",
+            "spent_all": f"SELECT COALESCE(sum(cost_usd), 0) FROM {t}",
+            "spent_since": f"SELECT COALESCE(sum(cost_usd), 0) FROM {t} WHERE ts >= %s",
+            "records_all": f"SELECT {cols} FROM {t} ORDER BY ts, recorded_at, id",
+            "records_since": f"SELECT {cols} FROM {t} WHERE ts >= %s ORDER BY ts, recorded_at, id",
+            "pending": f"SELECT COALESCE(sum(estimate_usd), 0) FROM {r} WHERE expires_at > %s",
+            "clear": f"TRUNCATE {t}, {r}",
+        }
+        agg = (
+            "model,"
+            " count(*) FILTER (WHERE kind = 'call'),"
+            " count(*) FILTER (WHERE kind = 'cache_hit'),"
+            " count(*) FILTER (WHERE kind = 'cascade_attempt'),"
+            " COALESCE(sum(input_tokens) FILTER (WHERE kind <> 'cache_hit'), 0),"
+            " COALESCE(sum(output_tokens) FILTER (WHERE kind <> 'cache_hit'), 0),"
+            " COALESCE(sum(cache_read_tokens) FILTER (WHERE kind <> 'cache_hit'), 0),"
+            " COALESCE(sum(cache_write_tokens) FILTER (WHERE kind <> 'cache_hit'), 0),"
+            " COALESCE(sum(reasoning_tokens) FILTER (WHERE kind <> 'cache_hit'), 0),"
+            " COALESCE(sum(cost_usd), 0), COALESCE(sum(saved_usd), 0),"
+            " COALESCE(sum(baseline_cost_usd), 0),"
+            " count(*) FILTER (WHERE cost_usd IS NULL), COALESCE(max(cost_usd), 0),"
+            " min(ts), max(ts)"
+        )
+        self._sql["summary_all"] = f"SELECT {agg} FROM {t} GROUP BY model"
+        self._sql["summary_since"] = f"SELECT {agg} FROM {t} WHERE ts >= %s GROUP BY model"
+        tiers = (
+            f"SELECT model, tier, count(*) FROM {t}"
+            " WHERE kind <> 'cache_hit' AND tier IS NOT NULL{where} GROUP BY model, tier"
+        )
+        self._sql["tiers_all"] = tiers.format(where="")
+        self._sql["tiers_since"] = tiers.format(where=" AND ts >= %s")
+
+    # -- schema --------------------------------------------------------------------
+
+    def _ddl(self) -> list[str]:
+        t, r = self.table, self._reservations
+        return [
+            f"CREATE TABLE IF NOT EXISTS {t} ("
+            " id uuid PRIMARY KEY,"
+            " model text NOT NULL,"
+            " kind text NOT NULL CHECK (kind IN ('call', 'cache_hit', 'cascade_attempt')),"
+            " tier text,"
+            " input_tokens bigint NOT NULL DEFAULT 0,"
+            " output_tokens bigint NOT NULL DEFAULT 0,"
+            " cache_read_tokens bigint NOT NULL DEFAULT 0,"
+            " cache_write_tokens bigint NOT NULL DEFAULT 0,"
+            " reasoning_tokens bigint NOT NULL DEFAULT 0,"
+            " cost_usd double precision,"
+            " saved_usd double precision,"
+            " baseline_model text,"
+            " baseline_cost_usd double precision,"
+            " tags jsonb NOT NULL DEFAULT '{}'::jsonb,"
+            " ts double precision NOT NULL,"
+            " run_id text,"
+            " recorded_at timestamptz NOT NULL DEFAULT clock_timestamp())",
+            # Budgets sum cost_usd over a period: an index-only scan on (ts, cost_usd).
+            f"CREATE INDEX IF NOT EXISTS {t}_ts ON {t} (ts) INCLUDE (cost_usd)",
+            f"CREATE TABLE IF NOT EXISTS {r} ("
+            " id uuid PRIMARY KEY,"
+            " estimate_usd double precision NOT NULL,"
+            " expires_at double precision NOT NULL,"
+            " created_at timestamptz NOT NULL DEFAULT now())",
+        ]
+
+    def _ensure(self) -> None:
+        if self._ready:
+            return
+        schema = self._schema
+
+        def setup(conn: psycopg.Connection[Any]) -> None:
+            with conn.transaction():
+                conn.execute(self._sql["lock"], (schema.lock_key,))
+                conn.execute(schema.create_version_table())
+                row = conn.execute(
+                    f"SELECT kind, version, dim FROM {schema.version_table}"
+                ).fetchone()
+                schema.check_version(row)
+                if row is None:
+                    conn.execute(
+                        f"INSERT INTO {schema.version_table} (kind, version) VALUES (%s, %s)",
+                        (schema.kind, SCHEMA_VERSION),
+                    )
+                for statement in self._ddl():
+                    conn.execute(statement)
+
+        self._db.run(setup)
+        self._ready = True
+
+    # -- LedgerProtocol ------------------------------------------------------------
+
+    @staticmethod
+    def _row(record: CostRecord) -> tuple[Any, ...]:
+        values = []
+        for name in _RECORD_COLUMNS:
+            if name == "tags":
+                values.append(_jsonb(dict(record.tags)))
+            elif name == "ts":
+                values.append(float(record.timestamp))
+            else:
+                values.append(getattr(record, name))
+        return (uuid.uuid4(), *values)
+
+    def record(self, record: CostRecord, reservation_id: str | None = None) -> None:
+        """Store ``record`` and settle ``reservation_id`` in one transaction."""
+        if not isinstance(record, CostRecord):
+            raise TypeError(f"record must be a CostRecord, got {type(record).__name__}")
+        self._ensure()
+        row = self._row(record)
+        settle = _uuid_or_none(reservation_id)
+
+        def write(conn: psycopg.Connection[Any]) -> None:
+            with conn.transaction():
+                conn.execute(self._sql["insert"], row)
+                if settle is not None:
+                    conn.execute(self._sql["settle"], (settle,))
+
+        self._db.run(write)
+
+    def reserve(
+        self,
+        estimate_usd: float,
+        budgets: Sequence[Budget],
+        *,
+        ttl_seconds: float = 300.0,
+        now: float | None = None,
+    ) -> BudgetCheck:
+        """Atomic check-and-reserve across every process sharing the table."""
+        estimate = _check_estimate(estimate_usd)
+        _positive("ttl_seconds", ttl_seconds)
+        budgets = list(budgets)
+        for budget in budgets:
+            if not isinstance(budget, Budget):
+                raise TypeError(f"budgets must hold Budget objects, got {type(budget).__name__}")
+        now = time.time() if now is None else float(now)
+        self._ensure()
+        starts = [budget.start(now) for budget in budgets]
+        # One statement, one snapshot: live reservations and spend per budget period.
+        columns = [f"(SELECT COALESCE(sum(estimate_usd), 0) FROM {self._reservations})"]
+        params: list[Any] = []
+        for start in starts:
+            if start is None:
+                columns.append(f"(SELECT COALESCE(sum(cost_usd), 0) FROM {self.table})")
+            else:
+                columns.append(
+                    f"(SELECT COALESCE(sum(cost_usd), 0) FROM {self.table} WHERE ts >= %s)"
+                )
+                params.append(start)
+        totals_sql = "SELECT " + ", ".join(columns)
+        reservation_id = uuid.uuid4()
+
+        def check(conn: psycopg.Connection[Any]) -> BudgetCheck:
+            with conn.transaction():
+                # Serializes check-and-reserve between processes; record() needs no lock
+                # because it inserts the spend and drops the reservation atomically.
+                conn.execute(self._sql["lock"], (self._schema.lock_key,))
+                conn.execute(self._sql["expire"], (now,))
+                row = conn.execute(totals_sql, params).fetchone()
+                pending = float(row[0])
+                for budget, spent in zip(budgets, row[1:], strict=True):
+                    used = float(spent) + pending
+                    if not admits(used, estimate, budget):
+                        return BudgetCheck(False, None, budget, used)
+                conn.execute(self._sql["reserve"], (reservation_id, estimate, now + ttl_seconds))
+                return BudgetCheck(True, str(reservation_id))
+
+        return self._db.run(check)
+
+    def release(self, reservation_id: str) -> None:
+        """Drop a reservation whose call failed (unknown ids are ignored)."""
+        settle = _uuid_or_none(reservation_id)
+        if settle is None:
+            return
+        self._ensure()
+        self._db.run(lambda conn: conn.execute(self._sql["settle"], (settle,)))
+
+    def spent_since(self, since: float | None = None) -> float:
+        self._ensure()
+        if since is None:
+            row = self._db.run(lambda conn: conn.execute(self._sql["spent_all"]).fetchone())
+        else:
+            row = self._db.run(
+                lambda conn: conn.execute(self._sql["spent_since"], (since,)).fetchone()
+            )
+        return float(row[0])
+
+    def summary(self, since: float | None = None) -> LedgerSummary:
+        """Per-model totals computed by the database."""
+        self._ensure()
+        params: tuple[Any, ...] = () if since is None else (since,)
+        suffix = "all" if since is None else "since"
+
+        def read(conn: psycopg.Connection[Any]) -> tuple[list[Any], list[Any]]:
+            # REPEATABLE READ: both queries see the same records.
+            with conn.transaction():
+                conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                models = conn.execute(self._sql[f"summary_{suffix}"], params).fetchall()
+                tiers = conn.execute(self._sql[f"tiers_{suffix}"], params).fetchall()
+            return models, tiers
+
+        models, tiers = self._db.run(read)
+        summary = LedgerSummary()
+        for row in models:
+            (model, calls, hits, attempts, tin, tout, tread, twrite, treason) = row[:9]
+            cost, saved, baseline, unpriced, max_cost, first, last = row[9:]
+            summary.models[model] = ModelTotals(
+                model=model,
+                calls=calls,
+                cache_hits=hits,
+                cascade_attempts=attempts,
+                input_tokens=int(tin),
+                output_tokens=int(tout),
+                cache_read_tokens=int(tread),
+                cache_write_tokens=int(twrite),
+                reasoning_tokens=int(treason),
+                cost_usd=float(cost),
+                saved_usd=float(saved),
+                baseline_cost_usd=float(baseline),
+                unpriced_events=unpriced,
+                max_call_cost_usd=float(max_cost),
+            )
+            if summary.first_timestamp is None or first < summary.first_timestamp:
+                summary.first_timestamp = first
+            if summary.last_timestamp is None or last > summary.last_timestamp:
+                summary.last_timestamp = last
+        for model, tier, n in tiers:
+            summary.models[model].tiers[tier] = n
+        return summary
+
+    def records(self, since: float | None = None) -> list[CostRecord]:
+        """The stored records, oldest first."""
+        self._ensure()
+        if since is None:
+            rows = self._db.run(lambda conn: conn.execute(self._sql["records_all"]).fetchall())
+        else:
+            rows = self._db.run(
+                lambda conn: conn.execute(self._sql["records_since"], (since,)).fetchall()
+            )
+        out = []
+        for row in rows:
+            data = dict(zip(_RECORD_COLUMNS, row, strict=True))
+            data["timestamp"] = data.pop("ts")
+            out.append(CostRecord.from_dict(data))
+        return out
+
+    @property
+    def reserved_usd(self) -> float:
+        """Estimates of the live reservations (calls admitted, not yet recorded)."""
+        self._ensure()
+        row = self._db.run(
+            lambda conn: conn.execute(self._sql["pending"], (time.time(),)).fetchone()
+        )
+        return float(row[0])
+
+    def clear(self) -> None:
+        """Delete every record and reservation of this ledger's tables."""
+        self._ensure()
+        self._db.run(lambda conn: conn.execute(self._sql["clear"]))
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> PostgresLedger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"PostgresLedger({self._db.where!r}, table={self.table!r})"
+
+
+def _uuid_or_none(reservation_id: str | None) -> uuid.UUID | None:
+    if reservation_id is None:
+        return None
+    try:
+        return uuid.UUID(str(reservation_id))
+    except ValueError:
+        return None  # not one of ours (another ledger's id): nothing to settle
+
+
+__all__ = [
+    "MAX_HNSW_DIM",
+    "SCHEMA_VERSION",
+    "PostgresConnectionError",
+    "PostgresLedger",
+    "PostgresStore",
+    "describe_dsn",
+]
