@@ -41,6 +41,7 @@ Dollars are floats in USD. Periods are calendar periods in UTC (``period_start``
 
 from __future__ import annotations
 
+import itertools
 import math
 import threading
 import time
@@ -57,6 +58,7 @@ Period = Literal["day", "month"]
 KINDS: tuple[str, ...] = ("call", "cache_hit", "cascade_attempt")
 PERIODS: tuple[str, ...] = ("day", "month")
 _DAY = 86_400.0
+_KEEP_DAYS = 62
 _USAGE_FIELDS = (
     "input_tokens",
     "output_tokens",
@@ -80,7 +82,8 @@ class BudgetExceededError(RuntimeError):
         self.limit_usd = budget.limit_usd if budget is not None else math.inf
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: a frozen dataclass's __init__ costs ~2x, and one is built per call.
+@dataclass(slots=True)
 class TokenUsage:
     """Token counts of one call, LangChain conventions: ``input_tokens`` includes the
     cache read/write tokens, ``output_tokens`` includes the reasoning tokens."""
@@ -92,7 +95,7 @@ class TokenUsage:
     reasoning_tokens: int = 0
 
     def __post_init__(self) -> None:
-        values = (
+        a, b, c, d, e = (
             self.input_tokens,
             self.output_tokens,
             self.cache_read_tokens,
@@ -100,9 +103,20 @@ class TokenUsage:
             self.reasoning_tokens,
         )
         # Built on every priced call: the common all-int case is checked in one pass.
-        if all(type(v) is int for v in values) and min(values) >= 0:
+        if (
+            type(a) is int
+            and type(b) is int
+            and type(c) is int
+            and type(d) is int
+            and type(e) is int
+            and a >= 0
+            and b >= 0
+            and c >= 0
+            and d >= 0
+            and e >= 0
+        ):
             return
-        for name, value in zip(_USAGE_FIELDS, values, strict=True):
+        for name, value in zip(_USAGE_FIELDS, (a, b, c, d, e), strict=True):
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise ValueError(f"TokenUsage.{name} must be an int >= 0, got {value!r}")
 
@@ -123,7 +137,7 @@ class TokenUsage:
         return self.input_tokens == 0 and self.output_tokens == 0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class CostRecord:
     """One priced event: a model call, a cache hit, or a rejected cascade attempt.
 
@@ -319,14 +333,24 @@ def period_start(period: Period | None, now: float | None = None) -> float | Non
     """Start (epoch seconds, UTC) of the calendar ``period`` holding ``now``."""
     if period is None:
         return None
-    moment = datetime.fromtimestamp(time.time() if now is None else now, tz=UTC)
+    now = time.time() if now is None else now
+    day_start = math.floor(now / _DAY) * _DAY  # UTC has no leap seconds in epoch time
     if period == "day":
-        start = moment.replace(hour=0, minute=0, second=0, microsecond=0)
-    elif period == "month":
-        start = moment.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-    else:
+        return day_start
+    if period != "month":
         raise ValueError(f"period must be None, 'day' or 'month', got {period!r}")
-    return start.timestamp()
+    # Checked before every call under a monthly budget: one datetime per new day.
+    start = _month_starts.get(day_start)
+    if start is None:
+        moment = datetime.fromtimestamp(day_start, tz=UTC)
+        start = moment.replace(day=1).timestamp()
+        if len(_month_starts) > 64:
+            _month_starts.clear()
+        _month_starts[day_start] = start
+    return start
+
+
+_month_starts: dict[float, float] = {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -418,7 +442,11 @@ class CostLedger:
         self._summary = LedgerSummary()
         self._spent_total = 0.0
         self._spent_by_day: dict[float, float] = {}
+        self._buckets_from = -math.inf  # day buckets before this were folded away
         self._reservations: dict[str, tuple[float, float]] = {}  # id -> (estimate, expiry)
+        # Ids only need to be unique within this ledger; a counter is cheaper than uuid4.
+        self._id_prefix = uuid.uuid4().hex[:8] + "-"
+        self._ids = itertools.count(1)
 
     # -- writing -----------------------------------------------------------------------
 
@@ -435,7 +463,12 @@ class CostLedger:
             if record.cost_usd:
                 self._spent_total += record.cost_usd
                 day = math.floor(record.timestamp / _DAY) * _DAY
-                self._spent_by_day[day] = self._spent_by_day.get(day, 0.0) + record.cost_usd
+                bucket = self._spent_by_day.get(day)
+                if bucket is None:
+                    self._spent_by_day[day] = record.cost_usd
+                    self._fold_old_days(day)
+                else:
+                    self._spent_by_day[day] = bucket + record.cost_usd
 
     def reserve(
         self,
@@ -454,7 +487,7 @@ class CostLedger:
                 used = self._spent_since_locked(budget.start(now)) + pending
                 if not admits(used, estimate, budget):
                     return BudgetCheck(False, None, budget, used)
-            reservation_id = uuid.uuid4().hex
+            reservation_id = f"{self._id_prefix}{next(self._ids)}"
             self._reservations[reservation_id] = (estimate, now + ttl_seconds)
             return BudgetCheck(True, reservation_id)
 
@@ -470,6 +503,7 @@ class CostLedger:
             self._summary = LedgerSummary()
             self._spent_total = 0.0
             self._spent_by_day.clear()
+            self._buckets_from = -math.inf
             self._reservations.clear()
 
     # -- reading -----------------------------------------------------------------------
@@ -502,9 +536,19 @@ class CostLedger:
     def _spent_since_locked(self, since: float | None) -> float:
         if since is None:
             return self._spent_total
-        if since % _DAY == 0:  # day-aligned (every period start is): use the buckets
+        if since % _DAY == 0 and since >= self._buckets_from:
+            # Day-aligned (every period start is) and within the kept buckets.
             return sum(v for day, v in self._spent_by_day.items() if day >= since)
         return sum(r.cost_usd or 0.0 for r in self._records if r.timestamp >= since)
+
+    def _fold_old_days(self, newest: float) -> None:
+        # Day and month budgets look back at most 31 days: keep ~2 months of day
+        # buckets so a budget check stays O(62) however long the process runs.
+        cutoff = newest - _KEEP_DAYS * _DAY
+        if len(self._spent_by_day) > _KEEP_DAYS and cutoff > self._buckets_from:
+            for day in [d for d in self._spent_by_day if d < cutoff]:
+                del self._spent_by_day[day]
+            self._buckets_from = cutoff
 
     def _expire(self, now: float) -> None:
         expired = [rid for rid, (_, expiry) in self._reservations.items() if expiry <= now]

@@ -92,7 +92,7 @@ class _Run:
 
 def _is_map(value: Any) -> bool:
     # Metadata is nearly always a plain dict: skip the slower ABC check for it.
-    return type(value) is dict or isinstance(value, Mapping)
+    return type(value) is dict or (value is not None and isinstance(value, Mapping))
 
 
 def _model_from(mapping: Mapping[str, Any] | None) -> str | None:

@@ -247,3 +247,14 @@ def test_summarize_folds_records() -> None:
     )
     assert summary.total_cost == 0.75
     assert (summary.first_timestamp, summary.last_timestamp) == (1.0, 3.0)
+
+
+def test_old_day_buckets_fold_away_without_changing_answers() -> None:
+    ledger = CostLedger()
+    for day in range(100):
+        ledger.record(CostRecord(model="m", cost_usd=1.0, timestamp=day * 86_400.0 + 60))
+    now = 99 * 86_400.0 + 120
+    assert ledger.spent_since(Budget(1, "day").start(now)) == 1.0
+    assert ledger.spent_since(None) == 100.0
+    # Older than the kept buckets: answered from the records, still exact.
+    assert ledger.spent_since(10 * 86_400.0) == 90.0
