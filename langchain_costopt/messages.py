@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from langchain_core.messages import BaseMessage, HumanMessage
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 
 
 def message_text(message: BaseMessage) -> str:
@@ -45,4 +45,8 @@ def human_turns_text(messages: Sequence[BaseMessage]) -> str:
 
 def has_tool_history(messages: Sequence[BaseMessage]) -> bool:
     """True once the conversation holds tool calls or tool results."""
-    return any(m.type == "tool" or bool(getattr(m, "tool_calls", None)) for m in messages)
+    # Only AI messages carry tool calls; reading a missing attribute off a pydantic
+    # message is slow, and this runs on every routed call.
+    return any(
+        m.type == "tool" or (isinstance(m, AIMessage) and bool(m.tool_calls)) for m in messages
+    )
