@@ -128,9 +128,10 @@ def _scalar_params(llm: Any) -> dict[str, Any]:
     """Top-level scalar settings of an LLM (model, temperature, max_tokens...), without
     anything that looks like a credential."""
     params: dict[str, Any] = {}
-    for name in sorted(getattr(type(llm), "model_fields", {})):
-        if any(hint in name.lower() for hint in _SECRET_HINTS):
-            continue
+    fields = getattr(type(llm), "model_fields", {})
+    for name in sorted(fields):
+        if fields[name].exclude or any(hint in name.lower() for hint in _SECRET_HINTS):
+            continue  # excluded fields are runtime state, not settings
         value = getattr(llm, name, None)
         if value is None or isinstance(value, str | int | float | bool):
             params[name] = value
@@ -211,7 +212,6 @@ class SemanticCacheLLM(WrapperLLM):
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
     _cache: SemanticCache = PrivateAttr()
-    _identity: str = PrivateAttr(default="")
 
     def __init__(self, llm: Any = None, embed_model: Any = None, **kwargs: Any) -> None:
         super().__init__(llm=llm, embed_model=embed_model, **kwargs)
@@ -256,7 +256,6 @@ class SemanticCacheLLM(WrapperLLM):
             embedder_id=f"{embed.class_name()}:{embed.model_name}",
             **({"clock": self.clock} if self.clock is not None else {}),
         )
-        self._identity = llm_identity(self.llm)
         return self
 
     def _wrapped_llms(self) -> list[LLM]:
@@ -296,7 +295,8 @@ class SemanticCacheLLM(WrapperLLM):
     ) -> str:
         namespace = _NAMESPACE.get() or self.namespace or ""
         return self._cache.partition(
-            self._identity,
+            # Per call: a model or temperature changed on the wrapped LLM is a new key.
+            llm_identity(self.llm),
             endpoint,
             namespace,
             json.dumps(context, ensure_ascii=False, default=str),

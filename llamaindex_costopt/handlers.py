@@ -286,7 +286,7 @@ class CostEventHandler(BaseEventHandler):
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
     _spans: _SpanTree = PrivateAttr(default_factory=_SpanTree)
     _dispatcher: Any = PrivateAttr(default=None)
-    _open: dict[str, _Open] = PrivateAttr(default_factory=dict)
+    _open: OrderedDict[str, _Open] = PrivateAttr(default_factory=OrderedDict)
     _covered: OrderedDict[str, None] = PrivateAttr(default_factory=OrderedDict)
     _gates: OrderedDict[str, _Gate] = PrivateAttr(default_factory=OrderedDict)
     _decisions: OrderedDict[str, _Decision] = PrivateAttr(default_factory=OrderedDict)
@@ -486,9 +486,7 @@ class CostEventHandler(BaseEventHandler):
                     self._on_cache_hit(event)
                 elif name in ("SpanDropEvent", "ExceptionEvent"):
                     self._on_failure(event)
-        except BudgetExceededError:
-            raise
-        except Exception:
+        except Exception:  # a handler fault must never surface in the user's call
             logger.exception("CostEventHandler failed on %s", type(event).__name__)
 
     def _on_start(self, event: Any) -> None:
@@ -510,6 +508,7 @@ class CostEventHandler(BaseEventHandler):
         if span is not None:
             with self._lock:
                 self._open[span] = call
+                _trim(self._open)
 
     def _plain_call_budget(self) -> str | None:
         """Budget check for an LLM called outside RouterLLM / SemanticCacheLLM."""
@@ -578,10 +577,11 @@ class CostEventHandler(BaseEventHandler):
         with self._lock:
             pending = self._pending.pop(span, [])
             gate = self._gates.get(span)
-            if pending or event.error:
+            if pending or event.error or gate is None:
                 self._gates.pop(span, None)
             else:
-                # A stream: the answer's end event comes later, in this span.
+                # A stream: the answer's end event comes later, in this span. (No gate
+                # left means the answer was settled already, e.g. by a cache hit.)
                 self._decisions[span] = decision
                 _trim(self._decisions)
         if event.error:
@@ -608,6 +608,12 @@ class CostEventHandler(BaseEventHandler):
             self._accountant.cancel(call.reservation)
 
     def _on_cache_hit(self, event: Any) -> None:
+        # A cache inside a router or another wrapper answered: the wrapper's budget
+        # reservation is settled by this (free) answer.
+        chain = [event.span_id, *self._spans.ancestors(event.span_id)]
+        with self._lock:
+            gate_span = next((s for s in chain if s in self._gates), None)
+            gate = self._gates.pop(gate_span) if gate_span is not None else None
         usage = usage_from_mapping(getattr(event, "usage", None))
         hint = getattr(event, "saved_usd", None)
         self._accountant.record_cache_hit(
@@ -616,6 +622,7 @@ class CostEventHandler(BaseEventHandler):
             saved_hint_usd=hint if isinstance(hint, int | float) else None,
             tier=getattr(event, "tier", None),
             run_id=event.span_id,
+            reservation_id=gate.reservation if gate is not None else None,
         )
 
     # -- recording -----------------------------------------------------------------------

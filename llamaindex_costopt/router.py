@@ -129,18 +129,13 @@ def _strategy_signature(strategy: Any) -> str:
 class _Call:
     """The state of one routed call: order of tiers, budget reservations, attempts."""
 
-    __slots__ = ("attempts", "decision", "first_error", "gates", "question", "tokens")
+    __slots__ = ("attempts", "decision", "first_error", "question", "tokens")
 
     def __init__(
-        self,
-        decision: RouteDecision,
-        question: str,
-        gates: list[Any],
-        tokens: list[tuple[Any, Any]],
+        self, decision: RouteDecision, question: str, tokens: list[tuple[Any, Any]]
     ) -> None:
         self.decision = decision
         self.question = question
-        self.gates = gates
         self.tokens = tokens
         self.attempts: list[dict[str, Any]] = []
         self.first_error: BaseException | None = None
@@ -367,7 +362,7 @@ class RouterLLM(WrapperLLM):
                 downgrade = downgrade or bool(getattr(gate, "costopt_downgrade", False))
             except Exception:
                 logger.exception("costopt_downgrade check failed on %r", gate)
-        return _Call(decide(downgrade), question, gates, tokens)
+        return _Call(decide(downgrade), question, tokens)
 
     def _failed(self, call: _Call, tier: str, exc: BaseException, last: bool) -> None:
         if call.first_error is None:
@@ -448,7 +443,8 @@ class RouterLLM(WrapperLLM):
             try:
                 iterator = iter(invoke(self.llms[tier]))
                 first = next(iterator)
-            except StopIteration:
+            except StopIteration:  # an empty answer is still an answer
+                self._emit(self._routing_info(call, tier))
                 return iter(())
             except Exception as exc:
                 self._failed(call, tier, exc, index == len(order) - 1)
@@ -476,6 +472,7 @@ class RouterLLM(WrapperLLM):
                 iterator = await invoke(self.llms[tier])
                 first = await iterator.__anext__()
             except StopAsyncIteration:
+                self._emit(self._routing_info(call, tier))
                 return _aempty()
             except Exception as exc:
                 self._failed(call, tier, exc, index == len(order) - 1)

@@ -272,3 +272,10 @@ def test_wrong_types_are_clear_errors():
         SemanticCacheLLM("gpt-4o", embed_model=HashingEmbedding())
     with pytest.raises(TypeError, match="embed_model"):
         SemanticCacheLLM(SimulatedLLM(), embed_model=None)
+
+
+def test_changing_the_wrapped_llm_settings_changes_the_key():
+    llm = cached()
+    llm.complete(QUESTION)
+    llm.llm.answer_words = 5  # e.g. a new temperature or max_tokens on a real model
+    assert "cache" not in llm.complete(QUESTION).additional_kwargs

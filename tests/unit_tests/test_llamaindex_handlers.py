@@ -361,3 +361,34 @@ def test_threads_lose_no_counts(make_handler):
     report = handler.to_dict()
     assert report["calls"] == 400
     assert report["models"]["li-handler-cheap"]["tiers"] == {"simple": 400}
+
+
+def test_budget_reservations_are_all_settled_whatever_the_path(make_handler):
+    handler = make_handler(budget_usd=10.0)
+    cheap = SimulatedLLM(model_name="li-handler-cheap")
+    strong = SimulatedLLM(model_name="li-handler-strong")
+    router = RouterLLM(llms={"simple": cheap, "complex": strong})
+    cache_over_router = SemanticCacheLLM(router, embed_model=HashingEmbedding())
+    router_over_cache = RouterLLM(
+        llms={"simple": SemanticCacheLLM(cheap, embed_model=HashingEmbedding()), "complex": strong}
+    )
+    failing = RouterLLM(
+        llms={
+            "simple": SimulatedLLM(model_name="li-handler-cheap", fail=True),
+            "complex": SimulatedLLM(model_name="li-handler-cheap", fail=True),
+        }
+    )
+    router.complete("请翻译: a")
+    list(router.stream_chat(user("请翻译: b")))
+    cache_over_router.complete("请翻译: c")
+    cache_over_router.complete("请翻译: c")  # hit
+    router_over_cache.complete("请翻译: d")
+    router_over_cache.complete("请翻译: d")  # hit inside the router
+    RouterLLM(llms={"simple": cheap, "complex": strong}, strategy=RejectCheap()).complete("e")
+    with pytest.raises(RuntimeError):
+        failing.complete("f")
+    assert handler.ledger.reserved_usd == 0.0
+    report = handler.to_dict()
+    assert (report["calls"], report["cache_hits"], report["cascade_attempts"]) == (5, 2, 1)
+    hit_inside_router = [r for r in handler.ledger.records() if r.kind == "cache_hit"]
+    assert all(r.saved_usd > 0 for r in hit_inside_router)

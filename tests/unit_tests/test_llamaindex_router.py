@@ -372,3 +372,17 @@ def test_an_explicit_cost_handler_is_consulted_without_registration():
         router.complete(SIMPLE)
     with pytest.raises(TypeError, match="cost_handler"):
         RouterLLM(llms=tiers("a", "b"), cost_handler=object())
+
+
+def test_structured_output_goes_through_the_router_and_its_tools_path(router, events):
+    from pydantic import BaseModel
+
+    class Product(BaseModel):
+        name: str
+        price: float
+
+    product = router.structured_predict(
+        Product, PromptTemplate("Extract the product from: {text}"), text="a lamp costs 12.5"
+    )
+    assert product.price == 12.5
+    assert len(events.of("RoutingDecisionEvent")) == 1 and len(events.llm_names()) == 2
