@@ -204,6 +204,24 @@ async def test_async_invoke_and_astream_are_tracked() -> None:
     assert tracker.total_cost == pytest.approx(2 * _cost("cb-cheap", reply))
 
 
+async def test_concurrent_async_calls_are_all_counted() -> None:
+    import asyncio
+
+    model = SimulatedChatModel(model_name="cb-cheap")
+    reply = await model.ainvoke("same question")
+    with cost_tracker() as tracker:
+        await asyncio.gather(*(model.ainvoke("same question") for _ in range(200)))
+    assert tracker.summary().calls == 200
+    assert tracker.total_cost == pytest.approx(200 * _cost("cb-cheap", reply))
+
+
+def test_thread_pool_batch_is_counted_once_per_input() -> None:
+    model = SimulatedChatModel(model_name="cb-cheap")
+    with cost_tracker() as tracker:
+        model.batch([f"question {i}" for i in range(64)], config={"max_concurrency": 8})
+    assert tracker.summary().calls == 64
+
+
 # -- cache hits ---------------------------------------------------------------------------
 
 
@@ -235,6 +253,24 @@ def test_global_llm_cache_hit_through_the_router() -> None:
     cost = _cost("cb-cheap", first)
     routing_saving = _cost("cb-strong", first) - cost
     assert tracker.total_cost == pytest.approx(cost)
+    assert tracker.total_saved == pytest.approx(routing_saving + cost)
+
+
+def test_semantic_cache_hit_through_the_router_is_a_saving() -> None:
+    from langchain_costopt import HashingEmbeddings, SemanticLLMCache
+
+    router = _router()
+    router.cache = SemanticLLMCache(HashingEmbeddings(dim=256), similarity_threshold=0.9)
+    with cost_tracker() as tracker:
+        first = router.invoke("请翻译: see you tomorrow")
+        second = router.invoke("请翻译: see you tomorrow")
+    assert second.response_metadata["costopt_cache"]["hit"] is True
+    summary = tracker.summary()
+    assert (summary.calls, summary.cache_hits) == (1, 1)
+    cost = _cost("cb-cheap", first)
+    assert tracker.total_cost == pytest.approx(cost)
+    # The hit saved what the cheap tier would have charged, on top of the routing saving.
+    routing_saving = _cost("cb-strong", first) - cost
     assert tracker.total_saved == pytest.approx(routing_saving + cost)
 
 
