@@ -703,6 +703,18 @@ def format_report(report: Mapping[str, Any]) -> str:
 
     rule = "-" * len(line(header))
     out = [line(header), rule, *(line(r) for r in rows), rule, line(total)]
+    tiers: dict[str, dict[str, int]] = {}
+    for name, m in report["models"].items():
+        for tier, count in (m.get("tiers") or {}).items():
+            tiers.setdefault(tier, {})[name] = count
+    if tiers:
+        out.append(
+            "routed: "
+            + "; ".join(
+                f"{tier} " + ", ".join(f"{n} x{c}" for n, c in models.items())
+                for tier, models in tiers.items()
+            )
+        )
     if report.get("baseline_model"):
         out.append(f"routing savings against baseline model: {report['baseline_model']}")
     if report["unpriced_models"]:

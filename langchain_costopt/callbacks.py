@@ -204,6 +204,26 @@ class CostCallbackHandler(BaseCallbackHandler):
         return self.accountant.ledger
 
     @property
+    def baseline_model(self) -> str | None:
+        return self.accountant.baseline_model
+
+    @property
+    def budget_usd(self) -> float | None:
+        """The lifetime limit (``budget_usd``), if one was given."""
+        for budget in self.accountant.budgets:
+            if budget.period is None:
+                return budget.limit_usd
+        return None
+
+    @property
+    def budgets(self) -> tuple[Budget, ...]:
+        return self.accountant.budgets
+
+    @property
+    def on_budget(self) -> str:
+        return self.accountant.on_budget
+
+    @property
     def total_cost(self) -> float:
         """USD spent (priced calls and cascade attempts; cache hits spend nothing)."""
         return self.accountant.total_cost

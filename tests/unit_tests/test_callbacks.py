@@ -399,6 +399,17 @@ def test_downgrade_sends_the_router_to_the_cheapest_tier() -> None:
     assert second.response_metadata["routing"]["reason"] == "budget exceeded: downgraded"
 
 
+def test_a_failed_call_releases_its_budget_reservation() -> None:
+    handler = CostCallbackHandler(budget_usd=1.0, call_estimate_usd=0.25)
+    with pytest.raises(RuntimeError):
+        SimulatedChatModel(model_name="cb-cheap", fail=True).invoke(
+            "x", config={"callbacks": [handler]}
+        )
+    assert handler.ledger.reserved_usd == 0.0  # type: ignore[attr-defined]
+    assert handler.summary().calls == 0
+    assert (handler.budget_usd, handler.on_budget, handler.baseline_model) == (1.0, "raise", None)
+
+
 def test_daily_budget_ignores_earlier_days_and_shared_ledgers_share_it() -> None:
     ledger = CostLedger()
     for _ in range(10):  # yesterday's spend would exhaust today's limit if it counted
@@ -539,6 +550,7 @@ def test_report_json_and_csv(tmp_path) -> None:  # type: ignore[no-untyped-def]
         reply = _router().invoke("请翻译: report")
     text = tracker.report()
     assert "cb-cheap" in text and "TOTAL" in text and "budget (total)" in text
+    assert "routed: simple cb-cheap x1" in text
     data = tracker.to_dict()
     assert data["total_cost"] == pytest.approx(_cost("cb-cheap", reply))
     tracker.to_json(tmp_path / "r.json")
