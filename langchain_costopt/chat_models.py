@@ -196,7 +196,7 @@ class RouterChatModel(BaseChatModel):
         _signature: str
         _ls_name: str
         _bind_lock: threading.Lock
-        # (tier, id(formatted tools)) -> (formatted tools, choice, options, inner kwargs)
+        # (tier, id(tools or structured spec)) -> (that object, choice, options, kwargs)
         _bind_cache: dict[tuple[str, int], tuple[Any, Any, Any, dict[str, Any]]]
         # id(formatted tools list) -> (formatted list, the tools as the user gave them)
         _tool_sources: dict[int, tuple[Any, list[Any]]]
@@ -275,7 +275,8 @@ class RouterChatModel(BaseChatModel):
             "strategy": self._signature,
             "fallback": self.fallback,
             "include_history": self.include_history,
-            "stop": self.stop,
+            # Not "stop": LangChain writes the call's stop under that key.
+            "default_stop": self.stop,
         }
 
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
@@ -387,29 +388,31 @@ class RouterChatModel(BaseChatModel):
         tool_choice = kwargs.pop("tool_choice", None)
         options = kwargs.pop("tool_options", None) or {}
         structured = kwargs.pop("costopt_structured", None)
-        if structured is not None:
-            return model, {**self._structured_kwargs(tier, structured), **kwargs}
-        if not tools:
+        bound = structured if structured is not None else tools
+        if not bound:
             return model, kwargs
-        key = (tier, id(tools))
+        key = (tier, id(bound))
         cached = self._bind_cache.get(key)
         if (
             cached is not None
-            and cached[0] is tools
+            and cached[0] is bound
             and cached[1] == tool_choice
             and cached[2] == options
         ):
             return model, {**cached[3], **kwargs}
-        source = self._tool_sources.get(id(tools))
-        originals = source[1] if source is not None and source[0] is tools else list(tools)
-        bind_kwargs: dict[str, Any] = dict(options)
-        if tool_choice is not None:
-            bind_kwargs["tool_choice"] = tool_choice
-        inner_kwargs = _binding_kwargs(model, model.bind_tools(originals, **bind_kwargs))
+        if structured is not None:
+            inner_kwargs = self._structured_kwargs(tier, structured)
+        else:
+            source = self._tool_sources.get(id(tools))
+            originals = source[1] if source is not None and source[0] is tools else list(tools)
+            bind_kwargs: dict[str, Any] = dict(options)
+            if tool_choice is not None:
+                bind_kwargs["tool_choice"] = tool_choice
+            inner_kwargs = _binding_kwargs(model, model.bind_tools(originals, **bind_kwargs))
         with self._bind_lock:
             if len(self._bind_cache) >= _BIND_CACHE_MAX:
                 self._bind_cache.clear()
-            self._bind_cache[key] = (tools, tool_choice, options, inner_kwargs)
+            self._bind_cache[key] = (bound, tool_choice, options, inner_kwargs)
         return model, {**inner_kwargs, **kwargs}
 
     def _structured_kwargs(self, tier: str, spec: dict[str, Any]) -> dict[str, Any]:

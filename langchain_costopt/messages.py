@@ -1,5 +1,12 @@
 """What a strategy or cache judges in a LangChain conversation: the latest human turn.
 
+Example:
+    >>> from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
+    >>> from langchain_costopt.messages import latest_human_text
+    >>> latest_human_text([SystemMessage("You analyse architectures."),
+    ...                    HumanMessage("hi"), AIMessage("hello"), HumanMessage("请翻译")])
+    '请翻译'
+
 System prompts repeat on every call and earlier turns are context, so neither is
 classified or embedded; the cache puts them in its exact-match partition key instead.
 """

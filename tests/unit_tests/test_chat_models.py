@@ -33,6 +33,7 @@ class CountingSim(SimulatedChatModel):
     _batches: list[int] = PrivateAttr(default_factory=list)
     _calls: list[dict[str, Any]] = PrivateAttr(default_factory=list)
     _binds: list[int] = PrivateAttr(default_factory=list)
+    _structured: list[str] = PrivateAttr(default_factory=list)
 
     def batch(self, inputs: list[Any], config: Any = None, **kwargs: Any) -> list[Any]:
         self._batches.append(len(inputs))
@@ -45,6 +46,10 @@ class CountingSim(SimulatedChatModel):
     def bind_tools(self, tools: Any, **kwargs: Any) -> Any:
         self._binds.append(len(tools))
         return super().bind_tools(tools, **kwargs)
+
+    def with_structured_output(self, schema: Any, **kwargs: Any) -> Any:
+        self._structured.append(kwargs.get("method", "function_calling"))
+        return super().with_structured_output(schema, **kwargs)
 
     def _generate(self, messages: Any, stop: Any = None, run_manager: Any = None, **kw: Any):
         self._calls.append(kw)
@@ -359,6 +364,10 @@ def test_llm_string_includes_the_inner_models() -> None:
     )
     assert a._get_llm_string() != b._get_llm_string()
     assert a._get_llm_string() == same._get_llm_string()
+    stopped = RouterChatModel(
+        models={"s": CountingSim(model_name="x"), "c": CountingSim(model_name="y")}, stop=["\n"]
+    )
+    assert stopped._get_llm_string() != a._get_llm_string()
     assert "claude" not in a._get_llm_string()
     assert a._identifying_params["models"]["c"]["model_name"] == "y"
 
@@ -492,6 +501,13 @@ def test_structured_output_through_the_router(router: RouterChatModel, method: s
         assert calls[-1]["response_format"]["type"] == "json_schema"
     else:
         assert calls[-1]["tools"][0]["function"]["name"] == "Person"
+
+
+def test_a_tiers_structured_request_is_built_once(router: RouterChatModel) -> None:
+    structured = router.with_structured_output(Person, method="json_schema")
+    for _ in range(3):
+        structured.invoke("请提取: 'Ada' is 36 years old")
+    assert router.models["simple"]._structured == ["json_schema"]
 
 
 def test_structured_output_include_raw_keeps_the_decision(router: RouterChatModel) -> None:
