@@ -62,6 +62,7 @@ from llama_index.core.llms.llm import LLM, ToolSelection
 from pydantic import ConfigDict, Field, PrivateAttr, model_validator
 
 from costopt_core.decision import LADDER, RouteDecision, RoutingStrategy, resolve_tier
+from costopt_core.ledger import BudgetExceededError
 from costopt_core.strategies import as_strategy
 from llamaindex_costopt.messages import (
     as_messages,
@@ -378,21 +379,24 @@ class RouterLLM(WrapperLLM):
         self,
         call: _Call,
         tier: str,
-        answer: str,
-        index: int,
-        order: list[str],
-        usage: dict[str, Any] | None,
+        response: Any,
+        text_of: Callable[[Any], str],
+        last: bool,
     ) -> bool:
+        """The cascade check (if the strategy has one) on a non-final tier's answer; a
+        rejected answer is recorded in ``attempts`` and the next tier up is asked."""
         check = self._cascade_check()
-        if check is None or index == len(order) - 1:
+        if check is None or last:
             return True
         try:
-            ok = bool(check(call.question, answer, tier))
+            ok = bool(check(call.question, text_of(response), tier))
         except Exception:
             logger.exception("cascade check failed; the answer is accepted")
             return True
         if not ok:
-            call.attempts.append({"tier": tier, "model": self._names[tier], "usage": usage})
+            call.attempts.append(
+                {"tier": tier, "model": self._names[tier], "usage": _usage(response)}
+            )
         return ok
 
     def _finish(self, call: _Call, tier: str, response: Any) -> Any:
@@ -412,10 +416,13 @@ class RouterLLM(WrapperLLM):
         for index, tier in enumerate(order):
             try:
                 response = invoke(self.llms[tier])
+            except BudgetExceededError:
+                cancel_budget(call.tokens)
+                raise
             except Exception as exc:
                 self._failed(call, tier, exc, index == len(order) - 1)
                 continue
-            if not self._accepted(call, tier, text_of(response), index, order, _usage(response)):
+            if not self._accepted(call, tier, response, text_of, index == len(order) - 1):
                 continue
             return self._finish(call, tier, response)
         raise RuntimeError("unreachable: routing order exhausted")  # pragma: no cover
@@ -427,10 +434,13 @@ class RouterLLM(WrapperLLM):
         for index, tier in enumerate(order):
             try:
                 response = await invoke(self.llms[tier])
+            except BudgetExceededError:
+                cancel_budget(call.tokens)
+                raise
             except Exception as exc:
                 self._failed(call, tier, exc, index == len(order) - 1)
                 continue
-            if not self._accepted(call, tier, text_of(response), index, order, _usage(response)):
+            if not self._accepted(call, tier, response, text_of, index == len(order) - 1):
                 continue
             return self._finish(call, tier, response)
         raise RuntimeError("unreachable: routing order exhausted")  # pragma: no cover
@@ -443,6 +453,9 @@ class RouterLLM(WrapperLLM):
             try:
                 iterator = iter(invoke(self.llms[tier]))
                 first = next(iterator)
+            except BudgetExceededError:
+                cancel_budget(call.tokens)
+                raise
             except StopIteration:  # an empty answer is still an answer
                 self._emit(self._routing_info(call, tier))
                 return iter(())
@@ -471,6 +484,9 @@ class RouterLLM(WrapperLLM):
             try:
                 iterator = await invoke(self.llms[tier])
                 first = await iterator.__anext__()
+            except BudgetExceededError:
+                cancel_budget(call.tokens)
+                raise
             except StopAsyncIteration:
                 self._emit(self._routing_info(call, tier))
                 return _aempty()

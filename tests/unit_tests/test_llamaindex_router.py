@@ -386,3 +386,14 @@ def test_structured_output_goes_through_the_router_and_its_tools_path(router, ev
     )
     assert product.price == 12.5
     assert len(events.of("RoutingDecisionEvent")) == 1 and len(events.llm_names()) == 2
+
+
+def test_a_budget_refusal_inside_a_tier_is_not_a_provider_failure():
+    guarded = RouterLLM(
+        llms=tiers("cheap-a", "cheap-b"), cost_handler=CostEventHandler(budget_usd=0)
+    )
+    strong = SimulatedLLM(model_name="strong-model")
+    outer = RouterLLM(llms={"simple": guarded, "complex": strong})
+    with pytest.raises(BudgetExceededError):
+        outer.complete(SIMPLE)
+    assert strong.calls == 0  # no fallback to a dearer tier past the budget
