@@ -843,6 +843,29 @@ class RouterChatModel(BaseChatModel):
                 merged["callbacks"] = [*_handlers_of(callbacks), *own]
         return cast(RunnableConfig, merged)
 
+    def _groups_batches(self, inputs: list[LanguageModelInput]) -> bool:
+        """Whether ``batch`` may hand groups to the inner models' own ``batch``.
+
+        Not for a cascade (it judges each answer), a single input, or a router with its
+        own cache or rate limiter: the inner runs would bypass them.
+        """
+        return (
+            len(inputs) > 1
+            and self._check is None
+            and self.cache is None
+            and self.rate_limiter is None
+        )
+
+    def _batch_output(self, message: Any, info: dict[str, Any], tier: str) -> Any:
+        message = _annotate_message(message, info, self._names[tier])
+        if self.output_version == "v1" and isinstance(message, BaseMessage):
+            # What the router's own run would have done to the content.
+            metadata = {**message.response_metadata, "output_version": "v1"}
+            message = message.model_copy(
+                update={"content": message.content_blocks, "response_metadata": metadata}
+            )
+        return message
+
     def _batch_kwargs(self, kwargs: dict[str, Any]) -> tuple[dict[str, Any], Any]:
         kwargs = dict(kwargs)
         override = kwargs.pop("model", None)
@@ -861,7 +884,7 @@ class RouterChatModel(BaseChatModel):
         """Route every input, then call each chosen model once with its whole group."""
         if not inputs:
             return []
-        if self._check is not None or len(inputs) == 1:
+        if not self._groups_batches(inputs):
             return super().batch(inputs, config, return_exceptions=return_exceptions, **kwargs)
         configs = get_config_list(config, len(inputs))
         kwargs, override = self._batch_kwargs(kwargs)
@@ -885,7 +908,7 @@ class RouterChatModel(BaseChatModel):
                         tier, inputs[i], configs[i], decisions[i], result, kwargs
                     )
                 else:
-                    _annotate_message(result, infos[i], self._names[tier])
+                    result = self._batch_output(result, infos[i], tier)
                 outputs[i] = result
         if not return_exceptions:
             for result in outputs:
@@ -910,7 +933,7 @@ class RouterChatModel(BaseChatModel):
             except Exception as exc:
                 logger.warning("tier %r failed in batch fallback: %r", next_tier, exc)
                 continue
-            return _annotate_message(result, info, self._names[next_tier])
+            return self._batch_output(result, info, next_tier)
         return error
 
     async def abatch(
@@ -924,7 +947,7 @@ class RouterChatModel(BaseChatModel):
         """Async :meth:`batch`: the groups run concurrently, one ``abatch`` per model."""
         if not inputs:
             return []
-        if self._check is not None or len(inputs) == 1:
+        if not self._groups_batches(inputs):
             return await super().abatch(
                 inputs, config, return_exceptions=return_exceptions, **kwargs
             )
@@ -951,7 +974,7 @@ class RouterChatModel(BaseChatModel):
                         tier, inputs[i], configs[i], decisions[i], result, kwargs
                     )
                 else:
-                    _annotate_message(result, infos[i], self._names[tier])
+                    result = self._batch_output(result, infos[i], tier)
                 outputs[i] = result
 
         await asyncio.gather(*(run_group(t, idx) for t, idx in groups.items()))
@@ -978,7 +1001,7 @@ class RouterChatModel(BaseChatModel):
             except Exception as exc:
                 logger.warning("tier %r failed in batch fallback: %r", next_tier, exc)
                 continue
-            return _annotate_message(result, info, self._names[next_tier])
+            return self._batch_output(result, info, next_tier)
         return error
 
 

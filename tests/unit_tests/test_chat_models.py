@@ -293,6 +293,23 @@ async def test_abatch_calls_each_tier_once(router: RouterChatModel) -> None:
     assert router.models["medium"]._batches == []
 
 
+def test_batch_output_matches_invoke_in_v1_output() -> None:
+    router = RouterChatModel(models=three_tiers(), output_version="v1")
+    invoked = router.invoke(SIMPLE_ZH)
+    batched = router.batch([SIMPLE_ZH, COMPLEX_ZH])
+    assert isinstance(invoked.content, list) and invoked.content[0]["type"] == "text"
+    assert batched[0].content[0]["text"] == invoked.content[0]["text"]
+    assert batched[0].response_metadata["output_version"] == "v1"
+
+
+def test_a_router_with_its_own_cache_batches_through_its_own_runs() -> None:
+    own = InMemoryCache()
+    router = RouterChatModel(models=three_tiers(), cache=own)
+    router.batch([SIMPLE_ZH, COMPLEX_ZH])
+    assert len(own._cache) == 2  # the router's cache saw both calls
+    assert router.models["simple"]._batches == []  # not bypassed through the inner models
+
+
 def test_batch_keeps_the_routers_own_callbacks() -> None:
     counter = RunCounter()
     router = RouterChatModel(models=three_tiers(), callbacks=[counter])
