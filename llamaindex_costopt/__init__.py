@@ -27,6 +27,7 @@ _LAZY: dict[str, str] = {
     "RoutingDecisionEvent": "llamaindex_costopt.router",
     "SemanticCacheLLM": "llamaindex_costopt.cache",
     "CacheHitEvent": "llamaindex_costopt.cache",
+    "cache_namespace": "llamaindex_costopt.cache",
     "CostEventHandler": "llamaindex_costopt.handlers",
     "SimulatedLLM": "llamaindex_costopt.simulated",
     "HashingEmbedding": "llamaindex_costopt.simulated",

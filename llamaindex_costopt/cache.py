@@ -188,6 +188,17 @@ def _json_safe(mapping: Mapping[str, Any]) -> dict[str, Any]:
 class SemanticCacheLLM(WrapperLLM):
     """A semantic cache in front of any LlamaIndex LLM (a ``RouterLLM`` included).
 
+    Example:
+        >>> from llamaindex_costopt import SemanticCacheLLM
+        >>> from llamaindex_costopt.simulated import HashingEmbedding, SimulatedLLM
+        >>> llm = SemanticCacheLLM(SimulatedLLM(model_name="gpt-4o-mini"),
+        ...                        embed_model=HashingEmbedding(), similarity_threshold=0.9)
+        >>> _ = llm.complete("How many moons does Mars have?")
+        >>> llm.complete("how many moons does Mars have").additional_kwargs["cache"]["hit"]
+        True
+        >>> llm.stats["hits"], llm.stats["misses"]
+        (1, 1)
+
     Args:
         llm: the LlamaIndex LLM to cache.
         embed_model: a LlamaIndex embedding model (e.g. ``HashingEmbedding`` offline).

@@ -145,6 +145,14 @@ class _Call:
 class RouterLLM(WrapperLLM):
     """Route each LlamaIndex call to the cheapest LLM that can handle it.
 
+    Example:
+        >>> from llamaindex_costopt import RouterLLM
+        >>> from llamaindex_costopt.simulated import SimulatedLLM
+        >>> router = RouterLLM(llms={"simple": SimulatedLLM(model_name="deepseek-v3"),
+        ...                          "complex": SimulatedLLM(model_name="gpt-4o")})
+        >>> router.complete("请翻译: good morning").additional_kwargs["routing"]["model"]
+        'deepseek-v3'
+
     Args:
         llms: tier name -> LlamaIndex LLM, cheapest first (at least two tiers).
         strategy: a strategy object (``.route(text)``), a built-in name (``"rules"``,

@@ -392,3 +392,18 @@ def test_budget_reservations_are_all_settled_whatever_the_path(make_handler):
     assert (report["calls"], report["cache_hits"], report["cascade_attempts"]) == (5, 2, 1)
     hit_inside_router = [r for r in handler.ledger.records() if r.kind == "cache_hit"]
     assert all(r.saved_usd > 0 for r in hit_inside_router)
+
+
+async def test_concurrent_async_calls_are_each_tied_to_their_own_decision(make_handler):
+    import asyncio
+
+    handler = make_handler(budget_usd=10.0)
+    router = _router()
+    prompts = ["请翻译: hi", "请分析并比较两种架构"] * 10
+    responses = await asyncio.gather(*(router.achat(user(p)) for p in prompts))
+    assert [r.additional_kwargs["routing"]["tier"] for r in responses] == ["simple", "complex"] * 10
+    records = handler.ledger.records()
+    assert sorted((r.model, r.tier) for r in records) == sorted(
+        [("li-handler-cheap", "simple")] * 10 + [("li-handler-strong", "complex")] * 10
+    )
+    assert handler.ledger.reserved_usd == 0.0
