@@ -82,6 +82,29 @@ def test_vector_index_ann_agrees_with_exact_scan():
     assert index.search(matrix[74], k=1, min_created_at=10.0)[0][0] == 10_000
 
 
+def test_ann_index_tail_lazy_removal_and_reused_keys():
+    pytest.importorskip("faiss")
+    rng = np.random.default_rng(2)
+    matrix = rng.standard_normal((700, DIM)).astype(np.float32)
+    matrix /= np.linalg.norm(matrix, axis=1, keepdims=True)
+    index = VectorIndex(DIM, ann=True, ann_threshold=400, nprobe=64, background_build=False)
+    for i in range(400):
+        index.add(i, matrix[i], created_at=0.0)
+    assert index.uses_ann
+    for i in range(400, 700):  # 256 go to faiss in one batch, the rest stay in the tail
+        index.add(i, matrix[i], created_at=float(i))
+    assert index.search(matrix[690], k=1)[0][0] == 690  # found in the tail
+    assert index.search(matrix[450], k=1)[0][0] == 450  # found after the batch add
+    assert index.search(matrix[690], k=1, min_created_at=691.0)[0][0] != 690
+    index.remove(690)  # from the tail
+    index.remove(10)  # lazily, from faiss
+    assert 690 not in [key for key, _ in index.search(matrix[690], k=3)]
+    assert 10 not in [key for key, _ in index.search(matrix[10], k=3)]
+    index.add(10, matrix[20], created_at=0.0)  # a reused key: old vector must be gone
+    assert {key for key, _ in index.search(matrix[20], k=2)} == {10, 20}
+    assert all(key != 10 or sim > 0.99 for key, sim in index.search(matrix[10], k=5))
+
+
 def test_background_ann_build_replays_changes_made_meanwhile():
     pytest.importorskip("faiss")
     rng = np.random.default_rng(1)
