@@ -344,7 +344,7 @@ def seed_budget_table(
     """
     mix = check_mix(mix if mix is not None else SEED_ASSUMED_MIX)
     own = seed_prices()
-    rows = []
+    rows: list[SeedRow] = []
     for spec in SEED_BUDGET_ROWS:
         rpd, inp, out = spec["requests_per_day"], spec["input_tokens"], spec["output_tokens"]
         seed_usd = spec["seed_usd"]
@@ -382,6 +382,22 @@ def seed_budget_table(
                 + f" only under an assumed tier mix (the seed gives none): {implied_text}; "
                 f"at the seed's prices this mix costs ${at_seed:,.2f}"
             )
+            unrouted = next(
+                (
+                    r
+                    for r in rows
+                    if r.requests_per_day == rpd
+                    and r.input_tokens == inp
+                    and r.output_tokens == out
+                ),
+                None,
+            )
+            if unrouted is not None and unrouted.seed_prices_usd and unrouted.seed_usd:
+                note += (
+                    f"; saving vs the unrouted row: seed {1 - seed_usd / unrouted.seed_usd:.0%}"
+                    f" (~{unrouted.seed_usd:,.0f} -> ~{seed_usd:,.0f}), at its own prices "
+                    f"{1 - at_seed / unrouted.seed_prices_usd:.1%}"
+                )
         rows.append(
             SeedRow(
                 spec["scenario"], rpd, inp, out, model, seed_usd, at_seed, at_catalog, follows, note
