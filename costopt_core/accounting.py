@@ -101,6 +101,22 @@ def warn_unpriced(model: str) -> None:
     )
 
 
+_warned_unmetered: set[str] = set()
+
+
+def warn_unmetered(model: str) -> None:
+    """Log once per process that ``model`` answered without reporting token usage."""
+    with _warned_lock:
+        if model in _warned_unmetered:
+            return
+        _warned_unmetered.add(model)
+    logger.warning(
+        "model %r reported no token usage: its calls are counted with an unknown cost "
+        "(reported as 'unpriced'), not as $0",
+        model,
+    )
+
+
 # -- usage parsing ------------------------------------------------------------------------
 
 
@@ -424,7 +440,7 @@ class CostAccountant:
     def record_call(
         self,
         model: str,
-        usage: TokenUsage,
+        usage: TokenUsage | None,
         *,
         tier: str | None = None,
         router_models: Sequence[str] | None = None,
@@ -433,8 +449,17 @@ class CostAccountant:
         reservation_id: str | None = None,
         timestamp: float | None = None,
     ) -> CostRecord:
-        """Record one model call. A ``tier`` marks it routed (baseline and savings)."""
-        cost = self.price(model, usage)
+        """Record one model call. A ``tier`` marks it routed (baseline and savings).
+
+        ``usage=None`` (the model reported no token usage) records the call with an
+        unknown cost, reported as "unpriced" and warned once per model, never as $0.
+        """
+        if usage is None:
+            warn_unmetered(model)
+            usage = TokenUsage()
+            cost: float | None = None
+        else:
+            cost = self.price(model, usage)
         baseline_model: str | None = None
         baseline_cost: float | None = None
         saved: float | None = 0.0
@@ -719,8 +744,8 @@ def format_report(report: Mapping[str, Any]) -> str:
         out.append(f"routing savings against baseline model: {report['baseline_model']}")
     if report["unpriced_models"]:
         out.append(
-            "unpriced (tokens counted, cost unknown; spend total excludes them): "
-            + ", ".join(report["unpriced_models"])
+            "unpriced (no price known or no usage reported; counted, cost unknown, "
+            "excluded from the spend total): " + ", ".join(report["unpriced_models"])
         )
     for budget in report.get("budgets", []):
         label = "total" if budget["period"] is None else f"per {budget['period']}"

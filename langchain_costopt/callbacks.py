@@ -20,7 +20,8 @@ How the events are read (LangChain 1.7 / 1.8):
 
 * Usage: every generation's ``AIMessage.usage_metadata`` (with ``input_token_details``
   cache read / creation and ``output_token_details`` reasoning), else the generation's
-  ``generation_info`` usage, else ``llm_output["token_usage"]`` once per run.
+  ``generation_info`` usage, else ``llm_output["token_usage"]`` once per run. An answer
+  with no usage anywhere is counted as a call of unknown cost ("unpriced"), not $0.
 * Model: ``response_metadata["model_name"]`` (or ``"model"``), else the run's invocation
   params remembered at start, else its ``ls_model_name`` metadata.
 * Streaming: LangChain calls ``on_llm_end`` once with the merged chunks, whose usage is
@@ -417,6 +418,18 @@ class CostCallbackHandler(BaseCallbackHandler):
                     reservation_id=reservation,
                 )
                 recorded = True
+        if not recorded and any(row for row in response.generations):
+            # An answer came back without any usage: count the call, cost unknown.
+            routing = _routing_of(None, run)
+            self.accountant.record_call(
+                fallback_model,
+                None,
+                tier=_tier(routing),
+                router_models=_tier_models(routing, run),
+                run_id=run_key,
+                reservation_id=reservation,
+            )
+            recorded = True
         if not recorded:
             self.accountant.cancel(reservation)
 

@@ -139,6 +139,18 @@ def test_unpriced_model_is_reported_not_zero_and_warned_once(
     assert "unpriced" in report and model in report
 
 
+def test_a_call_without_usage_has_unknown_cost_not_zero(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    acct = CostAccountant()
+    with caplog.at_level(logging.WARNING, logger="costopt_core.accounting"):
+        record = acct.record_call("acct-cheap", None)
+        acct.record_call("acct-cheap", None)
+    assert record.cost_usd is None and record.input_tokens == 0
+    assert len([r for r in caplog.records if "no token usage" in r.getMessage()]) == 1
+    assert acct.to_dict()["unpriced_models"] == ["acct-cheap"]
+
+
 # -- savings ------------------------------------------------------------------------------
 
 

@@ -375,6 +375,20 @@ async def test_raise_in_async_calls_too() -> None:
     assert handler.summary().calls == 0
 
 
+def test_budget_also_guards_plain_text_llms() -> None:
+    from langchain_core.language_models import FakeListLLM
+
+    handler = CostCallbackHandler(budget_usd=0.0)
+    with pytest.raises(BudgetExceededError):
+        FakeListLLM(responses=["never"]).invoke("x", config={"callbacks": [handler]})
+    # An answer without any usage is a call of unknown cost, never a silent $0.
+    quiet = CostCallbackHandler()
+    FakeListLLM(responses=["fine"]).invoke("x", config={"callbacks": [quiet]})
+    data = quiet.to_dict()
+    assert data["calls"] == 1 and data["unpriced_models"] == ["unknown-model"]
+    assert "unpriced" in quiet.report()
+
+
 def test_warn_lets_the_call_go_and_warns_once() -> None:
     handler = CostCallbackHandler(budget_usd=0.0, on_budget="warn")
     model = SimulatedChatModel(model_name="cb-cheap")
