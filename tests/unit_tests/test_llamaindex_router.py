@@ -397,3 +397,16 @@ def test_a_budget_refusal_inside_a_tier_is_not_a_provider_failure():
     with pytest.raises(BudgetExceededError):
         outer.complete(SIMPLE)
     assert strong.calls == 0  # no fallback to a dearer tier past the budget
+
+
+def test_the_engine_cascade_strategy_escalates_on_a_failed_check():
+    from costopt_core.cascade import CascadeStrategy
+
+    llms = {
+        "simple": SimulatedLLM(model_name="cheap-model"),  # answers in prose
+        "complex": SimulatedLLM(model_name="strong-model", answer='{"total": 4}'),
+    }
+    router = RouterLLM(llms=llms, strategy=CascadeStrategy(require_json=True))
+    response = router.complete("Give me the totals as JSON")
+    assert response.text == '{"total": 4}'
+    assert response.additional_kwargs["routing"]["escalated_from"] == ["simple"]
