@@ -152,6 +152,7 @@ class _Connector:
         connect_timeout: float,
         pool_timeout: float,
         name: str,
+        session_sql: str | None = None,
     ) -> None:
         psycopg, psycopg_pool = _import_psycopg()
         self._psycopg = psycopg
@@ -196,6 +197,9 @@ class _Connector:
         self._connect_timeout = connect_timeout
         self._pool_timeout = pool_timeout
         self._name = name
+        # Session settings for connections of pools opened here (a user's pool keeps its
+        # own session state; callers then set what they need per transaction).
+        self._session_sql = session_sql
         self._lock = threading.Lock()
         self._async_pools: dict[int, tuple[asyncio.AbstractEventLoop, Any]] = {}
         self._closed = False
@@ -227,6 +231,7 @@ class _Connector:
                 pool = self._pool_mod.ConnectionPool(
                     self.dsn,
                     kwargs=dict(self._conn_kwargs),
+                    configure=self._configure if self._session_sql else None,
                     min_size=1,
                     max_size=self._pool_size,
                     timeout=self._pool_timeout,
@@ -236,6 +241,21 @@ class _Connector:
                 pool.open(wait=True, timeout=self._connect_timeout)
                 self._sync_pool = pool
             return self._sync_pool
+
+    @property
+    def sync_configured(self) -> bool:
+        """True when sync connections carry ``session_sql`` (the pool is ours)."""
+        return self._own_sync
+
+    @property
+    def async_configured(self) -> bool:
+        return self._given_async_pool is None
+
+    def _configure(self, conn: psycopg.Connection[Any]) -> None:
+        conn.execute(self._session_sql)
+
+    async def _aconfigure(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        await conn.execute(self._session_sql)
 
     @contextmanager
     def connection(self) -> Iterator[psycopg.Connection[Any]]:
@@ -283,6 +303,7 @@ class _Connector:
         pool = self._pool_mod.AsyncConnectionPool(
             self.dsn,
             kwargs=dict(self._conn_kwargs),
+            configure=self._aconfigure if self._session_sql else None,
             min_size=1,
             max_size=self._pool_size,
             timeout=self._pool_timeout,
@@ -474,6 +495,11 @@ class PostgresStore(CacheStore):
             connect_timeout=connect_timeout,
             pool_timeout=pool_timeout,
             name="cache store",
+            session_sql=(
+                "SET hnsw.iterative_scan = relaxed_order;"
+                f" SET hnsw.ef_search = {ef_search};"
+                f" SET hnsw.max_scan_tuples = {max_scan_tuples}"
+            ),
         )
         self.table = table
         self._schema = _Schema(table, "cache")
@@ -766,7 +792,11 @@ class PostgresStore(CacheStore):
         if self._dim is None:
             return []
 
+        session_ok = self._db.sync_configured and k <= self._ef_search
+
         def query(conn: psycopg.Connection[Any]) -> list[Any]:
+            if session_ok:  # our pool's connections carry the HNSW settings
+                return conn.execute(self._sql["search"], params).fetchall()
             with conn.transaction():  # set_config(..., true) lasts for this transaction
                 conn.execute(self._sql["search_settings"], settings)
                 return conn.execute(self._sql["search"], params).fetchall()
@@ -864,7 +894,12 @@ class PostgresStore(CacheStore):
         if self._dim is None:
             return []
 
+        session_ok = self._db.async_configured and k <= self._ef_search
+
         async def query(conn: psycopg.AsyncConnection[Any]) -> list[Any]:
+            if session_ok:
+                cur = await conn.execute(self._sql["search"], params)
+                return await cur.fetchall()
             async with conn.transaction():
                 await conn.execute(self._sql["search_settings"], settings)
                 cur = await conn.execute(self._sql["search"], params)

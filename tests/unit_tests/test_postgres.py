@@ -200,7 +200,7 @@ def test_filtered_search_finds_neighbours_in_small_and_large_partitions(store):
         hit = store.search("big", near(vec(i), 0.05), now=0.0, ttl_seconds=None)
         assert hit and hit[0].entry.text == f"b{i}"
     hit = store.search("small", near(vec(10_003), 0.05), k=3, now=0.0, ttl_seconds=None)
-    assert [h.entry.text for h in hit][0] == "s3" and len(hit) == 3
+    assert hit[0].entry.text == "s3" and len(hit) == 3
     assert hit[0].similarity >= hit[1].similarity >= hit[2].similarity
 
 
@@ -242,6 +242,8 @@ def test_an_existing_pool_is_used_and_left_open(dsn, table):
         store = PostgresStore(pool=pool, table=table)
         store.upsert(entry("p", "q", vec(1)))
         assert store.count() == 1
+        # HNSW settings go per transaction on a borrowed pool, also for k > ef_search.
+        assert store.search("p", vec(1), k=50, now=0.0, ttl_seconds=None)[0].entry.text == "q"
         store.close()
         assert not pool.closed
         with pool.connection() as conn:
@@ -255,6 +257,8 @@ async def test_an_existing_async_pool_serves_async_and_sync_calls(dsn, table):
         store = PostgresStore(pool=pool, table=table)
         await store.aupsert(entry("p", "q", vec(1)))
         assert await store.acount() == 1
+        hits = await store.asearch("p", vec(1), now=0.0, ttl_seconds=None)
+        assert hits[0].entry.text == "q"
         assert await asyncio.to_thread(store.count) == 1  # sync calls get their own pool
         store.close()
         assert not pool.closed
