@@ -34,6 +34,7 @@ class CountingSim(SimulatedChatModel):
     _calls: list[dict[str, Any]] = PrivateAttr(default_factory=list)
     _binds: list[int] = PrivateAttr(default_factory=list)
     _structured: list[str] = PrivateAttr(default_factory=list)
+    _bound_tools: list[Any] = PrivateAttr(default_factory=list)
 
     def batch(self, inputs: list[Any], config: Any = None, **kwargs: Any) -> list[Any]:
         self._batches.append(len(inputs))
@@ -45,6 +46,7 @@ class CountingSim(SimulatedChatModel):
 
     def bind_tools(self, tools: Any, **kwargs: Any) -> Any:
         self._binds.append(len(tools))
+        self._bound_tools = list(tools)
         return super().bind_tools(tools, **kwargs)
 
     def with_structured_output(self, schema: Any, **kwargs: Any) -> Any:
@@ -493,6 +495,16 @@ def test_bound_tools_are_formatted_once_per_tier() -> None:
     for _ in range(3):
         bound.invoke("What is the weather in Paris?")
     assert router.models["medium"]._binds == [1]
+
+
+def test_inner_models_get_the_tools_as_the_user_gave_them() -> None:
+    # A provider's built-in tool means nothing in OpenAI's format; the tier that owns
+    # it must receive it untouched.
+    router = RouterChatModel(models=three_tiers())
+    builtin = {"type": "web_search_20250305", "name": "web_search", "max_uses": 3}
+    router.bind_tools([builtin, add_numbers]).invoke("今天天气怎么样")
+    received = router.models["medium"]._bound_tools
+    assert received[0] is builtin and received[1] is add_numbers
 
 
 def test_tool_calls_stream_through_the_router(router: RouterChatModel) -> None:
