@@ -56,6 +56,7 @@ from os import PathLike
 from typing import Any
 
 from llama_index.core.instrumentation import get_dispatcher
+from llama_index.core.instrumentation.event_handlers import BaseEventHandler
 from llama_index.core.instrumentation.events import BaseEvent
 from llama_index.core.instrumentation.events.llm import (
     LLMChatEndEvent,
@@ -63,15 +64,19 @@ from llama_index.core.instrumentation.events.llm import (
     LLMCompletionEndEvent,
     LLMCompletionStartEvent,
 )
+from llama_index.core.instrumentation.span import active_span_id
 from llama_index.core.instrumentation.span.simple import SimpleSpan
 from llama_index.core.instrumentation.span_handlers import BaseSpanHandler
-from llama_index_instrumentation.event_handlers import BaseEventHandler
-from llama_index_instrumentation.span import active_span_id
 from pydantic import PrivateAttr
 
 from costopt_core.accounting import CostAccountant, OnBudget, usage_from_mapping
-from costopt_core.ledger import Budget, BudgetExceededError, LedgerProtocol, LedgerSummary
-from costopt_core.ledger import TokenUsage as TokenUsage
+from costopt_core.ledger import (
+    Budget,
+    BudgetExceededError,
+    LedgerProtocol,
+    LedgerSummary,
+    TokenUsage,
+)
 from costopt_core.pricing import PriceCatalog
 from costopt_core.tokens import estimate_tokens
 
