@@ -537,10 +537,10 @@ class RouterChatModel(BaseChatModel):
         result: ChatResult,
         decision: RouteDecision,
         tier: str,
-        failed: bool,
+        failed_tier: str | None,
         attempts: list[dict[str, Any]],
     ) -> ChatResult:
-        info = self._routing_info(decision, tier, decision.tier if failed else None)
+        info = self._routing_info(decision, tier, failed_tier)
         if attempts:
             info["escalated_from"] = [a["tier"] for a in attempts]
             info["attempts"] = attempts
@@ -600,6 +600,7 @@ class RouterChatModel(BaseChatModel):
         order = self._order_from(decision.tier)
         attempts: list[dict[str, Any]] = []
         first_error: BaseException | None = None
+        failed_tier: str | None = None
         last = len(order) - 1
         for i, tier in enumerate(order):
             try:
@@ -608,7 +609,8 @@ class RouterChatModel(BaseChatModel):
                     messages, stop=stop, run_manager=run_manager, **call_kwargs
                 )
             except Exception as exc:
-                first_error = first_error or exc
+                if first_error is None:
+                    first_error, failed_tier = exc, tier
                 logger.warning("tier %r (%s) failed: %r", tier, self._names[tier], exc)
                 if i == last:
                     raise first_error from None
@@ -616,7 +618,7 @@ class RouterChatModel(BaseChatModel):
             if i < last and self._rejected(messages, result, tier):
                 attempts.append(self._attempt_record(tier, result))
                 continue
-            return self._finish(result, decision, tier, first_error is not None, attempts)
+            return self._finish(result, decision, tier, failed_tier, attempts)
         raise RuntimeError("unreachable: routing order exhausted")  # pragma: no cover
 
     async def _agenerate(
@@ -633,6 +635,7 @@ class RouterChatModel(BaseChatModel):
         order = self._order_from(decision.tier)
         attempts: list[dict[str, Any]] = []
         first_error: BaseException | None = None
+        failed_tier: str | None = None
         last = len(order) - 1
         for i, tier in enumerate(order):
             try:
@@ -641,7 +644,8 @@ class RouterChatModel(BaseChatModel):
                     messages, stop=stop, run_manager=run_manager, **call_kwargs
                 )
             except Exception as exc:
-                first_error = first_error or exc
+                if first_error is None:
+                    first_error, failed_tier = exc, tier
                 logger.warning("tier %r (%s) failed: %r", tier, self._names[tier], exc)
                 if i == last:
                     raise first_error from None
@@ -649,7 +653,7 @@ class RouterChatModel(BaseChatModel):
             if i < last and self._rejected(messages, result, tier):
                 attempts.append(self._attempt_record(tier, result))
                 continue
-            return self._finish(result, decision, tier, first_error is not None, attempts)
+            return self._finish(result, decision, tier, failed_tier, attempts)
         raise RuntimeError("unreachable: routing order exhausted")  # pragma: no cover
 
     # -- streaming ---------------------------------------------------------------------

@@ -16,6 +16,7 @@ from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import BaseModel, PrivateAttr
 
 from costopt_core import ComplexityClassifier
+from costopt_core.decision import RouteDecision
 from costopt_core.strategies import LengthStrategy, ThresholdStrategy
 from langchain_costopt import RouterChatModel
 from langchain_costopt.simulated import SimulatedChatModel, SimulatedProviderError
@@ -446,6 +447,28 @@ def test_every_tier_failing_raises_the_first_error() -> None:
         router.invoke(SIMPLE_ZH)
     with pytest.raises(SimulatedProviderError):
         list(router.stream(SIMPLE_ZH))
+
+
+class RejectCheapest:
+    """A cascade-style strategy: start cheapest, reject the cheapest tier's answer."""
+
+    def route(self, text: str) -> RouteDecision:
+        return RouteDecision("simple", 0.0, "cascade: cheapest first")
+
+    def accept(self, text: str, answer: str, tier: str) -> bool:
+        return tier != "simple"
+
+
+def test_fallback_during_a_cascade_names_the_tier_that_failed() -> None:
+    router = RouterChatModel(
+        models=three_tiers(medium=CountingSim(model_name="gpt-4o-mini", fail=True)),
+        strategy=RejectCheapest(),
+    )
+    routing = router.invoke("anything").response_metadata["routing"]
+    assert routing["tier"] == "complex"
+    assert routing["escalated_from"] == ["simple"]
+    assert routing["fallback_from"] == "medium"
+    assert routing["attempts"][0]["usage"]["output_tokens"] > 0
 
 
 def test_fallback_off_raises() -> None:
