@@ -336,6 +336,33 @@ def test_four_processes_write_one_cache_and_count_every_hit(dsn, table, store):
     assert found[0].entry.text == "w3-49"
 
 
+def _ask_llamaindex(dsn: str, table: str, question: str) -> dict:
+    from llamaindex_costopt import SemanticCacheLLM
+    from llamaindex_costopt.simulated import HashingEmbedding, SimulatedLLM
+
+    llm = SemanticCacheLLM(
+        SimulatedLLM(model_name="gpt-4o-mini"),
+        embed_model=HashingEmbedding(dim=256),
+        similarity_threshold=0.9,
+        store=PostgresStore(dsn, table=table),
+    )
+    response = llm.complete(question)
+    llm.store.close()
+    return {"text": response.text, "cache": response.additional_kwargs.get("cache")}
+
+
+def test_llamaindex_cache_wrapper_shares_the_postgres_cache_across_processes(dsn, table):
+    with spawn_pool(1) as first:
+        written = first.submit(_ask_llamaindex, dsn, table, "How many moons does Mars have?")
+        written = written.result(timeout=120)
+    with spawn_pool(1) as second:
+        served = second.submit(_ask_llamaindex, dsn, table, "how many moons does mars have")
+        served = served.result(timeout=120)
+    assert written["cache"] is None
+    assert served["cache"] and served["cache"]["similarity"] >= 0.9
+    assert served["text"] == written["text"]
+
+
 # -- the engine's TTL and size limit on PostgreSQL ----------------------------------
 
 
