@@ -177,7 +177,13 @@ def _prompt_text(event: Any) -> str:
 
 class _SpanTree(BaseSpanHandler[SimpleSpan]):
     """Remembers the parent of every open span, so the cost handler can tell an LLM
-    call nested in another LLM call (or in a router or cache wrapper) from a new one."""
+    call nested in another LLM call (or in a router or cache wrapper) from a new one.
+
+    It sees every span of the process, so it keeps a plain ``id -> parent id`` dict
+    (single dict operations, atomic under the GIL) instead of span objects.
+    """
+
+    _parents: dict[str, str | None] = PrivateAttr(default_factory=dict)
 
     def __init__(self) -> None:
         super().__init__(open_spans={}, completed_spans=[], dropped_spans=[], current_span_ids={})
@@ -186,11 +192,44 @@ class _SpanTree(BaseSpanHandler[SimpleSpan]):
     def class_name(cls) -> str:
         return "CostoptSpanTree"
 
-    def new_span(
+    def span_enter(
         self,
         id_: str,
         bound_args: inspect.BoundArguments,
         instance: Any | None = None,
+        parent_id: str | None = None,
+        tags: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        self._parents[id_] = parent_id
+
+    def span_exit(
+        self,
+        id_: str,
+        bound_args: inspect.BoundArguments,
+        instance: Any | None = None,
+        result: Any | None = None,
+        **kwargs: Any,
+    ) -> None:
+        self._parents.pop(id_, None)
+
+    def span_drop(
+        self,
+        id_: str,
+        bound_args: inspect.BoundArguments,
+        instance: Any | None = None,
+        err: BaseException | None = None,
+        **kwargs: Any,
+    ) -> None:
+        self._parents.pop(id_, None)
+
+    # Required by the abstract base; never reached since the three hooks above override
+    # the base class's use of them.
+    def new_span(
+        self,
+        id_: str,
+        bound_args: inspect.BoundArguments,
+        instance: Any = None,
         parent_span_id: str | None = None,
         tags: dict[str, Any] | None = None,
         **kwargs: Any,
@@ -201,29 +240,30 @@ class _SpanTree(BaseSpanHandler[SimpleSpan]):
         self,
         id_: str,
         bound_args: inspect.BoundArguments,
-        instance: Any | None = None,
-        result: Any | None = None,
+        instance: Any = None,
+        result: Any = None,
         **kwargs: Any,
     ) -> SimpleSpan | None:
-        return self.open_spans.get(id_)
+        return None
 
     def prepare_to_drop_span(
         self,
         id_: str,
         bound_args: inspect.BoundArguments,
-        instance: Any | None = None,
+        instance: Any = None,
         err: BaseException | None = None,
         **kwargs: Any,
     ) -> SimpleSpan | None:
-        return self.open_spans.get(id_)
+        return None
 
     def ancestors(self, span_id: str | None) -> list[str]:
         """Open ancestors of ``span_id``, nearest first (the span itself excluded)."""
+        parents = self._parents
         chain: list[str] = []
-        span = self.open_spans.get(span_id) if span_id else None
-        while span is not None and span.parent_id and len(chain) < 256:
-            chain.append(span.parent_id)
-            span = self.open_spans.get(span.parent_id)
+        parent = parents.get(span_id) if span_id else None
+        while parent and len(chain) < 256:
+            chain.append(parent)
+            parent = parents.get(parent)
         return chain
 
 
