@@ -196,6 +196,14 @@ class SQLiteStore(CacheStore):
             return
         if self._dim is None:
             self._dim = self._stored_dim()
+        if not self._partition_of:  # empty mirror (just opened): load everything at once
+            rows = self._conn.execute(
+                "SELECT id, partition, vector, created_at FROM costopt_cache_entries"
+            )
+            for entry_id, partition, blob, created_at in rows:
+                self._mirror_add(entry_id, partition, blob, created_at)
+            self._data_version = version
+            return
         present = {row[0] for row in self._conn.execute("SELECT id FROM costopt_cache_entries")}
         for entry_id in [i for i in self._partition_of if i not in present]:
             self._mirror_remove(entry_id)
