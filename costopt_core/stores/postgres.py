@@ -44,6 +44,7 @@ import json
 import logging
 import math
 import re
+import struct
 import threading
 import time
 import uuid
@@ -94,7 +95,22 @@ class PostgresConnectionError(ConnectionError):
     """The PostgreSQL server named by the DSN could not be reached or refused us."""
 
 
+class _VectorParam:
+    """A vector sent in pgvector's binary format (dim, 0, big-endian float32 values):
+    about 20x cheaper than its text form for 384 dimensions."""
+
+    __slots__ = ("data",)
+    dumper: Any = None  # set when psycopg is imported
+
+    def __init__(self, vector: np.ndarray) -> None:
+        self.data = struct.pack(">HH", vector.shape[0], 0) + vector.astype(">f4").tobytes()
+
+
+_registered = False
+
+
 def _import_psycopg() -> tuple[Any, Any]:
+    global _registered
     try:
         import psycopg
         import psycopg_pool
@@ -102,6 +118,21 @@ def _import_psycopg() -> tuple[Any, Any]:
         raise ImportError(
             f"PostgreSQL support needs psycopg 3 and psycopg-pool: {_INSTALL_HINT} ({exc})"
         ) from exc
+    if not _registered:
+
+        class VectorDumper(psycopg.adapt.Dumper):
+            format = psycopg.pq.Format.BINARY
+            # Type left unspecified: every query casts the parameter (``%s::vector``), so
+            # the server reads it with vector's binary input. No per-connection type
+            # lookup, and only our private class is adapted, never a user's objects.
+            oid = 0
+
+            def dump(self, obj: _VectorParam) -> bytes:
+                return obj.data
+
+        psycopg.adapters.register_dumper(_VectorParam, VectorDumper)
+        _VectorParam.dumper = VectorDumper
+        _registered = True
     return psycopg, psycopg_pool
 
 
@@ -268,6 +299,8 @@ class _Connector:
             pool = self._pool()
             try:
                 with pool.connection() as conn:
+                    if not self._own_sync:  # a borrowed connection may predate our dumper
+                        conn.adapters.register_dumper(_VectorParam, _VectorParam.dumper)
                     result = fn(conn)
                     if conn.info.transaction_status != self._psycopg.pq.TransactionStatus.IDLE:
                         conn.commit()  # a user's pool may hand out non-autocommit connections
@@ -329,6 +362,8 @@ class _Connector:
             pool = await self._apool()
             try:
                 async with pool.connection() as conn:
+                    if not self.async_configured:
+                        conn.adapters.register_dumper(_VectorParam, _VectorParam.dumper)
                     result = await fn(conn)
                     if conn.info.transaction_status != self._psycopg.pq.TransactionStatus.IDLE:
                         await conn.commit()
@@ -375,9 +410,8 @@ class _Connector:
 # -- SQL helpers -------------------------------------------------------------------------
 
 
-def _vector_literal(vector: np.ndarray) -> str:
-    # pgvector's text input; float32 -> Python float -> repr round-trips exactly.
-    return "[" + ",".join(map(repr, vector.tolist())) + "]"
+def _vector_param(vector: np.ndarray) -> _VectorParam:
+    return _VectorParam(vector)
 
 
 def _text_hash(text: str) -> bytes:
@@ -732,7 +766,7 @@ class PostgresStore(CacheStore):
             entry.partition,
             _text_hash(entry.text),
             entry.text,
-            _vector_literal(vector),
+            _vector_param(vector),
             entry.response,
             entry.created_at,
             entry.last_used_at,
@@ -745,9 +779,9 @@ class PostgresStore(CacheStore):
     ) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
-        literal = _vector_literal(check_vector(vector, self._dim))
+        query = _vector_param(check_vector(vector, self._dim))
         settings = (str(max(self._ef_search, k)), str(self._max_scan_tuples))
-        return settings, (literal, partition, self._cutoff(now, ttl), literal, k)
+        return settings, (query, partition, self._cutoff(now, ttl), query, k)
 
     @staticmethod
     def _hits(partition: str, rows: list[Any], min_similarity: float) -> list[SearchHit]:
