@@ -28,8 +28,10 @@ Why these choices (measured with ``benchmarks/cache_lookup.py`` and an ANN compa
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import logging
 import math
+import sys
 import threading
 from typing import Any
 
@@ -45,12 +47,14 @@ _ANN_EXTRA_HINT = 'the approximate index needs faiss: pip install "costopt-llm[a
 
 
 def ann_available() -> bool:
-    """True when the ``[ann]`` extra (faiss) can be imported."""
+    """True when the ``[ann]`` extra (faiss) is installed. Does not import it: faiss is
+    loaded only when a partition first grows large enough to need it."""
+    if "faiss" in sys.modules:
+        return sys.modules["faiss"] is not None
     try:
-        importlib.import_module("faiss")
-    except ImportError:
+        return importlib.util.find_spec("faiss") is not None
+    except (ImportError, ValueError):
         return False
-    return True
 
 
 def _require_faiss() -> Any:
