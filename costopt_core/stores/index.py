@@ -10,19 +10,25 @@ Example:
     >>> [(key, round(sim, 2)) for key, sim in index.search(normalize_vector([1, 0.3, 0]))]
     [(7, 0.96)]
 
-Why these choices (measured with ``benchmarks/cache_lookup.py`` and an ANN comparison on
-100k random unit 384-d vectors, queries at cosine ~0.96 to a stored one, 2 vCPUs):
+Why these choices (measured on 100k random unit 384-d float32 vectors, queries = stored
+vectors plus noise at cosine ~0.96, single queries, 2 shared vCPUs; the scripts' figures
+are in the project's reports, ``benchmarks/cache_lookup.py`` re-measures the chosen one):
 
-* The exact scan is one float32 matrix-vector product: ~0.13 ms at 10k entries, but
-  ~7-10 ms at 100k, where it is bound by memory bandwidth (150 MB per query). So large
-  partitions need an approximate index to stay under 0.5 ms.
-* Candidates at 100k (median latency / recall@1 / build time): faiss ``IndexIVFFlat``
-  (316 lists) nprobe 16: 0.31 ms / 0.994 / 0.8 s; nprobe 8: 0.17 ms / 0.98.
-  hnswlib (M=16, ef 128): 0.69 ms / 0.956 / 34 s; ef 64: 0.37 ms / 0.85.
-  usearch (connectivity 16, expansion 64): 1.17 ms / 0.62 / 95 s.
-  faiss IVF wins on latency, recall and build time, so it is the ``[ann]`` backend.
+* The exact scan is one float32 matrix-vector product: ~0.13-0.2 ms at 10k entries, but
+  ~7-10 ms at 100k (30 ms on a loaded machine), bound by memory bandwidth (150 MB per
+  query). Large partitions need an approximate index to stay under 0.5 ms.
+* Candidates at 100k, median latency / recall@1 / build time:
+  faiss ``IndexIVFFlat`` 632 lists, nprobe 16: 0.19-0.24 ms / 0.995-1.0 / 2-4 s;
+  (316 lists: nprobe 8 0.17-0.20 ms / 0.98, nprobe 16 0.31-0.35 ms / 0.994-1.0;
+  1264 lists: faster search but 14 s builds and ms-long removals);
+  hnswlib (M=16, ef_construction 100): ef 64 0.37 ms / 0.85, ef 128 0.69 ms / 0.96, 34 s;
+  usearch (connectivity 16, expansion_add 128): expansion 64 1.04 ms / 0.88,
+  expansion 128 1.66 ms / 0.98, 151 s.
+  faiss IVF wins on latency, recall and build time, so it is the ``[ann]`` backend,
+  with ``nlist = 2 * sqrt(n)`` and ``nprobe = 16``.
 * IVF similarities are exact (IVFFlat keeps full vectors); only recall is approximate:
-  a missed neighbour costs a cache miss, never a wrong answer.
+  a missed neighbour costs a cache miss, never a wrong answer. Memory: faiss keeps its
+  own copy of the vectors, so an ANN partition holds them twice.
 """
 
 from __future__ import annotations
