@@ -116,6 +116,9 @@ class SQLiteStore(CacheStore):
         if timeout <= 0:
             raise ValueError(f"timeout must be > 0 seconds, got {timeout!r}")
         self.path = os.fspath(path)
+        parent = os.path.dirname(self.path)
+        if self.path != ":memory:" and parent:
+            os.makedirs(parent, exist_ok=True)
         self._index_options = {"ann": ann, "ann_threshold": ann_threshold, "nprobe": nprobe}
         VectorIndex(1, **self._index_options)  # validate the options now
         self._lock = threading.RLock()

@@ -256,7 +256,7 @@ def test_concurrent_threads_keep_store_consistent(store):
 
 
 def test_sqlite_reopen_keeps_entries_and_dim(tmp_path):
-    path = tmp_path / "c.db"
+    path = tmp_path / "new-dir" / "c.db"  # a missing directory is created
     with SQLiteStore(path) as s:
         s.upsert(entry("p", "kept", vec(5), metadata={"model": "gpt-4o-mini"}))
         assert s.path.endswith("c.db")
