@@ -341,6 +341,23 @@ class SemanticCache:
             metadata=dict(meta),
         )
 
+    def revoke_hit(self, hit: CacheHit) -> None:
+        """Count a hit the caller could not use (e.g. its stored answer no longer
+        decodes) as an error and a miss, and take back its savings."""
+        with self._lock:
+            self._counts["hits"] -= 1
+            self._counts["exact_hits" if hit.exact else "semantic_hits"] -= 1
+            self._counts["misses"] += 1
+            self._counts["errors"] += 1
+            self._counts["input_tokens_saved"] -= hit.input_tokens
+            self._counts["output_tokens_saved"] -= hit.output_tokens
+            self._counts["tokens_saved"] -= hit.tokens_saved
+            self._similarity_sum -= hit.similarity
+            if hit.saved_usd is None:
+                self._counts["unpriced_hits"] -= 1
+            else:
+                self._saved_usd -= hit.saved_usd
+
     def _fault(self, action: str, exc: BaseException) -> None:
         self._count(errors=1)
         logger.error(

@@ -351,11 +351,15 @@ class SemanticLLMCache(BaseCache):
             generations = loads(hit.response, allowed_objects=_GENERATION_CLASSES)
         except Exception:
             logger.exception("a cached answer could not be read back; treating it as a miss")
+            self.engine.revoke_hit(hit)
             return None
-        if not isinstance(generations, list) or not all(
-            isinstance(g, Generation) for g in generations
+        if (
+            not isinstance(generations, list)
+            or not generations
+            or not all(isinstance(g, Generation) for g in generations)
         ):
             logger.error("a cached answer is not a list of generations; treating it as a miss")
+            self.engine.revoke_hit(hit)
             return None
         marker = hit.marker()
         for gen in generations:
@@ -372,6 +376,8 @@ class SemanticLLMCache(BaseCache):
     ) -> tuple[str, str, str, dict[str, Any]] | None:
         """(partition, text, serialized generations, savings metadata), or None on a
         fault (logged: the answer is then simply not cached)."""
+        if not return_val:  # nothing to replay: an empty hit would break the model
+            return None
         try:
             partition, text = self._key(prompt, llm_string)
             payload = dumps(list(return_val))

@@ -363,6 +363,11 @@ def test_corrupt_stored_answer_is_a_miss():
     for entry in store._entries.values():
         entry.response = '[{"lc": 1, "type": "constructor", "id": ["os", "system"]}]'
     assert cache.lookup(prompt, "llm") is None
+    stats = cache.stats
+    assert (stats["hits"], stats["misses"], stats["errors"]) == (0, 1, 1)
+    assert stats["tokens_saved"] == 0 and stats["unpriced_hits"] == 0
+    cache.update("empty answer", "llm", [])  # never stored: a hit must replay something
+    assert store.count() == 1
 
 
 def test_ttl_and_max_entries_apply_through_the_face():
