@@ -170,6 +170,12 @@ def _positive(name: str, value: Any, *, integer: bool = False) -> Any:
     return value
 
 
+def _non_negative(name: str, value: Any) -> Any:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+        raise ValueError(f"{name} must be a number >= 0, got {value!r}")
+    return value
+
+
 class _Connector:
     """Sync and async connections from a DSN or a user's pool, with one retry when a
     pooled connection turns out to be broken (e.g. after a server restart)."""
@@ -183,6 +189,7 @@ class _Connector:
         connect_timeout: float,
         pool_timeout: float,
         name: str,
+        retry_after: float = 5.0,
         session_sql: str | None = None,
     ) -> None:
         psycopg, psycopg_pool = _import_psycopg()
@@ -234,6 +241,11 @@ class _Connector:
         self._lock = threading.Lock()
         self._async_pools: dict[int, tuple[asyncio.AbstractEventLoop, Any]] = {}
         self._closed = False
+        # While the server is unreachable, calls fail at once for ``retry_after``
+        # seconds instead of each waiting out a timeout inside the user's LLM call.
+        self._retry_after = retry_after
+        self._down_until = 0.0
+        self._down_reason = ""
 
     # -- errors --------------------------------------------------------------------
 
@@ -293,8 +305,30 @@ class _Connector:
         with self._pool().connection() as conn:
             yield conn
 
+    def _fail_fast(self) -> None:
+        left = self._down_until - time.monotonic()
+        if left > 0:
+            raise PostgresConnectionError(
+                f"PostgreSQL ({self.where}) is unreachable for the costopt {self._name}; "
+                f"next attempt in {left:.1f}s. Last error: {self._down_reason}"
+            )
+
+    def _went_down(self, exc: BaseException) -> None:
+        self._down_reason = str(exc).strip()
+        self._down_until = time.monotonic() + self._retry_after
+
     def run(self, fn: Callable[[psycopg.Connection[Any]], T]) -> T:
         """``fn(conn)`` on a pooled connection; retried once on a broken connection."""
+        self._fail_fast()
+        try:
+            result = self._run(fn)
+        except (PostgresConnectionError, self._psycopg.OperationalError) as exc:
+            self._went_down(exc)
+            raise
+        self._down_until = 0.0
+        return result
+
+    def _run(self, fn: Callable[[psycopg.Connection[Any]], T]) -> T:
         for attempt in (1, 2):
             pool = self._pool()
             try:
@@ -358,6 +392,16 @@ class _Connector:
 
     async def arun(self, fn: Callable[[psycopg.AsyncConnection[Any]], Awaitable[T]]) -> T:
         """Async :meth:`run`."""
+        self._fail_fast()
+        try:
+            result = await self._arun(fn)
+        except (PostgresConnectionError, self._psycopg.OperationalError) as exc:
+            self._went_down(exc)
+            raise
+        self._down_until = 0.0
+        return result
+
+    async def _arun(self, fn: Callable[[psycopg.AsyncConnection[Any]], Awaitable[T]]) -> T:
         for attempt in (1, 2):
             pool = await self._apool()
             try:
@@ -484,8 +528,11 @@ class PostgresStore(CacheStore):
         max_scan_tuples: how far pgvector's iterative scan walks the index looking
             for entries that pass the partition and TTL filters.
         pool_size: largest number of connections per pool this store opens.
-        connect_timeout: seconds to wait for the server on first use.
+        connect_timeout: seconds to wait for the server when connecting.
         pool_timeout: seconds an operation waits for a free pooled connection.
+        retry_after: after the server could not be reached, operations fail at once
+            (:class:`PostgresConnectionError`) for this many seconds, so a database
+            outage adds no timeout to each LLM call; then one attempt is made again.
         create_extension: run ``CREATE EXTENSION IF NOT EXISTS vector`` when missing
             (needs the privilege; otherwise a database owner runs it once).
         synchronous_commit: wait for the WAL flush on every write. Off by default on
@@ -506,8 +553,9 @@ class PostgresStore(CacheStore):
         ef_search: int = 40,
         max_scan_tuples: int = 20_000,
         pool_size: int = 10,
-        connect_timeout: float = 10.0,
-        pool_timeout: float = 30.0,
+        connect_timeout: float = 5.0,
+        pool_timeout: float = 5.0,
+        retry_after: float = 5.0,
         create_extension: bool = True,
         synchronous_commit: bool = False,
     ) -> None:
@@ -525,6 +573,7 @@ class PostgresStore(CacheStore):
         _positive("pool_size", pool_size, integer=True)
         _positive("connect_timeout", connect_timeout)
         _positive("pool_timeout", pool_timeout)
+        _non_negative("retry_after", retry_after)
         if ef_search > 1000:
             raise ValueError(f"ef_search must be at most 1000 (pgvector's limit), got {ef_search}")
         self._db = _Connector(
@@ -533,6 +582,7 @@ class PostgresStore(CacheStore):
             pool_size=pool_size,
             connect_timeout=connect_timeout,
             pool_timeout=pool_timeout,
+            retry_after=retry_after,
             name="cache store",
             # A cache entry or hit count lost in a server crash costs one LLM call, so
             # commits do not wait for the WAL flush (no risk of corruption, only of
@@ -1032,7 +1082,8 @@ class PostgresLedger:
     Args:
         dsn / pool: as for :class:`PostgresStore` (exactly one).
         table: the records table; ``<table>_reservations`` and ``<table>_schema`` too.
-        pool_size, connect_timeout, pool_timeout: as for :class:`PostgresStore`.
+        pool_size, connect_timeout, pool_timeout, retry_after: as for
+            :class:`PostgresStore`.
 
     Each record is a row (model, kind, tier, token counts, ``cost_usd``, ``saved_usd``,
     baseline, ``tags`` as JSONB, ``ts`` in epoch seconds, ``recorded_at``). Records get
@@ -1047,19 +1098,22 @@ class PostgresLedger:
         pool: AnyPool | None = None,
         table: str = "costopt_ledger",
         pool_size: int = 10,
-        connect_timeout: float = 10.0,
-        pool_timeout: float = 30.0,
+        connect_timeout: float = 5.0,
+        pool_timeout: float = 5.0,
+        retry_after: float = 5.0,
     ) -> None:
         _check_table(table, "table")
         _positive("pool_size", pool_size, integer=True)
         _positive("connect_timeout", connect_timeout)
         _positive("pool_timeout", pool_timeout)
+        _non_negative("retry_after", retry_after)
         self._db = _Connector(
             dsn,
             pool,
             pool_size=pool_size,
             connect_timeout=connect_timeout,
             pool_timeout=pool_timeout,
+            retry_after=retry_after,
             name="cost ledger",
         )
         self.table = table

@@ -592,3 +592,24 @@ async def test_async_store_reconnects_after_a_server_restart(pg_server, table):
     hits = await store.asearch("p", vec(1), now=0.0, ttl_seconds=None)
     assert hits[0].entry.text == "before"
     await store.aclose()
+
+
+def test_an_outage_fails_fast_then_recovers(pg_server, table):
+    store = PostgresStore(pg_server.dsn, table=table, pool_timeout=1, retry_after=1.0)
+    cache = SemanticLLMCache(HashingEmbeddings(), similarity_threshold=0.85, store=store)
+    model = SimulatedChatModel(model_name="gpt-4o-mini", cache=cache)
+    model.invoke(Q)  # cached while the server is up
+    pg_server.stop()
+    try:
+        with pytest.raises(psycopg.OperationalError):
+            store.count()  # waits at most pool_timeout, then marks the server down
+        started = time.perf_counter()
+        with pytest.raises(PostgresConnectionError, match="next attempt in"):
+            store.count()
+        assert model.invoke(REWORDED).content  # answered by the model, no wait
+        assert time.perf_counter() - started < 0.5
+    finally:
+        pg_server.start()
+    time.sleep(1.1)
+    assert model.invoke(REWORDED).response_metadata.get("costopt_cache")  # the cache is back
+    store.close()
