@@ -17,6 +17,8 @@ For each cache size N (one partition, random unit 384-d float32 vectors) it time
   bookkeeping, stats) with the default store settings, the embedding replaced by a
   dictionary of precomputed vectors so that only the cache is timed.
 
+Store and engine latencies are the median (and p90) of the best of three passes over
+the queries; the machine's load average is printed, as other processes inflate them.
 Queries are stored vectors with noise (cosine ~0.96 to their source, above the 0.92
 threshold) so lookups are hits, like a reworded question. Targets from the issue:
 <= 0.5 ms median at 100k entries; >= 1000x the seed's scan at 10k.
@@ -114,13 +116,21 @@ def median_ms(fn: Callable[[int], object], n: int) -> float:
     return statistics.median(times) * 1e3
 
 
-def median_p90_ms(fn: Callable[[int], object], n: int) -> tuple[float, float]:
-    times = []
-    for i in range(n):
-        t = time.perf_counter()
-        fn(i)
-        times.append(time.perf_counter() - t)
-    return statistics.median(times) * 1e3, float(np.percentile(times, 90)) * 1e3
+def median_p90_ms(fn: Callable[[int], object], n: int, rounds: int = 3) -> tuple[float, float]:
+    """(median, p90) in ms of the best of ``rounds`` passes over the ``n`` queries: on a
+    shared machine the best pass is the closest to the code's own cost."""
+    best: tuple[float, float] | None = None
+    for _ in range(rounds):
+        times = []
+        for i in range(n):
+            t = time.perf_counter()
+            fn(i)
+            times.append(time.perf_counter() - t)
+        result = (statistics.median(times) * 1e3, float(np.percentile(times, 90)) * 1e3)
+        if best is None or result[0] < best[0]:
+            best = result
+    assert best is not None
+    return best
 
 
 def build_store(matrix: np.ndarray, ann: bool) -> MemoryStore:
@@ -184,7 +194,7 @@ def measure(n: int, rng: np.random.Generator, args: argparse.Namespace) -> dict:
     row["engine"], row["engine_p90"] = median_p90_ms(
         lambda i: engine.lookup(PARTITION, f"query {i}"), len(queries)
     )
-    row["engine_hit_rate"] = engine.stats["hits"] / len(queries)
+    row["engine_hit_rate"] = engine.stats["hit_rate"]
     return row
 
 

@@ -13,7 +13,7 @@ Example:
 
 from __future__ import annotations
 
-import copy
+import json
 import threading
 from collections import OrderedDict
 from dataclasses import replace
@@ -57,6 +57,7 @@ class MemoryStore(CacheStore):
         # (partition, text) -> entry id; insertion/hit order is the LRU order.
         self._lru: OrderedDict[tuple[str, str], int] = OrderedDict()
         self._entries: dict[int, CacheEntry] = {}
+        self._metadata: dict[int, str] = {}
         self._indexes: dict[str, VectorIndex] = {}
 
     def wait_for_index(self, timeout: float | None = None) -> None:
@@ -75,16 +76,20 @@ class MemoryStore(CacheStore):
         check_partition(entry.partition)
         if entry.vector is None:
             raise ValueError("entry.vector is required to store an entry")
+        # Metadata is kept as JSON, like the other stores: the contract is checked here,
+        # and every reader gets its own copy cheaply.
+        metadata = json.dumps(entry.metadata)
         with self._lock:
             vector = check_vector(entry.vector, self._dim)
             if self._dim is None:
                 self._dim = int(vector.shape[0])
             key = (entry.partition, entry.text)
             self._delete_key(key)
-            stored = replace(entry, vector=vector, metadata=copy.deepcopy(entry.metadata))
+            stored = replace(entry, vector=vector, metadata={})
             entry_id = self._next_id
             self._next_id += 1
             self._entries[entry_id] = stored
+            self._metadata[entry_id] = metadata
             self._lru[key] = entry_id
             index = self._indexes.get(entry.partition)
             if index is None:
@@ -97,16 +102,16 @@ class MemoryStore(CacheStore):
         if entry_id is None:
             return False
         del self._entries[entry_id]
+        del self._metadata[entry_id]
         index = self._indexes[key[0]]
         index.remove(entry_id)
         if not len(index):
             del self._indexes[key[0]]
         return True
 
-    @staticmethod
-    def _copy(entry: CacheEntry) -> CacheEntry:
+    def _copy(self, entry_id: int) -> CacheEntry:
         # Callers get a snapshot: later hits or evictions must not mutate what they hold.
-        return replace(entry, metadata=copy.deepcopy(entry.metadata))
+        return replace(self._entries[entry_id], metadata=json.loads(self._metadata[entry_id]))
 
     def get_exact(
         self, partition: str, text: str, *, now: float, ttl_seconds: float | None
@@ -115,10 +120,9 @@ class MemoryStore(CacheStore):
             entry_id = self._lru.get((partition, text))
             if entry_id is None:
                 return None
-            entry = self._entries[entry_id]
-            if is_expired(entry.created_at, now, ttl_seconds):
+            if is_expired(self._entries[entry_id].created_at, now, ttl_seconds):
                 return None
-            return self._copy(entry)
+            return self._copy(entry_id)
 
     def search(
         self,
@@ -139,7 +143,7 @@ class MemoryStore(CacheStore):
                 return []
             min_created = None if ttl_seconds is None else now - ttl_seconds
             found = index.search(vector, k, min_similarity, min_created)
-            return [SearchHit(self._copy(self._entries[i]), sim) for i, sim in found]
+            return [SearchHit(self._copy(i), sim) for i, sim in found]
 
     def record_hit(self, partition: str, text: str, *, now: float) -> None:
         with self._lock:
@@ -181,6 +185,7 @@ class MemoryStore(CacheStore):
             if partition is None:
                 self._lru.clear()
                 self._entries.clear()
+                self._metadata.clear()
                 self._indexes.clear()
                 return
             for key in [k for k in self._lru if k[0] == partition]:
