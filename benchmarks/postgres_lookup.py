@@ -17,21 +17,29 @@ For each cache size N (one partition, random unit 384-d float32 vectors) it time
   or the ANN index above its threshold when the ``[ann]`` extra is installed).
 * ``pg search``: ``PostgresStore.search`` through its pool (HNSW, ``vector_cosine_ops``,
   m=16, ef_construction=64, ef_search=40, iterative scan), and its recall@1 against
-  the in-process store's answer.
+  the in-process store's answer; then the same for each ``--ef-search`` value.
 * ``engine lookup``: the full ``SemanticCache.lookup`` on each store (exact-match probe,
   vector search, hit bookkeeping), the embedding replaced by a dictionary of
   precomputed vectors so that only the cache is timed.
 
 Queries are stored vectors with noise (cosine ~0.96 to their source, above the 0.92
-threshold), like a reworded question, so lookups are hits. Rows are bulk-inserted
+threshold), like a reworded question, so lookups are hits. Random vectors have no
+cluster structure: the hardest case for a graph index like HNSW (real embeddings
+reach higher recall at the same ef_search). Rows are bulk-inserted
 with the HNSW index dropped and the index built afterwards (pgvector's advice for
 loading); the build time is printed.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
+
+# One BLAS thread: a PostgreSQL query runs on one core too, and a multi-threaded
+# matrix-vector product swings by 100x on a machine with other load.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import argparse
 import statistics
 import tempfile
 import time
@@ -44,7 +52,7 @@ import numpy as np
 from costopt_core.cache import SemanticCache
 from costopt_core.stores.base import CacheEntry
 from costopt_core.stores.memory import MemoryStore
-from costopt_core.stores.postgres import PostgresStore, _VectorParam
+from costopt_core.stores.postgres import PostgresStore
 
 DIM = 384
 PARTITION = "bench"
@@ -95,11 +103,10 @@ def load_postgres(store: PostgresStore, matrix: np.ndarray) -> float:
             cur.executemany(
                 store._sql["upsert"],
                 (
-                    (PARTITION, _hash(f"q{i}"), f"q{i}", _VectorParam(v), f"a{i}", 0.0, 0.0, 0,
-                     _jsonb({}))
+                    store._upsert_params(CacheEntry(PARTITION, f"q{i}", v, f"a{i}", 0.0))
                     for i, v in enumerate(matrix)
                 ),
-            )  # fmt: skip
+            )
         t = time.perf_counter()
         conn.execute("SET maintenance_work_mem = '1GB'")
         conn.execute(store._ddl(DIM)[-1])  # the store's own CREATE INDEX ... USING hnsw
@@ -108,19 +115,9 @@ def load_postgres(store: PostgresStore, matrix: np.ndarray) -> float:
     return build
 
 
-def _hash(text: str) -> bytes:
-    from costopt_core.stores.postgres import _text_hash
-
-    return _text_hash(text)
-
-
-def _jsonb(value: dict) -> object:
-    from psycopg.types.json import Jsonb
-
-    return Jsonb(value)
-
-
-def measure(n: int, dsn: str, rng: np.random.Generator, queries_n: int) -> dict:
+def measure(
+    n: int, dsn: str, rng: np.random.Generator, queries_n: int, ef_values: list[int]
+) -> dict:
     matrix = unit_rows(rng, n)
     queries, _ = near_queries(rng, matrix, queries_n)
     now, ttl = 1.0, 86400.0
@@ -156,6 +153,21 @@ def measure(n: int, dsn: str, rng: np.random.Generator, queries_n: int) -> dict:
                 ]
             )
         )
+        row["sweep"] = []
+        for ef in ef_values:
+            with PostgresStore(dsn, table=table, dim=DIM, ef_search=ef) as tuned:
+                med, p90 = median_p90_ms(
+                    lambda i, s=tuned: s.search(PARTITION, queries[i], now=now, ttl_seconds=ttl),
+                    len(queries),
+                )
+                top = [tuned.search(PARTITION, q, now=now, ttl_seconds=ttl) for q in queries]
+            recall = np.mean(
+                [
+                    bool(f) and bool(r) and f[0].entry.text == r[0].entry.text
+                    for f, r in zip(top, reference, strict=True)
+                ]
+            )
+            row["sweep"].append((ef, med, p90, float(recall)))
         vectors = {f"query {i}": q for i, q in enumerate(queries)}
         for name, store in (("memory_engine", memory), ("pg_engine", pg)):
             engine = SemanticCache(vectors.__getitem__, store=store, clock=lambda: now)
@@ -165,7 +177,7 @@ def measure(n: int, dsn: str, rng: np.random.Generator, queries_n: int) -> dict:
             row[f"{name}_hits"] = engine.stats["hit_rate"]
     finally:
         with pg._db.connection() as conn:
-            conn.execute(f"DROP TABLE IF EXISTS {table}, {table}_schema")
+            conn.execute(f"DROP TABLE IF EXISTS {table}_usage, {table}, {table}_schema")
         pg.close()
     return row
 
@@ -175,6 +187,13 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--queries", type=int, default=300, help="timed queries per store")
     parser.add_argument("--dsn", help="an existing server (default: start a private one)")
+    parser.add_argument(
+        "--ef-search",
+        type=int,
+        nargs="+",
+        default=[40, 100, 200],
+        help="hnsw.ef_search values to sweep (PostgresStore(ef_search=...))",
+    )
     args = parser.parse_args()
 
     server = None
@@ -184,7 +203,7 @@ def main() -> None:
     rng = np.random.default_rng(0)
     load_before = os.getloadavg()[0]
     try:
-        rows = [measure(n, dsn, rng, args.queries) for n in args.sizes]
+        rows = [measure(n, dsn, rng, args.queries, args.ef_search) for n in args.sizes]
     finally:
         if server is not None:
             server.cleanup()
@@ -210,6 +229,13 @@ def main() -> None:
             f"{r['pg_build']:.1f}s; memory store load {r['memory_load']:.1f}s; engine hit "
             f"rate memory {r['memory_engine_hits']:.3f}, pg {r['pg_engine_hits']:.3f}"
         )
+    print("\nHNSW ef_search sweep (PostgresStore(ef_search=...)): search median (p90) ms, recall@1")
+    for r in rows:
+        cells = "; ".join(
+            f"ef={ef}: {med:.3f} ({p90:.3f}) ms, recall {rec:.3f}"
+            for ef, med, p90, rec in r["sweep"]
+        )
+        print(f"N={r['n']}: {cells}")
     print(
         f"Machine: {os.cpu_count()} CPUs, 1-min load average {load_before:.2f} before, "
         f"{os.getloadavg()[0]:.2f} after. recall@1 = PostgreSQL's top hit equals the "

@@ -603,43 +603,52 @@ class PostgresStore(CacheStore):
         self._create_extension = create_extension
         self._ready = False  # version row checked and, once dim is known, table created
         self._lock = threading.Lock()
-        t = table
+        t, u = table, f"{table}_usage"
         self._sql = {
+            # The entry and its usage row in one statement; an existing key keeps its id.
             "upsert": (
-                f"INSERT INTO {t} (partition, text_hash, text, embedding, response, created_at,"
-                " last_used_at, hit_count, metadata)"
-                " VALUES (%s, %s, %s, %s::vector, %s, %s, %s, %s, %s)"
+                f"WITH e AS (INSERT INTO {t} (partition, text_hash, text, embedding, response,"
+                " created_at, metadata) VALUES (%s, %s, %s, %s::vector, %s, %s, %s)"
                 " ON CONFLICT (partition, text_hash) DO UPDATE SET text = EXCLUDED.text,"
                 " embedding = EXCLUDED.embedding, response = EXCLUDED.response,"
-                " created_at = EXCLUDED.created_at, last_used_at = EXCLUDED.last_used_at,"
-                " hit_count = EXCLUDED.hit_count, metadata = EXCLUDED.metadata"
+                " created_at = EXCLUDED.created_at, metadata = EXCLUDED.metadata RETURNING id)"
+                f" INSERT INTO {u} (id, last_used_at, hit_count) SELECT id, %s, %s FROM e"
+                " ON CONFLICT (id) DO UPDATE SET last_used_at = EXCLUDED.last_used_at,"
+                " hit_count = EXCLUDED.hit_count"
             ),
             "exact": (
-                f"SELECT text, response, created_at, last_used_at, hit_count, metadata FROM {t}"
-                " WHERE partition = %s AND text_hash = %s AND text = %s AND created_at >= %s"
+                "SELECT e.text, e.response, e.created_at,"
+                " COALESCE(u.last_used_at, e.created_at), COALESCE(u.hit_count, 0), e.metadata"
+                f" FROM {t} e LEFT JOIN {u} u ON u.id = e.id WHERE e.partition = %s"
+                " AND e.text_hash = %s AND e.text = %s AND e.created_at >= %s"
             ),
             "search_settings": (
                 "SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true),"
                 " set_config('hnsw.ef_search', %s, true),"
                 " set_config('hnsw.max_scan_tuples', %s, true)"
             ),
+            # The inner query is the plain pgvector shape the planner serves from HNSW.
             "search": (
-                f"SELECT text, response, created_at, last_used_at, hit_count, metadata,"
-                f" embedding <=> %s::vector AS distance FROM {t}"
+                "SELECT e.text, e.response, e.created_at,"
+                " COALESCE(u.last_used_at, e.created_at), COALESCE(u.hit_count, 0),"
+                " e.metadata, e.distance FROM (SELECT id, text, response, created_at,"
+                f" metadata, embedding <=> %s::vector AS distance FROM {t}"
                 " WHERE partition = %s AND created_at >= %s"
-                " ORDER BY embedding <=> %s::vector LIMIT %s"
+                f" ORDER BY embedding <=> %s::vector LIMIT %s) e LEFT JOIN {u} u ON u.id = e.id"
             ),
+            # Hits touch only the small usage table: the vector row (and its HNSW entry)
+            # is never rewritten by a hit.
             "hit": (
-                f"UPDATE {t} SET hit_count = hit_count + 1,"
-                " last_used_at = GREATEST(last_used_at, %s)"
-                " WHERE partition = %s AND text_hash = %s AND text = %s"
+                f"UPDATE {u} u SET hit_count = u.hit_count + 1,"
+                f" last_used_at = GREATEST(u.last_used_at, %s) FROM {t} e"
+                " WHERE u.id = e.id AND e.partition = %s AND e.text_hash = %s AND e.text = %s"
             ),
             "expire": f"DELETE FROM {t} WHERE created_at < %s",
             # One statement: concurrent callers each delete the current overflow, never
             # more than it (rows another caller already deleted are simply gone).
             "lru": (
-                f"DELETE FROM {t} WHERE id IN (SELECT id FROM {t} ORDER BY last_used_at, id"
-                f" LIMIT GREATEST((SELECT count(*) FROM {t}) - %s, 0))"
+                f"DELETE FROM {t} WHERE id IN (SELECT id FROM {u} ORDER BY last_used_at, id"
+                f" LIMIT GREATEST((SELECT count(*) FROM {u}) - %s, 0))"
             ),
             "clear_all": f"DELETE FROM {t}",
             "clear": f"DELETE FROM {t} WHERE partition = %s",
@@ -661,14 +670,16 @@ class PostgresStore(CacheStore):
             f" embedding vector({dim}) NOT NULL,"
             " response text NOT NULL,"
             " created_at double precision NOT NULL,"
-            " last_used_at double precision NOT NULL,"
-            " hit_count bigint NOT NULL DEFAULT 0,"
             " metadata jsonb NOT NULL DEFAULT '{}'::jsonb)",
             # The exact partition key leads the unique key: exact lookups and partition
             # filters use this index.
             f"CREATE UNIQUE INDEX IF NOT EXISTS {t}_key ON {t} (partition, text_hash)",
-            f"CREATE INDEX IF NOT EXISTS {t}_lru ON {t} (last_used_at, id)",
             f"CREATE INDEX IF NOT EXISTS {t}_created ON {t} (created_at)",
+            f"CREATE TABLE IF NOT EXISTS {t}_usage ("
+            f" id bigint PRIMARY KEY REFERENCES {t} (id) ON DELETE CASCADE,"
+            " last_used_at double precision NOT NULL,"
+            " hit_count bigint NOT NULL DEFAULT 0)",
+            f"CREATE INDEX IF NOT EXISTS {t}_usage_lru ON {t}_usage (last_used_at, id)",
             f"CREATE INDEX IF NOT EXISTS {t}_hnsw ON {t} USING hnsw"
             f" (embedding vector_cosine_ops) WITH (m = {m}, ef_construction = {efc})",
         ]
@@ -828,9 +839,9 @@ class PostgresStore(CacheStore):
             _vector_param(vector),
             entry.response,
             entry.created_at,
+            _jsonb(entry.metadata),
             entry.last_used_at,
             entry.hit_count,
-            _jsonb(entry.metadata),
         )
 
     def _search_params(
