@@ -20,20 +20,27 @@ How it works
   A bad DSN is a ``ValueError`` at construction; an unreachable server is a
   :class:`PostgresConnectionError` naming host and database (never the password) at
   first use, within ``connect_timeout`` seconds. When a pooled connection breaks (the
-  server restarted), the pool is checked and the operation retried once.
+  server restarted), the pool is checked and the operation retried once. While the
+  server stays unreachable, calls fail at once for ``retry_after`` seconds, so an
+  outage never adds a timeout to every LLM call (the cache and cost handler log the
+  error and let the call through).
 * Schema: created on first use, under an advisory lock so replicas starting together
   do not race, with a ``<table>_schema`` row holding the schema version and the vector
   size. A database written by a newer costopt is refused, not silently misread.
 * Cache entries: keyed by ``(partition, sha256(text))`` (unique index; the full text is
-  compared too), the partition key indexed for exact lookups, an HNSW index on the
-  vectors with ``vector_cosine_ops``. Searches use pgvector's iterative index scan so
-  a filter on the partition and the TTL still finds neighbours; a small partition is
-  served by the partition index and an exact sort, as the planner sees fit. TTL and
-  the LRU size limit are ``DELETE`` statements; a hit is ``hit_count = hit_count + 1``.
+  compared too), the partition key leading that index for exact lookups, an HNSW index
+  on the vectors with ``vector_cosine_ops``. Vectors travel in pgvector's binary
+  format. Searches use pgvector's iterative index scan so a filter on the partition
+  and the TTL still finds neighbours; a small partition is served by the partition
+  index and an exact sort, as the planner sees fit. Hit counts and last-use times live
+  in ``<table>_usage``: a hit is ``hit_count = hit_count + 1`` there and never rewrites
+  the vector row or its HNSW entry. TTL and the LRU size limit are ``DELETE``
+  statements.
 * Ledger: one row per priced event; budgets are checked inside a transaction holding
   ``pg_advisory_xact_lock``: expired reservations dropped, spend plus live
   reservations read in one snapshot, the reservation inserted; so replicas spending
-  against one budget together overshoot it by at most one call's cost.
+  against one budget together overshoot it by at most one call's cost. Recording a
+  call inserts its row and settles its reservation in one transaction.
 """
 
 from __future__ import annotations
