@@ -16,7 +16,7 @@ For each cache size N (one partition, random unit 384-d float32 vectors) it time
 * ``memory search``: ``MemoryStore.search`` with its default settings (exact numpy scan,
   or the ANN index above its threshold when the ``[ann]`` extra is installed).
 * ``pg search``: ``PostgresStore.search`` through its pool (HNSW, ``vector_cosine_ops``,
-  m=16, ef_construction=64, ef_search=40, iterative scan), and its recall@1 against
+  m=16, ef_construction=64, ef_search=100 (the default), iterative scan), recall@1 against
   the in-process store's answer; then the same for each ``--ef-search`` value.
 * ``engine lookup``: the full ``SemanticCache.lookup`` on each store (exact-match probe,
   vector search, hit bookkeeping), the embedding replaced by a dictionary of

@@ -320,6 +320,22 @@ class _Connector:
                 f"next attempt in {left:.1f}s. Last error: {self._down_reason}"
             )
 
+    def _connection_lost(self, exc: BaseException) -> bool:
+        """A failure of the connection itself (not of a statement): worth a retry on a
+        fresh connection, and a sign the server may be down."""
+        if isinstance(exc, PostgresConnectionError | self._pool_mod.PoolTimeout):
+            return True
+        if not isinstance(exc, self._psycopg.OperationalError):
+            return False
+        state = getattr(exc, "sqlstate", None)
+        # No SQLSTATE: the client lost the connection; class 08: connection exception;
+        # 57P01-03: the server is shutting down or starting.
+        return state is None or state.startswith("08") or state in ("57P01", "57P02", "57P03")
+
+    def _retryable(self, exc: BaseException) -> bool:
+        # A pool timeout already waited; retrying would only double the wait.
+        return self._connection_lost(exc) and not isinstance(exc, self._pool_mod.PoolTimeout)
+
     def _went_down(self, exc: BaseException) -> None:
         self._down_reason = str(exc).strip()
         self._down_until = time.monotonic() + self._retry_after
@@ -329,8 +345,9 @@ class _Connector:
         self._fail_fast()
         try:
             result = self._run(fn)
-        except (PostgresConnectionError, self._psycopg.OperationalError) as exc:
-            self._went_down(exc)
+        except Exception as exc:
+            if self._connection_lost(exc):
+                self._went_down(exc)
             raise
         self._down_until = 0.0
         return result
@@ -347,7 +364,7 @@ class _Connector:
                         conn.commit()  # a user's pool may hand out non-autocommit connections
                     return result
             except self._psycopg.OperationalError as exc:
-                if attempt == 2 or isinstance(exc, self._pool_mod.PoolTimeout):
+                if attempt == 2 or not self._retryable(exc):
                     raise
                 logger.warning(
                     "PostgreSQL connection failed (%s); checking the pool and retrying once: %s",
@@ -385,25 +402,26 @@ class _Connector:
             open=False,
         )
         await pool.open(wait=True, timeout=self._connect_timeout)
-        with self._lock:
+        with self._lock:  # never held across an await
             found = self._async_pools.get(id(loop))
-            if found is not None and found[0] is loop:
-                await pool.close()
-                return found[1]
-            # Pools of loops that have ended cannot be awaited any more: drop them.
-            for key, (old_loop, _) in list(self._async_pools.items()):
-                if old_loop.is_closed():
-                    del self._async_pools[key]
-            self._async_pools[id(loop)] = (loop, pool)
-        return pool
+            if found is None or found[0] is not loop:
+                # Pools of loops that have ended cannot be awaited any more: drop them.
+                for key, (old_loop, _) in list(self._async_pools.items()):
+                    if old_loop.is_closed():
+                        del self._async_pools[key]
+                self._async_pools[id(loop)] = (loop, pool)
+                return pool
+        await pool.close()  # another task of this loop opened one meanwhile
+        return found[1]
 
     async def arun(self, fn: Callable[[psycopg.AsyncConnection[Any]], Awaitable[T]]) -> T:
         """Async :meth:`run`."""
         self._fail_fast()
         try:
             result = await self._arun(fn)
-        except (PostgresConnectionError, self._psycopg.OperationalError) as exc:
-            self._went_down(exc)
+        except Exception as exc:
+            if self._connection_lost(exc):
+                self._went_down(exc)
             raise
         self._down_until = 0.0
         return result
@@ -420,7 +438,7 @@ class _Connector:
                         await conn.commit()
                     return result
             except self._psycopg.OperationalError as exc:
-                if attempt == 2 or isinstance(exc, self._pool_mod.PoolTimeout):
+                if attempt == 2 or not self._retryable(exc):
                     raise
                 logger.warning(
                     "PostgreSQL connection failed (%s); checking the pool and retrying once: %s",
@@ -492,6 +510,10 @@ class _Schema:
             " created_at timestamptz NOT NULL DEFAULT now())"
         )
 
+    def present_sql(self, relations: Sequence[str]) -> str:
+        """One boolean: every relation exists (``to_regclass`` takes no lock)."""
+        return "SELECT " + " AND ".join(["to_regclass(%s) IS NOT NULL"] * len(relations))
+
     def check_version(self, row: tuple[Any, ...] | None) -> int | None:
         """Validate the version row ``(kind, version, dim)``; return the stored dim."""
         if row is None:
@@ -531,7 +553,9 @@ class PostgresStore(CacheStore):
         dim: vector length; otherwise taken from the table, or fixed by the first
             vector stored. At most 2,000 (pgvector's HNSW limit for ``vector``).
         hnsw_m / hnsw_ef_construction: HNSW build parameters (pgvector defaults).
-        ef_search: HNSW candidate list per search (recall vs. latency; >= ``k``).
+        ef_search: HNSW candidate list per search (recall vs. latency; >= ``k``). The
+            default 100 is above pgvector's 40: a missed neighbour costs an LLM call,
+            a larger list a few milliseconds (``benchmarks/postgres_lookup.py``).
         max_scan_tuples: how far pgvector's iterative scan walks the index looking
             for entries that pass the partition and TTL filters.
         pool_size: largest number of connections per pool this store opens.
@@ -557,7 +581,7 @@ class PostgresStore(CacheStore):
         dim: int | None = None,
         hnsw_m: int = 16,
         hnsw_ef_construction: int = 64,
-        ef_search: int = 40,
+        ef_search: int = 100,
         max_scan_tuples: int = 20_000,
         pool_size: int = 10,
         connect_timeout: float = 5.0,
@@ -611,6 +635,7 @@ class PostgresStore(CacheStore):
         self._ready = False  # version row checked and, once dim is known, table created
         self._lock = threading.Lock()
         t, u = table, f"{table}_usage"
+        self._relations = (f"{t}_schema", t, u, f"{t}_key", f"{t}_hnsw", f"{u}_lru")
         self._sql = {
             # The entry and its usage row in one statement; an existing key keeps its id.
             "upsert": (
@@ -721,7 +746,16 @@ class PostgresStore(CacheStore):
         if self._ready and (self._dim is not None or new_dim is None):
             return
 
+        present_sql, relations = self._schema.present_sql(self._relations), self._relations
+        version_sql = f"SELECT kind, version, dim FROM {self._schema.version_table}"
+
         def setup(conn: psycopg.Connection[Any]) -> int | None:
+            # Fast path, no locks: an earlier run created everything. Re-running the
+            # DDL would take table locks that deadlock against other replicas' writes.
+            if conn.execute(present_sql, relations).fetchone()[0]:
+                dim, write = self._decide(conn.execute(version_sql).fetchone(), new_dim)
+                if not write and dim is not None:
+                    return dim
             has_ext = conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'vector'")
             if has_ext.fetchone() is None:
                 self._require_extension(conn)
@@ -729,6 +763,8 @@ class PostgresStore(CacheStore):
                 for query, params in self._lock_and_read_version():
                     cur = conn.execute(query, params)
                 dim, write = self._decide(cur.fetchone(), new_dim)
+                if dim is not None and conn.execute(present_sql, relations).fetchone()[0]:
+                    return dim  # another replica created it while we waited for the lock
                 if write:
                     conn.execute(
                         f"INSERT INTO {self._schema.version_table} (kind, version, dim)"
@@ -749,7 +785,19 @@ class PostgresStore(CacheStore):
         if self._ready and (self._dim is not None or new_dim is None):
             return
 
+        present_sql, relations = self._schema.present_sql(self._relations), self._relations
+        version_sql = f"SELECT kind, version, dim FROM {self._schema.version_table}"
+
+        async def present(conn: psycopg.AsyncConnection[Any]) -> bool:
+            cur = await conn.execute(present_sql, relations)
+            return bool((await cur.fetchone())[0])
+
         async def setup(conn: psycopg.AsyncConnection[Any]) -> int | None:
+            if await present(conn):  # fast path, no locks (see _ensure)
+                cur = await conn.execute(version_sql)
+                dim, write = self._decide(await cur.fetchone(), new_dim)
+                if not write and dim is not None:
+                    return dim
             cur = await conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'vector'")
             if await cur.fetchone() is None:
                 await self._arequire_extension(conn)
@@ -757,6 +805,8 @@ class PostgresStore(CacheStore):
                 for query, params in self._lock_and_read_version():
                     cur = await conn.execute(query, params)
                 dim, write = self._decide(await cur.fetchone(), new_dim)
+                if dim is not None and await present(conn):
+                    return dim
                 if write:
                     await conn.execute(
                         f"INSERT INTO {self._schema.version_table} (kind, version, dim)"
@@ -1218,7 +1268,19 @@ class PostgresLedger:
             return
         schema = self._schema
 
+        t, r = self.table, self._reservations
+        relations = (schema.version_table, t, r, f"{t}_ts")
+        present_sql = schema.present_sql(relations)
+
         def setup(conn: psycopg.Connection[Any]) -> None:
+            # As for the store: no DDL (and no table locks) once everything exists.
+            if conn.execute(present_sql, relations).fetchone()[0]:
+                schema.check_version(
+                    conn.execute(
+                        f"SELECT kind, version, dim FROM {schema.version_table}"
+                    ).fetchone()
+                )
+                return
             with conn.transaction():
                 conn.execute(self._sql["lock"], (schema.lock_key,))
                 conn.execute(schema.create_version_table())
