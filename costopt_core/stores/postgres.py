@@ -633,6 +633,7 @@ class PostgresStore(CacheStore):
         self._max_scan_tuples = max_scan_tuples
         self._create_extension = create_extension
         self._ready = False  # version row checked and, once dim is known, table created
+        self._empty_checked = -math.inf
         self._lock = threading.Lock()
         t, u = table, f"{table}_usage"
         self._relations = (f"{t}_schema", t, u, f"{t}_key", f"{t}_hnsw", f"{u}_lru")
@@ -716,6 +717,11 @@ class PostgresStore(CacheStore):
             f" (embedding vector_cosine_ops) WITH (m = {m}, ef_construction = {efc})",
         ]
 
+    def _fresh_empty(self) -> bool:
+        """Whether "nothing stored yet" was seen less than a second ago: an empty
+        cache is re-checked at most once a second for a size fixed by another replica."""
+        return time.monotonic() - self._empty_checked < 1.0
+
     def _lock_and_read_version(self) -> tuple[tuple[str, tuple[Any, ...]], ...]:
         """Run in the schema transaction; the last statement reads the version row."""
         return (
@@ -743,11 +749,13 @@ class PostgresStore(CacheStore):
 
     def _ensure(self, new_dim: int | None = None) -> None:
         """Create or check the schema; with ``new_dim`` fix the vector size if unset."""
-        if self._ready and (self._dim is not None or new_dim is None):
+        if self._ready and (self._dim is not None or (new_dim is None and self._fresh_empty())):
             return
 
         present_sql, relations = self._schema.present_sql(self._relations), self._relations
-        version_sql = f"SELECT kind, version, dim FROM {self._schema.version_table}"
+        version_table = self._schema.version_table
+        version_sql = f"SELECT kind, version, dim FROM {version_table}"
+        version_exists = "SELECT to_regclass(%s) IS NOT NULL"
 
         def setup(conn: psycopg.Connection[Any]) -> int | None:
             # Fast path, no locks: an earlier run created everything. Re-running the
@@ -756,6 +764,13 @@ class PostgresStore(CacheStore):
                 dim, write = self._decide(conn.execute(version_sql).fetchone(), new_dim)
                 if not write and dim is not None:
                     return dim
+            if new_dim is None and self._dim is None:
+                # Reading while nothing was ever stored: nothing to create, no lock.
+                # Another replica may fix the size any time, so this is asked again.
+                if not conn.execute(version_exists, (version_table,)).fetchone()[0]:
+                    return None
+                if self._schema.check_version(conn.execute(version_sql).fetchone()) is None:
+                    return None
             has_ext = conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'vector'")
             if has_ext.fetchone() is None:
                 self._require_extension(conn)
@@ -780,13 +795,16 @@ class PostgresStore(CacheStore):
         with self._lock:
             self._dim = dim
             self._ready = True
+            self._empty_checked = time.monotonic()
 
     async def _aensure(self, new_dim: int | None = None) -> None:
-        if self._ready and (self._dim is not None or new_dim is None):
+        if self._ready and (self._dim is not None or (new_dim is None and self._fresh_empty())):
             return
 
         present_sql, relations = self._schema.present_sql(self._relations), self._relations
-        version_sql = f"SELECT kind, version, dim FROM {self._schema.version_table}"
+        version_table = self._schema.version_table
+        version_sql = f"SELECT kind, version, dim FROM {version_table}"
+        version_exists = "SELECT to_regclass(%s) IS NOT NULL"
 
         async def present(conn: psycopg.AsyncConnection[Any]) -> bool:
             cur = await conn.execute(present_sql, relations)
@@ -798,6 +816,13 @@ class PostgresStore(CacheStore):
                 dim, write = self._decide(await cur.fetchone(), new_dim)
                 if not write and dim is not None:
                     return dim
+            if new_dim is None and self._dim is None:  # see _ensure
+                cur = await conn.execute(version_exists, (version_table,))
+                if not (await cur.fetchone())[0]:
+                    return None
+                cur = await conn.execute(version_sql)
+                if self._schema.check_version(await cur.fetchone()) is None:
+                    return None
             cur = await conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'vector'")
             if await cur.fetchone() is None:
                 await self._arequire_extension(conn)
@@ -822,6 +847,7 @@ class PostgresStore(CacheStore):
         with self._lock:
             self._dim = dim
             self._ready = True
+            self._empty_checked = time.monotonic()
 
     def _extension_error(self, exc: BaseException) -> RuntimeError:
         return RuntimeError(
@@ -861,7 +887,7 @@ class PostgresStore(CacheStore):
     @property
     def dim(self) -> int | None:
         """Vector length of the table (read from the database on first use)."""
-        if self._dim is None and not self._ready:
+        if self._dim is None:
             self._ensure()
         return self._dim
 

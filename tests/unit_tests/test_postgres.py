@@ -159,6 +159,17 @@ def test_reopened_store_reads_dim_and_refuses_other_sizes(dsn, table, store):
         wrong.count()
 
 
+def test_a_store_opened_on_an_empty_table_sees_entries_written_later(dsn, table):
+    reader, writer = PostgresStore(dsn, table=table), PostgresStore(dsn, table=table)
+    assert reader.search("p", vec(1), now=0.0, ttl_seconds=None) == []  # nothing yet
+    writer.upsert(entry("p", "late", vec(1)))
+    time.sleep(1.1)  # an empty cache is re-checked at most once a second
+    assert reader.dim == DIM
+    assert reader.search("p", vec(1), now=0.0, ttl_seconds=None)[0].entry.text == "late"
+    reader.close()
+    writer.close()
+
+
 def test_schema_has_version_row_hnsw_index_and_partition_key(dsn, store, table):
     store.upsert(entry("p", "x", vec(1)))
     with psycopg.connect(dsn) as conn:
