@@ -606,7 +606,7 @@ async def test_async_store_reconnects_after_a_server_restart(pg_server, table):
 
 
 def test_an_outage_fails_fast_then_recovers(pg_server, table):
-    store = PostgresStore(pg_server.dsn, table=table, pool_timeout=1, retry_after=1.0)
+    store = PostgresStore(pg_server.dsn, table=table, pool_timeout=1, retry_after=3.0)
     cache = SemanticLLMCache(HashingEmbeddings(), similarity_threshold=0.85, store=store)
     model = SimulatedChatModel(model_name="gpt-4o-mini", cache=cache)
     model.invoke(Q)  # cached while the server is up
@@ -621,6 +621,6 @@ def test_an_outage_fails_fast_then_recovers(pg_server, table):
         assert time.perf_counter() - started < 0.5
     finally:
         pg_server.start()
-    time.sleep(1.1)
+    time.sleep(3.1)  # retry_after: the next call tries the server again
     assert model.invoke(REWORDED).response_metadata.get("costopt_cache")  # the cache is back
     store.close()
