@@ -116,9 +116,7 @@ class ComplexityClassifier:
             languages = (languages,)
         unknown = [lang for lang in languages if lang not in CUES_BY_LANGUAGE]
         if unknown:
-            raise ValueError(
-                f"languages: unknown {unknown!r}; allowed: {sorted(CUES_BY_LANGUAGE)}"
-            )
+            raise ValueError(f"languages: unknown {unknown!r}; allowed: {sorted(CUES_BY_LANGUAGE)}")
         if not isinstance(max_tokens, int) or max_tokens < 1:
             raise ValueError(f"max_tokens must be an int >= 1, got {max_tokens!r}")
         if not isinstance(complex_cue_min, int) or complex_cue_min < 1:

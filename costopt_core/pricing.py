@@ -80,12 +80,27 @@ class ModelPrice:
 # The seed's table ("as of 2024", USD per 1K tokens), kept under the seed's names. It is
 # consulted only for names genai-prices does not know (e.g. "deepseek-v3").
 SEED_MODELS: dict[str, dict[str, Any]] = {
-    "simple": {"model": "deepseek-v3", "input_per_1k": 0.00014, "output_per_1k": 0.00028,
-               "max_tokens": 65_536, "latency_ms": 200},
-    "medium": {"model": "gpt-4o-mini", "input_per_1k": 0.00015, "output_per_1k": 0.0006,
-               "max_tokens": 128_000, "latency_ms": 400},
-    "complex": {"model": "claude-3.5-sonnet", "input_per_1k": 0.003, "output_per_1k": 0.015,
-                "max_tokens": 200_000, "latency_ms": 800},
+    "simple": {
+        "model": "deepseek-v3",
+        "input_per_1k": 0.00014,
+        "output_per_1k": 0.00028,
+        "max_tokens": 65_536,
+        "latency_ms": 200,
+    },
+    "medium": {
+        "model": "gpt-4o-mini",
+        "input_per_1k": 0.00015,
+        "output_per_1k": 0.0006,
+        "max_tokens": 128_000,
+        "latency_ms": 400,
+    },
+    "complex": {
+        "model": "claude-3.5-sonnet",
+        "input_per_1k": 0.003,
+        "output_per_1k": 0.015,
+        "max_tokens": 200_000,
+        "latency_ms": 800,
+    },
 }
 
 
@@ -284,7 +299,11 @@ def estimate_cost(prompt: str, est_output_tokens: int = 500) -> dict[str, Any]:
     price = get_price(model)
     assert price is not None  # the seed layer always knows its own models
     input_tokens = len(prompt) // 2
-    total = input_tokens * price.input + est_output_tokens * price.output
+    # The seed's formula on per-1K prices; rounding the per-1K figure recovers the exact
+    # decimal (0.00015, not 0.00015000000000000001) so results match the seed's digits.
+    input_per_1k = round(price.input * 1000, 12)
+    output_per_1k = round(price.output * 1000, 12)
+    total = (input_tokens / 1000) * input_per_1k + (est_output_tokens / 1000) * output_per_1k
     return {
         "model": model,
         "input_tokens": input_tokens,

@@ -60,13 +60,7 @@ def test_estimate_cost_follows_the_seeds_formula(head: str, tier: str) -> None:
     assert estimate_cost(head)["output_tokens"] == 500
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="estimate_cost prices per token from the catalog (1.5e-07 * n) instead of the "
-    "seed's per-1K figures ((n / 1000) * 0.00015); the float difference flips round(x, 6) "
-    "for some prompts, e.g. gpt-4o-mini at 2125 chars and 137 output tokens",
-)
-@pytest.mark.parametrize(("head", "tier"), TIER_HEADS[:2])
+@pytest.mark.parametrize(("head", "tier"), TIER_HEADS)
 def test_estimate_cost_equals_the_seed_to_the_last_digit(head: str, tier: str) -> None:
     for prompt, out in sampled_calls(head):
         assert estimate_cost(prompt, out) == seed_estimate_cost(prompt, tier, out), len(prompt)
