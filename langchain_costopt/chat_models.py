@@ -830,7 +830,9 @@ class RouterChatModel(BaseChatModel):
         metadata = {
             **(self.metadata or {}),
             **(config.get("metadata") or {}),
-            "costopt_routing": info,
+            # The inner run does not carry the router's params, so name the tiers here:
+            # a cost handler prices the routing saving against them.
+            "costopt_routing": {**info, "tier_models": dict(self._names)},
         }
         merged: dict[str, Any] = {**config, "metadata": metadata}
         if self.tags:

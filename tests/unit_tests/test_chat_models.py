@@ -287,6 +287,9 @@ def test_batch_calls_each_tier_once_with_its_group(router: RouterChatModel) -> N
     assert len(counter.starts) == len(prompts) == len(counter.ends)
     tiers = sorted(s["metadata"]["costopt_routing"]["tier"] for s in counter.starts)
     assert tiers == ["complex", "medium", "simple", "simple", "simple"]
+    # Callbacks also learn every tier's model, to price the routing saving against.
+    names = {tier: m.model_name for tier, m in router.models.items()}
+    assert all(s["metadata"]["costopt_routing"]["tier_models"] == names for s in counter.starts)
 
 
 async def test_abatch_calls_each_tier_once(router: RouterChatModel) -> None:
