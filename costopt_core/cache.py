@@ -59,7 +59,9 @@ import threading
 import time
 import unicodedata
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -78,6 +80,42 @@ _WHITESPACE = re.compile(r"\s+")
 
 #: How many lookup vectors wait for their update (one per concurrent miss in flight).
 DEFAULT_PENDING_VECTORS = 1024
+
+# One tenant scope for every face: a user running LangChain and LlamaIndex side by side
+# sets the tenant once.
+_namespace: ContextVar[str | None] = ContextVar("costopt_cache_namespace", default=None)
+
+
+@contextmanager
+def cache_namespace(tenant: str) -> Iterator[str]:
+    """Scope cache lookups and updates made inside the block to ``tenant``.
+
+    Example:
+        >>> with cache_namespace("acme") as tenant:
+        ...     current_namespace()
+        'acme'
+        >>> current_namespace() is None
+        True
+
+    The scope is a ``contextvars.ContextVar``: concurrent threads and asyncio tasks
+    each see their own tenant. asyncio tasks and LangChain's ``batch`` executors
+    inherit the scope they were started in; a ``threading.Thread`` you start yourself
+    does not (run it under ``contextvars.copy_context().run``). Blocks nest; the inner
+    tenant applies inside. The faces (``langchain_costopt.SemanticLLMCache``,
+    ``llamaindex_costopt.SemanticCacheLLM``) put it into their partition keys.
+    """
+    if not isinstance(tenant, str) or not tenant:
+        raise ValueError(f"tenant must be a non-empty str, got {tenant!r}")
+    token = _namespace.set(tenant)
+    try:
+        yield tenant
+    finally:
+        _namespace.reset(token)
+
+
+def current_namespace() -> str | None:
+    """The tenant set by the innermost active :func:`cache_namespace`, if any."""
+    return _namespace.get()
 
 
 def normalize_text(text: str) -> str:

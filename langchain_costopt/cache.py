@@ -58,9 +58,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from contextvars import ContextVar
+from collections.abc import Sequence
 from typing import Any
 
 from langchain_core.caches import RETURN_VAL_TYPE, BaseCache
@@ -83,7 +81,7 @@ from langchain_core.messages import (
 )
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, Generation, GenerationChunk
 
-from costopt_core.cache import CacheHit, SemanticCache
+from costopt_core.cache import CacheHit, SemanticCache, cache_namespace, current_namespace
 from costopt_core.stores.base import CacheStore
 from costopt_core.tokens import estimate_tokens
 from langchain_costopt.messages import latest_human_text, message_text
@@ -112,41 +110,9 @@ _GENERATION_CLASSES: list[Any] = [
     *_MESSAGE_CLASSES,
 ]
 
-_namespace: ContextVar[str | None] = ContextVar("costopt_cache_namespace", default=None)
-
 _MODEL_IN_LLM_STRING = re.compile(
     r"""["'](?:model_name|model|model_id)["']\s*[:,]\s*["']([^"']+)["']"""
 )
-
-
-@contextmanager
-def cache_namespace(tenant: str) -> Iterator[str]:
-    """Scope cache lookups and updates made inside the block to ``tenant``.
-
-    Example:
-        .. code-block:: python
-
-            with cache_namespace("acme"):
-                chain.invoke(question)   # only ever hits answers cached for "acme"
-
-    The scope is a ``contextvars.ContextVar``: concurrent threads and asyncio tasks
-    each see their own tenant. asyncio tasks and LangChain's ``batch`` executors
-    inherit the scope they were started in; a ``threading.Thread`` you start yourself
-    does not (run it under ``contextvars.copy_context().run``). Blocks nest; the inner
-    tenant applies inside.
-    """
-    if not isinstance(tenant, str) or not tenant:
-        raise ValueError(f"tenant must be a non-empty str, got {tenant!r}")
-    token = _namespace.set(tenant)
-    try:
-        yield tenant
-    finally:
-        _namespace.reset(token)
-
-
-def current_namespace() -> str | None:
-    """The tenant set by the innermost active :func:`cache_namespace`, if any."""
-    return _namespace.get()
 
 
 def _parse_messages(prompt: str) -> list[BaseMessage] | None:
@@ -342,7 +308,7 @@ class SemanticLLMCache(BaseCache):
     def _key(self, prompt: str, llm_string: str) -> tuple[str, str]:
         text, context = split_prompt(prompt)
         partition = self.engine.partition(
-            llm_string, self.namespace or "", _namespace.get() or "", context
+            llm_string, self.namespace or "", current_namespace() or "", context
         )
         return partition, text
 
@@ -431,3 +397,6 @@ class SemanticLLMCache(BaseCache):
     async def aclear(self, **kwargs: Any) -> None:
         """Async :meth:`clear`."""
         await self.engine.aclear()
+
+
+__all__ = ["SemanticLLMCache", "cache_namespace", "current_namespace", "split_prompt"]

@@ -35,11 +35,9 @@ If the embedding model or the store fails, the call goes to the model as on a mi
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
-from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 from llama_index.core.base.embeddings.base import BaseEmbedding
@@ -59,7 +57,7 @@ from llama_index.core.llms.function_calling import FunctionCallingLLM
 from llama_index.core.llms.llm import LLM, ToolSelection
 from pydantic import ConfigDict, Field, PrivateAttr, model_validator
 
-from costopt_core.cache import CacheHit, SemanticCache
+from costopt_core.cache import CacheHit, SemanticCache, cache_namespace, current_namespace
 from costopt_core.stores.base import CacheStore
 from costopt_core.tokens import estimate_tokens
 from llamaindex_costopt.handlers import model_of_response, usage_of_response
@@ -84,26 +82,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 dispatcher = get_dispatcher(__name__)
 
-_NAMESPACE: ContextVar[str | None] = ContextVar("costopt_llamaindex_namespace", default=None)
 _SECRET_HINTS = ("key", "token", "secret", "password", "auth", "header", "credential")
 _USAGE_KEYS = ("prompt_tokens", "completion_tokens", "total_tokens", "usage")
-
-
-@contextlib.contextmanager
-def cache_namespace(namespace: str) -> Iterator[None]:
-    """Scope SemanticCacheLLM lookups and updates made inside the block to a tenant.
-
-    Example:
-        >>> with cache_namespace("tenant-a"):
-        ...     pass  # llm.complete(...) here never sees tenant-b's answers
-    """
-    if not isinstance(namespace, str) or not namespace:
-        raise ValueError(f"namespace must be a non-empty str, got {namespace!r}")
-    token = _NAMESPACE.set(namespace)
-    try:
-        yield
-    finally:
-        _NAMESPACE.reset(token)
 
 
 class CacheHitEvent(BaseEvent):
@@ -304,7 +284,7 @@ class SemanticCacheLLM(WrapperLLM):
     def _partition(
         self, endpoint: str, context: Any, kwargs: Mapping[str, Any], tools: str = ""
     ) -> str:
-        namespace = _NAMESPACE.get() or self.namespace or ""
+        namespace = current_namespace() or self.namespace or ""
         return self._cache.partition(
             # Per call: a model or temperature changed on the wrapped LLM is a new key.
             llm_identity(self.llm),
@@ -421,7 +401,7 @@ class SemanticCacheLLM(WrapperLLM):
                     saved_usd=hit.saved_usd,
                     usage=usage,
                     tier=tier if isinstance(tier, str) else None,
-                    namespace=_NAMESPACE.get() or self.namespace,
+                    namespace=current_namespace() or self.namespace,
                 )
             )
         except Exception:  # observability must never fail the user's call
