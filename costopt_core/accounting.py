@@ -57,7 +57,7 @@ import warnings
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from os import PathLike
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from costopt_core.ledger import (
     Budget,
@@ -618,6 +618,106 @@ class CostAccountant:
         return project_report(self.to_dict(), requests_per_day=requests_per_day, days=days)
 
 
+class AccountantViews:
+    """The read-only face of a ``CostAccountant`` that every cost handler shows.
+
+    A framework's handler class inherits this and exposes its accountant as the
+    attribute (or property) ``accountant``; everything here reads through it, so the
+    LangChain and LlamaIndex handlers report, budget and export the same way. The
+    mixin defines no fields and no ``__init__`` (safe on pydantic models as well).
+
+    Example:
+        >>> from costopt_core.accounting import AccountantViews, CostAccountant
+        >>> class Handler(AccountantViews):
+        ...     def __init__(self) -> None:
+        ...         self.accountant = CostAccountant(budget_usd=2.0)
+        >>> h = Handler()
+        >>> h.total_cost, h.budget_usd, h.on_budget, h.costopt_downgrade
+        (0.0, 2.0, 'raise', False)
+        >>> h
+        Handler(total_cost=0.000000, total_saved=0.000000)
+    """
+
+    __slots__ = ()
+
+    if TYPE_CHECKING:
+        accountant: CostAccountant
+
+    @property
+    def ledger(self) -> LedgerProtocol:
+        """Where the records go (the private ``CostLedger`` unless one was given)."""
+        return self.accountant.ledger
+
+    @property
+    def baseline_model(self) -> str | None:
+        return self.accountant.baseline_model
+
+    @property
+    def budget_usd(self) -> float | None:
+        """The lifetime limit (``budget_usd``), if one was given."""
+        for budget in self.accountant.budgets:
+            if budget.period is None:
+                return budget.limit_usd
+        return None
+
+    @property
+    def budgets(self) -> tuple[Budget, ...]:
+        """Every budget enforced (total, per day, per month, and any given ones)."""
+        return self.accountant.budgets
+
+    @property
+    def on_budget(self) -> str:
+        return self.accountant.on_budget
+
+    @property
+    def total_cost(self) -> float:
+        """USD spent (priced calls and cascade attempts; cache hits spend nothing)."""
+        return self.accountant.total_cost
+
+    @property
+    def total_saved(self) -> float:
+        """USD saved: cache hits plus routing savings against the baseline."""
+        return self.accountant.total_saved
+
+    @property
+    def costopt_downgrade(self) -> bool:
+        """Read by the routers: true while over budget with ``on_budget="downgrade"``."""
+        return self.accountant.downgrade
+
+    def summary(self) -> LedgerSummary:
+        return self.accountant.summary()
+
+    def budget_status(self) -> list[dict[str, Any]]:
+        """Each budget with its period start, spend so far and what is left."""
+        return self.accountant.budget_status()
+
+    def to_dict(self) -> dict[str, Any]:
+        """Totals, per-model figures and budget status as JSON-ready data."""
+        return self.accountant.to_dict()
+
+    def report(self) -> str:
+        """A readable table: per model and total calls, tokens, spend, saved."""
+        return self.accountant.report()
+
+    def to_json(self, path: str | PathLike[str] | None = None) -> str:
+        """The ``to_dict()`` report as JSON; written to ``path`` when given."""
+        return self.accountant.to_json(path)
+
+    def to_csv(self, path: str | PathLike[str] | None = None, *, records: bool = False) -> str:
+        """Per-model rows plus a TOTAL row (or every record with ``records=True``)."""
+        return self.accountant.to_csv(path, records=records)
+
+    def project_month(self, requests_per_day: float | None = None) -> dict[str, Any]:
+        """Observed usage extrapolated to a 30-day month."""
+        return self.accountant.project_month(requests_per_day)
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(total_cost={self.total_cost:.6f}, "
+            f"total_saved={self.total_saved:.6f})"
+        )
+
+
 # -- report rendering -------------------------------------------------------------------------
 
 _COUNT_FIELDS = (
@@ -808,6 +908,7 @@ def records_csv(records: Iterable[CostRecord]) -> str:
 
 __all__ = [
     "UNPRICED",
+    "AccountantViews",
     "BudgetExceededError",
     "BudgetWarning",
     "CostAccountant",

@@ -56,7 +56,6 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from os import PathLike
 from typing import Any
 from uuid import UUID
 
@@ -64,12 +63,16 @@ from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.outputs import LLMResult
 from langchain_core.tracers.context import register_configure_hook
 
-from costopt_core.accounting import CostAccountant, OnBudget, usage_from_mapping
+from costopt_core.accounting import (
+    AccountantViews,
+    CostAccountant,
+    OnBudget,
+    usage_from_mapping,
+)
 from costopt_core.ledger import (
     Budget,
     BudgetExceededError,
     LedgerProtocol,
-    LedgerSummary,
     TokenUsage,
 )
 from costopt_core.pricing import PriceCatalog
@@ -123,7 +126,7 @@ def _is_langchain_cache_hit(usage_metadata: Any) -> bool:
     return _is_map(usage_metadata) and usage_metadata.get("total_cost", None) == 0
 
 
-class CostCallbackHandler(BaseCallbackHandler):
+class CostCallbackHandler(AccountantViews, BaseCallbackHandler):
     """Tallies LangChain LLM calls per model, prices them, and enforces budgets.
 
     Example:
@@ -198,73 +201,8 @@ class CostCallbackHandler(BaseCallbackHandler):
         self._runs: dict[UUID, _Run] = {}
         self._counted: OrderedDict[UUID, None] = OrderedDict()
 
-    # -- public figures ----------------------------------------------------------------
-
-    @property
-    def ledger(self) -> LedgerProtocol:
-        return self.accountant.ledger
-
-    @property
-    def baseline_model(self) -> str | None:
-        return self.accountant.baseline_model
-
-    @property
-    def budget_usd(self) -> float | None:
-        """The lifetime limit (``budget_usd``), if one was given."""
-        for budget in self.accountant.budgets:
-            if budget.period is None:
-                return budget.limit_usd
-        return None
-
-    @property
-    def budgets(self) -> tuple[Budget, ...]:
-        return self.accountant.budgets
-
-    @property
-    def on_budget(self) -> str:
-        return self.accountant.on_budget
-
-    @property
-    def total_cost(self) -> float:
-        """USD spent (priced calls and cascade attempts; cache hits spend nothing)."""
-        return self.accountant.total_cost
-
-    @property
-    def total_saved(self) -> float:
-        """USD saved: cache hits plus routing savings against the baseline."""
-        return self.accountant.total_saved
-
-    @property
-    def costopt_downgrade(self) -> bool:
-        """Read by ``RouterChatModel``: true while over budget with on_budget="downgrade"."""
-        return self.accountant.downgrade
-
-    def summary(self) -> LedgerSummary:
-        return self.accountant.summary()
-
-    def to_dict(self) -> dict[str, Any]:
-        """Totals, per-model figures and budget status as JSON-ready data."""
-        return self.accountant.to_dict()
-
-    def report(self) -> str:
-        """A readable table: per model and total calls, tokens, spend, saved."""
-        return self.accountant.report()
-
-    def to_json(self, path: str | PathLike[str] | None = None) -> str:
-        return self.accountant.to_json(path)
-
-    def to_csv(self, path: str | PathLike[str] | None = None, *, records: bool = False) -> str:
-        return self.accountant.to_csv(path, records=records)
-
-    def project_month(self, requests_per_day: float | None = None) -> dict[str, Any]:
-        """Observed usage extrapolated to a 30-day month."""
-        return self.accountant.project_month(requests_per_day)
-
-    def __repr__(self) -> str:
-        return (
-            f"CostCallbackHandler(total_cost={self.total_cost:.6f}, "
-            f"total_saved={self.total_saved:.6f})"
-        )
+    # Public figures (total_cost, total_saved, budgets, summary, report, to_json, ...)
+    # come from AccountantViews, shared with llamaindex_costopt's CostEventHandler.
 
     # -- run start: remember the model, check the budget --------------------------------
 

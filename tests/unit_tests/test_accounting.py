@@ -12,6 +12,7 @@ import pytest
 
 from costopt_core import set_price
 from costopt_core.accounting import (
+    AccountantViews,
     BudgetWarning,
     CostAccountant,
     build_budgets,
@@ -354,3 +355,52 @@ def test_project_month_from_observed_usage() -> None:
     projection = acct.project_month(requests_per_day=1000)
     # 3 requests (2 calls + 1 hit) cost 0.00856: per request 0.00856 / 3.
     assert projection["monthly_cost"] == pytest.approx(0.00856 / 3 * 1000 * 30)
+
+
+# -- AccountantViews: the figures every handler shows -----------------------------------
+
+
+class _ViewsOverPrivate(AccountantViews):
+    """A handler keeping its accountant private, exposing it as a property (like
+    the LlamaIndex handler): the views must read through ``accountant``."""
+
+    def __init__(self, accountant: CostAccountant) -> None:
+        self._acct = accountant
+
+    @property
+    def accountant(self) -> CostAccountant:
+        return self._acct
+
+
+def test_accountant_views_read_through_the_accountant(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    acct = CostAccountant(
+        budget_usd=2.0, daily_budget_usd=1.0, on_budget="downgrade", baseline_model="acct-strong"
+    )
+    views = _ViewsOverPrivate(acct)
+    acct.record_call("acct-cheap", TokenUsage(1000, 500), tier="simple")
+    assert views.total_cost == pytest.approx(0.003)
+    assert views.total_saved == pytest.approx(0.025 - 0.003)
+    assert (views.budget_usd, views.on_budget, views.baseline_model) == (
+        2.0,
+        "downgrade",
+        "acct-strong",
+    )
+    assert [b.period for b in views.budgets] == [None, "day"]
+    assert views.ledger is acct.ledger
+    assert views.summary().calls == 1
+    assert views.to_dict() == acct.to_dict()
+    assert views.report() == acct.report()
+    assert json.loads(views.to_json(tmp_path / "r.json")) == acct.to_dict()
+    assert views.to_csv(records=True).count("\n") == 2
+    assert views.project_month(requests_per_day=10)["requests_per_day"] == 10
+    assert repr(views) == "_ViewsOverPrivate(total_cost=0.003000, total_saved=0.022000)"
+    assert views.costopt_downgrade is False
+    acct.record_call("acct-strong", TokenUsage(100_000, 0))  # $1.00: the daily budget is spent
+    assert acct.before_call() is None
+    assert views.costopt_downgrade is True
+    assert views.budget_status()[1]["exceeded"] is True
+
+
+def test_accountant_views_without_lifetime_budget() -> None:
+    views = _ViewsOverPrivate(CostAccountant(daily_budget_usd=1.0))
+    assert views.budget_usd is None
