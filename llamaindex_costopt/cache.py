@@ -44,11 +44,7 @@ from llama_index.core.base.embeddings.base import BaseEmbedding
 from llama_index.core.base.llms.types import (
     ChatMessage,
     ChatResponse,
-    ChatResponseAsyncGen,
-    ChatResponseGen,
     CompletionResponse,
-    CompletionResponseAsyncGen,
-    CompletionResponseGen,
     LLMMetadata,
 )
 from llama_index.core.instrumentation import get_dispatcher
@@ -62,22 +58,31 @@ from costopt_core.stores.base import CacheStore
 from costopt_core.tokens import estimate_tokens
 from llamaindex_costopt.handlers import model_of_response, usage_of_response
 from llamaindex_costopt.messages import (
-    as_messages,
     message_text,
     prompt_context,
     question_of,
     split_chat,
 )
 from llamaindex_costopt.wrapper import (
+    ASTREAM,
+    ASYNC,
+    STREAM,
+    SYNC,
+    CompleteRequest,
+    Request,
+    ToolsRequest,
     WrapperLLM,
+    answer_text,
+    areplay,
     budget_gates,
     cancel_budget,
     llm_model_name,
     open_budget,
+    replay,
 )
 
 if TYPE_CHECKING:
-    from llama_index.core.tools.types import BaseTool
+    pass
 
 logger = logging.getLogger(__name__)
 dispatcher = get_dispatcher(__name__)
@@ -295,20 +300,19 @@ class SemanticCacheLLM(WrapperLLM):
             tools,
         )
 
-    def _chat_key(
-        self,
-        messages: Sequence[ChatMessage],
-        kwargs: Mapping[str, Any],
-        endpoint: str = "chat",
-        tools: str = "",
-    ) -> tuple[str, str]:
-        question, context = split_chat(messages)
-        return self._partition(endpoint, context, kwargs, tools), question
-
-    def _text_key(self, prompt: str, formatted: bool, kwargs: Mapping[str, Any]) -> tuple[str, str]:
-        question = question_of(prompt)
-        context = [prompt_context(prompt, question), formatted]
-        return self._partition("complete", context, kwargs), question
+    def _key(self, request: Request) -> tuple[str, str]:
+        """The partition and the question (what is embedded) of a request."""
+        if isinstance(request, CompleteRequest):
+            question = question_of(request.prompt)
+            context = [prompt_context(request.prompt, question), request.formatted]
+            return self._partition("complete", context, request.kwargs), question
+        if isinstance(request, ToolsRequest):
+            endpoint, options = "chat_with_tools", request.options()
+            tools = _tools_identity(request.tools)
+        else:
+            endpoint, options, tools = "chat", request.kwargs, ""
+        question, context = split_chat(request.messages)
+        return self._partition(endpoint, context, options, tools), question
 
     # -- (de)serialising answers -------------------------------------------------------------
 
@@ -347,6 +351,14 @@ class SemanticCacheLLM(WrapperLLM):
             logger.exception("a cached answer could not be read; treated as a miss")
             return None
 
+    def _entry(self, response: Any, prompt_text: str) -> tuple[str, dict[str, Any]] | None:
+        """What is stored for an answer: the serialized answer and its metadata."""
+        try:
+            return self._dump(response), self._metadata(response, prompt_text)
+        except Exception:
+            logger.exception("the answer could not be cached")
+            return None
+
     def _metadata(self, response: Any, prompt_text: str) -> dict[str, Any]:
         """What the engine needs to price a later hit: the model and the call's usage."""
         routing = (response.additional_kwargs or {}).get("routing") or {}
@@ -357,12 +369,9 @@ class SemanticCacheLLM(WrapperLLM):
         )
         usage = usage_of_response(response)
         if usage is None:
-            answer = (
-                response.message.content if isinstance(response, ChatResponse) else response.text
-            ) or ""
             meta: dict[str, Any] = {
                 "input_tokens": estimate_tokens(prompt_text),
-                "output_tokens": estimate_tokens(answer),
+                "output_tokens": estimate_tokens(answer_text(response)),
                 "usage_estimated": True,
             }
         else:
@@ -407,43 +416,29 @@ class SemanticCacheLLM(WrapperLLM):
         except Exception:  # observability must never fail the user's call
             logger.exception("dispatching CacheHitEvent failed")
 
-    def _serve(self, key: tuple[str, str], kind: str) -> Any:
-        partition, question = key
-        hit = self._cache.lookup(partition, question)
+    def _from_hit(self, hit: CacheHit | None, question: str, kind: str) -> Any:
         if hit is None:
             return None
         response = self._load(hit, kind)
         if response is not None:
             self._on_hit(hit, question)
         return response
+
+    def _serve(self, key: tuple[str, str], kind: str) -> Any:
+        return self._from_hit(self._cache.lookup(*key), key[1], kind)
 
     async def _aserve(self, key: tuple[str, str], kind: str) -> Any:
-        partition, question = key
-        hit = await self._cache.alookup(partition, question)
-        if hit is None:
-            return None
-        response = self._load(hit, kind)
-        if response is not None:
-            self._on_hit(hit, question)
-        return response
+        return self._from_hit(await self._cache.alookup(*key), key[1], kind)
 
     def _save(self, key: tuple[str, str], response: Any, prompt_text: str) -> None:
-        try:
-            payload = self._dump(response)
-            meta = self._metadata(response, prompt_text)
-        except Exception:
-            logger.exception("the answer could not be cached")
-            return
-        self._cache.update(key[0], key[1], payload, meta)
+        entry = self._entry(response, prompt_text)
+        if entry is not None:
+            self._cache.update(*key, *entry)
 
     async def _asave(self, key: tuple[str, str], response: Any, prompt_text: str) -> None:
-        try:
-            payload = self._dump(response)
-            meta = self._metadata(response, prompt_text)
-        except Exception:
-            logger.exception("the answer could not be cached")
-            return
-        await self._cache.aupdate(key[0], key[1], payload, meta)
+        entry = self._entry(response, prompt_text)
+        if entry is not None:
+            await self._cache.aupdate(*key, *entry)
 
     def _miss_call(self, call: Any) -> Any:
         tokens = open_budget(budget_gates(dispatcher), routed=False)
@@ -461,101 +456,45 @@ class SemanticCacheLLM(WrapperLLM):
             cancel_budget(tokens)
             raise
 
-    # -- chat / complete ----------------------------------------------------------------------
+    # -- requests: served from the cache, or sent to the wrapped LLM and stored --------------
 
-    @dispatcher.span
-    def chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
-        messages = list(messages)
-        key = self._chat_key(messages, kwargs)
-        cached = self._serve(key, "chat")
+    def _send(self, request: Request, mode: str) -> Any:
+        llm = self._tool_llm() if isinstance(request, ToolsRequest) else self.llm
+        return request.send(llm, mode)
+
+    def _answer(self, request: Request) -> Any:
+        key = self._key(request)
+        cached = self._serve(key, _kind(request))
         if cached is not None:
             return cached
-        response = self._miss_call(lambda: self.llm.chat(messages, **kwargs))
-        self._save(key, response, _messages_text(messages))
+        response = self._miss_call(lambda: self._send(request, SYNC))
+        self._save(key, response, _prompt_text(request))
         return response
 
-    @dispatcher.span
-    async def achat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
-        messages = list(messages)
-        key = self._chat_key(messages, kwargs)
-        cached = await self._aserve(key, "chat")
+    async def _aanswer(self, request: Request) -> Any:
+        key = self._key(request)
+        cached = await self._aserve(key, _kind(request))
         if cached is not None:
             return cached
-        response = await self._amiss_call(lambda: self.llm.achat(messages, **kwargs))
-        await self._asave(key, response, _messages_text(messages))
+        response = await self._amiss_call(lambda: self._send(request, ASYNC))
+        await self._asave(key, response, _prompt_text(request))
         return response
 
-    @dispatcher.span
-    def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
-        key = self._text_key(prompt, formatted, kwargs)
-        cached = self._serve(key, "completion")
+    def _stream(self, request: Request) -> Iterator[Any]:
+        key = self._key(request)
+        cached = self._serve(key, _kind(request))
         if cached is not None:
-            return cached
-        response = self._miss_call(lambda: self.llm.complete(prompt, formatted=formatted, **kwargs))
-        self._save(key, response, prompt)
-        return response
+            return replay(cached)
+        stream = self._miss_call(lambda: self._send(request, STREAM))
+        return self._record_stream(key, stream, _prompt_text(request))
 
-    @dispatcher.span
-    async def acomplete(
-        self, prompt: str, formatted: bool = False, **kwargs: Any
-    ) -> CompletionResponse:
-        key = self._text_key(prompt, formatted, kwargs)
-        cached = await self._aserve(key, "completion")
+    async def _astream(self, request: Request) -> AsyncIterator[Any]:
+        key = self._key(request)
+        cached = await self._aserve(key, _kind(request))
         if cached is not None:
-            return cached
-        response = await self._amiss_call(
-            lambda: self.llm.acomplete(prompt, formatted=formatted, **kwargs)
-        )
-        await self._asave(key, response, prompt)
-        return response
-
-    @dispatcher.span
-    def stream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseGen:
-        messages = list(messages)
-        key = self._chat_key(messages, kwargs)
-        cached = self._serve(key, "chat")
-        if cached is not None:
-            return _replay(cached)
-        stream = self._miss_call(lambda: self.llm.stream_chat(messages, **kwargs))
-        return self._record_stream(key, stream, _messages_text(messages))
-
-    @dispatcher.span
-    async def astream_chat(
-        self, messages: Sequence[ChatMessage], **kwargs: Any
-    ) -> ChatResponseAsyncGen:
-        messages = list(messages)
-        key = self._chat_key(messages, kwargs)
-        cached = await self._aserve(key, "chat")
-        if cached is not None:
-            return _areplay(cached)
-        stream = await self._amiss_call(lambda: self.llm.astream_chat(messages, **kwargs))
-        return self._arecord_stream(key, stream, _messages_text(messages))
-
-    @dispatcher.span
-    def stream_complete(
-        self, prompt: str, formatted: bool = False, **kwargs: Any
-    ) -> CompletionResponseGen:
-        key = self._text_key(prompt, formatted, kwargs)
-        cached = self._serve(key, "completion")
-        if cached is not None:
-            return _replay(cached)
-        stream = self._miss_call(
-            lambda: self.llm.stream_complete(prompt, formatted=formatted, **kwargs)
-        )
-        return self._record_stream(key, stream, prompt)
-
-    @dispatcher.span
-    async def astream_complete(
-        self, prompt: str, formatted: bool = False, **kwargs: Any
-    ) -> CompletionResponseAsyncGen:
-        key = self._text_key(prompt, formatted, kwargs)
-        cached = await self._aserve(key, "completion")
-        if cached is not None:
-            return _areplay(cached)
-        stream = await self._amiss_call(
-            lambda: self.llm.astream_complete(prompt, formatted=formatted, **kwargs)
-        )
-        return self._arecord_stream(key, stream, prompt)
+            return areplay(cached)
+        stream = await self._amiss_call(lambda: self._send(request, ASTREAM))
+        return self._arecord_stream(key, stream, _prompt_text(request))
 
     def _record_stream(
         self, key: tuple[str, str], stream: Iterator[Any], prompt_text: str
@@ -588,169 +527,8 @@ class SemanticCacheLLM(WrapperLLM):
             )
         return self.llm
 
-    def _tools_key(
-        self, tools: Sequence[Any], user_msg: Any, chat_history: Any, options: Mapping[str, Any]
-    ) -> tuple[str, str]:
-        messages = as_messages(user_msg, chat_history)
-        return self._chat_key(messages, options, "chat_with_tools", _tools_identity(tools))
-
-    @dispatcher.span
-    def chat_with_tools(
-        self,
-        tools: Sequence[BaseTool],
-        user_msg: str | ChatMessage | None = None,
-        chat_history: list[ChatMessage] | None = None,
-        verbose: bool = False,
-        allow_parallel_tool_calls: bool = False,
-        tool_required: bool = False,
-        **kwargs: Any,
-    ) -> ChatResponse:
-        """Cached by question, with the tool definitions in the partition key."""
-        options = {
-            "allow_parallel_tool_calls": allow_parallel_tool_calls,
-            "tool_required": tool_required,
-            **kwargs,
-        }
-        key = self._tools_key(tools, user_msg, chat_history, options)
-        cached = self._serve(key, "chat")
-        if cached is not None:
-            return cached
-        response = self._miss_call(
-            lambda: self._tool_llm().chat_with_tools(
-                tools,
-                user_msg=user_msg,
-                chat_history=chat_history,
-                verbose=verbose,
-                allow_parallel_tool_calls=allow_parallel_tool_calls,
-                tool_required=tool_required,
-                **kwargs,
-            )
-        )
-        self._save(key, response, _messages_text(as_messages(user_msg, chat_history)))
-        return response
-
-    @dispatcher.span
-    async def achat_with_tools(
-        self,
-        tools: Sequence[BaseTool],
-        user_msg: str | ChatMessage | None = None,
-        chat_history: list[ChatMessage] | None = None,
-        verbose: bool = False,
-        allow_parallel_tool_calls: bool = False,
-        tool_required: bool = False,
-        **kwargs: Any,
-    ) -> ChatResponse:
-        options = {
-            "allow_parallel_tool_calls": allow_parallel_tool_calls,
-            "tool_required": tool_required,
-            **kwargs,
-        }
-        key = self._tools_key(tools, user_msg, chat_history, options)
-        cached = await self._aserve(key, "chat")
-        if cached is not None:
-            return cached
-        response = await self._amiss_call(
-            lambda: self._tool_llm().achat_with_tools(
-                tools,
-                user_msg=user_msg,
-                chat_history=chat_history,
-                verbose=verbose,
-                allow_parallel_tool_calls=allow_parallel_tool_calls,
-                tool_required=tool_required,
-                **kwargs,
-            )
-        )
-        await self._asave(key, response, _messages_text(as_messages(user_msg, chat_history)))
-        return response
-
-    @dispatcher.span
-    def stream_chat_with_tools(
-        self,
-        tools: Sequence[BaseTool],
-        user_msg: str | ChatMessage | None = None,
-        chat_history: list[ChatMessage] | None = None,
-        verbose: bool = False,
-        allow_parallel_tool_calls: bool = False,
-        tool_required: bool = False,
-        **kwargs: Any,
-    ) -> ChatResponseGen:
-        options = {
-            "allow_parallel_tool_calls": allow_parallel_tool_calls,
-            "tool_required": tool_required,
-            **kwargs,
-        }
-        key = self._tools_key(tools, user_msg, chat_history, options)
-        cached = self._serve(key, "chat")
-        if cached is not None:
-            return _replay(cached)
-        stream = self._miss_call(
-            lambda: self._tool_llm().stream_chat_with_tools(
-                tools,
-                user_msg=user_msg,
-                chat_history=chat_history,
-                verbose=verbose,
-                allow_parallel_tool_calls=allow_parallel_tool_calls,
-                tool_required=tool_required,
-                **kwargs,
-            )
-        )
-        return self._record_stream(key, stream, _messages_text(as_messages(user_msg, chat_history)))
-
-    @dispatcher.span
-    async def astream_chat_with_tools(
-        self,
-        tools: Sequence[BaseTool],
-        user_msg: str | ChatMessage | None = None,
-        chat_history: list[ChatMessage] | None = None,
-        verbose: bool = False,
-        allow_parallel_tool_calls: bool = False,
-        tool_required: bool = False,
-        **kwargs: Any,
-    ) -> ChatResponseAsyncGen:
-        options = {
-            "allow_parallel_tool_calls": allow_parallel_tool_calls,
-            "tool_required": tool_required,
-            **kwargs,
-        }
-        key = self._tools_key(tools, user_msg, chat_history, options)
-        cached = await self._aserve(key, "chat")
-        if cached is not None:
-            return _areplay(cached)
-        stream = await self._amiss_call(
-            lambda: self._tool_llm().astream_chat_with_tools(
-                tools,
-                user_msg=user_msg,
-                chat_history=chat_history,
-                verbose=verbose,
-                allow_parallel_tool_calls=allow_parallel_tool_calls,
-                tool_required=tool_required,
-                **kwargs,
-            )
-        )
-        return self._arecord_stream(
-            key, stream, _messages_text(as_messages(user_msg, chat_history))
-        )
-
-    def _prepare_chat_with_tools(
-        self,
-        tools: Sequence[BaseTool],
-        user_msg: str | ChatMessage | None = None,
-        chat_history: list[ChatMessage] | None = None,
-        verbose: bool = False,
-        allow_parallel_tool_calls: bool = False,
-        tool_required: bool = False,
-        **kwargs: Any,
-    ) -> dict[str, Any]:
-        """The wrapped LLM's own request preparation."""
-        return self._tool_llm()._prepare_chat_with_tools_compat(
-            tools,
-            user_msg=user_msg,
-            chat_history=chat_history,
-            verbose=verbose,
-            allow_parallel_tool_calls=allow_parallel_tool_calls,
-            tool_required=tool_required,
-            **kwargs,
-        )
+    def _tools_llm_for(self, request: ToolsRequest) -> FunctionCallingLLM:
+        return self._tool_llm()
 
     def get_tool_calls_from_response(
         self,
@@ -771,6 +549,18 @@ def _messages_text(messages: Sequence[ChatMessage]) -> str:
     return "\n".join(message_text(m) for m in messages)
 
 
+def _kind(request: Request) -> str:
+    """What kind of stored answer serves a request."""
+    return "completion" if isinstance(request, CompleteRequest) else "chat"
+
+
+def _prompt_text(request: Request) -> str:
+    """The text a request sends (to estimate input tokens of an answer without usage)."""
+    return (
+        request.prompt if isinstance(request, CompleteRequest) else _messages_text(request.messages)
+    )
+
+
 def _final(chunk: Any) -> Any:
     """A stream's last chunk as a whole answer (its ``delta`` cleared)."""
     if isinstance(chunk, ChatResponse):
@@ -780,25 +570,6 @@ def _final(chunk: Any) -> Any:
     return CompletionResponse(
         text=chunk.text, raw=chunk.raw, additional_kwargs=chunk.additional_kwargs
     )
-
-
-def _replay(response: Any) -> Iterator[Any]:
-    """A cached answer as a one-chunk stream."""
-    if isinstance(response, ChatResponse):
-        yield ChatResponse(
-            message=response.message,
-            delta=response.message.content or "",
-            additional_kwargs=response.additional_kwargs,
-        )
-    else:
-        yield CompletionResponse(
-            text=response.text, delta=response.text, additional_kwargs=response.additional_kwargs
-        )
-
-
-async def _areplay(response: Any) -> AsyncIterator[Any]:
-    for item in _replay(response):
-        yield item
 
 
 __all__ = ["CacheHitEvent", "SemanticCacheLLM", "cache_namespace", "llm_identity"]

@@ -42,17 +42,12 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from llama_index.core.base.llms.types import (
     ChatMessage,
     ChatResponse,
-    ChatResponseAsyncGen,
-    ChatResponseGen,
-    CompletionResponse,
-    CompletionResponseAsyncGen,
-    CompletionResponseGen,
     LLMMetadata,
 )
 from llama_index.core.instrumentation import get_dispatcher
@@ -65,28 +60,36 @@ from costopt_core.decision import LADDER, RouteDecision, RoutingStrategy, resolv
 from costopt_core.ledger import BudgetExceededError
 from costopt_core.strategies import as_strategy
 from llamaindex_costopt.messages import (
-    as_messages,
     chat_question,
     has_tool_history,
     question_of,
     tool_call_ids,
 )
 from llamaindex_costopt.wrapper import (
+    ASTREAM,
+    ASYNC,
+    STREAM,
+    SYNC,
+    CompleteRequest,
+    Request,
+    ToolsRequest,
     WrapperLLM,
+    answer_text,
+    areplay,
     budget_gates,
     cancel_budget,
     llm_model_name,
     merged_metadata,
     open_budget,
+    replay,
 )
 
 if TYPE_CHECKING:
-    from llama_index.core.tools.types import BaseTool
+    pass
 
 logger = logging.getLogger(__name__)
 dispatcher = get_dispatcher(__name__)
 
-_R = TypeVar("_R")
 _MAX_TOOL_IDS = 10_000
 _PINNED_REASON = "conversation holds tool calls: stay on one model"
 
@@ -350,9 +353,11 @@ class RouterLLM(WrapperLLM):
         except Exception:  # observability must never fail the user's call
             logger.exception("dispatching RoutingDecisionEvent failed")
 
-    def _order_from(self, tier: str) -> list[str]:
-        start = self._tiers.index(tier)
-        return list(self._tiers[start:]) if self.fallback else [tier]
+    def _order(self, call: _Call) -> list[tuple[str, bool]]:
+        """The tiers to try, the chosen one first, each with whether it is the last."""
+        tier = call.decision.tier
+        tiers = list(self._tiers[self._tiers.index(tier) :]) if self.fallback else [tier]
+        return [(t, index == len(tiers) - 1) for index, t in enumerate(tiers)]
 
     def _cascade_check(self) -> Callable[[str, str, str], bool] | None:
         check = getattr(self._strategy, "accept", None)
@@ -373,7 +378,12 @@ class RouterLLM(WrapperLLM):
                 logger.exception("costopt_downgrade check failed on %r", gate)
         return _Call(decide(downgrade), question, tokens)
 
-    def _failed(self, call: _Call, tier: str, exc: BaseException, last: bool) -> None:
+    def _failed(self, call: _Call, tier: str, exc: Exception, last: bool) -> None:
+        """A tier raised: the next one is tried, unless this was the last tier or a budget
+        refused the call (then the reservations are released and the error raised)."""
+        if isinstance(exc, BudgetExceededError):
+            cancel_budget(call.tokens)
+            raise exc
         if call.first_error is None:
             call.first_error = exc
         logger.warning("tier %r (%s) failed: %r", tier, self._names[tier], exc)
@@ -388,7 +398,6 @@ class RouterLLM(WrapperLLM):
         call: _Call,
         tier: str,
         response: Any,
-        text_of: Callable[[Any], str],
         last: bool,
     ) -> bool:
         """The cascade check (if the strategy has one) on a non-final tier's answer; a
@@ -397,7 +406,7 @@ class RouterLLM(WrapperLLM):
         if check is None or last:
             return True
         try:
-            ok = bool(check(call.question, text_of(response), tier))
+            ok = bool(check(call.question, answer_text(response), tier))
         except Exception:
             logger.exception("cascade check failed; the answer is accepted")
             return True
@@ -419,56 +428,46 @@ class RouterLLM(WrapperLLM):
 
     # -- the routing loops -------------------------------------------------------------
 
-    def _run(self, call: _Call, invoke: Callable[[LLM], _R], text_of: Callable[[_R], str]) -> _R:
-        order = self._order_from(call.decision.tier)
-        for index, tier in enumerate(order):
+    def _send(self, tier: str, request: Request, mode: str) -> Any:
+        llm = self.llms[tier]
+        if isinstance(request, ToolsRequest):
+            llm = self._tool_llm(llm)
+        return request.send(llm, mode)
+
+    def _run(self, call: _Call, request: Request, mode: str) -> Any:
+        for tier, last in self._order(call):
             try:
-                response = invoke(self.llms[tier])
-            except BudgetExceededError:
-                cancel_budget(call.tokens)
-                raise
+                response = self._send(tier, request, mode)
             except Exception as exc:
-                self._failed(call, tier, exc, index == len(order) - 1)
+                self._failed(call, tier, exc, last)
                 continue
-            if not self._accepted(call, tier, response, text_of, index == len(order) - 1):
-                continue
-            return self._finish(call, tier, response)
+            if self._accepted(call, tier, response, last):
+                return self._finish(call, tier, response)
         raise RuntimeError("unreachable: routing order exhausted")  # pragma: no cover
 
-    async def _arun(
-        self, call: _Call, invoke: Callable[[LLM], Awaitable[_R]], text_of: Callable[[_R], str]
-    ) -> _R:
-        order = self._order_from(call.decision.tier)
-        for index, tier in enumerate(order):
+    async def _arun(self, call: _Call, request: Request, mode: str) -> Any:
+        for tier, last in self._order(call):
             try:
-                response = await invoke(self.llms[tier])
-            except BudgetExceededError:
-                cancel_budget(call.tokens)
-                raise
+                response = await self._send(tier, request, mode)
             except Exception as exc:
-                self._failed(call, tier, exc, index == len(order) - 1)
+                self._failed(call, tier, exc, last)
                 continue
-            if not self._accepted(call, tier, response, text_of, index == len(order) - 1):
-                continue
-            return self._finish(call, tier, response)
+            if self._accepted(call, tier, response, last):
+                return self._finish(call, tier, response)
         raise RuntimeError("unreachable: routing order exhausted")  # pragma: no cover
 
-    def _run_stream(self, call: _Call, invoke: Callable[[LLM], Iterator[Any]]) -> Iterator[Any]:
+    def _run_stream(self, call: _Call, request: Request) -> Iterator[Any]:
         """Start the stream of the chosen tier now (inside the router's span), falling
         back while no chunk has been produced; later chunks flow through untouched."""
-        order = self._order_from(call.decision.tier)
-        for index, tier in enumerate(order):
+        for tier, last in self._order(call):
             try:
-                iterator = iter(invoke(self.llms[tier]))
+                iterator = iter(self._send(tier, request, STREAM))
                 first = next(iterator)
-            except BudgetExceededError:
-                cancel_budget(call.tokens)
-                raise
             except StopIteration:  # an empty answer is still an answer
                 self._emit(self._routing_info(call, tier))
                 return iter(())
             except Exception as exc:
-                self._failed(call, tier, exc, index == len(order) - 1)
+                self._failed(call, tier, exc, last)
                 continue
             info = self._finish(call, tier, first).additional_kwargs["routing"]
             return self._relay(first, iterator, tier, info)
@@ -484,22 +483,16 @@ class RouterLLM(WrapperLLM):
         if isinstance(last, ChatResponse) and last is not first:
             self._remember_tool_calls(tier, last)
 
-    async def _arun_stream(
-        self, call: _Call, invoke: Callable[[LLM], Awaitable[AsyncIterator[Any]]]
-    ) -> AsyncIterator[Any]:
-        order = self._order_from(call.decision.tier)
-        for index, tier in enumerate(order):
+    async def _arun_stream(self, call: _Call, request: Request) -> AsyncIterator[Any]:
+        for tier, last in self._order(call):
             try:
-                iterator = await invoke(self.llms[tier])
+                iterator = await self._send(tier, request, ASTREAM)
                 first = await iterator.__anext__()
-            except BudgetExceededError:
-                cancel_budget(call.tokens)
-                raise
             except StopAsyncIteration:
                 self._emit(self._routing_info(call, tier))
                 return _aempty()
             except Exception as exc:
-                self._failed(call, tier, exc, index == len(order) - 1)
+                self._failed(call, tier, exc, last)
                 continue
             info = self._finish(call, tier, first).additional_kwargs["routing"]
             return self._arelay(first, iterator, tier, info)
@@ -517,6 +510,8 @@ class RouterLLM(WrapperLLM):
         if isinstance(last, ChatResponse) and last is not first:
             self._remember_tool_calls(tier, last)
 
+    # -- requests: route, then send ----------------------------------------------------
+
     def _chat_call(self, messages: list[ChatMessage]) -> _Call:
         question = chat_question(messages, include_history=self.include_history)
         return self._start(question, lambda down: self._decide_messages(messages, down))
@@ -531,84 +526,32 @@ class RouterLLM(WrapperLLM):
 
         return self._start(question, decide)
 
-    # -- chat / complete ---------------------------------------------------------------
+    def _call_for(self, request: Request) -> _Call:
+        if isinstance(request, CompleteRequest):
+            return self._text_call(request.prompt)
+        if isinstance(request, ToolsRequest):
+            for llm in self.llms.values():
+                self._tool_llm(llm)
+        return self._chat_call(request.messages)
 
-    @dispatcher.span
-    def chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
-        messages = list(messages)
-        call = self._chat_call(messages)
-        return self._run(call, lambda llm: llm.chat(messages, **kwargs), _chat_text)
+    def _answer(self, request: Request) -> Any:
+        return self._run(self._call_for(request), request, SYNC)
 
-    @dispatcher.span
-    async def achat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
-        messages = list(messages)
-        call = self._chat_call(messages)
-        return await self._arun(call, lambda llm: llm.achat(messages, **kwargs), _chat_text)
+    async def _aanswer(self, request: Request) -> Any:
+        return await self._arun(self._call_for(request), request, ASYNC)
 
-    @dispatcher.span
-    def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
-        call = self._text_call(prompt)
-        return self._run(
-            call, lambda llm: llm.complete(prompt, formatted=formatted, **kwargs), _text
-        )
-
-    @dispatcher.span
-    async def acomplete(
-        self, prompt: str, formatted: bool = False, **kwargs: Any
-    ) -> CompletionResponse:
-        call = self._text_call(prompt)
-        return await self._arun(
-            call, lambda llm: llm.acomplete(prompt, formatted=formatted, **kwargs), _text
-        )
-
-    @dispatcher.span
-    def stream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseGen:
-        messages = list(messages)
-        call = self._chat_call(messages)
+    def _stream(self, request: Request) -> Iterator[Any]:
+        call = self._call_for(request)
         if self._cascade_check() is not None:
             # A cascade judges the whole answer before the user sees any of it.
-            response = self._run(call, lambda llm: llm.chat(messages, **kwargs), _chat_text)
-            return _replay_chat(response)
-        return self._run_stream(call, lambda llm: llm.stream_chat(messages, **kwargs))
+            return replay(self._run(call, request, SYNC))
+        return self._run_stream(call, request)
 
-    @dispatcher.span
-    async def astream_chat(
-        self, messages: Sequence[ChatMessage], **kwargs: Any
-    ) -> ChatResponseAsyncGen:
-        messages = list(messages)
-        call = self._chat_call(messages)
+    async def _astream(self, request: Request) -> AsyncIterator[Any]:
+        call = self._call_for(request)
         if self._cascade_check() is not None:
-            response = await self._arun(call, lambda llm: llm.achat(messages, **kwargs), _chat_text)
-            return _areplay(_replay_chat(response))
-        return await self._arun_stream(call, lambda llm: llm.astream_chat(messages, **kwargs))
-
-    @dispatcher.span
-    def stream_complete(
-        self, prompt: str, formatted: bool = False, **kwargs: Any
-    ) -> CompletionResponseGen:
-        call = self._text_call(prompt)
-        if self._cascade_check() is not None:
-            response = self._run(
-                call, lambda llm: llm.complete(prompt, formatted=formatted, **kwargs), _text
-            )
-            return _replay_completion(response)
-        return self._run_stream(
-            call, lambda llm: llm.stream_complete(prompt, formatted=formatted, **kwargs)
-        )
-
-    @dispatcher.span
-    async def astream_complete(
-        self, prompt: str, formatted: bool = False, **kwargs: Any
-    ) -> CompletionResponseAsyncGen:
-        call = self._text_call(prompt)
-        if self._cascade_check() is not None:
-            response = await self._arun(
-                call, lambda llm: llm.acomplete(prompt, formatted=formatted, **kwargs), _text
-            )
-            return _areplay(_replay_completion(response))
-        return await self._arun_stream(
-            call, lambda llm: llm.astream_complete(prompt, formatted=formatted, **kwargs)
-        )
+            return areplay(await self._arun(call, request, ASYNC))
+        return await self._arun_stream(call, request)
 
     # -- tools -------------------------------------------------------------------------
 
@@ -620,173 +563,9 @@ class RouterLLM(WrapperLLM):
             )
         return llm
 
-    def _tools_call(
-        self, user_msg: str | ChatMessage | None, chat_history: list[ChatMessage] | None
-    ) -> _Call:
-        for llm in self.llms.values():
-            self._tool_llm(llm)
-        return self._chat_call(as_messages(user_msg, chat_history))
-
-    @dispatcher.span
-    def chat_with_tools(
-        self,
-        tools: Sequence[BaseTool],
-        user_msg: str | ChatMessage | None = None,
-        chat_history: list[ChatMessage] | None = None,
-        verbose: bool = False,
-        allow_parallel_tool_calls: bool = False,
-        tool_required: bool = False,
-        **kwargs: Any,
-    ) -> ChatResponse:
-        """Route, then let the chosen model format the tools its own way."""
-        call = self._tools_call(user_msg, chat_history)
-        return self._run(
-            call,
-            lambda llm: self._tool_llm(llm).chat_with_tools(
-                tools,
-                user_msg=user_msg,
-                chat_history=chat_history,
-                verbose=verbose,
-                allow_parallel_tool_calls=allow_parallel_tool_calls,
-                tool_required=tool_required,
-                **kwargs,
-            ),
-            _chat_text,
-        )
-
-    @dispatcher.span
-    async def achat_with_tools(
-        self,
-        tools: Sequence[BaseTool],
-        user_msg: str | ChatMessage | None = None,
-        chat_history: list[ChatMessage] | None = None,
-        verbose: bool = False,
-        allow_parallel_tool_calls: bool = False,
-        tool_required: bool = False,
-        **kwargs: Any,
-    ) -> ChatResponse:
-        call = self._tools_call(user_msg, chat_history)
-        return await self._arun(
-            call,
-            lambda llm: self._tool_llm(llm).achat_with_tools(
-                tools,
-                user_msg=user_msg,
-                chat_history=chat_history,
-                verbose=verbose,
-                allow_parallel_tool_calls=allow_parallel_tool_calls,
-                tool_required=tool_required,
-                **kwargs,
-            ),
-            _chat_text,
-        )
-
-    @dispatcher.span
-    def stream_chat_with_tools(
-        self,
-        tools: Sequence[BaseTool],
-        user_msg: str | ChatMessage | None = None,
-        chat_history: list[ChatMessage] | None = None,
-        verbose: bool = False,
-        allow_parallel_tool_calls: bool = False,
-        tool_required: bool = False,
-        **kwargs: Any,
-    ) -> ChatResponseGen:
-        call = self._tools_call(user_msg, chat_history)
-
-        def invoke(llm: LLM) -> ChatResponseGen:
-            return self._tool_llm(llm).stream_chat_with_tools(
-                tools,
-                user_msg=user_msg,
-                chat_history=chat_history,
-                verbose=verbose,
-                allow_parallel_tool_calls=allow_parallel_tool_calls,
-                tool_required=tool_required,
-                **kwargs,
-            )
-
-        if self._cascade_check() is not None:
-            response = self._run(
-                call,
-                lambda llm: self._tool_llm(llm).chat_with_tools(
-                    tools,
-                    user_msg=user_msg,
-                    chat_history=chat_history,
-                    verbose=verbose,
-                    allow_parallel_tool_calls=allow_parallel_tool_calls,
-                    tool_required=tool_required,
-                    **kwargs,
-                ),
-                _chat_text,
-            )
-            return _replay_chat(response)
-        return self._run_stream(call, invoke)
-
-    @dispatcher.span
-    async def astream_chat_with_tools(
-        self,
-        tools: Sequence[BaseTool],
-        user_msg: str | ChatMessage | None = None,
-        chat_history: list[ChatMessage] | None = None,
-        verbose: bool = False,
-        allow_parallel_tool_calls: bool = False,
-        tool_required: bool = False,
-        **kwargs: Any,
-    ) -> ChatResponseAsyncGen:
-        call = self._tools_call(user_msg, chat_history)
-        if self._cascade_check() is not None:
-            response = await self._arun(
-                call,
-                lambda llm: self._tool_llm(llm).achat_with_tools(
-                    tools,
-                    user_msg=user_msg,
-                    chat_history=chat_history,
-                    verbose=verbose,
-                    allow_parallel_tool_calls=allow_parallel_tool_calls,
-                    tool_required=tool_required,
-                    **kwargs,
-                ),
-                _chat_text,
-            )
-            return _areplay(_replay_chat(response))
-        return await self._arun_stream(
-            call,
-            lambda llm: self._tool_llm(llm).astream_chat_with_tools(
-                tools,
-                user_msg=user_msg,
-                chat_history=chat_history,
-                verbose=verbose,
-                allow_parallel_tool_calls=allow_parallel_tool_calls,
-                tool_required=tool_required,
-                **kwargs,
-            ),
-        )
-
-    def _prepare_chat_with_tools(
-        self,
-        tools: Sequence[BaseTool],
-        user_msg: str | ChatMessage | None = None,
-        chat_history: list[ChatMessage] | None = None,
-        verbose: bool = False,
-        allow_parallel_tool_calls: bool = False,
-        tool_required: bool = False,
-        **kwargs: Any,
-    ) -> dict[str, Any]:
-        """Chat kwargs formatted by the tier these messages route to (without calling it).
-
-        The ``*_chat_with_tools`` methods do not use this: they route first and let the
-        chosen model prepare its own request.
-        """
-        messages = as_messages(user_msg, chat_history)
-        tier = self._decide_messages(messages, downgrade=False).tier
-        return self._tool_llm(self.llms[tier])._prepare_chat_with_tools_compat(
-            tools,
-            user_msg=user_msg,
-            chat_history=chat_history,
-            verbose=verbose,
-            allow_parallel_tool_calls=allow_parallel_tool_calls,
-            tool_required=tool_required,
-            **kwargs,
-        )
+    def _tools_llm_for(self, request: ToolsRequest) -> FunctionCallingLLM:
+        tier = self._decide_messages(request.messages, downgrade=False).tier
+        return self._tool_llm(self.llms[tier])
 
     def get_tool_calls_from_response(
         self,
@@ -821,14 +600,6 @@ class RouterLLM(WrapperLLM):
 # -- helpers ---------------------------------------------------------------------------------
 
 
-def _chat_text(response: ChatResponse) -> str:
-    return response.message.content or ""
-
-
-def _text(response: CompletionResponse) -> str:
-    return response.text or ""
-
-
 def _usage(response: Any) -> dict[str, Any] | None:
     from llamaindex_costopt.handlers import usage_of_response
 
@@ -852,31 +623,6 @@ def _annotate(response: Any, info: dict[str, Any]) -> None:
     if extra is None:
         response.additional_kwargs = extra = {}
     extra["routing"] = dict(info)
-
-
-def _replay_chat(response: ChatResponse) -> Iterator[ChatResponse]:
-    yield ChatResponse(
-        message=response.message,
-        raw=response.raw,
-        delta=response.message.content or "",
-        logprobs=response.logprobs,
-        additional_kwargs=response.additional_kwargs,
-    )
-
-
-def _replay_completion(response: CompletionResponse) -> Iterator[CompletionResponse]:
-    yield CompletionResponse(
-        text=response.text,
-        raw=response.raw,
-        delta=response.text,
-        logprobs=response.logprobs,
-        additional_kwargs=response.additional_kwargs,
-    )
-
-
-async def _areplay(items: Iterator[Any]) -> AsyncIterator[Any]:
-    for item in items:
-        yield item
 
 
 async def _aempty() -> AsyncIterator[Any]:

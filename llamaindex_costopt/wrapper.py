@@ -8,25 +8,50 @@
 * The wrappers themselves are not decorated with LlamaIndex's ``llm_chat_callback`` /
   ``llm_completion_callback``: they call the wrapped model's decorated methods, so each
   call emits exactly one LLM start/end event pair, the answering model's.
+* The twelve endpoints (``chat``, ``complete``, ``chat_with_tools``, each sync, async,
+  stream and async stream) are defined once here: each packs its arguments into a
+  request (:class:`ChatRequest`, :class:`CompleteRequest`, :class:`ToolsRequest`) and
+  hands it to the subclass's ``_answer`` / ``_aanswer`` / ``_stream`` / ``_astream``,
+  which decide which wrapped LLM gets the request; ``request.send(llm, mode)`` passes
+  the call on unchanged. Spans are named after the wrapper's class
+  (``RouterLLM.chat``...), whatever class defines the method.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-from llama_index.core.base.llms.types import LLMMetadata
+from llama_index.core.base.llms.types import (
+    ChatMessage,
+    ChatResponse,
+    ChatResponseAsyncGen,
+    ChatResponseGen,
+    CompletionResponse,
+    CompletionResponseAsyncGen,
+    CompletionResponseGen,
+    LLMMetadata,
+)
 from llama_index.core.callbacks import CallbackManager
+from llama_index.core.instrumentation import get_dispatcher
 from llama_index.core.llms.function_calling import FunctionCallingLLM
 from llama_index.core.llms.llm import LLM
 from llama_index.core.prompts import BasePromptTemplate
 from llama_index.core.types import TokenAsyncGen, TokenGen
 
 from costopt_core.ledger import BudgetExceededError
-from llamaindex_costopt.messages import question_scope
+from llamaindex_costopt.messages import as_messages, question_scope
+
+if TYPE_CHECKING:
+    from llama_index.core.tools.types import BaseTool
 
 logger = logging.getLogger(__name__)
+dispatcher = get_dispatcher(__name__)
+
+# The endpoint modes, as LlamaIndex names its methods: chat, achat, stream_chat, astream_chat.
+SYNC, ASYNC, STREAM, ASTREAM = "", "a", "stream_", "astream_"
 
 
 def llm_model_name(llm: Any) -> str:
@@ -109,11 +134,131 @@ def cancel_budget(tokens: list[tuple[Any, Any]]) -> None:
             logger.exception("cancelling a budget reservation failed")
 
 
+@dataclass(frozen=True)
+class ChatRequest:
+    """A ``chat`` call: ``send(llm, ASYNC)`` makes it as ``llm.achat(messages, **kwargs)``."""
+
+    messages: list[ChatMessage]
+    kwargs: dict[str, Any]
+
+    def send(self, llm: LLM, mode: str) -> Any:
+        return getattr(llm, f"{mode}chat")(self.messages, **self.kwargs)
+
+
+@dataclass(frozen=True)
+class CompleteRequest:
+    """A ``complete`` call, passed on as ``llm.<mode>complete(prompt, formatted, **kwargs)``."""
+
+    prompt: str
+    formatted: bool
+    kwargs: dict[str, Any]
+
+    def send(self, llm: LLM, mode: str) -> Any:
+        return getattr(llm, f"{mode}complete")(self.prompt, formatted=self.formatted, **self.kwargs)
+
+
+@dataclass(frozen=True)
+class ToolsRequest:
+    """A ``chat_with_tools`` call (its arguments as ``FunctionCallingLLM`` names them)."""
+
+    tools: Sequence[BaseTool]
+    user_msg: str | ChatMessage | None
+    chat_history: list[ChatMessage] | None
+    verbose: bool
+    allow_parallel_tool_calls: bool
+    tool_required: bool
+    kwargs: dict[str, Any]
+
+    @property
+    def messages(self) -> list[ChatMessage]:
+        """The conversation the model will see: ``chat_history`` then ``user_msg``."""
+        return as_messages(self.user_msg, self.chat_history)
+
+    def options(self) -> dict[str, Any]:
+        """The arguments that can change the answer, besides tools and messages."""
+        return {
+            "allow_parallel_tool_calls": self.allow_parallel_tool_calls,
+            "tool_required": self.tool_required,
+            **self.kwargs,
+        }
+
+    def _arguments(self) -> dict[str, Any]:
+        return {
+            "user_msg": self.user_msg,
+            "chat_history": self.chat_history,
+            "verbose": self.verbose,
+            "allow_parallel_tool_calls": self.allow_parallel_tool_calls,
+            "tool_required": self.tool_required,
+            **self.kwargs,
+        }
+
+    def send(self, llm: FunctionCallingLLM, mode: str) -> Any:
+        return getattr(llm, f"{mode}chat_with_tools")(self.tools, **self._arguments())
+
+    def prepare(self, llm: FunctionCallingLLM) -> dict[str, Any]:
+        """``llm``'s own chat kwargs for this request (no call is made)."""
+        return llm._prepare_chat_with_tools_compat(self.tools, **self._arguments())
+
+
+Request = ChatRequest | CompleteRequest | ToolsRequest
+
+
+def answer_text(response: ChatResponse | CompletionResponse) -> str:
+    """The text of an answer, chat or completion."""
+    if isinstance(response, ChatResponse):
+        return response.message.content or ""
+    return response.text or ""
+
+
+def replay(response: ChatResponse | CompletionResponse) -> Iterator[Any]:
+    """A whole answer as a one-chunk stream (its text is the chunk's delta)."""
+    if isinstance(response, ChatResponse):
+        yield ChatResponse(
+            message=response.message,
+            raw=response.raw,
+            delta=response.message.content or "",
+            logprobs=response.logprobs,
+            additional_kwargs=response.additional_kwargs,
+        )
+    else:
+        yield CompletionResponse(
+            text=response.text,
+            raw=response.raw,
+            delta=response.text,
+            logprobs=response.logprobs,
+            additional_kwargs=response.additional_kwargs,
+        )
+
+
+async def areplay(response: ChatResponse | CompletionResponse) -> AsyncIterator[Any]:
+    """Async :func:`replay`."""
+    for chunk in replay(response):
+        yield chunk
+
+
 class WrapperLLM(FunctionCallingLLM):
     """Base of the costopt LlamaIndex wrappers; subclasses implement the endpoints."""
 
     def _wrapped_llms(self) -> list[LLM]:
         """The LLMs this wrapper delegates to."""
+        raise NotImplementedError
+
+    # -- what a subclass decides: who answers a request ----------------------------------
+
+    def _answer(self, request: Request) -> Any:
+        raise NotImplementedError
+
+    async def _aanswer(self, request: Request) -> Any:
+        raise NotImplementedError
+
+    def _stream(self, request: Request) -> Iterator[Any]:
+        raise NotImplementedError
+
+    async def _astream(self, request: Request) -> AsyncIterator[Any]:
+        raise NotImplementedError
+
+    def _tools_llm_for(self, request: ToolsRequest) -> FunctionCallingLLM:
+        """The function-calling LLM that would answer ``request``."""
         raise NotImplementedError
 
     # -- callback manager: the wrapper's reaches the wrapped models ----------------------
@@ -140,6 +285,133 @@ class WrapperLLM(FunctionCallingLLM):
             if llm.callback_manager is not manager:
                 llm.callback_manager = manager
 
+    # -- endpoints ------------------------------------------------------------------------
+
+    @dispatcher.span
+    def chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
+        return self._answer(ChatRequest(list(messages), kwargs))
+
+    @dispatcher.span
+    async def achat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
+        return await self._aanswer(ChatRequest(list(messages), kwargs))
+
+    @dispatcher.span
+    def stream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseGen:
+        return self._stream(ChatRequest(list(messages), kwargs))
+
+    @dispatcher.span
+    async def astream_chat(
+        self, messages: Sequence[ChatMessage], **kwargs: Any
+    ) -> ChatResponseAsyncGen:
+        return await self._astream(ChatRequest(list(messages), kwargs))
+
+    @dispatcher.span
+    def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
+        return self._answer(CompleteRequest(prompt, formatted, kwargs))
+
+    @dispatcher.span
+    async def acomplete(
+        self, prompt: str, formatted: bool = False, **kwargs: Any
+    ) -> CompletionResponse:
+        return await self._aanswer(CompleteRequest(prompt, formatted, kwargs))
+
+    @dispatcher.span
+    def stream_complete(
+        self, prompt: str, formatted: bool = False, **kwargs: Any
+    ) -> CompletionResponseGen:
+        return self._stream(CompleteRequest(prompt, formatted, kwargs))
+
+    @dispatcher.span
+    async def astream_complete(
+        self, prompt: str, formatted: bool = False, **kwargs: Any
+    ) -> CompletionResponseAsyncGen:
+        return await self._astream(CompleteRequest(prompt, formatted, kwargs))
+
+    @dispatcher.span
+    def chat_with_tools(
+        self,
+        tools: Sequence[BaseTool],
+        user_msg: str | ChatMessage | None = None,
+        chat_history: list[ChatMessage] | None = None,
+        verbose: bool = False,
+        allow_parallel_tool_calls: bool = False,
+        tool_required: bool = False,
+        **kwargs: Any,
+    ) -> ChatResponse:
+        """Passed on to the wrapped LLM that answers, which formats the tools its own way."""
+        request = ToolsRequest(
+            tools, user_msg, chat_history, verbose, allow_parallel_tool_calls, tool_required, kwargs
+        )
+        return self._answer(request)
+
+    @dispatcher.span
+    async def achat_with_tools(
+        self,
+        tools: Sequence[BaseTool],
+        user_msg: str | ChatMessage | None = None,
+        chat_history: list[ChatMessage] | None = None,
+        verbose: bool = False,
+        allow_parallel_tool_calls: bool = False,
+        tool_required: bool = False,
+        **kwargs: Any,
+    ) -> ChatResponse:
+        request = ToolsRequest(
+            tools, user_msg, chat_history, verbose, allow_parallel_tool_calls, tool_required, kwargs
+        )
+        return await self._aanswer(request)
+
+    @dispatcher.span
+    def stream_chat_with_tools(
+        self,
+        tools: Sequence[BaseTool],
+        user_msg: str | ChatMessage | None = None,
+        chat_history: list[ChatMessage] | None = None,
+        verbose: bool = False,
+        allow_parallel_tool_calls: bool = False,
+        tool_required: bool = False,
+        **kwargs: Any,
+    ) -> ChatResponseGen:
+        request = ToolsRequest(
+            tools, user_msg, chat_history, verbose, allow_parallel_tool_calls, tool_required, kwargs
+        )
+        return self._stream(request)
+
+    @dispatcher.span
+    async def astream_chat_with_tools(
+        self,
+        tools: Sequence[BaseTool],
+        user_msg: str | ChatMessage | None = None,
+        chat_history: list[ChatMessage] | None = None,
+        verbose: bool = False,
+        allow_parallel_tool_calls: bool = False,
+        tool_required: bool = False,
+        **kwargs: Any,
+    ) -> ChatResponseAsyncGen:
+        request = ToolsRequest(
+            tools, user_msg, chat_history, verbose, allow_parallel_tool_calls, tool_required, kwargs
+        )
+        return await self._astream(request)
+
+    def _prepare_chat_with_tools(
+        self,
+        tools: Sequence[BaseTool],
+        user_msg: str | ChatMessage | None = None,
+        chat_history: list[ChatMessage] | None = None,
+        verbose: bool = False,
+        allow_parallel_tool_calls: bool = False,
+        tool_required: bool = False,
+        **kwargs: Any,
+    ) -> dict[str, Any]:
+        """Chat kwargs formatted by the wrapped LLM that would answer (without calling it).
+
+        The ``*_chat_with_tools`` endpoints do not use this: they pick the answering
+        model first and let it prepare its own request.
+        """
+        request = ToolsRequest(
+            tools, user_msg, chat_history, verbose, allow_parallel_tool_calls, tool_required, kwargs
+        )
+        return request.prepare(self._tools_llm_for(request))
+
     # -- prompt-template entry points: remember the question -----------------------------
 
     def predict(self, prompt: BasePromptTemplate, **prompt_args: Any) -> str:
@@ -162,10 +434,21 @@ class WrapperLLM(FunctionCallingLLM):
 
 
 __all__ = [
+    "ASTREAM",
+    "ASYNC",
+    "STREAM",
+    "SYNC",
+    "ChatRequest",
+    "CompleteRequest",
+    "Request",
+    "ToolsRequest",
     "WrapperLLM",
+    "answer_text",
+    "areplay",
     "budget_gates",
     "cancel_budget",
     "llm_model_name",
     "merged_metadata",
     "open_budget",
+    "replay",
 ]
