@@ -52,7 +52,6 @@ import threading
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from os import PathLike
 from typing import Any
 
 from llama_index.core.instrumentation import get_dispatcher
@@ -69,12 +68,11 @@ from llama_index.core.instrumentation.span.simple import SimpleSpan
 from llama_index.core.instrumentation.span_handlers import BaseSpanHandler
 from pydantic import PrivateAttr
 
-from costopt_core.accounting import CostAccountant, OnBudget, usage_from_mapping
+from costopt_core.accounting import AccountantViews, CostAccountant, OnBudget, usage_from_mapping
 from costopt_core.ledger import (
     Budget,
     BudgetExceededError,
     LedgerProtocol,
-    LedgerSummary,
     TokenUsage,
 )
 from costopt_core.pricing import PriceCatalog
@@ -304,7 +302,7 @@ class _Decision:
     attempts: list[Mapping[str, Any]] = field(default_factory=list)
 
 
-class CostEventHandler(BaseEventHandler):
+class CostEventHandler(AccountantViews, BaseEventHandler):
     """Prices LlamaIndex LLM calls with the engine's catalog; budgets and savings.
 
     Example:
@@ -327,7 +325,6 @@ class CostEventHandler(BaseEventHandler):
     """
 
     _accountant: CostAccountant = PrivateAttr()
-    _budget_usd: float | None = PrivateAttr(default=None)
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
     _spans: _SpanTree = PrivateAttr(default_factory=_SpanTree)
     _dispatcher: Any = PrivateAttr(default=None)
@@ -363,7 +360,6 @@ class CostEventHandler(BaseEventHandler):
             catalog=catalog,
             tags=tags,
         )
-        self._budget_usd = budget_usd
 
     @classmethod
     def class_name(cls) -> str:
@@ -420,65 +416,8 @@ class CostEventHandler(BaseEventHandler):
 
     @property
     def accountant(self) -> CostAccountant:
+        """The engine accountant the figures below read (``AccountantViews``)."""
         return self._accountant
-
-    @property
-    def ledger(self) -> LedgerProtocol:
-        return self._accountant.ledger
-
-    @property
-    def baseline_model(self) -> str | None:
-        return self._accountant.baseline_model
-
-    @property
-    def budget_usd(self) -> float | None:
-        return self._budget_usd
-
-    @property
-    def on_budget(self) -> str:
-        return self._accountant.on_budget
-
-    @property
-    def total_cost(self) -> float:
-        """USD spent (priced calls and cascade attempts; cache hits spend nothing)."""
-        return self._accountant.total_cost
-
-    @property
-    def total_saved(self) -> float:
-        """USD saved: cache hits plus routing savings against the baseline."""
-        return self._accountant.total_saved
-
-    @property
-    def costopt_downgrade(self) -> bool:
-        """Read by ``RouterLLM``: true while over budget with on_budget="downgrade"."""
-        return self._accountant.downgrade
-
-    def summary(self) -> LedgerSummary:
-        return self._accountant.summary()
-
-    def to_dict(self) -> dict[str, Any]:
-        """Totals, per-model figures and budget status as JSON-ready data."""
-        return self._accountant.to_dict()
-
-    def report(self) -> str:
-        """A readable table: per model and total calls, tokens, spend, saved."""
-        return self._accountant.report()
-
-    def to_json(self, path: str | PathLike[str] | None = None) -> str:
-        return self._accountant.to_json(path)
-
-    def to_csv(self, path: str | PathLike[str] | None = None, *, records: bool = False) -> str:
-        return self._accountant.to_csv(path, records=records)
-
-    def project_month(self, requests_per_day: float | None = None) -> dict[str, Any]:
-        """Observed usage extrapolated to a 30-day month."""
-        return self._accountant.project_month(requests_per_day)
-
-    def __repr__(self) -> str:
-        return (
-            f"CostEventHandler(total_cost={self.total_cost:.6f}, "
-            f"total_saved={self.total_saved:.6f})"
-        )
 
     # -- the wrappers' budget gate -------------------------------------------------------
 
