@@ -46,7 +46,6 @@ can only be logged.
 
 from __future__ import annotations
 
-import inspect
 import logging
 import threading
 from collections import OrderedDict
@@ -190,69 +189,24 @@ class _SpanTree(BaseSpanHandler[SimpleSpan]):
     def class_name(cls) -> str:
         return "CostoptSpanTree"
 
-    def span_enter(
-        self,
-        id_: str,
-        bound_args: inspect.BoundArguments,
-        instance: Any | None = None,
-        parent_id: str | None = None,
-        tags: dict[str, Any] | None = None,
-        **kwargs: Any,
-    ) -> None:
+    # LlamaIndex calls these hooks with keyword arguments only; the tree needs the ids.
+    def span_enter(self, id_: str, *, parent_id: str | None = None, **kwargs: Any) -> None:
         self._parents[id_] = parent_id
 
-    def span_exit(
-        self,
-        id_: str,
-        bound_args: inspect.BoundArguments,
-        instance: Any | None = None,
-        result: Any | None = None,
-        **kwargs: Any,
-    ) -> None:
+    def span_exit(self, id_: str, **kwargs: Any) -> None:
         self._parents.pop(id_, None)
 
-    def span_drop(
-        self,
-        id_: str,
-        bound_args: inspect.BoundArguments,
-        instance: Any | None = None,
-        err: BaseException | None = None,
-        **kwargs: Any,
-    ) -> None:
-        self._parents.pop(id_, None)
+    span_drop = span_exit
 
-    # Required by the abstract base; never reached since the three hooks above override
-    # the base class's use of them.
-    def new_span(
-        self,
-        id_: str,
-        bound_args: inspect.BoundArguments,
-        instance: Any = None,
-        parent_span_id: str | None = None,
-        tags: dict[str, Any] | None = None,
-        **kwargs: Any,
-    ) -> SimpleSpan:
+    # Required by the abstract base; never reached since the hooks above replace the base
+    # class's use of them.
+    def new_span(self, id_: str, *, parent_span_id: str | None = None, **kwargs: Any) -> SimpleSpan:
         return SimpleSpan(id_=id_, parent_id=parent_span_id)
 
-    def prepare_to_exit_span(
-        self,
-        id_: str,
-        bound_args: inspect.BoundArguments,
-        instance: Any = None,
-        result: Any = None,
-        **kwargs: Any,
-    ) -> SimpleSpan | None:
+    def prepare_to_exit_span(self, id_: str, **kwargs: Any) -> SimpleSpan | None:
         return None
 
-    def prepare_to_drop_span(
-        self,
-        id_: str,
-        bound_args: inspect.BoundArguments,
-        instance: Any = None,
-        err: BaseException | None = None,
-        **kwargs: Any,
-    ) -> SimpleSpan | None:
-        return None
+    prepare_to_drop_span = prepare_to_exit_span
 
     def ancestors(self, span_id: str | None) -> list[str]:
         """Open ancestors of ``span_id``, nearest first (the span itself excluded)."""
