@@ -136,7 +136,15 @@ def cancel_budget(tokens: list[tuple[Any, Any]]) -> None:
 
 @dataclass(frozen=True)
 class ChatRequest:
-    """A ``chat`` call: ``send(llm, ASYNC)`` makes it as ``llm.achat(messages, **kwargs)``."""
+    """A ``chat`` call: ``send(llm, ASYNC)`` makes it as ``llm.achat(messages, **kwargs)``.
+
+    Example:
+        >>> from llama_index.core.llms import ChatMessage
+        >>> from llamaindex_costopt.simulated import SimulatedLLM
+        >>> request = ChatRequest([ChatMessage(role="user", content="Hi")], {})
+        >>> request.send(SimulatedLLM(model_name="gpt-4o-mini"), SYNC).raw["model"]
+        'gpt-4o-mini'
+    """
 
     messages: list[ChatMessage]
     kwargs: dict[str, Any]
@@ -187,9 +195,7 @@ class ToolsRequest:
             "user_msg": self.user_msg,
             "chat_history": self.chat_history,
             "verbose": self.verbose,
-            "allow_parallel_tool_calls": self.allow_parallel_tool_calls,
-            "tool_required": self.tool_required,
-            **self.kwargs,
+            **self.options(),
         }
 
     def send(self, llm: FunctionCallingLLM, mode: str) -> Any:
@@ -237,7 +243,9 @@ async def areplay(response: ChatResponse | CompletionResponse) -> AsyncIterator[
 
 
 class WrapperLLM(FunctionCallingLLM):
-    """Base of the costopt LlamaIndex wrappers; subclasses implement the endpoints."""
+    """Base of the costopt LlamaIndex wrappers: the endpoints are here; a subclass decides
+    who answers a request (``_answer``, ``_aanswer``, ``_stream``, ``_astream``) and which
+    LLM prepares tool calls (``_tools_llm_for``)."""
 
     def _wrapped_llms(self) -> list[LLM]:
         """The LLMs this wrapper delegates to."""
