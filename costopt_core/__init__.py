@@ -25,6 +25,7 @@ from costopt_core.strategies import (
     as_strategy,
     available_strategies,
     get_strategy,
+    strategy_signature,
 )
 from costopt_core.tokens import estimate_tokens
 
@@ -32,6 +33,7 @@ from costopt_core.tokens import estimate_tokens
 # never needs an optional extra.
 _LAZY: dict[str, str] = {
     "SemanticCache": "costopt_core.cache",
+    "cache_namespace": "costopt_core.cache",
     "MemoryStore": "costopt_core.stores.memory",
     "SQLiteStore": "costopt_core.stores.sqlite",
     "PostgresStore": "costopt_core.stores.postgres",
@@ -79,5 +81,6 @@ __all__ = [
     "get_strategy",
     "resolve_tier",
     "set_price",
+    "strategy_signature",
     *_LAZY,
 ]

@@ -126,8 +126,11 @@ class ComplexityClassifier:
         self.languages = tuple(languages)
         self.max_tokens = max_tokens
         self.complex_cue_min = complex_cue_min
-        self._complex = _CueSet([*complex_all, *complex_cues])
-        self._simple = _CueSet([*simple_all, *simple_cues])
+        # Kept as public tuples so a router's cache key tells two cue sets apart.
+        self.complex_cues = (*complex_all, *complex_cues)
+        self.simple_cues = (*simple_all, *simple_cues)
+        self._complex = _CueSet(self.complex_cues)
+        self._simple = _CueSet(self.simple_cues)
 
     def classify(self, text: str) -> Tier:
         """Return ``"simple"``, ``"medium"`` or ``"complex"`` for ``text``."""

@@ -103,6 +103,24 @@ class ThresholdStrategy:
         return getattr(self.base, name)
 
 
+def strategy_signature(strategy: Any) -> str:
+    """A stable description of a strategy (class plus plain settings, nested strategies
+    included) for a router's cache key: routers that route differently never share
+    cached answers."""
+    cls = type(strategy)
+    settings: dict[str, Any] = {}
+    for key, value in sorted(getattr(strategy, "__dict__", {}).items()):
+        if key.startswith("_"):
+            continue
+        if isinstance(value, str | int | float | bool | tuple):
+            settings[key] = value
+        elif callable(getattr(value, "route", None)):
+            settings[key] = strategy_signature(value)
+    if isinstance(strategy, CallableStrategy):
+        settings["func"] = f"{getattr(strategy.func, '__module__', '')}.{strategy.name}"
+    return f"{cls.__module__}.{cls.__qualname__}{settings}"
+
+
 def _check_tiers(tiers: Sequence[str]) -> tuple[str, ...]:
     if isinstance(tiers, str) or not all(isinstance(t, str) and t for t in tiers):
         raise TypeError(f"tiers must be a sequence of non-empty str, got {tiers!r}")

@@ -59,7 +59,7 @@ from langchain_core.utils.pydantic import is_basemodel_subclass
 from pydantic import BaseModel, ConfigDict, model_validator
 
 from costopt_core.decision import LADDER, RouteDecision, RoutingStrategy, resolve_tier
-from costopt_core.strategies import as_strategy
+from costopt_core.strategies import as_strategy, strategy_signature
 from langchain_costopt.messages import has_tool_history, human_turns_text, latest_human_text
 
 logger = logging.getLogger(__name__)
@@ -84,21 +84,6 @@ def model_name_of(model: Any) -> str:
             return value
     llm_type = getattr(model, "_llm_type", None)
     return llm_type if isinstance(llm_type, str) else type(model).__name__
-
-
-def _strategy_signature(strategy: Any) -> str:
-    """Stable description of a strategy for the cache key: class plus simple settings."""
-    cls = type(strategy)
-    settings = (
-        {
-            k: v
-            for k, v in sorted(vars(strategy).items())
-            if not k.startswith("_") and isinstance(v, str | int | float | bool | tuple)
-        }
-        if hasattr(strategy, "__dict__")
-        else {}
-    )
-    return f"{cls.__module__}.{cls.__qualname__}{settings}"
 
 
 def _downgrade_requested(handlers: Sequence[Any] | None) -> bool:
@@ -247,7 +232,7 @@ class RouterChatModel(BaseChatModel):
             "_names": names,
             "_by_name": {name: tier for tier, name in reversed(names.items())},
             "_check": check if callable(check) else None,
-            "_signature": _strategy_signature(strategy),
+            "_signature": strategy_signature(strategy),
             "_ls_name": "router:" + "|".join(names.values()),
             "_bind_lock": threading.Lock(),
             "_bind_cache": {},

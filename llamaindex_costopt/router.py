@@ -58,7 +58,7 @@ from pydantic import ConfigDict, Field, PrivateAttr, model_validator
 
 from costopt_core.decision import LADDER, RouteDecision, RoutingStrategy, resolve_tier
 from costopt_core.ledger import BudgetExceededError
-from costopt_core.strategies import as_strategy
+from costopt_core.strategies import as_strategy, strategy_signature
 from llamaindex_costopt.messages import (
     chat_question,
     has_tool_history,
@@ -114,20 +114,6 @@ class RoutingDecisionEvent(BaseEvent):
     @classmethod
     def class_name(cls) -> str:
         return "RoutingDecisionEvent"
-
-
-def _strategy_signature(strategy: Any) -> str:
-    cls = type(strategy)
-    settings = (
-        {
-            k: v
-            for k, v in sorted(vars(strategy).items())
-            if not k.startswith("_") and isinstance(v, str | int | float | bool | tuple)
-        }
-        if hasattr(strategy, "__dict__")
-        else {}
-    )
-    return f"{cls.__module__}.{cls.__qualname__}{settings}"
 
 
 class _Call:
@@ -259,7 +245,7 @@ class RouterLLM(WrapperLLM):
         return {
             **super().to_payload(),
             "tiers": dict(self._names),
-            "strategy": _strategy_signature(self._strategy),
+            "strategy": strategy_signature(self._strategy),
         }
 
     # -- decisions ---------------------------------------------------------------------

@@ -85,6 +85,18 @@ def test_partitions_never_cross():
         assert llm.chat(user(QUESTION)).additional_kwargs["cache"]["hit"]
 
 
+def test_a_tenant_scope_set_through_the_langchain_face_applies_here_too():
+    # An app using both frameworks sets the tenant once, with either import.
+    from langchain_costopt import cache_namespace as langchain_scope
+
+    llm = cached()
+    with langchain_scope("tenant-c"):
+        llm.chat(user(QUESTION))
+    assert "cache" not in llm.chat(user(QUESTION)).additional_kwargs  # other tenant
+    with cache_namespace("tenant-c"):
+        assert llm.chat(user(QUESTION)).additional_kwargs["cache"]["hit"]
+
+
 def test_different_models_or_parameters_never_share_entries():
     store_llm = cached()
     store_llm.complete(QUESTION)

@@ -15,6 +15,7 @@ from costopt_core.strategies import (
     as_strategy,
     available_strategies,
     get_strategy,
+    strategy_signature,
 )
 from costopt_core.zero_shot import ZeroShotStrategy
 
@@ -96,3 +97,26 @@ def test_bad_input_is_named() -> None:
         ZeroShotStrategy(tiers=("only",))
     with pytest.raises(TypeError):
         get_strategy("zero-shot", no_such_option=1)
+
+
+def test_signature_tells_routers_with_different_rules_apart() -> None:
+    # A router's cache key holds this: two routers that route differently never share.
+    base = strategy_signature(ComplexityClassifier())
+    assert base == strategy_signature(ComplexityClassifier())
+    assert base != strategy_signature(ComplexityClassifier(languages=("zh", "en")))
+    assert base != strategy_signature(ComplexityClassifier(complex_cues=["prove"]))
+    assert strategy_signature(get_strategy("rules", threshold=0.4)) != strategy_signature(
+        get_strategy("length", threshold=0.4)
+    )
+
+
+def test_signature_names_the_callable_of_a_callable_strategy() -> None:
+    def always_simple(text: str) -> str:
+        return "simple"
+
+    def always_complex(text: str) -> str:
+        return "complex"
+
+    assert strategy_signature(as_strategy(always_simple)) != strategy_signature(
+        as_strategy(always_complex)
+    )
