@@ -162,6 +162,35 @@ cache_write_tokens=0, reasoning_tokens=0)
         return None
     if not usage:
         return None
+    # LangChain's usage_metadata (what nearly every chat model now reports) first: it is
+    # read on every call, so its all-int case skips the generic parsing below.
+    inp = usage.get("input_tokens")
+    out = usage.get("output_tokens")
+    if (
+        type(inp) is int
+        and type(out) is int
+        and inp >= 0
+        and out >= 0
+        and "cache_read_input_tokens" not in usage
+        and "cache_creation_input_tokens" not in usage
+    ):
+        details_in = usage.get("input_token_details")
+        details_out = usage.get("output_token_details")
+        read = write = reasoning = 0
+        if details_in and (type(details_in) is dict or isinstance(details_in, Mapping)):
+            read = details_in.get("cache_read", 0)
+            write = details_in.get("cache_creation", 0)
+            if type(read) is not int or type(write) is not int or read < 0 or write < 0:
+                read, write = _int(read), _int(write)
+        if details_out and (type(details_out) is dict or isinstance(details_out, Mapping)):
+            reasoning = details_out.get("reasoning", 0)
+            if type(reasoning) is not int or reasoning < 0:
+                reasoning = _int(reasoning)
+        if read + write > inp or reasoning > out:  # details above the totals: clamp
+            read = min(read, inp)
+            write = min(write, inp - read)
+            reasoning = min(reasoning, out)
+        return TokenUsage(inp, out, read, write, reasoning)
     details_in = usage.get("input_token_details")
     details_out = usage.get("output_token_details")
     if "input_tokens" in usage and (
@@ -215,11 +244,11 @@ cache_write_tokens=0, reasoning_tokens=0)
 def price_usage(price: ModelPrice, usage: TokenUsage) -> float:
     """Dollar cost of ``usage`` at ``price``."""
     return price.cost(
-        input_tokens=usage.input_tokens,
-        output_tokens=usage.output_tokens,
-        cache_read_tokens=usage.cache_read_tokens,
-        cache_write_tokens=usage.cache_write_tokens,
-        reasoning_tokens=usage.reasoning_tokens,
+        usage.input_tokens,
+        usage.output_tokens,
+        usage.cache_read_tokens,
+        usage.cache_write_tokens,
+        usage.reasoning_tokens,
     )
 
 
@@ -316,6 +345,8 @@ class CostAccountant:
         self._recent_costs: deque[float] = deque(maxlen=_RECENT_CALLS)
         self._seed_estimate: float | None = None
         self.call_estimate_usd = _opt_limit("call_estimate_usd", call_estimate_usd)
+        # The recent costs only feed the reservation estimate of budgeted calls.
+        self._tracks_recent = bool(self.budgets)
         self._downgrade = False
         self._warned_budget = False
 
@@ -427,11 +458,15 @@ class CostAccountant:
     # -- recording ---------------------------------------------------------------------
 
     def _store(self, record: CostRecord, reservation_id: str | None) -> CostRecord:
-        self.ledger.record(record, reservation_id=reservation_id)
-        if record.cost_usd is not None and record.kind != "cache_hit":
-            with self._lock:
-                self._seen.setdefault(record.model, None)
-                self._recent_costs.append(record.cost_usd)
+        self.ledger.record(record, reservation_id)
+        cost = record.cost_usd
+        if cost is not None and record.kind != "cache_hit":
+            if record.model not in self._seen:  # a lock-free read: a dict lookup is atomic
+                with self._lock:
+                    self._seen[record.model] = None
+            if self._tracks_recent:
+                with self._lock:
+                    self._recent_costs.append(cost)
         return record
 
     def _tags(self, tags: Mapping[str, str] | None) -> dict[str, str]:
@@ -459,31 +494,51 @@ class CostAccountant:
             usage = TokenUsage()
             cost: float | None = None
         else:
-            cost = self.price(model, usage)
+            price = self.catalog.get(model)
+            if price is None:
+                warn_unpriced(model)
+                cost = None
+            else:
+                cost = price.cost(
+                    usage.input_tokens,
+                    usage.output_tokens,
+                    usage.cache_read_tokens,
+                    usage.cache_write_tokens,
+                    usage.reasoning_tokens,
+                )
         baseline_model: str | None = None
         baseline_cost: float | None = None
         saved: float | None = 0.0
         if tier is not None:
             baseline_model, baseline_cost = self._baseline(model, usage, router_models)
             saved = None if cost is None or baseline_cost is None else baseline_cost - cost
+        # Positional: one record is built per call, and keywords cost ~40% more.
         record = CostRecord(
-            model=model,
-            kind="call",
-            tier=tier,
-            input_tokens=usage.input_tokens,
-            output_tokens=usage.output_tokens,
-            cache_read_tokens=usage.cache_read_tokens,
-            cache_write_tokens=usage.cache_write_tokens,
-            reasoning_tokens=usage.reasoning_tokens,
-            cost_usd=cost,
-            saved_usd=saved,
-            baseline_model=baseline_model,
-            baseline_cost_usd=baseline_cost,
-            tags=self._tags(tags),
-            timestamp=time.time() if timestamp is None else timestamp,
-            run_id=run_id,
+            model,
+            "call",
+            tier,
+            usage.input_tokens,
+            usage.output_tokens,
+            usage.cache_read_tokens,
+            usage.cache_write_tokens,
+            usage.reasoning_tokens,
+            cost,
+            saved,
+            baseline_model,
+            baseline_cost,
+            {**self.tags, **tags} if tags else self.tags,
+            time.time() if timestamp is None else timestamp,
+            run_id,
         )
-        return self._store(record, reservation_id)
+        self.ledger.record(record, reservation_id)
+        if cost is not None:  # _store's bookkeeping, inline: this runs on every call
+            if model not in self._seen:
+                with self._lock:
+                    self._seen[model] = None
+            if self._tracks_recent:
+                with self._lock:
+                    self._recent_costs.append(cost)
+        return record
 
     def record_attempt(
         self,

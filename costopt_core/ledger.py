@@ -82,8 +82,9 @@ class BudgetExceededError(RuntimeError):
         self.limit_usd = budget.limit_usd if budget is not None else math.inf
 
 
-# Not frozen: a frozen dataclass's __init__ costs ~2x, and one is built per call.
-@dataclass(slots=True)
+# Not frozen, and its own __init__: one is built per call, and a frozen dataclass's
+# __init__ costs ~2x, a __post_init__ one more Python call.
+@dataclass(slots=True, init=False)
 class TokenUsage:
     """Token counts of one call, LangChain conventions: ``input_tokens`` includes the
     cache read/write tokens, ``output_tokens`` includes the reasoning tokens."""
@@ -94,31 +95,42 @@ class TokenUsage:
     cache_write_tokens: int = 0
     reasoning_tokens: int = 0
 
-    def __post_init__(self) -> None:
-        a, b, c, d, e = (
-            self.input_tokens,
-            self.output_tokens,
-            self.cache_read_tokens,
-            self.cache_write_tokens,
-            self.reasoning_tokens,
-        )
-        # Built on every priced call: the common all-int case is checked in one pass.
-        if (
-            type(a) is int
-            and type(b) is int
-            and type(c) is int
-            and type(d) is int
-            and type(e) is int
-            and a >= 0
-            and b >= 0
-            and c >= 0
-            and d >= 0
-            and e >= 0
+    def __init__(
+        self,
+        input_tokens: int = 0,
+        output_tokens: int = 0,
+        cache_read_tokens: int = 0,
+        cache_write_tokens: int = 0,
+        reasoning_tokens: int = 0,
+    ) -> None:
+        # The common all-int case is checked in one pass.
+        if not (
+            type(input_tokens) is int
+            and type(output_tokens) is int
+            and type(cache_read_tokens) is int
+            and type(cache_write_tokens) is int
+            and type(reasoning_tokens) is int
+            and input_tokens >= 0
+            and output_tokens >= 0
+            and cache_read_tokens >= 0
+            and cache_write_tokens >= 0
+            and reasoning_tokens >= 0
         ):
-            return
-        for name, value in zip(_USAGE_FIELDS, (a, b, c, d, e), strict=True):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                raise ValueError(f"TokenUsage.{name} must be an int >= 0, got {value!r}")
+            values = (
+                input_tokens,
+                output_tokens,
+                cache_read_tokens,
+                cache_write_tokens,
+                reasoning_tokens,
+            )
+            for name, value in zip(_USAGE_FIELDS, values, strict=True):
+                if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                    raise ValueError(f"TokenUsage.{name} must be an int >= 0, got {value!r}")
+        self.input_tokens = input_tokens
+        self.output_tokens = output_tokens
+        self.cache_read_tokens = cache_read_tokens
+        self.cache_write_tokens = cache_write_tokens
+        self.reasoning_tokens = reasoning_tokens
 
     @property
     def total_tokens(self) -> int:
@@ -235,11 +247,13 @@ class ModelTotals:
             self.reasoning_tokens += record.reasoning_tokens
             if record.tier is not None:
                 self.tiers[record.tier] = self.tiers.get(record.tier, 0) + 1
-        if record.cost_usd is None:
+        cost = record.cost_usd
+        if cost is None:
             self.unpriced_events += 1
         else:
-            self.cost_usd += record.cost_usd
-            self.max_call_cost_usd = max(self.max_call_cost_usd, record.cost_usd)
+            self.cost_usd += cost
+            if cost > self.max_call_cost_usd:
+                self.max_call_cost_usd = cost
         if record.saved_usd is not None:
             self.saved_usd += record.saved_usd
         if record.baseline_cost_usd is not None:
@@ -444,6 +458,11 @@ class CostLedger:
         self._spent_by_day: dict[float, float] = {}
         self._buckets_from = -math.inf  # day buckets before this were folded away
         self._reservations: dict[str, tuple[float, float]] = {}  # id -> (estimate, expiry)
+        # Kept alongside _reservations so a budget check neither sums nor scans them:
+        # the estimates' total, and the earliest expiry (no scan before it comes).
+        self._reserved_total = 0.0
+        self._next_expiry = math.inf
+        self._newest_day = -math.inf  # the latest day bucket (records may be back-dated)
         # Ids only need to be unique within this ledger; a counter is cheaper than uuid4.
         self._id_prefix = uuid.uuid4().hex[:8] + "-"
         self._ids = itertools.count(1)
@@ -451,24 +470,28 @@ class CostLedger:
     # -- writing -----------------------------------------------------------------------
 
     def record(self, record: CostRecord, reservation_id: str | None = None) -> None:
-        if not isinstance(record, CostRecord):
+        if type(record) is not CostRecord and not isinstance(record, CostRecord):
             raise TypeError(f"record must be a CostRecord, got {type(record).__name__}")
+        cost = record.cost_usd
         with self._lock:
             if reservation_id is not None:
-                self._reservations.pop(reservation_id, None)
-            if self._records.maxlen is not None and len(self._records) == self._records.maxlen:
+                self._drop_reservation(reservation_id)
+            records = self._records
+            if not self._dropped and len(records) == records.maxlen:
                 self._dropped = True
-            self._records.append(record)
+            records.append(record)
             self._summary.add(record)
-            if record.cost_usd:
-                self._spent_total += record.cost_usd
-                day = math.floor(record.timestamp / _DAY) * _DAY
+            if cost:
+                self._spent_total += cost
+                day = (record.timestamp // _DAY) * _DAY
                 bucket = self._spent_by_day.get(day)
                 if bucket is None:
-                    self._spent_by_day[day] = record.cost_usd
+                    self._spent_by_day[day] = cost
+                    if day > self._newest_day:
+                        self._newest_day = day
                     self._fold_old_days(day)
                 else:
-                    self._spent_by_day[day] = bucket + record.cost_usd
+                    self._spent_by_day[day] = bucket + cost
 
     def reserve(
         self,
@@ -481,19 +504,34 @@ class CostLedger:
         estimate = _check_estimate(estimate_usd)
         now = time.time() if now is None else now
         with self._lock:
-            self._expire(now)
-            pending = sum(est for est, _ in self._reservations.values())
+            if now >= self._next_expiry:
+                self._expire(now)
+            pending = self._reserved_total
             for budget in budgets:
                 used = self._spent_since_locked(budget.start(now)) + pending
                 if not admits(used, estimate, budget):
                     return BudgetCheck(False, None, budget, used)
             reservation_id = f"{self._id_prefix}{next(self._ids)}"
-            self._reservations[reservation_id] = (estimate, now + ttl_seconds)
+            expiry = now + ttl_seconds
+            self._reservations[reservation_id] = (estimate, expiry)
+            self._reserved_total = pending + estimate
+            if expiry < self._next_expiry:
+                self._next_expiry = expiry
             return BudgetCheck(True, reservation_id)
 
     def release(self, reservation_id: str) -> None:
         with self._lock:
-            self._reservations.pop(reservation_id, None)
+            self._drop_reservation(reservation_id)
+
+    def _drop_reservation(self, reservation_id: str) -> None:
+        held = self._reservations.pop(reservation_id, None)
+        if held is None:
+            return
+        if self._reservations:
+            self._reserved_total -= held[0]
+        else:
+            self._reserved_total = 0.0  # no float residue once nothing is held
+            self._next_expiry = math.inf
 
     def clear(self) -> None:
         """Forget every record and reservation."""
@@ -504,7 +542,10 @@ class CostLedger:
             self._spent_total = 0.0
             self._spent_by_day.clear()
             self._buckets_from = -math.inf
+            self._newest_day = -math.inf
             self._reservations.clear()
+            self._reserved_total = 0.0
+            self._next_expiry = math.inf
 
     # -- reading -----------------------------------------------------------------------
 
@@ -536,7 +577,11 @@ class CostLedger:
     def _spent_since_locked(self, since: float | None) -> float:
         if since is None:
             return self._spent_total
-        if since % _DAY == 0 and since >= self._buckets_from:
+        aligned = since % _DAY == 0  # every period start is
+        if aligned and since >= self._newest_day:
+            # A day budget's usual case: its period starts on the newest bucket's day.
+            return self._spent_by_day.get(since, 0.0) if since == self._newest_day else 0.0
+        if aligned and since >= self._buckets_from:
             # Day-aligned (every period start is) and within the kept buckets.
             return sum(v for day, v in self._spent_by_day.items() if day >= since)
         return sum(r.cost_usd or 0.0 for r in self._records if r.timestamp >= since)
@@ -551,9 +596,11 @@ class CostLedger:
             self._buckets_from = cutoff
 
     def _expire(self, now: float) -> None:
-        expired = [rid for rid, (_, expiry) in self._reservations.items() if expiry <= now]
-        for rid in expired:
-            del self._reservations[rid]
+        held = self._reservations
+        for rid in [rid for rid, (_, expiry) in held.items() if expiry <= now]:
+            del held[rid]
+        self._reserved_total = sum(est for est, _ in held.values())
+        self._next_expiry = min((expiry for _, expiry in held.values()), default=math.inf)
 
 
 def _copy_summary(summary: LedgerSummary) -> LedgerSummary:

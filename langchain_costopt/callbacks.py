@@ -55,7 +55,7 @@ from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 from uuid import UUID
 
@@ -84,14 +84,53 @@ _COUNTED_MEMORY = 4096
 UNKNOWN_MODEL = "unknown-model"
 
 
-@dataclass(slots=True)
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+
 class _Run:
-    model: str | None
-    router_models: tuple[str, ...]
-    routing: Mapping[str, Any] | None
-    reservation: str | None
-    parent: UUID | None
-    covered: bool = False
+    """What a run's start told us. The start's params and metadata are kept as they
+    came and read only if the answer lacks the model or routing (it rarely does)."""
+
+    __slots__ = ("covered", "metadata", "params", "parent", "reservation")
+
+    def __init__(
+        self,
+        params: Mapping[str, Any] | None,
+        metadata: Mapping[str, Any] | None,
+        reservation: str | None,
+        parent: Any,
+    ) -> None:
+        self.params = params
+        self.metadata = metadata
+        self.reservation = reservation
+        self.parent = parent  # the parent run's key (see CostCallbackHandler._runs)
+        self.covered = False  # a child run was counted for this one
+
+    @property
+    def model(self) -> str | None:
+        """The model named by the run's invocation params, else its ls_model_name."""
+        try:
+            model = _model_from(self.params) if _is_map(self.params) else None
+            if model is None and _is_map(self.metadata):
+                model = self.metadata.get("ls_model_name")  # type: ignore[union-attr]
+        except Exception:
+            logger.exception("CostCallbackHandler could not read the run's model")
+            return None
+        return model if isinstance(model, str) and model else None
+
+    @property
+    def router_models(self) -> tuple[str, ...]:
+        try:
+            return _router_models(self.params) if _is_map(self.params) else ()
+        except Exception:
+            logger.exception("CostCallbackHandler could not read the router's models")
+            return ()
+
+    @property
+    def routing(self) -> Mapping[str, Any] | None:
+        """The ``costopt_routing`` decision ``RouterChatModel.batch`` puts in metadata."""
+        routing = self.metadata.get("costopt_routing") if _is_map(self.metadata) else None
+        return routing if _is_map(routing) else None
 
 
 def _is_map(value: Any) -> bool:
@@ -120,10 +159,6 @@ def _router_models(params: Mapping[str, Any]) -> tuple[str, ...]:
         if name:
             names.append(name)
     return tuple(names)
-
-
-def _is_langchain_cache_hit(usage_metadata: Any) -> bool:
-    return _is_map(usage_metadata) and usage_metadata.get("total_cost", None) == 0
 
 
 class CostCallbackHandler(AccountantViews, BaseCallbackHandler):
@@ -198,13 +233,18 @@ class CostCallbackHandler(AccountantViews, BaseCallbackHandler):
             call_estimate_usd=call_estimate_usd,
         )
         self._lock = threading.Lock()
-        self._runs: dict[UUID, _Run] = {}
-        self._counted: OrderedDict[UUID, None] = OrderedDict()
+        self._runs: dict[Any, _Run] = {}
+        self._counted: OrderedDict[Any, None] = OrderedDict()  # run keys counted
 
     # Public figures (total_cost, total_saved, budgets, summary, report, to_json, ...)
     # come from AccountantViews, shared with llamaindex_costopt's CostEventHandler.
 
-    # -- run start: remember the model, check the budget --------------------------------
+    # -- run start: remember the run, check the budget ----------------------------------
+    #
+    # The per-call path is written for speed (it runs on every LLM call): plain dict
+    # reads with a type check instead of helper calls, run ids keyed by their int (a
+    # UUID's __hash__ is Python code), one lock section per event, nothing parsed at
+    # the start that the answer usually carries.
 
     def on_chat_model_start(
         self,
@@ -217,7 +257,24 @@ class CostCallbackHandler(AccountantViews, BaseCallbackHandler):
         metadata: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        self._start(run_id, parent_run_id, metadata, kwargs)
+        # Implemented (not left to LangChain's on_llm_start fallback) so LangChain never
+        # renders the messages to strings for this handler; on_llm_start shares it.
+        if parent_run_id is None:
+            parent = None
+        else:
+            parent = parent_run_id.int if type(parent_run_id) is UUID else parent_run_id
+        reservation = None
+        if self.accountant.budgets:
+            # A nested LLM run was admitted with its parent: checking again would
+            # reserve twice. Without budgets there is nothing to check or reserve.
+            with self._lock:
+                nested = parent is not None and parent in self._runs
+            if not nested:
+                reservation = self.accountant.before_call()  # may raise
+        run = _Run(kwargs.get("invocation_params"), metadata, reservation, parent)
+        key = run_id.int if type(run_id) is UUID else run_id
+        with self._lock:
+            self._runs[key] = run
 
     def on_llm_start(
         self,
@@ -230,36 +287,15 @@ class CostCallbackHandler(AccountantViews, BaseCallbackHandler):
         metadata: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        self._start(run_id, parent_run_id, metadata, kwargs)
-
-    def _start(
-        self,
-        run_id: UUID,
-        parent_run_id: UUID | None,
-        metadata: Mapping[str, Any] | None,
-        kwargs: Mapping[str, Any],
-    ) -> None:
-        try:
-            params = kwargs.get("invocation_params") or {}
-            model = _model_from(params) or (metadata or {}).get("ls_model_name")
-            router_models = _router_models(params)
-            routing = (metadata or {}).get("costopt_routing")
-            with self._lock:
-                nested = parent_run_id is not None and parent_run_id in self._runs
-        except Exception:
-            logger.exception("CostCallbackHandler could not read the run start")
-            model, router_models, routing, nested = None, (), None, False
-        # A nested LLM run was admitted with its parent; checking again would reserve twice.
-        reservation = None if nested else self.accountant.before_call()  # may raise
-        run = _Run(
-            model=model if isinstance(model, str) else None,
-            router_models=router_models,
-            routing=routing if _is_map(routing) else None,
-            reservation=reservation,
-            parent=parent_run_id,
+        self.on_chat_model_start(
+            serialized,
+            [],
+            run_id=run_id,
+            parent_run_id=parent_run_id,
+            tags=tags,
+            metadata=metadata,
+            **kwargs,
         )
-        with self._lock:
-            self._runs[run_id] = run
 
     # -- run end: count the usage once --------------------------------------------------
 
@@ -271,9 +307,13 @@ class CostCallbackHandler(AccountantViews, BaseCallbackHandler):
         parent_run_id: UUID | None = None,
         **kwargs: Any,
     ) -> None:
-        run = self._finish(run_id)
+        run = None
         try:
-            self._account(response, run_id, run)
+            run, first = self._finish(run_id)
+            if first:
+                self._account(response, run_id, run)
+            elif run is not None:
+                self.accountant.cancel(run.reservation)
         except Exception:
             logger.exception("CostCallbackHandler failed to account run %s", run_id)
             if run is not None:
@@ -287,88 +327,90 @@ class CostCallbackHandler(AccountantViews, BaseCallbackHandler):
         parent_run_id: UUID | None = None,
         **kwargs: Any,
     ) -> None:
-        run = self._finish(run_id)
+        run = None
         try:
             response = kwargs.get("response")
             # A stream that failed midway may still carry billed usage.
             if isinstance(response, LLMResult) and response.generations:
-                self._account(response, run_id, run)
-            elif run is not None:
+                run, first = self._finish(run_id)
+                if first:
+                    self._account(response, run_id, run)
+                    return
+            else:
+                with self._lock:
+                    run = self._runs.pop(run_id.int if type(run_id) is UUID else run_id, None)
+            if run is not None:
                 self.accountant.cancel(run.reservation)
         except Exception:
             logger.exception("CostCallbackHandler failed on the error of run %s", run_id)
             if run is not None:
                 self.accountant.cancel(run.reservation)
 
-    def _finish(self, run_id: UUID) -> _Run | None:
-        with self._lock:
-            return self._runs.pop(run_id, None)
+    def _finish(self, run_id: UUID) -> tuple[_Run | None, bool]:
+        """Forget the run; ``True`` the first time it is counted (one lock section).
 
-    def _claim(self, run_id: UUID, run: _Run | None) -> bool:
-        """True the first time a run is counted; marks its parent LLM run as covered."""
+        Counting a run marks its parent LLM run (a wrapper delegating through it) as
+        covered, so the parent is not counted again.
+        """
+        key = run_id.int if type(run_id) is UUID else run_id
         with self._lock:
-            if run_id in self._counted:
-                return False
-            self._counted[run_id] = None
-            if len(self._counted) > _COUNTED_MEMORY:
-                self._counted.popitem(last=False)
+            run = self._runs.pop(key, None)
+            counted = self._counted
+            if key in counted:
+                return run, False
+            counted[key] = None
+            if len(counted) > _COUNTED_MEMORY:
+                counted.popitem(last=False)  # O(1), unlike deleting a plain dict's first key
             if run is not None and run.parent is not None:
                 parent = self._runs.get(run.parent)
                 if parent is not None:
                     parent.covered = True
-            return True
+            return run, True
 
     def _account(self, response: LLMResult, run_id: UUID, run: _Run | None) -> None:
-        if not self._claim(run_id, run):
-            return
         reservation = run.reservation if run is not None else None
         if run is not None and run.covered:
             self.accountant.cancel(reservation)  # a child run already counted this call
             return
-        llm_output = response.llm_output or {}
-        fallback_model = (
-            _model_from(llm_output) or (run.model if run is not None else None) or UNKNOWN_MODEL
-        )
+        llm_output = response.llm_output
         recorded = False
         run_key = str(run_id)
         for row in response.generations:
-            seen: list[TokenUsage] = []
+            # Several choices of one prompt (n > 1) each repeat the request's usage.
+            seen: list[TokenUsage] | None = [] if len(row) > 1 else None
             for generation in row:
                 if self._account_generation(
                     generation,
                     run,
                     run_key,
-                    fallback_model,
+                    llm_output,
                     None if recorded else reservation,
                     seen,
                 ):
                     recorded = True
-        if not recorded:
-            usage = usage_from_mapping(llm_output.get("token_usage") or llm_output.get("usage"))
-            if usage is not None and not usage.is_empty():
-                routing = _routing_of(None, run)
-                self.accountant.record_call(
-                    fallback_model,
-                    usage,
-                    tier=_tier(routing),
-                    router_models=_tier_models(routing, run),
-                    run_id=run_key,
-                    reservation_id=reservation,
-                )
-                recorded = True
-        if not recorded and any(row for row in response.generations):
-            # An answer came back without any usage: count the call, cost unknown.
-            routing = _routing_of(None, run)
+        if recorded:
+            return
+        usage = (
+            usage_from_mapping(llm_output.get("token_usage") or llm_output.get("usage"))
+            if llm_output
+            else None
+        )
+        if usage is not None and usage.is_empty():
+            usage = None
+        if usage is not None or any(row for row in response.generations):
+            # Usage of the whole run, else an answer without any usage: the call is
+            # counted, its cost unknown.
+            routing = run.routing if run is not None else None
+            tier = _tier(routing)
             self.accountant.record_call(
-                fallback_model,
-                None,
-                tier=_tier(routing),
-                router_models=_tier_models(routing, run),
+                _fallback_model(llm_output, run),
+                usage,
+                tier=tier,
+                router_models=None if tier is None else _tier_models(routing, run),
                 run_id=run_key,
                 reservation_id=reservation,
             )
-            recorded = True
-        if not recorded:
+        else:
             self.accountant.cancel(reservation)
 
     def _account_generation(
@@ -376,29 +418,51 @@ class CostCallbackHandler(AccountantViews, BaseCallbackHandler):
         generation: Any,
         run: _Run | None,
         run_id: str,
-        fallback_model: str,
+        llm_output: Mapping[str, Any] | None,
         reservation: str | None,
-        seen: list[TokenUsage],
+        seen: list[TokenUsage] | None,
     ) -> bool:
         message = getattr(generation, "message", None)
-        metadata: Mapping[str, Any] = getattr(message, "response_metadata", None) or {}
-        info: Mapping[str, Any] = getattr(generation, "generation_info", None) or {}
+        metadata = getattr(message, "response_metadata", None)
+        if type(metadata) is not dict:
+            metadata = metadata if _is_map(metadata) else _EMPTY
         usage_metadata = getattr(message, "usage_metadata", None)
-        usage = usage_from_mapping(usage_metadata) or usage_from_mapping(
-            info.get("usage") or info.get("token_usage") or info.get("usage_metadata")
-        )
-        cache = metadata.get("costopt_cache") or info.get("costopt_cache")
-        cache = cache if _is_map(cache) else None
-        model = (
-            _model_from(metadata)
-            or _model_from(info)
-            or (cache.get("model") if cache and isinstance(cache.get("model"), str) else None)
-            or fallback_model
-        )
-        routing = _routing_of(metadata, run) if metadata or run is not None else None
-        tier = _tier(routing) if routing else None
-        model = self._repair_model_name(model)
-        if (cache is not None and cache.get("hit")) or _is_langchain_cache_hit(usage_metadata):
+        info = getattr(generation, "generation_info", None) or _EMPTY
+        # usage_metadata, when present, is what LangChain-native models report: the
+        # provider formats in generation_info are only parsed without it.
+        usage = usage_from_mapping(usage_metadata) if usage_metadata else None
+        if usage is None and info:
+            usage = usage_from_mapping(
+                info.get("usage") or info.get("token_usage") or info.get("usage_metadata")
+            )
+        cache = metadata.get("costopt_cache")
+        if cache is None and info:
+            cache = info.get("costopt_cache")
+        if cache is not None and not _is_map(cache):
+            cache = None
+        model = metadata.get("model_name")
+        if type(model) is not str or not model:
+            model = (
+                _model_from(metadata)
+                or (_model_from(info) if info else None)
+                or (cache.get("model") if cache and isinstance(cache.get("model"), str) else None)
+                or _fallback_model(llm_output, run)
+            )
+        if self.accountant.catalog.get(model) is None:
+            model = self._repair_model_name(model)
+        routing = metadata.get("routing")
+        if routing is None or not _is_map(routing):
+            routing = run.routing if run is not None else None
+        tier = None
+        if routing:
+            tier = routing.get("tier")
+            if type(tier) is not str:
+                tier = None
+        if (cache is not None and cache.get("hit")) or (
+            usage_metadata is not None
+            and _is_map(usage_metadata)
+            and usage_metadata.get("total_cost", None) == 0
+        ):
             hint = cache.get("saved_usd") if cache is not None else None
             self.accountant.record_cache_hit(
                 model,
@@ -409,19 +473,22 @@ class CostCallbackHandler(AccountantViews, BaseCallbackHandler):
                 reservation_id=reservation,
             )
             return True  # a cached answer's cascade attempts were paid for long ago
-        if usage is None or usage in seen:
-            # Several choices of one prompt (n > 1) each repeat the request's usage.
+        if usage is None:
             return False
-        seen.append(usage)
+        if seen is not None:
+            if usage in seen:
+                return False
+            seen.append(usage)
         self.accountant.record_call(
             model,
             usage,
             tier=tier,
-            router_models=_tier_models(routing, run),
+            router_models=None if tier is None else _tier_models(routing, run),
             run_id=run_id,
             reservation_id=reservation,
         )
-        for attempt in (routing or {}).get("attempts") or ():
+        attempts = routing.get("attempts") if routing else None
+        for attempt in attempts or ():
             if not _is_map(attempt):
                 continue
             attempt_usage = usage_from_mapping(attempt.get("usage"))
@@ -456,19 +523,23 @@ def _repeated_unit(name: str) -> str | None:
     return None
 
 
-def _routing_of(metadata: Mapping[str, Any] | None, run: _Run | None) -> Mapping[str, Any] | None:
-    routing = (metadata or {}).get("routing")
-    if _is_map(routing):
-        return routing
-    return run.routing if run is not None else None
+def _fallback_model(llm_output: Mapping[str, Any] | None, run: _Run | None) -> str:
+    """The model of an answer that names none: the run's llm_output, else its start."""
+    return (
+        (_model_from(llm_output) if _is_map(llm_output) else None)
+        or (run.model if run is not None else None)
+        or UNKNOWN_MODEL
+    )
 
 
 def _tier_models(routing: Mapping[str, Any] | None, run: _Run | None) -> tuple[str, ...] | None:
     """The router's tier models: from its invocation params, else from the decision
     (``routing["tier_models"]``, ``{tier: model}``, which batch runs need)."""
-    if run is not None and run.router_models:
-        return run.router_models
-    tier_models = (routing or {}).get("tier_models")
+    if run is not None:
+        models = run.router_models
+        if models:
+            return models
+    tier_models = routing.get("tier_models") if routing else None
     if _is_map(tier_models):
         names = tuple(m for m in tier_models.values() if isinstance(m, str) and m)
         return names or None
@@ -476,7 +547,7 @@ def _tier_models(routing: Mapping[str, Any] | None, run: _Run | None) -> tuple[s
 
 
 def _tier(routing: Mapping[str, Any] | None) -> str | None:
-    tier = (routing or {}).get("tier")
+    tier = routing.get("tier") if routing else None
     return tier if isinstance(tier, str) else None
 
 
