@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -61,3 +61,36 @@ def resolve_tier(decision: RouteDecision, tiers: Sequence[str]) -> str:
             return above[0] if above else present[-1]
     index = min(len(tiers) - 1, int(decision.score * len(tiers)))
     return tiers[index]
+
+
+def check_tier_mapping(
+    mapping: Any, *, argument: str, model_type: type, model_kind: str
+) -> dict[str, Any]:
+    """Validate a face's ``{tier: model}`` mapping (cheapest first, two or more tiers)
+    and return it as a plain dict; errors name ``argument`` and what was expected."""
+    if not isinstance(mapping, Mapping):
+        raise TypeError(
+            f"{argument} must be a mapping of tier name -> {model_kind}, got "
+            f"{type(mapping).__name__}"
+        )
+    if len(mapping) < 2:
+        raise ValueError(f"{argument} needs at least 2 tiers, got {len(mapping)}")
+    for tier, model in mapping.items():
+        if not isinstance(tier, str) or not tier:
+            raise TypeError(f"tier names must be non-empty str, got {tier!r}")
+        if not isinstance(model, model_type):
+            raise TypeError(
+                f"{argument}[{tier!r}] must be a {model_kind}, got {type(model).__name__}"
+            )
+    return dict(mapping)
+
+
+def check_strategy_tiers(strategy: Any, tiers: Sequence[str], *, argument: str) -> None:
+    """A strategy that names its own tiers (beyond the ladder) must name configured ones."""
+    declared = getattr(strategy, "tiers", None)
+    if declared and not set(declared) <= set(LADDER):
+        unknown = [t for t in declared if t not in tiers]
+        if unknown:
+            raise ValueError(
+                f"strategy routes to tiers {unknown!r} that are not in {argument} ({list(tiers)!r})"
+            )

@@ -26,7 +26,7 @@ import contextlib
 import json
 import logging
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, cast
 
@@ -58,7 +58,13 @@ from langchain_core.utils.function_calling import convert_to_openai_tool
 from langchain_core.utils.pydantic import is_basemodel_subclass
 from pydantic import BaseModel, ConfigDict, model_validator
 
-from costopt_core.decision import LADDER, RouteDecision, RoutingStrategy, resolve_tier
+from costopt_core.decision import (
+    RouteDecision,
+    RoutingStrategy,
+    check_strategy_tiers,
+    check_tier_mapping,
+    resolve_tier,
+)
 from costopt_core.strategies import as_strategy, strategy_signature
 from langchain_costopt.messages import has_tool_history, human_turns_text, latest_human_text
 
@@ -190,23 +196,13 @@ class RouterChatModel(BaseChatModel):
     @classmethod
     def _check_models(cls, data: Any) -> Any:
         if isinstance(data, dict):
-            models = data.get("models")
-            if not isinstance(models, Mapping):
-                raise TypeError(
-                    "models must be a mapping of tier name -> chat model, got "
-                    f"{type(models).__name__}"
-                )
-            if len(models) < 2:
-                raise ValueError(f"models needs at least 2 tiers, got {len(models)}")
-            for tier, model in models.items():
-                if not isinstance(tier, str) or not tier:
-                    raise TypeError(f"tier names must be non-empty str, got {tier!r}")
-                if not isinstance(model, BaseChatModel):
-                    raise TypeError(
-                        f"models[{tier!r}] must be a LangChain chat model (BaseChatModel), "
-                        f"got {type(model).__name__}"
-                    )
-            data = {**data, "models": dict(models)}
+            models = check_tier_mapping(
+                data.get("models"),
+                argument="models",
+                model_type=BaseChatModel,
+                model_kind="LangChain chat model (BaseChatModel)",
+            )
+            data = {**data, "models": models}
         return data
 
     @model_validator(mode="after")
@@ -216,14 +212,7 @@ class RouterChatModel(BaseChatModel):
             value = getattr(self, setting)
             if value is not None:
                 self.models = {t: _with_setting(m, setting, value) for t, m in self.models.items()}
-        declared = getattr(strategy, "tiers", None)
-        if declared and not set(declared) <= set(LADDER):
-            unknown = [t for t in declared if t not in self.models]
-            if unknown:
-                raise ValueError(
-                    f"strategy routes to tiers {unknown!r} that are not in models "
-                    f"({list(self.models)!r})"
-                )
+        check_strategy_tiers(strategy, tuple(self.models), argument="models")
         names = {tier: model_name_of(m) for tier, m in self.models.items()}
         check = getattr(strategy, "accept", None)
         derived = {

@@ -42,7 +42,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from llama_index.core.base.llms.types import (
@@ -56,7 +56,13 @@ from llama_index.core.llms.function_calling import FunctionCallingLLM
 from llama_index.core.llms.llm import LLM, ToolSelection
 from pydantic import ConfigDict, Field, PrivateAttr, model_validator
 
-from costopt_core.decision import LADDER, RouteDecision, RoutingStrategy, resolve_tier
+from costopt_core.decision import (
+    RouteDecision,
+    RoutingStrategy,
+    check_strategy_tiers,
+    check_tier_mapping,
+    resolve_tier,
+)
 from costopt_core.ledger import BudgetExceededError
 from costopt_core.strategies import as_strategy, strategy_signature
 from llamaindex_costopt.messages import (
@@ -172,29 +178,19 @@ class RouterLLM(WrapperLLM):
     @classmethod
     def _check_llms(cls, data: Any) -> Any:
         if isinstance(data, dict):
-            llms = data.get("llms")
-            if not isinstance(llms, Mapping):
-                raise TypeError(
-                    f"llms must be a mapping of tier name -> LlamaIndex LLM, got "
-                    f"{type(llms).__name__}"
-                )
-            if len(llms) < 2:
-                raise ValueError(f"llms needs at least 2 tiers, got {len(llms)}")
-            for tier, llm in llms.items():
-                if not isinstance(tier, str) or not tier:
-                    raise TypeError(f"tier names must be non-empty str, got {tier!r}")
-                if not isinstance(llm, LLM):
-                    raise TypeError(
-                        f"llms[{tier!r}] must be a LlamaIndex LLM "
-                        f"(llama_index.core.llms.LLM), got {type(llm).__name__}"
-                    )
+            llms = check_tier_mapping(
+                data.get("llms"),
+                argument="llms",
+                model_type=LLM,
+                model_kind="LlamaIndex LLM (llama_index.core.llms.LLM)",
+            )
             handler = data.get("cost_handler")
             if handler is not None and not callable(getattr(handler, "costopt_before_call", None)):
                 raise TypeError(
                     "cost_handler must be a CostEventHandler (with costopt_before_call), got "
                     f"{type(handler).__name__}"
                 )
-            data = {**data, "llms": dict(llms)}
+            data = {**data, "llms": llms}
         return data
 
     @model_validator(mode="after")
@@ -202,14 +198,7 @@ class RouterLLM(WrapperLLM):
         self._strategy = as_strategy(self.strategy)
         self._tiers = tuple(self.llms)
         self._names = {tier: llm_model_name(llm) for tier, llm in self.llms.items()}
-        declared = getattr(self._strategy, "tiers", None)
-        if declared and not set(declared) <= set(LADDER):
-            unknown = [t for t in declared if t not in self.llms]
-            if unknown:
-                raise ValueError(
-                    f"strategy routes to tiers {unknown!r} that are not in llms "
-                    f"({list(self.llms)!r})"
-                )
+        check_strategy_tiers(self._strategy, self._tiers, argument="llms")
         return self
 
     def _wrapped_llms(self) -> list[LLM]:

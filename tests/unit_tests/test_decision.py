@@ -55,3 +55,21 @@ def test_strategy_protocol_is_structural() -> None:
 
     assert isinstance(Always(), RoutingStrategy)
     assert not isinstance(object(), RoutingStrategy)
+
+
+def test_tier_mapping_errors_name_the_argument_and_what_is_expected() -> None:
+    from costopt_core.decision import check_strategy_tiers, check_tier_mapping
+    from costopt_core.strategies import get_strategy
+
+    ok = check_tier_mapping({"a": 1, "b": 2}, argument="llms", model_type=int, model_kind="int")
+    assert ok == {"a": 1, "b": 2}
+    with pytest.raises(TypeError, match="llms must be a mapping"):
+        check_tier_mapping([1, 2], argument="llms", model_type=int, model_kind="int")
+    with pytest.raises(ValueError, match="llms needs at least 2 tiers, got 1"):
+        check_tier_mapping({"a": 1}, argument="llms", model_type=int, model_kind="int")
+    with pytest.raises(TypeError, match=r"llms\['b'\] must be a int, got str"):
+        check_tier_mapping({"a": 1, "b": "x"}, argument="llms", model_type=int, model_kind="int")
+    two_tier = get_strategy("length", threshold=0.5, tiers=("cheap", "strong"))
+    check_strategy_tiers(two_tier, ("cheap", "strong"), argument="models")
+    with pytest.raises(ValueError, match=r"\['strong'\] that are not in models"):
+        check_strategy_tiers(two_tier, ("cheap", "premium"), argument="models")
