@@ -38,15 +38,9 @@ from langchain_core.runnables import Runnable, RunnableMap, RunnablePassthrough
 from langchain_core.utils.function_calling import convert_to_json_schema, convert_to_openai_tool
 from langchain_core.utils.pydantic import is_basemodel_subclass
 
+from costopt_core.simulation import choose_tool, fill_schema, simulated_answer
 from costopt_core.tokens import estimate_tokens
 from langchain_costopt.messages import latest_human_text, message_text
-
-_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
-_QUOTED = re.compile(r"'([^']+)'|\"([^\"]+)\"|「([^」]+)」|“([^”]+)”")
-_CAPITALISED = re.compile(r"(?<![.?!]\s)(?<!^)\b([A-Z][\w-]*(?:[ ,]+[A-Z][\w-]*)*)")
-_WORD = re.compile(r"\w+")
-# Words that say nothing about which tool a question is about.
-_NAME_STOPWORDS = frozenset({"get", "set", "my", "tool", "the", "a", "of", "to", "fn", "func"})
 
 
 class SimulatedProviderError(RuntimeError):
@@ -206,21 +200,13 @@ class SimulatedChatModel(BaseChatModel):
         response_format = kwargs.get("response_format")
         if isinstance(response_format, dict) and response_format.get("type") == "json_schema":
             schema = (response_format.get("json_schema") or {}).get("schema") or {}
-            return json.dumps(_fill_schema(schema, question), ensure_ascii=False)
+            return json.dumps(fill_schema(schema, question), ensure_ascii=False)
         if self.answer is not None:
             return self.answer
         last = messages[-1] if messages else None
         if isinstance(last, ToolMessage):
             return f"The tool returned {message_text(last)}."
-        seed = zlib.crc32(f"{model_name}|{question}".encode())
-        words = _WORD.findall(question)[:8] or ["your", "question"]
-        filler = ["this", "depends", "on", "context", "and", "the", "details", "given",
-                  "so", "here", "is", "a", "concise", "answer", "with", "reasons"]  # fmt: skip
-        body = []
-        for _ in range(self.answer_words):
-            seed = (seed * 1103515245 + 12345) & 0x7FFFFFFF  # deterministic LCG
-            body.append(filler[(seed >> 16) % len(filler)])
-        return f"{model_name} on '{' '.join(words)}': " + " ".join(body) + "."
+        return simulated_answer(model_name, question, self.answer_words)
 
     def _tool_calls(
         self,
@@ -233,22 +219,11 @@ class SimulatedChatModel(BaseChatModel):
         if not tools or not messages or isinstance(messages[-1], ToolMessage):
             return []
         choice = kwargs.get("tool_choice")
-        names = [t["function"]["name"] for t in tools]
-        mentioned = [n for n in names if _mentions(question, n)]
-        if choice in (None, "auto"):
-            if not mentioned:
-                return []
-            name = mentioned[0]
-        elif choice == "none" or choice is False:
+        name = choose_tool([t["function"]["name"] for t in tools], question, choice)
+        if name is None:
             return []
-        elif isinstance(choice, str) and choice in names:
-            name = choice
-        elif isinstance(choice, dict):
-            name = choice.get("function", {}).get("name") or choice.get("name") or names[0]
-        else:  # "any" / "required" / True
-            name = mentioned[0] if mentioned else names[0]
         schema = next(t["function"] for t in tools if t["function"]["name"] == name)
-        args = _fill_schema(schema.get("parameters") or {}, question)
+        args = fill_schema(schema.get("parameters") or {}, question)
         digest = zlib.crc32(f"{model_name}|{name}|{question}|{len(messages)}".encode())
         return [{"name": name, "args": args, "id": f"call_{digest:08x}", "type": "tool_call"}]
 
@@ -323,85 +298,3 @@ class SimulatedChatModel(BaseChatModel):
             if run_manager:
                 await run_manager.on_llm_new_token(str(chunk.message.content), chunk=chunk)
             yield chunk
-
-
-def _mentions(question: str, tool_name: str) -> bool:
-    """The question names the tool, or a meaningful word of its name."""
-    lowered = question.lower()
-    if tool_name.lower() in lowered:
-        return True
-    parts = re.split(r"[_\W]+|(?<=[a-z])(?=[A-Z])", tool_name)
-    words = {p.lower() for p in parts if len(p) > 2 and p.lower() not in _NAME_STOPWORDS}
-    return bool(words & {w.lower() for w in _WORD.findall(question)})
-
-
-class _Filler:
-    """Hands out values found in the question, in order, for a schema's arguments."""
-
-    def __init__(self, question: str) -> None:
-        self.numbers = iter(_NUMBER.findall(question))
-        quoted = [next(g for g in m.groups() if g) for m in _QUOTED.finditer(question)]
-        rest = _QUOTED.sub(" ", question)
-        names = [m.group(1).strip(" ,") for m in _CAPITALISED.finditer(rest)]
-        self.texts = iter([*quoted, *names])
-        self.words = _WORD.findall(question) or ["value"]
-
-    def number(self, default: str = "1") -> str:
-        return next(self.numbers, default)
-
-    def text(self, name: str) -> str:
-        found = next(self.texts, None)
-        return found if found else f"{name}: {' '.join(self.words[:6])}"
-
-
-def _fill_schema(schema: dict[str, Any], question: str | _Filler) -> dict[str, Any]:
-    """Arguments for a JSON schema: numbers from the question in order, quoted text
-    and capitalised names for strings, the question's words otherwise."""
-    filler = question if isinstance(question, _Filler) else _Filler(question)
-    definitions = schema.get("$defs") or schema.get("definitions") or {}
-    props: dict[str, Any] = schema.get("properties") or {}
-    required = schema.get("required") or list(props)
-    args: dict[str, Any] = {}
-    for name, spec in props.items():
-        if name not in required and "default" in spec:
-            continue
-        args[name] = _value_for(_deref(spec, definitions), filler, name, definitions)
-    return args
-
-
-def _deref(spec: dict[str, Any], definitions: dict[str, Any]) -> dict[str, Any]:
-    ref = spec.get("$ref")
-    if isinstance(ref, str):
-        return definitions.get(ref.rsplit("/", 1)[-1], {})
-    return spec
-
-
-def _value_for(
-    spec: dict[str, Any], filler: _Filler, name: str, definitions: dict[str, Any]
-) -> Any:
-    if "enum" in spec:
-        return spec["enum"][0]
-    if "const" in spec:
-        return spec["const"]
-    for key in ("anyOf", "oneOf", "allOf"):
-        if key in spec:
-            options = [_deref(s, definitions) for s in spec[key]]
-            usable = [s for s in options if s.get("type") != "null"] or options
-            return _value_for(usable[0], filler, name, definitions)
-    kind = spec.get("type")
-    if isinstance(kind, list):
-        kind = next((k for k in kind if k != "null"), "string")
-    if kind == "integer":
-        return int(float(filler.number()))
-    if kind == "number":
-        return float(filler.number())
-    if kind == "boolean":
-        return True
-    if kind == "null":
-        return None
-    if kind == "array":
-        item = _deref(spec.get("items") or {"type": "string"}, definitions)
-        return [_value_for(item, filler, name, definitions)]
-    if kind == "object" or "properties" in spec:
-        return _fill_schema({**spec, "$defs": definitions}, filler)
-    return filler.text(name)

@@ -27,7 +27,6 @@ from __future__ import annotations
 import json
 import re
 import uuid
-import zlib
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -49,31 +48,12 @@ from llama_index.core.llms.llm import ToolSelection
 from pydantic import Field, PrivateAttr
 
 from costopt_core.hashing import HashingEmbedder
+from costopt_core.simulation import choose_tool, fill_schema, simulated_answer
 from costopt_core.tokens import estimate_tokens
 from llamaindex_costopt.messages import as_messages, latest_user_text, message_text, question_of
 
 if TYPE_CHECKING:
     from llama_index.core.tools.types import BaseTool
-
-_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
-_FILLER = (
-    "this",
-    "depends",
-    "on",
-    "context",
-    "and",
-    "the",
-    "details",
-    "given",
-    "so",
-    "here",
-    "is",
-    "a",
-    "concise",
-    "answer",
-    "with",
-    "reasons",
-)
 
 
 class SimulatedProviderError(RuntimeError):
@@ -126,13 +106,7 @@ class SimulatedLLM(FunctionCallingLLM):
         last = messages[-1] if messages else None
         if last is not None and last.role == MessageRole.TOOL:
             return f"The tool returned {message_text(last)}."
-        seed = zlib.crc32(f"{self.model_name}|{question}".encode())
-        words = re.findall(r"\w+", question)[:8] or ["your", "question"]
-        body = []
-        for _ in range(self.answer_words):
-            seed = (seed * 1103515245 + 12345) & 0x7FFFFFFF  # deterministic LCG
-            body.append(_FILLER[(seed >> 16) % len(_FILLER)])
-        return f"{self.model_name} on '{' '.join(words)}': " + " ".join(body) + "."
+        return simulated_answer(self.model_name, question, self.answer_words)
 
     def _reply(
         self,
@@ -179,20 +153,11 @@ class SimulatedLLM(FunctionCallingLLM):
     ) -> list[dict[str, Any]]:
         if not tools or (messages and messages[-1].role == MessageRole.TOOL):
             return []
-        names = [t["function"]["name"] for t in tools]
-        mentioned = [n for n in names if n.lower() in question.lower()]
-        if choice in (None, "auto"):
-            if not mentioned:
-                return []
-            name = mentioned[0]
-        elif choice == "none":
+        name = choose_tool([t["function"]["name"] for t in tools], question, choice)
+        if name is None:
             return []
-        elif isinstance(choice, str) and choice in names:
-            name = choice
-        else:  # "required" / "any"
-            name = mentioned[0] if mentioned else names[0]
         schema = next(t["function"] for t in tools if t["function"]["name"] == name)
-        args = _fill_schema(schema.get("parameters") or {}, question)
+        args = fill_schema(schema.get("parameters") or {}, question)
         return [
             {
                 "id": f"call_{uuid.uuid4().hex[:12]}",
@@ -337,28 +302,6 @@ class SimulatedLLM(FunctionCallingLLM):
             )
             for call in calls
         ]
-
-
-def _fill_schema(schema: dict[str, Any], question: str) -> dict[str, Any]:
-    """Arguments for a JSON schema: numbers from the question in order, text otherwise."""
-    numbers = iter(_NUMBER.findall(question))
-    words = re.findall(r"[A-Za-z\u4e00-\u9fff]+", question) or ["value"]
-    props: dict[str, Any] = schema.get("properties") or {}
-    required = schema.get("required") or list(props)
-    args: dict[str, Any] = {}
-    for name, spec in props.items():
-        if name not in required and "default" in spec:
-            continue
-        kind = spec.get("type")
-        if kind == "integer":
-            args[name] = int(float(next(numbers, "1")))
-        elif kind == "number":
-            args[name] = float(next(numbers, "1"))
-        elif kind == "boolean":
-            args[name] = True
-        else:
-            args[name] = " ".join(words[:6])
-    return args
 
 
 class HashingEmbedding(BaseEmbedding):
