@@ -129,8 +129,11 @@ class _Run:
     @property
     def routing(self) -> Mapping[str, Any] | None:
         """The ``costopt_routing`` decision ``RouterChatModel.batch`` puts in metadata."""
-        routing = self.metadata.get("costopt_routing") if _is_map(self.metadata) else None
-        return routing if _is_map(routing) else None
+        metadata = self.metadata
+        if not metadata or not _is_map(metadata):
+            return None
+        routing = metadata.get("costopt_routing")
+        return routing if routing is not None and _is_map(routing) else None
 
 
 def _is_map(value: Any) -> bool:
