@@ -149,7 +149,8 @@ class TokenUsage:
         return self.input_tokens == 0 and self.output_tokens == 0
 
 
-@dataclass(slots=True)
+# Its own __init__ (validation inline, no __post_init__ call): one is built per call.
+@dataclass(slots=True, init=False)
 class CostRecord:
     """One priced event: a model call, a cache hit, or a rejected cascade attempt.
 
@@ -158,6 +159,7 @@ class CostRecord:
     hit the price of the call it avoided, for a routed call ``baseline_cost_usd -
     cost_usd`` (negative when the routed model cost more), for a cascade attempt
     ``-cost_usd`` (the baseline would not have made it). ``None`` when not knowable.
+    ``tags`` defaults to ``{}`` and ``timestamp`` to now.
     """
 
     model: str
@@ -176,11 +178,44 @@ class CostRecord:
     timestamp: float = field(default_factory=time.time)
     run_id: str | None = None
 
-    def __post_init__(self) -> None:
-        if not isinstance(self.model, str) or not self.model:
-            raise ValueError(f"CostRecord.model must be a non-empty str, got {self.model!r}")
-        if self.kind not in KINDS:
-            raise ValueError(f"CostRecord.kind must be one of {KINDS}, got {self.kind!r}")
+    def __init__(
+        self,
+        model: str,
+        kind: RecordKind = "call",
+        tier: str | None = None,
+        input_tokens: int = 0,
+        output_tokens: int = 0,
+        cache_read_tokens: int = 0,
+        cache_write_tokens: int = 0,
+        reasoning_tokens: int = 0,
+        cost_usd: float | None = 0.0,
+        saved_usd: float | None = 0.0,
+        baseline_model: str | None = None,
+        baseline_cost_usd: float | None = None,
+        tags: Mapping[str, str] | None = None,
+        timestamp: float | None = None,
+        run_id: str | None = None,
+    ) -> None:
+        if type(model) is not str or not model:
+            if not isinstance(model, str) or not model:
+                raise ValueError(f"CostRecord.model must be a non-empty str, got {model!r}")
+        if kind not in KINDS:
+            raise ValueError(f"CostRecord.kind must be one of {KINDS}, got {kind!r}")
+        self.model = model
+        self.kind = kind
+        self.tier = tier
+        self.input_tokens = input_tokens
+        self.output_tokens = output_tokens
+        self.cache_read_tokens = cache_read_tokens
+        self.cache_write_tokens = cache_write_tokens
+        self.reasoning_tokens = reasoning_tokens
+        self.cost_usd = cost_usd
+        self.saved_usd = saved_usd
+        self.baseline_model = baseline_model
+        self.baseline_cost_usd = baseline_cost_usd
+        self.tags = {} if tags is None else tags
+        self.timestamp = time.time() if timestamp is None else timestamp
+        self.run_id = run_id
 
     @property
     def priced(self) -> bool:

@@ -81,6 +81,7 @@ logger = logging.getLogger(__name__)
 
 _MODEL_KEYS = ("model_name", "model", "model_id", "deployment_name")
 _COUNTED_MEMORY = 4096
+_PRICED_MEMORY = 1024
 UNKNOWN_MODEL = "unknown-model"
 
 
@@ -238,6 +239,7 @@ class CostCallbackHandler(AccountantViews, BaseCallbackHandler):
         self._lock = threading.Lock()
         self._runs: dict[Any, _Run] = {}
         self._counted: OrderedDict[Any, None] = OrderedDict()  # run keys counted
+        self._priced_names: set[str] = set()  # answer model names the catalog prices
 
     # Public figures (total_cost, total_saved, budgets, summary, report, to_json, ...)
     # come from AccountantViews, shared with llamaindex_costopt's CostEventHandler.
@@ -451,8 +453,11 @@ class CostCallbackHandler(AccountantViews, BaseCallbackHandler):
                 or (cache.get("model") if cache and isinstance(cache.get("model"), str) else None)
                 or _fallback_model(llm_output, run)
             )
-        if self.accountant.catalog.get(model) is None:
-            model = self._repair_model_name(model)
+        if model not in self._priced_names:  # a set hit instead of a catalog call
+            if self.accountant.catalog.get(model) is None:
+                model = self._repair_model_name(model)
+            elif len(self._priced_names) < _PRICED_MEMORY:
+                self._priced_names.add(model)
         routing = metadata.get("routing")
         if routing is None or not _is_map(routing):
             routing = run.routing if run is not None else None
