@@ -104,6 +104,18 @@ def test_no_usage_and_impossible_details() -> None:
         }
     )
     assert clipped == TokenUsage(5, 1, 5, 0, 1)
+    odd_details = usage_from_mapping(
+        {
+            "input_tokens": 10,
+            "output_tokens": 2,
+            "input_token_details": {"cache_read": None, "cache_creation": 3.0},
+            "output_token_details": "not a mapping",
+        }
+    )
+    assert odd_details == TokenUsage(10, 2, 0, 3, 0)
+    # Counts that are not plain ints >= 0 are never priced as such.
+    assert usage_from_mapping({"input_tokens": True, "output_tokens": 2}) == TokenUsage(0, 2)
+    assert usage_from_mapping({"input_tokens": -4, "output_tokens": 2.0}) == TokenUsage(0, 2)
 
 
 # -- pricing ------------------------------------------------------------------------------

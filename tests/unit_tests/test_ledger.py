@@ -121,6 +121,14 @@ def test_spent_since_counts_only_the_period() -> None:
     assert ledger.spent_since(_ts(2026, 3, 16, 23, 30)) == 4.0
     assert [r.cost_usd for r in ledger.records(since=_ts(2026, 3, 1))] == [2.0, 4.0]
     assert ledger.summary(since=_ts(2026, 3, 17)).total_cost == 4.0
+    # Within and after the newest day: a partial day counts only the later records.
+    assert ledger.spent_since(_ts(2026, 3, 17, 0, 30)) == 4.0
+    assert ledger.spent_since(_ts(2026, 3, 17, 2)) == 0.0
+    assert ledger.spent_since(_ts(2026, 3, 18)) == 0.0
+    # A back-dated record lands in its own day, not the newest one.
+    ledger.record(CostRecord(model="m", cost_usd=8.0, timestamp=_ts(2026, 3, 16, 1)))
+    assert ledger.spent_since(Budget(1, "day").start(now)) == 4.0
+    assert ledger.spent_since(_ts(2026, 3, 16)) == 14.0
 
 
 def test_budget_validation() -> None:
@@ -162,6 +170,27 @@ def test_release_and_expiry_free_a_reservation() -> None:
     ledger.release(again.reservation_id)
     ledger.release(check.reservation_id)  # already gone: a no-op
     assert ledger.reserve(0.8, [budget], now=1013.0).allowed
+
+
+def test_reservations_settle_to_exactly_nothing_and_expire_one_by_one() -> None:
+    ledger = CostLedger()
+    budget = Budget(1.0)
+    ids = [ledger.reserve(0.1, [budget]).reservation_id for _ in range(3)]
+    for rid in ids:
+        ledger.release(rid)
+    # No float residue once every reservation is gone (0.1 + 0.1 + 0.1 - 0.1 - 0.1 - 0.1
+    # is 2.8e-17 in floats): a zero budget sees exactly nothing used.
+    assert ledger.reserve(0.0, [Budget(0.0)]).used_usd == 0.0
+    assert ledger.reserved_usd == 0.0
+    assert ledger.reserve(1.0, [budget], ttl_seconds=5, now=1000.0).allowed
+    ledger.clear()
+    short = ledger.reserve(0.5, [budget], ttl_seconds=5, now=1000.0)
+    assert short.allowed
+    assert ledger.reserve(0.5, [budget], ttl_seconds=60, now=1001.0).allowed
+    assert not ledger.reserve(0.1, [budget], now=1002.0).allowed
+    # The short one expired, the long one still holds 0.5.
+    assert ledger.reserve(0.5, [budget], now=1006.0).allowed
+    assert not ledger.reserve(0.1, [budget], now=1007.0).allowed
 
 
 def test_a_spent_budget_refuses_even_a_zero_estimate() -> None:
