@@ -580,3 +580,47 @@ def test_bad_arguments_fail_at_construction() -> None:
         CostCallbackHandler(budget_usd=-5)
     with pytest.raises(TypeError, match="ledger"):
         CostCallbackHandler(ledger="postgres://")  # type: ignore[arg-type]
+
+
+def test_a_model_name_doubled_by_stream_merging_is_repaired() -> None:
+    handler = CostCallbackHandler()
+    message = AIMessage(
+        "a",
+        usage_metadata={"input_tokens": 100, "output_tokens": 10, "total_tokens": 110},
+        response_metadata={"model_name": "cb-cheapcb-cheap"},
+    )
+    for _ in range(2):  # the second time the name is not in the handler's priced set
+        result = LLMResult(generations=[[ChatGeneration(message=message)]])
+        handler.on_llm_end(result, run_id=uuid.uuid4())
+    assert set(handler.summary().models) == {"cb-cheap"}
+    assert handler.total_cost == pytest.approx(2 * (100 * 1e-6 + 10 * 2e-6))
+
+
+def test_a_nested_llm_run_is_budget_checked_once() -> None:
+    class CountingLedger(CostLedger):
+        reserves = 0
+
+        def reserve(self, *args: Any, **kwargs: Any) -> Any:
+            CountingLedger.reserves += 1
+            return super().reserve(*args, **kwargs)
+
+    ledger = CountingLedger()
+    wrapper = _Wrapper(inner=SimulatedChatModel(model_name="cb-cheap"))
+    with cost_tracker(budget_usd=1.0, ledger=ledger) as tracker:
+        wrapper.invoke("nested")
+    assert CountingLedger.reserves == 1
+    assert tracker.summary().calls == 1
+    assert ledger.reserved_usd == 0.0  # the one reservation was settled or released
+
+
+def test_plain_text_llm_runs_are_tracked_through_on_llm_start() -> None:
+    handler = CostCallbackHandler(budget_usd=1.0)
+    run_id = uuid.uuid4()
+    handler.on_llm_start({}, ["hi"], run_id=run_id, invocation_params={"model_name": "cb-cheap"})
+    result = LLMResult(
+        generations=[[Generation(text="hello")]],
+        llm_output={"token_usage": {"prompt_tokens": 100, "completion_tokens": 10}},
+    )
+    handler.on_llm_end(result, run_id=run_id)
+    assert set(handler.summary().models) == {"cb-cheap"}
+    assert handler.total_cost == pytest.approx(100 * 1e-6 + 10 * 2e-6)
