@@ -196,9 +196,8 @@ class CostRecord:
         timestamp: float | None = None,
         run_id: str | None = None,
     ) -> None:
-        if type(model) is not str or not model:
-            if not isinstance(model, str) or not model:
-                raise ValueError(f"CostRecord.model must be a non-empty str, got {model!r}")
+        if not model or not isinstance(model, str):
+            raise ValueError(f"CostRecord.model must be a non-empty str, got {model!r}")
         if kind not in KINDS:
             raise ValueError(f"CostRecord.kind must be one of {KINDS}, got {kind!r}")
         self.model = model
