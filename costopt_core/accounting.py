@@ -19,6 +19,10 @@ A face (``CostCallbackHandler``, ``CostEventHandler``) turns its framework's eve
 three calls: ``before_call()`` (budget check and reservation, before the provider is
 called), then ``record_call`` / ``record_cache_hit`` / ``record_attempt`` with the model
 name and a ``TokenUsage`` (``usage_from_mapping`` reads the usual provider formats).
+A face shows the figures (``total_cost``, ``report()``, ``to_json()``, budgets...) by
+inheriting ``AccountantViews``, which reads the face's ``accountant`` attribute.
+The per-call methods run on every LLM call, so they are kept to a few dict operations, one
+price lookup and one ledger append under a lock (see benchmarks/handler_overhead.py).
 
 Rules, in one place so both faces agree:
 
@@ -458,7 +462,7 @@ class CostAccountant:
     # -- recording ---------------------------------------------------------------------
 
     def _store(self, record: CostRecord, reservation_id: str | None) -> CostRecord:
-        self.ledger.record(record, reservation_id)
+        self.ledger.record(record, reservation_id=reservation_id)
         cost = record.cost_usd
         if cost is not None and record.kind != "cache_hit":
             if record.model not in self._seen:  # a lock-free read: a dict lookup is atomic
@@ -530,7 +534,7 @@ class CostAccountant:
             time.time() if timestamp is None else timestamp,
             run_id,
         )
-        self.ledger.record(record, reservation_id)
+        self.ledger.record(record, reservation_id=reservation_id)
         if cost is not None:  # _store's bookkeeping, inline: this runs on every call
             if model not in self._seen:
                 with self._lock:
