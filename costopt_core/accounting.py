@@ -72,6 +72,8 @@ from costopt_core.ledger import (
     LedgerSummary,
     ModelTotals,
     TokenUsage,
+    admits,
+    period_start,
 )
 from costopt_core.pricing import ModelPrice, PriceCatalog, default_catalog
 
@@ -426,7 +428,8 @@ class CostAccountant:
         if not self.budgets:
             return None
         try:
-            check = self.ledger.reserve(self._estimate(), self.budgets)
+            estimate = self._estimate()
+            check = self.ledger.reserve(estimate, self.budgets)
         except Exception:
             logger.exception("budget check failed; the call is allowed")
             return None
@@ -434,6 +437,7 @@ class CostAccountant:
             self._downgrade = False
             self._warned_budget = False
             return check.reservation_id
+        check.estimate_usd = estimate
         if self.on_budget == "raise":
             raise check.error()
         message = check.describe()
@@ -471,7 +475,25 @@ class CostAccountant:
             if self._tracks_recent:
                 with self._lock:
                     self._recent_costs.append(cost)
+            if self.on_budget == "downgrade" and self.budgets and not self._downgrade:
+                self._update_downgrade()
         return record
+
+    def _update_downgrade(self) -> None:
+        # Raised as soon as the spend crosses a budget, not only at the next call's
+        # check: a router deciding a whole batch up front must already see it.
+        try:
+            estimate = self._estimate()
+            spent = any(
+                not admits(self.ledger.spent_since(period_start(b.period)), estimate, b)
+                for b in self.budgets
+            )
+        except Exception:
+            logger.exception("reading the budget spend failed")
+            return
+        if spent:
+            logger.warning("cost budget spent (on_budget='downgrade': cheapest tier from now)")
+            self._downgrade = True
 
     def _tags(self, tags: Mapping[str, str] | None) -> dict[str, str]:
         return {**self.tags, **tags} if tags else self.tags
@@ -542,6 +564,8 @@ class CostAccountant:
             if self._tracks_recent:
                 with self._lock:
                     self._recent_costs.append(cost)
+            if self.on_budget == "downgrade" and self.budgets and not self._downgrade:
+                self._update_downgrade()
         return record
 
     def record_attempt(

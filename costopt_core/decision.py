@@ -49,7 +49,8 @@ def resolve_tier(decision: RouteDecision, tiers: Sequence[str]) -> str:
 
     An exact name wins. A ladder name ("simple" / "medium" / "complex") the user did
     not configure goes to the nearest configured ladder tier above it (quality first),
-    else below. Otherwise the score picks a tier by position.
+    else below; with no ladder names configured at all, the score picks a tier by
+    position. Any other name is a ``ValueError`` naming the configured tiers.
     """
     if decision.tier in tiers:
         return decision.tier
@@ -59,8 +60,13 @@ def resolve_tier(decision: RouteDecision, tiers: Sequence[str]) -> str:
         if present:
             above = [t for t in present if LADDER.index(t) >= rank]
             return above[0] if above else present[-1]
-    index = min(len(tiers) - 1, int(decision.score * len(tiers)))
-    return tiers[index]
+        index = min(len(tiers) - 1, int(decision.score * len(tiers)))
+        return tiers[index]
+    # A typo ("Simple", "cheap") must not quietly send every call to some tier.
+    raise ValueError(
+        f"strategy chose tier {decision.tier!r}, which is not one of the configured tiers "
+        f"{list(tiers)!r}"
+    )
 
 
 def check_tier_mapping(

@@ -412,13 +412,21 @@ class BudgetCheck:
     reservation_id: str | None = None
     budget: Budget | None = None
     used_usd: float = 0.0
+    estimate_usd: float | None = None  # the next call's estimated cost, when known
 
     def describe(self) -> str:
-        """``"cost budget exceeded (per day): $1.000000 used of $1.000000"``."""
+        """``"cost budget exceeded (per day): $1.000000 used of $1.000000"``, or, when
+        something is left but not enough, what the next call was estimated to cost."""
         budget = self.budget
         limit = budget.limit_usd if budget is not None else math.inf
         label = budget.label if budget is not None else "total"
-        return f"cost budget exceeded ({label}): ${self.used_usd:.6f} used of ${limit:.6f}"
+        used = f"${self.used_usd:.6f} used of ${limit:.6f}"
+        if self.used_usd < limit and self.estimate_usd:
+            return (
+                f"cost budget ({label}) would be exceeded: {used}, and the next call is "
+                f"estimated at ${self.estimate_usd:.6f}"
+            )
+        return f"cost budget exceeded ({label}): {used}"
 
     def error(self) -> BudgetExceededError:
         return BudgetExceededError(

@@ -33,8 +33,10 @@ from typing import TYPE_CHECKING, Any, cast
 from langchain_core.callbacks import (
     AsyncCallbackManagerForLLMRun,
     BaseCallbackManager,
+    CallbackManager,
     CallbackManagerForLLMRun,
 )
+from langchain_core.globals import get_llm_cache
 from langchain_core.language_models import BaseChatModel, LangSmithParams, LanguageModelInput
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.output_parsers import (
@@ -789,10 +791,11 @@ class RouterChatModel(BaseChatModel):
     ) -> tuple[list[RouteDecision], dict[str, list[int]]]:
         decisions: list[RouteDecision] = []
         groups: dict[str, list[int]] = {}
-        own = _handlers_of(self.callbacks)
         for i, (item, config) in enumerate(zip(inputs, configs, strict=True)):
             messages = self._convert_input(item).to_messages()
-            handlers = [*_handlers_of(config.get("callbacks")), *own]
+            # As LangChain will configure the run: includes handlers registered by
+            # configure hooks (e.g. `cost_tracker`), which the config does not list.
+            handlers = CallbackManager.configure(config.get("callbacks"), self.callbacks).handlers
             decision = self._decide(messages, handlers, override)
             decisions.append(decision)
             groups.setdefault(decision.tier, []).append(i)
@@ -827,13 +830,16 @@ class RouterChatModel(BaseChatModel):
         """Whether ``batch`` may hand groups to the inner models' own ``batch``.
 
         Not for a cascade (it judges each answer), a single input, or a router with its
-        own cache or rate limiter: the inner runs would bypass them.
+        cache (its own or the global one) or rate limiter: the inner runs would bypass
+        them, and answers cached by ``invoke`` must hit in ``batch`` too.
         """
+        own = self.cache
+        uses_cache = get_llm_cache() is not None if own is None else own is not False
         return (
             len(inputs) > 1
             and self._check is None
-            and self.cache is None
-            and self.rate_limiter is None
+            and not uses_cache
+            and (self.rate_limiter is None)
         )
 
     def _batch_output(self, message: Any, info: dict[str, Any], tier: str) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import uuid
@@ -406,11 +407,32 @@ def test_downgrade_sends_the_router_to_the_cheapest_tier() -> None:
     handler = CostCallbackHandler(budget_usd=0.0001, on_budget="downgrade")
     first = router.invoke(hard, config={"callbacks": [handler]})
     assert first.response_metadata["routing"]["tier"] == "complex"
-    assert handler.costopt_downgrade is False
+    # The flag is up as soon as the spend crosses the budget, before the next call.
+    assert handler.costopt_downgrade is True
     second = router.invoke(hard, config={"callbacks": [handler]})
     assert handler.costopt_downgrade is True
     assert second.response_metadata["routing"]["tier"] == "simple"
     assert second.response_metadata["routing"]["reason"] == "budget exceeded: downgraded"
+
+
+def test_downgrade_reaches_batches_under_cost_tracker() -> None:
+    router = _router()
+    hard = "请分析并比较这两种架构设计的优劣"
+    with cost_tracker(budget_usd=0.0001, on_budget="downgrade") as tracker:
+        assert router.invoke(hard).response_metadata["routing"]["tier"] == "complex"
+        replies = router.batch([hard, hard])
+        areplies = asyncio.run(router.abatch([hard, hard]))
+    assert [r.response_metadata["routing"]["tier"] for r in replies + areplies] == ["simple"] * 4
+    assert tracker.summary().calls == 5
+
+
+def test_a_refused_call_says_what_the_next_call_was_estimated_to_cost() -> None:
+    handler = CostCallbackHandler(budget_usd=0.0015, on_budget="raise")
+    model = SimulatedChatModel(model_name="claude-3-5-sonnet")
+    model.invoke("请分析并比较这两种架构设计的优劣", config={"callbacks": [handler]})
+    assert handler.total_cost < 0.0015
+    with pytest.raises(BudgetExceededError, match=r"would be exceeded.*next call is estimated"):
+        model.invoke("请分析并比较这两种架构设计的优劣", config={"callbacks": [handler]})
 
 
 def test_a_failed_call_releases_its_budget_reservation() -> None:

@@ -254,6 +254,12 @@ def test_strategy_routing_to_unknown_tiers_is_rejected() -> None:
     assert ok.tiers == ("weak", "strong")
 
 
+def test_a_callable_returning_an_unknown_tier_fails_loudly() -> None:
+    router = RouterChatModel(models=three_tiers(), strategy=lambda text: "gold")
+    with pytest.raises(ValueError, match=r"'gold', which is not one of the configured tiers"):
+        router.invoke("hi")
+
+
 # -- every entry point routes ------------------------------------------------------------
 
 
@@ -314,6 +320,20 @@ def test_a_router_with_its_own_cache_batches_through_its_own_runs() -> None:
     router.batch([SIMPLE_ZH, COMPLEX_ZH])
     assert len(own._cache) == 2  # the router's cache saw both calls
     assert router.models["simple"]._batches == []  # not bypassed through the inner models
+
+
+def test_answers_cached_by_invoke_hit_in_batch_under_a_global_cache() -> None:
+    router = RouterChatModel(models=three_tiers())
+    set_llm_cache(InMemoryCache())
+    try:
+        first = router.invoke(SIMPLE_ZH)
+        calls_before = sum(len(m._calls) for m in router.models.values())
+        batched = router.batch([SIMPLE_ZH, COMPLEX_ZH])
+        calls_after = sum(len(m._calls) for m in router.models.values())
+    finally:
+        set_llm_cache(None)
+    assert batched[0].content == first.content
+    assert calls_after - calls_before == 1  # only the uncached question reached a model
 
 
 def test_batch_keeps_the_routers_own_callbacks() -> None:

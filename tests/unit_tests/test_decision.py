@@ -43,9 +43,15 @@ def test_with_nothing_above_the_strongest_configured_ladder_tier_answers() -> No
 @pytest.mark.parametrize(
     ("score", "tier"), [(0.0, "a"), (0.24, "a"), (0.25, "b"), (0.5, "c"), (0.99, "d"), (1.0, "d")]
 )
-def test_other_names_fall_back_to_the_score_position(score: float, tier: str) -> None:
+def test_ladder_names_over_custom_tiers_fall_back_to_the_score_position(
+    score: float, tier: str
+) -> None:
     assert resolve_tier(decision("medium", score), ("a", "b", "c", "d")) == tier
-    assert resolve_tier(decision("unknown", score), ("a", "b", "c", "d")) == tier
+
+
+def test_an_unknown_tier_name_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match=r"'Simple', which is not one of .*\['a', 'b'\]"):
+        resolve_tier(decision("Simple"), ("a", "b"))
 
 
 def test_strategy_protocol_is_structural() -> None:
