@@ -345,6 +345,9 @@ class CostAccountant:
         self.on_budget: OnBudget = on_budget
         self.ledger: LedgerProtocol = ledger if ledger is not None else CostLedger()
         self.catalog = catalog if catalog is not None else default_catalog
+        if baseline_model is not None and self.catalog.get(baseline_model) is None:
+            # Said now, not at the first routed call: routing savings would read $0.
+            warn_unpriced(baseline_model)
         self.tags = dict(tags or {})
         self._lock = threading.Lock()
         self._seen: dict[str, None] = {}  # priced models seen, insertion-ordered

@@ -416,3 +416,12 @@ def test_accountant_views_read_through_the_accountant(tmp_path) -> None:  # type
 def test_accountant_views_without_lifetime_budget() -> None:
     views = _ViewsOverPrivate(CostAccountant(daily_budget_usd=1.0))
     assert views.budget_usd is None
+
+
+def test_an_unpriced_baseline_is_warned_about_when_the_accountant_is_built(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    name = f"no-such-baseline-{uuid.uuid4().hex[:6]}"
+    with caplog.at_level(logging.WARNING, logger="costopt_core.accounting"):
+        CostAccountant(baseline_model=name)
+    assert any(name in r.getMessage() and "unpriced" in r.getMessage() for r in caplog.records)
