@@ -276,6 +276,8 @@ class CostEventHandler(AccountantViews, BaseEventHandler):
         budgets: further ``costopt_core.ledger.Budget`` objects.
         tags: stored on every record.
         catalog: price catalog (default: the process-wide one, see ``set_price``).
+        call_estimate_usd: reserved against the budgets before each call (default:
+            the largest of the last 32 calls; see ``CostAccountant``).
     """
 
     _accountant: CostAccountant = PrivateAttr()
@@ -301,6 +303,7 @@ class CostEventHandler(AccountantViews, BaseEventHandler):
         budgets: Sequence[Budget] = (),
         tags: Mapping[str, str] | None = None,
         catalog: PriceCatalog | None = None,
+        call_estimate_usd: float | None = None,
     ) -> None:
         super().__init__()
         self._accountant = CostAccountant(
@@ -313,6 +316,7 @@ class CostEventHandler(AccountantViews, BaseEventHandler):
             ledger=ledger,
             catalog=catalog,
             tags=tags,
+            call_estimate_usd=call_estimate_usd,
         )
 
     @classmethod

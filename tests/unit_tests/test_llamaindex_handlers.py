@@ -303,6 +303,14 @@ def test_budget_raise_stops_the_call_that_would_overspend(make_handler):
     )
 
 
+def test_a_call_estimate_stops_even_the_first_call_that_would_overspend(make_handler):
+    # Same argument as CostCallbackHandler: the reservation the next call must fit in.
+    handler = make_handler(budget_usd=0.0005, on_budget="raise", call_estimate_usd=0.001)
+    with pytest.raises(BudgetExceededError):
+        _router().complete("请分析并比较两种架构")
+    assert handler.total_cost == 0.0
+
+
 def test_budget_warn_lets_the_call_go(make_handler):
     make_handler(budget_usd=0.0, on_budget="warn")
     with warnings.catch_warnings(record=True) as caught:
