@@ -59,7 +59,7 @@ import threading
 import time
 import warnings
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from os import PathLike
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -399,11 +399,12 @@ class CostAccountant:
         """True while a budget is spent and ``on_budget="downgrade"``."""
         return self._downgrade
 
-    def _estimate(self) -> float:
+    def _estimate(self, first_call: Callable[[], float] | None = None) -> float:
         # The reservation for the next call is the largest of the last few calls: when
         # calls look alike it bounds the next one, so neither a lone caller nor several
         # concurrent callers pass a limit. Before this accountant has seen a call, a
-        # shared ledger's mean cost per call stands in.
+        # shared ledger's mean cost per call stands in, else the face's estimate of this
+        # very call (``first_call``, e.g. from its prompt and the model's price).
         if self.call_estimate_usd is not None:
             return self.call_estimate_usd
         with self._lock:
@@ -420,10 +421,18 @@ class CostAccountant:
                 logger.exception("reading the ledger's mean call cost failed")
             with self._lock:
                 self._seed_estimate = seeded
+        if not seeded and first_call is not None:
+            try:
+                return max(0.0, float(first_call()))
+            except Exception:
+                logger.exception("estimating the first call's cost failed")
         return seeded
 
-    def before_call(self) -> str | None:
+    def before_call(self, first_call: Callable[[], float] | None = None) -> str | None:
         """Check the budgets before a call; returns a reservation id (or ``None``).
+
+        ``first_call`` estimates this call's cost when there is no history to go by
+        (it is only called then).
 
         Raises ``BudgetExceededError`` when a budget is spent and ``on_budget="raise"``.
         Any other failure (e.g. a shared ledger unreachable) is logged and the call goes.
@@ -431,7 +440,7 @@ class CostAccountant:
         if not self.budgets:
             return None
         try:
-            estimate = self._estimate()
+            estimate = self._estimate(first_call)
             check = self.ledger.reserve(estimate, self.budgets)
         except Exception:
             logger.exception("budget check failed; the call is allowed")

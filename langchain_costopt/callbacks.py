@@ -49,6 +49,7 @@ provider is called; every other failure inside the handler is logged and swallow
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from collections import OrderedDict
@@ -76,6 +77,7 @@ from costopt_core.ledger import (
     TokenUsage,
 )
 from costopt_core.pricing import PriceCatalog
+from costopt_core.tokens import estimate_tokens
 
 logger = logging.getLogger(__name__)
 
@@ -275,7 +277,10 @@ class CostCallbackHandler(AccountantViews, BaseCallbackHandler):
             with self._lock:
                 nested = parent is not None and parent in self._runs
             if not nested:
-                reservation = self.accountant.before_call()  # may raise
+                params = kwargs.get("invocation_params")
+                reservation = self.accountant.before_call(  # may raise
+                    lambda: self._first_call_estimate(messages, params)
+                )
         run = _Run(kwargs.get("invocation_params"), metadata, reservation, parent)
         key = run_id.int if type(run_id) is UUID else run_id
         with self._lock:
@@ -294,13 +299,38 @@ class CostCallbackHandler(AccountantViews, BaseCallbackHandler):
     ) -> None:
         self.on_chat_model_start(
             serialized,
-            [],
+            [list(prompts[:1])],
             run_id=run_id,
             parent_run_id=parent_run_id,
             tags=tags,
             metadata=metadata,
             **kwargs,
         )
+
+    def _first_call_estimate(
+        self, messages: list[list[Any]], params: Mapping[str, Any] | None
+    ) -> float:
+        """Before any call has been priced: this call's prompt tokens in, as many out (at
+        least 256), at the price of its model (for a router, its dearest tier)."""
+        texts = []
+        for item in messages[0] if messages else ():
+            content = item if isinstance(item, str) else getattr(item, "content", "")
+            texts.append(content if isinstance(content, str) else json.dumps(content))
+        tokens = estimate_tokens("\n".join(texts))
+        params = params or {}
+        models = params.get("models")
+        specs = list(models.values()) if isinstance(models, Mapping) else [params]
+        names = [
+            spec.get("model_name") or spec.get("model")
+            for spec in specs
+            if isinstance(spec, Mapping)
+        ]
+        costs = [
+            price.cost(input_tokens=tokens, output_tokens=max(tokens, 256))
+            for price in (self.accountant.catalog.get(n) for n in names if isinstance(n, str))
+            if price is not None
+        ]
+        return max(costs, default=0.0)
 
     # -- run end: count the usage once --------------------------------------------------
 

@@ -404,7 +404,8 @@ def test_warn_lets_the_call_go_and_warns_once() -> None:
 def test_downgrade_sends_the_router_to_the_cheapest_tier() -> None:
     router = _router()
     hard = "请分析并比较这两种架构设计的优劣"
-    handler = CostCallbackHandler(budget_usd=0.0001, on_budget="downgrade")
+    # call_estimate_usd=0: admit calls while anything is left, so the first one spends.
+    handler = CostCallbackHandler(budget_usd=0.0001, on_budget="downgrade", call_estimate_usd=0)
     first = router.invoke(hard, config={"callbacks": [handler]})
     assert first.response_metadata["routing"]["tier"] == "complex"
     # The flag is up as soon as the spend crosses the budget, before the next call.
@@ -418,7 +419,7 @@ def test_downgrade_sends_the_router_to_the_cheapest_tier() -> None:
 def test_downgrade_reaches_batches_under_cost_tracker() -> None:
     router = _router()
     hard = "请分析并比较这两种架构设计的优劣"
-    with cost_tracker(budget_usd=0.0001, on_budget="downgrade") as tracker:
+    with cost_tracker(budget_usd=0.0001, on_budget="downgrade", call_estimate_usd=0) as tracker:
         assert router.invoke(hard).response_metadata["routing"]["tier"] == "complex"
         replies = router.batch([hard, hard])
         areplies = asyncio.run(router.abatch([hard, hard]))
@@ -426,13 +427,16 @@ def test_downgrade_reaches_batches_under_cost_tracker() -> None:
     assert tracker.summary().calls == 5
 
 
-def test_a_refused_call_says_what_the_next_call_was_estimated_to_cost() -> None:
+def test_even_the_first_call_is_checked_against_its_estimated_cost() -> None:
+    # No history yet: the call is estimated from its prompt and its model's price.
     handler = CostCallbackHandler(budget_usd=0.0015, on_budget="raise")
     model = SimulatedChatModel(model_name="claude-3-5-sonnet")
-    model.invoke("请分析并比较这两种架构设计的优劣", config={"callbacks": [handler]})
-    assert handler.total_cost < 0.0015
     with pytest.raises(BudgetExceededError, match=r"would be exceeded.*next call is estimated"):
         model.invoke("请分析并比较这两种架构设计的优劣", config={"callbacks": [handler]})
+    assert handler.total_cost == 0.0
+    cheap = SimulatedChatModel(model_name="gpt-4o-mini")
+    cheap.invoke("请分析并比较这两种架构设计的优劣", config={"callbacks": [handler]})
+    assert 0 < handler.total_cost < 0.0015
 
 
 def test_a_failed_call_releases_its_budget_reservation() -> None:
