@@ -273,6 +273,9 @@ class SemanticCache:
         )
         self._saved_usd = 0.0
         self._similarity_sum = 0.0
+        # Faults already logged in full: a persistent one (a wrong embedding size, a
+        # store that is down) must not write a traceback on every call.
+        self._faults_logged: set[tuple[str, str, str]] = set()
 
     # -- keys -----------------------------------------------------------------------
 
@@ -398,9 +401,21 @@ class SemanticCache:
 
     def _fault(self, action: str, exc: BaseException) -> None:
         self._count(errors=1)
-        logger.error(
-            "semantic cache %s failed; continuing without the cache: %s", action, exc, exc_info=exc
-        )
+        key = (action, type(exc).__name__, str(exc)[:200])
+        with self._lock:
+            first = key not in self._faults_logged
+            if first and len(self._faults_logged) < 256:
+                self._faults_logged.add(key)
+        if first:
+            logger.error(
+                "semantic cache %s failed; continuing without the cache: %s "
+                "(repeats are logged at DEBUG level and counted in stats['errors'])",
+                action,
+                exc,
+                exc_info=exc,
+            )
+        else:
+            logger.debug("semantic cache %s failed again: %s", action, exc)
 
     def _due_for_sweep(self, now: float) -> bool:
         if self.ttl_seconds is None:

@@ -180,6 +180,17 @@ def test_failing_embeddings_behave_as_a_miss(caplog):
     assert cache.store.count() == 0
 
 
+def test_a_persistent_fault_is_logged_in_full_once_and_counted_every_time(caplog):
+    cache = SemanticCache(lambda text: [0.1] * 255, store=MemoryStore(dim=256))
+    part = cache.partition("m")
+    with caplog.at_level(logging.ERROR, logger="costopt_core.cache"):
+        for _ in range(5):
+            assert cache.lookup(part, Q) is None
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and "255 dimensions" in errors[0].getMessage()
+    assert cache.stats["misses"] == 5
+
+
 class BrokenStore(MemoryStore):
     def get_exact(self, *a, **kw):
         raise OSError("disk gone")
