@@ -100,3 +100,22 @@ def check_strategy_tiers(strategy: Any, tiers: Sequence[str], *, argument: str) 
             raise ValueError(
                 f"strategy routes to tiers {unknown!r} that are not in {argument} ({list(tiers)!r})"
             )
+
+
+def routing_info(
+    decision: RouteDecision, tier: str, model: str, fallback_from: str | None = None
+) -> dict[str, Any]:
+    """The routing record both faces publish with every answer: ``tier``, ``model``,
+    ``score``, ``reason`` (``fallback_from`` when a fallback answered), plus the
+    strategy's extra fields."""
+    info: dict[str, Any] = {
+        "tier": tier,
+        "model": model,
+        "score": decision.score,
+        "reason": decision.reason,
+    }
+    if fallback_from is not None:
+        info["fallback_from"] = fallback_from
+    if decision.extra:
+        info.update(decision.extra)
+    return info

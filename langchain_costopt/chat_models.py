@@ -66,6 +66,7 @@ from costopt_core.decision import (
     check_strategy_tiers,
     check_tier_mapping,
     resolve_tier,
+    routing_info,
 )
 from costopt_core.strategies import as_strategy, strategy_signature
 from langchain_costopt.messages import has_tool_history, human_turns_text, latest_human_text
@@ -335,17 +336,7 @@ class RouterChatModel(BaseChatModel):
     def _routing_info(
         self, decision: RouteDecision, tier: str, fallback_from: str | None = None
     ) -> dict[str, Any]:
-        info: dict[str, Any] = {
-            "tier": tier,
-            "model": self._names[tier],
-            "score": decision.score,
-            "reason": decision.reason,
-        }
-        if fallback_from is not None:
-            info["fallback_from"] = fallback_from
-        if decision.extra:
-            info.update(decision.extra)
-        return info
+        return routing_info(decision, tier, self._names[tier], fallback_from)
 
     def _order_from(self, tier: str) -> list[str]:
         start = self._tiers.index(tier)

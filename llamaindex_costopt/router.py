@@ -62,6 +62,7 @@ from costopt_core.decision import (
     check_strategy_tiers,
     check_tier_mapping,
     resolve_tier,
+    routing_info,
 )
 from costopt_core.ledger import BudgetExceededError
 from costopt_core.strategies import as_strategy, strategy_signature
@@ -295,16 +296,7 @@ class RouterLLM(WrapperLLM):
         self, call: _Call, tier: str, fallback_from: str | None = None
     ) -> dict[str, Any]:
         decision = call.decision
-        info: dict[str, Any] = {
-            "tier": tier,
-            "model": self._names[tier],
-            "score": decision.score,
-            "reason": decision.reason,
-        }
-        if fallback_from is not None:
-            info["fallback_from"] = fallback_from
-        if decision.extra:
-            info.update(decision.extra)
+        info = routing_info(decision, tier, self._names[tier], fallback_from)
         if call.attempts:
             info["escalated_from"] = [a["tier"] for a in call.attempts]
             info["attempts"] = [dict(a) for a in call.attempts]
