@@ -727,7 +727,7 @@ class AccountantViews:
         ...     def __init__(self) -> None:
         ...         self.accountant = CostAccountant(budget_usd=2.0)
         >>> h = Handler()
-        >>> h.total_cost, h.budget_usd, h.on_budget, h.costopt_downgrade
+        >>> h.total_cost, h.budget_usd, h.on_budget, h.downgrade_requested
         (0.0, 2.0, 'raise', False)
         >>> h
         Handler(total_cost=0.000000, total_saved=0.000000)
@@ -775,7 +775,7 @@ class AccountantViews:
         return self.accountant.total_saved
 
     @property
-    def costopt_downgrade(self) -> bool:
+    def downgrade_requested(self) -> bool:
         """Read by the routers: true while over budget with ``on_budget="downgrade"``."""
         return self.accountant.downgrade
 

@@ -165,7 +165,7 @@ class CascadeStrategy:
         start: Any = None,
         tiers: Sequence[str] | None = None,
     ) -> None:
-        from costopt_core.strategies import _check_tiers, as_strategy
+        from costopt_core.strategies import check_tiers, as_strategy
 
         if validator is not None and not callable(validator):
             raise TypeError(f"validator must be callable, got {type(validator).__name__}")
@@ -191,7 +191,7 @@ class CascadeStrategy:
         self.min_length = min_length
         self.reject_refusals = bool(reject_refusals)
         self.start = None if start is None else as_strategy(start)
-        self.tiers = None if tiers is None else _check_tiers(tiers)
+        self.tiers = None if tiers is None else check_tiers(tiers)
 
     def describe_checks(self) -> list[str]:
         """The configured checks, in the order they run."""

@@ -133,7 +133,7 @@ class KNNStrategy:
         prior_strength: float = 1.0,
         tiers: Sequence[str] = LADDER,
     ) -> None:
-        from costopt_core.strategies import _check_tiers
+        from costopt_core.strategies import check_tiers
 
         if not isinstance(k, int) or isinstance(k, bool) or k < 1:
             raise ValueError(f"k must be an int >= 1, got {k!r}")
@@ -141,7 +141,7 @@ class KNNStrategy:
             raise ValueError(f"prior_strength must be a number >= 0, got {prior_strength!r}")
         self.k = k
         self.prior_strength = float(prior_strength)
-        self.tiers = _check_tiers(tiers)
+        self.tiers = check_tiers(tiers)
         self._embeddings = embeddings
         self._embed, self._embedding_name = embedding_function(embeddings)
         self._lock = threading.Lock()

@@ -58,7 +58,7 @@ class LengthStrategy:
         if midpoint_tokens < 1:
             raise ValueError(f"midpoint_tokens must be >= 1, got {midpoint_tokens!r}")
         self.midpoint_tokens = midpoint_tokens
-        self.tiers = _check_tiers(tiers)
+        self.tiers = check_tiers(tiers)
 
     def route(self, text: str) -> RouteDecision:
         tokens = estimate_tokens(text)
@@ -84,7 +84,7 @@ class ThresholdStrategy:
             raise ValueError(f"thresholds must be ascending, got {cuts!r}")
         if tiers is None:
             tiers = ("weak", "strong") if len(cuts) == 1 else LADDER
-        self.tiers = _check_tiers(tiers)
+        self.tiers = check_tiers(tiers)
         if len(self.tiers) != len(cuts) + 1:
             raise ValueError(
                 f"{len(cuts)} thresholds need {len(cuts) + 1} tiers, got {list(self.tiers)!r}"
@@ -121,7 +121,8 @@ def strategy_signature(strategy: Any) -> str:
     return f"{cls.__module__}.{cls.__qualname__}{settings}"
 
 
-def _check_tiers(tiers: Sequence[str]) -> tuple[str, ...]:
+def check_tiers(tiers: Sequence[str]) -> tuple[str, ...]:
+    """A strategy's own tier names as a tuple: two or more distinct non-empty str."""
     if isinstance(tiers, str) or not all(isinstance(t, str) and t for t in tiers):
         raise TypeError(f"tiers must be a sequence of non-empty str, got {tiers!r}")
     if len(tiers) < 2 or len(set(tiers)) != len(tiers):

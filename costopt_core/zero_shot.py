@@ -433,9 +433,9 @@ class ZeroShotStrategy:
         weights: Mapping[str, float] | None = None,
         bias: float = DEFAULT_BIAS,
     ) -> None:
-        from costopt_core.strategies import _check_tiers
+        from costopt_core.strategies import check_tiers
 
-        self.tiers = _check_tiers(tiers)
+        self.tiers = check_tiers(tiers)
         merged = dict(DEFAULT_WEIGHTS)
         for key, value in (weights or {}).items():
             if key not in DEFAULT_WEIGHTS:

@@ -60,6 +60,7 @@ from langchain_core.utils.function_calling import convert_to_openai_tool
 from langchain_core.utils.pydantic import is_basemodel_subclass
 from pydantic import BaseModel, ConfigDict, model_validator
 
+from costopt_core.budget_gate import downgrade_requested
 from costopt_core.decision import (
     RouteDecision,
     RoutingStrategy,
@@ -93,17 +94,6 @@ def model_name_of(model: Any) -> str:
             return value
     llm_type = getattr(model, "_llm_type", None)
     return llm_type if isinstance(llm_type, str) else type(model).__name__
-
-
-def _downgrade_requested(handlers: Sequence[Any] | None) -> bool:
-    """A cost handler over budget with on_budget="downgrade" sets ``costopt_downgrade``."""
-    for handler in handlers or ():
-        try:
-            if getattr(handler, "costopt_downgrade", False):
-                return True
-        except Exception:  # a broken handler must not break routing
-            logger.exception("costopt_downgrade check failed on %r", handler)
-    return False
 
 
 def _handlers_of(callbacks: Any) -> list[Any]:
@@ -305,7 +295,7 @@ class RouterChatModel(BaseChatModel):
         pinned = self._tier_from_tool_history(messages)
         if pinned is not None:
             return RouteDecision(pinned, 0.5, "conversation holds tool calls: stay on one model")
-        if _downgrade_requested(handlers):
+        if downgrade_requested(handlers):
             return RouteDecision(self._tiers[0], 0.0, "budget exceeded: downgraded")
         text = human_turns_text(messages) if self.include_history else latest_human_text(messages)
         return self._decide_text(text)

@@ -63,6 +63,7 @@ from llamaindex_costopt.messages import (
     question_of,
     split_chat,
 )
+from costopt_core.budget_gate import open_budget, release_budget
 from llamaindex_costopt.wrapper import (
     ASTREAM,
     ASYNC,
@@ -75,9 +76,7 @@ from llamaindex_costopt.wrapper import (
     answer_text,
     areplay,
     budget_gates,
-    cancel_budget,
     llm_model_name,
-    open_budget,
     replay,
 )
 
@@ -445,7 +444,7 @@ class SemanticCacheLLM(WrapperLLM):
         try:
             return call()
         except BaseException:
-            cancel_budget(tokens)
+            release_budget(tokens)
             raise
 
     async def _amiss_call(self, call: Any) -> Any:
@@ -453,7 +452,7 @@ class SemanticCacheLLM(WrapperLLM):
         try:
             return await call()
         except BaseException:
-            cancel_budget(tokens)
+            release_budget(tokens)
             raise
 
     # -- requests: served from the cache, or sent to the wrapped LLM and stored --------------

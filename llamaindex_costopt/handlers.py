@@ -37,7 +37,7 @@ How events are read:
 
 Budgets and LlamaIndex: the dispatcher swallows exceptions raised by event handlers,
 so this handler cannot stop a call. ``RouterLLM`` and ``SemanticCacheLLM`` ask it before
-calling a model (``costopt_before_call``): ``on_budget="raise"`` raises
+calling a model (``reserve_call``): ``on_budget="raise"`` raises
 ``BudgetExceededError`` from there, before any spending; ``"downgrade"`` makes the
 router answer with its cheapest tier; ``"warn"`` warns and lets the call go. A plain
 LLM outside those wrappers is still checked at its start event, but there a "raise"
@@ -379,7 +379,7 @@ class CostEventHandler(AccountantViews, BaseEventHandler):
 
     # -- the wrappers' budget gate -------------------------------------------------------
 
-    def costopt_before_call(self, *, routed: bool = False) -> str | None:
+    def reserve_call(self, *, routed: bool = False) -> str | None:
         """Called by RouterLLM / SemanticCacheLLM in their span before calling a model.
 
         Raises ``BudgetExceededError`` (on_budget="raise") before any spending; returns
@@ -402,7 +402,7 @@ class CostEventHandler(AccountantViews, BaseEventHandler):
                 _trim(self._gates)
         return reservation
 
-    def costopt_cancel(self, reservation: str | None) -> None:
+    def release_call(self, reservation: str | None) -> None:
         """The wrapper's call failed before spending: drop its reservation."""
         if reservation is None:
             return

@@ -72,6 +72,7 @@ from llamaindex_costopt.messages import (
     question_of,
     tool_call_ids,
 )
+from costopt_core.budget_gate import BudgetGate, downgrade_requested, open_budget, release_budget
 from llamaindex_costopt.wrapper import (
     ASTREAM,
     ASYNC,
@@ -84,10 +85,8 @@ from llamaindex_costopt.wrapper import (
     answer_text,
     areplay,
     budget_gates,
-    cancel_budget,
     llm_model_name,
     merged_metadata,
-    open_budget,
     replay,
 )
 
@@ -186,9 +185,9 @@ class RouterLLM(WrapperLLM):
                 model_kind="LlamaIndex LLM (llama_index.core.llms.LLM)",
             )
             handler = data.get("cost_handler")
-            if handler is not None and not callable(getattr(handler, "costopt_before_call", None)):
+            if handler is not None and not isinstance(handler, BudgetGate):
                 raise TypeError(
-                    "cost_handler must be a CostEventHandler (with costopt_before_call), got "
+                    "cost_handler must be a CostEventHandler (a BudgetGate), got "
                     f"{type(handler).__name__}"
                 )
             data = {**data, "llms": llms}
@@ -337,25 +336,19 @@ class RouterLLM(WrapperLLM):
         decide; a budget in "downgrade" mode sends the call to the cheapest tier."""
         gates = budget_gates(dispatcher, self.cost_handler)
         tokens = open_budget(gates, routed=True)
-        downgrade = False
-        for gate in gates:
-            try:
-                downgrade = downgrade or bool(getattr(gate, "costopt_downgrade", False))
-            except Exception:
-                logger.exception("costopt_downgrade check failed on %r", gate)
-        return _Call(decide(downgrade), question, tokens)
+        return _Call(decide(downgrade_requested(gates)), question, tokens)
 
     def _failed(self, call: _Call, tier: str, exc: Exception, last: bool) -> None:
         """A tier raised: the next one is tried, unless this was the last tier or a budget
         refused the call (then the reservations are released and the error raised)."""
         if isinstance(exc, BudgetExceededError):
-            cancel_budget(call.tokens)
+            release_budget(call.tokens)
             raise exc
         if call.first_error is None:
             call.first_error = exc
         logger.warning("tier %r (%s) failed: %r", tier, self._names[tier], exc)
         if last:
-            cancel_budget(call.tokens)
+            release_budget(call.tokens)
             info = self._routing_info(call, call.decision.tier)
             self._emit(info, error=call.first_error)
             raise call.first_error from None

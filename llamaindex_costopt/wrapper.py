@@ -41,7 +41,7 @@ from llama_index.core.llms.llm import LLM
 from llama_index.core.prompts import BasePromptTemplate
 from llama_index.core.types import TokenAsyncGen, TokenGen
 
-from costopt_core.ledger import BudgetExceededError
+from costopt_core.budget_gate import BudgetGate
 from llamaindex_costopt.messages import as_messages, question_scope
 
 if TYPE_CHECKING:
@@ -86,16 +86,16 @@ def merged_metadata(llms: Iterable[LLM], model_name: str) -> LLMMetadata:
     )
 
 
-def budget_gates(dispatcher: Any, explicit: Any = None) -> list[Any]:
+def budget_gates(dispatcher: Any, explicit: BudgetGate | None = None) -> list[BudgetGate]:
     """Cost handlers whose budgets apply to a wrapper's call: ``explicit`` plus those
     registered on the dispatcher chain the wrapper's events travel (up to the root)."""
-    gates: list[Any] = []
+    gates: list[BudgetGate] = []
     if explicit is not None:
         gates.append(explicit)
     current: Any = dispatcher
     while current is not None:
         for handler in current.event_handlers:
-            if callable(getattr(handler, "costopt_before_call", None)) and not any(
+            if isinstance(handler, BudgetGate) and not any(
                 handler is g for g in gates
             ):
                 gates.append(handler)
@@ -106,32 +106,6 @@ def budget_gates(dispatcher: Any, explicit: Any = None) -> list[Any]:
         except (AssertionError, KeyError):
             break
     return gates
-
-
-def open_budget(gates: list[Any], *, routed: bool) -> list[tuple[Any, Any]]:
-    """Ask each gate before calling a model. ``BudgetExceededError`` propagates (after
-    the reservations already made are released); any other gate failure is logged."""
-    tokens: list[tuple[Any, Any]] = []
-    for gate in gates:
-        try:
-            tokens.append((gate, gate.costopt_before_call(routed=routed)))
-        except BudgetExceededError:
-            cancel_budget(tokens)
-            raise
-        except Exception:
-            logger.exception("budget check failed on %r; the call goes ahead", gate)
-    return tokens
-
-
-def cancel_budget(tokens: list[tuple[Any, Any]]) -> None:
-    """Release the reservations of a call that failed before spending."""
-    for gate, token in tokens:
-        if token is None:
-            continue
-        try:
-            gate.costopt_cancel(token)
-        except Exception:
-            logger.exception("cancelling a budget reservation failed")
 
 
 @dataclass(frozen=True)
@@ -454,9 +428,7 @@ __all__ = [
     "answer_text",
     "areplay",
     "budget_gates",
-    "cancel_budget",
     "llm_model_name",
     "merged_metadata",
-    "open_budget",
     "replay",
 ]

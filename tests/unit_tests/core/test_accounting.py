@@ -406,10 +406,10 @@ def test_accountant_views_read_through_the_accountant(tmp_path) -> None:  # type
     assert views.to_csv(records=True).count("\n") == 2
     assert views.project_month(requests_per_day=10)["requests_per_day"] == 10
     assert repr(views) == "_ViewsOverPrivate(total_cost=0.003000, total_saved=0.022000)"
-    assert views.costopt_downgrade is False
+    assert views.downgrade_requested is False
     acct.record_call("acct-strong", TokenUsage(100_000, 0))  # $1.00: the daily budget is spent
     assert acct.before_call() is None
-    assert views.costopt_downgrade is True
+    assert views.downgrade_requested is True
     assert views.budget_status()[1]["exceeded"] is True
 
 

@@ -119,7 +119,7 @@ class AsyncRunCounter(AsyncCallbackHandler):
 class OverBudget(BaseCallbackHandler):
     """What a cost handler with on_budget="downgrade" looks like once over budget."""
 
-    costopt_downgrade = True
+    downgrade_requested = True
 
 
 def three_tiers(**overrides: Any) -> dict[str, SimulatedChatModel]:

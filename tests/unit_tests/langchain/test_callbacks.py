@@ -409,9 +409,9 @@ def test_downgrade_sends_the_router_to_the_cheapest_tier() -> None:
     first = router.invoke(hard, config={"callbacks": [handler]})
     assert first.response_metadata["routing"]["tier"] == "complex"
     # The flag is up as soon as the spend crosses the budget, before the next call.
-    assert handler.costopt_downgrade is True
+    assert handler.downgrade_requested is True
     second = router.invoke(hard, config={"callbacks": [handler]})
-    assert handler.costopt_downgrade is True
+    assert handler.downgrade_requested is True
     assert second.response_metadata["routing"]["tier"] == "simple"
     assert second.response_metadata["routing"]["reason"] == "budget exceeded: downgraded"
 

@@ -8,7 +8,7 @@ from llama_index.core import Document, Settings, VectorStoreIndex
 from llama_index.core.agent.workflow import FunctionAgent
 from llama_index.core.chat_engine import SimpleChatEngine
 from llama_index.core.tools import FunctionTool
-from llamaindex_fakes import recording
+from tests.unit_tests.llamaindex.fakes import recording
 
 from costopt_core.pricing import set_price
 from llamaindex_costopt import CostEventHandler, RouterLLM, SemanticCacheLLM

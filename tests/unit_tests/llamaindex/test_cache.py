@@ -8,7 +8,7 @@ from llama_index.core.base.embeddings.base import BaseEmbedding
 from llama_index.core.base.llms.types import ChatMessage, MessageRole
 from llama_index.core.prompts.default_prompts import DEFAULT_TEXT_QA_PROMPT
 from llama_index.core.tools import FunctionTool
-from llamaindex_fakes import recording
+from tests.unit_tests.llamaindex.fakes import recording
 
 from costopt_core.stores.sqlite import SQLiteStore
 from llamaindex_costopt import RouterLLM, SemanticCacheLLM

@@ -11,7 +11,7 @@ from llama_index.core.callbacks import CallbackManager, CBEventType, LlamaDebugH
 from llama_index.core.prompts import PromptTemplate
 from llama_index.core.prompts.default_prompts import DEFAULT_TEXT_QA_PROMPT
 from llama_index.core.tools import FunctionTool
-from llamaindex_fakes import recording, tiers
+from tests.unit_tests.llamaindex.fakes import recording, tiers
 
 from costopt_core.decision import RouteDecision
 from costopt_core.ledger import BudgetExceededError

@@ -12,7 +12,7 @@ import pytest
 from llama_index.core.base.llms.types import ChatMessage, ChatResponse, MessageRole
 from llama_index.core.llms import MockLLM
 from llama_index.core.llms.callbacks import llm_chat_callback
-from llamaindex_fakes import NestingWrapperLLM, recording
+from tests.unit_tests.llamaindex.fakes import NestingWrapperLLM, recording
 
 from costopt_core.accounting import BudgetWarning
 from costopt_core.decision import RouteDecision
@@ -323,7 +323,7 @@ def test_budget_warn_lets_the_call_go(make_handler):
 def test_budget_downgrade_flag(make_handler):
     handler = make_handler(budget_usd=0.0, on_budget="downgrade")
     routing = _router().complete("请分析并比较两种架构").additional_kwargs["routing"]
-    assert handler.costopt_downgrade and routing["tier"] == "simple"
+    assert handler.downgrade_requested and routing["tier"] == "simple"
 
 
 def test_a_plain_llm_over_budget_is_logged_since_llamaindex_swallows_handler_errors(
