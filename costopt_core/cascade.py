@@ -165,7 +165,7 @@ class CascadeStrategy:
         start: Any = None,
         tiers: Sequence[str] | None = None,
     ) -> None:
-        from costopt_core.strategies import check_tiers, as_strategy
+        from costopt_core.strategies import as_strategy, check_tiers
 
         if validator is not None and not callable(validator):
             raise TypeError(f"validator must be callable, got {type(validator).__name__}")

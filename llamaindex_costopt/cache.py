@@ -53,6 +53,7 @@ from llama_index.core.llms.function_calling import FunctionCallingLLM
 from llama_index.core.llms.llm import LLM, ToolSelection
 from pydantic import ConfigDict, Field, PrivateAttr, model_validator
 
+from costopt_core.budget_gate import open_budget, release_budget
 from costopt_core.cache import CacheHit, SemanticCache, cache_namespace, current_namespace
 from costopt_core.stores.base import CacheStore
 from costopt_core.tokens import estimate_tokens
@@ -63,7 +64,6 @@ from llamaindex_costopt.messages import (
     question_of,
     split_chat,
 )
-from costopt_core.budget_gate import open_budget, release_budget
 from llamaindex_costopt.wrapper import (
     ASTREAM,
     ASYNC,

@@ -56,6 +56,7 @@ from llama_index.core.llms.function_calling import FunctionCallingLLM
 from llama_index.core.llms.llm import LLM, ToolSelection
 from pydantic import ConfigDict, Field, PrivateAttr, model_validator
 
+from costopt_core.budget_gate import BudgetGate, downgrade_requested, open_budget, release_budget
 from costopt_core.decision import (
     RouteDecision,
     RoutingStrategy,
@@ -72,7 +73,6 @@ from llamaindex_costopt.messages import (
     question_of,
     tool_call_ids,
 )
-from costopt_core.budget_gate import BudgetGate, downgrade_requested, open_budget, release_budget
 from llamaindex_costopt.wrapper import (
     ASTREAM,
     ASYNC,

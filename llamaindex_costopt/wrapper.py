@@ -95,9 +95,7 @@ def budget_gates(dispatcher: Any, explicit: BudgetGate | None = None) -> list[Bu
     current: Any = dispatcher
     while current is not None:
         for handler in current.event_handlers:
-            if isinstance(handler, BudgetGate) and not any(
-                handler is g for g in gates
-            ):
+            if isinstance(handler, BudgetGate) and not any(handler is g for g in gates):
                 gates.append(handler)
         if not current.propagate:
             break

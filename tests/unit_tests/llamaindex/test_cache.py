@@ -8,12 +8,12 @@ from llama_index.core.base.embeddings.base import BaseEmbedding
 from llama_index.core.base.llms.types import ChatMessage, MessageRole
 from llama_index.core.prompts.default_prompts import DEFAULT_TEXT_QA_PROMPT
 from llama_index.core.tools import FunctionTool
-from tests.unit_tests.llamaindex.fakes import recording
 
 from costopt_core.stores.sqlite import SQLiteStore
 from llamaindex_costopt import RouterLLM, SemanticCacheLLM
 from llamaindex_costopt.cache import cache_namespace
 from llamaindex_costopt.simulated import HashingEmbedding, SimulatedLLM
+from tests.unit_tests.llamaindex.fakes import recording
 
 QUESTION = "How many moons does Mars have?"
 REWORDED = "how many moons does mars have"

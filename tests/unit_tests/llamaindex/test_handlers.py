@@ -12,7 +12,6 @@ import pytest
 from llama_index.core.base.llms.types import ChatMessage, ChatResponse, MessageRole
 from llama_index.core.llms import MockLLM
 from llama_index.core.llms.callbacks import llm_chat_callback
-from tests.unit_tests.llamaindex.fakes import NestingWrapperLLM, recording
 
 from costopt_core.accounting import BudgetWarning
 from costopt_core.decision import RouteDecision
@@ -21,6 +20,7 @@ from costopt_core.pricing import set_price
 from llamaindex_costopt import CostEventHandler, RouterLLM, SemanticCacheLLM
 from llamaindex_costopt.handlers import usage_of_response
 from llamaindex_costopt.simulated import HashingEmbedding, SimulatedLLM
+from tests.unit_tests.llamaindex.fakes import NestingWrapperLLM, recording
 
 PRICES = {"li-handler-cheap": (1e-6, 2e-6), "li-handler-strong": (1e-5, 3e-5)}
 for _name, (_inp, _out) in PRICES.items():

@@ -8,11 +8,11 @@ from llama_index.core import Document, Settings, VectorStoreIndex
 from llama_index.core.agent.workflow import FunctionAgent
 from llama_index.core.chat_engine import SimpleChatEngine
 from llama_index.core.tools import FunctionTool
-from tests.unit_tests.llamaindex.fakes import recording
 
 from costopt_core.pricing import set_price
 from llamaindex_costopt import CostEventHandler, RouterLLM, SemanticCacheLLM
 from llamaindex_costopt.simulated import HashingEmbedding, SimulatedLLM
+from tests.unit_tests.llamaindex.fakes import recording
 
 for _name, _inp, _out in (("li-int-cheap", 1e-7, 2e-7), ("li-int-strong", 3e-6, 1.5e-5)):
     set_price(_name, input_per_token=_inp, output_per_token=_out)

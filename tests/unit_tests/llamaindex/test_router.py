@@ -11,12 +11,12 @@ from llama_index.core.callbacks import CallbackManager, CBEventType, LlamaDebugH
 from llama_index.core.prompts import PromptTemplate
 from llama_index.core.prompts.default_prompts import DEFAULT_TEXT_QA_PROMPT
 from llama_index.core.tools import FunctionTool
-from tests.unit_tests.llamaindex.fakes import recording, tiers
 
 from costopt_core.decision import RouteDecision
 from costopt_core.ledger import BudgetExceededError
 from llamaindex_costopt import CostEventHandler, RouterLLM
 from llamaindex_costopt.simulated import SimulatedLLM, SimulatedProviderError
+from tests.unit_tests.llamaindex.fakes import recording, tiers
 
 SIMPLE = "请翻译这句话: good morning"  # seed rules: simple cue, no complex cue
 COMPLEX = "请分析并比较这两种架构的优劣"  # seed rules: 3 complex cues
