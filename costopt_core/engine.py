@@ -1,0 +1,342 @@
+"""The one tier-attempt loop: every routed call of every face runs through it.
+
+Example:
+    >>> from costopt_core.engine import RoutingEngine
+    >>> engine = RoutingEngine("rules", {"simple": "deepseek-v3", "complex": "gpt-4o"})
+    >>> def ask(tier):  # a face's "ask this tier's model"; the cheap one is down
+    ...     if tier == "simple":
+    ...         raise ConnectionError("provider down")
+    ...     return f"answer from {tier}"
+    >>> answered = engine.begin("请翻译: good morning").run(ask)
+    >>> answered.result, answered.info["fallback_from"], answered.info["model"]
+    ('answer from complex', 'simple', 'gpt-4o')
+
+A :class:`RoutingEngine` holds what a router is configured with (strategy, tiers cheapest
+first, each tier's model name, fallback on or off). :meth:`RoutingEngine.begin` opens one
+call: it reserves budgets (when asked to), picks the tier (a ``model=`` override, a tier
+pinned by tool history, a budget downgrade, else the strategy) and returns a
+:class:`RoutedCall`, the state machine of that call's attempts. The face hands
+:meth:`RoutedCall.run` (or ``await`` :meth:`RoutedCall.arun`) its "ask this tier's model"
+function; the engine calls it tier by tier:
+
+* an exception moves to the next tier up (``fallback=True``); for streams the face's
+  function opens the stream and takes its first chunk, so a stream falls back only
+  before the user sees anything. ``BudgetExceededError`` is a refusal, not a failure:
+  it never falls back. When no tier is left the first error is raised and the call's
+  budget reservations are released.
+* a strategy with ``accept(question, answer_text, tier)`` (a cascade) judges every
+  answer but the last tier's; a rejected answer is kept in the record's ``attempts``
+  (it was paid for) and the next tier is asked. An ``accept`` that raises is logged and
+  the answer accepted: a broken check must not break the user's call.
+* a strategy whose ``route`` raises fails the call before any model is called (it is
+  a configuration error, e.g. a tier name the router does not have).
+
+The answer comes back with its routing record (:attr:`Answered.info`): ``tier``,
+``model``, ``score``, ``reason``, ``fallback_from`` when a fallback answered,
+``escalated_from`` / ``attempts`` when a cascade escalated.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, NamedTuple, TypeVar
+
+from costopt_core.budget_gate import (
+    BudgetGate,
+    Reservation,
+    downgrade_requested,
+    open_budget,
+    release_budget,
+)
+from costopt_core.decision import (
+    RouteDecision,
+    check_strategy_tiers,
+    resolve_tier,
+    routing_info,
+)
+from costopt_core.ledger import BudgetExceededError
+from costopt_core.strategies import StrategyLike, as_strategy, strategy_signature
+
+logger = logging.getLogger(__name__)
+
+R = TypeVar("R")
+
+# The routing record's keys (``response_metadata["routing"]`` / ``additional_kwargs``).
+ROUTING_KEY = "routing"
+PINNED_REASON = "conversation holds tool calls: stay on one model"
+DOWNGRADE_REASON = "budget exceeded: downgraded"
+
+
+@dataclass(frozen=True)
+class AnswerFacts:
+    """What the engine reads from an answer to judge it and to account a rejected one."""
+
+    text: str
+    usage: dict[str, Any] | None = None
+    model: str | None = None
+
+
+class Answered(NamedTuple, Generic[R]):
+    """The accepted answer of a routed call, the tier that gave it and its routing record."""
+
+    result: R
+    tier: str
+    info: dict[str, Any]
+
+
+def _no_facts(result: Any) -> AnswerFacts | None:
+    return AnswerFacts(result) if isinstance(result, str) else None
+
+
+class RoutingEngine:
+    """A router's configuration and its decisions, framework-free.
+
+    Args:
+        strategy: a strategy object, a built-in name or a ``text -> tier`` callable.
+        models: tier name -> model name, cheapest first (at least two tiers).
+        fallback: on a failure, climb to the next tier (else the error is raised).
+        read_answer: the face's reader of an answer (its text, usage, model name), used
+            by a cascade's check; ``None`` from it means nothing to judge (accepted).
+        argument: the face's name for its tier mapping, used in error messages.
+    """
+
+    def __init__(
+        self,
+        strategy: StrategyLike,
+        models: Mapping[str, str],
+        *,
+        fallback: bool = True,
+        read_answer: Callable[[Any], AnswerFacts | None] = _no_facts,
+        argument: str = "models",
+    ) -> None:
+        self.strategy = as_strategy(strategy)
+        self.tiers: tuple[str, ...] = tuple(models)
+        self.names: dict[str, str] = dict(models)
+        self.fallback = fallback
+        self.read_answer = read_answer
+        check_strategy_tiers(self.strategy, self.tiers, argument=argument)
+        accept = getattr(self.strategy, "accept", None)
+        self.accept: Callable[[str, str, str], bool] | None = accept if callable(accept) else None
+        # Model name -> tier; the cheapest tier wins when two tiers share a model.
+        self.by_name = {name: tier for tier, name in reversed(self.names.items())}
+        self.signature = strategy_signature(self.strategy)
+
+    @property
+    def judges_answers(self) -> bool:
+        """Whether the strategy checks answers (a stream must then be answered whole)."""
+        return self.accept is not None
+
+    # -- decisions ---------------------------------------------------------------------
+
+    def decide(self, text: str) -> RouteDecision:
+        """The strategy's decision for ``text``, mapped onto this router's tiers."""
+        decision = self.strategy.route(text)
+        tier = resolve_tier(decision, self.tiers)
+        if tier != decision.tier:
+            decision = RouteDecision(tier, decision.score, decision.reason, decision.extra)
+        return decision
+
+    def forced(self, override: str) -> RouteDecision:
+        """A ``model=`` override: a tier name or a tier's model name, else ValueError."""
+        tier = override if override in self.names else self.by_name.get(override)
+        if tier is None:
+            raise ValueError(
+                f"model={override!r} names no tier of this router; use a tier name "
+                f"{list(self.tiers)!r} or a tier's model name {list(self.by_name)!r}"
+            )
+        score = self.tiers.index(tier) / (len(self.tiers) - 1)
+        return RouteDecision(tier, score, f"model override: {override}")
+
+    def choose(
+        self,
+        question: str,
+        *,
+        override: str | None = None,
+        pinned: str | None = None,
+        downgrade: bool = False,
+    ) -> RouteDecision:
+        """Override first, then a tier pinned by tool history, then a budget downgrade,
+        then the strategy."""
+        if override is not None:
+            return self.forced(override)
+        if pinned is not None:
+            return RouteDecision(pinned, 0.5, PINNED_REASON)
+        if downgrade:
+            return RouteDecision(self.tiers[0], 0.0, DOWNGRADE_REASON)
+        return self.decide(question)
+
+    def order_from(self, tier: str) -> tuple[str, ...]:
+        """The tiers a call that starts on ``tier`` may try, in order."""
+        return self.tiers[self.tiers.index(tier) :] if self.fallback else (tier,)
+
+    def begin(
+        self,
+        question: str,
+        *,
+        handlers: Iterable[object] = (),
+        reserve: bool = False,
+        override: str | None = None,
+        pinned: str | None = None,
+    ) -> RoutedCall:
+        """Open one routed call: reserve budgets (``reserve=True``: each ``BudgetGate``
+        among ``handlers``; ``BudgetExceededError`` propagates before any model is
+        called), honour a downgrade asked by any handler, and pick the tier."""
+        handlers = list(handlers)
+        reservations: list[Reservation] = []
+        if reserve:
+            reservations = open_budget(
+                [h for h in handlers if isinstance(h, BudgetGate)], routed=True
+            )
+        try:
+            decision = self.choose(
+                question,
+                override=override,
+                pinned=pinned,
+                downgrade=downgrade_requested(handlers),
+            )
+        except BaseException:
+            release_budget(reservations)
+            raise
+        return RoutedCall(self, decision, question, reservations)
+
+
+class RoutedCall:
+    """One routed call's walk up the tiers (see the module docstring).
+
+    Faces drive it with :meth:`run` / :meth:`arun`; a face that already holds the first
+    tier's outcome (a grouped batch) reports it with :meth:`settle` and then runs on.
+    """
+
+    __slots__ = (
+        "_answer",
+        "_failed_tier",
+        "_order",
+        "_position",
+        "attempts",
+        "decision",
+        "engine",
+        "first_error",
+        "question",
+        "reservations",
+    )
+
+    def __init__(
+        self,
+        engine: RoutingEngine,
+        decision: RouteDecision,
+        question: str,
+        reservations: Sequence[Reservation] = (),
+    ) -> None:
+        self.engine = engine
+        self.decision = decision
+        self.question = question
+        self.reservations = list(reservations)
+        self.attempts: list[dict[str, Any]] = []
+        self.first_error: BaseException | None = None
+        self._failed_tier: str | None = None
+        self._order = engine.order_from(decision.tier)
+        self._position = 0
+        self._answer: Answered[Any] | None = None
+
+    # -- the state machine -------------------------------------------------------------
+
+    def next_tier(self) -> str | None:
+        """The tier to ask now, or None once the call is answered."""
+        if self._answer is not None:
+            return None
+        return self._order[self._position]
+
+    def settle(self, tier: str, result: Any = None, error: BaseException | None = None) -> None:
+        """Report how ``tier`` answered: an error, or a result the cascade may reject."""
+        if tier != self.next_tier():
+            raise RuntimeError(f"tier {tier!r} was not the one to ask ({self.next_tier()!r})")
+        last = self._position == len(self._order) - 1
+        if error is not None:
+            self._failed(tier, error, last)
+        elif last or self._accepted(tier, result):
+            self._answer = Answered(result, tier, self.record(tier))
+        self._position += 1
+
+    def _failed(self, tier: str, error: BaseException, last: bool) -> None:
+        if isinstance(error, BudgetExceededError):
+            release_budget(self.reservations)
+            raise error
+        if self.first_error is None:
+            self.first_error, self._failed_tier = error, tier
+        logger.warning("tier %r (%s) failed: %r", tier, self.engine.names[tier], error)
+        if last:
+            release_budget(self.reservations)
+            raise self.first_error from None
+
+    def _accepted(self, tier: str, result: Any) -> bool:
+        accept = self.engine.accept
+        if accept is None:
+            return True
+        try:
+            facts = self.engine.read_answer(result)
+            if facts is None or accept(self.question, facts.text, tier):
+                return True
+        except Exception:
+            logger.exception("the cascade's answer check failed; the answer is accepted")
+            return True
+        model = facts.model or self.engine.names[tier]
+        self.attempts.append({"tier": tier, "model": model, "usage": facts.usage})
+        return False
+
+    def record(self, tier: str) -> dict[str, Any]:
+        """The routing record for an answer from ``tier``."""
+        fallback_from = self._failed_tier if tier != self._failed_tier else None
+        info = routing_info(self.decision, tier, self.engine.names[tier], fallback_from)
+        if self.attempts:
+            info["escalated_from"] = [a["tier"] for a in self.attempts]
+            info["attempts"] = [dict(a) for a in self.attempts]
+        return info
+
+    def answered(self) -> Answered[Any]:
+        """The accepted answer (after :meth:`run`, or :meth:`settle` calls that ended it)."""
+        if self._answer is None:
+            raise RuntimeError("the routed call has no answer yet")
+        return self._answer
+
+    # -- drivers: the same walk, sync or async -----------------------------------------
+
+    def run(self, ask: Callable[[str], R]) -> Answered[R]:
+        """Ask tier after tier with ``ask(tier)`` until one answer is accepted."""
+        while (tier := self.next_tier()) is not None:
+            self.settle(tier, *_attempt(ask, tier))
+        return self.answered()
+
+    async def arun(self, ask: Callable[[str], Awaitable[R]]) -> Answered[R]:
+        """Async :meth:`run`: ``ask(tier)`` returns an awaitable."""
+        while (tier := self.next_tier()) is not None:
+            self.settle(tier, *await _aattempt(ask, tier))
+        return self.answered()
+
+
+def _attempt(ask: Callable[[str], Any], tier: str) -> tuple[Any, Exception | None]:
+    try:
+        return ask(tier), None
+    except Exception as exc:
+        return None, exc
+
+
+async def _aattempt(
+    ask: Callable[[str], Awaitable[Any]], tier: str
+) -> tuple[Any, Exception | None]:
+    try:
+        return await ask(tier), None
+    except Exception as exc:
+        return None, exc
+
+
+__all__ = [
+    "DOWNGRADE_REASON",
+    "PINNED_REASON",
+    "ROUTING_KEY",
+    "AnswerFacts",
+    "Answered",
+    "RoutedCall",
+    "RoutingEngine",
+]

@@ -1,0 +1,197 @@
+"""Tools and structured output bound on a router, re-bound each inner model's own way.
+
+A router's ``bind_tools`` / ``with_structured_output`` cannot format the request itself:
+each provider formats tools differently, and the model that answers is known only at
+call time. The router binds provider-neutral call kwargs (:data:`TOOL_KEYS`); at call
+time :class:`ToolBinder` turns them into the chosen model's own kwargs, by calling that
+model's ``bind_tools`` / ``with_structured_output`` and taking the binding's kwargs.
+
+Example:
+    >>> from langchain_costopt.simulated import SimulatedChatModel
+    >>> def add(a: int, b: int) -> int:
+    ...     '''Add two integers.'''
+    ...     return a + b
+    >>> binder = ToolBinder()
+    >>> formatted = binder.register_tools([add])
+    >>> model = SimulatedChatModel(model_name="gpt-4o-mini")
+    >>> kwargs = binder.call_kwargs("simple", model, {"tools": formatted})
+    >>> [tool["function"]["name"] for tool in kwargs["tools"]]
+    ['add']
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import BaseMessage
+from langchain_core.output_parsers import BaseOutputParser
+from langchain_core.output_parsers.json import parse_json_markdown
+from langchain_core.runnables import RunnableBinding, RunnableSequence
+from langchain_core.utils.function_calling import convert_to_openai_tool
+from langchain_core.utils.pydantic import is_basemodel_subclass
+
+from langchain_costopt.messages import message_text
+
+logger = logging.getLogger(__name__)
+
+# The router's own call kwargs for bound tools and structured output.
+TOOL_KEYS = ("tools", "tool_choice", "tool_options", "costopt_structured")
+STRUCTURED_METHODS = ("function_calling", "json_mode", "json_schema")
+_CACHE_MAX = 256
+
+
+class ToolBinder:
+    """Per-inner-model kwargs for the tools or schema bound on a router, cached.
+
+    Binding is costly (tool schemas are converted by each provider), so the inner
+    kwargs are cached per (tier, bound object); the caches are bounded and thread-safe.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        # (tier, id(tools or structured spec)) -> (that object, choice, options, kwargs)
+        self._bound: dict[tuple[str, int], tuple[Any, Any, Any, dict[str, Any]]] = {}
+        # id(formatted tools list) -> (formatted list, the tools as the user gave them)
+        self._sources: dict[int, tuple[Any, list[Any]]] = {}
+
+    def register_tools(self, tools: Sequence[Any]) -> list[dict[str, Any]]:
+        """The tools in OpenAI format (what the router binds), remembering the originals
+        so each inner model can bind them its own way."""
+        originals = list(tools)
+        formatted = [convert_to_openai_tool(tool) for tool in originals]
+        with self._lock:
+            if len(self._sources) >= _CACHE_MAX:
+                self._sources.clear()
+            self._sources[id(formatted)] = (formatted, originals)
+        return formatted
+
+    def call_kwargs(
+        self, tier: str, model: BaseChatModel, kwargs: dict[str, Any]
+    ) -> dict[str, Any]:
+        """``kwargs`` with the router's tool/schema kwargs replaced by ``model``'s own."""
+        if not kwargs or not any(k in kwargs for k in TOOL_KEYS):
+            return kwargs
+        kwargs = dict(kwargs)
+        tools = kwargs.pop("tools", None)
+        tool_choice = kwargs.pop("tool_choice", None)
+        options = kwargs.pop("tool_options", None) or {}
+        structured = kwargs.pop("costopt_structured", None)
+        bound = structured if structured is not None else tools
+        if not bound:
+            return kwargs
+        key = (tier, id(bound))
+        cached = self._bound.get(key)
+        if (
+            cached is not None
+            and cached[0] is bound
+            and cached[1] == tool_choice
+            and cached[2] == options
+        ):
+            return {**cached[3], **kwargs}
+        if structured is not None:
+            inner = structured_kwargs(model, structured)
+        else:
+            source = self._sources.get(id(tools))
+            originals = source[1] if source is not None and source[0] is tools else list(tools)
+            bind_kwargs: dict[str, Any] = dict(options)
+            if tool_choice is not None:
+                bind_kwargs["tool_choice"] = tool_choice
+            inner = binding_kwargs(model, model.bind_tools(originals, **bind_kwargs))
+        with self._lock:
+            if len(self._bound) >= _CACHE_MAX:
+                self._bound.clear()
+            self._bound[key] = (bound, tool_choice, options, inner)
+        return {**inner, **kwargs}
+
+
+def structured_kwargs(model: BaseChatModel, spec: dict[str, Any]) -> dict[str, Any]:
+    """Call kwargs that make ``model`` answer in ``spec["schema"]``, its own way.
+
+    A model with its own ``with_structured_output`` builds the request (response
+    format, JSON mode, ...); the router takes the binding's kwargs and parses the answer
+    itself (:class:`StructuredAnswerParser`). Other models get the schema as a forced
+    tool call.
+    """
+    schema, method, strict = spec["schema"], spec["method"], spec.get("strict")
+    if type(model).with_structured_output is not BaseChatModel.with_structured_output:
+        try:
+            runnable = model.with_structured_output(schema, method=method, strict=strict)
+        except (NotImplementedError, ValueError, TypeError) as exc:
+            logger.info("%s: %s not available (%r); using a tool call", type(model), method, exc)
+        else:
+            found = _find_binding(runnable, model)
+            if found is not None:
+                found.pop("ls_structured_output_format", None)
+                return found
+    options = {} if strict is None else {"strict": strict}
+    return binding_kwargs(model, model.bind_tools([schema], tool_choice="any", **options))
+
+
+def binding_kwargs(model: BaseChatModel, bound: Any) -> dict[str, Any]:
+    """The kwargs of ``model.bind_tools(...)``'s binding (a binding of the model itself)."""
+    kwargs = getattr(bound, "kwargs", None)
+    if getattr(bound, "bound", None) is not model or not isinstance(kwargs, dict):
+        raise TypeError(
+            f"{type(model).__name__}.bind_tools returned {type(bound).__name__}; "
+            "RouterChatModel needs a binding of the model itself"
+        )
+    return dict(kwargs)
+
+
+def _find_binding(runnable: Any, model: BaseChatModel) -> dict[str, Any] | None:
+    """The kwargs of the binding over ``model`` inside a with_structured_output chain."""
+    stack = [runnable]
+    seen = 0
+    while stack and seen < 32:
+        seen += 1
+        node = stack.pop(0)
+        if isinstance(node, RunnableBinding):
+            if node.bound is model:
+                return dict(node.kwargs)
+            stack.append(node.bound)
+        elif isinstance(node, RunnableSequence):
+            stack.extend(node.steps)
+    return None
+
+
+class StructuredAnswerParser(BaseOutputParser[Any]):
+    """Parses a structured answer given either as a tool call or as JSON text."""
+
+    answer_schema: Any
+
+    def parse(self, text: str) -> Any:
+        return self._validate(parse_json_markdown(text))
+
+    def parse_result(self, result: list[Any], *, partial: bool = False) -> Any:
+        message = result[0].message if result else None
+        tool_calls = getattr(message, "tool_calls", None)
+        if tool_calls:
+            return self._validate(tool_calls[0]["args"])
+        text = message_text(message) if isinstance(message, BaseMessage) else result[0].text
+        return self.parse(text)
+
+    def _validate(self, data: Any) -> Any:
+        schema = self.answer_schema
+        if isinstance(schema, type) and is_basemodel_subclass(schema):
+            if hasattr(schema, "model_validate"):
+                return schema.model_validate(data)
+            return schema.parse_obj(data)  # pydantic.v1 models
+        return data
+
+    @property
+    def _type(self) -> str:
+        return "costopt_structured_answer"
+
+
+__all__ = [
+    "STRUCTURED_METHODS",
+    "TOOL_KEYS",
+    "StructuredAnswerParser",
+    "ToolBinder",
+    "binding_kwargs",
+    "structured_kwargs",
+]
