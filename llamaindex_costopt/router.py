@@ -39,11 +39,12 @@ With ``on_budget="downgrade"`` the router answers with its cheapest tier.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncIterator, Iterator, Sequence
+from typing import Any
 
 from llama_index.core.base.llms.types import (
     ChatMessage,
@@ -56,17 +57,10 @@ from llama_index.core.llms.function_calling import FunctionCallingLLM
 from llama_index.core.llms.llm import LLM, ToolSelection
 from pydantic import ConfigDict, Field, PrivateAttr, model_validator
 
-from costopt_core.budget_gate import BudgetGate, downgrade_requested, open_budget, release_budget
-from costopt_core.decision import (
-    RouteDecision,
-    RoutingStrategy,
-    check_strategy_tiers,
-    check_tier_mapping,
-    resolve_tier,
-    routing_info,
-)
+from costopt_core.budget_gate import BudgetGate
+from costopt_core.decision import RouteDecision, check_tier_mapping
+from costopt_core.engine import AnswerFacts, RoutedCall, RoutingEngine
 from costopt_core.ledger import BudgetExceededError
-from costopt_core.strategies import as_strategy, strategy_signature
 from llamaindex_costopt.messages import (
     chat_question,
     has_tool_history,
@@ -90,14 +84,10 @@ from llamaindex_costopt.wrapper import (
     replay,
 )
 
-if TYPE_CHECKING:
-    pass
-
 logger = logging.getLogger(__name__)
 dispatcher = get_dispatcher(__name__)
 
 _MAX_TOOL_IDS = 10_000
-_PINNED_REASON = "conversation holds tool calls: stay on one model"
 
 
 class RoutingDecisionEvent(BaseEvent):
@@ -120,21 +110,6 @@ class RoutingDecisionEvent(BaseEvent):
     @classmethod
     def class_name(cls) -> str:
         return "RoutingDecisionEvent"
-
-
-class _Call:
-    """The state of one routed call: order of tiers, budget reservations, attempts."""
-
-    __slots__ = ("attempts", "decision", "first_error", "question", "tokens")
-
-    def __init__(
-        self, decision: RouteDecision, question: str, tokens: list[tuple[Any, Any]]
-    ) -> None:
-        self.decision = decision
-        self.question = question
-        self.tokens = tokens
-        self.attempts: list[dict[str, Any]] = []
-        self.first_error: BaseException | None = None
 
 
 class RouterLLM(WrapperLLM):
@@ -168,8 +143,7 @@ class RouterLLM(WrapperLLM):
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
-    _strategy: RoutingStrategy = PrivateAttr()
-    _tiers: tuple[str, ...] = PrivateAttr()
+    _engine: RoutingEngine = PrivateAttr()
     _names: dict[str, str] = PrivateAttr(default_factory=dict)
     _tool_tiers: OrderedDict[str, str] = PrivateAttr(default_factory=OrderedDict)
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
@@ -195,10 +169,14 @@ class RouterLLM(WrapperLLM):
 
     @model_validator(mode="after")
     def _build(self) -> RouterLLM:
-        self._strategy = as_strategy(self.strategy)
-        self._tiers = tuple(self.llms)
         self._names = {tier: llm_model_name(llm) for tier, llm in self.llms.items()}
-        check_strategy_tiers(self._strategy, self._tiers, argument="llms")
+        self._engine = RoutingEngine(
+            self.strategy,
+            self._names,
+            fallback=self.fallback,
+            read_answer=_answer_facts,
+            argument="llms",
+        )
         return self
 
     def _wrapped_llms(self) -> list[LLM]:
@@ -218,12 +196,12 @@ class RouterLLM(WrapperLLM):
 
     @property
     def model_name(self) -> str:
-        return "router:" + "|".join(self._names[t] for t in self._tiers)
+        return "router:" + "|".join(self._names.values())
 
     @property
     def tiers(self) -> tuple[str, ...]:
         """Tier names, cheapest first."""
-        return self._tiers
+        return self._engine.tiers
 
     @property
     def models(self) -> dict[str, str]:
@@ -234,7 +212,7 @@ class RouterLLM(WrapperLLM):
         return {
             **super().to_payload(),
             "tiers": dict(self._names),
-            "strategy": strategy_signature(self._strategy),
+            "strategy": self._engine.signature,
         }
 
     # -- decisions ---------------------------------------------------------------------
@@ -242,28 +220,16 @@ class RouterLLM(WrapperLLM):
     def route(self, prompt: str | Sequence[ChatMessage]) -> RouteDecision:
         """The decision the router would take for ``prompt`` (no model is called)."""
         if isinstance(prompt, str):
-            return self._decide_text(question_of(prompt))
-        return self._decide_messages(list(prompt), downgrade=False)
-
-    def _decide_text(self, text: str) -> RouteDecision:
-        decision = self._strategy.route(text)
-        tier = resolve_tier(decision, self._tiers)
-        if tier != decision.tier:
-            decision = RouteDecision(tier, decision.score, decision.reason, decision.extra)
-        return decision
-
-    def _decide_messages(self, messages: list[ChatMessage], downgrade: bool) -> RouteDecision:
-        if has_tool_history(messages):
-            pinned = self._pinned_tier(messages)
-            if pinned is not None:
-                return RouteDecision(pinned, 0.5, _PINNED_REASON)
-        if downgrade:
-            return RouteDecision(self._tiers[0], 0.0, "budget exceeded: downgraded")
-        return self._decide_text(chat_question(messages, include_history=self.include_history))
+            return self._engine.decide(question_of(prompt))
+        messages = list(prompt)
+        question = chat_question(messages, include_history=self.include_history)
+        return self._engine.choose(question, pinned=self._pinned_tier(messages))
 
     def _pinned_tier(self, messages: list[ChatMessage]) -> str | None:
         # Tool-call ids and formats are provider specific: the model that called a tool
         # sees the conversation through.
+        if not has_tool_history(messages):
+            return None
         with self._lock:
             for message in reversed(messages):
                 for call_id in tool_call_ids(message):
@@ -291,16 +257,6 @@ class RouterLLM(WrapperLLM):
             while len(self._tool_tiers) > _MAX_TOOL_IDS:
                 self._tool_tiers.popitem(last=False)
 
-    def _routing_info(
-        self, call: _Call, tier: str, fallback_from: str | None = None
-    ) -> dict[str, Any]:
-        decision = call.decision
-        info = routing_info(decision, tier, self._names[tier], fallback_from)
-        if call.attempts:
-            info["escalated_from"] = [a["tier"] for a in call.attempts]
-            info["attempts"] = [dict(a) for a in call.attempts]
-        return info
-
     def _emit(self, info: dict[str, Any], error: BaseException | None = None) -> None:
         try:
             dispatcher.event(
@@ -319,74 +275,22 @@ class RouterLLM(WrapperLLM):
         except Exception:  # observability must never fail the user's call
             logger.exception("dispatching RoutingDecisionEvent failed")
 
-    def _order(self, call: _Call) -> list[tuple[str, bool]]:
-        """The tiers to try, the chosen one first, each with whether it is the last."""
-        tier = call.decision.tier
-        tiers = list(self._tiers[self._tiers.index(tier) :]) if self.fallback else [tier]
-        return [(t, index == len(tiers) - 1) for index, t in enumerate(tiers)]
+    # -- one routed call: LlamaIndex requests in, the engine's routed call out ---------
 
-    def _cascade_check(self) -> Callable[[str, str, str], bool] | None:
-        check = getattr(self._strategy, "accept", None)
-        return check if callable(check) else None
-
-    # -- budgets -----------------------------------------------------------------------
-
-    def _start(self, question: str, decide: Callable[[bool], RouteDecision]) -> _Call:
-        """Check budgets (raising BudgetExceededError before any model is called), then
-        decide; a budget in "downgrade" mode sends the call to the cheapest tier."""
+    def _call_for(self, request: Request) -> RoutedCall:
+        """Reserve budgets (``BudgetExceededError`` before any model is called) and pick
+        the tier; a budget in "downgrade" mode sends the call to the cheapest tier."""
+        pinned = None
+        if isinstance(request, CompleteRequest):
+            question = question_of(request.prompt)
+        else:
+            if isinstance(request, ToolsRequest):
+                for llm in self.llms.values():
+                    self._tool_llm(llm)
+            question = chat_question(request.messages, include_history=self.include_history)
+            pinned = self._pinned_tier(request.messages)
         gates = budget_gates(dispatcher, self.cost_handler)
-        tokens = open_budget(gates, routed=True)
-        return _Call(decide(downgrade_requested(gates)), question, tokens)
-
-    def _failed(self, call: _Call, tier: str, exc: Exception, last: bool) -> None:
-        """A tier raised: the next one is tried, unless this was the last tier or a budget
-        refused the call (then the reservations are released and the error raised)."""
-        if isinstance(exc, BudgetExceededError):
-            release_budget(call.tokens)
-            raise exc
-        if call.first_error is None:
-            call.first_error = exc
-        logger.warning("tier %r (%s) failed: %r", tier, self._names[tier], exc)
-        if last:
-            release_budget(call.tokens)
-            info = self._routing_info(call, call.decision.tier)
-            self._emit(info, error=call.first_error)
-            raise call.first_error from None
-
-    def _accepted(
-        self,
-        call: _Call,
-        tier: str,
-        response: Any,
-        last: bool,
-    ) -> bool:
-        """The cascade check (if the strategy has one) on a non-final tier's answer; a
-        rejected answer is recorded in ``attempts`` and the next tier up is asked."""
-        check = self._cascade_check()
-        if check is None or last:
-            return True
-        try:
-            ok = bool(check(call.question, answer_text(response), tier))
-        except Exception:
-            logger.exception("cascade check failed; the answer is accepted")
-            return True
-        if not ok:
-            call.attempts.append(
-                {"tier": tier, "model": self._names[tier], "usage": _usage(response)}
-            )
-        return ok
-
-    def _finish(self, call: _Call, tier: str, response: Any) -> Any:
-        fell_back = tier != call.decision.tier and call.first_error is not None
-        fallback_from = call.decision.tier if fell_back else None
-        info = self._routing_info(call, tier, fallback_from)
-        _annotate(response, info)
-        self._emit(info)
-        if isinstance(response, ChatResponse):
-            self._remember_tool_calls(tier, response)
-        return response
-
-    # -- the routing loops -------------------------------------------------------------
+        return self._engine.begin(question, handlers=gates, reserve=True, pinned=pinned)
 
     def _send(self, tier: str, request: Request, mode: str) -> Any:
         llm = self.llms[tier]
@@ -394,124 +298,66 @@ class RouterLLM(WrapperLLM):
             llm = self._tool_llm(llm)
         return request.send(llm, mode)
 
-    def _run(self, call: _Call, request: Request, mode: str) -> Any:
-        for tier, last in self._order(call):
-            try:
-                response = self._send(tier, request, mode)
-            except Exception as exc:
-                self._failed(call, tier, exc, last)
-                continue
-            if self._accepted(call, tier, response, last):
-                return self._finish(call, tier, response)
-        raise RuntimeError("unreachable: routing order exhausted")  # pragma: no cover
+    @contextlib.contextmanager
+    def _failure_event(self, call: RoutedCall) -> Iterator[None]:
+        """Every tier failed: the decision is dispatched with the error, then raised."""
+        try:
+            yield
+        except BudgetExceededError:
+            raise
+        except Exception as exc:
+            self._emit(call.record(call.decision.tier), error=exc)
+            raise
 
-    async def _arun(self, call: _Call, request: Request, mode: str) -> Any:
-        for tier, last in self._order(call):
-            try:
-                response = await self._send(tier, request, mode)
-            except Exception as exc:
-                self._failed(call, tier, exc, last)
-                continue
-            if self._accepted(call, tier, response, last):
-                return self._finish(call, tier, response)
-        raise RuntimeError("unreachable: routing order exhausted")  # pragma: no cover
-
-    def _run_stream(self, call: _Call, request: Request) -> Iterator[Any]:
-        """Start the stream of the chosen tier now (inside the router's span), falling
-        back while no chunk has been produced; later chunks flow through untouched."""
-        for tier, last in self._order(call):
-            try:
-                iterator = iter(self._send(tier, request, STREAM))
-                first = next(iterator)
-            except StopIteration:  # an empty answer is still an answer
-                self._emit(self._routing_info(call, tier))
-                return iter(())
-            except Exception as exc:
-                self._failed(call, tier, exc, last)
-                continue
-            info = self._finish(call, tier, first).additional_kwargs["routing"]
-            return self._relay(first, iterator, tier, info)
-        raise RuntimeError("unreachable: routing order exhausted")  # pragma: no cover
-
-    def _relay(self, first: Any, rest: Iterator[Any], tier: str, info: dict) -> Iterator[Any]:
-        last = first
-        yield first
-        for chunk in rest:
-            _annotate(chunk, info)
-            last = chunk
-            yield chunk
-        if isinstance(last, ChatResponse) and last is not first:
-            self._remember_tool_calls(tier, last)
-
-    async def _arun_stream(self, call: _Call, request: Request) -> AsyncIterator[Any]:
-        for tier, last in self._order(call):
-            try:
-                iterator = await self._send(tier, request, ASTREAM)
-                first = await iterator.__anext__()
-            except StopAsyncIteration:
-                self._emit(self._routing_info(call, tier))
-                return _aempty()
-            except Exception as exc:
-                self._failed(call, tier, exc, last)
-                continue
-            info = self._finish(call, tier, first).additional_kwargs["routing"]
-            return self._arelay(first, iterator, tier, info)
-        raise RuntimeError("unreachable: routing order exhausted")  # pragma: no cover
-
-    async def _arelay(
-        self, first: Any, rest: AsyncIterator[Any], tier: str, info: dict
-    ) -> AsyncIterator[Any]:
-        last = first
-        yield first
-        async for chunk in rest:
-            _annotate(chunk, info)
-            last = chunk
-            yield chunk
-        if isinstance(last, ChatResponse) and last is not first:
-            self._remember_tool_calls(tier, last)
-
-    # -- requests: route, then send ----------------------------------------------------
-
-    def _chat_call(self, messages: list[ChatMessage]) -> _Call:
-        question = chat_question(messages, include_history=self.include_history)
-        return self._start(question, lambda down: self._decide_messages(messages, down))
-
-    def _text_call(self, prompt: str) -> _Call:
-        question = question_of(prompt)
-
-        def decide(downgrade: bool) -> RouteDecision:
-            if downgrade:
-                return RouteDecision(self._tiers[0], 0.0, "budget exceeded: downgraded")
-            return self._decide_text(question)
-
-        return self._start(question, decide)
-
-    def _call_for(self, request: Request) -> _Call:
-        if isinstance(request, CompleteRequest):
-            return self._text_call(request.prompt)
-        if isinstance(request, ToolsRequest):
-            for llm in self.llms.values():
-                self._tool_llm(llm)
-        return self._chat_call(request.messages)
+    def _finish(self, response: Any, tier: str, info: dict[str, Any]) -> Any:
+        _annotate(response, info)
+        self._emit(info)
+        if isinstance(response, ChatResponse):
+            self._remember_tool_calls(tier, response)
+        return response
 
     def _answer(self, request: Request) -> Any:
-        return self._run(self._call_for(request), request, SYNC)
+        call = self._call_for(request)
+        with self._failure_event(call):
+            answered = call.run(lambda tier: self._send(tier, request, SYNC))
+        return self._finish(*answered)
 
     async def _aanswer(self, request: Request) -> Any:
-        return await self._arun(self._call_for(request), request, ASYNC)
+        call = self._call_for(request)
+        with self._failure_event(call):
+            answered = await call.arun(lambda tier: self._send(tier, request, ASYNC))
+        return self._finish(*answered)
 
     def _stream(self, request: Request) -> Iterator[Any]:
-        call = self._call_for(request)
-        if self._cascade_check() is not None:
+        if self._engine.judges_answers:
             # A cascade judges the whole answer before the user sees any of it.
-            return replay(self._run(call, request, SYNC))
-        return self._run_stream(call, request)
+            return replay(self._answer(request))
+        call = self._call_for(request)
+        with self._failure_event(call):
+            # The stream starts now, inside the router's span: a tier that fails before
+            # its first chunk falls back; later chunks flow through untouched.
+            answered = call.run(lambda tier: _open_stream(self._send(tier, request, STREAM)))
+        (first, rest), tier, info = answered
+        if first is None:  # an empty answer is still an answer
+            self._emit(info)
+            return iter(())
+        relay = _ChunkRelay(self, tier, self._finish(first, tier, info), info)
+        return _relay(relay, rest)
 
     async def _astream(self, request: Request) -> AsyncIterator[Any]:
+        if self._engine.judges_answers:
+            return areplay(await self._aanswer(request))
         call = self._call_for(request)
-        if self._cascade_check() is not None:
-            return areplay(await self._arun(call, request, ASYNC))
-        return await self._arun_stream(call, request)
+        with self._failure_event(call):
+            answered = await call.arun(
+                lambda tier: _aopen_stream(self._send(tier, request, ASTREAM))
+            )
+        (first, rest), tier, info = answered
+        if first is None:
+            self._emit(info)
+            return _aempty()
+        relay = _ChunkRelay(self, tier, self._finish(first, tier, info), info)
+        return _arelay(relay, rest)
 
     # -- tools -------------------------------------------------------------------------
 
@@ -524,8 +370,7 @@ class RouterLLM(WrapperLLM):
         return llm
 
     def _tools_llm_for(self, request: ToolsRequest) -> FunctionCallingLLM:
-        tier = self._decide_messages(request.messages, downgrade=False).tier
-        return self._tool_llm(self.llms[tier])
+        return self._tool_llm(self.llms[self.route(request.messages).tier])
 
     def get_tool_calls_from_response(
         self,
@@ -576,6 +421,53 @@ def _usage(response: Any) -> dict[str, Any] | None:
             "total_tokens": usage.total_tokens,
         }
     )
+
+
+def _answer_facts(response: Any) -> AnswerFacts:
+    """What a cascade judges in an answer; its usage prices a rejected attempt."""
+    return AnswerFacts(answer_text(response), _usage(response))
+
+
+class _ChunkRelay:
+    """The chunks after the first: each carries the routing record; the last one's tool
+    calls are remembered, so the conversation stays on the model that made them."""
+
+    def __init__(self, router: RouterLLM, tier: str, first: Any, info: dict[str, Any]) -> None:
+        self.router, self.tier, self.first, self.info = router, tier, first, info
+        self.last = first
+
+    def pass_on(self, chunk: Any) -> Any:
+        _annotate(chunk, self.info)
+        self.last = chunk
+        return chunk
+
+    def done(self) -> None:
+        if isinstance(self.last, ChatResponse) and self.last is not self.first:
+            self.router._remember_tool_calls(self.tier, self.last)
+
+
+def _open_stream(stream: Any) -> tuple[Any, Iterator[Any]]:
+    iterator = iter(stream)
+    return next(iterator, None), iterator
+
+
+async def _aopen_stream(stream: Any) -> tuple[Any, AsyncIterator[Any]]:
+    iterator = await stream
+    return await anext(iterator, None), iterator
+
+
+def _relay(relay: _ChunkRelay, rest: Iterator[Any]) -> Iterator[Any]:
+    yield relay.first
+    for chunk in rest:
+        yield relay.pass_on(chunk)
+    relay.done()
+
+
+async def _arelay(relay: _ChunkRelay, rest: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    yield relay.first
+    async for chunk in rest:
+        yield relay.pass_on(chunk)
+    relay.done()
 
 
 def _annotate(response: Any, info: dict[str, Any]) -> None:

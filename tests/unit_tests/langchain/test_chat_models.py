@@ -494,6 +494,44 @@ def test_fallback_during_a_cascade_names_the_tier_that_failed() -> None:
     assert routing["attempts"][0]["usage"]["output_tokens"] > 0
 
 
+class BrokenCheck:
+    """A cascade whose answer check itself fails, and whose route can fail too."""
+
+    def __init__(self, route_fails: bool = False) -> None:
+        self.route_fails = route_fails
+
+    def route(self, text: str) -> RouteDecision:
+        if self.route_fails:
+            raise RuntimeError("router model unavailable")
+        return RouteDecision("simple", 0.0, "cascade: cheapest first")
+
+    def accept(self, text: str, answer: str, tier: str) -> bool:
+        raise RuntimeError("checker crashed")
+
+
+async def test_a_failing_cascade_check_is_logged_and_the_answer_kept(caplog) -> None:
+    # Same behaviour as RouterLLM: a broken check never fails the user's call.
+    cheap = CountingSim(model_name="deepseek-v3")
+    router = RouterChatModel(models=three_tiers(simple=cheap), strategy=BrokenCheck())
+    with caplog.at_level("ERROR"):
+        reply = router.invoke("anything")
+        areply = await router.ainvoke("anything")
+        streamed = "".join(c.content for c in router.stream("anything"))
+    for message in (reply, areply):
+        assert message.response_metadata["routing"]["tier"] == "simple"
+        assert "escalated_from" not in message.response_metadata["routing"]
+    assert streamed == reply.content
+    assert "answer check failed" in caplog.text
+
+
+def test_a_failing_route_fails_the_call_before_any_model_is_called() -> None:
+    cheap = CountingSim(model_name="deepseek-v3")
+    router = RouterChatModel(models=three_tiers(simple=cheap), strategy=BrokenCheck(True))
+    with pytest.raises(RuntimeError, match="router model unavailable"):
+        router.invoke("anything")
+    assert cheap._calls == []
+
+
 def test_fallback_off_raises() -> None:
     router = RouterChatModel(models=three_tiers(simple=CountingSim(fail=True)), fallback=False)
     with pytest.raises(SimulatedProviderError):

@@ -248,6 +248,41 @@ def test_cascade_stream_shows_only_the_accepted_answer():
     assert len(chunks) == 1 and chunks[0].text.startswith("strong-model")
 
 
+class BrokenCheck:
+    """A cascade whose answer check itself fails, and whose route can fail too."""
+
+    def __init__(self, route_fails: bool = False) -> None:
+        self.route_fails = route_fails
+
+    def route(self, text: str) -> RouteDecision:
+        if self.route_fails:
+            raise RuntimeError("router model unavailable")
+        return RouteDecision("simple", 0.1, "cascade starts cheap")
+
+    def accept(self, text: str, answer: str, tier: str) -> bool:
+        raise RuntimeError("checker crashed")
+
+
+async def test_a_failing_cascade_check_is_logged_and_the_answer_kept(events, caplog):
+    # Same behaviour as RouterChatModel: a broken check never fails the user's call.
+    router = RouterLLM(llms=tiers("cheap-model", "strong-model"), strategy=BrokenCheck())
+    with caplog.at_level("ERROR"):
+        answers = [router.chat(user("anything")), await router.achat(user("anything"))]
+        answers += list(router.stream_chat(user("anything")))
+    for answer in answers:
+        assert answer.additional_kwargs["routing"]["tier"] == "simple"
+        assert "escalated_from" not in answer.additional_kwargs["routing"]
+    assert len(events.llm_names()) == 6  # three calls, one model each: nothing escalated
+    assert "answer check failed" in caplog.text
+
+
+def test_a_failing_route_fails_the_call_before_any_model_is_called(events):
+    router = RouterLLM(llms=tiers("cheap-model", "strong-model"), strategy=BrokenCheck(True))
+    with pytest.raises(RuntimeError, match="router model unavailable"):
+        router.chat(user("anything"))
+    assert events.llm_names() == []
+
+
 # -- tools -------------------------------------------------------------------------------------
 
 
