@@ -2,15 +2,22 @@
 
 Imports neither LangChain nor LlamaIndex; ``langchain_costopt`` and
 ``llamaindex_costopt`` translate their framework's objects into calls on it.
+
+Example:
+    >>> from costopt_core import ComplexityClassifier, estimate_cost, get_strategy
+    >>> ComplexityClassifier().classify("请把这段话翻译成英文")
+    'simple'
+    >>> estimate_cost("请把这段话翻译成英文")["model"]
+    'deepseek-v3'
+    >>> get_strategy("rules").route("请分析并比较这两种架构设计").tier
+    'complex'
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
 from costopt_core.classify import ComplexityClassifier
 from costopt_core.decision import RouteDecision, RoutingStrategy, resolve_tier
+from costopt_core.exports import lazy_exports
 from costopt_core.pricing import (
     ModelPrice,
     PriceCatalog,
@@ -31,38 +38,30 @@ from costopt_core.tokens import estimate_tokens
 
 # Heavier or optional parts load on first use: `import costopt_core` stays cheap and
 # never needs an optional extra.
-_LAZY: dict[str, str] = {
-    "SemanticCache": "costopt_core.cache",
-    "cache_namespace": "costopt_core.cache",
-    "MemoryStore": "costopt_core.stores.memory",
-    "SQLiteStore": "costopt_core.stores.sqlite",
-    "PostgresStore": "costopt_core.stores.postgres",
-    "PostgresLedger": "costopt_core.stores.postgres",
-    "CacheStore": "costopt_core.stores.base",
-    "CostLedger": "costopt_core.ledger",
-    "LedgerProtocol": "costopt_core.ledger",
-    "CostRecord": "costopt_core.ledger",
-    "TokenUsage": "costopt_core.ledger",
-    "Budget": "costopt_core.ledger",
-    "BudgetExceededError": "costopt_core.ledger",
-    "CostAccountant": "costopt_core.accounting",
-    "HashingEmbedder": "costopt_core.hashing",
-    "NotFittedError": "costopt_core.knn",
-    "load_routing_data": "costopt_core.evaluation",
-    "evaluate_router": "costopt_core.evaluation",
-    "calibrate_threshold": "costopt_core.evaluation",
-    "ZeroShotStrategy": "costopt_core.zero_shot",
-    "KNNStrategy": "costopt_core.knn",
-    "CascadeStrategy": "costopt_core.cascade",
-}
-
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'costopt_core' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
-
+__getattr__, __dir__, _LAZY = lazy_exports(
+    __name__,
+    {
+        "costopt_core.cache": ("SemanticCache", "cache_namespace"),
+        "costopt_core.stores.base": ("CacheStore",),
+        "costopt_core.stores.memory": ("MemoryStore",),
+        "costopt_core.stores.sqlite": ("SQLiteStore",),
+        "costopt_core.stores.postgres": ("PostgresStore", "PostgresLedger"),
+        "costopt_core.ledger": (
+            "CostLedger",
+            "LedgerProtocol",
+            "CostRecord",
+            "TokenUsage",
+            "Budget",
+            "BudgetExceededError",
+        ),
+        "costopt_core.accounting": ("CostAccountant",),
+        "costopt_core.hashing": ("HashingEmbedder",),
+        "costopt_core.evaluation": ("load_routing_data", "evaluate_router", "calibrate_threshold"),
+        "costopt_core.zero_shot": ("ZeroShotStrategy",),
+        "costopt_core.knn": ("KNNStrategy", "NotFittedError"),
+        "costopt_core.cascade": ("CascadeStrategy",),
+    },
+)
 
 __all__ = [
     "CallableStrategy",

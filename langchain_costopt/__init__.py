@@ -5,34 +5,29 @@ Example:
 
         from langchain_costopt import RouterChatModel
         router = RouterChatModel(models={"simple": cheap_model, "complex": strong_model})
+
+    >>> from langchain_costopt import HashingEmbeddings, RouterChatModel, set_price
+    >>> len(HashingEmbeddings(dim=64).embed_query("hello"))
+    64
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
 from costopt_core import ComplexityClassifier, estimate_cost, get_strategy, set_price
+from costopt_core.exports import lazy_exports
 from langchain_costopt.chat_models import RouterChatModel
 
 # Modules load on first use so `import langchain_costopt` stays cheap.
-_LAZY: dict[str, str] = {
-    "SimulatedChatModel": "langchain_costopt.simulated",
-    "SemanticLLMCache": "langchain_costopt.cache",
-    "cache_namespace": "langchain_costopt.cache",
-    "HashingEmbeddings": "langchain_costopt.embeddings",
-    "CostCallbackHandler": "langchain_costopt.callbacks",
-    "cost_tracker": "langchain_costopt.callbacks",
-    "BudgetExceededError": "costopt_core.ledger",
-}
-
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'langchain_costopt' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
-
+__getattr__, __dir__, _LAZY = lazy_exports(
+    __name__,
+    {
+        "langchain_costopt.simulated": ("SimulatedChatModel",),
+        "langchain_costopt.cache": ("SemanticLLMCache", "cache_namespace"),
+        "langchain_costopt.embeddings": ("HashingEmbeddings",),
+        "langchain_costopt.callbacks": ("CostCallbackHandler", "cost_tracker"),
+        "costopt_core.ledger": ("BudgetExceededError",),
+    },
+)
 
 __all__ = [
     "ComplexityClassifier",

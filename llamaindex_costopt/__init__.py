@@ -1,5 +1,8 @@
 """costopt for LlamaIndex: routing, semantic caching and cost accounting.
 
+Needs the extra ``pip install "costopt-llm[llamaindex]"`` (llama-index-core); without
+it, importing this package raises an ``ImportError`` that says so.
+
 Example:
     .. code-block:: python
 
@@ -18,35 +21,23 @@ face ``langchain_costopt``: this package only translates LlamaIndex objects and 
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from costopt_core.exports import lazy_exports, require_extra
+
+require_extra("llama_index.core", "llamaindex", "llamaindex_costopt")
 
 # Modules load on first use so `import llamaindex_costopt` stays cheap.
-_LAZY: dict[str, str] = {
-    "RouterLLM": "llamaindex_costopt.router",
-    "RoutingDecisionEvent": "llamaindex_costopt.router",
-    "SemanticCacheLLM": "llamaindex_costopt.cache",
-    "CacheHitEvent": "llamaindex_costopt.cache",
-    "cache_namespace": "llamaindex_costopt.cache",
-    "CostEventHandler": "llamaindex_costopt.handlers",
-    "SimulatedLLM": "llamaindex_costopt.simulated",
-    "HashingEmbedding": "llamaindex_costopt.simulated",
-    "BudgetExceededError": "costopt_core.ledger",
-    "ComplexityClassifier": "costopt_core.classify",
-    "get_strategy": "costopt_core.strategies",
-    "set_price": "costopt_core.pricing",
-}
-
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'llamaindex_costopt' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_LAZY])
-
+__getattr__, __dir__, _LAZY = lazy_exports(
+    __name__,
+    {
+        "llamaindex_costopt.router": ("RouterLLM", "RoutingDecisionEvent"),
+        "llamaindex_costopt.cache": ("SemanticCacheLLM", "CacheHitEvent", "cache_namespace"),
+        "llamaindex_costopt.handlers": ("CostEventHandler",),
+        "llamaindex_costopt.simulated": ("SimulatedLLM", "HashingEmbedding"),
+        "costopt_core.ledger": ("BudgetExceededError",),
+        "costopt_core.classify": ("ComplexityClassifier",),
+        "costopt_core.strategies": ("get_strategy",),
+        "costopt_core.pricing": ("set_price",),
+    },
+)
 
 __all__ = list(_LAZY)
