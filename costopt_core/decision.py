@@ -91,6 +91,17 @@ def check_tier_mapping(
     return dict(mapping)
 
 
+def with_checked_tiers(data: Any, field: str, model_type: type, model_kind: str) -> Any:
+    """A face's pydantic "before" validator: ``data[field]`` checked as a tier mapping
+    (see :func:`check_tier_mapping`); anything but a dict passes unchanged."""
+    if not isinstance(data, dict):
+        return data
+    mapping = check_tier_mapping(
+        data.get(field), argument=field, model_type=model_type, model_kind=model_kind
+    )
+    return {**data, field: mapping}
+
+
 def check_strategy_tiers(strategy: Any, tiers: Sequence[str], *, argument: str) -> None:
     """A strategy that names its own tiers (beyond the ladder) must name configured ones."""
     declared = getattr(strategy, "tiers", None)

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, cast
 from langchain_core.callbacks import (
     AsyncCallbackManagerForLLMRun,
     BaseCallbackManager,
+    BaseRunManager,
     CallbackManager,
     CallbackManagerForLLMRun,
 )
@@ -53,7 +54,7 @@ from langchain_core.utils.function_calling import convert_to_openai_tool
 from langchain_core.utils.pydantic import is_basemodel_subclass
 from pydantic import BaseModel, ConfigDict, model_validator
 
-from costopt_core.decision import RouteDecision, check_tier_mapping
+from costopt_core.decision import RouteDecision, with_checked_tiers
 from costopt_core.engine import ROUTING_KEY, Answered, AnswerFacts, RoutedCall, RoutingEngine
 from langchain_costopt.messages import (
     has_tool_history,
@@ -71,6 +72,8 @@ from langchain_costopt.routed_output import (
 from langchain_costopt.tool_binding import STRUCTURED_METHODS, StructuredAnswerParser, ToolBinder
 
 logger = logging.getLogger(__name__)
+
+BatchConfig = RunnableConfig | list[RunnableConfig] | None
 
 # Run metadata that carries the decision into a batch's inner runs (read by the cost
 # handler, which prices the routing saving against ``tier_models``).
@@ -95,9 +98,10 @@ def model_name_of(model: Any) -> str:
 
 
 def _handlers_of(callbacks: Any) -> list[Any]:
+    """The handlers of a config's callbacks, a callback manager or a run manager."""
     if callbacks is None:
         return []
-    if isinstance(callbacks, BaseCallbackManager):
+    if isinstance(callbacks, BaseCallbackManager | BaseRunManager):
         return list(callbacks.handlers)
     if isinstance(callbacks, list | tuple):
         return list(callbacks)
@@ -181,15 +185,9 @@ class RouterChatModel(BaseChatModel):
     @model_validator(mode="before")
     @classmethod
     def _check_models(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            models = check_tier_mapping(
-                data.get("models"),
-                argument="models",
-                model_type=BaseChatModel,
-                model_kind="LangChain chat model (BaseChatModel)",
-            )
-            data = {**data, "models": models}
-        return data
+        return with_checked_tiers(
+            data, "models", BaseChatModel, "LangChain chat model (BaseChatModel)"
+        )
 
     @model_validator(mode="after")
     def _build(self) -> RouterChatModel:
@@ -432,31 +430,17 @@ class RouterChatModel(BaseChatModel):
 
     # -- generation --------------------------------------------------------------------
 
-    def _generate_with_cache(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: CallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
-    ) -> ChatResult:
-        # LangChain may take the streaming branch here and call ``_stream`` without the
-        # run manager; keep its handlers reachable for the downgrade protocol.
-        with _call_handlers(run_manager.handlers if run_manager else None):
-            return super()._generate_with_cache(
-                messages, stop=stop, run_manager=run_manager, **kwargs
-            )
+    # LangChain runs ``_stream`` without the run manager from ``stream()`` and from the
+    # streaming branch of ``invoke``; these pass-through hooks keep the call's handlers
+    # reachable for the downgrade protocol.
 
-    async def _agenerate_with_cache(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: AsyncCallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
-    ) -> ChatResult:
-        with _call_handlers(run_manager.handlers if run_manager else None):
-            return await super()._agenerate_with_cache(
-                messages, stop=stop, run_manager=run_manager, **kwargs
-            )
+    def _generate_with_cache(self, messages: list[BaseMessage], **kwargs: Any) -> ChatResult:
+        with _call_handlers(_handlers_of(kwargs.get("run_manager"))):
+            return super()._generate_with_cache(messages, **kwargs)
+
+    async def _agenerate_with_cache(self, messages: list[BaseMessage], **kwargs: Any) -> ChatResult:
+        with _call_handlers(_handlers_of(kwargs.get("run_manager"))):
+            return await super()._agenerate_with_cache(messages, **kwargs)
 
     def _generate(
         self,
@@ -487,28 +471,16 @@ class RouterChatModel(BaseChatModel):
         return [*_handlers_of(config.get("callbacks")), *_handlers_of(self.callbacks)]
 
     def stream(
-        self,
-        input: LanguageModelInput,
-        config: RunnableConfig | None = None,
-        *,
-        stop: list[str] | None = None,
-        **kwargs: Any,
+        self, input: LanguageModelInput, config: RunnableConfig | None = None, **kwargs: Any
     ) -> Iterator[AIMessageChunk]:
-        # LangChain's stream() runs ``_stream`` without the run manager; the downgrade
-        # protocol reads the call's handlers from here instead.
         with _call_handlers(self._stream_handlers(config)):
-            yield from super().stream(input, config, stop=stop, **kwargs)
+            yield from super().stream(input, config, **kwargs)
 
     async def astream(
-        self,
-        input: LanguageModelInput,
-        config: RunnableConfig | None = None,
-        *,
-        stop: list[str] | None = None,
-        **kwargs: Any,
+        self, input: LanguageModelInput, config: RunnableConfig | None = None, **kwargs: Any
     ) -> AsyncIterator[AIMessageChunk]:
         with _call_handlers(self._stream_handlers(config)):
-            async for chunk in super().astream(input, config, stop=stop, **kwargs):
+            async for chunk in super().astream(input, config, **kwargs):
                 yield chunk
 
     def _stream(
@@ -573,19 +545,18 @@ class RouterChatModel(BaseChatModel):
         )
 
     def batch(
-        self,
-        inputs: list[LanguageModelInput],
-        config: RunnableConfig | list[RunnableConfig] | None = None,
-        *,
-        return_exceptions: bool = False,
-        **kwargs: Any,
+        self, inputs: list[LanguageModelInput], config: BatchConfig = None, **kwargs: Any
     ) -> list[Any]:
         """Route every input, then call each chosen model once with its whole group."""
+        return_exceptions = bool(kwargs.pop("return_exceptions", False))
         if not self._groups_batches(inputs):
             return super().batch(inputs, config, return_exceptions=return_exceptions, **kwargs)
         batch = _Batch(self, inputs, config, kwargs)
         for tier, indexes in batch.groups.items():
-            results = batch.run_group(tier, indexes, "batch")
+            try:
+                results = batch.run_group(tier, indexes, "batch")
+            except Exception as exc:  # e.g. the tier cannot bind the tools
+                results = [exc] * len(indexes)
             for i, result in zip(indexes, results, strict=True):
                 call = batch.settle(i, tier, result)
                 if call is not None:
@@ -593,14 +564,10 @@ class RouterChatModel(BaseChatModel):
         return batch.outputs(return_exceptions)
 
     async def abatch(
-        self,
-        inputs: list[LanguageModelInput],
-        config: RunnableConfig | list[RunnableConfig] | None = None,
-        *,
-        return_exceptions: bool = False,
-        **kwargs: Any,
+        self, inputs: list[LanguageModelInput], config: BatchConfig = None, **kwargs: Any
     ) -> list[Any]:
         """Async :meth:`batch`: the groups run concurrently, one ``abatch`` per model."""
+        return_exceptions = bool(kwargs.pop("return_exceptions", False))
         if not self._groups_batches(inputs):
             return await super().abatch(
                 inputs, config, return_exceptions=return_exceptions, **kwargs
@@ -608,7 +575,10 @@ class RouterChatModel(BaseChatModel):
         batch = _Batch(self, inputs, config, kwargs)
 
         async def run_group(tier: str, indexes: list[int]) -> None:
-            results = await batch.run_group(tier, indexes, "abatch")
+            try:
+                results = await batch.run_group(tier, indexes, "abatch")
+            except Exception as exc:
+                results = [exc] * len(indexes)
             for i, result in zip(indexes, results, strict=True):
                 call = batch.settle(i, tier, result)
                 if call is not None:
@@ -630,7 +600,7 @@ class _Batch:
         self,
         router: RouterChatModel,
         inputs: list[LanguageModelInput],
-        config: RunnableConfig | list[RunnableConfig] | None,
+        config: BatchConfig,
         kwargs: dict[str, Any],
     ) -> None:
         self.router = router

@@ -58,7 +58,7 @@ from llama_index.core.llms.llm import LLM, ToolSelection
 from pydantic import ConfigDict, Field, PrivateAttr, model_validator
 
 from costopt_core.budget_gate import BudgetGate
-from costopt_core.decision import RouteDecision, check_tier_mapping
+from costopt_core.decision import RouteDecision, with_checked_tiers
 from costopt_core.engine import AnswerFacts, RoutedCall, RoutingEngine
 from costopt_core.ledger import BudgetExceededError
 from llamaindex_costopt.messages import (
@@ -151,21 +151,13 @@ class RouterLLM(WrapperLLM):
     @model_validator(mode="before")
     @classmethod
     def _check_llms(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            llms = check_tier_mapping(
-                data.get("llms"),
-                argument="llms",
-                model_type=LLM,
-                model_kind="LlamaIndex LLM (llama_index.core.llms.LLM)",
+        handler = data.get("cost_handler") if isinstance(data, dict) else None
+        if handler is not None and not isinstance(handler, BudgetGate):
+            raise TypeError(
+                "cost_handler must be a CostEventHandler (a BudgetGate), got "
+                f"{type(handler).__name__}"
             )
-            handler = data.get("cost_handler")
-            if handler is not None and not isinstance(handler, BudgetGate):
-                raise TypeError(
-                    "cost_handler must be a CostEventHandler (a BudgetGate), got "
-                    f"{type(handler).__name__}"
-                )
-            data = {**data, "llms": llms}
-        return data
+        return with_checked_tiers(data, "llms", LLM, "LlamaIndex LLM (llama_index.core.llms.LLM)")
 
     @model_validator(mode="after")
     def _build(self) -> RouterLLM:
