@@ -361,9 +361,6 @@ class RouterLLM(WrapperLLM):
             )
         return llm
 
-    def _tools_llm_for(self, request: ToolsRequest) -> FunctionCallingLLM:
-        return self._tool_llm(self.llms[self.route(request.messages).tier])
-
     def get_tool_calls_from_response(
         self,
         response: ChatResponse,

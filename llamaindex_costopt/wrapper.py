@@ -8,13 +8,17 @@
 * The wrappers themselves are not decorated with LlamaIndex's ``llm_chat_callback`` /
   ``llm_completion_callback``: they call the wrapped model's decorated methods, so each
   call emits exactly one LLM start/end event pair, the answering model's.
-* The twelve endpoints (``chat``, ``complete``, ``chat_with_tools``, each sync, async,
-  stream and async stream) are defined once here: each packs its arguments into a
-  request (:class:`ChatRequest`, :class:`CompleteRequest`, :class:`ToolsRequest`) and
-  hands it to the subclass's ``_answer`` / ``_aanswer`` / ``_stream`` / ``_astream``,
-  which decide which wrapped LLM gets the request; ``request.send(llm, mode)`` passes
-  the call on unchanged. Spans are named after the wrapper's class
-  (``RouterLLM.chat``...), whatever class defines the method.
+* The eight endpoints (``chat`` and ``complete``, each sync, async, stream and async
+  stream) are defined once here: each packs its arguments into a request
+  (:class:`ChatRequest`, :class:`CompleteRequest`) and hands it to the subclass's
+  ``_answer`` / ``_aanswer`` / ``_stream`` / ``_astream``, which decide which wrapped
+  LLM gets the request; ``request.send(llm, mode)`` passes the call on unchanged. Spans
+  are named after the wrapper's class (``RouterLLM.chat``...), whatever class defines
+  the method.
+* ``chat_with_tools`` and its forms are LlamaIndex's own: they ask
+  ``_prepare_chat_with_tools`` for ``chat`` kwargs, which here carry a
+  :class:`ToolsRequest`, so the wrapped LLM that answers receives the original
+  ``*_chat_with_tools`` call and formats the tools its own way.
 """
 
 from __future__ import annotations
@@ -173,12 +177,20 @@ class ToolsRequest:
     def send(self, llm: FunctionCallingLLM, mode: str) -> Any:
         return getattr(llm, f"{mode}chat_with_tools")(self.tools, **self._arguments())
 
-    def prepare(self, llm: FunctionCallingLLM) -> dict[str, Any]:
-        """``llm``'s own chat kwargs for this request (no call is made)."""
-        return llm._prepare_chat_with_tools_compat(self.tools, **self._arguments())
-
 
 Request = ChatRequest | CompleteRequest | ToolsRequest
+
+# The ``chat`` kwarg that carries a ``*_chat_with_tools`` call's request (see
+# ``WrapperLLM._prepare_chat_with_tools``).
+TOOLS_REQUEST = "costopt_tools_request"
+
+
+def chat_request(messages: Sequence[ChatMessage], kwargs: dict[str, Any]) -> Request:
+    """The request of a ``chat`` call: a tools request when ``chat_with_tools`` made it."""
+    tools_request = kwargs.pop(TOOLS_REQUEST, None)
+    if isinstance(tools_request, ToolsRequest):
+        return tools_request
+    return ChatRequest(list(messages), kwargs)
 
 
 def answer_text(response: ChatResponse | CompletionResponse) -> str:
@@ -216,8 +228,7 @@ async def areplay(response: ChatResponse | CompletionResponse) -> AsyncIterator[
 
 class WrapperLLM(FunctionCallingLLM):
     """Base of the costopt LlamaIndex wrappers: the endpoints are here; a subclass decides
-    who answers a request (``_answer``, ``_aanswer``, ``_stream``, ``_astream``) and which
-    LLM prepares tool calls (``_tools_llm_for``)."""
+    who answers a request (``_answer``, ``_aanswer``, ``_stream``, ``_astream``)."""
 
     def _wrapped_llms(self) -> list[LLM]:
         """The LLMs this wrapper delegates to."""
@@ -235,10 +246,6 @@ class WrapperLLM(FunctionCallingLLM):
         raise NotImplementedError
 
     async def _astream(self, request: Request) -> AsyncIterator[Any]:
-        raise NotImplementedError
-
-    def _tools_llm_for(self, request: ToolsRequest) -> FunctionCallingLLM:
-        """The function-calling LLM that would answer ``request``."""
         raise NotImplementedError
 
     # -- callback manager: the wrapper's reaches the wrapped models ----------------------
@@ -269,21 +276,21 @@ class WrapperLLM(FunctionCallingLLM):
 
     @dispatcher.span
     def chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
-        return self._answer(ChatRequest(list(messages), kwargs))
+        return self._answer(chat_request(messages, kwargs))
 
     @dispatcher.span
     async def achat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
-        return await self._aanswer(ChatRequest(list(messages), kwargs))
+        return await self._aanswer(chat_request(messages, kwargs))
 
     @dispatcher.span
     def stream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseGen:
-        return self._stream(ChatRequest(list(messages), kwargs))
+        return self._stream(chat_request(messages, kwargs))
 
     @dispatcher.span
     async def astream_chat(
         self, messages: Sequence[ChatMessage], **kwargs: Any
     ) -> ChatResponseAsyncGen:
-        return await self._astream(ChatRequest(list(messages), kwargs))
+        return await self._astream(chat_request(messages, kwargs))
 
     @dispatcher.span
     def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
@@ -307,71 +314,6 @@ class WrapperLLM(FunctionCallingLLM):
     ) -> CompletionResponseAsyncGen:
         return await self._astream(CompleteRequest(prompt, formatted, kwargs))
 
-    @dispatcher.span
-    def chat_with_tools(
-        self,
-        tools: Sequence[BaseTool],
-        user_msg: str | ChatMessage | None = None,
-        chat_history: list[ChatMessage] | None = None,
-        verbose: bool = False,
-        allow_parallel_tool_calls: bool = False,
-        tool_required: bool = False,
-        **kwargs: Any,
-    ) -> ChatResponse:
-        """Passed on to the wrapped LLM that answers, which formats the tools its own way."""
-        request = ToolsRequest(
-            tools, user_msg, chat_history, verbose, allow_parallel_tool_calls, tool_required, kwargs
-        )
-        return self._answer(request)
-
-    @dispatcher.span
-    async def achat_with_tools(
-        self,
-        tools: Sequence[BaseTool],
-        user_msg: str | ChatMessage | None = None,
-        chat_history: list[ChatMessage] | None = None,
-        verbose: bool = False,
-        allow_parallel_tool_calls: bool = False,
-        tool_required: bool = False,
-        **kwargs: Any,
-    ) -> ChatResponse:
-        request = ToolsRequest(
-            tools, user_msg, chat_history, verbose, allow_parallel_tool_calls, tool_required, kwargs
-        )
-        return await self._aanswer(request)
-
-    @dispatcher.span
-    def stream_chat_with_tools(
-        self,
-        tools: Sequence[BaseTool],
-        user_msg: str | ChatMessage | None = None,
-        chat_history: list[ChatMessage] | None = None,
-        verbose: bool = False,
-        allow_parallel_tool_calls: bool = False,
-        tool_required: bool = False,
-        **kwargs: Any,
-    ) -> ChatResponseGen:
-        request = ToolsRequest(
-            tools, user_msg, chat_history, verbose, allow_parallel_tool_calls, tool_required, kwargs
-        )
-        return self._stream(request)
-
-    @dispatcher.span
-    async def astream_chat_with_tools(
-        self,
-        tools: Sequence[BaseTool],
-        user_msg: str | ChatMessage | None = None,
-        chat_history: list[ChatMessage] | None = None,
-        verbose: bool = False,
-        allow_parallel_tool_calls: bool = False,
-        tool_required: bool = False,
-        **kwargs: Any,
-    ) -> ChatResponseAsyncGen:
-        request = ToolsRequest(
-            tools, user_msg, chat_history, verbose, allow_parallel_tool_calls, tool_required, kwargs
-        )
-        return await self._astream(request)
-
     def _prepare_chat_with_tools(
         self,
         tools: Sequence[BaseTool],
@@ -382,15 +324,16 @@ class WrapperLLM(FunctionCallingLLM):
         tool_required: bool = False,
         **kwargs: Any,
     ) -> dict[str, Any]:
-        """Chat kwargs formatted by the wrapped LLM that would answer (without calling it).
+        """The ``chat`` kwargs of a ``*_chat_with_tools`` call: the conversation and the
+        request itself, so that the wrapped LLM that answers formats the tools its own way.
 
-        The ``*_chat_with_tools`` endpoints do not use this: they pick the answering
-        model first and let it prepare its own request.
+        LlamaIndex's ``chat_with_tools`` (and its async and stream forms) call this, then
+        ``chat(**kwargs)``: the request reaches :meth:`chat` under :data:`TOOLS_REQUEST`.
         """
         request = ToolsRequest(
             tools, user_msg, chat_history, verbose, allow_parallel_tool_calls, tool_required, kwargs
         )
-        return request.prepare(self._tools_llm_for(request))
+        return {"messages": request.messages, TOOLS_REQUEST: request}
 
     # -- prompt-template entry points: remember the question -----------------------------
 
@@ -418,6 +361,7 @@ __all__ = [
     "ASYNC",
     "STREAM",
     "SYNC",
+    "TOOLS_REQUEST",
     "ChatRequest",
     "CompleteRequest",
     "Request",
@@ -426,6 +370,7 @@ __all__ = [
     "answer_text",
     "areplay",
     "budget_gates",
+    "chat_request",
     "llm_model_name",
     "merged_metadata",
     "replay",
