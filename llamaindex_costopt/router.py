@@ -67,22 +67,9 @@ from llamaindex_costopt.messages import (
     question_of,
     tool_call_ids,
 )
-from llamaindex_costopt.wrapper import (
-    ASTREAM,
-    ASYNC,
-    STREAM,
-    SYNC,
-    CompleteRequest,
-    Request,
-    ToolsRequest,
-    WrapperLLM,
-    answer_text,
-    areplay,
-    budget_gates,
-    llm_model_name,
-    merged_metadata,
-    replay,
-)
+from llamaindex_costopt.requests import CompleteRequest, Mode, Request, ToolsRequest
+from llamaindex_costopt.responses import answer_text, areplay, replay
+from llamaindex_costopt.wrapper import WrapperLLM, budget_gates, llm_model_name, merged_metadata
 
 logger = logging.getLogger(__name__)
 dispatcher = get_dispatcher(__name__)
@@ -284,7 +271,7 @@ class RouterLLM(WrapperLLM):
         gates = budget_gates(dispatcher, self.cost_handler)
         return self._engine.begin(question, handlers=gates, reserve=True, pinned=pinned)
 
-    def _send(self, tier: str, request: Request, mode: str) -> Any:
+    def _send(self, tier: str, request: Request, mode: Mode) -> Any:
         llm = self.llms[tier]
         if isinstance(request, ToolsRequest):
             llm = self._tool_llm(llm)
@@ -311,13 +298,13 @@ class RouterLLM(WrapperLLM):
     def _answer(self, request: Request) -> Any:
         call = self._call_for(request)
         with self._failure_event(call):
-            answered = call.run(lambda tier: self._send(tier, request, SYNC))
+            answered = call.run(lambda tier: self._send(tier, request, Mode.SYNC))
         return self._finish(*answered)
 
     async def _aanswer(self, request: Request) -> Any:
         call = self._call_for(request)
         with self._failure_event(call):
-            answered = await call.arun(lambda tier: self._send(tier, request, ASYNC))
+            answered = await call.arun(lambda tier: self._send(tier, request, Mode.ASYNC))
         return self._finish(*answered)
 
     def _stream(self, request: Request) -> Iterator[Any]:
@@ -328,7 +315,7 @@ class RouterLLM(WrapperLLM):
         with self._failure_event(call):
             # The stream starts now, inside the router's span: a tier that fails before
             # its first chunk falls back; later chunks flow through untouched.
-            answered = call.run(lambda tier: _open_stream(self._send(tier, request, STREAM)))
+            answered = call.run(lambda tier: _open_stream(self._send(tier, request, Mode.STREAM)))
         (first, rest), tier, info = answered
         if first is None:  # an empty answer is still an answer
             self._emit(info)
@@ -342,7 +329,7 @@ class RouterLLM(WrapperLLM):
         call = self._call_for(request)
         with self._failure_event(call):
             answered = await call.arun(
-                lambda tier: _aopen_stream(self._send(tier, request, ASTREAM))
+                lambda tier: _aopen_stream(self._send(tier, request, Mode.ASTREAM))
             )
         (first, rest), tier, info = answered
         if first is None:

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from llama_index.core.base.llms.types import (
@@ -46,7 +45,17 @@ from llama_index.core.prompts import BasePromptTemplate
 from llama_index.core.types import TokenAsyncGen, TokenGen
 
 from costopt_core.budget_gate import BudgetGate
-from llamaindex_costopt.messages import as_messages, question_scope
+from llamaindex_costopt.messages import question_scope
+from llamaindex_costopt.requests import (
+    TOOLS_REQUEST,
+    ChatRequest,
+    CompleteRequest,
+    Mode,
+    Request,
+    ToolsRequest,
+    chat_request,
+)
+from llamaindex_costopt.responses import answer_text, areplay, replay
 
 if TYPE_CHECKING:
     from llama_index.core.tools.types import BaseTool
@@ -54,8 +63,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 dispatcher = get_dispatcher(__name__)
 
-# The endpoint modes, as LlamaIndex names its methods: chat, achat, stream_chat, astream_chat.
-SYNC, ASYNC, STREAM, ASTREAM = "", "a", "stream_", "astream_"
+# Until every wrapper names modes as ``Mode.SYNC``...: the same values.
+SYNC, ASYNC, STREAM, ASTREAM = Mode.SYNC, Mode.ASYNC, Mode.STREAM, Mode.ASTREAM
 
 
 def llm_model_name(llm: Any) -> str:
@@ -108,122 +117,6 @@ def budget_gates(dispatcher: Any, explicit: BudgetGate | None = None) -> list[Bu
         except (AssertionError, KeyError):
             break
     return gates
-
-
-@dataclass(frozen=True)
-class ChatRequest:
-    """A ``chat`` call: ``send(llm, ASYNC)`` makes it as ``llm.achat(messages, **kwargs)``.
-
-    Example:
-        >>> from llama_index.core.llms import ChatMessage
-        >>> from llamaindex_costopt.simulated import SimulatedLLM
-        >>> request = ChatRequest([ChatMessage(role="user", content="Hi")], {})
-        >>> request.send(SimulatedLLM(model_name="gpt-4o-mini"), SYNC).raw["model"]
-        'gpt-4o-mini'
-    """
-
-    messages: list[ChatMessage]
-    kwargs: dict[str, Any]
-
-    def send(self, llm: LLM, mode: str) -> Any:
-        return getattr(llm, f"{mode}chat")(self.messages, **self.kwargs)
-
-
-@dataclass(frozen=True)
-class CompleteRequest:
-    """A ``complete`` call, passed on as ``llm.<mode>complete(prompt, formatted, **kwargs)``."""
-
-    prompt: str
-    formatted: bool
-    kwargs: dict[str, Any]
-
-    def send(self, llm: LLM, mode: str) -> Any:
-        return getattr(llm, f"{mode}complete")(self.prompt, formatted=self.formatted, **self.kwargs)
-
-
-@dataclass(frozen=True)
-class ToolsRequest:
-    """A ``chat_with_tools`` call (its arguments as ``FunctionCallingLLM`` names them)."""
-
-    tools: Sequence[BaseTool]
-    user_msg: str | ChatMessage | None
-    chat_history: list[ChatMessage] | None
-    verbose: bool
-    allow_parallel_tool_calls: bool
-    tool_required: bool
-    kwargs: dict[str, Any]
-
-    @property
-    def messages(self) -> list[ChatMessage]:
-        """The conversation the model will see: ``chat_history`` then ``user_msg``."""
-        return as_messages(self.user_msg, self.chat_history)
-
-    def options(self) -> dict[str, Any]:
-        """The arguments that can change the answer, besides tools and messages."""
-        return {
-            "allow_parallel_tool_calls": self.allow_parallel_tool_calls,
-            "tool_required": self.tool_required,
-            **self.kwargs,
-        }
-
-    def _arguments(self) -> dict[str, Any]:
-        return {
-            "user_msg": self.user_msg,
-            "chat_history": self.chat_history,
-            "verbose": self.verbose,
-            **self.options(),
-        }
-
-    def send(self, llm: FunctionCallingLLM, mode: str) -> Any:
-        return getattr(llm, f"{mode}chat_with_tools")(self.tools, **self._arguments())
-
-
-Request = ChatRequest | CompleteRequest | ToolsRequest
-
-# The ``chat`` kwarg that carries a ``*_chat_with_tools`` call's request (see
-# ``WrapperLLM._prepare_chat_with_tools``).
-TOOLS_REQUEST = "costopt_tools_request"
-
-
-def chat_request(messages: Sequence[ChatMessage], kwargs: dict[str, Any]) -> Request:
-    """The request of a ``chat`` call: a tools request when ``chat_with_tools`` made it."""
-    tools_request = kwargs.pop(TOOLS_REQUEST, None)
-    if isinstance(tools_request, ToolsRequest):
-        return tools_request
-    return ChatRequest(list(messages), kwargs)
-
-
-def answer_text(response: ChatResponse | CompletionResponse) -> str:
-    """The text of an answer, chat or completion."""
-    if isinstance(response, ChatResponse):
-        return response.message.content or ""
-    return response.text or ""
-
-
-def replay(response: ChatResponse | CompletionResponse) -> Iterator[Any]:
-    """A whole answer as a one-chunk stream (its text is the chunk's delta)."""
-    if isinstance(response, ChatResponse):
-        yield ChatResponse(
-            message=response.message,
-            raw=response.raw,
-            delta=response.message.content or "",
-            logprobs=response.logprobs,
-            additional_kwargs=response.additional_kwargs,
-        )
-    else:
-        yield CompletionResponse(
-            text=response.text,
-            raw=response.raw,
-            delta=response.text,
-            logprobs=response.logprobs,
-            additional_kwargs=response.additional_kwargs,
-        )
-
-
-async def areplay(response: ChatResponse | CompletionResponse) -> AsyncIterator[Any]:
-    """Async :func:`replay`."""
-    for chunk in replay(response):
-        yield chunk
 
 
 class WrapperLLM(FunctionCallingLLM):
