@@ -112,12 +112,12 @@ class RouterLLM(WrapperLLM):
 
     Args:
         llms: tier name -> LlamaIndex LLM, cheapest first (at least two tiers).
-        strategy: a strategy object (``.route(text)``), a built-in name (``"rules"``,
-            ``"length"``, ``"zero-shot"``, ``"knn"``, ``"cascade"``) or a callable
-            ``text -> tier name``. Default: the seed's rules.
-        fallback: when the chosen LLM raises (or fails before its first stream chunk),
-            the next tier up answers; the decision records ``fallback_from``.
-        include_history: classify every user turn instead of only the latest one.
+        strategy: what picks the tier (see :func:`costopt_core.get_strategy`): a name,
+            an object with ``route(text)``, or a ``text -> tier`` callable; the
+            seed's rules when omitted.
+        fallback: on an error (for streams, before the first chunk) the next tier up
+            answers, and ``fallback_from`` names the tier that failed.
+        include_history: judge every user turn, not only the latest one.
         cost_handler: a ``CostEventHandler`` whose budget is checked before each call,
             in addition to those registered on the instrumentation dispatcher.
     """
