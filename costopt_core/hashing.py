@@ -67,8 +67,20 @@ class HashingEmbedder:
                 for i in range(max(1, len(padded) - n + 1)):
                     yield padded[i : i + n], 1.0
 
-    def embed_one(self, text: str) -> np.ndarray:
-        """One text's unit vector (all zeros for a text with no word characters)."""
+    def embed_one(self, text: str, *, never_zero: bool = False) -> np.ndarray:
+        """One text's unit vector.
+
+        A text with no word characters (``"???"``) has no features: all zeros, or with
+        ``never_zero`` one hashed feature of the whole text, so that it still matches
+        itself and nothing else (what a cache needs: a zero vector has no direction).
+
+        Example:
+            >>> embed = HashingEmbedder(dim=16)
+            >>> float(abs(embed.embed_one("???")).sum())
+            0.0
+            >>> float(abs(embed.embed_one("???", never_zero=True)).sum())
+            1.0
+        """
         if not isinstance(text, str):
             raise TypeError(f"text must be str, got {type(text).__name__}")
         vec = np.zeros(self.dim, dtype=np.float64)
@@ -79,6 +91,8 @@ class HashingEmbedder:
         norm = float(np.linalg.norm(vec))
         if norm > 0:
             vec /= norm
+        elif never_zero:
+            vec[zlib.crc32(text.encode("utf-8")) % self.dim] = 1.0
         return vec.astype(np.float32)
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
@@ -94,7 +108,14 @@ class HashingEmbedder:
         return self.embed(texts)
 
     def config(self) -> dict[str, Any]:
-        """Settings that rebuild an identical embedder via ``HashingEmbedder(**config)``."""
+        """Settings that rebuild an identical embedder via ``HashingEmbedder(**config)``.
+
+        Example:
+            >>> HashingEmbedder(dim=64).config()
+            {'dim': 64, 'ngram_range': [3, 5], 'word_weight': 2.0}
+            >>> HashingEmbedder.from_config(HashingEmbedder(dim=64).config())
+            HashingEmbedder(dim=64, ngram_range=(3, 5), word_weight=2.0)
+        """
         return {
             "dim": self.dim,
             "ngram_range": list(self.ngram_range),

@@ -13,7 +13,6 @@ Example:
 
 from __future__ import annotations
 
-from costopt_core import ComplexityClassifier, estimate_cost, get_strategy, set_price
 from costopt_core.exports import lazy_exports
 from langchain_costopt.chat_models import RouterChatModel
 
@@ -26,14 +25,8 @@ __getattr__, __dir__, _LAZY = lazy_exports(
         "langchain_costopt.embeddings": ("HashingEmbeddings",),
         "langchain_costopt.callbacks": ("CostCallbackHandler", "cost_tracker"),
         "costopt_core.ledger": ("BudgetExceededError",),
+        "costopt_core": ("ComplexityClassifier", "estimate_cost", "get_strategy", "set_price"),
     },
 )
 
-__all__ = [
-    "ComplexityClassifier",
-    "RouterChatModel",
-    "estimate_cost",
-    "get_strategy",
-    "set_price",
-    *_LAZY,
-]
+__all__ = ["RouterChatModel", *_LAZY]

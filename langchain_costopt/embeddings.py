@@ -25,9 +25,8 @@ process and on every machine, so persisted caches stay valid across restarts.
 from __future__ import annotations
 
 import asyncio
-import zlib
+from typing import Any
 
-import numpy as np
 from langchain_core.embeddings import Embeddings
 
 from costopt_core.hashing import HashingEmbedder
@@ -38,21 +37,26 @@ class HashingEmbeddings(Embeddings):
 
     Args:
         dim: vector length, >= 8 (more dimensions, fewer hash collisions).
-        ngram_range: character n-gram sizes, inclusive.
-        word_weight: weight of a whole-word feature relative to one n-gram.
+        **options: the engine's :class:`~costopt_core.hashing.HashingEmbedder` settings
+            (``ngram_range``: character n-gram sizes, inclusive; ``word_weight``: weight
+            of a whole-word feature relative to one n-gram), with its defaults.
 
     A text without any word character (e.g. ``"???"``) has no features; it gets a
     single hashed feature of the whole text instead of a zero vector, so it still
     matches itself and nothing else.
+
+    Example:
+        >>> emb = HashingEmbeddings(dim=32, word_weight=1.0)
+        >>> emb
+        HashingEmbeddings(dim=32, ngram_range=(3, 5), word_weight=1)
+        >>> [len(v) for v in emb.embed_documents(["one", "two", "???"])]
+        [32, 32, 32]
+        >>> emb.model
+        'hashing-v1-d32-n3_5-w1'
     """
 
-    def __init__(
-        self,
-        dim: int = 512,
-        ngram_range: tuple[int, int] = (3, 5),
-        word_weight: float = 2.0,
-    ) -> None:
-        self._embedder = HashingEmbedder(dim=dim, ngram_range=ngram_range, word_weight=word_weight)
+    def __init__(self, dim: int = 512, **options: Any) -> None:
+        self._embedder = HashingEmbedder(dim, **options)
 
     @property
     def dim(self) -> int:
@@ -65,13 +69,7 @@ class HashingEmbeddings(Embeddings):
         return f"hashing-v1-d{self.dim}-n{lo}_{hi}-w{self._embedder.word_weight:g}"
 
     def _one(self, text: str) -> list[float]:
-        if not isinstance(text, str):
-            raise TypeError(f"text must be str, got {type(text).__name__}")
-        vector = self._embedder.embed_one(text)
-        if not np.any(vector):
-            vector = np.zeros(self.dim, dtype=np.float32)
-            vector[zlib.crc32(text.encode("utf-8")) % self.dim] = 1.0
-        return vector.tolist()
+        return self._embedder.embed_one(text, never_zero=True).tolist()
 
     def embed_query(self, text: str) -> list[float]:
         """Unit vector of ``text`` (``dim`` floats)."""
