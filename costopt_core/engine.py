@@ -13,8 +13,8 @@ Example:
 
 A :class:`RoutingEngine` holds what a router is configured with (strategy, tiers cheapest
 first, each tier's model name, fallback on or off). :meth:`RoutingEngine.begin` opens one
-call: it reserves budgets (when asked to), picks the tier (a ``model=`` override, a tier
-pinned by tool history, a budget downgrade, else the strategy) and returns a
+call: it reserves budgets (when asked to), picks the tier (a ``model=`` override, a budget
+downgrade, a tier pinned by tool history, else the strategy) and returns a
 :class:`RoutedCall`, the state machine of that call's attempts. The face hands
 :meth:`RoutedCall.run` (or ``await`` :meth:`RoutedCall.arun`) its "ask this tier's model"
 function; the engine calls it tier by tier:
@@ -138,9 +138,15 @@ class RoutingEngine:
             decision = RouteDecision(tier, decision.score, decision.reason, decision.extra)
         return decision
 
+    def tier_named(self, name: object) -> str | None:
+        """The tier that ``name`` (a tier name or a tier's model name) names, if any."""
+        if not isinstance(name, str):
+            return None
+        return name if name in self.names else self.by_name.get(name)
+
     def forced(self, override: str) -> RouteDecision:
         """A ``model=`` override: a tier name or a tier's model name, else ValueError."""
-        tier = override if override in self.names else self.by_name.get(override)
+        tier = self.tier_named(override)
         if tier is None:
             raise ValueError(
                 f"model={override!r} names no tier of this router; use a tier name "
@@ -157,14 +163,14 @@ class RoutingEngine:
         pinned: str | None = None,
         downgrade: bool = False,
     ) -> RouteDecision:
-        """Override first, then a tier pinned by tool history, then a budget downgrade,
-        then the strategy."""
+        """Override first, then a budget downgrade (nothing outranks the budget but an
+        explicit override), then a tier pinned by tool history, then the strategy."""
         if override is not None:
             return self.forced(override)
-        if pinned is not None:
-            return RouteDecision(pinned, 0.5, PINNED_REASON)
         if downgrade:
             return RouteDecision(self.tiers[0], 0.0, DOWNGRADE_REASON)
+        if pinned is not None:
+            return RouteDecision(pinned, 0.5, PINNED_REASON)
         return self.decide(question)
 
     def order_from(self, tier: str) -> tuple[str, ...]:

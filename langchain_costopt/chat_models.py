@@ -156,11 +156,15 @@ class RouterChatModel(BaseChatModel):
         fallback: when the chosen model raises (or fails before its first stream
             chunk), the next tier up answers and the decision records ``fallback_from``.
         include_history: classify all human turns instead of only the latest one.
+        pin_tool_threads: once a model has called a tool, keep the conversation on that
+            model's tier (a budget downgrade still wins). Off by default: every call is
+            routed on its own merits, each provider reading the others' tool calls.
         temperature, max_tokens: when given, set on every tier whose model has that
             setting (each tier gets a copy; the models passed in are not changed).
         stop: default stop sequences for every call (a call's ``stop=`` wins).
 
-    A call may pass ``model=`` (a tier name or a tier's model name) to force that tier.
+    A call may pass ``model=``: a tier name or a tier's model name forces that tier; any
+    other value is passed on to the routed model (LangChain's per-call override).
     A strategy whose ``route`` raises fails the call before any model is called; a
     cascade check (``accept``) that raises is logged and the answer accepted.
     """
@@ -169,6 +173,7 @@ class RouterChatModel(BaseChatModel):
     strategy: Any = "rules"
     fallback: bool = True
     include_history: bool = False
+    pin_tool_threads: bool = False
     temperature: float | None = None
     max_tokens: int | None = None
     stop: list[str] | None = None
@@ -222,6 +227,7 @@ class RouterChatModel(BaseChatModel):
             "strategy": self._engine.signature,
             "fallback": self.fallback,
             "include_history": self.include_history,
+            "pin_tool_threads": self.pin_tool_threads,
             # Not "stop": LangChain writes the call's stop under that key.
             "default_stop": self.stop,
         }
@@ -276,12 +282,19 @@ class RouterChatModel(BaseChatModel):
     ) -> RoutedCall:
         """The routed call of one ``_generate``/``_stream`` (takes ``model=`` from kwargs)."""
         handlers = run_manager.handlers if run_manager else _CALL_HANDLERS.get()
-        return self._open(messages, handlers, kwargs.pop("model", None))
+        return self._open(messages, handlers, self._tier_override(kwargs))
+
+    def _tier_override(self, kwargs: dict[str, Any]) -> str | None:
+        """A per-call ``model=`` naming a tier (or a tier's model) routes there and is
+        taken out; any other value stays in the call's kwargs for the routed model."""
+        if self._engine.tier_named(kwargs.get("model")) is None:
+            return None
+        return cast(str, kwargs.pop("model"))
 
     def _tier_from_tool_history(self, messages: list[BaseMessage]) -> str | None:
-        # Tool-call ids and formats are provider specific: once a model has called a
-        # tool, it sees the conversation through.
-        if not has_tool_history(messages):
+        # LangChain messages carry tool calls provider-neutrally, so any tier can read a
+        # thread another tier started; pinning is only on request.
+        if not self.pin_tool_threads or not has_tool_history(messages):
             return None
         for message in reversed(messages):
             if isinstance(message, AIMessage) and message.tool_calls:
@@ -607,7 +620,7 @@ class _Batch:
         self.inputs = inputs
         self.configs = get_config_list(config, len(inputs))
         self.kwargs = dict(kwargs)
-        override = self.kwargs.pop("model", None)
+        override = router._tier_override(self.kwargs)
         if self.kwargs.get("stop") is None and router.stop is not None:
             self.kwargs["stop"] = router.stop
         self.calls: list[RoutedCall] = []

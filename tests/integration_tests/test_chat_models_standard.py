@@ -29,6 +29,11 @@ class TestRouterChatModelIntegration(ChatModelIntegrationTests):
             }
         }
 
+    @property
+    def model_override_value(self) -> str:
+        # Names no tier, so it is passed through to whichever tier answers.
+        return "gpt-4.1-nano"
+
     # What the simulated tiers can and cannot do, declared as it is.
     @property
     def has_tool_calling(self) -> bool:

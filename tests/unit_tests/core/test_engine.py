@@ -103,16 +103,19 @@ def test_a_refusing_gate_stops_the_call_before_any_model() -> None:
         RoutingEngine("rules", TIERS).begin(ZH_SIMPLE, handlers=[Gate(refuse=True)], reserve=True)
 
 
-def test_choice_order_override_then_pinned_then_downgrade_then_strategy() -> None:
+def test_choice_order_override_then_downgrade_then_pinned_then_strategy() -> None:
     engine = RoutingEngine("rules", TIERS)
     complex_zh = "请分析并比较这两种架构"
     downgrade = [Gate(downgrade=True)]
     assert engine.begin(complex_zh).decision.tier == "complex"
-    assert engine.begin(complex_zh, handlers=downgrade).decision.reason == DOWNGRADE_REASON
-    pinned = engine.begin(complex_zh, handlers=downgrade, pinned="medium").decision
+    pinned = engine.begin(complex_zh, pinned="medium").decision
     assert (pinned.tier, pinned.reason) == ("medium", PINNED_REASON)
-    forced = engine.begin(complex_zh, handlers=downgrade, pinned="medium", override="deepseek-v3")
-    assert forced.decision.tier == "simple"
+    # A pinned thread never outranks a budget downgrade.
+    down = engine.begin(complex_zh, handlers=downgrade, pinned="medium").decision
+    assert (down.tier, down.reason) == ("simple", DOWNGRADE_REASON)
+    forced = engine.begin(complex_zh, handlers=downgrade, pinned="medium", override="gpt-4o-mini")
+    assert forced.decision.tier == "medium"
+    assert engine.tier_named("claude-3.5-sonnet") == "complex" and engine.tier_named("x") is None
     with pytest.raises(ValueError, match="names no tier"):
         engine.begin(complex_zh, override="gpt-5")
 

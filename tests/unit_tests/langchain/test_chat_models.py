@@ -665,16 +665,29 @@ def test_include_history_sees_every_human_turn_but_no_system_prompt() -> None:
     assert seen == ["one\ntwo"]
 
 
-def test_tool_history_pins_the_tier_that_called_the_tool(router: RouterChatModel) -> None:
+def test_each_call_of_a_tool_conversation_is_routed_on_its_own(router: RouterChatModel) -> None:
     bound = router.bind_tools([get_weather])
     question = HumanMessage("分析并比较 the weather in Paris")
     call = bound.invoke([question])
     assert tier_of(call) == "complex" and call.tool_calls
     result = ToolMessage("sunny", tool_call_id=call.tool_calls[0]["id"])
-    # The follow-up would classify as simple on its own; the tool conversation stays.
     follow_up = bound.invoke([question, call, result, HumanMessage(SIMPLE_ZH)])
+    assert tier_of(follow_up) == "simple"
+
+
+def test_pinned_tool_threads_stay_on_the_tier_that_called_the_tool() -> None:
+    router = RouterChatModel(models=three_tiers(), pin_tool_threads=True)
+    bound = router.bind_tools([get_weather])
+    question = HumanMessage("分析并比较 the weather in Paris")
+    call = bound.invoke([question])
+    result = ToolMessage("sunny", tool_call_id=call.tool_calls[0]["id"])
+    thread = [question, call, result, HumanMessage(SIMPLE_ZH)]
+    follow_up = bound.invoke(thread)
     assert tier_of(follow_up) == "complex"
     assert "tool calls" in follow_up.response_metadata["routing"]["reason"]
+    # ... but never against a budget downgrade.
+    downgraded = bound.invoke(thread, config={"callbacks": [OverBudget()]})
+    assert tier_of(downgraded) == "simple"
 
 
 # -- budget downgrade protocol ----------------------------------------------------------------
@@ -711,8 +724,9 @@ def test_model_override_forces_a_tier(router: RouterChatModel) -> None:
     reply = router.invoke(SIMPLE_ZH, model="claude-3.5-sonnet")
     assert tier_of(reply) == "complex"
     assert tier_of(router.invoke(SIMPLE_ZH, model="medium")) == "medium"
-    with pytest.raises(ValueError, match="names no tier"):
-        router.invoke(SIMPLE_ZH, model="gpt-5")
+    # Any other model name is LangChain's per-call override: it reaches the routed model.
+    passed = router.invoke(SIMPLE_ZH, model="gpt-5")
+    assert tier_of(passed) == "simple" and passed.response_metadata["model_name"] == "gpt-5"
 
 
 def test_stop_and_settings_reach_the_tiers() -> None:
