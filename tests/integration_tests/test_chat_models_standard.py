@@ -87,6 +87,3 @@ class TestRouterChatModelIntegration(ChatModelIntegrationTests):
     def supports_model_override(self) -> bool:
         return True
 
-    @property
-    def model_override_value(self) -> str:
-        return "claude-3.5-sonnet"
