@@ -45,13 +45,15 @@ from costopt_core.tokens import estimate_tokens
 
 
 def _words(*cues: str) -> re.Pattern[str]:
-    """English cues match at a word start (so "reason" counts "reasoning")."""
+    """English cues (regular expressions; ``|`` separates alternatives) match at a word
+    start, so "reason" counts "reasoning"."""
     return re.compile(r"\b(?:" + "|".join(cues) + r")", re.IGNORECASE)
 
 
-def _literal(*cues: str) -> re.Pattern[str]:
-    """Chinese has no word boundaries: plain substrings."""
-    return re.compile("|".join(re.escape(c) for c in cues))
+def _literal(cues: str) -> re.Pattern[str]:
+    """Chinese cues, separated by spaces, match as plain substrings (Chinese has no word
+    boundaries)."""
+    return re.compile("|".join(re.escape(c) for c in cues.split()))
 
 
 _NUMBER = re.compile(r"(?<![\w.])[-+]?\$?\d[\d,]*(?:\.\d+)?(?:/\d+)?%?")
@@ -65,66 +67,14 @@ _ZH_NUMBER = re.compile(
 )
 _MATH = [
     _words(
-        r"how (?:many|much|long|far|old)",
-        "percent",
-        "fraction",
-        "ratio",
-        "proportion",
-        "average",
-        "mean",
-        "total",
-        "sum",
-        "differen",
-        "product",
-        "remain",
-        "left over",
-        "each",
-        "per",
-        "every",
-        "times",
-        "more than",
-        "less than",
-        "fewer",
-        "increase",
-        "decrease",
-        "discount",
-        "interest",
-        "profit",
-        "rate",
-        "speed",
-        "area",
-        "volume",
-        "perimeter",
-        "equation",
-        "solve",
-        "calculat",
-        "comput",
-        "probability",
-        "integer",
-        "divid",
-        "multipl",
+        r"how (?:many|much|long|far|old)|percent|fraction|ratio|proportion|average|mean|total|sum|"
+        r"differen|product|remain|left over|each|per|every|times|more than|less than|fewer|"
+        r"increase|decrease|discount|interest|profit|rate|speed|area|volume|perimeter|equation|"
+        r"solve|calculat|comput|probability|integer|divid|multipl"
     ),
     _literal(
-        "多少",
-        "几个",
-        "计算",
-        "求解",
-        "平均",
-        "百分之",
-        "比例",
-        "总共",
-        "一共",
-        "剩下",
-        "剩余",
-        "每",
-        "倍",
-        "方程",
-        "概率",
-        "面积",
-        "体积",
-        "速度",
-        "利润",
-        "折扣",
+        "多少 几个 计算 求解 平均 百分之 比例 总共 一共 剩下 剩余 每 倍 方程 概率 面积 体积 "
+        "速度 利润 折扣"
     ),
 ]
 _SYMBOLS = re.compile(r"[=+*/^×÷√∑∫≤≥≠<>]|\\frac|\\sum|\\int|\$\$")
@@ -134,141 +84,45 @@ _CODE = [
         re.IGNORECASE,
     ),
     _words(
-        "function",
-        "implement",
-        "algorithm",
-        "debug",
-        "bug",
-        "refactor",
-        "compile",
-        "regex",
-        "regular expression",
-        "sql",
-        "python",
-        "javascript",
-        "java\\b",
-        "rust",
-        "api",
-        "complexity",
-        r"o\(n",
+        r"function|implement|algorithm|debug|bug|refactor|compile|regex|regular expression|sql|"
+        r"python|javascript|java\b|rust|api|complexity|o\(n"
     ),
-    _literal("代码", "函数", "实现", "算法", "调试", "编程", "程序"),
+    _literal("代码 函数 实现 算法 调试 编程 程序"),
 ]
 _REASONING = [
     _words(
-        "why",
-        "explain",
-        "prove",
-        "proof",
-        "derive",
-        "justify",
-        "step by step",
-        "reason",
-        "analy",
-        "compar",
-        "evaluat",
-        "trade-off",
-        "tradeoff",
-        "design",
-        "architect",
-        "optimi",
-        "strateg",
-        "plan",
-        "pros and cons",
-        "critique",
-        "assess",
-        "infer",
+        r"why|explain|prove|proof|derive|justify|step by step|reason|analy|compar|evaluat|"
+        r"trade-off|tradeoff|design|architect|optimi|strateg|plan|pros and cons|critique|assess|"
+        r"infer"
     ),
-    _literal(
-        "为什么",
-        "证明",
-        "推导",
-        "解释",
-        "分析",
-        "推理",
-        "比较",
-        "评估",
-        "设计",
-        "架构",
-        "优化",
-        "权衡",
-        "策略",
-        "规划",
-    ),
+    _literal("为什么 证明 推导 解释 分析 推理 比较 评估 设计 架构 优化 权衡 策略 规划"),
 ]
 _STEPS = [
     _words(
-        r"then\b",
-        r"after\b",
-        "afterwards",
-        r"before\b",
-        r"first\b",
-        r"second\b",
-        r"finally\b",
-        r"next\b",
-        r"later\b",
-        r"also\b",
-        r"meanwhile\b",
-        r"while\b",
-        r"until\b",
+        r"then\b|after\b|afterwards|before\b|first\b|second\b|finally\b|next\b|later\b|also\b|"
+        r"meanwhile\b|while\b|until\b"
     ),
-    _literal("然后", "首先", "其次", "最后", "接着", "之后", "同时", "再"),
+    _literal("然后 首先 其次 最后 接着 之后 同时 再"),
 ]
 _CONDITIONALS = [
     _words(
-        r"if\b",
-        r"unless\b",
-        r"otherwise\b",
-        r"whether\b",
-        r"when\b",
-        r"assum",
-        r"suppose",
-        r"given that",
-        r"in case\b",
-        r"provided\b",
+        r"if\b|unless\b|otherwise\b|whether\b|when\b|assum|suppose|given that|in case\b|provided\b"
     ),
-    _literal("如果", "假如", "假设", "否则", "若", "除非", "当"),
+    _literal("如果 假如 假设 否则 若 除非 当"),
 ]
 _CONSTRAINTS = [
     _words(
-        "must",
-        "at least",
-        "at most",
-        "no more than",
-        "no less than",
-        "exactly",
-        r"only\b",
-        "without",
-        "within",
-        "cannot",
-        "can't",
-        "should not",
-        "do not",
-        "don't",
-        "ensure",
-        "maximum",
-        "minimum",
-        "limit",
+        r"must|at least|at most|no more than|no less than|exactly|only\b|without|within|cannot|"
+        r"can't|should not|do not|don't|ensure|maximum|minimum|limit"
     ),
-    _literal("必须", "至少", "最多", "不超过", "不少于", "只能", "不能", "不要", "确保", "限制"),
+    _literal("必须 至少 最多 不超过 不少于 只能 不能 不要 确保 限制"),
 ]
 _SIMPLE = [
     _words(
-        "translat",
-        "summar",
-        "format",
-        "extract",
-        "classif",
-        "rewrite",
-        "paraphras",
-        "spell",
-        "define",
-        "definition",
-        r"what is the capital",
-        "correct the grammar",
-        r"(?:hi|hello|hey|thanks|thank you)\b",
+        r"translat|summar|format|extract|classif|rewrite|paraphras|spell|define|definition|"
+        r"what is the capital|correct the grammar|(?:hi|hello|hey|thanks|thank you)\b"
     ),
-    _literal("翻译", "摘要", "格式化", "提取", "分类", "改写", "润色", "你好", "谢谢"),
+    _literal("翻译 摘要 格式化 提取 分类 改写 润色 你好 谢谢"),
 ]
 _SENTENCE_END = re.compile(r"[.!?。！？]+(?=\s|$)")
 _QUESTION = re.compile(r"[?？]")
@@ -290,24 +144,10 @@ _RELATIONS = [
 # more", "percent") needs one more operation after the facts are combined.
 _DERIVED = [
     _words(
-        r"in total",
-        "altogether",
-        "combined",
-        r"left\b",
-        "remain",
-        r"more\b",
-        r"less\b",
-        "differen",
-        "percent",
-        "average",
-        r"per\b",
-        r"each\b",
-        "how long",
-        "how often",
-        r"profit",
-        r"rate\b",
+        r"in total|altogether|combined|left\b|remain|more\b|less\b|differen|percent|average|per\b|"
+        r"each\b|how long|how often|profit|rate\b"
     ),
-    _literal("一共", "总共", "还剩", "剩下", "多多少", "少多少", "平均", "百分之几", "每"),
+    _literal("一共 总共 还剩 剩下 多多少 少多少 平均 百分之几 每"),
 ]
 
 
