@@ -121,7 +121,10 @@ class StreamRelay:
 
 
 def _has_model_name(chunk: ChatGenerationChunk) -> bool:
-    return bool(chunk.message.response_metadata.get("model_name"))
+    # OpenAI names the model in the last chunk's generation_info, which LangChain merges
+    # into response_metadata: naming it again would concatenate the two names.
+    info = chunk.generation_info or {}
+    return bool(chunk.message.response_metadata.get("model_name") or info.get("model_name"))
 
 
 __all__ = [

@@ -752,3 +752,25 @@ def test_inner_models_without_streaming_still_stream_through_the_router() -> Non
     full = aggregate(list(router.stream(SIMPLE_ZH)))
     assert full.content == "plain answer"
     assert tier_of(full) == "simple"
+
+
+class OpenAIStyleStream(SimulatedChatModel):
+    """Streams like ChatOpenAI: the model name only in the last chunk's generation_info."""
+
+    def _stream(self, messages: Any, stop: Any = None, run_manager: Any = None, **kw: Any):
+        for chunk in super()._stream(messages, stop, run_manager, **kw):
+            last = chunk.message.chunk_position == "last"
+            chunk.message.response_metadata = {}
+            chunk.generation_info = {"model_name": self.model_name} if last else None
+            yield chunk
+
+
+@pytest.mark.parametrize("inner", [OpenAIStyleStream, SimulatedChatModel])
+async def test_a_streamed_routed_answer_names_the_model_as_the_bare_model_does(inner) -> None:
+    cheap = inner(model_name="gpt-4o-mini")
+    router = RouterChatModel(models={"simple": cheap, "complex": inner(model_name="gpt-4o")})
+    bare = aggregate(list(cheap.stream(SIMPLE_ZH))).response_metadata["model_name"]
+    routed = aggregate(list(router.stream(SIMPLE_ZH)))
+    arouted = aggregate([c async for c in router.astream(SIMPLE_ZH)])
+    assert bare == "gpt-4o-mini"
+    assert routed.response_metadata["model_name"] == arouted.response_metadata["model_name"] == bare
