@@ -35,8 +35,6 @@ unless the data carries per-row ``weak_cost`` / ``strong_cost`` columns (USD).
 
 from __future__ import annotations
 
-import csv
-import json
 import math
 import random
 from collections.abc import Callable, Iterable, Sequence
@@ -47,6 +45,7 @@ from typing import Any
 
 import numpy as np
 
+from costopt_core.datafiles import read_table
 from costopt_core.pricing import get_price
 from costopt_core.tokens import estimate_tokens
 
@@ -156,32 +155,6 @@ def _parse_number(value: Any, column: str, row: int, source: str) -> float:
     return number
 
 
-def _read_rows(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
-    suffix = path.suffix.lower()
-    if suffix in (".jsonl", ".ndjson"):
-        rows: list[dict[str, Any]] = []
-        with path.open(encoding="utf-8") as handle:
-            for line_no, line in enumerate(handle, 1):
-                if not line.strip():
-                    continue
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise ValueError(f"{path}: line {line_no} is not JSON: {exc.msg}") from None
-                if not isinstance(obj, dict):
-                    raise ValueError(f"{path}: line {line_no} must be a JSON object")
-                rows.append(obj)
-        columns = sorted({k for row in rows for k in row})
-        return rows, columns
-    if suffix in (".csv", ".tsv"):
-        with path.open(encoding="utf-8", newline="") as handle:
-            reader = csv.DictReader(handle, delimiter="\t" if suffix == ".tsv" else ",")
-            rows = list(reader)
-            columns = list(reader.fieldnames or [])
-        return rows, columns
-    raise ValueError(f"{path}: unsupported file type {suffix!r}; use .csv, .tsv or .jsonl")
-
-
 def load_routing_data(path: str | PathLike[str]) -> RoutingData:
     """Read a CSV / TSV / JSONL file of labelled prompts.
 
@@ -191,7 +164,7 @@ def load_routing_data(path: str | PathLike[str]) -> RoutingData:
     file = Path(path)
     if not file.is_file():
         raise FileNotFoundError(f"routing data file not found: {file}")
-    rows, columns = _read_rows(file)
+    rows, columns = read_table(file)
     source = str(file)
     if not rows:
         raise ValueError(f"{source}: no rows")

@@ -17,6 +17,7 @@ import argparse
 import json
 from typing import Any
 
+from costopt_core.datafiles import load_json_object
 from costopt_core.projection import (
     DAYS_PER_MONTH,
     SEED_ASSUMED_MIX,
@@ -90,13 +91,7 @@ def run(args: argparse.Namespace) -> int:
         rows = seed_budget_table(mix, days=args.days)
         data, text = [r.to_dict() for r in rows], format_seed_table(rows)
     elif args.from_report:
-        with open(args.from_report, encoding="utf-8") as fh:
-            try:
-                report = json.load(fh)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{args.from_report}: not JSON ({exc})") from None
-        if not isinstance(report, dict):
-            raise ValueError(f"{args.from_report}: expected a JSON object (a tracker's to_dict())")
+        report = load_json_object(args.from_report, "a JSON object (a tracker's to_dict())")
         data = project_report(report, requests_per_day=args.requests_per_day, days=args.days)
         text = format_projection(data)
     elif args.mix:
