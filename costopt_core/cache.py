@@ -59,11 +59,11 @@ import threading
 import time
 import unicodedata
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Generator, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import numpy as np
 
@@ -72,6 +72,8 @@ from costopt_core.stores.base import CacheEntry, CacheStore, normalize_vector
 from costopt_core.stores.memory import MemoryStore
 
 logger = logging.getLogger(__name__)
+
+R = TypeVar("R")
 
 EmbedFn = Callable[[str], Sequence[float] | np.ndarray]
 AsyncEmbedFn = Callable[[str], Awaitable[Sequence[float] | np.ndarray]]
@@ -426,139 +428,178 @@ class SemanticCache:
             self._last_evict = now
             return True
 
-    # -- sync API -----------------------------------------------------------------
+    # -- lookup and update: each written once, run sync or async ----------------------
+    #
+    # A lookup or an update is a generator that yields the I/O it needs (``_IO``: a
+    # blocking call, its coroutine twin and their arguments) and is sent each result, or
+    # has the call's exception thrown in, so its own ``try`` handles store and embedding
+    # faults. ``_run`` makes the blocking calls (the sync API), ``_arun`` awaits the
+    # twins (the async API): the steps, counters and fault handling exist once.
 
-    def lookup(self, partition: str, text: str) -> CacheHit | None:
-        """The cached answer for ``text`` in ``partition``, or ``None`` (a miss)."""
+    def _embedding(self, key: str) -> _IO:
+        self._count(embeddings=1)
+        return _IO(self._embed, self._embed_async, key)
+
+    async def _embed_async(self, text: str) -> Sequence[float] | np.ndarray:
+        if self._aembed is not None:
+            return await self._aembed(text)
+        return await asyncio.to_thread(self._embed, text)
+
+    def _lookup(self, partition: str, text: str) -> Steps[CacheHit | None]:
         key = normalize_text(text)
         if not key:
             self._count(misses=1)
             return None
         now = self._clock()
+        store, ttl = self.store, self.ttl_seconds
         try:
-            entry = self.store.get_exact(partition, key, now=now, ttl_seconds=self.ttl_seconds)
+            entry = yield _IO(
+                store.get_exact, store.aget_exact, partition, key, now=now, ttl_seconds=ttl
+            )
             if entry is not None:
-                self.store.record_hit(partition, key, now=now)
+                yield _IO(store.record_hit, store.arecord_hit, partition, key, now=now)
                 return self._hit(entry, 1.0, exact=True)
-            self._count(embeddings=1)
-            vector = self._vector(self._embed(key))
+            vector = self._vector((yield self._embedding(key)))
             self._remember(partition, key, vector)
-            found = self.store.search(
+            found = yield _IO(
+                store.search,
+                store.asearch,
                 partition,
                 vector,
                 k=1,
                 min_similarity=self.similarity_threshold,
                 now=now,
-                ttl_seconds=self.ttl_seconds,
+                ttl_seconds=ttl,
             )
             if found:
                 best = found[0]
-                self.store.record_hit(partition, best.entry.text, now=now)
+                yield _IO(store.record_hit, store.arecord_hit, partition, best.entry.text, now=now)
                 return self._hit(best.entry, best.similarity, exact=False)
         except Exception as exc:
             self._fault("lookup", exc)
         self._count(misses=1)
         return None
+
+    def _update(
+        self, partition: str, text: str, response: str, metadata: Mapping[str, Any] | None
+    ) -> Steps[None]:
+        key = normalize_text(text)
+        if not key:
+            return
+        if not isinstance(response, str):
+            raise TypeError(f"response must be a serialized str, got {type(response).__name__}")
+        now = self._clock()
+        store, ttl = self.store, self.ttl_seconds
+        try:
+            vector = self._take(partition, key)
+            if vector is None:
+                vector = self._vector((yield self._embedding(key)))
+            entry = CacheEntry(partition, key, vector, response, now, metadata=dict(metadata or {}))
+            yield _IO(store.upsert, store.aupsert, entry)
+            self._count(updates=1)
+            if self._due_for_sweep(now):
+                yield _IO(store.evict_expired, store.aevict_expired, now=now, ttl_seconds=ttl)
+            if self.max_entries is not None:
+                yield _IO(store.enforce_max_entries, store.aenforce_max_entries, self.max_entries)
+        except Exception as exc:
+            self._fault("update", exc)
+
+    def _forget_pending(self) -> None:
+        with self._lock:
+            self._pending.clear()
+
+    # -- sync API -----------------------------------------------------------------
+
+    def lookup(self, partition: str, text: str) -> CacheHit | None:
+        """The cached answer for ``text`` in ``partition``, or ``None`` (a miss)."""
+        return _run(self._lookup(partition, text))
 
     def update(
         self, partition: str, text: str, response: str, metadata: Mapping[str, Any] | None = None
     ) -> None:
         """Store ``response`` for ``text`` in ``partition`` (replacing an older one)."""
-        key = normalize_text(text)
-        if not key:
-            return
-        if not isinstance(response, str):
-            raise TypeError(f"response must be a serialized str, got {type(response).__name__}")
-        now = self._clock()
-        try:
-            vector = self._take(partition, key)
-            if vector is None:
-                self._count(embeddings=1)
-                vector = self._vector(self._embed(key))
-            self.store.upsert(
-                CacheEntry(partition, key, vector, response, now, metadata=dict(metadata or {}))
-            )
-            self._count(updates=1)
-            if self._due_for_sweep(now):
-                self.store.evict_expired(now=now, ttl_seconds=self.ttl_seconds)
-            if self.max_entries is not None:
-                self.store.enforce_max_entries(self.max_entries)
-        except Exception as exc:
-            self._fault("update", exc)
+        _run(self._update(partition, text, response, metadata))
 
     def clear(self, partition: str | None = None) -> None:
         """Delete the entries of ``partition`` (all partitions of the store by default)."""
-        with self._lock:
-            self._pending.clear()
+        self._forget_pending()
         self.store.clear(partition)
 
-    # -- async API ----------------------------------------------------------------
-
-    async def _embed_async(self, text: str) -> Sequence[float] | np.ndarray:
-        self._count(embeddings=1)
-        if self._aembed is not None:
-            return await self._aembed(text)
-        return await asyncio.to_thread(self._embed, text)
+    # -- async API: the same steps, the store's and the embedding's coroutines -------
 
     async def alookup(self, partition: str, text: str) -> CacheHit | None:
         """Async :meth:`lookup`: async embedding and store calls, no blocking I/O."""
-        key = normalize_text(text)
-        if not key:
-            self._count(misses=1)
-            return None
-        now = self._clock()
-        try:
-            store = self.store
-            entry = await store.aget_exact(partition, key, now=now, ttl_seconds=self.ttl_seconds)
-            if entry is not None:
-                await store.arecord_hit(partition, key, now=now)
-                return self._hit(entry, 1.0, exact=True)
-            vector = self._vector(await self._embed_async(key))
-            self._remember(partition, key, vector)
-            found = await store.asearch(
-                partition,
-                vector,
-                k=1,
-                min_similarity=self.similarity_threshold,
-                now=now,
-                ttl_seconds=self.ttl_seconds,
-            )
-            if found:
-                best = found[0]
-                await store.arecord_hit(partition, best.entry.text, now=now)
-                return self._hit(best.entry, best.similarity, exact=False)
-        except Exception as exc:
-            self._fault("lookup", exc)
-        self._count(misses=1)
-        return None
+        return await _arun(self._lookup(partition, text))
 
     async def aupdate(
         self, partition: str, text: str, response: str, metadata: Mapping[str, Any] | None = None
     ) -> None:
         """Async :meth:`update`."""
-        key = normalize_text(text)
-        if not key:
-            return
-        if not isinstance(response, str):
-            raise TypeError(f"response must be a serialized str, got {type(response).__name__}")
-        now = self._clock()
-        try:
-            vector = self._take(partition, key)
-            if vector is None:
-                vector = self._vector(await self._embed_async(key))
-            await self.store.aupsert(
-                CacheEntry(partition, key, vector, response, now, metadata=dict(metadata or {}))
-            )
-            self._count(updates=1)
-            if self._due_for_sweep(now):
-                await self.store.aevict_expired(now=now, ttl_seconds=self.ttl_seconds)
-            if self.max_entries is not None:
-                await self.store.aenforce_max_entries(self.max_entries)
-        except Exception as exc:
-            self._fault("update", exc)
+        await _arun(self._update(partition, text, response, metadata))
 
     async def aclear(self, partition: str | None = None) -> None:
         """Async :meth:`clear`."""
-        with self._lock:
-            self._pending.clear()
+        self._forget_pending()
         await self.store.aclear(partition)
+
+
+# -- the two drivers -------------------------------------------------------------------
+
+
+class _IO:
+    """One I/O step of a lookup or update: a blocking call, its coroutine twin, and the
+    arguments both take."""
+
+    __slots__ = ("acall", "args", "call", "kwargs")
+
+    def __init__(
+        self,
+        call: Callable[..., Any],
+        acall: Callable[..., Awaitable[Any]],
+        /,
+        *args: Any,
+        **kwargs: Any,
+    ) -> None:
+        self.call = call
+        self.acall = acall
+        self.args = args
+        self.kwargs = kwargs
+
+    def outcome(self) -> tuple[Any, Exception | None]:
+        """Make the blocking call: its result, or the exception it raised."""
+        try:
+            return self.call(*self.args, **self.kwargs), None
+        except Exception as exc:
+            return None, exc
+
+    async def aoutcome(self) -> tuple[Any, Exception | None]:
+        """Await the coroutine twin: its result, or the exception it raised."""
+        try:
+            return await self.acall(*self.args, **self.kwargs), None
+        except Exception as exc:
+            return None, exc
+
+
+Steps = Generator[_IO, Any, R]
+
+
+def _run(steps: Steps[R]) -> R:
+    """Run ``steps`` with blocking calls (the sync API)."""
+    try:
+        io = steps.send(None)
+        while True:
+            result, error = io.outcome()
+            io = steps.send(result) if error is None else steps.throw(error)
+    except StopIteration as done:
+        return cast(R, done.value)
+
+
+async def _arun(steps: Steps[R]) -> R:
+    """Run ``steps`` awaiting the coroutine twins (the async API: no blocking call)."""
+    try:
+        io = steps.send(None)
+        while True:
+            result, error = await io.aoutcome()
+            io = steps.send(result) if error is None else steps.throw(error)
+    except StopIteration as done:
+        return cast(R, done.value)
