@@ -38,7 +38,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from os import PathLike
 from pathlib import Path
 from typing import Any
@@ -347,45 +347,39 @@ class RoutingCurve:
             strong_cost=float(sc.mean()),
         )
 
-    @property
-    def gap(self) -> float:
-        gap = self.strong_quality - self.weak_quality
-        if gap <= 0:
-            raise ValueError(
-                "PGR is undefined: the strong model is not better than the weak one on "
-                f"this data (strong {self.strong_quality:.4g} vs weak {self.weak_quality:.4g})"
-            )
-        return gap
-
-    @property
-    def pgr_points(self) -> np.ndarray:
-        return (self.quality - self.weak_quality) / self.gap
-
     def quality_at(self, share: float) -> float:
         """Quality when a ``share`` of calls goes to the strong model."""
-        _check_share(share)
+        _check_unit(share)
         return float(np.interp(share, self.share, self.quality))
+
+    def cost_at(self, share: float) -> float:
+        """Mean USD per call when a ``share`` of calls goes to the strong model."""
+        _check_unit(share)
+        return float(np.interp(share, self.share, self.cost))
+
+    @property
+    def gap(self) -> float:
+        """Strong minus weak quality: PGR's unit."""
+        return _positive_span(self.weak_quality, self.strong_quality, _NO_GAP)
 
     def pgr_at(self, share: float) -> float:
         return (self.quality_at(share) - self.weak_quality) / self.gap
-
-    def cost_at(self, share: float) -> float:
-        _check_share(share)
-        return float(np.interp(share, self.share, self.cost))
 
     def pgr_curve(self, shares: Sequence[float] = APGR_SHARES) -> list[tuple[float, float]]:
         return [(float(s), self.pgr_at(s)) for s in shares]
 
     def apgr(self, shares: Sequence[float] = APGR_SHARES) -> float:
         """Area under PGR over the strong-call share (trapezoid rule, RouteLLM)."""
-        xs = np.asarray(shares, dtype=float)
-        ys = np.array([self.pgr_at(s) for s in xs])
-        return float(np.sum((xs[1:] - xs[:-1]) * (ys[1:] + ys[:-1]) / 2))
+        return _area(shares, self.pgr_at)
+
+    @property
+    def pgr_points(self) -> np.ndarray:
+        """Each point's PGR."""
+        return (self.quality - self.weak_quality) / self.gap
 
     def cpt(self, pgr: float) -> float:
         """Strong-call share needed to recover ``pgr`` of the gap (CPT)."""
-        if not 0.0 <= pgr <= 1.0:
-            raise ValueError(f"pgr must be in [0, 1], got {pgr!r}")
+        _check_unit(pgr, "pgr")
         found = _crossing(self.share, self.pgr_points, pgr)
         return 1.0 if found is None else found
 
@@ -398,13 +392,8 @@ class RoutingCurve:
 
     @property
     def cost_span(self) -> float:
-        span = self.strong_cost - self.weak_cost
-        if span <= 0:
-            raise ValueError(
-                "no dollar axis: the strong model is not dearer than the weak one "
-                f"(${self.strong_cost:.3g} vs ${self.weak_cost:.3g} per call)"
-            )
-        return span
+        """Strong minus weak USD per call: the dollar axis's unit."""
+        return _positive_span(self.weak_cost, self.strong_cost, _NO_DOLLAR_AXIS)
 
     @property
     def cost_fraction(self) -> np.ndarray:
@@ -416,7 +405,7 @@ class RoutingCurve:
 
         Extra spend can be non-monotone in the share only if some strong call is cheaper
         than its weak call; the best PGR within that budget is taken."""
-        _check_share(fraction)
+        _check_unit(fraction)
         frac = self.cost_fraction
         pgr = self.pgr_points
         best = -math.inf
@@ -429,21 +418,44 @@ class RoutingCurve:
         return float(best)
 
     def apgr_cost(self, fractions: Sequence[float] = APGR_SHARES) -> float:
-        xs = np.asarray(fractions, dtype=float)
-        ys = np.array([self.pgr_at_cost(f) for f in xs])
-        return float(np.sum((xs[1:] - xs[:-1]) * (ys[1:] + ys[:-1]) / 2))
+        """Area under PGR over the extra-spend fraction (as :meth:`apgr`)."""
+        return _area(fractions, self.pgr_at_cost)
 
     def cpt_cost(self, pgr: float) -> float:
         """Fraction of the all-strong extra spend needed to recover ``pgr`` of the gap."""
-        if not 0.0 <= pgr <= 1.0:
-            raise ValueError(f"pgr must be in [0, 1], got {pgr!r}")
         share = self.cpt(pgr)
         return float((self.cost_at(share) - self.weak_cost) / self.cost_span)
 
 
-def _check_share(share: float) -> None:
-    if not 0.0 <= share <= 1.0:
-        raise ValueError(f"share must be in [0, 1], got {share!r}")
+def _check_unit(value: float, name: str = "share") -> None:
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"{name} must be in [0, 1], got {value!r}")
+
+
+_NO_GAP = (
+    "PGR is undefined: the strong model is not better than the weak one on "
+    "this data (strong {strong:.4g} vs weak {weak:.4g})"
+)
+_NO_DOLLAR_AXIS = (
+    "no dollar axis: the strong model is not dearer than the weak one "
+    "(${strong:.3g} vs ${weak:.3g} per call)"
+)
+
+
+def _positive_span(weak: float, strong: float, undefined: str) -> float:
+    """``strong - weak``; when not positive, ``ValueError(undefined)`` (a template that
+    may name ``{strong}`` and ``{weak}``)."""
+    span = strong - weak
+    if span <= 0:
+        raise ValueError(undefined.format(strong=strong, weak=weak))
+    return span
+
+
+def _area(xs: Sequence[float], f: Callable[[float], float]) -> float:
+    """Area under ``f`` over the points ``xs`` by the trapezoid rule (RouteLLM's APGR)."""
+    x = np.asarray(xs, dtype=float)
+    y = np.array([f(v) for v in x])
+    return float(np.sum((x[1:] - x[:-1]) * (y[1:] + y[:-1]) / 2))
 
 
 # -- pricing the calls ------------------------------------------------------------------------
@@ -634,12 +646,7 @@ class Calibration:
         return float(np.mean(values >= self.threshold)) if len(values) else 0.0
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "threshold": self.threshold,
-            "target_share": self.target_share,
-            "sample_share": self.sample_share,
-            "sample_size": self.sample_size,
-        }
+        return asdict(self)
 
 
 def calibrate_threshold(
