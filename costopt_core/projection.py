@@ -59,8 +59,15 @@ def _price(model: str, catalog: PriceCatalog | None) -> ModelPrice:
     return price
 
 
+class _Record:
+    """``to_dict()`` of the frozen dataclasses below: their fields, JSON-ready."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)  # type: ignore[arg-type]
+
+
 @dataclass(frozen=True)
-class Projection:
+class Projection(_Record):
     """A single-model monthly projection (USD)."""
 
     model: str
@@ -72,9 +79,6 @@ class Projection:
     daily_cost: float
     monthly_cost: float
     price_source: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def monthly_cost(
@@ -112,7 +116,7 @@ def monthly_cost(
 
 
 @dataclass(frozen=True)
-class MixedProjection:
+class MixedProjection(_Record):
     """A routed projection: each tier's share of requests on its model."""
 
     requests_per_day: float
@@ -126,7 +130,7 @@ class MixedProjection:
         return sum(t["monthly_cost"] for t in self.tiers)
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
+        data = super().to_dict()
         data["monthly_cost"] = self.monthly_cost
         return data
 
@@ -308,7 +312,7 @@ def implied_complex_share(
 
 
 @dataclass(frozen=True)
-class SeedRow:
+class SeedRow(_Record):
     scenario: str
     requests_per_day: int
     input_tokens: int
@@ -319,9 +323,6 @@ class SeedRow:
     catalog_usd: float
     follows: bool
     note: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def _verdict(seed_usd: float, computed: float, tolerance: float) -> tuple[bool, float]:
