@@ -465,7 +465,8 @@ class LedgerProtocol(Protocol):
     def records(self, since: float | None = None) -> list[CostRecord]: ...
 
 
-def _check_estimate(estimate_usd: float) -> float:
+def check_estimate(estimate_usd: float) -> float:
+    """``estimate_usd`` as a float if it is a finite number >= 0, else ValueError."""
     if type(estimate_usd) is float and 0.0 <= estimate_usd < math.inf:
         return estimate_usd  # the usual case, checked once per budgeted call
     if (
@@ -549,7 +550,7 @@ class CostLedger:
         ttl_seconds: float = 300.0,
         now: float | None = None,
     ) -> BudgetCheck:
-        estimate = _check_estimate(estimate_usd)
+        estimate = check_estimate(estimate_usd)
         now = time.time() if now is None else now
         with self._lock:
             if now >= self._next_expiry:
@@ -676,6 +677,7 @@ __all__ = [
     "ModelTotals",
     "TokenUsage",
     "admits",
+    "check_estimate",
     "period_start",
     "summarize",
 ]

@@ -1,0 +1,352 @@
+"""The cost ledger on PostgreSQL: one row per priced event, budgets reserved atomically.
+
+Budgets are checked inside a transaction holding ``pg_advisory_xact_lock``: expired
+reservations dropped, spend plus live reservations read in one snapshot, the
+reservation inserted; so replicas spending against one budget together overshoot it by
+at most one call's cost. Recording a call inserts its row and settles its reservation
+in one transaction.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+from costopt_core.ledger import (
+    Budget,
+    BudgetCheck,
+    CostRecord,
+    LedgerSummary,
+    ModelTotals,
+    admits,
+    check_estimate,
+)
+from costopt_core.stores.postgres.connection import AnyPool, Connector, check_positive
+from costopt_core.stores.postgres.schema import Schema, VersionRow, check_table
+from costopt_core.stores.postgres.steps import Fetch, Sql, Steps, Transaction, statements
+from costopt_core.stores.postgres.store import jsonb
+
+T = TypeVar("T")
+
+_RECORD_COLUMNS = (
+    "model",
+    "kind",
+    "tier",
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
+    "cost_usd",
+    "saved_usd",
+    "baseline_model",
+    "baseline_cost_usd",
+    "tags",
+    "ts",
+    "run_id",
+)
+
+# Per model, in ModelTotals' field order from ``calls`` to ``max_call_cost_usd``, then
+# the first and last timestamps. Cache hits count only as hits and savings.
+_TOTALS = (
+    "model,"
+    " count(*) FILTER (WHERE kind = 'call'),"
+    " count(*) FILTER (WHERE kind = 'cache_hit'),"
+    " count(*) FILTER (WHERE kind = 'cascade_attempt'),"
+    " COALESCE(sum(input_tokens) FILTER (WHERE kind <> 'cache_hit'), 0),"
+    " COALESCE(sum(output_tokens) FILTER (WHERE kind <> 'cache_hit'), 0),"
+    " COALESCE(sum(cache_read_tokens) FILTER (WHERE kind <> 'cache_hit'), 0),"
+    " COALESCE(sum(cache_write_tokens) FILTER (WHERE kind <> 'cache_hit'), 0),"
+    " COALESCE(sum(reasoning_tokens) FILTER (WHERE kind <> 'cache_hit'), 0),"
+    " COALESCE(sum(cost_usd), 0), COALESCE(sum(saved_usd), 0),"
+    " COALESCE(sum(baseline_cost_usd), 0),"
+    " count(*) FILTER (WHERE cost_usd IS NULL), COALESCE(max(cost_usd), 0),"
+    " min(ts), max(ts)"
+)
+
+
+def _uuid_or_none(reservation_id: str | None) -> uuid.UUID | None:
+    if reservation_id is None:
+        return None
+    try:
+        return uuid.UUID(str(reservation_id))
+    except ValueError:
+        return None  # not one of ours (another ledger's id): nothing to settle
+
+
+def _since(since: float | None) -> tuple[str, tuple[Any, ...]]:
+    """A ``WHERE`` condition on ``ts`` and its parameters (``since=None``: everything)."""
+    return ("TRUE", ()) if since is None else ("ts >= %s", (since,))
+
+
+class PostgresLedger:
+    """Cost records and budget reservations in PostgreSQL, shared by every replica.
+
+    Implements :class:`costopt_core.ledger.LedgerProtocol`; pass it as ``ledger=`` to
+    ``CostCallbackHandler`` / ``CostEventHandler`` and their totals and budgets are the
+    database's.
+
+    Example:
+        .. code-block:: python
+
+            ledger = PostgresLedger("postgresql://app@db/app", tags={"app": "support"})
+            handler = CostCallbackHandler(daily_budget_usd=20.0, ledger=ledger)
+
+    Args:
+        dsn / pool: as for :class:`PostgresStore` (exactly one).
+        table: the records table; ``<table>_reservations`` and ``<table>_schema`` too.
+        pool_size, connect_timeout, pool_timeout, retry_after: as for
+            :class:`PostgresStore`.
+
+    Each record is a row (model, kind, tier, token counts, ``cost_usd``, ``saved_usd``,
+    baseline, ``tags`` as JSONB, ``ts`` in epoch seconds, ``recorded_at``). Records get
+    a client-side id, so the one retry after a dropped connection never books a call
+    twice.
+    """
+
+    def __init__(
+        self,
+        dsn: str | None = None,
+        *,
+        pool: AnyPool | None = None,
+        table: str = "costopt_ledger",
+        pool_size: int = 10,
+        connect_timeout: float = 5.0,
+        pool_timeout: float = 5.0,
+        retry_after: float = 5.0,
+    ) -> None:
+        check_table(table, "table")
+        self._db = Connector(
+            dsn,
+            pool,
+            pool_size=pool_size,
+            connect_timeout=connect_timeout,
+            pool_timeout=pool_timeout,
+            retry_after=retry_after,
+            name="cost ledger",
+        )
+        self.table = table
+        self._reservations = f"{table}_reservations"
+        self._schema = Schema(table, "ledger", (table, self._reservations, f"{table}_ts"))
+        self._ready = False
+        cols = ", ".join(_RECORD_COLUMNS)
+        marks = ", ".join(["%s"] * (len(_RECORD_COLUMNS) + 1))
+        t, r = table, self._reservations
+        self._sql = {
+            "insert": (
+                f"INSERT INTO {t} (id, {cols}) VALUES ({marks}) ON CONFLICT (id) DO NOTHING"
+            ),
+            "settle": f"DELETE FROM {r} WHERE id = %s",
+            "expire": f"DELETE FROM {r} WHERE expires_at <= %s",
+            "reserve": f"INSERT INTO {r} (id, estimate_usd, expires_at) VALUES (%s, %s, %s)",
+            "spent": f"SELECT COALESCE(sum(cost_usd), 0) FROM {t} WHERE {{since}}",
+            "pending": f"SELECT COALESCE(sum(estimate_usd), 0) FROM {r} WHERE expires_at > %s",
+            "records": f"SELECT {cols} FROM {t} WHERE {{since}} ORDER BY ts, recorded_at, id",
+            "totals": f"SELECT {_TOTALS} FROM {t} WHERE {{since}} GROUP BY model",
+            "tiers": (
+                f"SELECT model, tier, count(*) FROM {t} WHERE kind <> 'cache_hit'"
+                " AND tier IS NOT NULL AND {since} GROUP BY model, tier"
+            ),
+            "clear": f"TRUNCATE {t}, {r}",
+        }
+
+    # -- schema --------------------------------------------------------------------
+
+    def _ddl(self, _dim: int | None) -> list[str]:
+        t, r = self.table, self._reservations
+        return [
+            f"CREATE TABLE IF NOT EXISTS {t} ("
+            " id uuid PRIMARY KEY,"
+            " model text NOT NULL,"
+            " kind text NOT NULL CHECK (kind IN ('call', 'cache_hit', 'cascade_attempt')),"
+            " tier text,"
+            " input_tokens bigint NOT NULL DEFAULT 0,"
+            " output_tokens bigint NOT NULL DEFAULT 0,"
+            " cache_read_tokens bigint NOT NULL DEFAULT 0,"
+            " cache_write_tokens bigint NOT NULL DEFAULT 0,"
+            " reasoning_tokens bigint NOT NULL DEFAULT 0,"
+            " cost_usd double precision,"
+            " saved_usd double precision,"
+            " baseline_model text,"
+            " baseline_cost_usd double precision,"
+            " tags jsonb NOT NULL DEFAULT '{}'::jsonb,"
+            " ts double precision NOT NULL,"
+            " run_id text,"
+            " recorded_at timestamptz NOT NULL DEFAULT clock_timestamp())",
+            # Budgets sum cost_usd over a period: an index-only scan on (ts, cost_usd).
+            f"CREATE INDEX IF NOT EXISTS {t}_ts ON {t} (ts) INCLUDE (cost_usd)",
+            f"CREATE TABLE IF NOT EXISTS {r} ("
+            " id uuid PRIMARY KEY,"
+            " estimate_usd double precision NOT NULL,"
+            " expires_at double precision NOT NULL,"
+            " created_at timestamptz NOT NULL DEFAULT now())",
+        ]
+
+    def _decide(self, row: VersionRow) -> tuple[int | None, bool]:
+        return self._schema.check_version(row), row is None
+
+    def _ensure(self) -> Steps[None]:
+        """Create the tables on first use (as for the store: no DDL once they exist)."""
+        if self._ready:
+            return
+        done, _ = yield from self._schema.existing(self._decide)
+        if not done:
+            yield Transaction(self._schema.create(self._decide, self._ddl))
+        self._ready = True
+
+    def _query(self, name: str, since: float | None, fetch: Fetch = "one") -> Sql:
+        """Query ``name`` with its ``{since}`` condition on the records' timestamps."""
+        where, params = _since(since)
+        return Sql(self._sql[name].format(since=where), params, fetch)
+
+    def _run(self, step: Sql | Callable[[], Steps[T]]) -> Any:
+        """Create the tables on first use, then run ``step``: one statement, or steps in
+        one transaction (made anew for the retry after a broken connection)."""
+
+        def steps() -> Steps[Any]:
+            yield from self._ensure()
+            return (yield step if isinstance(step, Sql) else Transaction(step()))
+
+        return self._db.run(steps)
+
+    # -- LedgerProtocol ------------------------------------------------------------
+
+    def record(self, record: CostRecord, reservation_id: str | None = None) -> None:
+        """Store ``record`` and settle ``reservation_id`` in one transaction."""
+        if not isinstance(record, CostRecord):
+            raise TypeError(f"record must be a CostRecord, got {type(record).__name__}")
+        values = []
+        for name in _RECORD_COLUMNS:
+            if name == "tags":
+                values.append(jsonb(dict(record.tags)))
+            elif name == "ts":
+                values.append(float(record.timestamp))
+            else:
+                values.append(getattr(record, name))
+        # The id is the client's: a retried insert of the same record is a no-op.
+        write = [Sql(self._sql["insert"], (uuid.uuid4(), *values))]
+        settle = _uuid_or_none(reservation_id)
+        if settle is not None:
+            write.append(Sql(self._sql["settle"], (settle,)))
+        self._run(lambda: statements(*write))
+
+    def reserve(
+        self,
+        estimate_usd: float,
+        budgets: Sequence[Budget],
+        *,
+        ttl_seconds: float = 300.0,
+        now: float | None = None,
+    ) -> BudgetCheck:
+        """Atomic check-and-reserve across every process sharing the table."""
+        estimate = check_estimate(estimate_usd)
+        check_positive("ttl_seconds", ttl_seconds)
+        budgets = list(budgets)
+        for budget in budgets:
+            if not isinstance(budget, Budget):
+                raise TypeError(f"budgets must hold Budget objects, got {type(budget).__name__}")
+        now = time.time() if now is None else float(now)
+        # One statement, one snapshot: live reservations and spend per budget period.
+        columns = [f"(SELECT COALESCE(sum(estimate_usd), 0) FROM {self._reservations})"]
+        params: list[Any] = []
+        for budget in budgets:
+            spent = self._query("spent", budget.start(now))
+            columns.append(f"({spent.query})")
+            params.extend(spent.params)
+        totals = Sql("SELECT " + ", ".join(columns), params, "one")
+        reservation_id = uuid.uuid4()
+
+        def check() -> Steps[BudgetCheck]:
+            # Serializes check-and-reserve between processes; record() needs no lock
+            # because it inserts the spend and drops the reservation atomically.
+            yield self._schema.lock()
+            yield Sql(self._sql["expire"], (now,))
+            row = yield totals
+            pending = float(row[0])
+            for budget, spent in zip(budgets, row[1:], strict=True):
+                used = float(spent) + pending
+                if not admits(used, estimate, budget):
+                    return BudgetCheck(False, None, budget, used)
+            yield Sql(self._sql["reserve"], (reservation_id, estimate, now + ttl_seconds))
+            return BudgetCheck(True, str(reservation_id))
+
+        return self._run(check)
+
+    def release(self, reservation_id: str) -> None:
+        """Drop a reservation whose call failed (unknown ids are ignored)."""
+        settle = _uuid_or_none(reservation_id)
+        if settle is not None:
+            self._run(Sql(self._sql["settle"], (settle,)))
+
+    def spent_since(self, since: float | None = None) -> float:
+        return float(self._run(self._query("spent", since))[0])
+
+    def summary(self, since: float | None = None) -> LedgerSummary:
+        """Per-model totals computed by the database."""
+
+        def read() -> Steps[tuple[list[Any], list[Any]]]:
+            # REPEATABLE READ: both queries see the same records.
+            yield Sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            models = yield self._query("totals", since, "all")
+            tiers = yield self._query("tiers", since, "all")
+            return models, tiers
+
+        models, tiers = self._run(read)
+        summary = LedgerSummary()
+        for row in models:
+            model, calls, hits, attempts, *tokens, cost, saved, baseline, unpriced, top = row[:-2]
+            first, last = row[-2:]
+            summary.models[model] = ModelTotals(
+                model,
+                calls,
+                hits,
+                attempts,
+                *(int(n) for n in tokens),  # sum(bigint) is numeric: a Decimal
+                float(cost),
+                float(saved),
+                float(baseline),
+                unpriced,
+                float(top),
+            )
+            if summary.first_timestamp is None or first < summary.first_timestamp:
+                summary.first_timestamp = first
+            if summary.last_timestamp is None or last > summary.last_timestamp:
+                summary.last_timestamp = last
+        for model, tier, n in tiers:
+            summary.models[model].tiers[tier] = n
+        return summary
+
+    def records(self, since: float | None = None) -> list[CostRecord]:
+        """The stored records, oldest first."""
+        out = []
+        for row in self._run(self._query("records", since, "all")):
+            data = dict(zip(_RECORD_COLUMNS, row, strict=True))
+            data["timestamp"] = data.pop("ts")
+            out.append(CostRecord.from_dict(data))
+        return out
+
+    @property
+    def reserved_usd(self) -> float:
+        """Estimates of the live reservations (calls admitted, not yet recorded)."""
+        return float(self._run(Sql(self._sql["pending"], (time.time(),), "one"))[0])
+
+    def clear(self) -> None:
+        """Delete every record and reservation of this ledger's tables."""
+        self._run(Sql(self._sql["clear"]))
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> PostgresLedger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"PostgresLedger({self._db.where!r}, table={self.table!r})"
+
+
+__all__ = ["PostgresLedger"]
