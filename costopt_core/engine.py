@@ -100,6 +100,8 @@ class RoutingEngine:
         read_answer: the face's reader of an answer (its text, usage, model name), used
             by a cascade's check; ``None`` from it means nothing to judge (accepted).
         argument: the face's name for its tier mapping, used in error messages.
+        propagate: exceptions that are the framework's control flow, not a model's
+            failure (e.g. LangGraph's interrupts): raised at once, never a fallback.
     """
 
     def __init__(
@@ -110,12 +112,14 @@ class RoutingEngine:
         fallback: bool = True,
         read_answer: Callable[[Any], AnswerFacts | None] = _no_facts,
         argument: str = "models",
+        propagate: tuple[type[BaseException], ...] = (),
     ) -> None:
         self.strategy = as_strategy(strategy)
         self.tiers: tuple[str, ...] = tuple(models)
         self.names: dict[str, str] = dict(models)
         self.fallback = fallback
         self.read_answer = read_answer
+        self.propagate = (BudgetExceededError, *propagate)
         check_strategy_tiers(self.strategy, self.tiers, argument=argument)
         accept = getattr(self.strategy, "accept", None)
         self.accept: Callable[[str, str, str], bool] | None = accept if callable(accept) else None
@@ -207,6 +211,11 @@ class RoutingEngine:
             raise
         return RoutedCall(self, decision, question, reservations)
 
+    def start(self, decision: RouteDecision, question: str = "") -> RoutedCall:
+        """Open a routed call on a decision the face made itself (e.g. an agent's
+        follow-up call placed below its turn's tier)."""
+        return RoutedCall(self, decision, question)
+
 
 class RoutedCall:
     """One routed call's walk up the tiers (see the module docstring).
@@ -266,7 +275,7 @@ class RoutedCall:
         self._position += 1
 
     def _failed(self, tier: str, error: BaseException, last: bool) -> None:
-        if isinstance(error, BudgetExceededError):
+        if isinstance(error, self.engine.propagate):
             release_budget(self.reservations)
             raise error
         if self.first_error is None:

@@ -170,7 +170,7 @@ class RouterChatModel(BaseChatModel):
     """
 
     models: dict[str, BaseChatModel]
-    strategy: Any = "rules"
+    strategy: Any = None
     fallback: bool = True
     include_history: bool = False
     pin_tool_threads: bool = False

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
 
 
 def message_text(message: BaseMessage) -> str:
@@ -48,6 +48,16 @@ def latest_human_text(messages: Sequence[BaseMessage]) -> str:
 def human_turns_text(messages: Sequence[BaseMessage]) -> str:
     """All human turns, oldest first, for strategies that should see the conversation."""
     return "\n".join(message_text(m) for m in messages if _is_human(m))
+
+
+def trailing_tool_results(messages: Sequence[BaseMessage]) -> list[ToolMessage]:
+    """The tool results after the last AI message (empty when a human spoke last)."""
+    results: list[ToolMessage] = []
+    for message in reversed(messages):
+        if not isinstance(message, ToolMessage):
+            break
+        results.append(message)
+    return results[::-1]
 
 
 def has_tool_history(messages: Sequence[BaseMessage]) -> bool:

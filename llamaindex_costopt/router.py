@@ -123,7 +123,7 @@ class RouterLLM(WrapperLLM):
     """
 
     llms: dict[str, Any]
-    strategy: Any = "rules"
+    strategy: Any = None
     fallback: bool = True
     include_history: bool = False
     cost_handler: Any = Field(default=None, exclude=True)

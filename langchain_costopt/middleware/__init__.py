@@ -1,0 +1,22 @@
+"""costopt middleware for LangChain agents (``create_agent(..., middleware=[...])``).
+
+Needs the ``langchain`` package: ``pip install "costopt-llm[agents]"``.
+
+* :class:`CostRoutingMiddleware` routes every model call of the agent to a tier.
+* :class:`BudgetMiddleware` stops the agent cleanly before a call that would not fit its
+  budget.
+"""
+
+from __future__ import annotations
+
+try:
+    import langchain.agents.middleware  # noqa: F401
+except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
+    raise ImportError(
+        "langchain_costopt.middleware needs the langchain package: "
+        'pip install "costopt-llm[agents]"'
+    ) from exc
+
+from langchain_costopt.middleware.routing import CostRoutingMiddleware
+
+__all__ = ["CostRoutingMiddleware"]

@@ -1,0 +1,171 @@
+"""CostRoutingMiddleware: every model call of a LangChain agent goes to the cheapest tier
+that can handle it.
+
+Example:
+    >>> from langchain.agents import create_agent
+    >>> from langchain_costopt.middleware import CostRoutingMiddleware
+    >>> from langchain_costopt.simulated import SimulatedChatModel
+    >>> tiers = {"simple": SimulatedChatModel(model_name="deepseek-v3"),
+    ...          "complex": SimulatedChatModel(model_name="claude-3.5-sonnet")}
+    >>> agent = create_agent(tiers["complex"], tools=[],
+    ...                      middleware=[CostRoutingMiddleware(models=tiers)])
+    >>> reply = agent.invoke({"messages": [("user", "请翻译: good morning")]})["messages"][-1]
+    >>> reply.response_metadata["routing"]["tier"], reply.response_metadata["model_name"]
+    ('simple', 'deepseek-v3')
+
+An agent makes several model calls per user turn; most only read what a tool returned.
+The middleware judges the calls that need judging and places the others:
+
+* a call that starts a turn (the human spoke last) or follows a tool error: the
+  strategy judges the latest human turn, as :class:`~langchain_costopt.RouterChatModel`
+  does;
+* a call that only reads successful tool results: ``tool_result_downgrade`` tiers below
+  the turn's tier (0 keeps the turn's tier);
+* a cost handler over budget with ``on_budget="downgrade"`` sends every call to the
+  cheapest tier.
+
+The chosen tier's model answers with the agent's tools bound to it; if it fails, the next
+tier up answers (the engine's attempt loop, :mod:`costopt_core.engine`). The decision is
+in the AI message's ``response_metadata["routing"]``, as from the router.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from langchain.agents.middleware.types import (
+    AgentMiddleware,
+    ExtendedModelResponse,
+    ModelRequest,
+    ModelResponse,
+)
+from langchain_core.callbacks import CallbackManager
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.runnables.config import ensure_config
+from langgraph.errors import GraphBubbleUp
+
+from costopt_core.budget_gate import downgrade_requested
+from costopt_core.decision import RouteDecision, check_tier_mapping
+from costopt_core.engine import ROUTING_KEY, Answered, AnswerFacts, RoutedCall, RoutingEngine
+from costopt_core.strategies import StrategyLike
+from langchain_costopt.chat_models import model_name_of
+from langchain_costopt.messages import latest_human_text, message_text, trailing_tool_results
+
+ModelResult = ModelResponse[Any] | AIMessage | ExtendedModelResponse[Any]
+
+
+class CostRoutingMiddleware(AgentMiddleware):
+    """Route each model call of a ``create_agent`` agent to a tier (see the module doc).
+
+    Args:
+        models: tier name -> chat model, cheapest first (at least two tiers).
+        strategy: as for ``RouterChatModel``: a name, an object with ``route(text)``
+            or a ``text -> tier`` callable; the seed's rules when omitted.
+        tool_result_downgrade: how many tiers below the turn's tier a call that only
+            reads successful tool results goes (0 = stay on the turn's tier).
+        fallback: on an error, the next tier up answers.
+    """
+
+    def __init__(
+        self,
+        models: Mapping[str, BaseChatModel],
+        strategy: StrategyLike = None,
+        tool_result_downgrade: int = 1,
+        *,
+        fallback: bool = True,
+    ) -> None:
+        super().__init__()
+        if not isinstance(tool_result_downgrade, int) or tool_result_downgrade < 0:
+            raise ValueError(
+                f"tool_result_downgrade must be an int >= 0, got {tool_result_downgrade!r}"
+            )
+        self.models: dict[str, BaseChatModel] = check_tier_mapping(
+            models, argument="models", model_type=BaseChatModel, model_kind="LangChain chat model"
+        )
+        self.tool_result_downgrade = tool_result_downgrade
+        self.engine = RoutingEngine(
+            strategy,
+            {tier: model_name_of(model) for tier, model in self.models.items()},
+            fallback=fallback,
+            read_answer=_response_facts,
+            propagate=(GraphBubbleUp,),
+        )
+
+    # -- decisions -----------------------------------------------------------------------
+
+    def route(self, messages: list[BaseMessage], *, downgrade: bool = False) -> RouteDecision:
+        """The decision for the agent's next model call over ``messages``."""
+        question = latest_human_text(messages)
+        results = trailing_tool_results(messages)
+        reads_results = results and all(r.status != "error" for r in results)
+        if downgrade or not reads_results:
+            return self.engine.choose(question, downgrade=downgrade)
+        turn = self.engine.decide(question)
+        tiers = self.engine.tiers
+        below = max(0, tiers.index(turn.tier) - self.tool_result_downgrade)
+        reason = f"reads tool results: {tiers[below]} (the turn's tier is {turn.tier})"
+        return RouteDecision(tiers[below], turn.score, reason, turn.extra)
+
+    def _open(self, request: ModelRequest[Any]) -> RoutedCall:
+        # The agent run's handlers, as LangChain will configure the model's run: those
+        # in its config and those of configure hooks (``cost_tracker``).
+        callbacks = ensure_config().get("callbacks")
+        handlers = CallbackManager.configure(inheritable_callbacks=callbacks).handlers
+        decision = self.route(request.messages, downgrade=downgrade_requested(handlers))
+        return self.engine.start(decision, latest_human_text(request.messages))
+
+    def _asker(self, request: ModelRequest[Any], handler: Callable[..., Any]) -> Callable:
+        return lambda tier: handler(request.override(model=self.models[tier]))
+
+    # -- the hooks ----------------------------------------------------------------------
+
+    def wrap_model_call(
+        self,
+        request: ModelRequest[Any],
+        handler: Callable[[ModelRequest[Any]], ModelResult],
+    ) -> ModelResult:
+        answered = self._open(request).run(self._asker(request, handler))
+        return self._annotated(answered)
+
+    async def awrap_model_call(
+        self,
+        request: ModelRequest[Any],
+        handler: Callable[[ModelRequest[Any]], Awaitable[ModelResult]],
+    ) -> ModelResult:
+        answered = await self._open(request).arun(self._asker(request, handler))
+        return self._annotated(answered)
+
+    def _annotated(self, answered: Answered[ModelResult]) -> ModelResult:
+        message = _ai_message(answered.result)
+        if message is not None:
+            message.response_metadata.setdefault("model_name", self.engine.names[answered.tier])
+            message.response_metadata[ROUTING_KEY] = dict(answered.info)
+        return answered.result
+
+
+def _ai_message(result: Any) -> AIMessage | None:
+    if isinstance(result, ExtendedModelResponse):
+        result = result.model_response
+    if isinstance(result, AIMessage):
+        return result
+    if isinstance(result, ModelResponse):
+        return next((m for m in result.result if isinstance(m, AIMessage)), None)
+    return None
+
+
+def _response_facts(result: Any) -> AnswerFacts | None:
+    """What a cascade strategy judges in an agent's model answer."""
+    message = _ai_message(result)
+    if message is None:
+        return None
+    usage = message.usage_metadata
+    return AnswerFacts(
+        message_text(message),
+        dict(usage) if usage else None,
+        message.response_metadata.get("model_name"),
+    )
+
+
+__all__ = ["CostRoutingMiddleware"]

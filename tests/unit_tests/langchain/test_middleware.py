@@ -1,0 +1,169 @@
+"""CostRoutingMiddleware in a real ``create_agent`` loop over scripted tool-calling models."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+
+pytest.importorskip("langchain.agents", reason="the [agents] extra (langchain) is not installed")
+
+from langchain.agents import create_agent  # noqa: E402
+from langchain_core.callbacks import BaseCallbackHandler  # noqa: E402
+from langchain_core.language_models import BaseChatModel  # noqa: E402
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage  # noqa: E402
+from langchain_core.outputs import ChatGeneration, ChatResult  # noqa: E402
+from langchain_core.tools import ToolException, tool  # noqa: E402
+from pydantic import PrivateAttr  # noqa: E402
+
+from costopt_core.pricing import set_price  # noqa: E402
+from langchain_costopt import cost_tracker  # noqa: E402
+from langchain_costopt.middleware import CostRoutingMiddleware  # noqa: E402
+
+PRICES = {"agent-cheap": (1e-7, 4e-7), "agent-mid": (1e-6, 4e-6), "agent-strong": (1e-5, 4e-5)}
+for _model, (_inp, _out) in PRICES.items():
+    set_price(_model, input_per_token=_inp, output_per_token=_out)
+
+HARD = "请分析并比较巴黎和柏林的天气, 然后评估哪个更适合旅行"  # seed rules: complex cues
+EASY = "请翻译: good morning"  # seed rules: simple
+
+
+@tool
+def get_weather(city: str) -> str:
+    """The weather in a city."""
+    if city == "Atlantis":
+        raise ToolException("no such city")  # the agent sees an error ToolMessage
+    return f"{city}: sunny, 21C"
+
+
+get_weather.handle_tool_error = True
+
+
+class PlanModel(BaseChatModel):
+    """Follows one plan whichever tier it is: call the planned tools one per model call
+    (the ``cities``), then answer. Counts its calls; ``fail`` makes it a provider outage."""
+
+    model_name: str
+    cities: tuple[str, ...] = ("Paris", "Berlin")
+    fail: bool = False
+    _calls: list[int] = PrivateAttr(default_factory=list)
+
+    @property
+    def _llm_type(self) -> str:
+        return "plan-model"
+
+    @property
+    def calls(self) -> int:
+        return len(self._calls)
+
+    def bind_tools(self, tools: Sequence[Any], **kwargs: Any) -> Any:
+        return self.bind(tool_names=[getattr(t, "name", "") for t in tools])
+
+    def _generate(self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None,
+                  **kwargs: Any) -> ChatResult:  # fmt: skip
+        self._calls.append(1)
+        if self.fail:
+            raise ConnectionError(f"{self.model_name} is down")
+        turn = max(i for i, m in enumerate(messages) if isinstance(m, HumanMessage))
+        step = sum(1 for m in messages[turn:] if isinstance(m, AIMessage) and m.tool_calls)
+        calls = []
+        if step < len(self.cities) and kwargs.get("tool_names"):
+            args = {"city": self.cities[step]}
+            calls = [{"name": "get_weather", "args": args, "id": f"call-{step}"}]
+        text = "" if calls else f"Done after {step} tool calls."
+        message = AIMessage(
+            content=text,
+            tool_calls=calls,
+            usage_metadata={"input_tokens": 100, "output_tokens": 20, "total_tokens": 120},
+            response_metadata={"model_name": self.model_name},
+        )
+        return ChatResult(generations=[ChatGeneration(message=message)])
+
+
+def tiers(**options: Any) -> dict[str, PlanModel]:
+    return {
+        "simple": PlanModel(model_name="agent-cheap", **options.get("simple", {})),
+        "medium": PlanModel(model_name="agent-mid", **options.get("medium", {})),
+        "complex": PlanModel(model_name="agent-strong", **options.get("complex", {})),
+    }
+
+
+def run_agent(models: dict[str, PlanModel], question: str, **middleware: Any) -> list[Any]:
+    agent = create_agent(
+        models["complex"],
+        tools=[get_weather],
+        middleware=[CostRoutingMiddleware(models=models, **middleware)],
+    )
+    return agent.invoke({"messages": [HumanMessage(question)]})["messages"]
+
+
+def routing_of(messages: list[Any]) -> list[dict[str, Any]]:
+    return [m.response_metadata["routing"] for m in messages if isinstance(m, AIMessage)]
+
+
+def test_each_model_call_of_an_agent_is_routed_on_its_own_and_costed_once() -> None:
+    models = tiers()
+    with cost_tracker() as tracker:
+        messages = run_agent(models, HARD)
+    records = routing_of(messages)
+    # The turn is hard; the two calls that only read weather reports go one tier down.
+    assert [r["tier"] for r in records] == ["complex", "medium", "medium"]
+    assert "reads tool results" in records[1]["reason"]
+    assert [m.calls for m in models.values()] == [0, 2, 1]
+    summary = tracker.summary()
+    assert summary.calls == 3
+    per_call = 3 * 0 + 2 * (100 * 1e-6 + 20 * 4e-6) + (100 * 1e-5 + 20 * 4e-5)
+    assert tracker.total_cost == pytest.approx(per_call)
+
+
+async def test_the_async_loop_routes_the_same_way() -> None:
+    models = tiers()
+    agent = create_agent(
+        models["complex"], tools=[get_weather], middleware=[CostRoutingMiddleware(models=models)]
+    )
+    result = await agent.ainvoke({"messages": [HumanMessage(HARD)]})
+    assert [r["tier"] for r in routing_of(result["messages"])] == ["complex", "medium", "medium"]
+
+
+def test_zero_downgrade_keeps_the_turns_tier_and_an_easy_turn_stays_cheap() -> None:
+    records = routing_of(run_agent(tiers(), HARD, tool_result_downgrade=0))
+    assert [r["tier"] for r in records] == ["complex"] * 3
+    records = routing_of(run_agent(tiers(), EASY, tool_result_downgrade=2))
+    assert [r["tier"] for r in records] == ["simple"] * 3
+
+
+def test_a_call_after_a_tool_error_is_judged_by_the_strategy_again() -> None:
+    models = tiers(**{t: {"cities": ("Atlantis",)} for t in ("simple", "medium", "complex")})
+    messages = run_agent(models, HARD)
+    assert any(isinstance(m, ToolMessage) and m.status == "error" for m in messages)
+    assert [r["tier"] for r in routing_of(messages)] == ["complex", "complex"]
+
+
+def test_a_failing_tier_falls_back_to_the_next_one_up() -> None:
+    models = tiers(medium={"fail": True})
+    records = routing_of(run_agent(models, HARD))
+    assert [r["tier"] for r in records] == ["complex", "complex", "complex"]
+    assert records[1]["fallback_from"] == "medium"
+
+
+class OverBudget(BaseCallbackHandler):
+    """What a cost handler with on_budget="downgrade" looks like once over budget."""
+
+    downgrade_requested = True
+
+
+def test_a_budget_downgrade_sends_every_agent_call_to_the_cheapest_tier() -> None:
+    models = tiers()
+    agent = create_agent(
+        models["complex"], tools=[get_weather], middleware=[CostRoutingMiddleware(models=models)]
+    )
+    result = agent.invoke({"messages": [HumanMessage(HARD)]}, {"callbacks": [OverBudget()]})
+    assert {r["tier"] for r in routing_of(result["messages"])} == {"simple"}
+
+
+def test_bad_arguments_are_named() -> None:
+    with pytest.raises(ValueError, match="tool_result_downgrade"):
+        CostRoutingMiddleware(models=tiers(), tool_result_downgrade=-1)
+    with pytest.raises(ValueError, match="at least 2 tiers"):
+        CostRoutingMiddleware(models={"only": PlanModel(model_name="x")})
