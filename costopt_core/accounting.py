@@ -61,7 +61,7 @@ import warnings
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from os import PathLike
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Generic, Literal, Self, TypeVar, overload
 
 from costopt_core.ledger import (
     Budget,
@@ -71,6 +71,7 @@ from costopt_core.ledger import (
     LedgerProtocol,
     LedgerSummary,
     ModelTotals,
+    RecordKind,
     TokenUsage,
     admits,
     period_start,
@@ -84,21 +85,31 @@ ON_BUDGET: tuple[str, ...] = ("raise", "warn", "downgrade")
 UNPRICED = "unpriced"
 _RECENT_CALLS = 32
 
+T = TypeVar("T")
+
 _warned_lock = threading.Lock()
 _warned_unpriced: set[str] = set()
+_warned_unmetered: set[str] = set()
 
 
 class BudgetWarning(UserWarning):
     """Emitted (once per crossing) when ``on_budget="warn"`` and a budget is spent."""
 
 
+def _warn_once(warned: set[str], model: str, message: str, *args: object) -> None:
+    # Once per model per process: a log line per call would drown the application's.
+    with _warned_lock:
+        if model in warned:
+            return
+        warned.add(model)
+    logger.warning(message, *args)
+
+
 def warn_unpriced(model: str) -> None:
     """Log once per process that ``model`` has no price (its cost reads "unpriced")."""
-    with _warned_lock:
-        if model in _warned_unpriced:
-            return
-        _warned_unpriced.add(model)
-    logger.warning(
+    _warn_once(
+        _warned_unpriced,
+        model,
         "no price known for model %r: its calls are reported as 'unpriced' (tokens "
         "counted, cost unknown). Register one with costopt set_price(%r, "
         "input_per_token=..., output_per_token=...)",
@@ -107,16 +118,11 @@ def warn_unpriced(model: str) -> None:
     )
 
 
-_warned_unmetered: set[str] = set()
-
-
 def warn_unmetered(model: str) -> None:
     """Log once per process that ``model`` answered without reporting token usage."""
-    with _warned_lock:
-        if model in _warned_unmetered:
-            return
-        _warned_unmetered.add(model)
-    logger.warning(
+    _warn_once(
+        _warned_unmetered,
+        model,
         "model %r reported no token usage: its calls are counted with an unknown cost "
         "(reported as 'unpriced'), not as $0",
         model,
@@ -477,6 +483,39 @@ class CostAccountant:
 
     # -- recording ---------------------------------------------------------------------
 
+    def _record(
+        self,
+        model: str,
+        kind: RecordKind,
+        tier: str | None,
+        usage: TokenUsage,
+        cost: float | None,
+        saved: float | None,
+        tags: Mapping[str, str] | None,
+        run_id: str | None,
+        baseline_model: str | None = None,
+        baseline_cost: float | None = None,
+        timestamp: float | None = None,
+    ) -> CostRecord:
+        # Positional: a record is built on every call, and keywords cost ~40% more.
+        return CostRecord(
+            model,
+            kind,
+            tier,
+            usage.input_tokens,
+            usage.output_tokens,
+            usage.cache_read_tokens,
+            usage.cache_write_tokens,
+            usage.reasoning_tokens,
+            cost,
+            saved,
+            baseline_model,
+            baseline_cost,
+            {**self.tags, **tags} if tags else self.tags,
+            timestamp,
+            run_id,
+        )
+
     def _store(self, record: CostRecord, reservation_id: str | None) -> CostRecord:
         self.ledger.record(record, reservation_id=reservation_id)
         cost = record.cost_usd
@@ -507,9 +546,6 @@ class CostAccountant:
             logger.warning("cost budget spent (on_budget='downgrade': cheapest tier from now)")
             self._downgrade = True
 
-    def _tags(self, tags: Mapping[str, str] | None) -> dict[str, str]:
-        return {**self.tags, **tags} if tags else self.tags
-
     def record_call(
         self,
         model: str,
@@ -532,53 +568,27 @@ class CostAccountant:
             usage = TokenUsage()
             cost: float | None = None
         else:
-            price = self.catalog.get(model)
-            if price is None:
-                warn_unpriced(model)
-                cost = None
-            else:
-                cost = price.cost(
-                    usage.input_tokens,
-                    usage.output_tokens,
-                    usage.cache_read_tokens,
-                    usage.cache_write_tokens,
-                    usage.reasoning_tokens,
-                )
+            cost = self.price(model, usage)
         baseline_model: str | None = None
         baseline_cost: float | None = None
         saved: float | None = 0.0
         if tier is not None:
             baseline_model, baseline_cost = self._baseline(model, usage, router_models)
             saved = None if cost is None or baseline_cost is None else baseline_cost - cost
-        # Positional: one record is built per call, and keywords cost ~40% more.
-        record = CostRecord(
+        record = self._record(
             model,
             "call",
             tier,
-            usage.input_tokens,
-            usage.output_tokens,
-            usage.cache_read_tokens,
-            usage.cache_write_tokens,
-            usage.reasoning_tokens,
+            usage,
             cost,
             saved,
+            tags,
+            run_id,
             baseline_model,
             baseline_cost,
-            {**self.tags, **tags} if tags else self.tags,
-            time.time() if timestamp is None else timestamp,
-            run_id,
+            timestamp,
         )
-        self.ledger.record(record, reservation_id=reservation_id)
-        if cost is not None:  # _store's bookkeeping, inline: this runs on every call
-            if model not in self._seen:
-                with self._lock:
-                    self._seen[model] = None
-            if self._tracks_recent:
-                with self._lock:
-                    self._recent_costs.append(cost)
-            if self.on_budget == "downgrade" and self.budgets and not self._downgrade:
-                self._update_downgrade()
-        return record
+        return self._store(record, reservation_id)
 
     def record_attempt(
         self,
@@ -591,20 +601,9 @@ class CostAccountant:
     ) -> CostRecord:
         """Record a rejected cascade attempt: spend, and negative savings."""
         cost = self.price(model, usage)
-        record = CostRecord(
-            model=model,
-            kind="cascade_attempt",
-            tier=tier,
-            input_tokens=usage.input_tokens,
-            output_tokens=usage.output_tokens,
-            cache_read_tokens=usage.cache_read_tokens,
-            cache_write_tokens=usage.cache_write_tokens,
-            reasoning_tokens=usage.reasoning_tokens,
-            cost_usd=cost,
-            saved_usd=None if cost is None else -cost,
-            baseline_cost_usd=0.0,
-            tags=self._tags(tags),
-            run_id=run_id,
+        saved = None if cost is None else -cost
+        record = self._record(
+            model, "cascade_attempt", tier, usage, cost, saved, tags, run_id, None, 0.0
         )
         return self._store(record, None)
 
@@ -627,20 +626,7 @@ class CostAccountant:
         if saved is None and saved_hint_usd is not None:
             hint = float(saved_hint_usd)
             saved = hint if math.isfinite(hint) and hint >= 0 else None
-        record = CostRecord(
-            model=model,
-            kind="cache_hit",
-            tier=tier,
-            input_tokens=usage.input_tokens,
-            output_tokens=usage.output_tokens,
-            cache_read_tokens=usage.cache_read_tokens,
-            cache_write_tokens=usage.cache_write_tokens,
-            reasoning_tokens=usage.reasoning_tokens,
-            cost_usd=0.0,
-            saved_usd=saved,
-            tags=self._tags(tags),
-            run_id=run_id,
-        )
+        record = self._record(model, "cache_hit", tier, usage, 0.0, saved, tags, run_id)
         return self._store(record, reservation_id)
 
     # -- reading -----------------------------------------------------------------------
@@ -713,11 +699,35 @@ class CostAccountant:
         return project_report(self.to_dict(), requests_per_day=requests_per_day, days=days)
 
 
+class _FromAccountant(Generic[T]):
+    """A read-only handler attribute that is its accountant's attribute ``source``
+    (default: the same name). Methods come back bound to the accountant."""
+
+    def __init__(self, doc: str, source: str = "") -> None:
+        self.__doc__ = doc
+        self.source = source
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.source = self.source or name
+
+    @overload
+    def __get__(self, handler: None, owner: type | None = None) -> Self: ...
+    @overload
+    def __get__(self, handler: object, owner: type | None = None) -> T: ...
+    def __get__(self, handler: object, owner: type | None = None) -> T | Self:
+        if handler is None:
+            return self
+        return getattr(handler.accountant, self.source)  # type: ignore[attr-defined]
+
+    def __set__(self, handler: object, value: object) -> None:
+        raise AttributeError(f"{self.source} is the accountant's: set it on handler.accountant")
+
+
 class AccountantViews:
     """The read-only face of a ``CostAccountant`` that every cost handler shows.
 
     A framework's handler class inherits this and exposes its accountant as the
-    attribute (or property) ``accountant``; everything here reads through it, so the
+    attribute (or property) ``accountant``; every figure here reads through it, so the
     LangChain and LlamaIndex handlers report, budget and export the same way. The
     mixin defines no fields and no ``__init__`` (safe on pydantic models as well).
 
@@ -738,14 +748,36 @@ class AccountantViews:
     if TYPE_CHECKING:
         accountant: CostAccountant
 
-    @property
-    def ledger(self) -> LedgerProtocol:
-        """Where the records go (the private ``CostLedger`` unless one was given)."""
-        return self.accountant.ledger
-
-    @property
-    def baseline_model(self) -> str | None:
-        return self.accountant.baseline_model
+    # The accountant's own attributes and methods, under the same names (the docs are
+    # what ``help()`` shows for the handler's class).
+    ledger = _FromAccountant[LedgerProtocol](
+        "Where the records go (a private CostLedger by default)."
+    )
+    baseline_model = _FromAccountant[str | None]("The model routed calls are compared against.")
+    budgets = _FromAccountant[tuple[Budget, ...]](
+        "Every budget enforced (total, day, month, given)."
+    )
+    on_budget = _FromAccountant[str]("What a spent budget does: raise, warn or downgrade.")
+    total_cost = _FromAccountant[float]("USD spent (priced calls and cascade attempts).")
+    total_saved = _FromAccountant[float]("USD saved: cache hits plus routing savings.")
+    downgrade_requested = _FromAccountant[bool](
+        "True while over budget with on_budget='downgrade' (``DowngradeSignal``).", "downgrade"
+    )
+    summary = _FromAccountant[Callable[..., LedgerSummary]]("The ledger's totals per model.")
+    budget_status = _FromAccountant[Callable[[], list[dict[str, Any]]]](
+        "Each budget with its period start, spend so far and what is left."
+    )
+    to_dict = _FromAccountant[Callable[[], dict[str, Any]]](
+        "Totals, per-model figures and budget status as JSON-ready data."
+    )
+    report = _FromAccountant[Callable[[], str]]("A readable table of calls, tokens, spend, saved.")
+    to_json = _FromAccountant[Callable[..., str]]("The report as JSON, written to a path if given.")
+    to_csv = _FromAccountant[Callable[..., str]](
+        "Per-model rows and a TOTAL row (or every record)."
+    )
+    project_month = _FromAccountant[Callable[..., dict[str, Any]]](
+        "Observed usage extrapolated to a month."
+    )
 
     @property
     def budget_usd(self) -> float | None:
@@ -754,57 +786,6 @@ class AccountantViews:
             if budget.period is None:
                 return budget.limit_usd
         return None
-
-    @property
-    def budgets(self) -> tuple[Budget, ...]:
-        """Every budget enforced (total, per day, per month, and any given ones)."""
-        return self.accountant.budgets
-
-    @property
-    def on_budget(self) -> str:
-        return self.accountant.on_budget
-
-    @property
-    def total_cost(self) -> float:
-        """USD spent (priced calls and cascade attempts; cache hits spend nothing)."""
-        return self.accountant.total_cost
-
-    @property
-    def total_saved(self) -> float:
-        """USD saved: cache hits plus routing savings against the baseline."""
-        return self.accountant.total_saved
-
-    @property
-    def downgrade_requested(self) -> bool:
-        """Read by the routers: true while over budget with ``on_budget="downgrade"``."""
-        return self.accountant.downgrade
-
-    def summary(self) -> LedgerSummary:
-        return self.accountant.summary()
-
-    def budget_status(self) -> list[dict[str, Any]]:
-        """Each budget with its period start, spend so far and what is left."""
-        return self.accountant.budget_status()
-
-    def to_dict(self) -> dict[str, Any]:
-        """Totals, per-model figures and budget status as JSON-ready data."""
-        return self.accountant.to_dict()
-
-    def report(self) -> str:
-        """A readable table: per model and total calls, tokens, spend, saved."""
-        return self.accountant.report()
-
-    def to_json(self, path: str | PathLike[str] | None = None) -> str:
-        """The ``to_dict()`` report as JSON; written to ``path`` when given."""
-        return self.accountant.to_json(path)
-
-    def to_csv(self, path: str | PathLike[str] | None = None, *, records: bool = False) -> str:
-        """Per-model rows plus a TOTAL row (or every record with ``records=True``)."""
-        return self.accountant.to_csv(path, records=records)
-
-    def project_month(self, requests_per_day: float | None = None) -> dict[str, Any]:
-        """Observed usage extrapolated to a 30-day month."""
-        return self.accountant.project_month(requests_per_day)
 
     def __repr__(self) -> str:
         return (
@@ -874,6 +855,23 @@ def _money(value: float | None) -> str:
     return UNPRICED if value is None else f"{value:.6f}"
 
 
+_TOKEN_COLUMNS = ("input_tokens", "cache_read_tokens", "output_tokens", "reasoning_tokens")
+
+
+def _report_cells(
+    label: str, figures: Mapping[str, Any], spend: str, saved: str
+) -> tuple[str, ...]:
+    """One line of the report table: a model's figures, or the totals."""
+    return (
+        label,
+        str(figures["calls"] + figures["cascade_attempts"]),
+        str(figures["cache_hits"]),
+        *(f"{figures[column]:,}" for column in _TOKEN_COLUMNS),
+        spend,
+        saved,
+    )
+
+
 def format_report(report: Mapping[str, Any]) -> str:
     """Render ``report_dict`` output as a fixed-width table."""
     header = (
@@ -887,32 +885,12 @@ def format_report(report: Mapping[str, Any]) -> str:
         "spend USD",
         "saved USD",
     )
-    rows: list[tuple[str, ...]] = []
-    for name, m in report["models"].items():
-        rows.append(
-            (
-                name,
-                str(m["calls"] + m["cascade_attempts"]),
-                str(m["cache_hits"]),
-                f"{m['input_tokens']:,}",
-                f"{m['cache_read_tokens']:,}",
-                f"{m['output_tokens']:,}",
-                f"{m['reasoning_tokens']:,}",
-                _money(m["cost_usd"]),
-                _money(m["saved_usd"]),
-            )
-        )
-    total = (
-        "TOTAL",
-        str(report["calls"] + report["cascade_attempts"]),
-        str(report["cache_hits"]),
-        f"{report['input_tokens']:,}",
-        f"{report['cache_read_tokens']:,}",
-        f"{report['output_tokens']:,}",
-        f"{report['reasoning_tokens']:,}",
-        _money(report["total_cost"]) + ("+" if report["unpriced_models"] else ""),
-        _money(report["total_saved"]),
-    )
+    rows = [
+        _report_cells(name, m, _money(m["cost_usd"]), _money(m["saved_usd"]))
+        for name, m in report["models"].items()
+    ]
+    spent = _money(report["total_cost"]) + ("+" if report["unpriced_models"] else "")
+    total = _report_cells("TOTAL", report, spent, _money(report["total_saved"]))
     table = [header, *rows, total]
     widths = [max(len(r[i]) for r in table) for i in range(len(header))]
 
