@@ -31,9 +31,11 @@ def test_llamaindex_is_an_extra_and_dev_installs_it() -> None:
     assert "llama-index" not in core and "langchain-core" in core and "numpy" in core
     extras = project["optional-dependencies"]
     assert extras["llamaindex"] == ["llama-index-core>=0.14,<0.15"]
-    assert any(d.startswith(f"{DISTRIBUTION}[") and "llamaindex" in d for d in extras["dev"]), (
-        extras["dev"]
-    )
+    assert [d.split(">")[0] for d in extras["agents"]] == ["langchain"]
+    assert any(
+        d.startswith(f"{DISTRIBUTION}[") and "llamaindex" in d and "agents" in d
+        for d in extras["dev"]
+    ), extras["dev"]
 
 
 @pytest.mark.parametrize("package", PACKAGES)
