@@ -102,7 +102,16 @@ def parse_confidence(answer: str) -> float | None:
 
 def parse_json_answer(answer: str) -> Any:
     """The JSON value in ``answer`` (bare, or inside a fenced code block); raises
-    ``ValueError`` when there is none."""
+    ``ValueError`` when there is none.
+
+    Example:
+        >>> parse_json_answer('Here it is:\\n```json\\n{"total": 4}\\n```')
+        {'total': 4}
+        >>> parse_json_answer("four")
+        Traceback (most recent call last):
+        ...
+        ValueError: answer is not JSON: Expecting value
+    """
     text = answer.strip()
     fenced = _FENCE.search(text)
     if fenced:
@@ -222,7 +231,15 @@ class CascadeStrategy:
         return RouteDecision(tier, 0.0, f"cascade: cheapest tier first; escalate unless: {checks}")
 
     def check(self, text: str, answer_text: str, tier: str) -> CheckResult:
-        """Run every configured check on an answer; the first failure names itself."""
+        """Run every configured check on an answer; the first failure names itself.
+
+        Example:
+            >>> strict = CascadeStrategy(min_length=5, json_keys=["total"])
+            >>> strict.check("sum?", '{"sum": 4}', "simple")
+            CheckResult(accepted=False, reason="JSON lacks keys ['total']")
+            >>> bool(strict.check("sum?", '{"total": 4}', "simple"))
+            True
+        """
         answer = answer_text if isinstance(answer_text, str) else str(answer_text)
         if self.reject_refusals and _REFUSAL.search(answer[:400]):
             return CheckResult(False, "refusal")

@@ -133,11 +133,26 @@ class ComplexityClassifier:
         self._simple = _CueSet(self.simple_cues)
 
     def classify(self, text: str) -> Tier:
-        """Return ``"simple"``, ``"medium"`` or ``"complex"`` for ``text``."""
+        """Return ``"simple"``, ``"medium"`` or ``"complex"`` for ``text``.
+
+        Example:
+            >>> rules = ComplexityClassifier()
+            >>> rules.classify("提取这段文字中的日期")  # a simple cue, no complex cue
+            'simple'
+            >>> rules.classify("评估这个方案")  # one complex cue is not enough
+            'medium'
+            >>> rules.classify("x" * 4002)  # ~2001 tokens by the seed's estimate
+            'complex'
+        """
         return self.route(text).tier  # type: ignore[return-value]
 
     def route(self, text: str) -> RouteDecision:
-        """Classify ``text`` and say why, with a score in [0, 1]."""
+        """Classify ``text`` and say why, with a score in [0, 1].
+
+        Example:
+            >>> ComplexityClassifier().route("请分析并比较两种架构").reason
+            '3 complex cues'
+        """
         if not isinstance(text, str):
             raise TypeError(f"text must be str, got {type(text).__name__}")
         tokens = len(text) // 2  # the seed's rough estimate; kept so tiers match it

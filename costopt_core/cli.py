@@ -34,6 +34,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``costopt`` with ``argv`` (default: the process's arguments); the exit status.
+
+    Example:
+        >>> main(["estimate", "--model", "deepseek-v3", "--requests-per-day", "1000",
+        ...       "--input-tokens", "500", "--output-tokens", "200"])
+        deepseek-v3: $0.000126/request, $0.13/day, $3.78 per 30-day month (price: ...)
+        0
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

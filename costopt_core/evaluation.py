@@ -594,6 +594,21 @@ def evaluate_router(
     With ``folds`` the strategy is learned: ``factory()`` builds a fresh one per fold,
     fitted on the other folds (default: the strategy's ``clone()``, else its class
     called with no arguments).
+
+    Example:
+        >>> from costopt_core import get_strategy
+        >>> data = RoutingData(
+        ...     prompts=["hi", "translate 'cat'", "prove that sqrt(2) is irrational", "2+2?"],
+        ...     weak=[1, 1, 0, 1],
+        ...     strong=[1, 1, 1, 1],
+        ... )
+        >>> result = evaluate_router(get_strategy("zero-shot"), data)
+        >>> result.strategy, result.n, result.cpt50
+        ('zero-shot', 4, 0.125)
+        >>> round(result.apgr, 3)
+        0.87
+        >>> sorted(result.to_dict())[:5]
+        ['apgr', 'cpt50', 'cpt80', 'dollar', 'folds']
     """
     label = name or getattr(strategy, "name", None) or type(strategy).__name__
     if folds is not None:

@@ -60,6 +60,13 @@ def embedding_function(embeddings: Any = None) -> tuple[EmbedFn, str]:
 
     Accepts None (the hashing embedder), a LangChain ``Embeddings``, a LlamaIndex
     ``BaseEmbedding``, an object with ``embed(texts)`` or a callable ``texts -> vectors``.
+
+    Example:
+        >>> fn, name = embedding_function(lambda texts: [[1.0, 0.0] for _ in texts])
+        >>> fn(["a", "b"]).shape, name
+        ((2, 2), '<lambda>')
+        >>> embedding_function()[1]
+        'HashingEmbedder'
     """
     if embeddings is None:
         embeddings = HashingEmbedder()

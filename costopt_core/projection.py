@@ -152,7 +152,16 @@ def parse_mapping(text: str, *, what: str) -> dict[str, str]:
 
 
 def parse_mix(text: str) -> dict[str, float]:
-    """``"simple=0.6,medium=0.3,complex=0.1"`` -> shares (validated by ``check_mix``)."""
+    """``"simple=0.6,medium=0.3,complex=0.1"`` -> shares (validated by ``check_mix``).
+
+    Example:
+        >>> parse_mix("simple=0.6,medium=0.3,complex=0.1")
+        {'simple': 0.6, 'medium': 0.3, 'complex': 0.1}
+        >>> parse_mix("simple=0.6,complex=0.6")
+        Traceback (most recent call last):
+        ...
+        ValueError: mix shares must sum to 1, got 1.2 ({'simple': 0.6, 'complex': 0.6})
+    """
     raw = parse_mapping(text, what="--mix")
     try:
         mix = {k: float(v) for k, v in raw.items()}
@@ -342,6 +351,14 @@ def seed_budget_table(
     today's catalog gives, and whether the seed's figure follows from its own prices
     (within ``tolerance``, relative). The routing row uses ``mix`` (default
     ``SEED_ASSUMED_MIX``).
+
+    Example:
+        >>> rows = seed_budget_table()
+        >>> [(r.scenario, r.follows) for r in rows]  # doctest: +NORMALIZE_WHITESPACE
+        [('internal tool', False), ('support bot', False), ('content generation', False),
+         ('same + routing', True)]
+        >>> rows[0].seed_usd, round(rows[0].seed_prices_usd, 2)  # seed says ~3, its prices 3.78
+        (3.0, 3.78)
     """
     mix = check_mix(mix if mix is not None else SEED_ASSUMED_MIX)
     own = seed_prices()

@@ -9,7 +9,16 @@ _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-
 
 
 def estimate_tokens(text: str) -> int:
-    """Approximate token count of ``text`` (at least 1 for non-empty text)."""
+    """Approximate token count of ``text`` (at least 1 for non-empty text).
+
+    Example:
+        >>> estimate_tokens("Hello, world!")  # 13 characters, ~4 per token
+        4
+        >>> estimate_tokens("你好世界")  # one per CJK character
+        4
+        >>> estimate_tokens("")
+        0
+    """
     if not text:
         return 0
     cjk = len(_CJK.findall(text))

@@ -191,7 +191,13 @@ def operations(f: Features) -> int:
 
 
 def extract_features(text: str) -> Features:
-    """Count the zero-shot features of ``text``."""
+    """Count the zero-shot features of ``text``.
+
+    Example:
+        >>> f = extract_features("If Ana has 3 apples and buys twice as many, how many in total?")
+        >>> f.quantities, f.relations, f.conditionals, f.derived, operations(f)
+        (2, 1, 1, 1, 5)
+    """
     if not isinstance(text, str):
         raise TypeError(f"text must be str, got {type(text).__name__}")
     sentences = len(_SENTENCE_END.findall(text))
