@@ -794,6 +794,79 @@ class AccountantViews:
         )
 
 
+class CostHandlerBase(AccountantViews):
+    """The constructor and figures every cost handler shares, whatever its framework.
+
+    A face's handler inherits it before its framework's handler class, e.g.
+    ``class CostCallbackHandler(CostHandlerBase, BaseCallbackHandler)``: the arguments
+    below are then the handler's, the same in every face. ``__init__`` runs the next
+    ``__init__()`` in the class's MRO without arguments (the framework base, or a face
+    base holding its own state) and then builds the ``CostAccountant``, kept as
+    ``_accountant`` (a pydantic handler declares it as a private attribute).
+
+    Example:
+        >>> class Handler(CostHandlerBase):
+        ...     pass
+        >>> h = Handler(budget_usd=2.0, on_budget="downgrade")
+        >>> h.total_cost, h.budget_usd, h.on_budget, h.accountant.ledger is h.ledger
+        (0.0, 2.0, 'downgrade', True)
+    """
+
+    __slots__ = ()
+
+    def __init__(
+        self,
+        baseline_model: str | None = None,
+        budget_usd: float | None = None,
+        on_budget: OnBudget = "raise",
+        ledger: LedgerProtocol | None = None,
+        *,
+        daily_budget_usd: float | None = None,
+        monthly_budget_usd: float | None = None,
+        budgets: Iterable[Budget] = (),
+        tags: Mapping[str, str] | None = None,
+        catalog: PriceCatalog | None = None,
+        call_estimate_usd: float | None = None,
+    ) -> None:
+        """
+        Args:
+            baseline_model: the model routed calls are compared against (default: the
+                most expensive tier of the router, else the most expensive model seen).
+            budget_usd: limit in USD over the ledger's life (this handler's, unless a
+                shared ``ledger`` is given).
+            on_budget: ``"raise"`` (``BudgetExceededError`` before the next call),
+                ``"warn"`` (warn once per crossing, the call goes ahead) or
+                ``"downgrade"`` (routers then answer with their cheapest tier).
+            ledger: a shared ledger (e.g. ``SQLiteLedger``, ``PostgresLedger``); totals
+                and budgets are then the ledger's. Default: a private in-memory
+                ``CostLedger``.
+            daily_budget_usd / monthly_budget_usd: limits per UTC calendar day / month.
+            budgets: further ``costopt_core.ledger.Budget`` objects.
+            tags: stored on every record (e.g. ``{"app": "support-bot"}``).
+            catalog: price catalog (default: the process-wide one, see ``set_price``).
+            call_estimate_usd: reserved against the budgets before each call (default:
+                the largest of the last 32 calls; see ``CostAccountant``).
+        """
+        super().__init__()
+        self._accountant = CostAccountant(
+            baseline_model=baseline_model,
+            budget_usd=budget_usd,
+            daily_budget_usd=daily_budget_usd,
+            monthly_budget_usd=monthly_budget_usd,
+            budgets=budgets,
+            on_budget=on_budget,
+            ledger=ledger,
+            catalog=catalog,
+            tags=tags,
+            call_estimate_usd=call_estimate_usd,
+        )
+
+    @property
+    def accountant(self) -> CostAccountant:
+        """The engine accountant: every figure of the handler reads it."""
+        return self._accountant
+
+
 # -- report rendering -------------------------------------------------------------------------
 
 _COUNT_FIELDS = (
@@ -985,6 +1058,7 @@ __all__ = [
     "BudgetExceededError",
     "BudgetWarning",
     "CostAccountant",
+    "CostHandlerBase",
     "build_budgets",
     "format_report",
     "price_usage",

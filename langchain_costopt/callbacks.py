@@ -53,7 +53,7 @@ import json
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from types import MappingProxyType
@@ -64,24 +64,14 @@ from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.outputs import LLMResult
 from langchain_core.tracers.context import register_configure_hook
 
-from costopt_core.accounting import (
-    AccountantViews,
-    CostAccountant,
-    OnBudget,
-    usage_from_mapping,
-)
-from costopt_core.ledger import (
-    Budget,
-    BudgetExceededError,
-    LedgerProtocol,
-    TokenUsage,
-)
-from costopt_core.pricing import PriceCatalog
+from costopt_core.accounting import CostHandlerBase, OnBudget, usage_from_mapping
+from costopt_core.engine import ROUTING_KEY
+from costopt_core.ledger import BudgetExceededError, LedgerProtocol, TokenUsage
+from costopt_core.metadata_keys import BATCH_ROUTING_KEY, CACHE_MARKER_KEY, MODEL_NAME_KEYS
 from costopt_core.tokens import estimate_tokens
 
 logger = logging.getLogger(__name__)
 
-_MODEL_KEYS = ("model_name", "model", "model_id", "deployment_name")
 _COUNTED_MEMORY = 4096
 _PRICED_MEMORY = 1024
 UNKNOWN_MODEL = "unknown-model"
@@ -131,11 +121,11 @@ class _Run:
 
     @property
     def routing(self) -> Mapping[str, Any] | None:
-        """The ``costopt_routing`` decision ``RouterChatModel.batch`` puts in metadata."""
+        """The decision ``RouterChatModel.batch`` puts in the run's metadata."""
         metadata = self.metadata
         if not metadata or not _is_map(metadata):
             return None
-        routing = metadata.get("costopt_routing")
+        routing = metadata.get(BATCH_ROUTING_KEY)
         return routing if routing is not None and _is_map(routing) else None
 
 
@@ -147,7 +137,7 @@ def _is_map(value: Any) -> bool:
 def _model_from(mapping: Mapping[str, Any] | None) -> str | None:
     if not mapping:
         return None
-    for key in _MODEL_KEYS:
+    for key in MODEL_NAME_KEYS:
         value = mapping.get(key)
         if isinstance(value, str) and value:
             return value
@@ -167,36 +157,49 @@ def _router_models(params: Mapping[str, Any]) -> tuple[str, ...]:
     return tuple(names)
 
 
-class CostCallbackHandler(AccountantViews, BaseCallbackHandler):
+class _HandlerState:
+    """What a ``CostCallbackHandler`` keeps between a run's start and its end.
+
+    A base with a no-argument ``__init__`` rather than fields set in the handler's own
+    ``__init__``: the handler's constructor is the engine's ``CostHandlerBase`` (one
+    argument list for both faces), which runs this through ``super().__init__()``.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._lock = threading.Lock()
+        self._runs: dict[Any, _Run] = {}  # open runs by run key (see on_chat_model_start)
+        self._counted: OrderedDict[Any, None] = OrderedDict()  # run keys counted
+        self._priced_names: set[str] = set()  # answer model names the catalog prices
+
+
+class CostCallbackHandler(CostHandlerBase, _HandlerState, BaseCallbackHandler):
     """Tallies LangChain LLM calls per model, prices them, and enforces budgets.
+
+    It implements ``costopt_core.budget_gate.DowngradeSignal``: with
+    ``on_budget="downgrade"``, ``downgrade_requested`` turns true once a budget is spent
+    and ``RouterChatModel`` then answers with its cheapest tier. Budgets are checked in
+    the run's start event, where LangChain lets ``BudgetExceededError`` through.
 
     Example:
         >>> from langchain_costopt import CostCallbackHandler, set_price
         >>> from langchain_costopt.simulated import SimulatedChatModel
         >>> _ = set_price("doc-model", input_per_token=1e-6, output_per_token=2e-6)
-        >>> handler = CostCallbackHandler()
+        >>> handler = CostCallbackHandler(budget_usd=1.0)
         >>> reply = SimulatedChatModel(model_name="doc-model").invoke(
         ...     "hello", config={"callbacks": [handler]})
         >>> u = reply.usage_metadata
         >>> handler.total_cost == u["input_tokens"] * 1e-6 + u["output_tokens"] * 2e-6
         True
+        >>> handler.summary().calls, handler.downgrade_requested
+        (1, False)
 
-    Args:
-        baseline_model: model that routed calls are compared against (default: the
-            most expensive tier of the router, else the most expensive model seen).
-        budget_usd: limit in USD over the ledger's life (this tracker's, unless a
-            shared ``ledger`` is given).
-        on_budget: ``"raise"`` (``BudgetExceededError`` before the next call),
-            ``"warn"`` (warn once per crossing, call goes ahead) or ``"downgrade"``
-            (``RouterChatModel`` then answers with its cheapest tier).
-        ledger: a shared ledger (e.g. ``PostgresLedger``); totals and budgets are then
-            those of the ledger. Default: a private in-memory ``CostLedger``.
-        daily_budget_usd / monthly_budget_usd: limits per UTC calendar day / month.
-        budgets: further ``costopt_core.ledger.Budget`` objects.
-        tags: stored on every record (e.g. ``{"app": "support-bot"}``).
-        catalog: price catalog (default: the process-wide one, see ``set_price``).
-        call_estimate_usd: reserved against the budgets before each call (default:
-            the largest of the last 32 calls; see ``CostAccountant``).
+    Arguments (``baseline_model``, ``budget_usd``, ``on_budget``, ``ledger``,
+    ``daily_budget_usd``, ``monthly_budget_usd``, ``budgets``, ``tags``, ``catalog``,
+    ``call_estimate_usd``) and figures (``total_cost``, ``total_saved``, ``report()``,
+    ``to_dict()``, ``to_json()``, ``to_csv()``, budgets...) are those of
+    ``costopt_core.accounting.CostHandlerBase``, the same as LlamaIndex's
+    ``CostEventHandler``.
     """
 
     # LangChain re-raises a handler exception only when raise_error is set; the one
@@ -210,41 +213,6 @@ class CostCallbackHandler(AccountantViews, BaseCallbackHandler):
     ignore_retriever: bool = True
     ignore_retry: bool = True
     ignore_custom_event: bool = True
-
-    def __init__(
-        self,
-        baseline_model: str | None = None,
-        budget_usd: float | None = None,
-        on_budget: OnBudget = "raise",
-        ledger: LedgerProtocol | None = None,
-        *,
-        daily_budget_usd: float | None = None,
-        monthly_budget_usd: float | None = None,
-        budgets: Sequence[Budget] = (),
-        tags: Mapping[str, str] | None = None,
-        catalog: PriceCatalog | None = None,
-        call_estimate_usd: float | None = None,
-    ) -> None:
-        super().__init__()
-        self.accountant = CostAccountant(
-            baseline_model=baseline_model,
-            budget_usd=budget_usd,
-            daily_budget_usd=daily_budget_usd,
-            monthly_budget_usd=monthly_budget_usd,
-            budgets=budgets,
-            on_budget=on_budget,
-            ledger=ledger,
-            catalog=catalog,
-            tags=tags,
-            call_estimate_usd=call_estimate_usd,
-        )
-        self._lock = threading.Lock()
-        self._runs: dict[Any, _Run] = {}
-        self._counted: OrderedDict[Any, None] = OrderedDict()  # run keys counted
-        self._priced_names: set[str] = set()  # answer model names the catalog prices
-
-    # Public figures (total_cost, total_saved, budgets, summary, report, to_json, ...)
-    # come from AccountantViews, shared with llamaindex_costopt's CostEventHandler.
 
     # -- run start: remember the run, check the budget ----------------------------------
     #
@@ -260,7 +228,6 @@ class CostCallbackHandler(AccountantViews, BaseCallbackHandler):
         *,
         run_id: UUID,
         parent_run_id: UUID | None = None,
-        tags: list[str] | None = None,
         metadata: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
@@ -271,14 +238,15 @@ class CostCallbackHandler(AccountantViews, BaseCallbackHandler):
         else:
             parent = parent_run_id.int if type(parent_run_id) is UUID else parent_run_id
         reservation = None
-        if self.accountant.budgets:
+        accountant = self._accountant
+        if accountant.budgets:
             # A nested LLM run was admitted with its parent: checking again would
             # reserve twice. Without budgets there is nothing to check or reserve.
             with self._lock:
                 nested = parent is not None and parent in self._runs
             if not nested:
                 params = kwargs.get("invocation_params")
-                reservation = self.accountant.before_call(  # may raise
+                reservation = accountant.before_call(  # may raise
                     lambda: self._first_call_estimate(messages, params)
                 )
         run = _Run(kwargs.get("invocation_params"), metadata, reservation, parent)
@@ -286,26 +254,8 @@ class CostCallbackHandler(AccountantViews, BaseCallbackHandler):
         with self._lock:
             self._runs[key] = run
 
-    def on_llm_start(
-        self,
-        serialized: dict[str, Any],
-        prompts: list[str],
-        *,
-        run_id: UUID,
-        parent_run_id: UUID | None = None,
-        tags: list[str] | None = None,
-        metadata: dict[str, Any] | None = None,
-        **kwargs: Any,
-    ) -> None:
-        self.on_chat_model_start(
-            serialized,
-            [list(prompts[:1])],
-            run_id=run_id,
-            parent_run_id=parent_run_id,
-            tags=tags,
-            metadata=metadata,
-            **kwargs,
-        )
+    def on_llm_start(self, serialized: dict[str, Any], prompts: list[str], **kwargs: Any) -> None:
+        self.on_chat_model_start(serialized, [list(prompts[:1])], **kwargs)
 
     def _first_call_estimate(
         self, messages: list[list[Any]], params: Mapping[str, Any] | None
@@ -320,53 +270,31 @@ class CostCallbackHandler(AccountantViews, BaseCallbackHandler):
         params = params or {}
         models = params.get("models")
         specs = list(models.values()) if isinstance(models, Mapping) else [params]
-        names = [
-            spec.get("model_name") or spec.get("model")
-            for spec in specs
-            if isinstance(spec, Mapping)
-        ]
+        names = [_model_from(spec) for spec in specs if isinstance(spec, Mapping)]
         costs = [
             price.cost(input_tokens=tokens, output_tokens=max(tokens, 256))
-            for price in (self.accountant.catalog.get(n) for n in names if isinstance(n, str))
+            for price in (self._accountant.catalog.get(n) for n in names if n is not None)
             if price is not None
         ]
         return max(costs, default=0.0)
 
     # -- run end: count the usage once --------------------------------------------------
 
-    def on_llm_end(
-        self,
-        response: LLMResult,
-        *,
-        run_id: UUID,
-        parent_run_id: UUID | None = None,
-        **kwargs: Any,
-    ) -> None:
-        run = None
-        try:
-            run, first = self._finish(run_id)
-            if first:
-                self._account(response, run_id, run)
-            elif run is not None:
-                self.accountant.cancel(run.reservation)
-        except Exception:
-            logger.exception("CostCallbackHandler failed to account run %s", run_id)
-            if run is not None:
-                self.accountant.cancel(run.reservation)
+    def on_llm_end(self, response: LLMResult, *, run_id: UUID, **kwargs: Any) -> None:
+        self._end(run_id, response)
 
-    def on_llm_error(
-        self,
-        error: BaseException,
-        *,
-        run_id: UUID,
-        parent_run_id: UUID | None = None,
-        **kwargs: Any,
-    ) -> None:
+    def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
+        response = kwargs.get("response")
+        # A stream that failed midway may still carry billed usage.
+        failed_with = response if isinstance(response, LLMResult) and response.generations else None
+        self._end(run_id, failed_with)
+
+    def _end(self, run_id: UUID, response: LLMResult | None) -> None:
+        """Count the run's answer once (``None``: it has none, the run is dropped); a run
+        not counted releases its budget reservation."""
         run = None
         try:
-            response = kwargs.get("response")
-            # A stream that failed midway may still carry billed usage.
-            if isinstance(response, LLMResult) and response.generations:
+            if response is not None:
                 run, first = self._finish(run_id)
                 if first:
                     self._account(response, run_id, run)
@@ -375,11 +303,11 @@ class CostCallbackHandler(AccountantViews, BaseCallbackHandler):
                 with self._lock:
                     run = self._runs.pop(run_id.int if type(run_id) is UUID else run_id, None)
             if run is not None:
-                self.accountant.cancel(run.reservation)
+                self._accountant.cancel(run.reservation)
         except Exception:
-            logger.exception("CostCallbackHandler failed on the error of run %s", run_id)
+            logger.exception("CostCallbackHandler failed to account run %s", run_id)
             if run is not None:
-                self.accountant.cancel(run.reservation)
+                self._accountant.cancel(run.reservation)
 
     def _finish(self, run_id: UUID) -> tuple[_Run | None, bool]:
         """Forget the run; ``True`` the first time it is counted (one lock section).
@@ -405,7 +333,7 @@ class CostCallbackHandler(AccountantViews, BaseCallbackHandler):
     def _account(self, response: LLMResult, run_id: UUID, run: _Run | None) -> None:
         reservation = run.reservation if run is not None else None
         if run is not None and run.covered:
-            self.accountant.cancel(reservation)  # a child run already counted this call
+            self._accountant.cancel(reservation)  # a child run already counted this call
             return
         llm_output = response.llm_output
         recorded = False
@@ -437,7 +365,7 @@ class CostCallbackHandler(AccountantViews, BaseCallbackHandler):
             # counted, its cost unknown.
             routing = run.routing if run is not None else None
             tier = _tier(routing)
-            self.accountant.record_call(
+            self._accountant.record_call(
                 _fallback_model(llm_output, run),
                 usage,
                 tier=tier,
@@ -446,7 +374,7 @@ class CostCallbackHandler(AccountantViews, BaseCallbackHandler):
                 reservation_id=reservation,
             )
         else:
-            self.accountant.cancel(reservation)
+            self._accountant.cancel(reservation)
 
     def _account_generation(
         self,
@@ -470,9 +398,9 @@ class CostCallbackHandler(AccountantViews, BaseCallbackHandler):
             usage = usage_from_mapping(
                 info.get("usage") or info.get("token_usage") or info.get("usage_metadata")
             )
-        cache = metadata.get("costopt_cache")
+        cache = metadata.get(CACHE_MARKER_KEY)
         if cache is None and info:
-            cache = info.get("costopt_cache")
+            cache = info.get(CACHE_MARKER_KEY)
         if cache is not None and not _is_map(cache):
             cache = None
         model = metadata.get("model_name")
@@ -484,11 +412,11 @@ class CostCallbackHandler(AccountantViews, BaseCallbackHandler):
                 or _fallback_model(llm_output, run)
             )
         if model not in self._priced_names:  # a set hit instead of a catalog call
-            if self.accountant.catalog.get(model) is None:
+            if self._accountant.catalog.get(model) is None:
                 model = self._repair_model_name(model)
             elif len(self._priced_names) < _PRICED_MEMORY:
                 self._priced_names.add(model)
-        routing = metadata.get("routing")
+        routing = metadata.get(ROUTING_KEY)
         if routing is None or not _is_map(routing):
             routing = run.routing if run is not None else None
         tier = None
@@ -502,7 +430,7 @@ class CostCallbackHandler(AccountantViews, BaseCallbackHandler):
             and usage_metadata.get("total_cost", None) == 0
         ):
             hint = cache.get("saved_usd") if cache is not None else None
-            self.accountant.record_cache_hit(
+            self._accountant.record_cache_hit(
                 model,
                 usage,
                 saved_hint_usd=hint if isinstance(hint, int | float) else None,
@@ -517,7 +445,7 @@ class CostCallbackHandler(AccountantViews, BaseCallbackHandler):
             if usage in seen:
                 return False
             seen.append(usage)
-        self.accountant.record_call(
+        self._accountant.record_call(
             model,
             usage,
             tier=tier,
@@ -533,7 +461,7 @@ class CostCallbackHandler(AccountantViews, BaseCallbackHandler):
             if attempt_usage is None:
                 continue
             attempt_model = attempt.get("model")
-            self.accountant.record_attempt(
+            self._accountant.record_attempt(
                 attempt_model if isinstance(attempt_model, str) and attempt_model else model,
                 attempt_usage,
                 tier=attempt.get("tier") if isinstance(attempt.get("tier"), str) else None,
@@ -544,10 +472,10 @@ class CostCallbackHandler(AccountantViews, BaseCallbackHandler):
     def _repair_model_name(self, model: str) -> str:
         # LangChain merges stream chunks by concatenating strings, so a model name sent
         # in two chunks arrives doubled ("m" + "m"); only an unpriced name is checked.
-        if self.accountant.price_of(model) is not None:
+        if self._accountant.price_of(model) is not None:
             return model
         unit = _repeated_unit(model)
-        if unit is not None and self.accountant.price_of(unit) is not None:
+        if unit is not None and self._accountant.price_of(unit) is not None:
             return unit
         return model
 

@@ -49,7 +49,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -67,14 +67,9 @@ from llama_index.core.instrumentation.span.simple import SimpleSpan
 from llama_index.core.instrumentation.span_handlers import BaseSpanHandler
 from pydantic import PrivateAttr
 
-from costopt_core.accounting import AccountantViews, CostAccountant, OnBudget, usage_from_mapping
-from costopt_core.ledger import (
-    Budget,
-    BudgetExceededError,
-    LedgerProtocol,
-    TokenUsage,
-)
-from costopt_core.pricing import PriceCatalog
+from costopt_core.accounting import CostAccountant, CostHandlerBase, usage_from_mapping
+from costopt_core.engine import ROUTING_KEY
+from costopt_core.ledger import BudgetExceededError, TokenUsage
 from costopt_core.tokens import estimate_tokens
 
 logger = logging.getLogger(__name__)
@@ -142,7 +137,7 @@ def usage_of_response(response: Any) -> TokenUsage | None:
         usage = usage_from_mapping(_as_mapping(extra.get(key)))
         if usage is not None:
             return usage
-    return usage_from_mapping({k: v for k, v in extra.items() if k != "routing"})
+    return usage_from_mapping({k: v for k, v in extra.items() if k != ROUTING_KEY})
 
 
 def model_of_response(response: Any) -> str | None:
@@ -256,28 +251,27 @@ class _Decision:
     attempts: list[Mapping[str, Any]] = field(default_factory=list)
 
 
-class CostEventHandler(AccountantViews, BaseEventHandler):
+class CostEventHandler(CostHandlerBase, BaseEventHandler):
     """Prices LlamaIndex LLM calls with the engine's catalog; budgets and savings.
+
+    It implements ``costopt_core.budget_gate.BudgetGate`` (and so ``DowngradeSignal``):
+    ``RouterLLM`` and ``SemanticCacheLLM`` call ``reserve_call`` before calling a model
+    and ``release_call`` when that call fails, and read ``downgrade_requested`` to
+    answer with their cheapest tier (see the module docstring).
 
     Example:
         >>> from llamaindex_costopt import CostEventHandler
         >>> handler = CostEventHandler(budget_usd=1.0)
-        >>> handler.total_cost
-        0.0
+        >>> handler.total_cost, handler.budget_usd, handler.downgrade_requested
+        (0.0, 1.0, False)
 
-    Args: the same as ``langchain_costopt.CostCallbackHandler``:
-        baseline_model: model routed calls are compared against (default: the most
-            expensive tier model of the router).
-        budget_usd: limit in USD over the ledger's life.
-        on_budget: ``"raise"`` | ``"warn"`` | ``"downgrade"`` (see module docstring).
-        ledger: a shared ledger (e.g. ``PostgresLedger``); totals and budgets are then
-            the ledger's. Default: a private in-memory ``CostLedger``.
-        daily_budget_usd / monthly_budget_usd: limits per UTC calendar day / month.
-        budgets: further ``costopt_core.ledger.Budget`` objects.
-        tags: stored on every record.
-        catalog: price catalog (default: the process-wide one, see ``set_price``).
-        call_estimate_usd: reserved against the budgets before each call (default:
-            the largest of the last 32 calls; see ``CostAccountant``).
+    Arguments (``baseline_model``, ``budget_usd``, ``on_budget``, ``ledger``,
+    ``daily_budget_usd``, ``monthly_budget_usd``, ``budgets``, ``tags``, ``catalog``,
+    ``call_estimate_usd``) and figures (``total_cost``, ``total_saved``, ``report()``,
+    ``to_dict()``, ``to_json()``, ``to_csv()``, budgets...) are those of
+    ``costopt_core.accounting.CostHandlerBase``, the same as LangChain's
+    ``CostCallbackHandler``. ``on_budget="raise"`` stops a call only through the
+    wrappers above: LlamaIndex swallows what an event handler raises.
     """
 
     _accountant: CostAccountant = PrivateAttr()
@@ -290,34 +284,6 @@ class CostEventHandler(AccountantViews, BaseEventHandler):
     _decisions: OrderedDict[str, _Decision] = PrivateAttr(default_factory=OrderedDict)
     _pending: OrderedDict[str, list[_Done]] = PrivateAttr(default_factory=OrderedDict)
     _warned_raise: bool = PrivateAttr(default=False)
-
-    def __init__(
-        self,
-        baseline_model: str | None = None,
-        budget_usd: float | None = None,
-        on_budget: OnBudget = "raise",
-        ledger: LedgerProtocol | None = None,
-        *,
-        daily_budget_usd: float | None = None,
-        monthly_budget_usd: float | None = None,
-        budgets: Sequence[Budget] = (),
-        tags: Mapping[str, str] | None = None,
-        catalog: PriceCatalog | None = None,
-        call_estimate_usd: float | None = None,
-    ) -> None:
-        super().__init__()
-        self._accountant = CostAccountant(
-            baseline_model=baseline_model,
-            budget_usd=budget_usd,
-            daily_budget_usd=daily_budget_usd,
-            monthly_budget_usd=monthly_budget_usd,
-            budgets=budgets,
-            on_budget=on_budget,
-            ledger=ledger,
-            catalog=catalog,
-            tags=tags,
-            call_estimate_usd=call_estimate_usd,
-        )
 
     @classmethod
     def class_name(cls) -> str:
@@ -369,13 +335,6 @@ class CostEventHandler(AccountantViews, BaseEventHandler):
         with self._lock:
             if not any(h is self._spans for h in root.span_handlers):
                 root.add_span_handler(self._spans)
-
-    # -- public figures ------------------------------------------------------------------
-
-    @property
-    def accountant(self) -> CostAccountant:
-        """The engine accountant the figures below read (``AccountantViews``)."""
-        return self._accountant
 
     # -- the wrappers' budget gate -------------------------------------------------------
 

@@ -1,0 +1,33 @@
+"""Keys under which costopt's pieces leave facts for each other in framework metadata.
+
+The writer of each key and its readers live in different modules (a cache and a cost
+handler, a router and a cost handler), so the key is defined here, once, and both
+import it. The routing record's own key is the engine's ``ROUTING_KEY``
+(:mod:`costopt_core.engine`).
+
+Example:
+    >>> from costopt_core.metadata_keys import CACHE_MARKER_KEY, MODEL_NAME_KEYS
+    >>> CACHE_MARKER_KEY, MODEL_NAME_KEYS[0]
+    ('costopt_cache', 'model_name')
+"""
+
+from __future__ import annotations
+
+#: LangChain ``generation_info`` and ``message.response_metadata`` key of the cache-hit
+#: marker (``costopt_core.cache.CacheHit.marker()``): ``SemanticLLMCache`` sets it on the
+#: generations of a hit, ``CostCallbackHandler`` books such an answer as a saving.
+CACHE_MARKER_KEY = "costopt_cache"
+
+#: LlamaIndex ``additional_kwargs`` key of the same marker on an answer
+#: ``SemanticCacheLLM`` served from its cache.
+CACHE_HIT_KEY = "cache"
+
+#: LangChain run-metadata key under which ``RouterChatModel.batch`` hands its routing
+#: decision to the inner runs; ``CostCallbackHandler`` reads the tier from it.
+BATCH_ROUTING_KEY = "costopt_routing"
+
+#: Keys naming the model in LangChain invocation params, ``response_metadata`` and
+#: ``generation_info`` (and the attributes of a chat model), most common first.
+MODEL_NAME_KEYS: tuple[str, ...] = ("model_name", "model", "model_id", "deployment_name")
+
+__all__ = ["BATCH_ROUTING_KEY", "CACHE_HIT_KEY", "CACHE_MARKER_KEY", "MODEL_NAME_KEYS"]
