@@ -56,6 +56,7 @@ from pydantic import BaseModel, ConfigDict, model_validator
 
 from costopt_core.decision import RouteDecision, with_checked_tiers
 from costopt_core.engine import ROUTING_KEY, Answered, AnswerFacts, RoutedCall, RoutingEngine
+from costopt_core.metadata_keys import BATCH_ROUTING_KEY, MODEL_NAME_KEYS
 from langchain_costopt.messages import (
     has_tool_history,
     human_turns_text,
@@ -75,10 +76,6 @@ logger = logging.getLogger(__name__)
 
 BatchConfig = RunnableConfig | list[RunnableConfig] | None
 
-# Run metadata that carries the decision into a batch's inner runs (read by the cost
-# handler, which prices the routing saving against ``tier_models``).
-BATCH_ROUTING_KEY = "costopt_routing"
-
 # Handlers of the current call for code paths where LangChain does not hand ``_stream``
 # a run manager (``stream()`` and invoke-through-stream); the downgrade protocol needs
 # them. Set only around the router's own call, read only by the router.
@@ -89,7 +86,7 @@ _CALL_HANDLERS: ContextVar[Sequence[Any] | None] = ContextVar(
 
 def model_name_of(model: Any) -> str:
     """The provider model name of a chat model (``model_name``/``model``), else its type."""
-    for attr in ("model_name", "model", "model_id", "deployment_name"):
+    for attr in MODEL_NAME_KEYS:
         value = getattr(model, attr, None)
         if isinstance(value, str) and value:
             return value
@@ -742,4 +739,4 @@ def _call_handlers(handlers: Sequence[Any] | None) -> Iterator[None]:
             _CALL_HANDLERS.reset(token)
 
 
-__all__ = ["BATCH_ROUTING_KEY", "RouterChatModel", "model_name_of"]
+__all__ = ["RouterChatModel", "model_name_of"]
