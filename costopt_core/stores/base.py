@@ -59,6 +59,7 @@ overrides the coroutines. A store must be safe to call from several threads at o
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -134,6 +135,11 @@ def is_expired(created_at: float, now: float, ttl_seconds: float | None) -> bool
     return ttl_seconds is not None and now - created_at > ttl_seconds
 
 
+def oldest_fresh(now: float, ttl_seconds: float | None) -> float:
+    """:func:`is_expired` as a bound for a query: entries created before it are expired."""
+    return -math.inf if ttl_seconds is None else now - ttl_seconds
+
+
 @dataclass
 class CacheEntry:
     """One cached answer.
@@ -154,6 +160,33 @@ class CacheEntry:
     def __post_init__(self) -> None:
         if self.last_used_at is None:
             self.last_used_at = self.created_at
+
+    @classmethod
+    def from_row(
+        cls,
+        partition: str,
+        text: str,
+        response: str,
+        created_at: float,
+        last_used_at: float,
+        hit_count: int,
+        metadata: str | dict[str, Any],
+    ) -> CacheEntry:
+        """An entry read back from a database, without its vector; ``metadata`` as JSON
+        text or already decoded."""
+        if not isinstance(metadata, dict):
+            metadata = json.loads(metadata)
+        return cls(partition, text, None, response, created_at, last_used_at, hit_count, metadata)
+
+
+def check_entry(entry: CacheEntry) -> str:
+    """Validate an entry handed to ``upsert``, all but its vector (which the store checks
+    against its ``dim``): the partition, a vector present, JSON-serializable metadata.
+    Returns the metadata as JSON."""
+    check_partition(entry.partition)
+    if entry.vector is None:
+        raise ValueError("entry.vector is required to store an entry")
+    return json.dumps(entry.metadata)
 
 
 @dataclass(frozen=True)

@@ -13,30 +13,32 @@ Example:
 
 from __future__ import annotations
 
+import itertools
 import json
-import threading
 from collections import OrderedDict
 from dataclasses import replace
 
-import numpy as np
-
-from costopt_core.stores.base import (
-    CacheEntry,
-    CacheStore,
-    SearchHit,
-    check_partition,
-    check_vector,
-    is_expired,
-)
-from costopt_core.stores.index import DEFAULT_ANN_THRESHOLD, VectorIndex
+from costopt_core.stores.base import CacheEntry, SearchHit, check_entry, check_vector, is_expired
+from costopt_core.stores.index import DEFAULT_ANN_THRESHOLD
+from costopt_core.stores.indexed import IndexedStore
 
 
-class MemoryStore(CacheStore):
+class MemoryStore(IndexedStore):
     """Entries live in this process only and vanish with it.
 
-    ``dim`` fixes the vector length up front (otherwise the first vector does).
-    ``ann`` / ``ann_threshold`` / ``nprobe`` configure each partition's
-    :class:`~costopt_core.stores.index.VectorIndex`.
+    ``dim``, ``ann``, ``ann_threshold`` and ``nprobe`` are as for
+    :class:`~costopt_core.stores.indexed.IndexedStore`.
+
+    Example:
+        >>> from costopt_core.stores import MemoryStore, CacheEntry, normalize_vector
+        >>> store = MemoryStore()
+        >>> store.upsert(CacheEntry("tenant-a", "hi", normalize_vector([1, 2]), "hello!", 0.0))
+        >>> query = normalize_vector([1, 2.1])  # a close paraphrase's embedding
+        >>> hit = store.search("tenant-a", query, now=5.0, ttl_seconds=60)[0]
+        >>> hit.entry.response, round(hit.similarity, 4)
+        ('hello!', 0.9998)
+        >>> store.search("tenant-b", query, now=5.0, ttl_seconds=60)  # partitions never cross
+        []
     """
 
     def __init__(
@@ -47,67 +49,36 @@ class MemoryStore(CacheStore):
         ann_threshold: int = DEFAULT_ANN_THRESHOLD,
         nprobe: int = 16,
     ) -> None:
-        if dim is not None and (not isinstance(dim, int) or dim < 1):
-            raise ValueError(f"dim must be a positive int or None, got {dim!r}")
-        self._dim = dim
-        self._index_options = {"ann": ann, "ann_threshold": ann_threshold, "nprobe": nprobe}
-        VectorIndex(1, **self._index_options)  # validate the options now, not on first add
-        self._lock = threading.RLock()
-        self._next_id = 0
+        super().__init__(dim, ann=ann, ann_threshold=ann_threshold, nprobe=nprobe)
+        self._ids = itertools.count()
         # (partition, text) -> entry id; insertion/hit order is the LRU order.
         self._lru: OrderedDict[tuple[str, str], int] = OrderedDict()
         self._entries: dict[int, CacheEntry] = {}
         self._metadata: dict[int, str] = {}
-        self._indexes: dict[str, VectorIndex] = {}
-
-    def wait_for_index(self, timeout: float | None = None) -> None:
-        """Wait for background approximate-index builds to finish (benchmarks, tests);
-        searches never need this: they use the previous index or the exact scan."""
-        with self._lock:
-            indexes = list(self._indexes.values())
-        for index in indexes:
-            index.wait_for_build(timeout)
-
-    @property
-    def dim(self) -> int | None:
-        return self._dim
 
     def upsert(self, entry: CacheEntry) -> None:
-        check_partition(entry.partition)
-        if entry.vector is None:
-            raise ValueError("entry.vector is required to store an entry")
         # Metadata is kept as JSON, like the other stores: the contract is checked here,
         # and every reader gets its own copy cheaply.
-        metadata = json.dumps(entry.metadata)
+        metadata = check_entry(entry)
         with self._lock:
-            vector = check_vector(entry.vector, self._dim)
-            if self._dim is None:
-                self._dim = int(vector.shape[0])
+            indexes = self._indexes
+            vector = check_vector(entry.vector, indexes.dim)  # type: ignore[arg-type]
+            if indexes.dim is None:
+                indexes.dim = int(vector.shape[0])
             key = (entry.partition, entry.text)
             self._delete_key(key)
-            stored = replace(entry, vector=vector, metadata={})
-            entry_id = self._next_id
-            self._next_id += 1
-            self._entries[entry_id] = stored
+            entry_id = next(self._ids)
+            self._entries[entry_id] = replace(entry, vector=vector, metadata={})
             self._metadata[entry_id] = metadata
             self._lru[key] = entry_id
-            index = self._indexes.get(entry.partition)
-            if index is None:
-                index = VectorIndex(self._dim, **self._index_options)
-                self._indexes[entry.partition] = index
-            index.add(entry_id, vector, entry.created_at)
+            indexes.add(entry.partition, entry_id, vector, entry.created_at)
 
-    def _delete_key(self, key: tuple[str, str]) -> bool:
+    def _delete_key(self, key: tuple[str, str]) -> None:
         entry_id = self._lru.pop(key, None)
-        if entry_id is None:
-            return False
-        del self._entries[entry_id]
-        del self._metadata[entry_id]
-        index = self._indexes[key[0]]
-        index.remove(entry_id)
-        if not len(index):
-            del self._indexes[key[0]]
-        return True
+        if entry_id is not None:
+            del self._entries[entry_id]
+            del self._metadata[entry_id]
+            self._indexes.remove(entry_id)
 
     def _copy(self, entry_id: int) -> CacheEntry:
         # Callers get a snapshot: later hits or evictions must not mutate what they hold.
@@ -124,26 +95,8 @@ class MemoryStore(CacheStore):
                 return None
             return self._copy(entry_id)
 
-    def search(
-        self,
-        partition: str,
-        vector: np.ndarray,
-        *,
-        k: int = 1,
-        min_similarity: float = -1.0,
-        now: float,
-        ttl_seconds: float | None,
-    ) -> list[SearchHit]:
-        if k < 1:
-            raise ValueError(f"k must be >= 1, got {k}")
-        with self._lock:
-            vector = check_vector(vector, self._dim)
-            index = self._indexes.get(partition)
-            if index is None:
-                return []
-            min_created = None if ttl_seconds is None else now - ttl_seconds
-            found = index.search(vector, k, min_similarity, min_created)
-            return [SearchHit(self._copy(i), sim) for i, sim in found]
+    def _hits(self, found: list[tuple[int, float]]) -> list[SearchHit]:
+        return [SearchHit(self._copy(i), sim) for i, sim in found]
 
     def record_hit(self, partition: str, text: str, *, now: float) -> None:
         with self._lock:
@@ -193,7 +146,4 @@ class MemoryStore(CacheStore):
 
     def count(self, partition: str | None = None) -> int:
         with self._lock:
-            if partition is None:
-                return len(self._lru)
-            index = self._indexes.get(partition)
-            return 0 if index is None else len(index)
+            return len(self._lru) if partition is None else self._indexes.count(partition)

@@ -29,10 +29,8 @@ How it stays correct and fast:
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
-import threading
 from collections.abc import Iterable, Sequence
 from os import PathLike
 from typing import Any
@@ -41,12 +39,13 @@ import numpy as np
 
 from costopt_core.stores.base import (
     CacheEntry,
-    CacheStore,
     SearchHit,
-    check_partition,
+    check_entry,
     check_vector,
+    oldest_fresh,
 )
-from costopt_core.stores.index import DEFAULT_ANN_THRESHOLD, VectorIndex
+from costopt_core.stores.index import DEFAULT_ANN_THRESHOLD
+from costopt_core.stores.indexed import IndexedStore
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS costopt_cache_entries (
@@ -75,17 +74,7 @@ _CHUNK = 900
 
 
 def _row_to_entry(row: Sequence[Any]) -> CacheEntry:
-    _, partition, text, response, created_at, last_used_at, hit_count, metadata = row
-    return CacheEntry(
-        partition=partition,
-        text=text,
-        vector=None,
-        response=response,
-        created_at=created_at,
-        last_used_at=last_used_at,
-        hit_count=hit_count,
-        metadata=json.loads(metadata),
-    )
+    return CacheEntry.from_row(*row[1:])  # after the id: the CacheEntry.from_row columns
 
 
 def _chunks(values: Sequence[int]) -> Iterable[Sequence[int]]:
@@ -93,12 +82,25 @@ def _chunks(values: Sequence[int]) -> Iterable[Sequence[int]]:
         yield values[start : start + _CHUNK]
 
 
-class SQLiteStore(CacheStore):
+class SQLiteStore(IndexedStore):
     """Cache entries in a SQLite file (``":memory:"`` works too, unshared).
 
     ``timeout`` is how long a write waits for another process's transaction, in
     seconds. ``dim``, ``ann``, ``ann_threshold`` and ``nprobe`` are as for
-    :class:`~costopt_core.stores.memory.MemoryStore`; a file remembers its ``dim``.
+    :class:`~costopt_core.stores.indexed.IndexedStore`; a file remembers its ``dim``.
+
+    Example:
+        >>> import os, tempfile
+        >>> from costopt_core.stores import CacheEntry, SQLiteStore, normalize_vector
+        >>> path = os.path.join(tempfile.mkdtemp(), "cache.db")
+        >>> writer, reader = SQLiteStore(path), SQLiteStore(path)  # e.g. two processes
+        >>> writer.upsert(CacheEntry("p", "hi", normalize_vector([3, 4]), "hello", 0.0))
+        >>> [hit.entry.response for hit in reader.search(
+        ...     "p", normalize_vector([3, 4]), now=1.0, ttl_seconds=None)]
+        ['hello']
+        >>> reader.dim, writer.evict_expired(now=100.0, ttl_seconds=10.0), reader.count()
+        (2, 1, 0)
+        >>> writer.close(); reader.close()
     """
 
     def __init__(
@@ -111,17 +113,13 @@ class SQLiteStore(CacheStore):
         ann_threshold: int = DEFAULT_ANN_THRESHOLD,
         nprobe: int = 16,
     ) -> None:
-        if dim is not None and (not isinstance(dim, int) or dim < 1):
-            raise ValueError(f"dim must be a positive int or None, got {dim!r}")
+        super().__init__(dim, ann=ann, ann_threshold=ann_threshold, nprobe=nprobe)
         if timeout <= 0:
             raise ValueError(f"timeout must be > 0 seconds, got {timeout!r}")
         self.path = os.fspath(path)
         parent = os.path.dirname(self.path)
         if self.path != ":memory:" and parent:
             os.makedirs(parent, exist_ok=True)
-        self._index_options = {"ann": ann, "ann_threshold": ann_threshold, "nprobe": nprobe}
-        VectorIndex(1, **self._index_options)  # validate the options now
-        self._lock = threading.RLock()
         # isolation_level=None: we issue BEGIN/COMMIT ourselves, so nothing is implicit.
         self._conn = sqlite3.connect(
             self.path, timeout=timeout, isolation_level=None, check_same_thread=False
@@ -137,9 +135,8 @@ class SQLiteStore(CacheStore):
             stored_dim = self._stored_dim()
             if dim is not None and stored_dim is not None and dim != stored_dim:
                 raise ValueError(f"{self.path} holds {stored_dim}-d vectors, dim={dim} was given")
-            self._dim = stored_dim if stored_dim is not None else dim
-            self._indexes: dict[str, VectorIndex] = {}
-            self._partition_of: dict[int, str] = {}
+            if stored_dim is not None:
+                self._indexes.dim = stored_dim
             self._data_version = -1
             self._sync()
         except BaseException:
@@ -166,40 +163,28 @@ class SQLiteStore(CacheStore):
         self._conn.execute(
             "INSERT OR IGNORE INTO costopt_cache_meta (key, value) VALUES ('dim', ?)", (str(dim),)
         )
-        stored = self._stored_dim()
-        self._dim = stored
-
-    def _index_for(self, partition: str) -> VectorIndex:
-        index = self._indexes.get(partition)
-        if index is None:
-            assert self._dim is not None
-            index = VectorIndex(self._dim, **self._index_options)
-            self._indexes[partition] = index
-        return index
+        self._indexes.dim = self._stored_dim()
 
     def _mirror_add(self, entry_id: int, partition: str, blob: bytes, created_at: float) -> None:
         vector = np.frombuffer(blob, dtype="<f4").astype(np.float32)
-        self._index_for(partition).add(entry_id, vector, created_at)
-        self._partition_of[entry_id] = partition
+        self._indexes.add(partition, entry_id, vector, created_at)
 
-    def _mirror_remove(self, entry_id: int) -> None:
-        partition = self._partition_of.pop(entry_id, None)
-        if partition is None:
-            return
-        index = self._indexes.get(partition)
-        if index is not None:
-            index.remove(entry_id)
-            if not len(index):
-                del self._indexes[partition]
+    def _mirror_remove(self, rows: Iterable[Sequence[int]]) -> int:
+        """Drop the ids of ``rows`` (``RETURNING id`` rows) from the mirror; count them."""
+        removed = 0
+        for (entry_id,) in rows:
+            self._indexes.remove(entry_id)
+            removed += 1
+        return removed
 
     def _sync(self) -> None:
         """Bring the in-memory mirror up to date with commits by other connections."""
         version = self._conn.execute("PRAGMA data_version").fetchone()[0]
         if version == self._data_version:
             return
-        if self._dim is None:
-            self._dim = self._stored_dim()
-        if not self._partition_of:  # empty mirror (just opened): load everything at once
+        if self._indexes.dim is None:
+            self._indexes.dim = self._stored_dim()
+        if not len(self._indexes):  # empty mirror (just opened): load everything at once
             rows = self._conn.execute(
                 "SELECT id, partition, vector, created_at FROM costopt_cache_entries"
             )
@@ -208,9 +193,9 @@ class SQLiteStore(CacheStore):
             self._data_version = version
             return
         present = {row[0] for row in self._conn.execute("SELECT id FROM costopt_cache_entries")}
-        for entry_id in [i for i in self._partition_of if i not in present]:
-            self._mirror_remove(entry_id)
-        new_ids = sorted(present.difference(self._partition_of))
+        for entry_id in [i for i in self._indexes.ids() if i not in present]:
+            self._indexes.remove(entry_id)
+        new_ids = sorted(present.difference(self._indexes.ids()))
         for chunk in _chunks(new_ids):
             marks = ",".join("?" * len(chunk))
             rows = self._conn.execute(
@@ -224,32 +209,17 @@ class SQLiteStore(CacheStore):
 
     # -- the contract -------------------------------------------------------------
 
-    def wait_for_index(self, timeout: float | None = None) -> None:
-        """Wait for background approximate-index builds to finish (benchmarks, tests);
-        searches never need this: they use the previous index or the exact scan."""
-        with self._lock:
-            indexes = list(self._indexes.values())
-        for index in indexes:
-            index.wait_for_build(timeout)
-
-    @property
-    def dim(self) -> int | None:
-        return self._dim
-
     def upsert(self, entry: CacheEntry) -> None:
-        check_partition(entry.partition)
-        if entry.vector is None:
-            raise ValueError("entry.vector is required to store an entry")
-        metadata = json.dumps(entry.metadata)
+        metadata = check_entry(entry)
         with self._lock:
             self._check_open()
             self._sync()
-            vector = check_vector(entry.vector, self._dim)
+            vector = check_vector(entry.vector, self.dim)  # type: ignore[arg-type]
             blob = vector.astype("<f4").tobytes()
             with self._transaction():
-                if self._dim is None:
+                if self.dim is None:
                     self._fix_dim(int(vector.shape[0]))
-                    check_vector(vector, self._dim)  # another process may have won
+                    check_vector(vector, self.dim)  # another process may have won
                 old = self._conn.execute(
                     "DELETE FROM costopt_cache_entries WHERE partition = ? AND text = ? "
                     "RETURNING id",
@@ -271,8 +241,7 @@ class SQLiteStore(CacheStore):
                     ),
                 )
                 new_id = cursor.lastrowid
-            for (old_id,) in old:
-                self._mirror_remove(old_id)
+            self._mirror_remove(old)
             assert new_id is not None
             self._mirror_add(new_id, entry.partition, blob, entry.created_at)
 
@@ -284,38 +253,20 @@ class SQLiteStore(CacheStore):
             row = self._conn.execute(
                 f"SELECT {_COLUMNS} FROM costopt_cache_entries "
                 "WHERE partition = ? AND text = ? AND created_at >= ?",
-                (partition, text, _min_created(now, ttl_seconds)),
+                (partition, text, oldest_fresh(now, ttl_seconds)),
             ).fetchone()
         return None if row is None else _row_to_entry(row)
 
-    def search(
-        self,
-        partition: str,
-        vector: np.ndarray,
-        *,
-        k: int = 1,
-        min_similarity: float = -1.0,
-        now: float,
-        ttl_seconds: float | None,
-    ) -> list[SearchHit]:
-        if k < 1:
-            raise ValueError(f"k must be >= 1, got {k}")
-        with self._lock:
-            self._check_open()
-            self._sync()
-            vector = check_vector(vector, self._dim)
-            index = self._indexes.get(partition)
-            if index is None:
-                return []
-            min_created = None if ttl_seconds is None else now - ttl_seconds
-            found = index.search(vector, k, min_similarity, min_created)
-            if not found:
-                return []
-            marks = ",".join("?" * len(found))
-            rows = self._conn.execute(
-                f"SELECT {_COLUMNS} FROM costopt_cache_entries WHERE id IN ({marks})",
-                tuple(i for i, _ in found),
-            ).fetchall()
+    def _before_search(self) -> None:
+        self._check_open()
+        self._sync()
+
+    def _hits(self, found: list[tuple[int, float]]) -> list[SearchHit]:
+        marks = ",".join("?" * len(found))
+        rows = self._conn.execute(
+            f"SELECT {_COLUMNS} FROM costopt_cache_entries WHERE id IN ({marks})",
+            tuple(i for i, _ in found),
+        ).fetchall()
         by_id = {row[0]: row for row in rows}
         # A row deleted by another process since the last sync is simply not a hit.
         return [SearchHit(_row_to_entry(by_id[i]), sim) for i, sim in found if i in by_id]
@@ -339,9 +290,7 @@ class SQLiteStore(CacheStore):
                     "DELETE FROM costopt_cache_entries WHERE created_at < ? RETURNING id",
                     (now - ttl_seconds,),
                 ).fetchall()
-            for (entry_id,) in gone:
-                self._mirror_remove(entry_id)
-            return len(gone)
+            return self._mirror_remove(gone)
 
     def enforce_max_entries(self, max_entries: int) -> int:
         if max_entries < 0:
@@ -360,9 +309,7 @@ class SQLiteStore(CacheStore):
                     "costopt_cache_entries ORDER BY last_used_at, id LIMIT ?) RETURNING id",
                     (excess,),
                 ).fetchall()
-            for (entry_id,) in gone:
-                self._mirror_remove(entry_id)
-            return len(gone)
+            return self._mirror_remove(gone)
 
     def clear(self, partition: str | None = None) -> None:
         with self._lock:
@@ -377,8 +324,7 @@ class SQLiteStore(CacheStore):
                         "DELETE FROM costopt_cache_entries WHERE partition = ? RETURNING id",
                         (partition,),
                     ).fetchall()
-            for (entry_id,) in gone:
-                self._mirror_remove(entry_id)
+            self._mirror_remove(gone)
 
     def count(self, partition: str | None = None) -> int:
         with self._lock:
@@ -398,11 +344,6 @@ class SQLiteStore(CacheStore):
                 self._closed = True
                 self._conn.close()
                 self._indexes.clear()
-                self._partition_of.clear()
-
-
-def _min_created(now: float, ttl_seconds: float | None) -> float:
-    return float("-inf") if ttl_seconds is None else now - ttl_seconds
 
 
 class _Transaction:

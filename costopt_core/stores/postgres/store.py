@@ -8,7 +8,6 @@ written once below and run by the sync method on a sync connection and by its
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import threading
 import time
@@ -21,8 +20,9 @@ from costopt_core.stores.base import (
     CacheEntry,
     CacheStore,
     SearchHit,
-    check_partition,
+    check_entry,
     check_vector,
+    oldest_fresh,
 )
 from costopt_core.stores.postgres.connection import (
     AnyPool,
@@ -49,22 +49,8 @@ def jsonb(value: Any) -> Any:
     return Jsonb(value)
 
 
-def _cutoff(now: float, ttl_seconds: float | None) -> float:
-    return -math.inf if ttl_seconds is None else now - ttl_seconds
-
-
 def _entry(partition: str, row: Sequence[Any]) -> CacheEntry:
-    text, response, created_at, last_used_at, hit_count, metadata = row[:6]
-    return CacheEntry(
-        partition=partition,
-        text=text,
-        vector=None,
-        response=response,
-        created_at=created_at,
-        last_used_at=last_used_at,
-        hit_count=hit_count,
-        metadata=metadata if isinstance(metadata, dict) else json.loads(metadata),
-    )
+    return CacheEntry.from_row(partition, *row[:6])  # the columns "exact" and "search" select
 
 
 def _check_max_entries(max_entries: int) -> None:
@@ -333,11 +319,8 @@ class PostgresStore(CacheStore):
         if entry.vector is not None and self._dim is None:
             new_dim = int(np.asarray(entry.vector).shape[0])
         yield from self._ready_for(new_dim)
-        check_partition(entry.partition)
-        if entry.vector is None:
-            raise ValueError("entry.vector is required to store an entry")
-        vector = check_vector(entry.vector, self._dim)
-        json.dumps(entry.metadata)  # TypeError now, not half-way through a transaction
+        check_entry(entry)  # e.g. unserializable metadata fails now, not in a transaction
+        vector = check_vector(entry.vector, self._dim)  # type: ignore[arg-type]
         yield Sql(
             self._sql["upsert"],
             (
@@ -358,7 +341,7 @@ class PostgresStore(CacheStore):
     ) -> Steps[CacheEntry | None]:
         if not (yield from self._ready_for()):
             return None  # nothing was ever stored
-        params = (partition, text_hash(text), text, _cutoff(now, ttl))
+        params = (partition, text_hash(text), text, oldest_fresh(now, ttl))
         row = yield Sql(self._sql["exact"], params, "one")
         return None if row is None else _entry(partition, row)
 
@@ -378,7 +361,9 @@ class PostgresStore(CacheStore):
         query = VectorParam(check_vector(vector, self._dim))
         if not ready:
             return []
-        search = Sql(self._sql["search"], (query, partition, _cutoff(now, ttl), query, k), "all")
+        search = Sql(
+            self._sql["search"], (query, partition, oldest_fresh(now, ttl), query, k), "all"
+        )
         if configured and k <= self._ef_search:  # the connection carries the HNSW settings
             rows = yield search
         else:  # set_config(..., true) lasts for this transaction
@@ -401,7 +386,7 @@ class PostgresStore(CacheStore):
     def _evict_expired(self, now: float, ttl: float | None) -> Steps[int]:
         if not (yield from self._ready_for()) or ttl is None:
             return 0
-        return (yield Sql(self._sql["expire"], (_cutoff(now, ttl),), "rowcount"))
+        return (yield Sql(self._sql["expire"], (oldest_fresh(now, ttl),), "rowcount"))
 
     def _enforce_max_entries(self, max_entries: int) -> Steps[int]:
         _check_max_entries(max_entries)
