@@ -2,6 +2,8 @@
 
 Run:  python examples/quickstart.py
 
+Each prompt prints the tier and model that answered, what it cost and what it saved
+against always asking the strongest model; then the cache and the cost report.
 Three simulated tiers stand in for DeepSeek-V3, GPT-4o-mini and Claude 3.5 Sonnet
 (deterministic answers, realistic token usage, no API key). Swap in real chat models,
 e.g. ``ChatOpenAI(model="gpt-4o-mini")``, and nothing else changes.
@@ -13,6 +15,7 @@ from langchain_core.globals import set_llm_cache
 from langchain_core.prompts import ChatPromptTemplate
 
 from costopt_core import get_strategy
+from costopt_core.metadata_keys import CACHE_MARKER_KEY
 from langchain_costopt import (
     CostCallbackHandler,
     HashingEmbeddings,
@@ -59,11 +62,16 @@ def main() -> None:
     set_llm_cache(cache)
     chain = build_chain(cost)
 
-    print(f"{'tier':<8} {'model':<18} {'prompt'}")
+    print(f"{'tier':<8} {'model':<18} {'cost USD':>10} {'saved USD':>10}  prompt")
     for question in PROMPTS:
+        spent, saved = cost.total_cost, cost.total_saved
         reply = chain.invoke({"question": question})
+        spent, saved = cost.total_cost - spent, cost.total_saved - saved
         routing = reply.response_metadata["routing"]
-        print(f"{routing['tier']:<8} {routing['model']:<18} {question[:60]}")
+        print(
+            f"{routing['tier']:<8} {routing['model']:<18} {spent:>10.6f} {saved:>10.6f}"
+            f"  {question[:50]}"
+        )
 
     print("\nAsking again, once verbatim and once reworded:")
     for question in (
@@ -71,7 +79,7 @@ def main() -> None:
         "What's the capital of Australia?",
     ):
         reply = chain.invoke({"question": question})
-        hit = reply.response_metadata.get("costopt_cache")
+        hit = reply.response_metadata.get(CACHE_MARKER_KEY)
         status = f"cache hit (similarity {hit['similarity']:.2f})" if hit else "model call"
         print(f"  {status:<28} {question}")
 
