@@ -49,6 +49,7 @@ from langgraph.errors import GraphBubbleUp
 from costopt_core.budget_gate import downgrade_requested
 from costopt_core.decision import RouteDecision, check_tier_mapping
 from costopt_core.engine import ROUTING_KEY, Answered, AnswerFacts, RoutedCall, RoutingEngine
+from costopt_core.metadata_keys import BATCH_ROUTING_KEY
 from costopt_core.strategies import StrategyLike
 from langchain_costopt.chat_models import model_name_of
 from langchain_costopt.messages import latest_human_text, message_text, trailing_tool_results
@@ -116,8 +117,18 @@ class CostRoutingMiddleware(AgentMiddleware):
         decision = self.route(request.messages, downgrade=downgrade_requested(handlers))
         return self.engine.start(decision, latest_human_text(request.messages))
 
-    def _asker(self, request: ModelRequest[Any], handler: Callable[..., Any]) -> Callable:
-        return lambda tier: handler(request.override(model=self.models[tier]))
+    def _asker(
+        self, call: RoutedCall, request: ModelRequest[Any], handler: Callable[..., Any]
+    ) -> Callable[[str], Any]:
+        def ask(tier: str) -> Any:
+            # The model's run is its own, so the decision travels in the run's metadata:
+            # a cost handler reads the tier (and prices the routing saving) from it.
+            model = self.models[tier]
+            info = {**call.record(tier), "tier_models": dict(self.engine.names)}
+            metadata = {**(model.metadata or {}), BATCH_ROUTING_KEY: info}
+            return handler(request.override(model=model.model_copy(update={"metadata": metadata})))
+
+        return ask
 
     # -- the hooks ----------------------------------------------------------------------
 
@@ -126,7 +137,8 @@ class CostRoutingMiddleware(AgentMiddleware):
         request: ModelRequest[Any],
         handler: Callable[[ModelRequest[Any]], ModelResult],
     ) -> ModelResult:
-        answered = self._open(request).run(self._asker(request, handler))
+        call = self._open(request)
+        answered = call.run(self._asker(call, request, handler))
         return self._annotated(answered)
 
     async def awrap_model_call(
@@ -134,7 +146,8 @@ class CostRoutingMiddleware(AgentMiddleware):
         request: ModelRequest[Any],
         handler: Callable[[ModelRequest[Any]], Awaitable[ModelResult]],
     ) -> ModelResult:
-        answered = await self._open(request).arun(self._asker(request, handler))
+        call = self._open(request)
+        answered = await call.arun(self._asker(call, request, handler))
         return self._annotated(answered)
 
     def _annotated(self, answered: Answered[ModelResult]) -> ModelResult:

@@ -104,7 +104,7 @@ def routing_of(messages: list[Any]) -> list[dict[str, Any]]:
 
 def test_each_model_call_of_an_agent_is_routed_on_its_own_and_costed_once() -> None:
     models = tiers()
-    with cost_tracker() as tracker:
+    with cost_tracker(baseline_model="agent-strong") as tracker:
         messages = run_agent(models, HARD)
     records = routing_of(messages)
     # The turn is hard; the two calls that only read weather reports go one tier down.
@@ -113,8 +113,10 @@ def test_each_model_call_of_an_agent_is_routed_on_its_own_and_costed_once() -> N
     assert [m.calls for m in models.values()] == [0, 2, 1]
     summary = tracker.summary()
     assert summary.calls == 3
-    per_call = 3 * 0 + 2 * (100 * 1e-6 + 20 * 4e-6) + (100 * 1e-5 + 20 * 4e-5)
-    assert tracker.total_cost == pytest.approx(per_call)
+    strong, mid = 100 * 1e-5 + 20 * 4e-5, 100 * 1e-6 + 20 * 4e-6
+    assert tracker.total_cost == pytest.approx(strong + 2 * mid)
+    # The two calls sent down a tier saved what the strongest model would have cost more.
+    assert tracker.total_saved == pytest.approx(2 * (strong - mid))
 
 
 async def test_the_async_loop_routes_the_same_way() -> None:
