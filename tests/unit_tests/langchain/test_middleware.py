@@ -6,20 +6,17 @@ from collections.abc import Sequence
 from typing import Any
 
 import pytest
+from langchain.agents import create_agent
+from langchain_core.callbacks import BaseCallbackHandler
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
+from langchain_core.outputs import ChatGeneration, ChatResult
+from langchain_core.tools import ToolException, tool
+from pydantic import PrivateAttr
 
-pytest.importorskip("langchain.agents", reason="the [agents] extra (langchain) is not installed")
-
-from langchain.agents import create_agent  # noqa: E402
-from langchain_core.callbacks import BaseCallbackHandler  # noqa: E402
-from langchain_core.language_models import BaseChatModel  # noqa: E402
-from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage  # noqa: E402
-from langchain_core.outputs import ChatGeneration, ChatResult  # noqa: E402
-from langchain_core.tools import ToolException, tool  # noqa: E402
-from pydantic import PrivateAttr  # noqa: E402
-
-from costopt_core.pricing import set_price  # noqa: E402
-from langchain_costopt import cost_tracker  # noqa: E402
-from langchain_costopt.middleware import CostRoutingMiddleware  # noqa: E402
+from costopt_core.pricing import set_price
+from langchain_costopt import cost_tracker
+from langchain_costopt.middleware import CostRoutingMiddleware
 
 PRICES = {"agent-cheap": (1e-7, 4e-7), "agent-mid": (1e-6, 4e-6), "agent-strong": (1e-5, 4e-5)}
 for _model, (_inp, _out) in PRICES.items():
