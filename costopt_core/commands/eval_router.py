@@ -39,6 +39,7 @@ from costopt_core.evaluation import (
     random_scores,
     score_prompts,
 )
+from costopt_core.exports import install_hint
 from costopt_core.strategies import available_strategies, get_strategy
 
 RANDOM = "random"
@@ -263,7 +264,7 @@ def plot_quality_vs_cost(result: RouterEvaluation, path: str, title: str = "") -
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        raise ImportError('--plot needs matplotlib: pip install "costopt-llm[plot]"') from None
+        raise ImportError(f"--plot needs matplotlib: {install_hint('plot')}") from None
     c = result.curve
     fig, ax = plt.subplots(figsize=(8, 5))
     ax.plot(
