@@ -35,16 +35,19 @@ Rules:
 * One embedding per miss: the vector a missed lookup computed is handed to the
   ``update`` that follows for the same partition and text (kept in a small bounded
   map), so a miss costs one embedding, not two.
+* Sync and async are one algorithm: ``lookup`` / ``alookup`` (and ``update`` /
+  ``aupdate``) run the same steps, the async ones awaiting the store's and the
+  embedding's coroutines instead of blocking.
 * Faults never reach the caller: an embedding or store error is logged and the lookup
   is a miss (``None``), an update is skipped. A vector of the wrong size, with NaN or
   of zero length is rejected (:class:`~costopt_core.stores.base.VectorError`, logged)
   and never stored.
 * Savings: ``update`` takes the original call's metadata (``model``,
   ``input_tokens``, ``output_tokens`` and optionally ``cache_read_tokens``,
-  ``cache_write_tokens``, ``reasoning_tokens``); a hit is priced with
-  :func:`costopt_core.pricing.get_price`. A model without a price gives
-  ``saved_usd=None`` on the hit and counts in ``stats["unpriced_hits"]``: an unknown
-  saving is never reported as $0.
+  ``cache_write_tokens``, ``reasoning_tokens``: what :func:`savings_metadata` builds
+  from a ``TokenUsage``); a hit is priced with :func:`costopt_core.pricing.get_price`.
+  A model without a price gives ``saved_usd=None`` on the hit and counts in
+  ``stats["unpriced_hits"]``: an unknown saving is never reported as $0.
 """
 
 from __future__ import annotations
@@ -67,6 +70,8 @@ from typing import Any, TypeVar, cast
 
 import numpy as np
 
+from costopt_core.accounting import price_usage
+from costopt_core.ledger import TokenUsage
 from costopt_core.pricing import get_price
 from costopt_core.stores.base import CacheEntry, CacheStore, normalize_vector
 from costopt_core.stores.memory import MemoryStore
@@ -149,6 +154,11 @@ class CacheHit:
     def tokens_saved(self) -> int:
         return self.input_tokens + self.output_tokens
 
+    @property
+    def usage(self) -> TokenUsage:
+        """The token usage of the call whose answer this is (what the hit saved)."""
+        return _saved_usage(self.metadata)
+
     def marker(self) -> dict[str, Any]:
         """What a face attaches to a returned answer so cost handlers see a hit."""
         return {
@@ -164,8 +174,43 @@ class CacheHit:
         }
 
 
+def savings_metadata(
+    model: str | None, usage: TokenUsage, *, estimated: bool = False
+) -> dict[str, Any]:
+    """The metadata :meth:`SemanticCache.update` keeps with an answer to price its later
+    hits: the model that answered and the call's usage (``estimated``: counted from the
+    text, the provider reported none).
+
+    Example:
+        >>> savings_metadata("gpt-4o-mini", TokenUsage(12, 3))["output_tokens"]
+        3
+    """
+    metadata: dict[str, Any] = {
+        "model": model,
+        "input_tokens": usage.input_tokens,
+        "output_tokens": usage.output_tokens,
+        "cache_read_tokens": usage.cache_read_tokens,
+        "cache_write_tokens": usage.cache_write_tokens,
+        "reasoning_tokens": usage.reasoning_tokens,
+    }
+    if estimated:
+        metadata["usage_estimated"] = True
+    return metadata
+
+
 def _int(value: Any) -> int:
     return int(value) if isinstance(value, int | float) and value > 0 else 0
+
+
+def _saved_usage(metadata: Mapping[str, Any]) -> TokenUsage:
+    """The usage ``savings_metadata`` stored (a missing or bad count reads 0)."""
+    return TokenUsage(
+        _int(metadata.get("input_tokens")),
+        _int(metadata.get("output_tokens")),
+        _int(metadata.get("cache_read_tokens")),
+        _int(metadata.get("cache_write_tokens")),
+        _int(metadata.get("reasoning_tokens")),
+    )
 
 
 def _validate(
@@ -343,20 +388,14 @@ class SemanticCache:
     def _hit(self, entry: CacheEntry, similarity: float, exact: bool) -> CacheHit:
         meta = entry.metadata or {}
         model = meta.get("model") if isinstance(meta.get("model"), str) else None
-        input_tokens = _int(meta.get("input_tokens"))
-        output_tokens = _int(meta.get("output_tokens"))
+        usage = _saved_usage(meta)
+        input_tokens, output_tokens = usage.input_tokens, usage.output_tokens
         saved: float | None = None
         if model:
             try:
                 price = get_price(model)
                 if price is not None:
-                    saved = price.cost(
-                        input_tokens=input_tokens,
-                        output_tokens=output_tokens,
-                        cache_read_tokens=_int(meta.get("cache_read_tokens")),
-                        cache_write_tokens=_int(meta.get("cache_write_tokens")),
-                        reasoning_tokens=_int(meta.get("reasoning_tokens")),
-                    )
+                    saved = price_usage(price, usage)
             except Exception:  # pricing must never turn a hit into a failure
                 logger.exception("pricing the cache hit for model %r failed", model)
         similarity = min(1.0, max(-1.0, similarity))

@@ -6,12 +6,15 @@ import it. The routing record's own key is the engine's ``ROUTING_KEY``
 (:mod:`costopt_core.engine`).
 
 Example:
-    >>> from costopt_core.metadata_keys import CACHE_MARKER_KEY, MODEL_NAME_KEYS
-    >>> CACHE_MARKER_KEY, MODEL_NAME_KEYS[0]
-    ('costopt_cache', 'model_name')
+    >>> from costopt_core.metadata_keys import CACHE_MARKER_KEY, model_name_in
+    >>> CACHE_MARKER_KEY, model_name_in({"model_name": "gpt-4o-mini"})
+    ('costopt_cache', 'gpt-4o-mini')
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
 
 #: LangChain ``generation_info`` and ``message.response_metadata`` key of the cache-hit
 #: marker (``costopt_core.cache.CacheHit.marker()``): ``SemanticLLMCache`` sets it on the
@@ -30,4 +33,29 @@ BATCH_ROUTING_KEY = "costopt_routing"
 #: ``generation_info`` (and the attributes of a chat model), most common first.
 MODEL_NAME_KEYS: tuple[str, ...] = ("model_name", "model", "model_id", "deployment_name")
 
-__all__ = ["BATCH_ROUTING_KEY", "CACHE_HIT_KEY", "CACHE_MARKER_KEY", "MODEL_NAME_KEYS"]
+
+def model_name_in(mapping: Mapping[str, Any] | None) -> str | None:
+    """The model a params or metadata mapping names (first of ``MODEL_NAME_KEYS``).
+
+    Example:
+        >>> model_name_in({"model": "gpt-4o-mini", "temperature": 0})
+        'gpt-4o-mini'
+        >>> model_name_in({"model_name": ""}) is None
+        True
+    """
+    if not mapping:
+        return None
+    for key in MODEL_NAME_KEYS:
+        value = mapping.get(key)
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
+__all__ = [
+    "BATCH_ROUTING_KEY",
+    "CACHE_HIT_KEY",
+    "CACHE_MARKER_KEY",
+    "MODEL_NAME_KEYS",
+    "model_name_in",
+]

@@ -61,46 +61,43 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+from langchain_core import messages as lc_messages
 from langchain_core.caches import RETURN_VAL_TYPE, BaseCache
 from langchain_core.embeddings import Embeddings
 from langchain_core.load import dumps, loads
-from langchain_core.messages import (
-    AIMessage,
-    AIMessageChunk,
-    BaseMessage,
-    ChatMessage,
-    ChatMessageChunk,
-    FunctionMessage,
-    FunctionMessageChunk,
-    HumanMessage,
-    HumanMessageChunk,
-    SystemMessage,
-    SystemMessageChunk,
-    ToolMessage,
-    ToolMessageChunk,
-)
+from langchain_core.messages import BaseMessage, HumanMessage, ToolMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, Generation, GenerationChunk
 
-from costopt_core.cache import CacheHit, SemanticCache, cache_namespace, current_namespace
+from costopt_core.accounting import usage_from_mapping
+from costopt_core.cache import (
+    CacheHit,
+    SemanticCache,
+    cache_namespace,
+    current_namespace,
+    savings_metadata,
+)
+from costopt_core.ledger import TokenUsage
+from costopt_core.metadata_keys import CACHE_MARKER_KEY, MODEL_NAME_KEYS, model_name_in
 from costopt_core.stores.base import CacheStore
 from costopt_core.tokens import estimate_tokens
 from langchain_costopt.messages import latest_human_text, message_text
 
 logger = logging.getLogger(__name__)
 
+# What ``loads`` may revive from a cached prompt or answer: message classes only.
 _MESSAGE_CLASSES: list[Any] = [
-    AIMessage,
-    AIMessageChunk,
-    ChatMessage,
-    ChatMessageChunk,
-    FunctionMessage,
-    FunctionMessageChunk,
-    HumanMessage,
-    HumanMessageChunk,
-    SystemMessage,
-    SystemMessageChunk,
-    ToolMessage,
-    ToolMessageChunk,
+    lc_messages.AIMessage,
+    lc_messages.AIMessageChunk,
+    lc_messages.ChatMessage,
+    lc_messages.ChatMessageChunk,
+    lc_messages.FunctionMessage,
+    lc_messages.FunctionMessageChunk,
+    lc_messages.HumanMessage,
+    lc_messages.HumanMessageChunk,
+    lc_messages.SystemMessage,
+    lc_messages.SystemMessageChunk,
+    lc_messages.ToolMessage,
+    lc_messages.ToolMessageChunk,
 ]
 _GENERATION_CLASSES: list[Any] = [
     Generation,
@@ -110,8 +107,9 @@ _GENERATION_CLASSES: list[Any] = [
     *_MESSAGE_CLASSES,
 ]
 
+# A model named in LangChain's llm_string (its repr of the model's parameters).
 _MODEL_IN_LLM_STRING = re.compile(
-    r"""["'](?:model_name|model|model_id)["']\s*[:,]\s*["']([^"']+)["']"""
+    rf"""["'](?:{"|".join(MODEL_NAME_KEYS)})["']\s*[:,]\s*["']([^"']+)["']"""
 )
 
 
@@ -196,46 +194,28 @@ def split_prompt(prompt: str) -> tuple[str, str]:
     return text, "messages:" + json.dumps(context, sort_keys=True, ensure_ascii=False, default=str)
 
 
-def _usage_metadata(return_val: Sequence[Generation], llm_string: str) -> dict[str, Any]:
-    """Model and token counts of the call being cached, to price its reuse later."""
-    model: str | None = None
+def _answer_usage(
+    return_val: Sequence[Generation], llm_string: str
+) -> tuple[str | None, TokenUsage | None]:
+    """The model and token usage of the call being cached (usage ``None``: not reported)."""
+    model = None
     for gen in return_val:
-        message = getattr(gen, "message", None)
-        meta = getattr(message, "response_metadata", None) or {}
-        info = gen.generation_info or {}
-        for source in (meta, info):
-            name = source.get("model_name") or source.get("model")
-            if isinstance(name, str) and name:
-                model = name
-                break
+        meta = getattr(getattr(gen, "message", None), "response_metadata", None)
+        model = model_name_in(meta) or model_name_in(gen.generation_info)
         if model:
             break
     if model is None:
         found = _MODEL_IN_LLM_STRING.search(llm_string)
         model = found.group(1) if found else None
-    out: dict[str, Any] = {"model": model}
     # n > 1 choices of one call carry the same usage: take it once, not per choice.
     for gen in return_val:
-        usage = getattr(getattr(gen, "message", None), "usage_metadata", None)
-        if usage:
-            out["input_tokens"] = int(usage.get("input_tokens") or 0)
-            out["output_tokens"] = int(usage.get("output_tokens") or 0)
-            in_details = usage.get("input_token_details") or {}
-            out_details = usage.get("output_token_details") or {}
-            out["cache_read_tokens"] = int(in_details.get("cache_read") or 0)
-            out["cache_write_tokens"] = int(in_details.get("cache_creation") or 0)
-            out["reasoning_tokens"] = int(out_details.get("reasoning") or 0)
-            return out
-        info = gen.generation_info or {}
-        token_usage = info.get("token_usage") or info.get("usage")
-        if isinstance(token_usage, dict):
-            prompt_tokens = token_usage.get("prompt_tokens", token_usage.get("input_tokens"))
-            completion = token_usage.get("completion_tokens", token_usage.get("output_tokens"))
-            if isinstance(prompt_tokens, int) and isinstance(completion, int):
-                out["input_tokens"], out["output_tokens"] = prompt_tokens, completion
-                return out
-    out["usage_estimated"] = True
-    return out
+        usage = usage_from_mapping(getattr(getattr(gen, "message", None), "usage_metadata", None))
+        if usage is None and gen.generation_info:
+            info = gen.generation_info
+            usage = usage_from_mapping(info.get("token_usage") or info.get("usage"))
+        if usage is not None:
+            return model, usage
+    return model, None
 
 
 def _embedder_id(embeddings: Embeddings) -> str:
@@ -250,6 +230,18 @@ def _embedder_id(embeddings: Embeddings) -> str:
 
 class SemanticLLMCache(BaseCache):
     """LangChain cache that answers a reworded question from a stored answer.
+
+    Example:
+        >>> from langchain_costopt import HashingEmbeddings, SemanticLLMCache
+        >>> from langchain_costopt.simulated import SimulatedChatModel
+        >>> cache = SemanticLLMCache(HashingEmbeddings(), similarity_threshold=0.9)
+        >>> model = SimulatedChatModel(model_name="gpt-4o-mini", cache=cache)
+        >>> first = model.invoke("How do I reset my password?")  # miss: the model answers
+        >>> again = model.invoke("how do I reset my password")  # hit: no model call
+        >>> again.content == first.content, again.response_metadata["costopt_cache"]["hit"]
+        (True, True)
+        >>> cache.stats["hits"], cache.stats["misses"]
+        (1, 1)
 
     Args:
         embeddings: any LangChain ``Embeddings`` (``HashingEmbeddings`` offline).
@@ -312,7 +304,9 @@ class SemanticLLMCache(BaseCache):
         )
         return partition, text
 
-    def _revive(self, hit: CacheHit) -> RETURN_VAL_TYPE | None:
+    def _revive(self, hit: CacheHit | None) -> RETURN_VAL_TYPE | None:
+        if hit is None:
+            return None
         try:
             generations = loads(hit.response, allowed_objects=_GENERATION_CLASSES)
         except Exception:
@@ -330,10 +324,10 @@ class SemanticLLMCache(BaseCache):
         marker = hit.marker()
         for gen in generations:
             if isinstance(gen, ChatGeneration):
-                gen.generation_info = {**(gen.generation_info or {}), "costopt_cache": marker}
+                gen.generation_info = {**(gen.generation_info or {}), CACHE_MARKER_KEY: marker}
                 gen.message.response_metadata = {
                     **gen.message.response_metadata,
-                    "costopt_cache": dict(marker),
+                    CACHE_MARKER_KEY: dict(marker),
                 }
         return generations
 
@@ -347,26 +341,30 @@ class SemanticLLMCache(BaseCache):
         try:
             partition, text = self._key(prompt, llm_string)
             payload = dumps(list(return_val))
-            metadata = _usage_metadata(return_val, llm_string)
-            if metadata.pop("usage_estimated", False):
-                # No usage reported (typical of plain LLMs): estimate, and say so.
-                metadata["input_tokens"] = estimate_tokens(text)
-                metadata["output_tokens"] = sum(estimate_tokens(g.text) for g in return_val[:1])
-                metadata["usage_estimated"] = True
+            model, usage = _answer_usage(return_val, llm_string)
+            if usage is None:
+                # No usage reported (typical of plain LLMs): estimate it, and say so.
+                estimate = TokenUsage(estimate_tokens(text), estimate_tokens(return_val[0].text))
+                metadata = savings_metadata(model, estimate, estimated=True)
+            else:
+                metadata = savings_metadata(model, usage)
         except Exception:
             logger.exception("semantic cache could not store an answer; continuing without it")
             return None
         return partition, text, payload, metadata
 
-    def lookup(self, prompt: str, llm_string: str) -> RETURN_VAL_TYPE | None:
-        """Cached generations for ``prompt`` under ``llm_string``, or ``None``."""
+    def _lookup_key(self, prompt: str, llm_string: str) -> tuple[str, str] | None:
+        """(partition, text) to look up, or None on a fault (logged: a miss)."""
         try:
-            partition, text = self._key(prompt, llm_string)
+            return self._key(prompt, llm_string)
         except Exception:
             logger.exception("semantic cache could not key the prompt; treating it as a miss")
             return None
-        hit = self.engine.lookup(partition, text)
-        return None if hit is None else self._revive(hit)
+
+    def lookup(self, prompt: str, llm_string: str) -> RETURN_VAL_TYPE | None:
+        """Cached generations for ``prompt`` under ``llm_string``, or ``None``."""
+        key = self._lookup_key(prompt, llm_string)
+        return None if key is None else self._revive(self.engine.lookup(*key))
 
     def update(self, prompt: str, llm_string: str, return_val: RETURN_VAL_TYPE) -> None:
         """Store the generations the model returned for ``prompt``."""
@@ -380,13 +378,8 @@ class SemanticLLMCache(BaseCache):
 
     async def alookup(self, prompt: str, llm_string: str) -> RETURN_VAL_TYPE | None:
         """Async :meth:`lookup`: the embeddings' ``aembed_query`` and async store calls."""
-        try:
-            partition, text = self._key(prompt, llm_string)
-        except Exception:
-            logger.exception("semantic cache could not key the prompt; treating it as a miss")
-            return None
-        hit = await self.engine.alookup(partition, text)
-        return None if hit is None else self._revive(hit)
+        key = self._lookup_key(prompt, llm_string)
+        return None if key is None else self._revive(await self.engine.alookup(*key))
 
     async def aupdate(self, prompt: str, llm_string: str, return_val: RETURN_VAL_TYPE) -> None:
         """Async :meth:`update`."""

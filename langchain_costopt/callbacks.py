@@ -67,7 +67,7 @@ from langchain_core.tracers.context import register_configure_hook
 from costopt_core.accounting import CostHandlerBase, OnBudget, usage_from_mapping
 from costopt_core.engine import ROUTING_KEY
 from costopt_core.ledger import BudgetExceededError, LedgerProtocol, TokenUsage
-from costopt_core.metadata_keys import BATCH_ROUTING_KEY, CACHE_MARKER_KEY, MODEL_NAME_KEYS
+from costopt_core.metadata_keys import BATCH_ROUTING_KEY, CACHE_MARKER_KEY, model_name_in
 from costopt_core.tokens import estimate_tokens
 
 logger = logging.getLogger(__name__)
@@ -103,7 +103,7 @@ class _Run:
     def model(self) -> str | None:
         """The model named by the run's invocation params, else its ls_model_name."""
         try:
-            model = _model_from(self.params) if _is_map(self.params) else None
+            model = model_name_in(self.params) if _is_map(self.params) else None
             if model is None and _is_map(self.metadata):
                 model = self.metadata.get("ls_model_name")  # type: ignore[union-attr]
         except Exception:
@@ -134,16 +134,6 @@ def _is_map(value: Any) -> bool:
     return type(value) is dict or (value is not None and isinstance(value, Mapping))
 
 
-def _model_from(mapping: Mapping[str, Any] | None) -> str | None:
-    if not mapping:
-        return None
-    for key in MODEL_NAME_KEYS:
-        value = mapping.get(key)
-        if isinstance(value, str) and value:
-            return value
-    return None
-
-
 def _router_models(params: Mapping[str, Any]) -> tuple[str, ...]:
     # RouterChatModel's invocation params hold {"models": {tier: identifying params}}.
     models = params.get("models")
@@ -151,7 +141,7 @@ def _router_models(params: Mapping[str, Any]) -> tuple[str, ...]:
         return ()
     names = []
     for spec in models.values():
-        name = _model_from(spec) if _is_map(spec) else None
+        name = model_name_in(spec) if _is_map(spec) else None
         if name:
             names.append(name)
     return tuple(names)
@@ -270,7 +260,7 @@ class CostCallbackHandler(CostHandlerBase, _HandlerState, BaseCallbackHandler):
         params = params or {}
         models = params.get("models")
         specs = list(models.values()) if isinstance(models, Mapping) else [params]
-        names = [_model_from(spec) for spec in specs if isinstance(spec, Mapping)]
+        names = [model_name_in(spec) for spec in specs if isinstance(spec, Mapping)]
         costs = [
             price.cost(input_tokens=tokens, output_tokens=max(tokens, 256))
             for price in (self._accountant.catalog.get(n) for n in names if n is not None)
@@ -406,8 +396,8 @@ class CostCallbackHandler(CostHandlerBase, _HandlerState, BaseCallbackHandler):
         model = metadata.get("model_name")
         if type(model) is not str or not model:
             model = (
-                _model_from(metadata)
-                or (_model_from(info) if info else None)
+                model_name_in(metadata)
+                or (model_name_in(info) if info else None)
                 or (cache.get("model") if cache and isinstance(cache.get("model"), str) else None)
                 or _fallback_model(llm_output, run)
             )
@@ -492,7 +482,7 @@ def _repeated_unit(name: str) -> str | None:
 def _fallback_model(llm_output: Mapping[str, Any] | None, run: _Run | None) -> str:
     """The model of an answer that names none: the run's llm_output, else its start."""
     return (
-        (_model_from(llm_output) if _is_map(llm_output) else None)
+        (model_name_in(llm_output) if _is_map(llm_output) else None)
         or (run.model if run is not None else None)
         or UNKNOWN_MODEL
     )

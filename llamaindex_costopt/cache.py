@@ -38,7 +38,8 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from dataclasses import asdict
+from typing import Any
 
 from llama_index.core.base.embeddings.base import BaseEmbedding
 from llama_index.core.base.llms.types import (
@@ -54,7 +55,16 @@ from llama_index.core.llms.llm import LLM, ToolSelection
 from pydantic import ConfigDict, Field, PrivateAttr, model_validator
 
 from costopt_core.budget_gate import open_budget, release_budget
-from costopt_core.cache import CacheHit, SemanticCache, cache_namespace, current_namespace
+from costopt_core.cache import (
+    CacheHit,
+    SemanticCache,
+    cache_namespace,
+    current_namespace,
+    savings_metadata,
+)
+from costopt_core.engine import ROUTING_KEY
+from costopt_core.ledger import TokenUsage
+from costopt_core.metadata_keys import CACHE_HIT_KEY
 from costopt_core.stores.base import CacheStore
 from costopt_core.tokens import estimate_tokens
 from llamaindex_costopt.handlers import model_of_response, usage_of_response
@@ -79,9 +89,6 @@ from llamaindex_costopt.wrapper import (
     llm_model_name,
     replay,
 )
-
-if TYPE_CHECKING:
-    pass
 
 logger = logging.getLogger(__name__)
 dispatcher = get_dispatcher(__name__)
@@ -159,7 +166,7 @@ def _json_safe(mapping: Mapping[str, Any]) -> dict[str, Any]:
     cached answer costs no tokens)."""
     safe: dict[str, Any] = {}
     for key, value in mapping.items():
-        if key in _USAGE_KEYS or key == "cache":
+        if key in _USAGE_KEYS or key == CACHE_HIT_KEY:
             continue
         try:
             json.dumps(value)
@@ -340,7 +347,7 @@ class SemanticCacheLLM(WrapperLLM):
             if data.get("kind") != kind:
                 return None
             extra = dict(data.get("additional_kwargs") or {})
-            extra["cache"] = hit.marker()
+            extra[CACHE_HIT_KEY] = hit.marker()
             if kind == "chat":
                 return ChatResponse(
                     message=ChatMessage.model_validate(data["message"]), additional_kwargs=extra
@@ -360,7 +367,7 @@ class SemanticCacheLLM(WrapperLLM):
 
     def _metadata(self, response: Any, prompt_text: str) -> dict[str, Any]:
         """What the engine needs to price a later hit: the model and the call's usage."""
-        routing = (response.additional_kwargs or {}).get("routing") or {}
+        routing = (response.additional_kwargs or {}).get(ROUTING_KEY) or {}
         model = (
             model_of_response(response)
             or (routing.get("model") if isinstance(routing.get("model"), str) else None)
@@ -368,35 +375,18 @@ class SemanticCacheLLM(WrapperLLM):
         )
         usage = usage_of_response(response)
         if usage is None:
-            meta: dict[str, Any] = {
-                "input_tokens": estimate_tokens(prompt_text),
-                "output_tokens": estimate_tokens(answer_text(response)),
-                "usage_estimated": True,
-            }
+            estimate = TokenUsage(
+                estimate_tokens(prompt_text), estimate_tokens(answer_text(response))
+            )
+            meta = savings_metadata(model, estimate, estimated=True)
         else:
-            meta = {
-                "input_tokens": usage.input_tokens,
-                "output_tokens": usage.output_tokens,
-                "cache_read_tokens": usage.cache_read_tokens,
-                "cache_write_tokens": usage.cache_write_tokens,
-                "reasoning_tokens": usage.reasoning_tokens,
-            }
-        meta["model"] = model
+            meta = savings_metadata(model, usage)
         if isinstance(routing.get("tier"), str):
             meta["tier"] = routing["tier"]
         return meta
 
     def _on_hit(self, hit: CacheHit, question: str) -> None:
-        usage = {
-            k: int(hit.metadata.get(k) or 0)
-            for k in (
-                "input_tokens",
-                "output_tokens",
-                "cache_read_tokens",
-                "cache_write_tokens",
-                "reasoning_tokens",
-            )
-        }
+        usage = asdict(hit.usage)
         tier = hit.metadata.get("tier")
         try:
             dispatcher.event(
