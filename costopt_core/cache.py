@@ -245,6 +245,20 @@ def _validate(
 class SemanticCache:
     """Framework-free semantic cache over a :class:`~costopt_core.stores.base.CacheStore`.
 
+    Example:
+        >>> import asyncio
+        >>> from costopt_core.hashing import HashingEmbedder
+        >>> from costopt_core.ledger import TokenUsage
+        >>> cache = SemanticCache(HashingEmbedder(dim=256).embed_one, similarity_threshold=0.8)
+        >>> part = cache.partition("gpt-4o-mini")
+        >>> cache.update(part, "What is the capital of France?", "Paris.",
+        ...              savings_metadata("gpt-4o-mini", TokenUsage(9, 2)))
+        >>> hit = cache.lookup(part, "what is the capital of France")
+        >>> hit.response, hit.exact, hit.usage.output_tokens, hit.saved_usd > 0
+        ('Paris.', False, 2, True)
+        >>> asyncio.run(cache.alookup(part, "What is the capital of France?")).exact
+        True
+
     Args:
         embed: ``text -> vector`` (any length; normalized here).
         aembed: async ``text -> vector``; without it async calls run ``embed`` in a

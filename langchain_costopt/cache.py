@@ -84,7 +84,7 @@ from langchain_costopt.messages import latest_human_text, message_text
 
 logger = logging.getLogger(__name__)
 
-# What ``loads`` may revive from a cached prompt or answer: message classes only.
+# ``loads`` may revive only these: a stored entry must never build arbitrary objects.
 _MESSAGE_CLASSES: list[Any] = [
     lc_messages.AIMessage,
     lc_messages.AIMessageChunk,
