@@ -82,12 +82,21 @@ class BudgetExceededError(RuntimeError):
         self.limit_usd = budget.limit_usd if budget is not None else math.inf
 
 
-# Not frozen, and its own __init__: one is built per call, and a frozen dataclass's
-# __init__ costs ~2x, a __post_init__ one more Python call.
-@dataclass(slots=True, init=False)
+# Not frozen: one is built per call, and a frozen dataclass's __init__ costs ~2x.
+@dataclass(slots=True)
 class TokenUsage:
     """Token counts of one call, LangChain conventions: ``input_tokens`` includes the
-    cache read/write tokens, ``output_tokens`` includes the reasoning tokens."""
+    cache read/write tokens, ``output_tokens`` includes the reasoning tokens.
+
+    Example:
+        >>> usage = TokenUsage(input_tokens=1200, output_tokens=300, cache_read_tokens=1000)
+        >>> (usage + TokenUsage(10, 5)).total_tokens
+        1515
+        >>> TokenUsage(input_tokens=-1)
+        Traceback (most recent call last):
+        ...
+        ValueError: TokenUsage.input_tokens must be an int >= 0, got -1
+    """
 
     input_tokens: int = 0
     output_tokens: int = 0
@@ -95,42 +104,24 @@ class TokenUsage:
     cache_write_tokens: int = 0
     reasoning_tokens: int = 0
 
-    def __init__(
-        self,
-        input_tokens: int = 0,
-        output_tokens: int = 0,
-        cache_read_tokens: int = 0,
-        cache_write_tokens: int = 0,
-        reasoning_tokens: int = 0,
-    ) -> None:
-        # The common all-int case is checked in one pass.
+    def __post_init__(self) -> None:
+        # The common all-int case is checked in one pass; the loop only names the culprit.
         if not (
-            type(input_tokens) is int
-            and type(output_tokens) is int
-            and type(cache_read_tokens) is int
-            and type(cache_write_tokens) is int
-            and type(reasoning_tokens) is int
-            and input_tokens >= 0
-            and output_tokens >= 0
-            and cache_read_tokens >= 0
-            and cache_write_tokens >= 0
-            and reasoning_tokens >= 0
+            type(self.input_tokens) is int
+            and type(self.output_tokens) is int
+            and type(self.cache_read_tokens) is int
+            and type(self.cache_write_tokens) is int
+            and type(self.reasoning_tokens) is int
+            and self.input_tokens >= 0
+            and self.output_tokens >= 0
+            and self.cache_read_tokens >= 0
+            and self.cache_write_tokens >= 0
+            and self.reasoning_tokens >= 0
         ):
-            values = (
-                input_tokens,
-                output_tokens,
-                cache_read_tokens,
-                cache_write_tokens,
-                reasoning_tokens,
-            )
-            for name, value in zip(_USAGE_FIELDS, values, strict=True):
+            for name in _USAGE_FIELDS:
+                value = getattr(self, name)
                 if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                     raise ValueError(f"TokenUsage.{name} must be an int >= 0, got {value!r}")
-        self.input_tokens = input_tokens
-        self.output_tokens = output_tokens
-        self.cache_read_tokens = cache_read_tokens
-        self.cache_write_tokens = cache_write_tokens
-        self.reasoning_tokens = reasoning_tokens
 
     @property
     def total_tokens(self) -> int:
@@ -149,8 +140,7 @@ class TokenUsage:
         return self.input_tokens == 0 and self.output_tokens == 0
 
 
-# Its own __init__ (validation inline, no __post_init__ call): one is built per call.
-@dataclass(slots=True, init=False)
+@dataclass(slots=True)
 class CostRecord:
     """One priced event: a model call, a cache hit, or a rejected cascade attempt.
 
@@ -159,7 +149,7 @@ class CostRecord:
     hit the price of the call it avoided, for a routed call ``baseline_cost_usd -
     cost_usd`` (negative when the routed model cost more), for a cascade attempt
     ``-cost_usd`` (the baseline would not have made it). ``None`` when not knowable.
-    ``tags`` defaults to ``{}`` and ``timestamp`` to now.
+    ``tags`` defaults to ``{}`` and ``timestamp`` to now, also when given as ``None``.
     """
 
     model: str
@@ -178,43 +168,16 @@ class CostRecord:
     timestamp: float = field(default_factory=time.time)
     run_id: str | None = None
 
-    def __init__(
-        self,
-        model: str,
-        kind: RecordKind = "call",
-        tier: str | None = None,
-        input_tokens: int = 0,
-        output_tokens: int = 0,
-        cache_read_tokens: int = 0,
-        cache_write_tokens: int = 0,
-        reasoning_tokens: int = 0,
-        cost_usd: float | None = 0.0,
-        saved_usd: float | None = 0.0,
-        baseline_model: str | None = None,
-        baseline_cost_usd: float | None = None,
-        tags: Mapping[str, str] | None = None,
-        timestamp: float | None = None,
-        run_id: str | None = None,
-    ) -> None:
-        if not model or not isinstance(model, str):
-            raise ValueError(f"CostRecord.model must be a non-empty str, got {model!r}")
-        if kind not in KINDS:
-            raise ValueError(f"CostRecord.kind must be one of {KINDS}, got {kind!r}")
-        self.model = model
-        self.kind = kind
-        self.tier = tier
-        self.input_tokens = input_tokens
-        self.output_tokens = output_tokens
-        self.cache_read_tokens = cache_read_tokens
-        self.cache_write_tokens = cache_write_tokens
-        self.reasoning_tokens = reasoning_tokens
-        self.cost_usd = cost_usd
-        self.saved_usd = saved_usd
-        self.baseline_model = baseline_model
-        self.baseline_cost_usd = baseline_cost_usd
-        self.tags = {} if tags is None else tags
-        self.timestamp = time.time() if timestamp is None else timestamp
-        self.run_id = run_id
+    def __post_init__(self) -> None:
+        if not self.model or not isinstance(self.model, str):
+            raise ValueError(f"CostRecord.model must be a non-empty str, got {self.model!r}")
+        if self.kind not in KINDS:
+            raise ValueError(f"CostRecord.kind must be one of {KINDS}, got {self.kind!r}")
+        # Callers pass their optional values through (accounting builds one per call).
+        if self.tags is None:
+            self.tags = {}
+        if self.timestamp is None:
+            self.timestamp = time.time()
 
     @property
     def priced(self) -> bool:

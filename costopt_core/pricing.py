@@ -5,9 +5,12 @@ Example:
     >>> from costopt_core import estimate_cost, get_price, set_price
     >>> round(get_price("gpt-4o-mini").output * 1e6, 4)  # USD per million tokens
     0.6
-    >>> set_price("my-finetune", input_per_token=1e-6, output_per_token=2e-6)
+    >>> set_price("my-finetune", input_per_token=1e-6, output_per_token=2e-6).source
+    'user'
     >>> get_price("my-finetune").cost(input_tokens=1000, output_tokens=500)
     0.002
+    >>> get_price("no-such-model") is None  # unknown: flagged by the cost handlers, never $0
+    True
     >>> estimate_cost("请翻译这句话")["model"]
     'deepseek-v3'
 
@@ -173,6 +176,15 @@ class PriceCatalog:
         cache_write_per_token: float | None = None,
         reasoning_per_token: float | None = None,
     ) -> ModelPrice:
+        """Register or override ``model``'s price (USD per token) in this catalog and
+        return it. A cache or reasoning price left ``None`` is billed as input / output.
+
+        Example:
+            >>> catalog = PriceCatalog(use_genai_prices=False)
+            >>> price = catalog.set_price("m", input_per_token=1e-6, output_per_token=4e-6)
+            >>> catalog.get("M").cost(input_tokens=1000, output_tokens=250)  # names: any case
+            0.002
+        """
         if not isinstance(model, str) or not model.strip():
             raise ValueError(f"model must be a non-empty str, got {model!r}")
         price = ModelPrice(
@@ -255,32 +267,14 @@ def _opt_float(value: Any) -> float | None:
     return None if value is None else float(value)
 
 
+#: The process-wide catalog, the one the cost handlers and routers price from.
 default_catalog = PriceCatalog()
 
-
-def get_price(model: str | None) -> ModelPrice | None:
-    """Price of ``model`` in the process-wide catalog (``None`` if unknown)."""
-    return default_catalog.get(model)
-
-
-def set_price(
-    model: str,
-    *,
-    input_per_token: float,
-    output_per_token: float,
-    cache_read_per_token: float | None = None,
-    cache_write_per_token: float | None = None,
-    reasoning_per_token: float | None = None,
-) -> ModelPrice:
-    """Register or override ``model``'s price for this process (USD per token)."""
-    return default_catalog.set_price(
-        model,
-        input_per_token=input_per_token,
-        output_per_token=output_per_token,
-        cache_read_per_token=cache_read_per_token,
-        cache_write_per_token=cache_write_per_token,
-        reasoning_per_token=reasoning_per_token,
-    )
+# The module's functions are that catalog's methods, as ``random.random`` is a hidden
+# ``Random``'s: ``get_price(model)`` and ``set_price(model, input_per_token=...,
+# output_per_token=...)`` read and change the prices of this process.
+get_price = default_catalog.get
+set_price = default_catalog.set_price
 
 
 _seed_classifier = ComplexityClassifier()
