@@ -313,7 +313,13 @@ def summarize(records: Iterable[CostRecord]) -> LedgerSummary:
 @dataclass(frozen=True, slots=True)
 class Budget:
     """A spending limit in USD over a period: ``None`` (the ledger's whole life),
-    ``"day"`` or ``"month"`` (calendar periods in UTC)."""
+    ``"day"`` or ``"month"`` (calendar periods in UTC).
+
+    Example:
+        >>> daily = Budget(20.0, "day")
+        >>> daily.start(now=3 * 86_400 + 5.0), daily.label  # 5 s into day 3 (UTC)
+        (259200.0, 'per day')
+    """
 
     limit_usd: float
     period: Period | None = None

@@ -9,8 +9,9 @@ Example:
     >>> from costopt_core.stores.indexed import PartitionIndexes
     >>> indexes = PartitionIndexes(dim=2)
     >>> indexes.add("p", 1, normalize_vector([1, 0]), created_at=0.0)
-    >>> indexes.search("p", normalize_vector([1, 0.1]), 1, 0.9, now=1.0, ttl_seconds=None)
-    [(1, 0.9950371980667114)]
+    >>> [(key, round(sim, 4)) for key, sim in indexes.search(
+    ...     "p", normalize_vector([1, 0.1]), 1, 0.9, now=1.0, ttl_seconds=None)]
+    [(1, 0.995)]
     >>> indexes.search("q", normalize_vector([1, 0]), 1, 0.9, now=1.0, ttl_seconds=None)
     []
 """

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from datetime import UTC, datetime
 
 import pytest
@@ -48,6 +49,12 @@ def test_record_validates_kind_and_model_and_round_trips() -> None:
     )
     assert CostRecord.from_dict(record.to_dict()) == record
     assert record.priced is False
+    # None given for tags or timestamp (callers pass optional values through) means the
+    # default, as omitting them does.
+    before = time.time()
+    passed_none = CostRecord("m", "call", None, 1, 2, 0, 0, 0, 0.1, 0.0, None, None, None, None)
+    assert passed_none.tags == {} and before <= passed_none.timestamp <= time.time()
+    assert passed_none.usage == TokenUsage(1, 2)
 
 
 def test_summary_keeps_per_model_totals_and_separates_cache_hits() -> None:

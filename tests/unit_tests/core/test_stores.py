@@ -1,18 +1,31 @@
-"""Cache stores (memory, SQLite) and the vector index behind them."""
+"""Cache stores (memory, SQLite), the vector indexes behind them, and the PostgreSQL
+stores' conversation driver (which needs no server)."""
 
 from __future__ import annotations
 
+import asyncio
 import multiprocessing
 import sqlite3
 import sys
 import threading
+from contextlib import asynccontextmanager, contextmanager
 
 import numpy as np
 import pytest
 
 from costopt_core.stores.base import CacheEntry, CacheStore, VectorError, normalize_vector
 from costopt_core.stores.index import ExactIndex, VectorIndex
+from costopt_core.stores.indexed import PartitionIndexes
 from costopt_core.stores.memory import MemoryStore
+from costopt_core.stores.postgres.steps import (
+    Conversation,
+    Sql,
+    Steps,
+    Transaction,
+    adrive,
+    drive,
+    statements,
+)
 from costopt_core.stores.sqlite import SQLiteStore
 
 DIM = 16
@@ -136,6 +149,25 @@ def test_ann_requested_without_the_extra_names_it(monkeypatch):
     index = VectorIndex(DIM, ann=None, ann_threshold=1)
     index.add(1, vec(1), created_at=0.0)
     assert not index.uses_ann and index.search(vec(1))[0][0] == 1
+
+
+def test_partition_indexes_keep_keys_apart_and_drop_empty_partitions():
+    indexes = PartitionIndexes(dim=DIM)
+    indexes.add("a", 1, vec(1), created_at=0.0)
+    indexes.add("b", 2, vec(2), created_at=5.0)
+    assert len(indexes) == 2 and set(indexes.ids()) == {1, 2}
+    assert indexes.search("a", vec(2), 5, -1.0, now=0.0, ttl_seconds=None) == [
+        (1, pytest.approx(float(vec(1) @ vec(2)), abs=1e-5))
+    ]
+    # TTL: at now=8 with ttl 4, only what was created at 4 or later is fresh.
+    assert indexes.search("a", vec(1), 1, -1.0, now=8.0, ttl_seconds=4.0) == []
+    assert [k for k, _ in indexes.search("b", vec(2), 1, -1.0, now=8.0, ttl_seconds=4.0)] == [2]
+    assert indexes.remove(1) and not indexes.remove(1)
+    assert indexes.count("a") == 0 and len(indexes.building()) == 1  # "a" was dropped
+    with pytest.raises(ValueError, match="k must be"):
+        indexes.search("b", vec(2), 0, -1.0, now=0.0, ttl_seconds=None)
+    with pytest.raises(ValueError, match="dim must be set"):
+        PartitionIndexes().add("a", 1, vec(1), created_at=0.0)
 
 
 # -- the store contract, for every store ----------------------------------------------
@@ -326,3 +358,110 @@ def test_store_arguments_validated():
         SQLiteStore(":memory:", timeout=0)
     with pytest.raises(ValueError, match="partition"):
         MemoryStore().upsert(entry("", "q", vec(1)))
+
+
+# -- the PostgreSQL stores' conversations, on a fake connection --------------------------
+
+
+class FakeCursor:
+    def __init__(self, rows: list[tuple]) -> None:
+        self.rows, self.rowcount = rows, len(rows)
+
+    def fetchone(self) -> tuple | None:
+        return self.rows[0] if self.rows else None
+
+    def fetchall(self) -> list[tuple]:
+        return self.rows
+
+
+class FakeConnection:
+    """Answers each query with the rows ``answers`` holds for it; a query whose answer
+    is an exception raises it. Records what ran, with BEGIN / COMMIT / ROLLBACK."""
+
+    def __init__(self, answers: dict) -> None:
+        self.answers, self.log = answers, []
+
+    def execute(self, query: str, params=()) -> FakeCursor:
+        self.log.append(query)
+        answer = self.answers.get(query, [])
+        if isinstance(answer, Exception):
+            raise answer
+        return FakeCursor(answer)
+
+    @contextmanager
+    def transaction(self):
+        self.log.append("BEGIN")
+        try:
+            yield
+        except Exception:
+            self.log.append("ROLLBACK")
+            raise
+        self.log.append("COMMIT")
+
+
+class AsyncFakeConnection(FakeConnection):
+    async def execute(self, query: str, params=()) -> AsyncFakeCursor:
+        return AsyncFakeCursor(super().execute(query, params).rows)
+
+    @asynccontextmanager
+    async def transaction(self):
+        with super().transaction():
+            yield
+
+
+class AsyncFakeCursor(FakeCursor):
+    async def fetchone(self) -> tuple | None:
+        return super().fetchone()
+
+    async def fetchall(self) -> list[tuple]:
+        return super().fetchall()
+
+
+def tally(limit: int) -> Steps[str]:
+    """Count rows, add one in a transaction if under ``limit``, recover from a refusal."""
+    (n,) = yield Sql("count", (), "one")
+    if n >= limit:
+        return "full"
+    try:
+        yield Transaction(statements(Sql("lock"), Sql("insert")))
+    except PermissionError:
+        return "refused"
+    return "added"
+
+
+def run_both(steps, answers: dict) -> tuple[object, list[str]]:
+    """Drive the steps on the sync and the async fake; both must agree."""
+    sync_conn, async_conn = FakeConnection(answers), AsyncFakeConnection(answers)
+    result = drive(sync_conn, Conversation(steps()))
+    assert asyncio.run(adrive(async_conn, Conversation(steps()))) == result
+    assert async_conn.log == sync_conn.log
+    return result, sync_conn.log
+
+
+def test_a_conversation_runs_the_same_on_sync_and_async_connections():
+    result, log = run_both(lambda: tally(3), {"count": [(1,)]})
+    assert result == "added"
+    assert log == ["count", "BEGIN", "lock", "insert", "COMMIT"]
+    result, log = run_both(lambda: tally(1), {"count": [(1,)]})
+    assert (result, log) == ("full", ["count"])
+
+
+def test_a_failed_statement_is_raised_inside_the_steps_and_rolls_back():
+    answers = {"count": [(0,)], "insert": PermissionError("no")}
+    result, log = run_both(lambda: tally(3), answers)
+    assert result == "refused"
+    assert log == ["count", "BEGIN", "lock", "insert", "ROLLBACK"]
+    # Unhandled, the error leaves the driver as it was raised.
+    answers = {"count": ValueError("bad")}
+    with pytest.raises(ValueError, match="bad"):
+        drive(FakeConnection(answers), Conversation(tally(3)))
+
+
+def test_steps_that_answer_before_any_statement_need_no_connection():
+    def empty() -> Steps[int]:
+        return 0
+        yield  # unreachable: makes this a generator, as every conversation is
+
+    talk = Conversation(empty())
+    assert talk.finished and talk.result == 0
+    assert not Conversation(tally(1)).finished
