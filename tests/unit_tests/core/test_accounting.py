@@ -15,6 +15,7 @@ from costopt_core.accounting import (
     AccountantViews,
     BudgetWarning,
     CostAccountant,
+    CostHandlerBase,
     build_budgets,
     usage_from_mapping,
 )
@@ -411,6 +412,42 @@ def test_accountant_views_read_through_the_accountant(tmp_path) -> None:  # type
     assert acct.before_call() is None
     assert views.downgrade_requested is True
     assert views.budget_status()[1]["exceeded"] is True
+
+
+def test_accountant_views_are_read_only() -> None:
+    views = _ViewsOverPrivate(CostAccountant())
+    with pytest.raises(AttributeError, match="accountant"):
+        views.total_cost = 1.0  # type: ignore[misc]
+    assert views.total_cost == 0.0
+
+
+class _Handler(CostHandlerBase):
+    """A framework handler stand-in: its state comes from a base later in the MRO."""
+
+
+def test_cost_handler_base_builds_the_accountant_from_the_public_arguments() -> None:
+    ledger = CostLedger()
+    handler = _Handler(
+        "acct-strong",
+        2.0,
+        "downgrade",
+        ledger,
+        daily_budget_usd=1.0,
+        tags={"app": "t"},
+        call_estimate_usd=0.5,
+    )
+    acct = handler.accountant
+    assert (acct.baseline_model, acct.on_budget, acct.ledger) == (
+        "acct-strong",
+        "downgrade",
+        ledger,
+    )
+    assert [b.period for b in handler.budgets] == [None, "day"]
+    assert (handler.budget_usd, acct.tags, acct.call_estimate_usd) == (2.0, {"app": "t"}, 0.5)
+    record = acct.record_call("acct-cheap", TokenUsage(10, 5))
+    assert record.tags == {"app": "t"} and handler.summary().calls == 1
+    with pytest.raises(ValueError, match="on_budget"):
+        _Handler(on_budget="explode")  # type: ignore[arg-type]
 
 
 def test_accountant_views_without_lifetime_budget() -> None:

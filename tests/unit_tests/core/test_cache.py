@@ -8,8 +8,9 @@ import threading
 import numpy as np
 import pytest
 
-from costopt_core.cache import SemanticCache, normalize_text
+from costopt_core.cache import SemanticCache, normalize_text, savings_metadata
 from costopt_core.hashing import HashingEmbedder
+from costopt_core.ledger import TokenUsage
 from costopt_core.pricing import get_price
 from costopt_core.stores.base import CacheStore
 from costopt_core.stores.memory import MemoryStore
@@ -300,3 +301,65 @@ def test_concurrent_lookups_and_updates_keep_counts_exact():
 def test_store_is_a_cache_store():
     cache, _, _ = make()
     assert isinstance(cache.store, CacheStore)
+
+
+async def test_sync_and_async_run_the_same_steps():
+    # One algorithm, two drivers: the same calls give the same answers and statistics.
+    def run_sync(cache: SemanticCache, part: str) -> list[object]:
+        out: list[object] = [cache.lookup(part, Q)]
+        cache.update(part, Q, "answer", META)
+        out += [cache.lookup(part, Q), cache.lookup(part, REWORDED), cache.lookup(part, OTHER)]
+        return out
+
+    async def run_async(cache: SemanticCache, part: str) -> list[object]:
+        out: list[object] = [await cache.alookup(part, Q)]
+        await cache.aupdate(part, Q, "answer", META)
+        out += [
+            await cache.alookup(part, Q),
+            await cache.alookup(part, REWORDED),
+            await cache.alookup(part, OTHER),
+        ]
+        return out
+
+    sync_cache = SemanticCache(EMBEDDER.embed_one, similarity_threshold=0.85, clock=Clock())
+    async_cache = SemanticCache(EMBEDDER.embed_one, similarity_threshold=0.85, clock=Clock())
+    sync_out = run_sync(sync_cache, sync_cache.partition("m"))
+    async_out = await run_async(async_cache, async_cache.partition("m"))
+    assert sync_out == async_out
+    assert [hit is not None and hit.exact for hit in sync_out] == [False, True, False, False]
+    assert sync_cache.stats == async_cache.stats
+
+
+async def test_async_store_faults_are_thrown_into_the_steps():
+    class AsyncBrokenStore(MemoryStore):
+        async def aget_exact(self, *a, **kw):
+            raise OSError("disk gone")
+
+    cache = SemanticCache(EMBEDDER.embed_one, store=AsyncBrokenStore())
+    part = cache.partition("m")
+    assert await cache.alookup(part, Q) is None
+    assert cache.lookup(part, Q) is None  # the sync path reads the working get_exact
+    stats = cache.stats
+    assert (stats["errors"], stats["misses"]) == (1, 2)
+
+
+async def test_a_response_that_is_not_a_str_is_refused_by_both_apis():
+    cache = SemanticCache(EMBEDDER.embed_one)
+    part = cache.partition("m")
+    with pytest.raises(TypeError, match="serialized str"):
+        cache.update(part, Q, {"not": "serialized"}, META)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="serialized str"):
+        await cache.aupdate(part, Q, 42, META)  # type: ignore[arg-type]
+
+
+def test_savings_metadata_round_trips_to_the_hit_usage_and_price():
+    cache = SemanticCache(EMBEDDER.embed_one)
+    part = cache.partition("m")
+    usage = TokenUsage(1000, 500, cache_read_tokens=800, reasoning_tokens=100)
+    cache.update(part, Q, "answer", savings_metadata("gpt-4o-mini", usage))
+    hit = cache.lookup(part, Q)
+    assert hit is not None and hit.usage == usage and hit.model == "gpt-4o-mini"
+    price = get_price("gpt-4o-mini")
+    assert hit.saved_usd == pytest.approx(price.cost(1000, 500, 800, 0, 100))
+    estimated = savings_metadata(None, TokenUsage(3, 4), estimated=True)
+    assert estimated["usage_estimated"] is True and estimated["model"] is None

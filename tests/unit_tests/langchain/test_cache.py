@@ -390,3 +390,30 @@ def test_constructor_validates_arguments():
         SemanticLLMCache(HashingEmbeddings(), namespace="")
     with pytest.raises(ValueError, match="max_entries"):
         SemanticLLMCache(HashingEmbeddings(), max_entries=-1)
+
+
+def test_a_hit_prices_the_provider_usage_the_cost_handler_would_read():
+    # Usage is parsed by the engine's usage_from_mapping, as the cost handler does: an
+    # OpenAI token_usage with cached prompt tokens keeps them for the saving.
+    cache = make_cache()
+    prompt, llm_string = dumps([HumanMessage(Q)]), "[('model_name', 'gpt-4o-mini')]"
+    usage = {"prompt_tokens": 100, "completion_tokens": 20}
+    usage["prompt_tokens_details"] = {"cached_tokens": 60}  # type: ignore[assignment]
+    info = {"token_usage": usage, "model_name": "gpt-4o-mini"}
+    cache.update(prompt, llm_string, [ChatGeneration(message=AIMessage("x"), generation_info=info)])
+    (hit,) = cache.lookup(prompt, llm_string)
+    mark = hit.generation_info["costopt_cache"]
+    assert (mark["model"], mark["input_tokens"], mark["output_tokens"]) == ("gpt-4o-mini", 100, 20)
+    from costopt_core.pricing import get_price
+
+    assert mark["saved_usd"] == pytest.approx(get_price("gpt-4o-mini").cost(100, 20, 60))
+
+
+def test_without_reported_usage_the_saving_is_estimated_from_the_text():
+    cache = make_cache()
+    llm_string = "[('model', 'gpt-4o-mini')]"
+    cache.update("a plain prompt", llm_string, [Generation(text="an answer")])
+    assert cache.lookup("a plain prompt", llm_string) == [Generation(text="an answer")]
+    stats = cache.stats
+    assert stats["input_tokens_saved"] > 0 and stats["output_tokens_saved"] > 0
+    assert stats["saved_usd"] > 0 and stats["unpriced_hits"] == 0

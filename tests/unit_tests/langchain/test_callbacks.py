@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import threading
 import uuid
@@ -17,7 +18,8 @@ from langchain_core.language_models import BaseChatModel, GenericFakeChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from langchain_core.outputs import ChatGeneration, ChatResult, Generation, LLMResult
 
-from costopt_core.accounting import BudgetWarning
+from costopt_core.accounting import BudgetWarning, CostHandlerBase
+from costopt_core.budget_gate import DowngradeSignal
 from costopt_core.decision import RouteDecision
 from costopt_core.ledger import CostLedger, CostRecord
 from langchain_costopt import (
@@ -650,3 +652,19 @@ def test_plain_text_llm_runs_are_tracked_through_on_llm_start() -> None:
     handler.on_llm_end(result, run_id=run_id)
     assert set(handler.summary().models) == {"cb-cheap"}
     assert handler.total_cost == pytest.approx(100 * 1e-6 + 10 * 2e-6)
+
+
+def test_handler_takes_the_engine_handler_arguments_and_signals_downgrades() -> None:
+    # One argument list for both faces: CostHandlerBase's (CostEventHandler has it too).
+    assert (
+        inspect.signature(CostCallbackHandler).parameters
+        == inspect.signature(CostHandlerBase).parameters
+    )
+    handler = CostCallbackHandler("cb-strong", 1.0, "downgrade", daily_budget_usd=0.5)
+    assert isinstance(handler, DowngradeSignal) and handler.downgrade_requested is False
+    assert (handler.baseline_model, handler.budget_usd, handler.on_budget) == (
+        "cb-strong",
+        1.0,
+        "downgrade",
+    )
+    assert [b.period for b in handler.budgets] == [None, "day"]

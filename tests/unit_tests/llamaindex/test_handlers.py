@@ -3,6 +3,7 @@ once, routing and cache savings, cascade attempts, budgets, registration, thread
 
 from __future__ import annotations
 
+import inspect
 import logging
 import threading
 import warnings
@@ -13,7 +14,8 @@ from llama_index.core.base.llms.types import ChatMessage, ChatResponse, MessageR
 from llama_index.core.llms import MockLLM
 from llama_index.core.llms.callbacks import llm_chat_callback
 
-from costopt_core.accounting import BudgetWarning
+from costopt_core.accounting import BudgetWarning, CostHandlerBase
+from costopt_core.budget_gate import BudgetGate
 from costopt_core.decision import RouteDecision
 from costopt_core.ledger import BudgetExceededError, CostLedger
 from costopt_core.pricing import set_price
@@ -415,3 +417,21 @@ async def test_concurrent_async_calls_are_each_tied_to_their_own_decision(make_h
         [("li-handler-cheap", "simple")] * 10 + [("li-handler-strong", "complex")] * 10
     )
     assert handler.ledger.reserved_usd == 0.0
+
+
+def test_handler_takes_the_engine_handler_arguments_and_is_a_budget_gate() -> None:
+    # One argument list for both faces: CostHandlerBase's (CostCallbackHandler has it too).
+    assert (
+        inspect.signature(CostEventHandler).parameters
+        == inspect.signature(CostHandlerBase).parameters
+    )
+    handler = CostEventHandler("li-handler-strong", 1.0, "downgrade", daily_budget_usd=0.5)
+    assert isinstance(handler, BudgetGate) and handler.downgrade_requested is False
+    assert (handler.baseline_model, handler.budget_usd, handler.on_budget) == (
+        "li-handler-strong",
+        1.0,
+        "downgrade",
+    )
+    reservation = handler.reserve_call()
+    handler.release_call(reservation)
+    assert handler.total_cost == 0.0
