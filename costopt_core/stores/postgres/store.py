@@ -254,12 +254,15 @@ class PostgresStore(CacheStore):
             )
         return wanted, wanted is not None
 
+    def _fresh_empty(self) -> bool:
+        """Whether "nothing stored yet" was seen less than a second ago: an empty
+        cache is re-checked at most once a second for a size fixed by another replica."""
+        return time.monotonic() - self._empty_checked < 1.0
+
     def _ready_for(self, new_dim: int | None = None) -> Steps[bool]:
         """Create or check the schema (with ``new_dim``, fix the vector size if unset);
-        True when the table exists. An empty cache is re-checked at most once a second
-        for a size fixed by another replica."""
-        fresh_empty = time.monotonic() - self._empty_checked < 1.0
-        if self._ready and (self._dim is not None or (new_dim is None and fresh_empty)):
+        True when the table exists."""
+        if self._ready and (self._dim is not None or (new_dim is None and self._fresh_empty())):
             return self._dim is not None
         dim = yield from self._setup(new_dim)
         with self._lock:
