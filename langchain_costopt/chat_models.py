@@ -31,11 +31,9 @@ from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, cast
 
 from langchain_core.callbacks import (
-    AsyncCallbackManagerForLLMRun,
     BaseCallbackManager,
     BaseRunManager,
     CallbackManager,
-    CallbackManagerForLLMRun,
 )
 from langchain_core.globals import get_llm_cache
 from langchain_core.language_models import BaseChatModel, LangSmithParams, LanguageModelInput
@@ -58,6 +56,8 @@ from costopt_core.decision import RouteDecision, with_checked_tiers
 from costopt_core.engine import ROUTING_KEY, Answered, AnswerFacts, RoutedCall, RoutingEngine
 from costopt_core.metadata_keys import BATCH_ROUTING_KEY, MODEL_NAME_KEYS
 from langchain_costopt.messages import (
+    Messages,
+    Stop,
     has_tool_history,
     human_turns_text,
     latest_human_text,
@@ -135,15 +135,13 @@ class RouterChatModel(BaseChatModel):
     """Route each call to the cheapest chat model that can handle it.
 
     Example:
-        >>> from langchain_costopt import RouterChatModel
-        >>> from langchain_costopt.simulated import SimulatedChatModel
-        >>> router = RouterChatModel(models={
-        ...     "simple": SimulatedChatModel(model_name="gpt-4o-mini"),
-        ...     "medium": SimulatedChatModel(model_name="gpt-4o"),
-        ...     "complex": SimulatedChatModel(model_name="o3"),
-        ... })
-        >>> router.route("请分析并比较两种架构").tier
-        'complex'
+        >>> from langchain_costopt.simulated import SimulatedChatModel as Sim
+        >>> router = RouterChatModel(
+        ...     models={"cheap": Sim(model_name="gpt-4o-mini"), "strong": Sim(model_name="o3")},
+        ...     strategy=lambda text: "strong" if len(text) > 40 else "cheap",
+        ... )
+        >>> router.route("hi").tier, router.invoke("hi").response_metadata["model_name"]
+        ('cheap', 'gpt-4o-mini')
 
     Args:
         models: tier name -> chat model, cheapest first (at least two tiers).
@@ -271,16 +269,6 @@ class RouterChatModel(BaseChatModel):
             pinned=self._tier_from_tool_history(messages),
         )
 
-    def _begin(
-        self,
-        messages: list[BaseMessage],
-        run_manager: CallbackManagerForLLMRun | AsyncCallbackManagerForLLMRun | None,
-        kwargs: dict[str, Any],
-    ) -> RoutedCall:
-        """The routed call of one ``_generate``/``_stream`` (takes ``model=`` from kwargs)."""
-        handlers = run_manager.handlers if run_manager else _CALL_HANDLERS.get()
-        return self._open(messages, handlers, self._tier_override(kwargs))
-
     def _tier_override(self, kwargs: dict[str, Any]) -> str | None:
         """A per-call ``model=`` naming a tier (or a tier's model) routes there and is
         taken out; any other value stays in the call's kwargs for the routed model."""
@@ -305,61 +293,6 @@ class RouterChatModel(BaseChatModel):
         inner model's own way (each provider formats tools differently)."""
         model = self.models[tier]
         return model, self._binder.call_kwargs(tier, model, kwargs)
-
-    def _asker(
-        self,
-        method: str,
-        messages: list[BaseMessage],
-        stop: list[str] | None,
-        run_manager: Any,
-        kwargs: dict[str, Any],
-    ) -> Callable[[str], Any]:
-        """The engine's "ask this tier": the inner model's ``method`` (``_generate`` or
-        ``_agenerate``, whose awaitable the async loop awaits) under the router's run."""
-        stop = self.stop if stop is None else stop
-
-        def ask(tier: str) -> Any:
-            model, call_kwargs = self._inner_call(tier, kwargs)
-            return getattr(model, method)(
-                messages, stop=stop, run_manager=run_manager, **call_kwargs
-            )
-
-        return ask
-
-    def _stream_opener(
-        self,
-        asynchronous: bool,
-        messages: list[BaseMessage],
-        stop: list[str] | None,
-        run_manager: Any,
-        kwargs: dict[str, Any],
-    ) -> Callable[[str], Any]:
-        """ "Ask this tier" for a stream: open the inner stream and take its first chunk
-        (so a failing tier falls back before the user sees anything); a model that does
-        not stream answers whole."""
-        generate = self._asker(
-            "_agenerate" if asynchronous else "_generate", messages, stop, run_manager, kwargs
-        )
-        stop = self.stop if stop is None else stop
-
-        def inner_stream(tier: str) -> tuple[Any, Any] | None:
-            model, call_kwargs = self._inner_call(tier, kwargs)
-            if not model._should_stream(async_api=asynchronous, **{**call_kwargs, "stream": True}):
-                return None
-            method = model._astream if asynchronous else model._stream
-            return method(messages, stop=stop, run_manager=run_manager, **call_kwargs)
-
-        def open_stream(tier: str) -> Any:
-            stream = inner_stream(tier)
-            return generate(tier) if stream is None else OpenedStream(next(stream, None), stream)
-
-        async def aopen_stream(tier: str) -> Any:
-            stream = inner_stream(tier)
-            if stream is None:
-                return await generate(tier)
-            return OpenedStream(await anext(stream, None), stream)
-
-        return aopen_stream if asynchronous else open_stream
 
     def _answer(self, answered: Answered[ChatResult]) -> ChatResult:
         return annotate_result(answered.result, answered.info, self._engine.names[answered.tier])
@@ -453,26 +386,16 @@ class RouterChatModel(BaseChatModel):
             return await super()._agenerate_with_cache(messages, **kwargs)
 
     def _generate(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: CallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
+        self, messages: Messages, stop: Stop = None, run_manager: Any = None, **kwargs: Any
     ) -> ChatResult:
-        call = self._begin(messages, run_manager, kwargs)
-        ask = self._asker("_generate", messages, stop, run_manager, kwargs)
-        return self._answer(call.run(ask))
+        request = _Request(self, messages, stop, run_manager, kwargs)
+        return self._answer(request.call.run(request.asker("_generate")))
 
     async def _agenerate(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: AsyncCallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
+        self, messages: Messages, stop: Stop = None, run_manager: Any = None, **kwargs: Any
     ) -> ChatResult:
-        call = self._begin(messages, run_manager, kwargs)
-        ask = self._asker("_agenerate", messages, stop, run_manager, kwargs)
-        return self._answer(await call.arun(ask))
+        request = _Request(self, messages, stop, run_manager, kwargs)
+        return self._answer(await request.call.arun(request.asker("_agenerate")))
 
     # -- streaming ---------------------------------------------------------------------
 
@@ -494,40 +417,30 @@ class RouterChatModel(BaseChatModel):
                 yield chunk
 
     def _stream(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: CallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
+        self, messages: Messages, stop: Stop = None, run_manager: Any = None, **kwargs: Any
     ) -> Iterator[ChatGenerationChunk]:
         if self._engine.judges_answers:
             # A cascade must judge the whole answer before the user sees any of it.
             yield from result_as_chunks(self._generate(messages, stop, run_manager, **kwargs))
             return
-        call = self._begin(messages, run_manager, kwargs)
-        relay = self._relay(
-            call.run(self._stream_opener(False, messages, stop, run_manager, kwargs))
-        )
+        request = _Request(self, messages, stop, run_manager, kwargs)
+        relay = self._relay(request.call.run(request.stream_opener(asynchronous=False)))
         yield from relay.head()
         for chunk in relay.rest or ():
             yield relay.pass_on(chunk)
         yield from relay.tail()
 
     async def _astream(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: AsyncCallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
+        self, messages: Messages, stop: Stop = None, run_manager: Any = None, **kwargs: Any
     ) -> AsyncIterator[ChatGenerationChunk]:
         if self._engine.judges_answers:
-            result = await self._agenerate(messages, stop, run_manager, **kwargs)
-            for chunk in result_as_chunks(result):
+            for chunk in result_as_chunks(
+                await self._agenerate(messages, stop, run_manager, **kwargs)
+            ):
                 yield chunk
             return
-        call = self._begin(messages, run_manager, kwargs)
-        opener = self._stream_opener(True, messages, stop, run_manager, kwargs)
-        relay = self._relay(await call.arun(opener))
+        request = _Request(self, messages, stop, run_manager, kwargs)
+        relay = self._relay(await request.call.arun(request.stream_opener(asynchronous=True)))
         for chunk in relay.head():
             yield chunk
         if relay.rest is not None:
@@ -596,6 +509,64 @@ class RouterChatModel(BaseChatModel):
 
         await asyncio.gather(*(run_group(t, idx) for t, idx in batch.groups.items()))
         return batch.outputs(return_exceptions)
+
+
+class _Request:
+    """One ``_generate``/``_stream`` call of the router: what it was asked, under which
+    run, and the engine's routed call for it (``model=`` naming a tier is taken out)."""
+
+    def __init__(
+        self,
+        router: RouterChatModel,
+        messages: Messages,
+        stop: Stop,
+        run_manager: Any,
+        kwargs: dict[str, Any],
+    ) -> None:
+        self.router = router
+        self.messages = messages
+        self.stop = router.stop if stop is None else stop
+        self.run_manager = run_manager
+        handlers = self.run_manager.handlers if self.run_manager else _CALL_HANDLERS.get()
+        self.call = router._open(messages, handlers, router._tier_override(kwargs))
+        self.kwargs = kwargs
+
+    def asker(self, method: str) -> Callable[[str], Any]:
+        """The engine's "ask this tier": the inner model's ``method`` (``_generate`` or
+        ``_agenerate``, whose awaitable the async loop awaits) under the router's run."""
+
+        def ask(tier: str) -> Any:
+            model, kwargs = self.router._inner_call(tier, self.kwargs)
+            return getattr(model, method)(
+                self.messages, stop=self.stop, run_manager=self.run_manager, **kwargs
+            )
+
+        return ask
+
+    def stream_opener(self, *, asynchronous: bool) -> Callable[[str], Any]:
+        """ "Ask this tier" for a stream: open the inner stream and take its first chunk
+        (so a failing tier falls back before the user sees anything); a model that does
+        not stream answers whole."""
+        generate = self.asker("_agenerate" if asynchronous else "_generate")
+
+        def inner_stream(tier: str) -> Any:
+            model, kwargs = self.router._inner_call(tier, self.kwargs)
+            if not model._should_stream(async_api=asynchronous, **{**kwargs, "stream": True}):
+                return None
+            method = model._astream if asynchronous else model._stream
+            return method(self.messages, stop=self.stop, run_manager=self.run_manager, **kwargs)
+
+        def open_stream(tier: str) -> Any:
+            stream = inner_stream(tier)
+            return generate(tier) if stream is None else OpenedStream(next(stream, None), stream)
+
+        async def aopen_stream(tier: str) -> Any:
+            stream = inner_stream(tier)
+            if stream is None:
+                return await generate(tier)
+            return OpenedStream(await anext(stream, None), stream)
+
+        return aopen_stream if asynchronous else open_stream
 
 
 class _Batch:

@@ -18,6 +18,10 @@ from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
 
+# The argument types of BaseChatModel's ``_generate`` / ``_stream`` hooks.
+Messages = list[BaseMessage]
+Stop = list[str] | None
+
 
 def message_text(message: BaseMessage) -> str:
     """Plain text of a message; non-text content blocks (images, files) are skipped."""

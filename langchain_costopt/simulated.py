@@ -25,10 +25,6 @@ import zlib
 from collections.abc import AsyncIterator, Iterator
 from typing import Any, cast
 
-from langchain_core.callbacks import (
-    AsyncCallbackManagerForLLMRun,
-    CallbackManagerForLLMRun,
-)
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, ToolMessage
 from langchain_core.messages.ai import UsageMetadata
@@ -40,7 +36,7 @@ from langchain_core.utils.pydantic import is_basemodel_subclass
 
 from costopt_core.simulation import choose_tool, fill_schema, simulated_answer
 from costopt_core.tokens import estimate_tokens
-from langchain_costopt.messages import latest_human_text, message_text
+from langchain_costopt.messages import Messages, Stop, latest_human_text, message_text
 
 
 class SimulatedProviderError(RuntimeError):
@@ -101,20 +97,16 @@ class SimulatedChatModel(BaseChatModel):
         return self.bind(**bind)
 
     def with_structured_output(
-        self,
-        schema: dict[str, Any] | type,
-        *,
-        include_raw: bool = False,
-        method: str = "function_calling",
-        strict: bool | None = None,
-        **kwargs: Any,
+        self, schema: dict[str, Any] | type, **kwargs: Any
     ) -> Runnable[LanguageModelInput, Any]:
-        """``"json_schema"`` answers JSON text through ``response_format``; the other
-        methods use a forced tool call (the simulator has no schema-less JSON mode)."""
-        if method != "json_schema":
-            return super().with_structured_output(
-                schema, include_raw=include_raw, method=method, strict=strict, **kwargs
-            )
+        """``method="json_schema"`` answers JSON text through ``response_format``; the
+        other methods use a forced tool call (the simulator has no schema-less JSON mode).
+        """
+        if kwargs.get("method") != "json_schema":
+            return super().with_structured_output(schema, **kwargs)
+        method = kwargs.pop("method")
+        include_raw = bool(kwargs.pop("include_raw", False))
+        strict = kwargs.pop("strict", None)
         if kwargs:
             raise ValueError(f"with_structured_output: unsupported arguments {kwargs}")
         json_schema = convert_to_json_schema(schema)
@@ -230,21 +222,13 @@ class SimulatedChatModel(BaseChatModel):
     # -- BaseChatModel hooks -------------------------------------------------------------
 
     def _generate(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: CallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
+        self, messages: Messages, stop: Stop = None, run_manager: Any = None, **kwargs: Any
     ) -> ChatResult:
         message = self._reply(messages, stop, **kwargs)
         return ChatResult(generations=[ChatGeneration(message=message)])
 
     async def _agenerate(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: AsyncCallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
+        self, messages: Messages, stop: Stop = None, run_manager: Any = None, **kwargs: Any
     ) -> ChatResult:
         return self._generate(messages, stop, **kwargs)
 
@@ -276,11 +260,7 @@ class SimulatedChatModel(BaseChatModel):
             yield ChatGenerationChunk(message=chunk)
 
     def _stream(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: CallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
+        self, messages: Messages, stop: Stop = None, run_manager: Any = None, **kwargs: Any
     ) -> Iterator[ChatGenerationChunk]:
         for chunk in self._chunks(messages, stop, **kwargs):
             if run_manager:
@@ -288,11 +268,7 @@ class SimulatedChatModel(BaseChatModel):
             yield chunk
 
     async def _astream(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: AsyncCallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
+        self, messages: Messages, stop: Stop = None, run_manager: Any = None, **kwargs: Any
     ) -> AsyncIterator[ChatGenerationChunk]:
         for chunk in self._chunks(messages, stop, **kwargs):
             if run_manager:
