@@ -51,6 +51,13 @@ class VectorParam:
         self.data = struct.pack(">HH", vector.shape[0], 0) + vector.astype(">f4").tobytes()
 
 
+def jsonb(value: Any) -> Any:
+    """``value`` adapted as a ``jsonb`` parameter."""
+    from psycopg.types.json import Jsonb
+
+    return Jsonb(value)
+
+
 _registered = False
 
 
@@ -417,4 +424,5 @@ __all__ = [
     "check_positive",
     "describe_dsn",
     "import_psycopg",
+    "jsonb",
 ]

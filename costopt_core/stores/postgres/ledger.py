@@ -23,10 +23,9 @@ from costopt_core.ledger import (
     admits,
     check_estimate,
 )
-from costopt_core.stores.postgres.connection import AnyPool, Connector, check_positive
+from costopt_core.stores.postgres.connection import AnyPool, Connector, check_positive, jsonb
 from costopt_core.stores.postgres.schema import Schema, VersionRow, check_table
 from costopt_core.stores.postgres.steps import Fetch, Sql, Steps, Transaction, statements
-from costopt_core.stores.postgres.store import jsonb
 
 T = TypeVar("T")
 

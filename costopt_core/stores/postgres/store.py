@@ -29,6 +29,7 @@ from costopt_core.stores.postgres.connection import (
     Connector,
     VectorParam,
     check_positive,
+    jsonb,
 )
 from costopt_core.stores.postgres.schema import Schema, VersionRow, check_table
 from costopt_core.stores.postgres.steps import Sql, Steps, Transaction, statements
@@ -42,20 +43,8 @@ def text_hash(text: str) -> bytes:
     return hashlib.sha256(text.encode("utf-8")).digest()
 
 
-def jsonb(value: Any) -> Any:
-    """``value`` adapted as a ``jsonb`` parameter."""
-    from psycopg.types.json import Jsonb
-
-    return Jsonb(value)
-
-
 def _entry(partition: str, row: Sequence[Any]) -> CacheEntry:
     return CacheEntry.from_row(partition, *row[:6])  # the columns "exact" and "search" select
-
-
-def _check_max_entries(max_entries: int) -> None:
-    if isinstance(max_entries, bool) or not isinstance(max_entries, int) or max_entries < 0:
-        raise ValueError(f"max_entries must be an int >= 0, got {max_entries!r}")
 
 
 class PostgresStore(CacheStore):
@@ -392,7 +381,8 @@ class PostgresStore(CacheStore):
         return (yield Sql(self._sql["expire"], (oldest_fresh(now, ttl),), "rowcount"))
 
     def _enforce_max_entries(self, max_entries: int) -> Steps[int]:
-        _check_max_entries(max_entries)
+        if isinstance(max_entries, bool) or not isinstance(max_entries, int) or max_entries < 0:
+            raise ValueError(f"max_entries must be an int >= 0, got {max_entries!r}")
         if not (yield from self._ready_for()):
             return 0
         return (yield Sql(self._sql["lru"], (max_entries,), "rowcount"))
@@ -505,4 +495,4 @@ class PostgresStore(CacheStore):
         return f"PostgresStore({self._db.where!r}, table={self.table!r}, dim={self._dim})"
 
 
-__all__ = ["MAX_HNSW_DIM", "PostgresStore", "jsonb", "text_hash"]
+__all__ = ["MAX_HNSW_DIM", "PostgresStore", "text_hash"]
