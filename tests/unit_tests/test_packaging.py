@@ -112,3 +112,17 @@ def test_every_name_in_all_resolves(package: str) -> None:
     for name in module.__all__:
         assert getattr(module, name) is not None, name
     assert set(module.__all__) <= set(dir(module))
+
+
+def test_version_falls_back_when_the_distribution_is_not_installed(monkeypatch) -> None:
+    from costopt_core import exports
+
+    def missing(name: str) -> str:
+        raise importlib.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(importlib.metadata, "version", missing)
+    exports.distribution_version.cache_clear()
+    try:
+        assert exports.distribution_version() == exports.UNKNOWN_VERSION == "0+unknown"
+    finally:
+        exports.distribution_version.cache_clear()
