@@ -59,7 +59,7 @@ from pydantic import ConfigDict, Field, PrivateAttr, model_validator
 
 from costopt_core.budget_gate import BudgetGate
 from costopt_core.decision import RouteDecision, with_checked_tiers
-from costopt_core.engine import AnswerFacts, RoutedCall, RoutingEngine
+from costopt_core.engine import ROUTING_KEY, AnswerFacts, RoutedCall, RoutingEngine
 from costopt_core.ledger import BudgetExceededError
 from llamaindex_costopt.messages import (
     chat_question,
@@ -355,7 +355,7 @@ class RouterLLM(WrapperLLM):
         **kwargs: Any,
     ) -> list[ToolSelection]:
         """Parsed by the model that answered (named in ``additional_kwargs["routing"]``)."""
-        routing = (response.additional_kwargs or {}).get("routing") or {}
+        routing = (response.additional_kwargs or {}).get(ROUTING_KEY) or {}
         tier = routing.get("tier")
         if tier in self.llms:
             return self._tool_llm(self.llms[tier]).get_tool_calls_from_response(
@@ -450,7 +450,7 @@ def _annotate(response: Any, info: dict[str, Any]) -> None:
     extra = response.additional_kwargs
     if extra is None:
         response.additional_kwargs = extra = {}
-    extra["routing"] = dict(info)
+    extra[ROUTING_KEY] = dict(info)
 
 
 async def _aempty() -> AsyncIterator[Any]:
