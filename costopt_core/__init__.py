@@ -15,13 +15,12 @@ Example:
 
 from __future__ import annotations
 
-from costopt_core.classify import ComplexityClassifier
+from costopt_core.classify import ComplexityClassifier, estimate_cost
 from costopt_core.decision import RouteDecision, RoutingStrategy, resolve_tier
 from costopt_core.exports import lazy_exports
 from costopt_core.pricing import (
     ModelPrice,
     PriceCatalog,
-    estimate_cost,
     get_price,
     set_price,
 )

@@ -8,6 +8,8 @@ Example:
     'complex'
     >>> ComplexityClassifier(languages=("zh", "en")).classify("Translate this to French")
     'simple'
+    >>> estimate_cost("请翻译这句话")["model"]
+    'deepseek-v3'
 
 The default rule set is the seed's, reproduced exactly (same tier on the same prompt):
 
@@ -25,9 +27,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
-from typing import Literal
+from typing import Any, Literal
 
 from costopt_core.decision import RouteDecision
+from costopt_core.pricing import SEED_MODELS, get_price
 
 Tier = Literal["simple", "medium", "complex"]
 TIERS: tuple[Tier, ...] = ("simple", "medium", "complex")
@@ -174,3 +177,39 @@ class ComplexityClassifier:
             tier = "medium"
             reason = f"default ({n_complex} complex, {n_simple} simple cues)"
         return RouteDecision(tier, _BAND_LOW[tier] + _BAND_WIDTH * length, reason)
+
+
+_seed_classifier = ComplexityClassifier()
+
+
+def estimate_cost(prompt: str, est_output_tokens: int = 500) -> dict[str, Any]:
+    """The seed's ``ModelRouter.estimate_cost``: route with the seed rules, price the
+    tier's model from the catalog (the seed kept ``classify`` and ``estimate_cost``
+    together; the catalog itself knows nothing of classifiers).
+
+    Returns ``{"model", "input_tokens", "output_tokens", "total_cost"}``; the input
+    estimate is the seed's ``len(prompt) // 2``.
+
+    Example:
+        >>> cost = estimate_cost("分析并比较两种架构", est_output_tokens=100)
+        >>> cost["model"], cost["input_tokens"], cost["total_cost"]
+        ('claude-3.5-sonnet', 4, 0.001512)
+    """
+    if not isinstance(est_output_tokens, int) or est_output_tokens < 0:
+        raise ValueError(f"est_output_tokens must be an int >= 0, got {est_output_tokens!r}")
+    tier = _seed_classifier.classify(prompt)
+    model = SEED_MODELS[tier]["model"]
+    price = get_price(model)
+    assert price is not None  # the seed layer always knows its own models
+    input_tokens = len(prompt) // 2
+    # The seed's formula on per-1K prices; rounding the per-1K figure recovers the exact
+    # decimal (0.00015, not 0.00015000000000000001) so results match the seed's digits.
+    input_per_1k = round(price.input * 1000, 12)
+    output_per_1k = round(price.output * 1000, 12)
+    total = (input_tokens / 1000) * input_per_1k + (est_output_tokens / 1000) * output_per_1k
+    return {
+        "model": model,
+        "input_tokens": input_tokens,
+        "output_tokens": est_output_tokens,
+        "total_cost": round(total, 6),
+    }

@@ -29,8 +29,6 @@ from datetime import UTC, datetime
 from os import PathLike
 from typing import Any
 
-from costopt_core.classify import ComplexityClassifier
-
 logger = logging.getLogger(__name__)
 
 _MTOK = 1_000_000
@@ -275,32 +273,3 @@ default_catalog = PriceCatalog()
 # output_per_token=...)`` read and change the prices of this process.
 get_price = default_catalog.get
 set_price = default_catalog.set_price
-
-
-_seed_classifier = ComplexityClassifier()
-
-
-def estimate_cost(prompt: str, est_output_tokens: int = 500) -> dict[str, Any]:
-    """The seed's ``estimate_cost``: route with the seed rules, price from the catalog.
-
-    Returns ``{"model", "input_tokens", "output_tokens", "total_cost"}``; the input
-    estimate is the seed's ``len(prompt) // 2``.
-    """
-    if not isinstance(est_output_tokens, int) or est_output_tokens < 0:
-        raise ValueError(f"est_output_tokens must be an int >= 0, got {est_output_tokens!r}")
-    tier = _seed_classifier.classify(prompt)
-    model = SEED_MODELS[tier]["model"]
-    price = get_price(model)
-    assert price is not None  # the seed layer always knows its own models
-    input_tokens = len(prompt) // 2
-    # The seed's formula on per-1K prices; rounding the per-1K figure recovers the exact
-    # decimal (0.00015, not 0.00015000000000000001) so results match the seed's digits.
-    input_per_1k = round(price.input * 1000, 12)
-    output_per_1k = round(price.output * 1000, 12)
-    total = (input_tokens / 1000) * input_per_1k + (est_output_tokens / 1000) * output_per_1k
-    return {
-        "model": model,
-        "input_tokens": input_tokens,
-        "output_tokens": est_output_tokens,
-        "total_cost": round(total, 6),
-    }

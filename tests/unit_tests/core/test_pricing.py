@@ -7,11 +7,11 @@ import random
 
 import pytest
 
+from costopt_core.classify import estimate_cost
 from costopt_core.pricing import (
     SEED_MODELS,
     ModelPrice,
     PriceCatalog,
-    estimate_cost,
     get_price,
     set_price,
 )
