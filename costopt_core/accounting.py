@@ -63,6 +63,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from os import PathLike
 from typing import TYPE_CHECKING, Any, Generic, Literal, Self, TypeVar, overload
 
+from costopt_core.budget_gate import CallQuote
 from costopt_core.ledger import (
     Budget,
     BudgetExceededError,
@@ -364,6 +365,7 @@ class CostAccountant:
         self._tracks_recent = bool(self.budgets)
         self._downgrade = False
         self._warned_budget = False
+        self._refused_at = math.inf  # the cheapest maximum refused since the last reset
 
     # -- pricing -----------------------------------------------------------------------
 
@@ -435,26 +437,55 @@ class CostAccountant:
         return seeded
 
     def before_call(self, first_call: Callable[[], float] | None = None) -> str | None:
-        """Check the budgets before a call; returns a reservation id (or ``None``).
+        """:meth:`admit` for a call with no quote: its reservation id (or ``None``)."""
+        return self.admit(first_call=first_call)[0]
 
-        ``first_call`` estimates this call's cost when there is no history to go by
-        (it is only called then).
+    def _max_costs(self, quotes: Sequence[CallQuote]) -> list[float]:
+        costs = [quote.max_cost(self.catalog) for quote in quotes]
+        # An unpriced model has no maximum: the call falls back to the estimate.
+        return [] if None in costs else costs  # type: ignore[return-value]
 
-        Raises ``BudgetExceededError`` when a budget is spent and ``on_budget="raise"``.
-        Any other failure (e.g. a shared ledger unreachable) is logged and the call goes.
+    def admit(
+        self,
+        quotes: Sequence[CallQuote] = (),
+        *,
+        routed: bool = False,
+        first_call: Callable[[], float] | None = None,
+    ) -> tuple[str | None, bool]:
+        """Check the budgets before a call and reserve the most it can cost.
+
+        ``quotes`` are the models the call may use, cheapest first: the dearest one's
+        maximum is reserved (without quotes, or with an unpriced model, the estimate of
+        :meth:`_estimate`; ``first_call`` estimates a first call with no history).
+        Returns the reservation id (or ``None``) and whether the call was admitted only
+        on its cheapest quote.
+
+        When the maximum does not fit: ``on_budget="raise"`` raises
+        ``BudgetExceededError``; ``"warn"`` warns and lets the call go; ``"downgrade"``
+        admits a ``routed`` call on its cheapest quote if that fits, and otherwise raises
+        as well, so spend never passes a budget. Any other failure (e.g. a shared ledger
+        unreachable) is logged and the call goes.
         """
         if not self.budgets:
-            return None
+            return None, False
+        costs = self._max_costs(quotes)
         try:
-            estimate = self._estimate(first_call)
+            if self.call_estimate_usd is not None or not costs:
+                estimate = self._estimate(first_call)
+            else:
+                estimate = max(costs)
             check = self.ledger.reserve(estimate, self.budgets)
         except Exception:
             logger.exception("budget check failed; the call is allowed")
-            return None
+            return None, False
         if check.allowed:
-            self._downgrade = False
-            self._warned_budget = False
-            return check.reservation_id
+            if estimate >= self._refused_at:
+                # A call as dear as the last one refused fits again (e.g. a new day).
+                self._downgrade = False
+                self._warned_budget = False
+                self._refused_at = math.inf
+            return check.reservation_id, False
+        self._refused_at = min(self._refused_at, estimate)
         check.estimate_usd = estimate
         if self.on_budget == "raise":
             raise check.error()
@@ -466,11 +497,21 @@ class CostAccountant:
                 warnings.warn(
                     f"{message}; on_budget='warn': the call goes ahead", BudgetWarning, stacklevel=3
                 )
-            return None
+            return None, False
         if not self._downgrade:
             logger.warning("%s (on_budget='downgrade': routing to the cheapest tier)", message)
         self._downgrade = True
-        return None
+        if not (routed and len(costs) > 1 and costs[0] < estimate):
+            raise check.error()
+        try:
+            cheap = self.ledger.reserve(costs[0], self.budgets)
+        except Exception:
+            logger.exception("budget check failed; the call is allowed")
+            return None, True
+        if not cheap.allowed:
+            cheap.estimate_usd = costs[0]
+            raise cheap.error()
+        return cheap.reservation_id, True
 
     def cancel(self, reservation_id: str | None) -> None:
         """Drop the reservation of a call that failed before spending."""

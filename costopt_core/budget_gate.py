@@ -16,15 +16,46 @@ Example:
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from costopt_core.ledger import BudgetExceededError
+from costopt_core.pricing import PriceCatalog, default_catalog
 
 logger = logging.getLogger(__name__)
 
 # A budget reservation opened for one call: the gate that holds it and its id.
 Reservation = tuple["BudgetGate", "str | None"]
+
+# What a call may write when neither the call nor its model says (no ``max_tokens``):
+# a budget must reserve some maximum, and most chat answers stay well below this.
+DEFAULT_MAX_OUTPUT_TOKENS = 4096
+
+
+@dataclass(frozen=True)
+class CallQuote:
+    """The most a call can cost: its model, its prompt, and the most it may write.
+
+    Example:
+        >>> from costopt_core import set_price
+        >>> _ = set_price("quote-model", input_per_token=1e-6, output_per_token=4e-6)
+        >>> CallQuote("quote-model", prompt_tokens=1000, max_output_tokens=500).max_cost()
+        0.003
+    """
+
+    model: str | None
+    prompt_tokens: int
+    max_output_tokens: int | None = None
+
+    def max_cost(self, catalog: PriceCatalog | None = None) -> float | None:
+        """Priced input plus the output limit at the output price (None: unpriced)."""
+        price = (catalog or default_catalog).get(self.model) if self.model else None
+        if price is None:
+            return None
+        limit = self.max_output_tokens
+        output = limit if limit is not None and limit > 0 else DEFAULT_MAX_OUTPUT_TOKENS
+        return price.cost(input_tokens=self.prompt_tokens, output_tokens=output)
 
 
 @runtime_checkable
@@ -38,11 +69,26 @@ class DowngradeSignal(Protocol):
 
 
 @runtime_checkable
-class BudgetGate(DowngradeSignal, Protocol):
+class RunDowngradeSignal(Protocol):
+    """A handler that admitted one call only on the cheapest tier."""
+
+    def downgraded_run(self, run_id: object) -> bool:
+        """True when the call ``run_id`` (a run or span id) must take the cheapest tier."""
+        ...
+
+
+@runtime_checkable
+class BudgetGate(DowngradeSignal, RunDowngradeSignal, Protocol):
     """A handler that reserves a call's budget before the model is called."""
 
-    def reserve_call(self, *, routed: bool = False) -> str | None:
-        """Raise ``BudgetExceededError`` or return a reservation id (None: nothing held)."""
+    def reserve_call(self, *, routed: bool = False, quotes: Sequence[CallQuote] = ()) -> str | None:
+        """Reserve the most the call can cost; raise ``BudgetExceededError`` if it cannot
+        fit, or return a reservation id (None: nothing held).
+
+        ``quotes`` are the call's possible models, cheapest first (a router's tiers): the
+        dearest is reserved; when only the cheapest fits and the gate downgrades, that is
+        reserved and ``downgraded_run`` says so for the current call.
+        """
         ...
 
     def release_call(self, reservation: str | None) -> None:
@@ -50,26 +96,33 @@ class BudgetGate(DowngradeSignal, Protocol):
         ...
 
 
-def downgrade_requested(handlers: Iterable[object] | None) -> bool:
-    """Whether any of ``handlers`` asks for the cheapest tier (a broken one is logged)."""
+def downgrade_requested(handlers: Iterable[object] | None, run_id: object = None) -> bool:
+    """Whether any of ``handlers`` asks for the cheapest tier, for every call or for the
+    call ``run_id`` (a broken handler is logged, never fatal)."""
     for handler in handlers or ():
-        if not isinstance(handler, DowngradeSignal):
-            continue
         try:
-            if handler.downgrade_requested:
+            if isinstance(handler, DowngradeSignal) and handler.downgrade_requested:
+                return True
+            if (
+                run_id is not None
+                and isinstance(handler, RunDowngradeSignal)
+                and handler.downgraded_run(run_id)
+            ):
                 return True
         except Exception:  # a broken handler must not break routing
-            logger.exception("downgrade_requested failed on %r", handler)
+            logger.exception("the downgrade check failed on %r", handler)
     return False
 
 
-def open_budget(gates: Iterable[BudgetGate], *, routed: bool) -> list[Reservation]:
+def open_budget(
+    gates: Iterable[BudgetGate], *, routed: bool, quotes: Sequence[CallQuote] = ()
+) -> list[Reservation]:
     """Ask each gate before calling a model. ``BudgetExceededError`` propagates (after
     the reservations already made are released); any other gate failure is logged."""
     reservations: list[Reservation] = []
     for gate in gates:
         try:
-            reservations.append((gate, gate.reserve_call(routed=routed)))
+            reservations.append((gate, gate.reserve_call(routed=routed, quotes=quotes)))
         except BudgetExceededError:
             release_budget(reservations)
             raise
@@ -90,9 +143,12 @@ def release_budget(reservations: Iterable[Reservation]) -> None:
 
 
 __all__ = [
+    "DEFAULT_MAX_OUTPUT_TOKENS",
     "BudgetGate",
+    "CallQuote",
     "DowngradeSignal",
     "Reservation",
+    "RunDowngradeSignal",
     "downgrade_requested",
     "open_budget",
     "release_budget",

@@ -45,6 +45,7 @@ from typing import Any, Generic, NamedTuple, TypeVar
 
 from costopt_core.budget_gate import (
     BudgetGate,
+    CallQuote,
     Reservation,
     downgrade_requested,
     open_budget,
@@ -187,34 +188,39 @@ class RoutingEngine:
         *,
         handlers: Iterable[object] = (),
         reserve: bool = False,
+        quotes: Sequence[CallQuote] = (),
+        run_id: object = None,
         override: str | None = None,
         pinned: str | None = None,
     ) -> RoutedCall:
         """Open one routed call: reserve budgets (``reserve=True``: each ``BudgetGate``
-        among ``handlers``; ``BudgetExceededError`` propagates before any model is
-        called), honour a downgrade asked by any handler, and pick the tier."""
+        among ``handlers`` reserves the most the call can cost, from ``quotes``, one per
+        tier, cheapest first; ``BudgetExceededError`` propagates before any model is
+        called), honour a downgrade asked by any handler (for every call, or for this
+        call ``run_id``), and pick the tier."""
         handlers = list(handlers)
         reservations: list[Reservation] = []
         if reserve:
-            reservations = open_budget(
-                [h for h in handlers if isinstance(h, BudgetGate)], routed=True
-            )
+            gates = [h for h in handlers if isinstance(h, BudgetGate)]
+            reservations = open_budget(gates, routed=True, quotes=quotes)
         try:
             decision = self.choose(
                 question,
                 override=override,
                 pinned=pinned,
-                downgrade=downgrade_requested(handlers),
+                downgrade=downgrade_requested(handlers, run_id),
             )
         except BaseException:
             release_budget(reservations)
             raise
-        return RoutedCall(self, decision, question, reservations)
+        return RoutedCall(self, decision, question, reservations, handlers, run_id)
 
-    def start(self, decision: RouteDecision, question: str = "") -> RoutedCall:
+    def start(
+        self, decision: RouteDecision, question: str = "", handlers: Iterable[object] = ()
+    ) -> RoutedCall:
         """Open a routed call on a decision the face made itself (e.g. an agent's
         follow-up call placed below its turn's tier)."""
-        return RoutedCall(self, decision, question)
+        return RoutedCall(self, decision, question, handlers=handlers)
 
 
 class RoutedCall:
@@ -226,6 +232,7 @@ class RoutedCall:
 
     __slots__ = (
         "_answer",
+        "_downgraded_from",
         "_failed_tier",
         "_order",
         "_position",
@@ -233,8 +240,10 @@ class RoutedCall:
         "decision",
         "engine",
         "first_error",
+        "handlers",
         "question",
         "reservations",
+        "run_id",
     )
 
     def __init__(
@@ -243,11 +252,16 @@ class RoutedCall:
         decision: RouteDecision,
         question: str,
         reservations: Sequence[Reservation] = (),
+        handlers: Iterable[object] = (),
+        run_id: object = None,
     ) -> None:
         self.engine = engine
         self.decision = decision
         self.question = question
         self.reservations = list(reservations)
+        self.handlers = list(handlers)
+        self.run_id = run_id
+        self._downgraded_from: str | None = None
         self.attempts: list[dict[str, Any]] = []
         self.first_error: BaseException | None = None
         self._failed_tier: str | None = None
@@ -275,6 +289,8 @@ class RoutedCall:
         self._position += 1
 
     def _failed(self, tier: str, error: BaseException, last: bool) -> None:
+        if self._downgrade_instead(tier, error):
+            return
         if isinstance(error, self.engine.propagate):
             release_budget(self.reservations)
             raise error
@@ -284,6 +300,22 @@ class RoutedCall:
         if last:
             release_budget(self.reservations)
             raise self.first_error from None
+
+    def _downgrade_instead(self, tier: str, error: BaseException) -> bool:
+        """A budget refused ``tier`` at the model's start and a handler downgrades: the
+        cheapest tier is asked next (once), instead of giving up."""
+        cheapest = self.engine.tiers[0]
+        if (
+            not isinstance(error, BudgetExceededError)
+            or tier == cheapest
+            or self._downgraded_from is not None
+            or not downgrade_requested(self.handlers, self.run_id)
+        ):
+            return False
+        logger.warning("budget refused tier %r; the cheapest tier %r answers", tier, cheapest)
+        self._downgraded_from = tier
+        self._order = (*self._order[: self._position + 1], cheapest)
+        return True
 
     def _accepted(self, tier: str, result: Any) -> bool:
         accept = self.engine.accept
@@ -307,6 +339,9 @@ class RoutedCall:
         if self.attempts:
             info["escalated_from"] = [a["tier"] for a in self.attempts]
             info["attempts"] = [dict(a) for a in self.attempts]
+        if self._downgraded_from is not None and tier != self._downgraded_from:
+            info["downgraded_from"] = self._downgraded_from
+            info["reason"] = DOWNGRADE_REASON
         return info
 
     def answered(self) -> Answered[Any]:

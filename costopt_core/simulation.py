@@ -20,6 +20,8 @@ import zlib
 from collections.abc import Sequence
 from typing import Any
 
+from costopt_core.tokens import estimate_tokens
+
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
 _QUOTED = re.compile(r"'([^']+)'|\"([^\"]+)\"|「([^」]+)」|“([^”]+)”")
 _CAPITALISED = re.compile(r"(?<![.?!]\s)(?<!^)\b([A-Z][\w-]*(?:[ ,]+[A-Z][\w-]*)*)")
@@ -39,6 +41,22 @@ def simulated_answer(model_name: str, question: str, words: int = 24) -> str:
         seed = (seed * 1103515245 + 12345) & 0x7FFFFFFF  # deterministic LCG
         body.append(_FILLER[(seed >> 16) % len(_FILLER)])
     return f"{model_name} on '{' '.join(head)}': " + " ".join(body) + "."
+
+
+def truncate_to_tokens(text: str, limit: int) -> str:
+    """``text`` cut at a word boundary to at most ``limit`` estimated tokens, as a
+    provider's ``max_tokens`` cuts an answer (so a budget's reserved maximum holds).
+
+    Example:
+        >>> truncate_to_tokens("one two three four five six", 3)
+        'one two'
+    """
+    if estimate_tokens(text) <= limit:
+        return text
+    words = text.split()
+    while words and estimate_tokens(" ".join(words)) > limit:
+        words.pop()
+    return " ".join(words)
 
 
 def choose_tool(names: Sequence[str], question: str, choice: Any) -> str | None:

@@ -65,6 +65,7 @@ from langchain_core.outputs import LLMResult
 from langchain_core.tracers.context import register_configure_hook
 
 from costopt_core.accounting import CostHandlerBase, OnBudget, usage_from_mapping
+from costopt_core.budget_gate import CallQuote
 from costopt_core.engine import ROUTING_KEY
 from costopt_core.ledger import BudgetExceededError, LedgerProtocol, TokenUsage
 from costopt_core.metadata_keys import BATCH_ROUTING_KEY, CACHE_MARKER_KEY, model_name_in
@@ -84,7 +85,7 @@ class _Run:
     """What a run's start told us. The start's params and metadata are kept as they
     came and read only if the answer lacks the model or routing (it rarely does)."""
 
-    __slots__ = ("covered", "metadata", "params", "parent", "reservation")
+    __slots__ = ("covered", "downgraded", "metadata", "params", "parent", "reservation")
 
     def __init__(
         self,
@@ -98,6 +99,7 @@ class _Run:
         self.reservation = reservation
         self.parent = parent  # the parent run's key (see CostCallbackHandler._runs)
         self.covered = False  # a child run was counted for this one
+        self.downgraded = False  # admitted only on a router's cheapest tier
 
     @property
     def model(self) -> str | None:
@@ -132,6 +134,42 @@ class _Run:
 def _is_map(value: Any) -> bool:
     # Metadata is nearly always a plain dict: skip the slower ABC check for it.
     return type(value) is dict or (value is not None and isinstance(value, Mapping))
+
+
+_OUTPUT_LIMIT_KEYS = ("max_tokens", "max_completion_tokens", "max_output_tokens", "num_predict")
+
+
+def _output_limit(params: Mapping[str, Any]) -> int | None:
+    for key in _OUTPUT_LIMIT_KEYS:
+        value = params.get(key)
+        if type(value) is int and value > 0:
+            return value
+    return None
+
+
+def call_quotes(
+    messages: list[list[Any]], params: Mapping[str, Any] | None
+) -> tuple[list[CallQuote], bool]:
+    """The most a run can cost, as quotes, and whether it is a router's own run.
+
+    A ``RouterChatModel`` run names its tiers (cheapest first) in its invocation params;
+    any other run names its model. The output limit is the call's ``max_tokens`` (or a
+    provider's equivalent), else the tier's own setting, else the engine's default.
+    """
+    texts = []
+    for item in messages[0] if messages else ():
+        content = item if isinstance(item, str) else getattr(item, "content", "")
+        texts.append(content if isinstance(content, str) else json.dumps(content, default=str))
+    tokens = estimate_tokens("\n".join(texts))
+    params = params if params is not None and _is_map(params) else _EMPTY
+    limit = _output_limit(params)
+    models = params.get("models")
+    if not _is_map(models):
+        return [CallQuote(model_name_in(params), tokens, limit)], False
+    specs = [spec for spec in models.values() if _is_map(spec)]
+    return [
+        CallQuote(model_name_in(spec), tokens, limit or _output_limit(spec)) for spec in specs
+    ], True
 
 
 def _router_models(params: Mapping[str, Any]) -> tuple[str, ...]:
@@ -228,45 +266,31 @@ class CostCallbackHandler(CostHandlerBase, _HandlerState, BaseCallbackHandler):
         else:
             parent = parent_run_id.int if type(parent_run_id) is UUID else parent_run_id
         reservation = None
+        downgraded = False
         accountant = self._accountant
+        params = kwargs.get("invocation_params")
         if accountant.budgets:
             # A nested LLM run was admitted with its parent: checking again would
             # reserve twice. Without budgets there is nothing to check or reserve.
             with self._lock:
                 nested = parent is not None and parent in self._runs
             if not nested:
-                params = kwargs.get("invocation_params")
-                reservation = accountant.before_call(  # may raise
-                    lambda: self._first_call_estimate(messages, params)
-                )
-        run = _Run(kwargs.get("invocation_params"), metadata, reservation, parent)
+                quotes, routed = call_quotes(messages, params)
+                reservation, downgraded = accountant.admit(quotes, routed=routed)  # may raise
+        run = _Run(params, metadata, reservation, parent)
+        run.downgraded = downgraded
         key = run_id.int if type(run_id) is UUID else run_id
         with self._lock:
             self._runs[key] = run
 
+    def downgraded_run(self, run_id: object) -> bool:
+        """True when the router run ``run_id`` was admitted only on its cheapest tier."""
+        key = run_id.int if type(run_id) is UUID else run_id
+        run = self._runs.get(key)
+        return run is not None and run.downgraded
+
     def on_llm_start(self, serialized: dict[str, Any], prompts: list[str], **kwargs: Any) -> None:
         self.on_chat_model_start(serialized, [list(prompts[:1])], **kwargs)
-
-    def _first_call_estimate(
-        self, messages: list[list[Any]], params: Mapping[str, Any] | None
-    ) -> float:
-        """Before any call has been priced: this call's prompt tokens in, as many out (at
-        least 256), at the price of its model (for a router, its dearest tier)."""
-        texts = []
-        for item in messages[0] if messages else ():
-            content = item if isinstance(item, str) else getattr(item, "content", "")
-            texts.append(content if isinstance(content, str) else json.dumps(content))
-        tokens = estimate_tokens("\n".join(texts))
-        params = params or {}
-        models = params.get("models")
-        specs = list(models.values()) if isinstance(models, Mapping) else [params]
-        names = [model_name_in(spec) for spec in specs if isinstance(spec, Mapping)]
-        costs = [
-            price.cost(input_tokens=tokens, output_tokens=max(tokens, 256))
-            for price in (self._accountant.catalog.get(n) for n in names if n is not None)
-            if price is not None
-        ]
-        return max(costs, default=0.0)
 
     # -- run end: count the usage once --------------------------------------------------
 

@@ -26,9 +26,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 from langchain_core.callbacks import (
     BaseCallbackManager,
@@ -76,11 +77,11 @@ logger = logging.getLogger(__name__)
 
 BatchConfig = RunnableConfig | list[RunnableConfig] | None
 
-# Handlers of the current call for code paths where LangChain does not hand ``_stream``
-# a run manager (``stream()`` and invoke-through-stream); the downgrade protocol needs
+# The current call's handlers and run id, for code paths where LangChain does not hand
+# ``_stream`` its run manager (``stream()`` and invoke-through-stream); budgets need
 # them. Set only around the router's own call, read only by the router.
-_CALL_HANDLERS: ContextVar[Sequence[Any] | None] = ContextVar(
-    "costopt_router_handlers", default=None
+_CALL_RUN: ContextVar[tuple[Sequence[Any], Any] | None] = ContextVar(
+    "costopt_router_run", default=None
 )
 
 
@@ -259,12 +260,17 @@ class RouterChatModel(BaseChatModel):
         return self._open(list(messages), (), None).decision
 
     def _open(
-        self, messages: list[BaseMessage], handlers: Sequence[Any] | None, override: Any
+        self,
+        messages: list[BaseMessage],
+        handlers: Sequence[Any] | None,
+        override: Any,
+        run_id: Any = None,
     ) -> RoutedCall:
         text = human_turns_text(messages) if self.include_history else latest_human_text(messages)
         return self._engine.begin(
             text,
             handlers=handlers or (),
+            run_id=run_id,
             override=override,
             pinned=self._tier_from_tool_history(messages),
         )
@@ -375,14 +381,14 @@ class RouterChatModel(BaseChatModel):
 
     # LangChain runs ``_stream`` without the run manager from ``stream()`` and from the
     # streaming branch of ``invoke``; these pass-through hooks keep the call's handlers
-    # reachable for the downgrade protocol.
+    # and run id reachable for budgets.
 
     def _generate_with_cache(self, messages: list[BaseMessage], **kwargs: Any) -> ChatResult:
-        with _call_handlers(_handlers_of(kwargs.get("run_manager"))):
+        with _call_run(kwargs.get("run_manager")):
             return super()._generate_with_cache(messages, **kwargs)
 
     async def _agenerate_with_cache(self, messages: list[BaseMessage], **kwargs: Any) -> ChatResult:
-        with _call_handlers(_handlers_of(kwargs.get("run_manager"))):
+        with _call_run(kwargs.get("run_manager")):
             return await super()._agenerate_with_cache(messages, **kwargs)
 
     def _generate(
@@ -399,20 +405,27 @@ class RouterChatModel(BaseChatModel):
 
     # -- streaming ---------------------------------------------------------------------
 
-    def _stream_handlers(self, config: RunnableConfig | None) -> list[Any]:
+    def _stream_run(self, config: RunnableConfig | None) -> tuple[RunnableConfig, _RunManagerLike]:
+        """The config with the run id the stream's run will take (LangChain takes a
+        config's ``run_id``), and the handlers LangChain will configure for that run."""
         config = ensure_config(config)
-        return [*_handlers_of(config.get("callbacks")), *_handlers_of(self.callbacks)]
+        if config.get("run_id") is None:
+            config = cast(RunnableConfig, {**config, "run_id": uuid.uuid4()})
+        manager = CallbackManager.configure(config.get("callbacks"), self.callbacks)
+        return config, _RunManagerLike(manager.handlers, config["run_id"])
 
     def stream(
         self, input: LanguageModelInput, config: RunnableConfig | None = None, **kwargs: Any
     ) -> Iterator[AIMessageChunk]:
-        with _call_handlers(self._stream_handlers(config)):
+        config, run = self._stream_run(config)
+        with _call_run(run):
             yield from super().stream(input, config, **kwargs)
 
     async def astream(
         self, input: LanguageModelInput, config: RunnableConfig | None = None, **kwargs: Any
     ) -> AsyncIterator[AIMessageChunk]:
-        with _call_handlers(self._stream_handlers(config)):
+        config, run = self._stream_run(config)
+        with _call_run(run):
             async for chunk in super().astream(input, config, **kwargs):
                 yield chunk
 
@@ -527,8 +540,12 @@ class _Request:
         self.messages = messages
         self.stop = router.stop if stop is None else stop
         self.run_manager = run_manager
-        handlers = self.run_manager.handlers if self.run_manager else _CALL_HANDLERS.get()
-        self.call = router._open(messages, handlers, router._tier_override(kwargs))
+        handlers, run_id = (
+            (run_manager.handlers, run_manager.run_id)
+            if run_manager
+            else _CALL_RUN.get() or ((), None)
+        )
+        self.call = router._open(messages, handlers, router._tier_override(kwargs), run_id)
         self.kwargs = kwargs
 
     def asker(self, method: str) -> Callable[[str], Any]:
@@ -699,15 +716,25 @@ async def _aoutcome(run: Callable[[Any], Any], ask: Any) -> Answered[Any] | Exce
         return exc
 
 
+class _RunManagerLike(NamedTuple):
+    """A run's handlers and id, known before LangChain makes its run manager."""
+
+    handlers: list[Any]
+    run_id: Any
+
+
 @contextlib.contextmanager
-def _call_handlers(handlers: Sequence[Any] | None) -> Iterator[None]:
-    token = _CALL_HANDLERS.set(handlers)
+def _call_run(run: Any) -> Iterator[None]:
+    """Keep a run's handlers and id (from a run manager or ``_RunManagerLike``) for the
+    router's ``_stream``, which LangChain calls without them."""
+    value = None if run is None else (list(run.handlers), run.run_id)
+    token = _CALL_RUN.set(value)
     try:
         yield
     finally:
         # A generator closed from another context cannot reset; nothing to undo then.
         with contextlib.suppress(ValueError):
-            _CALL_HANDLERS.reset(token)
+            _CALL_RUN.reset(token)
 
 
 __all__ = ["RouterChatModel", "model_name_of"]

@@ -8,7 +8,7 @@ Example:
     True
 
 It answers with text derived from the question, reports ``usage_metadata`` from an
-offline token estimate, honours stop sequences and ``max_tokens`` (in words), streams
+offline token estimate, honours stop sequences and ``max_tokens``, streams
 word by word with the usage on the last chunk, and calls bound tools with arguments
 filled from the tool's JSON schema: numbers in the question fill numeric arguments in
 order, quoted text and then capitalised names fill string arguments. With
@@ -34,7 +34,12 @@ from langchain_core.runnables import Runnable, RunnableMap, RunnablePassthrough
 from langchain_core.utils.function_calling import convert_to_json_schema, convert_to_openai_tool
 from langchain_core.utils.pydantic import is_basemodel_subclass
 
-from costopt_core.simulation import choose_tool, fill_schema, simulated_answer
+from costopt_core.simulation import (
+    choose_tool,
+    fill_schema,
+    simulated_answer,
+    truncate_to_tokens,
+)
 from costopt_core.tokens import estimate_tokens
 from langchain_costopt.messages import Messages, Stop, latest_human_text, message_text
 
@@ -51,7 +56,8 @@ class SimulatedChatModel(BaseChatModel):
         answer: fixed answer text; by default one is derived from the question.
         fail: raise :class:`SimulatedProviderError` on every call (fallback tests).
         answer_words: length of the derived answer in words.
-        max_tokens: cut the answer to this many words (``finish_reason="length"``).
+        max_tokens: cut the answer to this many tokens (``finish_reason="length"``), as a
+            provider does; a call's own ``max_tokens=`` wins.
         stop_sequences: default stop sequences (a call's ``stop=`` wins).
 
     A call may pass ``model=`` to answer as another model name.
@@ -156,11 +162,11 @@ class SimulatedChatModel(BaseChatModel):
             if token and token in text:
                 text = text[: text.index(token)]
                 finish = "stop"
-        if self.max_tokens is not None and not kwargs.get("response_format"):
-            words = text.split()
-            if len(words) > self.max_tokens:
-                text = " ".join(words[: max(1, self.max_tokens)])
-                finish = "length"
+        limit = kwargs.get("max_tokens") or self.max_tokens
+        if limit is not None and not kwargs.get("response_format"):
+            cut = truncate_to_tokens(text, limit)
+            if cut != text:
+                text, finish = cut, "length"
         if not text and not tool_calls:
             text = "…"  # a provider never returns an empty answer without a tool call
         prompt_tokens = sum(estimate_tokens(message_text(m)) + 4 for m in messages)

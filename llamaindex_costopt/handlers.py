@@ -49,7 +49,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -68,6 +68,7 @@ from llama_index.core.instrumentation.span_handlers import BaseSpanHandler
 from pydantic import PrivateAttr
 
 from costopt_core.accounting import CostAccountant, CostHandlerBase, usage_from_mapping
+from costopt_core.budget_gate import CallQuote
 from costopt_core.engine import ROUTING_KEY
 from costopt_core.ledger import BudgetExceededError, TokenUsage
 from costopt_core.tokens import estimate_tokens
@@ -223,6 +224,7 @@ class _Gate:
 
     reservation: str | None
     routed: bool
+    downgraded: bool = False  # admitted only on the router's cheapest tier
 
 
 @dataclass(slots=True)
@@ -338,11 +340,14 @@ class CostEventHandler(CostHandlerBase, BaseEventHandler):
 
     # -- the wrappers' budget gate -------------------------------------------------------
 
-    def reserve_call(self, *, routed: bool = False) -> str | None:
+    def reserve_call(self, *, routed: bool = False, quotes: Sequence[CallQuote] = ()) -> str | None:
         """Called by RouterLLM / SemanticCacheLLM in their span before calling a model.
 
-        Raises ``BudgetExceededError`` (on_budget="raise") before any spending; returns
-        the budget reservation, which the priced call inside this span settles.
+        Reserves the most the call can cost (``quotes``: its possible models, cheapest
+        first); raises ``BudgetExceededError`` when that cannot fit (see
+        ``CostAccountant.admit``) before any spending; returns the reservation, which the
+        priced call inside this span settles. A routed call admitted only on its cheapest
+        tier is reported by :meth:`downgraded_run` for this span.
         """
         self._ensure_span_tree()
         span = active_span_id.get()
@@ -354,12 +359,18 @@ class CostEventHandler(CostHandlerBase, BaseEventHandler):
                 # passed the budget; its reservation moves to the inner one's span.
                 self._gates[span] = _Gate(self._gates.pop(outer).reservation, routed)
                 return None
-        reservation = self._accountant.before_call()  # may raise BudgetExceededError
+        reservation, downgraded = self._accountant.admit(quotes, routed=routed)  # may raise
         if span is not None:
             with self._lock:
-                self._gates[span] = _Gate(reservation, routed)
+                self._gates[span] = _Gate(reservation, routed, downgraded)
                 _trim(self._gates)
         return reservation
+
+    def downgraded_run(self, run_id: object) -> bool:
+        """True when the wrapper call in span ``run_id`` was admitted only on its
+        router's cheapest tier."""
+        gate = self._gates.get(run_id)  # type: ignore[call-overload]
+        return gate is not None and gate.downgraded
 
     def release_call(self, reservation: str | None) -> None:
         """The wrapper's call failed before spending: drop its reservation."""

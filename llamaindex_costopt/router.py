@@ -53,17 +53,20 @@ from llama_index.core.base.llms.types import (
 )
 from llama_index.core.instrumentation import get_dispatcher
 from llama_index.core.instrumentation.events import BaseEvent
+from llama_index.core.instrumentation.span import active_span_id
 from llama_index.core.llms.function_calling import FunctionCallingLLM
 from llama_index.core.llms.llm import LLM, ToolSelection
 from pydantic import ConfigDict, Field, PrivateAttr, model_validator
 
-from costopt_core.budget_gate import BudgetGate
+from costopt_core.budget_gate import BudgetGate, CallQuote
 from costopt_core.decision import RouteDecision, with_checked_tiers
 from costopt_core.engine import ROUTING_KEY, AnswerFacts, RoutedCall, RoutingEngine
 from costopt_core.ledger import BudgetExceededError
+from costopt_core.tokens import estimate_tokens
 from llamaindex_costopt.messages import (
     chat_question,
     has_tool_history,
+    message_text,
     question_of,
     tool_call_ids,
 )
@@ -268,8 +271,26 @@ class RouterLLM(WrapperLLM):
                     self._tool_llm(llm)
             question = chat_question(request.messages, include_history=self.include_history)
             pinned = self._pinned_tier(request.messages)
-        gates = budget_gates(dispatcher, self.cost_handler)
-        return self._engine.begin(question, handlers=gates, reserve=True, pinned=pinned)
+        return self._engine.begin(
+            question,
+            handlers=budget_gates(dispatcher, self.cost_handler),
+            reserve=True,
+            quotes=self._quotes(request),
+            run_id=active_span_id.get(),  # the router's span: where the gates keep the call
+            pinned=pinned,
+        )
+
+    def _quotes(self, request: Request) -> list[CallQuote]:
+        """The most ``request`` can cost on each tier, cheapest first."""
+        if isinstance(request, CompleteRequest):
+            text = request.prompt
+        else:
+            text = "\n".join(message_text(m) for m in request.messages)
+        tokens = estimate_tokens(text)
+        return [
+            CallQuote(self._names[tier], tokens, _output_limit(llm))
+            for tier, llm in self.llms.items()
+        ]
 
     def _send(self, tier: str, request: Request, mode: Mode) -> Any:
         llm = self.llms[tier]
@@ -397,6 +418,13 @@ def _usage(response: Any) -> dict[str, Any] | None:
             "total_tokens": usage.total_tokens,
         }
     )
+
+
+def _output_limit(llm: Any) -> int | None:
+    # Provider LLMs name their cap ``max_tokens``; LlamaIndex's ``num_output`` is only a
+    # prompt-sizing hint, not enforced, so it cannot bound a bill.
+    limit = getattr(llm, "max_tokens", None)
+    return limit if type(limit) is int and limit > 0 else None
 
 
 def _answer_facts(response: Any) -> AnswerFacts:

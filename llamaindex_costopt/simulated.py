@@ -48,7 +48,12 @@ from llama_index.core.llms.llm import ToolSelection
 from pydantic import Field, PrivateAttr
 
 from costopt_core.hashing import HashingEmbedder
-from costopt_core.simulation import choose_tool, fill_schema, simulated_answer
+from costopt_core.simulation import (
+    choose_tool,
+    fill_schema,
+    simulated_answer,
+    truncate_to_tokens,
+)
 from costopt_core.tokens import estimate_tokens
 from llamaindex_costopt.messages import as_messages, latest_user_text, message_text, question_of
 
@@ -68,6 +73,8 @@ class SimulatedLLM(FunctionCallingLLM):
         answer: fixed answer text; by default one is derived from the question.
         fail: raise :class:`SimulatedProviderError` on every call (fallback tests).
         answer_words: length of the derived answer in words.
+        max_tokens: the most an answer may hold, in tokens (as a provider's cap; a
+            budget reserves up to it); ``None``: no cap.
         context_window: reported in metadata.
         function_calling: whether the metadata says it supports tools.
         usage_in: where usage is reported: ``"raw"`` (OpenAI-style ``raw["usage"]``),
@@ -78,6 +85,7 @@ class SimulatedLLM(FunctionCallingLLM):
     answer: str | None = None
     fail: bool = False
     answer_words: int = 24
+    max_tokens: int | None = None
     context_window: int = 128_000
     function_calling: bool = True
     usage_in: str = "raw"
@@ -92,7 +100,7 @@ class SimulatedLLM(FunctionCallingLLM):
     def metadata(self) -> LLMMetadata:
         return LLMMetadata(
             context_window=self.context_window,
-            num_output=512,
+            num_output=self.max_tokens or 512,
             is_chat_model=True,
             is_function_calling_model=self.function_calling,
             model_name=self.model_name,
@@ -120,6 +128,8 @@ class SimulatedLLM(FunctionCallingLLM):
         question = question_of(latest_user_text(messages))
         tool_calls = self._tool_calls(messages, question, tools or [], tool_choice)
         text = "" if tool_calls else self._answer_text(messages, question)
+        if self.max_tokens is not None:
+            text = truncate_to_tokens(text, self.max_tokens)
         prompt_tokens = sum(estimate_tokens(message_text(m)) + 4 for m in messages)
         if tools:
             prompt_tokens += estimate_tokens(json.dumps(tools))

@@ -19,6 +19,7 @@ from costopt_core.accounting import (
     build_budgets,
     usage_from_mapping,
 )
+from costopt_core.budget_gate import CallQuote
 from costopt_core.ledger import Budget, BudgetExceededError, CostLedger, CostRecord, TokenUsage
 
 # Made-up models with round prices (USD per token), so every figure is exact by hand.
@@ -274,16 +275,31 @@ def test_warn_mode_warns_once_per_crossing_and_lets_calls_go() -> None:
         acct.before_call()  # no second warning
 
 
-def test_downgrade_mode_sets_and_clears_the_flag() -> None:
+def test_downgrade_admits_a_routed_call_on_its_cheapest_quote_never_past_the_budget() -> None:
     ledger = CostLedger()
-    acct = CostAccountant(budget_usd=0.002, on_budget="downgrade", ledger=ledger)
-    assert acct.before_call() is not None and acct.downgrade is False
-    ledger.record(CostRecord(model="acct-cheap", cost_usd=0.003))
-    assert acct.before_call() is None
-    assert acct.downgrade is True
+    acct = CostAccountant(budget_usd=0.02, on_budget="downgrade", ledger=ledger)
+    tiers = [CallQuote("acct-cheap", 1000, 500), CallQuote("acct-strong", 1000, 500)]
+    # The strong tier's maximum ($0.025) cannot fit; the cheap one's ($0.003) can.
+    reservation, downgraded = acct.admit(tiers, routed=True)
+    assert reservation is not None and downgraded and acct.downgrade
+    assert ledger.reserved_usd == pytest.approx(0.003)
+    # A call that cannot be moved to a cheaper model is refused, never let through.
+    with pytest.raises(BudgetExceededError):
+        acct.admit(tiers[1:])
+    ledger.record(CostRecord(model="acct-cheap", cost_usd=0.0185), reservation_id=reservation)
+    with pytest.raises(BudgetExceededError):  # not even the cheap maximum is left
+        acct.admit(tiers, routed=True)
     ledger.clear()
-    acct.before_call()
-    assert acct.downgrade is False
+    assert acct.admit(tiers, routed=True)[1] is True  # the strong maximum never fits $0.02
+    roomy = CostAccountant(budget_usd=0.03, on_budget="downgrade", ledger=ledger)
+    assert roomy.admit(tiers, routed=True)[1] is False and roomy.downgrade is False
+
+
+def test_raise_mode_refuses_the_maximum_before_the_call() -> None:
+    acct = CostAccountant(budget_usd=0.02)
+    with pytest.raises(BudgetExceededError, match=r"next call is estimated at \$0.025"):
+        acct.admit([CallQuote("acct-strong", 1000, 500)])
+    assert acct.admit([CallQuote("acct-cheap", 1000, 500)])[0] is not None
 
 
 def test_a_failing_ledger_never_blocks_the_call(caplog: pytest.LogCaptureFixture) -> None:
@@ -409,7 +425,8 @@ def test_accountant_views_read_through_the_accountant(tmp_path) -> None:  # type
     assert repr(views) == "_ViewsOverPrivate(total_cost=0.003000, total_saved=0.022000)"
     assert views.downgrade_requested is False
     acct.record_call("acct-strong", TokenUsage(100_000, 0))  # $1.00: the daily budget is spent
-    assert acct.before_call() is None
+    with pytest.raises(BudgetExceededError):
+        acct.before_call()
     assert views.downgrade_requested is True
     assert views.budget_status()[1]["exceeded"] is True
 

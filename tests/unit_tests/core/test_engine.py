@@ -32,7 +32,7 @@ class Gate:
         self.refuse, self.downgrade_requested = refuse, downgrade
         self.open: set[str] = set()
 
-    def reserve_call(self, *, routed: bool = False) -> str | None:
+    def reserve_call(self, *, routed: bool = False, quotes: object = ()) -> str | None:
         if self.refuse:
             raise BudgetExceededError("over budget")
         self.open.add(f"r{len(self.open)}")
@@ -40,6 +40,9 @@ class Gate:
 
     def release_call(self, reservation: str | None) -> None:
         self.open.discard(reservation or "")
+
+    def downgraded_run(self, run_id: object) -> bool:
+        return False
 
 
 def asker(failing: set[str], log: list[str]):

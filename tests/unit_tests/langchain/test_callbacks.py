@@ -79,7 +79,7 @@ def _router(**kwargs: Any) -> RouterChatModel:
             "simple": SimulatedChatModel(model_name="cb-cheap"),
             "complex": SimulatedChatModel(model_name="cb-strong"),
         },
-        **kwargs,
+        **{"strategy": "rules", **kwargs},
     )
 
 
@@ -403,30 +403,37 @@ def test_warn_lets_the_call_go_and_warns_once() -> None:
     assert handler.summary().calls == 2
 
 
-def test_downgrade_sends_the_router_to_the_cheapest_tier() -> None:
-    router = _router()
+def test_downgrade_admits_the_router_on_its_cheapest_tier_and_never_past_the_budget() -> None:
+    # At 100 output tokens the strong tier may cost ~$0.0032, the cheap one ~$0.0002.
+    router = _router(max_tokens=100)
     hard = "请分析并比较这两种架构设计的优劣"
-    # call_estimate_usd=0: admit calls while anything is left, so the first one spends.
-    handler = CostCallbackHandler(budget_usd=0.0001, on_budget="downgrade", call_estimate_usd=0)
+    handler = CostCallbackHandler(budget_usd=0.001, on_budget="downgrade")
     first = router.invoke(hard, config={"callbacks": [handler]})
-    assert first.response_metadata["routing"]["tier"] == "complex"
-    # The flag is up as soon as the spend crosses the budget, before the next call.
+    assert first.response_metadata["routing"]["tier"] == "simple"
+    assert first.response_metadata["routing"]["reason"] == "budget exceeded: downgraded"
     assert handler.downgrade_requested is True
-    second = router.invoke(hard, config={"callbacks": [handler]})
-    assert handler.downgrade_requested is True
-    assert second.response_metadata["routing"]["tier"] == "simple"
-    assert second.response_metadata["routing"]["reason"] == "budget exceeded: downgraded"
+    streamed = list(router.stream(hard, config={"callbacks": [handler]}))
+    assert streamed[0].response_metadata["routing"]["tier"] == "simple"
+    with pytest.raises(BudgetExceededError):  # once not even the cheap tier fits
+        for _ in range(50):
+            router.invoke(hard, config={"callbacks": [handler]})
+    assert 0 < handler.total_cost <= 0.001
 
 
-def test_downgrade_reaches_batches_under_cost_tracker() -> None:
-    router = _router()
+def test_downgrade_reaches_streams_and_batches_under_cost_tracker() -> None:
+    router = _router(max_tokens=100)
     hard = "请分析并比较这两种架构设计的优劣"
-    with cost_tracker(budget_usd=0.0001, on_budget="downgrade", call_estimate_usd=0) as tracker:
-        assert router.invoke(hard).response_metadata["routing"]["tier"] == "complex"
+    with cost_tracker(budget_usd=0.002, on_budget="downgrade") as tracker:
+        streamed = [list(router.stream(hard)), asyncio.run(_collect(router.astream(hard)))]
         replies = router.batch([hard, hard])
         areplies = asyncio.run(router.abatch([hard, hard]))
+    assert [chunks[0].response_metadata["routing"]["tier"] for chunks in streamed] == ["simple"] * 2
     assert [r.response_metadata["routing"]["tier"] for r in replies + areplies] == ["simple"] * 4
-    assert tracker.summary().calls == 5
+    assert tracker.summary().calls == 6 and tracker.total_cost <= 0.002
+
+
+async def _collect(stream: Any) -> list[Any]:
+    return [chunk async for chunk in stream]
 
 
 def test_even_the_first_call_is_checked_against_its_estimated_cost() -> None:
@@ -436,7 +443,8 @@ def test_even_the_first_call_is_checked_against_its_estimated_cost() -> None:
     with pytest.raises(BudgetExceededError, match=r"would be exceeded.*next call is estimated"):
         model.invoke("请分析并比较这两种架构设计的优劣", config={"callbacks": [handler]})
     assert handler.total_cost == 0.0
-    cheap = SimulatedChatModel(model_name="gpt-4o-mini")
+    # The most a call may write is part of its maximum: a capped cheap model fits.
+    cheap = SimulatedChatModel(model_name="gpt-4o-mini", max_tokens=200)
     cheap.invoke("请分析并比较这两种架构设计的优劣", config={"callbacks": [handler]})
     assert 0 < handler.total_cost < 0.0015
 
@@ -458,7 +466,7 @@ def test_daily_budget_ignores_earlier_days_and_shared_ledgers_share_it() -> None
         ledger.record(CostRecord(model="cb-strong", cost_usd=0.002, timestamp=86_400.0))
     one = CostCallbackHandler(ledger=ledger, daily_budget_usd=0.01)
     two = CostCallbackHandler(ledger=ledger, daily_budget_usd=0.01)
-    model = SimulatedChatModel(model_name="cb-strong")
+    model = SimulatedChatModel(model_name="cb-strong", max_tokens=40)
     model.invoke("first today", config={"callbacks": [one]})
     assert one.total_cost == two.total_cost > 0.02  # totals are the shared ledger's
     calls = 1
@@ -467,8 +475,8 @@ def test_daily_budget_ignores_earlier_days_and_shared_ledgers_share_it() -> None
             model.invoke("again", config={"callbacks": [two]})
             calls += 1
     assert one.summary().calls == 10 + calls
-    # Each call was reserved at the size of the last ones: the day's limit held.
-    assert 0.008 < one.total_cost - 0.02 <= 0.01
+    # Each call reserved the most it could cost: the day's limit held.
+    assert 0.007 < one.total_cost - 0.02 <= 0.01
 
 
 # -- robustness ---------------------------------------------------------------------------

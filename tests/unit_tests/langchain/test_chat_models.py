@@ -134,7 +134,7 @@ def three_tiers(**overrides: Any) -> dict[str, SimulatedChatModel]:
 
 @pytest.fixture
 def router() -> RouterChatModel:
-    return RouterChatModel(models=three_tiers())
+    return RouterChatModel(models=three_tiers(), strategy="rules")
 
 
 @pytest.fixture
@@ -203,7 +203,8 @@ def test_default_rules_are_the_seeds_chinese_only(router: RouterChatModel) -> No
 
 def test_two_tiers_send_a_medium_prompt_up_to_the_stronger_tier() -> None:
     router = RouterChatModel(
-        models={"simple": CountingSim(model_name="a"), "complex": CountingSim(model_name="b")}
+        models={"simple": CountingSim(model_name="a"), "complex": CountingSim(model_name="b")},
+        strategy="rules",
     )
     assert tier_of(router.invoke(SIMPLE_ZH)) == "simple"
     assert tier_of(router.invoke(MEDIUM_ZH)) == "complex"
@@ -231,15 +232,15 @@ def test_callable_strategy_names_the_tier() -> None:
 
 def test_bad_configuration_fails_at_construction() -> None:
     with pytest.raises(ValueError, match="at least 2 tiers"):
-        RouterChatModel(models={})
+        RouterChatModel(models={}, strategy="rules")
     with pytest.raises(ValueError, match="at least 2 tiers"):
-        RouterChatModel(models={"only": CountingSim()})
+        RouterChatModel(models={"only": CountingSim()}, strategy="rules")
     with pytest.raises(TypeError, match="mapping"):
-        RouterChatModel(models=[CountingSim(), CountingSim()])
+        RouterChatModel(models=[CountingSim(), CountingSim()], strategy="rules")
     with pytest.raises(TypeError, match=r"models\['complex'\] must be a LangChain chat model"):
-        RouterChatModel(models={"simple": CountingSim(), "complex": "gpt-4o"})
+        RouterChatModel(models={"simple": CountingSim(), "complex": "gpt-4o"}, strategy="rules")
     with pytest.raises(TypeError, match="non-empty str"):
-        RouterChatModel(models={"": CountingSim(), "complex": CountingSim()})
+        RouterChatModel(models={"": CountingSim(), "complex": CountingSim()}, strategy="rules")
     with pytest.raises(ValueError, match="unknown strategy"):
         RouterChatModel(models=three_tiers(), strategy="no-such-strategy")
 
@@ -306,7 +307,7 @@ async def test_abatch_calls_each_tier_once(router: RouterChatModel) -> None:
 
 
 def test_batch_output_matches_invoke_in_v1_output() -> None:
-    router = RouterChatModel(models=three_tiers(), output_version="v1")
+    router = RouterChatModel(models=three_tiers(), output_version="v1", strategy="rules")
     invoked = router.invoke(SIMPLE_ZH)
     batched = router.batch([SIMPLE_ZH, COMPLEX_ZH])
     assert isinstance(invoked.content, list) and invoked.content[0]["type"] == "text"
@@ -316,14 +317,14 @@ def test_batch_output_matches_invoke_in_v1_output() -> None:
 
 def test_a_router_with_its_own_cache_batches_through_its_own_runs() -> None:
     own = InMemoryCache()
-    router = RouterChatModel(models=three_tiers(), cache=own)
+    router = RouterChatModel(models=three_tiers(), cache=own, strategy="rules")
     router.batch([SIMPLE_ZH, COMPLEX_ZH])
     assert len(own._cache) == 2  # the router's cache saw both calls
     assert router.models["simple"]._batches == []  # not bypassed through the inner models
 
 
 def test_answers_cached_by_invoke_hit_in_batch_under_a_global_cache() -> None:
-    router = RouterChatModel(models=three_tiers())
+    router = RouterChatModel(models=three_tiers(), strategy="rules")
     set_llm_cache(InMemoryCache())
     try:
         first = router.invoke(SIMPLE_ZH)
@@ -338,7 +339,7 @@ def test_answers_cached_by_invoke_hit_in_batch_under_a_global_cache() -> None:
 
 def test_batch_keeps_the_routers_own_callbacks() -> None:
     counter = RunCounter()
-    router = RouterChatModel(models=three_tiers(), callbacks=[counter])
+    router = RouterChatModel(models=three_tiers(), callbacks=[counter], strategy="rules")
     router.batch([SIMPLE_ZH, COMPLEX_ZH])
     assert len(counter.starts) == 2 and len(counter.ends) == 2
 
@@ -400,15 +401,24 @@ def test_one_cache_entry_per_call_and_a_hit_skips_the_models(
 
 
 def test_llm_string_includes_the_inner_models() -> None:
-    a = RouterChatModel(models={"s": CountingSim(model_name="x"), "c": CountingSim(model_name="y")})
-    b = RouterChatModel(models={"s": CountingSim(model_name="x"), "c": CountingSim(model_name="z")})
+    a = RouterChatModel(
+        models={"s": CountingSim(model_name="x"), "c": CountingSim(model_name="y")},
+        strategy="rules",
+    )
+    b = RouterChatModel(
+        models={"s": CountingSim(model_name="x"), "c": CountingSim(model_name="z")},
+        strategy="rules",
+    )
     same = RouterChatModel(
-        models={"s": CountingSim(model_name="x"), "c": CountingSim(model_name="y")}
+        models={"s": CountingSim(model_name="x"), "c": CountingSim(model_name="y")},
+        strategy="rules",
     )
     assert a._get_llm_string() != b._get_llm_string()
     assert a._get_llm_string() == same._get_llm_string()
     stopped = RouterChatModel(
-        models={"s": CountingSim(model_name="x"), "c": CountingSim(model_name="y")}, stop=["\n"]
+        models={"s": CountingSim(model_name="x"), "c": CountingSim(model_name="y")},
+        stop=["\n"],
+        strategy="rules",
     )
     assert stopped._get_llm_string() != a._get_llm_string()
     assert "claude" not in a._get_llm_string()
@@ -416,8 +426,8 @@ def test_llm_string_includes_the_inner_models() -> None:
 
 
 def test_two_routers_never_share_a_cached_answer(cache: InMemoryCache) -> None:
-    a = RouterChatModel(models=three_tiers())
-    b = RouterChatModel(models=three_tiers(complex=CountingSim(model_name="o3")))
+    a = RouterChatModel(models=three_tiers(), strategy="rules")
+    b = RouterChatModel(models=three_tiers(complex=CountingSim(model_name="o3")), strategy="rules")
     assert a.invoke(COMPLEX_ZH).response_metadata["model_name"] == "claude-3.5-sonnet"
     assert b.invoke(COMPLEX_ZH).response_metadata["model_name"] == "o3"
     assert len(cache._cache) == 2
@@ -428,7 +438,8 @@ def test_two_routers_never_share_a_cached_answer(cache: InMemoryCache) -> None:
 
 def broken_simple() -> RouterChatModel:
     return RouterChatModel(
-        models=three_tiers(simple=CountingSim(model_name="deepseek-v3", fail=True))
+        models=three_tiers(simple=CountingSim(model_name="deepseek-v3", fail=True)),
+        strategy="rules",
     )
 
 
@@ -465,7 +476,7 @@ def test_batch_falls_back_per_input() -> None:
 
 def test_every_tier_failing_raises_the_first_error() -> None:
     failing = {t: CountingSim(model_name=t, fail=True) for t in ("simple", "complex")}
-    router = RouterChatModel(models=failing)
+    router = RouterChatModel(models=failing, strategy="rules")
     with pytest.raises(SimulatedProviderError, match="simple"):
         router.invoke(SIMPLE_ZH)
     with pytest.raises(SimulatedProviderError):
@@ -533,7 +544,9 @@ def test_a_failing_route_fails_the_call_before_any_model_is_called() -> None:
 
 
 def test_fallback_off_raises() -> None:
-    router = RouterChatModel(models=three_tiers(simple=CountingSim(fail=True)), fallback=False)
+    router = RouterChatModel(
+        models=three_tiers(simple=CountingSim(fail=True)), fallback=False, strategy="rules"
+    )
     with pytest.raises(SimulatedProviderError):
         router.invoke(SIMPLE_ZH)
 
@@ -556,7 +569,9 @@ def add_numbers(a: int, b: int) -> int:
 def test_each_tier_formats_bound_tools_its_own_way() -> None:
     openai_like = CountingSim(model_name="gpt-4o-mini")
     anthropic_like = AnthropicStyleSim(model_name="claude-3.5-sonnet")
-    router = RouterChatModel(models={"simple": openai_like, "complex": anthropic_like})
+    router = RouterChatModel(
+        models={"simple": openai_like, "complex": anthropic_like}, strategy="rules"
+    )
     bound = router.bind_tools([add_numbers], tool_choice="any")
 
     cheap = bound.invoke("请翻译并 add 3 and 4")
@@ -574,7 +589,7 @@ def test_each_tier_formats_bound_tools_its_own_way() -> None:
 
 
 def test_bound_tools_are_formatted_once_per_tier() -> None:
-    router = RouterChatModel(models=three_tiers())
+    router = RouterChatModel(models=three_tiers(), strategy="rules")
     bound = router.bind_tools([get_weather])
     for _ in range(3):
         bound.invoke("What is the weather in Paris?")
@@ -584,7 +599,7 @@ def test_bound_tools_are_formatted_once_per_tier() -> None:
 def test_inner_models_get_the_tools_as_the_user_gave_them() -> None:
     # A provider's built-in tool means nothing in OpenAI's format; the tier that owns
     # it must receive it untouched.
-    router = RouterChatModel(models=three_tiers())
+    router = RouterChatModel(models=three_tiers(), strategy="rules")
     builtin = {"type": "web_search_20250305", "name": "web_search", "max_uses": 3}
     router.bind_tools([builtin, add_numbers]).invoke("今天天气怎么样")
     received = router.models["medium"]._bound_tools
@@ -676,7 +691,7 @@ def test_each_call_of_a_tool_conversation_is_routed_on_its_own(router: RouterCha
 
 
 def test_pinned_tool_threads_stay_on_the_tier_that_called_the_tool() -> None:
-    router = RouterChatModel(models=three_tiers(), pin_tool_threads=True)
+    router = RouterChatModel(models=three_tiers(), pin_tool_threads=True, strategy="rules")
     bound = router.bind_tools([get_weather])
     question = HumanMessage("分析并比较 the weather in Paris")
     call = bound.invoke([question])
@@ -710,7 +725,7 @@ def test_budget_downgrade_sends_every_call_to_the_cheapest_tier(
 
 
 async def test_budget_downgrade_async_and_on_the_routers_own_callbacks() -> None:
-    router = RouterChatModel(models=three_tiers(), callbacks=[OverBudget()])
+    router = RouterChatModel(models=three_tiers(), callbacks=[OverBudget()], strategy="rules")
     assert tier_of(await router.ainvoke(COMPLEX_ZH)) == "simple"
     chunks = [c async for c in router.astream(COMPLEX_ZH)]
     assert tier_of(aggregate(chunks)) == "simple"
@@ -736,6 +751,7 @@ def test_stop_and_settings_reach_the_tiers() -> None:
         stop=["gamma"],
         max_tokens=64,
         temperature=0.3,
+        strategy="rules",
     )
     assert router.invoke(SIMPLE_ZH).content.strip() == "alpha beta"
     assert router.invoke(SIMPLE_ZH, stop=["beta"]).content.strip() == "alpha"
@@ -748,7 +764,7 @@ def test_stop_and_settings_reach_the_tiers() -> None:
 
 def test_inner_models_without_streaming_still_stream_through_the_router() -> None:
     fake = GenericFakeChatModel(messages=iter([AIMessage("plain answer")]))
-    router = RouterChatModel(models={"simple": fake, "complex": CountingSim()})
+    router = RouterChatModel(models={"simple": fake, "complex": CountingSim()}, strategy="rules")
     full = aggregate(list(router.stream(SIMPLE_ZH)))
     assert full.content == "plain answer"
     assert tier_of(full) == "simple"
@@ -768,7 +784,9 @@ class OpenAIStyleStream(SimulatedChatModel):
 @pytest.mark.parametrize("inner", [OpenAIStyleStream, SimulatedChatModel])
 async def test_a_streamed_routed_answer_names_the_model_as_the_bare_model_does(inner) -> None:
     cheap = inner(model_name="gpt-4o-mini")
-    router = RouterChatModel(models={"simple": cheap, "complex": inner(model_name="gpt-4o")})
+    router = RouterChatModel(
+        models={"simple": cheap, "complex": inner(model_name="gpt-4o")}, strategy="rules"
+    )
     bare = aggregate(list(cheap.stream(SIMPLE_ZH))).response_metadata["model_name"]
     routed = aggregate(list(router.stream(SIMPLE_ZH)))
     arouted = aggregate([c async for c in router.astream(SIMPLE_ZH)])

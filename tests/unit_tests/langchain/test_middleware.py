@@ -90,7 +90,7 @@ def run_agent(models: dict[str, PlanModel], question: str, **middleware: Any) ->
     agent = create_agent(
         models["complex"],
         tools=[get_weather],
-        middleware=[CostRoutingMiddleware(models=models, **middleware)],
+        middleware=[CostRoutingMiddleware(models=models, **{"strategy": "rules", **middleware})],
     )
     return agent.invoke({"messages": [HumanMessage(question)]})["messages"]
 
@@ -119,7 +119,9 @@ def test_each_model_call_of_an_agent_is_routed_on_its_own_and_costed_once() -> N
 async def test_the_async_loop_routes_the_same_way() -> None:
     models = tiers()
     agent = create_agent(
-        models["complex"], tools=[get_weather], middleware=[CostRoutingMiddleware(models=models)]
+        models["complex"],
+        tools=[get_weather],
+        middleware=[CostRoutingMiddleware(models=models, strategy="rules")],
     )
     result = await agent.ainvoke({"messages": [HumanMessage(HARD)]})
     assert [r["tier"] for r in routing_of(result["messages"])] == ["complex", "medium", "medium"]
@@ -155,7 +157,9 @@ class OverBudget(BaseCallbackHandler):
 def test_a_budget_downgrade_sends_every_agent_call_to_the_cheapest_tier() -> None:
     models = tiers()
     agent = create_agent(
-        models["complex"], tools=[get_weather], middleware=[CostRoutingMiddleware(models=models)]
+        models["complex"],
+        tools=[get_weather],
+        middleware=[CostRoutingMiddleware(models=models, strategy="rules")],
     )
     result = agent.invoke({"messages": [HumanMessage(HARD)]}, {"callbacks": [OverBudget()]})
     assert {r["tier"] for r in routing_of(result["messages"])} == {"simple"}

@@ -253,7 +253,8 @@ def test_composes_with_router_and_keeps_the_routing_decision():
         llms={
             "simple": SimulatedLLM(model_name="deepseek-chat"),
             "complex": SimulatedLLM(model_name="gpt-4o"),
-        }
+        },
+        strategy="rules",
     )
     llm = cached(router)
     first = llm.complete("请翻译: good morning")

@@ -39,7 +39,8 @@ def router() -> RouterLLM:
         llms={
             "simple": SimulatedLLM(model_name="li-int-cheap"),
             "complex": SimulatedLLM(model_name="li-int-strong"),
-        }
+        },
+        strategy="rules",
     )
 
 

@@ -28,7 +28,7 @@ def user(text: str) -> list[ChatMessage]:
 
 @pytest.fixture
 def router() -> RouterLLM:
-    return RouterLLM(llms=tiers("cheap-model", "strong-model"))
+    return RouterLLM(llms=tiers("cheap-model", "strong-model"), strategy="rules")
 
 
 @pytest.fixture
@@ -183,7 +183,7 @@ def test_failed_tier_falls_back_to_the_next_one_up():
         "simple": SimulatedLLM(model_name="down", fail=True),
         "complex": SimulatedLLM(model_name="up"),
     }
-    router = RouterLLM(llms=llms)
+    router = RouterLLM(llms=llms, strategy="rules")
     routing = router.chat(user(SIMPLE)).additional_kwargs["routing"]
     assert (routing["tier"], routing["model"], routing["fallback_from"]) == (
         "complex",
@@ -197,7 +197,7 @@ def test_fallback_before_the_first_stream_chunk():
         "simple": SimulatedLLM(model_name="down", fail=True),
         "complex": SimulatedLLM(model_name="up"),
     }
-    chunks = list(RouterLLM(llms=llms).stream_chat(user(SIMPLE)))
+    chunks = list(RouterLLM(llms=llms, strategy="rules").stream_chat(user(SIMPLE)))
     assert chunks[-1].additional_kwargs["routing"]["fallback_from"] == "simple"
     assert chunks[-1].message.content.startswith("up on")
 
@@ -208,14 +208,14 @@ async def test_every_tier_failing_raises_the_first_error(events):
         "complex": SimulatedLLM(model_name="b", fail=True),
     }
     with pytest.raises(SimulatedProviderError, match="a: simulated"):
-        await RouterLLM(llms=llms).achat(user(SIMPLE))
+        await RouterLLM(llms=llms, strategy="rules").achat(user(SIMPLE))
     assert events.of("RoutingDecisionEvent")[-1].error
 
 
 def test_fallback_disabled_raises_at_once():
     llms = {"simple": SimulatedLLM(model_name="a", fail=True), "complex": SimulatedLLM()}
     with pytest.raises(SimulatedProviderError):
-        RouterLLM(llms=llms, fallback=False).complete(SIMPLE)
+        RouterLLM(llms=llms, fallback=False, strategy="rules").complete(SIMPLE)
     assert llms["complex"].calls == 0
 
 
@@ -322,7 +322,7 @@ def test_stream_chat_with_tools_delegates_parsing_per_chunk(router):
 
 def test_tools_need_function_calling_tiers():
     llms = {"simple": SimulatedLLM(function_calling=False), "complex": SimulatedLLM()}
-    router = RouterLLM(llms=llms)
+    router = RouterLLM(llms=llms, strategy="rules")
     assert router.metadata.is_function_calling_model is False
     with pytest.raises(TypeError, match="does not support tool calling"):
         router.chat_with_tools([MULTIPLY], user_msg="multiply 1 by 2")
@@ -336,7 +336,7 @@ def test_metadata_is_what_holds_for_every_tier():
         "simple": SimulatedLLM(model_name="a", context_window=8000),
         "complex": SimulatedLLM(model_name="b", context_window=200_000),
     }
-    router = RouterLLM(llms=llms)
+    router = RouterLLM(llms=llms, strategy="rules")
     meta = router.metadata
     assert meta.context_window == 8000
     assert meta.is_chat_model and meta.is_function_calling_model
@@ -346,7 +346,9 @@ def test_metadata_is_what_holds_for_every_tier():
 def test_router_callback_manager_reaches_the_inner_models():
     debug = LlamaDebugHandler()
     manager = CallbackManager([debug])
-    router = RouterLLM(llms=tiers("cheap-model", "strong-model"), callback_manager=manager)
+    router = RouterLLM(
+        llms=tiers("cheap-model", "strong-model"), callback_manager=manager, strategy="rules"
+    )
     assert all(llm.callback_manager is manager for llm in router.llms.values())
     router.complete(SIMPLE)
     assert len(debug.get_event_pairs(CBEventType.LLM)) == 1
@@ -365,7 +367,7 @@ def test_router_callback_manager_reaches_the_inner_models():
 )
 def test_bad_configuration_is_a_clear_error(llms, error):
     with pytest.raises(error, match="llms"):
-        RouterLLM(llms=llms)
+        RouterLLM(llms=llms, strategy="rules")
 
 
 def test_strategy_routing_to_unknown_tiers_is_rejected():
@@ -394,19 +396,23 @@ async def test_budget_raise_also_applies_to_async_streams(router, cost_handler):
         await router.astream_chat(user(COMPLEX))
 
 
-def test_budget_downgrade_answers_with_the_cheapest_tier(router, cost_handler):
-    cost_handler(budget_usd=0.0, on_budget="downgrade")
+def test_budget_downgrade_answers_with_the_cheapest_tier(cost_handler):
+    # At 50 output tokens the strong tier may cost ~$0.0008, the cheap one ~$0.00006.
+    router = RouterLLM(llms=tiers("deepseek-chat", "claude-3-5-sonnet", max_tokens=50))
+    cost_handler(budget_usd=0.0003, on_budget="downgrade")
     routing = router.complete(COMPLEX).additional_kwargs["routing"]
     assert routing["tier"] == "simple" and routing["reason"] == "budget exceeded: downgraded"
 
 
 def test_an_explicit_cost_handler_is_consulted_without_registration():
     handler = CostEventHandler(budget_usd=0.0)
-    router = RouterLLM(llms=tiers("cheap-model", "strong-model"), cost_handler=handler)
+    router = RouterLLM(
+        llms=tiers("cheap-model", "strong-model"), cost_handler=handler, strategy="rules"
+    )
     with pytest.raises(BudgetExceededError):
         router.complete(SIMPLE)
     with pytest.raises(TypeError, match="cost_handler"):
-        RouterLLM(llms=tiers("a", "b"), cost_handler=object())
+        RouterLLM(llms=tiers("a", "b"), cost_handler=object(), strategy="rules")
 
 
 def test_structured_output_goes_through_the_router_and_its_tools_path(router, events):
@@ -425,10 +431,12 @@ def test_structured_output_goes_through_the_router_and_its_tools_path(router, ev
 
 def test_a_budget_refusal_inside_a_tier_is_not_a_provider_failure():
     guarded = RouterLLM(
-        llms=tiers("cheap-a", "cheap-b"), cost_handler=CostEventHandler(budget_usd=0)
+        llms=tiers("cheap-a", "cheap-b"),
+        cost_handler=CostEventHandler(budget_usd=0),
+        strategy="rules",
     )
     strong = SimulatedLLM(model_name="strong-model")
-    outer = RouterLLM(llms={"simple": guarded, "complex": strong})
+    outer = RouterLLM(llms={"simple": guarded, "complex": strong}, strategy="rules")
     with pytest.raises(BudgetExceededError):
         outer.complete(SIMPLE)
     assert strong.calls == 0  # no fallback to a dearer tier past the budget
