@@ -1,17 +1,21 @@
 """Routing strategies: objects with ``route(text) -> RouteDecision``.
 
 Example:
-    >>> from costopt_core import get_strategy
+    >>> from costopt_core import as_strategy, get_strategy
     >>> get_strategy("rules").route("请翻译这句话").tier
+    'simple'
+    >>> as_strategy(None).route("Translate 'hello' into French").tier  # the default
     'simple'
     >>> router = get_strategy("length", threshold=0.5, tiers=("cheap", "strong"))
     >>> router.route("hi").tier
     'cheap'
 
-Built-ins by name: ``"rules"`` (the seed, default), ``"length"``, ``"zero-shot"``,
-``"knn"`` (needs ``fit``), ``"cascade"``. Any strategy's score can be re-cut into
-tiers with ``threshold=`` (two tiers) or ``thresholds=`` (N-1 ascending cut points),
-which is how a user moves the cheap/strong split.
+Built-ins by name: ``"default"`` (what a router given no strategy uses: the seed's rules
+on prompts with the seed's cue words, zero-shot on the rest), ``"rules"`` (the seed's rule
+set, exactly), ``"length"``, ``"zero-shot"``, ``"knn"`` (needs ``fit``), ``"cascade"``.
+Any strategy's score can be re-cut into tiers with ``threshold=`` (two tiers) or
+``thresholds=`` (N-1 ascending cut points), which is how a user moves the cheap/strong
+split.
 """
 
 from __future__ import annotations
@@ -22,7 +26,6 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from costopt_core.classify import ComplexityClassifier
 from costopt_core.decision import LADDER, RouteDecision, RoutingStrategy
 from costopt_core.tokens import estimate_tokens
 
@@ -132,6 +135,7 @@ def check_tiers(tiers: Sequence[str]) -> tuple[str, ...]:
 
 # name -> "module:attribute"; modules load lazily so heavy strategies cost nothing unused.
 _REGISTRY: dict[str, str] = {
+    "default": "costopt_core.default_strategy:DefaultStrategy",
     "rules": "costopt_core.classify:ComplexityClassifier",
     "length": "costopt_core.strategies:LengthStrategy",
     "zero-shot": "costopt_core.zero_shot:ZeroShotStrategy",
@@ -144,7 +148,7 @@ def available_strategies() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def get_strategy(name: str = "rules", **options: Any) -> RoutingStrategy:
+def get_strategy(name: str = "default", **options: Any) -> RoutingStrategy:
     """Build a built-in strategy by name.
 
     ``threshold=`` (one cut, two tiers) or ``thresholds=`` (ascending cuts) with an
@@ -173,9 +177,10 @@ def get_strategy(name: str = "rules", **options: Any) -> RoutingStrategy:
 
 
 def as_strategy(strategy: StrategyLike) -> RoutingStrategy:
-    """Accept a strategy object, a built-in name, a plain callable, or None (rules)."""
+    """Accept a strategy object, a built-in name, a plain callable, or None (the default
+    strategy, see :mod:`costopt_core.default_strategy`)."""
     if strategy is None:
-        return ComplexityClassifier()
+        return get_strategy("default")
     if isinstance(strategy, str):
         return get_strategy(strategy)
     if callable(getattr(strategy, "route", None)):

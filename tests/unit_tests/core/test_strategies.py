@@ -7,6 +7,7 @@ import pytest
 from costopt_core.cascade import CascadeStrategy
 from costopt_core.classify import ComplexityClassifier
 from costopt_core.decision import RouteDecision
+from costopt_core.default_strategy import DefaultStrategy
 from costopt_core.knn import KNNStrategy
 from costopt_core.strategies import (
     CallableStrategy,
@@ -21,8 +22,9 @@ from costopt_core.zero_shot import ZeroShotStrategy
 
 
 def test_every_public_name_builds_its_strategy() -> None:
-    assert available_strategies() == ["cascade", "knn", "length", "rules", "zero-shot"]
+    assert available_strategies() == ["cascade", "default", "knn", "length", "rules", "zero-shot"]
     expected = {
+        "default": DefaultStrategy,
         "rules": ComplexityClassifier,
         "length": LengthStrategy,
         "zero-shot": ZeroShotStrategy,
@@ -36,7 +38,9 @@ def test_every_public_name_builds_its_strategy() -> None:
     assert isinstance(get_strategy("zeroshot"), ZeroShotStrategy)
 
 
-def test_default_is_the_seed_rules() -> None:
+def test_no_strategy_means_the_default_which_keeps_the_seed_tiers_on_seed_prompts() -> None:
+    assert isinstance(as_strategy(None), DefaultStrategy)
+    assert isinstance(get_strategy(), DefaultStrategy)
     assert get_strategy().route("请翻译这句话").tier == "simple"
     assert as_strategy(None).route("分析并比较两种架构").tier == "complex"
 
