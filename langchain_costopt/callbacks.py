@@ -136,6 +136,7 @@ def _is_map(value: Any) -> bool:
     return type(value) is dict or (value is not None and isinstance(value, Mapping))
 
 
+_PER_MESSAGE_TOKENS = 4
 _OUTPUT_LIMIT_KEYS = ("max_tokens", "max_completion_tokens", "max_output_tokens", "num_predict")
 
 
@@ -160,8 +161,11 @@ def call_quotes(
     for item in messages[0] if messages else ():
         content = item if isinstance(item, str) else getattr(item, "content", "")
         texts.append(content if isinstance(content, str) else json.dumps(content, default=str))
-    tokens = estimate_tokens("\n".join(texts))
     params = params if params is not None and _is_map(params) else _EMPTY
+    # Chat formats add a few tokens per message, and bound tools are part of the prompt.
+    tokens = estimate_tokens("\n".join(texts)) + _PER_MESSAGE_TOKENS * len(texts)
+    if params.get("tools"):
+        tokens += estimate_tokens(json.dumps(params["tools"], default=str))
     limit = _output_limit(params)
     models = params.get("models")
     if not _is_map(models):
