@@ -30,8 +30,12 @@ Rules:
   because case can change an answer) before the exact lookup and the embedding.
 * Exact match first: the same normalized text in the same partition is a hit with
   similarity 1.0 and costs no embedding. Otherwise the text is embedded once and the
-  most similar unexpired entry of the partition is a hit when its cosine similarity is
-  ``>= similarity_threshold``.
+  nearest unexpired entries of the partition go to the decision
+  (:class:`~costopt_core.cache_gate.CacheGate`): with ``similarity_threshold`` given,
+  the seed's rule (the nearest serves when its cosine is ``>= similarity_threshold``);
+  by default an error-bounded decision calibrated to the embedding, which also weighs
+  lexical evidence (numbers, negation, dates, names) and, for uncertain candidates,
+  asks the ``verifier`` (one verdict per lookup at most; a failed one is "no").
 * One embedding per miss: the vector a missed lookup computed is handed to the
   ``update`` that follows for the same partition and text (kept in a small bounded
   map), so a miss costs one embedding, not two.
@@ -71,9 +75,11 @@ from typing import Any, TypeVar, cast
 import numpy as np
 
 from costopt_core.accounting import price_usage
+from costopt_core.cache_gate import CANDIDATES, CacheGate, Decision, check_error_rate
+from costopt_core.cache_verify import aask, ask, check_timeout, check_verifier
 from costopt_core.ledger import TokenUsage
 from costopt_core.pricing import get_price
-from costopt_core.stores.base import CacheEntry, CacheStore, normalize_vector
+from costopt_core.stores.base import CacheEntry, CacheStore, SearchHit, normalize_vector
 from costopt_core.stores.memory import MemoryStore
 
 logger = logging.getLogger(__name__)
@@ -214,16 +220,16 @@ def _saved_usage(metadata: Mapping[str, Any]) -> TokenUsage:
 
 
 def _validate(
-    similarity_threshold: float, ttl_seconds: float | None, max_entries: int | None
+    similarity_threshold: float | None, ttl_seconds: float | None, max_entries: int | None
 ) -> None:
-    if (
+    if similarity_threshold is not None and (
         isinstance(similarity_threshold, bool)
         or not isinstance(similarity_threshold, int | float)
         or not 0 < similarity_threshold <= 1
     ):
         raise ValueError(
-            f"similarity_threshold must be a number in (0, 1] (cosine similarity), "
-            f"got {similarity_threshold!r}"
+            f"similarity_threshold must be a number in (0, 1] (cosine similarity) or None "
+            f"(error-bounded), got {similarity_threshold!r}"
         )
     if ttl_seconds is not None and (
         isinstance(ttl_seconds, bool)
@@ -263,7 +269,18 @@ class SemanticCache:
         embed: ``text -> vector`` (any length; normalized here).
         aembed: async ``text -> vector``; without it async calls run ``embed`` in a
             worker thread.
-        similarity_threshold: cosine similarity in (0, 1] a stored query must reach.
+        similarity_threshold: ``None`` (default): the error-bounded decision of
+            :mod:`costopt_core.cache_gate`, calibrated to the embedding. A cosine in
+            (0, 1]: the seed's fixed rule (the nearest stored query serves when its
+            cosine reaches it).
+        max_error_rate: share of lookups the error-bounded decision may answer wrongly,
+            in (0, 0.5] (default 0.02).
+        verifier: ``verifier(question, cached_question, cached_answer) -> bool``, asked
+            only about uncertain candidates (see :mod:`costopt_core.cache_verify`); its
+            verdicts teach the decision.
+        verifier_timeout: seconds a verdict may take; a late or failed one is "no".
+        answer_text: ``stored response -> answer text`` for the verifier (faces store
+            serialized answers); the stored string itself by default.
         ttl_seconds: entry lifetime from creation (default 24 h, as the seed); ``None``
             keeps entries until evicted by ``max_entries``.
         max_entries: store-wide limit, least recently used evicted first.
@@ -280,7 +297,11 @@ class SemanticCache:
         embed: EmbedFn,
         *,
         aembed: AsyncEmbedFn | None = None,
-        similarity_threshold: float = 0.92,
+        similarity_threshold: float | None = None,
+        max_error_rate: float = 0.02,
+        verifier: Any = None,
+        verifier_timeout: float = 10.0,
+        answer_text: Callable[[str], str] | None = None,
         ttl_seconds: float | None = 86400,
         max_entries: int | None = None,
         store: CacheStore | None = None,
@@ -294,6 +315,10 @@ class SemanticCache:
         if aembed is not None and not callable(aembed):
             raise TypeError("aembed must be an async callable text -> vector, or None")
         _validate(similarity_threshold, ttl_seconds, max_entries)
+        check_error_rate(max_error_rate)
+        check_verifier(verifier)
+        if answer_text is not None and not callable(answer_text):
+            raise TypeError("answer_text must be a callable stored response -> text, or None")
         if store is not None and not isinstance(store, CacheStore):
             raise TypeError(
                 f"store must be a costopt_core.stores.base.CacheStore, got {type(store).__name__}"
@@ -304,7 +329,15 @@ class SemanticCache:
             raise ValueError(f"pending_vectors must be an int >= 1, got {pending_vectors!r}")
         self._embed = embed
         self._aembed = aembed
-        self.similarity_threshold = float(similarity_threshold)
+        self.similarity_threshold = (
+            None if similarity_threshold is None else float(similarity_threshold)
+        )
+        self.verifier = verifier
+        self.verifier_timeout = check_timeout(verifier_timeout)
+        self._answer_text = answer_text or (lambda response: response)
+        self.gate = CacheGate(
+            self.similarity_threshold, max_error_rate, has_verifier=verifier is not None
+        )
         self.ttl_seconds = None if ttl_seconds is None else float(ttl_seconds)
         self.max_entries = max_entries
         self.store: CacheStore = store if store is not None else MemoryStore()
@@ -329,6 +362,9 @@ class SemanticCache:
                 "input_tokens_saved",
                 "output_tokens_saved",
                 "unpriced_hits",
+                "verifier_calls",
+                "verifier_yes",
+                "gate_rejections",
             ),
             0,
         )
@@ -353,8 +389,12 @@ class SemanticCache:
 
         ``hits``, ``misses``, ``hit_rate`` (hits / lookups, 0.0 before any),
         ``exact_hits``, ``semantic_hits``, ``mean_hit_similarity``, ``updates``,
-        ``embeddings`` (embedding calls made), ``errors`` (faults turned into misses or
-        skipped updates), ``rejected_vectors``, ``tokens_saved`` (input + output),
+        ``embeddings`` (embedding calls made), ``verifier_calls`` / ``verifier_yes``
+        (verdicts asked / that said yes; a failed or late verdict is a "no"),
+        ``gate_rejections`` (candidates close enough to search but refused: a conflict
+        such as a different number, or a score below the bar), ``gate`` (the
+        decision's calibration, :meth:`CacheGate.describe`), ``errors`` (faults turned
+        into misses or skipped updates), ``rejected_vectors``, ``tokens_saved`` (input + output),
         ``input_tokens_saved``, ``output_tokens_saved``, ``saved_usd`` (priced hits
         only) and ``unpriced_hits`` (hits whose model has no known price).
         """
@@ -365,7 +405,8 @@ class SemanticCache:
             out["hit_rate"] = out["hits"] / lookups if lookups else 0.0
             out["saved_usd"] = self._saved_usd
             out["mean_hit_similarity"] = self._similarity_sum / out["hits"] if out["hits"] else None
-            return out
+        out["gate"] = self.gate.describe()
+        return out
 
     def reset_stats(self) -> None:
         with self._lock:
@@ -383,10 +424,12 @@ class SemanticCache:
 
     def _vector(self, raw: Sequence[float] | np.ndarray) -> np.ndarray:
         try:
-            return normalize_vector(raw, self.store.dim)
+            vector = normalize_vector(raw, self.store.dim)
         except ValueError:
             self._count(rejected_vectors=1)
             raise
+        self.gate.observe(vector)  # every embedded question calibrates the decision
+        return vector
 
     def _remember(self, partition: str, text: str, vector: np.ndarray) -> None:
         with self._lock:
@@ -399,8 +442,12 @@ class SemanticCache:
         with self._lock:
             return self._pending.pop((partition, text), None)
 
-    def _hit(self, entry: CacheEntry, similarity: float, exact: bool) -> CacheHit:
-        meta = entry.metadata or {}
+    def _hit(
+        self, entry: CacheEntry, similarity: float, exact: bool, decision: Decision | None = None
+    ) -> CacheHit:
+        meta = dict(entry.metadata or {})
+        if decision is not None:
+            meta["gate"] = {"score": round(decision.score, 6), "reason": decision.reason}
         model = meta.get("model") if isinstance(meta.get("model"), str) else None
         usage = _saved_usage(meta)
         input_tokens, output_tokens = usage.input_tokens, usage.output_tokens
@@ -434,7 +481,7 @@ class SemanticCache:
             input_tokens=input_tokens,
             output_tokens=output_tokens,
             saved_usd=saved,
-            metadata=dict(meta),
+            metadata=meta,
         )
 
     def revoke_hit(self, hit: CacheHit) -> None:
@@ -514,24 +561,63 @@ class SemanticCache:
                 return self._hit(entry, 1.0, exact=True)
             vector = self._vector((yield self._embedding(key)))
             self._remember(partition, key, vector)
+            gate = self.gate
             found = yield _IO(
                 store.search,
                 store.asearch,
                 partition,
                 vector,
-                k=1,
-                min_similarity=self.similarity_threshold,
+                # The seed's fixed rule looks at the nearest entry only.
+                k=1 if gate.fixed and self.verifier is None else CANDIDATES,
+                min_similarity=gate.search_floor(),
                 now=now,
                 ttl_seconds=ttl,
             )
-            if found:
-                best = found[0]
+            chosen = yield from self._choose(partition, key, found)
+            if chosen is not None:
+                best, decision = chosen
                 yield _IO(store.record_hit, store.arecord_hit, partition, best.entry.text, now=now)
-                return self._hit(best.entry, best.similarity, exact=False)
+                return self._hit(best.entry, best.similarity, exact=False, decision=decision)
         except Exception as exc:
             self._fault("lookup", exc)
         self._count(misses=1)
         return None
+
+    def _choose(
+        self, partition: str, question: str, found: list[SearchHit]
+    ) -> Steps[tuple[SearchHit, Decision] | None]:
+        """The candidate to serve: the nearest one the gate serves, else the first it is
+        unsure of if the verifier says yes (one verdict per lookup at most)."""
+        uncertain: tuple[SearchHit, Decision] | None = None
+        for hit in found:
+            decision = self.gate.judge(
+                question, hit.entry.text, hit.similarity, (partition, hit.entry.text)
+            )
+            if decision.action == "serve":
+                return hit, decision
+            if decision.action == "ask" and uncertain is None:
+                uncertain = hit, decision
+            else:
+                self._count(gate_rejections=1)
+        if uncertain is None:
+            return None
+        hit, decision = uncertain
+        answer = self._answer_text(hit.entry.response)
+        self._count(verifier_calls=1)
+        verdict = yield _IO(self._verify, self._averify, question, hit.entry.text, answer)
+        self.gate.learn((partition, hit.entry.text), decision.score, bool(verdict))
+        if not verdict:
+            return None
+        self._count(verifier_yes=1)
+        return hit, Decision("serve", decision.score, f"verifier: {decision.reason}")
+
+    def _verify(self, question: str, cached_question: str, answer: str) -> bool:
+        return ask(self.verifier, question, cached_question, answer, timeout=self.verifier_timeout)
+
+    async def _averify(self, question: str, cached_question: str, answer: str) -> bool:
+        return await aask(
+            self.verifier, question, cached_question, answer, timeout=self.verifier_timeout
+        )
 
     def _update(
         self, partition: str, text: str, response: str, metadata: Mapping[str, Any] | None

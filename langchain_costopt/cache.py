@@ -58,14 +58,14 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
 from langchain_core import messages as lc_messages
 from langchain_core.caches import RETURN_VAL_TYPE, BaseCache
 from langchain_core.embeddings import Embeddings
 from langchain_core.load import dumps, loads
-from langchain_core.messages import BaseMessage, HumanMessage, ToolMessage
+from langchain_core.messages import AIMessageChunk, BaseMessage, HumanMessage, ToolMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, Generation, GenerationChunk
 
 from costopt_core.accounting import usage_from_mapping
@@ -80,6 +80,7 @@ from costopt_core.ledger import TokenUsage
 from costopt_core.metadata_keys import CACHE_MARKER_KEY, MODEL_NAME_KEYS, model_name_in
 from costopt_core.stores.base import CacheStore
 from costopt_core.tokens import estimate_tokens
+from langchain_costopt import cache_stream
 from langchain_costopt.messages import latest_human_text, message_text
 
 logger = logging.getLogger(__name__)
@@ -218,6 +219,12 @@ def _answer_usage(
     return model, None
 
 
+def _answer_text(response: str) -> str:
+    """The text of a stored answer (what a verifier reads)."""
+    generations = loads(response, allowed_objects=_GENERATION_CLASSES)
+    return "\n".join(g.text for g in generations if isinstance(g, Generation))
+
+
 def _embedder_id(embeddings: Embeddings) -> str:
     cls = type(embeddings)
     parts = [f"{cls.__module__}.{cls.__qualname__}"]
@@ -244,8 +251,18 @@ class SemanticLLMCache(BaseCache):
         (1, 1)
 
     Args:
-        embeddings: any LangChain ``Embeddings`` (``HashingEmbeddings`` offline).
-        similarity_threshold: cosine similarity in (0, 1] a stored question must reach.
+        embeddings: any LangChain ``Embeddings`` (``HashingEmbeddings`` offline for
+            tests; ``langchain_costopt.local_embeddings.LocalEmbeddings``, extra
+            ``[embeddings]``, is the recommended offline neural one).
+        similarity_threshold: ``None`` (default): keep wrong answers at or below
+            ``max_error_rate`` for whatever embedding this is (the decision calibrates
+            itself, see :mod:`costopt_core.cache_gate`). A cosine in (0, 1]: the seed's
+            fixed threshold, exactly (``0.92`` is the seed's).
+        max_error_rate: share of lookups that may get a wrong cached answer (0.02).
+        verifier: ``verifier(question, cached_question, cached_answer) -> bool``, asked
+            only about uncertain candidates; its verdicts teach the cache. Ready ones:
+            :class:`langchain_costopt.verifiers.ChatModelVerifier` (a cheap chat model).
+            A verifier that fails or times out (``verifier_timeout``, 10 s) is a "no".
         ttl_seconds: entry lifetime (default 24 h); ``None`` for no expiry.
         max_entries: store-wide size limit with least-recently-used eviction.
         store: a :class:`~costopt_core.stores.base.CacheStore` (``MemoryStore()`` by
@@ -253,7 +270,7 @@ class SemanticLLMCache(BaseCache):
         namespace: fixed tenant of this cache instance; combined with
             :func:`cache_namespace` when both are set.
         **engine_options: passed to :class:`costopt_core.cache.SemanticCache`
-            (``clock``, ``evict_interval``, ``pending_vectors``).
+            (``clock``, ``evict_interval``, ``pending_vectors``, ``verifier_timeout``).
 
     ``.stats`` is the engine's statistics dict (hits, misses, hit_rate, saved_usd,
     tokens_saved, ...). ``.engine`` is the underlying :class:`SemanticCache`.
@@ -262,7 +279,9 @@ class SemanticLLMCache(BaseCache):
     def __init__(
         self,
         embeddings: Embeddings,
-        similarity_threshold: float = 0.92,
+        similarity_threshold: float | None = None,
+        max_error_rate: float = 0.02,
+        verifier: Any = None,
         ttl_seconds: float | None = 86400,
         max_entries: int | None = None,
         store: CacheStore | None = None,
@@ -282,6 +301,9 @@ class SemanticLLMCache(BaseCache):
             embeddings.embed_query,
             aembed=embeddings.aembed_query,
             similarity_threshold=similarity_threshold,
+            max_error_rate=max_error_rate,
+            verifier=verifier,
+            answer_text=_answer_text,
             ttl_seconds=ttl_seconds,
             max_entries=max_entries,
             store=store,
@@ -390,6 +412,22 @@ class SemanticLLMCache(BaseCache):
     async def aclear(self, **kwargs: Any) -> None:
         """Async :meth:`clear`."""
         await self.engine.aclear()
+
+    # -- streaming (LangChain's stream/astream never consult an LLM cache) ------------
+
+    def stream(
+        self, model: Any, input: Any, config: Any = None, **kwargs: Any
+    ) -> Iterator[AIMessageChunk]:
+        """``model.stream(input, config, **kwargs)`` through this cache: a cached answer
+        is yielded as a stream, a streamed miss stored when complete
+        (:mod:`langchain_costopt.cache_stream`)."""
+        return cache_stream.stream(self, model, input, config, **kwargs)
+
+    def astream(
+        self, model: Any, input: Any, config: Any = None, **kwargs: Any
+    ) -> AsyncIterator[AIMessageChunk]:
+        """Async :meth:`stream`."""
+        return cache_stream.astream(self, model, input, config, **kwargs)
 
 
 __all__ = ["SemanticLLMCache", "cache_namespace", "current_namespace", "split_prompt"]

@@ -1,0 +1,342 @@
+"""Lexical evidence that two questions differ where a sentence embedding barely moves:
+numbers, negation, dates, named entities, opposite words, content words on one side only.
+English and Chinese.
+
+Example:
+    >>> from costopt_core.cache_evidence import compare
+    >>> compare("How do I reset my password?", "How can I reset my password?").conflicts
+    ()
+    >>> compare("Is Python 3.12 supported?", "Is Python 3.11 supported?").conflicts
+    ('numbers',)
+    >>> compare("Can I delete a dataset?", "Can I not delete a dataset?").conflicts
+    ('negation',)
+    >>> compare("How do I install it on Windows?", "How do I install it on Linux?").conflicts
+    ('entities',)
+    >>> compare("如何重置密码？", "如何不重置密码？").conflicts
+    ('negation',)
+    >>> compare("三月的销售额是多少？", "四月的销售额是多少？").conflicts
+    ('dates',)
+
+Why: a sentence embedding sums meaning over the whole sentence, so "Python 3.11" vs
+"Python 3.12", "can" vs "cannot", "Windows" vs "Linux" or "increase" vs "decrease" move
+the cosine by a hair (users' main complaint about semantic caches: reversed-meaning
+questions served as hits). Such a *conflict* is strong evidence of a different question;
+a word only one side has is weak evidence (paraphrases swap words) and is measured as a
+share (``unmatched``), for the gate to weigh. Everything is a few regular expressions
+and set operations: microseconds per pair, no model.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+import unicodedata
+from dataclasses import dataclass
+from functools import lru_cache
+
+_CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+_TOKEN = re.compile(rf"`[^`]+`|[{_CJK}]+|[A-Za-z0-9_]+(?:[.'’\-/][A-Za-z0-9_]+)*")
+_NUMBER = re.compile(r"^\d+(?:[.,]\d+)*$")
+_HAS_DIGIT = re.compile(r"\d")
+_CN_DIGITS = "零〇一二两三四五六七八九十百千万亿"
+_CN_NUMBER = re.compile(rf"[{_CN_DIGITS}]+(?:点[{_CN_DIGITS}]+)?")
+_CN_DATE = re.compile(
+    rf"(?:[{_CN_DIGITS}\d]+|上|下|这|本)(?:月|号|日|年|季度|周|星期)|"
+    r"星期[一二三四五六日天]|周[一二三四五六日末]|今天|明天|昨天|后天|前天|今年|去年|明年"
+)
+
+
+def _words(text: str) -> list[str]:
+    return text.split()
+
+
+_EN_NUMBER_WORDS = {
+    w: str(i)
+    for i, w in enumerate(
+        _words(
+            "zero _ two three four five six seven eight nine ten eleven twelve thirteen "
+            "fourteen fifteen sixteen seventeen eighteen nineteen twenty"
+        )
+    )
+    if w != "_"  # "one" is far more often a pronoun ("one can...") than a count
+} | {"thirty": "30", "forty": "40", "fifty": "50", "hundred": "100", "thousand": "1000"}
+_EN_NUMBER_WORDS |= {"million": "1e6", "billion": "1e9", "half": "0.5", "twice": "2"}
+_EN_DATES = frozenset(
+    _words(
+        "january february march april may june july august september october november "
+        "december jan feb mar apr jun jul aug sep sept oct nov dec monday tuesday wednesday "
+        "thursday friday saturday sunday today tomorrow yesterday tonight weekend morning "
+        "evening night spring summer autumn fall winter"
+    )
+)
+# "may" is a month only when capitalised ("in May"); lower case it is the verb.
+_AMBIGUOUS_DATES = {"may", "march", "fall"}
+_EN_NEGATIONS = frozenset(
+    _words(
+        "not no never none nobody nothing neither nor without cannot cant dont doesnt didnt "
+        "isnt arent wasnt werent wont wouldnt shouldnt couldnt hasnt havent hadnt mustnt"
+    )
+)
+_CN_NEGATIONS = ("没有", "不", "没", "无", "非", "别", "未", "勿", "莫")
+# Words that turn a question into its opposite; each pair is matched by stem.
+_OPPOSITES = [
+    ("increase", "decrease"),
+    ("increase", "reduce"),
+    ("add", "remove"),
+    ("enable", "disable"),
+    ("install", "uninstall"),
+    ("upload", "download"),
+    ("import", "export"),
+    ("encrypt", "decrypt"),
+    ("compress", "decompress"),
+    ("before", "after"),
+    ("min", "max"),
+    ("minimum", "maximum"),
+    ("best", "worst"),
+    ("buy", "sell"),
+    ("open", "close"),
+    ("start", "stop"),
+    ("lock", "unlock"),
+    ("win", "lose"),
+    ("gain", "lose"),
+    ("more", "less"),
+    ("most", "least"),
+    ("high", "low"),
+    ("higher", "lower"),
+    ("highest", "lowest"),
+    ("fast", "slow"),
+    ("faster", "slower"),
+    ("cheap", "expensive"),
+    ("cheapest", "expensive"),
+    ("advantage", "disadvantage"),
+    ("pro", "con"),
+    ("true", "false"),
+    ("success", "failure"),
+    ("above", "below"),
+    ("inside", "outside"),
+    ("input", "output"),
+    ("left", "right"),
+    ("north", "south"),
+    ("east", "west"),
+    ("male", "female"),
+    ("men", "women"),
+    ("man", "woman"),
+    ("boy", "girl"),
+    ("husband", "wife"),
+    ("old", "young"),
+    ("older", "younger"),
+    ("first", "last"),
+    ("push", "pull"),
+    ("send", "receive"),
+    ("give", "take"),
+    ("borrow", "lend"),
+    ("private", "public"),
+    ("legal", "illegal"),
+    ("possible", "impossible"),
+    ("增加", "减少"),
+    ("上涨", "下跌"),
+    ("打开", "关闭"),
+    ("开启", "关闭"),
+    ("上传", "下载"),
+    ("导入", "导出"),
+    ("买", "卖"),
+    ("最高", "最低"),
+    ("最大", "最小"),
+    ("最好", "最差"),
+    ("之前", "之后"),
+    ("优点", "缺点"),
+    ("加密", "解密"),
+    ("安装", "卸载"),
+    ("启用", "禁用"),
+    ("男", "女"),
+]
+_EN_STOPWORDS = frozenset(
+    _words(
+        "a an the and or but if then else of to in on at by for with from as into onto about "
+        "over under between through during up down out off again further is am are was were "
+        "be been being do does did doing have has had having i me my mine myself we us our "
+        "ours you your yours he him his she her hers it its they them their theirs this that "
+        "these those what which who whom whose when where why how there here can could will "
+        "would shall should may might must need let get got getting make makes made any some "
+        "all each every other such only own same so than too very just also s t please tell "
+        "know want like way one ones thing things using use used ways someone something "
+        "anyone anything explain describe give provide show possible best good really much "
+        "many lot"
+    )
+)
+_CN_STOPCHARS = set("的了吗呢吧啊呀么是在和与及或就都也还很请问我你他她它们这那个有怎样什如何为哪")
+
+_ENTITY_SHAPE = re.compile(r"^`|[A-Z].*[A-Z]|_|\.[a-z]|[a-z][A-Z]|\d[a-zA-Z]|[a-zA-Z]\d")
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What separates a new question from a cached one, beyond the cosine.
+
+    ``conflicts`` names the strong signals found (``numbers``, ``negation``, ``dates``,
+    ``entities``, ``opposites``); ``unmatched`` is the share of content words (CJK
+    characters for Chinese) that only one of the two questions has, the larger of the
+    two sides' shares, in [0, 1].
+    """
+
+    conflicts: tuple[str, ...]
+    unmatched: float
+
+
+@dataclass(frozen=True)
+class _Profile:
+    squashed: str  # lower case, letters and digits only: "Hugging Face.js" -> "huggingfacejs"
+    numbers: frozenset[str]
+    negation: int
+    dates: frozenset[str]
+    entities: frozenset[str]
+    stems: frozenset[str]
+    content: frozenset[str]
+
+
+def _stem(word: str) -> str:
+    # Light suffix stripping: "datasets"/"dataset", "loading"/"load". Opposites and
+    # content words compare stems, so inflections never count as a difference.
+    for suffix in ("ing", "ed", "es", "s", "ly"):
+        if len(word) > len(suffix) + 3 and word.endswith(suffix):
+            return word[: -len(suffix)]
+    return word
+
+
+def _cjk_units(run: str) -> list[str]:
+    return [c for c in run if c not in _CN_STOPCHARS and c not in _CN_DIGITS]
+
+
+@lru_cache(maxsize=4096)
+def _profile(text: str) -> _Profile:
+    text = unicodedata.normalize("NFKC", text)
+    numbers: set[str] = set()
+    dates: set[str] = set()
+    entities: set[str] = set()
+    stems: set[str] = set()
+    content: set[str] = set()
+    negation = 0
+    sentence_start = True
+    for match in _TOKEN.finditer(text):
+        token = match.group()
+        if token[0] >= "\u3400" and re.match(rf"[{_CJK}]", token):
+            negation += _count_cn_negations(token)
+            dates.update(_CN_DATE.findall(token))
+            numbers.update(n for n in _CN_NUMBER.findall(_CN_DATE.sub("", token)) if n)
+            units = _cjk_units(token)
+            content.update(units)
+            stems.update(units)
+            stems.update(a + b for a, b in itertools.pairwise(token))
+            sentence_start = False
+            continue
+        lower = token.lower().replace("’", "'").strip("`")
+        bare = lower.replace("'", "")
+        if bare in _EN_NEGATIONS or lower.endswith("n't"):
+            negation += 1
+        elif _NUMBER.match(lower):
+            numbers.add(lower.replace(",", ""))
+        elif bare in _EN_NUMBER_WORDS:
+            numbers.add(_EN_NUMBER_WORDS[bare])
+        elif bare in _EN_DATES and (
+            bare not in _AMBIGUOUS_DATES or (token[0].isupper() and not sentence_start)
+        ):
+            dates.add(bare)
+        if _is_entity(token, sentence_start):
+            entities.add(lower)
+        stem = _stem(bare)
+        stems.add(stem)
+        if bare not in _EN_STOPWORDS and bare not in _EN_NEGATIONS and len(bare) > 1:
+            content.add(stem)
+        sentence_start = text[match.end() : match.end() + 2].strip()[:1] in (".", "?", "!")
+    return _Profile(
+        _squash(text),
+        frozenset(numbers),
+        negation,
+        frozenset(dates),
+        frozenset(entities),
+        frozenset(stems),
+        frozenset(content),
+    )
+
+
+def _squash(text: str) -> str:
+    return "".join(ch for ch in text.lower() if ch.isalnum())
+
+
+def _count_cn_negations(run: str) -> int:
+    count, i = 0, 0
+    while i < len(run):
+        for neg in _CN_NEGATIONS:
+            if run.startswith(neg, i):
+                # "不同" (different), "无论" (regardless), "非常" (very) are not negations.
+                if run[i : i + 2] not in ("不同", "无论", "非常", "不错", "未来", "别的", "别人"):
+                    count += 1
+                i += len(neg) - 1
+                break
+        i += 1
+    return count
+
+
+def _is_entity(token: str, sentence_start: bool) -> bool:
+    """A name or identifier: ``backticked``, CamelCase, snake_case, dotted.name,
+    ACRONYM, v2-like, or a capitalised word inside a sentence."""
+    if _HAS_DIGIT.search(token) and _NUMBER.match(token):
+        return False
+    if _ENTITY_SHAPE.search(token):
+        return True
+    bare = token.lower()
+    return (
+        not sentence_start
+        and token[:1].isupper()
+        and bare not in _EN_STOPWORDS
+        and bare not in _EN_DATES
+        and token != "I"
+    )
+
+
+def _opposed(a: frozenset[str], b: frozenset[str]) -> bool:
+    for x, y in _OPPOSITES_STEMMED:
+        if (x in a and y in b and y not in a and x not in b) or (
+            y in a and x in b and x not in a and y not in b
+        ):
+            return True
+    return False
+
+
+_OPPOSITES_STEMMED = [(_stem(x), _stem(y)) for x, y in _OPPOSITES]
+
+
+def _uncovered(entities: frozenset[str], other_squashed: str) -> bool:
+    """Whether some entity is absent from the other text, spelling aside ("Hugging
+    Face" / "HuggingFace", "Datasets" / "datasets"). Each side must name something the
+    other does not for a conflict: a paraphrase may simply leave a name out."""
+    return any(_squash(entity) not in other_squashed for entity in entities)
+
+
+def _unmatched(a: frozenset[str], b: frozenset[str]) -> float:
+    if not a and not b:
+        return 0.0
+    only_a = len(a - b) / len(a) if a else 1.0
+    only_b = len(b - a) / len(b) if b else 1.0
+    return max(only_a, only_b)
+
+
+def compare(question: str, cached_question: str) -> Evidence:
+    """The evidence that ``question`` asks something else than ``cached_question``."""
+    a, b = _profile(question), _profile(cached_question)
+    conflicts: list[str] = []
+    if a.numbers != b.numbers:
+        conflicts.append("numbers")
+    # Presence, not count: "No, it doesn't exist" and "It does not exist" agree.
+    if bool(a.negation) != bool(b.negation):
+        conflicts.append("negation")
+    if a.dates != b.dates:
+        conflicts.append("dates")
+    if _uncovered(a.entities, b.squashed) and _uncovered(b.entities, a.squashed):
+        conflicts.append("entities")
+    if _opposed(a.stems, b.stems):
+        conflicts.append("opposites")
+    return Evidence(tuple(conflicts), _unmatched(a.content, b.content))
+
+
+__all__ = ["Evidence", "compare"]

@@ -1,0 +1,344 @@
+"""The semantic cache's decision: serve a cached answer, ask a verifier, or miss.
+
+Example:
+    >>> import numpy as np
+    >>> from costopt_core.cache_gate import CacheGate
+    >>> gate = CacheGate(max_error_rate=0.02)
+    >>> rng = np.random.default_rng(0)
+    >>> for v in rng.standard_normal((64, 32)):  # the embedding's own distinct questions
+    ...     gate.observe(v / np.linalg.norm(v))
+    >>> round(gate.baseline, 2)  # mean cosine of unrelated questions under this embedding
+    0.0
+    >>> gate.judge("How do I reset my password?", "How can I reset my password?", 0.97).action
+    'serve'
+    >>> gate.judge("Is Python 3.12 supported?", "Is Python 3.11 supported?", 0.99).action
+    'miss'
+    >>> CacheGate(similarity_threshold=0.92).judge("a b", "c d", 0.92).action  # the seed's rule
+    'serve'
+
+Two modes:
+
+* **Fixed** (``similarity_threshold`` given): the seed's rule exactly: serve the nearest
+  stored question when its cosine is ``>= similarity_threshold``; nothing else is
+  looked at. With a verifier, candidates up to :data:`FIXED_BAND` below the threshold
+  are put to it (the rule above the threshold is unchanged).
+* **Error-bounded** (the default): the decision is calibrated to the embedding it is
+  given and keeps wrong answers near or below ``max_error_rate``:
+
+  1. *Calibration*: a cosine means different things under different embedding models
+     (one model's "unrelated" is 0.1, another's 0.8). The gate keeps a reservoir of
+     the vectors the cache embeds (its own distinct questions) and measures their mean
+     pairwise cosine, the *baseline*; cosines are rescaled to
+     ``s = (cos - baseline) / (1 - baseline)``, 0 for unrelated and 1 for identical.
+     Until :data:`MIN_CALIBRATION` questions were seen it assumes a crowded embedding
+     (baseline at least :data:`COLD_BASELINE`): few hits, never many wrong ones.
+  2. *Evidence*: :func:`costopt_core.cache_evidence.compare` finds what a sentence
+     embedding hardly sees: numbers, negation, dates, named entities or opposite words
+     that differ. Such a *conflict* is never served without a verifier's yes.
+     Content words only one side has lower the score a little
+     (:data:`UNMATCHED_WEIGHT` per unit share).
+  3. *Thresholds* on the score, from ``max_error_rate`` (:func:`thresholds`): serve at
+     or above ``accept``; with a verifier, ask it between ``ask`` and ``accept`` (and
+     on conflicts above ``ask``), serve above ``sure`` without asking.
+  4. *Verdicts teach* (vCache-style, per entry and per region): a "no" for an entry at
+     score s means later candidates of that entry at or below s miss without asking;
+     a "yes" at s means later ones of that entry at or above s are served without
+     asking. Per region (score bins), a bin whose verdicts are nearly all "no" stops
+     being asked, and one whose verdicts are all "yes" is served. One lookup in
+     :data:`EXPLORE_EVERY` of those the gate settles from verdicts is still asked, so
+     it keeps learning when traffic changes. The share of lookups that need a verdict
+     falls as traffic repeats.
+
+Thread-safe: one lock guards the reservoir and the verdict tables.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import zlib
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from costopt_core.cache_evidence import compare
+
+#: Distinct questions embedded before the measured baseline is trusted alone.
+MIN_CALIBRATION = 32
+#: Baseline assumed before calibration: that of a crowded (anisotropic) embedding.
+COLD_BASELINE = 0.6
+#: Vectors kept to measure the baseline (reservoir sampling over all embedded texts).
+RESERVOIR_SIZE = 256
+#: Score lost per unit share of content words only one side has.
+UNMATCHED_WEIGHT = 0.05
+#: Rescaled score served at ``max_error_rate=0.02`` (each halving of the rate adds
+#: :data:`STEP_PER_HALVING`). Set conservatively on the development data (GPTCache's
+#: paraphrase pairs, three embeddings); see ``benchmarks/cache_quality.py``.
+BASE_ACCEPT = 0.943
+STEP_PER_HALVING = 0.02
+#: With a verifier: candidates this far below ``accept`` are asked...
+ASK_BAND = 0.09
+#: ...and ones this far above it are served without asking (part of the error budget is
+#: left for the verifier's own mistakes).
+SURE_MARGIN = 0.01
+#: Fixed mode with a verifier: the band below ``similarity_threshold`` (raw cosine) asked.
+FIXED_BAND = 0.06
+#: Candidates a lookup considers, nearest first (a conflicting nearest one must not
+#: hide the right answer just behind it).
+CANDIDATES = 4
+#: Score bin width of the per-region verdict table.
+BIN_WIDTH = 0.01
+#: Verdicts a bin needs before it is settled without asking.
+MIN_BIN_VERDICTS = 20
+#: One in this many settled lookups is still asked (exploration).
+EXPLORE_EVERY = 10
+#: Entries whose verdicts are remembered (least recently judged forgotten first).
+MAX_ENTRY_VERDICTS = 100_000
+
+Action = Literal["serve", "ask", "miss"]
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What the gate decided for one candidate, and why (``reason`` is for logs and
+    ``CacheHit.metadata``)."""
+
+    action: Action
+    score: float
+    reason: str
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Rescaled-score thresholds: ``ask`` <= ``accept`` <= ``sure``."""
+
+    ask: float
+    accept: float
+    sure: float
+
+
+def thresholds(max_error_rate: float) -> Thresholds:
+    """The rescaled-score thresholds that keep wrong answers near ``max_error_rate``.
+
+    Example:
+        >>> t = thresholds(0.02)
+        >>> t.ask < t.accept < t.sure, t.accept
+        (True, 0.943)
+        >>> thresholds(0.01).accept > t.accept > thresholds(0.05).accept
+        True
+    """
+    accept = BASE_ACCEPT + STEP_PER_HALVING * math.log2(0.02 / max_error_rate)
+    accept = min(0.995, max(0.5, accept))
+    return Thresholds(
+        ask=round(accept - ASK_BAND, 6),
+        accept=round(accept, 6),
+        sure=round(accept + SURE_MARGIN, 6),
+    )
+
+
+def check_error_rate(max_error_rate: float) -> float:
+    """``max_error_rate`` validated: a number in (0, 0.5]."""
+    if (
+        isinstance(max_error_rate, bool)
+        or not isinstance(max_error_rate, int | float)
+        or not 0 < max_error_rate <= 0.5
+    ):
+        raise ValueError(
+            f"max_error_rate must be a number in (0, 0.5] (share of lookups answered "
+            f"wrongly), got {max_error_rate!r}"
+        )
+    return float(max_error_rate)
+
+
+class _Bin:
+    __slots__ = ("no", "yes")
+
+    def __init__(self) -> None:
+        self.yes = 0
+        self.no = 0
+
+
+class CacheGate:
+    """Serve / ask / miss for a candidate found by the vector search (see the module).
+
+    Args:
+        similarity_threshold: ``None`` for the error-bounded gate, or a cosine in
+            (0, 1]: the seed's fixed rule.
+        max_error_rate: share of lookups that may be answered wrongly, in (0, 0.5].
+        has_verifier: whether the cache can ask a verifier (widens the band it considers).
+    """
+
+    def __init__(
+        self,
+        similarity_threshold: float | None = None,
+        max_error_rate: float = 0.02,
+        *,
+        has_verifier: bool = False,
+    ) -> None:
+        self.similarity_threshold = similarity_threshold
+        self.max_error_rate = check_error_rate(max_error_rate)
+        self.has_verifier = has_verifier
+        self.thresholds = thresholds(self.max_error_rate)
+        self._lock = threading.Lock()
+        self._reservoir: list[np.ndarray] = []
+        self._seen = 0
+        self._rng = np.random.default_rng(0)
+        self._baseline: float | None = None
+        self._entries: OrderedDict[tuple[str, str], list[float]] = OrderedDict()
+        self._bins: dict[int, _Bin] = {}
+        self._settled = 0
+
+    @property
+    def fixed(self) -> bool:
+        return self.similarity_threshold is not None
+
+    # -- calibration ----------------------------------------------------------------
+
+    def observe(self, vector: np.ndarray) -> None:
+        """Take one embedded question (unit vector) into the calibration reservoir."""
+        if self.fixed:
+            return
+        with self._lock:
+            self._seen += 1
+            if len(self._reservoir) < RESERVOIR_SIZE:
+                self._reservoir.append(vector)
+            else:
+                slot = int(self._rng.integers(0, self._seen))
+                if slot >= RESERVOIR_SIZE:
+                    return
+                self._reservoir[slot] = vector
+            # Re-measure at powers of two, then every 64 vectors: cheap and current.
+            n = self._seen
+            if n & (n - 1) == 0 or n % 64 == 0:
+                self._baseline = None
+
+    @property
+    def baseline(self) -> float:
+        """Mean cosine between unrelated questions under this embedding (calibrated)."""
+        with self._lock:
+            if self._baseline is None:
+                self._baseline = self._measure()
+            return self._baseline
+
+    def _measure(self) -> float:
+        n = len(self._reservoir)
+        if n < 2:
+            return COLD_BASELINE
+        m = np.stack(self._reservoir)
+        gram = m @ m.T
+        mean = float((gram.sum() - np.trace(gram)) / (n * (n - 1)))
+        mean = min(0.98, max(-0.5, mean))
+        return mean if self._seen >= MIN_CALIBRATION else max(mean, COLD_BASELINE)
+
+    def rescale(self, cosine: float) -> float:
+        """``cosine`` on the calibrated scale: 0 unrelated, 1 identical."""
+        base = self.baseline
+        return (cosine - base) / (1.0 - base)
+
+    def search_floor(self) -> float:
+        """The lowest raw cosine a candidate needs to matter (the store's search floor)."""
+        if self.similarity_threshold is not None:
+            band = FIXED_BAND if self.has_verifier else 0.0
+            return max(-1.0, self.similarity_threshold - band)
+        low = self.thresholds.ask if self.has_verifier else self.thresholds.accept
+        base = self.baseline
+        return base + low * (1.0 - base)
+
+    # -- the decision ---------------------------------------------------------------
+
+    def judge(
+        self, question: str, cached_question: str, cosine: float, entry: tuple[str, str] = ("", "")
+    ) -> Decision:
+        """Serve, ask or miss for ``cached_question`` (the store's ``entry`` key) found at
+        ``cosine`` for ``question``."""
+        if self.similarity_threshold is not None:
+            if cosine >= self.similarity_threshold:
+                return Decision("serve", cosine, "threshold")
+            if self.has_verifier and cosine >= self.search_floor():
+                return Decision("ask", cosine, "below threshold")
+            return Decision("miss", cosine, "below threshold")
+        evidence = compare(question, cached_question)
+        score = self.rescale(cosine) - UNMATCHED_WEIGHT * evidence.unmatched
+        t = self.thresholds
+        if not self.has_verifier:
+            if evidence.conflicts:
+                return Decision("miss", score, "conflict: " + ", ".join(evidence.conflicts))
+            return Decision("serve" if score >= t.accept else "miss", score, "score")
+        if score < t.ask:
+            return Decision("miss", score, "score")
+        if evidence.conflicts:
+            return Decision("ask", score, "conflict: " + ", ".join(evidence.conflicts))
+        if score >= t.sure:
+            return Decision("serve", score, "score")
+        return self._from_verdicts(question, entry, score)
+
+    def _from_verdicts(self, question: str, entry: tuple[str, str], score: float) -> Decision:
+        with self._lock:
+            seen = self._entries.get(entry)
+            region = self._bins.get(_bin(score))
+        settled: Decision | None = None
+        if seen is not None:
+            lowest_yes, highest_no = seen
+            if score <= highest_no:
+                settled = Decision("miss", score, "entry: no at a higher score")
+            elif score >= lowest_yes:
+                settled = Decision("serve", score, "entry: yes at a lower score")
+        if settled is None and region is not None:
+            total = region.yes + region.no
+            if total >= MIN_BIN_VERDICTS:
+                if region.yes <= 0.2 * total:
+                    settled = Decision("miss", score, "region: mostly no")
+                elif region.no == 0:
+                    settled = Decision("serve", score, "region: all yes")
+        if settled is None:
+            return Decision("ask", score, "uncertain")
+        # Deterministic exploration: the same question is settled the same way.
+        if zlib.crc32(question.encode("utf-8")) % EXPLORE_EVERY == 0:
+            return Decision("ask", score, "explore")
+        return settled
+
+    def learn(self, entry: tuple[str, str], score: float, verdict: bool) -> None:
+        """Record a verifier's verdict on ``entry`` at ``score`` (see the module)."""
+        if self.fixed:
+            return
+        with self._lock:
+            seen = self._entries.pop(entry, None) or [math.inf, -math.inf]
+            if verdict:
+                seen[0] = min(seen[0], score)
+            else:
+                seen[1] = max(seen[1], score)
+                if seen[0] <= seen[1]:  # a "no" above an earlier "yes": trust the no
+                    seen[0] = math.inf
+            self._entries[entry] = seen
+            while len(self._entries) > MAX_ENTRY_VERDICTS:
+                self._entries.popitem(last=False)
+            region = self._bins.setdefault(_bin(score), _Bin())
+            if verdict:
+                region.yes += 1
+            else:
+                region.no += 1
+
+    def describe(self) -> dict[str, float | int | None]:
+        """Calibration figures for ``stats``: baseline, questions seen, thresholds (raw
+        cosine at the current calibration)."""
+        if self.similarity_threshold is not None:
+            return {"mode": "fixed", "similarity_threshold": self.similarity_threshold}
+        base = self.baseline
+        t = self.thresholds
+        return {
+            "mode": "error-bounded",
+            "max_error_rate": self.max_error_rate,
+            "baseline_cosine": round(base, 4),
+            "calibration_questions": self._seen,
+            "accept_cosine": round(base + t.accept * (1 - base), 4),
+            "ask_cosine": round(base + t.ask * (1 - base), 4) if self.has_verifier else None,
+        }
+
+
+def _bin(score: float) -> int:
+    return math.floor(score / BIN_WIDTH)
+
+
+__all__ = ["CacheGate", "Decision", "Thresholds", "check_error_rate", "thresholds"]

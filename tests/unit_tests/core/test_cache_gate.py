@@ -1,0 +1,279 @@
+"""The error-bounded cache decision: evidence, calibration, verifier, learning."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from costopt_core.cache import SemanticCache
+from costopt_core.cache_evidence import compare
+from costopt_core.cache_gate import COLD_BASELINE, MIN_CALIBRATION, CacheGate, thresholds
+from costopt_core.hashing import HashingEmbedder
+
+EMBED = HashingEmbedder(dim=512).embed_one
+
+
+def calibrated(gate: CacheGate, baseline_noise: int = 64, dim: int = 64) -> CacheGate:
+    rng = np.random.default_rng(1)
+    for v in rng.standard_normal((baseline_noise, dim)):
+        gate.observe(v / np.linalg.norm(v))
+    return gate
+
+
+# -- evidence ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "conflict"),
+    [
+        ("What was the revenue in 2023?", "What was the revenue in 2024?", "numbers"),
+        ("How do I install version 2.1?", "How do I install version two?", "numbers"),
+        ("Is the API free?", "Is the API not free?", "negation"),
+        ("Why can't I log in?", "Why can I log in?", "negation"),
+        ("What happened on Monday?", "What happened on Friday?", "dates"),
+        ("How do I deploy to AWS?", "How do I deploy to Azure?", "entities"),
+        ("How do I increase the timeout?", "How do I decrease the timeout?", "opposites"),
+        ("我应该买这只股票吗？", "我不应该买这只股票吗？", "negation"),
+        ("上传文件的大小限制是多少？", "下载文件的大小限制是多少？", "opposites"),
+        ("今年的预算是多少？", "去年的预算是多少？", "dates"),
+        ("三个人需要多少钱？", "五个人需要多少钱？", "numbers"),
+    ],
+)
+def test_meaning_flips_are_conflicts(a, b, conflict):
+    assert conflict in compare(a, b).conflicts
+    assert conflict in compare(b, a).conflicts
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        ("How do I reset my password?", "How can I reset my password?"),
+        ("No, it doesn't exist in v2.", "It does not exist in v2."),
+        ("What is Hugging Face?", "What is HuggingFace?"),
+        ("How do I load datasets?", "How do I load a dataset?"),
+        ("如何重置密码？", "怎样重置密码？"),
+    ],
+)
+def test_paraphrases_have_no_conflict(a, b):
+    assert compare(a, b).conflicts == ()
+
+
+def test_unmatched_share_grows_with_new_content_words():
+    close = compare("How do I reset my password?", "How can I reset my password?")
+    far = compare("How do I reset my password?", "How do I bake sourdough bread?")
+    assert close.unmatched < far.unmatched <= 1.0
+
+
+# -- calibration and thresholds ------------------------------------------------------------
+
+
+def test_threshold_validation_names_the_argument():
+    for bad in (0, -0.1, 0.6, True, "0.02"):
+        with pytest.raises(ValueError, match="max_error_rate"):
+            CacheGate(max_error_rate=bad)
+
+
+def test_stricter_error_rate_means_higher_bar():
+    assert thresholds(0.005).accept > thresholds(0.02).accept > thresholds(0.1).accept
+
+
+def test_cold_gate_assumes_a_crowded_embedding_until_calibrated():
+    gate = CacheGate()
+    assert gate.baseline == COLD_BASELINE
+    calibrated(gate, baseline_noise=MIN_CALIBRATION)
+    assert abs(gate.baseline) < 0.1  # random directions are unrelated
+
+
+def test_same_cosine_means_less_under_a_crowded_embedding():
+    """An embedding whose unrelated questions sit at cosine 0.8 needs a higher cosine
+    for the same confidence: the decision follows the embedding, not a fixed number."""
+    spread, crowded = calibrated(CacheGate()), CacheGate()
+    rng = np.random.default_rng(2)
+    common = rng.standard_normal(64)
+    for v in rng.standard_normal((64, 64)) * 0.4 + common:
+        crowded.observe(v / np.linalg.norm(v))
+    assert crowded.baseline > 0.6
+    question, cached = "How do I reset my password?", "How can I reset my password?"
+    assert spread.judge(question, cached, 0.965).action == "serve"
+    assert crowded.judge(question, cached, 0.965).action == "miss"
+    assert crowded.search_floor() > spread.search_floor()
+
+
+def test_conflicts_never_served_without_a_verifier():
+    gate = calibrated(CacheGate())
+    decision = gate.judge("Is Python 3.12 supported?", "Is Python 3.11 supported?", 0.999)
+    assert decision.action == "miss" and "numbers" in decision.reason
+
+
+def test_fixed_threshold_is_the_seeds_rule_exactly():
+    gate = CacheGate(similarity_threshold=0.92)
+    # Conflicting numbers or not, the seed serves at >= 0.92 and never below.
+    assert gate.judge("Is Python 3.12 out?", "Is Python 3.11 out?", 0.92).action == "serve"
+    assert gate.judge("a", "b", 0.9199999).action == "miss"
+    assert gate.search_floor() == 0.92
+
+
+# -- verdicts teach ---------------------------------------------------------------------------
+
+
+def test_verdicts_settle_an_entry_without_asking_again():
+    gate = calibrated(CacheGate(has_verifier=True))
+    t = thresholds(0.02)
+    entry = ("p", "How can I reset my password?")
+    mid = (t.ask + t.accept) / 2  # rescaled; baseline ~0 so cosine ~ score
+    cos = gate.baseline + mid * (1 - gate.baseline)
+    question = "How do I reset my password?"
+    assert gate.judge(question, entry[1], cos, entry).action == "ask"
+    gate.learn(entry, gate.judge(question, entry[1], cos, entry).score, False)
+    assert gate.judge(question, entry[1], cos, entry).action in ("miss", "ask")
+    assert gate.judge(question, entry[1], cos - 0.001, entry).reason.startswith(
+        ("entry", "explore")
+    )
+
+
+def test_region_of_all_yes_is_served_without_asking():
+    gate = calibrated(CacheGate(has_verifier=True))
+    t = thresholds(0.02)
+    score = (t.ask + t.accept) / 2
+    for i in range(25):
+        gate.learn(("p", f"q{i}"), score, True)
+    cos = gate.baseline + score * (1 - gate.baseline)
+    decisions = [
+        gate.judge(f"How do I reset password {w}?", f"How can I reset password {w}?", cos).action
+        for w in ("alpha", "beta", "gamma", "delta", "omega", "sigma", "kappa", "theta")
+    ]
+    assert decisions.count("serve") >= 6  # a few are still asked (exploration)
+
+
+# -- through the engine: one verdict per lookup, failures are "no" ---------------------------
+
+
+class Judge:
+    def __init__(self, verdict=True, delay=0.0, error=None):
+        self.verdict, self.delay, self.error = verdict, delay, error
+        self.calls: list[tuple[str, str, str]] = []
+        self.lock = threading.Lock()
+
+    def __call__(self, question, cached_question, cached_answer):
+        with self.lock:
+            self.calls.append((question, cached_question, cached_answer))
+        if self.delay:
+            time.sleep(self.delay)
+        if self.error:
+            raise self.error
+        return self.verdict
+
+
+def engine(verifier=None, **kw) -> SemanticCache:
+    cache = SemanticCache(EMBED, verifier=verifier, **kw)
+    for text in DISTINCT:  # the embedding's own distinct questions calibrate the gate
+        cache.gate.observe(EMBED(text))
+    return cache
+
+
+_WORDS = [
+    "apple",
+    "river",
+    "engine",
+    "castle",
+    "violin",
+    "orbit",
+    "pepper",
+    "glacier",
+    "tunnel",
+    "harbor",
+    "lantern",
+    "saddle",
+    "marble",
+    "cactus",
+    "falcon",
+    "meadow",
+    "quartz",
+    "rocket",
+    "spider",
+    "thunder",
+    "velvet",
+    "walnut",
+    "yogurt",
+    "zebra",
+    "anchor",
+    "bishop",
+    "candle",
+    "dragon",
+    "ember",
+    "forest",
+    "goblin",
+    "hammer",
+    "island",
+    "jungle",
+    "kettle",
+    "ladder",
+]
+DISTINCT = [
+    f"{_WORDS[i % 36]} {_WORDS[(i * 7 + 3) % 36]} {_WORDS[(i * 13 + 5) % 36]}?" for i in range(48)
+]
+
+
+PART = "p"
+Q = "How do I reset my account password quickly?"
+NEAR = "How do I reset my account password fast?"
+
+
+def _seeded(verifier=None, **kw) -> SemanticCache:
+    cache = engine(verifier, **kw)
+    cache.update(PART, Q, "Use the reset link.")
+    return cache
+
+
+def test_verifier_asked_only_when_uncertain_and_its_yes_serves():
+    judge = Judge(True)
+    cache = _seeded(judge)
+    hit = cache.lookup(PART, NEAR)  # uncertain: asked, and the yes serves
+    assert hit is not None and hit.response == "Use the reset link."
+    assert hit.metadata["gate"]["reason"] == "verifier: uncertain"
+    assert judge.calls == [(NEAR, Q, "Use the reset link.")]
+    assert cache.lookup(PART, Q).exact  # exact: never asked
+    assert cache.lookup(PART, "What is the capital of Mongolia?") is None  # far: never asked
+    assert len(judge.calls) == 1
+    assert cache.stats["verifier_calls"] == cache.stats["verifier_yes"] == 1
+
+
+def test_without_verifier_the_uncertain_candidate_misses():
+    cache = _seeded()
+    assert cache.lookup(PART, NEAR) is None
+    assert cache.lookup(PART, "how do I reset my account password quickly").exact is False
+
+
+@pytest.mark.parametrize(
+    "judge", [Judge(error=RuntimeError("down")), Judge(delay=0.5), Judge(verdict="yes")]
+)
+def test_failing_slow_or_odd_verifier_is_a_no_and_never_fails(judge, caplog):
+    cache = _seeded(judge, verifier_timeout=0.05)
+    question = "How do I not reset my account password quickly?"  # conflict: always asked
+    assert cache.lookup(PART, question) is None
+    assert cache.stats["verifier_calls"] == 1 and cache.stats["verifier_yes"] == 0
+    assert asyncio.run(cache.alookup(PART, question)) is None
+
+
+def test_async_verifier_and_sync_path_agree():
+    async def ajudge(question, cached_question, cached_answer):
+        return True
+
+    question = "How do I not reset my account password quickly?"
+    sync_cache = _seeded(Judge(True))
+    async_cache = _seeded(ajudge)
+    sync_hit = sync_cache.lookup(PART, question)
+    async_hit = asyncio.run(async_cache.alookup(PART, question))
+    assert (sync_hit is None) == (async_hit is None)
+    assert sync_cache.stats["verifier_calls"] == async_cache.stats["verifier_calls"] == 1
+
+
+def test_bad_verifier_and_timeout_arguments():
+    with pytest.raises(TypeError, match="verifier"):
+        SemanticCache(EMBED, verifier=42)
+    with pytest.raises(ValueError, match="verifier_timeout"):
+        SemanticCache(EMBED, verifier_timeout=0)

@@ -1,0 +1,118 @@
+"""Streaming through SemanticLLMCache (cache.stream / cache.astream)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from langchain_core.messages import AIMessage, AIMessageChunk
+
+from langchain_costopt import CostCallbackHandler, HashingEmbeddings, SemanticLLMCache
+from langchain_costopt.cache_stream import replay_chunks
+from langchain_costopt.simulated import SimulatedChatModel
+
+Q = "How do I reset my account password?"
+REWORDED = "how do I reset my account password"
+
+
+class CountingModel(SimulatedChatModel):
+    calls: int = 0
+
+    def _stream(self, *args: Any, **kwargs: Any):
+        self.calls += 1
+        yield from super()._stream(*args, **kwargs)
+
+    async def _astream(self, *args: Any, **kwargs: Any):
+        self.calls += 1
+        async for chunk in super()._astream(*args, **kwargs):
+            yield chunk
+
+    def _generate(self, *args: Any, **kwargs: Any):
+        self.calls += 1
+        return super()._generate(*args, **kwargs)
+
+
+def setup() -> tuple[SemanticLLMCache, CountingModel]:
+    cache = SemanticLLMCache(HashingEmbeddings(), similarity_threshold=0.9)
+    return cache, CountingModel(model_name="gpt-4o-mini")
+
+
+def text(chunks: list[AIMessageChunk]) -> str:
+    return "".join(str(c.content) for c in chunks)
+
+
+def test_streamed_miss_is_stored_and_a_later_stream_replays_it():
+    cache, model = setup()
+    first = list(cache.stream(model, Q))
+    assert model.calls == 1 and cache.stats["updates"] == 1
+    again = list(cache.stream(model, REWORDED))
+    assert model.calls == 1  # served from the cache
+    assert len(again) > 2 and text(again) == text(first)
+    merged = sum(again[1:], again[0])
+    assert merged.response_metadata["costopt_cache"]["hit"] is True
+    assert merged.usage_metadata == sum(first[1:], first[0]).usage_metadata
+
+
+def test_invoke_and_stream_share_entries():
+    cache, model = setup()
+    model.cache = cache
+    answer = model.invoke(Q)
+    assert model.calls == 1
+    assert text(list(cache.stream(model, Q))) == answer.content and model.calls == 1
+    cache2, model2 = setup()
+    list(cache2.stream(model2, Q))
+    model2.cache = cache2
+    assert model2.invoke(REWORDED).response_metadata["costopt_cache"]["hit"]
+    assert model2.calls == 1
+
+
+def test_async_stream_replays_and_stores():
+    cache, model = setup()
+
+    async def run() -> tuple[list, list]:
+        first = [c async for c in cache.astream(model, Q)]
+        again = [c async for c in cache.astream(model, REWORDED)]
+        return first, again
+
+    first, again = asyncio.run(run())
+    assert model.calls == 1 and text(again) == text(first) and len(again) > 2
+
+
+def test_abandoned_stream_is_not_stored():
+    cache, model = setup()
+    stream = cache.stream(model, Q)
+    next(stream)
+    stream.close()
+    assert cache.stats["updates"] == 0
+
+
+def test_cost_handler_books_a_streamed_hit_as_a_saving():
+    cache, model = setup()
+    list(cache.stream(model, Q))
+    handler = CostCallbackHandler()
+    list(cache.stream(model, REWORDED, {"callbacks": [handler]}))
+    assert handler.total_saved > 0 and handler.total_cost == 0
+
+
+def test_a_failing_cache_streams_from_the_model(caplog):
+    cache, model = setup()
+
+    def broken(*args: Any) -> None:
+        raise RuntimeError("store down")
+
+    cache.lookup = broken  # type: ignore[method-assign]
+    assert text(list(cache.stream(model, Q)))
+    assert model.calls == 1
+
+
+def test_replayed_chunks_sum_to_the_message_with_tool_calls():
+    message = AIMessage(
+        "Calling the weather tool now.",
+        tool_calls=[{"name": "weather", "args": {"city": "Paris"}, "id": "c1"}],
+        usage_metadata={"input_tokens": 3, "output_tokens": 5, "total_tokens": 8},
+    )
+    chunks = replay_chunks(message)
+    merged = sum(chunks[1:], chunks[0])
+    assert merged.content == message.content
+    assert merged.tool_calls[0]["args"] == {"city": "Paris"}
+    assert merged.usage_metadata["total_tokens"] == 8
