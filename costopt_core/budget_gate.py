@@ -97,17 +97,19 @@ class BudgetGate(DowngradeSignal, RunDowngradeSignal, Protocol):
 
 
 def downgrade_requested(handlers: Iterable[object] | None, run_id: object = None) -> bool:
-    """Whether any of ``handlers`` asks for the cheapest tier, for every call or for the
-    call ``run_id`` (a broken handler is logged, never fatal)."""
+    """Whether any of ``handlers`` asks for the cheapest tier (a broken one is logged).
+
+    With ``run_id``, a handler that admits calls one by one (``RunDowngradeSignal``)
+    answers for that call alone: a call it admitted at full price keeps its tier even
+    while others are downgraded. Otherwise a handler's ``downgrade_requested`` holds for
+    every call.
+    """
     for handler in handlers or ():
         try:
-            if isinstance(handler, DowngradeSignal) and handler.downgrade_requested:
-                return True
-            if (
-                run_id is not None
-                and isinstance(handler, RunDowngradeSignal)
-                and handler.downgraded_run(run_id)
-            ):
+            if run_id is not None and isinstance(handler, RunDowngradeSignal):
+                if handler.downgraded_run(run_id):
+                    return True
+            elif isinstance(handler, DowngradeSignal) and handler.downgrade_requested:
                 return True
         except Exception:  # a broken handler must not break routing
             logger.exception("the downgrade check failed on %r", handler)

@@ -149,13 +149,16 @@ def _output_limit(params: Mapping[str, Any]) -> int | None:
 
 
 def call_quotes(
-    messages: list[list[Any]], params: Mapping[str, Any] | None
+    messages: list[list[Any]],
+    params: Mapping[str, Any] | None,
+    metadata: Mapping[str, Any] | None = None,
 ) -> tuple[list[CallQuote], bool]:
     """The most a run can cost, as quotes, and whether it is a router's own run.
 
     A ``RouterChatModel`` run names its tiers (cheapest first) in its invocation params;
-    any other run names its model. The output limit is the call's ``max_tokens`` (or a
-    provider's equivalent), else the tier's own setting, else the engine's default.
+    any other run names its model there or in LangChain's ``ls_model_name`` metadata. The
+    output limit is the call's ``max_tokens`` (or a provider's equivalent, or LangChain's
+    ``ls_max_tokens``), else the tier's own setting, else the engine's default.
     """
     texts = []
     for item in messages[0] if messages else ():
@@ -169,7 +172,12 @@ def call_quotes(
     limit = _output_limit(params)
     models = params.get("models")
     if not _is_map(models):
-        return [CallQuote(model_name_in(params), tokens, limit)], False
+        model = model_name_in(params)
+        if metadata is not None and _is_map(metadata):
+            model = model or metadata.get("ls_model_name")
+            ls_limit = metadata.get("ls_max_tokens")
+            limit = limit or (ls_limit if type(ls_limit) is int and ls_limit > 0 else None)
+        return [CallQuote(model, tokens, limit)], False
     specs = [spec for spec in models.values() if _is_map(spec)]
     return [
         CallQuote(model_name_in(spec), tokens, limit or _output_limit(spec)) for spec in specs
@@ -279,7 +287,7 @@ class CostCallbackHandler(CostHandlerBase, _HandlerState, BaseCallbackHandler):
             with self._lock:
                 nested = parent is not None and parent in self._runs
             if not nested:
-                quotes, routed = call_quotes(messages, params)
+                quotes, routed = call_quotes(messages, params, metadata)
                 reservation, downgraded = accountant.admit(quotes, routed=routed)  # may raise
         run = _Run(params, metadata, reservation, parent)
         run.downgraded = downgraded

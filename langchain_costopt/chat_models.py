@@ -55,7 +55,7 @@ from pydantic import BaseModel, ConfigDict, model_validator
 
 from costopt_core.decision import RouteDecision, with_checked_tiers
 from costopt_core.engine import ROUTING_KEY, Answered, AnswerFacts, RoutedCall, RoutingEngine
-from costopt_core.metadata_keys import BATCH_ROUTING_KEY, MODEL_NAME_KEYS
+from costopt_core.metadata_keys import BATCH_ROUTING_KEY, MODEL_NAME_KEYS, model_name_in
 from langchain_costopt.messages import (
     Messages,
     Stop,
@@ -104,6 +104,20 @@ def _handlers_of(callbacks: Any) -> list[Any]:
     if isinstance(callbacks, list | tuple):
         return list(callbacks)
     return []
+
+
+def _tier_identity(tier: str, model: BaseChatModel, names: dict[str, str]) -> dict[str, Any]:
+    """A tier's part of the router's identity: its model's identifying params, plus its
+    model name and output cap as LangChain reports them (``ls_*``), which a cost handler
+    needs to bound what a routed call can cost."""
+    identity: dict[str, Any] = {"_type": model._llm_type, **dict(model._identifying_params)}
+    if model_name_in(identity) is None:
+        identity["model_name"] = names[tier]
+    if "max_tokens" not in identity:
+        limit = model._get_ls_params().get("ls_max_tokens")
+        if isinstance(limit, int):
+            identity["max_tokens"] = limit
+    return identity
 
 
 def _answer_facts(result: Any) -> AnswerFacts | None:
@@ -217,8 +231,7 @@ class RouterChatModel(BaseChatModel):
         # different models must never share cached answers.
         return {
             "models": {
-                tier: {"_type": m._llm_type, **dict(m._identifying_params)}
-                for tier, m in self.models.items()
+                tier: _tier_identity(tier, m, self._engine.names) for tier, m in self.models.items()
             },
             "strategy": self._engine.signature,
             "fallback": self.fallback,

@@ -1,0 +1,114 @@
+"""Budgets under concurrency: many calls at once never spend past the budget, and a
+budget is used up when calls cost what they reserved."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.outputs import ChatGeneration, ChatResult
+
+from costopt_core.pricing import set_price
+from costopt_core.tokens import estimate_tokens
+from langchain_costopt import CostCallbackHandler, RouterChatModel, cost_tracker
+
+set_price("exact-cheap", input_per_token=1e-6, output_per_token=4e-6)
+set_price("exact-strong", input_per_token=1e-5, output_per_token=3e-5)
+QUESTION = "请分析并比较两种架构"  # the seed's rules: complex
+
+
+class ExactCostModel(BaseChatModel):
+    """Bills exactly the most it may cost: the prompt as the budget counts it (per-message
+    overhead included) and ``max_tokens`` of output, after a short wait."""
+
+    model_name: str
+    max_tokens: int = 100
+
+    @property
+    def _llm_type(self) -> str:
+        return "exact-cost"
+
+    def _reply(self, messages: list[BaseMessage]) -> ChatResult:
+        texts = [
+            m.content if isinstance(m.content, str) else json.dumps(m.content) for m in messages
+        ]
+        prompt = estimate_tokens("\n".join(texts)) + 4 * len(messages)
+        usage = {
+            "input_tokens": prompt,
+            "output_tokens": self.max_tokens,
+            "total_tokens": prompt + self.max_tokens,
+        }
+        message = AIMessage(
+            "answer", usage_metadata=usage, response_metadata={"model_name": self.model_name}
+        )
+        return ChatResult(generations=[ChatGeneration(message=message)])
+
+    def _generate(self, messages: Any, stop: Any = None, run_manager: Any = None, **kw: Any):
+        return self._reply(messages)
+
+    async def _agenerate(self, messages: Any, stop: Any = None, run_manager: Any = None, **kw: Any):
+        await asyncio.sleep(0.005)  # every call is in flight at once
+        return self._reply(messages)
+
+
+def call_cost(model: str) -> float:
+    prompt = estimate_tokens(QUESTION) + 4
+    return {"exact-cheap": prompt * 1e-6 + 100 * 4e-6, "exact-strong": prompt * 1e-5 + 100 * 3e-5}[
+        model
+    ]
+
+
+async def test_a_hundred_concurrent_async_calls_never_pass_the_budget() -> None:
+    model = ExactCostModel(model_name="exact-strong")
+    budget = 10 * call_cost("exact-strong")
+    with cost_tracker(budget_usd=budget) as tracker:
+        results = await asyncio.gather(
+            *(model.ainvoke(QUESTION) for _ in range(100)), return_exceptions=True
+        )
+    answered = [r for r in results if isinstance(r, AIMessage)]
+    assert len(answered) == 10 == tracker.summary().calls
+    assert tracker.total_cost <= budget + 1e-12
+    assert tracker.total_cost >= 0.8 * budget
+
+
+def test_a_sixteen_thread_batch_never_passes_the_budget() -> None:
+    model = ExactCostModel(model_name="exact-strong")
+    budget = 10.5 * call_cost("exact-strong")
+    handler = CostCallbackHandler(budget_usd=budget)
+    results = model.batch(
+        [QUESTION] * 60,
+        config={"callbacks": [handler], "max_concurrency": 16},
+        return_exceptions=True,
+    )
+    assert sum(isinstance(r, AIMessage) for r in results) == 10 == handler.summary().calls
+    assert 0.8 * budget <= handler.total_cost <= budget
+
+
+@pytest.mark.parametrize("on_budget", ["raise", "downgrade"])
+async def test_a_router_under_concurrency_never_passes_the_budget(on_budget: str) -> None:
+    router = RouterChatModel(
+        models={
+            "simple": ExactCostModel(model_name="exact-cheap"),
+            "complex": ExactCostModel(model_name="exact-strong"),
+        },
+        strategy="rules",
+    )
+    budget = 3 * call_cost("exact-strong") + 5 * call_cost("exact-cheap")
+    with cost_tracker(budget_usd=budget, on_budget=on_budget) as tracker:
+        results = await asyncio.gather(
+            *(router.ainvoke(QUESTION) for _ in range(100)), return_exceptions=True
+        )
+        batched = router.batch([QUESTION] * 20, return_exceptions=True)
+    answered = [r for r in [*results, *batched] if isinstance(r, AIMessage)]
+    tiers = [r.response_metadata["routing"]["tier"] for r in answered]
+    assert tracker.total_cost <= budget + 1e-12
+    assert tracker.total_cost >= 0.8 * budget
+    if on_budget == "downgrade":
+        # The strong tier while its maximum fitted, then the cheap one.
+        assert tiers.count("complex") == 3 and tiers.count("simple") >= 5
+    else:
+        assert set(tiers) == {"complex"}
