@@ -193,7 +193,15 @@ class SemanticCacheLLM(WrapperLLM):
     Args:
         llm: the LlamaIndex LLM to cache.
         embed_model: a LlamaIndex embedding model (e.g. ``HashingEmbedding`` offline).
-        similarity_threshold: cosine similarity in (0, 1] a cached question must reach.
+        similarity_threshold: ``None`` (default): keep wrong answers at or below
+            ``max_error_rate`` for whatever embedding this is (the decision calibrates
+            itself, see :mod:`costopt_core.cache_gate`); a cosine in (0, 1]: the seed's
+            fixed threshold, exactly.
+        max_error_rate: share of lookups that may get a wrong cached answer (0.02).
+        verifier: ``verifier(question, cached_question, cached_answer) -> bool``, asked
+            only about uncertain candidates; its verdicts teach the cache. Ready one:
+            :class:`llamaindex_costopt.verifiers.LLMVerifier` (a cheap LlamaIndex LLM).
+            A verifier that fails or outlasts ``verifier_timeout`` (10 s) is a "no".
         ttl_seconds: entry lifetime (default 24 h, as the seed); ``None``: no expiry.
         max_entries: store-wide size limit, least recently used evicted first.
         store: a ``costopt_core`` cache store (``MemoryStore`` default, ``SQLiteStore``,
@@ -204,7 +212,10 @@ class SemanticCacheLLM(WrapperLLM):
 
     llm: Any
     embed_model: Any = Field(exclude=True)
-    similarity_threshold: float = 0.92
+    similarity_threshold: float | None = None
+    max_error_rate: float = 0.02
+    verifier: Any = Field(default=None, exclude=True)
+    verifier_timeout: float = 10.0
     ttl_seconds: float | None = 86400
     max_entries: int | None = None
     store: Any = Field(default=None, exclude=True)
@@ -252,6 +263,10 @@ class SemanticCacheLLM(WrapperLLM):
             embed.get_query_embedding,
             aembed=embed.aget_query_embedding,
             similarity_threshold=self.similarity_threshold,
+            max_error_rate=self.max_error_rate,
+            verifier=self.verifier,
+            verifier_timeout=self.verifier_timeout,
+            answer_text=_answer_text,
             ttl_seconds=self.ttl_seconds,
             max_entries=self.max_entries,
             store=self.store,
@@ -548,6 +563,14 @@ def _prompt_text(request: Request) -> str:
     return (
         request.prompt if isinstance(request, CompleteRequest) else _messages_text(request.messages)
     )
+
+
+def _answer_text(stored: str) -> str:
+    """The text of a stored answer (what a verifier reads)."""
+    data = json.loads(stored)
+    if data.get("kind") == "chat":
+        return message_text(ChatMessage.model_validate(data["message"]))
+    return str(data.get("text", ""))
 
 
 def _final(chunk: Any) -> Any:

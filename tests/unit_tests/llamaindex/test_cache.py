@@ -3,6 +3,7 @@ events, TTL / LRU / persistence through the engine, faults, streaming, tools."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from llama_index.core.base.embeddings.base import BaseEmbedding
 from llama_index.core.base.llms.types import ChatMessage, MessageRole
@@ -292,3 +293,44 @@ def test_changing_the_wrapped_llm_settings_changes_the_key():
     llm.complete(QUESTION)
     llm.llm.answer_words = 5  # e.g. a new temperature or max_tokens on a real model
     assert "cache" not in llm.complete(QUESTION).additional_kwargs
+
+
+# -- error-bounded defaults and the verifier (same engine decision as LangChain's face) ------
+
+TOPICS = "rivers engines castles violins orbits peppers glaciers tunnels harbors lanterns"
+
+
+def calibrate(llm: SemanticCacheLLM) -> None:
+    """Past traffic: distinct questions tell the cache how this embedding spreads."""
+    for a in TOPICS.split():
+        for b in ("cost", "weigh", "last", "sound"):
+            vector = llm.embed_model.get_query_embedding(f"How much do {a} {b}?")
+            llm.cache.gate.observe(np.asarray(vector) / np.linalg.norm(vector))
+
+
+def test_default_is_error_bounded_and_the_verifier_sees_the_cached_answer():
+    seen: list[tuple[str, str, str]] = []
+
+    def verifier(question: str, cached_question: str, cached_answer: str) -> bool:
+        seen.append((question, cached_question, cached_answer))
+        return True
+
+    llm = cached(similarity_threshold=None, verifier=verifier)
+    calibrate(llm)
+    assert llm.stats["gate"]["mode"] == "error-bounded"
+    first = llm.complete("Can I not bring my dog on the train?")
+    # A flipped negation is never served unasked; the verifier decides.
+    again = llm.complete("Can I bring my dog on the train?")
+    assert seen and seen[0][2] == first.text
+    assert again.text == first.text and llm.llm.calls == 1
+
+
+def test_a_failing_verifier_costs_the_hit_not_the_call():
+    def verifier(question: str, cached_question: str, cached_answer: str) -> bool:
+        raise RuntimeError("judge is down")
+
+    llm = cached(similarity_threshold=None, verifier=verifier)
+    calibrate(llm)
+    llm.complete("Can I not bring my dog on the train?")
+    assert llm.complete("Can I bring my dog on the train?").text
+    assert llm.llm.calls == 2 and llm.stats["verifier_calls"] == 1
