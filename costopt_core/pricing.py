@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -32,6 +33,32 @@ from typing import Any
 logger = logging.getLogger(__name__)
 
 _MTOK = 1_000_000
+
+
+_PRICE_FIELDS = ("input", "output", "cache_read", "cache_write", "reasoning")
+
+
+def check_price(name: str, value: Any) -> float:
+    """``value`` as a float if it is a finite number >= 0 (USD per token), else a
+    ValueError naming ``name``: one NaN price would turn every total into NaN, and a
+    NaN total passes no budget check, so bad prices are refused where they enter.
+
+    Example:
+        >>> check_price("input_per_token", 2.5e-6)
+        2.5e-06
+        >>> check_price("input_per_token", float("nan"))
+        Traceback (most recent call last):
+        ...
+        ValueError: input_per_token must be a finite number >= 0 (USD per token), got nan
+    """
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or value < 0
+    ):
+        raise ValueError(f"{name} must be a finite number >= 0 (USD per token), got {value!r}")
+    return float(value)
 
 
 @dataclass(frozen=True)
@@ -48,12 +75,12 @@ class ModelPrice:
     model: str = ""
 
     def __post_init__(self) -> None:
-        for name in ("input", "output", "cache_read", "cache_write", "reasoning"):
+        for name in _PRICE_FIELDS:
             value = getattr(self, name)
             if value is None and name in ("input", "output"):
                 raise ValueError(f"ModelPrice.{name} is required")
-            if value is not None and (not isinstance(value, int | float) or value < 0):
-                raise ValueError(f"ModelPrice.{name} must be a number >= 0, got {value!r}")
+            if value is not None:
+                check_price(f"ModelPrice.{name}", value)
 
     def cost(
         self,
@@ -185,15 +212,18 @@ class PriceCatalog:
         """
         if not isinstance(model, str) or not model.strip():
             raise ValueError(f"model must be a non-empty str, got {model!r}")
-        price = ModelPrice(
-            input=input_per_token,
-            output=output_per_token,
-            cache_read=cache_read_per_token,
-            cache_write=cache_write_per_token,
-            reasoning=reasoning_per_token,
-            source="user",
-            model=model,
-        )
+        # Checked under the caller's argument names (ModelPrice would name its fields).
+        given = {
+            "input_per_token": input_per_token,
+            "output_per_token": output_per_token,
+            "cache_read_per_token": cache_read_per_token,
+            "cache_write_per_token": cache_write_per_token,
+            "reasoning_per_token": reasoning_per_token,
+        }
+        for name, value in given.items():
+            if value is not None or name in ("input_per_token", "output_per_token"):
+                check_price(name, value)
+        price = ModelPrice(*given.values(), source="user", model=model)
         with self._lock:
             self._overrides[model.strip().lower()] = price
             self._resolved.clear()
@@ -215,14 +245,17 @@ class PriceCatalog:
             inp, out = spec.get("input_cost_per_token"), spec.get("output_cost_per_token")
             if inp is None or out is None:
                 continue
-            self.set_price(
-                model,
-                input_per_token=float(inp),
-                output_per_token=float(out),
-                cache_read_per_token=_opt_float(spec.get("cache_read_input_token_cost")),
-                cache_write_per_token=_opt_float(spec.get("cache_creation_input_token_cost")),
-                reasoning_per_token=_opt_float(spec.get("output_cost_per_reasoning_token")),
-            )
+            try:
+                self.set_price(
+                    model,
+                    input_per_token=float(inp),
+                    output_per_token=float(out),
+                    cache_read_per_token=_opt_float(spec.get("cache_read_input_token_cost")),
+                    cache_write_per_token=_opt_float(spec.get("cache_creation_input_token_cost")),
+                    reasoning_per_token=_opt_float(spec.get("output_cost_per_reasoning_token")),
+                )
+            except (TypeError, ValueError) as exc:  # Python's json reads NaN and Infinity
+                raise ValueError(f"{path}: model {model!r}: {exc}") from exc
             loaded += 1
         return loaded
 

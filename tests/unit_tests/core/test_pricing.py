@@ -195,3 +195,52 @@ def test_litellm_json_must_be_an_object(tmp_path) -> None:
     path.write_text("[1, 2]", encoding="utf-8")
     with pytest.raises(ValueError, match="JSON object"):
         PriceCatalog().load_litellm_json(path)
+
+
+BAD_PRICES = [float("nan"), float("inf"), -float("inf"), -1e-6, "1e-6", True, None]
+PRICE_ARGUMENTS = (
+    "input_per_token",
+    "output_per_token",
+    "cache_read_per_token",
+    "cache_write_per_token",
+    "reasoning_per_token",
+)
+
+
+@pytest.mark.parametrize("argument", PRICE_ARGUMENTS)
+@pytest.mark.parametrize("bad", BAD_PRICES, ids=repr)
+def test_set_price_refuses_nan_infinite_or_negative_prices_naming_the_argument(
+    argument: str, bad: object
+) -> None:
+    catalog = PriceCatalog(use_genai_prices=False)
+    prices = {"input_per_token": 1e-6, "output_per_token": 2e-6, argument: bad}
+    if bad is None and argument not in ("input_per_token", "output_per_token"):
+        catalog.set_price("m", **prices)  # an optional price left out: billed as input/output
+        return
+    with pytest.raises(ValueError, match=rf"^{argument} must be a finite number >= 0"):
+        catalog.set_price("m", **prices)
+    assert catalog.get("m") is None  # nothing half-registered
+
+
+def test_module_set_price_refuses_nan_so_totals_never_become_nan() -> None:
+    with pytest.raises(ValueError, match="input_per_token"):
+        set_price("costopt-test-nan-model", input_per_token=float("nan"), output_per_token=1e-6)
+    assert get_price("costopt-test-nan-model") is None
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -1.0])
+def test_model_price_refuses_non_finite_prices(bad: float) -> None:
+    with pytest.raises(ValueError, match=r"ModelPrice\.output must be a finite number"):
+        ModelPrice(input=1e-6, output=bad)
+
+
+@pytest.mark.parametrize("bad", ["NaN", "Infinity", "-1e-06"])
+def test_litellm_json_with_a_bad_price_is_refused_naming_the_model(tmp_path, bad: str) -> None:
+    path = tmp_path / "prices.json"
+    path.write_text(
+        '{"good": {"input_cost_per_token": 1e-06, "output_cost_per_token": 2e-06},'
+        f' "broken": {{"input_cost_per_token": {bad}, "output_cost_per_token": 2e-06}}}}',
+        encoding="utf-8",
+    )
+    with pytest.raises(ValueError, match=r"model 'broken': input_per_token must be a finite"):
+        PriceCatalog(use_genai_prices=False).load_litellm_json(path)
