@@ -578,6 +578,15 @@ def cost_tracker(
         1
     """
     handler = CostCallbackHandler(baseline_model, budget_usd, on_budget, ledger, **kwargs)
+    with tracking(handler):
+        yield handler
+
+
+@contextmanager
+def tracking(handler: CostCallbackHandler) -> Iterator[CostCallbackHandler]:
+    """Give ``handler`` every LangChain LLM call made inside the ``with`` block, as
+    :func:`cost_tracker` does with a new one (for a handler that lives longer, e.g. an
+    agent middleware's)."""
     for var in _tracker_vars:
         if var.get() is None:
             break
@@ -598,4 +607,5 @@ __all__ = [
     "CostCallbackHandler",
     "TokenUsage",
     "cost_tracker",
+    "tracking",
 ]

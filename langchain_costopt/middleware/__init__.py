@@ -17,6 +17,7 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
         'pip install "costopt-llm[agents]"'
     ) from exc
 
+from langchain_costopt.middleware.budget import BudgetMiddleware
 from langchain_costopt.middleware.routing import CostRoutingMiddleware
 
-__all__ = ["CostRoutingMiddleware"]
+__all__ = ["BudgetMiddleware", "CostRoutingMiddleware"]

@@ -41,7 +41,6 @@ PUBLIC_API: dict[str, tuple[str, ...]] = {
 # Not built yet: the issue that brings each one.
 NOT_YET = {
     ("costopt_core", "SQLiteLedger"): "issue 16: an embedded ledger",
-    ("langchain_costopt.middleware", "BudgetMiddleware"): "issue 14: agent middleware",
 }
 
 STRATEGY_NAMES = ("rules", "length", "zero-shot", "knn", "cascade")

@@ -139,3 +139,24 @@ def test_a_grouped_outcome_is_settled_then_the_call_runs_on() -> None:
     assert answered.tier == "medium" and answered.info["fallback_from"] == "simple"
     with pytest.raises(RuntimeError, match="not the one to ask"):
         call.settle("medium", "late")
+
+
+def test_a_budget_refusal_at_a_tier_sends_the_call_to_the_cheapest_tier_once() -> None:
+    log: list[str] = []
+
+    def ask(tier: str) -> str:
+        log.append(tier)
+        if tier != "simple":
+            raise BudgetExceededError("this tier's maximum does not fit")
+        return "cheap answer"
+
+    engine = RoutingEngine("rules", TIERS)
+    complex_zh = "请分析并比较这两种架构"
+    # The decision was made before the budget ran short: the call starts on the dear tier.
+    call = engine.start(engine.decide(complex_zh), complex_zh, handlers=[Gate(downgrade=True)])
+    answered = call.run(ask)
+    assert answered.tier == "simple" and answered.info["downgraded_from"] == "complex"
+    assert answered.info["reason"] == DOWNGRADE_REASON and log[-2:] == ["complex", "simple"]
+    # Without a handler that downgrades, the refusal stands.
+    with pytest.raises(BudgetExceededError):
+        engine.start(engine.decide(complex_zh), complex_zh).run(ask)

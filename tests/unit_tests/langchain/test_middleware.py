@@ -14,9 +14,10 @@ from langchain_core.outputs import ChatGeneration, ChatResult
 from langchain_core.tools import ToolException, tool
 from pydantic import PrivateAttr
 
+from costopt_core.ledger import BudgetExceededError, CostLedger
 from costopt_core.pricing import set_price
 from langchain_costopt import cost_tracker
-from langchain_costopt.middleware import CostRoutingMiddleware
+from langchain_costopt.middleware import BudgetMiddleware, CostRoutingMiddleware
 
 PRICES = {"agent-cheap": (1e-7, 4e-7), "agent-mid": (1e-6, 4e-6), "agent-strong": (1e-5, 4e-5)}
 for _model, (_inp, _out) in PRICES.items():
@@ -44,6 +45,7 @@ class PlanModel(BaseChatModel):
     model_name: str
     cities: tuple[str, ...] = ("Paris", "Berlin")
     fail: bool = False
+    max_tokens: int = 50  # what a budget reserves for its output
     _calls: list[int] = PrivateAttr(default_factory=list)
 
     @property
@@ -170,3 +172,71 @@ def test_bad_arguments_are_named() -> None:
         CostRoutingMiddleware(models=tiers(), tool_result_downgrade=-1)
     with pytest.raises(ValueError, match="at least 2 tiers"):
         CostRoutingMiddleware(models={"only": PlanModel(model_name="x")})
+
+
+# -- BudgetMiddleware ----------------------------------------------------------------------
+
+
+def budget_agent(model: PlanModel, **budget: Any) -> Any:
+    return create_agent(model, tools=[get_weather], middleware=[BudgetMiddleware(**budget)])
+
+
+def test_a_budget_smaller_than_the_second_call_ends_the_agent_before_that_call() -> None:
+    # agent-strong: each call may cost ~$0.0022 (50 output tokens) and costs $0.0018.
+    model = PlanModel(model_name="agent-strong")
+    result = budget_agent(model, budget_usd=0.003).invoke({"messages": [HumanMessage(EASY)]})
+    last = result["messages"][-1]
+    assert model.calls == 1  # the second call never reached the model
+    assert isinstance(last, AIMessage) and not last.tool_calls
+    assert last.content.startswith("I stopped here") and "budget" in last.content
+    assert last.response_metadata["costopt_budget"]["stopped"] is True
+
+
+async def test_the_async_loop_stops_the_same_way_and_raise_mode_raises() -> None:
+    model = PlanModel(model_name="agent-strong")
+    result = await budget_agent(model, budget_usd=0.003).ainvoke({"messages": [("user", EASY)]})
+    assert model.calls == 1 and result["messages"][-1].response_metadata["costopt_budget"]
+    with pytest.raises(BudgetExceededError):
+        budget_agent(model, budget_usd=0.003, on_budget="raise").invoke(
+            {"messages": [("user", EASY)]}
+        )
+
+
+def test_agents_sharing_a_ledger_share_the_budget_and_calls_are_counted_once() -> None:
+    ledger = CostLedger()
+    models = [PlanModel(model_name="agent-strong") for _ in range(3)]
+    with cost_tracker() as tracker:
+        for model in models:
+            budget_agent(model, budget_usd=0.005, ledger=ledger).invoke(
+                {"messages": [("user", EASY)]}
+            )
+    assert ledger.spent_since() <= 0.005
+    assert sum(m.calls for m in models) == tracker.summary().calls == len(ledger.records())
+
+
+def test_downgrade_sends_the_calls_that_do_not_fit_to_the_cheapest_tier() -> None:
+    models = tiers()
+    agent = create_agent(
+        models["complex"],
+        tools=[get_weather],
+        middleware=[
+            BudgetMiddleware(budget_usd=0.0025, on_budget="downgrade"),
+            CostRoutingMiddleware(models=models, strategy="rules", tool_result_downgrade=0),
+        ],
+    )
+    messages = agent.invoke({"messages": [HumanMessage(HARD)]})["messages"]
+    records = routing_of([m for m in messages if "routing" in m.response_metadata])
+    # The first call fits on the strong tier; the next ones only on the cheap one.
+    assert records[0]["tier"] == "complex"
+    assert {r["tier"] for r in records[1:]} == {"simple"}
+    assert records[1]["reason"] == "budget exceeded: downgraded"
+    assert models["complex"].calls == 1 and models["simple"].calls == len(records) - 1
+
+
+def test_budget_middleware_arguments_are_checked() -> None:
+    with pytest.raises(ValueError, match="on_budget"):
+        BudgetMiddleware(budget_usd=1.0, on_budget="warn")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="needs a budget"):
+        BudgetMiddleware()
+    with pytest.raises(TypeError, match="handler"):
+        BudgetMiddleware(handler=object())  # type: ignore[arg-type]

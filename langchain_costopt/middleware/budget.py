@@ -1,0 +1,129 @@
+"""BudgetMiddleware: a LangChain agent stops cleanly before a model call that would not
+fit its dollar budget.
+
+Example:
+    >>> from langchain.agents import create_agent
+    >>> from langchain_costopt import set_price
+    >>> from langchain_costopt.middleware import BudgetMiddleware
+    >>> from langchain_costopt.simulated import SimulatedChatModel
+    >>> _ = set_price("budget-doc-model", input_per_token=1e-5, output_per_token=3e-5)
+    >>> model = SimulatedChatModel(model_name="budget-doc-model", max_tokens=100)
+    >>> agent = create_agent(model, tools=[], middleware=[BudgetMiddleware(budget_usd=0.001)])
+    >>> reply = agent.invoke({"messages": [("user", "hello")]})["messages"][-1]
+    >>> reply.response_metadata["costopt_budget"]["stopped"], reply.content[:15]
+    (True, 'I stopped here:')
+
+Before each model call of the agent, the call's maximum cost (its prompt priced, plus its
+model's ``max_tokens`` at the output price) is reserved against the budget, the same way
+:class:`~langchain_costopt.CostCallbackHandler` reserves it (the middleware's handler is
+one), atomically in its ledger, shared ledgers included. A call that does not fit:
+
+* ``on_budget="end"``: never reaches the model; the agent ends with a final AI message
+  that says the budget stopped it (``response_metadata["costopt_budget"]``);
+* ``"raise"``: ``BudgetExceededError`` propagates out of the agent;
+* ``"downgrade"``: a :class:`CostRoutingMiddleware` listed *after* this one (so it runs
+  inside) sends the call to its cheapest tier; when not even that fits, the agent ends as
+  with ``"end"``.
+
+The middleware's handler records every model call of the agent in ``ledger``; to report
+from the same figures, pass your own handler as ``handler=`` instead of attaching it to
+the same ledger twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, Literal
+
+from langchain.agents.middleware.types import AgentMiddleware, ModelRequest
+from langchain_core.messages import AIMessage
+
+from costopt_core.ledger import BudgetExceededError, LedgerProtocol
+from langchain_costopt.callbacks import CostCallbackHandler, tracking
+from langchain_costopt.middleware.routing import ModelResult
+
+AgentOnBudget = Literal["end", "raise", "downgrade"]
+AGENT_ON_BUDGET: tuple[str, ...] = ("end", "raise", "downgrade")
+BUDGET_KEY = "costopt_budget"
+
+
+class BudgetMiddleware(AgentMiddleware):
+    """Keep an agent's model calls within a budget (see the module doc).
+
+    Args:
+        budget_usd: the limit in USD (also ``daily_budget_usd=``, ``monthly_budget_usd=``
+            and the other ``CostCallbackHandler`` arguments, passed on).
+        on_budget: ``"end"`` | ``"raise"`` | ``"downgrade"``.
+        ledger: where spend is kept (a shared ``PostgresLedger`` / ``SQLiteLedger``
+            makes the budget shared); default in memory.
+        handler: an existing ``CostCallbackHandler`` to enforce and record with, instead
+            of the middleware's own (then give no budget or ledger here).
+    """
+
+    def __init__(
+        self,
+        budget_usd: float | None = None,
+        on_budget: AgentOnBudget = "end",
+        ledger: LedgerProtocol | None = None,
+        *,
+        handler: CostCallbackHandler | None = None,
+        **handler_options: Any,
+    ) -> None:
+        super().__init__()
+        if on_budget not in AGENT_ON_BUDGET:
+            raise ValueError(f"on_budget must be one of {AGENT_ON_BUDGET}, got {on_budget!r}")
+        if handler is not None:
+            if not isinstance(handler, CostCallbackHandler):
+                raise TypeError(
+                    f"handler must be a CostCallbackHandler, got {type(handler).__name__}"
+                )
+            if budget_usd is not None or ledger is not None or handler_options:
+                raise ValueError("give the budget and ledger to the handler, not both")
+        else:
+            handler = CostCallbackHandler(
+                budget_usd=budget_usd,
+                on_budget="downgrade" if on_budget == "downgrade" else "raise",
+                ledger=ledger,
+                **handler_options,
+            )
+        if not handler.budgets:
+            raise ValueError("BudgetMiddleware needs a budget: budget_usd= (or a period budget)")
+        self.handler = handler
+        self.on_budget = on_budget
+
+    def wrap_model_call(
+        self,
+        request: ModelRequest[Any],
+        handler: Callable[[ModelRequest[Any]], ModelResult],
+    ) -> ModelResult:
+        try:
+            with tracking(self.handler):
+                return handler(request)
+        except BudgetExceededError as exc:
+            return self._stopped(exc)
+
+    async def awrap_model_call(
+        self,
+        request: ModelRequest[Any],
+        handler: Callable[[ModelRequest[Any]], Awaitable[ModelResult]],
+    ) -> ModelResult:
+        try:
+            with tracking(self.handler):
+                return await handler(request)
+        except BudgetExceededError as exc:
+            return self._stopped(exc)
+
+    def _stopped(self, error: BudgetExceededError) -> AIMessage:
+        """The agent's last word: no tool call, so the agent loop ends here."""
+        if self.on_budget == "raise":
+            raise error
+        spent = self.handler.total_cost
+        return AIMessage(
+            f"I stopped here: the next model call would not fit the cost budget ({error}).",
+            response_metadata={
+                BUDGET_KEY: {"stopped": True, "spent_usd": spent, "reason": str(error)},
+            },
+        )
+
+
+__all__ = ["AGENT_ON_BUDGET", "BUDGET_KEY", "BudgetMiddleware"]
