@@ -126,7 +126,12 @@ class CostRoutingMiddleware(AgentMiddleware):
             model = self.models[tier]
             info = {**call.record(tier), "tier_models": dict(self.engine.names)}
             metadata = {**(model.metadata or {}), BATCH_ROUTING_KEY: info}
-            return handler(request.override(model=model.model_copy(update={"metadata": metadata})))
+            return handler(
+                request.override(
+                    model=model.model_copy(update={"metadata": metadata}),
+                    model_settings=_settings_for(model, request.model_settings),
+                )
+            )
 
         return ask
 
@@ -156,6 +161,18 @@ class CostRoutingMiddleware(AgentMiddleware):
             message.response_metadata.setdefault("model_name", self.engine.names[answered.tier])
             message.response_metadata[ROUTING_KEY] = dict(answered.info)
         return answered.result
+
+
+def _settings_for(model: BaseChatModel, settings: dict[str, Any]) -> dict[str, Any]:
+    """The request's model settings that ``model`` accepts.
+
+    A provider prompt-caching middleware (Anthropic's) marks the request with
+    ``cache_control``; other providers reject that argument, so a tier that is not an
+    Anthropic model gets the request without it (as LangChain's model fallback does).
+    """
+    if "cache_control" not in settings or "anthropic" in model._llm_type:
+        return settings
+    return {key: value for key, value in settings.items() if key != "cache_control"}
 
 
 def _ai_message(result: Any) -> AIMessage | None:

@@ -7,7 +7,10 @@ from typing import Any
 
 import pytest
 from langchain.agents import create_agent
+from langchain.agents.middleware import AgentMiddleware
+from langchain_core.caches import InMemoryCache
 from langchain_core.callbacks import BaseCallbackHandler
+from langchain_core.globals import set_llm_cache
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
@@ -47,6 +50,7 @@ class PlanModel(BaseChatModel):
     fail: bool = False
     max_tokens: int = 50  # what a budget reserves for its output
     _calls: list[int] = PrivateAttr(default_factory=list)
+    _settings: list[dict[str, Any]] = PrivateAttr(default_factory=list)
 
     @property
     def _llm_type(self) -> str:
@@ -57,6 +61,7 @@ class PlanModel(BaseChatModel):
         return len(self._calls)
 
     def bind_tools(self, tools: Sequence[Any], **kwargs: Any) -> Any:
+        self._settings.append(kwargs)
         return self.bind(tool_names=[getattr(t, "name", "") for t in tools])
 
     def _generate(self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None,
@@ -172,6 +177,54 @@ def test_bad_arguments_are_named() -> None:
         CostRoutingMiddleware(models=tiers(), tool_result_downgrade=-1)
     with pytest.raises(ValueError, match="at least 2 tiers"):
         CostRoutingMiddleware(models={"only": PlanModel(model_name="x")})
+
+
+class AnthropicPlan(PlanModel):
+    @property
+    def _llm_type(self) -> str:
+        return "anthropic-chat"
+
+
+class MarkCacheable(AgentMiddleware):
+    """What Anthropic's prompt-caching middleware does to every model request."""
+
+    def wrap_model_call(self, request: Any, handler: Any) -> Any:
+        settings = {**request.model_settings, "cache_control": {"type": "ephemeral"}}
+        return handler(request.override(model_settings=settings))
+
+
+def test_provider_prompt_caching_reaches_only_the_tiers_that_accept_it() -> None:
+    models = {
+        "simple": PlanModel(model_name="agent-cheap"),
+        "complex": AnthropicPlan(model_name="agent-strong"),
+    }
+    routing = CostRoutingMiddleware(models=models, strategy="rules")
+    agent = create_agent(
+        models["complex"], tools=[get_weather], middleware=[MarkCacheable(), routing]
+    )
+    messages = agent.invoke({"messages": [HumanMessage(HARD)]})["messages"]
+    assert [r["tier"] for r in routing_of(messages)] == ["complex", "simple", "simple"]
+    assert all("cache_control" in kw for kw in models["complex"]._settings)
+    assert models["simple"]._settings and not any(
+        "cache_control" in kw for kw in models["simple"]._settings
+    )
+
+
+def test_an_agent_with_routing_uses_the_llm_cache_and_the_tracker_books_hits() -> None:
+    models = tiers()
+    set_llm_cache(InMemoryCache())
+    try:
+        with cost_tracker() as tracker:
+            run_agent(models, HARD)
+            again = run_agent(models, HARD)
+    finally:
+        set_llm_cache(None)
+    # The second run's first call is a hit (same prompt on the same tier); the calls after
+    # it carry new message ids, which LangChain's cache keys on, so they are made again.
+    assert [m.calls for m in models.values()] == [0, 4, 1]
+    assert [r["tier"] for r in routing_of(again)] == ["complex", "medium", "medium"]
+    summary = tracker.summary()
+    assert summary.calls == 5 and summary.cache_hits == 1 and tracker.total_saved > 0
 
 
 # -- BudgetMiddleware ----------------------------------------------------------------------
