@@ -214,14 +214,19 @@ def load_routing_data(path: str | PathLike[str]) -> RoutingData:
 # -- scoring ------------------------------------------------------------------------------
 
 
-def _progress(items: Iterable[Any], total: int, desc: str, enabled: bool) -> Iterable[Any]:
+_BLOCK = 256
+
+
+def _progress(
+    items: Iterable[Any], total: int, desc: str, enabled: bool, unit: str = "prompt"
+) -> Iterable[Any]:
     if not enabled:
         return items
     try:
         from tqdm import tqdm
     except ImportError:  # the bar is the optional extra [progress]; scoring works without
         return items
-    return tqdm(items, total=total, desc=desc, unit="prompt", leave=False)
+    return tqdm(items, total=total, desc=desc, unit=unit, leave=False)
 
 
 def score_prompts(
@@ -232,6 +237,14 @@ def score_prompts(
 
     router = as_strategy(strategy)
     scores = np.empty(len(prompts))
+    batch = getattr(router, "scores", None)
+    if callable(batch):
+        # Learned strategies embed and score many prompts at once: far faster than one by
+        # one. Blocks keep the progress bar moving.
+        starts = range(0, len(prompts), _BLOCK)
+        for start in _progress(starts, len(starts), desc, progress, unit="block"):
+            scores[start : start + _BLOCK] = batch(list(prompts[start : start + _BLOCK]))
+        return scores
     for i, prompt in enumerate(_progress(prompts, len(prompts), desc, progress)):
         scores[i] = router.route(prompt).score
     return scores

@@ -140,6 +140,7 @@ _REGISTRY: dict[str, str] = {
     "length": "costopt_core.strategies:LengthStrategy",
     "zero-shot": "costopt_core.zero_shot:ZeroShotStrategy",
     "knn": "costopt_core.knn:KNNStrategy",
+    "logistic": "costopt_core.logistic:LogisticStrategy",
     "cascade": "costopt_core.cascade:CascadeStrategy",
 }
 
@@ -148,12 +149,8 @@ def available_strategies() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def get_strategy(name: str = "default", **options: Any) -> RoutingStrategy:
-    """Build a built-in strategy by name.
-
-    ``threshold=`` (one cut, two tiers) or ``thresholds=`` (ascending cuts) with an
-    optional ``tiers=`` wrap the strategy in a :class:`ThresholdStrategy`.
-    """
+def strategy_class(name: str) -> Any:
+    """The class (or factory) behind a built-in strategy name."""
     if not isinstance(name, str):
         raise TypeError(f"strategy name must be str, got {type(name).__name__}")
     key = name.strip().lower().replace("_", "-")
@@ -161,13 +158,30 @@ def get_strategy(name: str = "default", **options: Any) -> RoutingStrategy:
         key = "zero-shot"
     if key not in _REGISTRY:
         raise ValueError(f"unknown strategy {name!r}; choose one of {available_strategies()}")
+    module_name, attr = _REGISTRY[key].split(":")
+    return getattr(importlib.import_module(module_name), attr)
+
+
+def get_strategy(name: str = "default", **options: Any) -> RoutingStrategy:
+    """Build a built-in strategy by name.
+
+    ``path=`` loads a trained router saved by ``costopt train-router`` or ``.save()``
+    (``embeddings=`` may accompany it). ``threshold=`` (one cut, two tiers) or
+    ``thresholds=`` (ascending cuts) with an optional ``tiers=`` wrap the strategy in a
+    :class:`ThresholdStrategy`.
+    """
+    factory = strategy_class(name)
+    path = options.pop("path", None)
+    if path is not None:
+        loader = getattr(factory, "load", None)
+        if not callable(loader):
+            raise ValueError(f"strategy {name!r} is not trained, so path= has nothing to load")
+        return loader(path, **options)  # type: ignore[no-any-return]
     threshold = options.pop("threshold", None)
     thresholds = options.pop("thresholds", None)
     if threshold is not None and thresholds is not None:
         raise ValueError("pass either threshold= or thresholds=, not both")
     tiers = options.pop("tiers", None) if (threshold, thresholds) != (None, None) else None
-    module_name, attr = _REGISTRY[key].split(":")
-    factory = getattr(importlib.import_module(module_name), attr)
     strategy = factory(**options)
     if threshold is not None:
         thresholds = [threshold]

@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 
 from costopt_core.hashing import HashingEmbedder
-from costopt_core.knn import KNNStrategy, NotFittedError, embedding_function
+from costopt_core.knn import KNNStrategy, NotFittedError, auto_k, embedding_function
+
+pytestmark = pytest.mark.filterwarnings("ignore:no neural offline embedding")
 
 HARD = [f"prove that the sum of {i} consecutive odd numbers is a square" for i in range(8)]
 EASY = [f"translate the word number {i} into french" for i in range(8)]
@@ -23,6 +25,17 @@ def test_neighbours_decide_the_score() -> None:
     assert hard.score > 0.7 > 0.3 > easy.score
     assert (hard.tier, easy.tier) == ("complex", "simple")
     assert "nearest labelled prompts" in hard.reason
+
+
+def test_graded_labels_and_smoothing() -> None:
+    graded = [0.9] * 8 + [0.2] * 8  # judge-score gains, not 0/1
+    raw = KNNStrategy(HashingEmbedder(), k=4, prior_strength=0).fit(PROMPTS, graded)
+    assert raw.score(HARD[0]) == pytest.approx(0.9)  # its neighbours' mean label
+    router = KNNStrategy(HashingEmbedder(), k=4).fit(PROMPTS, graded)
+    assert 0.55 < router.score(HARD[0]) < 0.9  # pulled towards the mean label, 0.55
+    flat = KNNStrategy(HashingEmbedder(), k=4, prior_strength=1000).fit(PROMPTS, graded)
+    assert flat.score(HARD[0]) == pytest.approx(0.55, abs=0.01)  # all prior: the mean label
+    assert [auto_k(n) for n in (5, 2500, 10**6)] == [10, 100, 100]
 
 
 def test_route_before_fit_is_a_clear_error() -> None:
@@ -58,7 +71,7 @@ def test_save_load_round_trip(tmp_path) -> None:
     assert loaded.tiers == ("cheap", "strong") and loaded.k == 4
     # No pickle inside: numpy can read it with pickles disallowed.
     with np.load(path, allow_pickle=False) as data:
-        assert set(data.files) == {"header", "vectors", "labels", "prompts"}
+        assert set(data.files) == {"header", "vectors", "labels"}
 
 
 def test_load_errors(tmp_path) -> None:
@@ -66,7 +79,7 @@ def test_load_errors(tmp_path) -> None:
         KNNStrategy.load(tmp_path / "absent.npz")
     other = tmp_path / "other.npz"
     np.savez(other, x=np.zeros(3))
-    with pytest.raises(ValueError, match="not a costopt KNN model"):
+    with pytest.raises(ValueError, match="not a costopt router"):
         KNNStrategy.load(other)
     custom = KNNStrategy(lambda texts: HashingEmbedder(dim=64).embed(texts)).fit(PROMPTS, LABELS)
     path = custom.save(tmp_path / "custom.npz")
@@ -113,7 +126,7 @@ def test_duck_typed_embeddings_agree() -> None:
         router = KNNStrategy(emb, k=3).fit(PROMPTS, LABELS)
         scores.append(router.score("prove that odd numbers are odd"))
     assert scores == pytest.approx([scores[0]] * 4, abs=1e-6)
-    assert lc.document_calls == 2  # one batch for fit, one for the route
+    assert lc.document_calls == 2  # one batch for fit, one for the new prompt
     fn, name = embedding_function(_LlamaIndexLike())
     assert fn(["a", "b"]).shape == (2, 64) and name == "_LlamaIndexLike"
 

@@ -9,6 +9,7 @@ from costopt_core.classify import ComplexityClassifier
 from costopt_core.decision import RouteDecision
 from costopt_core.default_strategy import DefaultStrategy
 from costopt_core.knn import KNNStrategy
+from costopt_core.logistic import LogisticStrategy
 from costopt_core.strategies import (
     CallableStrategy,
     LengthStrategy,
@@ -22,13 +23,22 @@ from costopt_core.zero_shot import ZeroShotStrategy
 
 
 def test_every_public_name_builds_its_strategy() -> None:
-    assert available_strategies() == ["cascade", "default", "knn", "length", "rules", "zero-shot"]
+    assert available_strategies() == [
+        "cascade",
+        "default",
+        "knn",
+        "length",
+        "logistic",
+        "rules",
+        "zero-shot",
+    ]
     expected = {
         "default": DefaultStrategy,
         "rules": ComplexityClassifier,
         "length": LengthStrategy,
         "zero-shot": ZeroShotStrategy,
         "knn": KNNStrategy,
+        "logistic": LogisticStrategy,
         "cascade": CascadeStrategy,
     }
     for name, cls in expected.items():

@@ -1,0 +1,262 @@
+"""Embeddings for learned routers: any model, computed once per text, cached on disk.
+
+Example:
+    >>> import tempfile
+    >>> from costopt_core.embedding_cache import CachedEmbedder
+    >>> calls = []
+    >>> def model(texts):
+    ...     calls.extend(texts)
+    ...     return [[float(len(t)), 1.0] for t in texts]
+    >>> folder = tempfile.mkdtemp()
+    >>> embed = CachedEmbedder(model, model_id="demo-v1", cache_dir=folder)
+    >>> embed(["hi", "hello", "hi"]).shape, calls
+    ((3, 2), ['hi', 'hello'])
+    >>> fresh = CachedEmbedder(model, model_id="demo-v1", cache_dir=folder)  # a new process
+    >>> fresh(["hello"]).tolist(), calls  # read from disk: the model is not called
+    ([[5.0, 1.0]], ['hi', 'hello'])
+
+Any framework's model works without importing the framework (duck typing): a LangChain
+``Embeddings`` (``embed_documents``), a LlamaIndex ``BaseEmbedding``
+(``get_text_embedding_batch``), an object with ``embed(texts)`` or a plain callable
+``texts -> vectors``. Prompts are compared with prompts, so both sides of a learned router
+go through the same (document) function.
+
+The disk cache is keyed by the text's SHA-256 under the model's identity (``model_id``:
+by default the class and its ``model`` / ``model_name``), one SQLite file per model, so a
+re-run of an evaluation embeds nothing twice and two models never share vectors. A model
+with no identity (a bare callable) is cached in memory only unless a ``model_id`` is given.
+
+:func:`default_embedding` picks the best offline model installed: the neural embedding of
+the ``[embeddings]`` extra when present, else the hashing embedder, with a warning that
+says so (it is lexical and learns far less from the same labels).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import os
+import re
+import sqlite3
+import threading
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from costopt_core.hashing import HashingEmbedder
+
+EmbedFn = Callable[[Sequence[str]], np.ndarray]
+
+#: Where a neural offline embedding may live ("module:factory"), best first. The factory
+#: returns an embedding model (see the module docs) and raises ImportError when its extra
+#: is not installed.
+NEURAL_PROVIDERS: tuple[str, ...] = ("costopt_core.neural:default_embedder",)
+
+
+def default_embedding(*, warn: bool = True) -> Any:
+    """The best offline embedding installed: a neural one from ``NEURAL_PROVIDERS`` when
+    its extra is installed, else a :class:`HashingEmbedder` (with a ``UserWarning``).
+
+    Example:
+        >>> import warnings
+        >>> with warnings.catch_warnings():
+        ...     warnings.simplefilter("ignore")
+        ...     model = default_embedding()
+        >>> model_identity(model) is not None
+        True
+    """
+    for spec in NEURAL_PROVIDERS:
+        module_name, _, attr = spec.partition(":")
+        try:
+            return getattr(importlib.import_module(module_name), attr)()
+        except (ImportError, AttributeError):
+            continue
+    if warn:
+        warnings.warn(
+            "no neural offline embedding installed: learned routing falls back to the "
+            "lexical hashing embedding, which learns far less from the same labels; "
+            'install one with pip install "costopt-llm[embeddings]" or pass embeddings=',
+            UserWarning,
+            stacklevel=3,
+        )
+    return HashingEmbedder()
+
+
+def model_identity(model: Any) -> str | None:
+    """A stable name for ``model``'s vectors, or None when it has none (a bare callable).
+
+    Example:
+        >>> model_identity(HashingEmbedder(dim=64))
+        'hashing:{"dim": 64, "ngram_range": [3, 5], "word_weight": 2.0}'
+    """
+    if isinstance(model, HashingEmbedder):
+        import json
+
+        return "hashing:" + json.dumps(model.config(), sort_keys=True)
+    for attr in ("model", "model_name", "model_id"):
+        value = getattr(model, attr, None)
+        if isinstance(value, str) and value:
+            cls = type(model)
+            return f"{cls.__module__}.{cls.__qualname__}:{value}"
+    return None
+
+
+def embedding_function(embeddings: Any = None) -> tuple[EmbedFn, str]:
+    """Adapt any embedding model to ``texts -> (n, dim) float32 array``; returns it and a
+    display name. None means :func:`default_embedding`.
+
+    Example:
+        >>> fn, name = embedding_function(lambda texts: [[1.0, 0.0] for _ in texts])
+        >>> fn(["a", "b"]).shape, name
+        ((2, 2), '<lambda>')
+    """
+    if embeddings is None:
+        embeddings = default_embedding()
+    name = type(embeddings).__name__
+    if callable(getattr(embeddings, "embed_documents", None)):
+        # LangChain Embeddings: documents in a batch.
+        def fn(texts: Sequence[str]) -> np.ndarray:
+            return np.asarray(embeddings.embed_documents(list(texts)), dtype=np.float32)
+    elif callable(getattr(embeddings, "get_text_embedding_batch", None)):
+        # LlamaIndex BaseEmbedding.
+        def fn(texts: Sequence[str]) -> np.ndarray:
+            return np.asarray(embeddings.get_text_embedding_batch(list(texts)), dtype=np.float32)
+    elif callable(getattr(embeddings, "get_text_embedding", None)):
+
+        def fn(texts: Sequence[str]) -> np.ndarray:
+            return np.asarray([embeddings.get_text_embedding(t) for t in texts], dtype=np.float32)
+    elif callable(getattr(embeddings, "embed", None)):
+
+        def fn(texts: Sequence[str]) -> np.ndarray:
+            return np.asarray(embeddings.embed(list(texts)), dtype=np.float32)
+    elif callable(embeddings):
+        name = getattr(embeddings, "__name__", name)
+
+        def fn(texts: Sequence[str]) -> np.ndarray:
+            return np.asarray(embeddings(list(texts)), dtype=np.float32)
+    else:
+        raise TypeError(
+            "embeddings must be a LangChain Embeddings, a LlamaIndex embedding, an object "
+            f"with embed(texts), or a callable texts -> vectors; got {type(embeddings).__name__}"
+        )
+    return fn, name
+
+
+def default_cache_dir() -> Path:
+    """``$COSTOPT_CACHE_DIR/embeddings``, else ``$XDG_CACHE_HOME/costopt/embeddings``,
+    else ``~/.cache/costopt/embeddings``."""
+    root = os.environ.get("COSTOPT_CACHE_DIR")
+    if root:
+        return Path(root) / "embeddings"
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "costopt" / "embeddings"
+
+
+class CachedEmbedder:
+    """``texts -> (n, dim)`` through ``model``, each distinct text embedded once.
+
+    Args:
+        model: any embedding model (see the module docs); None = :func:`default_embedding`.
+        model_id: identity of the vectors; default :func:`model_identity`.
+        cache_dir: folder of the on-disk cache; None = memory only.
+        batch_size: texts per call to the model.
+    """
+
+    def __init__(
+        self,
+        model: Any = None,
+        *,
+        model_id: str | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
+        batch_size: int = 64,
+    ) -> None:
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+        self.model = default_embedding() if model is None else model
+        self._fn, self.name = embedding_function(self.model)
+        self.model_id = model_id or model_identity(self.model)
+        self.batch_size = batch_size
+        self._memory: dict[bytes, np.ndarray] = {}
+        self._lock = threading.Lock()
+        self.path: Path | None = None
+        if cache_dir is not None and self.model_id is not None:
+            digest = hashlib.sha256(self.model_id.encode()).hexdigest()[:16]
+            slug = re.sub(r"[^A-Za-z0-9]+", "-", self.model_id).strip("-")[-40:]
+            self.path = Path(cache_dir) / f"{slug}-{digest}.sqlite"
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self._connect() as db:
+                db.execute("CREATE TABLE IF NOT EXISTS v (k BLOB PRIMARY KEY, x BLOB NOT NULL)")
+
+    def _connect(self) -> sqlite3.Connection:
+        assert self.path is not None
+        return sqlite3.connect(self.path, timeout=30)
+
+    def __call__(self, texts: Sequence[str]) -> np.ndarray:
+        if isinstance(texts, str) or not all(isinstance(t, str) for t in texts):
+            raise TypeError("texts must be a sequence of str")
+        keys = [hashlib.sha256(t.encode("utf-8", "surrogatepass")).digest() for t in texts]
+        with self._lock:
+            missing = {k: t for k, t in zip(keys, texts, strict=True) if k not in self._memory}
+        if missing and self.path is not None:
+            self._read_disk(missing)
+        if missing:
+            self._compute(missing)
+        with self._lock:
+            rows = [self._memory[k] for k in keys]
+        if not rows:
+            return np.zeros((0, 0), dtype=np.float32)
+        return np.stack(rows)
+
+    def _read_disk(self, missing: dict[bytes, str]) -> None:
+        found: dict[bytes, np.ndarray] = {}
+        keys = list(missing)
+        with self._connect() as db:
+            for i in range(0, len(keys), 500):  # SQLite's bound-parameter limit
+                chunk = keys[i : i + 500]
+                marks = ",".join("?" * len(chunk))
+                for key, blob in db.execute(f"SELECT k, x FROM v WHERE k IN ({marks})", chunk):
+                    found[bytes(key)] = np.frombuffer(blob, dtype=np.float32)
+        with self._lock:
+            self._memory.update(found)
+        for key in found:
+            del missing[key]
+
+    def _compute(self, missing: dict[bytes, str]) -> None:
+        items = list(missing.items())
+        for i in range(0, len(items), self.batch_size):
+            batch = items[i : i + self.batch_size]
+            vectors = self._fn([t for _, t in batch])
+            if vectors.ndim != 2 or vectors.shape[0] != len(batch):
+                raise ValueError(
+                    f"{self.name} returned an array of shape {vectors.shape}; "
+                    f"expected ({len(batch)}, dim)"
+                )
+            if not np.all(np.isfinite(vectors)):
+                raise ValueError(f"{self.name} returned non-finite values")
+            pairs = zip((key for key, _ in batch), vectors, strict=True)
+            rows = {key: np.ascontiguousarray(v, dtype=np.float32) for key, v in pairs}
+            with self._lock:
+                self._memory.update(rows)
+            if self.path is not None:
+                with self._connect() as db:
+                    db.executemany(
+                        "INSERT OR REPLACE INTO v (k, x) VALUES (?, ?)",
+                        [(k, v.tobytes()) for k, v in rows.items()],
+                    )
+
+    def __repr__(self) -> str:
+        where = f", cache={str(self.path)!r}" if self.path else ""
+        return f"CachedEmbedder({self.name}{where})"
+
+
+__all__ = [
+    "NEURAL_PROVIDERS",
+    "CachedEmbedder",
+    "default_cache_dir",
+    "default_embedding",
+    "embedding_function",
+    "model_identity",
+]

@@ -1,0 +1,340 @@
+"""What every learned router shares: embeddings, fitting checks, tier cut points
+(calibration), batch scoring, and a plain-file format (``.npz`` or ``.json``, never pickle).
+
+Example:
+    >>> import tempfile, os
+    >>> from costopt_core.knn import KNNStrategy
+    >>> from costopt_core.learned import load_router
+    >>> prompts = ["translate hello", "translate bye", "prove the theorem", "prove the lemma"]
+    >>> router = KNNStrategy(k=2, tiers=("cheap", "strong")).fit(prompts, [0, 0, 1, 1])
+    >>> router = router.calibrate(prompts, strong_share=0.5)  # half the traffic goes strong
+    >>> path = router.save(os.path.join(tempfile.mkdtemp(), "router.npz"))
+    >>> again = load_router(path)
+    >>> again.route("please prove this theorem").tier, again.thresholds == router.thresholds
+    ('strong', True)
+
+A learned strategy scores a prompt in [0, 1] (higher = needs a stronger tier) and cuts the
+score into its ``tiers`` (cheapest first) at ``thresholds``: equal bands until it is
+calibrated, then the cut points that send the wanted share of a sample of the user's
+traffic to each tier. Training labels are in [0, 1]: 1 = the strong model was needed, 0 =
+the weak one sufficed, anything between for graded labels (judge scores; see
+:meth:`costopt_core.evaluation.RoutingData.gain_labels`).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Sequence
+from os import PathLike
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from costopt_core.decision import LADDER, RouteDecision
+from costopt_core.embedding_cache import CachedEmbedder, default_embedding, model_identity
+from costopt_core.hashing import HashingEmbedder
+
+FORMAT = "costopt-router"
+VERSION = 2
+
+
+class NotFittedError(RuntimeError):
+    """A learned strategy was asked to route before ``fit`` (or ``load``)."""
+
+
+def check_thresholds(thresholds: Sequence[float] | None, n_tiers: int) -> tuple[float, ...]:
+    """Cut points for ``n_tiers`` tiers: ascending numbers in [0, 1]; None = equal bands.
+
+    Example:
+        >>> check_thresholds(None, 3)
+        (0.3333333333333333, 0.6666666666666666)
+    """
+    if thresholds is None:
+        return tuple(i / n_tiers for i in range(1, n_tiers))
+    cuts = tuple(float(t) for t in thresholds)
+    if len(cuts) != n_tiers - 1:
+        raise ValueError(f"thresholds: {n_tiers} tiers need {n_tiers - 1} cut points, got {cuts}")
+    if any(not 0.0 <= c <= 1.0 for c in cuts) or list(cuts) != sorted(cuts):
+        raise ValueError(f"thresholds must be ascending numbers in [0, 1], got {list(cuts)}")
+    return cuts
+
+
+class LearnedStrategy:
+    """Base of the learned strategies (see the module docs).
+
+    Args:
+        embeddings: any embedding model; None = the best offline one installed.
+        tiers: tier names, cheapest first.
+        thresholds: score cut points between tiers (``len(tiers) - 1``); None = equal
+            bands, until :meth:`calibrate`.
+        cache_dir: folder of the on-disk embedding cache; None = memory only.
+    """
+
+    name: ClassVar[str] = "learned"
+    #: The arrays a fitted strategy holds (what save writes and load checks).
+    state_keys: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(
+        self,
+        embeddings: Any = None,
+        *,
+        tiers: Sequence[str] = LADDER,
+        thresholds: Sequence[float] | None = None,
+        cache_dir: str | PathLike[str] | None = None,
+    ) -> None:
+        from costopt_core.strategies import check_tiers
+
+        self.tiers = check_tiers(tiers)
+        self.thresholds = check_thresholds(thresholds, len(self.tiers))
+        self.cache_dir = cache_dir
+        self._embed = CachedEmbedder(embeddings, cache_dir=cache_dir)
+        self._lock = threading.Lock()
+        self._state: dict[str, np.ndarray] | None = None
+        self.calibration: dict[str, Any] | None = None
+
+    # -- what a subclass defines -------------------------------------------------------
+
+    def settings(self) -> dict[str, Any]:
+        """The subclass's hyper-parameters (constructor keywords), for clone and save."""
+        return {}
+
+    def _fit(self, prompts: Sequence[str], x: np.ndarray, y: np.ndarray) -> dict[str, np.ndarray]:
+        """The fitted arrays, from the prompts, their unit embeddings ``x`` and labels."""
+        raise NotImplementedError
+
+    def _scores(
+        self, state: dict[str, np.ndarray], prompts: Sequence[str], x: np.ndarray
+    ) -> np.ndarray:
+        """Scores of ``prompts`` (embedded as ``x``) under the fitted ``state``."""
+        raise NotImplementedError
+
+    def _check_state(self, state: dict[str, np.ndarray], source: Path) -> dict[str, np.ndarray]:
+        missing = [k for k in self.state_keys if k not in state]
+        if missing:
+            raise ValueError(f"{source}: a {self.name} router needs arrays {missing}")
+        return {k: state[k] for k in self.state_keys}
+
+    def _explain(self, state: dict[str, np.ndarray], x: np.ndarray, score: float) -> str:
+        return f"{self.name}: score {score:.2f}"
+
+    # -- training ----------------------------------------------------------------------
+
+    @property
+    def is_fitted(self) -> bool:
+        return self._state is not None
+
+    def clone(self) -> LearnedStrategy:
+        """An unfitted strategy with the same settings and embedding model (shared, not
+        copied: it may hold a client). Cross-validation fits one per fold."""
+        return type(self)(
+            self._embed.model, tiers=self.tiers, cache_dir=self.cache_dir, **self.settings()
+        )
+
+    def vectors(self, prompts: Sequence[str]) -> np.ndarray:
+        """Unit-length embeddings of ``prompts`` (each text embedded once, then cached)."""
+        x = self._embed(list(prompts))
+        norms = np.linalg.norm(x, axis=1, keepdims=True)
+        return (x / np.where(norms > 0, norms, 1.0)).astype(np.float32)
+
+    def fit(self, prompts: Sequence[str], labels: Sequence[float] | np.ndarray) -> Any:
+        """Learn from labelled prompts (label 1 = the strong model was needed, 0 = the weak
+        one sufficed, graded values between); returns ``self``."""
+        if isinstance(prompts, str) or not all(isinstance(p, str) for p in prompts):
+            raise TypeError("prompts must be a sequence of str")
+        y = np.asarray(labels, dtype=float).reshape(-1)
+        if len(prompts) == 0:
+            raise ValueError("fit needs at least one labelled prompt")
+        if len(y) != len(prompts):
+            raise ValueError(f"got {len(prompts)} prompts but {len(y)} labels")
+        if not np.all(np.isfinite(y)) or y.min() < 0 or y.max() > 1:
+            raise ValueError("labels must be numbers in [0, 1] (1 = strong model needed)")
+        state = self._fit(prompts, self.vectors(prompts), y)
+        with self._lock:
+            self._state = state
+        return self
+
+    def _fitted(self) -> dict[str, np.ndarray]:
+        state = self._state  # one read: a concurrent fit swaps the whole state
+        if state is None:
+            raise NotFittedError(
+                f"{type(self).__name__} is not fitted: call fit(prompts, labels) or load a "
+                "saved router before routing"
+            )
+        return state
+
+    # -- routing -----------------------------------------------------------------------
+
+    def scores(self, prompts: Sequence[str]) -> np.ndarray:
+        """Scores of many prompts at once (what an evaluation uses)."""
+        state = self._fitted()
+        if isinstance(prompts, str):
+            raise TypeError("scores takes a sequence of prompts; use score for one")
+        if len(prompts) == 0:
+            return np.zeros(0)
+        return np.clip(self._scores(state, prompts, self.vectors(prompts)), 0.0, 1.0)
+
+    def score(self, text: str) -> float:
+        """The score of ``text`` in [0, 1]."""
+        if not isinstance(text, str):
+            raise TypeError(f"text must be str, got {type(text).__name__}")
+        return float(self.scores([text])[0])
+
+    def tier_of(self, score: float) -> str:
+        """The tier a score falls in (a score equal to a cut point goes up)."""
+        return self.tiers[int(np.searchsorted(self.thresholds, score, side="right"))]
+
+    def route(self, text: str) -> RouteDecision:
+        if not isinstance(text, str):
+            raise TypeError(f"text must be str, got {type(text).__name__}")
+        state = self._fitted()
+        x = self.vectors([text])
+        score = float(np.clip(self._scores(state, [text], x)[0], 0.0, 1.0))
+        return RouteDecision(self.tier_of(score), score, self._explain(state, x, score))
+
+    def calibrate(
+        self,
+        prompts: Sequence[str],
+        strong_share: float | None = None,
+        *,
+        shares: Sequence[float] | None = None,
+    ) -> Any:
+        """Set the cut points from a sample of the user's prompts: ``strong_share`` of
+        them go to the strongest tier (two tiers), or ``shares[i]`` to tier ``i`` (any
+        number of tiers, cheapest first, summing to 1). Returns ``self``."""
+        from costopt_core.evaluation import calibrate_threshold
+
+        if (strong_share is None) == (shares is None):
+            raise ValueError("pass either strong_share= (two tiers) or shares= (one per tier)")
+        if shares is None:
+            if len(self.tiers) != 2:
+                raise ValueError(f"strong_share= needs two tiers; use shares= for {self.tiers}")
+            shares = (1.0 - float(strong_share), float(strong_share))  # type: ignore[arg-type]
+        wanted = [float(s) for s in shares]
+        if len(wanted) != len(self.tiers) or any(not 0 <= s <= 1 for s in wanted):
+            raise ValueError(f"shares: one number in [0, 1] per tier {self.tiers}, got {wanted}")
+        if abs(sum(wanted) - 1.0) > 1e-6:
+            raise ValueError(f"shares must sum to 1, got {sum(wanted):.4f}")
+        sample = self.scores(prompts)
+        # Cut i sends the top (shares[i+1] + ... ) of the sample above it.
+        above = np.cumsum(wanted[::-1])[::-1][1:]
+        cuts = [calibrate_threshold(sample, None, float(a)).threshold for a in above]
+        self.thresholds = check_thresholds(sorted(cuts), len(self.tiers))
+        self.calibration = {
+            "shares": wanted,
+            "thresholds": list(self.thresholds),
+            "sample_size": len(sample),
+            "sample_shares": [
+                float(np.mean(np.searchsorted(self.thresholds, sample, side="right") == i))
+                for i in range(len(self.tiers))
+            ],
+        }
+        return self
+
+    # -- persistence -------------------------------------------------------------------
+
+    @classmethod
+    def load(cls, path: str | PathLike[str], embeddings: Any = None) -> Any:
+        """Read a router of this kind written by :meth:`save` (see :func:`load_router`)."""
+        router = load_router(path, embeddings)
+        if not isinstance(router, cls):
+            raise ValueError(f"{path} holds a {router.name!r} router, not a {cls.name!r} one")
+        return router
+
+    def _header(self) -> dict[str, Any]:
+        model = self._embed.model
+        if isinstance(model, HashingEmbedder):
+            embedder: dict[str, Any] = {"type": "hashing", "config": model.config()}
+        else:
+            embedder = {"type": "model", "id": self._embed.model_id, "name": self._embed.name}
+        return {
+            "format": FORMAT,
+            "version": VERSION,
+            "strategy": self.name,
+            "settings": self.settings(),
+            "tiers": list(self.tiers),
+            "thresholds": list(self.thresholds),
+            "calibration": self.calibration,
+            "embedder": embedder,
+        }
+
+    def save(self, path: str | PathLike[str]) -> Path:
+        """Write the fitted router to ``path``: ``.json`` (plain JSON) or ``.npz`` (numpy
+        arrays plus a JSON header; the default when the suffix is neither). No pickle."""
+        state = self._fitted()
+        target = Path(path)
+        if target.suffix not in (".json", ".npz"):
+            target = target.with_name(target.name + ".npz")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        header = self._header()
+        if target.suffix == ".json":
+            arrays = {k: {"dtype": str(v.dtype), "data": v.tolist()} for k, v in state.items()}
+            target.write_text(json.dumps({**header, "arrays": arrays}), encoding="utf-8")
+        else:
+            with target.open("wb") as handle:
+                np.savez_compressed(handle, header=np.array(json.dumps(header)), **state)
+        return target
+
+
+def _read(source: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    if source.suffix == ".json":
+        raw = json.loads(source.read_text(encoding="utf-8"))
+        arrays = raw.pop("arrays", None)
+        if not isinstance(arrays, dict):
+            raise ValueError(f"{source} is not a costopt router (no arrays)")
+        state = {k: np.asarray(v["data"], dtype=v["dtype"]) for k, v in arrays.items()}
+        return raw, state
+    with np.load(source, allow_pickle=False) as data:
+        if "header" not in data:
+            raise ValueError(f"{source} is not a costopt router (no header)")
+        header = json.loads(str(data["header"]))
+        return header, {k: np.asarray(data[k]) for k in data.files if k != "header"}
+
+
+def load_router(path: str | PathLike[str], embeddings: Any = None) -> LearnedStrategy:
+    """Read a router written by :meth:`LearnedStrategy.save` (any learned strategy).
+
+    A router fitted on the hashing embedding rebuilds it; one fitted on another model
+    needs that model: passed as ``embeddings``, or the default offline one when it is
+    the same model.
+    """
+    from costopt_core.strategies import strategy_class
+
+    source = Path(path)
+    if not source.is_file() and source.with_name(source.name + ".npz").is_file():
+        source = source.with_name(source.name + ".npz")
+    if not source.is_file():
+        raise FileNotFoundError(f"router file not found: {source}")
+    header, state = _read(source)
+    if header.get("format") != FORMAT:
+        raise ValueError(f"{source} is not a costopt router file")
+    if int(header.get("version", 0)) > VERSION:
+        raise ValueError(f"{source} was written by a newer costopt (version {header['version']})")
+    spec = header["embedder"]
+    if embeddings is None:
+        if spec["type"] == "hashing":
+            embeddings = HashingEmbedder.from_config(spec["config"])
+        else:
+            candidate = default_embedding(warn=False)
+            if model_identity(candidate) != spec.get("id"):
+                raise ValueError(
+                    f"{source} was fitted with the embedding {spec.get('id') or spec.get('name')}"
+                    "; pass the same model as embeddings="
+                )
+            embeddings = candidate
+    cls = strategy_class(header["strategy"])
+    if not (isinstance(cls, type) and issubclass(cls, LearnedStrategy)):
+        raise ValueError(f"{source}: {header['strategy']!r} is not a learned strategy")
+    router = cls(
+        embeddings,
+        tiers=header["tiers"],
+        thresholds=header["thresholds"],
+        **header.get("settings", {}),
+    )
+    router._state = router._check_state(state, source)
+    router.calibration = header.get("calibration")
+    return router
+
+
+__all__ = ["LearnedStrategy", "NotFittedError", "check_thresholds", "load_router"]

@@ -1,0 +1,116 @@
+"""Learned routers (knn, logistic): graded labels, tiers, calibration, plain-file save/load,
+embeddings computed once and cached on disk."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import numpy as np
+import pytest
+
+from costopt_core import get_strategy
+from costopt_core.embedding_cache import CachedEmbedder, default_embedding
+from costopt_core.hashing import HashingEmbedder
+from costopt_core.knn import KNNStrategy
+from costopt_core.learned import NotFittedError, load_router
+from costopt_core.logistic import LogisticStrategy
+
+HARD = [f"prove that the sum of {i} consecutive odd numbers is a square" for i in range(10)]
+EASY = [f"translate the word number {i} into french" for i in range(10)]
+MID = [f"summarise chapter {i} of the novel and list its characters" for i in range(10)]
+PROMPTS = HARD + MID + EASY
+LABELS = [1.0] * 10 + [0.5] * 10 + [0.0] * 10
+
+
+@pytest.fixture(params=["knn", "logistic"])
+def learned(request):
+    cls = {"knn": KNNStrategy, "logistic": LogisticStrategy}[request.param]
+    return cls(HashingEmbedder(dim=128), tiers=("small", "mid", "large"))
+
+
+def test_three_tiers_from_graded_labels(learned) -> None:
+    router = learned.fit(PROMPTS, LABELS)
+    hard = router.score("prove that the sum of two odd numbers is even")
+    mid = router.score("summarise chapter 12 of the novel")
+    easy = router.score("translate the word cat into french")
+    assert hard > mid > easy
+    router.calibrate(PROMPTS, shares=[1 / 3, 1 / 3, 1 / 3])
+    tiers = [router.route(p).tier for p in PROMPTS]
+    assert tiers == ["large"] * 10 + ["mid"] * 10 + ["small"] * 10
+    assert router.calibration["sample_shares"] == pytest.approx([1 / 3] * 3)
+
+
+@pytest.mark.parametrize("suffix", [".npz", ".json"])
+def test_train_once_deploy_anywhere(learned, tmp_path, suffix: str) -> None:
+    router = learned.fit(PROMPTS, LABELS).calibrate(PROMPTS, shares=[0.5, 0.3, 0.2])
+    path = router.save(tmp_path / f"router{suffix}")
+    loaded = get_strategy(router.name, path=path)
+    assert type(loaded) is type(router)
+    for probe in ("prove the lemma", "translate hello", "something else entirely"):
+        assert loaded.route(probe).tier == router.route(probe).tier
+        assert loaded.score(probe) == pytest.approx(router.score(probe), abs=1e-6)
+    assert loaded.thresholds == router.thresholds and loaded.calibration == router.calibration
+    if suffix == ".json":
+        assert json.loads(path.read_text())["strategy"] == router.name  # plain JSON
+    else:
+        with np.load(path, allow_pickle=False) as data:  # no pickle inside
+            assert "header" in data.files
+
+
+def test_load_refuses_what_it_cannot_rebuild(tmp_path) -> None:
+    custom = KNNStrategy(lambda texts: HashingEmbedder(dim=64).embed(texts), k=3)
+    path = custom.fit(PROMPTS, LABELS).save(tmp_path / "custom.npz")
+    with pytest.raises(ValueError, match="pass the same model as embeddings="):
+        load_router(path)
+    assert load_router(path, embeddings=HashingEmbedder(dim=64)).route(HARD[0]).tier
+    with pytest.raises(ValueError, match="not a 'logistic' one"):
+        LogisticStrategy.load(path, embeddings=HashingEmbedder(dim=64))
+    with pytest.raises(ValueError, match="is not trained"):
+        get_strategy("zero-shot", path=path)
+    with pytest.raises(FileNotFoundError):
+        load_router(tmp_path / "absent.json")
+
+
+def test_bad_arguments_are_named(learned) -> None:
+    with pytest.raises(NotFittedError):
+        learned.route("x")
+    learned.fit(PROMPTS, LABELS)
+    with pytest.raises(ValueError, match=r"either strong_share= .* or shares="):
+        learned.calibrate(PROMPTS)
+    with pytest.raises(ValueError, match="strong_share= needs two tiers"):
+        learned.calibrate(PROMPTS, strong_share=0.3)
+    with pytest.raises(ValueError, match="sum to 1"):
+        learned.calibrate(PROMPTS, shares=[0.5, 0.5, 0.5])
+    with pytest.raises(ValueError, match="2 cut points"):
+        KNNStrategy(HashingEmbedder(), tiers=("a", "b", "c"), thresholds=[0.5])
+    with pytest.raises(ValueError, match="l2 must be"):
+        LogisticStrategy(HashingEmbedder(), l2=0)
+
+
+def test_embeddings_are_computed_once_per_text_and_kept_on_disk(tmp_path) -> None:
+    seen: list[str] = []
+
+    class Model:
+        model = "counting-v1"  # its identity: the cache file is keyed by it
+
+        def embed_documents(self, texts):
+            seen.extend(texts)
+            return HashingEmbedder(dim=64).embed(texts).tolist()
+
+    router = KNNStrategy(Model(), k=3, cache_dir=tmp_path).fit(PROMPTS, LABELS)
+    router.scores([*PROMPTS, "a new prompt"])
+    assert sorted(seen) == sorted([*PROMPTS, "a new prompt"])  # each text once
+    seen.clear()
+    KNNStrategy(Model(), k=3, cache_dir=tmp_path).fit(PROMPTS, LABELS)  # a later run
+    assert seen == []
+    assert CachedEmbedder(Model(), cache_dir=tmp_path).path.parent == tmp_path
+
+
+def test_the_default_embedding_says_when_it_falls_back_to_hashing() -> None:
+    with pytest.warns(UserWarning, match="hashing embedding"):
+        model = default_embedding()
+    assert isinstance(model, HashingEmbedder)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        default_embedding(warn=False)
