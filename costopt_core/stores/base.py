@@ -60,13 +60,17 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import math
+import threading
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+logger = logging.getLogger(__name__)
 
 #: How far from 1 a vector's L2 norm may be and still count as normalized.
 NORM_TOLERANCE = 1e-3
@@ -173,10 +177,99 @@ class CacheEntry:
         metadata: str | dict[str, Any],
     ) -> CacheEntry:
         """An entry read back from a database, without its vector; ``metadata`` as JSON
-        text or already decoded."""
+        text or already decoded. A row that does not hold an entry (a text timestamp,
+        metadata that is not a JSON object, ...) raises :class:`MalformedRow`.
+
+        Example:
+            >>> CacheEntry.from_row("p", "hi", "hello", 1.0, 2.0, 0, '{"model": "m"}').metadata
+            {'model': 'm'}
+            >>> CacheEntry.from_row("p", "hi", "hello", "yesterday", 2.0, 0, "{}")
+            Traceback (most recent call last):
+            ...
+            costopt_core.stores.base.MalformedRow: created_at is not a finite number: 'yesterday'
+        """
+        if type(text) is not str or type(response) is not str:
+            raise MalformedRow(
+                f"text and response must be text, got {type(text).__name__} "
+                f"and {type(response).__name__}"
+            )
+        for name, value in (("created_at", created_at), ("last_used_at", last_used_at)):
+            if not is_finite_number(value):
+                raise MalformedRow(f"{name} is not a finite number: {value!r}")
+        if type(hit_count) is not int:
+            raise MalformedRow(f"hit_count is not an integer: {hit_count!r}")
         if not isinstance(metadata, dict):
-            metadata = json.loads(metadata)
+            try:
+                metadata = json.loads(metadata)
+            except (TypeError, ValueError) as exc:
+                raise MalformedRow(f"metadata is not JSON: {exc}") from None
+            if not isinstance(metadata, dict):
+                raise MalformedRow(f"metadata is not a JSON object: {metadata!r:.60}")
         return cls(partition, text, None, response, created_at, last_used_at, hit_count, metadata)
+
+
+class MalformedRow(ValueError):
+    """A stored row that does not read back as a cache entry (damaged file, a write by
+    hand or by another program). Stores skip such rows and count them."""
+
+
+def is_finite_number(value: object) -> bool:
+    """True for a finite int or float (not a bool): a timestamp or an amount read back."""
+    kind = type(value)
+    if kind is float:
+        return math.isfinite(value)  # type: ignore[arg-type]
+    if kind is int:
+        return True
+    return (
+        isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)  # type: ignore[arg-type]
+    )
+
+
+class MalformedRows:
+    """The malformed rows a store skipped: each counted once (by its key) and the first
+    logged as a warning, so damage is seen without flooding the log or failing a call.
+
+    Example:
+        >>> rows = MalformedRows("SQLiteStore('cache.db')")
+        >>> rows.skip(7, "vector has 3 dimensions, this store holds 4")
+        >>> rows.skip(7, "vector has 3 dimensions, this store holds 4")  # same row again
+        >>> rows.count
+        1
+    """
+
+    #: Keys remembered for counting each row once; past that every skip counts.
+    MAX_KEYS = 100_000
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+        self.count = 0
+        self._keys: set[Hashable] = set()
+        self._lock = threading.Lock()
+
+    def skip(self, key: Hashable, reason: object) -> None:
+        """Note that the row ``key`` was skipped because of ``reason``."""
+        with self._lock:
+            if key in self._keys:
+                return
+            if len(self._keys) < self.MAX_KEYS:
+                self._keys.add(key)
+            self.count += 1
+            first = self.count == 1
+        if first:
+            logger.warning(
+                "%s: skipped a malformed row (%s); it is never returned, other rows are "
+                "served as usual. Later ones are counted in the store's stats.",
+                self.where,
+                reason,
+            )
+
+    def forget(self, key: Hashable) -> None:
+        """The row ``key`` is gone (deleted): if it comes back, it is checked anew."""
+        with self._lock:
+            self._keys.discard(key)
+
+    def __contains__(self, key: Hashable) -> bool:
+        return key in self._keys
 
 
 def check_entry(entry: CacheEntry) -> str:
@@ -262,6 +355,20 @@ class CacheStore(ABC):
     @abstractmethod
     def count(self, partition: str | None = None) -> int:
         """Number of stored entries (expired ones included until evicted)."""
+
+    #: Rows skipped as malformed; stores that read rows back set their own.
+    malformed: MalformedRows | None = None
+
+    @property
+    def stats(self) -> dict[str, int]:
+        """``{"malformed_rows": n}``: rows found malformed and skipped (each counted once).
+
+        Example:
+            >>> from costopt_core.stores.memory import MemoryStore
+            >>> MemoryStore().stats
+            {'malformed_rows': 0}
+        """
+        return {"malformed_rows": 0 if self.malformed is None else self.malformed.count}
 
     def close(self) -> None:  # noqa: B027 - optional hook; in-memory stores hold nothing
         """Release connections and files. The store is unusable afterwards."""

@@ -13,9 +13,11 @@ Example:
 
 How it stays correct and fast:
 
-* WAL journal and a busy timeout: readers never block the writer, and two processes
-  writing the same file take turns instead of failing or corrupting it. Every
-  multi-statement write runs in one ``BEGIN IMMEDIATE`` transaction.
+* WAL journal, busy timeout and ``BEGIN IMMEDIATE`` write transactions
+  (:mod:`.sqlite_file`): two processes writing the same file take turns instead of
+  failing or corrupting it.
+* The file says what it holds: ``costopt_cache_meta`` has the schema version and the
+  vector size (``dim``), so the store re-opens without arguments.
 * Vectors are little-endian float32 blobs. Search runs on an in-memory mirror (one
   :class:`~costopt_core.stores.index.VectorIndex` per partition), built when the file
   is opened. Before each search the store reads ``PRAGMA data_version``, which changes
@@ -25,27 +27,36 @@ How it stays correct and fast:
   sees every change.
 * Exact lookups, hit counts, TTL and LRU eviction run as SQL on the file itself, so
   they hold across processes.
+* A malformed row (a vector of the wrong size or not finite, a text timestamp, metadata
+  that is not a JSON object), from a damaged file or another program's write, is
+  skipped and counted in ``stats["malformed_rows"]`` (the first one logged): it never
+  stops the file from opening and never fails a lookup or a write of other rows.
 """
 
 from __future__ import annotations
 
 import os
-import sqlite3
 from collections.abc import Iterable, Sequence
+from contextlib import AbstractContextManager
 from os import PathLike
 from typing import Any
 
 import numpy as np
 
 from costopt_core.stores.base import (
+    NORM_TOLERANCE,
     CacheEntry,
+    MalformedRow,
+    MalformedRows,
     SearchHit,
     check_entry,
     check_vector,
+    is_finite_number,
     oldest_fresh,
 )
 from costopt_core.stores.index import DEFAULT_ANN_THRESHOLD
 from costopt_core.stores.indexed import IndexedStore
+from costopt_core.stores.sqlite_file import MetaTable, connect, transaction
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS costopt_cache_entries (
@@ -64,17 +75,15 @@ CREATE INDEX IF NOT EXISTS costopt_cache_entries_lru
     ON costopt_cache_entries (last_used_at, id);
 CREATE INDEX IF NOT EXISTS costopt_cache_entries_created
     ON costopt_cache_entries (created_at);
-CREATE TABLE IF NOT EXISTS costopt_cache_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 _COLUMNS = "id, partition, text, response, created_at, last_used_at, hit_count, metadata"
 
+# Rows whose vectors are checked together when the mirror loads.
+_BATCH = 4096
+
 # SQLite's default limit on bound parameters is 32766 since 3.32; stay well under it.
 _CHUNK = 900
-
-
-def _row_to_entry(row: Sequence[Any]) -> CacheEntry:
-    return CacheEntry.from_row(*row[1:])  # after the id: the CacheEntry.from_row columns
 
 
 def _chunks(values: Sequence[int]) -> Iterable[Sequence[int]]:
@@ -114,29 +123,19 @@ class SQLiteStore(IndexedStore):
         nprobe: int = 16,
     ) -> None:
         super().__init__(dim, ann=ann, ann_threshold=ann_threshold, nprobe=nprobe)
-        if timeout <= 0:
-            raise ValueError(f"timeout must be > 0 seconds, got {timeout!r}")
         self.path = os.fspath(path)
-        parent = os.path.dirname(self.path)
-        if self.path != ":memory:" and parent:
-            os.makedirs(parent, exist_ok=True)
-        # isolation_level=None: we issue BEGIN/COMMIT ourselves, so nothing is implicit.
-        self._conn = sqlite3.connect(
-            self.path, timeout=timeout, isolation_level=None, check_same_thread=False
-        )
+        self._conn = connect(self.path, timeout=timeout)
         self._closed = False
+        self.malformed = MalformedRows(f"SQLiteStore({self.path!r})")
+        self._bad_ids: set[int] = set()  # malformed rows: not re-read at every sync
+        self._meta = MetaTable(self._conn, "costopt_cache_meta", kind="cache")
         try:
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA synchronous=NORMAL")
             with self._transaction():
                 for statement in _SCHEMA.split(";"):
                     if statement.strip():
                         self._conn.execute(statement)
-            stored_dim = self._stored_dim()
-            if dim is not None and stored_dim is not None and dim != stored_dim:
-                raise ValueError(f"{self.path} holds {stored_dim}-d vectors, dim={dim} was given")
-            if stored_dim is not None:
-                self._indexes.dim = stored_dim
+                self._meta.open()
+                self._indexes.dim = self._open_dim(dim)
             self._data_version = -1
             self._sync()
         except BaseException:
@@ -145,35 +144,102 @@ class SQLiteStore(IndexedStore):
 
     # -- plumbing ---------------------------------------------------------------
 
-    def _transaction(self) -> _Transaction:
-        return _Transaction(self._conn)
+    def _transaction(self) -> AbstractContextManager[None]:
+        return transaction(self._conn)
 
     def _check_open(self) -> None:
         if self._closed:
             raise RuntimeError(f"SQLiteStore({self.path!r}) is closed")
 
+    def _open_dim(self, dim: int | None) -> int | None:
+        """The file's vector size, recorded in it when first known: from ``dim``, or
+        (a file written before the size was recorded) the size most rows have."""
+        stored = self._stored_dim()
+        if stored is None:
+            found = dim if dim is not None else self._common_row_dim()
+            if found is not None:
+                stored = int(self._meta.set_default("dim", str(found)))
+        if dim is not None and stored is not None and dim != stored:
+            raise ValueError(f"{self.path} holds {stored}-d vectors, dim={dim} was given")
+        return stored
+
     def _stored_dim(self) -> int | None:
+        value = self._meta.get("dim")
+        if value is None or not value.isdigit() or int(value) < 1:
+            return None  # a damaged value: re-learned from the rows
+        return int(value)
+
+    def _common_row_dim(self) -> int | None:
         row = self._conn.execute(
-            "SELECT value FROM costopt_cache_meta WHERE key = 'dim'"
+            "SELECT length(vector) / 4 FROM costopt_cache_entries WHERE typeof(vector) = 'blob'"
+            " AND length(vector) % 4 = 0 AND length(vector) > 0"
+            " GROUP BY 1 ORDER BY count(*) DESC LIMIT 1"
         ).fetchone()
         return None if row is None else int(row[0])
 
     def _fix_dim(self, dim: int) -> None:
         """Record the store's dim in the file (first writer wins) and adopt it."""
-        self._conn.execute(
-            "INSERT OR IGNORE INTO costopt_cache_meta (key, value) VALUES ('dim', ?)", (str(dim),)
-        )
-        self._indexes.dim = self._stored_dim()
+        self._indexes.dim = int(self._meta.set_default("dim", str(dim)))
 
-    def _mirror_add(self, entry_id: int, partition: str, blob: bytes, created_at: float) -> None:
-        vector = np.frombuffer(blob, dtype="<f4").astype(np.float32)
-        self._indexes.add(partition, entry_id, vector, created_at)
+    def _mirror_rows(self, rows: Iterable[Sequence[Any]]) -> None:
+        """Add rows ``(id, partition, vector, created_at)`` read from the file to the
+        mirror; skip and count the malformed ones. Vectors are checked a batch at a time
+        (one ``check_vector`` per row was half the time of opening a large file)."""
+        dim = self._indexes.dim
+        batch: list[tuple[int, str, float]] = []
+        blobs: list[bytes] = []
+        for entry_id, partition, blob, created_at in rows:
+            if type(partition) is not str or not partition:
+                self._skip_row(entry_id, f"partition is not text: {partition!r:.40}")
+            elif dim is None or type(blob) is not bytes or len(blob) != 4 * dim:
+                got = f"{len(blob)} bytes" if isinstance(blob, bytes) else type(blob).__name__
+                self._skip_row(entry_id, f"vector of {got}, this store holds {dim}-d vectors")
+            elif not is_finite_number(created_at):
+                self._skip_row(entry_id, f"created_at is not a finite number: {created_at!r:.40}")
+            else:
+                batch.append((entry_id, partition, created_at))
+                blobs.append(blob)
+                if len(batch) == _BATCH:
+                    self._mirror_batch(batch, blobs, dim)
+                    batch, blobs = [], []
+        if batch:
+            self._mirror_batch(batch, blobs, dim)
+
+    def _mirror_batch(
+        self, batch: list[tuple[int, str, float]], blobs: list[bytes], dim: int
+    ) -> None:
+        matrix = np.frombuffer(b"".join(blobs), dtype="<f4").reshape(len(blobs), dim)
+        matrix = matrix.astype(np.float32)
+        finite = np.isfinite(matrix).all(axis=1)
+        norms = np.linalg.norm(np.where(finite[:, None], matrix, 0.0), axis=1)
+        good = finite & (np.abs(norms - 1.0) <= NORM_TOLERANCE)
+        for row, (entry_id, partition, created_at) in enumerate(batch):
+            if good[row]:
+                self._indexes.add(partition, entry_id, matrix[row], created_at)
+            else:
+                what = (
+                    "not finite" if not finite[row] else f"not normalized (norm {norms[row]:.4g})"
+                )
+                self._skip_row(entry_id, f"vector {what}")
+
+    def _skip_row(self, entry_id: int, reason: str) -> None:
+        self._bad_ids.add(entry_id)
+        self.malformed.skip(entry_id, f"row {entry_id}: {reason}")
+
+    def _entry(self, row: Sequence[Any]) -> CacheEntry | None:
+        """The entry of a ``_COLUMNS`` row, or ``None`` (counted) when it is malformed."""
+        try:
+            return CacheEntry.from_row(*row[1:])  # after the id: from_row's columns
+        except MalformedRow as exc:
+            self.malformed.skip(row[0], f"row {row[0]}: {exc}")
+            return None
 
     def _mirror_remove(self, rows: Iterable[Sequence[int]]) -> int:
         """Drop the ids of ``rows`` (``RETURNING id`` rows) from the mirror; count them."""
         removed = 0
         for (entry_id,) in rows:
             self._indexes.remove(entry_id)
+            self._bad_ids.discard(entry_id)
             removed += 1
         return removed
 
@@ -183,28 +249,31 @@ class SQLiteStore(IndexedStore):
         if version == self._data_version:
             return
         if self._indexes.dim is None:
-            self._indexes.dim = self._stored_dim()
-        if not len(self._indexes):  # empty mirror (just opened): load everything at once
-            rows = self._conn.execute(
-                "SELECT id, partition, vector, created_at FROM costopt_cache_entries"
+            self._indexes.dim = self._stored_dim() or self._common_row_dim()
+        if not len(self._indexes) and not self._bad_ids:
+            # Empty mirror (just opened): load everything at once.
+            self._mirror_rows(
+                self._conn.execute(
+                    "SELECT id, partition, vector, created_at FROM costopt_cache_entries"
+                )
             )
-            for entry_id, partition, blob, created_at in rows:
-                self._mirror_add(entry_id, partition, blob, created_at)
             self._data_version = version
             return
         present = {row[0] for row in self._conn.execute("SELECT id FROM costopt_cache_entries")}
         for entry_id in [i for i in self._indexes.ids() if i not in present]:
             self._indexes.remove(entry_id)
-        new_ids = sorted(present.difference(self._indexes.ids()))
+        for entry_id in [i for i in self._bad_ids if i not in present]:
+            self._bad_ids.discard(entry_id)
+        new_ids = sorted(present.difference(self._indexes.ids(), self._bad_ids))
         for chunk in _chunks(new_ids):
             marks = ",".join("?" * len(chunk))
-            rows = self._conn.execute(
-                "SELECT id, partition, vector, created_at FROM costopt_cache_entries "
-                f"WHERE id IN ({marks})",
-                tuple(chunk),
+            self._mirror_rows(
+                self._conn.execute(
+                    "SELECT id, partition, vector, created_at FROM costopt_cache_entries "
+                    f"WHERE id IN ({marks})",
+                    tuple(chunk),
+                )
             )
-            for entry_id, partition, blob, created_at in rows:
-                self._mirror_add(entry_id, partition, blob, created_at)
         self._data_version = version
 
     # -- the contract -------------------------------------------------------------
@@ -242,20 +311,25 @@ class SQLiteStore(IndexedStore):
                 )
                 new_id = cursor.lastrowid
             self._mirror_remove(old)
-            assert new_id is not None
-            self._mirror_add(new_id, entry.partition, blob, entry.created_at)
+            if new_id is not None:  # always, for an INSERT into a rowid table
+                self._indexes.add(entry.partition, new_id, vector, entry.created_at)
 
     def get_exact(
         self, partition: str, text: str, *, now: float, ttl_seconds: float | None
     ) -> CacheEntry | None:
         with self._lock:
             self._check_open()
+            # The vector's size is checked here too: a row the index skipped as
+            # malformed is skipped by every lookup.
             row = self._conn.execute(
                 f"SELECT {_COLUMNS} FROM costopt_cache_entries "
-                "WHERE partition = ? AND text = ? AND created_at >= ?",
-                (partition, text, oldest_fresh(now, ttl_seconds)),
+                "WHERE partition = ? AND text = ? AND created_at >= ?"
+                " AND typeof(vector) = 'blob' AND length(vector) = ?",
+                (partition, text, oldest_fresh(now, ttl_seconds), 4 * (self.dim or 0)),
             ).fetchone()
-        return None if row is None else _row_to_entry(row)
+            if row is None or row[0] in self._bad_ids:
+                return None
+        return self._entry(row)
 
     def _before_search(self) -> None:
         self._check_open()
@@ -267,9 +341,9 @@ class SQLiteStore(IndexedStore):
             f"SELECT {_COLUMNS} FROM costopt_cache_entries WHERE id IN ({marks})",
             tuple(i for i, _ in found),
         ).fetchall()
-        by_id = {row[0]: row for row in rows}
+        entries = {row[0]: self._entry(row) for row in rows}
         # A row deleted by another process since the last sync is simply not a hit.
-        return [SearchHit(_row_to_entry(by_id[i]), sim) for i, sim in found if i in by_id]
+        return [SearchHit(e, sim) for i, sim in found if (e := entries.get(i)) is not None]
 
     def record_hit(self, partition: str, text: str, *, now: float) -> None:
         with self._lock:
@@ -344,20 +418,3 @@ class SQLiteStore(IndexedStore):
                 self._closed = True
                 self._conn.close()
                 self._indexes.clear()
-
-
-class _Transaction:
-    """``BEGIN IMMEDIATE`` ... ``COMMIT``: takes the write lock up front, so two
-    processes queue on the busy timeout instead of deadlocking on lock upgrade."""
-
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self._conn = conn
-
-    def __enter__(self) -> None:
-        self._conn.execute("BEGIN IMMEDIATE")
-
-    def __exit__(self, exc_type: object, *_: object) -> None:
-        if exc_type is None:
-            self._conn.execute("COMMIT")
-        else:
-            self._conn.execute("ROLLBACK")
