@@ -22,8 +22,10 @@ function; the engine calls it tier by tier:
 * an exception moves to the next tier up (``fallback=True``); for streams the face's
   function opens the stream and takes its first chunk, so a stream falls back only
   before the user sees anything. ``BudgetExceededError`` is a refusal, not a failure:
-  it never falls back. When no tier is left the first error is raised and the call's
-  budget reservations are released.
+  it never climbs to a dearer tier; when a handler downgrades (``on_budget="downgrade"``)
+  the cheapest tier is asked instead, once, and the record says ``downgraded_from``.
+  When no tier is left the first error is raised and the call's budget reservations
+  are released.
 * a strategy with ``accept(question, answer_text, tier)`` (a cascade) judges every
   answer but the last tier's; a rejected answer is kept in the record's ``attempts``
   (it was paid for) and the next tier is asked. An ``accept`` that raises is logged and
@@ -33,7 +35,15 @@ function; the engine calls it tier by tier:
 
 The answer comes back with its routing record (:attr:`Answered.info`): ``tier``,
 ``model``, ``score``, ``reason``, ``fallback_from`` when a fallback answered,
-``escalated_from`` / ``attempts`` when a cascade escalated.
+``escalated_from`` / ``attempts`` when a cascade escalated, ``downgraded_from`` when a
+budget refusal sent the call to the cheapest tier.
+
+Where things live: the engine decides (this module; strategies in
+:mod:`costopt_core.strategies`, budgets in :mod:`costopt_core.budget_gate` and
+:mod:`costopt_core.accounting`); ``langchain_costopt.chat_models`` (``RouterChatModel``),
+``langchain_costopt.middleware.routing`` (``CostRoutingMiddleware``) and
+``llamaindex_costopt.router`` (``RouterLLM``) only translate their framework's calls into
+``begin``/``start`` and "ask this tier" functions, and the answers back.
 """
 
 from __future__ import annotations
