@@ -52,6 +52,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol, runtime_checkable
 
+from costopt_core.pricing import check_amount
+
 RecordKind = Literal["call", "cache_hit", "cascade_attempt"]
 Period = Literal["day", "month"]
 
@@ -325,15 +327,7 @@ class Budget:
     period: Period | None = None
 
     def __post_init__(self) -> None:
-        if (
-            not isinstance(self.limit_usd, int | float)
-            or isinstance(self.limit_usd, bool)
-            or not math.isfinite(self.limit_usd)
-            or self.limit_usd < 0
-        ):
-            raise ValueError(
-                f"Budget.limit_usd must be a finite number >= 0, got {self.limit_usd!r}"
-            )
+        check_amount("Budget.limit_usd", self.limit_usd)
         if self.period is not None and self.period not in PERIODS:
             raise ValueError(f"Budget.period must be None, 'day' or 'month', got {self.period!r}")
 
@@ -438,14 +432,7 @@ def check_estimate(estimate_usd: float) -> float:
     """``estimate_usd`` as a float if it is a finite number >= 0, else ValueError."""
     if type(estimate_usd) is float and 0.0 <= estimate_usd < math.inf:
         return estimate_usd  # the usual case, checked once per budgeted call
-    if (
-        not isinstance(estimate_usd, int | float)
-        or isinstance(estimate_usd, bool)
-        or not math.isfinite(estimate_usd)
-        or estimate_usd < 0
-    ):
-        raise ValueError(f"estimate_usd must be a finite number >= 0, got {estimate_usd!r}")
-    return float(estimate_usd)
+    return check_amount("estimate_usd", estimate_usd)
 
 
 class CostLedger:

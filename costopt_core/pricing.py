@@ -38,15 +38,15 @@ _MTOK = 1_000_000
 _PRICE_FIELDS = ("input", "output", "cache_read", "cache_write", "reasoning")
 
 
-def check_price(name: str, value: Any) -> float:
-    """``value`` as a float if it is a finite number >= 0 (USD per token), else a
-    ValueError naming ``name``: one NaN price would turn every total into NaN, and a
-    NaN total passes no budget check, so bad prices are refused where they enter.
+def check_amount(name: str, value: Any, unit: str = "USD") -> float:
+    """``value`` as a float if it is a finite number >= 0, else a ValueError naming
+    ``name`` and ``unit``: the one check of every price, budget and estimate in dollars.
+    One NaN would turn every total into NaN, and a NaN total passes no budget check.
 
     Example:
-        >>> check_price("input_per_token", 2.5e-6)
-        2.5e-06
-        >>> check_price("input_per_token", float("nan"))
+        >>> check_amount("limit_usd", 5)
+        5.0
+        >>> check_amount("input_per_token", float("nan"), "USD per token")
         Traceback (most recent call last):
         ...
         ValueError: input_per_token must be a finite number >= 0 (USD per token), got nan
@@ -57,8 +57,13 @@ def check_price(name: str, value: Any) -> float:
         or not math.isfinite(value)
         or value < 0
     ):
-        raise ValueError(f"{name} must be a finite number >= 0 (USD per token), got {value!r}")
+        raise ValueError(f"{name} must be a finite number >= 0 ({unit}), got {value!r}")
     return float(value)
+
+
+def check_price(name: str, value: Any) -> float:
+    """A price in USD per token, checked where it enters (see :func:`check_amount`)."""
+    return check_amount(name, value, "USD per token")
 
 
 @dataclass(frozen=True)
