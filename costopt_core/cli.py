@@ -1,4 +1,4 @@
-"""The ``costopt`` command line: ``costopt estimate ...``, ``costopt eval-router ...``.
+"""The ``costopt`` command line: ``costopt estimate``, ``eval-router``, ``train-router``.
 
 Each sub-command lives in ``costopt_core.commands.<name>`` and exposes
 ``register(subparsers)``, which adds its parser and sets ``func``.
@@ -11,7 +11,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-_COMMANDS = ("estimate", "eval_router")
+_COMMANDS = ("estimate", "eval_router", "train_router")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -250,6 +250,18 @@ def score_prompts(
     return scores
 
 
+def embed_all(strategy: Any, prompts: Sequence[str], *, progress: bool = False) -> None:
+    """Embed ``prompts`` once, up front, with a progress bar, so that fitting and scoring
+    (every fold of a cross-validation too) read the vectors from the embedding cache.
+    Strategies that embed nothing are left alone."""
+    vectors = getattr(strategy, "vectors", None)
+    if not callable(vectors):
+        return
+    starts = range(0, len(prompts), _BLOCK)
+    for start in _progress(starts, len(starts), "embedding", progress, unit="block"):
+        vectors(list(prompts[start : start + _BLOCK]))
+
+
 def kfold_indexes(n: int, folds: int, seed: int = 0) -> list[np.ndarray]:
     """``folds`` disjoint test index sets covering ``range(n)``, shuffled with ``seed``."""
     if not isinstance(folds, int) or folds < 2:
@@ -775,6 +787,7 @@ __all__ = [
     "calibrate_threshold",
     "call_costs",
     "cross_val_scores",
+    "embed_all",
     "evaluate_router",
     "evaluate_scores",
     "holdout_calibration",

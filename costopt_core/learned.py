@@ -89,7 +89,12 @@ class LearnedStrategy:
         self.tiers = check_tiers(tiers)
         self.thresholds = check_thresholds(thresholds, len(self.tiers))
         self.cache_dir = cache_dir
-        self._embed = CachedEmbedder(embeddings, cache_dir=cache_dir)
+        # A clone shares its parent's embedder: cross-validation folds embed nothing twice.
+        self._embed = (
+            embeddings
+            if isinstance(embeddings, CachedEmbedder)
+            else CachedEmbedder(embeddings, cache_dir=cache_dir)
+        )
         self._lock = threading.Lock()
         self._state: dict[str, np.ndarray] | None = None
         self.calibration: dict[str, Any] | None = None
@@ -129,7 +134,7 @@ class LearnedStrategy:
         """An unfitted strategy with the same settings and embedding model (shared, not
         copied: it may hold a client). Cross-validation fits one per fold."""
         return type(self)(
-            self._embed.model, tiers=self.tiers, cache_dir=self.cache_dir, **self.settings()
+            self._embed, tiers=self.tiers, cache_dir=self.cache_dir, **self.settings()
         )
 
     def vectors(self, prompts: Sequence[str]) -> np.ndarray:
@@ -195,18 +200,23 @@ class LearnedStrategy:
 
     def calibrate(
         self,
-        prompts: Sequence[str],
+        prompts: Sequence[str] | None = None,
         strong_share: float | None = None,
         *,
         shares: Sequence[float] | None = None,
+        scores: Sequence[float] | np.ndarray | None = None,
     ) -> Any:
-        """Set the cut points from a sample of the user's prompts: ``strong_share`` of
-        them go to the strongest tier (two tiers), or ``shares[i]`` to tier ``i`` (any
-        number of tiers, cheapest first, summing to 1). Returns ``self``."""
+        """Set the cut points from a sample of the user's traffic: ``strong_share`` of it
+        goes to the strongest tier (two tiers), or ``shares[i]`` to tier ``i`` (any number
+        of tiers, cheapest first, summing to 1). The sample is ``prompts`` (scored here) or
+        their ``scores`` (e.g. out-of-fold scores, which are not flattered by the prompts
+        the router was fitted on). Returns ``self``."""
         from costopt_core.evaluation import calibrate_threshold
 
         if (strong_share is None) == (shares is None):
             raise ValueError("pass either strong_share= (two tiers) or shares= (one per tier)")
+        if (prompts is None) == (scores is None):
+            raise ValueError("pass the sample as prompts or as scores=, not both or neither")
         if shares is None:
             if len(self.tiers) != 2:
                 raise ValueError(f"strong_share= needs two tiers; use shares= for {self.tiers}")
@@ -216,7 +226,7 @@ class LearnedStrategy:
             raise ValueError(f"shares: one number in [0, 1] per tier {self.tiers}, got {wanted}")
         if abs(sum(wanted) - 1.0) > 1e-6:
             raise ValueError(f"shares must sum to 1, got {sum(wanted):.4f}")
-        sample = self.scores(prompts)
+        sample = self.scores(prompts) if scores is None else np.asarray(scores, dtype=float)
         # Cut i sends the top (shares[i+1] + ... ) of the sample above it.
         above = np.cumsum(wanted[::-1])[::-1][1:]
         cuts = [calibrate_threshold(sample, None, float(a)).threshold for a in above]

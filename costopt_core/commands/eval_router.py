@@ -6,7 +6,8 @@ Example:
         $ costopt eval-router data.csv --strategy zero-shot --json out.json --plot out.png
         $ costopt eval-router data.jsonl --strategy knn --folds 5
         $ costopt eval-router data.csv --strategy length --target-share 0.3
-        $ costopt eval-router data.csv --strategy knn --save knn.npz   # fit on all, save
+        $ costopt eval-router data.csv --strategy knn --folds 5 --shuffle-labels  # control
+        $ costopt eval-router data.csv --load router.npz   # a router from train-router
 
 DATA is CSV or JSONL with ``prompt`` and ``weak_correct,strong_correct`` (0/1) or
 ``weak_score,strong_score``. The table shows quality and PGR at RouteLLM's 11 strong-call
@@ -26,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from costopt_core.embedding_cache import default_cache_dir
 from costopt_core.evaluation import (
     DEFAULT_OUTPUT_TOKENS,
     DEFAULT_STRONG_MODEL,
@@ -33,6 +35,7 @@ from costopt_core.evaluation import (
     RouterEvaluation,
     RoutingData,
     cross_val_scores,
+    embed_all,
     evaluate_scores,
     holdout_calibration,
     load_routing_data,
@@ -40,7 +43,8 @@ from costopt_core.evaluation import (
     score_prompts,
 )
 from costopt_core.exports import install_hint
-from costopt_core.strategies import available_strategies, get_strategy
+from costopt_core.learned import LearnedStrategy, load_router
+from costopt_core.strategies import available_strategies, get_strategy, strategy_class
 
 RANDOM = "random"
 
@@ -52,30 +56,22 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         description="Evaluate a routing strategy on a labelled CSV / JSONL file with "
         "RouteLLM's metrics, on a strong-call axis and a dollar axis.",
     )
-    parser.add_argument("data", metavar="DATA", help="CSV or JSONL of labelled prompts")
-    parser.add_argument(
-        "--strategy",
-        default="rules",
-        help=f"one of {[*available_strategies(), RANDOM]} (default: rules); "
-        "'random' is the baseline",
-    )
-    parser.add_argument(
-        "--option",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="strategy option (repeatable), VALUE as JSON if it parses, e.g. k=20",
-    )
+    add_data_arguments(parser, default_strategy="default", extra_choices=[RANDOM])
     parser.add_argument(
         "--folds",
         type=int,
-        help="train a learned strategy (knn) by K-fold "
+        help="train a learned strategy (knn, logistic) by K-fold "
         "cross-validation and report out-of-fold figures",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed for folds / random (0)")
-    parser.add_argument("--load", metavar="MODEL", help="a saved KNN model (.npz) to evaluate")
     parser.add_argument(
-        "--save", metavar="MODEL", help="fit the learned strategy on all of DATA and save it here"
+        "--load", metavar="ROUTER", help="evaluate a router saved by train-router (.npz / .json)"
+    )
+    parser.add_argument(
+        "--shuffle-labels",
+        action="store_true",
+        help="control run: shuffle the labels across prompts first (a learned router "
+        "should then score near APGR 0.5)",
     )
     parser.add_argument("--json", metavar="OUT", help="write the figures as JSON ('-' = stdout)")
     parser.add_argument("--plot", metavar="OUT.png", help="PNG of quality vs cost (extra [plot])")
@@ -102,9 +98,52 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         help="calibrate a threshold for this strong-call share (0-1) on "
         "half the prompts and report the share realised on the other half",
     )
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
     return parser
+
+
+def add_data_arguments(
+    parser: argparse.ArgumentParser, default_strategy: str, extra_choices: list[str]
+) -> None:
+    """The arguments eval-router and train-router share."""
+    parser.add_argument("data", metavar="DATA", help="CSV or JSONL of labelled prompts")
+    parser.add_argument(
+        "--strategy",
+        default=default_strategy,
+        help=f"one of {[*available_strategies(), *extra_choices]} (default: {default_strategy})",
+    )
+    parser.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="strategy option (repeatable), VALUE as JSON if it parses, e.g. k=20",
+    )
+    parser.add_argument(
+        "--embedding-cache",
+        metavar="DIR",
+        default=None,
+        help=f"folder of the on-disk embedding cache (default {default_cache_dir()})",
+    )
+    parser.add_argument(
+        "--no-embedding-cache", action="store_true", help="keep embeddings in memory only"
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def build_strategy(args: argparse.Namespace) -> Any:
+    """The strategy named by ``--strategy`` / ``--option``; a learned one gets the
+    embedding cache folder."""
+    name = args.strategy.strip().lower()
+    options = parse_options(args.option)
+    cls = strategy_class(name)
+    learned = isinstance(cls, type) and issubclass(cls, LearnedStrategy)
+    if learned and "cache_dir" not in options and not args.no_embedding_cache:
+        options["cache_dir"] = args.embedding_cache or default_cache_dir()
+    try:
+        return get_strategy(name, **options)
+    except TypeError as exc:  # an option the strategy does not take
+        raise ValueError(f"strategy {name!r}: {exc}") from None
 
 
 def parse_options(pairs: list[str]) -> dict[str, Any]:
@@ -127,39 +166,25 @@ def _scores(
 ) -> tuple[np.ndarray, str, int | None]:
     """The strategy's scores on DATA, a label saying how they were made, and the folds."""
     name = args.strategy.strip().lower()
-    options = parse_options(args.option)
     if name == RANDOM:
-        if options or args.load or args.save or args.folds:
-            raise ValueError("the random baseline takes no options, model or folds")
+        if args.option or args.load or args.folds:
+            raise ValueError("the random baseline takes no options, router or folds")
         return random_scores(len(data), args.seed), "random routing (baseline)", None
     if args.load:
-        if name != "knn":
-            raise ValueError("--load reads a KNN model: use it with --strategy knn")
-        from costopt_core.knn import KNNStrategy
-
-        model = KNNStrategy.load(args.load)
-        scores = score_prompts(model, data.prompts, progress=progress)
-        return scores, f"knn loaded from {args.load}", None
-
-    def factory() -> Any:
-        try:
-            return get_strategy(name, **options)
-        except TypeError as exc:  # an option the strategy does not take
-            raise ValueError(f"strategy {name!r}: {exc}") from None
-
-    strategy = factory()
+        router = load_router(args.load)
+        embed_all(router, data.prompts, progress=progress)
+        scores = score_prompts(router, data.prompts, progress=progress)
+        return scores, f"{router.name} loaded from {args.load}", None
+    strategy = build_strategy(args)
     learned = callable(getattr(strategy, "fit", None))
-    if args.save:
-        if not learned:
-            raise ValueError(f"--save needs a learned strategy; {name!r} is not trained")
-        strategy.fit(data.prompts, data.gain_labels())
-        print(f"fitted {name} on {len(data)} prompts; saved to {strategy.save(args.save)}")
     if learned and args.folds is None:
         raise ValueError(
             f"strategy {name!r} is learned: pass --folds K to evaluate it by K-fold "
-            "cross-validation, or --load MODEL to evaluate a saved model"
+            "cross-validation, or --load ROUTER to evaluate one saved by train-router"
         )
     if learned:
+        embed_all(strategy, data.prompts, progress=progress)
+        factory = getattr(strategy, "clone", None) or (lambda: build_strategy(args))
         scores = cross_val_scores(factory, data, args.folds, seed=args.seed, progress=progress)
         label = f"{name} ({args.folds}-fold cross-validation, out-of-fold scores)"
         return scores, label, args.folds
@@ -168,13 +193,26 @@ def _scores(
     return score_prompts(strategy, data.prompts, progress=progress), name, None
 
 
+def shuffled(data: RoutingData, seed: int) -> RoutingData:
+    """``data`` with each prompt's labels (and costs) taken from another prompt: the
+    control under which no router can learn anything real."""
+    order = np.random.default_rng(seed + 1).permutation(len(data))
+    moved = data.subset(order)
+    moved.prompts = list(data.prompts)
+    return moved
+
+
 def run(args: argparse.Namespace) -> int:
     if args.folds is not None and args.folds < 2:
         raise ValueError(f"--folds must be >= 2, got {args.folds}")
     if args.target_share is not None and not 0.0 <= args.target_share <= 1.0:
         raise ValueError(f"--target-share must be in [0, 1], got {args.target_share}")
     data = load_routing_data(args.data)
+    if args.shuffle_labels:
+        data = shuffled(data, args.seed)
     scores, label, folds = _scores(args, data, progress=not args.no_progress)
+    if args.shuffle_labels:
+        label += " [labels shuffled: a control]"
     result = evaluate_scores(
         scores,
         data,
@@ -303,4 +341,13 @@ def plot_quality_vs_cost(result: RouterEvaluation, path: str, title: str = "") -
     plt.close(fig)
 
 
-__all__ = ["format_report", "parse_options", "plot_quality_vs_cost", "register", "run"]
+__all__ = [
+    "add_data_arguments",
+    "build_strategy",
+    "format_report",
+    "parse_options",
+    "plot_quality_vs_cost",
+    "register",
+    "run",
+    "shuffled",
+]

@@ -313,31 +313,66 @@ def test_cli_jsonl_knn_needs_folds_then_cross_validates(tmp_path, capsys) -> Non
     assert figures["apgr"] == pytest.approx(0.75)
 
 
-def test_cli_save_then_load_knn(tmp_path) -> None:
+@pytest.fixture(autouse=True)
+def _embedding_cache_in_tmp(tmp_path, monkeypatch) -> None:
+    # The CLI caches embeddings on disk by default: never in the user's home from tests.
+    monkeypatch.setenv("COSTOPT_CACHE_DIR", str(tmp_path / "cache"))
+
+
+@pytest.mark.filterwarnings("ignore:no neural offline embedding")
+@pytest.mark.parametrize("suffix", [".npz", ".json"])
+def test_cli_train_router_then_eval_the_saved_router(tmp_path, capsys, suffix) -> None:
     data = tmp_path / "d.csv"
     data.write_text(_CSV)
-    model = tmp_path / "m.npz"
-    assert (
-        main(
-            [
-                "eval-router",
-                str(data),
-                "--strategy",
-                "knn",
-                "--save",
-                str(model),
-                "--folds",
-                "2",
-                "--no-progress",
-            ]
-        )
-        == 0
-    )
-    assert model.is_file()
-    assert (
-        main(["eval-router", str(data), "--strategy", "knn", "--load", str(model), "--no-progress"])
-        == 0
-    )
+    model = tmp_path / f"router{suffix}"
+    args = ["train-router", str(data), "--strategy", "knn", "--out", str(model)]
+    rc = main([*args, "--target-share", "0.5", "--calibration-folds", "2", "--no-progress"])
+    assert rc == 0 and model.is_file()
+    printed = capsys.readouterr().out
+    assert "calibrated on out-of-fold scores" in printed and "out-of-fold shares" in printed
+    assert main(["eval-router", str(data), "--load", str(model), "--no-progress"]) == 0
+    assert "knn loaded from" in capsys.readouterr().out
+    assert list((tmp_path / "cache" / "embeddings").glob("*.sqlite"))  # embedded once, kept
+
+
+@pytest.mark.filterwarnings("ignore:no neural offline embedding")
+def test_cli_train_router_with_three_tiers(tmp_path, capsys) -> None:
+    data = tmp_path / "d.csv"
+    data.write_text(_CSV)
+    model = tmp_path / "r.npz"
+    args = ["train-router", str(data), "--strategy", "logistic", "--out", str(model)]
+    rc = main([*args, "--tiers", "s,m,l", "--shares", "0.5,0.3,0.2", "--no-progress"])
+    assert rc == 0
+    from costopt_core import get_strategy
+
+    router = get_strategy("logistic", path=model)
+    assert router.tiers == ("s", "m", "l") and len(router.thresholds) == 2
+    assert main([*args, "--shares", "0.5,0.5,0.2", "--tiers", "s,m,l"]) == 2
+    assert "sum to 1" in capsys.readouterr().err
+    assert main([*args, "--target-share", "0.3", "--tiers", "s,m,l"]) == 2
+    assert main(["train-router", str(data), "--strategy", "length", "--out", str(model)]) == 2
+    assert "not trained" in capsys.readouterr().err
+
+
+@pytest.mark.filterwarnings("ignore:no neural offline embedding")
+def test_cli_shuffled_labels_are_a_control(tmp_path, capsys) -> None:
+    rows = [
+        {"prompt": f"prove lemma {i} about primes", "weak_score": 2, "strong_score": 9}
+        for i in range(20)
+    ]
+    rows += [{"prompt": f"say hello to friend {i}", "weak_score": 8, "strong_score": 8}
+             for i in range(20)]  # fmt: skip
+    data = tmp_path / "d.jsonl"
+    data.write_text("\n".join(json.dumps(r) for r in rows))
+    figures = {}
+    for control in (False, True):
+        out = tmp_path / f"{control}.json"
+        args = ["eval-router", str(data), "--strategy", "knn", "--folds", "4", "--json", str(out)]
+        assert main([*args, "--no-progress", *(["--shuffle-labels"] if control else [])]) == 0
+        figures[control] = json.loads(out.read_text())["apgr"]
+    assert figures[False] == pytest.approx(0.75)  # the best order possible on this data
+    assert figures[True] < 0.65
+    assert "labels shuffled" in capsys.readouterr().out
 
 
 def test_cli_bad_input(tmp_path, capsys) -> None:
