@@ -205,9 +205,12 @@ class PriceCatalog:
         cache_read_per_token: float | None = None,
         cache_write_per_token: float | None = None,
         reasoning_per_token: float | None = None,
+        source: str = "user",
     ) -> ModelPrice:
         """Register or override ``model``'s price (USD per token) in this catalog and
         return it. A cache or reasoning price left ``None`` is billed as input / output.
+        ``source`` labels where the price came from (``costopt_core.local_models`` marks
+        self-hosted models with it).
 
         Example:
             >>> catalog = PriceCatalog(use_genai_prices=False)
@@ -228,7 +231,9 @@ class PriceCatalog:
         for name, value in given.items():
             if value is not None or name in ("input_per_token", "output_per_token"):
                 check_price(name, value)
-        price = ModelPrice(*given.values(), source="user", model=model)
+        if not isinstance(source, str) or not source.strip():
+            raise ValueError(f"source must be a non-empty str, got {source!r}")
+        price = ModelPrice(*given.values(), source=source, model=model)
         with self._lock:
             self._overrides[model.strip().lower()] = price
             self._resolved.clear()
