@@ -64,7 +64,7 @@ from typing import Any
 from langchain_core import messages as lc_messages
 from langchain_core.caches import RETURN_VAL_TYPE, BaseCache
 from langchain_core.embeddings import Embeddings
-from langchain_core.load import dumps, loads
+from langchain_core.load import dumps
 from langchain_core.messages import AIMessageChunk, BaseMessage, HumanMessage, ToolMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, Generation, GenerationChunk
 
@@ -82,6 +82,7 @@ from costopt_core.stores.base import CacheStore
 from costopt_core.tokens import estimate_tokens
 from langchain_costopt import cache_stream
 from langchain_costopt.messages import latest_human_text, message_text
+from langchain_costopt.revive import Revive
 
 logger = logging.getLogger(__name__)
 
@@ -108,6 +109,10 @@ _GENERATION_CLASSES: list[Any] = [
     *_MESSAGE_CLASSES,
 ]
 
+# Built once: LangChain's loads() resolves the allow-list anew on every call (~1 ms).
+_revive_messages = Revive(_MESSAGE_CLASSES)
+_revive_generations = Revive(_GENERATION_CLASSES)
+
 # A model named in LangChain's llm_string (its repr of the model's parameters).
 _MODEL_IN_LLM_STRING = re.compile(
     rf"""["'](?:{"|".join(MODEL_NAME_KEYS)})["']\s*[:,]\s*["']([^"']+)["']"""
@@ -118,7 +123,7 @@ def _parse_messages(prompt: str) -> list[BaseMessage] | None:
     if not prompt.startswith("["):
         return None
     try:
-        value = loads(prompt, allowed_objects=_MESSAGE_CLASSES)
+        value = _revive_messages(prompt)
     except Exception:  # any plain prompt that merely looks like JSON
         return None
     if isinstance(value, list) and value and all(isinstance(m, BaseMessage) for m in value):
@@ -221,7 +226,7 @@ def _answer_usage(
 
 def _answer_text(response: str) -> str:
     """The text of a stored answer (what a verifier reads)."""
-    generations = loads(response, allowed_objects=_GENERATION_CLASSES)
+    generations = _revive_generations(response)
     return "\n".join(g.text for g in generations if isinstance(g, Generation))
 
 
@@ -330,7 +335,7 @@ class SemanticLLMCache(BaseCache):
         if hit is None:
             return None
         try:
-            generations = loads(hit.response, allowed_objects=_GENERATION_CLASSES)
+            generations = _revive_generations(hit.response)
         except Exception:
             logger.exception("a cached answer could not be read back; treating it as a miss")
             self.engine.revoke_hit(hit)
