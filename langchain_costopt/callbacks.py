@@ -21,7 +21,9 @@ How the events are read (LangChain 1.7 / 1.8):
 * Usage: every generation's ``AIMessage.usage_metadata`` (with ``input_token_details``
   cache read / creation and ``output_token_details`` reasoning), else the generation's
   ``generation_info`` usage, else ``llm_output["token_usage"]`` once per run. An answer
-  with no usage anywhere is counted as a call of unknown cost ("unpriced"), not $0.
+  with no usage anywhere (an OpenAI stream without ``stream_usage``, the default for a
+  custom base URL) is costed from its prompt and answer text (``call_text``; the model's
+  tokenizer with the ``[tokenizers]`` extra, else an estimate) and marked estimated.
 * Model: ``response_metadata["model_name"]`` (or ``"model"``), else the run's invocation
   params remembered at start, else its ``ls_model_name`` metadata.
 * Streaming: LangChain calls ``on_llm_end`` once with the merged chunks, whose usage is
@@ -61,15 +63,17 @@ from typing import Any
 from uuid import UUID
 
 from langchain_core.callbacks import BaseCallbackHandler
+from langchain_core.messages import BaseMessage
 from langchain_core.outputs import LLMResult
 from langchain_core.tracers.context import register_configure_hook
 
-from costopt_core.accounting import CostHandlerBase, OnBudget, usage_from_mapping
+from costopt_core.accounting import CallText, CostHandlerBase, OnBudget, usage_from_mapping
 from costopt_core.budget_gate import CallQuote
 from costopt_core.engine import ROUTING_KEY
 from costopt_core.ledger import BudgetExceededError, LedgerProtocol, TokenUsage
 from costopt_core.metadata_keys import BATCH_ROUTING_KEY, CACHE_MARKER_KEY, model_name_in
 from costopt_core.tokens import estimate_tokens
+from langchain_costopt.messages import message_text
 
 logger = logging.getLogger(__name__)
 
@@ -85,7 +89,15 @@ class _Run:
     """What a run's start told us. The start's params and metadata are kept as they
     came and read only if the answer lacks the model or routing (it rarely does)."""
 
-    __slots__ = ("covered", "downgraded", "metadata", "params", "parent", "reservation")
+    __slots__ = (
+        "covered",
+        "downgraded",
+        "messages",
+        "metadata",
+        "params",
+        "parent",
+        "reservation",
+    )
 
     def __init__(
         self,
@@ -93,9 +105,12 @@ class _Run:
         metadata: Mapping[str, Any] | None,
         reservation: str | None,
         parent: Any,
+        messages: list[list[Any]] | None = None,
     ) -> None:
         self.params = params
         self.metadata = metadata
+        # The prompt as LangChain passed it, only read if the answer brings no usage.
+        self.messages = messages
         self.reservation = reservation
         self.parent = parent  # the parent run's key (see CostCallbackHandler._runs)
         self.covered = False  # a child run was counted for this one
@@ -182,6 +197,46 @@ def call_quotes(
     return [
         CallQuote(model_name_in(spec), tokens, limit or _output_limit(spec)) for spec in specs
     ], True
+
+
+def call_text(run: _Run | None, response: LLMResult) -> CallText:
+    """The prompt and answer text of a run, to cost it when no usage came back: the
+    run's messages (text blocks; images are not counted) and bound tools, and the first
+    answer's text with its tool calls.
+
+    Example:
+        >>> from langchain_core.messages import AIMessage, HumanMessage
+        >>> from langchain_core.outputs import ChatGeneration
+        >>> run = _Run({}, None, None, None, [[HumanMessage("Hello, world!")]])
+        >>> result = LLMResult(generations=[[ChatGeneration(message=AIMessage("Hi!"))]])
+        >>> call_text(run, result)
+        CallText(prompt=['Hello, world!'], answer='Hi!', chat=True)
+    """
+    prompt: list[str] = []
+    chat = True
+    messages = run.messages if run is not None else None
+    for item in messages[0] if messages else ():
+        if isinstance(item, str):  # a completion model's prompt (on_llm_start)
+            prompt.append(item)
+            chat = False
+        elif isinstance(item, BaseMessage):
+            prompt.append(message_text(item))
+    params = run.params if run is not None and _is_map(run.params) else _EMPTY
+    if params.get("tools"):
+        prompt.append(json.dumps(params["tools"], default=str))
+    answer = ""
+    first = response.generations[0] if response.generations else ()
+    if first:
+        generation = first[0]
+        answer = generation.text or ""
+        tool_calls = getattr(getattr(generation, "message", None), "tool_calls", None)
+        if tool_calls:
+            answer += json.dumps(
+                [{"name": c.get("name"), "args": c.get("args")} for c in tool_calls],
+                default=str,
+                ensure_ascii=False,
+            )
+    return CallText(prompt, answer, chat)
 
 
 def _router_models(params: Mapping[str, Any]) -> tuple[str, ...]:
@@ -289,7 +344,7 @@ class CostCallbackHandler(CostHandlerBase, _HandlerState, BaseCallbackHandler):
             if not nested:
                 quotes, routed = call_quotes(messages, params, metadata)
                 reservation, downgraded = accountant.admit(quotes, routed=routed)  # may raise
-        run = _Run(params, metadata, reservation, parent)
+        run = _Run(params, metadata, reservation, parent, messages)
         run.downgraded = downgraded
         key = run_id.int if type(run_id) is UUID else run_id
         with self._lock:
@@ -387,8 +442,8 @@ class CostCallbackHandler(CostHandlerBase, _HandlerState, BaseCallbackHandler):
         if usage is not None and usage.is_empty():
             usage = None
         if usage is not None or any(row for row in response.generations):
-            # Usage of the whole run, else an answer without any usage: the call is
-            # counted, its cost unknown.
+            # Usage of the whole run, else an answer without any usage (e.g. an OpenAI
+            # stream without stream_usage): the engine costs it from its text.
             routing = run.routing if run is not None else None
             tier = _tier(routing)
             self._accountant.record_call(
@@ -398,6 +453,7 @@ class CostCallbackHandler(CostHandlerBase, _HandlerState, BaseCallbackHandler):
                 router_models=None if tier is None else _tier_models(routing, run),
                 run_id=run_key,
                 reservation_id=reservation,
+                text=None if usage is not None else call_text(run, response),
             )
         else:
             self._accountant.cancel(reservation)

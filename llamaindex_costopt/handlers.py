@@ -22,8 +22,9 @@ How events are read:
   style dict or object: prompt/completion tokens with cached-token and reasoning
   details, or input/output tokens, Anthropic and Gemini shapes), else the
   ``additional_kwargs`` token counts LlamaIndex integrations add. A response without
-  usage is estimated from its text (``costopt_core.tokens``) and tagged
-  ``usage=estimated``. Model: the provider's ``raw["model"]``, else the LLM's metadata.
+  usage is costed from its prompt and answer text (``call_text``; the model family's
+  tokenizer with the ``[tokenizers]`` extra, else an estimate) and marked estimated.
+  Model: the provider's ``raw["model"]``, else the LLM's metadata.
 * Only the innermost LLM span is counted: a small span handler registered with this
   handler records span parents, so an LLM call made inside another LLM call (a wrapper
   whose decorated ``chat`` calls a decorated inner ``chat``, or ``MockLLM``'s chat
@@ -65,13 +66,14 @@ from llama_index.core.instrumentation.events.llm import (
 from llama_index.core.instrumentation.span import active_span_id
 from llama_index.core.instrumentation.span.simple import SimpleSpan
 from llama_index.core.instrumentation.span_handlers import BaseSpanHandler
+from llama_index.core.llms import ChatMessage
 from pydantic import PrivateAttr
 
-from costopt_core.accounting import CostAccountant, CostHandlerBase, usage_from_mapping
+from costopt_core.accounting import CallText, CostAccountant, CostHandlerBase, usage_from_mapping
 from costopt_core.budget_gate import CallQuote
 from costopt_core.engine import ROUTING_KEY
 from costopt_core.ledger import BudgetExceededError, TokenUsage
-from costopt_core.tokens import estimate_tokens
+from llamaindex_costopt.messages import message_text
 
 logger = logging.getLogger(__name__)
 
@@ -158,11 +160,23 @@ def _response_text(response: Any) -> str:
     return str(getattr(response, "text", "") or "")
 
 
-def _prompt_text(event: Any) -> str:
-    messages = getattr(event, "messages", None)
+def call_text(start: Any, response: Any) -> CallText:
+    """A call's prompt (from its start event) and answer, to cost it without usage.
+
+    Example:
+        >>> from llama_index.core.llms import ChatMessage, ChatResponse
+        >>> from llama_index.core.instrumentation.events.llm import LLMChatStartEvent
+        >>> start = LLMChatStartEvent(messages=[ChatMessage(role="user", content="Hi")],
+        ...                           additional_kwargs={}, model_dict={})
+        >>> answer = ChatResponse(message=ChatMessage(role="assistant", content="Hello!"))
+        >>> call_text(start, answer)
+        CallText(prompt=['Hi'], answer='Hello!', chat=True)
+    """
+    messages = getattr(start, "messages", None)
     if messages is not None:
-        return "\n".join(str(getattr(m, "content", "") or "") for m in messages)
-    return str(getattr(event, "prompt", "") or "")
+        prompt = [message_text(m) if isinstance(m, ChatMessage) else str(m) for m in messages]
+        return CallText(prompt, _response_text(response), True)
+    return CallText([str(getattr(start, "prompt", "") or "")], _response_text(response), False)
 
 
 # -- span tree ----------------------------------------------------------------------------
@@ -234,15 +248,17 @@ class _Open:
     model: str | None
     gate: str | None
     parent_llm: str | None
-    prompt_tokens: int
+    # The start event, kept as it came: its prompt is only read (and its tokens only
+    # counted) if the answer brings no usage.
+    start: Any
     reservation: str | None = None
 
 
 @dataclass(slots=True)
 class _Done:
     model: str
-    usage: TokenUsage
-    estimated: bool
+    usage: TokenUsage | None
+    text: CallText | None  # set when usage is None: the engine costs the call from it
     run_id: str | None
 
 
@@ -413,7 +429,7 @@ class CostEventHandler(CostHandlerBase, BaseEventHandler):
             model=model if isinstance(model, str) and model != "unknown" else None,
             gate=gate,
             parent_llm=parent_llm,
-            prompt_tokens=estimate_tokens(_prompt_text(event)),
+            start=event,
         )
         if gate is None and parent_llm is None:
             call.reservation = self._plain_call_budget()
@@ -454,12 +470,11 @@ class CostEventHandler(CostHandlerBase, BaseEventHandler):
             return
         response = event.response
         usage = usage_of_response(response)
-        estimated = usage is None
+        text = None
         if usage is None:
-            prompt_tokens = call.prompt_tokens if call is not None else 0
-            usage = TokenUsage(prompt_tokens, estimate_tokens(_response_text(response)))
+            text = call_text(call.start if call is not None else None, response)
         model = model_of_response(response) or (call.model if call else None) or UNKNOWN_MODEL
-        done = _Done(model, usage, estimated, span)
+        done = _Done(model, usage, text, span)
         gate_span = call.gate if call is not None else None
         if gate_span is None:
             self._record_call(done, None, call.reservation if call is not None else None)
@@ -539,9 +554,6 @@ class CostEventHandler(CostHandlerBase, BaseEventHandler):
 
     # -- recording -----------------------------------------------------------------------
 
-    def _tags(self, done: _Done) -> dict[str, str] | None:
-        return {"usage": "estimated"} if done.estimated else None
-
     def _record_call(
         self, done: _Done, decision: _Decision | None, reservation: str | None
     ) -> None:
@@ -551,8 +563,8 @@ class CostEventHandler(CostHandlerBase, BaseEventHandler):
             tier=decision.tier if decision is not None else None,
             router_models=decision.models if decision is not None else None,
             run_id=done.run_id,
-            tags=self._tags(done),
             reservation_id=reservation,
+            text=done.text,
         )
 
     def _record_attempt(self, done: _Done, attempt: Mapping[str, Any]) -> None:
@@ -562,7 +574,7 @@ class CostEventHandler(CostHandlerBase, BaseEventHandler):
             done.usage,
             tier=tier if isinstance(tier, str) else None,
             run_id=done.run_id,
-            tags=self._tags(done),
+            text=done.text,
         )
 
 

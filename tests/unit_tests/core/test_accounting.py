@@ -14,6 +14,7 @@ from costopt_core import set_price
 from costopt_core.accounting import (
     AccountantViews,
     BudgetWarning,
+    CallText,
     CostAccountant,
     CostHandlerBase,
     build_budgets,
@@ -479,3 +480,89 @@ def test_an_unpriced_baseline_is_warned_about_when_the_accountant_is_built(
     with caplog.at_level(logging.WARNING, logger="costopt_core.accounting"):
         CostAccountant(baseline_model=name)
     assert any(name in r.getMessage() and "unpriced" in r.getMessage() for r in caplog.records)
+
+
+# -- calls without usage ----------------------------------------------------------------------
+
+
+def test_a_call_without_usage_is_costed_from_its_text_and_tagged_estimated() -> None:
+    acct = CostAccountant()
+    text = CallText(["You are terse.", "Name three colours."], "Red, green, blue.")
+    rec = acct.record_call("acct-mid", None, text=text, tags={"app": "x"})
+    usage, counter = text.usage("acct-mid")
+    assert counter == "approximate"  # no tokenizer for this made-up family
+    assert (rec.input_tokens, rec.output_tokens) == (usage.input_tokens, usage.output_tokens)
+    assert rec.cost_usd == pytest.approx(usage.input_tokens * 3e-6 + usage.output_tokens * 6e-6)
+    assert rec.cost_usd > 0
+    assert rec.tags == {"app": "x", "usage": "estimated", "token_counter": "approximate"}
+    data = acct.to_dict()
+    assert (data["estimated_calls"], data["unpriced_calls"]) == (1, 0)
+    assert data["models"]["acct-mid"]["estimated_calls"] == 1
+
+
+def test_without_usage_or_text_the_cost_is_unknown_never_zero() -> None:
+    acct = CostAccountant()
+    rec = acct.record_call("acct-mid", None)
+    assert rec.cost_usd is None and "usage" not in rec.tags
+    data = acct.to_dict()
+    assert (data["estimated_calls"], data["unpriced_calls"]) == (0, 1)
+    assert "unpriced: 1 calls" in acct.report()
+
+
+def test_a_cascade_attempt_without_usage_is_estimated_too() -> None:
+    acct = CostAccountant()
+    rec = acct.record_attempt("acct-mid", None, text=CallText(["hi"], "hello"))
+    assert rec.cost_usd is not None and rec.cost_usd > 0 and rec.saved_usd == -rec.cost_usd
+    assert rec.tags["usage"] == "estimated" and acct.to_dict()["estimated_calls"] == 1
+
+
+def test_a_failing_token_count_leaves_the_call_unpriced_not_zero() -> None:
+    class Broken(CallText):
+        def usage(self, model: str | None) -> tuple[TokenUsage, str]:
+            raise RuntimeError("boom")
+
+    rec = CostAccountant().record_call("acct-mid", None, text=Broken([], ""))
+    assert rec.cost_usd is None
+
+
+# -- one truth for savings ----------------------------------------------------------------------
+
+
+def test_savings_are_split_by_lever_and_a_routed_hit_counts_only_the_cache() -> None:
+    acct = CostAccountant()
+    usage = TokenUsage(1000, 500)
+    models = ["acct-mid", "acct-strong"]
+    call = acct.record_call("acct-mid", usage, tier="simple", router_models=models)
+    cache_figure = 1000 * 3e-6 + 500 * 6e-6  # what the cache reports for this hit
+    hit = acct.record_cache_hit("acct-mid", usage, saved_hint_usd=cache_figure, tier="simple")
+    attempt = acct.record_attempt("acct-mid", TokenUsage(100, 10), tier="simple")
+    routing = (1000 * 1e-5 + 500 * 3e-5) - cache_figure
+    assert call.saved_usd == pytest.approx(routing)
+    assert hit.saved_usd == cache_figure and hit.baseline_model is None  # no routing saving
+    data = acct.to_dict()
+    assert data["saved_cache_usd"] == pytest.approx(cache_figure)
+    assert data["saved_routing_usd"] == pytest.approx(routing + attempt.saved_usd)
+    assert data["total_saved"] == pytest.approx(data["saved_cache_usd"] + data["saved_routing_usd"])
+    assert data["breakdown_complete"] is True
+    row = data["models"]["acct-mid"]
+    assert row["saved_cache_usd"] == pytest.approx(cache_figure)
+    assert f"cache {cache_figure:.6f} USD (1 hits" in acct.report()
+
+
+def test_a_cache_hit_takes_the_caches_figure_over_its_own_pricing() -> None:
+    acct = CostAccountant()
+    # The cache priced the avoided call (e.g. with its usage's cache-read split); the
+    # tracker shows that same number rather than a second computation.
+    hit = acct.record_cache_hit("acct-mid", TokenUsage(1000, 500), saved_hint_usd=0.0042)
+    assert hit.saved_usd == 0.0042
+    bad = acct.record_cache_hit("acct-mid", TokenUsage(1000, 500), saved_hint_usd=float("nan"))
+    assert bad.saved_usd == pytest.approx(1000 * 3e-6 + 500 * 6e-6)
+
+
+def test_the_breakdown_says_when_the_ledger_dropped_records() -> None:
+    acct = CostAccountant(ledger=CostLedger(max_records=1))
+    acct.record_call("acct-mid", TokenUsage(10, 10))
+    acct.record_call("acct-mid", TokenUsage(10, 10))
+    data = acct.to_dict()
+    assert data["breakdown_complete"] is False
+    assert "(of the records kept)" in acct.report()

@@ -295,11 +295,18 @@ def test_semantic_cache_marker_counts_a_hit_once() -> None:
     )
     no_usage = ChatGeneration(message=AIMessage("cached"), generation_info={"costopt_cache": hit})
     handler.on_llm_end(LLMResult(generations=[[no_usage]]), run_id=uuid.uuid4())
+    # A marker without the cache's figure (e.g. an unpriced hit): priced from the usage.
+    unpriced_hit = {"hit": True, "similarity": 0.95, "saved_usd": None, "model": "cb-strong"}
+    with_usage.response_metadata = {"costopt_cache": unpriced_hit}
+    handler.on_llm_end(
+        LLMResult(generations=[[ChatGeneration(message=with_usage)]]), run_id=uuid.uuid4()
+    )
     summary = handler.summary()
-    assert summary.cache_hits == 2 and summary.calls == 0
+    assert summary.cache_hits == 3 and summary.calls == 0
     assert handler.total_cost == 0.0
-    # Priced from the cached usage when known, else the cache's own figure.
-    assert handler.total_saved == pytest.approx(100e-5 + 10 * 3e-5 + 0.5)
+    # The cache's figure is the hit's saving (the same number as cache.stats); only a
+    # hit without one is priced here from its usage, by the same rule.
+    assert handler.total_saved == pytest.approx(0.5 + 0.5 + 100e-5 + 10 * 3e-5)
 
 
 # -- routing ------------------------------------------------------------------------------
@@ -676,3 +683,97 @@ def test_handler_takes_the_engine_handler_arguments_and_signals_downgrades() -> 
         "downgrade",
     )
     assert [b.period for b in handler.budgets] == [None, "day"]
+
+
+# -- calls without usage: costed from their text, marked estimated ---------------------------
+
+
+class _NoUsageFake(GenericFakeChatModel):
+    """A provider that reports no usage (an OpenAI stream without ``stream_usage``)."""
+
+    model_name: str = "gpt-4o-mini"
+
+    @property
+    def _identifying_params(self) -> dict[str, Any]:
+        return {"model_name": self.model_name}
+
+
+ANSWER = "The capital of France is Paris, which is also its largest city."
+
+
+def _no_usage(model: str = "gpt-4o-mini") -> _NoUsageFake:
+    return _NoUsageFake(messages=iter([AIMessage(ANSWER)] * 4), model_name=model)
+
+
+@pytest.mark.parametrize("mode", ["invoke", "stream", "astream"])
+def test_a_call_without_usage_is_costed_from_its_text_and_marked_estimated(mode: str) -> None:
+    model = _no_usage()
+    prompt = [HumanMessage("What is the capital of France?")]
+    with cost_tracker() as tracker:
+        if mode == "invoke":
+            model.invoke(prompt)
+        elif mode == "stream":
+            assert "".join(str(c.content) for c in model.stream(prompt)) == ANSWER
+        else:
+
+            async def consume() -> None:
+                async for _ in model.astream(prompt):
+                    pass
+
+            asyncio.run(consume())
+    (record,) = tracker.ledger.records()
+    assert record.model == "gpt-4o-mini" and record.kind == "call"
+    assert record.input_tokens > 0 and record.output_tokens > 0
+    assert record.cost_usd is not None and record.cost_usd > 0
+    assert tracker.total_cost == pytest.approx(record.cost_usd) and tracker.total_cost > 0
+    assert record.tags["usage"] == "estimated"
+    data = tracker.to_dict()
+    assert data["estimated_calls"] == 1 and data["unpriced_calls"] == 0
+    assert data["models"]["gpt-4o-mini"]["estimated_calls"] == 1
+    assert "estimated: 1 calls" in tracker.report()
+
+
+def test_estimated_tokens_use_the_model_familys_tokenizer_when_installed() -> None:
+    bpe_openai = pytest.importorskip("bpe_openai")
+    encode = bpe_openai.get_encoding("o200k_base").encode_ordinary
+    with cost_tracker() as tracker:
+        _no_usage().invoke([HumanMessage("What is the capital of France?")])
+    (record,) = tracker.ledger.records()
+    assert record.tags["token_counter"] == "o200k_base"
+    assert record.output_tokens == len(encode(ANSWER))
+    # The chat format: 3 tokens per message and 3 to prime the reply.
+    assert record.input_tokens == len(encode("What is the capital of France?")) + 3 + 3
+
+
+def test_a_family_without_a_tokenizer_is_estimated_from_its_text() -> None:
+    set_price("cb-local-model", input_per_token=1e-6, output_per_token=2e-6)
+    with cost_tracker() as tracker:
+        _no_usage("cb-local-model").invoke("hello there")
+    (record,) = tracker.ledger.records()
+    assert record.tags == {"usage": "estimated", "token_counter": "approximate"}
+    assert record.cost_usd == pytest.approx(
+        record.input_tokens * 1e-6 + record.output_tokens * 2e-6
+    )
+    assert record.output_tokens > 0
+
+
+def test_an_unpriced_model_without_usage_is_counted_estimated_and_unpriced() -> None:
+    with cost_tracker() as tracker:
+        _no_usage("cb-no-such-model-xyz").invoke("hello there")
+    data = tracker.to_dict()
+    assert (data["estimated_calls"], data["unpriced_calls"]) == (1, 1)
+    assert data["unpriced_models"] == ["cb-no-such-model-xyz"]
+    report = tracker.report()
+    assert "estimated: 1 calls" in report and "unpriced: 1 calls" in report
+
+
+def test_a_completion_model_without_usage_is_estimated() -> None:
+    from langchain_core.language_models import FakeListLLM
+
+    set_price("cb-completion", input_per_token=1e-6, output_per_token=2e-6)
+    llm = FakeListLLM(responses=[ANSWER], metadata={"ls_model_name": "cb-completion"})
+    with cost_tracker() as tracker:
+        llm.invoke("Say something about Paris.")
+    (record,) = tracker.ledger.records()
+    assert record.model == "cb-completion" and record.tags["usage"] == "estimated"
+    assert record.cost_usd is not None and record.cost_usd > 0

@@ -167,6 +167,35 @@ def test_missing_usage_is_estimated_and_tagged(make_handler):
     record = handler.ledger.records()[-1]
     assert record.input_tokens > 0 and record.output_tokens > 0
     assert record.tags.get("usage") == "estimated" and handler.total_cost > 0
+    assert record.tags.get("token_counter") == "approximate"  # no tokenizer for this family
+    assert handler.to_dict()["estimated_calls"] == 1
+
+
+@pytest.mark.parametrize("mode", ["chat", "stream_chat", "complete", "stream_complete"])
+def test_an_answer_without_usage_is_costed_from_its_text(make_handler, mode):
+    handler = make_handler()
+    llm = SimulatedLLM(model_name="gpt-4o-mini", usage_in="none")
+    if mode == "chat":
+        answer = llm.chat(user("What is the capital of France?")).message.content
+    elif mode == "stream_chat":
+        answer = [r for r in llm.stream_chat(user("What is the capital of France?"))][-1].message
+        answer = answer.content
+    elif mode == "complete":
+        answer = llm.complete("What is the capital of France?").text
+    else:
+        answer = [r for r in llm.stream_complete("What is the capital of France?")][-1].text
+    (record,) = handler.ledger.records()
+    assert record.model == "gpt-4o-mini" and record.tags["usage"] == "estimated"
+    assert record.cost_usd is not None and record.cost_usd > 0
+    data = handler.to_dict()
+    assert (data["estimated_calls"], data["unpriced_calls"]) == (1, 0)
+    assert "estimated: 1 calls" in handler.report()
+    bpe_openai = pytest.importorskip("bpe_openai")
+    encode = bpe_openai.get_encoding("o200k_base").encode_ordinary
+    assert record.tags["token_counter"] == "o200k_base"
+    assert record.output_tokens == len(encode(answer))
+    chat_format = 3 + 3 if mode.endswith("chat") else 0
+    assert record.input_tokens == len(encode("What is the capital of France?")) + chat_format
 
 
 def test_nested_llm_events_are_counted_once(make_handler):
