@@ -371,8 +371,14 @@ class CostEventHandler(CostHandlerBase, BaseEventHandler):
         with self._lock:
             outer = next((s for s in chain if s in self._gates), None)
             if outer is not None and span is not None:
-                # A wrapper around a wrapper (cache over router): the outer one already
-                # passed the budget; its reservation moves to the inner one's span.
+                # A wrapper around a wrapper: the outer one already passed the budget, and
+                # one gate holds the reservation. It sits in the router's span when there
+                # is a router, since the routing decision is dispatched there and the
+                # call must wait for it to be recorded with its tier: a cache inside a
+                # router leaves the router's gate where it is; a router inside a cache
+                # takes the cache's reservation into its own span.
+                if self._gates[outer].routed and not routed:
+                    return None
                 self._gates[span] = _Gate(self._gates.pop(outer).reservation, routed)
                 return None
         reservation, downgraded = self._accountant.admit(quotes, routed=routed)  # may raise

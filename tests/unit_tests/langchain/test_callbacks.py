@@ -777,3 +777,27 @@ def test_a_completion_model_without_usage_is_estimated() -> None:
     (record,) = tracker.ledger.records()
     assert record.model == "cb-completion" and record.tags["usage"] == "estimated"
     assert record.cost_usd is not None and record.cost_usd > 0
+
+
+def test_a_routed_cache_hit_has_one_saving_in_cache_stats_tracker_and_report() -> None:
+    from langchain_costopt import HashingEmbeddings, SemanticLLMCache
+
+    router = _router()
+    cache = SemanticLLMCache(HashingEmbeddings(dim=256), similarity_threshold=0.9)
+    router.cache = cache
+    with cost_tracker() as tracker:
+        first = router.invoke("请翻译: see you tomorrow")
+        second = router.invoke("请翻译: see you tomorrow")
+    marker = second.response_metadata["costopt_cache"]
+    (hit,) = [r for r in tracker.ledger.records() if r.kind == "cache_hit"]
+    cheap = _cost("cb-cheap", first)
+    # The hit saved the call the cheap tier would have made: the same figure everywhere.
+    assert hit.saved_usd == pytest.approx(cheap)
+    assert cache.stats["saved_usd"] == pytest.approx(hit.saved_usd)
+    assert marker["saved_usd"] == pytest.approx(hit.saved_usd)
+    data = tracker.to_dict()
+    assert data["saved_cache_usd"] == pytest.approx(cache.stats["saved_usd"])
+    # Routing saved on the one call actually made, never again on the hit.
+    assert data["saved_routing_usd"] == pytest.approx(_cost("cb-strong", first) - cheap)
+    assert tracker.total_saved == pytest.approx(data["saved_routing_usd"] + data["saved_cache_usd"])
+    assert f"cache {cache.stats['saved_usd']:.6f} USD (1 hits" in tracker.report()

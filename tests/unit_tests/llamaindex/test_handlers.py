@@ -474,3 +474,41 @@ def test_handler_takes_the_engine_handler_arguments_and_is_a_budget_gate() -> No
     reservation = handler.reserve_call()
     handler.release_call(reservation)
     assert handler.total_cost == 0.0
+
+
+@pytest.mark.parametrize("cache_at", ["around the router", "around each tier"])
+def test_a_routed_cache_hit_has_one_saving_in_cache_stats_tracker_and_report(
+    make_handler, cache_at
+):
+    caches: list[SemanticCacheLLM] = []
+
+    def cached(llm):
+        caches.append(
+            SemanticCacheLLM(llm, embed_model=HashingEmbedding(), similarity_threshold=0.9)
+        )
+        return caches[-1]
+
+    tiers = {
+        "simple": SimulatedLLM(model_name="li-handler-cheap"),
+        "complex": SimulatedLLM(model_name="li-handler-strong"),
+    }
+    if cache_at == "around the router":
+        llm = cached(RouterLLM(llms=tiers, strategy="rules"))
+    else:
+        llm = RouterLLM(llms={tier: cached(m) for tier, m in tiers.items()}, strategy="rules")
+    handler = make_handler()
+    llm.chat(user("请翻译: see you tomorrow"))
+    llm.chat(user("请翻译: see you tomorrow"))
+    call, hit = handler.ledger.records()
+    assert (call.kind, call.tier, hit.kind) == ("call", "simple", "cache_hit")
+    cheap = cost("li-handler-cheap", call.input_tokens, call.output_tokens)
+    strong = cost("li-handler-strong", call.input_tokens, call.output_tokens)
+    stats_saved = sum(c.stats["saved_usd"] for c in caches)
+    # The hit saved the call the cheap tier would have made: one figure everywhere.
+    assert hit.saved_usd == pytest.approx(cheap) and stats_saved == pytest.approx(cheap)
+    data = handler.to_dict()
+    assert data["saved_cache_usd"] == pytest.approx(stats_saved)
+    # Routing saved on the call actually made (wherever the cache sits), not on the hit.
+    assert call.saved_usd == pytest.approx(strong - cheap)
+    assert data["saved_routing_usd"] == pytest.approx(strong - cheap)
+    assert handler.total_saved == pytest.approx(strong)
