@@ -17,7 +17,16 @@ FLIPPED = "Can I bring my dog on the train?"  # a negation flip: always asked
 
 
 def calibrated(cache: SemanticLLMCache) -> SemanticLLMCache:
-    for topic in ["rivers", "engines", "castles", "violins", "orbits", "peppers", "glaciers", "tunnels"]:
+    for topic in [
+        "rivers",
+        "engines",
+        "castles",
+        "violins",
+        "orbits",
+        "peppers",
+        "glaciers",
+        "tunnels",
+    ]:
         for verb in ("cost", "weigh", "last", "sound"):
             cache.engine.lookup("calibration", f"How much do {topic} {verb}?")
     return cache
