@@ -1,0 +1,254 @@
+"""DistillationEventHandler: LlamaIndex instrumentation handler that writes the strong
+tier's routed answers as a chat fine-tuning set (see :mod:`costopt_core.distillation`).
+
+Example:
+    >>> import json, os, tempfile
+    >>> from llamaindex_costopt import RouterLLM
+    >>> from llamaindex_costopt.distillation import DistillationEventHandler
+    >>> from llamaindex_costopt.simulated import SimulatedLLM
+    >>> path = os.path.join(tempfile.mkdtemp(), "distill.jsonl")
+    >>> router = RouterLLM(llms={"simple": SimulatedLLM(model_name="deepseek-v3"),
+    ...                          "complex": SimulatedLLM(model_name="claude-3-5-sonnet")},
+    ...                    strategy="rules")
+    >>> with DistillationEventHandler(path, tiers=("complex",)) as recorder:
+    ...     _ = router.complete("请分析并比较这两种架构设计")  # complex tier: recorded
+    ...     _ = router.complete("请翻译: good morning")      # simple tier: not
+    >>> [m["role"] for m in json.loads(open(path).read())["messages"]]
+    ['user', 'assistant']
+    >>> recorder.stats["written"]
+    1
+
+How events are read: ``RouterLLM`` dispatches a ``RoutingDecisionEvent`` in its span,
+and the tier model it called emits an LLM start/end event pair in a child span. The
+handler remembers each LLM call's enclosing spans at its start (the span tree of
+``CostEventHandler``) and pairs its end event (messages or prompt, and the answer) with
+the decision of the router span around it, whichever of the two comes first (a whole
+answer ends before the router decides; a stream's decision comes at its first chunk).
+When a router span holds several LLM calls (a cascade that escalated, an LLM whose chat
+calls its own completion), the last chat call is the answer. The engine's
+``DistillationWriter`` decides what is kept. Nothing here raises into the application.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from os import PathLike
+from typing import Any
+
+from llama_index.core.base.llms.types import ChatMessage, TextBlock
+from llama_index.core.instrumentation import get_dispatcher
+from llama_index.core.instrumentation.event_handlers import BaseEventHandler
+from llama_index.core.instrumentation.events import BaseEvent
+from llama_index.core.instrumentation.events.llm import (
+    LLMChatEndEvent,
+    LLMChatStartEvent,
+    LLMCompletionEndEvent,
+    LLMCompletionStartEvent,
+)
+from pydantic import PrivateAttr
+
+from costopt_core.distillation import DistillationWriter, Redactor, writer_for
+from costopt_core.metadata_keys import CACHE_HIT_KEY
+
+# The cost handler's span tree: one definition of "which spans enclose this call".
+from llamaindex_costopt.handlers import _SpanTree
+
+logger = logging.getLogger(__name__)
+
+_MEMORY = 4096  # bounded maps: calls that never end must not pile up
+_DEPTH = 8  # enclosing spans kept per LLM call (the router's is one of the nearest)
+_PER_SPAN = 8  # answers waiting per span (a router span holds one call and its attempts)
+_ROLES = {"chatbot": "assistant", "model": "assistant", "developer": "system"}
+
+
+def to_chat_messages(messages: Sequence[ChatMessage]) -> list[dict[str, Any]]:
+    """LlamaIndex messages as ``{"role", "content"}`` dicts; non-text content (images,
+    tool calls) is marked so the writer skips the conversation.
+
+    Example:
+        >>> from llama_index.core.llms import ChatMessage
+        >>> to_chat_messages([ChatMessage(role="system", content="Be brief."),
+        ...                   ChatMessage(role="user", content="Hi")])
+        [{'role': 'system', 'content': 'Be brief.'}, {'role': 'user', 'content': 'Hi'}]
+    """
+    out: list[dict[str, Any]] = []
+    for message in messages:
+        role = getattr(message.role, "value", str(message.role))
+        role = _ROLES.get(role, role)
+        if message.additional_kwargs.get("tool_calls"):
+            role = "assistant+tool_calls"
+        blocks = message.blocks
+        text = (
+            "".join(b.text for b in blocks)
+            if all(isinstance(b, TextBlock) for b in blocks)
+            else None
+        )
+        out.append({"role": role, "content": text})
+    return out
+
+
+@dataclass(slots=True)
+class _Answer:
+    chat: bool
+    messages: list[dict[str, Any]]
+    answer: str
+    cached: bool
+
+
+def _answer_of(event: Any) -> _Answer | None:
+    response = event.response
+    if response is None:
+        return None
+    extra = getattr(response, "additional_kwargs", None) or {}
+    cached = CACHE_HIT_KEY in extra
+    if isinstance(event, LLMChatEndEvent):
+        message = response.message
+        chat = to_chat_messages(event.messages)
+        if message.additional_kwargs.get("tool_calls"):
+            chat.append({"role": "assistant+tool_calls"})  # a tool call is not text data
+        return _Answer(True, chat, message.content or "", cached)
+    return _Answer(False, [{"role": "user", "content": event.prompt}], response.text, cached)
+
+
+class DistillationEventHandler(BaseEventHandler):
+    """Write routed answers from ``tiers`` to ``path`` (chat fine-tuning JSONL).
+
+    Args:
+        path: a JSONL file path, or a ``DistillationWriter`` to share (e.g. with the
+            LangChain face).
+        tiers: tier names whose answers are kept (default ``("complex",)``).
+        redact: ``str -> str`` run on every text before writing, e.g.
+            ``costopt_core.distillation.redact_pii``; off by default.
+
+    ``register()`` attaches it to LlamaIndex's root dispatcher (or a given one), as a
+    ``with`` block does; ``unregister()`` detaches it.
+    """
+
+    _writer: DistillationWriter = PrivateAttr()
+    _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+    _spans: _SpanTree = PrivateAttr(default_factory=_SpanTree)
+    _dispatcher: Any = PrivateAttr(default=None)
+    _enclosing: OrderedDict[str, list[str]] = PrivateAttr(default_factory=OrderedDict)
+    _pending: OrderedDict[str, list[_Answer]] = PrivateAttr(default_factory=OrderedDict)
+    _decisions: OrderedDict[str, str] = PrivateAttr(default_factory=OrderedDict)
+
+    def __init__(
+        self,
+        path: str | PathLike[str] | DistillationWriter,
+        tiers: Iterable[str] = ("complex",),
+        redact: Redactor | None = None,
+    ) -> None:
+        super().__init__()
+        self._writer = writer_for(path, tiers=tiers, redact=redact)
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "DistillationEventHandler"
+
+    @property
+    def writer(self) -> DistillationWriter:
+        return self._writer
+
+    @property
+    def stats(self) -> dict[str, int]:
+        """The writer's counts: ``written`` and the skipped ones by reason."""
+        return self._writer.stats
+
+    # -- registration --------------------------------------------------------------------
+
+    def register(self, dispatcher: Any = None) -> DistillationEventHandler:
+        """Attach to ``dispatcher`` (default: the root one); registering twice is a no-op."""
+        target = dispatcher if dispatcher is not None else get_dispatcher()
+        with self._lock:
+            if self._dispatcher is not None and self._dispatcher is not target:
+                raise ValueError("already registered on another dispatcher; unregister() first")
+            if not any(h is self for h in target.event_handlers):
+                target.add_event_handler(self)
+            if not any(h is self._spans for h in target.span_handlers):
+                target.add_span_handler(self._spans)
+            self._dispatcher = target
+        return self
+
+    def unregister(self) -> None:
+        """Detach and close the file (a later answer opens it again, appending)."""
+        with self._lock:
+            target, self._dispatcher = self._dispatcher, None
+        if target is not None:
+            target.event_handlers = [h for h in target.event_handlers if h is not self]
+            target.span_handlers = [h for h in target.span_handlers if h is not self._spans]
+        self._writer.close()
+
+    def __enter__(self) -> DistillationEventHandler:
+        return self.register()
+
+    def __exit__(self, *exc: object) -> None:
+        self.unregister()
+
+    # -- events ----------------------------------------------------------------------------
+
+    def handle(self, event: BaseEvent, **kwargs: Any) -> Any:
+        try:
+            if isinstance(event, LLMChatStartEvent | LLMCompletionStartEvent):
+                self._on_start(event)
+            elif isinstance(event, LLMChatEndEvent | LLMCompletionEndEvent):
+                self._on_end(event)
+            elif event.class_name() == "RoutingDecisionEvent":
+                self._on_decision(event)
+        except Exception:  # recording must never break the user's call
+            logger.exception("DistillationEventHandler failed on %s", type(event).__name__)
+
+    def _on_start(self, event: Any) -> None:
+        if event.span_id is None:
+            return
+        chain = self._spans.ancestors(event.span_id)[:_DEPTH]
+        with self._lock:
+            _remember(self._enclosing, event.span_id, chain)
+
+    def _on_end(self, event: Any) -> None:
+        with self._lock:
+            chain = self._enclosing.pop(event.span_id, None) if event.span_id else None
+        if not chain:
+            return  # not inside any span: not a routed call
+        answer = _answer_of(event)
+        if answer is None:
+            return
+        with self._lock:
+            decided = next((s for s in chain if s in self._decisions), None)
+            tier = self._decisions.pop(decided) if decided is not None else None
+            if decided is None:
+                # A whole answer: the router decides once it returns. Wait under every
+                # enclosing span; the decision's span takes its list, the rest age out.
+                for span in chain:
+                    waiting = [*self._pending.get(span, ())][-_PER_SPAN + 1 :]
+                    _remember(self._pending, span, [*waiting, answer])
+        if tier is not None:
+            self._write(answer, tier)
+
+    def _on_decision(self, event: Any) -> None:
+        span = event.span_id
+        if span is None or event.error:
+            return
+        with self._lock:
+            answers = self._pending.pop(span, None)
+            if answers is None:
+                _remember(self._decisions, span, event.tier)  # a stream: its answer follows
+                return
+        chats = [a for a in answers if a.chat]
+        self._write((chats or answers)[-1], event.tier)
+
+    def _write(self, answer: _Answer, tier: str) -> None:
+        self._writer.record(answer.messages, answer.answer, tier=tier, cached=answer.cached)
+
+
+def _remember(mapping: OrderedDict[str, Any], key: str, value: Any) -> None:
+    mapping[key] = value
+    mapping.move_to_end(key)
+    while len(mapping) > _MEMORY:
+        mapping.popitem(last=False)
+
+
+__all__ = ["DistillationEventHandler", "to_chat_messages"]
