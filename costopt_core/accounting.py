@@ -614,8 +614,9 @@ class CostAccountant:
                 with self._lock:
                     self._seen[record.model] = None
             if self._tracks_recent:
-                with self._lock:
-                    self._recent_costs.append(cost)
+                # deque.append is atomic, and max() over a deque of floats runs in C
+                # without releasing the GIL: the reader cannot see a half-done append.
+                self._recent_costs.append(cost)
             if self.on_budget == "downgrade" and self.budgets and not self._downgrade:
                 self._update_downgrade()
         return record

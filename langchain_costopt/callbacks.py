@@ -175,13 +175,20 @@ def call_quotes(
     output limit is the call's ``max_tokens`` (or a provider's equivalent, or LangChain's
     ``ls_max_tokens``), else the tier's own setting, else the engine's default.
     """
-    texts = []
-    for item in messages[0] if messages else ():
-        content = item if isinstance(item, str) else getattr(item, "content", "")
-        texts.append(content if isinstance(content, str) else json.dumps(content, default=str))
+    prompt = messages[0] if messages else ()
+    content = getattr(prompt[0], "content", None) if len(prompt) == 1 else None
+    if type(content) is str:
+        # One text message, the usual case: no list to build and join.
+        tokens = estimate_tokens(content) + _PER_MESSAGE_TOKENS
+    else:
+        texts = []
+        for item in prompt:
+            content = item if isinstance(item, str) else getattr(item, "content", "")
+            texts.append(content if isinstance(content, str) else json.dumps(content, default=str))
+        # Chat formats add a few tokens per message.
+        tokens = estimate_tokens("\n".join(texts)) + _PER_MESSAGE_TOKENS * len(texts)
     params = params if params is not None and _is_map(params) else _EMPTY
-    # Chat formats add a few tokens per message, and bound tools are part of the prompt.
-    tokens = estimate_tokens("\n".join(texts)) + _PER_MESSAGE_TOKENS * len(texts)
+    # Bound tools are part of the prompt.
     if params.get("tools"):
         tokens += estimate_tokens(json.dumps(params["tools"], default=str))
     limit = _output_limit(params)
@@ -336,14 +343,12 @@ class CostCallbackHandler(CostHandlerBase, _HandlerState, BaseCallbackHandler):
         downgraded = False
         accountant = self._accountant
         params = kwargs.get("invocation_params")
-        if accountant.budgets:
-            # A nested LLM run was admitted with its parent: checking again would
-            # reserve twice. Without budgets there is nothing to check or reserve.
-            with self._lock:
-                nested = parent is not None and parent in self._runs
-            if not nested:
-                quotes, routed = call_quotes(messages, params, metadata)
-                reservation, downgraded = accountant.admit(quotes, routed=routed)  # may raise
+        # Without budgets there is nothing to check or reserve. A nested LLM run was
+        # admitted with its parent: checking again would reserve twice. (A dict
+        # membership test is atomic: no lock needed to read it.)
+        if accountant.budgets and (parent is None or parent not in self._runs):
+            quotes, routed = call_quotes(messages, params, metadata)
+            reservation, downgraded = accountant.admit(quotes, routed=routed)  # may raise
         run = _Run(params, metadata, reservation, parent, messages)
         run.downgraded = downgraded
         key = run_id.int if type(run_id) is UUID else run_id
