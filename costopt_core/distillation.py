@@ -53,11 +53,21 @@ from typing import IO, Any
 logger = logging.getLogger(__name__)
 
 Redactor = Callable[[str], str]
+#: The tiers recorded unless told otherwise: the seed's strongest.
+DEFAULT_TIERS = ("complex",)
 
 #: Roles a fine-tuning conversation may hold (OpenAI's chat format, text only).
 TEXT_ROLES = frozenset({"system", "user", "assistant"})
 #: ``stats`` keys: what was written and why the rest was not.
-STAT_KEYS = ("written", "other_tier", "cache_hit", "not_text", "empty", "duplicate", "redact_failed")
+STAT_KEYS = (
+    "written",
+    "other_tier",
+    "cache_hit",
+    "not_text",
+    "empty",
+    "duplicate",
+    "redact_failed",
+)
 
 _EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
 # 13-19 digits, optionally grouped by spaces or dashes (card numbers as people type them).
@@ -144,7 +154,7 @@ class DistillationWriter:
         self,
         path: str | PathLike[str],
         *,
-        tiers: Iterable[str] = ("complex",),
+        tiers: Iterable[str] = DEFAULT_TIERS,
         redact: Redactor | None = None,
         dedupe: bool = True,
     ) -> None:
@@ -247,24 +257,65 @@ class DistillationWriter:
         return f"DistillationWriter({self.path!r}, tiers={self.tiers!r}, written={written})"
 
 
+#: Where a face's recorder writes: a JSONL file path, or a writer to share.
+WriterTarget = str | PathLike[str] | DistillationWriter
+
+
 def writer_for(
-    path: str | PathLike[str] | DistillationWriter,
+    path: WriterTarget,
     *,
     tiers: Iterable[str],
     redact: Redactor | None,
 ) -> DistillationWriter:
-    """The faces' argument handling: a path makes a writer, a writer is used as it is
-    (so both faces can share one file)."""
+    """The faces' arguments: ``path`` (a JSONL file path, or a ``DistillationWriter`` to
+    share, e.g. between the two faces), ``tiers`` (tier names whose answers are kept)
+    and ``redact`` (``str -> str`` run on every text before writing, e.g.
+    :func:`redact_pii`; off by default)."""
     if isinstance(path, DistillationWriter):
         return path
     return DistillationWriter(path, tiers=tiers, redact=redact)
 
 
+class RecorderFace:
+    """What both faces' recorders share: their arguments (see :func:`writer_for`), the
+    ``writer`` they feed, its ``stats``, and ``close()``. A face mixes it in before its
+    framework's handler class and sets up its own state in :meth:`_start`."""
+
+    def __init__(
+        self,
+        path: WriterTarget,
+        tiers: Iterable[str] = DEFAULT_TIERS,
+        redact: Redactor | None = None,
+    ) -> None:
+        super().__init__()
+        self._writer = writer_for(path, tiers=tiers, redact=redact)
+        self._start()
+
+    def _start(self) -> None:
+        """The face's own state, set up once the writer is in place."""
+
+    @property
+    def writer(self) -> DistillationWriter:
+        return self._writer
+
+    @property
+    def stats(self) -> dict[str, int]:
+        """``written`` and the skipped records by reason (``STAT_KEYS``)."""
+        return self._writer.stats
+
+    def close(self) -> None:
+        """Close the file (a later answer opens it again, appending)."""
+        self._writer.close()
+
+
 __all__ = [
+    "DEFAULT_TIERS",
     "STAT_KEYS",
     "TEXT_ROLES",
     "DistillationWriter",
+    "RecorderFace",
     "Redactor",
+    "WriterTarget",
     "redact_pii",
     "writer_for",
 ]

@@ -33,8 +33,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
-from os import PathLike
+from collections.abc import Sequence
 from typing import Any
 from uuid import UUID
 
@@ -42,7 +41,9 @@ from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, LLMResult
 
-from costopt_core.distillation import DistillationWriter, Redactor, writer_for
+from costopt_core.distillation import (
+    RecorderFace,
+)
 from costopt_core.engine import ROUTING_KEY
 from costopt_core.metadata_keys import BATCH_ROUTING_KEY, CACHE_MARKER_KEY
 
@@ -88,39 +89,20 @@ def _cached(generation: ChatGeneration) -> bool:
     return CACHE_MARKER_KEY in info or CACHE_MARKER_KEY in generation.message.response_metadata
 
 
-class DistillationRecorder(BaseCallbackHandler):
+class DistillationRecorder(RecorderFace, BaseCallbackHandler):
     """Write routed answers from ``tiers`` to ``path`` (chat fine-tuning JSONL).
 
-    Args:
-        path: a JSONL file path, or a ``DistillationWriter`` to share (e.g. with the
-            LlamaIndex face).
-        tiers: tier names whose answers are kept (default ``("complex",)``).
-        redact: ``str -> str`` run on every text before writing, e.g.
-            ``costopt_core.distillation.redact_pii``; off by default.
+    ``DistillationRecorder(path, tiers=("complex",), redact=None)``: the arguments of
+    ``costopt_core.distillation.writer_for``; ``stats`` and ``close()`` are the writer's.
     """
 
     raise_error = False  # LangChain: a failing handler must not fail the call
 
-    def __init__(
-        self,
-        path: str | PathLike[str] | DistillationWriter,
-        tiers: Iterable[str] = ("complex",),
-        redact: Redactor | None = None,
-    ) -> None:
-        super().__init__()
-        self.writer = writer_for(path, tiers=tiers, redact=redact)
+    def _start(self) -> None:
         self._runs: OrderedDict[UUID, tuple[list[BaseMessage], dict[str, Any] | None]] = (
             OrderedDict()
         )
         self._lock = threading.Lock()
-
-    @property
-    def stats(self) -> dict[str, int]:
-        """The writer's counts: ``written`` and the skipped ones by reason."""
-        return self.writer.stats
-
-    def close(self) -> None:
-        self.writer.close()
 
     def on_chat_model_start(
         self,

@@ -2,21 +2,18 @@
 tier's routed answers as a chat fine-tuning set (see :mod:`costopt_core.distillation`).
 
 Example:
-    >>> import json, os, tempfile
-    >>> from llamaindex_costopt import RouterLLM
+    >>> import json, pathlib, tempfile
+    >>> from llamaindex_costopt import RouterLLM, SimulatedLLM
     >>> from llamaindex_costopt.distillation import DistillationEventHandler
-    >>> from llamaindex_costopt.simulated import SimulatedLLM
-    >>> path = os.path.join(tempfile.mkdtemp(), "distill.jsonl")
     >>> router = RouterLLM(llms={"simple": SimulatedLLM(model_name="deepseek-v3"),
     ...                          "complex": SimulatedLLM(model_name="claude-3-5-sonnet")},
     ...                    strategy="rules")
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "distill.jsonl"
     >>> with DistillationEventHandler(path, tiers=("complex",)) as recorder:
     ...     _ = router.complete("请分析并比较这两种架构设计")  # complex tier: recorded
     ...     _ = router.complete("请翻译: good morning")      # simple tier: not
-    >>> [m["role"] for m in json.loads(open(path).read())["messages"]]
-    ['user', 'assistant']
-    >>> recorder.stats["written"]
-    1
+    >>> recorder.stats["written"], json.loads(path.read_text())["messages"][0]["role"]
+    (1, 'user')
 
 How events are read: ``RouterLLM`` dispatches a ``RoutingDecisionEvent`` in its span,
 and the tier model it called emits an LLM start/end event pair in a child span. The
@@ -34,9 +31,8 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from os import PathLike
 from typing import Any
 
 from llama_index.core.base.llms.types import ChatMessage, TextBlock
@@ -45,13 +41,13 @@ from llama_index.core.instrumentation.event_handlers import BaseEventHandler
 from llama_index.core.instrumentation.events import BaseEvent
 from llama_index.core.instrumentation.events.llm import (
     LLMChatEndEvent,
-    LLMChatStartEvent,
-    LLMCompletionEndEvent,
-    LLMCompletionStartEvent,
 )
 from pydantic import PrivateAttr
 
-from costopt_core.distillation import DistillationWriter, Redactor, writer_for
+from costopt_core.distillation import (
+    DistillationWriter,
+    RecorderFace,
+)
 from costopt_core.metadata_keys import CACHE_HIT_KEY
 
 # The cost handler's span tree: one definition of "which spans enclose this call".
@@ -114,16 +110,11 @@ def _answer_of(event: Any) -> _Answer | None:
     return _Answer(False, [{"role": "user", "content": event.prompt}], response.text, cached)
 
 
-class DistillationEventHandler(BaseEventHandler):
+class DistillationEventHandler(RecorderFace, BaseEventHandler):
     """Write routed answers from ``tiers`` to ``path`` (chat fine-tuning JSONL).
 
-    Args:
-        path: a JSONL file path, or a ``DistillationWriter`` to share (e.g. with the
-            LangChain face).
-        tiers: tier names whose answers are kept (default ``("complex",)``).
-        redact: ``str -> str`` run on every text before writing, e.g.
-            ``costopt_core.distillation.redact_pii``; off by default.
-
+    ``DistillationEventHandler(path, tiers=("complex",), redact=None)``: the arguments of
+    ``costopt_core.distillation.writer_for``; ``stats`` and ``close()`` are the writer's.
     ``register()`` attaches it to LlamaIndex's root dispatcher (or a given one), as a
     ``with`` block does; ``unregister()`` detaches it.
     """
@@ -136,27 +127,9 @@ class DistillationEventHandler(BaseEventHandler):
     _pending: OrderedDict[str, list[_Answer]] = PrivateAttr(default_factory=OrderedDict)
     _decisions: OrderedDict[str, str] = PrivateAttr(default_factory=OrderedDict)
 
-    def __init__(
-        self,
-        path: str | PathLike[str] | DistillationWriter,
-        tiers: Iterable[str] = ("complex",),
-        redact: Redactor | None = None,
-    ) -> None:
-        super().__init__()
-        self._writer = writer_for(path, tiers=tiers, redact=redact)
-
     @classmethod
     def class_name(cls) -> str:
         return "DistillationEventHandler"
-
-    @property
-    def writer(self) -> DistillationWriter:
-        return self._writer
-
-    @property
-    def stats(self) -> dict[str, int]:
-        """The writer's counts: ``written`` and the skipped ones by reason."""
-        return self._writer.stats
 
     # -- registration --------------------------------------------------------------------
 
@@ -164,13 +137,16 @@ class DistillationEventHandler(BaseEventHandler):
         """Attach to ``dispatcher`` (default: the root one); registering twice is a no-op."""
         target = dispatcher if dispatcher is not None else get_dispatcher()
         with self._lock:
-            if self._dispatcher is not None and self._dispatcher is not target:
+            if self._dispatcher not in (None, target):
                 raise ValueError("already registered on another dispatcher; unregister() first")
-            if not any(h is self for h in target.event_handlers):
-                target.add_event_handler(self)
-            if not any(h is self._spans for h in target.span_handlers):
-                target.add_span_handler(self._spans)
             self._dispatcher = target
+            # The span tree must see the router's span open before its LLM call starts.
+            for handlers, mine in (
+                (target.span_handlers, self._spans),
+                (target.event_handlers, self),
+            ):
+                if all(h is not mine for h in handlers):
+                    handlers.append(mine)
         return self
 
     def unregister(self) -> None:
@@ -178,9 +154,9 @@ class DistillationEventHandler(BaseEventHandler):
         with self._lock:
             target, self._dispatcher = self._dispatcher, None
         if target is not None:
-            target.event_handlers = [h for h in target.event_handlers if h is not self]
-            target.span_handlers = [h for h in target.span_handlers if h is not self._spans]
-        self._writer.close()
+            for name, mine in (("event_handlers", self), ("span_handlers", self._spans)):
+                setattr(target, name, [h for h in getattr(target, name) if h is not mine])
+        self.close()
 
     def __enter__(self) -> DistillationEventHandler:
         return self.register()
@@ -191,15 +167,12 @@ class DistillationEventHandler(BaseEventHandler):
     # -- events ----------------------------------------------------------------------------
 
     def handle(self, event: BaseEvent, **kwargs: Any) -> Any:
-        try:
-            if isinstance(event, LLMChatStartEvent | LLMCompletionStartEvent):
-                self._on_start(event)
-            elif isinstance(event, LLMChatEndEvent | LLMCompletionEndEvent):
-                self._on_end(event)
-            elif event.class_name() == "RoutingDecisionEvent":
-                self._on_decision(event)
-        except Exception:  # recording must never break the user's call
-            logger.exception("DistillationEventHandler failed on %s", type(event).__name__)
+        step = _STEPS.get(event.class_name())
+        if step is not None:
+            try:
+                step(self, event)
+            except Exception:  # recording must never break the user's call
+                logger.exception("DistillationEventHandler failed on %s", type(event).__name__)
 
     def _on_start(self, event: Any) -> None:
         if event.span_id is None:
@@ -242,6 +215,16 @@ class DistillationEventHandler(BaseEventHandler):
 
     def _write(self, answer: _Answer, tier: str) -> None:
         self._writer.record(answer.messages, answer.answer, tier=tier, cached=answer.cached)
+
+
+# Event class name -> step: the LLM events of any LLM, and the router's decisions.
+_STEPS: dict[str, Any] = {
+    "LLMChatStartEvent": DistillationEventHandler._on_start,
+    "LLMCompletionStartEvent": DistillationEventHandler._on_start,
+    "LLMChatEndEvent": DistillationEventHandler._on_end,
+    "LLMCompletionEndEvent": DistillationEventHandler._on_end,
+    "RoutingDecisionEvent": DistillationEventHandler._on_decision,
+}
 
 
 def _remember(mapping: OrderedDict[str, Any], key: str, value: Any) -> None:
