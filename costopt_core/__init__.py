@@ -45,6 +45,7 @@ __getattr__, __dir__, _LAZY = lazy_exports(
         "costopt_core.stores.memory": ("MemoryStore",),
         "costopt_core.stores.sqlite": ("SQLiteStore",),
         "costopt_core.stores.postgres": ("PostgresStore", "PostgresLedger"),
+        "costopt_core.stores.sqlite_ledger": ("SQLiteLedger",),
         "costopt_core.ledger": (
             "CostLedger",
             "LedgerProtocol",

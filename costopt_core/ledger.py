@@ -152,6 +152,8 @@ class CostRecord:
     cost_usd`` (negative when the routed model cost more), for a cascade attempt
     ``-cost_usd`` (the baseline would not have made it). ``None`` when not knowable.
     ``tags`` defaults to ``{}`` and ``timestamp`` to now, also when given as ``None``.
+    ``estimated`` marks token counts (and so the cost) estimated from the text because
+    the provider reported no usage.
     """
 
     model: str
@@ -169,6 +171,7 @@ class CostRecord:
     tags: Mapping[str, str] = field(default_factory=dict)
     timestamp: float = field(default_factory=time.time)
     run_id: str | None = None
+    estimated: bool = False
 
     def __post_init__(self) -> None:
         if not self.model or not isinstance(self.model, str):
@@ -209,7 +212,8 @@ class CostRecord:
 @dataclass(slots=True)
 class ModelTotals:
     """Totals of one model. Token counts are billed tokens (calls and cascade attempts);
-    cache hits count in ``cache_hits`` and ``saved_usd`` only."""
+    cache hits count in ``cache_hits`` and ``saved_usd`` only. ``estimated_events``
+    counts the records whose usage was estimated from text."""
 
     model: str
     calls: int = 0
@@ -226,6 +230,7 @@ class ModelTotals:
     unpriced_events: int = 0
     max_call_cost_usd: float = 0.0
     tiers: dict[str, int] = field(default_factory=dict)
+    estimated_events: int = 0
 
     @property
     def priced(self) -> bool:
@@ -257,6 +262,8 @@ class ModelTotals:
             self.saved_usd += record.saved_usd
         if record.baseline_cost_usd is not None:
             self.baseline_cost_usd += record.baseline_cost_usd
+        if record.estimated:
+            self.estimated_events += 1
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

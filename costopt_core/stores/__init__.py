@@ -6,7 +6,8 @@ Example:
     0
 
 ``MemoryStore`` is the default; ``SQLiteStore(path)`` persists in one file;
-``PostgresStore(dsn)`` (extra ``[postgres]``) shares a cache between hosts.
+``PostgresStore(dsn)`` (extra ``[postgres]``) shares a cache between hosts. The cost
+ledgers that persist live here too: ``SQLiteLedger(path)`` and ``PostgresLedger(dsn)``.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ _LAZY: dict[str, str] = {
     "MemoryStore": "costopt_core.stores.memory",
     "SQLiteStore": "costopt_core.stores.sqlite",
     "PostgresStore": "costopt_core.stores.postgres",
+    "SQLiteLedger": "costopt_core.stores.sqlite_ledger",
     "ExactIndex": "costopt_core.stores.index",
     "ANNIndex": "costopt_core.stores.index",
 }

@@ -39,9 +39,7 @@ PUBLIC_API: dict[str, tuple[str, ...]] = {
 }
 
 # Not built yet: the issue that brings each one.
-NOT_YET = {
-    ("costopt_core", "SQLiteLedger"): "issue 16: an embedded ledger",
-}
+NOT_YET = {}
 
 STRATEGY_NAMES = ("rules", "length", "zero-shot", "knn", "cascade")
 

@@ -9,6 +9,7 @@ in one transaction.
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -19,51 +20,32 @@ from costopt_core.ledger import (
     BudgetCheck,
     CostRecord,
     LedgerSummary,
-    ModelTotals,
     admits,
     check_estimate,
 )
+from costopt_core.stores.ledger_sql import (
+    RECORD_COLUMNS,
+    TOTALS,
+    Backlog,
+    check_table,
+    record_from_row,
+    record_values,
+    summary_from_rows,
+)
 from costopt_core.stores.postgres.connection import AnyPool, Connector, check_positive, jsonb
-from costopt_core.stores.postgres.schema import Schema, VersionRow, check_table
+from costopt_core.stores.postgres.schema import Schema, VersionRow
 from costopt_core.stores.postgres.steps import Fetch, Sql, Steps, Transaction, statements
+from costopt_core.stores.postgres.text import from_db, json_from_db, json_to_db, to_db
+
+logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-_RECORD_COLUMNS = (
-    "model",
-    "kind",
-    "tier",
-    "input_tokens",
-    "output_tokens",
-    "cache_read_tokens",
-    "cache_write_tokens",
-    "reasoning_tokens",
-    "cost_usd",
-    "saved_usd",
-    "baseline_model",
-    "baseline_cost_usd",
-    "tags",
-    "ts",
-    "run_id",
-)
+_COLUMNS = ", ".join(RECORD_COLUMNS)
 
-# Per model, in ModelTotals' field order from ``calls`` to ``max_call_cost_usd``, then
-# the first and last timestamps. Cache hits count only as hits and savings.
-_TOTALS = (
-    "model,"
-    " count(*) FILTER (WHERE kind = 'call'),"
-    " count(*) FILTER (WHERE kind = 'cache_hit'),"
-    " count(*) FILTER (WHERE kind = 'cascade_attempt'),"
-    " COALESCE(sum(input_tokens) FILTER (WHERE kind <> 'cache_hit'), 0),"
-    " COALESCE(sum(output_tokens) FILTER (WHERE kind <> 'cache_hit'), 0),"
-    " COALESCE(sum(cache_read_tokens) FILTER (WHERE kind <> 'cache_hit'), 0),"
-    " COALESCE(sum(cache_write_tokens) FILTER (WHERE kind <> 'cache_hit'), 0),"
-    " COALESCE(sum(reasoning_tokens) FILTER (WHERE kind <> 'cache_hit'), 0),"
-    " COALESCE(sum(cost_usd), 0), COALESCE(sum(saved_usd), 0),"
-    " COALESCE(sum(baseline_cost_usd), 0),"
-    " count(*) FILTER (WHERE cost_usd IS NULL), COALESCE(max(cost_usd), 0),"
-    " min(ts), max(ts)"
-)
+
+def _tags_to_db(tags: dict[str, str]) -> Any:
+    return jsonb(json_to_db(tags))
 
 
 def _uuid_or_none(reservation_id: str | None) -> uuid.UUID | None:
@@ -130,8 +112,9 @@ class PostgresLedger:
         self._reservations = f"{table}_reservations"
         self._schema = Schema(table, "ledger", (table, self._reservations, f"{table}_ts"))
         self._ready = False
-        cols = ", ".join(_RECORD_COLUMNS)
-        marks = ", ".join(["%s"] * (len(_RECORD_COLUMNS) + 1))
+        self._backlog = Backlog(repr(self))
+        cols = _COLUMNS
+        marks = ", ".join(["%s"] * (len(RECORD_COLUMNS) + 1))
         t, r = table, self._reservations
         self._sql = {
             "insert": (
@@ -143,7 +126,7 @@ class PostgresLedger:
             "spent": f"SELECT COALESCE(sum(cost_usd), 0) FROM {t} WHERE {{since}}",
             "pending": f"SELECT COALESCE(sum(estimate_usd), 0) FROM {r} WHERE expires_at > %s",
             "records": f"SELECT {cols} FROM {t} WHERE {{since}} ORDER BY ts, recorded_at, id",
-            "totals": f"SELECT {_TOTALS} FROM {t} WHERE {{since}} GROUP BY model",
+            "totals": f"SELECT {TOTALS} FROM {t} WHERE {{since}} GROUP BY model",
             "tiers": (
                 f"SELECT model, tier, count(*) FROM {t} WHERE kind <> 'cache_hit'"
                 " AND tier IS NOT NULL AND {since} GROUP BY model, tier"
@@ -173,6 +156,7 @@ class PostgresLedger:
             " tags jsonb NOT NULL DEFAULT '{}'::jsonb,"
             " ts double precision NOT NULL,"
             " run_id text,"
+            " estimated boolean NOT NULL DEFAULT false,"
             " recorded_at timestamptz NOT NULL DEFAULT clock_timestamp())",
             # Budgets sum cost_usd over a period: an index-only scan on (ts, cost_usd).
             f"CREATE INDEX IF NOT EXISTS {t}_ts ON {t} (ts) INCLUDE (cost_usd)",
@@ -193,7 +177,25 @@ class PostgresLedger:
         done, _ = yield from self._schema.existing(self._decide)
         if not done:
             yield Transaction(self._schema.create(self._decide, self._ddl))
+        yield from self._add_missing_columns()
         self._ready = True
+
+    def _add_missing_columns(self) -> Steps[None]:
+        """Columns added since a table was created (``estimated``), added once: the
+        catalog is read without a lock; ``ALTER TABLE`` runs only when one is missing."""
+        row = yield Sql(
+            "SELECT count(*) FROM pg_attribute WHERE attrelid = to_regclass(%s)"
+            " AND attname = 'estimated' AND NOT attisdropped",
+            (self.table,),
+            "one",
+        )
+        if row[0]:
+            return
+        alter = (
+            f"ALTER TABLE {self.table} ADD COLUMN IF NOT EXISTS"
+            " estimated boolean NOT NULL DEFAULT false"
+        )
+        yield Transaction(statements(self._schema.lock(), Sql(alter)))
 
     def _query(self, name: str, since: float | None, fetch: Fetch = "one") -> Sql:
         """Query ``name`` with its ``{since}`` condition on the records' timestamps."""
@@ -216,16 +218,17 @@ class PostgresLedger:
         """Store ``record`` and settle ``reservation_id`` in one transaction."""
         if not isinstance(record, CostRecord):
             raise TypeError(f"record must be a CostRecord, got {type(record).__name__}")
-        values = []
-        for name in _RECORD_COLUMNS:
-            if name == "tags":
-                values.append(jsonb(dict(record.tags)))
-            elif name == "ts":
-                values.append(float(record.timestamp))
-            else:
-                values.append(getattr(record, name))
+        self._backlog.flush(self._write)
+        record_id = str(uuid.uuid4())
+        try:
+            self._write(record_id, record, reservation_id)
+        except Exception as exc:
+            self._backlog.add(record_id, record, reservation_id, exc)
+
+    def _write(self, record_id: str, record: CostRecord, reservation_id: str | None) -> None:
+        values = record_values(record, tags=_tags_to_db, text=to_db)
         # The id is the client's: a retried insert of the same record is a no-op.
-        write = [Sql(self._sql["insert"], (uuid.uuid4(), *values))]
+        write = [Sql(self._sql["insert"], (uuid.UUID(record_id), *values))]
         settle = _uuid_or_none(reservation_id)
         if settle is not None:
             write.append(Sql(self._sql["settle"], (settle,)))
@@ -242,6 +245,7 @@ class PostgresLedger:
         """Atomic check-and-reserve across every process sharing the table."""
         estimate = check_estimate(estimate_usd)
         check_positive("ttl_seconds", ttl_seconds)
+        self._backlog.flush(self._write)
         budgets = list(budgets)
         for budget in budgets:
             if not isinstance(budget, Budget):
@@ -265,7 +269,8 @@ class PostgresLedger:
             row = yield totals
             pending = float(row[0])
             for budget, spent in zip(budgets, row[1:], strict=True):
-                used = float(spent) + pending
+                unwritten = self._backlog.spent_since(budget.start(now))
+                used = float(spent) + unwritten + pending
                 if not admits(used, estimate, budget):
                     return BudgetCheck(False, None, budget, used)
             yield Sql(self._sql["reserve"], (reservation_id, estimate, now + ttl_seconds))
@@ -280,7 +285,8 @@ class PostgresLedger:
             self._run(Sql(self._sql["settle"], (settle,)))
 
     def spent_since(self, since: float | None = None) -> float:
-        return float(self._run(self._query("spent", since))[0])
+        spent = float(self._run(self._query("spent", since))[0])
+        return spent + self._backlog.spent_since(since)
 
     def summary(self, since: float | None = None) -> LedgerSummary:
         """Per-model totals computed by the database."""
@@ -293,38 +299,16 @@ class PostgresLedger:
             return models, tiers
 
         models, tiers = self._run(read)
-        summary = LedgerSummary()
-        for row in models:
-            model, calls, hits, attempts, *tokens, cost, saved, baseline, unpriced, top = row[:-2]
-            first, last = row[-2:]
-            summary.models[model] = ModelTotals(
-                model,
-                calls,
-                hits,
-                attempts,
-                *(int(n) for n in tokens),  # sum(bigint) is numeric: a Decimal
-                float(cost),
-                float(saved),
-                float(baseline),
-                unpriced,
-                float(top),
-            )
-            if summary.first_timestamp is None or first < summary.first_timestamp:
-                summary.first_timestamp = first
-            if summary.last_timestamp is None or last > summary.last_timestamp:
-                summary.last_timestamp = last
-        for model, tier, n in tiers:
-            summary.models[model].tiers[tier] = n
+        summary = summary_from_rows(models, tiers, text=from_db)
+        for record in self._backlog.records(since):
+            summary.add(record)
         return summary
 
     def records(self, since: float | None = None) -> list[CostRecord]:
         """The stored records, oldest first."""
-        out = []
-        for row in self._run(self._query("records", since, "all")):
-            data = dict(zip(_RECORD_COLUMNS, row, strict=True))
-            data["timestamp"] = data.pop("ts")
-            out.append(CostRecord.from_dict(data))
-        return out
+        rows = self._run(self._query("records", since, "all"))
+        stored = [record_from_row(row, tags=json_from_db, text=from_db) for row in rows]
+        return stored + self._backlog.records(since)
 
     @property
     def reserved_usd(self) -> float:
@@ -335,7 +319,21 @@ class PostgresLedger:
         """Delete every record and reservation of this ledger's tables."""
         self._run(Sql(self._sql["clear"]))
 
+    @property
+    def unwritten(self) -> int:
+        """Records kept in memory because their write failed (0 when all is well)."""
+        return len(self._backlog)
+
     def close(self) -> None:
+        """Write what is kept in memory if possible, then close the pools."""
+        self._backlog.flush(self._write, force=True)
+        if self._backlog:
+            logger.error(
+                "%r closed with %d cost record(s) ($%.6f) it could not write",
+                self,
+                len(self._backlog),
+                self._backlog.spent_since(None),
+            )
         self._db.close()
 
     def __enter__(self) -> PostgresLedger:

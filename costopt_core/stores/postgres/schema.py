@@ -10,16 +10,14 @@ written by a newer costopt is refused, not silently misread.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from costopt_core.stores.ledger_sql import check_table
 from costopt_core.stores.postgres.steps import Sql, Steps
 
 #: Version of the tables this package writes; bumped on any incompatible change.
 SCHEMA_VERSION = 1
-
-_TABLE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,39}$")
 
 #: A version row ``(kind, version, dim)``, or ``None`` when there is none yet.
 VersionRow = tuple[Any, ...] | None
@@ -27,16 +25,6 @@ VersionRow = tuple[Any, ...] | None
 #: From the version row: the vector size to use (``None`` for none) and whether to
 #: write the row (it is missing).
 Decide = Callable[[VersionRow], tuple[int | None, bool]]
-
-
-def check_table(table: str, what: str) -> str:
-    """``table`` if it is a safe lowercase SQL identifier (it is put into SQL text)."""
-    if not isinstance(table, str) or not _TABLE_NAME.match(table):
-        raise ValueError(
-            f"{what} must be a lowercase SQL identifier of at most 40 characters "
-            f"(letters, digits, underscore; not starting with a digit), got {table!r}"
-        )
-    return table
 
 
 class Schema:

@@ -7,11 +7,9 @@ written once below and run by the sync method on a sync connection and by its
 
 from __future__ import annotations
 
-import hashlib
 import math
 import threading
 import time
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -19,6 +17,7 @@ import numpy as np
 from costopt_core.stores.base import (
     CacheEntry,
     CacheStore,
+    MalformedRows,
     SearchHit,
     check_entry,
     check_vector,
@@ -33,18 +32,10 @@ from costopt_core.stores.postgres.connection import (
 )
 from costopt_core.stores.postgres.schema import Schema, VersionRow, check_table
 from costopt_core.stores.postgres.steps import Sql, Steps, Transaction, statements
+from costopt_core.stores.postgres.text import entry_from_row, json_to_db, text_hash, to_db
 
 #: pgvector's HNSW index on ``vector`` columns holds at most this many dimensions.
 MAX_HNSW_DIM = 2000
-
-
-def text_hash(text: str) -> bytes:
-    """The key a text is indexed by (texts can be longer than a btree entry allows)."""
-    return hashlib.sha256(text.encode("utf-8")).digest()
-
-
-def _entry(partition: str, row: Sequence[Any]) -> CacheEntry:
-    return CacheEntry.from_row(partition, *row[:6])  # the columns "exact" and "search" select
 
 
 class PostgresStore(CacheStore):
@@ -144,6 +135,7 @@ class PostgresStore(CacheStore):
         self._ready = False  # version row checked and, once dim is known, table created
         self._empty_checked = -math.inf
         self._lock = threading.Lock()
+        self.malformed = MalformedRows(f"PostgresStore(table={table!r})")
         self._sql = {
             # The entry and its usage row in one statement; an existing key keeps its id.
             "upsert": (
@@ -316,13 +308,13 @@ class PostgresStore(CacheStore):
         yield Sql(
             self._sql["upsert"],
             (
-                entry.partition,
+                to_db(entry.partition),
                 text_hash(entry.text),
-                entry.text,
+                to_db(entry.text),
                 VectorParam(vector),
-                entry.response,
+                to_db(entry.response),
                 entry.created_at,
-                jsonb(entry.metadata),
+                jsonb(json_to_db(entry.metadata)),
                 entry.last_used_at,
                 entry.hit_count,
             ),
@@ -333,9 +325,9 @@ class PostgresStore(CacheStore):
     ) -> Steps[CacheEntry | None]:
         if not (yield from self._ready_for()):
             return None  # nothing was ever stored
-        params = (partition, text_hash(text), text, oldest_fresh(now, ttl))
+        params = (to_db(partition), text_hash(text), to_db(text), oldest_fresh(now, ttl))
         row = yield Sql(self._sql["exact"], params, "one")
-        return None if row is None else _entry(partition, row)
+        return None if row is None else entry_from_row(partition, row, self.malformed)
 
     def _search(
         self,
@@ -353,17 +345,20 @@ class PostgresStore(CacheStore):
         query = VectorParam(check_vector(vector, self._dim))
         if not ready:
             return []
-        search = Sql(
-            self._sql["search"], (query, partition, oldest_fresh(now, ttl), query, k), "all"
-        )
+        params = (query, to_db(partition), oldest_fresh(now, ttl), query, k)
+        search = Sql(self._sql["search"], params, "all")
         if configured and k <= self._ef_search:  # the connection carries the HNSW settings
             rows = yield search
         else:  # set_config(..., true) lasts for this transaction
             settings = (str(max(self._ef_search, k)), str(self._max_scan_tuples))
             rows = yield Transaction(self._configured_search(settings, search))
-        hits = [SearchHit(_entry(partition, row), 1.0 - float(row[6])) for row in rows]
         # relaxed_order may return neighbours slightly out of order: sort exactly here.
-        hits = [h for h in hits if h.similarity >= min_similarity]
+        hits = [
+            SearchHit(entry, similarity)
+            for row in rows
+            if (similarity := 1.0 - float(row[6])) >= min_similarity
+            and (entry := entry_from_row(partition, row, self.malformed)) is not None
+        ]
         hits.sort(key=lambda h: -h.similarity)
         return hits
 
@@ -373,7 +368,7 @@ class PostgresStore(CacheStore):
 
     def _record_hit(self, partition: str, text: str, now: float) -> Steps[None]:
         if (yield from self._ready_for()):
-            yield Sql(self._sql["hit"], (now, partition, text_hash(text), text))
+            yield Sql(self._sql["hit"], (now, to_db(partition), text_hash(text), to_db(text)))
 
     def _evict_expired(self, now: float, ttl: float | None) -> Steps[int]:
         if not (yield from self._ready_for()) or ttl is None:
@@ -393,7 +388,7 @@ class PostgresStore(CacheStore):
         if partition is None:
             yield Sql(self._sql["clear_all"])
         else:
-            yield Sql(self._sql["clear"], (partition,))
+            yield Sql(self._sql["clear"], (to_db(partition),))
 
     def _count(self, partition: str | None) -> Steps[int]:
         if not (yield from self._ready_for()):
@@ -401,7 +396,7 @@ class PostgresStore(CacheStore):
         if partition is None:
             row = yield Sql(self._sql["count_all"], (), "one")
         else:
-            row = yield Sql(self._sql["count"], (partition,), "one")
+            row = yield Sql(self._sql["count"], (to_db(partition),), "one")
         return int(row[0])
 
     # -- CacheStore: sync on the sync pool, native async on the async pool -------------

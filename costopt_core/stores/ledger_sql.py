@@ -1,0 +1,256 @@
+"""What the SQL ledgers (SQLite and PostgreSQL) share: the record columns, a record as
+row values and back, the per-model totals query and its rows as a ``LedgerSummary``.
+
+Example:
+    >>> from costopt_core.ledger import CostRecord
+    >>> from costopt_core.stores.ledger_sql import RECORD_COLUMNS, record_from_row, record_values
+    >>> record = CostRecord("m", cost_usd=0.25, tags={"app": "a"}, timestamp=1.0)
+    >>> row = record_values(record, tags=dict)
+    >>> dict(zip(RECORD_COLUMNS, row))["tags"]
+    {'app': 'a'}
+    >>> record_from_row(row) == record
+    True
+
+Text is stored as the application gave it; PostgreSQL ``text`` cannot hold a NUL
+character, so each SQL ledger passes its own encoder for text columns (``tags`` are
+JSON and escape it themselves).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from costopt_core.ledger import CostRecord, LedgerSummary, ModelTotals
+
+logger = logging.getLogger(__name__)
+
+_TABLE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,39}$")
+
+#: The columns of a record row, in order (``ts`` holds ``CostRecord.timestamp``).
+RECORD_COLUMNS = (
+    "model",
+    "kind",
+    "tier",
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
+    "cost_usd",
+    "saved_usd",
+    "baseline_model",
+    "baseline_cost_usd",
+    "tags",
+    "ts",
+    "run_id",
+    "estimated",
+)
+
+#: Text columns: stored through the ledger's text encoder (NUL characters, see above).
+TEXT_COLUMNS = frozenset({"model", "tier", "baseline_model", "run_id"})
+
+# Per model, in ModelTotals' field order from ``calls`` to ``max_call_cost_usd``, then
+# the estimated records and the first and last timestamps. Cache hits count only as
+# hits and savings. ``FILTER`` works in PostgreSQL and in SQLite >= 3.30.
+TOTALS = (
+    "model,"
+    " count(*) FILTER (WHERE kind = 'call'),"
+    " count(*) FILTER (WHERE kind = 'cache_hit'),"
+    " count(*) FILTER (WHERE kind = 'cascade_attempt'),"
+    " COALESCE(sum(input_tokens) FILTER (WHERE kind <> 'cache_hit'), 0),"
+    " COALESCE(sum(output_tokens) FILTER (WHERE kind <> 'cache_hit'), 0),"
+    " COALESCE(sum(cache_read_tokens) FILTER (WHERE kind <> 'cache_hit'), 0),"
+    " COALESCE(sum(cache_write_tokens) FILTER (WHERE kind <> 'cache_hit'), 0),"
+    " COALESCE(sum(reasoning_tokens) FILTER (WHERE kind <> 'cache_hit'), 0),"
+    " COALESCE(sum(cost_usd), 0), COALESCE(sum(saved_usd), 0),"
+    " COALESCE(sum(baseline_cost_usd), 0),"
+    " count(*) FILTER (WHERE cost_usd IS NULL), COALESCE(max(cost_usd), 0),"
+    " count(*) FILTER (WHERE estimated),"
+    " min(ts), max(ts)"
+)
+
+
+def check_table(table: str, what: str) -> str:
+    """``table`` if it is a safe lowercase SQL identifier (it is put into SQL text)."""
+    if not isinstance(table, str) or not _TABLE_NAME.match(table):
+        raise ValueError(
+            f"{what} must be a lowercase SQL identifier of at most 40 characters "
+            f"(letters, digits, underscore; not starting with a digit), got {table!r}"
+        )
+    return table
+
+
+def _same(text: str) -> str:
+    return text
+
+
+def record_values(
+    record: CostRecord,
+    *,
+    tags: Callable[[dict[str, str]], Any],
+    text: Callable[[str], Any] = _same,
+) -> list[Any]:
+    """``record``'s values in :data:`RECORD_COLUMNS` order; ``tags`` adapts the tags
+    dict for the driver, ``text`` encodes the text columns."""
+    if not isinstance(record, CostRecord):
+        raise TypeError(f"record must be a CostRecord, got {type(record).__name__}")
+    values: list[Any] = []
+    for name in RECORD_COLUMNS:
+        if name == "tags":
+            values.append(tags(dict(record.tags)))
+        elif name == "ts":
+            values.append(float(record.timestamp))
+        elif name == "estimated":
+            values.append(bool(record.estimated))
+        else:
+            value = getattr(record, name)
+            values.append(text(value) if value is not None and name in TEXT_COLUMNS else value)
+    return values
+
+
+def record_from_row(
+    row: Sequence[Any],
+    *,
+    tags: Callable[[Any], dict[str, str]] = dict,
+    text: Callable[[Any], str] = _same,
+) -> CostRecord:
+    """The record of a row selected as :data:`RECORD_COLUMNS`; ``tags`` decodes the
+    stored tags, ``text`` the text columns."""
+    data = dict(zip(RECORD_COLUMNS, row, strict=True))
+    for name in TEXT_COLUMNS:
+        if data[name] is not None:
+            data[name] = text(data[name])
+    data["tags"] = tags(data["tags"])
+    data["timestamp"] = data.pop("ts")
+    data["estimated"] = bool(data["estimated"])
+    return CostRecord.from_dict(data)
+
+
+def summary_from_rows(
+    models: Iterable[Sequence[Any]],
+    tiers: Iterable[Sequence[Any]],
+    text: Callable[[Any], str] = _same,
+) -> LedgerSummary:
+    """A ``LedgerSummary`` from the rows of the :data:`TOTALS` query (grouped by model)
+    and of ``model, tier, count`` rows of billed events."""
+    summary = LedgerSummary()
+    for row in models:
+        model, calls, hits, attempts, *tokens, cost, saved, baseline, unpriced, top = row[:-3]
+        estimated, first, last = row[-3:]
+        name = text(model)
+        summary.models[name] = ModelTotals(
+            name,
+            int(calls),
+            int(hits),
+            int(attempts),
+            *(int(n) for n in tokens),  # PostgreSQL's sum(bigint) is numeric: a Decimal
+            float(cost),
+            float(saved),
+            float(baseline),
+            int(unpriced),
+            float(top),
+            estimated_events=int(estimated),
+        )
+        if summary.first_timestamp is None or first < summary.first_timestamp:
+            summary.first_timestamp = first
+        if summary.last_timestamp is None or last > summary.last_timestamp:
+            summary.last_timestamp = last
+    for model, tier, n in tiers:
+        summary.models[text(model)].tiers[text(tier)] = int(n)
+    return summary
+
+
+class Backlog:
+    """Records a SQL ledger could not write (the database locked past its timeout, the
+    server down): kept in memory in order, counted in the ledger's spend and budgets,
+    and written again at the next write once :attr:`retry_every` seconds have passed.
+    Spend is never dropped because a write failed, and the user's call never fails.
+
+    Example:
+        >>> from costopt_core.ledger import CostRecord
+        >>> backlog = Backlog("demo ledger")
+        >>> record = CostRecord("m", cost_usd=0.5, timestamp=10.0)
+        >>> backlog.add("id-1", record, None, OSError("database is locked"))
+        >>> backlog.spent_since(5.0), len(backlog)
+        (0.5, 1)
+        >>> backlog.flush(lambda record_id, record, reservation_id: None, force=True)
+        >>> len(backlog)
+        0
+    """
+
+    retry_every = 1.0
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+        self._items: list[tuple[str, CostRecord, str | None]] = []
+        self._lock = threading.Lock()
+        self._next_try = 0.0
+        self._logged = 0.0
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def add(
+        self, record_id: str, record: CostRecord, reservation_id: str | None, exc: BaseException
+    ) -> None:
+        """Keep a record whose write failed with ``exc``."""
+        with self._lock:
+            self._items.append((record_id, record, reservation_id))
+            held = len(self._items)
+            self._next_try = time.monotonic() + self.retry_every
+            log = time.monotonic() - self._logged > 60.0  # a warning a minute, not a flood
+            if log:
+                self._logged = time.monotonic()
+        if log:
+            logger.warning(
+                "%s: writing a cost record failed (%s: %s); %d record(s) kept in memory, "
+                "counted in spend and budgets, and written when the database answers",
+                self.where,
+                type(exc).__name__,
+                str(exc).strip(),
+                held,
+            )
+
+    def flush(
+        self, write: Callable[[str, CostRecord, str | None], None], *, force: bool = False
+    ) -> None:
+        """Write the kept records with ``write`` (oldest first; stop at the first failure).
+        Without ``force``, at most once per :attr:`retry_every` seconds."""
+        if not self._items or (not force and time.monotonic() < self._next_try):
+            return
+        with self._lock:
+            items, self._items = self._items, []
+        for done, item in enumerate(items):
+            try:
+                write(*item)
+            except Exception:
+                with self._lock:
+                    self._items[:0] = items[done:]
+                    self._next_try = time.monotonic() + self.retry_every
+                return
+        logger.warning("%s: %d kept cost record(s) written", self.where, len(items))
+
+    def records(self, since: float | None = None) -> list[CostRecord]:
+        with self._lock:
+            items = list(self._items)
+        return [r for _, r, _ in items if since is None or r.timestamp >= since]
+
+    def spent_since(self, since: float | None = None) -> float:
+        return sum((r.cost_usd or 0.0 for r in self.records(since)), 0.0)
+
+
+__all__ = [
+    "RECORD_COLUMNS",
+    "TEXT_COLUMNS",
+    "TOTALS",
+    "Backlog",
+    "check_table",
+    "record_from_row",
+    "record_values",
+    "summary_from_rows",
+]

@@ -1,0 +1,339 @@
+"""The embedded cost ledger: one SQLite file, restart-safe, shared by the processes of
+one machine, budgets reserved atomically (the same contract as ``CostLedger`` and
+``PostgresLedger``, see :mod:`costopt_core.ledger`).
+
+Example:
+    >>> import os, tempfile
+    >>> from costopt_core.ledger import Budget, CostRecord
+    >>> from costopt_core.stores.sqlite_ledger import SQLiteLedger
+    >>> path = os.path.join(tempfile.mkdtemp(), "spend.db")
+    >>> with SQLiteLedger(path) as ledger:
+    ...     check = ledger.reserve(0.02, [Budget(0.05, "month")])
+    ...     ledger.record(CostRecord("gpt-4o-mini", cost_usd=0.02),
+    ...                   reservation_id=check.reservation_id)
+    >>> with SQLiteLedger(path) as ledger:  # a restart: the month's spend is still there
+    ...     ledger.spent_since(None), ledger.reserve(0.04, [Budget(0.05, "month")]).allowed
+    (0.02, False)
+
+How it holds:
+
+* Every write is one ``BEGIN IMMEDIATE`` transaction on a WAL file
+  (:mod:`.sqlite_file`): a check-and-reserve takes the file's write lock, so processes
+  queue for it and two of them never both see the same below-budget spend. A record and
+  the settling of its reservation are one transaction.
+* ``durable=True`` (the default) commits with ``synchronous=FULL``: a record is on disk
+  before ``record`` returns, so a power cut never loses spend. ``durable=False`` keeps
+  ``NORMAL``: a killed process still loses nothing, a power cut may lose the last
+  commits.
+* Spend per UTC day lives in ``<table>_days``, updated with each record, so a daily or
+  monthly budget check sums at most 31 rows however long the ledger has run.
+* A reservation whose process died expires after its ``ttl_seconds``.
+* A write that fails (the file locked past ``timeout``, the disk full) is kept in memory,
+  counted in spend and budgets, and written at a later write
+  (:class:`~costopt_core.stores.ledger_sql.Backlog`): spend is never dropped.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from os import PathLike
+
+from costopt_core.ledger import (
+    Budget,
+    BudgetCheck,
+    CostRecord,
+    LedgerSummary,
+    admits,
+    check_estimate,
+)
+from costopt_core.pricing import check_amount
+from costopt_core.stores.ledger_sql import (
+    RECORD_COLUMNS,
+    TOTALS,
+    Backlog,
+    check_table,
+    record_from_row,
+    record_values,
+    summary_from_rows,
+)
+from costopt_core.stores.sqlite_file import MetaTable, connect, transaction
+
+logger = logging.getLogger(__name__)
+
+_DAY = 86_400.0
+
+_TYPES = {
+    "model": "TEXT NOT NULL",
+    "kind": "TEXT NOT NULL",
+    "tier": "TEXT",
+    "input_tokens": "INTEGER NOT NULL DEFAULT 0",
+    "output_tokens": "INTEGER NOT NULL DEFAULT 0",
+    "cache_read_tokens": "INTEGER NOT NULL DEFAULT 0",
+    "cache_write_tokens": "INTEGER NOT NULL DEFAULT 0",
+    "reasoning_tokens": "INTEGER NOT NULL DEFAULT 0",
+    "cost_usd": "REAL",
+    "saved_usd": "REAL",
+    "baseline_model": "TEXT",
+    "baseline_cost_usd": "REAL",
+    "tags": "TEXT NOT NULL DEFAULT '{}'",
+    "ts": "REAL NOT NULL",
+    "run_id": "TEXT",
+    "estimated": "INTEGER NOT NULL DEFAULT 0",
+}
+
+
+class SQLiteLedger:
+    """Cost records and budget reservations in a SQLite file; implements
+    :class:`costopt_core.ledger.LedgerProtocol`. Pass it as ``ledger=`` to
+    ``CostCallbackHandler`` / ``CostEventHandler``: their totals and budgets are then
+    the file's, across restarts and across the processes that open it.
+
+    Example:
+        >>> import os, tempfile
+        >>> from costopt_core.ledger import CostRecord
+        >>> ledger = SQLiteLedger(os.path.join(tempfile.mkdtemp(), "spend.db"))
+        >>> ledger.record(CostRecord("m", cost_usd=0.5, saved_usd=0.25, tier="simple"))
+        >>> totals = ledger.summary().models["m"]
+        >>> totals.cost_usd, totals.saved_usd, totals.tiers
+        (0.5, 0.25, {'simple': 1})
+        >>> ledger.close()
+
+    Args:
+        path: the file (created with its directory); several processes may open it.
+            Not on a network file system: SQLite's locks need a local disk.
+        table: the records table; ``<table>_reservations``, ``<table>_days`` and
+            ``<table>_meta`` too, so one file may hold several ledgers.
+        timeout: seconds a write waits for another process's transaction.
+        durable: commit with ``synchronous=FULL`` (see the module docstring).
+    """
+
+    def __init__(
+        self,
+        path: str | PathLike[str],
+        *,
+        table: str = "costopt_ledger",
+        timeout: float = 30.0,
+        durable: bool = True,
+    ) -> None:
+        check_table(table, "table")
+        self.path = os.fspath(path)
+        if self.path == ":memory:":
+            raise ValueError(
+                "path must be a file: an in-memory SQLite ledger is neither restart-safe "
+                "nor shared (use costopt_core.ledger.CostLedger for an in-process ledger)"
+            )
+        self.table = table
+        self._conn = connect(
+            self.path, timeout=timeout, synchronous="FULL" if durable else "NORMAL"
+        )
+        self._lock = threading.Lock()  # one connection: one transaction at a time
+        self._closed = False
+        self._backlog = Backlog(repr(self))
+        t, r, d = table, f"{table}_reservations", f"{table}_days"
+        columns = ", ".join(RECORD_COLUMNS)
+        self._sql = {
+            "insert": (
+                f"INSERT OR IGNORE INTO {t} (id, {columns}) "
+                f"VALUES (?, {', '.join('?' * len(RECORD_COLUMNS))})"
+            ),
+            "add_day": (
+                f"INSERT INTO {d} (day, spent_usd) VALUES (?, ?) "
+                "ON CONFLICT (day) DO UPDATE SET spent_usd = spent_usd + excluded.spent_usd"
+            ),
+            "settle": f"DELETE FROM {r} WHERE id = ?",
+            "expire": f"DELETE FROM {r} WHERE expires_at <= ?",
+            "pending": f"SELECT COALESCE(sum(estimate_usd), 0) FROM {r}",
+            "live": f"SELECT COALESCE(sum(estimate_usd), 0) FROM {r} WHERE expires_at > ?",
+            "reserve": f"INSERT INTO {r} (id, estimate_usd, expires_at) VALUES (?, ?, ?)",
+            "spent_days": f"SELECT COALESCE(sum(spent_usd), 0) FROM {d} WHERE day >= ?",
+            "spent_records": f"SELECT COALESCE(sum(cost_usd), 0) FROM {t} WHERE ts >= ?",
+            "records": f"SELECT {columns} FROM {t} WHERE ts >= ? ORDER BY ts, rowid",
+            "totals": f"SELECT {TOTALS} FROM {t} WHERE ts >= ? GROUP BY model",
+            "tiers": (
+                f"SELECT model, tier, count(*) FROM {t} WHERE kind <> 'cache_hit'"
+                " AND tier IS NOT NULL AND ts >= ? GROUP BY model, tier"
+            ),
+        }
+        try:
+            with transaction(self._conn):
+                self._create(t, r, d)
+        except BaseException:
+            self._conn.close()
+            raise
+
+    def _create(self, t: str, r: str, d: str) -> None:
+        MetaTable(self._conn, f"{t}_meta", kind="ledger").open()
+        columns = ", ".join(f"{name} {_TYPES[name]}" for name in RECORD_COLUMNS)
+        for statement in (
+            # The id is the writer's: a record written again (a retry) is not counted twice.
+            f"CREATE TABLE IF NOT EXISTS {t} (id TEXT NOT NULL UNIQUE, {columns})",
+            f"CREATE INDEX IF NOT EXISTS {t}_ts ON {t} (ts, cost_usd)",
+            f"CREATE TABLE IF NOT EXISTS {r} (id TEXT PRIMARY KEY,"
+            " estimate_usd REAL NOT NULL, expires_at REAL NOT NULL)",
+            f"CREATE TABLE IF NOT EXISTS {d} (day REAL PRIMARY KEY, spent_usd REAL NOT NULL)",
+        ):
+            self._conn.execute(statement)
+
+    # -- plumbing ----------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError(f"{self!r} is closed")
+
+    def _spent(self, since: float | None) -> float:
+        """Spend written to the file since ``since``: from the day buckets when
+        ``since`` starts a UTC day (every budget period does), else from the records."""
+        if since is None or since % _DAY == 0:
+            row = self._conn.execute(
+                self._sql["spent_days"], (-math.inf if since is None else since,)
+            )
+        else:
+            row = self._conn.execute(self._sql["spent_records"], (since,))
+        return float(row.fetchone()[0])
+
+    def _write(self, record_id: str, record: CostRecord, reservation_id: str | None) -> None:
+        values = record_values(record, tags=json.dumps)
+        with self._lock:
+            self._check_open()
+            with transaction(self._conn):
+                added = self._conn.execute(self._sql["insert"], (record_id, *values)).rowcount
+                if added and record.cost_usd:
+                    day = (record.timestamp // _DAY) * _DAY
+                    self._conn.execute(self._sql["add_day"], (day, record.cost_usd))
+                if reservation_id is not None:
+                    self._conn.execute(self._sql["settle"], (reservation_id,))
+
+    # -- LedgerProtocol ------------------------------------------------------------
+
+    def record(self, record: CostRecord, reservation_id: str | None = None) -> None:
+        """Store ``record`` and settle ``reservation_id`` in one transaction. A write
+        that fails is kept and written later (never raised, never dropped)."""
+        if not isinstance(record, CostRecord):
+            raise TypeError(f"record must be a CostRecord, got {type(record).__name__}")
+        self._check_open()
+        self._backlog.flush(self._write)
+        record_id = uuid.uuid4().hex
+        try:
+            self._write(record_id, record, reservation_id)
+        except Exception as exc:
+            self._backlog.add(record_id, record, reservation_id, exc)
+
+    def reserve(
+        self,
+        estimate_usd: float,
+        budgets: Sequence[Budget],
+        *,
+        ttl_seconds: float = 300.0,
+        now: float | None = None,
+    ) -> BudgetCheck:
+        """Atomic check-and-reserve across every process sharing the file."""
+        estimate = check_estimate(estimate_usd)
+        ttl = check_amount("ttl_seconds", ttl_seconds, "seconds")
+        budgets = list(budgets)
+        for budget in budgets:
+            if not isinstance(budget, Budget):
+                raise TypeError(f"budgets must hold Budget objects, got {type(budget).__name__}")
+        now = time.time() if now is None else float(now)
+        self._backlog.flush(self._write)
+        reservation_id = uuid.uuid4().hex
+        with self._lock:
+            self._check_open()
+            with transaction(self._conn):  # the file's write lock: one check at a time
+                self._conn.execute(self._sql["expire"], (now,))
+                pending = float(self._conn.execute(self._sql["pending"]).fetchone()[0])
+                for budget in budgets:
+                    since = budget.start(now)
+                    used = self._spent(since) + self._backlog.spent_since(since) + pending
+                    if not admits(used, estimate, budget):
+                        return BudgetCheck(False, None, budget, used)
+                self._conn.execute(self._sql["reserve"], (reservation_id, estimate, now + ttl))
+        return BudgetCheck(True, reservation_id)
+
+    def release(self, reservation_id: str) -> None:
+        """Drop a reservation whose call failed (unknown ids are ignored)."""
+        with self._lock:
+            self._check_open()
+            self._conn.execute(self._sql["settle"], (reservation_id,))
+
+    def spent_since(self, since: float | None = None) -> float:
+        with self._lock:
+            self._check_open()
+            spent = self._spent(since)
+        return spent + self._backlog.spent_since(since)
+
+    def summary(self, since: float | None = None) -> LedgerSummary:
+        """Per-model totals computed by SQLite (and any records not yet written)."""
+        start = -math.inf if since is None else since
+        with self._lock:
+            self._check_open()
+            with transaction(self._conn, write=False):  # both queries: one snapshot
+                models = self._conn.execute(self._sql["totals"], (start,)).fetchall()
+                tiers = self._conn.execute(self._sql["tiers"], (start,)).fetchall()
+        summary = summary_from_rows(models, tiers)
+        for record in self._backlog.records(since):
+            summary.add(record)
+        return summary
+
+    def records(self, since: float | None = None) -> list[CostRecord]:
+        """The stored records, oldest first (then any not yet written)."""
+        start = -math.inf if since is None else since
+        with self._lock:
+            self._check_open()
+            rows = self._conn.execute(self._sql["records"], (start,)).fetchall()
+        stored = [record_from_row(row, tags=json.loads) for row in rows]
+        return stored + self._backlog.records(since)
+
+    @property
+    def reserved_usd(self) -> float:
+        """Estimates of the live reservations (calls admitted, not yet recorded)."""
+        with self._lock:
+            self._check_open()
+            return float(self._conn.execute(self._sql["live"], (time.time(),)).fetchone()[0])
+
+    @property
+    def unwritten(self) -> int:
+        """Records kept in memory because their write failed (0 when all is well)."""
+        return len(self._backlog)
+
+    def clear(self) -> None:
+        """Delete every record and reservation of this ledger."""
+        with self._lock:
+            self._check_open()
+            with transaction(self._conn):
+                for table in (self.table, f"{self.table}_reservations", f"{self.table}_days"):
+                    self._conn.execute(f"DELETE FROM {table}")
+
+    def close(self) -> None:
+        """Write what is kept in memory if possible, then close the file."""
+        if self._closed:
+            return
+        self._backlog.flush(self._write, force=True)
+        if self._backlog:
+            logger.error(
+                "%r closed with %d cost record(s) ($%.6f) it could not write",
+                self,
+                len(self._backlog),
+                self._backlog.spent_since(None),
+            )
+        with self._lock:
+            self._closed = True
+            self._conn.close()
+
+    def __enter__(self) -> SQLiteLedger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"SQLiteLedger({self.path!r}, table={self.table!r})"
+
+
+__all__ = ["SQLiteLedger"]
