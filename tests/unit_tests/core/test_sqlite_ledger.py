@@ -1,0 +1,154 @@
+"""SQLiteLedger specifics (issue 16): processes sharing one file never pass a budget,
+a write that fails is kept and written later, the file says what it holds. The
+contract itself (totals, reservations, restart) is in test_ledger_contract.py."""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import sqlite3
+import time
+from concurrent.futures import ProcessPoolExecutor
+
+import pytest
+
+from costopt_core import SQLiteLedger
+from costopt_core.ledger import Budget, CostRecord
+from costopt_core.stores.ledger_sql import Backlog
+
+
+def _spend_until_refused(path: str, cost: float, limit: float) -> int:
+    ledger = SQLiteLedger(path)
+    calls = 0
+    while True:
+        check = ledger.reserve(cost, [Budget(limit, "month")])
+        if not check.allowed:
+            break
+        time.sleep(0.002)  # the call in flight: other processes check meanwhile
+        ledger.record(CostRecord(model="m", cost_usd=cost), reservation_id=check.reservation_id)
+        calls += 1
+    ledger.close()
+    return calls
+
+
+def test_four_processes_sharing_one_file_never_pass_a_budget(tmp_path):
+    path = str(tmp_path / "shared.db")
+    cost, limit = 0.01, 0.405
+    SQLiteLedger(path).close()  # the tables exist before the race
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(4, mp_context=context) as pool:
+        futures = [pool.submit(_spend_until_refused, path, cost, limit) for _ in range(4)]
+        counts = [f.result(timeout=120) for f in futures]
+    with SQLiteLedger(path) as ledger:
+        spent = ledger.spent_since()
+        assert spent <= limit  # never over
+        assert sum(counts) == 40  # exactly what fits: nothing left unspent either
+        assert spent == pytest.approx(0.40)
+        assert len(ledger.records()) == 40 and ledger.reserved_usd == 0.0
+    assert sum(1 for c in counts if c > 0) >= 2  # the processes really competed
+
+
+def test_a_write_that_fails_is_kept_counted_and_written_later(tmp_path, monkeypatch, caplog):
+    monkeypatch.setattr(Backlog, "retry_every", 0.0)
+    path = tmp_path / "spend.db"
+    ledger = SQLiteLedger(path, timeout=0.05)
+    ledger.record(CostRecord("m", cost_usd=0.25))
+    blocker = sqlite3.connect(path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")  # another process holds the write lock too long
+    with caplog.at_level(logging.WARNING):
+        ledger.record(CostRecord("m", cost_usd=0.5, tags={"n": "kept"}))  # never raises
+    assert "kept in memory" in caplog.text
+    assert ledger.unwritten == 1
+    assert ledger.spent_since() == pytest.approx(0.75)  # counted all the same
+    assert [r.tags for r in ledger.records()] == [{}, {"n": "kept"}]
+    assert ledger.summary().total_cost == pytest.approx(0.75)
+    blocker.execute("ROLLBACK")
+    assert not ledger.reserve(0.3, [Budget(1.0)]).allowed  # 0.75 + 0.3 > 1.0
+    ledger.record(CostRecord("m", cost_usd=0.125))  # the kept one is written first
+    assert ledger.unwritten == 0
+    ledger.close()
+    with SQLiteLedger(path) as reopened:  # on disk, each once
+        assert reopened.spent_since() == pytest.approx(0.875)
+        assert len(reopened.records()) == 3
+
+
+def test_close_writes_what_was_kept(tmp_path, monkeypatch):
+    monkeypatch.setattr(Backlog, "retry_every", 3600.0)  # no retry before close
+    path = tmp_path / "spend.db"
+    ledger = SQLiteLedger(path, timeout=0.05)
+    blocker = sqlite3.connect(path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+    ledger.record(CostRecord("m", cost_usd=0.5))
+    blocker.execute("ROLLBACK")
+    ledger.close()
+    with SQLiteLedger(path) as reopened:
+        assert reopened.spent_since() == 0.5
+
+
+def test_the_file_says_what_it_holds(tmp_path):
+    path = tmp_path / "spend.db"
+    SQLiteLedger(path).close()
+    with sqlite3.connect(path) as conn:
+        meta = dict(conn.execute("SELECT key, value FROM costopt_ledger_meta"))
+        assert meta == {"kind": "ledger", "schema_version": "1"}
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        conn.execute("UPDATE costopt_ledger_meta SET value = '7' WHERE key = 'schema_version'")
+    with pytest.raises(RuntimeError, match="newer costopt"):
+        SQLiteLedger(path)
+    with SQLiteLedger(path, table="other_ledger") as other:  # one file, several ledgers
+        other.record(CostRecord("m", cost_usd=1.0))
+
+
+def test_arguments_are_checked(tmp_path):
+    with pytest.raises(ValueError, match="path must be a file"):
+        SQLiteLedger(":memory:")
+    with pytest.raises(ValueError, match="table must be a lowercase SQL identifier"):
+        SQLiteLedger(tmp_path / "x.db", table="spend; DROP TABLE x")
+    with pytest.raises(ValueError, match="timeout must be a number > 0"):
+        SQLiteLedger(tmp_path / "x.db", timeout=0)
+    ledger = SQLiteLedger(tmp_path / "x.db")
+    with pytest.raises(ValueError, match="ttl_seconds must be a finite number >= 0"):
+        ledger.reserve(0.1, [Budget(1.0)], ttl_seconds=float("inf"))
+    with pytest.raises(TypeError, match="Budget objects"):
+        ledger.reserve(0.1, [1.0])  # type: ignore[list-item]
+    ledger.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        ledger.spent_since()
+
+
+def test_a_cost_handlers_monthly_budget_survives_a_restart(tmp_path):
+    from costopt_core.ledger import BudgetExceededError
+    from costopt_core.pricing import set_price
+    from langchain_costopt import CostCallbackHandler
+    from langchain_costopt.simulated import SimulatedChatModel
+
+    set_price("sqlite-ledger-test-model", input_per_token=1e-6, output_per_token=2e-6)
+    model = SimulatedChatModel(
+        model_name="sqlite-ledger-test-model", answer="Fine, thanks.", max_tokens=4
+    )
+    path = tmp_path / "spend.db"
+
+    def run_process() -> int:
+        """One process life: calls until the month's budget refuses one."""
+        ledger = SQLiteLedger(path)
+        handler = CostCallbackHandler(monthly_budget_usd=budget, ledger=ledger)
+        calls = 0
+        try:
+            while calls < 100:
+                model.invoke("How are you today?", config={"callbacks": [handler]})
+                calls += 1
+                if calls == 3:
+                    break  # the process stops (a deploy) before the budget is spent
+        except BudgetExceededError:
+            pass
+        ledger.close()
+        return calls
+
+    usage = model.invoke("How are you today?").usage_metadata
+    call_cost = usage["input_tokens"] * 1e-6 + usage["output_tokens"] * 2e-6
+    budget = 5.5 * call_cost
+    assert run_process() == 3
+    assert run_process() == 2  # the restarted process knows 3 calls were spent
+    with SQLiteLedger(path) as ledger:
+        assert ledger.spent_since() == pytest.approx(5 * call_cost)
+        assert ledger.spent_since() <= budget
