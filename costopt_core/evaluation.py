@@ -54,6 +54,8 @@ APGR_SHARES: tuple[float, ...] = tuple(i / 10 for i in range(11))
 DEFAULT_WEAK_MODEL = "gpt-4o-mini"
 DEFAULT_STRONG_MODEL = "gpt-4o"
 DEFAULT_OUTPUT_TOKENS = 500  # the seed's estimate_cost default answer length
+#: Quality levels (fractions of the strong model's quality) the dollar table reports.
+QUALITY_LEVELS: tuple[float, ...] = (0.9, 0.95, 0.98, 1.0)
 
 _TRUE = {"1", "true", "yes", "y", "t", "correct"}
 _FALSE = {"0", "false", "no", "n", "f", "incorrect", "wrong"}
@@ -535,6 +537,30 @@ class RouterEvaluation:
     def pgr(self) -> list[tuple[float, float]]:
         return self.curve.pgr_curve()
 
+    def quality_levels(
+        self, fractions: Sequence[float] = QUALITY_LEVELS
+    ) -> list[dict[str, float | None]]:
+        """Dollars at each quality level: for each fraction of the strong model's quality,
+        the strong-call share this router needs, its USD per 1k calls, and the saving
+        against sending every call to the strong model (None: out of reach)."""
+        c = self.curve
+        rows: list[dict[str, float | None]] = []
+        for fraction in fractions:
+            share = c.share_for_quality(fraction)
+            usd = None if share is None else c.cost_at(share) * 1000
+            saving = None
+            if usd is not None and c.strong_cost > 0:
+                saving = 1.0 - usd / (c.strong_cost * 1000)
+            rows.append(
+                {
+                    "fraction_of_strong_quality": fraction,
+                    "strong_share": share,
+                    "usd_per_1k_calls": usd,
+                    "saving_vs_all_strong": saving,
+                }
+            )
+        return rows
+
     def to_dict(self) -> dict[str, Any]:
         c = self.curve
         share95 = c.share_for_quality(0.95)
@@ -564,6 +590,7 @@ class RouterEvaluation:
                 "usd_per_call_for_95pct_strong_quality": (
                     None if share95 is None else c.cost_at(share95)
                 ),
+                "at_quality": self.quality_levels(),
             }
         if self.calibration is not None:
             out["calibration"] = self.calibration

@@ -14,8 +14,9 @@ strong model was needed, graded values for judge scores). ``route`` scores a pro
 labels of its ``k`` most similar labelled prompts:
 
 - **weighting**: a neighbour's weight is ``exp((similarity - best) / temperature)``, so
-  the closest prompts count most and far ones fade out smoothly, whatever the
-  embedding's similarity scale;
+  closer prompts count more and far ones fade out smoothly; the default temperature is
+  mild (0.5): labels are noisy, and on a dev set (GSM8K, all-MiniLM-L6-v2, 5-fold) sharp
+  weights (0.05) scored APGR 0.57 where mild ones scored 0.62-0.63;
 - **smoothing**: ``prior_strength`` pseudo-neighbours carry the overall mean label, so a
   prompt whose neighbours are few or far stays near the base rate instead of copying one
   noisy label;
@@ -72,7 +73,7 @@ class KNNStrategy(LearnedStrategy):
         embeddings: Any = None,
         *,
         k: int | None = None,
-        temperature: float = 0.05,
+        temperature: float = 0.5,
         prior_strength: float = 1.0,
         tiers: Sequence[str] = LADDER,
         thresholds: Sequence[float] | None = None,

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import NamedTuple
 
@@ -88,15 +89,21 @@ _ZH_CUES: dict[str, str] = {
 KINDS: tuple[str, ...] = tuple(_EN_CUES)
 
 
-def _cue_tables() -> tuple[dict[str, str], dict[str, str], tuple[int, ...], list[tuple[str, str]]]:
+_WORD = re.compile(r"[a-z]+(?:'[a-z]+)?")
+
+
+def _cue_tables() -> tuple[
+    dict[str, str], dict[str, str], tuple[int, ...], list[tuple[str, str, str]]
+]:
     words: dict[str, str] = {}
     prefixes: dict[str, str] = {}
-    phrases: list[tuple[str, str]] = []
+    phrases: list[tuple[str, str, str]] = []
     for kind, entries in _EN_CUES.items():
         for entry in entries.split():
             if "_" in entry or not entry.rstrip("*").replace("'", "").isalpha():
                 for sep in (" ", "-"):
-                    phrases.append((entry.replace("_", sep), kind))
+                    phrase = entry.replace("_", sep)
+                    phrases.append((_WORD.findall(phrase)[0], phrase, kind))
             elif entry.endswith("*"):
                 prefixes[entry[:-1]] = kind
             else:
@@ -108,7 +115,6 @@ def _cue_tables() -> tuple[dict[str, str], dict[str, str], tuple[int, ...], list
 _WORDS, _PREFIXES, _PREFIX_LENGTHS, _PHRASES = _cue_tables()
 _ZH = [(cue, kind) for kind, cues in _ZH_CUES.items() for cue in cues.split()]
 _CJK = re.compile(r"[\u4e00-\u9fff]")
-_WORD = re.compile(r"[a-z]+(?:'[a-z]+)?")
 # A short factual question: "what is / who was / where are / what's ...", "什么是".
 _LOOKUP = re.compile(
     r"^\s*(?:(?:what|where|when|which)(?:'s|\s+(?:is|are|was|were|does|do))\b|who\b|"
@@ -174,7 +180,8 @@ def extract_features(text: str) -> Features:
     hits: set[tuple[str, str]] = set()  # distinct (kind, cue)
     steps = constraints = 0
     words = _WORD.findall(lowered)
-    for word in words:
+    counts = Counter(words)  # each distinct word is looked up once
+    for word, n in counts.items():
         hit = _WORD_MEMO.get(word, _UNSEEN)
         if hit is _UNSEEN:
             hit = _WORD_MEMO[word] = _word_cue(word)
@@ -182,10 +189,13 @@ def extract_features(text: str) -> Features:
                 _WORD_MEMO.clear()
         if hit is not None:
             hits.add(hit)
-            steps += hit[0] == "steps"
-            constraints += hit[0] == "constraints"
-    for phrase, kind in _PHRASES:
-        if phrase in lowered:
+            if hit[0] == "steps":
+                steps += n
+            elif hit[0] == "constraints":
+                constraints += n
+    for head, phrase, kind in _PHRASES:
+        # A phrase can only occur where its first word does: most are skipped unread.
+        if head in counts and phrase in lowered:
             hits.add((kind, phrase))
             steps += kind == "steps"
             constraints += kind == "constraints"

@@ -282,6 +282,18 @@ def format_report(result: RouterEvaluation, label: str, source: str, output_toke
             f"{_pct(c.cpt_cost(0.8))} (USD {c.cost_at(result.cpt80) * 1000:.4f} / 1k calls); "
             f"all weak USD {c.weak_cost * 1000:.4f}, all strong USD {c.strong_cost * 1000:.4f}"
         )
+    if c.strong_cost > c.weak_cost:
+        lines.append("dollars at each quality level (vs all calls to the strong model):")
+        for row in result.quality_levels():
+            level = f"{row['fraction_of_strong_quality']:.0%} of strong quality"
+            if row["strong_share"] is None:
+                lines.append(f"  {level:>26}: out of reach")
+                continue
+            lines.append(
+                f"  {level:>26}: {_pct(row['strong_share'])} strong calls, USD "
+                f"{row['usd_per_1k_calls']:.4f} / 1k calls, saving "
+                f"{_pct(row['saving_vs_all_strong'])}"
+            )
     if result.calibration:
         cal = result.calibration
         pgr = cal.get("heldout_pgr")
