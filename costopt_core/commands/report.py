@@ -1,0 +1,349 @@
+"""``costopt report LEDGER``: spend and savings per model, tier, lever and day, from a
+SQLite ledger file or a PostgreSQL ledger.
+
+Example:
+    >>> import os, tempfile
+    >>> from costopt_core.cli import main
+    >>> from costopt_core.ledger import CostRecord
+    >>> from costopt_core.stores.sqlite_ledger import SQLiteLedger
+    >>> path = os.path.join(tempfile.mkdtemp(), "spend.db")
+    >>> with SQLiteLedger(path) as ledger:
+    ...     ledger.record(CostRecord("gpt-4o-mini", tier="medium", cost_usd=0.002,
+    ...                              saved_usd=0.008, timestamp=86_400.0))
+    ...     ledger.record(CostRecord("gpt-4o-mini", kind="cache_hit", tier="medium",
+    ...                              cost_usd=0.0, saved_usd=0.002, timestamp=86_400.0))
+    >>> main(["report", path])
+    costopt report: 2 events, 1970-01-02 to 1970-01-02
+    spent $0.002000, saved $0.010000 (83.3% of $0.012000 without costopt)
+    <BLANKLINE>
+    by lever     events   calls  cache hits  spend USD  saved USD  estimated  unpriced
+    routing           1       1           0   0.002000   0.008000          0         0
+    cache             1       0           1   0.000000   0.002000          0         0
+    <BLANKLINE>
+    by model     events   calls  cache hits  spend USD  saved USD  estimated  unpriced
+    gpt-4o-mini       2       1           1   0.002000   0.010000          0         0
+    ...
+    0
+
+LEDGER is a path to a ``SQLiteLedger`` file, or a PostgreSQL DSN
+(``postgresql://...`` or ``host=... dbname=...``; extra ``[postgres]``). ``--table``
+names the ledger's table when it is not the default.
+
+Levers, one per record (:func:`lever_of`), so a saving is never counted twice: a cache
+hit is ``cache`` (its saving is the call it avoided, routed or not), a routed call is
+``routing`` (saving against the baseline model), a rejected cascade attempt is
+``cascade`` (a negative saving), and a call made without any lever is ``direct``.
+"Without costopt" is spend plus savings. Text that cannot be shown as it is (control
+characters such as NUL in a model name) is shown escaped, as Python writes it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import os
+import re
+import sqlite3
+import sys
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from costopt_core.ledger import CostRecord, LedgerProtocol
+
+#: The dimensions of a report, in the order they are shown.
+DIMENSIONS = ("lever", "model", "tier", "day")
+
+#: The figures of each row, in CSV and table order.
+FIGURES = (
+    "events",
+    "calls",
+    "cache_hits",
+    "cost_usd",
+    "saved_usd",
+    "estimated",
+    "unpriced",
+)
+
+_HEADERS = {
+    "events": "events",
+    "calls": "calls",
+    "cache_hits": "cache hits",
+    "cost_usd": "spend USD",
+    "saved_usd": "saved USD",
+    "estimated": "estimated",
+    "unpriced": "unpriced",
+}
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_DSN = re.compile(r"^(postgres(ql)?://|\w+\s*=)")
+
+
+def lever_of(record: CostRecord) -> str:
+    """The lever a record's spend and saving belong to (see the module docstring).
+
+    Example:
+        >>> lever_of(CostRecord("m", kind="cache_hit", tier="simple"))
+        'cache'
+        >>> lever_of(CostRecord("m", tier="simple")), lever_of(CostRecord("m"))
+        ('routing', 'direct')
+    """
+    if record.kind == "cache_hit":
+        return "cache"
+    if record.kind == "cascade_attempt":
+        return "cascade"
+    return "routing" if record.tier is not None else "direct"
+
+
+def label(text: str) -> str:
+    """``text`` for a table cell: control characters escaped (``'a\\x00b'`` -> ``a\\x00b``).
+
+    Example:
+        >>> label("evil\\x00model")
+        'evil\\\\x00model'
+    """
+    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
+
+
+def day_of(timestamp: float) -> str:
+    """The UTC calendar day of an epoch timestamp, ``YYYY-MM-DD``."""
+    return datetime.fromtimestamp(timestamp, tz=UTC).strftime("%Y-%m-%d")
+
+
+@dataclass
+class Row:
+    """The figures of one key of a dimension (e.g. model ``gpt-4o-mini``)."""
+
+    key: str
+    events: int = 0
+    calls: int = 0
+    cache_hits: int = 0
+    cost_usd: float = 0.0
+    saved_usd: float = 0.0
+    estimated: int = 0
+    unpriced: int = 0
+
+    def add(self, record: CostRecord) -> None:
+        self.events += 1
+        self.calls += record.kind == "call"
+        self.cache_hits += record.kind == "cache_hit"
+        if record.cost_usd is None:
+            self.unpriced += 1  # shown as a count, never as $0
+        else:
+            self.cost_usd += record.cost_usd
+        self.saved_usd += record.saved_usd or 0.0
+        self.estimated += bool(record.estimated)
+
+    @property
+    def saved_share(self) -> float | None:
+        """Savings as a share of what it would have cost without costopt."""
+        without = self.cost_usd + self.saved_usd
+        return None if without <= 0 else self.saved_usd / without
+
+
+@dataclass
+class LedgerReport:
+    """Spend and savings per dimension (:data:`DIMENSIONS`) and in total."""
+
+    total: Row = field(default_factory=lambda: Row("total"))
+    by: dict[str, dict[str, Row]] = field(default_factory=lambda: {d: {} for d in DIMENSIONS})
+    first: float | None = None
+    last: float | None = None
+
+    @classmethod
+    def from_records(cls, records: Iterable[CostRecord]) -> LedgerReport:
+        report = cls()
+        for record in records:
+            report.add(record)
+        return report
+
+    def add(self, record: CostRecord) -> None:
+        self.total.add(record)
+        keys = {
+            "lever": lever_of(record),
+            "model": label(record.model),
+            "tier": "(none)" if record.tier is None else label(record.tier),
+            "day": day_of(record.timestamp),
+        }
+        for dimension, key in keys.items():
+            rows = self.by[dimension]
+            row = rows.get(key)
+            if row is None:
+                row = rows[key] = Row(key)
+            row.add(record)
+        ts = record.timestamp
+        self.first = ts if self.first is None else min(self.first, ts)
+        self.last = ts if self.last is None else max(self.last, ts)
+
+    def rows(self, dimension: str) -> list[Row]:
+        """The rows of ``dimension``: days in date order, the others by spend, largest first."""
+        rows = list(self.by[dimension].values())
+        if dimension == "day":
+            return sorted(rows, key=lambda r: r.key)
+        return sorted(rows, key=lambda r: (-r.cost_usd, -r.saved_usd, r.key))
+
+    def headline(self) -> list[str]:
+        """The two opening lines: what the ledger holds, and spend against savings."""
+        t = self.total
+        if not t.events:
+            return ["costopt report: the ledger holds no records"]
+        span = f"{day_of(self.first or 0.0)} to {day_of(self.last or 0.0)}"
+        lines = [f"costopt report: {t.events} events, {span}"]
+        share = t.saved_share
+        without = t.cost_usd + t.saved_usd
+        saved = f"saved ${t.saved_usd:.6f}"
+        if share is not None:
+            saved += f" ({share:.1%} of ${without:.6f} without costopt)"
+        lines.append(f"spent ${t.cost_usd:.6f}, {saved}")
+        notes = []
+        if t.unpriced:
+            notes.append(f"{t.unpriced} unpriced (cost unknown, not counted as $0)")
+        if t.estimated:
+            notes.append(f"{t.estimated} with usage estimated from text")
+        if notes:
+            lines.append("of which " + "; ".join(notes))
+        return lines
+
+    def to_text(self) -> str:
+        lines = self.headline()
+        if not self.total.events:
+            return "\n".join(lines)
+        # One key width for every table, so their columns line up.
+        width = max(len(k) for d in DIMENSIONS for k in (f"by {d}", *self.by[d]))
+        for dimension in DIMENSIONS:
+            rows = self.rows(dimension)
+            head = f"by {dimension}".ljust(width)
+            head += "".join(f"  {_HEADERS[f]:>{_width(f)}}" for f in FIGURES)
+            lines += ["", head]
+            for row in rows:
+                cells = "".join(f"  {cell(row, f):>{_width(f)}}" for f in FIGURES)
+                lines.append(row.key.ljust(width) + cells)
+        return "\n".join(lines)
+
+    def to_csv(self) -> str:
+        """One line per dimension and key (``dimension,key,<figures>``), then the total."""
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(["dimension", "key", *FIGURES])
+        for dimension in DIMENSIONS:
+            for row in self.rows(dimension):
+                writer.writerow([dimension, row.key, *(cell(row, f) for f in FIGURES)])
+        writer.writerow(["total", "total", *(cell(self.total, f) for f in FIGURES)])
+        return out.getvalue()
+
+
+def _width(figure: str) -> int:
+    return max(len(_HEADERS[figure]), 9 if figure.endswith("_usd") else 6)
+
+
+def cell(row: Row, figure: str) -> str:
+    """A figure of a row as shown in tables and CSV (dollars to the micro-dollar); the
+    spend of a row whose every event is unpriced is ``unknown``, never ``0.000000``."""
+    if figure == "cost_usd" and row.unpriced and row.unpriced == row.events:
+        return "unknown"
+    value = getattr(row, figure)
+    return f"{value:.6f}" if figure.endswith("_usd") else str(value)
+
+
+# -- the ledger to read --------------------------------------------------------------
+
+
+def open_ledger(spec: str, table: str | None = None) -> LedgerProtocol:
+    """The ledger named by ``spec``: a PostgreSQL DSN, or the path of an existing
+    SQLite ledger file (never created here: a mistyped path is an error)."""
+    options = {} if table is None else {"table": table}
+    if _DSN.match(spec):
+        from costopt_core.stores.postgres import PostgresLedger
+
+        return PostgresLedger(spec, **options)
+    if not os.path.isfile(spec):
+        raise FileNotFoundError(f"no ledger file at {spec!r} (nor a PostgreSQL DSN)")
+    from costopt_core.stores.sqlite_ledger import SQLiteLedger
+
+    name = table or "costopt_ledger"
+    with sqlite3.connect(f"file:{os.path.abspath(spec)}?mode=ro", uri=True) as conn:
+        try:
+            found = conn.execute(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)
+            ).fetchone()[0]
+        except sqlite3.DatabaseError as exc:
+            raise ValueError(f"{spec} is not a SQLite file: {exc}") from None
+    if not found:
+        raise ValueError(f"{spec} holds no costopt ledger (no table {name!r}; see --table)")
+    return SQLiteLedger(spec, **options)
+
+
+def _since(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        return datetime.strptime(value, "%Y-%m-%d").replace(tzinfo=UTC).timestamp()
+    except ValueError:
+        raise ValueError(f"--since must be a date YYYY-MM-DD, got {value!r}") from None
+
+
+# -- the command ---------------------------------------------------------------------
+
+
+def register(subparsers: Any) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "report",
+        help="spend and savings per model, tier, lever and day from a ledger",
+        description="Spend and savings per model, tier, lever (routing, cache, cascade, "
+        "direct) and day, from a SQLite ledger file or a PostgreSQL DSN.",
+    )
+    parser.add_argument("ledger", metavar="LEDGER", help="SQLiteLedger file or PostgreSQL DSN")
+    parser.add_argument("--table", help="the ledger's table (default costopt_ledger)")
+    parser.add_argument("--since", metavar="YYYY-MM-DD", help="only records from this UTC day")
+    parser.add_argument("--csv", metavar="OUT", help="write the figures as CSV")
+    parser.add_argument("--html", metavar="OUT", help="write a self-contained HTML page")
+    parser.add_argument("--png", metavar="OUT", help="write a chart (extra [plot])")
+    parser.set_defaults(func=run)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    since = _since(args.since)
+    ledger = open_ledger(args.ledger, args.table)
+    try:
+        report = LedgerReport.from_records(ledger.records(since))
+    finally:
+        ledger.close()  # type: ignore[attr-defined]
+    if args.png:  # first: a missing extra fails before any file is written
+        from costopt_core.commands.report_render import write_png
+
+        try:
+            write_png(report, args.png)
+        except ImportError as exc:
+            print(f"costopt report: error: {exc}", file=sys.stderr)
+            return 2
+    print(report.to_text())
+    if args.csv:
+        with open(args.csv, "w", encoding="utf-8", newline="") as fh:
+            fh.write(report.to_csv())
+        print(f"CSV written to {args.csv}")
+    if args.html:
+        from costopt_core.commands.report_render import to_html
+
+        with open(args.html, "w", encoding="utf-8") as fh:
+            fh.write(to_html(report))
+        print(f"HTML written to {args.html}")
+    if args.png:
+        print(f"chart written to {args.png}")
+    return 0
+
+
+__all__ = [
+    "DIMENSIONS",
+    "FIGURES",
+    "LedgerReport",
+    "Row",
+    "cell",
+    "day_of",
+    "label",
+    "lever_of",
+    "open_ledger",
+    "register",
+    "run",
+]

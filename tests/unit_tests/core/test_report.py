@@ -1,0 +1,149 @@
+"""``costopt report LEDGER``: spend and savings per model, tier, lever and day from a
+SQLite or PostgreSQL ledger, as a table, CSV, a PNG chart and a self-contained HTML page."""
+
+from __future__ import annotations
+
+import csv
+import io
+import sys
+import uuid
+
+import pytest
+
+from costopt_core.cli import main
+from costopt_core.commands.report import LedgerReport, lever_of
+from costopt_core.ledger import CostRecord
+from costopt_core.stores.sqlite_ledger import SQLiteLedger
+
+DAY = 86_400.0
+T0 = 20_000 * DAY  # 2024-10-04, UTC midnight
+
+
+def records() -> list[CostRecord]:
+    return [
+        # a routed call: saved against the dear baseline
+        CostRecord("gpt-4o-mini", tier="medium", cost_usd=0.002, saved_usd=0.010,
+                   baseline_model="claude-3.5-sonnet", baseline_cost_usd=0.012, timestamp=T0),
+        # a routed cache hit: its saving is the call avoided, counted under cache only
+        CostRecord("gpt-4o-mini", kind="cache_hit", tier="medium", cost_usd=0.0,
+                   saved_usd=0.002, timestamp=T0 + 60),
+        # a rejected cascade attempt: spend, negative saving
+        CostRecord("deepseek-v3", kind="cascade_attempt", tier="simple", cost_usd=0.001,
+                   saved_usd=-0.001, timestamp=T0 + DAY),
+        # a plain call, usage estimated from text
+        CostRecord("gpt-4o", cost_usd=0.004, estimated=True, timestamp=T0 + DAY),
+        # an unpriced model with a NUL in its name
+        CostRecord("my\x00tune", cost_usd=None, saved_usd=None, timestamp=T0 + 2 * DAY),
+    ]  # fmt: skip
+
+
+@pytest.fixture
+def ledger_file(tmp_path) -> str:
+    path = str(tmp_path / "spend.db")
+    with SQLiteLedger(path) as ledger:
+        for record in records():
+            ledger.record(record)
+    return path
+
+
+def rows_of(text: str) -> dict[tuple[str, str], dict[str, str]]:
+    return {(r["dimension"], r["key"]): r for r in csv.DictReader(io.StringIO(text))}
+
+
+def test_each_record_has_one_lever_so_no_saving_is_counted_twice():
+    assert [lever_of(r) for r in records()] == ["routing", "cache", "cascade", "direct", "direct"]
+    report = LedgerReport.from_records(records())
+    levers = {row.key: row for row in report.rows("lever")}
+    total_saved = sum(row.saved_usd for row in levers.values())
+    assert total_saved == pytest.approx(report.total.saved_usd) == pytest.approx(0.011)
+    assert levers["cache"].saved_usd == pytest.approx(0.002)
+    assert levers["routing"].saved_usd == pytest.approx(0.010)
+
+
+def test_report_prints_and_writes_csv_per_model_tier_lever_and_day(ledger_file, tmp_path, capsys):
+    out = tmp_path / "report.csv"
+    assert main(["report", ledger_file, "--csv", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "spent $0.007000, saved $0.011000 (61.1% of $0.018000 without costopt)" in text
+    assert "1 unpriced (cost unknown, not counted as $0); 1 with usage estimated" in text
+    assert "my\\x00tune" in text  # shown escaped, never cut at the NUL
+    rows = rows_of(out.read_text(encoding="utf-8"))
+    assert rows["model", "gpt-4o-mini"]["cost_usd"] == "0.002000"
+    assert rows["model", "gpt-4o-mini"]["saved_usd"] == "0.012000"
+    assert rows["model", "gpt-4o-mini"]["cache_hits"] == "1"
+    assert rows["model", "my\\x00tune"]["cost_usd"] == "unknown"  # never a silent $0
+    assert rows["tier", "(none)"]["events"] == "2"
+    assert rows["lever", "cascade"]["saved_usd"] == "-0.001000"
+    assert rows["lever", "direct"]["estimated"] == "1"
+    assert [k for d, k in rows if d == "day"] == ["2024-10-04", "2024-10-05", "2024-10-06"]
+    assert rows["day", "2024-10-05"]["cost_usd"] == "0.005000"
+    assert rows["total", "total"]["events"] == "5"
+
+
+def test_since_keeps_the_later_records(ledger_file, capsys):
+    assert main(["report", ledger_file, "--since", "2024-10-05"]) == 0
+    assert "costopt report: 3 events, 2024-10-05 to 2024-10-06" in capsys.readouterr().out
+    assert main(["report", ledger_file, "--since", "yesterday"]) == 2
+    assert "--since must be a date YYYY-MM-DD" in capsys.readouterr().err
+
+
+def test_html_page_is_self_contained(ledger_file, tmp_path):
+    out = tmp_path / "report.html"
+    assert main(["report", ledger_file, "--html", str(out)]) == 0
+    page = out.read_text(encoding="utf-8")
+    assert page.startswith("<!DOCTYPE html>") and page.count("<svg xmlns") == 4
+    for external in ("<script", "src=", "href=", "@import", "url("):
+        assert external not in page
+    assert "http" not in page.replace("http://www.w3.org/2000/svg", "")
+    assert "my\\x00tune" in page and "\x00" not in page
+    assert "-$0.0010 saved" in page  # the cascade's negative saving
+
+
+def test_png_chart_is_written(ledger_file, tmp_path):
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "report.png"
+    assert main(["report", ledger_file, "--png", str(out)]) == 0
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_png_without_the_plot_extra_names_it(ledger_file, tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if not installed
+    out = tmp_path / "report.png"
+    assert main(["report", ledger_file, "--png", str(out), "--csv", str(tmp_path / "x")]) == 2
+    assert 'pip install "costopt-llm[plot]"' in capsys.readouterr().err
+    assert not out.exists() and not (tmp_path / "x").exists()
+
+
+def test_an_empty_ledger_says_so(tmp_path, capsys):
+    path = str(tmp_path / "empty.db")
+    SQLiteLedger(path).close()
+    assert main(["report", path, "--html", str(tmp_path / "e.html")]) == 0
+    assert "the ledger holds no records" in capsys.readouterr().out
+
+
+def test_a_missing_or_foreign_file_is_an_error_not_a_new_ledger(tmp_path, capsys):
+    missing = tmp_path / "typo.db"
+    assert main(["report", str(missing)]) == 2
+    assert "no ledger file" in capsys.readouterr().err and not missing.exists()
+    other = tmp_path / "other.db"
+    SQLiteLedger(other, table="mine").close()
+    assert main(["report", str(other)]) == 2
+    assert "holds no costopt ledger" in capsys.readouterr().err
+    assert main(["report", str(other), "--table", "mine"]) == 0
+    text_file = tmp_path / "notes.txt"
+    text_file.write_text("not a database", encoding="utf-8")
+    assert main(["report", str(text_file)]) == 2
+    assert "not a SQLite file" in capsys.readouterr().err
+
+
+def test_report_reads_a_postgres_ledger(pg_server, capsys):
+    pytest.importorskip("psycopg")
+    from costopt_core.stores.postgres import PostgresLedger
+
+    table = f"rep_{uuid.uuid4().hex[:10]}"
+    with PostgresLedger(pg_server.dsn, table=table) as ledger:
+        for record in records():
+            ledger.record(record)
+    assert main(["report", pg_server.dsn, "--table", table]) == 0
+    text = capsys.readouterr().out
+    assert "spent $0.007000, saved $0.011000" in text and "my\\x00tune" in text
