@@ -53,7 +53,7 @@ EmbedFn = Callable[[Sequence[str]], np.ndarray]
 #: Where a neural offline embedding may live ("module:factory"), best first. The factory
 #: returns an embedding model (see the module docs) and raises ImportError when its extra
 #: is not installed.
-NEURAL_PROVIDERS: tuple[str, ...] = ("costopt_core.neural:default_embedder",)
+NEURAL_PROVIDERS: tuple[str, ...] = ("costopt_core.local_embedding:LocalEmbedder",)
 
 
 def default_embedding(*, warn: bool = True) -> Any:
@@ -96,7 +96,7 @@ def model_identity(model: Any) -> str | None:
         import json
 
         return "hashing:" + json.dumps(model.config(), sort_keys=True)
-    for attr in ("model", "model_name", "model_id"):
+    for attr in ("model", "model_name", "model_id", "MODEL"):
         value = getattr(model, attr, None)
         if isinstance(value, str) and value:
             cls = type(model)
@@ -132,6 +132,10 @@ def embedding_function(embeddings: Any = None) -> tuple[EmbedFn, str]:
 
         def fn(texts: Sequence[str]) -> np.ndarray:
             return np.asarray(embeddings.embed(list(texts)), dtype=np.float32)
+    elif callable(getattr(embeddings, "embed_one", None)):  # the engine's LocalEmbedder
+
+        def fn(texts: Sequence[str]) -> np.ndarray:
+            return np.asarray([embeddings.embed_one(t) for t in texts], dtype=np.float32)
     elif callable(embeddings):
         name = getattr(embeddings, "__name__", name)
 

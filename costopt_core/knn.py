@@ -1,8 +1,9 @@
 """A learned router: k-nearest-neighbours over prompt embeddings.
 
 Example:
+    >>> from costopt_core.hashing import HashingEmbedder
     >>> from costopt_core.knn import KNNStrategy
-    >>> router = KNNStrategy(k=3).fit(
+    >>> router = KNNStrategy(HashingEmbedder(), k=3).fit(
     ...     ["translate hello", "translate goodbye", "prove the theorem", "prove the lemma"],
     ...     [0, 0, 1, 1],
     ... )

@@ -3,10 +3,12 @@
 
 Example:
     >>> import tempfile, os
+    >>> from costopt_core.hashing import HashingEmbedder
     >>> from costopt_core.knn import KNNStrategy
     >>> from costopt_core.learned import load_router
     >>> prompts = ["translate hello", "translate bye", "prove the theorem", "prove the lemma"]
-    >>> router = KNNStrategy(k=2, tiers=("cheap", "strong")).fit(prompts, [0, 0, 1, 1])
+    >>> router = KNNStrategy(HashingEmbedder(), k=2, tiers=("cheap", "strong"))
+    >>> router = router.fit(prompts, [0, 0, 1, 1])
     >>> router = router.calibrate(prompts, strong_share=0.5)  # half the traffic goes strong
     >>> path = router.save(os.path.join(tempfile.mkdtemp(), "router.npz"))
     >>> again = load_router(path)

@@ -2,8 +2,9 @@
 zero-shot features (length and task-kind cues), in numpy.
 
 Example:
+    >>> from costopt_core.hashing import HashingEmbedder
     >>> from costopt_core.logistic import LogisticStrategy
-    >>> router = LogisticStrategy().fit(
+    >>> router = LogisticStrategy(HashingEmbedder()).fit(
     ...     ["translate hello", "translate goodbye", "prove the theorem", "prove the lemma"],
     ...     [0, 0, 1, 1],
     ... )

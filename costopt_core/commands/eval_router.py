@@ -43,6 +43,7 @@ from costopt_core.evaluation import (
     score_prompts,
 )
 from costopt_core.exports import install_hint
+from costopt_core.hashing import HashingEmbedder
 from costopt_core.learned import LearnedStrategy, load_router
 from costopt_core.strategies import available_strategies, get_strategy, strategy_class
 
@@ -120,6 +121,13 @@ def add_data_arguments(
         help="strategy option (repeatable), VALUE as JSON if it parses, e.g. k=20",
     )
     parser.add_argument(
+        "--embedding",
+        choices=["default", "hashing"],
+        default="default",
+        help="embedding of learned strategies: the best offline one installed (default; "
+        "the [embeddings] extra's neural model when present) or the lexical hashing one",
+    )
+    parser.add_argument(
         "--embedding-cache",
         metavar="DIR",
         default=None,
@@ -140,6 +148,8 @@ def build_strategy(args: argparse.Namespace) -> Any:
     learned = isinstance(cls, type) and issubclass(cls, LearnedStrategy)
     if learned and "cache_dir" not in options and not args.no_embedding_cache:
         options["cache_dir"] = args.embedding_cache or default_cache_dir()
+    if learned and args.embedding == "hashing" and "embeddings" not in options:
+        options["embeddings"] = HashingEmbedder()
     try:
         return get_strategy(name, **options)
     except TypeError as exc:  # an option the strategy does not take

@@ -24,6 +24,13 @@ from costopt_core.evaluation import (
 from costopt_core.strategies import LengthStrategy, ThresholdStrategy
 
 
+@pytest.fixture(autouse=True)
+def _deterministic_default_embedding(monkeypatch) -> None:
+    # Tests run on the deterministic hashing embedding even where the [embeddings]
+    # extra is installed (the default would then be the neural model).
+    monkeypatch.setattr("costopt_core.embedding_cache.NEURAL_PROVIDERS", ())
+
+
 def _data(weak, strong, **kw) -> RoutingData:
     return RoutingData(prompts=[f"p{i}" for i in range(len(weak))], weak=weak, strong=strong, **kw)
 
@@ -340,12 +347,12 @@ def test_cli_train_router_with_three_tiers(tmp_path, capsys) -> None:
     data = tmp_path / "d.csv"
     data.write_text(_CSV)
     model = tmp_path / "r.npz"
-    args = ["train-router", str(data), "--strategy", "logistic", "--out", str(model)]
+    args = ["train-router", str(data), "--strategy", "knn", "--out", str(model)]
     rc = main([*args, "--tiers", "s,m,l", "--shares", "0.5,0.3,0.2", "--no-progress"])
     assert rc == 0
     from costopt_core import get_strategy
 
-    router = get_strategy("logistic", path=model)
+    router = get_strategy("knn", path=model)
     assert router.tiers == ("s", "m", "l") and len(router.thresholds) == 2
     assert main([*args, "--shares", "0.5,0.5,0.2", "--tiers", "s,m,l"]) == 2
     assert "sum to 1" in capsys.readouterr().err
@@ -368,6 +375,7 @@ def test_cli_shuffled_labels_are_a_control(tmp_path, capsys) -> None:
     for control in (False, True):
         out = tmp_path / f"{control}.json"
         args = ["eval-router", str(data), "--strategy", "knn", "--folds", "4", "--json", str(out)]
+        args += ["--embedding", "hashing"]
         assert main([*args, "--no-progress", *(["--shuffle-labels"] if control else [])]) == 0
         figures[control] = json.loads(out.read_text())["apgr"]
     assert figures[False] == pytest.approx(0.75)  # the best order possible on this data

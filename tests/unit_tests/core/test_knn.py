@@ -18,6 +18,13 @@ PROMPTS = HARD + EASY
 LABELS = [1.0] * 8 + [0.0] * 8
 
 
+@pytest.fixture(autouse=True)
+def _deterministic_default_embedding(monkeypatch) -> None:
+    # Tests run on the deterministic hashing embedding even where the [embeddings]
+    # extra is installed (the default would then be the neural model).
+    monkeypatch.setattr("costopt_core.embedding_cache.NEURAL_PROVIDERS", ())
+
+
 def test_neighbours_decide_the_score() -> None:
     router = KNNStrategy(k=5).fit(PROMPTS, LABELS)
     hard = router.route("prove that the sum of two odd numbers is even")

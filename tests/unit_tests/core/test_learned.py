@@ -16,6 +16,14 @@ from costopt_core.knn import KNNStrategy
 from costopt_core.learned import NotFittedError, load_router
 from costopt_core.logistic import LogisticStrategy
 
+
+@pytest.fixture(autouse=True)
+def _deterministic_default_embedding(monkeypatch) -> None:
+    # Tests run on the deterministic hashing embedding even where the [embeddings]
+    # extra is installed (the default would then be the neural model).
+    monkeypatch.setattr("costopt_core.embedding_cache.NEURAL_PROVIDERS", ())
+
+
 HARD = [f"prove that the sum of {i} consecutive odd numbers is a square" for i in range(10)]
 EASY = [f"translate the word number {i} into french" for i in range(10)]
 MID = [f"summarise chapter {i} of the novel and list its characters" for i in range(10)]
@@ -105,6 +113,34 @@ def test_embeddings_are_computed_once_per_text_and_kept_on_disk(tmp_path) -> Non
     KNNStrategy(Model(), k=3, cache_dir=tmp_path).fit(PROMPTS, LABELS)  # a later run
     assert seen == []
     assert CachedEmbedder(Model(), cache_dir=tmp_path).path.parent == tmp_path
+
+
+def test_the_default_embedding_is_the_neural_one_when_its_extra_is_installed(
+    monkeypatch,
+) -> None:
+    import types
+
+    fake = types.ModuleType("fake_neural")
+
+    class Neural:
+        MODEL = "fake-neural-v1"
+
+        def embed_one(self, text):
+            return np.ones(4, dtype=np.float32)
+
+    def missing():
+        raise ImportError("extra not installed")
+
+    fake.Neural, fake.missing = Neural, missing
+    monkeypatch.setitem(__import__("sys").modules, "fake_neural", fake)
+    monkeypatch.setattr(
+        "costopt_core.embedding_cache.NEURAL_PROVIDERS",
+        ("fake_neural:missing", "fake_neural:Neural"),
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no fallback warning
+        router = KNNStrategy(k=1).fit(["a", "b"], [0, 1])
+    assert "fake-neural-v1" in router._embed.model_id
 
 
 def test_the_default_embedding_says_when_it_falls_back_to_hashing() -> None:

@@ -22,6 +22,13 @@ from costopt_core.strategies import (
 from costopt_core.zero_shot import ZeroShotStrategy
 
 
+@pytest.fixture(autouse=True)
+def _deterministic_default_embedding(monkeypatch) -> None:
+    # Tests run on the deterministic hashing embedding even where the [embeddings]
+    # extra is installed (the default would then be the neural model).
+    monkeypatch.setattr("costopt_core.embedding_cache.NEURAL_PROVIDERS", ())
+
+
 def test_every_public_name_builds_its_strategy() -> None:
     assert available_strategies() == [
         "cascade",
