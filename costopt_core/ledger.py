@@ -236,6 +236,11 @@ class ModelTotals:
     def priced(self) -> bool:
         return self.unpriced_events == 0
 
+    @property
+    def events(self) -> int:
+        """Records counted: calls, cache hits and cascade attempts."""
+        return self.calls + self.cache_hits + self.cascade_attempts
+
     def add(self, record: CostRecord) -> None:
         if record.kind == "cache_hit":
             self.cache_hits += 1

@@ -51,7 +51,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from costopt_core.ledger import CostRecord, LedgerProtocol
+from costopt_core.ledger import CostRecord, LedgerProtocol, ModelTotals
 
 #: The dimensions of a report, in the order they are shown.
 DIMENSIONS = ("lever", "model", "tier", "day")
@@ -63,8 +63,8 @@ FIGURES = (
     "cache_hits",
     "cost_usd",
     "saved_usd",
-    "estimated",
-    "unpriced",
+    "estimated_events",
+    "unpriced_events",
 )
 
 _HEADERS = {
@@ -73,8 +73,8 @@ _HEADERS = {
     "cache_hits": "cache hits",
     "cost_usd": "spend USD",
     "saved_usd": "saved USD",
-    "estimated": "estimated",
-    "unpriced": "unpriced",
+    "estimated_events": "estimated",
+    "unpriced_events": "unpriced",
 }
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _DSN = re.compile(r"^(postgres(ql)?://|\w+\s*=)")
@@ -111,35 +111,9 @@ def day_of(timestamp: float) -> str:
     return datetime.fromtimestamp(timestamp, tz=UTC).strftime("%Y-%m-%d")
 
 
-@dataclass
-class Row:
-    """The figures of one key of a dimension (e.g. model ``gpt-4o-mini``)."""
-
-    key: str
-    events: int = 0
-    calls: int = 0
-    cache_hits: int = 0
-    cost_usd: float = 0.0
-    saved_usd: float = 0.0
-    estimated: int = 0
-    unpriced: int = 0
-
-    def add(self, record: CostRecord) -> None:
-        self.events += 1
-        self.calls += record.kind == "call"
-        self.cache_hits += record.kind == "cache_hit"
-        if record.cost_usd is None:
-            self.unpriced += 1  # shown as a count, never as $0
-        else:
-            self.cost_usd += record.cost_usd
-        self.saved_usd += record.saved_usd or 0.0
-        self.estimated += bool(record.estimated)
-
-    @property
-    def saved_share(self) -> float | None:
-        """Savings as a share of what it would have cost without costopt."""
-        without = self.cost_usd + self.saved_usd
-        return None if without <= 0 else self.saved_usd / without
+#: A row of a report: the totals of one key of a dimension (a lever, model, tier or day,
+#: held in its ``model`` field), added up as the ledger's own per-model totals are.
+Row = ModelTotals
 
 
 @dataclass
@@ -180,8 +154,8 @@ class LedgerReport:
         """The rows of ``dimension``: days in date order, the others by spend, largest first."""
         rows = list(self.by[dimension].values())
         if dimension == "day":
-            return sorted(rows, key=lambda r: r.key)
-        return sorted(rows, key=lambda r: (-r.cost_usd, -r.saved_usd, r.key))
+            return sorted(rows, key=lambda r: r.model)
+        return sorted(rows, key=lambda r: (-r.cost_usd, -r.saved_usd, r.model))
 
     def headline(self) -> list[str]:
         """The two opening lines: what the ledger holds, and spend against savings."""
@@ -190,17 +164,16 @@ class LedgerReport:
             return ["costopt report: the ledger holds no records"]
         span = f"{day_of(self.first or 0.0)} to {day_of(self.last or 0.0)}"
         lines = [f"costopt report: {t.events} events, {span}"]
-        share = t.saved_share
-        without = t.cost_usd + t.saved_usd
+        without = t.cost_usd + t.saved_usd  # what the same calls cost without costopt
         saved = f"saved ${t.saved_usd:.6f}"
-        if share is not None:
-            saved += f" ({share:.1%} of ${without:.6f} without costopt)"
+        if without > 0:
+            saved += f" ({t.saved_usd / without:.1%} of ${without:.6f} without costopt)"
         lines.append(f"spent ${t.cost_usd:.6f}, {saved}")
         notes = []
-        if t.unpriced:
-            notes.append(f"{t.unpriced} unpriced (cost unknown, not counted as $0)")
-        if t.estimated:
-            notes.append(f"{t.estimated} with usage estimated from text")
+        if t.unpriced_events:
+            notes.append(f"{t.unpriced_events} unpriced (cost unknown, not counted as $0)")
+        if t.estimated_events:
+            notes.append(f"{t.estimated_events} with usage estimated from text")
         if notes:
             lines.append("of which " + "; ".join(notes))
         return lines
@@ -218,7 +191,7 @@ class LedgerReport:
             lines += ["", head]
             for row in rows:
                 cells = "".join(f"  {cell(row, f):>{_width(f)}}" for f in FIGURES)
-                lines.append(row.key.ljust(width) + cells)
+                lines.append(row.model.ljust(width) + cells)
         return "\n".join(lines)
 
     def to_csv(self) -> str:
@@ -228,7 +201,7 @@ class LedgerReport:
         writer.writerow(["dimension", "key", *FIGURES])
         for dimension in DIMENSIONS:
             for row in self.rows(dimension):
-                writer.writerow([dimension, row.key, *(cell(row, f) for f in FIGURES)])
+                writer.writerow([dimension, row.model, *(cell(row, f) for f in FIGURES)])
         writer.writerow(["total", "total", *(cell(self.total, f) for f in FIGURES)])
         return out.getvalue()
 
@@ -240,7 +213,7 @@ def _width(figure: str) -> int:
 def cell(row: Row, figure: str) -> str:
     """A figure of a row as shown in tables and CSV (dollars to the micro-dollar); the
     spend of a row whose every event is unpriced is ``unknown``, never ``0.000000``."""
-    if figure == "cost_usd" and row.unpriced and row.unpriced == row.events:
+    if figure == "cost_usd" and row.unpriced_events == row.events > 0:
         return "unknown"
     value = getattr(row, figure)
     return f"{value:.6f}" if figure.endswith("_usd") else str(value)

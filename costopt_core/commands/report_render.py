@@ -64,7 +64,7 @@ def _bars(ax: Any, rows: list[Row], title: str, *, vertical: bool) -> None:
     if not rows:
         ax.text(0.5, 0.5, "no records", ha="center", va="center", transform=ax.transAxes)
         return
-    keys = [_short(r.key) for r in rows]
+    keys = [_short(r.model) for r in rows]
     spend = [r.cost_usd for r in rows]
     saved = [r.saved_usd for r in rows]
     positions = list(range(len(rows)))
@@ -86,9 +86,9 @@ def _bars(ax: Any, rows: list[Row], title: str, *, vertical: bool) -> None:
         return
     ax.axvline(0, color="#888", linewidth=0.6)
     for position, row in zip(positions, rows, strict=True):
-        if row.unpriced:  # an unknown cost is said, never drawn as a $0 bar
+        if row.unpriced_events:  # an unknown cost is said, never drawn as a $0 bar
             ax.annotate(
-                f"  {row.unpriced} unpriced",
+                f"  {row.unpriced_events} unpriced",
                 (max(row.cost_usd, 0.0), position - width / 2),
                 va="center",
                 fontsize=8,
@@ -153,7 +153,7 @@ def _svg(rows: list[Row], bar: int = 9, label_width: int = 220, plot_width: int 
         y = i * row_height + 2
         out.append(
             f'<text x="{label_width - 6}" y="{y + bar + 3}" text-anchor="end">'
-            f"{html.escape(_short(row.key, 32))}</text>"
+            f"{html.escape(_short(row.model, 32))}</text>"
         )
         for offset, amount, css in ((0, row.cost_usd, "spend"), (bar, row.saved_usd, "saved")):
             length = plot_width * abs(amount) / span
@@ -163,7 +163,7 @@ def _svg(rows: list[Row], bar: int = 9, label_width: int = 220, plot_width: int 
                 f' height="{bar - 1}"><title>{css} ${amount:.6f}</title></rect>'
             )
         end = zero + plot_width * max(row.cost_usd, row.saved_usd, 0.0) / span
-        note = f", {row.unpriced} unpriced" if row.unpriced else ""
+        note = f", {row.unpriced_events} unpriced" if row.unpriced_events else ""
         out.append(
             f'<text x="{end + 4:.1f}" y="{y + bar + 3}">{_money(row.cost_usd)} spent, '
             f"{_money(row.saved_usd)} saved{note}</text>"
@@ -182,7 +182,7 @@ def _table(dimension: str, rows: list[Row]) -> str:
     lines = [f"<table><tr><th>{dimension}</th>{head}</tr>"]
     for row in rows:
         cells = "".join(f'<td class="n">{cell(row, f)}</td>' for f in FIGURES)
-        lines.append(f'<tr><td class="key">{html.escape(row.key)}</td>{cells}</tr>')
+        lines.append(f'<tr><td class="key">{html.escape(row.model)}</td>{cells}</tr>')
     lines.append("</table>")
     return "\n".join(lines)
 

@@ -22,10 +22,20 @@ import logging
 import re
 import threading
 import time
+import uuid
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import Any, Self
 
-from costopt_core.ledger import CostRecord, LedgerSummary, ModelTotals
+from costopt_core.ledger import (
+    Budget,
+    BudgetCheck,
+    CostRecord,
+    LedgerSummary,
+    ModelTotals,
+    check_estimate,
+)
+from costopt_core.pricing import check_amount
 
 logger = logging.getLogger(__name__)
 
@@ -244,11 +254,135 @@ class Backlog:
         return sum((r.cost_usd or 0.0 for r in self.records(since)), 0.0)
 
 
+class SQLLedger(ABC):
+    """The ledger contract (:class:`~costopt_core.ledger.LedgerProtocol`) around a SQL
+    database, written once for SQLite and PostgreSQL: argument checks, record ids, the
+    :class:`Backlog` of records not yet written. A subclass talks to its database through
+    the ``_``-prefixed hooks, and counts :meth:`_unwritten_since` in its budget checks.
+    """
+
+    table: str
+
+    def __init__(self) -> None:
+        self._backlog = Backlog(repr(self))
+
+    # -- hooks ------------------------------------------------------------------------
+
+    @abstractmethod
+    def _write(self, record_id: str, record: CostRecord, reservation_id: str | None) -> None:
+        """Insert the record under ``record_id`` (a retry is a no-op) and settle the
+        reservation, in one transaction."""
+
+    @abstractmethod
+    def _reserve(
+        self, estimate: float, budgets: list[Budget], ttl: float, now: float
+    ) -> BudgetCheck:
+        """The atomic check-and-reserve, arguments checked."""
+
+    @abstractmethod
+    def _release(self, reservation_id: str) -> None: ...
+
+    @abstractmethod
+    def _spent(self, since: float | None) -> float:
+        """Spend written to the database since ``since``."""
+
+    @abstractmethod
+    def _summary(self, since: float | None) -> LedgerSummary: ...
+
+    @abstractmethod
+    def _records(self, since: float | None) -> list[CostRecord]: ...
+
+    @abstractmethod
+    def _close(self) -> None: ...
+
+    @abstractmethod
+    def _check_open(self) -> None:
+        """Raise RuntimeError once closed."""
+
+    def _unwritten_since(self, since: float | None) -> float:
+        return self._backlog.spent_since(since)
+
+    # -- LedgerProtocol -----------------------------------------------------------------
+
+    def record(self, record: CostRecord, reservation_id: str | None = None) -> None:
+        """Store ``record`` and settle ``reservation_id`` in one transaction. A write
+        that fails is kept and written later (never raised, never dropped)."""
+        if not isinstance(record, CostRecord):
+            raise TypeError(f"record must be a CostRecord, got {type(record).__name__}")
+        self._check_open()  # a closed ledger is an error, not a fault to keep records through
+        self._backlog.flush(self._write)
+        record_id = str(uuid.uuid4())
+        try:
+            self._write(record_id, record, reservation_id)
+        except Exception as exc:
+            self._backlog.add(record_id, record, reservation_id, exc)
+
+    def reserve(
+        self,
+        estimate_usd: float,
+        budgets: Sequence[Budget],
+        *,
+        ttl_seconds: float = 300.0,
+        now: float | None = None,
+    ) -> BudgetCheck:
+        """Atomic check-and-reserve across every process sharing the database."""
+        estimate = check_estimate(estimate_usd)
+        ttl = check_amount("ttl_seconds", ttl_seconds, "seconds")
+        budgets = list(budgets)
+        for budget in budgets:
+            if not isinstance(budget, Budget):
+                raise TypeError(f"budgets must hold Budget objects, got {type(budget).__name__}")
+        self._backlog.flush(self._write)
+        return self._reserve(estimate, budgets, ttl, time.time() if now is None else float(now))
+
+    def release(self, reservation_id: str) -> None:
+        """Drop a reservation whose call failed (unknown ids are ignored)."""
+        self._release(reservation_id)
+
+    def spent_since(self, since: float | None = None) -> float:
+        return self._spent(since) + self._backlog.spent_since(since)
+
+    def summary(self, since: float | None = None) -> LedgerSummary:
+        """Per-model totals computed by the database (and any records not yet written)."""
+        summary = self._summary(since)
+        for record in self._backlog.records(since):
+            summary.add(record)
+        return summary
+
+    def records(self, since: float | None = None) -> list[CostRecord]:
+        """The stored records, oldest first (then any not yet written)."""
+        return self._records(since) + self._backlog.records(since)
+
+    @property
+    def unwritten(self) -> int:
+        """Records kept in memory because their write failed (0 when all is well)."""
+        return len(self._backlog)
+
+    def close(self) -> None:
+        """Write what is kept in memory if possible, then close the connections."""
+        self._backlog.flush(self._write, force=True)
+        if self._backlog:
+            logger.error(
+                "%r closed with %d cost record(s) ($%.6f) it could not write",
+                self,
+                len(self._backlog),
+                self._backlog.spent_since(None),
+            )
+        self._close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 __all__ = [
     "RECORD_COLUMNS",
     "TEXT_COLUMNS",
     "TOTALS",
     "Backlog",
+    "SQLLedger",
     "check_table",
     "record_from_row",
     "record_values",

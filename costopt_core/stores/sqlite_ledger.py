@@ -36,36 +36,24 @@ How it holds:
 from __future__ import annotations
 
 import json
-import logging
 import math
 import os
 import threading
 import time
 import uuid
-from collections.abc import Sequence
 from os import PathLike
 
-from costopt_core.ledger import (
-    Budget,
-    BudgetCheck,
-    CostRecord,
-    LedgerSummary,
-    admits,
-    check_estimate,
-)
-from costopt_core.pricing import check_amount
+from costopt_core.ledger import Budget, BudgetCheck, CostRecord, LedgerSummary, admits
 from costopt_core.stores.ledger_sql import (
     RECORD_COLUMNS,
     TOTALS,
-    Backlog,
+    SQLLedger,
     check_table,
     record_from_row,
     record_values,
     summary_from_rows,
 )
 from costopt_core.stores.sqlite_file import MetaTable, connect, transaction
-
-logger = logging.getLogger(__name__)
 
 _DAY = 86_400.0
 
@@ -89,7 +77,7 @@ _TYPES = {
 }
 
 
-class SQLiteLedger:
+class SQLiteLedger(SQLLedger):
     """Cost records and budget reservations in a SQLite file; implements
     :class:`costopt_core.ledger.LedgerProtocol`. Pass it as ``ledger=`` to
     ``CostCallbackHandler`` / ``CostEventHandler``: their totals and budgets are then
@@ -135,7 +123,7 @@ class SQLiteLedger:
         )
         self._lock = threading.Lock()  # one connection: one transaction at a time
         self._closed = False
-        self._backlog = Backlog(repr(self))
+        super().__init__()
         t, r, d = table, f"{table}_reservations", f"{table}_days"
         columns = ", ".join(RECORD_COLUMNS)
         self._sql = {
@@ -181,22 +169,11 @@ class SQLiteLedger:
         ):
             self._conn.execute(statement)
 
-    # -- plumbing ----------------------------------------------------------------
+    # -- the database ------------------------------------------------------------
 
     def _check_open(self) -> None:
         if self._closed:
             raise RuntimeError(f"{self!r} is closed")
-
-    def _spent(self, since: float | None) -> float:
-        """Spend written to the file since ``since``: from the day buckets when
-        ``since`` starts a UTC day (every budget period does), else from the records."""
-        if since is None or since % _DAY == 0:
-            row = self._conn.execute(
-                self._sql["spent_days"], (-math.inf if since is None else since,)
-            )
-        else:
-            row = self._conn.execute(self._sql["spent_records"], (since,))
-        return float(row.fetchone()[0])
 
     def _write(self, record_id: str, record: CostRecord, reservation_id: str | None) -> None:
         values = record_values(record, tags=json.dumps)
@@ -210,38 +187,9 @@ class SQLiteLedger:
                 if reservation_id is not None:
                     self._conn.execute(self._sql["settle"], (reservation_id,))
 
-    # -- LedgerProtocol ------------------------------------------------------------
-
-    def record(self, record: CostRecord, reservation_id: str | None = None) -> None:
-        """Store ``record`` and settle ``reservation_id`` in one transaction. A write
-        that fails is kept and written later (never raised, never dropped)."""
-        if not isinstance(record, CostRecord):
-            raise TypeError(f"record must be a CostRecord, got {type(record).__name__}")
-        self._check_open()
-        self._backlog.flush(self._write)
-        record_id = uuid.uuid4().hex
-        try:
-            self._write(record_id, record, reservation_id)
-        except Exception as exc:
-            self._backlog.add(record_id, record, reservation_id, exc)
-
-    def reserve(
-        self,
-        estimate_usd: float,
-        budgets: Sequence[Budget],
-        *,
-        ttl_seconds: float = 300.0,
-        now: float | None = None,
+    def _reserve(
+        self, estimate: float, budgets: list[Budget], ttl: float, now: float
     ) -> BudgetCheck:
-        """Atomic check-and-reserve across every process sharing the file."""
-        estimate = check_estimate(estimate_usd)
-        ttl = check_amount("ttl_seconds", ttl_seconds, "seconds")
-        budgets = list(budgets)
-        for budget in budgets:
-            if not isinstance(budget, Budget):
-                raise TypeError(f"budgets must hold Budget objects, got {type(budget).__name__}")
-        now = time.time() if now is None else float(now)
-        self._backlog.flush(self._write)
         reservation_id = uuid.uuid4().hex
         with self._lock:
             self._check_open()
@@ -250,45 +198,47 @@ class SQLiteLedger:
                 pending = float(self._conn.execute(self._sql["pending"]).fetchone()[0])
                 for budget in budgets:
                     since = budget.start(now)
-                    used = self._spent(since) + self._backlog.spent_since(since) + pending
+                    used = self._spent_locked(since) + self._unwritten_since(since) + pending
                     if not admits(used, estimate, budget):
                         return BudgetCheck(False, None, budget, used)
                 self._conn.execute(self._sql["reserve"], (reservation_id, estimate, now + ttl))
         return BudgetCheck(True, reservation_id)
 
-    def release(self, reservation_id: str) -> None:
-        """Drop a reservation whose call failed (unknown ids are ignored)."""
+    def _release(self, reservation_id: str) -> None:
         with self._lock:
             self._check_open()
             self._conn.execute(self._sql["settle"], (reservation_id,))
 
-    def spent_since(self, since: float | None = None) -> float:
+    def _spent(self, since: float | None) -> float:
         with self._lock:
             self._check_open()
-            spent = self._spent(since)
-        return spent + self._backlog.spent_since(since)
+            return self._spent_locked(since)
 
-    def summary(self, since: float | None = None) -> LedgerSummary:
-        """Per-model totals computed by SQLite (and any records not yet written)."""
+    def _spent_locked(self, since: float | None) -> float:
+        """Spend written to the file since ``since``: from the day buckets when
+        ``since`` starts a UTC day (every budget period does), else from the records."""
+        if since is None or since % _DAY == 0:
+            start = -math.inf if since is None else since
+            row = self._conn.execute(self._sql["spent_days"], (start,))
+        else:
+            row = self._conn.execute(self._sql["spent_records"], (since,))
+        return float(row.fetchone()[0])
+
+    def _summary(self, since: float | None) -> LedgerSummary:
         start = -math.inf if since is None else since
         with self._lock:
             self._check_open()
             with transaction(self._conn, write=False):  # both queries: one snapshot
                 models = self._conn.execute(self._sql["totals"], (start,)).fetchall()
                 tiers = self._conn.execute(self._sql["tiers"], (start,)).fetchall()
-        summary = summary_from_rows(models, tiers)
-        for record in self._backlog.records(since):
-            summary.add(record)
-        return summary
+        return summary_from_rows(models, tiers)
 
-    def records(self, since: float | None = None) -> list[CostRecord]:
-        """The stored records, oldest first (then any not yet written)."""
+    def _records(self, since: float | None) -> list[CostRecord]:
         start = -math.inf if since is None else since
         with self._lock:
             self._check_open()
             rows = self._conn.execute(self._sql["records"], (start,)).fetchall()
-        stored = [record_from_row(row, tags=json.loads) for row in rows]
-        return stored + self._backlog.records(since)
+        return [record_from_row(row, tags=json.loads) for row in rows]
 
     @property
     def reserved_usd(self) -> float:
@@ -296,11 +246,6 @@ class SQLiteLedger:
         with self._lock:
             self._check_open()
             return float(self._conn.execute(self._sql["live"], (time.time(),)).fetchone()[0])
-
-    @property
-    def unwritten(self) -> int:
-        """Records kept in memory because their write failed (0 when all is well)."""
-        return len(self._backlog)
 
     def clear(self) -> None:
         """Delete every record and reservation of this ledger."""
@@ -312,25 +257,13 @@ class SQLiteLedger:
 
     def close(self) -> None:
         """Write what is kept in memory if possible, then close the file."""
-        if self._closed:
-            return
-        self._backlog.flush(self._write, force=True)
-        if self._backlog:
-            logger.error(
-                "%r closed with %d cost record(s) ($%.6f) it could not write",
-                self,
-                len(self._backlog),
-                self._backlog.spent_since(None),
-            )
+        if not self._closed:
+            super().close()
+
+    def _close(self) -> None:
         with self._lock:
             self._closed = True
             self._conn.close()
-
-    def __enter__(self) -> SQLiteLedger:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"SQLiteLedger({self.path!r}, table={self.table!r})"

@@ -211,7 +211,8 @@ class Connector:
 
     # -- pools -----------------------------------------------------------------------
 
-    def _check_open(self) -> None:
+    def check_open(self) -> None:
+        """Raise RuntimeError once closed."""
         if self._closed:
             raise RuntimeError(f"this costopt {self._name} is closed")
 
@@ -239,7 +240,7 @@ class Connector:
         await conn.execute(self._session_sql)
 
     def _pool(self) -> Any:
-        self._check_open()
+        self.check_open()
         pool = self._sync_pool
         if pool is not None:
             return pool
@@ -259,7 +260,7 @@ class Connector:
             return self._sync_pool
 
     async def _apool(self) -> Any:
-        self._check_open()
+        self.check_open()
         if self._given_async_pool is not None:
             return self._given_async_pool
         # An async pool belongs to the event loop that opened it: one per loop.

@@ -9,35 +9,25 @@ in one transaction.
 
 from __future__ import annotations
 
-import logging
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any, TypeVar
 
-from costopt_core.ledger import (
-    Budget,
-    BudgetCheck,
-    CostRecord,
-    LedgerSummary,
-    admits,
-    check_estimate,
-)
+from costopt_core.ledger import Budget, BudgetCheck, CostRecord, LedgerSummary, admits
 from costopt_core.stores.ledger_sql import (
     RECORD_COLUMNS,
     TOTALS,
-    Backlog,
+    SQLLedger,
     check_table,
     record_from_row,
     record_values,
     summary_from_rows,
 )
-from costopt_core.stores.postgres.connection import AnyPool, Connector, check_positive, jsonb
+from costopt_core.stores.postgres.connection import AnyPool, Connector, jsonb
 from costopt_core.stores.postgres.schema import Schema, VersionRow
 from costopt_core.stores.postgres.steps import Fetch, Sql, Steps, Transaction, statements
 from costopt_core.stores.postgres.text import from_db, json_from_db, json_to_db, to_db
-
-logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
@@ -62,7 +52,7 @@ def _since(since: float | None) -> tuple[str, tuple[Any, ...]]:
     return ("TRUE", ()) if since is None else ("ts >= %s", (since,))
 
 
-class PostgresLedger:
+class PostgresLedger(SQLLedger):
     """Cost records and budget reservations in PostgreSQL, shared by every replica.
 
     Implements :class:`costopt_core.ledger.LedgerProtocol`; pass it as ``ledger=`` to
@@ -112,7 +102,7 @@ class PostgresLedger:
         self._reservations = f"{table}_reservations"
         self._schema = Schema(table, "ledger", (table, self._reservations, f"{table}_ts"))
         self._ready = False
-        self._backlog = Backlog(repr(self))
+        super().__init__()
         cols = _COLUMNS
         marks = ", ".join(["%s"] * (len(RECORD_COLUMNS) + 1))
         t, r = table, self._reservations
@@ -212,18 +202,10 @@ class PostgresLedger:
 
         return self._db.run(steps)
 
-    # -- LedgerProtocol ------------------------------------------------------------
+    # -- the database (SQLLedger's hooks) --------------------------------------------
 
-    def record(self, record: CostRecord, reservation_id: str | None = None) -> None:
-        """Store ``record`` and settle ``reservation_id`` in one transaction."""
-        if not isinstance(record, CostRecord):
-            raise TypeError(f"record must be a CostRecord, got {type(record).__name__}")
-        self._backlog.flush(self._write)
-        record_id = str(uuid.uuid4())
-        try:
-            self._write(record_id, record, reservation_id)
-        except Exception as exc:
-            self._backlog.add(record_id, record, reservation_id, exc)
+    def _check_open(self) -> None:
+        self._db.check_open()
 
     def _write(self, record_id: str, record: CostRecord, reservation_id: str | None) -> None:
         values = record_values(record, tags=_tags_to_db, text=to_db)
@@ -234,23 +216,9 @@ class PostgresLedger:
             write.append(Sql(self._sql["settle"], (settle,)))
         self._run(lambda: statements(*write))
 
-    def reserve(
-        self,
-        estimate_usd: float,
-        budgets: Sequence[Budget],
-        *,
-        ttl_seconds: float = 300.0,
-        now: float | None = None,
+    def _reserve(
+        self, estimate: float, budgets: list[Budget], ttl: float, now: float
     ) -> BudgetCheck:
-        """Atomic check-and-reserve across every process sharing the table."""
-        estimate = check_estimate(estimate_usd)
-        check_positive("ttl_seconds", ttl_seconds)
-        self._backlog.flush(self._write)
-        budgets = list(budgets)
-        for budget in budgets:
-            if not isinstance(budget, Budget):
-                raise TypeError(f"budgets must hold Budget objects, got {type(budget).__name__}")
-        now = time.time() if now is None else float(now)
         # One statement, one snapshot: live reservations and spend per budget period.
         columns = [f"(SELECT COALESCE(sum(estimate_usd), 0) FROM {self._reservations})"]
         params: list[Any] = []
@@ -269,28 +237,24 @@ class PostgresLedger:
             row = yield totals
             pending = float(row[0])
             for budget, spent in zip(budgets, row[1:], strict=True):
-                unwritten = self._backlog.spent_since(budget.start(now))
+                unwritten = self._unwritten_since(budget.start(now))
                 used = float(spent) + unwritten + pending
                 if not admits(used, estimate, budget):
                     return BudgetCheck(False, None, budget, used)
-            yield Sql(self._sql["reserve"], (reservation_id, estimate, now + ttl_seconds))
+            yield Sql(self._sql["reserve"], (reservation_id, estimate, now + ttl))
             return BudgetCheck(True, str(reservation_id))
 
         return self._run(check)
 
-    def release(self, reservation_id: str) -> None:
-        """Drop a reservation whose call failed (unknown ids are ignored)."""
+    def _release(self, reservation_id: str) -> None:
         settle = _uuid_or_none(reservation_id)
         if settle is not None:
             self._run(Sql(self._sql["settle"], (settle,)))
 
-    def spent_since(self, since: float | None = None) -> float:
-        spent = float(self._run(self._query("spent", since))[0])
-        return spent + self._backlog.spent_since(since)
+    def _spent(self, since: float | None) -> float:
+        return float(self._run(self._query("spent", since))[0])
 
-    def summary(self, since: float | None = None) -> LedgerSummary:
-        """Per-model totals computed by the database."""
-
+    def _summary(self, since: float | None) -> LedgerSummary:
         def read() -> Steps[tuple[list[Any], list[Any]]]:
             # REPEATABLE READ: both queries see the same records.
             yield Sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
@@ -299,16 +263,11 @@ class PostgresLedger:
             return models, tiers
 
         models, tiers = self._run(read)
-        summary = summary_from_rows(models, tiers, text=from_db)
-        for record in self._backlog.records(since):
-            summary.add(record)
-        return summary
+        return summary_from_rows(models, tiers, text=from_db)
 
-    def records(self, since: float | None = None) -> list[CostRecord]:
-        """The stored records, oldest first."""
+    def _records(self, since: float | None) -> list[CostRecord]:
         rows = self._run(self._query("records", since, "all"))
-        stored = [record_from_row(row, tags=json_from_db, text=from_db) for row in rows]
-        return stored + self._backlog.records(since)
+        return [record_from_row(row, tags=json_from_db, text=from_db) for row in rows]
 
     @property
     def reserved_usd(self) -> float:
@@ -319,28 +278,8 @@ class PostgresLedger:
         """Delete every record and reservation of this ledger's tables."""
         self._run(Sql(self._sql["clear"]))
 
-    @property
-    def unwritten(self) -> int:
-        """Records kept in memory because their write failed (0 when all is well)."""
-        return len(self._backlog)
-
-    def close(self) -> None:
-        """Write what is kept in memory if possible, then close the pools."""
-        self._backlog.flush(self._write, force=True)
-        if self._backlog:
-            logger.error(
-                "%r closed with %d cost record(s) ($%.6f) it could not write",
-                self,
-                len(self._backlog),
-                self._backlog.spent_since(None),
-            )
+    def _close(self) -> None:
         self._db.close()
-
-    def __enter__(self) -> PostgresLedger:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"PostgresLedger({self._db.where!r}, table={self.table!r})"

@@ -53,7 +53,7 @@ def rows_of(text: str) -> dict[tuple[str, str], dict[str, str]]:
 def test_each_record_has_one_lever_so_no_saving_is_counted_twice():
     assert [lever_of(r) for r in records()] == ["routing", "cache", "cascade", "direct", "direct"]
     report = LedgerReport.from_records(records())
-    levers = {row.key: row for row in report.rows("lever")}
+    levers = {row.model: row for row in report.rows("lever")}
     total_saved = sum(row.saved_usd for row in levers.values())
     assert total_saved == pytest.approx(report.total.saved_usd) == pytest.approx(0.011)
     assert levers["cache"].saved_usd == pytest.approx(0.002)
@@ -74,7 +74,7 @@ def test_report_prints_and_writes_csv_per_model_tier_lever_and_day(ledger_file, 
     assert rows["model", "my\\x00tune"]["cost_usd"] == "unknown"  # never a silent $0
     assert rows["tier", "(none)"]["events"] == "2"
     assert rows["lever", "cascade"]["saved_usd"] == "-0.001000"
-    assert rows["lever", "direct"]["estimated"] == "1"
+    assert rows["lever", "direct"]["estimated_events"] == "1"
     assert [k for d, k in rows if d == "day"] == ["2024-10-04", "2024-10-05", "2024-10-06"]
     assert rows["day", "2024-10-05"]["cost_usd"] == "0.005000"
     assert rows["total", "total"]["events"] == "5"
