@@ -1,5 +1,5 @@
 """The ``costopt`` command line: ``costopt estimate``, ``eval-router``, ``train-router``,
-``report``.
+``report``, ``techniques``.
 
 Each sub-command lives in ``costopt_core.commands.<name>`` and exposes
 ``register(subparsers)``, which adds its parser and sets ``func``.
@@ -12,7 +12,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-_COMMANDS = ("estimate", "eval_router", "train_router", "report")
+_COMMANDS = ("estimate", "eval_router", "train_router", "report", "techniques")
 
 
 def build_parser() -> argparse.ArgumentParser:
