@@ -33,7 +33,7 @@ Reservation = tuple["BudgetGate", "str | None"]
 DEFAULT_MAX_OUTPUT_TOKENS = 4096
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CallQuote:
     """The most a call can cost: its model, its prompt, and the most it may write.
 
@@ -55,7 +55,9 @@ class CallQuote:
             return None
         limit = self.max_output_tokens
         output = limit if limit is not None and limit > 0 else DEFAULT_MAX_OUTPUT_TOKENS
-        return price.cost(input_tokens=self.prompt_tokens, output_tokens=output)
+        # ModelPrice.cost for plain input and output tokens, without its keyword call:
+        # this runs before every budgeted call.
+        return self.prompt_tokens * price.input + output * price.output
 
 
 @runtime_checkable
