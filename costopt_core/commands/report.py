@@ -269,9 +269,13 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("ledger", metavar="LEDGER", help="SQLiteLedger file or PostgreSQL DSN")
     parser.add_argument("--table", help="the ledger's table (default costopt_ledger)")
     parser.add_argument("--since", metavar="YYYY-MM-DD", help="only records from this UTC day")
-    parser.add_argument("--csv", metavar="OUT", help="write the figures as CSV")
-    parser.add_argument("--html", metavar="OUT", help="write a self-contained HTML page")
-    parser.add_argument("--png", metavar="OUT", help="write a chart (extra [plot])")
+    outputs = {
+        "--csv": "the figures as CSV",
+        "--html": "a self-contained HTML page",
+        "--png": "a chart (extra [plot])",
+    }
+    for flag, what in outputs.items():
+        parser.add_argument(flag, metavar="OUT", help=f"write {what}")
     parser.set_defaults(func=run)
     return parser
 

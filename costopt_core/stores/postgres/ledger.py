@@ -15,15 +15,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from costopt_core.ledger import Budget, BudgetCheck, CostRecord, LedgerSummary, admits
-from costopt_core.stores.ledger_sql import (
-    RECORD_COLUMNS,
-    TOTALS,
-    SQLLedger,
-    check_table,
-    record_from_row,
-    record_values,
-    summary_from_rows,
-)
+from costopt_core.stores import ledger_sql as sql
 from costopt_core.stores.postgres.connection import AnyPool, Connector, jsonb
 from costopt_core.stores.postgres.schema import Schema, VersionRow
 from costopt_core.stores.postgres.steps import Fetch, Sql, Steps, Transaction, statements
@@ -31,7 +23,7 @@ from costopt_core.stores.postgres.text import from_db, json_from_db, json_to_db,
 
 T = TypeVar("T")
 
-_COLUMNS = ", ".join(RECORD_COLUMNS)
+_COLUMNS = ", ".join(sql.RECORD_COLUMNS)
 
 
 def _tags_to_db(tags: dict[str, str]) -> Any:
@@ -52,7 +44,7 @@ def _since(since: float | None) -> tuple[str, tuple[Any, ...]]:
     return ("TRUE", ()) if since is None else ("ts >= %s", (since,))
 
 
-class PostgresLedger(SQLLedger):
+class PostgresLedger(sql.SQLLedger):
     """Cost records and budget reservations in PostgreSQL, shared by every replica.
 
     Implements :class:`costopt_core.ledger.LedgerProtocol`; pass it as ``ledger=`` to
@@ -88,7 +80,7 @@ class PostgresLedger(SQLLedger):
         pool_timeout: float = 5.0,
         retry_after: float = 5.0,
     ) -> None:
-        check_table(table, "table")
+        sql.check_table(table, "table")
         self._db = Connector(
             dsn,
             pool,
@@ -104,7 +96,7 @@ class PostgresLedger(SQLLedger):
         self._ready = False
         super().__init__()
         cols = _COLUMNS
-        marks = ", ".join(["%s"] * (len(RECORD_COLUMNS) + 1))
+        marks = ", ".join(["%s"] * (len(sql.RECORD_COLUMNS) + 1))
         t, r = table, self._reservations
         self._sql = {
             "insert": (
@@ -116,7 +108,7 @@ class PostgresLedger(SQLLedger):
             "spent": f"SELECT COALESCE(sum(cost_usd), 0) FROM {t} WHERE {{since}}",
             "pending": f"SELECT COALESCE(sum(estimate_usd), 0) FROM {r} WHERE expires_at > %s",
             "records": f"SELECT {cols} FROM {t} WHERE {{since}} ORDER BY ts, recorded_at, id",
-            "totals": f"SELECT {TOTALS} FROM {t} WHERE {{since}} GROUP BY model",
+            "totals": f"SELECT {sql.TOTALS} FROM {t} WHERE {{since}} GROUP BY model",
             "tiers": (
                 f"SELECT model, tier, count(*) FROM {t} WHERE kind <> 'cache_hit'"
                 " AND tier IS NOT NULL AND {since} GROUP BY model, tier"
@@ -208,7 +200,7 @@ class PostgresLedger(SQLLedger):
         self._db.check_open()
 
     def _write(self, record_id: str, record: CostRecord, reservation_id: str | None) -> None:
-        values = record_values(record, tags=_tags_to_db, text=to_db)
+        values = sql.record_values(record, tags=_tags_to_db, text=to_db)
         # The id is the client's: a retried insert of the same record is a no-op.
         write = [Sql(self._sql["insert"], (uuid.UUID(record_id), *values))]
         settle = _uuid_or_none(reservation_id)
@@ -263,11 +255,11 @@ class PostgresLedger(SQLLedger):
             return models, tiers
 
         models, tiers = self._run(read)
-        return summary_from_rows(models, tiers, text=from_db)
+        return sql.summary_from_rows(models, tiers, text=from_db)
 
     def _records(self, since: float | None) -> list[CostRecord]:
         rows = self._run(self._query("records", since, "all"))
-        return [record_from_row(row, tags=json_from_db, text=from_db) for row in rows]
+        return [sql.record_from_row(row, tags=json_from_db, text=from_db) for row in rows]
 
     @property
     def reserved_usd(self) -> float:
