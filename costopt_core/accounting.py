@@ -91,7 +91,7 @@ from costopt_core.ledger import (
     period_start,
 )
 from costopt_core.metadata_keys import TOKEN_COUNTER_TAG, USAGE_ESTIMATED, USAGE_TAG
-from costopt_core.pricing import ModelPrice, PriceCatalog, default_catalog
+from costopt_core.pricing import ModelPrice, PriceCatalog, check_amount, default_catalog
 from costopt_core.tokens import count_prompt_tokens, count_tokens
 
 logger = logging.getLogger(__name__)
@@ -315,16 +315,7 @@ def price_usage(price: ModelPrice, usage: TokenUsage) -> float:
 
 
 def _opt_limit(name: str, value: float | None) -> float | None:
-    if value is None:
-        return None
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or not math.isfinite(value)
-        or value < 0
-    ):
-        raise ValueError(f"{name} must be None or a finite number >= 0 (USD), got {value!r}")
-    return float(value)
+    return None if value is None else check_amount(name, value)
 
 
 def build_budgets(

@@ -32,7 +32,6 @@ the same ledger twice.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
 from langchain.agents.middleware.types import AgentMiddleware, ModelRequest
@@ -40,7 +39,7 @@ from langchain_core.messages import AIMessage
 
 from costopt_core.ledger import BudgetExceededError, LedgerProtocol
 from langchain_costopt.callbacks import CostCallbackHandler, tracking
-from langchain_costopt.middleware.routing import ModelResult
+from langchain_costopt.middleware.routing import ACallNext, CallNext, ModelResult
 
 AgentOnBudget = Literal["end", "raise", "downgrade"]
 AGENT_ON_BUDGET: tuple[str, ...] = ("end", "raise", "downgrade")
@@ -91,22 +90,14 @@ class BudgetMiddleware(AgentMiddleware):
         self.handler = handler
         self.on_budget = on_budget
 
-    def wrap_model_call(
-        self,
-        request: ModelRequest[Any],
-        handler: Callable[[ModelRequest[Any]], ModelResult],
-    ) -> ModelResult:
+    def wrap_model_call(self, request: ModelRequest[Any], handler: CallNext) -> ModelResult:
         try:
             with tracking(self.handler):
                 return handler(request)
         except BudgetExceededError as exc:
             return self._stopped(exc)
 
-    async def awrap_model_call(
-        self,
-        request: ModelRequest[Any],
-        handler: Callable[[ModelRequest[Any]], Awaitable[ModelResult]],
-    ) -> ModelResult:
+    async def awrap_model_call(self, request: ModelRequest[Any], handler: ACallNext) -> ModelResult:
         try:
             with tracking(self.handler):
                 return await handler(request)

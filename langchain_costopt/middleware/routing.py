@@ -55,6 +55,9 @@ from langchain_costopt.chat_models import model_name_of
 from langchain_costopt.messages import latest_human_text, message_text, trailing_tool_results
 
 ModelResult = ModelResponse[Any] | AIMessage | ExtendedModelResponse[Any]
+# The next step of an agent's model call, as ``wrap_model_call`` receives it.
+CallNext = Callable[[ModelRequest[Any]], ModelResult]
+ACallNext = Callable[[ModelRequest[Any]], Awaitable[ModelResult]]
 
 
 class CostRoutingMiddleware(AgentMiddleware):
@@ -137,20 +140,12 @@ class CostRoutingMiddleware(AgentMiddleware):
 
     # -- the hooks ----------------------------------------------------------------------
 
-    def wrap_model_call(
-        self,
-        request: ModelRequest[Any],
-        handler: Callable[[ModelRequest[Any]], ModelResult],
-    ) -> ModelResult:
+    def wrap_model_call(self, request: ModelRequest[Any], handler: CallNext) -> ModelResult:
         call = self._open(request)
         answered = call.run(self._asker(call, request, handler))
         return self._annotated(answered)
 
-    async def awrap_model_call(
-        self,
-        request: ModelRequest[Any],
-        handler: Callable[[ModelRequest[Any]], Awaitable[ModelResult]],
-    ) -> ModelResult:
+    async def awrap_model_call(self, request: ModelRequest[Any], handler: ACallNext) -> ModelResult:
         call = self._open(request)
         answered = await call.arun(self._asker(call, request, handler))
         return self._annotated(answered)
@@ -198,4 +193,4 @@ def _response_facts(result: Any) -> AnswerFacts | None:
     )
 
 
-__all__ = ["CostRoutingMiddleware"]
+__all__ = ["ACallNext", "CallNext", "CostRoutingMiddleware", "ModelResult"]
