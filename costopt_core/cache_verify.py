@@ -19,8 +19,9 @@ Example:
 A verifier is ``verifier(question, cached_question, cached_answer) -> bool`` (True: the
 cached answer answers the new question). It may be a plain function, an ``async``
 function, or an object with ``verify`` / ``averify`` methods (the ready verifiers:
-``langchain_costopt.verifiers.ChatModelVerifier`` and
-``llamaindex_costopt.verifiers.LLMVerifier``).
+``langchain_costopt.verifiers.ChatModelVerifier``,
+``llamaindex_costopt.verifiers.LLMVerifier`` and, on a local cross-encoder,
+:class:`costopt_core.cross_encoder.CrossEncoderVerifier`).
 
 Rules: anything but a ``True`` verdict within ``timeout`` seconds is "no": an exception,
 a timeout, a non-bool answer. The fault is logged (once per kind, then at DEBUG) and
