@@ -62,6 +62,7 @@ import json
 import logging
 import math
 import re
+import sys
 import threading
 import time
 import unicodedata
@@ -75,7 +76,13 @@ from typing import Any, TypeVar, cast
 import numpy as np
 
 from costopt_core.accounting import price_usage
-from costopt_core.cache_gate import CANDIDATES, CacheGate, Decision, check_error_rate
+from costopt_core.cache_gate import (
+    CANDIDATES,
+    CacheGate,
+    Decision,
+    check_error_rate,
+    number_in,
+)
 from costopt_core.cache_verify import aask, ask, check_timeout, check_verifier
 from costopt_core.ledger import TokenUsage
 from costopt_core.pricing import get_price
@@ -222,21 +229,12 @@ def _saved_usage(metadata: Mapping[str, Any]) -> TokenUsage:
 def _validate(
     similarity_threshold: float | None, ttl_seconds: float | None, max_entries: int | None
 ) -> None:
-    if similarity_threshold is not None and (
-        isinstance(similarity_threshold, bool)
-        or not isinstance(similarity_threshold, int | float)
-        or not 0 < similarity_threshold <= 1
-    ):
+    if similarity_threshold is not None and not number_in(similarity_threshold, 0, 1):
         raise ValueError(
             f"similarity_threshold must be a number in (0, 1] (cosine similarity) or None "
             f"(error-bounded), got {similarity_threshold!r}"
         )
-    if ttl_seconds is not None and (
-        isinstance(ttl_seconds, bool)
-        or not isinstance(ttl_seconds, int | float)
-        or not ttl_seconds > 0
-        or math.isinf(ttl_seconds)
-    ):
+    if ttl_seconds is not None and not number_in(ttl_seconds, 0, sys.float_info.max):
         raise ValueError(
             f"ttl_seconds must be a finite number > 0, or None for no expiry, got {ttl_seconds!r}"
         )

@@ -138,13 +138,19 @@ def thresholds(max_error_rate: float) -> Thresholds:
     )
 
 
+def number_in(value: object, low: float, high: float) -> bool:
+    """Whether ``value`` is a real number (not a bool) with ``low < value <= high``.
+
+    Example:
+        >>> number_in(0.5, 0, 1), number_in(True, 0, 1), number_in(float("nan"), 0, 1)
+        (True, False, False)
+    """
+    return not isinstance(value, bool) and isinstance(value, int | float) and low < value <= high
+
+
 def check_error_rate(max_error_rate: float) -> float:
     """``max_error_rate`` validated: a number in (0, 0.5]."""
-    if (
-        isinstance(max_error_rate, bool)
-        or not isinstance(max_error_rate, int | float)
-        or not 0 < max_error_rate <= 0.5
-    ):
+    if not number_in(max_error_rate, 0, 0.5):
         raise ValueError(
             f"max_error_rate must be a number in (0, 0.5] (share of lookups answered "
             f"wrongly), got {max_error_rate!r}"

@@ -41,6 +41,8 @@ from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
+from costopt_core.cache_gate import number_in
+
 logger = logging.getLogger(__name__)
 
 Verifier = Callable[[str, str, str], Any]
@@ -64,7 +66,7 @@ def check_verifier(verifier: Any) -> None:
 
 def check_timeout(timeout: float) -> float:
     """``timeout`` validated: seconds, a finite number > 0."""
-    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout < 1e6:
+    if not number_in(timeout, 0, 1e6):
         raise ValueError(f"verifier_timeout must be a number of seconds > 0, got {timeout!r}")
     return float(timeout)
 

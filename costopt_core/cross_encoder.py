@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from costopt_core.bert_numpy import Bert, tiny_weights
+from costopt_core.cache_gate import number_in
 from costopt_core.exports import require_extra
 
 
@@ -47,11 +48,7 @@ class CrossEncoderVerifier:
     """
 
     def __init__(self, model_dir: str | Path, threshold: float = 0.5, max_length: int = 256):
-        if (
-            isinstance(threshold, bool)
-            or not isinstance(threshold, int | float)
-            or not (0 < threshold < 1)
-        ):
+        if not number_in(threshold, 0, 1) or threshold == 1:
             raise ValueError(f"threshold must be a probability in (0, 1), got {threshold!r}")
         if not isinstance(max_length, int) or max_length < 8:
             raise ValueError(f"max_length must be an int >= 8, got {max_length!r}")
