@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from costopt_core.commands import add_command
 from costopt_core.embedding_cache import default_cache_dir
 from costopt_core.evaluation import (
     DEFAULT_OUTPUT_TOKENS,
@@ -50,13 +51,15 @@ from costopt_core.strategies import available_strategies, get_strategy, strategy
 RANDOM = "random"
 
 
+SUMMARY = "measure a routing strategy on labelled prompts (PGR, APGR, CPT, cost)"
+DESCRIPTION = (
+    "Evaluate a routing strategy on a labelled CSV / JSONL file with "
+    "RouteLLM's metrics, on a strong-call axis and a dollar axis."
+)
+
+
 def register(subparsers: Any) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser(
-        "eval-router",
-        help="measure a routing strategy on labelled prompts (PGR, APGR, CPT, cost)",
-        description="Evaluate a routing strategy on a labelled CSV / JSONL file with "
-        "RouteLLM's metrics, on a strong-call axis and a dollar axis.",
-    )
+    parser = add_command(subparsers, "eval-router", SUMMARY, DESCRIPTION, run)
     add_data_arguments(parser, default_strategy="default", extra_choices=[RANDOM])
     parser.add_argument(
         "--folds",
@@ -99,7 +102,6 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         help="calibrate a threshold for this strong-call share (0-1) on "
         "half the prompts and report the share realised on the other half",
     )
-    parser.set_defaults(func=run)
     return parser
 
 

@@ -51,6 +51,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from costopt_core.commands import add_command
 from costopt_core.ledger import CostRecord, LedgerProtocol, ModelTotals
 
 #: The dimensions of a report, in the order they are shown.
@@ -259,13 +260,15 @@ def _since(value: str | None) -> float | None:
 # -- the command ---------------------------------------------------------------------
 
 
+SUMMARY = "spend and savings per model, tier, lever and day from a ledger"
+DESCRIPTION = (
+    "Spend and savings per model, tier, lever (routing, cache, cascade, "
+    "direct) and day, from a SQLite ledger file or a PostgreSQL DSN."
+)
+
+
 def register(subparsers: Any) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser(
-        "report",
-        help="spend and savings per model, tier, lever and day from a ledger",
-        description="Spend and savings per model, tier, lever (routing, cache, cascade, "
-        "direct) and day, from a SQLite ledger file or a PostgreSQL DSN.",
-    )
+    parser = add_command(subparsers, "report", SUMMARY, DESCRIPTION, run)
     parser.add_argument("ledger", metavar="LEDGER", help="SQLiteLedger file or PostgreSQL DSN")
     parser.add_argument("--table", help="the ledger's table (default costopt_ledger)")
     parser.add_argument("--since", metavar="YYYY-MM-DD", help="only records from this UTC day")
@@ -276,7 +279,6 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     }
     for flag, what in outputs.items():
         parser.add_argument(flag, metavar="OUT", help=f"write {what}")
-    parser.set_defaults(func=run)
     return parser
 
 

@@ -20,17 +20,19 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from costopt_core.commands import add_command
 from costopt_core.commands.eval_router import add_data_arguments, build_strategy
 from costopt_core.evaluation import cross_val_scores, embed_all, load_routing_data
 
+SUMMARY = "fit, calibrate and save a learned router (knn, logistic)"
+DESCRIPTION = (
+    "Fit a learned routing strategy on a labelled CSV / JSONL file, calibrate "
+    "its tier cut points on out-of-fold scores, and save it as .npz or .json."
+)
+
 
 def register(subparsers: Any) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser(
-        "train-router",
-        help="fit, calibrate and save a learned router (knn, logistic)",
-        description="Fit a learned routing strategy on a labelled CSV / JSONL file, calibrate "
-        "its tier cut points on out-of-fold scores, and save it as .npz or .json.",
-    )
+    parser = add_command(subparsers, "train-router", SUMMARY, DESCRIPTION, run)
     add_data_arguments(parser, default_strategy="knn", extra_choices=[])
     parser.add_argument("--out", required=True, metavar="ROUTER", help="file to write")
     parser.add_argument(
@@ -50,7 +52,6 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         help="folds for the out-of-fold scores the cut points are calibrated on (5)",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed for the folds (0)")
-    parser.set_defaults(func=run)
     return parser
 
 
