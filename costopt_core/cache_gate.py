@@ -44,7 +44,7 @@ Two modes:
      score s means later candidates of that entry at or below s miss without asking;
      a "yes" at s means later ones of that entry at or above s are served without
      asking. Per region (score bins), a bin whose verdicts are nearly all "no" stops
-     being asked, and one whose verdicts are all "yes" is served. One lookup in
+     being asked, and one whose verdicts are nearly all "yes" is served. One lookup in
      :data:`EXPLORE_EVERY` of those the gate settles from verdicts is still asked, so
      it keeps learning when traffic changes. The share of lookups that need a verdict
      falls as traffic repeats.
@@ -79,10 +79,10 @@ UNMATCHED_WEIGHT = 0.05
 BASE_ACCEPT = 0.943
 STEP_PER_HALVING = 0.02
 #: With a verifier: candidates this far below ``accept`` are asked...
-ASK_BAND = 0.09
+ASK_BAND = 0.07
 #: ...and ones this far above it are served without asking (part of the error budget is
 #: left for the verifier's own mistakes).
-SURE_MARGIN = 0.01
+SURE_MARGIN = 0.005
 #: Fixed mode with a verifier: the band below ``similarity_threshold`` (raw cosine) asked.
 FIXED_BAND = 0.06
 #: Candidates a lookup considers, nearest first (a conflicting nearest one must not
@@ -92,6 +92,9 @@ CANDIDATES = 4
 BIN_WIDTH = 0.01
 #: Verdicts a bin needs before it is settled without asking.
 MIN_BIN_VERDICTS = 20
+#: A region is served without asking when at most this share of its verdicts said no
+#: (judges err too: a perfect region still collects a few wrong "no"s).
+REGION_MAX_NO_SHARE = 0.05
 #: One in this many settled lookups is still asked (exploration).
 EXPLORE_EVERY = 10
 #: Entries whose verdicts are remembered (least recently judged forgotten first).
@@ -296,8 +299,8 @@ class CacheGate:
             if total >= MIN_BIN_VERDICTS:
                 if region.yes <= 0.2 * total:
                     settled = Decision("miss", score, "region: mostly no")
-                elif region.no == 0:
-                    settled = Decision("serve", score, "region: all yes")
+                elif region.no <= REGION_MAX_NO_SHARE * total:
+                    settled = Decision("serve", score, "region: nearly all yes")
         if settled is None:
             return Decision("ask", score, "uncertain")
         # Deterministic exploration: the same question is settled the same way.

@@ -220,7 +220,7 @@ DISTINCT = [
 
 PART = "p"
 Q = "How do I reset my account password quickly?"
-NEAR = "How do I reset my account password fast?"
+NEAR = "How can I reset my account password quickly?"
 
 
 def _seeded(verifier=None, **kw) -> SemanticCache:
