@@ -60,6 +60,10 @@ __getattr__, __dir__, _LAZY = lazy_exports(
         "costopt_core.zero_shot": ("ZeroShotStrategy",),
         "costopt_core.knn": ("KNNStrategy", "NotFittedError"),
         "costopt_core.cascade": ("CascadeStrategy",),
+        "costopt_core.logistic": ("LogisticStrategy",),
+        "costopt_core.learned": ("load_router",),
+        "costopt_core.local_models": ("set_hourly_cost",),
+        "costopt_core.engine": ("RoutingEngine",),
     },
 )
 

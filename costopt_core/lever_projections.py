@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 from costopt_core.local_models import LocalHost
 from costopt_core.pricing import ModelPrice, PriceCatalog
-from costopt_core.projection import DAYS_PER_MONTH, _check_number, _Record, monthly_cost
+from costopt_core.projection import DAYS_PER_MONTH, ProjectionRecord, check_number, monthly_cost
 
 
 def _check_days(days: object) -> int:
@@ -38,7 +38,7 @@ def _check_days(days: object) -> int:
 
 
 @dataclass(frozen=True)
-class BreakEven(_Record):
+class BreakEven(ProjectionRecord):
     """Where a self-hosted model's fixed hourly bill meets an API's per-request price."""
 
     api: str
@@ -73,8 +73,8 @@ def break_even(
     more traffic needs more hosts, each billed in full. The break-even load is
     unreachable when one host at full load replaces less API spend than it costs.
     """
-    cpr = _check_number("api_cost_per_request", api_cost_per_request)
-    rpd = _check_number("requests_per_day", requests_per_day)
+    cpr = check_number("api_cost_per_request", api_cost_per_request)
+    rpd = check_number("requests_per_day", requests_per_day)
     days = _check_days(days)
     capacity = host.requests_per_day_capacity(input_tokens, output_tokens)
     daily = host.daily_cost
@@ -148,7 +148,7 @@ def format_break_even(be: BreakEven) -> str:
 
 
 @dataclass(frozen=True)
-class DistillationProjection(_Record):
+class DistillationProjection(ProjectionRecord):
     """A month before and after a distilled model takes ``share`` of the strong tier."""
 
     strong_model: str
@@ -190,15 +190,15 @@ def distillation_projection(
     ``other_monthly_cost`` is what the other tiers cost a month (unchanged);
     ``training_usd`` a one-off cost of making the distilled model, repaid by the saving.
     """
-    share = _check_number("share", share)
-    strong_share = _check_number("strong_share", strong_share)
+    share = check_number("share", share)
+    strong_share = check_number("strong_share", strong_share)
     if share > 1 or strong_share > 1:
         raise ValueError(
             f"share and strong_share must be in [0, 1], got {share!r}, {strong_share!r}"
         )
-    other = _check_number("other_monthly_cost", other_monthly_cost)
-    training = _check_number("training_usd", training_usd)
-    rpd = _check_number("requests_per_day", requests_per_day)
+    other = check_number("other_monthly_cost", other_monthly_cost)
+    training = check_number("training_usd", training_usd)
+    rpd = check_number("requests_per_day", requests_per_day)
     strong_rpd = rpd * strong_share
     strong = monthly_cost(
         strong_rpd, input_tokens, output_tokens, strong_model, days=days, catalog=catalog

@@ -38,7 +38,9 @@ SEED_ASSUMED_MIX: dict[str, float] = {"simple": 0.6, "medium": 0.3, "complex": 0
 SEED_TOLERANCE = 0.15
 
 
-def _check_number(name: str, value: Any, *, minimum: float = 0.0) -> float:
+def check_number(name: str, value: Any, *, minimum: float = 0.0) -> float:
+    """``value`` as a float if it is a finite number >= ``minimum``, else a ValueError
+    naming ``name``: the check of every figure a projection takes."""
     if (
         isinstance(value, bool)
         or not isinstance(value, int | float)
@@ -59,15 +61,15 @@ def _price(model: str, catalog: PriceCatalog | None) -> ModelPrice:
     return price
 
 
-class _Record:
-    """``to_dict()`` of the frozen dataclasses below: their fields, JSON-ready."""
+class ProjectionRecord:
+    """``to_dict()`` of the frozen dataclasses of projections: their fields, JSON-ready."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
-class Projection(_Record):
+class Projection(ProjectionRecord):
     """A single-model monthly projection (USD)."""
 
     model: str
@@ -95,9 +97,9 @@ def monthly_cost(
 
     ``price`` overrides the catalog (e.g. the seed's own 2024 prices).
     """
-    rpd = _check_number("requests_per_day", requests_per_day)
-    inp = _check_number("input_tokens", input_tokens)
-    out = _check_number("output_tokens", output_tokens)
+    rpd = check_number("requests_per_day", requests_per_day)
+    inp = check_number("input_tokens", input_tokens)
+    out = check_number("output_tokens", output_tokens)
     if isinstance(days, bool) or not isinstance(days, int) or days < 1:
         raise ValueError(f"days must be an int >= 1, got {days!r}")
     price = price if price is not None else _price(model, catalog)
@@ -116,7 +118,7 @@ def monthly_cost(
 
 
 @dataclass(frozen=True)
-class MixedProjection(_Record):
+class MixedProjection(ProjectionRecord):
     """A routed projection: each tier's share of requests on its model."""
 
     requests_per_day: float
@@ -321,7 +323,7 @@ def implied_complex_share(
 
 
 @dataclass(frozen=True)
-class SeedRow(_Record):
+class SeedRow(ProjectionRecord):
     scenario: str
     requests_per_day: int
     input_tokens: int
@@ -503,7 +505,7 @@ def project_report(
         rate = requests / (span / 86_400)
         basis = f"observed rate over {span / 3600:.2f} h"
     else:
-        rate = _check_number("requests_per_day", requests_per_day)
+        rate = check_number("requests_per_day", requests_per_day)
         basis = "given"
     scale = rate * days / requests
     per_model = {}
@@ -551,8 +553,10 @@ __all__ = [
     "SEED_ASSUMED_MIX",
     "MixedProjection",
     "Projection",
+    "ProjectionRecord",
     "SeedRow",
     "check_mix",
+    "check_number",
     "format_projection",
     "format_seed_table",
     "implied_complex_share",

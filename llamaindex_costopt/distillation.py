@@ -51,7 +51,7 @@ from costopt_core.distillation import (
 from costopt_core.metadata_keys import CACHE_HIT_KEY
 
 # The cost handler's span tree: one definition of "which spans enclose this call".
-from llamaindex_costopt.handlers import _SpanTree
+from llamaindex_costopt.handlers import SpanTree
 
 logger = logging.getLogger(__name__)
 
@@ -121,7 +121,7 @@ class DistillationEventHandler(RecorderFace, BaseEventHandler):
 
     _writer: DistillationWriter = PrivateAttr()
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
-    _spans: _SpanTree = PrivateAttr(default_factory=_SpanTree)
+    _spans: SpanTree = PrivateAttr(default_factory=SpanTree)
     _dispatcher: Any = PrivateAttr(default=None)
     _enclosing: OrderedDict[str, list[str]] = PrivateAttr(default_factory=OrderedDict)
     _pending: OrderedDict[str, list[_Answer]] = PrivateAttr(default_factory=OrderedDict)

@@ -182,7 +182,7 @@ def call_text(start: Any, response: Any) -> CallText:
 # -- span tree ----------------------------------------------------------------------------
 
 
-class _SpanTree(BaseSpanHandler[SimpleSpan]):
+class SpanTree(BaseSpanHandler[SimpleSpan]):
     """Remembers the parent of every open span, so the cost handler can tell an LLM
     call nested in another LLM call (or in a router or cache wrapper) from a new one.
 
@@ -294,7 +294,7 @@ class CostEventHandler(CostHandlerBase, BaseEventHandler):
 
     _accountant: CostAccountant = PrivateAttr()
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
-    _spans: _SpanTree = PrivateAttr(default_factory=_SpanTree)
+    _spans: SpanTree = PrivateAttr(default_factory=SpanTree)
     _dispatcher: Any = PrivateAttr(default=None)
     _open: OrderedDict[str, _Open] = PrivateAttr(default_factory=OrderedDict)
     _covered: OrderedDict[str, None] = PrivateAttr(default_factory=OrderedDict)
