@@ -48,6 +48,16 @@ not as spend (``langchain_costopt.CostCallbackHandler`` does). ``saved_usd`` is
 are returned unmarked, exactly as stored: LangChain starts no run for a ``BaseLLM``
 cache hit, so no handler could see a marker; ``.stats`` counts those hits.
 
+Decision: by default error-bounded and calibrated to the embedding (no threshold to
+pick; ``max_error_rate`` bounds wrong answers), with an optional ``verifier`` for the
+uncertain candidates; ``similarity_threshold=0.92`` is the seed's fixed rule exactly
+(:mod:`costopt_core.cache_gate`).
+
+Streaming: LangChain's ``BaseChatModel.stream`` / ``astream`` never consult an LLM cache;
+``cache.stream(model, input)`` / ``cache.astream(...)`` do (a cached answer comes back
+as a stream, a streamed miss is stored when complete), keyed exactly as ``invoke`` keys
+(:mod:`langchain_costopt.cache_stream`).
+
 Faults: a failing embedding model or store is logged and the call goes to the model;
 a corrupt stored entry is a miss. Nothing raised inside the cache reaches the user's
 call.

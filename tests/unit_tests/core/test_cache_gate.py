@@ -277,3 +277,27 @@ def test_bad_verifier_and_timeout_arguments():
         SemanticCache(EMBED, verifier=42)
     with pytest.raises(ValueError, match="verifier_timeout"):
         SemanticCache(EMBED, verifier_timeout=0)
+
+
+def test_explicit_092_answers_exactly_as_the_seeds_scan():
+    """The seed's get(): the most similar entry serves when its cosine >= 0.92."""
+    rng = np.random.default_rng(7)
+    stored = rng.standard_normal((200, 16))
+    stored /= np.linalg.norm(stored, axis=1, keepdims=True)
+    queries = stored[rng.integers(0, 200, 300)] + rng.normal(0, 0.12, (300, 16))
+    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+    vectors = {f"s{i}": v for i, v in enumerate(stored)} | {
+        f"q{i}?": v for i, v in enumerate(queries)
+    }
+    cache = SemanticCache(vectors.__getitem__, similarity_threshold=0.92)
+    for i in range(200):
+        cache.update("p", f"s{i}", f"answer {i}")
+    served = 0
+    for i, q in enumerate(queries):
+        sims = stored @ q
+        best = int(np.argmax(sims))
+        expected = f"answer {best}" if sims[best] >= 0.92 else None
+        hit = cache.lookup("p", f"q{i}?")
+        assert (hit.response if hit else None) == expected
+        served += hit is not None
+    assert 0 < served < 300  # both sides of the threshold were exercised
