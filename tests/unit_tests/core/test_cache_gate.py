@@ -11,7 +11,13 @@ import pytest
 
 from costopt_core.cache import SemanticCache
 from costopt_core.cache_evidence import compare
-from costopt_core.cache_gate import COLD_BASELINE, MIN_CALIBRATION, CacheGate, thresholds
+from costopt_core.cache_gate import (
+    COLD_BASELINE,
+    MIN_BIN_VERDICTS,
+    MIN_CALIBRATION,
+    CacheGate,
+    thresholds,
+)
 from costopt_core.hashing import HashingEmbedder
 
 EMBED = HashingEmbedder(dim=512).embed_one
@@ -301,3 +307,23 @@ def test_explicit_092_answers_exactly_as_the_seeds_scan():
         assert (hit.response if hit else None) == expected
         served += hit is not None
     assert 0 < served < 300  # both sides of the threshold were exercised
+
+
+def test_repeated_traffic_needs_fewer_verdicts():
+    gate = calibrated(CacheGate(has_verifier=True))
+    t = thresholds(0.02)
+    cos = gate.baseline + (t.ask + t.accept) / 2 * (1 - gate.baseline)
+    pairs = [(f"How do I reset password {w}?", f"How can I reset password {w}?") for w in _WORDS]
+
+    def one_pass() -> int:
+        asked = 0
+        for question, cached in pairs:
+            decision = gate.judge(question, cached, cos, ("p", cached))
+            if decision.action == "ask":
+                asked += 1
+                gate.learn(("p", cached), decision.score, True)
+        return asked
+
+    first, second = one_pass(), one_pass()
+    # The region learns within the first pass, each entry by the second.
+    assert MIN_BIN_VERDICTS <= first < len(pairs) and second <= 0.2 * len(pairs)
