@@ -172,8 +172,8 @@ def median_p90_ms(fn: Callable[[int], object], n: int, rounds: int = 3) -> tuple
     return best
 
 
-def build_store(matrix: np.ndarray, ann: bool) -> MemoryStore:
-    store = MemoryStore(dim=DIM, ann=ann)
+def build_store(matrix: np.ndarray, ann: bool, nprobe: int = 16) -> MemoryStore:
+    store = MemoryStore(dim=DIM, ann=ann, nprobe=nprobe)
     for i, v in enumerate(matrix):
         store.upsert(CacheEntry(PARTITION, name(i), v, RESPONSE, created_at=0.0))
     store.wait_for_index()  # time searches on the finished index, not during a rebuild
@@ -212,7 +212,7 @@ def measure(n: int, rng: np.random.Generator, args: argparse.Namespace) -> dict:
     default_store = exact
     if ann_available():
         t = time.perf_counter()
-        ann_store = build_store(matrix, ann=True)
+        ann_store = build_store(matrix, ann=True, nprobe=args.nprobe)
         row["build_ann"] = time.perf_counter() - t
         row["ann"], row["ann_p90"] = median_p90_ms(
             lambda i: ann_store.search(PARTITION, queries[i], now=now, ttl_seconds=ttl),
@@ -246,6 +246,9 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=300, help="timed queries per store")
     parser.add_argument("--seed-queries", type=int, default=5, help="timed seed lookups")
     parser.add_argument("--seed-max", type=int, default=10_000, help="largest seed size timed")
+    parser.add_argument(
+        "--nprobe", type=int, default=16, help="IVF lists scanned (MemoryStore(nprobe=...))"
+    )
     args = parser.parse_args()
 
     rng = np.random.default_rng(0)
