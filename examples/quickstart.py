@@ -14,7 +14,6 @@ from __future__ import annotations
 from langchain_core.globals import set_llm_cache
 from langchain_core.prompts import ChatPromptTemplate
 
-from costopt_core import get_strategy
 from costopt_core.metadata_keys import CACHE_MARKER_KEY
 from langchain_costopt import (
     CostCallbackHandler,
@@ -47,8 +46,8 @@ def build_chain(cost: CostCallbackHandler):
             "medium": SimulatedChatModel(model_name="gpt-4o-mini"),
             "complex": SimulatedChatModel(model_name="claude-3-5-sonnet"),
         },
-        # The seed's rules, plus English cue words of the same kinds.
-        strategy=get_strategy("rules", languages=("zh", "en")),
+        # No strategy: the default (the seed's rules on the seed's cue words, a zero-shot
+        # judgement of every other prompt, English or Chinese).
     )
     prompt = ChatPromptTemplate.from_messages(
         [("system", "You are a concise assistant."), ("human", "{question}")]
