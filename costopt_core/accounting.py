@@ -90,6 +90,7 @@ from costopt_core.ledger import (
     admits,
     period_start,
 )
+from costopt_core.local_models import is_local
 from costopt_core.metadata_keys import TOKEN_COUNTER_TAG, USAGE_ESTIMATED, USAGE_TAG
 from costopt_core.pricing import ModelPrice, PriceCatalog, check_amount, default_catalog
 from costopt_core.tokens import count_prompt_tokens, count_tokens
@@ -771,13 +772,18 @@ class CostAccountant:
     def to_dict(self) -> dict[str, Any]:
         """Totals and per-model figures as plain JSON-ready data (see ``report_dict``)."""
         summary = self.summary()
-        return report_dict(
+        report = report_dict(
             summary,
             baseline_model=self.baseline_model,
             budgets=self.budget_status(),
             on_budget=self.on_budget if self.budgets else None,
             breakdown=RecordBreakdown.of(self.ledger.records(), summary),
         )
+        # A self-hosted model may cost $0: say so, or its 0.000000 reads like a gap.
+        report["local_models"] = [
+            name for name in report["models"] if is_local(self.catalog.get(name))
+        ]
+        return report
 
     def report(self) -> str:
         """A readable table: per model and total calls, tokens, spend and saved."""
@@ -1192,6 +1198,10 @@ def format_report(report: Mapping[str, Any]) -> str:
         out.append(
             f"estimated: {report['estimated_calls']} calls reported no token usage; their "
             "tokens were counted from the prompt and answer text"
+        )
+    if report.get("local_models"):
+        out.append(
+            "local (self-hosted, priced per hour or at $0): " + ", ".join(report["local_models"])
         )
     if report["unpriced_models"]:
         out.append(

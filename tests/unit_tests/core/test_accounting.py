@@ -566,3 +566,15 @@ def test_the_breakdown_says_when_the_ledger_dropped_records() -> None:
     data = acct.to_dict()
     assert data["breakdown_complete"] is False
     assert "(of the records kept)" in acct.report()
+
+
+def test_a_self_hosted_model_at_zero_dollars_is_reported_as_local_not_as_a_gap() -> None:
+    from costopt_core.local_models import set_hourly_cost
+
+    set_hourly_cost("acct-local-llama", usd_per_hour=0.0)
+    acct = CostAccountant()
+    acct.record_call("acct-local-llama", TokenUsage(100, 50))
+    report = acct.to_dict()
+    assert report["local_models"] == ["acct-local-llama"]
+    assert report["unpriced_models"] == [] and report["total_cost"] == 0.0
+    assert "local (self-hosted" in acct.report()
