@@ -57,6 +57,7 @@ Rules:
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import hashlib
 import json
 import logging
@@ -68,6 +69,8 @@ import time
 import unicodedata
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Generator, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -246,6 +249,17 @@ def _validate(
         )
 
 
+class EmbeddingTimeoutError(TimeoutError):
+    """The embedding model did not answer within ``embedding_timeout_s``."""
+
+    def __init__(self, limit: float | None) -> None:
+        super().__init__(f"the embedding took longer than embedding_timeout_s={limit}s")
+
+
+# Embedding calls bounded by a timeout run here (few: a hung model should not pile up).
+_EMBED_POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="costopt-embed")
+
+
 class SemanticCache:
     """Framework-free semantic cache over a :class:`~costopt_core.stores.base.CacheStore`.
 
@@ -288,6 +302,9 @@ class SemanticCache:
         clock: seconds since the epoch (tests pass a fake).
         evict_interval: seconds between sweeps of expired entries (searches skip
             expired entries regardless; the sweep frees their space).
+        embedding_timeout_s: the longest a lookup or an update waits for the embedding
+            model; past it the cache steps aside (logged and counted as a fault) and the
+            model answers. ``None``: no limit.
     """
 
     def __init__(
@@ -307,6 +324,7 @@ class SemanticCache:
         clock: Callable[[], float] = time.time,
         evict_interval: float = 60.0,
         pending_vectors: int = DEFAULT_PENDING_VECTORS,
+        embedding_timeout_s: float | None = None,
     ) -> None:
         if not callable(embed):
             raise TypeError(f"embed must be a callable text -> vector, got {type(embed).__name__}")
@@ -325,8 +343,14 @@ class SemanticCache:
             raise ValueError(f"evict_interval must be >= 0 seconds, got {evict_interval!r}")
         if not isinstance(pending_vectors, int) or pending_vectors < 1:
             raise ValueError(f"pending_vectors must be an int >= 1, got {pending_vectors!r}")
+        if embedding_timeout_s is not None and not number_in(embedding_timeout_s, 0, 1e6):
+            raise ValueError(
+                "embedding_timeout_s must be a number of seconds > 0, or None (no limit), "
+                f"got {embedding_timeout_s!r}"
+            )
         self._embed = embed
         self._aembed = aembed
+        self.embedding_timeout_s = embedding_timeout_s
         self.similarity_threshold = (
             None if similarity_threshold is None else float(similarity_threshold)
         )
@@ -536,12 +560,31 @@ class SemanticCache:
 
     def _embedding(self, key: str) -> _IO:
         self._count(embeddings=1)
-        return _IO(self._embed, self._embed_async, key)
+        if self.embedding_timeout_s is None:
+            return _IO(self._embed, self._embed_async, key)
+        return _IO(self._embed_bounded, self._aembed_bounded, key)
 
     async def _embed_async(self, text: str) -> Sequence[float] | np.ndarray:
         if self._aembed is not None:
             return await self._aembed(text)
         return await asyncio.to_thread(self._embed, text)
+
+    # A hanging embedding model must not hold the user's call: past the limit the
+    # lookup (or update) gives up as a fault, and the model answers. A blocking embed
+    # runs in a worker thread for that; the thread itself cannot be stopped.
+
+    def _embed_bounded(self, text: str) -> Sequence[float] | np.ndarray:
+        future = _EMBED_POOL.submit(contextvars.copy_context().run, self._embed, text)
+        try:
+            return future.result(timeout=self.embedding_timeout_s)
+        except FutureTimeout:
+            raise EmbeddingTimeoutError(self.embedding_timeout_s) from None
+
+    async def _aembed_bounded(self, text: str) -> Sequence[float] | np.ndarray:
+        try:
+            return await asyncio.wait_for(self._embed_async(text), self.embedding_timeout_s)
+        except TimeoutError:
+            raise EmbeddingTimeoutError(self.embedding_timeout_s) from None
 
     def _lookup(self, partition: str, text: str) -> Steps[CacheHit | None]:
         key = normalize_text(text)

@@ -285,7 +285,9 @@ class SemanticLLMCache(BaseCache):
         namespace: fixed tenant of this cache instance; combined with
             :func:`cache_namespace` when both are set.
         **engine_options: passed to :class:`costopt_core.cache.SemanticCache`
-            (``clock``, ``evict_interval``, ``pending_vectors``, ``verifier_timeout``).
+            (``clock``, ``evict_interval``, ``pending_vectors``, ``verifier_timeout``,
+            ``embedding_timeout_s``: the longest a call waits for the embeddings; past
+            it the cache steps aside, logged, and the model answers).
 
     ``.stats`` is the engine's statistics dict (hits, misses, hit_rate, saved_usd,
     tokens_saved, ...). ``.engine`` is the underlying :class:`SemanticCache`.

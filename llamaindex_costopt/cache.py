@@ -202,6 +202,8 @@ class SemanticCacheLLM(WrapperLLM):
             only about uncertain candidates; its verdicts teach the cache. Ready one:
             :class:`llamaindex_costopt.verifiers.LLMVerifier` (a cheap LlamaIndex LLM).
             A verifier that fails or outlasts ``verifier_timeout`` (10 s) is a "no".
+        embedding_timeout_s: the longest a call waits for ``embed_model``; past it the
+            cache steps aside (logged) and the LLM answers. ``None``: no limit.
         ttl_seconds: entry lifetime (default 24 h, as the seed); ``None``: no expiry.
         max_entries: store-wide size limit, least recently used evicted first.
         store: a ``costopt_core`` cache store (``MemoryStore`` default, ``SQLiteStore``,
@@ -216,6 +218,7 @@ class SemanticCacheLLM(WrapperLLM):
     max_error_rate: float = 0.02
     verifier: Any = Field(default=None, exclude=True)
     verifier_timeout: float = 10.0
+    embedding_timeout_s: float | None = None
     ttl_seconds: float | None = 86400
     max_entries: int | None = None
     store: Any = Field(default=None, exclude=True)
@@ -266,6 +269,7 @@ class SemanticCacheLLM(WrapperLLM):
             max_error_rate=self.max_error_rate,
             verifier=self.verifier,
             verifier_timeout=self.verifier_timeout,
+            embedding_timeout_s=self.embedding_timeout_s,
             answer_text=_answer_text,
             ttl_seconds=self.ttl_seconds,
             max_entries=self.max_entries,

@@ -6,6 +6,7 @@ import asyncio
 import contextvars
 import json
 import threading
+import time
 
 import pytest
 from langchain_core.embeddings import Embeddings
@@ -417,3 +418,28 @@ def test_without_reported_usage_the_saving_is_estimated_from_the_text():
     stats = cache.stats
     assert stats["input_tokens_saved"] > 0 and stats["output_tokens_saved"] > 0
     assert stats["saved_usd"] > 0 and stats["unpriced_hits"] == 0
+
+
+class HangingEmbeddings(HashingEmbeddings):
+    """An embedding service that stops answering."""
+
+    def embed_query(self, text: str) -> list[float]:
+        time.sleep(2.0)
+        return super().embed_query(text)
+
+    async def aembed_query(self, text: str) -> list[float]:
+        await asyncio.sleep(2.0)
+        return super().embed_query(text)
+
+
+async def test_a_hanging_embedding_model_is_given_up_on_and_the_model_answers(caplog) -> None:
+    cache = SemanticLLMCache(HangingEmbeddings(dim=64), embedding_timeout_s=0.1)
+    model = SimulatedChatModel(model_name="gpt-4o-mini", cache=cache)
+    started = time.perf_counter()
+    with caplog.at_level("WARNING"):
+        reply = model.invoke("What is the capital of France?")
+        areply = await model.ainvoke("What is the capital of Italy?")
+    # Lookup and update each waited 0.1 s at most, not the model's 2 s.
+    assert time.perf_counter() - started < 1.5
+    assert reply.content and areply.content
+    assert cache.stats["errors"] >= 2 and "embedding_timeout_s" in caplog.text
