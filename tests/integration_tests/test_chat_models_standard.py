@@ -3,48 +3,22 @@ simulated tier models (offline: the suite is not allowed any network connection)
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 from langchain_tests.integration_tests import ChatModelIntegrationTests
 
-from langchain_costopt import RouterChatModel
-from langchain_costopt.simulated import SimulatedChatModel
+from tests.router_params import RouterParams
 
 pytestmark = pytest.mark.allow_hosts([])
 
 
-class TestRouterChatModelIntegration(ChatModelIntegrationTests):
-    @property
-    def chat_model_class(self) -> type[RouterChatModel]:
-        return RouterChatModel
-
-    @property
-    def chat_model_params(self) -> dict[str, Any]:
-        return {
-            "models": {
-                "simple": SimulatedChatModel(model_name="deepseek-v3"),
-                "medium": SimulatedChatModel(model_name="gpt-4o-mini"),
-                "complex": SimulatedChatModel(model_name="claude-3.5-sonnet"),
-            }
-        }
-
+class TestRouterChatModelIntegration(RouterParams, ChatModelIntegrationTests):
     @property
     def model_override_value(self) -> str:
         # Names no tier, so it is passed through to whichever tier answers.
         return "gpt-4.1-nano"
 
-    # What the simulated tiers can and cannot do, declared as it is.
-    @property
-    def has_tool_calling(self) -> bool:
-        return True
-
     @property
     def has_tool_choice(self) -> bool:
-        return True
-
-    @property
-    def has_structured_output(self) -> bool:
         return True
 
     @property
@@ -86,4 +60,3 @@ class TestRouterChatModelIntegration(ChatModelIntegrationTests):
     @property
     def supports_model_override(self) -> bool:
         return True
-
