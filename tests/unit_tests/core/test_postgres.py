@@ -21,7 +21,7 @@ from langchain_tests.integration_tests.cache import AsyncCacheTestSuite, SyncCac
 
 from costopt_core.cache import SemanticCache
 from costopt_core.hashing import HashingEmbedder
-from costopt_core.ledger import Budget, BudgetExceededError, CostLedger, CostRecord
+from costopt_core.ledger import Budget, BudgetExceededError, CostRecord
 from costopt_core.pricing import set_price
 from costopt_core.stores.base import CacheEntry, VectorError, normalize_vector
 from langchain_costopt import CostCallbackHandler, HashingEmbeddings, SemanticLLMCache
@@ -423,39 +423,7 @@ class TestPostgresSemanticLLMCacheAsyncStandard(AsyncCacheTestSuite):
 # -- the ledger ----------------------------------------------------------------------
 
 
-def _sample_records(now: float) -> list[CostRecord]:
-    return [
-        CostRecord(model="a", tier="simple", input_tokens=100, output_tokens=50,
-                   cache_read_tokens=20, reasoning_tokens=5, cost_usd=0.001,
-                   saved_usd=0.004, baseline_model="b", baseline_cost_usd=0.005,
-                   tags={"app": "bot"}, timestamp=now - 90_000, run_id="r1"),
-        CostRecord(model="a", kind="cache_hit", input_tokens=100, output_tokens=50,
-                   cost_usd=0.0, saved_usd=0.001, timestamp=now - 10),
-        CostRecord(model="b", tier="complex", kind="cascade_attempt", input_tokens=10,
-                   output_tokens=10, cost_usd=0.002, saved_usd=-0.002, timestamp=now - 5),
-        CostRecord(model="unknown-model", input_tokens=7, output_tokens=3, cost_usd=None,
-                   saved_usd=None, timestamp=now - 1),
-    ]  # fmt: skip
-
-
-def test_ledger_totals_equal_the_in_memory_ledger(ledger):
-    now = time.time()
-    memory = CostLedger()
-    for record in _sample_records(now):
-        memory.record(record)
-        ledger.record(record)
-    assert ledger.records() == memory.records()
-    for since in (None, now - 60):
-        shared, local = ledger.summary(since), memory.summary(since)
-        assert shared.models.keys() == local.models.keys()
-        for name, totals in local.models.items():
-            expected = totals.to_dict()
-            got = shared.models[name].to_dict()
-            assert got["tiers"] == expected.pop("tiers")
-            assert {k: got[k] for k in expected} == pytest.approx(expected)
-        assert shared.first_timestamp == local.first_timestamp
-        assert ledger.spent_since(since) == pytest.approx(memory.spent_since(since))
-    assert ledger.summary().unpriced_models == ["unknown-model"]
+# The ledger's totals against the in-memory ledger: test_ledger_contract.py (every ledger).
 
 
 def test_reservations_count_until_settled_released_or_expired(ledger):
