@@ -106,18 +106,19 @@ def _handlers_of(callbacks: Any) -> list[Any]:
     return []
 
 
-def _tier_identity(tier: str, model: BaseChatModel, names: dict[str, str]) -> dict[str, Any]:
-    """A tier's part of the router's identity: its model's identifying params, plus its
-    model name and output cap as LangChain reports them (``ls_*``), which a cost handler
-    needs to bound what a routed call can cost."""
-    identity: dict[str, Any] = {"_type": model._llm_type, **dict(model._identifying_params)}
+def _cost_identity(model: BaseChatModel, name: str) -> dict[str, Any]:
+    """What a cost handler needs to bound a tier's call and its model's identifying params
+    may lack: the model name and the output cap as LangChain reports them (``ls_*``).
+    Read once, at the router's construction: ``_identifying_params`` runs on every call."""
+    identity = dict(model._identifying_params)
+    extra: dict[str, Any] = {}
     if model_name_in(identity) is None:
-        identity["model_name"] = names[tier]
+        extra["model_name"] = name
     if "max_tokens" not in identity:
         limit = model._get_ls_params().get("ls_max_tokens")
         if isinstance(limit, int):
-            identity["max_tokens"] = limit
-    return identity
+            extra["max_tokens"] = limit
+    return extra
 
 
 def _answer_facts(result: Any) -> AnswerFacts | None:
@@ -195,6 +196,7 @@ class RouterChatModel(BaseChatModel):
         # pydantic private attributes: those cost ~1.7 µs per read on the call path.
         _engine: RoutingEngine
         _binder: ToolBinder
+        _cost_ids: dict[str, dict[str, Any]]
         _ls_name: str
 
     @model_validator(mode="before")
@@ -217,6 +219,8 @@ class RouterChatModel(BaseChatModel):
         object.__setattr__(self, "_engine", engine)
         object.__setattr__(self, "_binder", ToolBinder())
         object.__setattr__(self, "_ls_name", "router:" + "|".join(names.values()))
+        cost_ids = {tier: _cost_identity(m, names[tier]) for tier, m in self.models.items()}
+        object.__setattr__(self, "_cost_ids", cost_ids)
         return self
 
     # -- LangChain model identity ------------------------------------------------------
@@ -231,7 +235,8 @@ class RouterChatModel(BaseChatModel):
         # different models must never share cached answers.
         return {
             "models": {
-                tier: _tier_identity(tier, m, self._engine.names) for tier, m in self.models.items()
+                tier: {"_type": m._llm_type, **self._cost_ids[tier], **dict(m._identifying_params)}
+                for tier, m in self.models.items()
             },
             "strategy": self._engine.signature,
             "fallback": self.fallback,
