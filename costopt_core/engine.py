@@ -57,6 +57,7 @@ from costopt_core.budget_gate import (
     BudgetGate,
     CallQuote,
     Reservation,
+    conforms,
     downgrade_requested,
     open_budget,
     release_budget,
@@ -211,7 +212,7 @@ class RoutingEngine:
         handlers = list(handlers)
         reservations: list[Reservation] = []
         if reserve:
-            gates = [h for h in handlers if isinstance(h, BudgetGate)]
+            gates = [h for h in handlers if conforms(h, BudgetGate)]
             reservations = open_budget(gates, routed=True, quotes=quotes)
         try:
             decision = self.choose(

@@ -44,7 +44,7 @@ from llama_index.core.llms.llm import LLM
 from llama_index.core.prompts import BasePromptTemplate
 from llama_index.core.types import TokenAsyncGen, TokenGen
 
-from costopt_core.budget_gate import BudgetGate
+from costopt_core.budget_gate import BudgetGate, conforms
 from llamaindex_costopt.messages import question_scope
 from llamaindex_costopt.requests import (
     TOOLS_REQUEST,
@@ -108,7 +108,7 @@ def budget_gates(dispatcher: Any, explicit: BudgetGate | None = None) -> list[Bu
     current: Any = dispatcher
     while current is not None:
         for handler in current.event_handlers:
-            if isinstance(handler, BudgetGate) and not any(handler is g for g in gates):
+            if conforms(handler, BudgetGate) and not any(handler is g for g in gates):
                 gates.append(handler)
         if not current.propagate:
             break
