@@ -449,8 +449,10 @@ def test_daily_budget_reads_only_todays_spend(ledger):
     assert not ledger.reserve(0.5, [Budget(1.0)], now=now).allowed
 
 
-def _spend_until_refused(dsn: str, table: str, cost: float, limit: float) -> int:
+def _spend_until_refused(dsn: str, table: str, cost: float, limit: float, start: object) -> int:
     ledger = PostgresLedger(dsn, table=table)
+    ledger.spent_since()  # connected before the race
+    start.wait(timeout=60)  # type: ignore[attr-defined]  # all four begin together
     calls = 0
     while True:
         check = ledger.reserve(cost, [Budget(limit)])
@@ -466,11 +468,10 @@ def _spend_until_refused(dsn: str, table: str, cost: float, limit: float) -> int
 def test_four_processes_never_overshoot_a_shared_budget(dsn, table, ledger):
     cost, limit = 0.01, 0.405
     ledger.spent_since()  # create the tables before the race
-    with spawn_pool(4) as pool:
-        counts = [
-            f.result(timeout=120)
-            for f in [pool.submit(_spend_until_refused, dsn, table, cost, limit) for _ in range(4)]
-        ]
+    with multiprocessing.get_context("spawn").Manager() as manager, spawn_pool(4) as pool:
+        start = manager.Barrier(4)
+        jobs = [pool.submit(_spend_until_refused, dsn, table, cost, limit, start) for _ in range(4)]
+        counts = [f.result(timeout=120) for f in jobs]
     assert sum(counts) == 40  # exactly what fits: no overshoot, nothing left unspent
     assert sum(1 for c in counts if c > 0) >= 2  # the processes really competed
     assert ledger.spent_since() == pytest.approx(0.40)

@@ -17,8 +17,9 @@ from costopt_core.ledger import Budget, CostRecord
 from costopt_core.stores.ledger_sql import Backlog
 
 
-def _spend_until_refused(path: str, cost: float, limit: float) -> int:
+def _spend_until_refused(path: str, cost: float, limit: float, start: object) -> int:
     ledger = SQLiteLedger(path)
+    start.wait(timeout=60)  # type: ignore[attr-defined]  # all four begin together
     calls = 0
     while True:
         check = ledger.reserve(cost, [Budget(limit, "month")])
@@ -36,8 +37,9 @@ def test_four_processes_sharing_one_file_never_pass_a_budget(tmp_path):
     cost, limit = 0.01, 0.405
     SQLiteLedger(path).close()  # the tables exist before the race
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(4, mp_context=context) as pool:
-        futures = [pool.submit(_spend_until_refused, path, cost, limit) for _ in range(4)]
+    with context.Manager() as manager, ProcessPoolExecutor(4, mp_context=context) as pool:
+        start = manager.Barrier(4)
+        futures = [pool.submit(_spend_until_refused, path, cost, limit, start) for _ in range(4)]
         counts = [f.result(timeout=120) for f in futures]
     with SQLiteLedger(path) as ledger:
         spent = ledger.spent_since()
