@@ -72,7 +72,7 @@ import time
 import warnings
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from os import PathLike
 from typing import TYPE_CHECKING, Any, Generic, Literal, Self, TypeVar, overload
 
@@ -90,8 +90,18 @@ from costopt_core.ledger import (
     admits,
     period_start,
 )
+from costopt_core.levers import (
+    BATCH,
+    CACHE,
+    COMPRESSION,
+    LEVERS,
+    PROVIDER_CACHE,
+    ROUTING,
+    lever_savings,
+    saving_tags,
+)
 from costopt_core.local_models import is_local
-from costopt_core.metadata_keys import TOKEN_COUNTER_TAG, USAGE_ESTIMATED, USAGE_TAG
+from costopt_core.metadata_keys import BATCH_TAG, TOKEN_COUNTER_TAG, USAGE_ESTIMATED, USAGE_TAG
 from costopt_core.pricing import ModelPrice, PriceCatalog, check_amount, default_catalog
 from costopt_core.tokens import count_prompt_tokens, count_tokens
 
@@ -641,12 +651,18 @@ class CostAccountant:
         reservation_id: str | None = None,
         timestamp: float | None = None,
         text: CallText | None = None,
+        compressed_tokens: int = 0,
+        batch: bool = False,
     ) -> CostRecord:
         """Record one model call. A ``tier`` marks it routed (baseline and savings).
 
         ``usage=None`` (the model reported no token usage): the call is costed from
         ``text`` and tagged estimated; without ``text`` its cost is unknown, reported as
         "unpriced" (never as $0). Either way a warning is logged once per model.
+        ``compressed_tokens``: input tokens a prompt compressor removed before the call;
+        ``batch``: the call went through the provider's batch API (billed at the batch
+        rate). Their savings, and the provider cache's, are split as
+        :mod:`costopt_core.levers` says.
         """
         if usage is None:
             usage, tags = self._usage_from_text(model, text, tags)
@@ -658,8 +674,18 @@ class CostAccountant:
         baseline_model: str | None = None
         baseline_cost: float | None = None
         saved: float | None = 0.0
+        baseline_usage = usage
+        if cost is not None and (
+            batch or compressed_tokens or usage.cache_read_tokens or usage.cache_write_tokens
+        ):
+            baseline_usage, cost, direct, parts = self._lever_parts(
+                model, usage, cost, compressed_tokens, batch
+            )
+            tags = {**tags, **parts} if tags else parts
+            if tier is None:
+                baseline_model, baseline_cost, saved = model, direct, direct - cost
         if tier is not None:
-            baseline_model, baseline_cost = self._baseline(model, usage, router_models)
+            baseline_model, baseline_cost = self._baseline(model, baseline_usage, router_models)
             saved = None if cost is None or baseline_cost is None else baseline_cost - cost
         record = self._record(
             model,
@@ -675,6 +701,33 @@ class CostAccountant:
             timestamp,
         )
         return self._store(record, reservation_id)
+
+    def _lever_parts(
+        self, model: str, usage: TokenUsage, cost: float, compressed_tokens: int, batch: bool
+    ) -> tuple[TokenUsage, float, float, dict[str, str]]:
+        # Off the usual path: only calls with provider cache tokens, a compressed prompt
+        # or a batch price come here. Returns the no-lever usage (what the baseline is
+        # priced on), the billed cost, the no-lever cost on this model, and the tags.
+        price = self.catalog.get(model)
+        assert price is not None  # cost was priced
+        removed = max(0, int(compressed_tokens))
+        uncached = TokenUsage(usage.input_tokens, usage.output_tokens, 0, 0, usage.reasoning_tokens)
+        full = TokenUsage(
+            usage.input_tokens + removed, usage.output_tokens, 0, 0, usage.reasoning_tokens
+        )
+        direct = price_usage(price, full)
+        compressed = price_usage(price, uncached) if removed else direct
+        billed = cost * (1.0 - price.batch_discount) if batch else cost
+        parts = saving_tags(
+            {
+                COMPRESSION: direct - compressed,
+                PROVIDER_CACHE: compressed - cost,
+                BATCH: cost - billed,
+            }
+        )
+        if batch:
+            parts[BATCH_TAG] = "1"
+        return full, billed, direct, parts
 
     def _usage_from_text(
         self, model: str, text: CallText | None, tags: Mapping[str, str] | None
@@ -1006,17 +1059,33 @@ def _model_row(totals: ModelTotals) -> dict[str, Any]:
 @dataclass(slots=True)
 class _ModelBreakdown:
     estimated_calls: int = 0
-    saved_routing_usd: float = 0.0
-    saved_cache_usd: float = 0.0
+    saved: dict[str, float] = field(default_factory=dict)  # lever -> USD
+
+    def add(self, parts: Mapping[str, float]) -> None:
+        for lever, amount in parts.items():
+            self.saved[lever] = self.saved.get(lever, 0.0) + amount
+
+    @property
+    def saved_routing_usd(self) -> float:
+        return self.saved.get(ROUTING, 0.0)
+
+    @property
+    def saved_cache_usd(self) -> float:
+        return self.saved.get(CACHE, 0.0)
+
+    def lever_fields(self) -> dict[str, float]:
+        """``saved_<lever>_usd`` for every lever (0.0 where it saved nothing)."""
+        return {f"saved_{lever}_usd": self.saved.get(lever, 0.0) for lever in LEVERS}
 
 
 @dataclass(slots=True)
 class RecordBreakdown:
     """What a ledger summary does not split: savings per lever and estimated calls.
 
-    Read from the records at report time (never on the per-call path). ``complete`` is
-    false when the ledger kept fewer records than its totals count (an in-memory ledger
-    drops its oldest records past ``max_records``): the split then covers the kept ones.
+    Read from the records at report time (never on the per-call path), by the one rule
+    of :mod:`costopt_core.levers`. ``complete`` is false when the ledger kept fewer
+    records than its totals count (an in-memory ledger drops its oldest records past
+    ``max_records``): the split then covers the kept ones.
 
     Example:
         >>> from costopt_core.ledger import CostRecord, summarize
@@ -1043,11 +1112,9 @@ class RecordBreakdown:
             row = models.get(record.model)
             if row is None:
                 row = models[record.model] = _ModelBreakdown()
-            saved = record.saved_usd or 0.0
+            row.add(lever_savings(record))
             if record.kind == "cache_hit":
-                row.saved_cache_usd += saved
                 continue
-            row.saved_routing_usd += saved  # routed calls and (negative) cascade attempts
             if getattr(record, "estimated", False) or (
                 record.tags and record.tags.get(USAGE_TAG) == USAGE_ESTIMATED
             ):
@@ -1060,8 +1127,7 @@ class RecordBreakdown:
         out = _ModelBreakdown()
         for row in self.models.values():
             out.estimated_calls += row.estimated_calls
-            out.saved_routing_usd += row.saved_routing_usd
-            out.saved_cache_usd += row.saved_cache_usd
+            out.add(row.saved)
         return out
 
 
@@ -1079,8 +1145,9 @@ def report_dict(
     some records were priced, stays in ``priced_cost_usd``); totals add priced spend.
     ``unpriced_calls`` counts the events whose cost is unknown. With a ``breakdown``
     (``to_dict()`` always passes one): ``estimated_calls`` (usage counted from the
-    text, the provider reported none) and the savings per lever, ``saved_routing_usd``
-    and ``saved_cache_usd``, whose sum is ``total_saved``.
+    text, the provider reported none) and the savings per lever (``saved_routing_usd``,
+    ``saved_cache_usd``, ``saved_compression_usd``, ``saved_provider_cache_usd``,
+    ``saved_batch_usd``: :mod:`costopt_core.levers`), whose sum is ``total_saved``.
     """
     models: dict[str, Any] = {}
     for name in sorted(summary.models):
@@ -1091,8 +1158,7 @@ def report_dict(
         if breakdown is not None:
             split = breakdown.models.get(name) or _ModelBreakdown()
             row["estimated_calls"] = split.estimated_calls
-            row["saved_routing_usd"] = split.saved_routing_usd
-            row["saved_cache_usd"] = split.saved_cache_usd
+            row.update(split.lever_fields())
         models[name] = row
     totals_row = {
         field: sum(getattr(m, field) for m in summary.models.values()) for field in _COUNT_FIELDS
@@ -1102,8 +1168,7 @@ def report_dict(
         total = breakdown.total()
         split_row = {
             "estimated_calls": total.estimated_calls,
-            "saved_routing_usd": total.saved_routing_usd,
-            "saved_cache_usd": total.saved_cache_usd,
+            **total.lever_fields(),
             "breakdown_complete": breakdown.complete,
         }
     return {
@@ -1142,6 +1207,27 @@ def _report_cells(
         spend,
         saved,
     )
+
+
+_LEVER_NOTES = {
+    ROUTING: "calls made on a cheaper tier, against the baseline",
+    CACHE: "{cache_hits} hits, the avoided calls' price; this plugin's cache",
+    COMPRESSION: "input tokens a compressor removed",
+    PROVIDER_CACHE: "the provider's prompt cache, against plain input",
+    BATCH: "batch API rates, against direct calls",
+}
+
+
+def _savings_line(report: Mapping[str, Any]) -> str:
+    # Routing and cache always show (a user looks for them); the others once they saved.
+    parts = []
+    for lever in LEVERS:
+        amount = report.get(f"saved_{lever}_usd", 0.0)
+        if amount or lever in (ROUTING, CACHE):
+            note = _LEVER_NOTES[lever].format(cache_hits=report.get("cache_hits", 0))
+            parts.append(f"{lever.replace('_', ' ')} {amount:.6f} USD ({note})")
+    partial = "" if report.get("breakdown_complete", True) else " (of the records kept)"
+    return "saved: " + ", ".join(parts) + partial
 
 
 def format_report(report: Mapping[str, Any]) -> str:
@@ -1186,12 +1272,7 @@ def format_report(report: Mapping[str, Any]) -> str:
             )
         )
     if "saved_routing_usd" in report:
-        partial = "" if report.get("breakdown_complete", True) else " (of the records kept)"
-        out.append(
-            f"saved: routing {report['saved_routing_usd']:.6f} USD (calls made on a cheaper "
-            f"tier, against the baseline), cache {report['saved_cache_usd']:.6f} USD "
-            f"({report['cache_hits']} hits, the avoided calls' price){partial}"
-        )
+        out.append(_savings_line(report))
     if report.get("baseline_model"):
         out.append(f"routing savings against baseline model: {report['baseline_model']}")
     if report.get("estimated_calls"):

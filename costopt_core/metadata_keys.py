@@ -61,8 +61,13 @@ def model_name_in(mapping: Mapping[str, Any] | None) -> str | None:
     return None
 
 
+#: ``CostRecord.tags`` key (value ``"1"``) of a call billed at its provider's batch rates.
+BATCH_TAG = "batch"
+
+
 __all__ = [
     "BATCH_ROUTING_KEY",
+    "BATCH_TAG",
     "CACHE_HIT_KEY",
     "CACHE_MARKER_KEY",
     "MODEL_NAME_KEYS",

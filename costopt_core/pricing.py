@@ -61,6 +61,18 @@ def check_amount(name: str, value: Any, unit: str = "USD") -> float:
     return float(value)
 
 
+#: The share of the standard price that OpenAI's Batch API and Anthropic's Message
+#: Batches take off (both: 50 %), for models whose catalog entry says nothing else.
+DEFAULT_BATCH_DISCOUNT = 0.5
+
+
+def check_batch_discount(name: str, value: Any) -> float:
+    """A batch discount: a share in [0, 1) (1 would make batch calls free)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1:
+        raise ValueError(f"{name} must be a number in [0, 1), got {value!r}")
+    return float(value)
+
+
 def check_price(name: str, value: Any) -> float:
     """A price in USD per token, checked where it enters (see :func:`check_amount`)."""
     return check_amount(name, value, "USD per token")
@@ -69,7 +81,15 @@ def check_price(name: str, value: Any) -> float:
 @dataclass(frozen=True)
 class ModelPrice:
     """USD per token. ``None`` for a cache / reasoning price means "billed as input /
-    output"."""
+    output". ``batch_discount`` is the share taken off every token's price when the
+    call goes through the provider's batch API (OpenAI Batch and Anthropic Message
+    Batches both bill half the standard rates).
+
+    Example:
+        >>> price = ModelPrice(input=1e-6, output=4e-6)
+        >>> price.cost(1000, 250), price.batch_cost(1000, 250)
+        (0.002, 0.001)
+    """
 
     input: float
     output: float
@@ -78,6 +98,7 @@ class ModelPrice:
     reasoning: float | None = None
     source: str = "user"
     model: str = ""
+    batch_discount: float = DEFAULT_BATCH_DISCOUNT
 
     def __post_init__(self) -> None:
         for name in _PRICE_FIELDS:
@@ -86,6 +107,21 @@ class ModelPrice:
                 raise ValueError(f"ModelPrice.{name} is required")
             if value is not None:
                 check_price(f"ModelPrice.{name}", value)
+        check_batch_discount("ModelPrice.batch_discount", self.batch_discount)
+
+    def batch_cost(
+        self,
+        input_tokens: int = 0,
+        output_tokens: int = 0,
+        cache_read_tokens: int = 0,
+        cache_write_tokens: int = 0,
+        reasoning_tokens: int = 0,
+    ) -> float:
+        """:meth:`cost` at the provider's batch rates."""
+        full = self.cost(
+            input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens
+        )
+        return full * (1.0 - self.batch_discount)
 
     def cost(
         self,
@@ -206,9 +242,11 @@ class PriceCatalog:
         cache_write_per_token: float | None = None,
         reasoning_per_token: float | None = None,
         source: str = "user",
+        batch_discount: float = DEFAULT_BATCH_DISCOUNT,
     ) -> ModelPrice:
         """Register or override ``model``'s price (USD per token) in this catalog and
         return it. A cache or reasoning price left ``None`` is billed as input / output.
+        ``batch_discount``: the share off with the provider's batch API (0.5 = half price).
         ``source`` labels where the price came from (``costopt_core.local_models`` marks
         self-hosted models with it).
 
@@ -233,7 +271,10 @@ class PriceCatalog:
                 check_price(name, value)
         if not isinstance(source, str) or not source.strip():
             raise ValueError(f"source must be a non-empty str, got {source!r}")
-        price = ModelPrice(*given.values(), source=source, model=model)
+        check_batch_discount("batch_discount", batch_discount)
+        price = ModelPrice(
+            *given.values(), source=source, model=model, batch_discount=batch_discount
+        )
         with self._lock:
             self._overrides[model.strip().lower()] = price
             self._resolved.clear()

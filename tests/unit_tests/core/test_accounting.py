@@ -22,6 +22,14 @@ from costopt_core.accounting import (
 )
 from costopt_core.budget_gate import CallQuote
 from costopt_core.ledger import Budget, BudgetExceededError, CostLedger, CostRecord, TokenUsage
+from costopt_core.levers import (
+    BATCH,
+    COMPRESSION,
+    LEVERS,
+    PROVIDER_CACHE,
+    ROUTING,
+    lever_savings,
+)
 
 # Made-up models with round prices (USD per token), so every figure is exact by hand.
 set_price(
@@ -132,7 +140,49 @@ def test_call_cost_includes_cache_and_reasoning_prices() -> None:
     expected = 300e-6 + 60e-6 + 200e-6 + 400e-6 + 1600e-6
     assert record.cost_usd == pytest.approx(expected, rel=1e-12)
     assert acct.total_cost == pytest.approx(0.00256, rel=1e-12)
-    assert record.saved_usd == 0.0 and record.baseline_model is None  # not routed
+    # Not routed: what it saved is the provider cache's part alone, against plain input
+    # (1000 input tokens at 1e-6 = 1000e-6 against 560e-6 billed for the same input).
+    assert record.saved_usd == pytest.approx(440e-6, rel=1e-9)
+    assert lever_savings(record) == {PROVIDER_CACHE: pytest.approx(440e-6, rel=1e-9)}
+    assert acct.to_dict()["saved_provider_cache_usd"] == pytest.approx(440e-6, rel=1e-9)
+    assert acct.to_dict()["saved_routing_usd"] == 0.0
+    plain = acct.record_call("acct-cheap", TokenUsage(1000, 300))
+    assert plain.saved_usd == 0.0 and plain.baseline_model is None  # no lever, no saving
+
+
+def test_each_lever_saving_is_counted_once_and_adds_up_to_the_total() -> None:
+    # A routed call (cheap instead of strong) with 200 tokens compressed away, 600 of
+    # its input read from the provider's cache, and sent through a batch API.
+    acct = CostAccountant()
+    usage = TokenUsage(1000, 300, 600)
+    record = acct.record_call(
+        "acct-cheap",
+        usage,
+        tier="cheap",
+        router_models=["acct-cheap", "acct-strong"],
+        compressed_tokens=200,
+        batch=True,
+    )
+    cheap = acct.price_of("acct-cheap")
+    strong = acct.price_of("acct-strong")
+    assert cheap is not None and strong is not None
+    full = TokenUsage(1200, 300)
+    billed = cheap.cost(1000, 300, 600) * (1 - cheap.batch_discount)
+    assert record.cost_usd == pytest.approx(billed, rel=1e-12)
+    assert record.baseline_cost_usd == pytest.approx(strong.cost(1200, 300), rel=1e-12)
+    parts = lever_savings(record)
+    assert parts[ROUTING] == pytest.approx(strong.cost(1200, 300) - cheap.cost(1200, 300))
+    assert parts[COMPRESSION] == pytest.approx(200 * cheap.input)
+    assert parts[PROVIDER_CACHE] == pytest.approx(
+        cheap.cost(1000, 300) - cheap.cost(1000, 300, 600)
+    )
+    assert parts[BATCH] == pytest.approx(cheap.cost(1000, 300, 600) - billed)
+    assert sum(parts.values()) == pytest.approx(record.saved_usd)
+    assert full.input_tokens == 1200
+    data = acct.to_dict()
+    levers = sum(data[f"saved_{lever}_usd"] for lever in LEVERS)
+    assert levers == pytest.approx(data["total_saved"])
+    assert "batch" in acct.report() and "compression" in acct.report()
 
 
 def test_unpriced_model_is_reported_not_zero_and_warned_once(

@@ -97,7 +97,13 @@ def test_exact_dollars_with_cached_input_and_reasoning_tokens() -> None:
         100,
         300,
     )
-    assert handler.total_saved == 0.0
+    # Not routed, no plugin cache: the only saving is the provider's prompt cache, 1000
+    # input tokens at 2e-6 against 300 plain + 600 read + 100 written, shown on its line.
+    provider_cache = 1000 * 2e-6 - (300 * 2e-6 + 600 * 5e-7 + 100 * 2.5e-6)
+    assert handler.total_saved == pytest.approx(provider_cache, rel=1e-9)
+    data = handler.to_dict()
+    assert data["saved_provider_cache_usd"] == pytest.approx(provider_cache, rel=1e-9)
+    assert data["saved_routing_usd"] == data["saved_cache_usd"] == 0.0
 
 
 def test_model_name_from_invocation_params_when_the_response_has_none() -> None:
