@@ -64,12 +64,24 @@ def model_name_in(mapping: Mapping[str, Any] | None) -> str | None:
 #: ``CostRecord.tags`` key (value ``"1"``) of a call billed at its provider's batch rates.
 BATCH_TAG = "batch"
 
+#: LangChain ``response_metadata`` / LlamaIndex ``ChatResponse.additional_kwargs`` key
+#: (value ``True``) of an answer that came back through a provider's batch API: the cost
+#: handlers bill it at the batch rate (``ModelPrice.batch_discount``).
+BATCH_KEY = "costopt_batch"
+
+#: ``response_metadata`` key (an ``int``) that a prompt compressor sets on the first or
+#: last message it hands on: how many input tokens it removed. The cost handlers read it
+#: from those two messages only and count the compression saving on that call.
+COMPRESSED_TOKENS_KEY = "costopt_compressed_tokens"
+
 
 __all__ = [
+    "BATCH_KEY",
     "BATCH_ROUTING_KEY",
     "BATCH_TAG",
     "CACHE_HIT_KEY",
     "CACHE_MARKER_KEY",
+    "COMPRESSED_TOKENS_KEY",
     "MODEL_NAME_KEYS",
     "TOKEN_COUNTER_TAG",
     "USAGE_ESTIMATED",

@@ -71,7 +71,13 @@ from costopt_core.accounting import CallText, CostHandlerBase, OnBudget, usage_f
 from costopt_core.budget_gate import CallQuote
 from costopt_core.engine import ROUTING_KEY
 from costopt_core.ledger import BudgetExceededError, LedgerProtocol, TokenUsage
-from costopt_core.metadata_keys import BATCH_ROUTING_KEY, CACHE_MARKER_KEY, model_name_in
+from costopt_core.metadata_keys import (
+    BATCH_KEY,
+    BATCH_ROUTING_KEY,
+    CACHE_MARKER_KEY,
+    COMPRESSED_TOKENS_KEY,
+    model_name_in,
+)
 from costopt_core.tokens import estimate_tokens
 from langchain_costopt.messages import message_text
 
@@ -135,6 +141,22 @@ class _Run:
         except Exception:
             logger.exception("CostCallbackHandler could not read the router's models")
             return ()
+
+    @property
+    def compressed_tokens(self) -> int:
+        """Input tokens a prompt compressor removed from this run's prompt (its mark sits
+        on the first or last message: two reads, never a scan of the history)."""
+        prompts = self.messages
+        if not prompts or not prompts[0]:
+            return 0
+        prompt = prompts[0]
+        for message in (prompt[-1], prompt[0]):
+            metadata = getattr(message, "response_metadata", None)
+            if metadata:
+                removed = metadata.get(COMPRESSED_TOKENS_KEY)
+                if type(removed) is int and removed > 0:
+                    return removed
+        return 0
 
     @property
     def routing(self) -> Mapping[str, Any] | None:
@@ -539,6 +561,8 @@ class CostCallbackHandler(CostHandlerBase, _HandlerState, BaseCallbackHandler):
             router_models=None if tier is None else _tier_models(routing, run),
             run_id=run_id,
             reservation_id=reservation,
+            compressed_tokens=run.compressed_tokens if run is not None else 0,
+            batch=metadata.get(BATCH_KEY) is True,
         )
         attempts = routing.get("attempts") if routing else None
         for attempt in attempts or ():

@@ -22,6 +22,7 @@ from costopt_core.accounting import BudgetWarning, CostHandlerBase
 from costopt_core.budget_gate import DowngradeSignal
 from costopt_core.decision import RouteDecision
 from costopt_core.ledger import CostLedger, CostRecord
+from costopt_core.metadata_keys import BATCH_KEY, COMPRESSED_TOKENS_KEY
 from langchain_costopt import (
     BudgetExceededError,
     CostCallbackHandler,
@@ -84,6 +85,27 @@ def _router(**kwargs: Any) -> RouterChatModel:
 
 
 # -- usage and prices --------------------------------------------------------------------
+
+
+def test_batch_and_compression_marks_are_billed_and_shown_as_their_own_savings() -> None:
+    # An answer marked as returned by a batch API is billed at the batch rate (half), and
+    # a prompt whose compressor marked 400 removed tokens shows that saving on its line.
+    plain_usage = {"input_tokens": 1000, "output_tokens": 500, "total_tokens": 1500}
+    answer = AIMessage(
+        content="done",
+        usage_metadata=plain_usage,  # type: ignore[arg-type]
+        response_metadata={"model_name": "cb-cheap", BATCH_KEY: True},
+    )
+    handler = CostCallbackHandler()
+    prompt = [HumanMessage("summarise", response_metadata={COMPRESSED_TOKENS_KEY: 400})]
+    GenericFakeChatModel(messages=iter([answer])).invoke(prompt, config={"callbacks": [handler]})
+    full = 1000 * 1e-6 + 500 * 2e-6
+    assert handler.total_cost == pytest.approx(full / 2, rel=1e-12)
+    data = handler.to_dict()
+    assert data["saved_batch_usd"] == pytest.approx(full / 2, rel=1e-12)
+    assert data["saved_compression_usd"] == pytest.approx(400 * 1e-6, rel=1e-12)
+    assert data["total_saved"] == pytest.approx(full / 2 + 400e-6, rel=1e-12)
+    assert "batch" in handler.report() and "compression" in handler.report()
 
 
 def test_exact_dollars_with_cached_input_and_reasoning_tokens() -> None:
