@@ -29,7 +29,7 @@ import logging
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any, NamedTuple, cast
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, cast
 
 from langchain_core.callbacks import (
     BaseCallbackManager,
@@ -56,6 +56,7 @@ from pydantic import BaseModel, ConfigDict, model_validator
 from costopt_core.decision import RouteDecision, with_checked_tiers
 from costopt_core.engine import ROUTING_KEY, Answered, AnswerFacts, RoutedCall, RoutingEngine
 from costopt_core.metadata_keys import BATCH_ROUTING_KEY, MODEL_NAME_KEYS, model_name_in
+from langchain_costopt.cache_stream import CachedStream, cache_of, replay_generation_chunks
 from langchain_costopt.messages import (
     Messages,
     Stop,
@@ -178,7 +179,29 @@ class RouterChatModel(BaseChatModel):
     other value is passed on to the routed model (LangChain's per-call override).
     A strategy whose ``route`` raises fails the call before any model is called; a
     cascade check (``accept``) that raises is logged and the answer accepted.
+
+    Caching: ``invoke``/``batch`` use the LLM cache as any LangChain chat model does
+    (``cache=`` or ``set_llm_cache``). Unlike LangChain's own classes, the router's
+    ``stream``/``astream`` use it too (``cache=False`` opts out): a cached answer is
+    streamed back in chunks (routing record on the first, the cache-hit marker, usage and
+    model name on the last, one ``on_llm_new_token`` each) without routing or calling a
+    model, and a streamed answer is stored once complete, under the key ``invoke`` uses,
+    so either serves the other (:mod:`langchain_costopt.cache_stream`).
+
+    Example:
+        >>> from langchain_core.caches import InMemoryCache
+        >>> router = RouterChatModel(
+        ...     models={"cheap": Sim(model_name="gpt-4o-mini"), "strong": Sim(model_name="o3")},
+        ...     cache=InMemoryCache(),
+        ... )
+        >>> answer = router.invoke("What is a haiku?")
+        >>> chunks = list(router.stream("What is a haiku?"))  # served by the cache
+        >>> sum(chunks[1:], chunks[0]).content == answer.content, len(chunks) > 1
+        (True, True)
     """
+
+    #: Its own ``stream``/``astream`` consult its cache (``cache_stream.CacheStreamingModel``).
+    streams_through_cache: ClassVar[bool] = True
 
     models: dict[str, BaseChatModel]
     strategy: Any = None
@@ -435,19 +458,67 @@ class RouterChatModel(BaseChatModel):
     def stream(
         self, input: LanguageModelInput, config: RunnableConfig | None = None, **kwargs: Any
     ) -> Iterator[AIMessageChunk]:
+        """LangChain's ``stream``, through the router's cache (see the class)."""
         config, run = self._stream_run(config)
-        with _call_run(run):
+        with _call_run(run), _streaming(self):
             yield from super().stream(input, config, **kwargs)
 
     async def astream(
         self, input: LanguageModelInput, config: RunnableConfig | None = None, **kwargs: Any
     ) -> AsyncIterator[AIMessageChunk]:
+        """LangChain's ``astream``, through the router's cache (see the class)."""
         config, run = self._stream_run(config)
-        with _call_run(run):
+        with _call_run(run), _streaming(self):
             async for chunk in super().astream(input, config, **kwargs):
                 yield chunk
 
+    def _stream_cache(
+        self, messages: Messages, stop: Stop, kwargs: dict[str, Any]
+    ) -> CachedStream | None:
+        """The cache entry of a ``stream``/``astream`` call of this router (``None`` for
+        an ``invoke`` that streams: ``_generate_with_cache`` caches that one)."""
+        call = _STREAMING.get()
+        if call is None or call.router is not self or not call.pending:
+            return None
+        call.pending = False  # an invoke made between this stream's chunks is not it
+        cache = cache_of(self)
+        return None if cache is None else CachedStream.open(cache, self, messages, stop, kwargs)
+
     def _stream(
+        self, messages: Messages, stop: Stop = None, run_manager: Any = None, **kwargs: Any
+    ) -> Iterator[ChatGenerationChunk]:
+        entry = self._stream_cache(messages, stop, kwargs)
+        if entry is None:
+            yield from self._routed_stream(messages, stop, run_manager, **kwargs)
+            return
+        message = entry.lookup(self)
+        if message is not None:
+            yield from replay_generation_chunks(message)
+            return
+        yield from entry.stored_when_complete(
+            self._routed_stream(messages, stop, run_manager, **kwargs)
+        )
+
+    async def _astream(
+        self, messages: Messages, stop: Stop = None, run_manager: Any = None, **kwargs: Any
+    ) -> AsyncIterator[ChatGenerationChunk]:
+        entry = self._stream_cache(messages, stop, kwargs)
+        chunks: AsyncIterator[ChatGenerationChunk]
+        if entry is None:
+            chunks = self._arouted_stream(messages, stop, run_manager, **kwargs)
+        else:
+            message = await entry.alookup(self)
+            if message is not None:
+                for chunk in replay_generation_chunks(message):
+                    yield chunk
+                return
+            chunks = entry.astored_when_complete(
+                self._arouted_stream(messages, stop, run_manager, **kwargs)
+            )
+        async for chunk in chunks:
+            yield chunk
+
+    def _routed_stream(
         self, messages: Messages, stop: Stop = None, run_manager: Any = None, **kwargs: Any
     ) -> Iterator[ChatGenerationChunk]:
         if self._engine.judges_answers:
@@ -461,7 +532,7 @@ class RouterChatModel(BaseChatModel):
             yield relay.pass_on(chunk)
         yield from relay.tail()
 
-    async def _astream(
+    async def _arouted_stream(
         self, messages: Messages, stop: Stop = None, run_manager: Any = None, **kwargs: Any
     ) -> AsyncIterator[ChatGenerationChunk]:
         if self._engine.judges_answers:
@@ -732,6 +803,33 @@ async def _aoutcome(run: Callable[[Any], Any], ask: Any) -> Answered[Any] | Exce
         return await run(ask)
     except Exception as exc:
         return exc
+
+
+class _StreamCall:
+    """A router's ``stream``/``astream`` in progress: the first ``_stream`` it reaches
+    (LangChain's, for this call) consults the cache."""
+
+    __slots__ = ("pending", "router")
+
+    def __init__(self, router: RouterChatModel) -> None:
+        self.router = router
+        self.pending = True
+
+
+# The router whose stream()/astream() is running, so its _stream (which LangChain calls
+# from stream() and from a streaming invoke alike) knows to consult the cache itself.
+_STREAMING: ContextVar[_StreamCall | None] = ContextVar("costopt_router_stream", default=None)
+
+
+@contextlib.contextmanager
+def _streaming(router: RouterChatModel) -> Iterator[None]:
+    token = _STREAMING.set(_StreamCall(router))
+    try:
+        yield
+    finally:
+        # A generator closed from another context cannot reset; nothing to undo then.
+        with contextlib.suppress(ValueError):
+            _STREAMING.reset(token)
 
 
 class _RunManagerLike(NamedTuple):

@@ -5,9 +5,18 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from langchain_core.caches import InMemoryCache
+from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.messages import AIMessage, AIMessageChunk
+from langchain_core.outputs import ChatGenerationChunk
 
-from langchain_costopt import CostCallbackHandler, HashingEmbeddings, SemanticLLMCache
+from langchain_costopt import (
+    CostCallbackHandler,
+    HashingEmbeddings,
+    RouterChatModel,
+    SemanticLLMCache,
+    cache_stream,
+)
 from langchain_costopt.cache_stream import replay_chunks
 from langchain_costopt.simulated import SimulatedChatModel
 
@@ -50,7 +59,8 @@ def test_streamed_miss_is_stored_and_a_later_stream_replays_it():
     assert len(again) > 2 and text(again) == text(first)
     merged = sum(again[1:], again[0])
     assert merged.response_metadata["costopt_cache"]["hit"] is True
-    assert merged.usage_metadata == sum(first[1:], first[0]).usage_metadata
+    # The original call's usage, with the cost zeroed as invoke returns a hit.
+    assert merged.usage_metadata == {**sum(first[1:], first[0]).usage_metadata, "total_cost": 0}
 
 
 def test_invoke_and_stream_share_entries():
@@ -116,3 +126,63 @@ def test_replayed_chunks_sum_to_the_message_with_tool_calls():
     assert merged.content == message.content
     assert merged.tool_calls[0]["args"] == {"city": "Paris"}
     assert merged.usage_metadata["total_tokens"] == 8
+
+
+class Tokens(BaseCallbackHandler):
+    def __init__(self) -> None:
+        self.chunks: list[Any] = []
+        self.params: list[Any] = []
+        self.errors = 0
+
+    def on_chat_model_start(self, serialized: Any, messages: Any, **kwargs: Any) -> None:
+        self.params.append(kwargs.get("invocation_params"))
+
+    def on_llm_new_token(self, token: str, *, chunk: Any = None, **kwargs: Any) -> None:
+        self.chunks.append(chunk)
+
+    def on_llm_error(self, error: BaseException, **kwargs: Any) -> None:
+        self.errors += 1
+
+
+def test_a_replayed_hit_reports_each_chunk_to_streaming_callbacks():
+    cache, model = setup()
+    list(cache.stream(model, Q))
+    tokens = Tokens()
+    again = list(cache.stream(model, Q, {"callbacks": [tokens], "run_name": "answer"}))
+    assert len(tokens.chunks) == len(again)
+    assert all(isinstance(c, ChatGenerationChunk) for c in tokens.chunks)
+    assert [c.message.content for c in tokens.chunks] == [c.content for c in again]
+    assert tokens.params[0]["model_name"] == "gpt-4o-mini"  # as model.stream reports it
+
+
+def test_a_hit_abandoned_by_the_consumer_ends_its_run():
+    cache, model = setup()
+    list(cache.stream(model, Q))
+    tokens = Tokens()
+    stream = cache.stream(model, Q, {"callbacks": [tokens]})
+    next(stream)
+    stream.close()
+    assert tokens.errors == 1  # the run is closed, as LangChain closes an abandoned stream
+
+
+def test_any_langchain_cache_serves_streams():
+    cache = InMemoryCache()
+    model = CountingModel(model_name="gpt-4o-mini")
+    first = text(list(cache_stream.stream(cache, model, Q)))
+    assert text(list(cache_stream.stream(cache, model, Q))) == first and model.calls == 1
+
+
+def test_the_helper_leaves_a_router_to_its_own_cache():
+    cache = SemanticLLMCache(HashingEmbeddings(), similarity_threshold=0.9)
+    router = RouterChatModel(
+        models={"a": CountingModel(model_name="gpt-4o-mini"), "b": CountingModel(model_name="o3")},
+        strategy=lambda text: "a",
+        cache=cache,
+    )
+    list(cache.stream(router, Q))
+    assert (cache.stats["misses"], cache.stats["updates"]) == (1, 1)
+    assert text(list(cache.stream(router, REWORDED))) and router.models["a"].calls == 1
+    # A router caching elsewhere: this cache looks up and stores around it.
+    other = SemanticLLMCache(HashingEmbeddings(), similarity_threshold=0.9)
+    list(other.stream(router, "Another question entirely, please"))
+    assert other.stats["updates"] == 1 and cache.stats["updates"] == 2
