@@ -48,7 +48,6 @@ limiter before the router's stream starts).
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from collections.abc import AsyncIterator, Iterator, Sequence
@@ -68,11 +67,11 @@ from langchain_core.messages import (
     BaseMessageChunk,
     message_chunk_to_message,
 )
-from langchain_core.messages.tool import tool_call_chunk
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, LLMResult
 from langchain_core.runnables import RunnableConfig, ensure_config
 
 from costopt_core.engine import ROUTING_KEY
+from langchain_costopt.routed_output import tool_call_chunks_of
 
 logger = logging.getLogger(__name__)
 
@@ -149,10 +148,7 @@ def replay_chunks(message: AIMessage) -> list[AIMessageChunk]:
         chunks = [AIMessageChunk(content=message.content, id=message.id)]
     if message.tool_calls:
         first = chunks[0] if chunks else AIMessageChunk(content="", id=message.id)
-        first.tool_call_chunks = [
-            tool_call_chunk(name=c["name"], args=json.dumps(c["args"]), id=c.get("id"), index=i)
-            for i, c in enumerate(message.tool_calls)
-        ]
+        first.tool_call_chunks = tool_call_chunks_of(message)
         chunks = [first, *chunks[1:]] if chunks else [first]
     metadata = dict(message.response_metadata)
     if chunks:

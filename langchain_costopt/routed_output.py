@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from langchain_core.messages import AIMessageChunk, BaseMessage
+from langchain_core.messages.tool import ToolCallChunk, tool_call_chunk
 from langchain_core.outputs import ChatGenerationChunk, ChatResult
 
 from costopt_core.engine import ROUTING_KEY
@@ -40,6 +41,21 @@ def annotate_result(result: ChatResult, info: dict[str, Any], model_name: str) -
     return result
 
 
+def tool_call_chunks_of(message: BaseMessage) -> list[ToolCallChunk]:
+    """A message's tool calls as the stream chunks that add up to them.
+
+    Example:
+        >>> from langchain_core.messages import AIMessage
+        >>> call = {"name": "weather", "args": {"city": "Paris"}, "id": "c1"}
+        >>> tool_call_chunks_of(AIMessage("", tool_calls=[call]))[0]["args"]
+        '{"city": "Paris"}'
+    """
+    return [
+        tool_call_chunk(name=tc["name"], args=json.dumps(tc["args"]), id=tc.get("id"), index=i)
+        for i, tc in enumerate(getattr(message, "tool_calls", None) or [])
+    ]
+
+
 def result_as_chunks(result: ChatResult) -> Iterator[ChatGenerationChunk]:
     """A finished result replayed as one (last) stream chunk per generation."""
     for generation in result.generations:
@@ -49,16 +65,7 @@ def result_as_chunks(result: ChatResult) -> Iterator[ChatGenerationChunk]:
             additional_kwargs=message.additional_kwargs,
             response_metadata=message.response_metadata,
             usage_metadata=getattr(message, "usage_metadata", None),
-            tool_call_chunks=[
-                {
-                    "name": tc["name"],
-                    "args": json.dumps(tc["args"]),
-                    "id": tc.get("id"),
-                    "index": idx,
-                    "type": "tool_call_chunk",
-                }
-                for idx, tc in enumerate(getattr(message, "tool_calls", []) or [])
-            ],
+            tool_call_chunks=tool_call_chunks_of(message),
             id=message.id,
             chunk_position="last",
         )
@@ -133,4 +140,5 @@ __all__ = [
     "annotate_message",
     "annotate_result",
     "result_as_chunks",
+    "tool_call_chunks_of",
 ]
