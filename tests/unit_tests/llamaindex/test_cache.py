@@ -226,6 +226,47 @@ async def test_streams_are_cached_when_complete_and_replayed_on_a_hit():
     assert again[0].text == achunks[-1].text and llm.llm.calls == 2
 
 
+class BreakingLLM(SimulatedLLM):
+    """Streams two chunks, then loses the connection."""
+
+    def stream_chat(self, messages, **kwargs):
+        inner = super().stream_chat(messages, **kwargs)
+
+        def gen():
+            for i, chunk in enumerate(inner):
+                if i == 2:
+                    raise ConnectionError("connection reset mid-stream")
+                yield chunk
+
+        return gen()
+
+
+def test_an_abandoned_or_failed_stream_is_not_stored():
+    llm = cached()
+    stream = llm.stream_chat(user(QUESTION))
+    next(stream)
+    stream.close()
+    assert llm.stats["updates"] == 0
+    assert len(list(llm.stream_chat(user(QUESTION)))) > 1  # streamed by the model again
+    assert llm.llm.calls == 2
+    broken = cached(BreakingLLM(model_name="gpt-4o-mini"))
+    with pytest.raises(ConnectionError):
+        list(broken.stream_chat(user(QUESTION)))
+    assert broken.stats["updates"] == 0
+
+
+async def test_a_streamed_answer_serves_a_later_call_and_the_other_way_round():
+    llm = cached()
+    streamed = list(llm.stream_chat(user(QUESTION)))[-1]
+    assert (await llm.achat(user(REWORDED))).message.content == streamed.message.content
+    answered = llm.complete("Which plan includes priority support?")
+    (replayed,) = [
+        c async for c in await llm.astream_complete("Which plan includes priority support?")
+    ]
+    assert replayed.text == answered.text and replayed.additional_kwargs["cache"]["hit"]
+    assert llm.llm.calls == 2
+
+
 def multiply(a: int, b: int) -> int:
     """Multiply two integers."""
     return a * b
