@@ -19,11 +19,13 @@ not a model and understands nothing.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
+import threading
 import zlib
 from collections.abc import AsyncIterator, Iterator
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, ToolMessage
@@ -33,6 +35,7 @@ from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResu
 from langchain_core.runnables import Runnable, RunnableMap, RunnablePassthrough
 from langchain_core.utils.function_calling import convert_to_json_schema, convert_to_openai_tool
 from langchain_core.utils.pydantic import is_basemodel_subclass
+from pydantic import PrivateAttr
 
 from costopt_core.simulation import (
     choose_tool,
@@ -59,6 +62,12 @@ class SimulatedChatModel(BaseChatModel):
         max_tokens: cut the answer to this many tokens (``finish_reason="length"``), as a
             provider does; a call's own ``max_tokens=`` wins.
         stop_sequences: default stop sequences (a call's ``stop=`` wins).
+        prompt_cache: imitate a provider's prompt cache: ``"automatic"`` (OpenAI: every
+            prompt prefix of at least ``prompt_cache_min_tokens`` is cached and read back
+            by later calls that start with it), ``"explicit"`` (Anthropic: only a call
+            with ``cache_control=`` writes its prompt to the cache, billed as cache
+            creation), or ``"off"``. Reads and writes are reported in
+            ``usage_metadata["input_token_details"]`` as the providers do.
 
     A call may pass ``model=`` to answer as another model name.
     """
@@ -70,6 +79,10 @@ class SimulatedChatModel(BaseChatModel):
     temperature: float = 0.0
     max_tokens: int | None = None
     stop_sequences: list[str] | None = None
+    prompt_cache: Literal["off", "automatic", "explicit"] = "off"
+    prompt_cache_min_tokens: int = 1024
+    _cached_prefixes: set[bytes] = PrivateAttr(default_factory=set)
+    _cache_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
 
     @property
     def _llm_type(self) -> str:
@@ -169,9 +182,12 @@ class SimulatedChatModel(BaseChatModel):
                 text, finish = cut, "length"
         if not text and not tool_calls:
             text = "…"  # a provider never returns an empty answer without a tool call
-        prompt_tokens = sum(estimate_tokens(message_text(m)) + 4 for m in messages)
-        if kwargs.get("tools"):
-            prompt_tokens += estimate_tokens(json.dumps(kwargs["tools"]))
+        tools_text = json.dumps(kwargs["tools"]) if kwargs.get("tools") else ""
+        prefix_tokens = [estimate_tokens(tools_text) if tools_text else 0]
+        for m in messages:
+            prefix_tokens.append(prefix_tokens[-1] + estimate_tokens(message_text(m)) + 4)
+        prompt_tokens = prefix_tokens[-1]
+        cache_read, cache_write = self._provider_cache(messages, tools_text, prefix_tokens, kwargs)
         output_tokens = estimate_tokens(text) + sum(
             estimate_tokens(json.dumps(tc["args"], ensure_ascii=False)) + 5 for tc in tool_calls
         )
@@ -181,12 +197,54 @@ class SimulatedChatModel(BaseChatModel):
             output_tokens=output_tokens,
             total_tokens=prompt_tokens + output_tokens,
         )
+        if cache_read or cache_write:
+            usage["input_token_details"] = {
+                "cache_read": cache_read,
+                "cache_creation": cache_write,
+            }
         return AIMessage(
             content=text,
             tool_calls=tool_calls,
             usage_metadata=usage,
             response_metadata={"model_name": model_name, "finish_reason": finish},
         )
+
+    def _provider_cache(
+        self,
+        messages: list[BaseMessage],
+        tools_text: str,
+        prefix_tokens: list[int],
+        kwargs: dict[str, Any],
+    ) -> tuple[int, int]:
+        """(cache-read, cache-write) input tokens, as the imitated provider bills them."""
+        if self.prompt_cache == "off":
+            return 0, 0
+        # One fingerprint per message boundary: a later call reads the longest cached
+        # prefix it starts with (the tools, then the messages in order).
+        keys: list[bytes] = []
+        digest = hashlib.blake2b(tools_text.encode(), digest_size=16)
+        for m in messages:
+            digest.update(f"{m.type}\x00{message_text(m)}\x01".encode())
+            keys.append(digest.copy().digest())
+        floor = self.prompt_cache_min_tokens
+        with self._cache_lock:
+            read = max(
+                (
+                    prefix_tokens[i + 1]
+                    for i, key in enumerate(keys)
+                    if key in self._cached_prefixes
+                ),
+                default=0,
+            )
+            writes = self.prompt_cache == "automatic" or bool(kwargs.get("cache_control"))
+            if writes and prefix_tokens[-1] >= floor:
+                self._cached_prefixes.update(
+                    key for i, key in enumerate(keys) if prefix_tokens[i + 1] >= floor
+                )
+        read = read if read >= floor else 0
+        if self.prompt_cache == "explicit" and kwargs.get("cache_control"):
+            return read, prefix_tokens[-1] - read  # what is new is written at the write price
+        return read, 0
 
     def _answer_text(
         self,

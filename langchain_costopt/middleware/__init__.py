@@ -5,6 +5,8 @@ Needs the ``langchain`` package: ``pip install "costopt-llm[agents]"``.
 * :class:`CostRoutingMiddleware` routes every model call of the agent to a tier.
 * :class:`BudgetMiddleware` stops the agent cleanly before a call that would not fit its
   budget.
+* :class:`PromptCacheMiddleware` keeps the prompt prefix stable and marks it for the
+  provider's prompt cache (Anthropic ``cache_control``).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
     ) from exc
 
 from langchain_costopt.middleware.budget import BudgetMiddleware
+from langchain_costopt.middleware.prompt_cache import PromptCacheMiddleware
 from langchain_costopt.middleware.routing import CostRoutingMiddleware
 
-__all__ = ["BudgetMiddleware", "CostRoutingMiddleware"]
+__all__ = ["BudgetMiddleware", "CostRoutingMiddleware", "PromptCacheMiddleware"]

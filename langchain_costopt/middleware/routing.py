@@ -50,6 +50,7 @@ from costopt_core.budget_gate import downgrade_requested
 from costopt_core.decision import RouteDecision, check_tier_mapping
 from costopt_core.engine import ROUTING_KEY, Answered, AnswerFacts, RoutedCall, RoutingEngine
 from costopt_core.metadata_keys import BATCH_ROUTING_KEY
+from costopt_core.prompt_prefix import settings_for
 from costopt_core.strategies import StrategyLike
 from langchain_costopt.chat_models import model_name_of
 from langchain_costopt.messages import latest_human_text, message_text, trailing_tool_results
@@ -161,13 +162,12 @@ class CostRoutingMiddleware(AgentMiddleware):
 def _settings_for(model: BaseChatModel, settings: dict[str, Any]) -> dict[str, Any]:
     """The request's model settings that ``model`` accepts.
 
-    A provider prompt-caching middleware (Anthropic's) marks the request with
-    ``cache_control``; other providers reject that argument, so a tier that is not an
-    Anthropic model gets the request without it (as LangChain's model fallback does).
+    A provider prompt-caching middleware (Anthropic's, or costopt's
+    ``PromptCacheMiddleware``) marks the request with ``cache_control``; other providers
+    reject that argument, so a tier whose provider takes no mark gets the request
+    without it (as LangChain's model fallback does).
     """
-    if "cache_control" not in settings or "anthropic" in model._llm_type:
-        return settings
-    return {key: value for key, value in settings.items() if key != "cache_control"}
+    return settings_for(model_name_of(model), model._llm_type, settings)
 
 
 def _ai_message(result: Any) -> AIMessage | None:
