@@ -63,7 +63,7 @@ TECHNIQUES: tuple[Technique, ...] = (
     Technique("distillation", "distillation", 0.60, 0.80, "lower", "high", "medium loss",
               "DistillationRecorder; costopt estimate --distill-share"),
     Technique("kv_cache", "KV-cache optimisation", 0.20, 0.30, "lower", "high", "none",
-              "issue 18 lever, in progress"),
+              "provider prompt caching: PromptCacheMiddleware"),
 )  # fmt: skip
 
 
