@@ -94,6 +94,7 @@ class BatchJob:
         requests: Sequence[BatchRequest],
         settings: PollSettings | None = None,
         clock: Callable[[], float] = time.monotonic,
+        on_submit: Callable[[str], Any] | None = None,
     ) -> None:
         if not requests:
             raise ValueError("requests must hold at least one BatchRequest")
@@ -105,12 +106,15 @@ class BatchJob:
         self.settings = settings or PollSettings()
         self.batch_id: str | None = None
         self._clock = clock
+        self._on_submit = on_submit
 
     def steps(self) -> Steps:
         provider, settings = self.provider, self.settings
         deadline = self._clock() + settings.timeout_s
         self.batch_id = batch_id = yield from self._retrying(provider.submit(self.requests))
         logger.info("submitted %s batch %s (%d requests)", provider.name, batch_id, len(self))
+        if self._on_submit is not None:
+            self._on_submit(batch_id)
         delay = settings.poll_interval_s
         while True:
             reply = yield provider.status_call(batch_id)
@@ -219,16 +223,21 @@ def run_batch(
     timeout_s: float | None = None,
     settings: PollSettings | None = None,
     http_client: Any = None,
+    on_submit: Callable[[str], Any] | None = None,
 ) -> list[BatchResult]:
     """Submit ``requests`` as one batch, wait for it, return the results in order.
 
-    ``http_client``: an ``httpx.Client`` to use (default: one opened for this batch).
+    ``http_client``: an ``httpx.Client`` to use (default: one opened for this batch);
+    ``on_submit(batch_id)`` is called once the provider has created the batch.
     Raises :class:`BatchAPIError` (refused, or the batch failed) or
     :class:`BatchTimeoutError`; a request answered with an error is a result with
     ``ok == False``.
     """
     job = BatchJob(
-        provider, requests, _settings(settings, poll_interval_s, max_poll_interval_s, timeout_s)
+        provider,
+        requests,
+        _settings(settings, poll_interval_s, max_poll_interval_s, timeout_s),
+        on_submit=on_submit,
     )
     httpx = _httpx()
     own = http_client is None
@@ -262,10 +271,14 @@ async def arun_batch(
     timeout_s: float | None = None,
     settings: PollSettings | None = None,
     http_client: Any = None,
+    on_submit: Callable[[str], Any] | None = None,
 ) -> list[BatchResult]:
     """Async :func:`run_batch` (``http_client``: an ``httpx.AsyncClient``)."""
     job = BatchJob(
-        provider, requests, _settings(settings, poll_interval_s, max_poll_interval_s, timeout_s)
+        provider,
+        requests,
+        _settings(settings, poll_interval_s, max_poll_interval_s, timeout_s),
+        on_submit=on_submit,
     )
     httpx = _httpx()
     own = http_client is None

@@ -219,7 +219,9 @@ class ImitationBatchServer:
 
     def _authenticate(self, handler: BaseHTTPRequestHandler, anthropic: bool) -> None:
         if anthropic:
-            if handler.headers.get("x-api-key") != self.api_key:
+            # The x-api-key header, or a bearer token as recent Anthropic SDKs send it.
+            bearer = handler.headers.get("Authorization") == f"Bearer {self.api_key}"
+            if handler.headers.get("x-api-key") != self.api_key and not bearer:
                 raise _anthropic_error(401, "invalid x-api-key", "authentication_error")
             if not handler.headers.get("anthropic-version"):
                 raise _anthropic_error(400, "anthropic-version: header is required")

@@ -1,0 +1,594 @@
+"""Deferred LangChain calls through the provider's batch API, billed at its batch rates.
+
+Example:
+    >>> from langchain_costopt import CostCallbackHandler
+    >>> from langchain_costopt.batch import deferred_batch
+    >>> from langchain_costopt.simulated import SimulatedChatModel
+    >>> from costopt_core.batch.imitation import ImitationBatchServer
+    >>> handler = CostCallbackHandler()
+    >>> with ImitationBatchServer(processing_s=0.01) as server:
+    ...     answers = deferred_batch(
+    ...         SimulatedChatModel(model_name="gpt-4o-mini"), ["What is 2 + 2?", "Name a colour."],
+    ...         {"callbacks": [handler]}, provider="openai", base_url=server.openai_base_url,
+    ...         api_key=server.api_key, poll_interval_s=0.01)
+    >>> [a.response_metadata["costopt_batch"] for a in answers], handler.summary().calls
+    ([True, True], 2)
+    >>> handler.to_dict()["saved_batch_usd"] == handler.total_cost  # half price
+    True
+
+With a ``ChatOpenAI`` or ``ChatAnthropic`` model, the provider, base URL, API key, model
+name, ``max_tokens`` and ``temperature`` are read from the model; any other chat model
+(or to override) takes ``provider=``, ``base_url=``, ``api_key=``. Each input is one
+LangChain run of that model: ``on_chat_model_start`` fires for every input before the
+batch is submitted (so a ``CostCallbackHandler`` reserves each call's budget and may
+refuse it), then ``on_llm_end`` with the answer or ``on_llm_error`` (which releases the
+reservation) once the batch has ended. Answers are ``AIMessage``s with the provider's
+usage, ``response_metadata["model_name"]`` and ``response_metadata["costopt_batch"] =
+True`` (``costopt_core.metadata_keys.BATCH_KEY``), which the cost handlers bill at the
+catalog's batch rate (``ModelPrice.batch_discount``).
+
+``BatchAPIChatModel`` wraps a chat model so it answers ``invoke`` directly and
+``batch(..., deferred=True)`` through the batch API; as a ``RouterChatModel`` tier, the
+router's ``batch(inputs, deferred=True)`` sends each tier's group through its batch API.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+from langchain_core.callbacks import AsyncCallbackManager, CallbackManager
+from langchain_core.language_models import BaseChatModel, LanguageModelInput
+from langchain_core.messages import (
+    AIMessage,
+    BaseMessage,
+    HumanMessage,
+    convert_to_messages,
+    convert_to_openai_messages,
+)
+from langchain_core.messages.ai import UsageMetadata
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult, LLMResult
+from langchain_core.prompt_values import PromptValue
+from langchain_core.runnables import RunnableConfig
+from langchain_core.runnables.config import get_config_list
+from pydantic import ConfigDict, SecretStr, model_validator
+
+from costopt_core.batch import PROVIDERS, BatchProvider, BatchRequest, BatchResult, batch_api
+from costopt_core.batch.client import PollSettings, arun_batch, run_batch
+from costopt_core.batch.deferred import DeferredPlan, raise_first
+from costopt_core.ledger import BudgetExceededError, TokenUsage
+from costopt_core.metadata_keys import BATCH_KEY, model_name_in
+from langchain_costopt.messages import Messages, Stop
+
+logger = logging.getLogger(__name__)
+
+BatchConfig = RunnableConfig | Sequence[RunnableConfig] | None
+
+#: Where the LangChain integrations keep their base URL and key (field names of
+#: ``ChatOpenAI`` and ``ChatAnthropic``), by provider.
+_BASE_URL_FIELDS: Mapping[str, tuple[str, ...]] = {
+    "openai": ("openai_api_base",),
+    "anthropic": ("anthropic_api_url",),
+}
+_API_KEY_FIELDS: Mapping[str, tuple[str, ...]] = {
+    "openai": ("openai_api_key",),
+    "anthropic": ("anthropic_api_key",),
+}
+
+
+@dataclass(frozen=True)
+class BatchTarget:
+    """Where a chat model's deferred calls go: the provider's batch API, the model name
+    and the call settings read from the model."""
+
+    api: BatchProvider
+    model: str
+    params: Mapping[str, Any]
+
+
+def batch_target(
+    model: BaseChatModel,
+    *,
+    provider: str | None = None,
+    base_url: str | None = None,
+    api_key: str | SecretStr | None = None,
+    model_name: str | None = None,
+    stop: Stop = None,
+    **kwargs: Any,
+) -> BatchTarget:
+    """Read a chat model's provider, endpoint, key, name and settings (explicit wins).
+
+    Example:
+        >>> from langchain_costopt.simulated import SimulatedChatModel
+        >>> target = batch_target(SimulatedChatModel(model_name="gpt-4o-mini", max_tokens=64),
+        ...                       provider="anthropic", api_key="sk-test")
+        >>> target.api, target.model, target.params["max_tokens"]
+        (AnthropicBatchAPI(base_url='https://api.anthropic.com'), 'gpt-4o-mini', 64)
+    """
+    if not isinstance(model, BaseChatModel):
+        raise TypeError(f"model must be a LangChain chat model, got {type(model).__name__}")
+    ls = model._get_ls_params(stop=stop, **kwargs)
+    name = provider or ls.get("ls_provider")
+    if name not in PROVIDERS:
+        raise ValueError(
+            f"provider must be one of {sorted(PROVIDERS)} (the model says "
+            f"{ls.get('ls_provider')!r}): pass provider=, base_url= and api_key="
+        )
+    url = base_url or _field(model, _BASE_URL_FIELDS[name])
+    key = api_key if api_key is not None else _field(model, _API_KEY_FIELDS[name])
+    if isinstance(key, SecretStr):
+        key = key.get_secret_value()
+    if not key:
+        raise ValueError(f"api_key is required: the {name} model has none (pass api_key=)")
+    resolved = model_name or ls.get("ls_model_name") or model_name_in(vars(model))
+    if not isinstance(resolved, str) or not resolved:
+        raise ValueError("model_name is required: the model does not name its model")
+    params: dict[str, Any] = {}
+    if isinstance(ls.get("ls_max_tokens"), int):
+        params["max_tokens"] = ls["ls_max_tokens"]
+    if isinstance(ls.get("ls_temperature"), int | float):
+        params["temperature"] = ls["ls_temperature"]
+    if stop:
+        params["stop"] = list(stop)
+    params.update(kwargs)
+    return BatchTarget(batch_api(name, str(key), url), resolved, params)
+
+
+def _field(model: BaseChatModel, names: tuple[str, ...]) -> Any:
+    for field in names:
+        value = getattr(model, field, None)
+        if value:
+            return value
+    return None
+
+
+def input_messages(item: LanguageModelInput) -> list[BaseMessage]:
+    """A chat model input (text, prompt value or messages) as messages."""
+    if isinstance(item, PromptValue):
+        return item.to_messages()
+    if isinstance(item, str):
+        return [HumanMessage(item)]
+    return convert_to_messages(item)  # type: ignore[arg-type]
+
+
+def usage_metadata(usage: TokenUsage) -> UsageMetadata:
+    """LangChain's usage record of ``usage`` (cache and reasoning details when present)."""
+    record = UsageMetadata(
+        input_tokens=usage.input_tokens,
+        output_tokens=usage.output_tokens,
+        total_tokens=usage.total_tokens,
+    )
+    if usage.cache_read_tokens or usage.cache_write_tokens:
+        record["input_token_details"] = {
+            "cache_read": usage.cache_read_tokens,
+            "cache_creation": usage.cache_write_tokens,
+        }
+    if usage.reasoning_tokens:
+        record["output_token_details"] = {"reasoning": usage.reasoning_tokens}
+    return record
+
+
+def answer_message(result: BatchResult, target: BatchTarget, batch_id: str | None) -> AIMessage:
+    """The ``AIMessage`` of an answered request, marked as billed at the batch rate."""
+    metadata: dict[str, Any] = {
+        "model_name": result.model or target.model,
+        "finish_reason": result.finish_reason,
+        "model_provider": target.api.name,
+        BATCH_KEY: True,
+        "batch_id": batch_id,
+        "custom_id": result.custom_id,
+    }
+    raw_id = result.raw.get("id")
+    return AIMessage(
+        content=result.text,
+        tool_calls=[
+            {"name": c.name, "args": dict(c.args), "id": c.id, "type": "tool_call"}
+            for c in result.tool_calls
+        ],
+        usage_metadata=usage_metadata(result.usage) if result.usage is not None else None,
+        response_metadata=metadata,
+        id=raw_id if isinstance(raw_id, str) else None,
+    )
+
+
+class _Deferred:
+    """One deferred batch of a chat model: its requests and the runs it opens."""
+
+    def __init__(
+        self,
+        model: BaseChatModel,
+        inputs: Sequence[LanguageModelInput],
+        config: BatchConfig,
+        target: BatchTarget,
+        stop: Stop,
+        kwargs: Mapping[str, Any],
+    ) -> None:
+        if not inputs:
+            raise ValueError("inputs must hold at least one chat model input")
+        self.model = model
+        self.target = target
+        self.messages = [input_messages(item) for item in inputs]
+        self.configs = get_config_list(config, len(inputs))
+        self.requests = [
+            BatchRequest(
+                f"request-{i}",
+                target.model,
+                tuple(convert_to_openai_messages(messages)),  # type: ignore[arg-type]
+                target.params,
+            )
+            for i, messages in enumerate(self.messages)
+        ]
+        self.plan = DeferredPlan([r.custom_id for r in self.requests])
+        self.stop = stop
+        self.invocation_params = {
+            "_type": model._llm_type,
+            "model_name": target.model,
+            **target.params,
+            "batch_api": target.api.name,
+        }
+        self.ls_params = dict(model._get_ls_params(stop=stop, **kwargs))
+        self.ls_params["ls_model_name"] = target.model
+
+    def manager_args(self, i: int) -> tuple[Any, ...]:
+        """``CallbackManager.configure``'s arguments for input ``i`` (as LangChain's
+        ``BaseChatModel.generate`` builds them)."""
+        config, model = self.configs[i], self.model
+        metadata = {**(config.get("metadata") or {}), **self.ls_params}
+        return (
+            config.get("callbacks"),
+            model.callbacks,
+            model.verbose,
+            config.get("tags"),
+            model.tags,
+            metadata,
+            model.metadata,
+        )
+
+    def start_args(self, i: int) -> dict[str, Any]:
+        config = self.configs[i]
+        run_id = config.get("run_id")
+        return {
+            "serialized": {"name": type(self.model).__name__, "batch_api": self.target.api.name},
+            "messages": [self.messages[i]],
+            "invocation_params": self.invocation_params,
+            "options": {"stop": self.stop, "deferred": True},
+            "name": config.get("run_name"),
+            "run_id": run_id if isinstance(run_id, UUID) else None,
+            "batch_size": len(self.messages),
+        }
+
+    @property
+    def admitted_requests(self) -> list[BatchRequest]:
+        return [self.requests[i] for i in self.plan.admitted]
+
+
+def _call_kwargs(
+    model: BaseChatModel,
+    provider: str | None,
+    base_url: str | None,
+    api_key: str | SecretStr | None,
+    model_name: str | None,
+    stop: Stop,
+    kwargs: dict[str, Any],
+) -> BatchTarget:
+    kwargs.pop("deferred", None)
+    return batch_target(
+        model,
+        provider=provider,
+        base_url=base_url,
+        api_key=api_key,
+        model_name=model_name,
+        stop=stop,
+        **kwargs,
+    )
+
+
+def deferred_batch(
+    model: BaseChatModel,
+    inputs: Sequence[LanguageModelInput],
+    config: BatchConfig = None,
+    *,
+    return_exceptions: bool = False,
+    provider: str | None = None,
+    base_url: str | None = None,
+    api_key: str | SecretStr | None = None,
+    model_name: str | None = None,
+    stop: Stop = None,
+    poll_interval_s: float | None = None,
+    max_poll_interval_s: float | None = None,
+    timeout_s: float | None = None,
+    settings: PollSettings | None = None,
+    http_client: Any = None,
+    **kwargs: Any,
+) -> list[Any]:
+    """Answer ``inputs`` with ``model`` through its provider's batch API (waits for it).
+
+    Returns one ``AIMessage`` per input, in order. A request the provider did not
+    answer raises ``BatchRequestError`` (or is returned as one with
+    ``return_exceptions=True``); so does a budget refusal (``BudgetExceededError``,
+    before anything is submitted), a refused or failed batch (``BatchAPIError``) and a
+    batch not ended by ``timeout_s`` (``BatchTimeoutError``, after cancelling it).
+    Other keyword arguments are sent with every request (``tools``, ``top_p``...).
+    """
+    target = _call_kwargs(model, provider, base_url, api_key, model_name, stop, kwargs)
+    job = _Deferred(model, inputs, config, target, stop, kwargs)
+    runs: list[Any] = [None] * len(job.requests)
+    for i in range(len(runs)):
+        manager = CallbackManager.configure(*job.manager_args(i))
+        try:
+            runs[i] = manager.on_chat_model_start(**job.start_args(i))[0]
+        except BudgetExceededError as exc:
+            job.plan.refuse(i, exc)
+    refusal = job.plan.refusal
+    if refusal is not None and not return_exceptions:
+        for run in runs:
+            if run is not None:
+                run.on_llm_error(refusal)
+        raise refusal
+    batch_id: list[str] = []
+    try:
+        results = (
+            run_batch(
+                target.api,
+                job.admitted_requests,
+                poll_interval_s=poll_interval_s,
+                max_poll_interval_s=max_poll_interval_s,
+                timeout_s=timeout_s,
+                settings=settings,
+                http_client=http_client,
+                on_submit=batch_id.append,
+            )
+            if job.plan.admitted
+            else []
+        )
+    except BaseException as exc:
+        for run in runs:
+            if run is not None:
+                run.on_llm_error(exc)
+        if return_exceptions and isinstance(exc, Exception):
+            return job.plan.failed_all(exc)
+        raise
+    outputs: list[Any] = []
+    for run, outcome in zip(runs, job.plan.outcomes(results), strict=True):
+        if isinstance(outcome, BaseException):
+            if run is not None:
+                run.on_llm_error(outcome)
+            outputs.append(outcome)
+            continue
+        message = answer_message(outcome, target, batch_id[0] if batch_id else None)
+        run.on_llm_end(LLMResult(generations=[[ChatGeneration(message=message)]]))
+        outputs.append(message)
+    if not return_exceptions:
+        raise_first(outputs)
+    return outputs
+
+
+async def adeferred_batch(
+    model: BaseChatModel,
+    inputs: Sequence[LanguageModelInput],
+    config: BatchConfig = None,
+    *,
+    return_exceptions: bool = False,
+    provider: str | None = None,
+    base_url: str | None = None,
+    api_key: str | SecretStr | None = None,
+    model_name: str | None = None,
+    stop: Stop = None,
+    poll_interval_s: float | None = None,
+    max_poll_interval_s: float | None = None,
+    timeout_s: float | None = None,
+    settings: PollSettings | None = None,
+    http_client: Any = None,
+    **kwargs: Any,
+) -> list[Any]:
+    """Async :func:`deferred_batch` (polls with ``asyncio.sleep``; ``http_client`` is an
+    ``httpx.AsyncClient``)."""
+    target = _call_kwargs(model, provider, base_url, api_key, model_name, stop, kwargs)
+    job = _Deferred(model, inputs, config, target, stop, kwargs)
+    runs: list[Any] = [None] * len(job.requests)
+    for i in range(len(runs)):
+        manager = AsyncCallbackManager.configure(*job.manager_args(i))
+        try:
+            runs[i] = (await manager.on_chat_model_start(**job.start_args(i)))[0]
+        except BudgetExceededError as exc:
+            job.plan.refuse(i, exc)
+    refusal = job.plan.refusal
+    if refusal is not None and not return_exceptions:
+        for run in runs:
+            if run is not None:
+                await run.on_llm_error(refusal)
+        raise refusal
+    batch_id: list[str] = []
+    try:
+        results = (
+            await arun_batch(
+                target.api,
+                job.admitted_requests,
+                poll_interval_s=poll_interval_s,
+                max_poll_interval_s=max_poll_interval_s,
+                timeout_s=timeout_s,
+                settings=settings,
+                http_client=http_client,
+                on_submit=batch_id.append,
+            )
+            if job.plan.admitted
+            else []
+        )
+    except BaseException as exc:
+        for run in runs:
+            if run is not None:
+                await run.on_llm_error(exc)
+        if return_exceptions and isinstance(exc, Exception):
+            return job.plan.failed_all(exc)
+        raise
+    outputs: list[Any] = []
+    for run, outcome in zip(runs, job.plan.outcomes(results), strict=True):
+        if isinstance(outcome, BaseException):
+            if run is not None:
+                await run.on_llm_error(outcome)
+            outputs.append(outcome)
+            continue
+        message = answer_message(outcome, target, batch_id[0] if batch_id else None)
+        await run.on_llm_end(LLMResult(generations=[[ChatGeneration(message=message)]]))
+        outputs.append(message)
+    if not return_exceptions:
+        raise_first(outputs)
+    return outputs
+
+
+class BatchAPIChatModel(BaseChatModel):
+    """A chat model whose ``batch(..., deferred=True)`` goes through its batch API.
+
+    ``invoke``, ``stream`` and a plain ``batch`` call ``model`` directly (urgent calls);
+    ``batch``/``abatch`` with ``deferred=True`` (or every batch, with ``deferred=True``
+    set on the wrapper) run :func:`deferred_batch`. ``provider``, ``base_url`` and
+    ``api_key`` default to what ``model`` says (``ChatOpenAI``, ``ChatAnthropic``).
+
+    Example:
+        >>> from langchain_costopt.simulated import SimulatedChatModel
+        >>> model = BatchAPIChatModel(model=SimulatedChatModel(model_name="gpt-4o-mini"),
+        ...                           provider="openai", api_key="sk-test")
+        >>> model.model_name, model.invoke("hi").response_metadata["model_name"]
+        ('gpt-4o-mini', 'gpt-4o-mini')
+    """
+
+    model: BaseChatModel
+    provider: str | None = None
+    base_url: str | None = None
+    api_key: SecretStr | None = None
+    model_name: str | None = None
+    deferred: bool = False
+    poll_interval_s: float = 10.0
+    max_poll_interval_s: float = 300.0
+    timeout_s: float = 24 * 3600.0
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    @model_validator(mode="after")
+    def _check(self) -> BatchAPIChatModel:
+        self._settings()  # checks the three
+        if self.model_name is None:
+            name = self.model._get_ls_params().get("ls_model_name")
+            if isinstance(name, str) and name:
+                self.model_name = name
+        return self
+
+    @property
+    def _llm_type(self) -> str:
+        return "costopt-batch-api"
+
+    @property
+    def _identifying_params(self) -> dict[str, Any]:
+        return {
+            **dict(self.model._identifying_params),
+            "_type": self.model._llm_type,
+            "model_name": self.model_name,
+        }
+
+    def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> Any:
+        kwargs.pop("deferred", None)
+        return self.model._get_ls_params(stop=stop, **kwargs)
+
+    def _settings(self) -> PollSettings:
+        return PollSettings(self.poll_interval_s, self.max_poll_interval_s, self.timeout_s)
+
+    def _options(self) -> dict[str, Any]:
+        return {
+            "provider": self.provider,
+            "base_url": self.base_url,
+            "api_key": self.api_key,
+            "model_name": self.model_name,
+            "settings": PollSettings(
+                self.poll_interval_s, self.max_poll_interval_s, self.timeout_s
+            ),
+        }
+
+    # -- urgent calls: the wrapped model, directly --------------------------------------
+
+    def _generate(
+        self, messages: Messages, stop: Stop = None, run_manager: Any = None, **kwargs: Any
+    ) -> ChatResult:
+        kwargs.pop("deferred", None)
+        return self.model._generate(messages, stop=stop, run_manager=run_manager, **kwargs)
+
+    async def _agenerate(
+        self, messages: Messages, stop: Stop = None, run_manager: Any = None, **kwargs: Any
+    ) -> ChatResult:
+        kwargs.pop("deferred", None)
+        return await self.model._agenerate(messages, stop=stop, run_manager=run_manager, **kwargs)
+
+    def _stream(
+        self, messages: Messages, stop: Stop = None, run_manager: Any = None, **kwargs: Any
+    ) -> Iterator[ChatGenerationChunk]:
+        kwargs.pop("deferred", None)
+        return self.model._stream(messages, stop=stop, run_manager=run_manager, **kwargs)
+
+    async def _astream(
+        self, messages: Messages, stop: Stop = None, run_manager: Any = None, **kwargs: Any
+    ) -> AsyncIterator[ChatGenerationChunk]:
+        kwargs.pop("deferred", None)
+        async for chunk in self.model._astream(
+            messages, stop=stop, run_manager=run_manager, **kwargs
+        ):
+            yield chunk
+
+    # -- deferred calls: the batch API ----------------------------------------------------
+
+    def batch(
+        self,
+        inputs: list[LanguageModelInput],
+        config: BatchConfig = None,
+        *,
+        return_exceptions: bool = False,
+        **kwargs: Any,
+    ) -> list[Any]:
+        """``deferred=True``: through the provider's batch API; else direct calls."""
+        deferred = kwargs.pop("deferred", None)
+        if not (self.deferred if deferred is None else deferred):
+            return super().batch(inputs, config, return_exceptions=return_exceptions, **kwargs)
+        return deferred_batch(
+            self.model,
+            inputs,
+            config,
+            return_exceptions=return_exceptions,
+            **self._options(),
+            **kwargs,
+        )
+
+    async def abatch(
+        self,
+        inputs: list[LanguageModelInput],
+        config: BatchConfig = None,
+        *,
+        return_exceptions: bool = False,
+        **kwargs: Any,
+    ) -> list[Any]:
+        """Async :meth:`batch`."""
+        deferred = kwargs.pop("deferred", None)
+        if not (self.deferred if deferred is None else deferred):
+            return await super().abatch(
+                inputs, config, return_exceptions=return_exceptions, **kwargs
+            )
+        return await adeferred_batch(
+            self.model,
+            inputs,
+            config,
+            return_exceptions=return_exceptions,
+            **self._options(),
+            **kwargs,
+        )
+
+
+__all__ = [
+    "BatchAPIChatModel",
+    "BatchTarget",
+    "adeferred_batch",
+    "answer_message",
+    "batch_target",
+    "deferred_batch",
+    "input_messages",
+    "usage_metadata",
+]
