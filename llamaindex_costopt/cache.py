@@ -38,7 +38,6 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
-from dataclasses import asdict
 from typing import Any
 
 from llama_index.core.base.embeddings.base import BaseEmbedding
@@ -63,11 +62,14 @@ from costopt_core.cache import (
     savings_metadata,
 )
 from costopt_core.engine import ROUTING_KEY
-from costopt_core.ledger import TokenUsage
 from costopt_core.metadata_keys import CACHE_HIT_KEY
 from costopt_core.stores.base import CacheStore
-from costopt_core.tokens import estimate_tokens
-from llamaindex_costopt.handlers import model_of_response, usage_of_response
+from llamaindex_costopt.handlers import (
+    exchange_text,
+    model_of_response,
+    usage_as_mapping,
+    usage_of_response,
+)
 from llamaindex_costopt.messages import (
     message_text,
     prompt_context,
@@ -83,7 +85,6 @@ from llamaindex_costopt.wrapper import (
     Request,
     ToolsRequest,
     WrapperLLM,
-    answer_text,
     areplay,
     budget_gates,
     llm_model_name,
@@ -92,6 +93,9 @@ from llamaindex_costopt.wrapper import (
 
 logger = logging.getLogger(__name__)
 dispatcher = get_dispatcher(__name__)
+
+#: What a request sent: a completion's prompt, or the chat messages.
+Prompt = str | Sequence[ChatMessage]
 
 _SECRET_HINTS = ("key", "token", "secret", "password", "auth", "header", "credential")
 _USAGE_KEYS = ("prompt_tokens", "completion_tokens", "total_tokens", "usage")
@@ -106,7 +110,9 @@ class CacheHitEvent(BaseEvent):
     similarity: float = 1.0
     exact: bool = True
     saved_usd: float | None = None
-    usage: dict[str, int] = Field(default_factory=dict)
+    #: The original call's usage in LangChain's ``usage_metadata`` shape (cache-read and
+    #: reasoning tokens under ``input_token_details`` / ``output_token_details``).
+    usage: dict[str, Any] = Field(default_factory=dict)
     tier: str | None = None
     namespace: str | None = None
 
@@ -379,16 +385,17 @@ class SemanticCacheLLM(WrapperLLM):
             logger.exception("a cached answer could not be read; treated as a miss")
             return None
 
-    def _entry(self, response: Any, prompt_text: str) -> tuple[str, dict[str, Any]] | None:
+    def _entry(self, response: Any, prompt: Prompt) -> tuple[str, dict[str, Any]] | None:
         """What is stored for an answer: the serialized answer and its metadata."""
         try:
-            return self._dump(response), self._metadata(response, prompt_text)
+            return self._dump(response), self._metadata(response, prompt)
         except Exception:
             logger.exception("the answer could not be cached")
             return None
 
-    def _metadata(self, response: Any, prompt_text: str) -> dict[str, Any]:
-        """What the engine needs to price a later hit: the model and the call's usage."""
+    def _metadata(self, response: Any, prompt: Prompt) -> dict[str, Any]:
+        """What the engine needs to price a later hit: the model and the call's usage
+        (counted from the text as the cost handler counts the call, when it has none)."""
         routing = (response.additional_kwargs or {}).get(ROUTING_KEY) or {}
         model = (
             model_of_response(response)
@@ -397,10 +404,8 @@ class SemanticCacheLLM(WrapperLLM):
         )
         usage = usage_of_response(response)
         if usage is None:
-            estimate = TokenUsage(
-                estimate_tokens(prompt_text), estimate_tokens(answer_text(response))
-            )
-            meta = savings_metadata(model, estimate, estimated=True)
+            counted, _ = exchange_text(prompt, response).usage(model)
+            meta = savings_metadata(model, counted, estimated=True)
         else:
             meta = savings_metadata(model, usage)
         if isinstance(routing.get("tier"), str):
@@ -408,7 +413,7 @@ class SemanticCacheLLM(WrapperLLM):
         return meta
 
     def _on_hit(self, hit: CacheHit, question: str) -> None:
-        usage = asdict(hit.usage)
+        usage = usage_as_mapping(hit.usage)
         tier = hit.metadata.get("tier")
         try:
             dispatcher.event(
@@ -441,13 +446,13 @@ class SemanticCacheLLM(WrapperLLM):
     async def _aserve(self, key: tuple[str, str], kind: str) -> Any:
         return self._from_hit(await self._cache.alookup(*key), key[1], kind)
 
-    def _save(self, key: tuple[str, str], response: Any, prompt_text: str) -> None:
-        entry = self._entry(response, prompt_text)
+    def _save(self, key: tuple[str, str], response: Any, prompt: Prompt) -> None:
+        entry = self._entry(response, prompt)
         if entry is not None:
             self._cache.update(*key, *entry)
 
-    async def _asave(self, key: tuple[str, str], response: Any, prompt_text: str) -> None:
-        entry = self._entry(response, prompt_text)
+    async def _asave(self, key: tuple[str, str], response: Any, prompt: Prompt) -> None:
+        entry = self._entry(response, prompt)
         if entry is not None:
             await self._cache.aupdate(*key, *entry)
 
@@ -479,7 +484,7 @@ class SemanticCacheLLM(WrapperLLM):
         if cached is not None:
             return cached
         response = self._miss_call(lambda: self._send(request, SYNC))
-        self._save(key, response, _prompt_text(request))
+        self._save(key, response, _prompt(request))
         return response
 
     async def _aanswer(self, request: Request) -> Any:
@@ -488,7 +493,7 @@ class SemanticCacheLLM(WrapperLLM):
         if cached is not None:
             return cached
         response = await self._amiss_call(lambda: self._send(request, ASYNC))
-        await self._asave(key, response, _prompt_text(request))
+        await self._asave(key, response, _prompt(request))
         return response
 
     def _stream(self, request: Request) -> Iterator[Any]:
@@ -497,7 +502,7 @@ class SemanticCacheLLM(WrapperLLM):
         if cached is not None:
             return replay(cached)
         stream = self._miss_call(lambda: self._send(request, STREAM))
-        return self._record_stream(key, stream, _prompt_text(request))
+        return self._record_stream(key, stream, _prompt(request))
 
     async def _astream(self, request: Request) -> AsyncIterator[Any]:
         key = self._key(request)
@@ -505,10 +510,10 @@ class SemanticCacheLLM(WrapperLLM):
         if cached is not None:
             return areplay(cached)
         stream = await self._amiss_call(lambda: self._send(request, ASTREAM))
-        return self._arecord_stream(key, stream, _prompt_text(request))
+        return self._arecord_stream(key, stream, _prompt(request))
 
     def _record_stream(
-        self, key: tuple[str, str], stream: Iterator[Any], prompt_text: str
+        self, key: tuple[str, str], stream: Iterator[Any], prompt: Prompt
     ) -> Iterator[Any]:
         # LlamaIndex stream chunks carry the text so far: the last one is the answer.
         last = None
@@ -516,17 +521,17 @@ class SemanticCacheLLM(WrapperLLM):
             last = chunk
             yield chunk
         if last is not None:
-            self._save(key, _final(last), prompt_text)
+            self._save(key, _final(last), prompt)
 
     async def _arecord_stream(
-        self, key: tuple[str, str], stream: AsyncIterator[Any], prompt_text: str
+        self, key: tuple[str, str], stream: AsyncIterator[Any], prompt: Prompt
     ) -> AsyncIterator[Any]:
         last = None
         async for chunk in stream:
             last = chunk
             yield chunk
         if last is not None:
-            await self._asave(key, _final(last), prompt_text)
+            await self._asave(key, _final(last), prompt)
 
     # -- tools ------------------------------------------------------------------------------
 
@@ -556,20 +561,15 @@ class SemanticCacheLLM(WrapperLLM):
 # -- helpers ---------------------------------------------------------------------------------
 
 
-def _messages_text(messages: Sequence[ChatMessage]) -> str:
-    return "\n".join(message_text(m) for m in messages)
-
-
 def _kind(request: Request) -> str:
     """What kind of stored answer serves a request."""
     return "completion" if isinstance(request, CompleteRequest) else "chat"
 
 
-def _prompt_text(request: Request) -> str:
-    """The text a request sends (to estimate input tokens of an answer without usage)."""
-    return (
-        request.prompt if isinstance(request, CompleteRequest) else _messages_text(request.messages)
-    )
+def _prompt(request: Request) -> Prompt:
+    """What a request sends: a completion's prompt or the chat messages (to count the
+    tokens of an answer that came without usage)."""
+    return request.prompt if isinstance(request, CompleteRequest) else request.messages
 
 
 def _answer_text(stored: str) -> str:

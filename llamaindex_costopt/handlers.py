@@ -160,6 +160,22 @@ def _response_text(response: Any) -> str:
     return str(getattr(response, "text", "") or "")
 
 
+def exchange_text(prompt: str | Sequence[Any], response: Any) -> CallText:
+    """What a call said: its prompt (chat messages, or a completion's prompt string) and
+    its answer, to cost it without usage. The cost handler reads a call this way and the
+    cache prices a later hit of its answer the same way, so the two figures agree.
+
+    Example:
+        >>> from llama_index.core.llms import ChatMessage, CompletionResponse
+        >>> exchange_text("What is 2 + 2?", CompletionResponse(text="4"))
+        CallText(prompt=['What is 2 + 2?'], answer='4', chat=False)
+    """
+    if isinstance(prompt, str):
+        return CallText([prompt], _response_text(response), False)
+    texts = [message_text(m) if isinstance(m, ChatMessage) else str(m) for m in prompt]
+    return CallText(texts, _response_text(response), True)
+
+
 def call_text(start: Any, response: Any) -> CallText:
     """A call's prompt (from its start event) and answer, to cost it without usage.
 
@@ -174,9 +190,30 @@ def call_text(start: Any, response: Any) -> CallText:
     """
     messages = getattr(start, "messages", None)
     if messages is not None:
-        prompt = [message_text(m) if isinstance(m, ChatMessage) else str(m) for m in messages]
-        return CallText(prompt, _response_text(response), True)
-    return CallText([str(getattr(start, "prompt", "") or "")], _response_text(response), False)
+        return exchange_text(messages, response)
+    return exchange_text(str(getattr(start, "prompt", "") or ""), response)
+
+
+def usage_as_mapping(usage: TokenUsage) -> dict[str, Any]:
+    """``usage`` in LangChain's ``usage_metadata`` shape: what
+    :func:`costopt_core.accounting.usage_from_mapping` reads back whole (cache and
+    reasoning tokens included).
+
+    Example:
+        >>> usage = TokenUsage(100, 20, cache_read_tokens=60, reasoning_tokens=5)
+        >>> usage_from_mapping(usage_as_mapping(usage)) == usage
+        True
+    """
+    return {
+        "input_tokens": usage.input_tokens,
+        "output_tokens": usage.output_tokens,
+        "total_tokens": usage.total_tokens,
+        "input_token_details": {
+            "cache_read": usage.cache_read_tokens,
+            "cache_creation": usage.cache_write_tokens,
+        },
+        "output_token_details": {"reasoning": usage.reasoning_tokens},
+    }
 
 
 # -- span tree ----------------------------------------------------------------------------
@@ -252,6 +289,7 @@ class _Open:
     # counted) if the answer brings no usage.
     start: Any
     reservation: str | None = None
+    query: str | None = None  # root span of the call (see _CompressionMarks)
 
 
 @dataclass(slots=True)
@@ -260,6 +298,7 @@ class _Done:
     usage: TokenUsage | None
     text: CallText | None  # set when usage is None: the engine costs the call from it
     run_id: str | None
+    query: str | None = None  # root span of the call (see _CompressionMarks)
 
 
 @dataclass(slots=True)
@@ -267,6 +306,40 @@ class _Decision:
     tier: str
     models: tuple[str, ...]
     attempts: list[Mapping[str, Any]] = field(default_factory=list)
+
+
+# -- prompt compression: removed tokens waiting for their LLM call ------------------------
+
+
+class _CompressionMarks:
+    """Tokens a compressor (``llamaindex_costopt.compression.NodeCompressor``) removed,
+    kept per query until that query's next priced LLM call takes them.
+
+    A query is the root of the span tree (a query engine's ``query`` span): the
+    compressor's event and the LLM call that reads the compressed nodes share it. Events
+    and calls outside any span share the key ``None``.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pending: OrderedDict[str | None, int] = OrderedDict()
+
+    @staticmethod
+    def query_of(ancestors: Sequence[str]) -> str | None:
+        """The root span of a span whose open ancestors (nearest first) are given."""
+        return ancestors[-1] if ancestors else None
+
+    def add(self, query: str | None, removed: int) -> None:
+        with self._lock:
+            self._pending[query] = self._pending.get(query, 0) + removed
+            while len(self._pending) > _MEMORY:
+                self._pending.popitem(last=False)
+
+    def take(self, query: str | None) -> int:
+        if not self._pending:  # the usual case: no compressor in use
+            return 0
+        with self._lock:
+            return self._pending.pop(query, 0)
 
 
 class CostEventHandler(CostHandlerBase, BaseEventHandler):
@@ -302,6 +375,7 @@ class CostEventHandler(CostHandlerBase, BaseEventHandler):
     _decisions: OrderedDict[str, _Decision] = PrivateAttr(default_factory=OrderedDict)
     _pending: OrderedDict[str, list[_Done]] = PrivateAttr(default_factory=OrderedDict)
     _warned_raise: bool = PrivateAttr(default=False)
+    _compression: _CompressionMarks = PrivateAttr(default_factory=_CompressionMarks)
 
     @classmethod
     def class_name(cls) -> str:
@@ -418,6 +492,8 @@ class CostEventHandler(CostHandlerBase, BaseEventHandler):
                     self._on_decision(event)
                 elif name == "CacheHitEvent":
                     self._on_cache_hit(event)
+                elif name == "PromptCompressedEvent":
+                    self._on_compressed(event)
                 elif name in ("SpanDropEvent", "ExceptionEvent"):
                     self._on_failure(event)
         except Exception:  # a handler fault must never surface in the user's call
@@ -436,6 +512,7 @@ class CostEventHandler(CostHandlerBase, BaseEventHandler):
             gate=gate,
             parent_llm=parent_llm,
             start=event,
+            query=_CompressionMarks.query_of(chain),
         )
         if gate is None and parent_llm is None:
             call.reservation = self._plain_call_budget()
@@ -480,7 +557,7 @@ class CostEventHandler(CostHandlerBase, BaseEventHandler):
         if usage is None:
             text = call_text(call.start if call is not None else None, response)
         model = model_of_response(response) or (call.model if call else None) or UNKNOWN_MODEL
-        done = _Done(model, usage, text, span)
+        done = _Done(model, usage, text, span, call.query if call is not None else None)
         gate_span = call.gate if call is not None else None
         if gate_span is None:
             self._record_call(done, None, call.reservation if call is not None else None)
@@ -547,6 +624,8 @@ class CostEventHandler(CostHandlerBase, BaseEventHandler):
         with self._lock:
             gate_span = next((s for s in chain if s in self._gates), None)
             gate = self._gates.pop(gate_span) if gate_span is not None else None
+        # A cache hit saves the whole call: compression saved nothing more on it.
+        self._compression.take(_CompressionMarks.query_of(chain[1:]))
         usage = usage_from_mapping(getattr(event, "usage", None))
         hint = getattr(event, "saved_usd", None)
         self._accountant.record_cache_hit(
@@ -557,6 +636,14 @@ class CostEventHandler(CostHandlerBase, BaseEventHandler):
             run_id=event.span_id,
             reservation_id=gate.reservation if gate is not None else None,
         )
+
+    def _on_compressed(self, event: Any) -> None:
+        removed = getattr(event, "removed_tokens", 0)
+        if type(removed) is not int or removed <= 0:
+            return
+        self._ensure_span_tree()
+        query = _CompressionMarks.query_of(self._spans.ancestors(event.span_id))
+        self._compression.add(query, removed)
 
     # -- recording -----------------------------------------------------------------------
 
@@ -571,6 +658,7 @@ class CostEventHandler(CostHandlerBase, BaseEventHandler):
             run_id=done.run_id,
             reservation_id=reservation,
             text=done.text,
+            compressed_tokens=self._compression.take(done.query),
         )
 
     def _record_attempt(self, done: _Done, attempt: Mapping[str, Any]) -> None:

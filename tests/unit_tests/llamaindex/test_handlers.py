@@ -287,6 +287,64 @@ def test_cache_hits_are_savings_never_spend(make_handler):
     assert handler.to_dict()["cache_hits"] == 1
 
 
+@pytest.mark.parametrize("mode", ["chat", "stream_chat", "complete"])
+def test_a_hit_of_an_answer_without_usage_saves_what_the_call_cost(make_handler, mode):
+    handler = make_handler()
+    llm = SemanticCacheLLM(
+        SimulatedLLM(model_name="gpt-4o-mini", usage_in="none"), embed_model=HashingEmbedding()
+    )
+    for _ in range(2):
+        if mode == "chat":
+            llm.chat(user("What is the capital of France?"))
+        elif mode == "stream_chat":
+            list(llm.stream_chat(user("What is the capital of France?")))
+        else:
+            llm.complete("What is the capital of France?")
+    call, hit = handler.ledger.records()
+    assert call.tags["usage"] == "estimated" and hit.kind == "cache_hit"
+    # Counted from the text the same way on both sides: the saving is the call's cost.
+    assert (hit.input_tokens, hit.output_tokens) == (call.input_tokens, call.output_tokens)
+    assert hit.saved_usd == pytest.approx(call.cost_usd) and hit.saved_usd > 0
+
+
+class ReasoningLLM(SimulatedLLM):
+    """Reports OpenAI usage with cached prompt tokens and reasoning tokens."""
+
+    @llm_chat_callback()
+    def chat(self, messages, **kwargs):
+        return ChatResponse(
+            message=ChatMessage(role="assistant", content="ok"),
+            raw={
+                "model": self.model_name,
+                "usage": {
+                    "prompt_tokens": 1000,
+                    "completion_tokens": 100,
+                    "prompt_tokens_details": {"cached_tokens": 800},
+                    "completion_tokens_details": {"reasoning_tokens": 40},
+                },
+            },
+        )
+
+
+def test_a_hit_keeps_the_cache_read_and_reasoning_tokens_of_the_call(make_handler):
+    set_price(
+        "li-handler-cached", input_per_token=1e-6, output_per_token=2e-6, cache_read_per_token=1e-7
+    )
+    handler = make_handler()
+    llm = SemanticCacheLLM(
+        ReasoningLLM(model_name="li-handler-cached"), embed_model=HashingEmbedding()
+    )
+    with recording() as events:
+        llm.chat(user("q"))
+        llm.chat(user("q"))
+    (event,) = events.of("CacheHitEvent")
+    assert event.usage["input_token_details"]["cache_read"] == 800
+    call, hit = handler.ledger.records()
+    assert (hit.cache_read_tokens, hit.reasoning_tokens) == (800, 40)
+    assert (call.cache_read_tokens, call.reasoning_tokens) == (800, 40)
+    assert hit.saved_usd == pytest.approx(call.cost_usd)
+
+
 def test_register_is_idempotent_and_unregister_stops_counting(make_handler):
     handler = make_handler()
     handler.register()
