@@ -24,9 +24,11 @@ Proxies from the environment are used, except for a loopback base URL (a local s
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import logging
 import math
+import ssl
 import time
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
@@ -210,8 +212,21 @@ def _request(provider: BatchProvider, call: HttpCall) -> dict[str, Any]:
     return kwargs
 
 
+@functools.cache
+def _plain_http_context() -> ssl.SSLContext:
+    return ssl.create_default_context()
+
+
 def _client_options(provider: BatchProvider, settings: PollSettings) -> dict[str, Any]:
-    return {"timeout": settings.http_timeout_s, "trust_env": not _is_loopback(provider.base_url)}
+    options: dict[str, Any] = {
+        "timeout": settings.http_timeout_s,
+        "trust_env": not _is_loopback(provider.base_url),
+    }
+    if provider.base_url.startswith("http://"):
+        # No TLS on this URL: one shared context spares httpx loading the CA bundle
+        # (a tenth of a second) for every client it opens.
+        options["verify"] = _plain_http_context()
+    return options
 
 
 def run_batch(

@@ -1,0 +1,422 @@
+"""The batch engine against the local imitation of OpenAI's and Anthropic's batch APIs."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from costopt_core.batch import (
+    AnthropicBatchAPI,
+    BatchAPIError,
+    BatchJob,
+    BatchRequest,
+    BatchTimeoutError,
+    HttpReply,
+    OpenAIBatchAPI,
+    PollSettings,
+    Wait,
+    arun_batch,
+    batch_api,
+    batch_requests,
+    run_batch,
+)
+from costopt_core.batch.imitation import ImitationBatchServer
+from costopt_core.batch.requests import BatchResult
+
+FAST = {"poll_interval_s": 0.01, "max_poll_interval_s": 0.02}
+# One client for the tests' own calls (opening one loads the CA bundle: ~0.1 s each).
+_HTTP = httpx.Client(verify=False, trust_env=False)
+QUESTIONS = [f"What is {i} times {i + 1}?" for i in range(5)]
+
+
+@pytest.fixture
+def server() -> Iterator[ImitationBatchServer]:
+    with ImitationBatchServer(processing_s=0.02) as imitation:
+        yield imitation
+
+
+def _api(server: ImitationBatchServer, provider: str) -> OpenAIBatchAPI | AnthropicBatchAPI:
+    base = server.openai_base_url if provider == "openai" else server.anthropic_base_url
+    return batch_api(provider, server.api_key, base)  # type: ignore[return-value]
+
+
+def _conversations(questions: list[str]) -> list[list[dict[str, str]]]:
+    return [[{"role": "user", "content": q}] for q in questions]
+
+
+def _direct(server: ImitationBatchServer, provider: str, question: str) -> dict:
+    """The same request made directly (not batched), as the provider's own endpoint."""
+    if provider == "openai":
+        response = _HTTP.post(
+            server.openai_base_url + "/chat/completions",
+            json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": question}]},
+            headers={"Authorization": f"Bearer {server.api_key}"},
+        )
+        body = response.json()
+        return {"text": body["choices"][0]["message"]["content"], "usage": body["usage"]}
+    response = _HTTP.post(
+        server.anthropic_base_url + "/v1/messages",
+        json={
+            "model": "gpt-4o-mini",
+            "max_tokens": 4096,
+            "messages": [{"role": "user", "content": question}],
+        },
+        headers={"x-api-key": server.api_key, "anthropic-version": "2023-06-01"},
+    )
+    body = response.json()
+    return {"text": body["content"][0]["text"], "usage": body["usage"]}
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+def test_batch_answers_every_request_in_order_with_the_direct_calls_usage(
+    server: ImitationBatchServer, provider: str
+) -> None:
+    requests = batch_requests("gpt-4o-mini", _conversations(QUESTIONS))
+    results = run_batch(_api(server, provider), requests, **FAST)
+    # The Anthropic imitation returns results in reverse order: matched back by custom_id.
+    assert [r.custom_id for r in results] == [r.custom_id for r in requests]
+    assert all(r.ok and r.model == "gpt-4o-mini" for r in results)
+    for question, result in zip(QUESTIONS, results, strict=True):
+        direct = _direct(server, provider, question)
+        assert result.text == direct["text"]
+        assert result.usage is not None
+        assert result.usage.output_tokens == direct["usage"].get(
+            "completion_tokens", direct["usage"].get("output_tokens")
+        )
+    assert len(server.submitted) == 1
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+async def test_async_batch_answers_as_the_sync_one(
+    server: ImitationBatchServer, provider: str
+) -> None:
+    requests = batch_requests("gpt-4o-mini", _conversations(QUESTIONS[:2]))
+    results = await arun_batch(_api(server, provider), requests, **FAST)
+    expected = run_batch(_api(server, provider), requests, **FAST)
+    assert [(r.text, r.usage) for r in results] == [(r.text, r.usage) for r in expected]
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+def test_a_request_the_provider_refuses_fails_alone(provider: str) -> None:
+    def refuse_question_2(body: dict) -> str | None:
+        return "no twos here" if "2 times" in json.dumps(body) else None
+
+    with ImitationBatchServer(processing_s=0.01, fail_request=refuse_question_2) as server:
+        results = run_batch(
+            _api(server, provider),
+            batch_requests("gpt-4o-mini", _conversations(QUESTIONS)),
+            **FAST,
+        )
+    failed = [r for r in results if not r.ok]
+    assert [r.custom_id for r in failed] == ["request-2"]
+    assert failed[0].error == "no twos here"
+    assert failed[0].error_type == "invalid_request_error"
+    assert failed[0].usage is None
+    assert sum(r.ok for r in results) == 4
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+def test_a_batch_not_ended_in_time_is_cancelled_and_raises(provider: str) -> None:
+    with ImitationBatchServer(processing_s=60) as server:
+        with pytest.raises(BatchTimeoutError) as raised:
+            run_batch(
+                _api(server, provider),
+                batch_requests("gpt-4o-mini", _conversations(QUESTIONS)),
+                timeout_s=0.1,
+                **FAST,
+            )
+        assert server.cancelled == [raised.value.batch_id] == server.submitted
+
+
+async def test_a_cancelled_task_cancels_its_batch() -> None:
+    with ImitationBatchServer(processing_s=60) as server:
+        api = _api(server, "anthropic")
+        submitted = asyncio.Event()
+        task = asyncio.create_task(
+            arun_batch(
+                api,
+                batch_requests("gpt-4o-mini", _conversations(QUESTIONS)),
+                on_submit=lambda _: submitted.set(),
+                **FAST,
+            )
+        )
+        await submitted.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert server.cancelled == server.submitted
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+def test_a_wrong_key_is_refused_before_anything_is_submitted(
+    server: ImitationBatchServer, provider: str
+) -> None:
+    base = server.openai_base_url if provider == "openai" else server.anthropic_base_url
+    with pytest.raises(BatchAPIError) as raised:
+        run_batch(
+            batch_api(provider, "sk-wrong", base),
+            batch_requests("gpt-4o-mini", _conversations(QUESTIONS)),
+            **FAST,
+        )
+    assert raised.value.status_code == 401
+    assert server.submitted == []
+
+
+def test_an_openai_batch_that_fails_validation_says_why(server: ImitationBatchServer) -> None:
+    hi = ({"role": "user", "content": "hi"},)
+    requests = [BatchRequest("a", "gpt-4o-mini", hi), BatchRequest("b", "gpt-4o", hi)]
+    with pytest.raises(BatchAPIError, match="model_mismatch"):
+        run_batch(_api(server, "openai"), requests, **FAST)
+
+
+def test_anthropic_requests_are_translated_from_the_openai_chat_format() -> None:
+    tool = {
+        "type": "function",
+        "function": {
+            "name": "add",
+            "description": "Add two numbers",
+            "parameters": {"type": "object", "properties": {"a": {"type": "number"}}},
+        },
+    }
+    messages = (
+        {"role": "system", "content": "Be exact."},
+        {"role": "user", "content": "add 2 and 3"},
+        {
+            "role": "assistant",
+            "content": "",
+            "tool_calls": [
+                {
+                    "id": "call_1",
+                    "type": "function",
+                    "function": {"name": "add", "arguments": '{"a": 2}'},
+                }
+            ],
+        },
+        {"role": "tool", "tool_call_id": "call_1", "content": "5"},
+    )
+    entry = AnthropicBatchAPI.request_entry(
+        BatchRequest("r", "claude-haiku-4-5", messages, {"tools": [tool], "tool_choice": "auto"})
+    )
+    params = entry["params"]
+    assert params["system"] == "Be exact."
+    assert params["max_tokens"] == 4096  # Anthropic requires one: the budgets' default
+    assert params["messages"][1] == {
+        "role": "assistant",
+        "content": [{"type": "tool_use", "id": "call_1", "name": "add", "input": {"a": 2}}],
+    }
+    assert params["messages"][2]["content"] == [
+        {"type": "tool_result", "tool_use_id": "call_1", "content": "5"}
+    ]
+    assert params["tools"] == [
+        {
+            "name": "add",
+            "input_schema": tool["function"]["parameters"],
+            "description": "Add two numbers",
+        }
+    ]
+    assert params["tool_choice"] == {"type": "auto"}
+
+
+def test_results_are_parsed_with_tool_calls_and_cache_usage() -> None:
+    openai_line = {
+        "custom_id": "r",
+        "response": {
+            "status_code": 200,
+            "body": {
+                "model": "gpt-4o-mini",
+                "choices": [
+                    {
+                        "message": {
+                            "content": None,
+                            "tool_calls": [
+                                {
+                                    "id": "c1",
+                                    "type": "function",
+                                    "function": {"name": "add", "arguments": '{"a": 1}'},
+                                }
+                            ],
+                        },
+                        "finish_reason": "tool_calls",
+                    }
+                ],
+                "usage": {
+                    "prompt_tokens": 100,
+                    "completion_tokens": 10,
+                    "prompt_tokens_details": {"cached_tokens": 60},
+                },
+            },
+        },
+        "error": None,
+    }
+    result = OpenAIBatchAPI.parse_result_line(openai_line)
+    assert (result.tool_calls[0].name, dict(result.tool_calls[0].args)) == ("add", {"a": 1})
+    assert result.usage is not None and result.usage.cache_read_tokens == 60
+    anthropic_line = {
+        "custom_id": "r",
+        "result": {
+            "type": "succeeded",
+            "message": {
+                "model": "claude-haiku-4-5",
+                "content": [{"type": "text", "text": "ok"}],
+                "usage": {"input_tokens": 40, "output_tokens": 5, "cache_read_input_tokens": 60},
+            },
+        },
+    }
+    parsed = AnthropicBatchAPI.parse_result_line(anthropic_line)
+    # Anthropic counts cache reads apart from input: LangChain's convention adds them.
+    assert parsed.usage is not None
+    assert (parsed.usage.input_tokens, parsed.usage.cache_read_tokens) == (100, 60)
+    expired = AnthropicBatchAPI.parse_result_line({"custom_id": "r", "result": {"type": "expired"}})
+    assert not expired.ok and expired.error_type == "expired"
+
+
+class _ScriptedProvider(OpenAIBatchAPI):
+    """Replies come from the test, so the job's own decisions can be watched."""
+
+
+def _run_scripted(replies: list[HttpReply], settings: PollSettings) -> tuple[list, list]:
+    now = [0.0]
+    job = BatchJob(
+        _ScriptedProvider("sk-test"),
+        batch_requests("gpt-4o-mini", _conversations(["hi"])),
+        settings,
+        clock=lambda: now[0],
+    )
+    steps = job.steps()
+    seen: list = []
+    feed = iter(replies)
+    reply = None
+    try:
+        while True:
+            step = steps.send(reply)
+            seen.append(step)
+            if isinstance(step, Wait):
+                now[0] += step.seconds
+                reply = None
+            else:
+                reply = next(feed)
+    except StopIteration as done:
+        return seen, done.value
+
+
+def _json(status: int, body: dict) -> HttpReply:
+    return HttpReply(status, json.dumps(body).encode())
+
+
+def test_polling_backs_off_and_rides_out_transient_errors() -> None:
+    running = _json(200, {"id": "b1", "status": "in_progress"})
+    ended = _json(200, {"id": "b1", "status": "completed", "output_file_id": "f2"})
+    line = {
+        "custom_id": "request-0",
+        "response": {"status_code": 200, "body": {"choices": [{"message": {"content": "x"}}]}},
+    }
+    replies = [
+        HttpReply(429, b"slow down"),  # the upload is tried again
+        _json(200, {"id": "f1"}),
+        _json(200, {"id": "b1"}),
+        running,
+        HttpReply(503, b"busy"),  # a failed poll is just another poll
+        running,
+        running,
+        ended,
+        HttpReply(200, (json.dumps(line) + "\n").encode()),
+    ]
+    settings = PollSettings(poll_interval_s=1.0, max_poll_interval_s=2.0)
+    seen, results = _run_scripted(replies, settings)
+    waits = [s.seconds for s in seen if isinstance(s, Wait)]
+    assert waits == [1.0, 1.0, 1.5, 2.0, 2.0]  # retry, then polls backing off to the cap
+    assert [r.text for r in results] == ["x"]
+
+
+def test_a_job_that_outlives_its_timeout_cancels() -> None:
+    running = _json(200, {"id": "b1", "status": "in_progress"})
+    replies = [_json(200, {"id": "f1"}), _json(200, {"id": "b1"})] + [running] * 10
+    replies.append(_json(200, {"id": "b1", "status": "cancelling"}))
+    with pytest.raises(BatchTimeoutError):
+        _run_scripted(replies, PollSettings(poll_interval_s=1.0, timeout_s=3.0))
+
+
+def test_the_imitation_refuses_malformed_input_with_the_providers_error_shapes(
+    server: ImitationBatchServer,
+) -> None:
+    openai_headers = {"Authorization": f"Bearer {server.api_key}"}
+    wrong_purpose = _HTTP.post(
+        server.openai_base_url + "/files",
+        files={"file": ("x.jsonl", b"{}\n", "application/jsonl")},
+        data={"purpose": "fine-tune"},
+        headers=openai_headers,
+    )
+    assert wrong_purpose.status_code == 400
+    assert wrong_purpose.json()["error"]["param"] == "purpose"
+    no_file = _HTTP.post(
+        server.openai_base_url + "/batches",
+        json={
+            "input_file_id": "file-missing",
+            "endpoint": "/v1/chat/completions",
+            "completion_window": "24h",
+        },
+        headers=openai_headers,
+    )
+    assert no_file.status_code == 404
+    assert no_file.json()["error"]["type"] == "invalid_request_error"
+    bad_id = _HTTP.post(
+        server.anthropic_base_url + "/v1/messages/batches",
+        json={"requests": [{"custom_id": "no spaces allowed", "params": {}}]},
+        headers={"x-api-key": server.api_key, "anthropic-version": "2023-06-01"},
+    )
+    assert bad_id.status_code == 400
+    assert bad_id.json()["type"] == "error"
+    assert bad_id.json()["error"]["type"] == "invalid_request_error"
+    no_max_tokens = _HTTP.post(
+        server.anthropic_base_url + "/v1/messages",
+        json={"model": "m", "messages": [{"role": "user", "content": "hi"}]},
+        headers={"x-api-key": server.api_key, "anthropic-version": "2023-06-01"},
+    )
+    assert no_max_tokens.status_code == 400 and "max_tokens" in no_max_tokens.text
+
+
+@pytest.mark.slow  # importing both SDKs takes seconds
+def test_the_official_sdks_read_the_imitation() -> None:
+    openai = pytest.importorskip("openai")
+    anthropic = pytest.importorskip("anthropic")
+    with ImitationBatchServer(processing_s=0.0) as server:
+        client = openai.OpenAI(api_key=server.api_key, base_url=server.openai_base_url)
+        line = OpenAIBatchAPI.input_file(batch_requests("gpt-4o-mini", _conversations(["hi"])))
+        uploaded = client.files.create(file=("in.jsonl", line), purpose="batch")
+        batch = client.batches.create(
+            input_file_id=uploaded.id, endpoint="/v1/chat/completions", completion_window="24h"
+        )
+        batch = client.batches.retrieve(batch.id)
+        assert batch.status == "completed" and batch.request_counts.completed == 1
+        assert "chat.completion" in client.files.content(batch.output_file_id).text
+        claude = anthropic.Anthropic(api_key=server.api_key, base_url=server.anthropic_base_url)
+        entry = AnthropicBatchAPI.request_entry(
+            BatchRequest("r0", "claude-haiku-4-5", ({"role": "user", "content": "hi"},))
+        )
+        created = claude.messages.batches.create(requests=[entry])  # type: ignore[list-item]
+        assert claude.messages.batches.retrieve(created.id).processing_status == "ended"
+        [result] = list(claude.messages.batches.results(created.id))
+        assert result.result.type == "succeeded"
+        assert result.result.message.usage.output_tokens > 0
+
+
+def test_bad_arguments_name_what_is_wrong() -> None:
+    with pytest.raises(ValueError, match="poll_interval_s"):
+        PollSettings(poll_interval_s=-1)
+    with pytest.raises(ValueError, match="custom_id"):
+        BatchJob(
+            OpenAIBatchAPI("sk"),
+            [BatchRequest("a", "m", ({"role": "user", "content": "x"},))] * 2,
+        )
+    with pytest.raises(ValueError, match="requests"):
+        BatchJob(OpenAIBatchAPI("sk"), [])
+    with pytest.raises(ValueError, match="api_key"):
+        OpenAIBatchAPI("")
+    with pytest.raises(ValueError, match="messages"):
+        BatchRequest("a", "m", ())
+    assert "sk-secret" not in repr(OpenAIBatchAPI("sk-secret"))
+    assert BatchResult("x", error="e").ok is False
