@@ -1,0 +1,286 @@
+"""Deferred LangChain calls through the imitation batch APIs: half price, same answers."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from langchain_core.callbacks import BaseCallbackHandler
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
+from pydantic import SecretStr
+
+from costopt_core.batch import BatchRequestError, BatchTimeoutError
+from costopt_core.batch.imitation import ImitationBatchServer
+from costopt_core.ledger import BudgetExceededError
+from costopt_core.metadata_keys import BATCH_KEY
+from langchain_costopt import CostCallbackHandler, RouterChatModel
+from langchain_costopt.batch import (
+    BatchAPIChatModel,
+    adeferred_batch,
+    batch_target,
+    deferred_batch,
+)
+from langchain_costopt.simulated import SimulatedChatModel
+
+MODEL = "gpt-4o-mini"
+PROMPTS = [f"Summarise report number {i} in one line." for i in range(10)]
+FAST: dict[str, Any] = {"poll_interval_s": 0.01, "max_poll_interval_s": 0.02}
+
+
+@pytest.fixture
+def server() -> Iterator[ImitationBatchServer]:
+    with ImitationBatchServer(processing_s=0.02) as imitation:
+        yield imitation
+
+
+def _options(server: ImitationBatchServer, provider: str = "openai") -> dict[str, Any]:
+    base = server.openai_base_url if provider == "openai" else server.anthropic_base_url
+    return {"provider": provider, "base_url": base, "api_key": server.api_key, **FAST}
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+def test_ten_deferred_calls_cost_half_the_same_calls_made_directly(
+    server: ImitationBatchServer, provider: str
+) -> None:
+    model = SimulatedChatModel(model_name=MODEL)
+    direct = CostCallbackHandler()
+    direct_answers = model.batch(PROMPTS, {"callbacks": [direct]})
+    deferred = CostCallbackHandler()
+    answers = deferred_batch(
+        model, PROMPTS, {"callbacks": [deferred]}, **_options(server, provider)
+    )
+    assert [a.content for a in answers] == [a.content for a in direct_answers]
+    assert [a.usage_metadata for a in answers] == [a.usage_metadata for a in direct_answers]
+    assert all(a.response_metadata[BATCH_KEY] is True for a in answers)
+    assert all(a.response_metadata["model_name"] == MODEL for a in answers)
+    assert deferred.summary().calls == direct.summary().calls == 10
+    assert deferred.total_cost == pytest.approx(direct.total_cost / 2, rel=1e-12)
+    report = deferred.to_dict()
+    assert report["saved_batch_usd"] == pytest.approx(direct.total_cost / 2, rel=1e-12)
+    assert "batch API rates" in deferred.report()
+    assert len(server.submitted) == 1  # ten calls, one batch
+
+
+async def test_async_deferred_calls_are_billed_alike(server: ImitationBatchServer) -> None:
+    model = SimulatedChatModel(model_name=MODEL)
+    handler = CostCallbackHandler()
+    answers = await adeferred_batch(
+        model, PROMPTS[:3], {"callbacks": [handler]}, **_options(server, "anthropic")
+    )
+    direct = CostCallbackHandler()
+    await model.abatch(PROMPTS[:3], {"callbacks": [direct]})
+    assert [a.response_metadata[BATCH_KEY] for a in answers] == [True] * 3
+    assert handler.total_cost == pytest.approx(direct.total_cost / 2, rel=1e-12)
+
+
+class _Events(BaseCallbackHandler):
+    """Records each run's events and how many batches the server had seen then."""
+
+    def __init__(self, server: ImitationBatchServer) -> None:
+        self.server = server
+        self.events: list[tuple[str, int]] = []
+
+    def on_chat_model_start(self, serialized: Any, messages: Any, **kwargs: Any) -> None:
+        self.events.append(("start", len(self.server.submitted)))
+
+    def on_llm_end(self, response: Any, **kwargs: Any) -> None:
+        self.events.append(("end", len(self.server.submitted)))
+
+    def on_llm_error(self, error: BaseException, **kwargs: Any) -> None:
+        self.events.append(("error", len(self.server.submitted)))
+
+
+def test_every_input_is_a_run_started_before_the_batch_is_submitted(
+    server: ImitationBatchServer,
+) -> None:
+    events = _Events(server)
+    deferred_batch(
+        SimulatedChatModel(model_name=MODEL),
+        PROMPTS[:4],
+        {"callbacks": [events], "tags": ["nightly"]},
+        **_options(server),
+    )
+    assert events.events == [("start", 0)] * 4 + [("end", 1)] * 4
+
+
+def _per_call_budget(max_tokens: int) -> float:
+    # What the handler reserves for one of these calls: its prompt and max_tokens answer.
+    return 20 * 1.5e-7 + max_tokens * 6e-7
+
+
+def test_a_budget_refusal_stops_the_batch_before_it_is_submitted(
+    server: ImitationBatchServer,
+) -> None:
+    model = SimulatedChatModel(model_name=MODEL, max_tokens=100)
+    handler = CostCallbackHandler(budget_usd=3.5 * _per_call_budget(100))
+    with pytest.raises(BudgetExceededError):
+        deferred_batch(model, PROMPTS, {"callbacks": [handler]}, **_options(server))
+    assert server.submitted == []
+    # The three calls admitted before the refusal gave their reservations back.
+    answers = deferred_batch(model, PROMPTS[:3], {"callbacks": [handler]}, **_options(server))
+    assert len(answers) == 3 and handler.summary().calls == 3
+
+
+def test_with_return_exceptions_the_admitted_calls_go_and_the_others_are_refused(
+    server: ImitationBatchServer,
+) -> None:
+    model = SimulatedChatModel(model_name=MODEL, max_tokens=100)
+    handler = CostCallbackHandler(budget_usd=3.5 * _per_call_budget(100))
+    outputs = deferred_batch(
+        model, PROMPTS, {"callbacks": [handler]}, return_exceptions=True, **_options(server)
+    )
+    assert [type(o).__name__ for o in outputs] == ["AIMessage"] * 3 + ["BudgetExceededError"] * 7
+    assert handler.summary().calls == 3
+
+
+def test_a_batch_that_times_out_is_cancelled_and_releases_its_reservations() -> None:
+    model = SimulatedChatModel(model_name=MODEL, max_tokens=100)
+    # Room for the ten calls once: a second batch fits only if the first gave it back.
+    handler = CostCallbackHandler(budget_usd=15 * _per_call_budget(100))
+    with ImitationBatchServer(processing_s=60) as slow:
+        with pytest.raises(BatchTimeoutError):
+            deferred_batch(
+                model, PROMPTS, {"callbacks": [handler]}, timeout_s=0.05, **_options(slow)
+            )
+        assert slow.cancelled == slow.submitted
+    with ImitationBatchServer(processing_s=0.01) as server:
+        answers = deferred_batch(model, PROMPTS, {"callbacks": [handler]}, **_options(server))
+    assert len(answers) == 10
+    assert handler.summary().calls == 10
+
+
+def test_a_request_the_provider_refuses_fails_alone(server: ImitationBatchServer) -> None:
+    def refuse_report_4(body: dict) -> str | None:
+        return "content policy" if "report number 4" in str(body) else None
+
+    model = SimulatedChatModel(model_name=MODEL)
+    handler = CostCallbackHandler()
+    with ImitationBatchServer(processing_s=0.01, fail_request=refuse_report_4) as refusing:
+        outputs = deferred_batch(
+            model, PROMPTS, {"callbacks": [handler]}, return_exceptions=True, **_options(refusing)
+        )
+        with pytest.raises(BatchRequestError, match="content policy"):
+            deferred_batch(model, PROMPTS, **_options(refusing))
+    assert isinstance(outputs[4], BatchRequestError)
+    assert sum(isinstance(o, AIMessage) for o in outputs) == 9
+    assert handler.summary().calls == 9
+
+
+def test_wrapper_answers_invoke_directly_and_deferred_batches_through_the_batch_api(
+    server: ImitationBatchServer,
+) -> None:
+    model = BatchAPIChatModel(
+        model=SimulatedChatModel(model_name=MODEL),
+        provider="openai",
+        base_url=server.openai_base_url,
+        api_key=SecretStr(server.api_key),
+        poll_interval_s=0.01,
+    )
+    handler = CostCallbackHandler()
+    now = model.invoke("What is 2 + 2?", config={"callbacks": [handler]})
+    assert BATCH_KEY not in now.response_metadata and server.submitted == []
+    plain = model.batch(PROMPTS[:2], {"callbacks": [handler]})
+    assert all(BATCH_KEY not in a.response_metadata for a in plain) and server.submitted == []
+    later = model.batch(PROMPTS[:2], {"callbacks": [handler]}, deferred=True)
+    assert all(a.response_metadata[BATCH_KEY] for a in later) and len(server.submitted) == 1
+    assert handler.summary().calls == 5
+
+
+def test_router_tiers_batch_their_groups_through_their_batch_apis(
+    server: ImitationBatchServer,
+) -> None:
+    def tier(model: str) -> BatchAPIChatModel:
+        return BatchAPIChatModel(
+            model=SimulatedChatModel(model_name=model),
+            provider="openai",
+            base_url=server.openai_base_url,
+            api_key=SecretStr(server.api_key),
+            poll_interval_s=0.01,
+        )
+
+    router = RouterChatModel(
+        models={"cheap": tier(MODEL), "strong": tier("gpt-4o")},
+        strategy=lambda text: "strong" if "number 7" in text or "number 8" in text else "cheap",
+    )
+    handler = CostCallbackHandler()
+    answers = router.batch(PROMPTS, {"callbacks": [handler]}, deferred=True)
+    tiers = [a.response_metadata["routing"]["tier"] for a in answers]
+    assert tiers == ["cheap"] * 7 + ["strong"] * 2 + ["cheap"]
+    assert all(a.response_metadata[BATCH_KEY] for a in answers)
+    assert len(server.submitted) == 2  # one batch per tier
+    direct = CostCallbackHandler()
+    router.batch(PROMPTS, {"callbacks": [direct]})
+    assert handler.total_cost == pytest.approx(direct.total_cost / 2, rel=1e-12)
+    data = handler.to_dict()
+    assert data["saved_batch_usd"] == pytest.approx(handler.total_cost, rel=1e-12)
+    assert data["saved_routing_usd"] == pytest.approx(direct.to_dict()["saved_routing_usd"])
+
+
+class _OpenAILike(SimulatedChatModel):
+    """Carries its endpoint and key the way ``ChatOpenAI`` does."""
+
+    openai_api_base: str | None = None
+    openai_api_key: SecretStr | None = None
+
+    def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> Any:
+        params = super()._get_ls_params(stop=stop, **kwargs)
+        params["ls_provider"] = "openai"
+        return params
+
+
+def test_the_provider_endpoint_and_key_are_read_from_the_model(
+    server: ImitationBatchServer,
+) -> None:
+    model = _OpenAILike(
+        model_name=MODEL,
+        openai_api_base=server.openai_base_url,
+        openai_api_key=SecretStr(server.api_key),
+        max_tokens=50,
+    )
+    target = batch_target(model)
+    assert (target.api.name, target.api.base_url, target.model) == (
+        "openai",
+        server.openai_base_url,
+        MODEL,
+    )
+    assert target.params["max_tokens"] == 50
+    [answer] = deferred_batch(model, [[SystemMessage("Be brief."), HumanMessage("hi")]], **FAST)
+    assert answer.usage_metadata is not None and answer.usage_metadata["output_tokens"] <= 50
+
+
+def test_a_model_without_a_known_provider_or_key_is_refused() -> None:
+    with pytest.raises(ValueError, match="provider must be one of"):
+        batch_target(SimulatedChatModel(model_name=MODEL))
+    with pytest.raises(ValueError, match="api_key"):
+        batch_target(SimulatedChatModel(model_name=MODEL), provider="openai")
+    with pytest.raises(TypeError, match="chat model"):
+        batch_target("gpt-4o-mini", provider="openai", api_key="k")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="inputs"):
+        deferred_batch(SimulatedChatModel(model_name=MODEL), [], provider="openai", api_key="k")
+
+
+@pytest.mark.slow  # importing the provider SDKs takes seconds
+def test_chat_openai_and_chat_anthropic_batch_against_the_imitation(
+    server: ImitationBatchServer,
+) -> None:
+    langchain_openai = pytest.importorskip("langchain_openai")
+    langchain_anthropic = pytest.importorskip("langchain_anthropic")
+    models: list[BaseChatModel] = [
+        langchain_openai.ChatOpenAI(
+            model=MODEL, api_key=server.api_key, base_url=server.openai_base_url
+        ),
+        langchain_anthropic.ChatAnthropic(
+            model="claude-haiku-4-5",
+            api_key=server.api_key,
+            base_url=server.anthropic_base_url,
+            max_tokens=200,
+        ),
+    ]
+    for model in models:
+        direct = CostCallbackHandler()
+        model.batch(PROMPTS, {"callbacks": [direct]})  # the direct endpoints
+        deferred = CostCallbackHandler()
+        deferred_batch(model, PROMPTS, {"callbacks": [deferred]}, **FAST)
+        assert deferred.total_cost == pytest.approx(direct.total_cost / 2, rel=1e-12)
