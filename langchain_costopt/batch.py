@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
@@ -56,7 +55,7 @@ from langchain_core.runnables import RunnableConfig
 from langchain_core.runnables.config import get_config_list
 from pydantic import ConfigDict, SecretStr, model_validator
 
-from costopt_core.batch import PROVIDERS, BatchProvider, BatchRequest, BatchResult, batch_api
+from costopt_core.batch import PROVIDERS, BatchRequest, BatchResult, BatchTarget, resolve_target
 from costopt_core.batch.client import PollSettings, arun_batch, run_batch
 from costopt_core.batch.deferred import DeferredPlan, raise_first
 from costopt_core.ledger import BudgetExceededError, TokenUsage
@@ -77,16 +76,6 @@ _API_KEY_FIELDS: Mapping[str, tuple[str, ...]] = {
     "openai": ("openai_api_key",),
     "anthropic": ("anthropic_api_key",),
 }
-
-
-@dataclass(frozen=True)
-class BatchTarget:
-    """Where a chat model's deferred calls go: the provider's batch API, the model name
-    and the call settings read from the model."""
-
-    api: BatchProvider
-    model: str
-    params: Mapping[str, Any]
 
 
 def batch_target(
@@ -111,21 +100,13 @@ def batch_target(
     if not isinstance(model, BaseChatModel):
         raise TypeError(f"model must be a LangChain chat model, got {type(model).__name__}")
     ls = model._get_ls_params(stop=stop, **kwargs)
-    name = provider or ls.get("ls_provider")
-    if name not in PROVIDERS:
-        raise ValueError(
-            f"provider must be one of {sorted(PROVIDERS)} (the model says "
-            f"{ls.get('ls_provider')!r}): pass provider=, base_url= and api_key="
-        )
-    url = base_url or _field(model, _BASE_URL_FIELDS[name])
-    key = api_key if api_key is not None else _field(model, _API_KEY_FIELDS[name])
+    detected = ls.get("ls_provider")
+    known = provider or detected
+    key = api_key
+    if key is None and known in PROVIDERS:
+        key = _field(model, _API_KEY_FIELDS[known])
     if isinstance(key, SecretStr):
         key = key.get_secret_value()
-    if not key:
-        raise ValueError(f"api_key is required: the {name} model has none (pass api_key=)")
-    resolved = model_name or ls.get("ls_model_name") or model_name_in(vars(model))
-    if not isinstance(resolved, str) or not resolved:
-        raise ValueError("model_name is required: the model does not name its model")
     params: dict[str, Any] = {}
     if isinstance(ls.get("ls_max_tokens"), int):
         params["max_tokens"] = ls["ls_max_tokens"]
@@ -134,7 +115,15 @@ def batch_target(
     if stop:
         params["stop"] = list(stop)
     params.update(kwargs)
-    return BatchTarget(batch_api(name, str(key), url), resolved, params)
+    return resolve_target(
+        provider=provider,
+        detected=detected,
+        base_url=base_url
+        or (_field(model, _BASE_URL_FIELDS[known]) if known in PROVIDERS else None),
+        api_key=key,
+        model_name=model_name or ls.get("ls_model_name") or model_name_in(vars(model)),
+        params=params,
+    )
 
 
 def _field(model: BaseChatModel, names: tuple[str, ...]) -> Any:
@@ -584,7 +573,6 @@ class BatchAPIChatModel(BaseChatModel):
 
 __all__ = [
     "BatchAPIChatModel",
-    "BatchTarget",
     "adeferred_batch",
     "answer_message",
     "batch_target",

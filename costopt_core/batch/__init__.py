@@ -33,33 +33,17 @@ from costopt_core.batch.requests import (
     ToolCall,
     batch_requests,
 )
+from costopt_core.batch.target import (
+    KEY_ENV,
+    PROVIDERS,
+    BatchTarget,
+    batch_api,
+    resolve_target,
+)
 from costopt_core.batch.wire import BatchProvider, BatchStatus, HttpCall, HttpReply, Wait
 
-#: Provider name -> its batch API class (the names the faces accept as ``provider=``).
-PROVIDERS: dict[str, type[OpenAIBatchAPI] | type[AnthropicBatchAPI]] = {
-    "openai": OpenAIBatchAPI,
-    "anthropic": AnthropicBatchAPI,
-}
-
-
-def batch_api(provider: str, api_key: str, base_url: str | None = None) -> BatchProvider:
-    """The batch API of ``provider`` (``"openai"`` or ``"anthropic"``).
-
-    Example:
-        >>> batch_api("openai", "sk-test")
-        OpenAIBatchAPI(base_url='https://api.openai.com/v1')
-        >>> batch_api("mistral", "k")
-        Traceback (most recent call last):
-        ...
-        ValueError: provider must be one of ['anthropic', 'openai'], got 'mistral'
-    """
-    cls = PROVIDERS.get(provider)
-    if cls is None:
-        raise ValueError(f"provider must be one of {sorted(PROVIDERS)}, got {provider!r}")
-    return cls(api_key, base_url)
-
-
 __all__ = [
+    "KEY_ENV",
     "PROVIDERS",
     "AnthropicBatchAPI",
     "BatchAPIError",
@@ -69,6 +53,7 @@ __all__ = [
     "BatchRequestError",
     "BatchResult",
     "BatchStatus",
+    "BatchTarget",
     "BatchTimeoutError",
     "HttpCall",
     "HttpReply",
@@ -79,5 +64,6 @@ __all__ = [
     "arun_batch",
     "batch_api",
     "batch_requests",
+    "resolve_target",
     "run_batch",
 ]

@@ -250,7 +250,10 @@ def test_the_provider_endpoint_and_key_are_read_from_the_model(
     assert answer.usage_metadata is not None and answer.usage_metadata["output_tokens"] <= 50
 
 
-def test_a_model_without_a_known_provider_or_key_is_refused() -> None:
+def test_a_model_without_a_known_provider_or_key_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     with pytest.raises(ValueError, match="provider must be one of"):
         batch_target(SimulatedChatModel(model_name=MODEL))
     with pytest.raises(ValueError, match="api_key"):
