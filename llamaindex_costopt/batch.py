@@ -1,0 +1,490 @@
+"""Deferred LlamaIndex chat calls through the provider's batch API, at its batch rates.
+
+Example:
+    >>> from costopt_core.batch.imitation import ImitationBatchServer
+    >>> from llamaindex_costopt.batch import deferred_batch
+    >>> from llamaindex_costopt.simulated import SimulatedLLM
+    >>> with ImitationBatchServer(processing_s=0.01) as server:
+    ...     answers = deferred_batch(
+    ...         SimulatedLLM(model_name="gpt-4o-mini"), ["What is 2 + 2?", "Name a colour."],
+    ...         provider="openai", base_url=server.openai_base_url, api_key=server.api_key,
+    ...         poll_interval_s=0.01)
+    >>> [a.additional_kwargs["costopt_batch"] for a in answers], answers[0].raw["model"]
+    ([True, True], 'gpt-4o-mini')
+
+With LlamaIndex's ``OpenAI`` or ``Anthropic`` LLM the provider, base URL, model name,
+``max_tokens`` and ``temperature`` are read from the LLM (and the key from ``OpenAI``;
+LlamaIndex's ``Anthropic`` keeps its key inside its client, so pass ``api_key=`` or set
+``ANTHROPIC_API_KEY``); any other LLM takes ``provider=``, ``base_url=``, ``api_key=``.
+
+What a cost handler sees: before the batch is submitted, each call reserves its budget
+with the handlers that enforce budgets (``CostEventHandler``: those registered on the
+dispatcher, plus ``cost_handler=``) in a span of its own, and ``BudgetExceededError``
+stops the batch before anything is submitted; once the batch has ended, each answer is
+an LLM chat start/end event pair inside that span (so the reservation settles), and a
+call that failed releases its reservation.
+
+Each answer is a ``ChatResponse``: ``raw`` is the provider's answer (OpenAI chat
+completion or Anthropic message, with ``usage`` and ``model``), ``additional_kwargs``
+holds ``costopt_batch: True`` (``costopt_core.metadata_keys.BATCH_KEY``), ``batch_id``,
+``custom_id`` and the token counts (``prompt_tokens``, ``completion_tokens``,
+``total_tokens``); tool calls are in ``message.additional_kwargs["tool_calls"]`` in
+OpenAI's format.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar, Token
+from typing import Any
+
+from llama_index.core.base.llms.types import (
+    ChatMessage,
+    ChatResponse,
+    CompletionResponse,
+    LLMMetadata,
+    MessageRole,
+)
+from llama_index.core.instrumentation import get_dispatcher
+from llama_index.core.instrumentation.span import active_span_id
+from llama_index.core.llms.callbacks import llm_chat_callback
+from llama_index.core.llms.custom import CustomLLM
+from llama_index.core.llms.llm import LLM
+
+from costopt_core.batch import (
+    PROVIDERS,
+    BatchRequest,
+    BatchResult,
+    BatchTarget,
+    resolve_target,
+)
+from costopt_core.batch.client import PollSettings, arun_batch, run_batch
+from costopt_core.batch.deferred import DeferredPlan, raise_first
+from costopt_core.budget_gate import BudgetGate, CallQuote, open_budget, release_budget
+from costopt_core.ledger import BudgetExceededError
+from costopt_core.metadata_keys import BATCH_KEY
+from costopt_core.tokens import estimate_tokens
+from llamaindex_costopt.messages import message_text
+from llamaindex_costopt.wrapper import budget_gates, llm_model_name
+
+logger = logging.getLogger(__name__)
+dispatcher = get_dispatcher(__name__)
+
+Conversation = Sequence[ChatMessage] | str
+
+#: LlamaIndex LLM ``class_name()`` -> the provider whose API it calls.
+_PROVIDER_OF_CLASS: Mapping[str, str] = {"openai_llm": "openai", "Anthropic_LLM": "anthropic"}
+#: Where those LLMs keep their base URL and key (fields), by provider.
+_BASE_URL_FIELDS: Mapping[str, str] = {"openai": "api_base", "anthropic": "base_url"}
+_API_KEY_FIELDS: Mapping[str, str] = {"openai": "api_key", "anthropic": "api_key"}
+_OPENAI_ROLES: Mapping[str, str] = {
+    "chatbot": "assistant",
+    "model": "assistant",
+    "function": "tool",
+}
+
+
+def batch_target(
+    llm: LLM,
+    *,
+    provider: str | None = None,
+    base_url: str | None = None,
+    api_key: str | None = None,
+    model_name: str | None = None,
+    **kwargs: Any,
+) -> BatchTarget:
+    """Read an LLM's provider, endpoint, key, name and settings (explicit wins).
+
+    Example:
+        >>> from llamaindex_costopt.simulated import SimulatedLLM
+        >>> target = batch_target(SimulatedLLM(model_name="gpt-4o-mini", max_tokens=64),
+        ...                       provider="openai", api_key="sk-test")
+        >>> target.model, dict(target.params)
+        ('gpt-4o-mini', {'max_tokens': 64})
+    """
+    if not isinstance(llm, LLM):
+        raise TypeError(f"llm must be a LlamaIndex LLM, got {type(llm).__name__}")
+    detected = _PROVIDER_OF_CLASS.get(llm.class_name())
+    known = provider or detected
+    url = base_url
+    key = api_key
+    if known in PROVIDERS:
+        url = url or _text_field(llm, _BASE_URL_FIELDS[known])
+        key = key or _text_field(llm, _API_KEY_FIELDS[known])
+    params: dict[str, Any] = {}
+    limit = getattr(llm, "max_tokens", None)
+    if type(limit) is int and limit > 0:
+        params["max_tokens"] = limit
+    temperature = getattr(llm, "temperature", None)
+    if isinstance(temperature, int | float) and not isinstance(temperature, bool):
+        params["temperature"] = temperature
+    params.update(kwargs)
+    return resolve_target(
+        provider=provider,
+        detected=detected,
+        base_url=url,
+        api_key=key,
+        model_name=model_name or llm_model_name(llm),
+        params=params,
+    )
+
+
+def _text_field(llm: LLM, name: str) -> str | None:
+    value = getattr(llm, name, None)
+    return value if isinstance(value, str) and value else None
+
+
+def openai_messages(messages: Sequence[ChatMessage]) -> list[dict[str, Any]]:
+    """LlamaIndex chat messages in OpenAI's chat format (text, tool calls, tool results).
+
+    Example:
+        >>> openai_messages([ChatMessage(role="system", content="Be brief."),
+        ...                  ChatMessage(role="user", content="hi")])
+        [{'role': 'system', 'content': 'Be brief.'}, {'role': 'user', 'content': 'hi'}]
+    """
+    out: list[dict[str, Any]] = []
+    for message in messages:
+        role = message.role.value if isinstance(message.role, MessageRole) else str(message.role)
+        role = _OPENAI_ROLES.get(role, role)
+        entry: dict[str, Any] = {"role": role, "content": message_text(message)}
+        extra = message.additional_kwargs or {}
+        if role == "tool" and extra.get("tool_call_id"):
+            entry["tool_call_id"] = extra["tool_call_id"]
+        if role == "assistant" and extra.get("tool_calls"):
+            entry["tool_calls"] = list(extra["tool_calls"])
+        out.append(entry)
+    return out
+
+
+def chat_response(result: BatchResult, target: BatchTarget, batch_id: str | None) -> ChatResponse:
+    """The ``ChatResponse`` of an answered request, marked as billed at the batch rate."""
+    usage = result.usage
+    extra: dict[str, Any] = {
+        BATCH_KEY: True,
+        "batch_id": batch_id,
+        "custom_id": result.custom_id,
+        "model": result.model or target.model,
+    }
+    if usage is not None:
+        extra.update(
+            prompt_tokens=usage.input_tokens,
+            completion_tokens=usage.output_tokens,
+            total_tokens=usage.total_tokens,
+        )
+    message_extra: dict[str, Any] = {}
+    if result.tool_calls:
+        message_extra["tool_calls"] = [
+            {
+                "id": call.id,
+                "type": "function",
+                "function": {"name": call.name, "arguments": json.dumps(dict(call.args))},
+            }
+            for call in result.tool_calls
+        ]
+    raw = dict(result.raw)
+    raw.setdefault("model", result.model or target.model)
+    return ChatResponse(
+        message=ChatMessage(
+            role=MessageRole.ASSISTANT, content=result.text, additional_kwargs=message_extra
+        ),
+        raw=raw,
+        additional_kwargs=extra,
+    )
+
+
+# -- the events of each call ------------------------------------------------------------
+
+_ANSWER: ContextVar[ChatResponse | None] = ContextVar("costopt_batch_answer", default=None)
+
+
+class BatchAnswerLLM(CustomLLM):
+    """Hands out an answer the batch API already gave, as an LLM call: LlamaIndex's own
+    ``llm_chat_callback`` emits the call's start and end events (and legacy callbacks).
+
+    Not for direct use: :func:`deferred_batch` calls it once per answered request.
+    """
+
+    model_name: str = "unknown"
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "BatchAnswerLLM"
+
+    @property
+    def metadata(self) -> LLMMetadata:
+        return LLMMetadata(model_name=self.model_name, is_chat_model=True)
+
+    @llm_chat_callback()
+    def chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
+        answer = _ANSWER.get()
+        if answer is None:
+            raise RuntimeError("BatchAnswerLLM answers only inside deferred_batch")
+        return answer
+
+    @llm_chat_callback()
+    async def achat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
+        return self.chat(messages, **kwargs)
+
+    def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
+        raise NotImplementedError("BatchAnswerLLM only replays chat answers")
+
+    def stream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> Any:
+        raise NotImplementedError("BatchAnswerLLM only replays chat answers")
+
+
+def _span_arguments(conversation: Sequence[ChatMessage]) -> inspect.BoundArguments:
+    return inspect.signature(_span_arguments).bind(conversation)
+
+
+class _CallSpan:
+    """A span that stays open from a call's budget reservation until its answer: opened
+    before the batch is submitted, entered again to deliver the answer."""
+
+    def __init__(self, messages: Sequence[ChatMessage]) -> None:
+        self.id = f"deferred_batch.call-{uuid.uuid4()}"
+        self.arguments = _span_arguments(messages)
+        parent = active_span_id.get()
+        dispatcher.span_enter(id_=self.id, bound_args=self.arguments, parent_id=parent)
+
+    @contextmanager
+    def active(self) -> Iterator[None]:
+        token: Token[str | None] = active_span_id.set(self.id)
+        try:
+            yield
+        finally:
+            active_span_id.reset(token)
+
+    def close(self, error: BaseException | None = None) -> None:
+        if error is None:
+            dispatcher.span_exit(id_=self.id, bound_args=self.arguments)
+        else:
+            dispatcher.span_drop(id_=self.id, bound_args=self.arguments, err=error)
+
+
+class _Deferred:
+    """One deferred batch of an LLM: its requests, spans and budget reservations."""
+
+    def __init__(
+        self,
+        llm: LLM,
+        conversations: Sequence[Conversation],
+        target: BatchTarget,
+        cost_handler: BudgetGate | None,
+    ) -> None:
+        if not conversations:
+            raise ValueError("conversations must hold at least one conversation")
+        self.target = target
+        self.messages = [
+            [ChatMessage(role=MessageRole.USER, content=c)] if isinstance(c, str) else list(c)
+            for c in conversations
+        ]
+        self.requests = [
+            BatchRequest(f"request-{i}", target.model, tuple(openai_messages(m)), target.params)
+            for i, m in enumerate(self.messages)
+        ]
+        self.plan = DeferredPlan([r.custom_id for r in self.requests])
+        self.replay = BatchAnswerLLM(model_name=target.model, callback_manager=llm.callback_manager)
+        self.gates = budget_gates(dispatcher, cost_handler)
+        self.spans: list[_CallSpan] = []
+        self.reservations: list[list[Any]] = []
+
+    def admit(self) -> None:
+        """Open each call's span and reserve its budget there (refusals are recorded)."""
+        limit = self.target.params.get("max_tokens")
+        for i, messages in enumerate(self.messages):
+            span = _CallSpan(messages)
+            self.spans.append(span)
+            tokens = estimate_tokens("\n".join(message_text(m) for m in messages))
+            quote = CallQuote(self.target.model, tokens, limit if type(limit) is int else None)
+            with span.active():
+                try:
+                    self.reservations.append(open_budget(self.gates, routed=False, quotes=[quote]))
+                except BudgetExceededError as exc:
+                    self.reservations.append([])
+                    self.plan.refuse(i, exc)
+
+    def fail(self, index: int, error: BaseException) -> None:
+        release_budget(self.reservations[index])
+        self.reservations[index] = []
+        self.spans[index].close(error)
+
+    def fail_all(self, error: BaseException) -> None:
+        for i in range(len(self.spans)):
+            self.fail(i, error)
+
+    @property
+    def admitted_requests(self) -> list[BatchRequest]:
+        return [self.requests[i] for i in self.plan.admitted]
+
+    def deliveries(
+        self, results: Sequence[BatchResult], batch_id: str | None
+    ) -> Iterator[tuple[int, ChatResponse | BaseException]]:
+        """Each call's outcome; a failed one is settled here, an answered one is yielded
+        to be replayed (sync or async) inside its span."""
+        for i, outcome in enumerate(self.plan.outcomes(results)):
+            if isinstance(outcome, BaseException):
+                self.fail(i, outcome)
+                yield i, outcome
+            else:
+                yield i, chat_response(outcome, self.target, batch_id)
+
+
+def deferred_batch(
+    llm: LLM,
+    conversations: Sequence[Conversation],
+    *,
+    return_exceptions: bool = False,
+    provider: str | None = None,
+    base_url: str | None = None,
+    api_key: str | None = None,
+    model_name: str | None = None,
+    cost_handler: BudgetGate | None = None,
+    poll_interval_s: float | None = None,
+    max_poll_interval_s: float | None = None,
+    timeout_s: float | None = None,
+    settings: PollSettings | None = None,
+    http_client: Any = None,
+    **kwargs: Any,
+) -> list[Any]:
+    """Answer ``conversations`` (message lists, or a text each) with ``llm`` through its
+    provider's batch API; waits for the batch and returns ``ChatResponse``s in order.
+
+    Failures as in ``langchain_costopt.batch.deferred_batch``: ``BudgetExceededError``
+    before anything is submitted, ``BatchAPIError``, ``BatchTimeoutError`` (the batch is
+    cancelled), ``BatchRequestError`` for a request not answered (returned in its place
+    with ``return_exceptions=True``). Other keyword arguments are sent with every request.
+    """
+    target = batch_target(
+        llm,
+        provider=provider,
+        base_url=base_url,
+        api_key=api_key,
+        model_name=model_name,
+        **kwargs,
+    )
+    job = _Deferred(llm, conversations, target, cost_handler)
+    job.admit()
+    if job.plan.refusal is not None and not return_exceptions:
+        error = job.plan.refusal
+        job.fail_all(error)
+        raise error
+    batch_id: list[str] = []
+    try:
+        results = (
+            run_batch(
+                target.api,
+                job.admitted_requests,
+                poll_interval_s=poll_interval_s,
+                max_poll_interval_s=max_poll_interval_s,
+                timeout_s=timeout_s,
+                settings=settings,
+                http_client=http_client,
+                on_submit=batch_id.append,
+            )
+            if job.plan.admitted
+            else []
+        )
+    except BaseException as exc:
+        job.fail_all(exc)
+        if return_exceptions and isinstance(exc, Exception):
+            return job.plan.failed_all(exc)
+        raise
+    outputs: list[Any] = []
+    for i, outcome in job.deliveries(results, batch_id[0] if batch_id else None):
+        if isinstance(outcome, ChatResponse):
+            with job.spans[i].active():
+                answer_token = _ANSWER.set(outcome)
+                try:
+                    outcome = job.replay.chat(job.messages[i])
+                finally:
+                    _ANSWER.reset(answer_token)
+            job.spans[i].close()
+        outputs.append(outcome)
+    if not return_exceptions:
+        raise_first(outputs)
+    return outputs
+
+
+async def adeferred_batch(
+    llm: LLM,
+    conversations: Sequence[Conversation],
+    *,
+    return_exceptions: bool = False,
+    provider: str | None = None,
+    base_url: str | None = None,
+    api_key: str | None = None,
+    model_name: str | None = None,
+    cost_handler: BudgetGate | None = None,
+    poll_interval_s: float | None = None,
+    max_poll_interval_s: float | None = None,
+    timeout_s: float | None = None,
+    settings: PollSettings | None = None,
+    http_client: Any = None,
+    **kwargs: Any,
+) -> list[Any]:
+    """Async :func:`deferred_batch` (polls with ``asyncio.sleep``; ``http_client`` is an
+    ``httpx.AsyncClient``)."""
+    target = batch_target(
+        llm,
+        provider=provider,
+        base_url=base_url,
+        api_key=api_key,
+        model_name=model_name,
+        **kwargs,
+    )
+    job = _Deferred(llm, conversations, target, cost_handler)
+    job.admit()
+    if job.plan.refusal is not None and not return_exceptions:
+        error = job.plan.refusal
+        job.fail_all(error)
+        raise error
+    batch_id: list[str] = []
+    try:
+        results = (
+            await arun_batch(
+                target.api,
+                job.admitted_requests,
+                poll_interval_s=poll_interval_s,
+                max_poll_interval_s=max_poll_interval_s,
+                timeout_s=timeout_s,
+                settings=settings,
+                http_client=http_client,
+                on_submit=batch_id.append,
+            )
+            if job.plan.admitted
+            else []
+        )
+    except BaseException as exc:
+        job.fail_all(exc)
+        if return_exceptions and isinstance(exc, Exception):
+            return job.plan.failed_all(exc)
+        raise
+    outputs: list[Any] = []
+    for i, outcome in job.deliveries(results, batch_id[0] if batch_id else None):
+        if isinstance(outcome, ChatResponse):
+            with job.spans[i].active():
+                answer_token = _ANSWER.set(outcome)
+                try:
+                    outcome = await job.replay.achat(job.messages[i])
+                finally:
+                    _ANSWER.reset(answer_token)
+            job.spans[i].close()
+        outputs.append(outcome)
+    if not return_exceptions:
+        raise_first(outputs)
+    return outputs
+
+
+__all__ = [
+    "BatchAnswerLLM",
+    "adeferred_batch",
+    "batch_target",
+    "chat_response",
+    "deferred_batch",
+    "openai_messages",
+]
