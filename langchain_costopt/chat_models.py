@@ -56,6 +56,7 @@ from pydantic import BaseModel, ConfigDict, model_validator
 from costopt_core.decision import RouteDecision, with_checked_tiers
 from costopt_core.engine import ROUTING_KEY, Answered, AnswerFacts, RoutedCall, RoutingEngine
 from costopt_core.metadata_keys import BATCH_ROUTING_KEY, MODEL_NAME_KEYS, model_name_in
+from costopt_core.prompt_prefix import CACHE_MARK, settings_for
 from langchain_costopt.cache_stream import CachedStream, cache_of, replay_generation_chunks
 from langchain_costopt.messages import (
     Messages,
@@ -339,6 +340,8 @@ class RouterChatModel(BaseChatModel):
         """The inner model and call kwargs, with the router's bound tools re-bound the
         inner model's own way (each provider formats tools differently)."""
         model = self.models[tier]
+        if CACHE_MARK in kwargs:  # a prompt-cache mark only for providers that take it
+            kwargs = settings_for(self._engine.names[tier], model._llm_type, kwargs)
         return model, self._binder.call_kwargs(tier, model, kwargs)
 
     def _answer(self, answered: Answered[ChatResult]) -> ChatResult:

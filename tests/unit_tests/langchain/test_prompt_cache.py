@@ -11,6 +11,7 @@ from langchain.agents import create_agent
 from langchain.agents.middleware.types import ModelRequest
 from langchain_core.messages import HumanMessage, SystemMessage
 from langchain_core.tools import tool
+from pydantic import Field
 
 from langchain_costopt import CostCallbackHandler, RouterChatModel, set_price
 from langchain_costopt.middleware import PromptCacheMiddleware
@@ -149,3 +150,24 @@ def test_a_timestamp_in_the_system_prompt_is_reported_once(
 def test_bad_arguments_name_themselves(kwargs: dict[str, Any], name: str) -> None:
     with pytest.raises(ValueError, match=name):
         PromptCacheMiddleware(**kwargs)
+
+
+class _Recording(SimulatedChatModel):
+    """Remembers the keyword arguments of each call (what the provider would be sent)."""
+
+    calls: list[dict[str, Any]] = Field(default_factory=list)
+
+    def _generate(self, messages: Any, stop: Any = None, run_manager: Any = None, **kw: Any) -> Any:
+        self.calls.append(kw)
+        return super()._generate(messages, stop, run_manager, **kw)
+
+
+def test_a_router_hands_the_mark_only_to_tiers_whose_provider_takes_it() -> None:
+    gpt = _Recording(model_name="pcm-gpt")
+    claude = _Recording(model_name="pcm-claude")
+    router = RouterChatModel(models={"cheap": gpt, "strong": claude}, strategy="rules")
+    mark = {"type": "ephemeral"}
+    router.invoke("hi", cache_control=mark)  # a short prompt: the cheap (OpenAI-like) tier
+    router.invoke("请分析并比较两种数据库架构设计的优劣", cache_control=mark)  # the strong tier
+    assert gpt.calls and "cache_control" not in gpt.calls[-1]
+    assert claude.calls and claude.calls[-1]["cache_control"] == mark
