@@ -132,7 +132,11 @@ def embedding_function(embeddings: Any = None) -> tuple[EmbedFn, str]:
 
         def fn(texts: Sequence[str]) -> np.ndarray:
             return np.asarray(embeddings.embed(list(texts)), dtype=np.float32)
-    elif callable(getattr(embeddings, "embed_one", None)):  # the engine's LocalEmbedder
+    elif callable(getattr(embeddings, "embed_many", None)):
+        # The engine's LocalEmbedder: a batch is one engine call, spread over the cores.
+        def fn(texts: Sequence[str]) -> np.ndarray:
+            return np.asarray(embeddings.embed_many(list(texts)), dtype=np.float32)
+    elif callable(getattr(embeddings, "embed_one", None)):
 
         def fn(texts: Sequence[str]) -> np.ndarray:
             return np.asarray([embeddings.embed_one(t) for t in texts], dtype=np.float32)

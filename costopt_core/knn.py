@@ -24,6 +24,13 @@ labels of its ``k`` most similar labelled prompts:
 - **k** defaults to about ``2 * sqrt(n)`` between 10 and 100: with a few hundred labels a
   neighbourhood of ten or so already averages out noise, with thousands a hundred does.
 
+- **length**: with ``use_length`` (the default) the neighbours' estimate is combined with
+  the prompt's length (the one signal that held on every labelled set tried) by a
+  two-input logistic regression fitted at ``fit`` time on *leave-one-out* neighbour
+  estimates of the training prompts (each scored by its neighbours without itself, as a
+  new prompt would be). Where length says nothing the fit gives it no weight and the
+  ranking is the neighbours' alone.
+
 Embeddings are any model (see :mod:`costopt_core.embedding_cache`); the default is the
 best offline embedding installed. ``save`` / :func:`costopt_core.learned.load_router`
 write and read plain ``.npz`` / ``.json`` files.
@@ -41,8 +48,13 @@ import numpy as np
 from costopt_core.decision import LADDER
 from costopt_core.embedding_cache import embedding_function
 from costopt_core.learned import LearnedStrategy, NotFittedError
+from costopt_core.logistic import fit_logistic, predict_logistic
+from costopt_core.tokens import estimate_tokens
+from costopt_core.zero_shot import length_value
 
 _CHUNK = 256  # query rows per similarity block (bounds memory on large evaluations)
+_COMBINE_L2 = 1e-3  # two inputs and thousands of labels: the fit needs little shrinkage
+_COMBINE_KEYS = ("weights", "bias", "mean", "scale")
 
 
 def auto_k(n: int) -> int:
@@ -63,6 +75,8 @@ class KNNStrategy(LearnedStrategy):
         k: neighbours consulted; None = :func:`auto_k` of the training size.
         temperature: similarity scale of the neighbour weights (smaller = sharper).
         prior_strength: pseudo-neighbours at the overall mean label.
+        use_length: combine the neighbours' estimate with the prompt's length (see the
+            module docs); False = the neighbours' estimate alone.
         tiers, thresholds, cache_dir: see :class:`~costopt_core.learned.LearnedStrategy`.
     """
 
@@ -76,6 +90,7 @@ class KNNStrategy(LearnedStrategy):
         k: int | None = None,
         temperature: float = 0.5,
         prior_strength: float = 1.0,
+        use_length: bool = True,
         tiers: Sequence[str] = LADDER,
         thresholds: Sequence[float] | None = None,
         cache_dir: str | PathLike[str] | None = None,
@@ -86,40 +101,73 @@ class KNNStrategy(LearnedStrategy):
             raise ValueError(f"temperature must be a number > 0, got {temperature!r}")
         if not isinstance(prior_strength, int | float) or not prior_strength >= 0:
             raise ValueError(f"prior_strength must be a number >= 0, got {prior_strength!r}")
+        if not isinstance(use_length, bool):
+            raise TypeError(f"use_length must be a bool, got {use_length!r}")
         super().__init__(embeddings, tiers=tiers, thresholds=thresholds, cache_dir=cache_dir)
         self.k = k
         self.temperature = float(temperature)
         self.prior_strength = float(prior_strength)
+        self.use_length = use_length
 
     def settings(self) -> dict[str, Any]:
-        return {"k": self.k, "temperature": self.temperature, "prior_strength": self.prior_strength}
+        return {
+            "k": self.k,
+            "temperature": self.temperature,
+            "prior_strength": self.prior_strength,
+            "use_length": self.use_length,
+        }
+
+    def _check_state(self, state: dict[str, np.ndarray], source: Any) -> dict[str, np.ndarray]:
+        checked = super()._check_state(state, source)
+        # The length combination is optional: files without it rank by neighbours alone.
+        checked.update(
+            {
+                f"combine_{k}": state[f"combine_{k}"]
+                for k in _COMBINE_KEYS
+                if f"combine_{k}" in state
+            }
+        )
+        return checked
 
     def _fit(self, prompts: Sequence[str], x: np.ndarray, y: np.ndarray) -> dict[str, np.ndarray]:
-        return {"vectors": x, "labels": y.astype(np.float64)}
+        state = {"vectors": x, "labels": y.astype(np.float64)}
+        if self.use_length and len(y) >= 3 and np.ptp(y) > 0:
+            loo = self._estimates(state, x, leave_one_out=True)
+            fitted = fit_logistic(_combine_inputs(loo, prompts), y, l2=_COMBINE_L2)
+            state.update({f"combine_{k}": v for k, v in fitted.items()})
+        return state
 
-    def _neighbours(self, state: dict[str, np.ndarray], x: np.ndarray) -> tuple[Any, Any]:
+    def _neighbours(
+        self, state: dict[str, np.ndarray], x: np.ndarray, skip: np.ndarray | None = None
+    ) -> tuple[Any, Any]:
+        """The ``k`` nearest labelled prompts of each row of ``x``, best first; row ``i``
+        never gets labelled prompt ``skip[i]`` (leave-one-out)."""
         vectors = state["vectors"]
         if x.shape[1] != vectors.shape[1]:
             raise ValueError(
                 f"embedding dimension {x.shape[1]} does not match the fitted "
                 f"{vectors.shape[1]}: route with the embeddings used to fit"
             )
-        k = min(self.k or auto_k(len(vectors)), len(vectors))
+        k = min(self.k or auto_k(len(vectors)), len(vectors) - (skip is not None))
         sims = x @ vectors.T
+        if skip is not None:
+            sims[np.arange(len(x)), skip] = -np.inf
         top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
         top_sims = np.take_along_axis(sims, top, axis=1)
         # Sorted best first, ties broken by position, so scores never depend on platform.
         order = np.lexsort((top, -top_sims), axis=1)
         return np.take_along_axis(top, order, axis=1), np.take_along_axis(top_sims, order, axis=1)
 
-    def _scores(
-        self, state: dict[str, np.ndarray], prompts: Sequence[str], x: np.ndarray
+    def _estimates(
+        self, state: dict[str, np.ndarray], x: np.ndarray, *, leave_one_out: bool = False
     ) -> np.ndarray:
+        """The smoothed, similarity-weighted mean label of each row's neighbours."""
         labels = state["labels"]
         base = float(labels.mean())
         out = np.empty(len(x))
         for i in range(0, len(x), _CHUNK):
-            top, sims = self._neighbours(state, x[i : i + _CHUNK])
+            skip = np.arange(i, min(i + _CHUNK, len(x))) if leave_one_out else None
+            top, sims = self._neighbours(state, x[i : i + _CHUNK], skip)
             weights = np.exp((sims - sims[:, :1]) / self.temperature)
             total = weights.sum(axis=1) + self.prior_strength
             out[i : i + _CHUNK] = (
@@ -127,17 +175,35 @@ class KNNStrategy(LearnedStrategy):
             ) / total
         return out
 
+    def _scores(
+        self, state: dict[str, np.ndarray], prompts: Sequence[str], x: np.ndarray
+    ) -> np.ndarray:
+        estimates = self._estimates(state, x)
+        if "combine_weights" not in state:
+            return estimates
+        fitted = {k: state[f"combine_{k}"] for k in _COMBINE_KEYS}
+        return predict_logistic(fitted, _combine_inputs(estimates, prompts))
+
     def _explain(self, state: dict[str, np.ndarray], x: np.ndarray, score: float) -> str:
         top, sims = self._neighbours(state, x)
         needed = float(state["labels"][top[0]].mean())
+        length = " and length" if "combine_weights" in state else ""
         return (
             f"knn: mean label {needed:.2f} over {top.shape[1]} nearest labelled prompts "
-            f"(top similarity {float(sims[0, 0]):.2f}); score {score:.2f}"
+            f"(top similarity {float(sims[0, 0]):.2f}){length}; score {score:.2f}"
         )
 
     def __repr__(self) -> str:
         n = 0 if self._state is None else len(self._state["labels"])
         return f"KNNStrategy(embeddings={self._embed.name}, k={self.k}, fitted_on={n})"
+
+
+def _combine_inputs(estimates: np.ndarray, prompts: Sequence[str]) -> np.ndarray:
+    """The two inputs of the length combination: the neighbours' estimate on the log-odds
+    scale, and the prompt's length feature."""
+    p = np.clip(estimates, 1e-4, 1 - 1e-4)
+    lengths = [length_value(estimate_tokens(t)) for t in prompts]
+    return np.column_stack([np.log(p / (1 - p)), lengths])
 
 
 __all__ = ["KNNStrategy", "NotFittedError", "auto_k", "embedding_function"]

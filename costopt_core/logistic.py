@@ -49,6 +49,57 @@ def prompt_features(prompts: Sequence[str]) -> np.ndarray:
     return np.array([[row[k] for k in _PROMPT_FEATURES] for row in rows], dtype=np.float64)
 
 
+def fit_logistic(
+    z: np.ndarray, y: np.ndarray, *, l2: float, iterations: int = 25
+) -> dict[str, np.ndarray]:
+    """L2-regularised logistic regression of labels ``y`` in [0, 1] (cross-entropy, so
+    graded labels are fine) on the columns of ``z``, standardised first; Newton steps.
+
+    Returns ``{"weights", "bias", "mean", "scale"}``: the probability of a row ``r`` is
+    ``logistic(((r - mean) / scale) @ weights + bias[0])`` (see :func:`predict_logistic`).
+    ``l2`` is the ridge penalty per standardised column, times the number of rows.
+
+    Example:
+        >>> z = np.array([[0.0], [1.0], [2.0], [3.0]])
+        >>> fitted = fit_logistic(z, np.array([0.0, 0.0, 1.0, 1.0]), l2=0.01)
+        >>> p = predict_logistic(fitted, z)
+        >>> bool(p[0] < 0.5 < p[3])
+        True
+    """
+    z = np.asarray(z, dtype=np.float64)
+    mean = z.mean(axis=0)
+    scale = z.std(axis=0)
+    scale[scale < 1e-9] = 1.0
+    z = (z - mean) / scale
+    n, d = z.shape
+    a = np.hstack([z, np.ones((n, 1))])
+    penalty = np.full(d + 1, l2 * n)
+    penalty[-1] = 0.0  # the intercept is not shrunk
+    w = np.zeros(d + 1)
+    prior = float(np.clip(y.mean(), 1e-3, 1 - 1e-3))
+    w[-1] = np.log(prior / (1 - prior))
+    for _ in range(iterations):
+        p = 1.0 / (1.0 + np.exp(-(a @ w)))
+        grad = a.T @ (p - y) + penalty * w
+        hess = (a * (p * (1 - p))[:, None]).T @ a + np.diag(penalty + 1e-9)
+        step = np.linalg.solve(hess, grad)
+        w -= step
+        if float(np.max(np.abs(step))) < 1e-6:
+            break
+    return {"weights": w[:-1], "bias": w[-1:], "mean": mean, "scale": scale}
+
+
+def predict_logistic(fitted: dict[str, np.ndarray], z: np.ndarray) -> np.ndarray:
+    """Probabilities of the rows of ``z`` under :func:`fit_logistic`'s result."""
+    z = (np.asarray(z, dtype=np.float64) - fitted["mean"]) / fitted["scale"]
+    if z.shape[1] != len(fitted["weights"]):
+        raise ValueError(
+            f"feature dimension {z.shape[1]} does not match the fitted "
+            f"{len(fitted['weights'])}: route with the embeddings used to fit"
+        )
+    return 1.0 / (1.0 + np.exp(-(z @ fitted["weights"] + fitted["bias"][0])))
+
+
 class LogisticStrategy(LearnedStrategy):
     """P(strong needed) = logistic(w . [embedding, prompt features] + b).
 
@@ -87,41 +138,15 @@ class LogisticStrategy(LearnedStrategy):
         return np.hstack([x.astype(np.float64), prompt_features(prompts)])
 
     def _fit(self, prompts: Sequence[str], x: np.ndarray, y: np.ndarray) -> dict[str, np.ndarray]:
-        z = self._design(prompts, x)
-        mean = z.mean(axis=0)
-        scale = z.std(axis=0)
-        scale[scale < 1e-9] = 1.0
-        z = (z - mean) / scale
-        n, d = z.shape
-        a = np.hstack([z, np.ones((n, 1))])
-        penalty = np.full(d + 1, self.l2 * n)
-        penalty[-1] = 0.0  # the intercept is not shrunk
-        w = np.zeros(d + 1)
-        prior = float(np.clip(y.mean(), 1e-3, 1 - 1e-3))
-        w[-1] = np.log(prior / (1 - prior))
-        for _ in range(self.iterations):
-            p = 1.0 / (1.0 + np.exp(-(a @ w)))
-            grad = a.T @ (p - y) + penalty * w
-            hess = (a * (p * (1 - p))[:, None]).T @ a + np.diag(penalty + 1e-9)
-            step = np.linalg.solve(hess, grad)
-            w -= step
-            if float(np.max(np.abs(step))) < 1e-6:
-                break
-        return {"weights": w[:-1], "bias": w[-1:], "mean": mean, "scale": scale}
+        return fit_logistic(self._design(prompts, x), y, l2=self.l2, iterations=self.iterations)
 
     def _scores(
         self, state: dict[str, np.ndarray], prompts: Sequence[str], x: np.ndarray
     ) -> np.ndarray:
-        z = (self._design(prompts, x) - state["mean"]) / state["scale"]
-        if z.shape[1] != len(state["weights"]):
-            raise ValueError(
-                f"feature dimension {z.shape[1]} does not match the fitted "
-                f"{len(state['weights'])}: route with the embeddings used to fit"
-            )
-        return 1.0 / (1.0 + np.exp(-(z @ state["weights"] + state["bias"][0])))
+        return predict_logistic(state, self._design(prompts, x))
 
     def __repr__(self) -> str:
         return f"LogisticStrategy(embeddings={self._embed.name}, l2={self.l2})"
 
 
-__all__ = ["LogisticStrategy", "prompt_features"]
+__all__ = ["LogisticStrategy", "fit_logistic", "predict_logistic", "prompt_features"]

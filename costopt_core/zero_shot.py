@@ -262,10 +262,21 @@ _LABELS = {
 }
 
 
+def length_value(tokens: int) -> float:
+    """The length feature: doublings of ``1 + tokens / 16`` (0 for an empty prompt, 1 at
+    16 tokens, ~2.9 at 100): each doubling of a long prompt adds the same.
+
+    Example:
+        >>> [round(length_value(t), 2) for t in (0, 16, 100)]
+        [0.0, 1.0, 2.86]
+    """
+    return math.log2(1 + tokens / 16)
+
+
 def feature_values(f: Features) -> dict[str, float]:
     """Each feature on the scale its weight applies to (before weighting)."""
     values = {
-        "length": math.log2(1 + f.tokens / 16),
+        "length": length_value(f.tokens),
         "vocabulary": 10 * f.long_word_share,
         "steps": math.log1p(f.steps),
         "constraints": math.log1p(f.constraints),
@@ -359,4 +370,5 @@ __all__ = [
     "ZeroShotStrategy",
     "extract_features",
     "feature_values",
+    "length_value",
 ]

@@ -36,11 +36,14 @@ def test_neighbours_decide_the_score() -> None:
 
 def test_graded_labels_and_smoothing() -> None:
     graded = [0.9] * 8 + [0.2] * 8  # judge-score gains, not 0/1
-    raw = KNNStrategy(HashingEmbedder(), k=4, prior_strength=0).fit(PROMPTS, graded)
+    # The neighbours' estimate alone (no length combination).
+    raw = KNNStrategy(HashingEmbedder(), k=4, prior_strength=0, use_length=False)
+    raw = raw.fit(PROMPTS, graded)
     assert raw.score(HARD[0]) == pytest.approx(0.9)  # its neighbours' mean label
-    router = KNNStrategy(HashingEmbedder(), k=4).fit(PROMPTS, graded)
+    router = KNNStrategy(HashingEmbedder(), k=4, use_length=False).fit(PROMPTS, graded)
     assert 0.55 < router.score(HARD[0]) < 0.9  # pulled towards the mean label, 0.55
-    flat = KNNStrategy(HashingEmbedder(), k=4, prior_strength=1000).fit(PROMPTS, graded)
+    flat = KNNStrategy(HashingEmbedder(), k=4, prior_strength=1000, use_length=False)
+    flat = flat.fit(PROMPTS, graded)
     assert flat.score(HARD[0]) == pytest.approx(0.55, abs=0.01)  # all prior: the mean label
     assert [auto_k(n) for n in (5, 2500, 10**6)] == [10, 100, 100]
 
@@ -78,7 +81,7 @@ def test_save_load_round_trip(tmp_path) -> None:
     assert loaded.tiers == ("cheap", "strong") and loaded.k == 4
     # No pickle inside: numpy can read it with pickles disallowed.
     with np.load(path, allow_pickle=False) as data:
-        assert set(data.files) == {"header", "vectors", "labels"}
+        assert {"header", "vectors", "labels", "combine_weights"} <= set(data.files)
 
 
 def test_load_errors(tmp_path) -> None:
@@ -170,3 +173,16 @@ def test_clone_is_unfitted_with_the_same_settings() -> None:
     twin = router.clone()
     assert not twin.is_fitted and twin.k == 2 and twin.tiers == ("a", "b")
     assert twin.fit(PROMPTS, LABELS).score(HARD[0]) == router.score(HARD[0])
+
+
+def test_length_is_combined_with_the_neighbours() -> None:
+    # Same words, different lengths: the neighbours cannot tell the prompts apart, the
+    # length can. Long prompts needed the strong model.
+    prompts = [("check this order " * n).strip() for n in range(1, 41)]
+    labels = [float(n > 20) for n in range(1, 41)]
+    with_length = KNNStrategy(HashingEmbedder(), k=10).fit(prompts, labels)
+    alone = KNNStrategy(HashingEmbedder(), k=10, use_length=False).fit(prompts, labels)
+    short, long = "check this order", ("check this order " * 35).strip()
+    assert with_length.score(long) - with_length.score(short) > 0.5
+    assert abs(alone.score(long) - alone.score(short)) < 0.1
+    assert "and length" in with_length.route(long).reason
