@@ -253,6 +253,23 @@ class _Deferred:
     def admitted_requests(self) -> list[BatchRequest]:
         return [self.requests[i] for i in self.plan.admitted]
 
+    def outputs(
+        self, results: Sequence[BatchResult], batch_id: str | None
+    ) -> Iterator[AIMessage | BaseException]:
+        """Each input's answer, or the exception it ends with, in order."""
+        for outcome in self.plan.outcomes(results):
+            if isinstance(outcome, BaseException):
+                yield outcome
+            else:
+                yield answer_message(outcome, self.target, batch_id)
+
+
+def _ended(output: AIMessage | BaseException) -> LLMResult | None:
+    """What a run that ended with ``output`` reports (``None``: it failed)."""
+    if isinstance(output, BaseException):
+        return None
+    return LLMResult(generations=[[ChatGeneration(message=output)]])
+
 
 def _call_kwargs(
     model: BaseChatModel,
@@ -340,16 +357,15 @@ def deferred_batch(
         if return_exceptions and isinstance(exc, Exception):
             return job.plan.failed_all(exc)
         raise
-    outputs: list[Any] = []
-    for run, outcome in zip(runs, job.plan.outcomes(results), strict=True):
-        if isinstance(outcome, BaseException):
-            if run is not None:
-                run.on_llm_error(outcome)
-            outputs.append(outcome)
+    outputs = list(job.outputs(results, batch_id[0] if batch_id else None))
+    for run, output in zip(runs, outputs, strict=True):
+        ended = _ended(output)
+        if run is None:
             continue
-        message = answer_message(outcome, target, batch_id[0] if batch_id else None)
-        run.on_llm_end(LLMResult(generations=[[ChatGeneration(message=message)]]))
-        outputs.append(message)
+        if ended is None:
+            run.on_llm_error(output)
+        else:
+            run.on_llm_end(ended)
     if not return_exceptions:
         raise_first(outputs)
     return outputs
@@ -413,16 +429,15 @@ async def adeferred_batch(
         if return_exceptions and isinstance(exc, Exception):
             return job.plan.failed_all(exc)
         raise
-    outputs: list[Any] = []
-    for run, outcome in zip(runs, job.plan.outcomes(results), strict=True):
-        if isinstance(outcome, BaseException):
-            if run is not None:
-                await run.on_llm_error(outcome)
-            outputs.append(outcome)
+    outputs = list(job.outputs(results, batch_id[0] if batch_id else None))
+    for run, output in zip(runs, outputs, strict=True):
+        ended = _ended(output)
+        if run is None:
             continue
-        message = answer_message(outcome, target, batch_id[0] if batch_id else None)
-        await run.on_llm_end(LLMResult(generations=[[ChatGeneration(message=message)]]))
-        outputs.append(message)
+        if ended is None:
+            await run.on_llm_error(output)
+        else:
+            await run.on_llm_end(ended)
     if not return_exceptions:
         raise_first(outputs)
     return outputs
