@@ -44,6 +44,7 @@ class AnthropicBatchAPI:
     ``/v1``); the key is sent as ``x-api-key`` and never shown in ``repr``."""
 
     name = "anthropic"
+    max_requests = 100_000
 
     def __init__(
         self,

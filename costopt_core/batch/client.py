@@ -100,6 +100,11 @@ class BatchJob:
     ) -> None:
         if not requests:
             raise ValueError("requests must hold at least one BatchRequest")
+        if len(requests) > provider.max_requests:
+            raise ValueError(
+                f"requests must number at most {provider.max_requests:,} for one "
+                f"{provider.name} batch, got {len(requests):,}: split them"
+            )
         ids = [r.custom_id for r in requests]
         if len(set(ids)) != len(ids):
             raise ValueError("requests must have distinct custom_id values")

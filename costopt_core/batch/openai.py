@@ -43,6 +43,7 @@ class OpenAIBatchAPI:
     """
 
     name = "openai"
+    max_requests = 50_000
 
     def __init__(
         self,

@@ -88,6 +88,11 @@ class BatchProvider(Protocol):
         """Where its API lives (paths of :class:`HttpCall` are joined to it)."""
         ...
 
+    @property
+    def max_requests(self) -> int:
+        """The most requests one batch may hold."""
+        ...
+
     def headers(self) -> dict[str, str]:
         """Authentication and version headers for every call."""
         ...

@@ -414,6 +414,9 @@ def test_bad_arguments_name_what_is_wrong() -> None:
         )
     with pytest.raises(ValueError, match="requests"):
         BatchJob(OpenAIBatchAPI("sk"), [])
+    too_many = batch_requests("m", [[{"role": "user", "content": "x"}]] * 50_001)
+    with pytest.raises(ValueError, match="at most 50,000"):
+        BatchJob(OpenAIBatchAPI("sk"), too_many)
     with pytest.raises(ValueError, match="api_key"):
         OpenAIBatchAPI("")
     with pytest.raises(ValueError, match="messages"):
