@@ -271,25 +271,19 @@ def _ended(output: AIMessage | BaseException) -> LLMResult | None:
     return LLMResult(generations=[[ChatGeneration(message=output)]])
 
 
-def _call_kwargs(
-    model: BaseChatModel,
-    provider: str | None,
-    base_url: str | None,
-    api_key: str | SecretStr | None,
-    model_name: str | None,
-    stop: Stop,
-    kwargs: dict[str, Any],
-) -> BatchTarget:
+def _prepare(
+    model: BaseChatModel, explicit: dict[str, Any], stop: Stop, kwargs: dict[str, Any]
+) -> tuple[BaseChatModel, BatchTarget, PollSettings | None]:
+    """The model to call, its target and poll settings. A ``BatchAPIChatModel`` is
+    unwrapped: its own settings fill in what the call did not give."""
     kwargs.pop("deferred", None)
-    return batch_target(
-        model,
-        provider=provider,
-        base_url=base_url,
-        api_key=api_key,
-        model_name=model_name,
-        stop=stop,
-        **kwargs,
-    )
+    if isinstance(model, BatchAPIChatModel):
+        for key, value in model.batch_options().items():
+            if explicit.get(key) is None:
+                explicit[key] = value
+        model = model.model
+    settings = explicit.pop("settings", None)
+    return model, batch_target(model, stop=stop, **explicit, **kwargs), settings
 
 
 def deferred_batch(
@@ -312,6 +306,9 @@ def deferred_batch(
 ) -> list[Any]:
     """Answer ``inputs`` with ``model`` through its provider's batch API (waits for it).
 
+    ``model``: a chat model of a provider with a batch API, or a ``BatchAPIChatModel``
+    (whose settings apply where the call gives none).
+
     Returns one ``AIMessage`` per input, in order. A request the provider did not
     answer raises ``BatchRequestError`` (or is returned as one with
     ``return_exceptions=True``); so does a budget refusal (``BudgetExceededError``,
@@ -319,7 +316,14 @@ def deferred_batch(
     batch not ended by ``timeout_s`` (``BatchTimeoutError``, after cancelling it).
     Other keyword arguments are sent with every request (``tools``, ``top_p``...).
     """
-    target = _call_kwargs(model, provider, base_url, api_key, model_name, stop, kwargs)
+    explicit = {
+        "provider": provider,
+        "base_url": base_url,
+        "api_key": api_key,
+        "model_name": model_name,
+        "settings": settings,
+    }
+    model, target, settings = _prepare(model, explicit, stop, kwargs)
     job = _Deferred(model, inputs, config, target, stop, kwargs)
     runs: list[Any] = [None] * len(job.requests)
     for i in range(len(runs)):
@@ -391,7 +395,14 @@ async def adeferred_batch(
 ) -> list[Any]:
     """Async :func:`deferred_batch` (polls with ``asyncio.sleep``; ``http_client`` is an
     ``httpx.AsyncClient``)."""
-    target = _call_kwargs(model, provider, base_url, api_key, model_name, stop, kwargs)
+    explicit = {
+        "provider": provider,
+        "base_url": base_url,
+        "api_key": api_key,
+        "model_name": model_name,
+        "settings": settings,
+    }
+    model, target, settings = _prepare(model, explicit, stop, kwargs)
     job = _Deferred(model, inputs, config, target, stop, kwargs)
     runs: list[Any] = [None] * len(job.requests)
     for i in range(len(runs)):
@@ -499,7 +510,9 @@ class BatchAPIChatModel(BaseChatModel):
     def _settings(self) -> PollSettings:
         return PollSettings(self.poll_interval_s, self.max_poll_interval_s, self.timeout_s)
 
-    def _options(self) -> dict[str, Any]:
+    def batch_options(self) -> dict[str, Any]:
+        """Where its deferred calls go and how they are waited for (``deferred_batch``'s
+        arguments)."""
         return {
             "provider": self.provider,
             "base_url": self.base_url,
@@ -553,14 +566,7 @@ class BatchAPIChatModel(BaseChatModel):
         deferred = kwargs.pop("deferred", None)
         if not (self.deferred if deferred is None else deferred):
             return super().batch(inputs, config, return_exceptions=return_exceptions, **kwargs)
-        return deferred_batch(
-            self.model,
-            inputs,
-            config,
-            return_exceptions=return_exceptions,
-            **self._options(),
-            **kwargs,
-        )
+        return deferred_batch(self, inputs, config, return_exceptions=return_exceptions, **kwargs)
 
     async def abatch(
         self,
@@ -577,12 +583,7 @@ class BatchAPIChatModel(BaseChatModel):
                 inputs, config, return_exceptions=return_exceptions, **kwargs
             )
         return await adeferred_batch(
-            self.model,
-            inputs,
-            config,
-            return_exceptions=return_exceptions,
-            **self._options(),
-            **kwargs,
+            self, inputs, config, return_exceptions=return_exceptions, **kwargs
         )
 
 
