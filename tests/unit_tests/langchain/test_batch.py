@@ -123,6 +123,18 @@ def test_a_budget_refusal_stops_the_batch_before_it_is_submitted(
     assert len(answers) == 3 and handler.summary().calls == 3
 
 
+async def test_async_budget_refusal_submits_nothing(server: ImitationBatchServer) -> None:
+    model = SimulatedChatModel(model_name=MODEL, max_tokens=100)
+    handler = CostCallbackHandler(budget_usd=3.5 * _per_call_budget(100))
+    with pytest.raises(BudgetExceededError):
+        await adeferred_batch(model, PROMPTS, {"callbacks": [handler]}, **_options(server))
+    assert server.submitted == []
+    answers = await adeferred_batch(
+        model, PROMPTS[:3], {"callbacks": [handler]}, **_options(server)
+    )
+    assert len(answers) == 3 and handler.summary().calls == 3
+
+
 def test_with_return_exceptions_the_admitted_calls_go_and_the_others_are_refused(
     server: ImitationBatchServer,
 ) -> None:
