@@ -1,21 +1,21 @@
 """Prompt compression without a model: squeeze whitespace and repeated boilerplate, drop
-duplicate and near-duplicate retrieved chunks, keep the chunks most relevant to the
-question first, and cut what is left to a token budget.
+duplicate and overlapping retrieved chunks, and keep what is most relevant to the
+question within a token budget.
 
 Example:
     >>> from costopt_core.compression import ChunkCompressor
     >>> chunks = [
     ...     "Paris is the capital of France.   It has   2.1 million inhabitants.",
     ...     "Paris is the capital of France. It has 2.1 million inhabitants.",  # duplicate
-    ...     "The Loire is the longest river in France.",
-    ...     "Berlin is the capital of Germany.",
+    ...     "The Loire is the longest river in France. It flows into the Atlantic.",
     ... ]
-    >>> result = ChunkCompressor(max_tokens=20).compress(chunks, query="capital of France")
+    >>> result = ChunkCompressor(max_tokens=27).compress(chunks, query="capital of France?")
     >>> for text in result.texts:
     ...     print(text)
     Paris is the capital of France. It has 2.1 million inhabitants.
+    The Loire is the longest river in France.
     >>> result.kept, result.tokens_before, result.tokens_after, result.saved_tokens
-    ((0,), 53, 16, 37)
+    ((0, 2), 51, 27, 24)
 
 The faces use it to translate their own objects: ``langchain_costopt.compression``
 (a Runnable for prompts, a document compressor for retrievers) and
@@ -23,20 +23,21 @@ The faces use it to translate their own objects: ``langchain_costopt.compression
 removed are priced by the cost handlers as the ``compression`` lever
 (:mod:`costopt_core.levers`).
 
-What each step does, in the order :meth:`ChunkCompressor.compress` runs them:
+What :meth:`ChunkCompressor.compress` does, in order:
 
 1. :func:`squeeze_whitespace`: trailing spaces, runs of spaces inside a line, and runs
    of blank lines; indentation at the start of a line is kept (code stays code);
-2. relevance: chunks are ranked by BM25 against the query (:func:`relevance_scores`),
-   so the most relevant are kept first when the budget runs out; without a query the
-   input order is the rank (a retriever's order);
-3. exact and near duplicates (:func:`near_duplicate`): a chunk whose word 3-grams are
-   mostly (``near_duplicate_threshold``) contained in a chunk already kept is dropped;
-4. boilerplate: a line already seen in a kept chunk (headers, footers, cookie banners
-   repeated on every page) is dropped from later chunks (``drop_repeated_lines``);
-5. the budget: whole chunks are kept while they fit in ``max_tokens``; the first chunk
-   that does not fit is cut at a sentence end to fill what is left, and the rest are
-   dropped.
+2. relevance: chunks are ranked by BM25 against the query (:func:`relevance_scores`);
+   without a query the input order is the rank (a retriever's order);
+3. repeats, lossless: a line of 4+ words already seen in a kept chunk (headers,
+   footers, cookie banners repeated on every page) is dropped (``drop_repeated_lines``);
+   words a kept chunk already ends or starts with are trimmed (:func:`trim_overlap`:
+   what a text splitter's ``chunk_overlap`` repeats); a chunk whose word 3-grams are
+   mostly (``near_duplicate_threshold``) in the chunks kept already is dropped;
+4. the budget, only when what is left is over ``max_tokens``: with a query, the
+   sentences most relevant to it fill the budget, each chunk keeping its sentence order
+   (``granularity="sentence"``, coarse to fine); with ``granularity="chunk"`` or no
+   query, whole chunks are kept in rank order and the first that does not fit is cut.
 
 Token counts are :func:`costopt_core.tokens.count_tokens` on ``model``'s tokenizer (the
 ``[tokenizers]`` extra) or the offline estimate.
@@ -51,6 +52,7 @@ from collections import Counter
 from collections.abc import Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
+from typing import Literal
 
 from costopt_core.tokens import count_tokens
 
@@ -62,6 +64,9 @@ _INVISIBLE = re.compile(r"[\u200b\u200c\u200d\u2060\ufeff]")
 _WORD = re.compile(r"\w+", re.UNICODE)
 _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]")
 _SENTENCE_END = re.compile(r"(?<=[.!?。！？])\s+")
+
+Granularity = Literal["sentence", "chunk"]
+GRANULARITIES: tuple[str, ...] = ("sentence", "chunk")
 
 #: BM25's usual constants (Robertson & Zaragoza).
 _BM25_K1 = 1.5
@@ -198,6 +203,69 @@ def cut_to_tokens(text: str, max_tokens: int, model: str | None = None) -> str:
     return " ".join(words[:lo])
 
 
+def trim_overlap(text: str, kept: Sequence[str], min_words: int = 8) -> str:
+    """``text`` without the leading words that a kept chunk ends with, or the trailing
+    words a kept chunk starts with (what a text splitter's ``chunk_overlap`` repeats).
+
+    Example:
+        >>> first = "one two three four five six seven eight nine ten"
+        >>> trim_overlap("seven eight nine ten eleven twelve", [first], min_words=4)
+        'eleven twelve'
+        >>> trim_overlap("zero one two three four five", [first], min_words=4)
+        'zero'
+    """
+    words = text.split()
+    if len(words) < min_words:
+        return text
+    lowered = [w.lower() for w in words]
+    start, end = 0, len(words)
+    for other in kept:
+        theirs = [w.lower() for w in other.split()]
+        start = max(start, _overlap(theirs, lowered, min_words))
+        end = min(end, len(words) - _overlap(lowered, theirs, min_words))
+    if start == 0 and end == len(words):
+        return text
+    return " ".join(words[start:end]) if start < end else ""
+
+
+def _overlap(first: list[str], second: list[str], min_words: int) -> int:
+    """Length of the longest end of ``first`` that ``second`` starts with (>= min_words)."""
+    head = second[:min_words]
+    if len(head) < min_words:
+        return 0
+    best = 0
+    for pos in range(max(0, len(first) - len(second)), len(first) - min_words + 1):
+        if first[pos : pos + min_words] == head and first[pos:] == second[: len(first) - pos]:
+            best = max(best, len(first) - pos)
+    return best
+
+
+def best_sentences(text: str, query: str, max_tokens: int, model: str | None = None) -> str:
+    """The sentences of ``text`` most relevant to ``query`` that fit in ``max_tokens``,
+    in their original order (the start of the text when none scores).
+
+    Example:
+        >>> best_sentences("Cats purr. The sky is blue today. Dogs bark.", "dogs", 4)
+        'Dogs bark.'
+    """
+    sentences = [s for s in _SENTENCE_END.split(text) if s]
+    scores = relevance_scores(query, sentences)
+    if len(sentences) < 2 or not any(scores):
+        return cut_to_tokens(text, max_tokens, model)
+    chosen: list[int] = []
+    used = 0
+    for index in sorted(range(len(sentences)), key=lambda i: -scores[i]):
+        if not scores[index]:
+            break
+        size = count_tokens(sentences[index], model)[0] + (1 if chosen else 0)
+        if used + size <= max_tokens:
+            chosen.append(index)
+            used += size
+    if not chosen:
+        return cut_to_tokens(text, max_tokens, model)
+    return " ".join(sentences[i] for i in sorted(chosen))
+
+
 @dataclass(frozen=True, slots=True)
 class Compressed:
     """What :meth:`ChunkCompressor.compress` kept.
@@ -238,6 +306,10 @@ class ChunkCompressor:
             chunk above which it is dropped, in (0, 1]; 1.0 drops only copies.
         squeeze: squeeze whitespace in every chunk.
         drop_repeated_lines: drop a line of 4+ words already seen in a kept chunk.
+        granularity: when the chunks are over the budget and there is a query,
+            ``"sentence"`` keeps the sentences most relevant to it, from every kept chunk
+            (each chunk keeps its sentence order); ``"chunk"`` keeps whole chunks, the
+            most relevant first, and cuts the first that does not fit.
         model: the model whose tokenizer counts tokens (``None``: the estimate).
     """
 
@@ -248,8 +320,11 @@ class ChunkCompressor:
         near_duplicate_threshold: float = 0.8,
         squeeze: bool = True,
         drop_repeated_lines: bool = True,
+        granularity: Granularity = "sentence",
         model: str | None = None,
     ) -> None:
+        if granularity not in GRANULARITIES:
+            raise ValueError(f"granularity must be one of {GRANULARITIES}, got {granularity!r}")
         if max_tokens is not None and (
             isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1
         ):
@@ -266,6 +341,7 @@ class ChunkCompressor:
         self.near_duplicate_threshold = float(near_duplicate_threshold)
         self.squeeze = bool(squeeze)
         self.drop_repeated_lines = bool(drop_repeated_lines)
+        self.granularity = granularity
         self.model = model
 
     def tokens(self, text: str) -> int:
@@ -283,38 +359,90 @@ class ChunkCompressor:
         if query:
             scores = relevance_scores(query, squeezed)
             order.sort(key=lambda i: -scores[i])  # stable: ties keep the retriever's order
+        kept, out = self._distinct(squeezed, order)
+        sizes = [self.tokens(text) for text in out]
+        budget = self.max_tokens
+        if budget is None or sum(sizes) <= budget:
+            return Compressed(tuple(out), tuple(kept), before, sum(sizes))
+        if query and self.granularity == "sentence":
+            kept, out = self._best_sentences_of(kept, out, query, budget)
+        else:
+            kept, out = self._whole_chunks(kept, out, sizes, query, budget)
+        return Compressed(tuple(out), tuple(kept), before, sum(self.tokens(t) for t in out))
+
+    def _distinct(self, texts: Sequence[str], order: Sequence[int]) -> tuple[list[int], list[str]]:
+        """Chunks in ``order`` without repeated lines, overlaps and near-duplicates."""
         kept: list[int] = []
         out: list[str] = []
         seen_shingles: set[int] = set()
         seen_lines: set[str] = set()
-        budget = self.max_tokens
-        used = 0
         for index in order:
-            text = squeezed[index]
+            text = texts[index]
             if self.drop_repeated_lines:
                 text = self._new_lines(text, seen_lines)
+            if out:
+                text = trim_overlap(text, out)
             grams = shingles(text)
             threshold = self.near_duplicate_threshold
             if not text.strip() or near_duplicate(grams, seen_shingles, threshold):
                 continue
-            size = self.tokens(text)
-            if budget is not None and used + size > budget:
-                # The most relevant chunk that does not fit is cut to what is left rather
-                # than passed over for a less relevant one that would fit.
-                room = budget - used
-                text = cut_to_tokens(text, room, self.model) if room >= _MIN_CUT_TOKENS else ""
-                if text:
-                    kept.append(index)
-                    out.append(text)
-                    used += self.tokens(text)
-                break
             kept.append(index)
             out.append(text)
-            used += size
             seen_shingles.update(grams)
             if self.drop_repeated_lines:
                 seen_lines.update(_line_keys(text))
-        return Compressed(tuple(out), tuple(kept), before, used)
+        return kept, out
+
+    def _whole_chunks(
+        self, kept: list[int], out: list[str], sizes: list[int], query: str | None, budget: int
+    ) -> tuple[list[int], list[str]]:
+        used = 0
+        for position, size in enumerate(sizes):
+            if used + size <= budget:
+                used += size
+                continue
+            # The most relevant chunk that does not fit is cut to what is left rather
+            # than passed over for a less relevant one that would fit.
+            room = budget - used
+            text = ""
+            if room >= _MIN_CUT_TOKENS:
+                text = out[position]
+                if query:
+                    text = best_sentences(text, query, room, self.model)
+                else:
+                    text = cut_to_tokens(text, room, self.model)
+            if text:
+                return kept[: position + 1], [*out[:position], text]
+            return kept[:position], out[:position]
+        return kept, out
+
+    def _best_sentences_of(
+        self, kept: list[int], out: list[str], query: str, budget: int
+    ) -> tuple[list[int], list[str]]:
+        # Coarse to fine: the chunks were chosen and ordered; now the sentences most
+        # relevant to the query fill the budget, each chunk keeping its sentence order.
+        sentences = [
+            (position, sentence)
+            for position, text in enumerate(out)
+            for sentence in _SENTENCE_END.split(text)
+            if sentence.strip()
+        ]
+        scores = relevance_scores(query, [sentence for _, sentence in sentences])
+        chosen: set[int] = set()
+        used = 0
+        for index in sorted(range(len(sentences)), key=lambda i: -scores[i]):
+            size = self.tokens(sentences[index][1])
+            if used + size <= budget:
+                chosen.add(index)
+                used += size
+        new_kept: list[int] = []
+        new_out: list[str] = []
+        for position, index in enumerate(kept):
+            parts = [s for i, (p, s) in enumerate(sentences) if p == position and i in chosen]
+            if parts:
+                new_kept.append(index)
+                new_out.append(" ".join(parts))
+        return new_kept, new_out
 
     @staticmethod
     def _new_lines(text: str, seen: set[str]) -> str:
@@ -334,12 +462,16 @@ def _line_keys(text: str) -> set[str]:
 
 
 __all__ = [
+    "GRANULARITIES",
     "ChunkCompressor",
     "Compressed",
+    "Granularity",
+    "best_sentences",
     "cut_to_tokens",
     "near_duplicate",
     "relevance_scores",
     "shingles",
     "squeeze_whitespace",
     "terms",
+    "trim_overlap",
 ]

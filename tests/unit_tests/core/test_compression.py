@@ -10,6 +10,7 @@ from costopt_core.compression import (
     cut_to_tokens,
     relevance_scores,
     squeeze_whitespace,
+    trim_overlap,
 )
 from costopt_core.tokens import count_tokens, estimate_tokens, tokenizer_for
 
@@ -37,6 +38,29 @@ def test_threshold_one_drops_only_copies() -> None:
     edited = FILLER[0].replace("recycled", "reused")
     result = ChunkCompressor(near_duplicate_threshold=1.0).compress([FILLER[0], edited, FILLER[0]])
     assert result.kept == (0, 1)
+
+
+def test_a_text_splitters_overlap_is_sent_once() -> None:
+    words = " ".join(f"w{i}" for i in range(200)).split()
+    first, second = " ".join(words[:120]), " ".join(words[100:])  # 20 words of overlap
+    result = ChunkCompressor().compress([first, second])
+    assert result.texts == (first, " ".join(words[120:]))
+    assert " ".join(result.texts).split() == words  # nothing lost, nothing repeated
+    assert trim_overlap(" ".join(words[:110]), [" ".join(words[100:])]) == " ".join(words[:100])
+    assert trim_overlap("w1 w2 w3", [first]) == "w1 w2 w3"  # too short to call an overlap
+
+
+def test_sentence_granularity_keeps_relevant_sentences_from_every_chunk() -> None:
+    noise = " ".join(f"Filler sentence {i} about shipping boxes." for i in range(6))
+    chunks = [f"{noise} {FACT}", f"Every battery is tested twice. {noise}"]
+    query = "warranty battery defects"
+    fine = ChunkCompressor(max_tokens=30).compress(chunks, query)
+    assert fine.texts == (FACT, "Every battery is tested twice.")
+    coarse = ChunkCompressor(max_tokens=40, granularity="chunk").compress(chunks, query)
+    assert len(coarse.texts) == 1 and FACT in coarse.texts[0]  # the best chunk, cut
+    assert fine.tokens_after <= 30 and coarse.tokens_after <= 40
+    with pytest.raises(ValueError, match="granularity"):
+        ChunkCompressor(granularity="word")  # type: ignore[arg-type]
 
 
 def test_boilerplate_lines_repeated_across_chunks_are_kept_once() -> None:

@@ -240,22 +240,17 @@ class EventRecorder(BaseCallbackHandler):
 def test_document_compressor_dedups_cuts_and_announces_the_saving() -> None:
     fact = "Our bells are made of brass and ring for ten seconds."
     docs = [
-        Document("Opening hours: 9 to 5, Monday to Friday, closed on public holidays."),
+        Document("Opening hours: 9 to 5. We also sell bells in red."),
         Document(fact, metadata={"source": "a"}),
         Document(fact + "  ", metadata={"source": "b"}),  # the same passage again
     ]
-    compressor = ChunkDocumentCompressor(max_tokens=30)
+    compressor = ChunkDocumentCompressor(max_tokens=24)
     recorder = EventRecorder()
     run = RunnableLambda(lambda q: compressor.compress_documents(docs, q))
     kept = run.invoke("What are the bells made of?", config={"callbacks": [recorder]})
-    # Most relevant first; the other one cut to what is left of the budget.
-    assert kept[0].page_content == fact and docs[0].page_content.startswith(kept[1].page_content)
-    assert (
-        sum(estimate_tokens(d.page_content) for d in kept)
-        <= 30
-        < sum(estimate_tokens(d.page_content) for d in docs[:2])
-    )
-    assert kept[0].metadata["source"] == "a" and docs[1].metadata == {"source": "a"}
+    # Most relevant first; of the other, its sentence about bells fits the budget.
+    assert [d.page_content for d in kept] == [fact, "We also sell bells in red."]
+    assert sum(estimate_tokens(d.page_content) for d in kept) <= 24
     ((name, data),) = recorder.events
     removed = sum(estimate_tokens(d.page_content) for d in docs) - sum(
         estimate_tokens(d.page_content) for d in kept
