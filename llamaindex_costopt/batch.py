@@ -308,6 +308,30 @@ class _Deferred:
                     self.reservations.append([])
                     self.plan.refuse(i, exc)
 
+    def start(self, return_exceptions: bool) -> None:
+        """Admit the calls; without ``return_exceptions`` a refusal ends them all."""
+        self.admit()
+        error = self.plan.refusal
+        if error is not None and not return_exceptions:
+            self.fail_all(error)
+            raise error
+
+    @contextmanager
+    def delivering(self, index: int, answer: ChatResponse) -> Iterator[None]:
+        """Inside call ``index``'s span, with ``answer`` for the replay LLM to give."""
+        span = self.spans[index]
+        try:
+            with span.active():
+                token = _ANSWER.set(answer)
+                try:
+                    yield
+                finally:
+                    _ANSWER.reset(token)
+        except BaseException as exc:
+            span.close(exc)
+            raise
+        span.close()
+
     def fail(self, index: int, error: BaseException) -> None:
         release_budget(self.reservations[index])
         self.reservations[index] = []
@@ -368,11 +392,7 @@ def deferred_batch(
         **kwargs,
     )
     job = _Deferred(llm, conversations, target, cost_handler)
-    job.admit()
-    if job.plan.refusal is not None and not return_exceptions:
-        error = job.plan.refusal
-        job.fail_all(error)
-        raise error
+    job.start(return_exceptions)
     batch_id: list[str] = []
     try:
         results = (
@@ -397,13 +417,8 @@ def deferred_batch(
     outputs: list[Any] = []
     for i, outcome in job.deliveries(results, batch_id[0] if batch_id else None):
         if isinstance(outcome, ChatResponse):
-            with job.spans[i].active():
-                answer_token = _ANSWER.set(outcome)
-                try:
-                    outcome = job.replay.chat(job.messages[i])
-                finally:
-                    _ANSWER.reset(answer_token)
-            job.spans[i].close()
+            with job.delivering(i, outcome):
+                outcome = job.replay.chat(job.messages[i])
         outputs.append(outcome)
     if not return_exceptions:
         raise_first(outputs)
@@ -438,11 +453,7 @@ async def adeferred_batch(
         **kwargs,
     )
     job = _Deferred(llm, conversations, target, cost_handler)
-    job.admit()
-    if job.plan.refusal is not None and not return_exceptions:
-        error = job.plan.refusal
-        job.fail_all(error)
-        raise error
+    job.start(return_exceptions)
     batch_id: list[str] = []
     try:
         results = (
@@ -467,13 +478,8 @@ async def adeferred_batch(
     outputs: list[Any] = []
     for i, outcome in job.deliveries(results, batch_id[0] if batch_id else None):
         if isinstance(outcome, ChatResponse):
-            with job.spans[i].active():
-                answer_token = _ANSWER.set(outcome)
-                try:
-                    outcome = await job.replay.achat(job.messages[i])
-                finally:
-                    _ANSWER.reset(answer_token)
-            job.spans[i].close()
+            with job.delivering(i, outcome):
+                outcome = await job.replay.achat(job.messages[i])
         outputs.append(outcome)
     if not return_exceptions:
         raise_first(outputs)
