@@ -153,6 +153,40 @@ def embedding_function(embeddings: Any = None) -> tuple[EmbedFn, str]:
     return fn, name
 
 
+_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]")
+
+
+def leading_text(text: str, max_tokens: int) -> str:
+    """The head of ``text`` holding about ``max_tokens`` tokens (4 characters per token,
+    1 per CJK character, as :func:`costopt_core.tokens.estimate_tokens` counts), cut
+    at a word boundary where there is one.
+
+    Example:
+        >>> leading_text("The quick brown fox jumps over the lazy dog", 4)
+        'The quick brown'
+        >>> leading_text("short", 64)
+        'short'
+        >>> leading_text("请分析并比较两种架构", 4)
+        '请分析并'
+    """
+    if len(text) <= max_tokens:
+        return text
+    if text.isascii():
+        limit = 4 * max_tokens
+    else:
+        limit, budget = 0, 4 * max_tokens
+        for ch in text:  # a CJK character costs a whole token, others a quarter
+            budget -= 4 if _CJK.match(ch) else 1
+            if budget < 0:
+                break
+            limit += 1
+    if len(text) <= limit:
+        return text
+    head = text[:limit]
+    cut = head.rfind(" ")
+    return head[:cut] if cut > limit // 2 else head
+
+
 def default_cache_dir() -> Path:
     """``$COSTOPT_CACHE_DIR/embeddings``, else ``$XDG_CACHE_HOME/costopt/embeddings``,
     else ``~/.cache/costopt/embeddings``."""
@@ -171,6 +205,10 @@ class CachedEmbedder:
         model_id: identity of the vectors; default :func:`model_identity`.
         cache_dir: folder of the on-disk cache; None = memory only.
         batch_size: texts per call to the model.
+        max_tokens: embed only the first ``max_tokens`` tokens (estimated) of each text,
+            cut at a word boundary; None = the whole text. A transformer's cost grows with
+            the text, and a router must stay cheap on long prompts (see
+            :func:`leading_text`).
     """
 
     def __init__(
@@ -180,9 +218,15 @@ class CachedEmbedder:
         model_id: str | None = None,
         cache_dir: str | os.PathLike[str] | None = None,
         batch_size: int = 64,
+        max_tokens: int | None = None,
     ) -> None:
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+        if max_tokens is not None and (
+            not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1
+        ):
+            raise ValueError(f"max_tokens must be an int >= 1 or None, got {max_tokens!r}")
+        self.max_tokens = max_tokens
         self.model = default_embedding() if model is None else model
         self._fn, self.name = embedding_function(self.model)
         self.model_id = model_id or model_identity(self.model)
@@ -205,6 +249,8 @@ class CachedEmbedder:
     def __call__(self, texts: Sequence[str]) -> np.ndarray:
         if isinstance(texts, str) or not all(isinstance(t, str) for t in texts):
             raise TypeError("texts must be a sequence of str")
+        if self.max_tokens is not None:
+            texts = [leading_text(t, self.max_tokens) for t in texts]
         keys = [hashlib.sha256(t.encode("utf-8", "surrogatepass")).digest() for t in texts]
         with self._lock:
             missing = {k: t for k, t in zip(keys, texts, strict=True) if k not in self._memory}
@@ -266,5 +312,6 @@ __all__ = [
     "default_cache_dir",
     "default_embedding",
     "embedding_function",
+    "leading_text",
     "model_identity",
 ]

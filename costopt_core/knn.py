@@ -47,7 +47,7 @@ import numpy as np
 
 from costopt_core.decision import LADDER
 from costopt_core.embedding_cache import embedding_function
-from costopt_core.learned import LearnedStrategy, NotFittedError
+from costopt_core.learned import DEFAULT_MAX_TOKENS, LearnedStrategy, NotFittedError
 from costopt_core.logistic import fit_logistic, predict_logistic
 from costopt_core.tokens import estimate_tokens
 from costopt_core.zero_shot import length_value
@@ -77,7 +77,8 @@ class KNNStrategy(LearnedStrategy):
         prior_strength: pseudo-neighbours at the overall mean label.
         use_length: combine the neighbours' estimate with the prompt's length (see the
             module docs); False = the neighbours' estimate alone.
-        tiers, thresholds, cache_dir: see :class:`~costopt_core.learned.LearnedStrategy`.
+        tiers, thresholds, cache_dir, max_tokens: see
+            :class:`~costopt_core.learned.LearnedStrategy`.
     """
 
     name = "knn"
@@ -94,6 +95,7 @@ class KNNStrategy(LearnedStrategy):
         tiers: Sequence[str] = LADDER,
         thresholds: Sequence[float] | None = None,
         cache_dir: str | PathLike[str] | None = None,
+        max_tokens: int | None = DEFAULT_MAX_TOKENS,
     ) -> None:
         if k is not None and (not isinstance(k, int) or isinstance(k, bool) or k < 1):
             raise ValueError(f"k must be an int >= 1 or None (automatic), got {k!r}")
@@ -103,7 +105,13 @@ class KNNStrategy(LearnedStrategy):
             raise ValueError(f"prior_strength must be a number >= 0, got {prior_strength!r}")
         if not isinstance(use_length, bool):
             raise TypeError(f"use_length must be a bool, got {use_length!r}")
-        super().__init__(embeddings, tiers=tiers, thresholds=thresholds, cache_dir=cache_dir)
+        super().__init__(
+            embeddings,
+            tiers=tiers,
+            thresholds=thresholds,
+            cache_dir=cache_dir,
+            max_tokens=max_tokens,
+        )
         self.k = k
         self.temperature = float(temperature)
         self.prior_strength = float(prior_strength)

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from costopt_core.decision import LADDER
-from costopt_core.learned import LearnedStrategy
+from costopt_core.learned import DEFAULT_MAX_TOKENS, LearnedStrategy
 from costopt_core.zero_shot import DEFAULT_WEIGHTS, extract_features, feature_values
 
 _PROMPT_FEATURES = tuple(DEFAULT_WEIGHTS)
@@ -107,7 +107,8 @@ class LogisticStrategy(LearnedStrategy):
         embeddings: any embedding model; None = the best offline one installed.
         l2: ridge penalty (per standardised feature, relative to the training size).
         iterations: Newton steps (the fit usually converges in fewer).
-        tiers, thresholds, cache_dir: see :class:`~costopt_core.learned.LearnedStrategy`.
+        tiers, thresholds, cache_dir, max_tokens: see
+            :class:`~costopt_core.learned.LearnedStrategy`.
     """
 
     name = "logistic"
@@ -122,12 +123,19 @@ class LogisticStrategy(LearnedStrategy):
         tiers: Sequence[str] = LADDER,
         thresholds: Sequence[float] | None = None,
         cache_dir: str | PathLike[str] | None = None,
+        max_tokens: int | None = DEFAULT_MAX_TOKENS,
     ) -> None:
         if not isinstance(l2, int | float) or not l2 > 0:
             raise ValueError(f"l2 must be a number > 0, got {l2!r}")
         if not isinstance(iterations, int) or iterations < 1:
             raise ValueError(f"iterations must be an int >= 1, got {iterations!r}")
-        super().__init__(embeddings, tiers=tiers, thresholds=thresholds, cache_dir=cache_dir)
+        super().__init__(
+            embeddings,
+            tiers=tiers,
+            thresholds=thresholds,
+            cache_dir=cache_dir,
+            max_tokens=max_tokens,
+        )
         self.l2 = float(l2)
         self.iterations = iterations
 

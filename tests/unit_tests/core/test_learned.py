@@ -150,3 +150,28 @@ def test_the_default_embedding_says_when_it_falls_back_to_hashing() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         default_embedding(warn=False)
+
+
+def test_only_the_head_of_a_long_prompt_is_embedded(tmp_path) -> None:
+    seen: list[str] = []
+
+    class Model:
+        model = "spy-v1"
+
+        def embed(self, texts):
+            seen.extend(texts)
+            return HashingEmbedder(dim=64).embed(texts)
+
+    router = KNNStrategy(Model(), k=3, max_tokens=8).fit(PROMPTS, LABELS)
+    long_prompt = "prove that the sum of odd numbers is a square " + "and more words " * 500
+    router.route(long_prompt)
+    assert len(seen[-1]) <= 8 * 4 and long_prompt.startswith(seen[-1])
+    # The cap travels with the saved router.
+    again = load_router(router.save(tmp_path / "r.npz"), embeddings=Model())
+    assert again.route(long_prompt) == router.route(long_prompt)
+    assert len(seen[-1]) <= 8 * 4
+    uncapped = KNNStrategy(Model(), k=3, max_tokens=None).fit(PROMPTS, LABELS)
+    uncapped.route(long_prompt)
+    assert seen[-1] == long_prompt
+    with pytest.raises(ValueError, match="max_tokens"):
+        KNNStrategy(Model(), max_tokens=0)
