@@ -147,7 +147,10 @@ class BatchJob:
 
     def _retrying(self, flow: Generator[HttpCall, HttpReply, Any]) -> Steps:
         """Run a provider flow, trying a call again when it got no answer, a 429 or a 5xx."""
-        call = next(flow)
+        try:
+            call = next(flow)
+        except StopIteration as done:  # a flow with no call (e.g. a batch with no files)
+            return done.value
         while True:
             for attempt in range(self.settings.retries):
                 reply = yield call

@@ -332,6 +332,16 @@ def test_polling_backs_off_and_rides_out_transient_errors() -> None:
     assert [r.text for r in results] == ["x"]
 
 
+def test_a_batch_that_ended_without_result_files_reports_every_request_missing() -> None:
+    replies = [
+        _json(200, {"id": "f1"}),
+        _json(200, {"id": "b1"}),
+        _json(200, {"id": "b1", "status": "cancelled"}),  # cancelled elsewhere, nothing run
+    ]
+    _, results = _run_scripted(replies, PollSettings(poll_interval_s=1.0))
+    assert [(r.ok, r.error_type) for r in results] == [(False, "missing")]
+
+
 def test_a_job_that_outlives_its_timeout_cancels() -> None:
     running = _json(200, {"id": "b1", "status": "in_progress"})
     replies = [_json(200, {"id": "f1"}), _json(200, {"id": "b1"})] + [running] * 10
