@@ -57,6 +57,7 @@ from costopt_core.decision import RouteDecision, with_checked_tiers
 from costopt_core.engine import ROUTING_KEY, Answered, AnswerFacts, RoutedCall, RoutingEngine
 from costopt_core.metadata_keys import BATCH_ROUTING_KEY, MODEL_NAME_KEYS, model_name_in
 from costopt_core.prompt_prefix import CACHE_MARK, settings_for
+from langchain_costopt.batch import adeferred_batch, deferred_batch
 from langchain_costopt.cache_stream import CachedStream, cache_of, replay_generation_chunks
 from langchain_costopt.messages import (
     Messages,
@@ -575,11 +576,19 @@ class RouterChatModel(BaseChatModel):
     def batch(
         self, inputs: list[LanguageModelInput], config: BatchConfig = None, **kwargs: Any
     ) -> list[Any]:
-        """Route every input, then call each chosen model once with its whole group."""
+        """Route every input, then call each chosen model once with its whole group.
+
+        ``deferred=True``: the calls are not urgent; each tier's group goes through its
+        provider's batch API (OpenAI Batch, Anthropic Message Batches: half price,
+        answers within the provider's window), see :mod:`langchain_costopt.batch`. The
+        cache is not consulted on that path; an input the batch did not answer falls
+        back to the next tier, called directly.
+        """
         return_exceptions = bool(kwargs.pop("return_exceptions", False))
-        if not self._groups_batches(inputs):
+        deferred = bool(kwargs.pop("deferred", False))
+        if not deferred and not self._groups_batches(inputs):
             return super().batch(inputs, config, return_exceptions=return_exceptions, **kwargs)
-        batch = _Batch(self, inputs, config, kwargs)
+        batch = _Batch(self, inputs, config, kwargs, deferred=deferred)
         for tier, indexes in batch.groups.items():
             try:
                 results = batch.run_group(tier, indexes, "batch")
@@ -594,13 +603,15 @@ class RouterChatModel(BaseChatModel):
     async def abatch(
         self, inputs: list[LanguageModelInput], config: BatchConfig = None, **kwargs: Any
     ) -> list[Any]:
-        """Async :meth:`batch`: the groups run concurrently, one ``abatch`` per model."""
+        """Async :meth:`batch`: the groups run concurrently, one ``abatch`` per model
+        (``deferred=True``: one provider batch per model, as in :meth:`batch`)."""
         return_exceptions = bool(kwargs.pop("return_exceptions", False))
-        if not self._groups_batches(inputs):
+        deferred = bool(kwargs.pop("deferred", False))
+        if not deferred and not self._groups_batches(inputs):
             return await super().abatch(
                 inputs, config, return_exceptions=return_exceptions, **kwargs
             )
-        batch = _Batch(self, inputs, config, kwargs)
+        batch = _Batch(self, inputs, config, kwargs, deferred=deferred)
 
         async def run_group(tier: str, indexes: list[int]) -> None:
             try:
@@ -692,8 +703,10 @@ class _Batch:
         inputs: list[LanguageModelInput],
         config: BatchConfig,
         kwargs: dict[str, Any],
+        deferred: bool = False,
     ) -> None:
         self.router = router
+        self.deferred = deferred
         self.inputs = inputs
         self.configs = get_config_list(config, len(inputs))
         self.kwargs = dict(kwargs)
@@ -717,6 +730,15 @@ class _Batch:
     def run_group(self, tier: str, indexes: list[int], method: str) -> Any:
         """The inner model's ``batch`` (or ``abatch``: an awaitable) over one group."""
         model, call_kwargs = self.router._inner_call(tier, self.kwargs)
+        if self.deferred:  # the group goes through the tier's provider batch API
+            run = adeferred_batch if method == "abatch" else deferred_batch
+            return run(
+                model,
+                [self.inputs[i] for i in indexes],
+                [self.config(i, tier) for i in indexes],
+                return_exceptions=True,
+                **call_kwargs,
+            )
         return getattr(model, method)(
             [self.inputs[i] for i in indexes],
             [self.config(i, tier) for i in indexes],

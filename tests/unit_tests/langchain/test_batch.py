@@ -299,3 +299,43 @@ def test_chat_openai_and_chat_anthropic_batch_against_the_imitation(
         deferred = CostCallbackHandler()
         deferred_batch(model, PROMPTS, {"callbacks": [deferred]}, **FAST)
         assert deferred.total_cost == pytest.approx(direct.total_cost / 2, rel=1e-12)
+
+
+def test_router_defers_plain_tiers_with_the_endpoint_given_in_the_call(
+    server: ImitationBatchServer,
+) -> None:
+    # Any tier: the provider, endpoint and key ride along in the router's call kwargs.
+    router = RouterChatModel(
+        models={
+            "cheap": SimulatedChatModel(model_name=MODEL),
+            "strong": SimulatedChatModel(model_name="gpt-4o"),
+        },
+        strategy=lambda text: "strong" if "number 3" in text else "cheap",
+    )
+    handler = CostCallbackHandler()
+    answers = router.batch(PROMPTS, {"callbacks": [handler]}, deferred=True, **_options(server))
+    assert [a.response_metadata["routing"]["tier"] for a in answers].count("strong") == 1
+    assert all(a.response_metadata[BATCH_KEY] for a in answers)
+    assert len(server.submitted) == 2
+    direct = CostCallbackHandler()
+    router.batch(PROMPTS, {"callbacks": [direct]})
+    assert handler.total_cost == pytest.approx(direct.total_cost / 2, rel=1e-12)
+
+
+async def test_router_abatch_deferred_goes_through_the_batch_api(
+    server: ImitationBatchServer,
+) -> None:
+    router = RouterChatModel(
+        models={
+            "cheap": SimulatedChatModel(model_name=MODEL),
+            "strong": SimulatedChatModel(model_name="gpt-4o"),
+        },
+        strategy=lambda text: "cheap",
+    )
+    handler = CostCallbackHandler()
+    answers = await router.abatch(
+        PROMPTS[:4], {"callbacks": [handler]}, deferred=True, **_options(server)
+    )
+    assert all(a.response_metadata[BATCH_KEY] for a in answers)
+    assert len(server.submitted) == 1
+    assert handler.to_dict()["saved_batch_usd"] == pytest.approx(handler.total_cost, rel=1e-12)
