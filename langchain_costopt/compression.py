@@ -126,6 +126,26 @@ def marked(messages: Sequence[BaseMessage], removed: int) -> list[BaseMessage]:
     return out
 
 
+def documents_compressed_tokens(documents: Sequence[Document]) -> int:
+    """Tokens :class:`ChunkDocumentCompressor` removed from the set ``documents`` came
+    from (0 for documents it did not compress): to pass to :func:`marked` on the prompt
+    built from them, so the cost handler counts that saving too.
+
+    Example:
+        >>> from langchain_core.documents import Document
+        >>> docs = ChunkDocumentCompressor().compress_documents(
+        ...     [Document("Same text."), Document("Same text.")], "text")
+        >>> documents_compressed_tokens(docs)
+        3
+    """
+    total = 0
+    for document in documents:
+        value = document.metadata.get(COMPRESSED_TOKENS_KEY)
+        if type(value) is int and value > 0:
+            total += value
+    return total
+
+
 def _squeezed(message: BaseMessage) -> BaseMessage:
     content: Any = message.content
     if isinstance(content, str):
@@ -293,10 +313,12 @@ class ChunkDocumentCompressor(BaseDocumentCompressor):
         8
 
     The kept documents are copies (text squeezed, perhaps cut); the first carries the
-    tokens removed from the whole set in ``metadata["costopt_compressed_tokens"]``, and
-    a ``costopt_documents_compressed`` custom event is dispatched with them when the
-    compressor runs inside a LangChain run. Arguments: those of
-    :class:`costopt_core.compression.ChunkCompressor`.
+    tokens removed from the whole set in ``metadata["costopt_compressed_tokens"]``
+    (:func:`documents_compressed_tokens` reads it: mark the prompt built from the
+    documents with it, ``marked(messages, documents_compressed_tokens(docs))``, and the
+    cost handler counts the saving), and a ``costopt_documents_compressed`` custom event
+    is dispatched with them when the compressor runs inside a LangChain run. Arguments:
+    those of :class:`costopt_core.compression.ChunkCompressor`.
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
@@ -356,6 +378,7 @@ __all__ = [
     "ChunkDocumentCompressor",
     "PromptCompressor",
     "compress_messages",
+    "documents_compressed_tokens",
     "marked",
     "message_tokens",
 ]

@@ -15,6 +15,7 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 # here must still run and exit 0.
 EXPECTED: dict[str, tuple[str, ...]] = {
     "quickstart.py": ("routing savings against baseline model",),
+    "compression.py": ("input tokens cut by", "compression 0.01"),
     "batch_discount.py": ("the deferred batch cost 50% of the direct calls", "batch 0.000164 USD"),
     "provider_prompt_cache.py": ("provider cache 0.0", "cut the bill by"),
     "local_tier.py": (" local ", "(local: $1.20/h, 40 tok/s out, 400 tok/s in)", "break-even:"),
