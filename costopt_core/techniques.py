@@ -57,7 +57,7 @@ TECHNIQUES: tuple[Technique, ...] = (
     Technique("prompt_compression", "prompt compression", 0.20, 0.40, "lower", "low",
               "may drop", "issue 18 lever, in progress"),
     Technique("batch", "batch inference", 0.30, 0.50, "higher (more throughput)", "low", "none",
-              "issue 18 lever, in progress"),
+              "provider batch APIs: deferred_batch, router.batch(deferred=True)"),
     Technique("quantisation", "quantisation INT8/INT4", 0.50, 0.75, "lower", "medium",
               "slight loss", "local tiers: set_hourly_cost; costopt estimate --local-usd-per-hour"),
     Technique("distillation", "distillation", 0.60, 0.80, "lower", "high", "medium loss",
