@@ -24,6 +24,7 @@ __getattr__, __dir__, _LAZY = lazy_exports(
         "langchain_costopt.cache": ("SemanticLLMCache", "cache_namespace"),
         "langchain_costopt.embeddings": ("HashingEmbeddings",),
         "langchain_costopt.callbacks": ("CostCallbackHandler", "cost_tracker"),
+        "langchain_costopt.compression": ("PromptCompressor", "ChunkDocumentCompressor"),
         "costopt_core.ledger": ("BudgetExceededError",),
         "costopt_core": ("ComplexityClassifier", "estimate_cost", "get_strategy", "set_price"),
     },

@@ -35,6 +35,7 @@ __getattr__, __dir__, _LAZY = lazy_exports(
         "llamaindex_costopt.router": ("RouterLLM", "RoutingDecisionEvent"),
         "llamaindex_costopt.cache": ("SemanticCacheLLM", "CacheHitEvent", "cache_namespace"),
         "llamaindex_costopt.handlers": ("CostEventHandler",),
+        "llamaindex_costopt.compression": ("NodeCompressor", "PromptCompressedEvent"),
         "llamaindex_costopt.simulated": ("SimulatedLLM", "HashingEmbedding"),
         "llamaindex_costopt.embeddings": ("LocalEmbedding",),
         "costopt_core.ledger": ("BudgetExceededError",),
