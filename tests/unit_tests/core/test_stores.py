@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from costopt_core.stores.base import CacheEntry, CacheStore, VectorError, normalize_vector
-from costopt_core.stores.index import ExactIndex, VectorIndex
+from costopt_core.stores.index import ONE_THREAD_PRODUCT, ExactIndex, VectorIndex
 from costopt_core.stores.indexed import PartitionIndexes
 from costopt_core.stores.memory import MemoryStore
 from costopt_core.stores.postgres.steps import (
@@ -324,7 +324,8 @@ def _write_many(path: str, worker: int, n: int) -> None:
     for i in range(n):
         store.upsert(entry("shared", f"w{worker}-{i}", vec(worker * 10_000 + i)))
         # Same key from both processes: the last writer wins, never a duplicate row.
-        store.upsert(entry("shared", f"common-{i % 10}", vec(i)))
+        # (Its own seeds: worker 0's vec(i) would be an exact tie, decided by rounding.)
+        store.upsert(entry("shared", f"common-{i % 10}", vec(100_000 + i)))
         store.record_hit("shared", f"common-{i % 10}", now=float(i))
     store.close()
 
@@ -465,3 +466,16 @@ def test_steps_that_answer_before_any_statement_need_no_connection():
     talk = Conversation(empty())
     assert talk.finished and talk.result == 0
     assert not Conversation(tally(1)).finished
+
+
+def test_exact_index_scans_in_one_thread_pieces_without_changing_results():
+    # 4096-d: a piece is ~112 columns, so 300 vectors take three products.
+    dim = 4096
+    index = ExactIndex(dim)
+    assert 2 * ONE_THREAD_PRODUCT // dim < 300
+    vectors = {i: vec(i, dim=dim) for i in range(300)}
+    for i, v in vectors.items():
+        index.add(i, v, created_at=0.0)
+    for i in (0, 111, 112, 150, 299):  # either side of the pieces' edges
+        top = index.search(near(vectors[i], 0.01, seed=10_000 + i), k=2)
+        assert top[0][0] == i and top[0][1] > top[1][1]
