@@ -38,25 +38,15 @@ handlers and shown apart from this plugin's own cache (``saved_provider_cache_us
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
-from langchain.agents.middleware.types import (
-    AgentMiddleware,
-    ExtendedModelResponse,
-    ModelRequest,
-    ModelResponse,
-)
-from langchain_core.messages import AIMessage
+from langchain.agents.middleware.types import AgentMiddleware, ModelRequest
 from langchain_core.utils.function_calling import convert_to_openai_tool
 
 from costopt_core.prompt_prefix import PrefixWatch, caching_rule
 from langchain_costopt.chat_models import RouterChatModel, model_name_of
 from langchain_costopt.messages import message_text
-
-ModelResult = ModelResponse[Any] | AIMessage | ExtendedModelResponse[Any]
-CallNext = Callable[[ModelRequest[Any]], ModelResult]
-ACallNext = Callable[[ModelRequest[Any]], Awaitable[ModelResult]]
+from langchain_costopt.middleware.routing import ACallNext, CallNext, ModelResult
 
 Provider = Literal["auto", "anthropic", "none"]
 _PROVIDERS = ("auto", "anthropic", "none")
