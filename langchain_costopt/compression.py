@@ -293,8 +293,13 @@ class PromptCompressor(Runnable[LanguageModelInput, list[BaseMessage]]):
     async def ainvoke(
         self, input: LanguageModelInput, config: RunnableConfig | None = None, **kwargs: Any
     ) -> list[BaseMessage]:
-        # Pure computation on text already in memory: nothing to await, no thread needed.
-        return self.invoke(input, config, **kwargs)
+        async def compress(value: LanguageModelInput) -> list[BaseMessage]:
+            # Pure computation on text already in memory: nothing to await, no thread.
+            return self.compress(_as_messages(value))[0]
+
+        return await self._acall_with_config(
+            compress, input, ensure_config(config), run_type="prompt"
+        )
 
 
 class ChunkDocumentCompressor(BaseDocumentCompressor):

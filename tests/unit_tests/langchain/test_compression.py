@@ -35,6 +35,7 @@ from langchain_costopt.compression import (
     DOCUMENTS_COMPRESSED_EVENT,
     ChunkDocumentCompressor,
     PromptCompressor,
+    documents_compressed_tokens,
     message_tokens,
 )
 from langchain_costopt.messages import message_text
@@ -174,6 +175,10 @@ def test_strings_prompt_values_and_async_are_accepted() -> None:
     assert [m.content for m in sent] == ["Be brief.", "hello there"]
     assert sent[-1].response_metadata[COMPRESSED_TOKENS_KEY] > 0
     assert asyncio.run(compressor.ainvoke("a   b"))[0].content == "a b"
+    handler = CostCallbackHandler()
+    chain = PromptCompressor() | RecordingModel()
+    asyncio.run(chain.ainvoke("too   many   spaces", config={"callbacks": [handler]}))
+    assert handler.to_dict()["saved_compression_usd"] > 0
     with pytest.raises(TypeError, match="PromptCompressor input"):
         compressor.invoke(42)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="max_tokens"):
@@ -256,6 +261,6 @@ def test_document_compressor_dedups_cuts_and_announces_the_saving() -> None:
         estimate_tokens(d.page_content) for d in kept
     )
     assert name == DOCUMENTS_COMPRESSED_EVENT and data == {"removed_tokens": removed}
-    assert kept[0].metadata[COMPRESSED_TOKENS_KEY] == removed
+    assert kept[0].metadata[COMPRESSED_TOKENS_KEY] == documents_compressed_tokens(kept) == removed
     # Outside any run there is nobody to tell, and that is no error.
     assert len(compressor.compress_documents(docs, "bells")) == 2
