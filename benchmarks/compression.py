@@ -365,6 +365,46 @@ def run(questions: list[Question], budget: int | None, top_k: int) -> dict[str, 
     }
 
 
+def measure_for_techniques(data_dir: Path | None = None, budget: int = 768) -> dict[str, Any]:
+    """The figure ``benchmarks/techniques.py`` records for prompt compression (its
+    ``MEASUREMENTS`` signature; ``data_dir`` is unused: the data is the wheel's)."""
+    if not DEFAULT_WHEEL.exists():
+        raise FileNotFoundError(
+            f"{DEFAULT_WHEEL} not found: .venv/bin/pip download --no-deps 'allennlp==0.9.0' "
+            f"-d {DEFAULT_WHEEL.parent}"
+        )
+    questions = load_questions(DEFAULT_WHEEL)
+    result = run(questions, budget, 8)
+    full, comp = result["full"], result["compressed"]
+    (full_in, comp_in), (usd_full, usd_comp) = result["input_tokens"], result["cost"]
+    return {
+        "saving": 1 - usd_comp / usd_full,
+        "at": (
+            f"{budget}-token budget: input tokens cut {100 * (full_in - comp_in) / full_in:.1f}"
+            f" %, answer recall {full.pct(full.recall):.1f} -> {comp.pct(comp.recall):.1f} %,"
+            f" reader hit {full.pct(full.hits):.1f} -> {comp.pct(comp.hits):.1f} %"
+            " (budget read off this script's sweep on the same data)"
+        ),
+        "data": (
+            f"{len(questions)} TriviaQA, SQuAD, QuAC, DROP and WikiHop questions (the "
+            "samples in AllenNLP 0.9.0's wheel), top-8 retrieved chunks of 120 words"
+        ),
+        "method": (
+            "ChunkDocumentCompressor on the retrieved chunks against the chunks as "
+            "retrieved, both billed by CostCallbackHandler at gpt-4o-mini's prices (o200k "
+            "token counts); quality from the gold answer in the context and a "
+            "deterministic BM25 sentence reader (no LLM)"
+        ),
+        "details": {
+            "usd_without": usd_full,
+            "usd_with": usd_comp,
+            "saved_compression_usd": result["saved_compression_usd"],
+            "input_tokens_without": full_in,
+            "input_tokens_with": comp_in,
+        },
+    }
+
+
 def quality_drop(result: dict[str, Any]) -> float:
     """Points lost, the worse of answer recall and reader hit."""
     full, comp = result["full"], result["compressed"]
