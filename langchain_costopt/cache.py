@@ -172,18 +172,20 @@ def _message_key(message: BaseMessage, *, strip_text: bool) -> dict[str, Any]:
     }
     if message.name:
         key["name"] = message.name
-    role = getattr(message, "role", None)
+    # The fields of some message classes only, read from the model's field values:
+    # getattr of a field a pydantic model lacks costs an exception (~10 us a message).
+    fields = vars(message)
+    role = fields.get("role")
     if role:
         key["role"] = role
-    tool_calls = getattr(message, "tool_calls", None)
+    tool_calls = fields.get("tool_calls")
     if tool_calls:
         key["tool_calls"] = [[call.get("name"), call.get("args")] for call in tool_calls]
     function_call = message.additional_kwargs.get("function_call")
     if function_call:
         key["function_call"] = function_call
-    status = getattr(message, "status", None)
-    if isinstance(message, ToolMessage) and status != "success":
-        key["status"] = status
+    if isinstance(message, ToolMessage) and message.status != "success":
+        key["status"] = message.status
     return key
 
 

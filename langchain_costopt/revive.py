@@ -52,9 +52,18 @@ class Revive:
         if isinstance(obj, dict):
             if _is_escaped_dict(obj):
                 return _unescape_value(obj)
-            return self._reviver({k: self._walk(v, depth + 1) for k, v in obj.items()})
+            walked = {
+                k: self._walk(v, depth + 1) if isinstance(v, dict | list) else v
+                for k, v in obj.items()
+            }
+            # The Reviver changes only {"lc": 1, ...} dicts; skip its checks on the rest
+            # (kwargs, metadata: most of the dicts in a message).
+            return self._reviver(walked) if walked.get("lc") == 1 else walked
         if isinstance(obj, list):
-            return [self._walk(item, depth + 1) for item in obj]
+            return [
+                self._walk(item, depth + 1) if isinstance(item, dict | list) else item
+                for item in obj
+            ]
         return obj
 
 

@@ -443,3 +443,30 @@ async def test_a_hanging_embedding_model_is_given_up_on_and_the_model_answers(ca
     assert time.perf_counter() - started < 1.5
     assert reply.content and areply.content
     assert cache.stats["errors"] >= 2 and "embedding_timeout_s" in caplog.text
+
+
+@pytest.mark.filterwarnings("ignore:The function `loads` is in beta")
+def test_revive_reads_back_what_loads_reads_and_refuses_what_it_refuses():
+    from langchain_core.load import loads
+    from langchain_core.messages import ToolMessage
+
+    from langchain_costopt.revive import Revive
+
+    classes = [AIMessage, HumanMessage, ToolMessage, ChatGeneration]
+    revive = Revive(classes)
+    value = [
+        ChatGeneration(
+            message=AIMessage(
+                "hi",
+                tool_calls=[{"name": "f", "args": {"lc": 1, "n": [1, {"x": None}]}, "id": "1"}],
+                response_metadata={"lc": 1, "type": "constructor", "id": ["os", "system"]},
+            ),
+            generation_info={"nested": [[1, 2], {"a": "b"}]},
+        ),
+        HumanMessage("q", additional_kwargs={"lc": 1}),
+        ToolMessage("r", tool_call_id="1", status="error"),
+    ]
+    text = dumps(value)
+    assert revive(text) == loads(text, allowed_objects=classes) == value
+    with pytest.raises(ValueError, match="not allowed"):
+        revive(dumps([SystemMessage("not in the list")]))
