@@ -65,9 +65,9 @@ from langchain_core.messages.utils import convert_to_messages
 from langchain_core.prompt_values import PromptValue
 from langchain_core.runnables import Runnable, RunnableConfig
 from langchain_core.runnables.config import ensure_config
-from pydantic import ConfigDict, Field
+from pydantic import PrivateAttr
 
-from costopt_core.compression import ChunkCompressor, squeeze_whitespace
+from costopt_core.compression import ChunkCompressor, Granularity, squeeze_whitespace
 from costopt_core.metadata_keys import COMPRESSED_TOKENS_KEY
 from costopt_core.tokens import count_tokens
 from langchain_costopt.messages import message_text
@@ -326,30 +326,28 @@ class ChunkDocumentCompressor(BaseDocumentCompressor):
     those of :class:`costopt_core.compression.ChunkCompressor`.
     """
 
-    model_config = ConfigDict(arbitrary_types_allowed=True)
-
     max_tokens: int | None = None
     near_duplicate_threshold: float = 0.8
     squeeze: bool = True
     drop_repeated_lines: bool = True
     model: str | None = None
-    engine: ChunkCompressor | None = Field(default=None, exclude=True)
+    granularity: Granularity = "sentence"
+    _engine: ChunkCompressor = PrivateAttr()
 
     def model_post_init(self, context: Any) -> None:
-        self.engine = ChunkCompressor(
+        self._engine = ChunkCompressor(
             self.max_tokens,
             near_duplicate_threshold=self.near_duplicate_threshold,
             squeeze=self.squeeze,
             drop_repeated_lines=self.drop_repeated_lines,
+            granularity=self.granularity,
             model=self.model,
         )
 
     def compress_documents(
         self, documents: Sequence[Document], query: str, callbacks: Callbacks | None = None
     ) -> Sequence[Document]:
-        engine = self.engine
-        assert engine is not None  # set in model_post_init
-        result = engine.compress([d.page_content for d in documents], query)
+        result = self._engine.compress([d.page_content for d in documents], query)
         kept = [
             documents[index].model_copy(
                 update={"page_content": text, "metadata": dict(documents[index].metadata)}

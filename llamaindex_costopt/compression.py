@@ -38,7 +38,7 @@ from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle, TextNode
 from pydantic import Field, PrivateAttr
 
-from costopt_core.compression import ChunkCompressor
+from costopt_core.compression import ChunkCompressor, Granularity
 
 dispatcher = get_dispatcher(__name__)
 
@@ -65,6 +65,8 @@ class NodeCompressor(BaseNodePostprocessor):
             above which it is dropped, in (0, 1].
         squeeze: squeeze whitespace in the kept nodes' text.
         drop_repeated_lines: drop lines of 4+ words already seen in a kept node.
+        granularity: over the budget, ``"sentence"`` keeps the sentences most relevant
+            to the query from every kept node, ``"chunk"`` whole nodes (see the engine).
         model: the model whose tokenizer counts tokens (``None``: the estimate).
     """
 
@@ -72,6 +74,7 @@ class NodeCompressor(BaseNodePostprocessor):
     near_duplicate_threshold: float = Field(default=0.8)
     squeeze: bool = Field(default=True)
     drop_repeated_lines: bool = Field(default=True)
+    granularity: Granularity = Field(default="sentence")
     model: str | None = Field(default=None)
     _engine: ChunkCompressor = PrivateAttr()
 
@@ -81,6 +84,7 @@ class NodeCompressor(BaseNodePostprocessor):
             near_duplicate_threshold=self.near_duplicate_threshold,
             squeeze=self.squeeze,
             drop_repeated_lines=self.drop_repeated_lines,
+            granularity=self.granularity,
             model=self.model,
         )
 
