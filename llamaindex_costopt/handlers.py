@@ -73,6 +73,7 @@ from costopt_core.accounting import CallText, CostAccountant, CostHandlerBase, u
 from costopt_core.budget_gate import CallQuote
 from costopt_core.engine import ROUTING_KEY
 from costopt_core.ledger import BudgetExceededError, TokenUsage
+from costopt_core.metadata_keys import BATCH_KEY
 from llamaindex_costopt.messages import message_text
 
 logger = logging.getLogger(__name__)
@@ -299,6 +300,7 @@ class _Done:
     text: CallText | None  # set when usage is None: the engine costs the call from it
     run_id: str | None
     query: str | None = None  # root span of the call (see _CompressionMarks)
+    batch: bool = False  # answered through a provider batch API (billed at its rate)
 
 
 @dataclass(slots=True)
@@ -557,7 +559,9 @@ class CostEventHandler(CostHandlerBase, BaseEventHandler):
         if usage is None:
             text = call_text(call.start if call is not None else None, response)
         model = model_of_response(response) or (call.model if call else None) or UNKNOWN_MODEL
-        done = _Done(model, usage, text, span, call.query if call is not None else None)
+        extra = getattr(response, "additional_kwargs", None)
+        batch = isinstance(extra, Mapping) and extra.get(BATCH_KEY) is True
+        done = _Done(model, usage, text, span, call.query if call is not None else None, batch)
         gate_span = call.gate if call is not None else None
         if gate_span is None:
             self._record_call(done, None, call.reservation if call is not None else None)
@@ -659,6 +663,7 @@ class CostEventHandler(CostHandlerBase, BaseEventHandler):
             reservation_id=reservation,
             text=done.text,
             compressed_tokens=self._compression.take(done.query),
+            batch=done.batch,
         )
 
     def _record_attempt(self, done: _Done, attempt: Mapping[str, Any]) -> None:

@@ -57,9 +57,6 @@ def test_deferred_answers_are_the_direct_answers_with_usage_and_the_batch_mark(
     assert len(server.submitted) == 1
 
 
-@pytest.mark.xfail(
-    strict=True, reason="CostEventHandler does not bill additional_kwargs[BATCH_KEY] yet"
-)
 def test_ten_deferred_calls_cost_half_the_same_calls_made_directly(
     server: ImitationBatchServer,
 ) -> None:
