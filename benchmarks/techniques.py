@@ -33,7 +33,9 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import importlib.util
 import json
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -144,15 +146,21 @@ def measure_cache(data_dir: Path) -> dict[str, Any]:
     }
 
 
+def _load_script(path: Path) -> Any:
+    """A script of this repository (an example, another benchmark) as a module."""
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[path.stem] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
 def measure_kv_cache(data_dir: Path) -> dict[str, Any]:
     """Provider prompt caching, with ``examples/provider_prompt_cache.py``'s workload."""
-    import importlib.util
-
-    path = Path(__file__).resolve().parents[1] / "examples" / "provider_prompt_cache.py"
-    spec = importlib.util.spec_from_file_location("provider_prompt_cache", path)
-    assert spec is not None and spec.loader is not None
-    example = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(example)
+    example = _load_script(
+        Path(__file__).resolve().parents[1] / "examples" / "provider_prompt_cache.py"
+    )
     plain, cached = example.run(with_cache=False), example.run(with_cache=True)
     data = cached.to_dict()
     return {
@@ -215,11 +223,18 @@ def measure_batch(data_dir: Path) -> dict[str, Any]:
     }
 
 
+def measure_compression(data_dir: Path) -> dict[str, Any]:
+    """Prompt compression on public QA samples (``benchmarks/compression.py``)."""
+    module = _load_script(Path(__file__).resolve().parent / "compression.py")
+    return module.measure_for_techniques(data_dir)
+
+
 MEASUREMENTS: dict[str, Callable[[Path], dict[str, Any]]] = {
     "routing": measure_routing,
     "semantic_cache": measure_cache,
     "kv_cache": measure_kv_cache,
     "batch": measure_batch,
+    "prompt_compression": measure_compression,
 }
 
 

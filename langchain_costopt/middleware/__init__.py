@@ -5,6 +5,8 @@ Needs the ``langchain`` package: ``pip install "costopt-llm[agents]"``.
 * :class:`CostRoutingMiddleware` routes every model call of the agent to a tier.
 * :class:`BudgetMiddleware` stops the agent cleanly before a call that would not fit its
   budget.
+* :class:`PromptCompressionMiddleware` trims the history the model is sent to a token
+  budget (the agent's state keeps the whole conversation).
 * :class:`PromptCacheMiddleware` keeps the prompt prefix stable and marks it for the
   provider's prompt cache (Anthropic ``cache_control``).
 """
@@ -20,7 +22,13 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
     ) from exc
 
 from langchain_costopt.middleware.budget import BudgetMiddleware
+from langchain_costopt.middleware.compression import PromptCompressionMiddleware
 from langchain_costopt.middleware.prompt_cache import PromptCacheMiddleware
 from langchain_costopt.middleware.routing import CostRoutingMiddleware
 
-__all__ = ["BudgetMiddleware", "CostRoutingMiddleware", "PromptCacheMiddleware"]
+__all__ = [
+    "BudgetMiddleware",
+    "CostRoutingMiddleware",
+    "PromptCacheMiddleware",
+    "PromptCompressionMiddleware",
+]
