@@ -22,7 +22,14 @@ calls into these requests and the results into framework answers marked
 """
 
 from costopt_core.batch.anthropic import AnthropicBatchAPI
-from costopt_core.batch.client import BatchJob, PollSettings, arun_batch, run_batch
+from costopt_core.batch.client import (
+    BatchJob,
+    BatchRun,
+    BatchRunOptions,
+    PollSettings,
+    arun_batch,
+    run_batch,
+)
 from costopt_core.batch.openai import OpenAIBatchAPI
 from costopt_core.batch.requests import (
     BatchAPIError,
@@ -52,6 +59,8 @@ __all__ = [
     "BatchRequest",
     "BatchRequestError",
     "BatchResult",
+    "BatchRun",
+    "BatchRunOptions",
     "BatchStatus",
     "BatchTarget",
     "BatchTimeoutError",

@@ -24,6 +24,7 @@ Proxies from the environment are used, except for a loopback base URL (a local s
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import ipaddress
 import logging
@@ -42,6 +43,7 @@ from costopt_core.batch.requests import (
     BatchTimeoutError,
 )
 from costopt_core.batch.wire import BatchProvider, HttpCall, HttpReply, Steps, Wait
+from costopt_core.keyword_options import KeywordOptions
 
 logger = logging.getLogger(__name__)
 
@@ -225,9 +227,10 @@ def _plain_http_context() -> ssl.SSLContext:
     return ssl.create_default_context()
 
 
-def _client_options(provider: BatchProvider, settings: PollSettings) -> dict[str, Any]:
+def _client_options(job: BatchJob) -> dict[str, Any]:
+    provider = job.provider
     options: dict[str, Any] = {
-        "timeout": settings.http_timeout_s,
+        "timeout": job.settings.http_timeout_s,
         "trust_env": not _is_loopback(provider.base_url),
     }
     if provider.base_url.startswith("http://"):
@@ -237,115 +240,151 @@ def _client_options(provider: BatchProvider, settings: PollSettings) -> dict[str
     return options
 
 
+@dataclass(frozen=True)
+class BatchRunOptions(KeywordOptions):
+    """How a batch is waited for and over which HTTP client: the keyword arguments of
+    :func:`run_batch` and :func:`arun_batch` (and of the faces' ``deferred_batch``).
+
+    ``poll_interval_s``, ``max_poll_interval_s`` and ``timeout_s`` override those of
+    ``settings`` (default :class:`PollSettings`); ``http_client``: an ``httpx.Client``
+    (``httpx.AsyncClient`` for the async calls) to use, default one opened per batch.
+
+    Example:
+        >>> BatchRunOptions(poll_interval_s=60).poll_settings().max_poll_interval_s
+        300.0
+        >>> BatchRunOptions(poll_interval_s=600).poll_settings().max_poll_interval_s
+        600
+    """
+
+    poll_interval_s: float | None = None
+    max_poll_interval_s: float | None = None
+    timeout_s: float | None = None
+    settings: PollSettings | None = None
+    http_client: Any = None
+
+    def poll_settings(self) -> PollSettings:
+        """``settings`` with the intervals and timeout given here (checked)."""
+        base = self.settings or PollSettings()
+        given = {
+            "poll_interval_s": self.poll_interval_s,
+            "max_poll_interval_s": self.max_poll_interval_s,
+            "timeout_s": self.timeout_s,
+        }
+        changes = {k: v for k, v in given.items() if v is not None}
+        if not changes:
+            return base
+        if self.poll_interval_s is not None and self.max_poll_interval_s is None:
+            changes["max_poll_interval_s"] = max(base.max_poll_interval_s, self.poll_interval_s)
+        return dataclasses.replace(base, **changes)
+
+
+class BatchRun:
+    """One batch run over HTTP: its :class:`BatchJob` driven by ``httpx``, sync
+    (:meth:`run`) or async (:meth:`arun`)."""
+
+    def __init__(
+        self,
+        provider: BatchProvider,
+        requests: Sequence[BatchRequest],
+        options: BatchRunOptions | None = None,
+        on_submit: Callable[[str], Any] | None = None,
+    ) -> None:
+        options = options or BatchRunOptions()
+        self.job = BatchJob(provider, requests, options.poll_settings(), on_submit=on_submit)
+        self.http_client = options.http_client
+
+    def run(self) -> list[BatchResult]:
+        """Submit, poll with ``time.sleep``, fetch (see :func:`run_batch`)."""
+        httpx, job = _httpx(), self.job
+        own = self.http_client is None
+        client = httpx.Client(**_client_options(job)) if own else self.http_client
+
+        def perform(call: HttpCall) -> HttpReply:
+            try:
+                return _reply(client.request(**_request(job.provider, call)))
+            except httpx.TransportError as exc:
+                return _no_reply(call, exc)
+
+        try:
+            return _drive(job.steps(), perform, time.sleep)
+        except BaseException as exc:
+            if _interrupted(job, exc):
+                _drive(job.cancel_steps(), perform, time.sleep)  # stop paying
+            raise
+        finally:
+            if own:
+                client.close()
+
+    async def arun(self) -> list[BatchResult]:
+        """Async :meth:`run`, polling with ``asyncio.sleep``."""
+        httpx, job = _httpx(), self.job
+        own = self.http_client is None
+        client = httpx.AsyncClient(**_client_options(job)) if own else self.http_client
+
+        async def perform(call: HttpCall) -> HttpReply:
+            try:
+                return _reply(await client.request(**_request(job.provider, call)))
+            except httpx.TransportError as exc:
+                return _no_reply(call, exc)
+
+        try:
+            return await _adrive(job.steps(), perform)
+        except BaseException as exc:
+            if _interrupted(job, exc):
+                # Cancelled or interrupted: stop the batch, shielded from a second cancel.
+                await asyncio.shield(_adrive(job.cancel_steps(), perform))
+            raise
+        finally:
+            if own:
+                await client.aclose()
+
+
+@BatchRunOptions.keywords()
 def run_batch(
     provider: BatchProvider,
     requests: Sequence[BatchRequest],
     *,
-    poll_interval_s: float | None = None,
-    max_poll_interval_s: float | None = None,
-    timeout_s: float | None = None,
-    settings: PollSettings | None = None,
-    http_client: Any = None,
     on_submit: Callable[[str], Any] | None = None,
+    **options: Any,
 ) -> list[BatchResult]:
     """Submit ``requests`` as one batch, wait for it, return the results in order.
 
-    ``http_client``: an ``httpx.Client`` to use (default: one opened for this batch);
-    ``on_submit(batch_id)`` is called once the provider has created the batch.
-    Raises :class:`BatchAPIError` (refused, or the batch failed) or
-    :class:`BatchTimeoutError`; a request answered with an error is a result with
-    ``ok == False``.
+    ``options``: :class:`BatchRunOptions` (``poll_interval_s``, ``max_poll_interval_s``,
+    ``timeout_s``, ``settings``, ``http_client``); ``on_submit(batch_id)`` is called once
+    the provider has created the batch. Raises :class:`BatchAPIError` (refused, or the
+    batch failed) or :class:`BatchTimeoutError`; a request answered with an error is a
+    result with ``ok == False``.
     """
-    job = BatchJob(
-        provider,
-        requests,
-        _settings(settings, poll_interval_s, max_poll_interval_s, timeout_s),
-        on_submit=on_submit,
-    )
-    httpx = _httpx()
-    own = http_client is None
-    client = httpx.Client(**_client_options(provider, job.settings)) if own else http_client
-
-    def perform(call: HttpCall) -> HttpReply:
-        try:
-            response = client.request(**_request(provider, call))
-        except httpx.TransportError as exc:
-            logger.warning("%s %s: %s", call.method, call.path, exc)
-            return HttpReply(0, str(exc).encode())
-        return HttpReply(response.status_code, response.content)
-
-    try:
-        return _drive(job.steps(), perform, time.sleep)
-    except BaseException as exc:
-        if job.batch_id is not None and not isinstance(exc, BatchTimeoutError | BatchAPIError):
-            _drive(job.cancel_steps(), perform, time.sleep)  # interrupted: stop paying
-        raise
-    finally:
-        if own:
-            client.close()
+    run = BatchRun(provider, requests, BatchRunOptions.of(options, "run_batch"), on_submit)
+    return run.run()
 
 
+@BatchRunOptions.keywords()
 async def arun_batch(
     provider: BatchProvider,
     requests: Sequence[BatchRequest],
     *,
-    poll_interval_s: float | None = None,
-    max_poll_interval_s: float | None = None,
-    timeout_s: float | None = None,
-    settings: PollSettings | None = None,
-    http_client: Any = None,
     on_submit: Callable[[str], Any] | None = None,
+    **options: Any,
 ) -> list[BatchResult]:
     """Async :func:`run_batch` (``http_client``: an ``httpx.AsyncClient``)."""
-    job = BatchJob(
-        provider,
-        requests,
-        _settings(settings, poll_interval_s, max_poll_interval_s, timeout_s),
-        on_submit=on_submit,
-    )
-    httpx = _httpx()
-    own = http_client is None
-    client = httpx.AsyncClient(**_client_options(provider, job.settings)) if own else http_client
-
-    async def perform(call: HttpCall) -> HttpReply:
-        try:
-            response = await client.request(**_request(provider, call))
-        except httpx.TransportError as exc:
-            logger.warning("%s %s: %s", call.method, call.path, exc)
-            return HttpReply(0, str(exc).encode())
-        return HttpReply(response.status_code, response.content)
-
-    try:
-        return await _adrive(job.steps(), perform)
-    except BaseException as exc:
-        if job.batch_id is not None and not isinstance(exc, BatchTimeoutError | BatchAPIError):
-            # Cancelled or interrupted: stop the batch, shielded from a second cancel.
-            await asyncio.shield(_adrive(job.cancel_steps(), perform))
-        raise
-    finally:
-        if own:
-            await client.aclose()
+    run = BatchRun(provider, requests, BatchRunOptions.of(options, "arun_batch"), on_submit)
+    return await run.arun()
 
 
-def _settings(
-    settings: PollSettings | None,
-    poll_interval_s: float | None,
-    max_poll_interval_s: float | None,
-    timeout_s: float | None,
-) -> PollSettings:
-    base = settings or PollSettings()
-    given = {
-        "poll_interval_s": poll_interval_s,
-        "max_poll_interval_s": max_poll_interval_s,
-        "timeout_s": timeout_s,
-    }
-    changes = {k: v for k, v in given.items() if v is not None}
-    if not changes:
-        return base
-    if poll_interval_s is not None and max_poll_interval_s is None:
-        changes["max_poll_interval_s"] = max(base.max_poll_interval_s, poll_interval_s)
-    fields = {f: getattr(base, f) for f in base.__dataclass_fields__}
-    return PollSettings(**{**fields, **changes})
+def _reply(response: Any) -> HttpReply:
+    return HttpReply(response.status_code, response.content)
+
+
+def _no_reply(call: HttpCall, error: Exception) -> HttpReply:
+    logger.warning("%s %s: %s", call.method, call.path, error)
+    return HttpReply(0, str(error).encode())
+
+
+def _interrupted(job: BatchJob, error: BaseException) -> bool:
+    """A submitted batch whose caller stopped waiting (not a batch that failed or timed
+    out): it is cancelled, so as not to pay for answers nobody reads."""
+    return job.batch_id is not None and not isinstance(error, BatchTimeoutError | BatchAPIError)
 
 
 def _drive(
@@ -378,4 +417,11 @@ async def _adrive(steps: Steps, perform: Callable[[HttpCall], Any]) -> Any:
         return done.value
 
 
-__all__ = ["BatchJob", "PollSettings", "arun_batch", "run_batch"]
+__all__ = [
+    "BatchJob",
+    "BatchRun",
+    "BatchRunOptions",
+    "PollSettings",
+    "arun_batch",
+    "run_batch",
+]
