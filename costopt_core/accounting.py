@@ -489,9 +489,13 @@ class CostAccountant:
         return self.admit(first_call=first_call)[0]
 
     def _max_costs(self, quotes: Sequence[CallQuote]) -> list[float]:
-        costs = [quote.max_cost(self.catalog) for quote in quotes]
-        # An unpriced model has no maximum: the call falls back to the estimate.
-        return [] if None in costs else costs  # type: ignore[return-value]
+        costs = []
+        for quote in quotes:
+            cost = quote.max_cost(self.catalog)
+            if cost is None:
+                return []  # an unpriced model has no maximum: the call takes the estimate
+            costs.append(cost)
+        return costs
 
     def admit(
         self,
@@ -666,25 +670,40 @@ class CostAccountant:
         """
         if usage is None:
             usage, tags = self._usage_from_text(model, text, tags)
+        price = self.catalog.get(model)  # once per call: every figure below is on it
+        cost: float | None = None
         if usage is None:
             usage = TokenUsage()
-            cost: float | None = None
+        elif price is None:
+            warn_unpriced(model)
         else:
-            cost = self.price(model, usage)
+            cost = price_usage(price, usage)
         baseline_model: str | None = None
         baseline_cost: float | None = None
         saved: float | None = 0.0
-        baseline_usage = usage
+        removed = 0
+        levered = False
         if cost is not None and (
             batch or compressed_tokens or usage.cache_read_tokens or usage.cache_write_tokens
         ):
-            baseline_usage, cost, direct, parts = self._lever_parts(
-                model, usage, cost, compressed_tokens, batch
+            removed, cost, direct, parts = self._lever_parts(
+                price,  # type: ignore[arg-type]  # priced: cost is not None
+                usage,
+                cost,
+                compressed_tokens,
+                batch,
             )
             tags = {**tags, **parts} if tags else parts
+            levered = True
             if tier is None:
                 baseline_model, baseline_cost, saved = model, direct, direct - cost
         if tier is not None:
+            # The baseline is priced on the usage with no lever: the full prompt, uncached.
+            baseline_usage = usage
+            if levered and (removed or usage.cache_read_tokens or usage.cache_write_tokens):
+                baseline_usage = TokenUsage(
+                    usage.input_tokens + removed, usage.output_tokens, 0, 0, usage.reasoning_tokens
+                )
             baseline_model, baseline_cost = self._baseline(model, baseline_usage, router_models)
             saved = None if cost is None or baseline_cost is None else baseline_cost - cost
         record = self._record(
@@ -703,20 +722,19 @@ class CostAccountant:
         return self._store(record, reservation_id)
 
     def _lever_parts(
-        self, model: str, usage: TokenUsage, cost: float, compressed_tokens: int, batch: bool
-    ) -> tuple[TokenUsage, float, float, dict[str, str]]:
-        # Off the usual path: only calls with provider cache tokens, a compressed prompt
-        # or a batch price come here. Returns the no-lever usage (what the baseline is
-        # priced on), the billed cost, the no-lever cost on this model, and the tags.
-        price = self.catalog.get(model)
-        assert price is not None  # cost was priced
-        removed = max(0, int(compressed_tokens))
-        uncached = TokenUsage(usage.input_tokens, usage.output_tokens, 0, 0, usage.reasoning_tokens)
-        full = TokenUsage(
-            usage.input_tokens + removed, usage.output_tokens, 0, 0, usage.reasoning_tokens
-        )
-        direct = price_usage(price, full)
-        compressed = price_usage(price, uncached) if removed else direct
+        self, price: ModelPrice, usage: TokenUsage, cost: float, compressed_tokens: int, batch: bool
+    ) -> tuple[int, float, float, dict[str, str]]:
+        # Off the plain path: only calls with provider cache tokens, a compressed prompt
+        # or a batch price come here. Returns the input tokens a compressor removed, the
+        # billed cost, the no-lever cost on this model (full prompt, uncached, direct),
+        # and the tags holding each lever's part.
+        removed = compressed_tokens if type(compressed_tokens) is int else int(compressed_tokens)
+        removed = removed if removed > 0 else 0
+        inp, out, reasoning = usage.input_tokens, usage.output_tokens, usage.reasoning_tokens
+        direct = price.cost(inp + removed, out, 0, 0, reasoning)
+        if not removed and not batch:  # the usual case: the provider's prompt cache only
+            return 0, cost, direct, saving_tags({PROVIDER_CACHE: direct - cost})
+        compressed = price.cost(inp, out, 0, 0, reasoning) if removed else direct
         billed = cost * (1.0 - price.batch_discount) if batch else cost
         parts = saving_tags(
             {
@@ -727,7 +745,7 @@ class CostAccountant:
         )
         if batch:
             parts[BATCH_TAG] = "1"
-        return full, billed, direct, parts
+        return removed, billed, direct, parts
 
     def _usage_from_text(
         self, model: str, text: CallText | None, tags: Mapping[str, str] | None

@@ -478,6 +478,9 @@ class CostLedger:
         self._reserved_total = 0.0
         self._next_expiry = math.inf
         self._newest_day = -math.inf  # the latest day bucket (records may be back-dated)
+        # Each period's start for times in [_starts_from, _starts_until): one UTC day.
+        self._period_starts: dict[str, float] = {}
+        self._starts_from = self._starts_until = -math.inf
         # Ids only need to be unique within this ledger; a counter is cheaper than uuid4.
         # Made at the first reservation: a ledger without budgets (one per cost_tracker
         # block) never pays for the uuid4.
@@ -524,9 +527,18 @@ class CostLedger:
             if now >= self._next_expiry:
                 self._expire(now)
             pending = self._reserved_total
+            if not self._starts_from <= now < self._starts_until:
+                # The periods' starts change once a day: worked out then, not per call.
+                day = period_start("day", now)
+                self._period_starts = {period: period_start(period, now) for period in PERIODS}
+                self._starts_from, self._starts_until = day, day + _DAY  # type: ignore[operator]
+            starts = self._period_starts
             for budget in budgets:
-                since = None if budget.period is None else budget.start(now)
-                used = self._spent_since_locked(since) + pending
+                period = budget.period
+                if period is None:
+                    used = self._spent_total + pending
+                else:
+                    used = self._spent_since_locked(starts[period]) + pending
                 if not admits(used, estimate, budget):
                     return BudgetCheck(False, None, budget, used)
             if not self._id_prefix:

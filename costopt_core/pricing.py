@@ -132,17 +132,24 @@ class ModelPrice:
         reasoning_tokens: int = 0,
     ) -> float:
         """Dollar cost of one call's usage (LangChain token conventions)."""
-        plain_in = max(0, input_tokens - cache_read_tokens - cache_write_tokens)
-        plain_out = max(0, output_tokens - reasoning_tokens)
-        read = self.input if self.cache_read is None else self.cache_read
-        write = self.input if self.cache_write is None else self.cache_write
-        think = self.output if self.reasoning is None else self.reasoning
+        # Runs on every call: comparisons instead of max(), the rates read once.
+        rate_in = self.input
+        rate_out = self.output
+        plain_in = input_tokens - cache_read_tokens - cache_write_tokens
+        if plain_in < 0:
+            plain_in = 0
+        plain_out = output_tokens - reasoning_tokens
+        if plain_out < 0:
+            plain_out = 0
+        read = self.cache_read
+        write = self.cache_write
+        think = self.reasoning
         return (
-            plain_in * self.input
-            + cache_read_tokens * read
-            + cache_write_tokens * write
-            + plain_out * self.output
-            + reasoning_tokens * think
+            plain_in * rate_in
+            + cache_read_tokens * (rate_in if read is None else read)
+            + cache_write_tokens * (rate_in if write is None else write)
+            + plain_out * rate_out
+            + reasoning_tokens * (rate_out if think is None else think)
         )
 
 

@@ -81,6 +81,8 @@ def estimate_tokens(text: str) -> int:
     """
     if not text:
         return 0
+    if text.isascii():  # O(1) in CPython (a flag of the string): no CJK to look for
+        return (len(text) + 3) // 4
     cjk = len(_CJK.findall(text))
     other = len(text) - cjk
     return max(1, cjk + (other + 3) // 4)

@@ -162,7 +162,7 @@ class _Run:
     def routing(self) -> Mapping[str, Any] | None:
         """The decision ``RouterChatModel.batch`` puts in the run's metadata."""
         metadata = self.metadata
-        if not metadata or not _is_map(metadata):
+        if not metadata or (type(metadata) is not dict and not _is_map(metadata)):
             return None
         routing = metadata.get(BATCH_ROUTING_KEY)
         return routing if routing is not None and _is_map(routing) else None
@@ -209,18 +209,21 @@ def call_quotes(
             texts.append(content if isinstance(content, str) else json.dumps(content, default=str))
         # Chat formats add a few tokens per message.
         tokens = estimate_tokens("\n".join(texts)) + _PER_MESSAGE_TOKENS * len(texts)
-    params = params if params is not None and _is_map(params) else _EMPTY
+    if type(params) is not dict and not _is_map(params):
+        params = _EMPTY
     # Bound tools are part of the prompt.
-    if params.get("tools"):
-        tokens += estimate_tokens(json.dumps(params["tools"], default=str))
+    tools = params.get("tools")
+    if tools:
+        tokens += estimate_tokens(json.dumps(tools, default=str))
     limit = _output_limit(params)
     models = params.get("models")
-    if not _is_map(models):
+    if models is None or not _is_map(models):
         model = model_name_in(params)
-        if metadata is not None and _is_map(metadata):
+        if metadata is not None and (type(metadata) is dict or _is_map(metadata)):
             model = model or metadata.get("ls_model_name")
-            ls_limit = metadata.get("ls_max_tokens")
-            limit = limit or (ls_limit if type(ls_limit) is int and ls_limit > 0 else None)
+            if limit is None:
+                ls_limit = metadata.get("ls_max_tokens")
+                limit = ls_limit if type(ls_limit) is int and ls_limit > 0 else None
         return [CallQuote(model, tokens, limit)], False
     specs = [spec for spec in models.values() if _is_map(spec)]
     return [
@@ -361,21 +364,17 @@ class CostCallbackHandler(CostHandlerBase, _HandlerState, BaseCallbackHandler):
             parent = None
         else:
             parent = parent_run_id.int if type(parent_run_id) is UUID else parent_run_id
-        reservation = None
-        downgraded = False
-        accountant = self._accountant
         params = kwargs.get("invocation_params")
+        run = _Run(params, metadata, None, parent, messages)
+        accountant = self._accountant
         # Without budgets there is nothing to check or reserve. A nested LLM run was
         # admitted with its parent: checking again would reserve twice. (A dict
         # membership test is atomic: no lock needed to read it.)
         if accountant.budgets and (parent is None or parent not in self._runs):
             quotes, routed = call_quotes(messages, params, metadata)
-            reservation, downgraded = accountant.admit(quotes, routed=routed)  # may raise
-        run = _Run(params, metadata, reservation, parent, messages)
-        run.downgraded = downgraded
-        key = run_id.int if type(run_id) is UUID else run_id
-        with self._lock:
-            self._runs[key] = run
+            run.reservation, run.downgraded = accountant.admit(quotes, routed=routed)
+        # One dict store, atomic: the run's end pops it under the lock.
+        self._runs[run_id.int if type(run_id) is UUID else run_id] = run
 
     def downgraded_run(self, run_id: object) -> bool:
         """True when the router run ``run_id`` was admitted only on its cheapest tier."""
@@ -399,44 +398,35 @@ class CostCallbackHandler(CostHandlerBase, _HandlerState, BaseCallbackHandler):
 
     def _end(self, run_id: UUID, response: LLMResult | None) -> None:
         """Count the run's answer once (``None``: it has none, the run is dropped); a run
-        not counted releases its budget reservation."""
+        not counted releases its budget reservation.
+
+        One lock section forgets the run and marks it counted; counting a run marks its
+        parent LLM run (a wrapper delegating through it) as covered, so the parent is not
+        counted again.
+        """
+        key = run_id.int if type(run_id) is UUID else run_id
         run = None
         try:
-            if response is not None:
-                run, first = self._finish(run_id)
+            with self._lock:
+                run = self._runs.pop(key, None)
+                counted = self._counted
+                first = response is not None and key not in counted
                 if first:
-                    self._account(response, run_id, run)
-                    return
-            else:
-                with self._lock:
-                    run = self._runs.pop(run_id.int if type(run_id) is UUID else run_id, None)
-            if run is not None:
+                    counted[key] = None
+                    if len(counted) > _COUNTED_MEMORY:
+                        counted.popitem(last=False)  # O(1), unlike a plain dict's first key
+                    if run is not None and run.parent is not None:
+                        parent = self._runs.get(run.parent)
+                        if parent is not None:
+                            parent.covered = True
+            if first:
+                self._account(response, run_id, run)  # type: ignore[arg-type]
+            elif run is not None:
                 self._accountant.cancel(run.reservation)
         except Exception:
             logger.exception("CostCallbackHandler failed to account run %s", run_id)
             if run is not None:
                 self._accountant.cancel(run.reservation)
-
-    def _finish(self, run_id: UUID) -> tuple[_Run | None, bool]:
-        """Forget the run; ``True`` the first time it is counted (one lock section).
-
-        Counting a run marks its parent LLM run (a wrapper delegating through it) as
-        covered, so the parent is not counted again.
-        """
-        key = run_id.int if type(run_id) is UUID else run_id
-        with self._lock:
-            run = self._runs.pop(key, None)
-            counted = self._counted
-            if key in counted:
-                return run, False
-            counted[key] = None
-            if len(counted) > _COUNTED_MEMORY:
-                counted.popitem(last=False)  # O(1), unlike deleting a plain dict's first key
-            if run is not None and run.parent is not None:
-                parent = self._runs.get(run.parent)
-                if parent is not None:
-                    parent.covered = True
-            return run, True
 
     def _account(self, response: LLMResult, run_id: UUID, run: _Run | None) -> None:
         reservation = run.reservation if run is not None else None
@@ -535,7 +525,7 @@ class CostCallbackHandler(CostHandlerBase, _HandlerState, BaseCallbackHandler):
                 tier = None
         if (cache is not None and cache.get("hit")) or (
             usage_metadata is not None
-            and _is_map(usage_metadata)
+            and (type(usage_metadata) is dict or _is_map(usage_metadata))
             and usage_metadata.get("total_cost", None) == 0
         ):
             hint = cache.get("saved_usd") if cache is not None else None
