@@ -39,7 +39,12 @@ from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from typing import Any
 from uuid import UUID
 
-from langchain_core.callbacks import AsyncCallbackManager, CallbackManager
+from langchain_core.callbacks import (
+    AsyncCallbackManager,
+    AsyncCallbackManagerForLLMRun,
+    CallbackManager,
+    CallbackManagerForLLMRun,
+)
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.messages import (
     AIMessage,
@@ -56,10 +61,11 @@ from langchain_core.runnables.config import get_config_list
 from pydantic import ConfigDict, SecretStr, model_validator
 
 from costopt_core.batch import PROVIDERS, BatchRequest, BatchResult, BatchTarget, resolve_target
-from costopt_core.batch.client import PollSettings, arun_batch, run_batch
-from costopt_core.batch.deferred import DeferredPlan, raise_first
-from costopt_core.ledger import BudgetExceededError, TokenUsage
+from costopt_core.batch.client import PollSettings
+from costopt_core.batch.deferred import DeferredBatch, DeferredOptions
+from costopt_core.ledger import TokenUsage
 from costopt_core.metadata_keys import BATCH_KEY, model_name_in
+from langchain_costopt.chat_run import callback_manager_args
 from langchain_costopt.messages import Messages, Stop
 
 logger = logging.getLogger(__name__)
@@ -184,24 +190,31 @@ def answer_message(result: BatchResult, target: BatchTarget, batch_id: str | Non
 
 
 class _Deferred:
-    """One deferred batch of a chat model: its requests and the runs it opens."""
+    """One deferred batch of a chat model: its requests, and how its runs open."""
 
     def __init__(
         self,
         model: BaseChatModel,
         inputs: Sequence[LanguageModelInput],
         config: BatchConfig,
-        target: BatchTarget,
         stop: Stop,
-        kwargs: Mapping[str, Any],
+        keywords: dict[str, Any],
     ) -> None:
+        """``keywords``: ``deferred_batch``'s options and the settings sent with every
+        request. A ``BatchAPIChatModel`` is unwrapped: its own settings fill in what the
+        call did not give."""
         if not inputs:
             raise ValueError("inputs must hold at least one chat model input")
+        options, params = DeferredOptions.split(keywords)
+        params.pop("deferred", None)
+        if isinstance(model, BatchAPIChatModel):
+            options = options.filled(model.batch_options())
+            model = model.model
         self.model = model
-        self.target = target
+        self.target = target = batch_target(model, stop=stop, **options.target_keywords(), **params)
         self.messages = [input_messages(item) for item in inputs]
         self.configs = get_config_list(config, len(inputs))
-        self.requests = [
+        requests = [
             BatchRequest(
                 f"request-{i}",
                 target.model,
@@ -210,7 +223,7 @@ class _Deferred:
             )
             for i, messages in enumerate(self.messages)
         ]
-        self.plan = DeferredPlan([r.custom_id for r in self.requests])
+        self.batch = DeferredBatch(target.api, requests, options)
         self.stop = stop
         self.invocation_params = {
             "_type": model._llm_type,
@@ -218,23 +231,12 @@ class _Deferred:
             **target.params,
             "batch_api": target.api.name,
         }
-        self.ls_params = dict(model._get_ls_params(stop=stop, **kwargs))
+        self.ls_params = dict(model._get_ls_params(stop=stop, **params))
         self.ls_params["ls_model_name"] = target.model
 
     def manager_args(self, i: int) -> tuple[Any, ...]:
-        """``CallbackManager.configure``'s arguments for input ``i`` (as LangChain's
-        ``BaseChatModel.generate`` builds them)."""
-        config, model = self.configs[i], self.model
-        metadata = {**(config.get("metadata") or {}), **self.ls_params}
-        return (
-            config.get("callbacks"),
-            model.callbacks,
-            model.verbose,
-            config.get("tags"),
-            model.tags,
-            metadata,
-            model.metadata,
-        )
+        """``CallbackManager.configure``'s arguments for input ``i``."""
+        return callback_manager_args(self.model, self.configs[i], self.ls_params)
 
     def start_args(self, i: int) -> dict[str, Any]:
         config = self.configs[i]
@@ -249,209 +251,98 @@ class _Deferred:
             "batch_size": len(self.messages),
         }
 
-    @property
-    def admitted_requests(self) -> list[BatchRequest]:
-        return [self.requests[i] for i in self.plan.admitted]
-
-    def outputs(
-        self, results: Sequence[BatchResult], batch_id: str | None
-    ) -> Iterator[AIMessage | BaseException]:
-        """Each input's answer, or the exception it ends with, in order."""
-        for outcome in self.plan.outcomes(results):
-            if isinstance(outcome, BaseException):
-                yield outcome
-            else:
-                yield answer_message(outcome, self.target, batch_id)
+    def answer(self, result: BatchResult, batch_id: str | None) -> tuple[AIMessage, LLMResult]:
+        """An answered request's message, and what its run reports."""
+        message = answer_message(result, self.target, batch_id)
+        return message, LLMResult(generations=[[ChatGeneration(message=message)]])
 
 
-def _ended(output: AIMessage | BaseException) -> LLMResult | None:
-    """What a run that ended with ``output`` reports (``None``: it failed)."""
-    if isinstance(output, BaseException):
-        return None
-    return LLMResult(generations=[[ChatGeneration(message=output)]])
+class _Runs:
+    """A deferred batch's LangChain runs (the engine's ``DeferredRuns``)."""
+
+    def __init__(self, job: _Deferred) -> None:
+        self.job = job
+        self.managers: list[CallbackManagerForLLMRun | None] = [None] * len(job.messages)
+
+    def start(self, index: int) -> None:
+        manager = CallbackManager.configure(*self.job.manager_args(index))
+        self.managers[index] = manager.on_chat_model_start(**self.job.start_args(index))[0]
+
+    def end(self, index: int, result: BatchResult, batch_id: str | None) -> AIMessage:
+        message, ended = self.job.answer(result, batch_id)
+        if (run := self.managers[index]) is not None:
+            run.on_llm_end(ended)
+        return message
+
+    def fail(self, index: int, error: BaseException) -> None:
+        if (run := self.managers[index]) is not None:  # None: its start was refused
+            run.on_llm_error(error)
 
 
-def _prepare(
-    model: BaseChatModel, explicit: dict[str, Any], stop: Stop, kwargs: dict[str, Any]
-) -> tuple[BaseChatModel, BatchTarget, PollSettings | None]:
-    """The model to call, its target and poll settings. A ``BatchAPIChatModel`` is
-    unwrapped: its own settings fill in what the call did not give."""
-    kwargs.pop("deferred", None)
-    if isinstance(model, BatchAPIChatModel):
-        for key, value in model.batch_options().items():
-            if explicit.get(key) is None:
-                explicit[key] = value
-        model = model.model
-    settings = explicit.pop("settings", None)
-    return model, batch_target(model, stop=stop, **explicit, **kwargs), settings
+class _AsyncRuns:
+    """:class:`_Runs` through LangChain's async callback managers."""
+
+    def __init__(self, job: _Deferred) -> None:
+        self.job = job
+        self.managers: list[AsyncCallbackManagerForLLMRun | None] = [None] * len(job.messages)
+
+    async def start(self, index: int) -> None:
+        manager = AsyncCallbackManager.configure(*self.job.manager_args(index))
+        runs = await manager.on_chat_model_start(**self.job.start_args(index))
+        self.managers[index] = runs[0]
+
+    async def end(self, index: int, result: BatchResult, batch_id: str | None) -> AIMessage:
+        message, ended = self.job.answer(result, batch_id)
+        if (run := self.managers[index]) is not None:
+            await run.on_llm_end(ended)
+        return message
+
+    async def fail(self, index: int, error: BaseException) -> None:
+        if (run := self.managers[index]) is not None:
+            await run.on_llm_error(error)
 
 
+@DeferredOptions.keywords(more=True)
 def deferred_batch(
     model: BaseChatModel,
     inputs: Sequence[LanguageModelInput],
     config: BatchConfig = None,
     *,
-    return_exceptions: bool = False,
-    provider: str | None = None,
-    base_url: str | None = None,
-    api_key: str | SecretStr | None = None,
-    model_name: str | None = None,
     stop: Stop = None,
-    poll_interval_s: float | None = None,
-    max_poll_interval_s: float | None = None,
-    timeout_s: float | None = None,
-    settings: PollSettings | None = None,
-    http_client: Any = None,
     **kwargs: Any,
 ) -> list[Any]:
     """Answer ``inputs`` with ``model`` through its provider's batch API (waits for it).
 
     ``model``: a chat model of a provider with a batch API, or a ``BatchAPIChatModel``
-    (whose settings apply where the call gives none).
+    (whose settings apply where the call gives none). Keyword arguments:
+    ``costopt_core.batch.deferred.DeferredOptions`` (``return_exceptions``,
+    ``provider``, ``base_url``, ``api_key``, ``model_name``, ``poll_interval_s``,
+    ``max_poll_interval_s``, ``timeout_s``, ``settings``, ``http_client``); any other is
+    sent with every request (``tools``, ``top_p``...).
 
     Returns one ``AIMessage`` per input, in order. A request the provider did not
     answer raises ``BatchRequestError`` (or is returned as one with
     ``return_exceptions=True``); so does a budget refusal (``BudgetExceededError``,
     before anything is submitted), a refused or failed batch (``BatchAPIError``) and a
     batch not ended by ``timeout_s`` (``BatchTimeoutError``, after cancelling it).
-    Other keyword arguments are sent with every request (``tools``, ``top_p``...).
     """
-    explicit = {
-        "provider": provider,
-        "base_url": base_url,
-        "api_key": api_key,
-        "model_name": model_name,
-        "settings": settings,
-    }
-    model, target, settings = _prepare(model, explicit, stop, kwargs)
-    job = _Deferred(model, inputs, config, target, stop, kwargs)
-    runs: list[Any] = [None] * len(job.requests)
-    for i in range(len(runs)):
-        manager = CallbackManager.configure(*job.manager_args(i))
-        try:
-            runs[i] = manager.on_chat_model_start(**job.start_args(i))[0]
-        except BudgetExceededError as exc:
-            job.plan.refuse(i, exc)
-    refusal = job.plan.refusal
-    if refusal is not None and not return_exceptions:
-        for run in runs:
-            if run is not None:
-                run.on_llm_error(refusal)
-        raise refusal
-    batch_id: list[str] = []
-    try:
-        results = (
-            run_batch(
-                target.api,
-                job.admitted_requests,
-                poll_interval_s=poll_interval_s,
-                max_poll_interval_s=max_poll_interval_s,
-                timeout_s=timeout_s,
-                settings=settings,
-                http_client=http_client,
-                on_submit=batch_id.append,
-            )
-            if job.plan.admitted
-            else []
-        )
-    except BaseException as exc:
-        for run in runs:
-            if run is not None:
-                run.on_llm_error(exc)
-        if return_exceptions and isinstance(exc, Exception):
-            return job.plan.failed_all(exc)
-        raise
-    outputs = list(job.outputs(results, batch_id[0] if batch_id else None))
-    for run, output in zip(runs, outputs, strict=True):
-        ended = _ended(output)
-        if run is None:
-            continue
-        if ended is None:
-            run.on_llm_error(output)
-        else:
-            run.on_llm_end(ended)
-    if not return_exceptions:
-        raise_first(outputs)
-    return outputs
+    job = _Deferred(model, inputs, config, stop, kwargs)
+    return job.batch.run(_Runs(job))
 
 
+@DeferredOptions.keywords(more=True)
 async def adeferred_batch(
     model: BaseChatModel,
     inputs: Sequence[LanguageModelInput],
     config: BatchConfig = None,
     *,
-    return_exceptions: bool = False,
-    provider: str | None = None,
-    base_url: str | None = None,
-    api_key: str | SecretStr | None = None,
-    model_name: str | None = None,
     stop: Stop = None,
-    poll_interval_s: float | None = None,
-    max_poll_interval_s: float | None = None,
-    timeout_s: float | None = None,
-    settings: PollSettings | None = None,
-    http_client: Any = None,
     **kwargs: Any,
 ) -> list[Any]:
     """Async :func:`deferred_batch` (polls with ``asyncio.sleep``; ``http_client`` is an
     ``httpx.AsyncClient``)."""
-    explicit = {
-        "provider": provider,
-        "base_url": base_url,
-        "api_key": api_key,
-        "model_name": model_name,
-        "settings": settings,
-    }
-    model, target, settings = _prepare(model, explicit, stop, kwargs)
-    job = _Deferred(model, inputs, config, target, stop, kwargs)
-    runs: list[Any] = [None] * len(job.requests)
-    for i in range(len(runs)):
-        manager = AsyncCallbackManager.configure(*job.manager_args(i))
-        try:
-            runs[i] = (await manager.on_chat_model_start(**job.start_args(i)))[0]
-        except BudgetExceededError as exc:
-            job.plan.refuse(i, exc)
-    refusal = job.plan.refusal
-    if refusal is not None and not return_exceptions:
-        for run in runs:
-            if run is not None:
-                await run.on_llm_error(refusal)
-        raise refusal
-    batch_id: list[str] = []
-    try:
-        results = (
-            await arun_batch(
-                target.api,
-                job.admitted_requests,
-                poll_interval_s=poll_interval_s,
-                max_poll_interval_s=max_poll_interval_s,
-                timeout_s=timeout_s,
-                settings=settings,
-                http_client=http_client,
-                on_submit=batch_id.append,
-            )
-            if job.plan.admitted
-            else []
-        )
-    except BaseException as exc:
-        for run in runs:
-            if run is not None:
-                await run.on_llm_error(exc)
-        if return_exceptions and isinstance(exc, Exception):
-            return job.plan.failed_all(exc)
-        raise
-    outputs = list(job.outputs(results, batch_id[0] if batch_id else None))
-    for run, output in zip(runs, outputs, strict=True):
-        ended = _ended(output)
-        if run is None:
-            continue
-        if ended is None:
-            await run.on_llm_error(output)
-        else:
-            await run.on_llm_end(ended)
-    if not return_exceptions:
-        raise_first(outputs)
-    return outputs
+    job = _Deferred(model, inputs, config, stop, kwargs)
+    return await job.batch.arun(_AsyncRuns(job))
 
 
 class BatchAPIChatModel(BaseChatModel):

@@ -63,10 +63,8 @@ from costopt_core.batch import (
     BatchTarget,
     resolve_target,
 )
-from costopt_core.batch.client import PollSettings, arun_batch, run_batch
-from costopt_core.batch.deferred import DeferredPlan, raise_first
+from costopt_core.batch.deferred import DeferredBatch, DeferredOptions
 from costopt_core.budget_gate import BudgetGate, CallQuote, open_budget, release_budget
-from costopt_core.ledger import BudgetExceededError
 from costopt_core.metadata_keys import BATCH_KEY
 from costopt_core.tokens import estimate_tokens
 from llamaindex_costopt.messages import message_text
@@ -267,62 +265,55 @@ class _CallSpan:
 
 
 class _Deferred:
-    """One deferred batch of an LLM: its requests, spans and budget reservations."""
+    """One deferred batch of an LLM: its requests, spans and budget reservations (the
+    engine's ``DeferredRuns``: each call's span is its run)."""
 
     def __init__(
         self,
         llm: LLM,
         conversations: Sequence[Conversation],
-        target: BatchTarget,
         cost_handler: BudgetGate | None,
+        keywords: dict[str, Any],
     ) -> None:
+        """``keywords``: ``deferred_batch``'s options and the settings sent with every
+        request."""
+        options, params = DeferredOptions.split(keywords)
+        self.target = target = batch_target(llm, **options.target_keywords(), **params)
         if not conversations:
             raise ValueError("conversations must hold at least one conversation")
-        self.target = target
         self.messages = [
             [ChatMessage(role=MessageRole.USER, content=c)] if isinstance(c, str) else list(c)
             for c in conversations
         ]
-        self.requests = [
+        requests = [
             BatchRequest(f"request-{i}", target.model, tuple(openai_messages(m)), target.params)
             for i, m in enumerate(self.messages)
         ]
-        self.plan = DeferredPlan([r.custom_id for r in self.requests])
+        self.batch = DeferredBatch(target.api, requests, options)
         self.replay = BatchAnswerLLM(model_name=target.model, callback_manager=llm.callback_manager)
         self.gates = budget_gates(dispatcher, cost_handler)
         self.spans: list[_CallSpan] = []
         self.reservations: list[list[Any]] = []
 
-    def admit(self) -> None:
-        """Open each call's span and reserve its budget there (refusals are recorded)."""
+    def start(self, index: int) -> None:
+        """Open the call's span and reserve its budget there."""
+        messages = self.messages[index]
+        span = _CallSpan(messages)
+        self.spans.append(span)
+        self.reservations.append([])
         limit = self.target.params.get("max_tokens")
-        for i, messages in enumerate(self.messages):
-            span = _CallSpan(messages)
-            self.spans.append(span)
-            tokens = estimate_tokens("\n".join(message_text(m) for m in messages))
-            quote = CallQuote(self.target.model, tokens, limit if type(limit) is int else None)
-            with span.active():
-                try:
-                    self.reservations.append(open_budget(self.gates, routed=False, quotes=[quote]))
-                except BudgetExceededError as exc:
-                    self.reservations.append([])
-                    self.plan.refuse(i, exc)
-
-    def start(self, return_exceptions: bool) -> None:
-        """Admit the calls; without ``return_exceptions`` a refusal ends them all."""
-        self.admit()
-        error = self.plan.refusal
-        if error is not None and not return_exceptions:
-            self.fail_all(error)
-            raise error
+        tokens = estimate_tokens("\n".join(message_text(m) for m in messages))
+        quote = CallQuote(self.target.model, tokens, limit if type(limit) is int else None)
+        with span.active():
+            self.reservations[index] = open_budget(self.gates, routed=False, quotes=[quote])
 
     @contextmanager
-    def delivering(self, index: int, answer: ChatResponse) -> Iterator[None]:
-        """Inside call ``index``'s span, with ``answer`` for the replay LLM to give."""
+    def delivering(self, index: int, result: BatchResult, batch_id: str | None) -> Iterator[None]:
+        """Inside call ``index``'s span, with its answer for the replay LLM to give."""
         span = self.spans[index]
         try:
             with span.active():
-                token = _ANSWER.set(answer)
+                token = _ANSWER.set(chat_response(result, self.target, batch_id))
                 try:
                     yield
                 finally:
@@ -332,158 +323,70 @@ class _Deferred:
             raise
         span.close()
 
+    def end(self, index: int, result: BatchResult, batch_id: str | None) -> ChatResponse:
+        with self.delivering(index, result, batch_id):
+            return self.replay.chat(self.messages[index])
+
     def fail(self, index: int, error: BaseException) -> None:
         release_budget(self.reservations[index])
         self.reservations[index] = []
         self.spans[index].close(error)
 
-    def fail_all(self, error: BaseException) -> None:
-        for i in range(len(self.spans)):
-            self.fail(i, error)
 
-    @property
-    def admitted_requests(self) -> list[BatchRequest]:
-        return [self.requests[i] for i in self.plan.admitted]
+class _AsyncDeferred:
+    """The async engine's ``AsyncDeferredRuns`` of a :class:`_Deferred`: only the
+    answer's replay awaits (budgets and spans are synchronous in LlamaIndex)."""
 
-    def deliveries(
-        self, results: Sequence[BatchResult], batch_id: str | None
-    ) -> Iterator[tuple[int, ChatResponse | BaseException]]:
-        """Each call's outcome; a failed one is settled here, an answered one is yielded
-        to be replayed (sync or async) inside its span."""
-        for i, outcome in enumerate(self.plan.outcomes(results)):
-            if isinstance(outcome, BaseException):
-                self.fail(i, outcome)
-                yield i, outcome
-            else:
-                yield i, chat_response(outcome, self.target, batch_id)
+    def __init__(self, job: _Deferred) -> None:
+        self.job = job
+
+    async def start(self, index: int) -> None:
+        self.job.start(index)
+
+    async def end(self, index: int, result: BatchResult, batch_id: str | None) -> ChatResponse:
+        with self.job.delivering(index, result, batch_id):
+            return await self.job.replay.achat(self.job.messages[index])
+
+    async def fail(self, index: int, error: BaseException) -> None:
+        self.job.fail(index, error)
 
 
+@DeferredOptions.keywords(more=True)
 def deferred_batch(
     llm: LLM,
     conversations: Sequence[Conversation],
     *,
-    return_exceptions: bool = False,
-    provider: str | None = None,
-    base_url: str | None = None,
-    api_key: str | None = None,
-    model_name: str | None = None,
     cost_handler: BudgetGate | None = None,
-    poll_interval_s: float | None = None,
-    max_poll_interval_s: float | None = None,
-    timeout_s: float | None = None,
-    settings: PollSettings | None = None,
-    http_client: Any = None,
     **kwargs: Any,
 ) -> list[Any]:
     """Answer ``conversations`` (message lists, or a text each) with ``llm`` through its
     provider's batch API; waits for the batch and returns ``ChatResponse``s in order.
 
-    Failures as in ``langchain_costopt.batch.deferred_batch``: ``BudgetExceededError``
-    before anything is submitted, ``BatchAPIError``, ``BatchTimeoutError`` (the batch is
-    cancelled), ``BatchRequestError`` for a request not answered (returned in its place
-    with ``return_exceptions=True``). Other keyword arguments are sent with every request.
+    Keyword arguments: ``costopt_core.batch.deferred.DeferredOptions``
+    (``return_exceptions``, ``provider``, ``base_url``, ``api_key``, ``model_name``,
+    ``poll_interval_s``, ``max_poll_interval_s``, ``timeout_s``, ``settings``,
+    ``http_client``); any other is sent with every request. Failures as in
+    ``langchain_costopt.batch.deferred_batch``: ``BudgetExceededError`` before anything
+    is submitted, ``BatchAPIError``, ``BatchTimeoutError`` (the batch is cancelled),
+    ``BatchRequestError`` for a request not answered (returned in its place with
+    ``return_exceptions=True``).
     """
-    target = batch_target(
-        llm,
-        provider=provider,
-        base_url=base_url,
-        api_key=api_key,
-        model_name=model_name,
-        **kwargs,
-    )
-    job = _Deferred(llm, conversations, target, cost_handler)
-    job.start(return_exceptions)
-    batch_id: list[str] = []
-    try:
-        results = (
-            run_batch(
-                target.api,
-                job.admitted_requests,
-                poll_interval_s=poll_interval_s,
-                max_poll_interval_s=max_poll_interval_s,
-                timeout_s=timeout_s,
-                settings=settings,
-                http_client=http_client,
-                on_submit=batch_id.append,
-            )
-            if job.plan.admitted
-            else []
-        )
-    except BaseException as exc:
-        job.fail_all(exc)
-        if return_exceptions and isinstance(exc, Exception):
-            return job.plan.failed_all(exc)
-        raise
-    outputs: list[Any] = []
-    for i, outcome in job.deliveries(results, batch_id[0] if batch_id else None):
-        if isinstance(outcome, ChatResponse):
-            with job.delivering(i, outcome):
-                outcome = job.replay.chat(job.messages[i])
-        outputs.append(outcome)
-    if not return_exceptions:
-        raise_first(outputs)
-    return outputs
+    job = _Deferred(llm, conversations, cost_handler, kwargs)
+    return job.batch.run(job)
 
 
+@DeferredOptions.keywords(more=True)
 async def adeferred_batch(
     llm: LLM,
     conversations: Sequence[Conversation],
     *,
-    return_exceptions: bool = False,
-    provider: str | None = None,
-    base_url: str | None = None,
-    api_key: str | None = None,
-    model_name: str | None = None,
     cost_handler: BudgetGate | None = None,
-    poll_interval_s: float | None = None,
-    max_poll_interval_s: float | None = None,
-    timeout_s: float | None = None,
-    settings: PollSettings | None = None,
-    http_client: Any = None,
     **kwargs: Any,
 ) -> list[Any]:
     """Async :func:`deferred_batch` (polls with ``asyncio.sleep``; ``http_client`` is an
     ``httpx.AsyncClient``)."""
-    target = batch_target(
-        llm,
-        provider=provider,
-        base_url=base_url,
-        api_key=api_key,
-        model_name=model_name,
-        **kwargs,
-    )
-    job = _Deferred(llm, conversations, target, cost_handler)
-    job.start(return_exceptions)
-    batch_id: list[str] = []
-    try:
-        results = (
-            await arun_batch(
-                target.api,
-                job.admitted_requests,
-                poll_interval_s=poll_interval_s,
-                max_poll_interval_s=max_poll_interval_s,
-                timeout_s=timeout_s,
-                settings=settings,
-                http_client=http_client,
-                on_submit=batch_id.append,
-            )
-            if job.plan.admitted
-            else []
-        )
-    except BaseException as exc:
-        job.fail_all(exc)
-        if return_exceptions and isinstance(exc, Exception):
-            return job.plan.failed_all(exc)
-        raise
-    outputs: list[Any] = []
-    for i, outcome in job.deliveries(results, batch_id[0] if batch_id else None):
-        if isinstance(outcome, ChatResponse):
-            with job.delivering(i, outcome):
-                outcome = await job.replay.achat(job.messages[i])
-        outputs.append(outcome)
-    if not return_exceptions:
-        raise_first(outputs)
-    return outputs
+    job = _Deferred(llm, conversations, cost_handler, kwargs)
+    return await job.batch.arun(_AsyncDeferred(job))
 
 
 __all__ = [
