@@ -446,36 +446,26 @@ class BatchAPIChatModel(BaseChatModel):
     # -- deferred calls: the batch API ----------------------------------------------------
 
     def batch(
-        self,
-        inputs: list[LanguageModelInput],
-        config: BatchConfig = None,
-        *,
-        return_exceptions: bool = False,
-        **kwargs: Any,
+        self, inputs: list[LanguageModelInput], config: BatchConfig = None, **kwargs: Any
     ) -> list[Any]:
-        """``deferred=True``: through the provider's batch API; else direct calls."""
-        deferred = kwargs.pop("deferred", None)
-        if not (self.deferred if deferred is None else deferred):
-            return super().batch(inputs, config, return_exceptions=return_exceptions, **kwargs)
-        return deferred_batch(self, inputs, config, return_exceptions=return_exceptions, **kwargs)
+        """``deferred=True``: through the provider's batch API; else direct calls
+        (``return_exceptions`` as in LangChain's ``batch``)."""
+        if self._deferred(kwargs):
+            return deferred_batch(self, inputs, config, **kwargs)
+        return super().batch(inputs, config, **kwargs)
 
     async def abatch(
-        self,
-        inputs: list[LanguageModelInput],
-        config: BatchConfig = None,
-        *,
-        return_exceptions: bool = False,
-        **kwargs: Any,
+        self, inputs: list[LanguageModelInput], config: BatchConfig = None, **kwargs: Any
     ) -> list[Any]:
         """Async :meth:`batch`."""
+        if self._deferred(kwargs):
+            return await adeferred_batch(self, inputs, config, **kwargs)
+        return await super().abatch(inputs, config, **kwargs)
+
+    def _deferred(self, kwargs: dict[str, Any]) -> bool:
+        """Whether a batch call (its ``kwargs``, ``deferred`` taken out) is deferred."""
         deferred = kwargs.pop("deferred", None)
-        if not (self.deferred if deferred is None else deferred):
-            return await super().abatch(
-                inputs, config, return_exceptions=return_exceptions, **kwargs
-            )
-        return await adeferred_batch(
-            self, inputs, config, return_exceptions=return_exceptions, **kwargs
-        )
+        return bool(self.deferred if deferred is None else deferred)
 
 
 __all__ = [
