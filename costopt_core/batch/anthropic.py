@@ -29,9 +29,8 @@ import json
 from collections.abc import Generator, Mapping, Sequence
 from typing import Any
 
-from costopt_core.accounting import usage_from_mapping
 from costopt_core.batch.requests import BatchRequest, BatchResult, ToolCall
-from costopt_core.batch.wire import BatchStatus, HttpCall, HttpReply, check_reply
+from costopt_core.batch.wire import BatchEndpoint, BatchStatus, HttpCall, HttpReply, check_reply
 from costopt_core.budget_gate import DEFAULT_MAX_OUTPUT_TOKENS
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
@@ -39,12 +38,13 @@ API_VERSION = "2023-06-01"
 BATCHES = "/v1/messages/batches"
 
 
-class AnthropicBatchAPI:
+class AnthropicBatchAPI(BatchEndpoint):
     """Anthropic's Message Batches API (``base_url`` as ``ChatAnthropic`` takes it, without
     ``/v1``); the key is sent as ``x-api-key`` and never shown in ``repr``."""
 
     name = "anthropic"
     max_requests = 100_000
+    default_base_url = DEFAULT_BASE_URL
 
     def __init__(
         self,
@@ -54,15 +54,8 @@ class AnthropicBatchAPI:
         api_version: str = API_VERSION,
         extra_headers: Mapping[str, str] | None = None,
     ) -> None:
-        if not isinstance(api_key, str) or not api_key:
-            raise ValueError("api_key must be a non-empty string (the provider's API key)")
-        self._api_key = api_key
-        self.base_url = (base_url or DEFAULT_BASE_URL).rstrip("/")
+        super().__init__(api_key, base_url, extra_headers)
         self._api_version = api_version
-        self._extra_headers = dict(extra_headers or {})
-
-    def __repr__(self) -> str:
-        return f"AnthropicBatchAPI(base_url={self.base_url!r})"
 
     def headers(self) -> dict[str, str]:
         return {
@@ -128,15 +121,8 @@ class AnthropicBatchAPI:
                 texts.append(str(block.get("text", "")))
             elif block.get("type") == "tool_use":
                 calls.append(ToolCall(str(block["id"]), str(block["name"]), block.get("input", {})))
-        return BatchResult(
-            custom_id,
-            text="".join(texts),
-            tool_calls=tuple(calls),
-            usage=usage_from_mapping(message.get("usage")),
-            model=message.get("model"),
-            finish_reason=message.get("stop_reason"),
-            raw=message,
-        )
+        text = "".join(texts)
+        return BatchResult.answered(custom_id, message, text, calls, message.get("stop_reason"))
 
     # -- the flow -------------------------------------------------------------------------
 

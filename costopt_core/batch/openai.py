@@ -23,9 +23,8 @@ import json
 from collections.abc import Generator, Mapping, Sequence
 from typing import Any
 
-from costopt_core.accounting import usage_from_mapping
 from costopt_core.batch.requests import BatchAPIError, BatchRequest, BatchResult, ToolCall
-from costopt_core.batch.wire import BatchStatus, HttpCall, HttpReply, check_reply
+from costopt_core.batch.wire import BatchEndpoint, BatchStatus, HttpCall, HttpReply, check_reply
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 ENDPOINT = "/v1/chat/completions"
@@ -35,7 +34,7 @@ _RUNNING = frozenset({"validating", "in_progress", "finalizing", "cancelling"})
 _ENDED = frozenset({"completed", "expired", "cancelled"})
 
 
-class OpenAIBatchAPI:
+class OpenAIBatchAPI(BatchEndpoint):
     """OpenAI's (or an OpenAI-compatible server's) Batch API for ``/v1/chat/completions``.
 
     ``base_url`` is the API root as the OpenAI SDK and ``ChatOpenAI`` take it (ending in
@@ -44,6 +43,7 @@ class OpenAIBatchAPI:
 
     name = "openai"
     max_requests = 50_000
+    default_base_url = DEFAULT_BASE_URL
 
     def __init__(
         self,
@@ -53,15 +53,8 @@ class OpenAIBatchAPI:
         organization: str | None = None,
         extra_headers: Mapping[str, str] | None = None,
     ) -> None:
-        if not isinstance(api_key, str) or not api_key:
-            raise ValueError("api_key must be a non-empty string (the provider's API key)")
-        self._api_key = api_key
-        self.base_url = (base_url or DEFAULT_BASE_URL).rstrip("/")
+        super().__init__(api_key, base_url, extra_headers)
         self._organization = organization
-        self._extra_headers = dict(extra_headers or {})
-
-    def __repr__(self) -> str:
-        return f"OpenAIBatchAPI(base_url={self.base_url!r})"
 
     def headers(self) -> dict[str, str]:
         headers = {"Authorization": f"Bearer {self._api_key}", **self._extra_headers}
@@ -121,15 +114,8 @@ class OpenAIBatchAPI:
             for c in message.get("tool_calls") or ()
             if c.get("type", "function") == "function"
         )
-        return BatchResult(
-            custom_id,
-            text=message.get("content") or "",
-            tool_calls=calls,
-            usage=usage_from_mapping(body.get("usage")),
-            model=body.get("model"),
-            finish_reason=choice.get("finish_reason"),
-            raw=body,
-        )
+        text = message.get("content") or ""
+        return BatchResult.answered(custom_id, body, text, calls, choice.get("finish_reason"))
 
     # -- the flow -------------------------------------------------------------------------
 

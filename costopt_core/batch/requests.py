@@ -23,6 +23,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from costopt_core.accounting import usage_from_mapping
 from costopt_core.ledger import TokenUsage
 
 # Both providers accept this alphabet (Anthropic's is the stricter of the two).
@@ -98,6 +99,34 @@ class BatchResult:
     def ok(self) -> bool:
         """True when the request was answered."""
         return self.error is None
+
+    @classmethod
+    def answered(
+        cls,
+        custom_id: str,
+        answer: Mapping[str, Any],
+        text: str,
+        tool_calls: Sequence[ToolCall] = (),
+        finish_reason: str | None = None,
+    ) -> BatchResult:
+        """The result of a request answered with ``answer`` (a chat completion or a
+        message: both providers put ``usage`` and ``model`` at its top).
+
+        Example:
+            >>> result = BatchResult.answered("r-0", {"model": "m", "usage": {
+            ...     "input_tokens": 3, "output_tokens": 1}}, "hi", finish_reason="end_turn")
+            >>> result.ok, result.model, result.usage.total_tokens
+            (True, 'm', 4)
+        """
+        return cls(
+            custom_id,
+            text=text,
+            tool_calls=tuple(tool_calls),
+            usage=usage_from_mapping(answer.get("usage")),
+            model=answer.get("model"),
+            finish_reason=finish_reason,
+            raw=answer,
+        )
 
 
 class BatchAPIError(RuntimeError):

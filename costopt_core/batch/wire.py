@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, ClassVar, Literal, Protocol
 
 from costopt_core.batch.requests import BatchAPIError, BatchRequest, BatchResult
 
@@ -118,6 +118,36 @@ class BatchProvider(Protocol):
         ...
 
 
+class BatchEndpoint:
+    """Where a provider's batch API lives and the key it takes: the base of the provider
+    classes (the key is never shown in ``repr``).
+
+    Example:
+        >>> from costopt_core.batch.openai import OpenAIBatchAPI
+        >>> OpenAIBatchAPI("sk-secret", "http://127.0.0.1:8000/v1/")
+        OpenAIBatchAPI(base_url='http://127.0.0.1:8000/v1')
+        >>> OpenAIBatchAPI("")
+        Traceback (most recent call last):
+        ...
+        ValueError: api_key must be a non-empty string (the provider's API key)
+    """
+
+    #: The provider's own API root, used without ``base_url``.
+    default_base_url: ClassVar[str]
+
+    def __init__(
+        self, api_key: str, base_url: str | None, extra_headers: Mapping[str, str] | None
+    ) -> None:
+        if not isinstance(api_key, str) or not api_key:
+            raise ValueError("api_key must be a non-empty string (the provider's API key)")
+        self._api_key = api_key
+        self.base_url = (base_url or self.default_base_url).rstrip("/")
+        self._extra_headers = dict(extra_headers or {})
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(base_url={self.base_url!r})"
+
+
 def check_reply(reply: HttpReply, what: str) -> HttpReply:
     """``reply`` if it succeeded, else :class:`BatchAPIError` with the provider's message.
 
@@ -150,6 +180,7 @@ def _error_of(reply: HttpReply) -> tuple[str, str]:
 
 
 __all__ = [
+    "BatchEndpoint",
     "BatchProvider",
     "BatchStatus",
     "HttpCall",
