@@ -409,9 +409,7 @@ class BatchAPIChatModel(BaseChatModel):
             "base_url": self.base_url,
             "api_key": self.api_key,
             "model_name": self.model_name,
-            "settings": PollSettings(
-                self.poll_interval_s, self.max_poll_interval_s, self.timeout_s
-            ),
+            "settings": self._settings(),
         }
 
     # -- urgent calls: the wrapped model, directly --------------------------------------

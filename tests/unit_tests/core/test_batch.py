@@ -24,8 +24,10 @@ from costopt_core.batch import (
     batch_requests,
     run_batch,
 )
+from costopt_core.batch.deferred import DeferredBatch, DeferredOptions
 from costopt_core.batch.imitation import ImitationBatchServer
-from costopt_core.batch.requests import BatchResult
+from costopt_core.batch.requests import BatchRequestError, BatchResult
+from costopt_core.ledger import BudgetExceededError
 
 FAST = {"poll_interval_s": 0.01, "max_poll_interval_s": 0.02}
 # One client for the tests' own calls (opening one loads the CA bundle: ~0.1 s each).
@@ -433,3 +435,128 @@ def test_bad_arguments_name_what_is_wrong() -> None:
         BatchRequest("a", "m", ())
     assert "sk-secret" not in repr(OpenAIBatchAPI("sk-secret"))
     assert BatchResult("x", error="e").ok is False
+
+
+# -- a deferred batch of framework runs (what both faces drive) ---------------------------
+
+
+class _Runs:
+    """A face's runs, recorded; ``refuse``: the calls whose start a budget refuses."""
+
+    def __init__(self, refuse: tuple[int, ...] = ()) -> None:
+        self.refuse = refuse
+        self.events: list[tuple[str, int, object]] = []
+
+    def start(self, index: int) -> None:
+        self.events.append(("start", index, None))
+        if index in self.refuse:
+            raise BudgetExceededError(f"call {index} is over budget")
+
+    def end(self, index: int, result: BatchResult, batch_id: str | None) -> str:
+        self.events.append(("end", index, batch_id))
+        return result.text
+
+    def fail(self, index: int, error: BaseException) -> None:
+        self.events.append(("fail", index, type(error).__name__))
+
+
+class _AsyncRuns:
+    def __init__(self, runs: _Runs) -> None:
+        self.runs = runs
+
+    async def start(self, index: int) -> None:
+        self.runs.start(index)
+
+    async def end(self, index: int, result: BatchResult, batch_id: str | None) -> str:
+        return self.runs.end(index, result, batch_id)
+
+    async def fail(self, index: int, error: BaseException) -> None:
+        self.runs.fail(index, error)
+
+
+def _deferred(
+    server: ImitationBatchServer, key: str | None = None, **options: object
+) -> DeferredBatch:
+    api = batch_api("openai", key or server.api_key, server.openai_base_url)
+    requests = batch_requests("gpt-4o-mini", _conversations(QUESTIONS[:3]))
+    return DeferredBatch(api, requests, DeferredOptions(**{**FAST, **options}))  # type: ignore[arg-type]
+
+
+def test_a_deferred_batch_starts_every_run_before_submitting_and_ends_each_with_its_answer(
+    server: ImitationBatchServer,
+) -> None:
+    runs = _Runs()
+    batch = _deferred(server)
+    answers = batch.run(runs)
+    assert len(answers) == 3 and all(isinstance(a, str) and a for a in answers)
+    assert [e[0] for e in runs.events] == ["start"] * 3 + ["end"] * 3
+    assert {e[2] for e in runs.events[3:]} == {batch.batch_id} != {None}
+    assert len(server.submitted) == 1
+
+
+def test_a_budget_refusal_stops_the_batch_before_anything_is_submitted(
+    server: ImitationBatchServer,
+) -> None:
+    runs = _Runs(refuse=(1,))
+    with pytest.raises(BudgetExceededError, match="call 1"):
+        _deferred(server).run(runs)
+    assert server.submitted == []
+    assert sorted(e[:2] for e in runs.events if e[0] == "fail") == [
+        ("fail", 0),
+        ("fail", 1),
+        ("fail", 2),
+    ]
+
+
+async def test_with_return_exceptions_a_refused_call_keeps_its_refusal_and_the_others_run() -> None:
+    sent: list[str] = []
+
+    def record(body: dict) -> None:
+        sent.append(json.dumps(body))
+
+    with ImitationBatchServer(processing_s=0.01, fail_request=record) as server:
+        runs = _Runs(refuse=(1,))
+        answers = await _deferred(server, return_exceptions=True).arun(_AsyncRuns(runs))
+    assert isinstance(answers[1], BudgetExceededError)
+    assert isinstance(answers[0], str) and isinstance(answers[2], str)
+    assert ("fail", 1, "BudgetExceededError") in runs.events
+    assert len(sent) == 2 and not any("1 times" in body for body in sent)  # admitted only
+
+
+@pytest.mark.parametrize("return_exceptions", [False, True])
+def test_a_batch_that_fails_as_a_whole_fails_every_run(
+    server: ImitationBatchServer, return_exceptions: bool
+) -> None:
+    runs = _Runs()
+    batch = _deferred(server, key="sk-wrong", return_exceptions=return_exceptions)
+    if return_exceptions:
+        answers = batch.run(runs)
+        assert [type(a) for a in answers] == [BatchAPIError] * 3
+    else:
+        with pytest.raises(BatchAPIError):
+            batch.run(runs)
+    assert [e for e in runs.events if e[0] == "fail"] == [
+        ("fail", i, "BatchAPIError") for i in range(3)
+    ]
+
+
+def test_a_request_the_provider_did_not_answer_fails_its_run_alone() -> None:
+    def refuse_question_1(body: dict) -> str | None:
+        return "no ones here" if "1 times" in json.dumps(body) else None
+
+    with ImitationBatchServer(processing_s=0.01, fail_request=refuse_question_1) as server:
+        runs = _Runs()
+        answers = _deferred(server, return_exceptions=True).run(runs)
+        assert isinstance(answers[1], BatchRequestError)
+        assert [e[:2] for e in runs.events[3:]] == [("end", 0), ("fail", 1), ("end", 2)]
+        with pytest.raises(BatchRequestError):
+            _deferred(server).run(_Runs())
+
+
+def test_bad_poll_settings_fail_before_any_run_starts(server: ImitationBatchServer) -> None:
+    with pytest.raises(ValueError, match="poll_interval_s"):
+        _deferred(server, poll_interval_s=0)
+    with pytest.raises(
+        TypeError, match="run_batch\\(\\) got unexpected keyword arguments: \\['poll_s'\\]"
+    ):
+        run_batch(_api(server, "openai"), [], poll_s=1)

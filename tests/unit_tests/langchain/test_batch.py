@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Iterator
 from typing import Any
 
@@ -339,3 +340,13 @@ async def test_router_abatch_deferred_goes_through_the_batch_api(
     assert all(a.response_metadata[BATCH_KEY] for a in answers)
     assert len(server.submitted) == 1
     assert handler.to_dict()["saved_batch_usd"] == pytest.approx(handler.total_cost, rel=1e-12)
+
+
+def test_help_lists_every_keyword_deferred_batch_takes() -> None:
+    for function in (deferred_batch, adeferred_batch):
+        parameters = inspect.signature(function).parameters
+        assert list(parameters)[:4] == ["model", "inputs", "config", "stop"]
+        for name in ("return_exceptions", "provider", "api_key", "poll_interval_s", "settings"):
+            assert parameters[name].kind is inspect.Parameter.KEYWORD_ONLY
+        assert parameters["return_exceptions"].default is False
+        assert list(parameters)[-1] == "kwargs"  # the rest goes with every request

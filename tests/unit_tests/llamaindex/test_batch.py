@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Iterator
 from typing import Any
 
@@ -175,3 +176,12 @@ def test_an_llm_without_a_known_provider_or_key_is_refused(
         batch_target("gpt-4o-mini", provider="openai", api_key="k")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="conversations"):
         deferred_batch(SimulatedLLM(model_name=MODEL), [], provider="openai", api_key="k")
+
+
+def test_help_lists_every_keyword_deferred_batch_takes() -> None:
+    for function in (deferred_batch, adeferred_batch):
+        parameters = inspect.signature(function).parameters
+        assert list(parameters)[:3] == ["llm", "conversations", "cost_handler"]
+        for name in ("return_exceptions", "provider", "api_key", "timeout_s", "http_client"):
+            assert parameters[name].kind is inspect.Parameter.KEYWORD_ONLY
+        assert list(parameters)[-1] == "kwargs"  # the rest goes with every request
