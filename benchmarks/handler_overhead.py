@@ -2,6 +2,7 @@
 
 Run:
     .venv/bin/python benchmarks/handler_overhead.py [--calls 100] [--repeats 61]
+        [--clock cpu|wall] [--invoke-only]
 
 Prints microseconds per invoke for each setup side by side and the ratios, then how
 much of the overhead is LangChain's own (what it spends on any handler at all: the
@@ -10,6 +11,17 @@ handler with a budget set (so every call reserves its maximum cost before it run
 settles after) adds at most 5 % to ``invoke`` against a no-op callback handler.
 Setups are interleaved: each repeat runs every setup once, in a rotating order, so
 machine noise hits all of them alike, and the median repeat of each is reported.
+
+The model is LangChain's ``GenericFakeChatModel`` answering one fixed ``AIMessage``
+with usage (120 input tokens of which 60 cache reads, 40 output tokens) and a model
+name, given a ``model_name`` field as real chat models have: LangChain then puts it in
+the run's ``ls_model_name``, so a budgeted call reserves its priced maximum (prompt
+plus the default output limit) as it would in front of a provider. The no-op handler
+implements ``on_chat_model_start`` only (returns ``None``).
+
+Clock: ``--clock cpu`` (default) times with this thread's CPU time
+(``time.thread_time``), which leaves out the time other processes hold the CPU on a
+shared machine; ``--clock wall`` uses ``time.perf_counter``.
 
 Sections: sync ``invoke`` of an instant fake model (the worst case: nothing to hide
 the overhead), the same fake answering after 1 ms (still far faster than any hosted
@@ -61,7 +73,13 @@ class _Replies:
         )
 
 
-class _AsyncFake(GenericFakeChatModel):
+class _NamedFake(GenericFakeChatModel):
+    """The fake with a model name, as real chat models have (``ls_model_name``)."""
+
+    model_name: str = MODEL
+
+
+class _AsyncFake(_NamedFake):
     """The fake with a native async path: the default _agenerate runs the sync one in
     an executor thread, whose hop would drown the handler's cost in noise."""
 
@@ -92,18 +110,22 @@ class _ExecutorCostHandler(CostCallbackHandler):
     run_inline = False
 
 
+# Set from --clock in main(): CPU time of this thread by default (see the docstring).
+_clock: Callable[[], float] = time.thread_time
+
+
 def _time_per_call(fn: Callable[[], object], calls: int) -> float:
-    start = time.perf_counter()
+    start = _clock()
     for _ in range(calls):
         fn()
-    return (time.perf_counter() - start) / calls * 1e6
+    return (_clock() - start) / calls * 1e6
 
 
 async def _atime_per_call(fn: Callable[[], Awaitable[object]], calls: int) -> float:
-    start = time.perf_counter()
+    start = _clock()
     for _ in range(calls):
         await fn()
-    return (time.perf_counter() - start) / calls * 1e6
+    return (_clock() - start) / calls * 1e6
 
 
 def _best(setups: dict[str, Callable[[int], float]], calls: int, repeats: int) -> dict[str, float]:
@@ -217,18 +239,18 @@ def measure_direct(calls: int, repeats: int) -> None:
         def on_llm_end(self, response: LLMResult, **kwargs: Any) -> None:
             ends.append(response)
 
-    GenericFakeChatModel(messages=_Replies()).invoke("hello", config={"callbacks": [_Capture()]})
+    _NamedFake(messages=_Replies()).invoke("hello", config={"callbacks": [_Capture()]})
     start_kwargs = {k: v for k, v in starts[0].items() if k != "run_id"}
     response = ends[0]
 
     def timer(handler: CostCallbackHandler) -> Callable[[int], float]:
         def run(n: int) -> float:
             ids = [uuid4() for _ in range(n)]
-            begin = time.perf_counter()
+            begin = _clock()
             for run_id in ids:
                 handler.on_chat_model_start({}, [[]], run_id=run_id, **start_kwargs)
                 handler.on_llm_end(response, run_id=run_id, parent_run_id=None, tags=[])
-            return (time.perf_counter() - begin) / n * 1e6
+            return (_clock() - begin) / n * 1e6
 
         return run
 
@@ -240,8 +262,9 @@ def measure_direct(calls: int, repeats: int) -> None:
         calls,
         repeats,
     )
-    # The same events, each after a no-handler invoke: only the handler's calls timed.
-    model = GenericFakeChatModel(messages=_Replies())
+    # The same events, each after a no-handler invoke: only the handler's calls timed
+    # (wall clock whatever --clock says: reading the CPU clock costs microseconds).
+    model = _NamedFake(messages=_Replies())
     cold_handler = CostCallbackHandler()
     cold: list[float] = []
     for _ in range(repeats):
@@ -293,11 +316,23 @@ def main() -> None:
     parser.add_argument(
         "--invoke-only", action="store_true", help="only the first section (the target)"
     )
+    parser.add_argument(
+        "--clock",
+        choices=("cpu", "wall"),
+        default="cpu",
+        help="cpu: this thread's CPU time (default); wall: time.perf_counter",
+    )
     args = parser.parse_args()
+    global _clock
+    _clock = time.thread_time if args.clock == "cpu" else time.perf_counter
+    print(
+        f"clock: {'CPU time of this thread' if args.clock == 'cpu' else 'wall time'}; "
+        f"model: GenericFakeChatModel named {MODEL!r}, usage 120 in (60 cache reads) / 40 out"
+    )
 
     set_price(MODEL, input_per_token=1e-6, output_per_token=2e-6, cache_read_per_token=1e-7)
     measure(
-        GenericFakeChatModel(messages=_Replies()),
+        _NamedFake(messages=_Replies()),
         "fake chat model invoke (instant)",
         args.calls,
         args.repeats,
@@ -307,7 +342,7 @@ def main() -> None:
     # The same fake answering after 1 ms, far faster than any hosted model, to show the
     # overhead at the scale of a real call.
     measure(
-        GenericFakeChatModel(messages=_Replies(delay_s=0.001)),
+        _NamedFake(messages=_Replies(delay_s=0.001)),
         "fake chat model invoke (1 ms answer)",
         max(10, args.calls // 10),
         max(7, args.repeats // 4),

@@ -538,7 +538,11 @@ class CostLedger:
                 if period is None:
                     used = self._spent_total + pending
                 else:
-                    used = self._spent_since_locked(starts[period]) + pending
+                    since = starts[period]
+                    if since == self._newest_day:  # today's spend: one bucket, no scan
+                        used = self._spent_by_day[since] + pending
+                    else:
+                        used = self._spent_since_locked(since) + pending
                 if not admits(used, estimate, budget):
                     return BudgetCheck(False, None, budget, used)
             if not self._id_prefix:

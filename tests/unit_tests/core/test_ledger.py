@@ -217,6 +217,31 @@ def test_every_budget_must_admit() -> None:
     assert not refused.allowed and refused.used_usd == pytest.approx(5.5)
 
 
+def test_day_and_month_budgets_follow_the_checks_clock_across_days_and_months() -> None:
+    # The ledger works out each period's start once per day: checks that jump between
+    # days and months, forwards and back, must each see their own period's spend.
+    ledger = CostLedger()
+    day, month = Budget(1.0, "day"), Budget(3.0, "month")
+    ledger.record(CostRecord(model="m", cost_usd=0.9, timestamp=_ts(2026, 3, 31, 12)))
+    ledger.record(CostRecord(model="m", cost_usd=1.5, timestamp=_ts(2026, 3, 30, 12)))
+    ledger.record(CostRecord(model="m", cost_usd=0.5, timestamp=_ts(2026, 4, 1, 9)))
+
+    def fits(estimate: float, budget: Budget, *when: int) -> bool:
+        check = ledger.reserve(estimate, [budget], now=_ts(*when))
+        if check.reservation_id is not None:
+            ledger.release(check.reservation_id)
+        return check.allowed
+
+    assert fits(0.5, day, 2026, 4, 1, 10)  # 0.5 spent on April 1st
+    assert not fits(0.6, day, 2026, 4, 1, 23)
+    assert not fits(0.0, day, 2026, 3, 31, 13)  # 0.9 that day, and 0.5 after it
+    assert fits(1.0, day, 2026, 4, 2, 0)  # a new day: nothing spent yet
+    assert fits(0.5, day, 2026, 4, 1, 12) and not fits(0.6, day, 2026, 4, 1, 12)
+    assert fits(2.5, month, 2026, 4, 1, 11) and not fits(2.6, month, 2026, 4, 1, 11)
+    assert fits(0.1, month, 2026, 3, 31, 14)  # from March 1st: 2.9 of 3.0
+    assert not fits(0.2, month, 2026, 3, 31, 14)
+
+
 def test_max_records_bounds_memory_but_not_totals() -> None:
     ledger = CostLedger(max_records=3)
     for _ in range(10):
