@@ -66,12 +66,7 @@ class KeywordOptions:
             rest = [p for p in own if p.kind is inspect.Parameter.VAR_KEYWORD]
             listed = [
                 inspect.Parameter(
-                    f.name,
-                    inspect.Parameter.KEYWORD_ONLY,
-                    default=f.default
-                    if f.default is not dataclasses.MISSING
-                    else inspect.Parameter.empty,
-                    annotation=f.type,
+                    f.name, inspect.Parameter.KEYWORD_ONLY, default=_default(f), annotation=f.type
                 )
                 for f in fields
                 if f.name not in signature.parameters
@@ -83,6 +78,14 @@ class KeywordOptions:
             return func
 
         return sign
+
+
+def _default(field: dataclasses.Field[Any]) -> Any:
+    if field.default is not dataclasses.MISSING:
+        return field.default
+    if field.default_factory is not dataclasses.MISSING:
+        return field.default_factory()
+    return inspect.Parameter.empty
 
 
 __all__ = ["KeywordOptions"]
