@@ -10,7 +10,8 @@ from GSM8K, MIT). Nothing here is tuned on the data; it only measures. Never poi
 MMLU or MT-Bench to choose settings: those are the held-out checks.
 
 Strategies: prompt length, the seed's rules, the default strategy, zero-shot (no labels),
-knn and logistic (K-fold cross-validation, out-of-fold scores), knn again with the labels
+knn (with and without its length combination) and logistic (K-fold cross-validation,
+out-of-fold scores), knn again with the labels
 shuffled across prompts (a control: it must stay near 0.5), and random routing (mean of
 several seeds). ``--embedding``: ``default`` (the best offline embedding installed),
 ``hashing``, or ``minilm`` (all-MiniLM-L6-v2 through the numpy development tool
@@ -44,6 +45,7 @@ from costopt_core.evaluation import (
 )
 from costopt_core.hashing import HashingEmbedder
 from costopt_core.knn import KNNStrategy
+from costopt_core.learned import DEFAULT_MAX_TOKENS
 from costopt_core.logistic import LogisticStrategy
 from costopt_core.strategies import get_strategy
 
@@ -109,6 +111,13 @@ def main() -> None:
     parser.add_argument("data", nargs="?", default=str(DEFAULT_DATA))
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--embedding", choices=["default", "hashing", "minilm"], default="default")
+    parser.add_argument(
+        "--max-tokens",
+        type=int,
+        default=DEFAULT_MAX_TOKENS,
+        help=f"head of each prompt embedded ({DEFAULT_MAX_TOKENS}, the routers' default; "
+        "0 = whole prompts)",
+    )
     parser.add_argument("--random-seeds", type=int, default=20)
     parser.add_argument("--bootstrap", type=int, default=200, help="paired resamples")
     args = parser.parse_args()
@@ -126,9 +135,14 @@ def main() -> None:
         rows.append(
             (name, evaluate_scores(scores, data, strategy=name), time.perf_counter() - start)
         )
-    embedder = CachedEmbedder(embedding(args.embedding), cache_dir=default_cache_dir())
+    embedder = CachedEmbedder(
+        embedding(args.embedding),
+        cache_dir=default_cache_dir(),
+        max_tokens=args.max_tokens or None,
+    )
     learned = {
         "knn": lambda: KNNStrategy(embedder),
+        "knn, no length": lambda: KNNStrategy(embedder, use_length=False),
         "logistic": lambda: LogisticStrategy(embedder),
     }
     start = time.perf_counter()
@@ -161,7 +175,8 @@ def main() -> None:
         f"{'strategy':<18}{'APGR':>7}{'vs length':>11}{'CPT(50%)':>10}{'CPT(80%)':>10}"
         f"{'USD/1k @95%':>13}{'saving':>8}{'seconds':>9}"
     )
-    print(f"embedding for knn / logistic: {embedder.name} ({embed_seconds:.1f} s to embed)")
+    head = f"first {args.max_tokens} tokens" if args.max_tokens else "whole prompts"
+    print(f"embedding for knn / logistic: {embedder.name}, {head} ({embed_seconds:.1f} s to embed)")
     print(header)
     print("-" * len(header))
     for name, r, seconds in rows:
@@ -183,7 +198,7 @@ def main() -> None:
         "resamples, 95% interval):"
     )
     for name, (low, mid, high) in paired_bootstrap(data, all_scores, args.bootstrap).items():
-        print(f"  {name:<12} {mid:+.3f}  [{low:+.3f}, {high:+.3f}]")
+        print(f"  {name:<16} {mid:+.3f}  [{low:+.3f}, {high:+.3f}]")
     print(
         "\nUSD/1k @95%: USD per 1,000 calls at 95% of the strong model's quality (gpt-4o-mini "
         "-> gpt-4o, catalog prices, prompt tokens + 500 answer tokens); saving: against "

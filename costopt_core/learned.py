@@ -40,10 +40,13 @@ from costopt_core.hashing import HashingEmbedder
 
 FORMAT = "costopt-router"
 VERSION = 2
-#: Tokens of a prompt's head that learned routers embed by default. On 2 cores the
-#: bundled multilingual-e5-small takes ~1-1.5 ms of CPU per token, so a 14k-prompt
-#: evaluation of ~100-token prompts would need ~15 minutes; the head keeps it near 5.
-DEFAULT_MAX_TOKENS = 64
+#: Tokens of a prompt's head that learned routers embed by default. The bundled
+#: multilingual-e5-small takes ~1.5-2 ms of CPU per token here (benchmarks/knn_budget.py),
+#: so whole ~100-token prompts would take a 14k-prompt evaluation ~19 minutes on 2 cores
+#: and the head of 64 tokens ~15; 32 tokens fit it in ~8. The head still names the
+#: topic, and knn's length combination sees the whole prompt (GSM8K dev, 5-fold knn:
+#: APGR 0.654 whole, 0.647 at 64 tokens, 0.638 at 32; length alone 0.597).
+DEFAULT_MAX_TOKENS = 32
 
 
 class NotFittedError(RuntimeError):
