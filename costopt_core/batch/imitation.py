@@ -437,40 +437,56 @@ class ImitationBatchServer:
             raise _openai_error(400, "input_file_id is required", param="input_file_id")
         lines, errors = _read_input_file(entry["content"])
         now = time.time()
+        batch_id = self._register(
+            "batch",
+            "openai",
+            {"lines": lines, "errors": errors},
+            lambda batch_id: {
+                "id": batch_id,
+                "object": "batch",
+                "endpoint": "/v1/chat/completions",
+                "errors": None,
+                "input_file_id": file_id,
+                "completion_window": "24h",
+                "status": "validating",
+                "output_file_id": None,
+                "error_file_id": None,
+                "created_at": int(now),
+                "in_progress_at": None,
+                "expires_at": int(now) + 86400,
+                "finalizing_at": None,
+                "completed_at": None,
+                "failed_at": None,
+                "expired_at": None,
+                "cancelling_at": None,
+                "cancelled_at": None,
+                "request_counts": {"total": len(lines), "completed": 0, "failed": 0},
+                "metadata": body.get("metadata"),
+            },
+        )
+        return self._openai_batch(batch_id)
+
+    def _register(
+        self,
+        prefix: str,
+        provider: str,
+        work: dict[str, Any],
+        describe: Callable[[str], dict[str, Any]],
+    ) -> str:
+        """Record a new batch (``work``: what it will answer; ``describe``: the provider's
+        object for its id) and return its id."""
         with self._lock:
-            batch_id = f"batch_{next(self._ids):06d}"
+            batch_id = f"{prefix}_{next(self._ids):06d}"
             self._batches[batch_id] = {
-                "provider": "openai",
+                "provider": provider,
                 "created": time.monotonic(),
-                "lines": lines,
-                "errors": errors,
+                **work,
                 "cancelled": False,
                 "done": None,
-                "object": {
-                    "id": batch_id,
-                    "object": "batch",
-                    "endpoint": "/v1/chat/completions",
-                    "errors": None,
-                    "input_file_id": file_id,
-                    "completion_window": "24h",
-                    "status": "validating",
-                    "output_file_id": None,
-                    "error_file_id": None,
-                    "created_at": int(now),
-                    "in_progress_at": None,
-                    "expires_at": int(now) + 86400,
-                    "finalizing_at": None,
-                    "completed_at": None,
-                    "failed_at": None,
-                    "expired_at": None,
-                    "cancelling_at": None,
-                    "cancelled_at": None,
-                    "request_counts": {"total": len(lines), "completed": 0, "failed": 0},
-                    "metadata": body.get("metadata"),
-                },
+                "object": describe(batch_id),
             }
             self.submitted.append(batch_id)
-        return self._openai_batch(batch_id)
+        return batch_id
 
     def _batch(self, batch_id: str, anthropic: bool) -> dict[str, Any]:
         batch = self._batches.get(batch_id)
@@ -587,34 +603,29 @@ class ImitationBatchServer:
                 raise _anthropic_error(400, f"Duplicate custom_id: {custom_id}")
             seen.add(custom_id)
         now = datetime.now(UTC)
-        with self._lock:
-            batch_id = f"msgbatch_{next(self._ids):06d}"
-            self._batches[batch_id] = {
-                "provider": "anthropic",
-                "created": time.monotonic(),
-                "requests": requests,
-                "cancelled": False,
-                "done": None,
-                "object": {
-                    "id": batch_id,
-                    "type": "message_batch",
-                    "processing_status": "in_progress",
-                    "request_counts": {
-                        "processing": len(requests),
-                        "succeeded": 0,
-                        "errored": 0,
-                        "canceled": 0,
-                        "expired": 0,
-                    },
-                    "ended_at": None,
-                    "created_at": _rfc3339(now),
-                    "expires_at": _rfc3339(now + timedelta(days=1)),
-                    "archived_at": None,
-                    "cancel_initiated_at": None,
-                    "results_url": None,
+        batch_id = self._register(
+            "msgbatch",
+            "anthropic",
+            {"requests": requests},
+            lambda batch_id: {
+                "id": batch_id,
+                "type": "message_batch",
+                "processing_status": "in_progress",
+                "request_counts": {
+                    "processing": len(requests),
+                    "succeeded": 0,
+                    "errored": 0,
+                    "canceled": 0,
+                    "expired": 0,
                 },
-            }
-            self.submitted.append(batch_id)
+                "ended_at": None,
+                "created_at": _rfc3339(now),
+                "expires_at": _rfc3339(now + timedelta(days=1)),
+                "archived_at": None,
+                "cancel_initiated_at": None,
+                "results_url": None,
+            },
+        )
         return self._anthropic_batch(batch_id)
 
     def _anthropic_batch(self, batch_id: str) -> dict[str, Any]:
