@@ -15,9 +15,11 @@ OpenAI's Batch API and Anthropic's Message Batches answer within 24 hours at hal
 price of direct calls. This package is the framework-free engine: the requests and
 results (:mod:`.requests`), each provider's wire format (:mod:`.openai`,
 :mod:`.anthropic`), the submit / poll / fetch loop (:mod:`.client`, sync and async, over
-``httpx``) and a local imitation of both APIs for tests and examples (:mod:`.imitation`).
-The faces (``langchain_costopt.batch``, ``llamaindex_costopt.batch``) turn framework
-calls into these requests and the results into framework answers marked
+``httpx``), a deferred batch of framework runs, admitted, submitted and settled
+(:mod:`.deferred`), and a local imitation of both APIs for tests and examples
+(:mod:`.imitation`). The faces (``langchain_costopt.batch``,
+``llamaindex_costopt.batch``) only say how a framework run starts, ends and fails, and
+turn the results into framework answers marked
 ``costopt_core.metadata_keys.BATCH_KEY``, which the cost handlers bill at the batch rate.
 """
 
