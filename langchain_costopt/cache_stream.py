@@ -71,6 +71,7 @@ from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, LLMResul
 from langchain_core.runnables import RunnableConfig, ensure_config
 
 from costopt_core.engine import ROUTING_KEY
+from langchain_costopt.chat_run import callback_manager_args
 from langchain_costopt.routed_output import tool_call_chunks_of
 
 logger = logging.getLogger(__name__)
@@ -311,16 +312,7 @@ def _run_start(
     """The callback manager arguments and ``on_chat_model_start`` keywords of a replayed
     hit's run, as ``model.stream`` would make them."""
     params = model._get_invocation_params(stop=stop, **kwargs)
-    metadata = {**(config.get("metadata") or {}), **model._get_ls_params(stop=stop, **kwargs)}
-    manager_args = (
-        config.get("callbacks"),
-        model.callbacks,
-        model.verbose,
-        config.get("tags"),
-        model.tags,
-        metadata,
-        model.metadata,
-    )
+    manager_args = callback_manager_args(model, config, model._get_ls_params(stop=stop, **kwargs))
     start = {
         "invocation_params": params,
         "options": {"stop": stop},
