@@ -98,9 +98,12 @@ def normalize_vector(vector: Sequence[float] | np.ndarray, dim: int | None = Non
         raise VectorError(f"vector must be 1-D and non-empty, got shape {arr.shape}")
     if dim is not None and arr.shape[0] != dim:
         raise VectorError(f"vector has {arr.shape[0]} dimensions, this store holds {dim}")
-    if not np.all(np.isfinite(arr)):
+    # One dot product checks finiteness too (NaN or inf make it non-finite); the
+    # element-wise test runs only then, to say which: every lookup normalizes.
+    squared = float(arr @ arr)
+    if not math.isfinite(squared) and not np.isfinite(arr).all():
         raise VectorError("vector contains NaN or infinite values")
-    norm = float(np.linalg.norm(arr))
+    norm = math.sqrt(squared)
     if norm == 0.0 or not math.isfinite(norm):
         raise VectorError("vector has zero length; it cannot be compared by cosine")
     return (arr / norm).astype(np.float32)
@@ -117,9 +120,10 @@ def check_vector(vector: np.ndarray, dim: int | None) -> np.ndarray:
     if dim is not None and vector.shape[0] != dim:
         raise VectorError(f"vector has {vector.shape[0]} dimensions, this store holds {dim}")
     arr = np.ascontiguousarray(vector, dtype=np.float32)
-    if not np.all(np.isfinite(arr)):
+    squared = float(arr @ arr)  # non-finite when an element is (see normalize_vector)
+    if not math.isfinite(squared) and not np.isfinite(arr).all():
         raise VectorError("vector contains NaN or infinite values")
-    norm = float(np.linalg.norm(arr))
+    norm = math.sqrt(squared)
     if abs(norm - 1.0) > NORM_TOLERANCE:
         raise VectorError(f"vector must be L2-normalized, its norm is {norm:.6g}")
     return arr

@@ -479,3 +479,23 @@ def test_exact_index_scans_in_one_thread_pieces_without_changing_results():
     for i in (0, 111, 112, 150, 299):  # either side of the pieces' edges
         top = index.search(near(vectors[i], 0.01, seed=10_000 + i), k=2)
         assert top[0][0] == i and top[0][1] > top[1][1]
+
+
+def test_ann_search_with_a_floor_looks_wider_when_it_found_nothing():
+    pytest.importorskip("faiss")
+    rng = np.random.default_rng(3)
+    matrix = rng.standard_normal((1500, 64)).astype(np.float32)
+    matrix /= np.linalg.norm(matrix, axis=1, keepdims=True)
+    index = VectorIndex(64, ann=True, ann_threshold=1000, nprobe=1, background_build=False)
+    for i, v in enumerate(matrix):
+        index.add(i, v, created_at=0.0)
+    assert index.uses_ann
+    picks = range(0, 1500, 10)
+    queries = {i: near(matrix[i], 0.08, seed=i) for i in picks}
+    # One list scanned: no floor (-1) means one look, and many near neighbours are missed.
+    one_look = sum(index.search(q, k=1)[0][0] == i for i, q in queries.items())
+    # With the cache's floor, a search that found nothing above it looks in 4x the lists.
+    wider = [index.search(q, k=1, min_similarity=0.5) for q in queries.values()]
+    found = sum(bool(hits) and hits[0][0] == i for i, hits in zip(queries, wider, strict=True))
+    assert one_look < 0.9 * len(queries)
+    assert found - one_look >= 0.5 * (len(queries) - one_look)  # most misses recovered
