@@ -24,12 +24,15 @@ labels of its ``k`` most similar labelled prompts:
 - **k** defaults to about ``2 * sqrt(n)`` between 10 and 100: with a few hundred labels a
   neighbourhood of ten or so already averages out noise, with thousands a hundred does.
 
-- **length**: with ``use_length`` (the default) the neighbours' estimate is combined with
-  the prompt's length (the one signal that held on every labelled set tried) by a
-  two-input logistic regression fitted at ``fit`` time on *leave-one-out* neighbour
-  estimates of the training prompts (each scored by its neighbours without itself, as a
-  new prompt would be). Where length says nothing the fit gives it no weight and the
-  ranking is the neighbours' alone.
+- **combination**: the neighbours' estimate is combined with the prompt's length
+  (``use_length``: the one signal that held on every labelled set tried) and with a
+  linear direction in embedding space (``use_linear``: ridge regression of the labels,
+  :mod:`costopt_core.ridge`), which generalises to prompts unlike any labelled one, by a
+  small logistic regression fitted at ``fit`` time on *leave-one-out* estimates of the
+  training prompts (each estimated without its own label, as a new prompt would be). An
+  input that says nothing gets no weight. On GSM8K (dev set, 5-fold, e5 on the first 32
+  tokens) APGR went 0.617 (neighbours alone) -> 0.638 (+ length) -> 0.647 (+ linear);
+  length alone 0.597, shuffled labels 0.46-0.50.
 
 Embeddings are any model (see :mod:`costopt_core.embedding_cache`); the default is the
 best offline embedding installed. ``save`` / :func:`costopt_core.learned.load_router`
@@ -49,12 +52,15 @@ from costopt_core.decision import LADDER
 from costopt_core.embedding_cache import embedding_function
 from costopt_core.learned import DEFAULT_MAX_TOKENS, LearnedStrategy, NotFittedError
 from costopt_core.logistic import fit_logistic, predict_logistic
+from costopt_core.ridge import fit_ridge
 from costopt_core.tokens import estimate_tokens
 from costopt_core.zero_shot import length_value
 
 _CHUNK = 256  # query rows per similarity block (bounds memory on large evaluations)
-_COMBINE_L2 = 1e-3  # two inputs and thousands of labels: the fit needs little shrinkage
+_COMBINE_L2 = 1e-3  # three inputs and thousands of labels: the fit needs little shrinkage
 _COMBINE_KEYS = ("weights", "bias", "mean", "scale")
+# Optional arrays of a fitted state (files from before them rank by the neighbours alone).
+_OPTIONAL_KEYS = (*(f"combine_{k}" for k in _COMBINE_KEYS), "ridge_weights", "ridge_bias")
 
 
 def auto_k(n: int) -> int:
@@ -75,8 +81,9 @@ class KNNStrategy(LearnedStrategy):
         k: neighbours consulted; None = :func:`auto_k` of the training size.
         temperature: similarity scale of the neighbour weights (smaller = sharper).
         prior_strength: pseudo-neighbours at the overall mean label.
-        use_length: combine the neighbours' estimate with the prompt's length (see the
-            module docs); False = the neighbours' estimate alone.
+        use_length: combine the neighbours' estimate with the prompt's length.
+        use_linear: combine it with a ridge-regression direction in embedding space
+            (both False = the neighbours' estimate alone; see the module docs).
         tiers, thresholds, cache_dir, max_tokens: see
             :class:`~costopt_core.learned.LearnedStrategy`.
     """
@@ -92,6 +99,7 @@ class KNNStrategy(LearnedStrategy):
         temperature: float = 0.5,
         prior_strength: float = 1.0,
         use_length: bool = True,
+        use_linear: bool = True,
         tiers: Sequence[str] = LADDER,
         thresholds: Sequence[float] | None = None,
         cache_dir: str | PathLike[str] | None = None,
@@ -103,8 +111,9 @@ class KNNStrategy(LearnedStrategy):
             raise ValueError(f"temperature must be a number > 0, got {temperature!r}")
         if not isinstance(prior_strength, int | float) or not prior_strength >= 0:
             raise ValueError(f"prior_strength must be a number >= 0, got {prior_strength!r}")
-        if not isinstance(use_length, bool):
-            raise TypeError(f"use_length must be a bool, got {use_length!r}")
+        for flag, value in (("use_length", use_length), ("use_linear", use_linear)):
+            if not isinstance(value, bool):
+                raise TypeError(f"{flag} must be a bool, got {value!r}")
         super().__init__(
             embeddings,
             tiers=tiers,
@@ -116,6 +125,7 @@ class KNNStrategy(LearnedStrategy):
         self.temperature = float(temperature)
         self.prior_strength = float(prior_strength)
         self.use_length = use_length
+        self.use_linear = use_linear
 
     def settings(self) -> dict[str, Any]:
         return {
@@ -123,26 +133,28 @@ class KNNStrategy(LearnedStrategy):
             "temperature": self.temperature,
             "prior_strength": self.prior_strength,
             "use_length": self.use_length,
+            "use_linear": self.use_linear,
         }
 
     def _check_state(self, state: dict[str, np.ndarray], source: Any) -> dict[str, np.ndarray]:
         checked = super()._check_state(state, source)
-        # The length combination is optional: files without it rank by neighbours alone.
-        checked.update(
-            {
-                f"combine_{k}": state[f"combine_{k}"]
-                for k in _COMBINE_KEYS
-                if f"combine_{k}" in state
-            }
-        )
+        checked.update({k: state[k] for k in _OPTIONAL_KEYS if k in state})
         return checked
 
     def _fit(self, prompts: Sequence[str], x: np.ndarray, y: np.ndarray) -> dict[str, np.ndarray]:
         state = {"vectors": x, "labels": y.astype(np.float64)}
-        if self.use_length and len(y) >= 3 and np.ptp(y) > 0:
-            loo = self._estimates(state, x, leave_one_out=True)
-            fitted = fit_logistic(_combine_inputs(loo, prompts), y, l2=_COMBINE_L2)
-            state.update({f"combine_{k}": v for k, v in fitted.items()})
+        if not (self.use_length or self.use_linear) or len(y) < 3 or np.ptp(y) == 0:
+            return state
+        loo = self._estimates(state, x, leave_one_out=True)
+        linear = None
+        if self.use_linear:
+            ridge = fit_ridge(x, y)
+            state["ridge_weights"] = ridge.weights
+            state["ridge_bias"] = np.array([ridge.bias])
+            linear = ridge.loo
+        inputs = _combine_inputs(loo, prompts if self.use_length else None, linear)
+        fitted = fit_logistic(inputs, y, l2=_COMBINE_L2)
+        state.update({f"combine_{k}": v for k, v in fitted.items()})
         return state
 
     def _neighbours(
@@ -189,13 +201,19 @@ class KNNStrategy(LearnedStrategy):
         estimates = self._estimates(state, x)
         if "combine_weights" not in state:
             return estimates
+        linear = None
+        if "ridge_weights" in state:
+            linear = x.astype(np.float64) @ state["ridge_weights"] + state["ridge_bias"][0]
+        lengths = prompts if self.use_length else None
         fitted = {k: state[f"combine_{k}"] for k in _COMBINE_KEYS}
-        return predict_logistic(fitted, _combine_inputs(estimates, prompts))
+        return predict_logistic(fitted, _combine_inputs(estimates, lengths, linear))
 
     def _explain(self, state: dict[str, np.ndarray], x: np.ndarray, score: float) -> str:
         top, sims = self._neighbours(state, x)
         needed = float(state["labels"][top[0]].mean())
-        length = " and length" if "combine_weights" in state else ""
+        parts = ["length"] if self.use_length and "combine_weights" in state else []
+        parts += ["a linear direction"] if "ridge_weights" in state else []
+        length = "".join(f" and {part}" for part in parts)
         return (
             f"knn: mean label {needed:.2f} over {top.shape[1]} nearest labelled prompts "
             f"(top similarity {float(sims[0, 0]):.2f}){length}; score {score:.2f}"
@@ -206,12 +224,19 @@ class KNNStrategy(LearnedStrategy):
         return f"KNNStrategy(embeddings={self._embed.name}, k={self.k}, fitted_on={n})"
 
 
-def _combine_inputs(estimates: np.ndarray, prompts: Sequence[str]) -> np.ndarray:
-    """The two inputs of the length combination: the neighbours' estimate on the log-odds
-    scale, and the prompt's length feature."""
+def _combine_inputs(
+    estimates: np.ndarray, prompts: Sequence[str] | None, linear: np.ndarray | None
+) -> np.ndarray:
+    """The inputs of the combination: the neighbours' estimate on the log-odds scale, the
+    prompts' length feature (unless ``prompts`` is None) and the linear prediction (unless
+    ``linear`` is None)."""
     p = np.clip(estimates, 1e-4, 1 - 1e-4)
-    lengths = [length_value(estimate_tokens(t)) for t in prompts]
-    return np.column_stack([np.log(p / (1 - p)), lengths])
+    columns = [np.log(p / (1 - p))]
+    if prompts is not None:
+        columns.append(np.array([length_value(estimate_tokens(t)) for t in prompts]))
+    if linear is not None:
+        columns.append(np.asarray(linear, dtype=np.float64))
+    return np.column_stack(columns)
 
 
 __all__ = ["KNNStrategy", "NotFittedError", "auto_k", "embedding_function"]

@@ -36,13 +36,17 @@ def test_neighbours_decide_the_score() -> None:
 
 def test_graded_labels_and_smoothing() -> None:
     graded = [0.9] * 8 + [0.2] * 8  # judge-score gains, not 0/1
-    # The neighbours' estimate alone (no length combination).
-    raw = KNNStrategy(HashingEmbedder(), k=4, prior_strength=0, use_length=False)
+    # The neighbours' estimate alone (no combination with length or a linear direction).
+    raw = KNNStrategy(HashingEmbedder(), k=4, prior_strength=0, use_length=False, use_linear=False)
     raw = raw.fit(PROMPTS, graded)
     assert raw.score(HARD[0]) == pytest.approx(0.9)  # its neighbours' mean label
-    router = KNNStrategy(HashingEmbedder(), k=4, use_length=False).fit(PROMPTS, graded)
+    router = KNNStrategy(HashingEmbedder(), k=4, use_length=False, use_linear=False).fit(
+        PROMPTS, graded
+    )
     assert 0.55 < router.score(HARD[0]) < 0.9  # pulled towards the mean label, 0.55
-    flat = KNNStrategy(HashingEmbedder(), k=4, prior_strength=1000, use_length=False)
+    flat = KNNStrategy(
+        HashingEmbedder(), k=4, prior_strength=1000, use_length=False, use_linear=False
+    )
     flat = flat.fit(PROMPTS, graded)
     assert flat.score(HARD[0]) == pytest.approx(0.55, abs=0.01)  # all prior: the mean label
     assert [auto_k(n) for n in (5, 2500, 10**6)] == [10, 100, 100]
@@ -181,8 +185,33 @@ def test_length_is_combined_with_the_neighbours() -> None:
     prompts = [("check this order " * n).strip() for n in range(1, 41)]
     labels = [float(n > 20) for n in range(1, 41)]
     with_length = KNNStrategy(HashingEmbedder(), k=10).fit(prompts, labels)
-    alone = KNNStrategy(HashingEmbedder(), k=10, use_length=False).fit(prompts, labels)
+    alone = KNNStrategy(HashingEmbedder(), k=10, use_length=False, use_linear=False).fit(
+        prompts, labels
+    )
     short, long = "check this order", ("check this order " * 35).strip()
     assert with_length.score(long) - with_length.score(short) > 0.5
     assert abs(alone.score(long) - alone.score(short)) < 0.1
     assert "and length" in with_length.route(long).reason
+
+
+def test_a_linear_direction_reaches_what_neighbours_blur() -> None:
+    # The label rides on one faint coordinate; the neighbourhoods are set by loud noise.
+    rng = np.random.default_rng(0)
+    texts = [f"prompt {i}" for i in range(400)]
+    signs = rng.choice([-1.0, 1.0], 400)
+    noise = rng.standard_normal((400, 30))
+    rows = {t: np.append(noise[i], 0.4 * signs[i]) for i, t in enumerate(texts)}
+
+    def embed(batch: list[str]) -> np.ndarray:
+        return np.stack([rows[t] for t in batch])
+
+    train, test = texts[:300], texts[300:]
+    labels = (signs[:300] > 0).astype(float)
+
+    def separation(router: KNNStrategy) -> float:
+        scores = router.fit(train, labels).scores(test)
+        return float(scores[signs[300:] > 0].mean() - scores[signs[300:] < 0].mean())
+
+    linear = separation(KNNStrategy(embed, use_length=False))
+    alone = separation(KNNStrategy(embed, use_length=False, use_linear=False))
+    assert linear > 0.3 and linear > 2 * alone
