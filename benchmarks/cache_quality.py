@@ -55,6 +55,7 @@ import random
 import re
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -71,73 +72,61 @@ LLM_STRING = "benchmark-llm"
 SOURCES = ("paraphrases", "one-word edits")
 SETTINGS = ("seed 0.92", "default", "verifier", "verifier, 2nd pass")
 # Words never edited (the edit must change what is asked, not the grammar).
-_FUNCTION_WORDS = frozenset(
-    [
-        "about",
-        "above",
-        "after",
-        "also",
-        "among",
-        "and",
-        "are",
-        "because",
-        "been",
-        "before",
-        "being",
-        "between",
-        "both",
-        "but",
-        "can",
-        "could",
-        "does",
-        "doing",
-        "during",
-        "each",
-        "from",
-        "have",
-        "having",
-        "here",
-        "into",
-        "more",
-        "most",
-        "much",
-        "must",
-        "only",
-        "other",
-        "over",
-        "same",
-        "should",
-        "some",
-        "such",
-        "than",
-        "that",
+# A noun slot: the word after a determiner ("load *the* dataset", "*a* list of splits"):
+# replacing it changes what is asked and keeps the sentence grammatical.
+_NOUN_SLOT = re.compile(r"\b(?:[Tt]he|an?|your|this|each)\s+([A-Za-z][A-Za-z-]{2,})\b")
+_NOT_NOUNS = frozenset(
+    {
+        "the",
+        "a",
+        "an",
+        "your",
+        "my",
+        "its",
         "their",
-        "them",
-        "then",
-        "there",
-        "these",
-        "they",
         "this",
+        "that",
+        "these",
         "those",
-        "through",
-        "under",
-        "until",
-        "very",
+        "each",
+        "every",
+        "any",
+        "some",
+        "other",
+        "same",
+        "which",
         "what",
+        "how",
         "when",
         "where",
-        "which",
-        "while",
-        "whom",
-        "with",
-        "within",
-        "without",
-        "would",
-        "your",
-        "yours",
-    ]
+        "who",
+        "new",
+        "specific",
+        "following",
+        "given",
+        "different",
+        "multiple",
+        "one",
+        "several",
+        "full",
+        "main",
+        "provided",
+        "generic",
+        "built-in",
+        "entire",
+        "first",
+        "last",
+        "most",
+        "best",
+        "more",
+        "only",
+        "whole",
+        "few",
+    }
 )
-_WORD = re.compile(r"[A-Za-z]{4,}")
+#: Look-alikes are made from origins of at most this many words, so that one word
+#: matters as in a short question.
+MAX_EDIT_WORDS = 20
 
 
 class Memo(Embeddings):
@@ -204,23 +193,29 @@ class Traffic:
     right: dict[str, str]
 
 
-def one_word_edit(text: str, donors: list[str], rng: random.Random) -> str | None:
-    """``text`` with one content word replaced by a content word of a donor sentence of
-    the same capitalisation, absent from ``text``."""
-    words = {w.lower() for w in _WORD.findall(text)}
-    spots = [m for m in _WORD.finditer(text) if m.group().lower() not in _FUNCTION_WORDS]
-    if not spots:
+def noun_slots(text: str) -> list[re.Match[str]]:
+    # -ing/-ed/-ly words in a slot are mostly verbs and adverbs ("of *creating*").
+    return [
+        m
+        for m in _NOUN_SLOT.finditer(text)
+        if m.group(1).lower() not in _NOT_NOUNS and not m.group(1).endswith(("ing", "ed", "ly"))
+    ]
+
+
+def one_word_edit(text: str, nouns: list[str], rng: random.Random) -> str | None:
+    """``text`` (at most :data:`MAX_EDIT_WORDS` words) with the word in one noun slot
+    replaced by another slot's word (same capitalisation, absent from ``text``)."""
+    known = set(nouns)
+    slots = [m for m in noun_slots(text) if m.group(1) in known]
+    if not slots or len(text.split()) > MAX_EDIT_WORDS:
         return None
-    spot = rng.choice(spots)
-    upper = spot.group()[0].isupper()
+    spot = rng.choice(slots)
+    old = spot.group(1)
+    present = text.lower()
     for _ in range(50):
-        pool = [
-            w
-            for w in _WORD.findall(rng.choice(donors))
-            if w.lower() not in _FUNCTION_WORDS | words and w[0].isupper() == upper
-        ]
-        if pool:
-            return text[: spot.start()] + rng.choice(pool) + text[spot.end() :]
+        new = rng.choice(nouns)
+        if new[0].isupper() == old[0].isupper() and new.lower() not in present:
+            return text[: spot.start(1)] + new + text[spot.end(1) :]
     return None
 
 
@@ -233,7 +228,11 @@ def traffic(pairs: list[dict[str, str]], source: str, seed: int) -> Traffic:
     if source == "paraphrases":
         return Traffic(cached, [p["similar"] for p in paraphrases], right)
     rng = random.Random(seed + 1000)
-    edits = [one_word_edit(text, origins, rng) for text in cached]
+    # Nouns: words found in a noun slot of at least three origins (rarer ones are often
+    # verbs or adjectives caught by the slot pattern).
+    slot_counts = Counter(w for text in origins for w in {m.group(1) for m in noun_slots(text)})
+    nouns = sorted(w for w, n in slot_counts.items() if n >= 3)
+    edits = [one_word_edit(text, nouns, rng) for text in cached]
     lookalikes = [e for e in edits if e is not None and e not in cached_set and e not in right]
     queries = sorted(right) + lookalikes
     random.Random(seed).shuffle(queries)

@@ -16,6 +16,8 @@ Example:
     ('negation',)
     >>> compare("三月的销售额是多少？", "四月的销售额是多少？").conflicts
     ('dates',)
+    >>> compare("Books on economics for students?", "Books on psychology for students?").swapped
+    True
 
 Why: a sentence embedding sums meaning over the whole sentence, so "Python 3.11" vs
 "Python 3.12", "can" vs "cannot", "Windows" vs "Linux" or "increase" vs "decrease" move
@@ -176,11 +178,16 @@ class Evidence:
     ``conflicts`` names the strong signals found (``numbers``, ``negation``, ``dates``,
     ``entities``, ``opposites``); ``unmatched`` is the share of content words (CJK
     characters for Chinese) that only one of the two questions has, the larger of the
-    two sides' shares, in [0, 1].
+    two sides' shares, in [0, 1]. ``swapped``: the questions are the same but for one or
+    two content words *replaced* (each side has words the other lacks, and they share
+    more than they differ), the shape of look-alikes such as "books on economics" /
+    "books on psychology"; synonyms swap the same way, so it is weak evidence that the
+    gate weighs against the cosine.
     """
 
     conflicts: tuple[str, ...]
     unmatched: float
+    swapped: bool = False
 
 
 @dataclass(frozen=True)
@@ -321,6 +328,11 @@ def _unmatched(a: frozenset[str], b: frozenset[str]) -> float:
     return max(only_a, only_b)
 
 
+def _swapped(a: frozenset[str], b: frozenset[str]) -> bool:
+    only_a, only_b = len(a - b), len(b - a)
+    return 1 <= only_a <= 2 and 1 <= only_b <= 2 and len(a & b) > max(only_a, only_b)
+
+
 def compare(question: str, cached_question: str) -> Evidence:
     """The evidence that ``question`` asks something else than ``cached_question``."""
     a, b = _profile(question), _profile(cached_question)
@@ -336,7 +348,9 @@ def compare(question: str, cached_question: str) -> Evidence:
         conflicts.append("entities")
     if _opposed(a.stems, b.stems):
         conflicts.append("opposites")
-    return Evidence(tuple(conflicts), _unmatched(a.content, b.content))
+    return Evidence(
+        tuple(conflicts), _unmatched(a.content, b.content), _swapped(a.content, b.content)
+    )
 
 
 __all__ = ["Evidence", "compare"]

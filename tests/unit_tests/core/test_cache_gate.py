@@ -15,6 +15,7 @@ from costopt_core.cache_gate import (
     COLD_BASELINE,
     MIN_BIN_VERDICTS,
     MIN_CALIBRATION,
+    VERIFY_BUDGET,
     CacheGate,
     thresholds,
 )
@@ -327,3 +328,31 @@ def test_repeated_traffic_needs_fewer_verdicts():
     first, second = one_pass(), one_pass()
     # The region learns within the first pass, each entry by the second.
     assert MIN_BIN_VERDICTS <= first < len(pairs) and second <= 0.2 * len(pairs)
+
+
+# -- what the tuned decision adds ---------------------------------------------------------
+
+
+def test_a_replaced_word_is_told_apart_from_a_rewording():
+    assert compare("Books on economics for students?", "Books on psychology for students?").swapped
+    assert not compare("How do I reset my password?", "How can I reset my password?").swapped
+    assert not compare("How do I reset my password?", "Recipe for sourdough bread?").swapped
+
+
+def test_verifier_calls_stay_within_the_budget_and_skip_the_least_likely():
+    """Traffic where every lookup has an uncertain candidate: only about VERIFY_BUDGET
+    of lookups are put to the verifier, and those it skips score lower."""
+    gate = calibrated(CacheGate(has_verifier=True))
+    t = thresholds(0.02)
+    rng = np.random.default_rng(3)
+    asked, skipped = [], []
+    for i in range(2000):
+        gate.search_floor()  # the cache asks it once per lookup
+        score = rng.uniform(t.ask, t.accept)
+        cos = gate.baseline + score * (1 - gate.baseline)
+        word = _WORDS[i % len(_WORDS)]
+        decision = gate.judge(f"Where is the {word} {i}?", f"Where's the {word} {i}?", cos)
+        (asked if decision.action == "ask" else skipped).append(decision.score)
+    assert len(asked) <= (VERIFY_BUDGET + 0.03) * 2000
+    assert len(asked) >= (VERIFY_BUDGET - 0.05) * 2000  # the budget is used, not wasted
+    assert np.mean(asked) > np.mean(skipped)
