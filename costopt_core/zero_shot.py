@@ -25,7 +25,12 @@ English and Chinese:
   ("at least", "must", "不超过"): sub-tasks and limits a weak model tends to drop;
 - **simple-task** cues (translate, summarise, format, extract, classify, greetings) and
   **lookups** (a short "what is / who is / where is ..." question): tasks cheap models do
-  well; they pull the score down.
+  well; they pull the score down. A simple-task cue counts only where a request names
+  its task (its first word, a sentence's or line's first word, after "please / you / me
+  / to"): in "the formation
+  of planets" or "the classification of whales" the word is content, not the task. Code
+  cues that are everyday words too ("function", "class", "return") count only beside
+  another code cue.
 
 Why no arithmetic counts: a probe on labelled knowledge questions found digit, maths-symbol
 and "calculate" counts ranked prompts no better than length (a weak and a strong model
@@ -125,6 +130,37 @@ _LOOKUP_MAX_TOKENS = 24  # beyond a sentence a "what is" question is no longer a
 _LONG_WORD = 10  # letters; specialist vocabulary (Zipf: rarer words are longer)
 
 
+# Code cues that are everyday words too ("the function of the kidney", "the working
+# class", "a return on capital"): alone they do not make a code task; beside another code
+# cue ("a Python function") they count.
+_AMBIGUOUS_CODE = frozenset(
+    {
+        "function",
+        "class",
+        "return",
+        "import",
+        "program",
+        "programs",
+        "code",
+        "script",
+        "compil",
+        "bug",
+    }
+)
+# Where a request names its task: its first word, a sentence's or line's first word
+# ("... Thanks!"), a word after "please / you / me / to" ("can you translate", "help me
+# summarise", "how to convert").
+# (The word is matched ahead, not consumed: "can you please translate" finds both.)
+_LEAD = re.compile(r"(?:^|[.!?:;\n]\s*|\b(?:please|you|me|to|kindly)\s+)(?=([a-z]+))")
+
+
+def _instruction_words(lowered: str) -> set[str]:
+    """Words where a request names its task (see ``_LEAD``). Simple-task cues count only
+    there: "Translate this" asks for a translation; in "the formation of planets" or
+    "the classification of whales" the word is content."""
+    return set(_LEAD.findall(lowered.lstrip()))
+
+
 class Features(NamedTuple):
     """What the score is built from (exposed for explanations and tests).
 
@@ -181,13 +217,14 @@ def extract_features(text: str) -> Features:
     steps = constraints = 0
     words = _WORD.findall(lowered)
     counts = Counter(words)  # each distinct word is looked up once
+    lead = _instruction_words(lowered)
     for word, n in counts.items():
         hit = _WORD_MEMO.get(word, _UNSEEN)
         if hit is _UNSEEN:
             hit = _WORD_MEMO[word] = _word_cue(word)
             if len(_WORD_MEMO) > _MEMO_MAX:  # a bound, not an LRU: vocabularies are small
                 _WORD_MEMO.clear()
-        if hit is not None:
+        if hit is not None and (hit[0] != "simple" or word in lead):
             hits.add(hit)
             if hit[0] == "steps":
                 steps += n
@@ -195,7 +232,7 @@ def extract_features(text: str) -> Features:
                 constraints += n
     for head, phrase, kind in _PHRASES:
         # A phrase can only occur where its first word does: most are skipped unread.
-        if head in counts and phrase in lowered:
+        if head in counts and phrase in lowered and (kind != "simple" or head in lead):
             hits.add((kind, phrase))
             steps += kind == "steps"
             constraints += kind == "constraints"
@@ -205,6 +242,10 @@ def extract_features(text: str) -> Features:
                 hits.add((kind, cue))
                 steps += text.count(cue) if kind == "steps" else 0
                 constraints += text.count(cue) if kind == "constraints" else 0
+    if not any(kind == "code" and cue not in _AMBIGUOUS_CODE for kind, cue in hits):
+        ambiguous = [hit for hit in hits if hit[0] == "code"]
+        if len(ambiguous) < 2:  # one everyday word ("function", "class") is no code task
+            hits.difference_update(ambiguous)
     kinds = [kind for kind, _ in hits]
     tokens = estimate_tokens(text)
     long_words = sum(1 for w in words if len(w) >= _LONG_WORD)

@@ -96,3 +96,17 @@ def test_by_name_with_a_threshold() -> None:
     router = get_strategy("zero-shot", threshold=0.5, tiers=("weak", "strong"))
     assert router.route(ANALYSIS).tier == "strong"
     assert router.route("hi").tier == "weak"
+
+
+def test_task_words_count_where_a_request_names_its_task() -> None:
+    # Asked for: the cue counts.
+    for request in ("Translate this into German.", "Can you please summarise it?"):
+        assert extract_features(request).simple == 1, request
+    assert extract_features("Text: it rained.\nExtract the dates.").simple == 1
+    # Content: the same words do not make a knowledge question a simple task.
+    assert extract_features("The classification of whales rests on which feature?").simple == 0
+    assert extract_features("Which describes the formation of stars?").simple == 0
+    # One everyday word is no code task; beside another code cue it is.
+    assert extract_features("What is the function of the kidney?").code == 0
+    assert extract_features("A class of 30 pupils shares 90 pens. How many each?").code == 0
+    assert extract_features("Write a Python function that sorts a list.").code == 2
