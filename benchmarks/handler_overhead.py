@@ -294,7 +294,8 @@ NOTES = """\
 notes:
 - LangChain's own per-handler work (the no-op row) is paid for any handler at all:
   building the run manager and run ids, and dispatching every event to every handler.
-  A handler cannot avoid it; it is most of the gap to the 1.05x target.
+  A handler cannot avoid it, and the TARGET ratio leaves it out (it is measured
+  against the no-op handler): the gap to 1.05x is the handler's own work alone.
 - Hooks: CostCallbackHandler implements on_chat_model_start (otherwise LangChain
   renders every message to a string to call on_llm_start instead), on_llm_start,
   on_llm_end and on_llm_error only. It does not implement on_llm_new_token: LangChain
@@ -305,8 +306,13 @@ notes:
 - run_inline = True: async runs call the handler on the event loop (see the async
   section) instead of one executor hop per event.
 - The handler's own work per call: a dict read of the answer's usage_metadata and
-  model name, one price lookup (a dict hit), one CostRecord appended to the ledger
-  under its lock; with budgets, one atomic reserve() before the call."""
+  model name, one price lookup (a dict hit), the provider-cache saving when the answer
+  read cached tokens (this fake's do), one CostRecord appended to the ledger under its
+  lock; with budgets, the call's priced maximum (prompt estimate + output limit)
+  reserved atomically before the call and settled by that append.
+- Timings on a machine shared with other work move by 10-20 % between runs; compare
+  the ratios of one run (the setups are interleaved), or count instructions (e.g.
+  valgrind --tool=callgrind), which do not move."""
 
 
 def main() -> None:
@@ -340,13 +346,17 @@ def main() -> None:
     if args.invoke_only:
         return
     # The same fake answering after 1 ms, far faster than any hosted model, to show the
-    # overhead at the scale of a real call.
+    # overhead at the scale of a real call: timed on the wall clock, as the 1 ms wait
+    # is no CPU time.
+    chosen = _clock
+    _clock = time.perf_counter
     measure(
         _NamedFake(messages=_Replies(delay_s=0.001)),
-        "fake chat model invoke (1 ms answer)",
+        "fake chat model invoke (1 ms answer, wall clock)",
         max(10, args.calls // 10),
         max(7, args.repeats // 4),
     )
+    _clock = chosen
     measure_async(_AsyncFake(messages=_Replies()), args.calls, args.repeats)
     measure_direct(args.calls * 4, args.repeats)
     print("target: handler with budgets <= 1.05x the no-op handler (the TARGET lines)")
