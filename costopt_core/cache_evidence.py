@@ -38,6 +38,7 @@ from functools import lru_cache
 
 _CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
 _TOKEN = re.compile(rf"`[^`]+`|[{_CJK}]+|[A-Za-z0-9_]+(?:[.'’\-/][A-Za-z0-9_]+)*")
+_CJK_START = re.compile(rf"[{_CJK}]")
 _NUMBER = re.compile(r"^\d+(?:[.,]\d+)*$")
 _HAS_DIGIT = re.compile(r"\d")
 _CN_DIGITS = "零〇一二两三四五六七八九十百千万亿"
@@ -214,6 +215,37 @@ def _cjk_units(run: str) -> list[str]:
     return [c for c in run if c not in _CN_STOPCHARS and c not in _CN_DIGITS]
 
 
+@dataclass(frozen=True)
+class _Word:
+    negation: int
+    number: str | None
+    date: str | None
+    entity: str | None
+    stem: str
+    content: bool
+
+
+@lru_cache(maxsize=65536)
+def _word(token: str, sentence_start: bool) -> _Word:
+    # Words recur across questions: reading each once keeps a new question's profile cheap.
+    lower = token.lower().replace("’", "'").strip("`")
+    bare = lower.replace("'", "")
+    negation, number, date = 0, None, None
+    if bare in _EN_NEGATIONS or lower.endswith("n't"):
+        negation = 1
+    elif _NUMBER.match(lower):
+        number = lower.replace(",", "")
+    elif bare in _EN_NUMBER_WORDS:
+        number = _EN_NUMBER_WORDS[bare]
+    elif bare in _EN_DATES and (
+        bare not in _AMBIGUOUS_DATES or (token[0].isupper() and not sentence_start)
+    ):
+        date = bare
+    entity = lower if _is_entity(token, sentence_start) else None
+    content = bare not in _EN_STOPWORDS and bare not in _EN_NEGATIONS and len(bare) > 1
+    return _Word(negation, number, date, entity, _stem(bare), content)
+
+
 @lru_cache(maxsize=4096)
 def _profile(text: str) -> _Profile:
     text = unicodedata.normalize("NFKC", text)
@@ -226,7 +258,7 @@ def _profile(text: str) -> _Profile:
     sentence_start = True
     for match in _TOKEN.finditer(text):
         token = match.group()
-        if token[0] >= "\u3400" and re.match(rf"[{_CJK}]", token):
+        if token[0] >= "\u3400" and _CJK_START.match(token):
             negation += _count_cn_negations(token)
             dates.update(_CN_DATE.findall(token))
             numbers.update(n for n in _CN_NUMBER.findall(_CN_DATE.sub("", token)) if n)
@@ -236,24 +268,17 @@ def _profile(text: str) -> _Profile:
             stems.update(a + b for a, b in itertools.pairwise(token))
             sentence_start = False
             continue
-        lower = token.lower().replace("’", "'").strip("`")
-        bare = lower.replace("'", "")
-        if bare in _EN_NEGATIONS or lower.endswith("n't"):
-            negation += 1
-        elif _NUMBER.match(lower):
-            numbers.add(lower.replace(",", ""))
-        elif bare in _EN_NUMBER_WORDS:
-            numbers.add(_EN_NUMBER_WORDS[bare])
-        elif bare in _EN_DATES and (
-            bare not in _AMBIGUOUS_DATES or (token[0].isupper() and not sentence_start)
-        ):
-            dates.add(bare)
-        if _is_entity(token, sentence_start):
-            entities.add(lower)
-        stem = _stem(bare)
-        stems.add(stem)
-        if bare not in _EN_STOPWORDS and bare not in _EN_NEGATIONS and len(bare) > 1:
-            content.add(stem)
+        word = _word(token, sentence_start)
+        negation += word.negation
+        if word.number is not None:
+            numbers.add(word.number)
+        if word.date is not None:
+            dates.add(word.date)
+        if word.entity is not None:
+            entities.add(word.entity)
+        stems.add(word.stem)
+        if word.content:
+            content.add(word.stem)
         sentence_start = text[match.end() : match.end() + 2].strip()[:1] in (".", "?", "!")
     return _Profile(
         _squash(text),
@@ -266,8 +291,11 @@ def _profile(text: str) -> _Profile:
     )
 
 
+_NOT_ALNUM = re.compile(r"[\W_]+")
+
+
 def _squash(text: str) -> str:
-    return "".join(ch for ch in text.lower() if ch.isalnum())
+    return _NOT_ALNUM.sub("", text.lower())
 
 
 def _count_cn_negations(run: str) -> int:
@@ -302,6 +330,8 @@ def _is_entity(token: str, sentence_start: bool) -> bool:
 
 
 def _opposed(a: frozenset[str], b: frozenset[str]) -> bool:
+    if _OPPOSITE_WORDS.isdisjoint(a) or _OPPOSITE_WORDS.isdisjoint(b):
+        return False  # the common case, without the walk over every pair
     for x, y in _OPPOSITES_STEMMED:
         if (x in a and y in b and y not in a and x not in b) or (
             y in a and x in b and x not in a and y not in b
@@ -311,6 +341,7 @@ def _opposed(a: frozenset[str], b: frozenset[str]) -> bool:
 
 
 _OPPOSITES_STEMMED = [(_stem(x), _stem(y)) for x, y in _OPPOSITES]
+_OPPOSITE_WORDS = frozenset(word for pair in _OPPOSITES_STEMMED for word in pair)
 
 
 def _uncovered(entities: frozenset[str], other_squashed: str) -> bool:
