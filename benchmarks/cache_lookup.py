@@ -226,12 +226,13 @@ def interleaved_ms(
 
 
 def build_store(
-    matrix: np.ndarray, ann: bool, nprobe: int, late: int, partitions: tuple[str, ...]
+    matrix: np.ndarray, ann: bool, nprobe: int | None, late: int, partitions: tuple[str, ...]
 ) -> MemoryStore:
     """A store holding ``matrix`` under each partition; the last ``late`` rows are added
     after the index builds have finished (searches time the finished index, not a
     rebuild, plus the tail a live cache has)."""
-    store = MemoryStore(dim=DIM, ann=ann, nprobe=nprobe)
+    options = {} if nprobe is None else {"nprobe": nprobe}
+    store = MemoryStore(dim=DIM, ann=ann, **options)
     early = len(matrix) - late
     for partition in partitions:
         for i, v in enumerate(matrix[:early]):
@@ -352,7 +353,10 @@ def main() -> None:
     parser.add_argument("--seed-queries", type=int, default=5, help="timed seed lookups")
     parser.add_argument("--seed-max", type=int, default=10_000, help="largest seed size timed")
     parser.add_argument(
-        "--nprobe", type=int, default=16, help="IVF lists scanned (MemoryStore(nprobe=...))"
+        "--nprobe",
+        type=int,
+        default=None,
+        help="IVF lists scanned first (MemoryStore(nprobe=...)); the store's default if not given",
     )
     parser.add_argument(
         "--late", type=int, default=128, help="entries added after the index is built (128)"

@@ -19,7 +19,7 @@ from collections import OrderedDict
 from dataclasses import replace
 
 from costopt_core.stores.base import CacheEntry, SearchHit, check_entry, check_vector, is_expired
-from costopt_core.stores.index import DEFAULT_ANN_THRESHOLD
+from costopt_core.stores.index import DEFAULT_ANN_THRESHOLD, DEFAULT_NPROBE
 from costopt_core.stores.indexed import IndexedStore
 
 
@@ -47,7 +47,7 @@ class MemoryStore(IndexedStore):
         *,
         ann: bool | None = None,
         ann_threshold: int = DEFAULT_ANN_THRESHOLD,
-        nprobe: int = 16,
+        nprobe: int = DEFAULT_NPROBE,
     ) -> None:
         super().__init__(dim, ann=ann, ann_threshold=ann_threshold, nprobe=nprobe)
         self._ids = itertools.count()
