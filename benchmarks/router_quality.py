@@ -172,7 +172,7 @@ def main() -> None:
 
     length_apgr = rows[0][1].apgr
     header = (
-        f"{'strategy':<18}{'APGR':>7}{'vs length':>11}{'CPT(50%)':>10}{'CPT(80%)':>10}"
+        f"{'strategy':<26}{'APGR':>7}{'vs length':>11}{'CPT(50%)':>10}{'CPT(80%)':>10}"
         f"{'USD/1k @95%':>13}{'saving':>8}{'seconds':>9}"
     )
     head = f"first {args.max_tokens} tokens" if args.max_tokens else "whole prompts"
@@ -183,12 +183,12 @@ def main() -> None:
         level = r.quality_levels([0.95])[0]
         usd, saving = level["usd_per_1k_calls"], level["saving_vs_all_strong"]
         print(
-            f"{name:<18}{r.apgr:>7.3f}{r.apgr / length_apgr:>10.3f}x{r.cpt50 * 100:>9.1f}%"
+            f"{name:<26}{r.apgr:>7.3f}{r.apgr / length_apgr:>10.3f}x{r.cpt50 * 100:>9.1f}%"
             f"{r.cpt80 * 100:>9.1f}%{(usd or float('nan')):>13.4f}"
             f"{(saving or float('nan')) * 100:>7.1f}%{seconds:>9.2f}"
         )
     apgr = np.array([r.apgr for r in randoms])
-    print(f"{'random (mean)':<18}{apgr.mean():>7.3f}{apgr.mean() / length_apgr:>10.3f}x")
+    print(f"{'random (mean)':<26}{apgr.mean():>7.3f}{apgr.mean() / length_apgr:>10.3f}x")
     print(
         f"\nrandom routing over {args.random_seeds} seeds: APGR {apgr.mean():.3f} "
         f"+/- {apgr.std():.3f} (sd); expected value 0.5"
