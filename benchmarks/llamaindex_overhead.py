@@ -3,11 +3,16 @@ a registered CostEventHandler, and a SemanticCacheLLM hit vs. a model call.
 
 Run:
     .venv/bin/python benchmarks/llamaindex_overhead.py [--calls 2000] [--repeats 5]
+        [--clock cpu|wall]
 
 Prints microseconds per call side by side and the ratios against the bare inner call.
 The inner LLM is the offline ``SimulatedLLM`` (a few tens of microseconds of work), so
 the ratios are an upper bound on the relative overhead in front of a real provider call
 (hundreds of milliseconds). Setups alternate within each repeat; the best repeat counts.
+``--clock cpu`` (default) times with this thread's CPU time (``time.thread_time``), which
+leaves out the time other processes hold the CPU on a shared machine; ``--clock wall``
+uses ``time.perf_counter``. The handler rows run a ``CostEventHandler`` without a budget
+and one with two budgets (each call then reserves its maximum before it runs).
 """
 
 from __future__ import annotations
@@ -24,54 +29,66 @@ from llamaindex_costopt.simulated import HashingEmbedding, SimulatedLLM
 MESSAGES = [ChatMessage(role=MessageRole.USER, content="请翻译这句话: good morning")]
 
 
-def _per_call_us(fn: Callable[[], object], calls: int) -> float:
-    start = time.perf_counter()
+def _per_call_us(fn: Callable[[], object], calls: int, clock: Callable[[], float]) -> float:
+    start = clock()
     for _ in range(calls):
         fn()
-    return (time.perf_counter() - start) / calls * 1e6
+    return (clock() - start) / calls * 1e6
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=2000)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--clock", choices=("cpu", "wall"), default="cpu")
     args = parser.parse_args()
+    clock = time.thread_time if args.clock == "cpu" else time.perf_counter
+    print(f"clock: {'CPU time of this thread' if args.clock == 'cpu' else 'wall time'}")
 
     inner = SimulatedLLM(model_name="deepseek-v3")
     router = RouterLLM(llms={"simple": inner, "complex": SimulatedLLM(model_name="gpt-4o")})
     cached = SemanticCacheLLM(router, embed_model=HashingEmbedding(dim=384))
     cached.chat(MESSAGES)  # warm: every later call is an exact hit
     handler = CostEventHandler()
+    budgeted = CostEventHandler(budget_usd=1e9, daily_budget_usd=1e9)
 
-    def with_handler(fn: Callable[[], object]) -> Callable[[], object]:
+    def with_handler(
+        fn: Callable[[], object], registered: CostEventHandler
+    ) -> Callable[[], object]:
         def run() -> object:
             return fn()
 
-        run.handler = True  # type: ignore[attr-defined]
+        run.handler = registered  # type: ignore[attr-defined]
         return run
 
     setups: dict[str, Callable[[], object]] = {
         "inner.chat": lambda: inner.chat(MESSAGES),
         "router.chat": lambda: router.chat(MESSAGES),
-        "inner.chat + handler": with_handler(lambda: inner.chat(MESSAGES)),
-        "router.chat + handler": with_handler(lambda: router.chat(MESSAGES)),
+        "inner.chat + handler": with_handler(lambda: inner.chat(MESSAGES), handler),
+        "inner.chat + budgets": with_handler(lambda: inner.chat(MESSAGES), budgeted),
+        "router.chat + handler": with_handler(lambda: router.chat(MESSAGES), handler),
         "cache hit (exact)": lambda: cached.chat(MESSAGES),
     }
     best = dict.fromkeys(setups, float("inf"))
     for _ in range(args.repeats):
         for name, fn in setups.items():
-            if getattr(fn, "handler", False):
-                handler.register()
+            registered = getattr(fn, "handler", None)
+            if registered is not None:
+                registered.register()
             try:
-                best[name] = min(best[name], _per_call_us(fn, args.calls))
+                best[name] = min(best[name], _per_call_us(fn, args.calls, clock))
             finally:
-                handler.unregister()
+                if registered is not None:
+                    registered.unregister()
 
     base = best["inner.chat"]
     print(f"{'setup':<24} {'us/call':>9} {'vs inner.chat':>14}")
     for name, value in best.items():
         print(f"{name:<24} {value:>9.1f} {value / base:>13.2f}x")
-    print(f"\nhandler recorded {handler.to_dict()['calls']} calls")
+    print(
+        f"\nhandler recorded {handler.to_dict()['calls']} calls, "
+        f"the budgeted one {budgeted.to_dict()['calls']}"
+    )
 
 
 if __name__ == "__main__":
