@@ -11,7 +11,9 @@ Example:
         $ costopt eval-router data.csv --load router.npz   # a router from train-router
 
 Learned strategies embed the first 32 tokens of each prompt by default (``max_tokens``;
-``null`` = whole prompts, slower on long ones). DATA is CSV or JSONL with ``prompt`` and ``weak_correct,strong_correct`` (0/1) or
+``null`` = whole prompts, slower on long ones).
+
+DATA is CSV or JSONL with ``prompt`` and ``weak_correct,strong_correct`` (0/1) or
 ``weak_score,strong_score``. The table shows quality and PGR at RouteLLM's 11 strong-call
 shares, then APGR, CPT(50%), CPT(80%), the same on a dollar axis, and the share of calls
 needed for 95% of the strong model's quality. ``--json`` writes ``{"strategy", "n",
