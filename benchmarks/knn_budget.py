@@ -12,7 +12,7 @@ first run (nothing in the embedding cache yet) and projects them to ``--n`` prom
    answer options appended: the length of a knowledge question with its options), whole
    prompts and the learned routers' default head (``DEFAULT_MAX_TOKENS``), in batches
    (the engine spreads a batch over the cores);
-2. the 5 folds: fitting (with the leave-one-out length combination) and scoring on
+2. the 5 folds: fitting (with the leave-one-out combination) and scoring on
    ``--n`` random unit vectors, measured whole.
 
 CPU seconds, not wall seconds, are projected (divided by the 2 cores): on a shared,
