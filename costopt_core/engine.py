@@ -288,6 +288,14 @@ class RoutedCall:
             return None
         return self._order[self._position]
 
+    def without_fallback(self) -> None:
+        """Ask no tier after the current one: its failure ends the call with its error.
+
+        For deferred calls (a provider's batch API at half price): a batch that failed
+        or was refused must not turn into direct calls on a dearer tier.
+        """
+        self._order = self._order[: self._position + 1]
+
     def settle(self, tier: str, result: Any = None, error: BaseException | None = None) -> None:
         """Report how ``tier`` answered: an error, or a result the cascade may reject."""
         if tier != self.next_tier():

@@ -341,8 +341,14 @@ class RouterChatModel(BaseChatModel):
         """The inner model and call kwargs, with the router's bound tools re-bound the
         inner model's own way (each provider formats tools differently)."""
         model = self.models[tier]
-        if CACHE_MARK in kwargs:  # a prompt-cache mark only for providers that take it
-            kwargs = settings_for(self._engine.names[tier], model._llm_type, kwargs)
+        # A prompt-cache mark only for providers that take it: given to the call, or to
+        # bind_tools (create_agent hands its model settings to bind_tools).
+        name = self._engine.names[tier]
+        if CACHE_MARK in kwargs:
+            kwargs = settings_for(name, model._llm_type, kwargs)
+        options = kwargs.get("tool_options")
+        if options and CACHE_MARK in options:
+            kwargs = {**kwargs, "tool_options": settings_for(name, model._llm_type, options)}
         return model, self._binder.call_kwargs(tier, model, kwargs)
 
     def _answer(self, answered: Answered[ChatResult]) -> ChatResult:
@@ -581,8 +587,9 @@ class RouterChatModel(BaseChatModel):
         ``deferred=True``: the calls are not urgent; each tier's group goes through its
         provider's batch API (OpenAI Batch, Anthropic Message Batches: half price,
         answers within the provider's window), see :mod:`langchain_costopt.batch`. The
-        cache is not consulted on that path; an input the batch did not answer falls
-        back to the next tier, called directly.
+        cache is not consulted on that path, and nothing falls back to another tier: an
+        input the batch did not answer gets its error (raised, or returned with
+        ``return_exceptions=True``).
         """
         return_exceptions = bool(kwargs.pop("return_exceptions", False))
         deferred = bool(kwargs.pop("deferred", False))
@@ -723,6 +730,8 @@ class _Batch:
                 item_config.get("callbacks"), router.callbacks
             ).handlers
             call = router._open(messages, handlers, override)
+            if deferred:
+                call.without_fallback()
             self.calls.append(call)
             self.groups.setdefault(call.decision.tier, []).append(i)
         self._outputs: list[Any] = [None] * len(inputs)

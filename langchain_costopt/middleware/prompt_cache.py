@@ -31,6 +31,10 @@ fraction of the input price, but only while it is the same byte for byte. The mi
   when it changes between calls (a timestamp or request id in a system prompt makes every
   call a cache miss): :meth:`stats` says how stable it was.
 
+Order: list it after ``CostRoutingMiddleware`` and after any middleware that writes the
+system prompt (``@dynamic_prompt``), so that it sees the tier's model and the prompt as
+sent (the first middleware in the list wraps the others).
+
 The saving is read from the usage the provider reports (cache-read tokens) by the cost
 handlers and shown apart from this plugin's own cache (``saved_provider_cache_usd``).
 """

@@ -350,3 +350,25 @@ def test_help_lists_every_keyword_deferred_batch_takes() -> None:
             assert parameters[name].kind is inspect.Parameter.KEYWORD_ONLY
         assert parameters["return_exceptions"].default is False
         assert list(parameters)[-1] == "kwargs"  # the rest goes with every request
+
+
+@pytest.mark.parametrize("mistake", ["no provider", "wrong key"])
+def test_a_deferred_batch_that_fails_never_becomes_direct_calls_on_a_dearer_tier(
+    server: ImitationBatchServer, mistake: str
+) -> None:
+    router = RouterChatModel(
+        models={
+            "cheap": SimulatedChatModel(model_name=MODEL),
+            "strong": SimulatedChatModel(model_name="gpt-4o"),
+        },
+        strategy=lambda text: "cheap",
+    )
+    options = {} if mistake == "no provider" else {**_options(server), "api_key": "sk-wrong"}
+    handler = CostCallbackHandler()
+    answers = router.batch(
+        PROMPTS[:3], {"callbacks": [handler]}, deferred=True, return_exceptions=True, **options
+    )
+    assert all(isinstance(a, Exception) for a in answers)
+    assert handler.summary().calls == 0 and handler.total_cost == 0.0  # nothing billed
+    with pytest.raises(Exception):  # noqa: B017 - the batch API's own error, whatever it is
+        router.batch(PROMPTS[:3], deferred=True, **options)

@@ -171,3 +171,25 @@ def test_a_router_hands_the_mark_only_to_tiers_whose_provider_takes_it() -> None
     router.invoke("请分析并比较两种数据库架构设计的优劣", cache_control=mark)  # the strong tier
     assert gpt.calls and "cache_control" not in gpt.calls[-1]
     assert claude.calls and claude.calls[-1]["cache_control"] == mark
+
+
+def test_tools_bound_with_the_mark_reach_only_the_tier_that_takes_it() -> None:
+    # create_agent hands its model settings (the cache mark) to bind_tools.
+    gpt = _Recording(model_name="pcm-gpt")
+    claude = _Recording(model_name="pcm-claude")
+    router = RouterChatModel(models={"cheap": gpt, "strong": claude}, strategy="rules")
+    bound = router.bind_tools([track], cache_control={"type": "ephemeral"})
+    bound.invoke("hi")
+    bound.invoke("请分析并比较两种数据库架构设计的优劣")
+    assert gpt.calls and "cache_control" not in gpt.calls[-1]
+    assert claude.calls[-1].get("cache_control") == {"type": "ephemeral"}
+
+
+def test_an_agent_on_a_router_with_the_middleware_keeps_its_cheap_tier() -> None:
+    gpt = _Recording(model_name="pcm-gpt")
+    router = RouterChatModel(models={"cheap": gpt, "strong": _claude()}, strategy="rules")
+    agent = create_agent(router, tools=[track], middleware=[PromptCacheMiddleware()])
+    reply = agent.invoke({"messages": [("user", "hi")]})["messages"][-1]
+    assert reply.response_metadata["routing"]["tier"] == "cheap"
+    assert "fallback_from" not in reply.response_metadata["routing"]
+    assert gpt.calls and "cache_control" not in gpt.calls[-1]
