@@ -54,7 +54,7 @@ from costopt_core.stores.base import (
     is_finite_number,
     oldest_fresh,
 )
-from costopt_core.stores.index import DEFAULT_ANN_THRESHOLD
+from costopt_core.stores.index import DEFAULT_ANN_THRESHOLD, DEFAULT_NPROBE
 from costopt_core.stores.indexed import IndexedStore
 from costopt_core.stores.sqlite_file import MetaTable, connect, transaction
 
@@ -120,7 +120,7 @@ class SQLiteStore(IndexedStore):
         timeout: float = 30.0,
         ann: bool | None = None,
         ann_threshold: int = DEFAULT_ANN_THRESHOLD,
-        nprobe: int = 16,
+        nprobe: int = DEFAULT_NPROBE,
     ) -> None:
         super().__init__(dim, ann=ann, ann_threshold=ann_threshold, nprobe=nprobe)
         self.path = os.fspath(path)
