@@ -794,10 +794,14 @@ class CostAccountant:
         run_id: str | None = None,
         tags: Mapping[str, str] | None = None,
         reservation_id: str | None = None,
+        text: CallText | None = None,
     ) -> CostRecord:
         """Record a cache hit: no spend; saved = what the avoided call would have cost on
         the model that would have answered (the cache's ``saved_hint_usd`` when it gives
-        one, so both report one figure; else ``usage`` priced on ``model``)."""
+        one, so both report one figure; else ``usage`` priced on ``model``; a hit with no
+        usage is counted from ``text`` as :meth:`record_call` counts a call)."""
+        if (usage is None or usage.is_empty()) and text is not None:
+            usage, tags = self._usage_from_text(model, text, tags)
         usage = usage or TokenUsage()
         saved: float | None = None
         if saved_hint_usd is not None:

@@ -78,7 +78,7 @@ from langchain_core.load import dumps
 from langchain_core.messages import AIMessageChunk, BaseMessage, HumanMessage, ToolMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, Generation, GenerationChunk
 
-from costopt_core.accounting import usage_from_mapping
+from costopt_core.accounting import CallText, usage_from_mapping
 from costopt_core.cache import (
     CacheHit,
     SemanticCache,
@@ -89,7 +89,6 @@ from costopt_core.cache import (
 from costopt_core.ledger import TokenUsage
 from costopt_core.metadata_keys import CACHE_MARKER_KEY, MODEL_NAME_KEYS, model_name_in
 from costopt_core.stores.base import CacheStore
-from costopt_core.tokens import estimate_tokens
 from langchain_costopt import cache_stream
 from langchain_costopt.messages import latest_human_text, message_text
 from langchain_costopt.revive import Revive
@@ -384,9 +383,16 @@ class SemanticLLMCache(BaseCache):
             payload = dumps(list(return_val))
             model, usage = _answer_usage(return_val, llm_string)
             if usage is None:
-                # No usage reported (typical of plain LLMs): estimate it, and say so.
-                estimate = TokenUsage(estimate_tokens(text), estimate_tokens(return_val[0].text))
-                metadata = savings_metadata(model, estimate, estimated=True)
+                # No usage reported: count it from the text as the cost handler counts
+                # the call, so a hit saves what the call cost; and say so.
+                messages = _parse_messages(prompt)
+                said = (
+                    CallText([message_text(m) for m in messages], return_val[0].text)
+                    if messages is not None
+                    else CallText([prompt], return_val[0].text, chat=False)
+                )
+                counted, _ = said.usage(model)
+                metadata = savings_metadata(model, counted, estimated=True)
             else:
                 metadata = savings_metadata(model, usage)
         except Exception:

@@ -529,6 +529,7 @@ class CostCallbackHandler(CostHandlerBase, _HandlerState, BaseCallbackHandler):
             and usage_metadata.get("total_cost", None) == 0
         ):
             hint = cache.get("saved_usd") if cache is not None else None
+            usage_less = usage is None or usage.is_empty()
             self._accountant.record_cache_hit(
                 model,
                 usage,
@@ -536,6 +537,7 @@ class CostCallbackHandler(CostHandlerBase, _HandlerState, BaseCallbackHandler):
                 tier=tier,
                 run_id=run_id,
                 reservation_id=reservation,
+                text=call_text(run, LLMResult(generations=[[generation]])) if usage_less else None,
             )
             return True  # a cached answer's cascade attempts were paid for long ago
         if usage is None:

@@ -1,8 +1,5 @@
 """A cache hit of an answer that came without token usage saves what its call cost
-(counted from the text), through any LangChain cache, invoked or streamed.
-
-Strict xfail until the fix lands in files other workers own (see the reason): when it
-does, these turn red and the mark must go."""
+(counted from the text), through any LangChain cache, invoked or streamed."""
 
 from __future__ import annotations
 
@@ -15,16 +12,6 @@ from langchain_core.language_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage
 
 from langchain_costopt import CostCallbackHandler, HashingEmbeddings, SemanticLLMCache
-
-pytestmark = pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "needs CostAccountant.record_cache_hit(text=CallText) and CostCallbackHandler "
-        "passing call_text(run, ...) on a usage-less hit; SemanticLLMCache counting a "
-        "usage-less answer with CallText (costopt_core/accounting.py, "
-        "langchain_costopt/callbacks.py, langchain_costopt/cache.py)"
-    ),
-)
 
 QUESTION = "What is the capital of France?"
 
