@@ -71,6 +71,7 @@ from pydantic import PrivateAttr
 
 from costopt_core.accounting import CallText, CostAccountant, CostHandlerBase, usage_from_mapping
 from costopt_core.budget_gate import CallQuote
+from costopt_core.compression_marks import CompressionMarks
 from costopt_core.engine import ROUTING_KEY
 from costopt_core.ledger import BudgetExceededError, TokenUsage
 from costopt_core.metadata_keys import BATCH_KEY
@@ -290,7 +291,7 @@ class _Open:
     # counted) if the answer brings no usage.
     start: Any
     reservation: str | None = None
-    query: str | None = None  # root span of the call (see _CompressionMarks)
+    query: str | None = None  # root span of the call (its compression marks)
 
 
 @dataclass(slots=True)
@@ -299,7 +300,7 @@ class _Done:
     usage: TokenUsage | None
     text: CallText | None  # set when usage is None: the engine costs the call from it
     run_id: str | None
-    query: str | None = None  # root span of the call (see _CompressionMarks)
+    query: str | None = None  # root span of the call (its compression marks)
     batch: bool = False  # answered through a provider batch API (billed at its rate)
 
 
@@ -308,40 +309,6 @@ class _Decision:
     tier: str
     models: tuple[str, ...]
     attempts: list[Mapping[str, Any]] = field(default_factory=list)
-
-
-# -- prompt compression: removed tokens waiting for their LLM call ------------------------
-
-
-class _CompressionMarks:
-    """Tokens a compressor (``llamaindex_costopt.compression.NodeCompressor``) removed,
-    kept per query until that query's next priced LLM call takes them.
-
-    A query is the root of the span tree (a query engine's ``query`` span): the
-    compressor's event and the LLM call that reads the compressed nodes share it. Events
-    and calls outside any span share the key ``None``.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._pending: OrderedDict[str | None, int] = OrderedDict()
-
-    @staticmethod
-    def query_of(ancestors: Sequence[str]) -> str | None:
-        """The root span of a span whose open ancestors (nearest first) are given."""
-        return ancestors[-1] if ancestors else None
-
-    def add(self, query: str | None, removed: int) -> None:
-        with self._lock:
-            self._pending[query] = self._pending.get(query, 0) + removed
-            while len(self._pending) > _MEMORY:
-                self._pending.popitem(last=False)
-
-    def take(self, query: str | None) -> int:
-        if not self._pending:  # the usual case: no compressor in use
-            return 0
-        with self._lock:
-            return self._pending.pop(query, 0)
 
 
 class CostEventHandler(CostHandlerBase, BaseEventHandler):
@@ -377,7 +344,8 @@ class CostEventHandler(CostHandlerBase, BaseEventHandler):
     _decisions: OrderedDict[str, _Decision] = PrivateAttr(default_factory=OrderedDict)
     _pending: OrderedDict[str, list[_Done]] = PrivateAttr(default_factory=OrderedDict)
     _warned_raise: bool = PrivateAttr(default=False)
-    _compression: _CompressionMarks = PrivateAttr(default_factory=_CompressionMarks)
+    # Removed tokens per query (root span): its next priced LLM call takes them.
+    _compression: CompressionMarks[str | None] = PrivateAttr(default_factory=CompressionMarks)
 
     @classmethod
     def class_name(cls) -> str:
@@ -514,7 +482,7 @@ class CostEventHandler(CostHandlerBase, BaseEventHandler):
             gate=gate,
             parent_llm=parent_llm,
             start=event,
-            query=_CompressionMarks.query_of(chain),
+            query=CompressionMarks.root_of(chain),
         )
         if gate is None and parent_llm is None:
             call.reservation = self._plain_call_budget()
@@ -629,7 +597,7 @@ class CostEventHandler(CostHandlerBase, BaseEventHandler):
             gate_span = next((s for s in chain if s in self._gates), None)
             gate = self._gates.pop(gate_span) if gate_span is not None else None
         # A cache hit saves the whole call: compression saved nothing more on it.
-        self._compression.take(_CompressionMarks.query_of(chain[1:]))
+        self._compression.take(CompressionMarks.root_of(chain[1:]))
         usage = usage_from_mapping(getattr(event, "usage", None))
         hint = getattr(event, "saved_usd", None)
         self._accountant.record_cache_hit(
@@ -646,7 +614,7 @@ class CostEventHandler(CostHandlerBase, BaseEventHandler):
         if type(removed) is not int or removed <= 0:
             return
         self._ensure_span_tree()
-        query = _CompressionMarks.query_of(self._spans.ancestors(event.span_id))
+        query = CompressionMarks.root_of(self._spans.ancestors(event.span_id))
         self._compression.add(query, removed)
 
     # -- recording -----------------------------------------------------------------------
