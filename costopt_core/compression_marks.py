@@ -60,6 +60,10 @@ class CompressionMarks(Generic[K]):
     def __bool__(self) -> bool:
         return bool(self._pending)
 
+    def __len__(self) -> int:
+        """How many requests have tokens pending."""
+        return len(self._pending)
+
     def add(self, request: K, removed: int) -> None:
         """Keep ``removed`` more tokens for ``request``'s next model call."""
         if type(removed) is not int or removed <= 0:

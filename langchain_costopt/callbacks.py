@@ -40,6 +40,11 @@ How the events are read (LangChain 1.7 / 1.8):
   that ``RouterChatModel.batch`` sets) gives the tier; rejected cascade attempts in
   ``routing["attempts"]`` are added as spend. The router's tier models come from its
   invocation params (``models``), for the baseline.
+* Compression: a prompt compressor's mark (``COMPRESSED_TOKENS_KEY`` in the first or
+  last message's ``response_metadata``) and a ``ChunkDocumentCompressor``'s
+  ``costopt_documents_compressed`` custom event (booked on the next model call of the
+  same root run, found by following chain / retriever / tool runs) are priced at the
+  answering model's input price; a prompt carrying both counts the larger, never both.
 * One count per run: a run id is counted once; a run whose child LLM run was counted
   (a wrapper delegating through a child run) is not counted again; several choices of
   one prompt (``n > 1``) carrying the same usage are one call.
@@ -69,6 +74,7 @@ from langchain_core.tracers.context import register_configure_hook
 
 from costopt_core.accounting import CallText, CostHandlerBase, OnBudget, usage_from_mapping
 from costopt_core.budget_gate import CallQuote
+from costopt_core.compression_marks import CompressionMarks
 from costopt_core.engine import ROUTING_KEY
 from costopt_core.ledger import BudgetExceededError, LedgerProtocol, TokenUsage
 from costopt_core.metadata_keys import (
@@ -79,12 +85,18 @@ from costopt_core.metadata_keys import (
     model_name_in,
 )
 from costopt_core.tokens import estimate_tokens
+from langchain_costopt.compression import DOCUMENTS_COMPRESSED_EVENT
 from langchain_costopt.messages import message_text
 
 logger = logging.getLogger(__name__)
 
 _COUNTED_MEMORY = 4096
 _PRICED_MEMORY = 1024
+# Open chain / retriever / tool runs remembered for their root; a run that never ends
+# (an abandoned stream) is forgotten oldest first beyond this many.
+_STEPS_MEMORY = 4096
+# LLM runs nest (a router's tier call inside the router's run): how far up to look.
+_MAX_LLM_NESTING = 8
 UNKNOWN_MODEL = "unknown-model"
 
 
@@ -298,6 +310,11 @@ class _HandlerState:
         self._runs: dict[Any, _Run] = {}  # open runs by run key (see on_chat_model_start)
         self._counted: OrderedDict[Any, None] = OrderedDict()  # run keys counted
         self._priced_names: set[str] = set()  # answer model names the catalog prices
+        # Root run of each open non-root chain / retriever / tool run (a root run is its
+        # own root and is not kept): a document compressor's custom event names the step
+        # it ran in, and its saving belongs to the next model call of the same root.
+        self._roots: OrderedDict[Any, Any] = OrderedDict()
+        self._compression: CompressionMarks[Any] = CompressionMarks()
 
 
 class CostCallbackHandler(CostHandlerBase, _HandlerState, BaseCallbackHandler):
@@ -335,11 +352,13 @@ class CostCallbackHandler(CostHandlerBase, _HandlerState, BaseCallbackHandler):
     # The work per event is a few dict operations under a lock: running inline keeps
     # async callbacks on the event loop instead of hopping to an executor thread.
     run_inline: bool = True
-    ignore_chain: bool = True
-    ignore_agent: bool = True
-    ignore_retriever: bool = True
+    # Chain, retriever and tool runs are followed only for their root (one dict store
+    # at the start, one pop at the end), to book a document compressor's custom event.
+    ignore_chain: bool = False
+    ignore_agent: bool = False
+    ignore_retriever: bool = False
     ignore_retry: bool = True
-    ignore_custom_event: bool = True
+    ignore_custom_event: bool = False
 
     # -- run start: remember the run, check the budget ----------------------------------
     #
@@ -384,6 +403,89 @@ class CostCallbackHandler(CostHandlerBase, _HandlerState, BaseCallbackHandler):
 
     def on_llm_start(self, serialized: dict[str, Any], prompts: list[str], **kwargs: Any) -> None:
         self.on_chat_model_start(serialized, [list(prompts[:1])], **kwargs)
+
+    # -- steps (chains, retrievers, tools): their root, for compression events -----------
+
+    def _step_start(self, run_id: Any, parent_run_id: Any) -> None:
+        if parent_run_id is None:
+            return  # a root run is its own root
+        try:
+            parent = parent_run_id.int if type(parent_run_id) is UUID else parent_run_id
+            roots = self._roots
+            roots[run_id.int if type(run_id) is UUID else run_id] = roots.get(parent, parent)
+            if len(roots) > _STEPS_MEMORY:
+                with self._lock:
+                    while len(roots) > _STEPS_MEMORY:
+                        roots.popitem(last=False)
+        except Exception:
+            logger.exception("CostCallbackHandler could not follow run %s", run_id)
+
+    def _step_end(self, run_id: Any) -> None:
+        self._roots.pop(run_id.int if type(run_id) is UUID else run_id, None)
+
+    def on_chain_start(
+        self, serialized: Any, inputs: Any, *, run_id: UUID, parent_run_id: Any = None, **_: Any
+    ) -> None:
+        self._step_start(run_id, parent_run_id)
+
+    def on_chain_end(self, outputs: Any, *, run_id: UUID, **_: Any) -> None:
+        self._step_end(run_id)
+
+    def on_chain_error(self, error: BaseException, *, run_id: UUID, **_: Any) -> None:
+        self._step_end(run_id)
+
+    def on_retriever_start(
+        self, serialized: Any, query: Any, *, run_id: UUID, parent_run_id: Any = None, **_: Any
+    ) -> None:
+        self._step_start(run_id, parent_run_id)
+
+    def on_retriever_end(self, documents: Any, *, run_id: UUID, **_: Any) -> None:
+        self._step_end(run_id)
+
+    def on_retriever_error(self, error: BaseException, *, run_id: UUID, **_: Any) -> None:
+        self._step_end(run_id)
+
+    def on_tool_start(
+        self, serialized: Any, input_str: Any, *, run_id: UUID, parent_run_id: Any = None, **_: Any
+    ) -> None:
+        self._step_start(run_id, parent_run_id)
+
+    def on_tool_end(self, output: Any, *, run_id: UUID, **_: Any) -> None:
+        self._step_end(run_id)
+
+    def on_tool_error(self, error: BaseException, *, run_id: UUID, **_: Any) -> None:
+        self._step_end(run_id)
+
+    def on_custom_event(self, name: str, data: Any, *, run_id: UUID, **_: Any) -> None:
+        """Keep the tokens a ``ChunkDocumentCompressor`` removed (its
+        ``costopt_documents_compressed`` event, dispatched from the step it ran in) for
+        the next model call of the same root run."""
+        if name != DOCUMENTS_COMPRESSED_EVENT or not _is_map(data):
+            return
+        try:
+            key = run_id.int if type(run_id) is UUID else run_id
+            self._compression.add(self._roots.get(key, key), data.get("removed_tokens"))
+        except Exception:
+            logger.exception("CostCallbackHandler could not read event %s", name)
+
+    def _compressed_tokens(self, run: _Run | None) -> int:
+        """Input tokens compressors removed from ``run``'s prompt: its message mark, or
+        the documents removed earlier in its root run (the larger: a prompt marked with
+        the documents' saving, as ``marked`` does, carries the same tokens as the event,
+        so the two are never added). Taking the root's pending tokens books them once."""
+        if run is None:
+            return 0
+        removed = run.compressed_tokens
+        if not self._compression or run.parent is None:
+            return removed  # the usual case: no compression event is pending
+        runs = self._runs
+        node = run.parent
+        for _ in range(_MAX_LLM_NESTING):  # a tier's run sits in its router's run
+            outer = runs.get(node)
+            if outer is None or outer.parent is None:
+                break
+            node = outer.parent
+        return max(removed, self._compression.take(self._roots.get(node, node)))
 
     # -- run end: count the usage once --------------------------------------------------
 
@@ -471,6 +573,7 @@ class CostCallbackHandler(CostHandlerBase, _HandlerState, BaseCallbackHandler):
                 run_id=run_key,
                 reservation_id=reservation,
                 text=None if usage is not None else call_text(run, response),
+                compressed_tokens=self._compressed_tokens(run),
             )
         else:
             self._accountant.cancel(reservation)
@@ -529,6 +632,7 @@ class CostCallbackHandler(CostHandlerBase, _HandlerState, BaseCallbackHandler):
             and usage_metadata.get("total_cost", None) == 0
         ):
             hint = cache.get("saved_usd") if cache is not None else None
+            self._compressed_tokens(run)  # a cached answer saves the whole call: drop them
             usage_less = usage is None or usage.is_empty()
             self._accountant.record_cache_hit(
                 model,
@@ -553,7 +657,7 @@ class CostCallbackHandler(CostHandlerBase, _HandlerState, BaseCallbackHandler):
             router_models=None if tier is None else _tier_models(routing, run),
             run_id=run_id,
             reservation_id=reservation,
-            compressed_tokens=run.compressed_tokens if run is not None else 0,
+            compressed_tokens=self._compressed_tokens(run),
             batch=metadata.get(BATCH_KEY) is True,
         )
         attempts = routing.get("attempts") if routing else None

@@ -829,3 +829,105 @@ def test_a_routed_cache_hit_has_one_saving_in_cache_stats_tracker_and_report() -
     assert data["saved_routing_usd"] == pytest.approx(_cost("cb-strong", first) - cheap)
     assert tracker.total_saved == pytest.approx(data["saved_routing_usd"] + data["saved_cache_usd"])
     assert f"cache {cache.stats['saved_usd']:.6f} USD (1 hits" in tracker.report()
+
+
+# -- document compression in a RAG chain: the custom event's tokens --------------------
+
+_DOCS = [
+    "Paris is the capital of France. It lies on the Seine.",
+    "Paris is the capital  of France. It lies on the Seine.",
+    "Lyon is known for its food and its silk.",
+    "Paris is the capital of France.  It lies on the Seine river.",
+]
+
+
+def _rag_chain(compressor: Any, mark_prompt: bool = False) -> Any:
+    from langchain_core.documents import Document
+    from langchain_core.prompts import ChatPromptTemplate
+    from langchain_core.runnables import RunnableLambda, RunnablePassthrough
+
+    from langchain_costopt.compression import documents_compressed_tokens, marked
+
+    docs = [Document(text) for text in _DOCS]
+
+    def fmt(kept: Any) -> Any:
+        return "\n".join(d.page_content for d in kept)
+
+    prompt = ChatPromptTemplate.from_messages([("human", "{context}\n\nQuestion: {question}")])
+    context = RunnableLambda(lambda q: compressor.compress_documents(docs, q))
+    if mark_prompt:
+        # The documented way to carry the saving on the prompt itself, as well.
+        def build(inputs: dict[str, Any]) -> Any:
+            messages = prompt.invoke(
+                {"context": fmt(inputs["kept"]), "question": inputs["question"]}
+            ).to_messages()
+            return marked(messages, documents_compressed_tokens(inputs["kept"]))
+
+        step: Any = {"kept": context, "question": RunnablePassthrough()} | RunnableLambda(build)
+    else:
+        step = {"context": context | fmt, "question": RunnablePassthrough()} | prompt
+    return step | SimulatedChatModel(model_name="cb-strong")
+
+
+def _removed(compressor: Any, question: str) -> int:
+    from langchain_core.documents import Document
+
+    kept = compressor.compress_documents([Document(t) for t in _DOCS], question)
+    return kept[0].metadata[COMPRESSED_TOKENS_KEY]
+
+
+def test_document_compression_in_a_rag_chain_is_booked_on_its_model_call() -> None:
+    from langchain_costopt.compression import ChunkDocumentCompressor
+
+    compressor = ChunkDocumentCompressor()
+    removed = _removed(compressor, "capital of France?")
+    assert removed > 0
+    handler = CostCallbackHandler()
+    chain = _rag_chain(compressor)
+    chain.invoke("capital of France?", config={"callbacks": [handler]})
+    assert handler.to_dict()["saved_compression_usd"] == pytest.approx(removed * 1e-5)
+    # Each request books its own removal once; a model call outside them books nothing.
+    chain.batch(["capital of France?"] * 3, config={"callbacks": [handler]})
+    SimulatedChatModel(model_name="cb-strong").invoke("hi", config={"callbacks": [handler]})
+    assert handler.to_dict()["saved_compression_usd"] == pytest.approx(4 * removed * 1e-5)
+    assert not handler.summary().calls - 5
+
+
+async def test_document_compression_in_an_async_rag_chain_is_booked() -> None:
+    from langchain_costopt.compression import ChunkDocumentCompressor
+
+    compressor = ChunkDocumentCompressor()
+    removed = _removed(compressor, "capital of France?")
+    handler = CostCallbackHandler()
+    await _rag_chain(compressor).ainvoke("capital of France?", config={"callbacks": [handler]})
+    assert handler.to_dict()["saved_compression_usd"] == pytest.approx(removed * 1e-5)
+
+
+def test_a_prompt_marked_with_the_documents_saving_is_not_counted_twice() -> None:
+    from langchain_costopt.compression import ChunkDocumentCompressor
+
+    compressor = ChunkDocumentCompressor()
+    removed = _removed(compressor, "capital of France?")
+    handler = CostCallbackHandler()
+    _rag_chain(compressor, mark_prompt=True).invoke(
+        "capital of France?", config={"callbacks": [handler]}
+    )
+    assert handler.to_dict()["saved_compression_usd"] == pytest.approx(removed * 1e-5)
+
+
+def test_compressions_without_a_model_call_do_not_pile_up() -> None:
+    from langchain_core.documents import Document
+    from langchain_core.runnables import RunnableLambda
+
+    from costopt_core.compression_marks import MARKS_MEMORY
+    from langchain_costopt.compression import ChunkDocumentCompressor
+
+    compressor = ChunkDocumentCompressor()
+    docs = [Document(t) for t in _DOCS]
+    handler = CostCallbackHandler()
+    retrieve = RunnableLambda(lambda q: compressor.compress_documents(docs, q))
+    for _ in range(MARKS_MEMORY + 50):
+        retrieve.invoke("capital of France?", config={"callbacks": [handler]})
+    # Each run was one request that never called a model: its mark waits, bounded.
+    assert 0 < len(handler._compression) <= MARKS_MEMORY
+    assert not handler._roots  # every run ended: nothing of their tree is kept
