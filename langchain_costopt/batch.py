@@ -35,7 +35,7 @@ router's ``batch(inputs, deferred=True)`` sends each tier's group through its ba
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from typing import Any
 from uuid import UUID
 
@@ -56,13 +56,21 @@ from langchain_core.messages import (
 from langchain_core.messages.ai import UsageMetadata
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult, LLMResult
 from langchain_core.prompt_values import PromptValue
-from langchain_core.runnables import RunnableConfig
+from langchain_core.runnables import Runnable, RunnableConfig
 from langchain_core.runnables.config import get_config_list
-from pydantic import ConfigDict, SecretStr, model_validator
+from langchain_core.tools import BaseTool
+from pydantic import BaseModel, ConfigDict, SecretStr, model_validator
 
-from costopt_core.batch import PROVIDERS, BatchRequest, BatchResult, BatchTarget, resolve_target
+from costopt_core.batch import (
+    PROVIDERS,
+    BatchRequest,
+    BatchResult,
+    BatchTarget,
+    check_provider,
+    resolve_target,
+)
 from costopt_core.batch.client import PollSettings
-from costopt_core.batch.deferred import DeferredBatch, DeferredOptions
+from costopt_core.batch.deferred import DeferredBatch, DeferredOptions, converted_inputs
 from costopt_core.ledger import TokenUsage
 from costopt_core.metadata_keys import BATCH_KEY, model_name_in
 from langchain_costopt.chat_run import callback_manager_args
@@ -140,12 +148,18 @@ def _field(model: BaseChatModel, names: tuple[str, ...]) -> Any:
     return None
 
 
+#: What ``deferred_batch`` takes as each input (said when one is not).
+ACCEPTED_INPUTS = "a text, a PromptValue or a list of messages (BaseMessage, (role, text), dict)"
+
+
 def input_messages(item: LanguageModelInput) -> list[BaseMessage]:
     """A chat model input (text, prompt value or messages) as messages."""
     if isinstance(item, PromptValue):
         return item.to_messages()
     if isinstance(item, str):
         return [HumanMessage(item)]
+    if not isinstance(item, Sequence):
+        raise TypeError(f"a chat model input must be {ACCEPTED_INPUTS}, got {type(item).__name__}")
     return convert_to_messages(item)  # type: ignore[arg-type]
 
 
@@ -203,16 +217,19 @@ class _Deferred:
         """``keywords``: ``deferred_batch``'s options and the settings sent with every
         request. A ``BatchAPIChatModel`` is unwrapped: its own settings fill in what the
         call did not give."""
-        if not inputs:
-            raise ValueError("inputs must hold at least one chat model input")
-        options, params = DeferredOptions.split(keywords)
+        _refuse_router(model)
+        options, params = DeferredOptions.of_call(keywords, "deferred_batch")
         params.pop("deferred", None)
+        # LangChain's tracing record of with_structured_output, never a request field.
+        params.pop("ls_structured_output_format", None)
         if isinstance(model, BatchAPIChatModel):
             options = options.filled(model.batch_options())
             model = model.model
+        self.messages = converted_inputs(
+            inputs, input_messages, argument="inputs", accepted=ACCEPTED_INPUTS
+        )
         self.model = model
         self.target = target = batch_target(model, stop=stop, **options.target_keywords(), **params)
-        self.messages = [input_messages(item) for item in inputs]
         self.configs = get_config_list(config, len(inputs))
         requests = [
             BatchRequest(
@@ -255,6 +272,18 @@ class _Deferred:
         """An answered request's message, and what its run reports."""
         message = answer_message(result, self.target, batch_id)
         return message, LLMResult(generations=[[ChatGeneration(message=message)]])
+
+
+def _refuse_router(model: BaseChatModel) -> None:
+    # A batch holds one model; the router picks one per input (its own batch groups them).
+    from langchain_costopt.chat_models import RouterChatModel  # imports this module
+
+    if isinstance(model, RouterChatModel):
+        raise TypeError(
+            "model must be one chat model, not a RouterChatModel (it picks a model per "
+            "input): call router.batch(inputs, deferred=True), which defers each tier's "
+            "group through that tier's batch API"
+        )
 
 
 class _Runs:
@@ -375,6 +404,7 @@ class BatchAPIChatModel(BaseChatModel):
 
     @model_validator(mode="after")
     def _check(self) -> BatchAPIChatModel:
+        check_provider(self.provider)  # now, not at the first deferred batch
         self._settings()  # checks the three
         if self.model_name is None:
             name = self.model._get_ls_params().get("ls_model_name")
@@ -441,6 +471,62 @@ class BatchAPIChatModel(BaseChatModel):
         ):
             yield chunk
 
+    # -- tools and structured output: the wrapped model's own, bound on this wrapper ------
+
+    def bind_tools(
+        self,
+        tools: Sequence[dict[str, Any] | type | Callable[..., Any] | BaseTool],
+        *,
+        tool_choice: str | dict | bool | None = None,
+        **kwargs: Any,
+    ) -> Runnable[LanguageModelInput, AIMessage]:
+        """The wrapped model's ``bind_tools``, bound on this wrapper: direct calls pass
+        the tools to the wrapped model, deferred batches send them with each request (in
+        the wrapped model's format: OpenAI's for ``ChatOpenAI``, Anthropic's for
+        ``ChatAnthropic``; the batch APIs take them as they are).
+
+        Example:
+            >>> from langchain_costopt.simulated import SimulatedChatModel
+            >>> def add(a: int, b: int) -> int:
+            ...     '''Add two integers.'''
+            ...     return a + b
+            >>> model = BatchAPIChatModel(model=SimulatedChatModel(model_name="gpt-4o-mini"),
+            ...                           provider="openai", api_key="sk-test")
+            >>> model.bind_tools([add]).invoke("add 2 and 3").tool_calls[0]["name"]
+            'add'
+        """
+        if tool_choice is not None:
+            kwargs["tool_choice"] = tool_choice
+        return self._rebound(self.model.bind_tools(tools, **kwargs))
+
+    def with_structured_output(
+        self, schema: dict[str, Any] | type, *, include_raw: bool = False, **kwargs: Any
+    ) -> Runnable[LanguageModelInput, Any]:
+        """The wrapped model's ``with_structured_output`` (its own methods: function
+        calling, JSON schema...), bound on this wrapper so that ``batch(...,
+        deferred=True)`` of the result goes through the batch API.
+
+        Example:
+            >>> from pydantic import BaseModel
+            >>> from langchain_costopt.simulated import SimulatedChatModel
+            >>> class City(BaseModel):
+            ...     name: str
+            >>> model = BatchAPIChatModel(model=SimulatedChatModel(model_name="gpt-4o-mini"),
+            ...                           provider="openai", api_key="sk-test")
+            >>> type(model.with_structured_output(City).invoke("Where is the Louvre?")).__name__
+            'City'
+        """
+        if type(self.model).with_structured_output is BaseChatModel.with_structured_output:
+            # LangChain's own: a forced tool call through this wrapper's bind_tools.
+            return super().with_structured_output(schema, include_raw=include_raw, **kwargs)
+        structured = self.model.with_structured_output(schema, include_raw=include_raw, **kwargs)
+        return self._rebound(structured)
+
+    def _rebound(self, runnable: Runnable[Any, Any]) -> Runnable[Any, Any]:
+        """``runnable`` (the wrapped model's binding, or a chain holding it) calling this
+        wrapper in place of the wrapped model."""
+        return replace_runnable(runnable, self.model, self)
+
     # -- deferred calls: the batch API ----------------------------------------------------
 
     def batch(
@@ -466,6 +552,45 @@ class BatchAPIChatModel(BaseChatModel):
         return bool(self.deferred if deferred is None else deferred)
 
 
+def replace_runnable(
+    runnable: Runnable[Any, Any], old: Runnable[Any, Any], new: Runnable[Any, Any]
+) -> Runnable[Any, Any]:
+    """``runnable`` with ``old`` replaced by ``new`` wherever it is bound or chained
+    (bindings, sequences, parallel maps, fallbacks: LangChain's runnables are pydantic
+    models whose fields hold their parts); the parts that do not hold ``old`` are kept.
+
+    Example:
+        >>> from langchain_core.runnables import RunnableLambda
+        >>> one, two = RunnableLambda(lambda x: 1), RunnableLambda(lambda x: 2)
+        >>> replace_runnable(one.with_config(tags=["x"]) | str, one, two).invoke(0)
+        '2'
+    """
+    return _replaced(runnable, old, new, depth=0)
+
+
+def _replaced(value: Any, old: Any, new: Any, depth: int) -> Any:
+    if value is old:
+        return new
+    if depth > 32:  # deeper than any with_structured_output chain
+        return value
+    if isinstance(value, list | tuple):
+        items = [_replaced(v, old, new, depth + 1) for v in value]
+        changed = any(a is not b for a, b in zip(items, value, strict=True))
+        return type(value)(items) if changed else value
+    if isinstance(value, dict):
+        entries = {k: _replaced(v, old, new, depth + 1) for k, v in value.items()}
+        return entries if any(entries[k] is not v for k, v in value.items()) else value
+    if not isinstance(value, Runnable) or not isinstance(value, BaseModel):
+        return value
+    changes = {}
+    for name in type(value).model_fields:
+        part = getattr(value, name, None)
+        replaced = _replaced(part, old, new, depth + 1)
+        if replaced is not part:
+            changes[name] = replaced
+    return value.model_copy(update=changes) if changes else value
+
+
 __all__ = [
     "BatchAPIChatModel",
     "adeferred_batch",
@@ -473,5 +598,6 @@ __all__ = [
     "batch_target",
     "deferred_batch",
     "input_messages",
+    "replace_runnable",
     "usage_metadata",
 ]

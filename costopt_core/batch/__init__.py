@@ -47,6 +47,7 @@ from costopt_core.batch.target import (
     PROVIDERS,
     BatchTarget,
     batch_api,
+    check_provider,
     resolve_target,
 )
 from costopt_core.batch.wire import BatchProvider, BatchStatus, HttpCall, HttpReply, Wait
@@ -75,6 +76,7 @@ __all__ = [
     "arun_batch",
     "batch_api",
     "batch_requests",
+    "check_provider",
     "resolve_target",
     "run_batch",
 ]

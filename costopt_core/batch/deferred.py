@@ -26,10 +26,11 @@ fails in its framework (:class:`DeferredRuns`, :class:`AsyncDeferredRuns`).
 
 from __future__ import annotations
 
+import difflib
 import functools
-from collections.abc import Callable, Generator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
-from typing import Any, Protocol
+from typing import Any, Protocol, Self, TypeVar
 
 from costopt_core.batch.client import BatchRun, BatchRunOptions
 from costopt_core.batch.requests import BatchRequest, BatchRequestError, BatchResult
@@ -130,6 +131,39 @@ class DeferredOptions(BatchRunOptions):
     api_key: str | SecretValue | None = None
     model_name: str | None = None
 
+    @classmethod
+    def of_call(cls, keywords: Mapping[str, Any], function: str) -> tuple[Self, dict[str, Any]]:
+        """The options among a face's ``keywords``, and the model parameters sent with
+        every request; a keyword that looks like a misspelt option is a TypeError.
+
+        Model parameters (``temperature``, ``max_tokens``, ``tools``...) pass through,
+        but a name costopt's own options have the shape of (ending in ``_s``, starting
+        with ``poll``) or close to one of them would otherwise go to the provider with
+        every request, and fail there, up to a day later.
+
+        Example:
+            >>> DeferredOptions.of_call({"temperature": 0, "timeout_s": 9}, "f")[1]
+            {'temperature': 0}
+            >>> DeferredOptions.of_call({"poll_intervall_s": 0.1}, "deferred_batch")
+            Traceback (most recent call last):
+            ...
+            TypeError: deferred_batch() got unknown options ['poll_intervall_s'] (did you mean \
+'poll_interval_s'?): the options are ['api_key', 'base_url', 'http_client', \
+'max_poll_interval_s', 'model_name', 'poll_interval_s', 'provider', 'return_exceptions', \
+'settings', 'timeout_s']; other keywords are model parameters sent with every request
+        """
+        options, params = cls.split(keywords)
+        names = sorted(f.name for f in fields(cls) if f.init)
+        wrong = sorted(k for k in params if _looks_like_option(k, names))
+        if wrong:
+            hints = [m[0] for k in wrong if (m := difflib.get_close_matches(k, names, 1, 0.6))]
+            hint = f" (did you mean {', '.join(map(repr, hints))}?)" if hints else ""
+            raise TypeError(
+                f"{function}() got unknown options {wrong}{hint}: the options are {names}; "
+                "other keywords are model parameters sent with every request"
+            )
+        return options, params
+
     def filled(self, defaults: Mapping[str, Any]) -> DeferredOptions:
         """These options, with ``defaults`` (e.g. a wrapper model's settings) where none
         was given."""
@@ -146,6 +180,54 @@ class DeferredOptions(BatchRunOptions):
             "api_key": key if key is None or isinstance(key, str) else key.get_secret_value(),
             "model_name": self.model_name,
         }
+
+
+def _looks_like_option(name: str, options: Sequence[str]) -> bool:
+    return (
+        name.endswith("_s")
+        or name.startswith(("poll", "max_poll"))
+        or bool(difflib.get_close_matches(name, options, 1, 0.85))
+    )
+
+
+Item = TypeVar("Item")
+Converted = TypeVar("Converted")
+
+
+def converted_inputs(
+    inputs: Iterable[Item],
+    convert: Callable[[Item], Converted],
+    *,
+    argument: str,
+    accepted: str,
+) -> list[Converted]:
+    """Each of a deferred batch's ``inputs`` converted for its request; a TypeError
+    naming ``argument`` (and saying what it ``accepted``) for a wrong one, or for a text
+    or a non-sequence given in place of the list.
+
+    Example:
+        >>> converted_inputs(["hi"], str.upper, argument="inputs", accepted="texts")
+        ['HI']
+        >>> converted_inputs([42], str.upper, argument="inputs", accepted="texts")
+        Traceback (most recent call last):
+        ...
+        TypeError: inputs[0] must be texts, got int
+    """
+    if isinstance(inputs, str | bytes) or not isinstance(inputs, Sequence):
+        raise TypeError(
+            f"{argument} must be a list, each item {accepted}; got {type(inputs).__name__}"
+        )
+    if not inputs:
+        raise ValueError(f"{argument} must hold at least one item ({accepted})")
+    out: list[Converted] = []
+    for i, item in enumerate(inputs):
+        try:
+            out.append(convert(item))
+        except (TypeError, ValueError, NotImplementedError, KeyError, AttributeError) as exc:
+            raise TypeError(
+                f"{argument}[{i}] must be {accepted}, got {type(item).__name__}"
+            ) from exc
+    return out
 
 
 class DeferredRuns(Protocol):
@@ -310,5 +392,6 @@ __all__ = [
     "DeferredPlan",
     "DeferredRuns",
     "SecretValue",
+    "converted_inputs",
     "raise_first",
 ]

@@ -45,17 +45,39 @@ import json
 import re
 import threading
 import time
+import zlib
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from costopt_core.simulation import simulated_answer, truncate_to_tokens
+from costopt_core.simulation import choose_tool, fill_schema, simulated_answer, truncate_to_tokens
 from costopt_core.tokens import estimate_tokens
 
 FailRequest = Callable[[Mapping[str, Any]], "str | None"]
 
 _CUSTOM_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+#: A name a provider could serve: letters, digits, ``.-_/@``; a colon only in an OpenAI
+#: fine-tune (``ft:gpt-4o-mini:org::id``). No spaces, no ``router:...|...`` labels.
+_MODEL_NAME = re.compile(r"^(?:ft:[A-Za-z0-9._:@-]+|[A-Za-z0-9][A-Za-z0-9._/@-]{0,127})$")
+#: The top-level body fields each API takes (others are refused, as the real APIs do).
+OPENAI_FIELDS = frozenset(
+    {
+        "model", "messages", "max_tokens", "max_completion_tokens", "temperature", "top_p",
+        "n", "stop", "stream", "stream_options", "presence_penalty", "frequency_penalty",
+        "logit_bias", "logprobs", "top_logprobs", "user", "seed", "tools", "tool_choice",
+        "parallel_tool_calls", "response_format", "metadata", "store", "service_tier",
+        "reasoning_effort", "modalities", "audio", "prediction", "web_search_options",
+        "functions", "function_call", "safety_identifier", "prompt_cache_key", "verbosity",
+    }
+)  # fmt: skip
+ANTHROPIC_FIELDS = frozenset(
+    {
+        "model", "messages", "max_tokens", "system", "metadata", "stop_sequences", "stream",
+        "temperature", "top_k", "top_p", "tools", "tool_choice", "thinking", "service_tier",
+        "container", "mcp_servers", "context_management",
+    }
+)  # fmt: skip
 _OPENAI_ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
 _PER_MESSAGE_TOKENS = 4  # as the simulated models count a chat prompt
 
@@ -90,6 +112,36 @@ def _text(content: Any) -> str:
             str(p.get("text", "")) for p in content if isinstance(p, dict) and "text" in p
         )
     return ""
+
+
+def _response_schema(response_format: Any) -> dict[str, Any] | None:
+    """The JSON schema of an OpenAI ``response_format`` of type ``json_schema``."""
+    if isinstance(response_format, dict) and response_format.get("type") == "json_schema":
+        spec = response_format.get("json_schema")
+        return (spec.get("schema") or {}) if isinstance(spec, dict) else {}
+    return None
+
+
+def _choice_of(tool_choice: Any) -> Any:
+    """Anthropic's ``tool_choice`` as the simulated models take it (OpenAI's words)."""
+    if not isinstance(tool_choice, dict):
+        return None
+    kind = tool_choice.get("type")
+    return tool_choice.get("name") if kind == "tool" else {"any": "any", "none": "none"}.get(kind)
+
+
+def _tool_call(
+    tools: Mapping[str, dict[str, Any]], question: str, choice: Any, after_tool: bool
+) -> tuple[str, dict[str, Any], str] | None:
+    """The tool call the simulated models make (name, arguments, id), if any: none right
+    after a tool result, as the project's simulated chat models."""
+    if not tools or after_tool:
+        return None
+    name = choose_tool(list(tools), question, choice)
+    if name is None or name not in tools:
+        return None
+    args = fill_schema(tools[name], question)
+    return name, args, f"call_{zlib.crc32(f'{name}|{question}'.encode()):08x}"
 
 
 def _simulate(
@@ -274,6 +326,17 @@ class ImitationBatchServer:
         model, messages = body.get("model"), body.get("messages")
         if not isinstance(model, str) or not model:
             raise _openai_error(400, "you must provide a model parameter", param="model")
+        unknown = sorted(set(body) - OPENAI_FIELDS)
+        if unknown:
+            raise _openai_error(400, f"Unrecognized request argument supplied: {unknown[0]}")
+        if body.get("stream"):
+            raise _openai_error(400, "stream is not supported in a batch", param="stream")
+        if not _MODEL_NAME.match(model):
+            raise _openai_error(
+                404,
+                f"The model `{model}` does not exist or you do not have access to it.",
+                code="model_not_found",
+            )
         if not isinstance(messages, list) or not messages:
             raise _openai_error(400, "'messages' must be a non-empty array", param="messages")
         for i, message in enumerate(messages):
@@ -289,9 +352,26 @@ class ImitationBatchServer:
             raise _openai_error(400, refusal)
         texts = [_text(m.get("content")) for m in messages]
         users = [t for m, t in zip(messages, texts, strict=True) if m["role"] == "user"]
-        answer, finish, prompt, output = _simulate(
-            model, texts, users[-1] if users else texts[-1], limit, body.get("stop")
-        )
+        question = users[-1] if users else texts[-1]
+        answer, finish, prompt, output = _simulate(model, texts, question, limit, body.get("stop"))
+        message: dict[str, Any] = {"role": "assistant", "content": answer, "refusal": None}
+        schema = _response_schema(body.get("response_format"))
+        if schema is not None:
+            message["content"] = json.dumps(fill_schema(schema, question), ensure_ascii=False)
+        tools = {
+            t["function"]["name"]: t["function"].get("parameters") or {}
+            for t in body.get("tools") or ()
+            if isinstance(t, dict) and isinstance(t.get("function"), dict)
+        }
+        call = _tool_call(tools, question, body.get("tool_choice"), messages[-1]["role"] == "tool")
+        if call is not None:
+            name, args, call_id = call
+            arguments = json.dumps(args, ensure_ascii=False)
+            function = {"name": name, "arguments": arguments}
+            message.update(
+                content=None, tool_calls=[{"id": call_id, "type": "function", "function": function}]
+            )
+            finish = "tool_calls"
         return {
             "id": f"chatcmpl-{next(self._ids)}",
             "object": "chat.completion",
@@ -300,7 +380,7 @@ class ImitationBatchServer:
             "choices": [
                 {
                     "index": 0,
-                    "message": {"role": "assistant", "content": answer, "refusal": None},
+                    "message": message,
                     "logprobs": None,
                     "finish_reason": finish,
                 }
@@ -325,6 +405,13 @@ class ImitationBatchServer:
         )
         if not isinstance(model, str) or not model:
             raise _anthropic_error(400, "model: Field required")
+        unknown = sorted(set(params) - ANTHROPIC_FIELDS)
+        if unknown:
+            raise _anthropic_error(400, f"{unknown[0]}: Extra inputs are not permitted")
+        if params.get("stream"):
+            raise _anthropic_error(400, "stream: streaming is not supported in a batch")
+        if not _MODEL_NAME.match(model):
+            raise _anthropic_error(404, f"model: {model}", "not_found_error")
         if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
             raise _anthropic_error(400, "max_tokens: Field required (an integer >= 1)")
         if not isinstance(messages, list) or not messages:
@@ -340,16 +427,33 @@ class ImitationBatchServer:
         system = params.get("system")
         texts = ([_text(system)] if system else []) + [_text(m.get("content")) for m in messages]
         users = [_text(m.get("content")) for m in messages if m["role"] == "user"]
+        question = users[-1] if users else texts[-1]
         answer, finish, prompt, output = _simulate(
-            model, texts, users[-1] if users else texts[-1], limit, params.get("stop_sequences")
+            model, texts, question, limit, params.get("stop_sequences")
         )
+        content: list[dict[str, Any]] = [{"type": "text", "text": answer}]
+        stop_reason = "max_tokens" if finish == "length" else "end_turn"
+        tools = {
+            t["name"]: t.get("input_schema") or {}
+            for t in params.get("tools") or ()
+            if isinstance(t, dict) and isinstance(t.get("name"), str)
+        }
+        last = messages[-1].get("content")
+        after_tool = isinstance(last, list) and any(
+            isinstance(b, dict) and b.get("type") == "tool_result" for b in last
+        )
+        call = _tool_call(tools, question, _choice_of(params.get("tool_choice")), after_tool)
+        if call is not None:
+            name, args, call_id = call
+            content = [{"type": "tool_use", "id": call_id, "name": name, "input": args}]
+            stop_reason = "tool_use"
         return {
             "id": f"msg_{next(self._ids):06d}",
             "type": "message",
             "role": "assistant",
             "model": model,
-            "content": [{"type": "text", "text": answer}],
-            "stop_reason": "max_tokens" if finish == "length" else "end_turn",
+            "content": content,
+            "stop_reason": stop_reason,
             "stop_sequence": None,
             "usage": {
                 "input_tokens": prompt,

@@ -41,6 +41,19 @@ class BatchTarget:
     params: Mapping[str, Any] = field(default_factory=dict)
 
 
+def check_provider(provider: str | None) -> None:
+    """A ``provider=`` argument: None (the model says), or a provider with a batch API.
+
+    Example:
+        >>> check_provider("azure")
+        Traceback (most recent call last):
+        ...
+        ValueError: provider must be one of ['anthropic', 'openai'] or None, got 'azure'
+    """
+    if provider is not None and provider not in PROVIDERS:
+        raise ValueError(f"provider must be one of {sorted(PROVIDERS)} or None, got {provider!r}")
+
+
 def batch_api(
     provider: str, api_key: str | None = None, base_url: str | None = None
 ) -> BatchProvider:
@@ -78,6 +91,7 @@ def resolve_target(
 ) -> BatchTarget:
     """The target of a model: ``provider`` (else the one the model ``detected``), the
     base URL and key given (else the provider's defaults), ``model_name`` to send."""
+    check_provider(provider)
     name = provider or detected
     if name not in PROVIDERS:
         raise ValueError(
@@ -89,4 +103,11 @@ def resolve_target(
     return BatchTarget(batch_api(name, api_key, base_url), model_name, dict(params or {}))
 
 
-__all__ = ["KEY_ENV", "PROVIDERS", "BatchTarget", "batch_api", "resolve_target"]
+__all__ = [
+    "KEY_ENV",
+    "PROVIDERS",
+    "BatchTarget",
+    "batch_api",
+    "check_provider",
+    "resolve_target",
+]
