@@ -26,7 +26,8 @@ removed are priced by the cost handlers as the ``compression`` lever
 What :meth:`ChunkCompressor.compress` does, in order:
 
 1. :func:`squeeze_whitespace`: trailing spaces, runs of spaces inside a line, and runs
-   of blank lines; indentation at the start of a line is kept (code stays code);
+   of blank lines; indentation at the start of a line is kept, and fenced code blocks
+   and markdown tables are left byte for byte (code stays code);
 2. relevance: chunks are ranked by BM25 against the query (:func:`relevance_scores`);
    without a query the input order is the rank (a retriever's order);
 3. repeats, lossless: a line of 4+ words already seen in a kept chunk (headers,
@@ -52,6 +53,8 @@ from collections import Counter
 from collections.abc import Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
+from itertools import groupby
+from operator import itemgetter
 from typing import Literal
 
 from costopt_core.tokens import count_tokens
@@ -61,6 +64,10 @@ _TRAILING_SPACE = re.compile(r"[ \t\u00a0]+$", re.MULTILINE)
 _INNER_SPACES = re.compile(r"(?<=\S)[ \t\u00a0]{2,}")
 _BLANK_LINES = re.compile(r"\n{3,}")
 _INVISIBLE = re.compile(r"[\u200b\u200c\u200d\u2060\ufeff]")
+# A code fence (CommonMark): 3+ backticks or tildes, indented at most 3 spaces.
+_FENCE = re.compile(r" {0,3}(`{3,}|~{3,})")
+# A table's delimiter row: "---|:---:" cells, with or without outer pipes.
+_TABLE_DELIMITER = re.compile(r"\s*\|?\s*:?-+:?\s*(\|\s*:?-+:?\s*)*\|?\s*$")
 _WORD = re.compile(r"\w+", re.UNICODE)
 _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]")
 _SENTENCE_END = re.compile(r"(?<=[.!?。！？])\s+")
@@ -81,16 +88,81 @@ _MIN_CUT_TOKENS = 16
 
 def squeeze_whitespace(text: str) -> str:
     """``text`` with trailing spaces, runs of inner spaces, invisible characters and
-    more than one blank line in a row removed; indentation is kept.
+    more than one blank line in a row removed; indentation is kept, and fenced code
+    blocks (backtick or tilde fences) and markdown table rows are left as they are
+    (spaces in code and in aligned tables are content).
 
     Example:
         >>> squeeze_whitespace("a  b   \\n\\n\\n\\n    indented   line  ")
         'a b\\n\\n    indented line'
+        >>> print(squeeze_whitespace("Run  this:\\n```py\\nreturn 'a  b'\\n```\\n| x  |  y |"))
+        Run this:
+        ```py
+        return 'a  b'
+        ```
+        | x  |  y |
     """
+    if "```" not in text and "~~~" not in text and "|" not in text:
+        return _squeeze(text).strip("\n ")  # no code, no table: the usual case
+    lines = text.splitlines(keepends=True)
+    kept = _verbatim_lines(lines)
+    if not any(kept):
+        return _squeeze(text).strip("\n ")
+    runs = [
+        (verbatim, "".join(line for _, line in run))
+        for verbatim, run in groupby(zip(kept, lines, strict=True), key=itemgetter(0))
+    ]
+    out = []
+    for index, (verbatim, chunk) in enumerate(runs):
+        if not verbatim:
+            chunk = _squeeze(chunk)
+            if index == 0:
+                chunk = chunk.lstrip("\n ")
+            if index == len(runs) - 1:
+                chunk = chunk.rstrip("\n ")
+        out.append(chunk)
+    return "".join(out)
+
+
+def _squeeze(text: str) -> str:
     text = _INVISIBLE.sub("", text)
     text = _TRAILING_SPACE.sub("", text)
     text = _INNER_SPACES.sub(" ", text)
-    return _BLANK_LINES.sub("\n\n", text).strip("\n ")
+    return _BLANK_LINES.sub("\n\n", text)
+
+
+def _verbatim_lines(lines: Sequence[str]) -> list[bool]:
+    """Which ``lines`` belong to a fenced code block (fences included; an unclosed one
+    runs to the end, as in CommonMark) or a markdown table (a row starting with ``|``,
+    or a pipe-less table's header, delimiter row and rows)."""
+    verbatim = [False] * len(lines)
+    fence: str | None = None
+    for index, line in enumerate(lines):
+        opening = _FENCE.match(line)
+        if fence is not None:
+            verbatim[index] = True
+            if (
+                opening
+                and opening.group(1)[0] == fence[0]
+                and len(opening.group(1)) >= len(fence)
+                and not line[opening.end() :].strip()
+            ):
+                fence = None
+        elif opening:
+            fence = opening.group(1)
+            verbatim[index] = True
+        elif line.lstrip().startswith("|"):
+            verbatim[index] = True
+    for index, line in enumerate(lines):
+        if verbatim[index] or "|" not in line or not _TABLE_DELIMITER.match(line):
+            continue
+        if index and "|" in lines[index - 1] and lines[index - 1].strip():
+            verbatim[index - 1] = True  # the header row
+        row = index
+        while row < len(lines) and "|" in lines[row] and lines[row].strip():
+            verbatim[row] = True
+            row += 1
+    return verbatim
 
 
 def terms(text: str) -> list[str]:

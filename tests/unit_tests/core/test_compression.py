@@ -27,6 +27,43 @@ def test_squeeze_keeps_indentation_and_line_breaks_that_carry_meaning() -> None:
     assert squeeze_whitespace("a\u200bb \u00a0 c") == "ab c"
 
 
+FENCED = (
+    "Fix   this:  \n\n\n\n"
+    "```python\n"
+    "def f():  \n"
+    "    return 'a  b'\n\n\n\n"
+    "    x =  1   # aligned\n"
+    "```\n"
+    "and  this:\n"
+    "~~~~\n"
+    "SELECT  a,   b\u200b\n"
+    "```\n"  # a backtick line does not close a tilde fence
+    "~~~~\n"
+    "done  ."
+)
+
+
+def test_squeeze_leaves_fenced_code_byte_for_byte() -> None:
+    assert squeeze_whitespace(FENCED) == (
+        "Fix this:\n\n"
+        + FENCED[FENCED.index("```python") : FENCED.index("and  this")]
+        + "and this:\n"
+        + FENCED[FENCED.index("~~~~") : FENCED.index("done")]
+        + "done ."
+    )
+    # An unclosed fence runs to the end: nothing after its opening is touched.
+    assert squeeze_whitespace("see:\n```\nreturn 'a  b'   ") == "see:\n```\nreturn 'a  b'   "
+
+
+def test_squeeze_leaves_markdown_table_rows_unchanged() -> None:
+    table = "| name  | qty |\n|-------|----:|\n| apple |   3 |\n"
+    assert squeeze_whitespace("Stock  list:\n" + table + "\nEnd   .") == (
+        "Stock list:\n" + table + "\nEnd ."
+    )
+    bare = "name  | qty\n----- | ---:\napple |   3\n"
+    assert squeeze_whitespace(bare + "\nSo  a | b") == bare + "\nSo a | b"
+
+
 def test_exact_and_near_duplicates_are_dropped_distinct_chunks_kept() -> None:
     window = " ".join(FILLER[0].split()[3:])  # an overlapping retrieval window
     result = ChunkCompressor().compress([FILLER[0], FILLER[0] + "  ", window, FILLER[1], FACT])

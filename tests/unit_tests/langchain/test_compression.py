@@ -264,3 +264,9 @@ def test_document_compressor_dedups_cuts_and_announces_the_saving() -> None:
     assert kept[0].metadata[COMPRESSED_TOKENS_KEY] == documents_compressed_tokens(kept) == removed
     # Outside any run there is nobody to tell, and that is no error.
     assert len(compressor.compress_documents(docs, "bells")) == 2
+
+
+def test_prompt_compressor_keeps_code_in_a_message_as_written() -> None:
+    code = "```python\nreturn 'a  b'\n```"
+    out = PromptCompressor().invoke([HumanMessage(f"Why   does\n{code}\nfail?")])
+    assert out[-1].content == f"Why does\n{code}\nfail?"
