@@ -63,11 +63,12 @@ from costopt_core.batch import (
     BatchTarget,
     resolve_target,
 )
-from costopt_core.batch.deferred import DeferredBatch, DeferredOptions
+from costopt_core.batch.deferred import DeferredBatch, DeferredOptions, converted_inputs
 from costopt_core.budget_gate import BudgetGate, CallQuote, open_budget, release_budget
 from costopt_core.metadata_keys import BATCH_KEY
 from costopt_core.tokens import estimate_tokens
 from llamaindex_costopt.messages import message_text
+from llamaindex_costopt.router import RouterLLM
 from llamaindex_costopt.wrapper import budget_gates, llm_model_name
 
 logger = logging.getLogger(__name__)
@@ -264,6 +265,19 @@ class _CallSpan:
             dispatcher.span_drop(id_=self.id, bound_args=self.arguments, err=error)
 
 
+#: What ``deferred_batch`` takes as each conversation (said when one is not).
+ACCEPTED_INPUTS = "a text or a list of ChatMessage"
+
+
+def _conversation(item: Conversation) -> list[ChatMessage]:
+    if isinstance(item, str):
+        return [ChatMessage(role=MessageRole.USER, content=item)]
+    messages = list(item)
+    if not messages or not all(isinstance(m, ChatMessage) for m in messages):
+        raise TypeError(f"a conversation must be {ACCEPTED_INPUTS}")
+    return messages
+
+
 class _Deferred:
     """One deferred batch of an LLM: its requests, spans and budget reservations (the
     engine's ``DeferredRuns``: each call's span is its run)."""
@@ -277,14 +291,18 @@ class _Deferred:
     ) -> None:
         """``keywords``: ``deferred_batch``'s options and the settings sent with every
         request."""
-        options, params = DeferredOptions.split(keywords)
+        if isinstance(llm, RouterLLM):
+            raise TypeError(
+                "llm must be one LLM, not a RouterLLM (a batch goes to one model and the "
+                "router picks one per call): defer a tier's LLM (router.llms[tier]), or "
+                "route first (router.route(text).tier) and defer each tier's group with "
+                "its LLM"
+            )
+        options, params = DeferredOptions.of_call(keywords, "deferred_batch")
+        self.messages = converted_inputs(
+            conversations, _conversation, argument="conversations", accepted=ACCEPTED_INPUTS
+        )
         self.target = target = batch_target(llm, **options.target_keywords(), **params)
-        if not conversations:
-            raise ValueError("conversations must hold at least one conversation")
-        self.messages = [
-            [ChatMessage(role=MessageRole.USER, content=c)] if isinstance(c, str) else list(c)
-            for c in conversations
-        ]
         requests = [
             BatchRequest(f"request-{i}", target.model, tuple(openai_messages(m)), target.params)
             for i, m in enumerate(self.messages)

@@ -43,6 +43,7 @@ import email.parser
 import itertools
 import json
 import re
+import sys
 import threading
 import time
 import zlib
@@ -162,6 +163,16 @@ def _simulate(
     return answer, finish, prompt, max(1, estimate_tokens(answer))
 
 
+class _QuietServer(ThreadingHTTPServer):
+    """Says nothing when a client hangs up mid-call (a cancelled task, a closed client):
+    a provider's server would not print a traceback in the caller's terminal either."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
+
+
 class ImitationBatchServer:
     """Both providers' batch APIs (and direct chat endpoints) on 127.0.0.1.
 
@@ -209,7 +220,7 @@ class ImitationBatchServer:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = _QuietServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="imitation-batch-server", daemon=True

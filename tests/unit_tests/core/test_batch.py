@@ -560,3 +560,77 @@ def test_bad_poll_settings_fail_before_any_run_starts(server: ImitationBatchServ
         TypeError, match="run_batch\\(\\) got unexpected keyword arguments: \\['poll_s'\\]"
     ):
         run_batch(_api(server, "openai"), [], poll_s=1)
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+def test_the_imitation_refuses_a_model_no_provider_serves_and_unknown_fields(
+    server: ImitationBatchServer, provider: str
+) -> None:
+    hi = ({"role": "user", "content": "hi"},)
+    common = {"max_tokens": 20, "temperature": 0.2, "top_p": 0.9, "metadata": {"user_id": "u"}}
+    requests = [
+        BatchRequest("router", "router:gpt-4o-mini|gpt-4o", hi),
+        BatchRequest("spaced", "gpt 4o mini", hi),
+        BatchRequest("misspelt", "gpt-4o-mini", hi, {"poll_intervall_s": 0.02}),
+        BatchRequest("streamed", "gpt-4o-mini", hi, {"stream": True}),
+        BatchRequest("plain", "gpt-4o-mini", hi, common),
+    ]
+    if provider == "openai":  # one model per OpenAI batch: each its own
+        results = [run_batch(_api(server, provider), [r], **FAST)[0] for r in requests]
+    else:
+        results = run_batch(_api(server, provider), requests, **FAST)
+    by_id = {r.custom_id: r for r in results}
+    for custom_id, model in (("router", "router:gpt-4o-mini|gpt-4o"), ("spaced", "gpt 4o mini")):
+        assert not by_id[custom_id].ok and model in str(by_id[custom_id].error)
+    assert not by_id["misspelt"].ok and "poll_intervall_s" in str(by_id["misspelt"].error)
+    assert not by_id["streamed"].ok and "stream" in str(by_id["streamed"].error)
+    assert by_id["plain"].ok
+    fine_tuned = BatchRequest("ft", "ft:gpt-4o-mini:acme::abc123", hi)
+    assert run_batch(_api(server, provider), [fine_tuned], **FAST)[0].ok
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+def test_the_imitation_answers_a_forced_tool_call_in_the_providers_shape(
+    server: ImitationBatchServer, provider: str
+) -> None:
+    tool = {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "description": "The weather in a city.",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+        },
+    }
+    request = BatchRequest(
+        "r0",
+        "gpt-4o-mini",
+        ({"role": "user", "content": "What is the weather in Paris?"},),
+        {"tools": [tool], "tool_choice": "required"},
+    )
+    [result] = run_batch(_api(server, provider), [request], **FAST)
+    assert [call.name for call in result.tool_calls] == ["get_weather"]
+    assert result.tool_calls[0].args == {"city": "Paris"}
+
+
+def test_a_client_that_hangs_up_mid_call_leaves_no_traceback(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    import socket
+    import struct
+    import time
+
+    with ImitationBatchServer() as server:
+        host, port = server.url.removeprefix("http://").split(":")
+        for _ in range(3):
+            client = socket.create_connection((host, int(port)))
+            client.sendall(
+                b"GET /v1/batches/batch_1 HTTP/1.1\r\nHost: x\r\n"
+                b"Authorization: Bearer " + server.api_key.encode() + b"\r\n\r\n"
+            )
+            # Close with a reset (as a cancelled client's socket may): the server's
+            # read or write of this call then fails.
+            client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            client.close()
+        time.sleep(0.2)
+        assert _HTTP.get(server.url + "/v1/batches/none").status_code == 401  # still serving
+    assert "Traceback" not in capfd.readouterr().err
