@@ -65,7 +65,7 @@ from langchain_core.messages.utils import convert_to_messages
 from langchain_core.prompt_values import PromptValue
 from langchain_core.runnables import Runnable, RunnableConfig
 from langchain_core.runnables.config import ensure_config
-from pydantic import PrivateAttr
+from pydantic import Field, PrivateAttr
 
 from costopt_core.compression import ChunkCompressor, Granularity, squeeze_whitespace
 from costopt_core.metadata_keys import COMPRESSED_TOKENS_KEY
@@ -326,12 +326,14 @@ class ChunkDocumentCompressor(BaseDocumentCompressor):
     those of :class:`costopt_core.compression.ChunkCompressor`.
     """
 
-    max_tokens: int | None = None
-    near_duplicate_threshold: float = 0.8
-    squeeze: bool = True
-    drop_repeated_lines: bool = True
-    model: str | None = None
-    granularity: Granularity = "sentence"
+    # Strict: "5" or 5.0 for max_tokens is a mistake to report, not a value to coerce
+    # (the engine then checks the ranges).
+    max_tokens: int | None = Field(default=None, strict=True)
+    near_duplicate_threshold: float = Field(default=0.8, strict=True)
+    squeeze: bool = Field(default=True, strict=True)
+    drop_repeated_lines: bool = Field(default=True, strict=True)
+    model: str | None = Field(default=None, strict=True)
+    granularity: Granularity = Field(default="sentence")  # a Literal: never coerced
     _engine: ChunkCompressor = PrivateAttr()
 
     def model_post_init(self, context: Any) -> None:

@@ -70,12 +70,14 @@ class NodeCompressor(BaseNodePostprocessor):
         model: the model whose tokenizer counts tokens (``None``: the estimate).
     """
 
-    max_tokens: int | None = Field(default=None)
-    near_duplicate_threshold: float = Field(default=0.8)
-    squeeze: bool = Field(default=True)
-    drop_repeated_lines: bool = Field(default=True)
-    granularity: Granularity = Field(default="sentence")
-    model: str | None = Field(default=None)
+    # Strict: "5" or 5.0 for max_tokens is a mistake to report, not a value to coerce
+    # (the engine then checks the ranges).
+    max_tokens: int | None = Field(default=None, strict=True)
+    near_duplicate_threshold: float = Field(default=0.8, strict=True)
+    squeeze: bool = Field(default=True, strict=True)
+    drop_repeated_lines: bool = Field(default=True, strict=True)
+    granularity: Granularity = Field(default="sentence")  # a Literal: never coerced
+    model: str | None = Field(default=None, strict=True)
     _engine: ChunkCompressor = PrivateAttr()
 
     def model_post_init(self, context: Any) -> None:

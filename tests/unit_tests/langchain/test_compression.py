@@ -270,3 +270,17 @@ def test_prompt_compressor_keeps_code_in_a_message_as_written() -> None:
     code = "```python\nreturn 'a  b'\n```"
     out = PromptCompressor().invoke([HumanMessage(f"Why   does\n{code}\nfail?")])
     assert out[-1].content == f"Why does\n{code}\nfail?"
+
+
+@pytest.mark.parametrize(
+    ("argument", "value"),
+    [
+        ("max_tokens", "5"),
+        ("max_tokens", 5.0),
+        ("near_duplicate_threshold", "0.5"),
+        ("squeeze", "no"),
+    ],
+)
+def test_document_compressor_rejects_a_wrong_type_naming_the_argument(argument, value) -> None:
+    with pytest.raises(ValueError, match=argument):
+        ChunkDocumentCompressor(**{argument: value})

@@ -122,3 +122,19 @@ def test_outside_a_query_the_next_call_takes_the_tokens_once_and_a_cache_hit_non
     assert first == pytest.approx(removed * 1e-5)
     assert after["saved_compression_usd"] == pytest.approx(first)
     assert after["saved_cache_usd"] > 0
+
+
+@pytest.mark.parametrize(
+    ("argument", "value"),
+    [
+        ("max_tokens", "5"),
+        ("max_tokens", 5.0),
+        ("max_tokens", True),
+        ("near_duplicate_threshold", "0.5"),
+        ("squeeze", "yes"),
+        ("model", 4),
+    ],
+)
+def test_node_compressor_rejects_a_wrong_type_naming_the_argument(argument, value) -> None:
+    with pytest.raises(ValueError, match=argument):
+        NodeCompressor(**{argument: value})
