@@ -10,7 +10,7 @@ import pytest
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
-from pydantic import SecretStr
+from pydantic import BaseModel, SecretStr
 
 from costopt_core.batch import BatchRequestError, BatchTimeoutError
 from costopt_core.batch.imitation import ImitationBatchServer
@@ -372,3 +372,147 @@ def test_a_deferred_batch_that_fails_never_becomes_direct_calls_on_a_dearer_tier
     assert handler.summary().calls == 0 and handler.total_cost == 0.0  # nothing billed
     with pytest.raises(Exception):  # noqa: B017 - the batch API's own error, whatever it is
         router.batch(PROMPTS[:3], deferred=True, **options)
+
+
+# -- a drop-in chat model: tools and structured output ----------------------------------
+
+
+def get_weather(city: str) -> str:
+    """The weather in a city."""
+    return f"Sunny in {city}."
+
+
+class Weather(BaseModel):
+    """The weather report of a city."""
+
+    city: str
+
+
+@pytest.fixture
+def recording() -> Iterator[tuple[ImitationBatchServer, list[dict[str, Any]]]]:
+    """A server that keeps every request body it answers (direct or batched)."""
+    bodies: list[dict[str, Any]] = []
+
+    def keep(body: Any) -> None:
+        bodies.append(dict(body))
+
+    with ImitationBatchServer(processing_s=0.02, fail_request=keep) as imitation:
+        yield imitation, bodies
+
+
+def _wrapper(server: ImitationBatchServer, model: BaseChatModel | None = None) -> BatchAPIChatModel:
+    return BatchAPIChatModel(
+        model=model or SimulatedChatModel(model_name=MODEL),
+        provider="openai",
+        base_url=server.openai_base_url,
+        api_key=SecretStr(server.api_key),
+        poll_interval_s=0.01,
+        max_poll_interval_s=0.02,
+    )
+
+
+def test_the_wrapper_binds_tools_for_direct_calls_and_for_deferred_batches(
+    recording: tuple[ImitationBatchServer, list[dict[str, Any]]],
+) -> None:
+    server, bodies = recording
+    bound = _wrapper(server).bind_tools([get_weather])
+    question = "What is the weather in Paris?"
+    now = bound.invoke(question)
+    assert [c["name"] for c in now.tool_calls] == ["get_weather"] and server.submitted == []
+    later = bound.batch([question, "Name a colour."], deferred=True)
+    assert len(server.submitted) == 1 and all(a.response_metadata[BATCH_KEY] for a in later)
+    assert later[0].tool_calls[0]["name"] == "get_weather"
+    assert later[0].tool_calls[0]["args"] == now.tool_calls[0]["args"] == {"city": "Paris"}
+    assert later[1].tool_calls == []
+    assert [[t["function"]["name"] for t in b["tools"]] for b in bodies] == [["get_weather"]] * 2
+
+
+@pytest.mark.parametrize("method", ["function_calling", "json_schema"])
+def test_the_wrapper_gives_structured_output_directly_and_deferred(
+    server: ImitationBatchServer, method: str
+) -> None:
+    structured = _wrapper(server).with_structured_output(Weather, method=method)
+    question = "What is the weather in Paris?"
+    assert structured.invoke(question) == Weather(city="Paris")
+    assert structured.batch([question], deferred=True) == [Weather(city="Paris")]
+    assert len(server.submitted) == 1
+
+
+def test_an_agent_runs_on_the_wrapper(server: ImitationBatchServer) -> None:
+    from langchain.agents import create_agent
+
+    agent = create_agent(_wrapper(server), tools=[get_weather])
+    state = agent.invoke({"messages": [HumanMessage("What is the weather in Paris?")]})
+    tool_results = [m for m in state["messages"] if m.type == "tool"]
+    assert [m.content for m in tool_results] == ["Sunny in Paris."]
+
+
+def test_a_router_bound_with_tools_keeps_its_batch_api_tiers(
+    recording: tuple[ImitationBatchServer, list[dict[str, Any]]],
+) -> None:
+    server, bodies = recording
+    router = RouterChatModel(
+        models={"cheap": _wrapper(server), "strong": _wrapper(server, SimulatedChatModel())},
+        strategy=lambda text: "cheap",
+    )
+    bound = router.bind_tools([get_weather])
+    now = bound.invoke("What is the weather in Paris?")
+    routing = now.response_metadata["routing"]
+    assert routing["tier"] == "cheap" and not routing.get("fallback_from")
+    assert now.tool_calls[0]["name"] == "get_weather"
+    later = bound.batch(["What is the weather in Rome?"], deferred=True)
+    assert later[0].response_metadata[BATCH_KEY] and later[0].tool_calls[0]["args"] == {
+        "city": "Rome"
+    }
+    assert all("tools" in b for b in bodies)
+
+
+@pytest.mark.slow  # importing the provider SDKs takes seconds
+def test_chat_openai_and_chat_anthropic_bound_tools_go_in_their_own_format(
+    recording: tuple[ImitationBatchServer, list[dict[str, Any]]],
+) -> None:
+    langchain_openai = pytest.importorskip("langchain_openai")
+    langchain_anthropic = pytest.importorskip("langchain_anthropic")
+    server, bodies = recording
+    openai_model = langchain_openai.ChatOpenAI(
+        model=MODEL, api_key=server.api_key, base_url=server.openai_base_url
+    )
+    claude = langchain_anthropic.ChatAnthropic(
+        model="claude-haiku-4-5", api_key=server.api_key, base_url=server.anthropic_base_url
+    )
+    for model, key in ((openai_model, "function"), (claude, "input_schema")):
+        bodies.clear()
+        wrapper = BatchAPIChatModel(model=model, poll_interval_s=0.01, max_poll_interval_s=0.02)
+        [answer] = wrapper.bind_tools([get_weather], tool_choice="get_weather").batch(
+            ["What is the weather in Paris?"], deferred=True
+        )
+        assert answer.response_metadata[BATCH_KEY]
+        assert answer.tool_calls[0]["args"] == {"city": "Paris"}
+        [body] = bodies
+        assert key in body["tools"][0]
+
+
+def test_bad_input_names_the_argument(server: ImitationBatchServer) -> None:
+    model = SimulatedChatModel(model_name=MODEL)
+    with pytest.raises(TypeError, match=r"inputs\[0\] must be a text, a PromptValue"):
+        deferred_batch(model, [42], **_options(server))  # type: ignore[list-item]
+    with pytest.raises(TypeError, match="inputs must be a list"):
+        deferred_batch(model, "What is 2 + 2?", **_options(server))
+    with pytest.raises(ValueError, match=r"provider must be one of \['anthropic', 'openai'\]"):
+        BatchAPIChatModel(model=model, provider="azure")
+    with pytest.raises(TypeError, match=r"poll_intervall_s.*did you mean 'poll_interval_s'"):
+        deferred_batch(model, ["hi"], **_options(server), poll_intervall_s=0.02)
+    router = RouterChatModel(models={"cheap": model, "strong": SimulatedChatModel()})
+    with pytest.raises(TypeError, match=r"RouterChatModel.*deferred=True"):
+        deferred_batch(router, ["hi"], **_options(server))
+    assert server.submitted == []
+
+
+def test_model_parameters_still_go_with_every_request(
+    recording: tuple[ImitationBatchServer, list[dict[str, Any]]],
+) -> None:
+    server, bodies = recording
+    model = SimulatedChatModel(model_name=MODEL)
+    deferred_batch(model, ["hi"], **_options(server), temperature=0.3, max_tokens=9, seed=7)
+    [body] = bodies
+    assert (body["temperature"], body["max_tokens"], body["seed"]) == (0.3, 9, 7)
