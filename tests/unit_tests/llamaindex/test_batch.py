@@ -185,3 +185,32 @@ def test_help_lists_every_keyword_deferred_batch_takes() -> None:
         for name in ("return_exceptions", "provider", "api_key", "timeout_s", "http_client"):
             assert parameters[name].kind is inspect.Parameter.KEYWORD_ONLY
         assert list(parameters)[-1] == "kwargs"  # the rest goes with every request
+
+
+def test_a_router_is_refused_with_what_to_do_instead(server: ImitationBatchServer) -> None:
+    from llamaindex_costopt import RouterLLM
+
+    router = RouterLLM(
+        llms={
+            "simple": SimulatedLLM(model_name=MODEL),
+            "complex": SimulatedLLM(model_name="gpt-4o"),
+        }
+    )
+    with pytest.raises(TypeError, match=r"llm must be one LLM, not a RouterLLM.*router\.llms"):
+        deferred_batch(router, PROMPTS[:2], **_options(server))
+    assert server.submitted == []
+
+
+def test_bad_input_names_the_argument(server: ImitationBatchServer) -> None:
+    llm = SimulatedLLM(model_name=MODEL)
+    with pytest.raises(
+        TypeError, match=r"conversations\[0\] must be a text or a list of ChatMessage"
+    ):
+        deferred_batch(llm, [42], **_options(server))  # type: ignore[list-item]
+    with pytest.raises(TypeError, match="conversations must be a list"):
+        deferred_batch(llm, "What is 2 + 2?", **_options(server))
+    with pytest.raises(TypeError, match=r"poll_intervall_s.*did you mean 'poll_interval_s'"):
+        deferred_batch(llm, ["hi"], **_options(server), poll_intervall_s=0.02)
+    assert server.submitted == []
+    [answer] = deferred_batch(llm, ["hi"], **_options(server), temperature=0.3, top_p=0.9)
+    assert answer.additional_kwargs[BATCH_KEY]
