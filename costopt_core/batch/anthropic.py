@@ -18,7 +18,8 @@ expired, ...}}`` per request, in any order.
 
 Requests come in OpenAI's chat format and are turned into Anthropic's here: system
 messages become ``system``, assistant tool calls ``tool_use`` blocks, tool messages
-``tool_result`` blocks, OpenAI-format tools ``{name, description, input_schema}``.
+``tool_result`` blocks, OpenAI-format tools ``{name, description, input_schema}``, an
+OpenAI ``response_format`` of type ``json_schema`` ``output_config.format``.
 ``max_tokens`` is required by Anthropic: without one the engine's default output limit
 (the one budgets reserve) is sent.
 """
@@ -90,6 +91,13 @@ class AnthropicBatchAPI(BatchEndpoint):
         choice = settings.pop("tool_choice", None)
         if choice is not None:
             params["tool_choice"] = _tool_choice(choice)
+        schema = _response_schema(settings.pop("response_format", None))
+        if schema is not None:  # OpenAI's JSON-schema answers: Anthropic's output format
+            output = dict(settings.pop("output_config", None) or {})
+            params["output_config"] = {
+                **output,
+                "format": {"type": "json_schema", "schema": schema},
+            }
         params.update(settings)
         return {"custom_id": request.custom_id, "params": params}
 
@@ -235,6 +243,13 @@ def _tool(tool: Mapping[str, Any]) -> dict[str, Any]:
     if function.get("description"):
         spec["description"] = function["description"]
     return spec
+
+
+def _response_schema(response_format: Any) -> dict[str, Any] | None:
+    if isinstance(response_format, Mapping) and response_format.get("type") == "json_schema":
+        spec = response_format.get("json_schema")
+        return dict(spec.get("schema") or {}) if isinstance(spec, Mapping) else None
+    return None
 
 
 def _tool_choice(choice: Any) -> dict[str, Any]:

@@ -76,7 +76,7 @@ ANTHROPIC_FIELDS = frozenset(
     {
         "model", "messages", "max_tokens", "system", "metadata", "stop_sequences", "stream",
         "temperature", "top_k", "top_p", "tools", "tool_choice", "thinking", "service_tier",
-        "container", "mcp_servers", "context_management",
+        "container", "mcp_servers", "context_management", "output_config",
     }
 )  # fmt: skip
 _OPENAI_ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
@@ -442,6 +442,10 @@ class ImitationBatchServer:
         answer, finish, prompt, output = _simulate(
             model, texts, question, limit, params.get("stop_sequences")
         )
+        output_format = (params.get("output_config") or {}).get("format")
+        if isinstance(output_format, dict) and output_format.get("type") == "json_schema":
+            schema = output_format.get("schema") or {}
+            answer = json.dumps(fill_schema(schema, question), ensure_ascii=False)
         content: list[dict[str, Any]] = [{"type": "text", "text": answer}]
         stop_reason = "max_tokens" if finish == "length" else "end_turn"
         tools = {

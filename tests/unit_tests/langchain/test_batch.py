@@ -400,11 +400,14 @@ def recording() -> Iterator[tuple[ImitationBatchServer, list[dict[str, Any]]]]:
         yield imitation, bodies
 
 
-def _wrapper(server: ImitationBatchServer, model: BaseChatModel | None = None) -> BatchAPIChatModel:
+def _wrapper(
+    server: ImitationBatchServer, model: BaseChatModel | None = None, provider: str = "openai"
+) -> BatchAPIChatModel:
+    options = _options(server, provider)
     return BatchAPIChatModel(
         model=model or SimulatedChatModel(model_name=MODEL),
-        provider="openai",
-        base_url=server.openai_base_url,
+        provider=provider,
+        base_url=options["base_url"],
         api_key=SecretStr(server.api_key),
         poll_interval_s=0.01,
         max_poll_interval_s=0.02,
@@ -427,11 +430,13 @@ def test_the_wrapper_binds_tools_for_direct_calls_and_for_deferred_batches(
     assert [[t["function"]["name"] for t in b["tools"]] for b in bodies] == [["get_weather"]] * 2
 
 
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
 @pytest.mark.parametrize("method", ["function_calling", "json_schema"])
 def test_the_wrapper_gives_structured_output_directly_and_deferred(
-    server: ImitationBatchServer, method: str
+    server: ImitationBatchServer, method: str, provider: str
 ) -> None:
-    structured = _wrapper(server).with_structured_output(Weather, method=method)
+    wrapper = _wrapper(server, provider=provider)
+    structured = wrapper.with_structured_output(Weather, method=method)
     question = "What is the weather in Paris?"
     assert structured.invoke(question) == Weather(city="Paris")
     assert structured.batch([question], deferred=True) == [Weather(city="Paris")]
