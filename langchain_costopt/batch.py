@@ -30,6 +30,11 @@ catalog's batch rate (``ModelPrice.batch_discount``).
 ``BatchAPIChatModel`` wraps a chat model so it answers ``invoke`` directly and
 ``batch(..., deferred=True)`` through the batch API; as a ``RouterChatModel`` tier, the
 router's ``batch(inputs, deferred=True)`` sends each tier's group through its batch API.
+It is a drop-in chat model: ``bind_tools`` and ``with_structured_output`` are the wrapped
+model's own, bound on the wrapper (so ``create_agent`` runs on it, and a deferred batch of
+the bound model sends the tools or schema with every request).
+
+A router is not one model: pass it to ``router.batch(inputs, deferred=True)``, not here.
 """
 
 from __future__ import annotations
@@ -347,7 +352,9 @@ def deferred_batch(
     ``costopt_core.batch.deferred.DeferredOptions`` (``return_exceptions``,
     ``provider``, ``base_url``, ``api_key``, ``model_name``, ``poll_interval_s``,
     ``max_poll_interval_s``, ``timeout_s``, ``settings``, ``http_client``); any other is
-    sent with every request (``tools``, ``top_p``...).
+    sent with every request (``tools``, ``top_p``...), except a name shaped like an
+    option (ending in ``_s``, starting with ``poll``, or close to one: a TypeError).
+    ``inputs``: a list, each a text, a ``PromptValue`` or a list of messages.
 
     Returns one ``AIMessage`` per input, in order. A request the provider did not
     answer raises ``BatchRequestError`` (or is returned as one with

@@ -383,7 +383,10 @@ def deferred_batch(
     Keyword arguments: ``costopt_core.batch.deferred.DeferredOptions``
     (``return_exceptions``, ``provider``, ``base_url``, ``api_key``, ``model_name``,
     ``poll_interval_s``, ``max_poll_interval_s``, ``timeout_s``, ``settings``,
-    ``http_client``); any other is sent with every request. Failures as in
+    ``http_client``); any other is sent with every request, except a name shaped like an
+    option (ending in ``_s``, starting with ``poll``, or close to one: a TypeError).
+    ``llm`` is one LLM: a ``RouterLLM`` is refused (defer a tier's LLM, or route first).
+    Failures as in
     ``langchain_costopt.batch.deferred_batch``: ``BudgetExceededError`` before anything
     is submitted, ``BatchAPIError``, ``BatchTimeoutError`` (the batch is cancelled),
     ``BatchRequestError`` for a request not answered (returned in its place with
