@@ -64,14 +64,29 @@ class SavedEvent(Protocol):
 
 
 def saving_tags(parts: Mapping[str, float]) -> dict[str, str]:
-    """The tags that store ``parts`` (tagged levers only; zero parts are left out)."""
+    """The tags that store ``parts`` (tagged levers only; zero parts are left out).
+
+    Each amount is written with 17 significant digits, which ``float()`` reads back to
+    the same float (IEEE doubles need at most 17); older records wrote the shortest
+    ``repr``, which reads the same way.
+
+    Example:
+        >>> tags = saving_tags({PROVIDER_CACHE: 0.1 + 0.2, BATCH: 0.0})
+        >>> tags
+        {'costopt.saved.provider_cache': '0.30000000000000004'}
+        >>> float(tags[SAVING_TAG_PREFIX + PROVIDER_CACHE]) == 0.1 + 0.2
+        True
+    """
     tags: dict[str, str] = {}
     for lever, amount in parts.items():
         key = _TAG_KEYS.get(lever)
         if key is None:
             raise ValueError(f"lever must be one of {TAGGED_LEVERS}, got {lever!r}")
         if amount:
-            tags[key] = repr(float(amount))
+            # Runs on every call that read provider-cached tokens: '%.17g' is a fixed
+            # precision conversion, ~25 % fewer instructions than repr's shortest
+            # round-trip search (benchmarks/saving_tags_format.py).
+            tags[key] = "%.17g" % amount  # noqa: UP031 (faster than str.format / f"")
     return tags
 
 

@@ -628,3 +628,19 @@ def test_a_self_hosted_model_at_zero_dollars_is_reported_as_local_not_as_a_gap()
     assert report["local_models"] == ["acct-local-llama"]
     assert report["unpriced_models"] == [] and report["total_cost"] == 0.0
     assert "local (self-hosted" in acct.report()
+
+
+def test_saving_tags_read_back_exactly_and_old_repr_tags_still_parse() -> None:
+    from costopt_core.ledger import CostRecord
+    from costopt_core.levers import PROVIDER_CACHE, SAVING_TAG_PREFIX, lever_savings, saving_tags
+
+    amounts = [0.1 + 0.2, 1e-9 / 3, 2.5, 123456.789e-7]
+    for amount in amounts:
+        tags = saving_tags({PROVIDER_CACHE: amount})
+        record = CostRecord("m", cost_usd=1.0, saved_usd=amount, tags=tags)
+        assert lever_savings(record) == {PROVIDER_CACHE: amount}  # no remainder: exact
+        # A record written before (shortest repr) reads the same.
+        old = {SAVING_TAG_PREFIX + PROVIDER_CACHE: repr(amount)}
+        assert lever_savings(CostRecord("m", cost_usd=1.0, saved_usd=amount, tags=old)) == {
+            PROVIDER_CACHE: amount
+        }
