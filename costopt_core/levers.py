@@ -66,9 +66,11 @@ class SavedEvent(Protocol):
 def saving_tags(parts: Mapping[str, float]) -> dict[str, str]:
     """The tags that store ``parts`` (tagged levers only; zero parts are left out).
 
-    Each amount is written with 17 significant digits, which ``float()`` reads back to
-    the same float (IEEE doubles need at most 17); older records wrote the shortest
-    ``repr``, which reads the same way.
+    Each amount is written as its shortest ``repr``, which ``float()`` reads back to the
+    same float and a person reads in a ledger or CSV (``0.00044``, where 17 fixed digits
+    would write ``0.00044000000000000002``); formatting it this way costs about 3k
+    instructions more per call that read cached tokens (``benchmarks/saving_tags_format.py``),
+    0.3 % of a call: readability wins.
 
     Example:
         >>> tags = saving_tags({PROVIDER_CACHE: 0.1 + 0.2, BATCH: 0.0})
@@ -83,10 +85,7 @@ def saving_tags(parts: Mapping[str, float]) -> dict[str, str]:
         if key is None:
             raise ValueError(f"lever must be one of {TAGGED_LEVERS}, got {lever!r}")
         if amount:
-            # Runs on every call that read provider-cached tokens: '%.17g' is a fixed
-            # precision conversion, ~25 % fewer instructions than repr's shortest
-            # round-trip search (benchmarks/saving_tags_format.py).
-            tags[key] = "%.17g" % amount  # noqa: UP031 (faster than str.format / f"")
+            tags[key] = repr(float(amount))
     return tags
 
 
