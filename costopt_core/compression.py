@@ -57,6 +57,8 @@ from itertools import groupby
 from operator import itemgetter
 from typing import Literal
 
+from pydantic import BaseModel, Field
+
 from costopt_core.tokens import count_tokens
 
 _TRAILING_SPACE = re.compile(r"[ \t\u00a0]+$", re.MULTILINE)
@@ -533,9 +535,48 @@ def _line_keys(text: str) -> set[str]:
     return {key for key in map(_line_key, text.split("\n")) if key}
 
 
+class ChunkCompressorSettings(BaseModel):
+    """:class:`ChunkCompressor`'s arguments as pydantic fields, the one declaration the
+    faces' document and node compressors inherit.
+
+    Strict: ``"5"`` or ``5.0`` for ``max_tokens`` is a mistake to report, not a value to
+    coerce (the engine then checks the ranges); ``granularity`` is a ``Literal``, never
+    coerced.
+
+    Example:
+        >>> ChunkCompressorSettings(max_tokens=64).chunk_compressor().max_tokens
+        64
+        >>> ChunkCompressorSettings(max_tokens="5")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        pydantic_core._pydantic_core.ValidationError: 1 validation error for ChunkCompressorSettings
+        max_tokens
+        ...
+    """
+
+    max_tokens: int | None = Field(default=None, strict=True)
+    near_duplicate_threshold: float = Field(default=0.8, strict=True)
+    squeeze: bool = Field(default=True, strict=True)
+    drop_repeated_lines: bool = Field(default=True, strict=True)
+    granularity: Granularity = Field(default="sentence")
+    model: str | None = Field(default=None, strict=True)
+
+    def chunk_compressor(self) -> ChunkCompressor:
+        """The engine compressor these settings describe (it checks the ranges)."""
+        return ChunkCompressor(
+            self.max_tokens,
+            near_duplicate_threshold=self.near_duplicate_threshold,
+            squeeze=self.squeeze,
+            drop_repeated_lines=self.drop_repeated_lines,
+            granularity=self.granularity,
+            model=self.model,
+        )
+
+
 __all__ = [
     "GRANULARITIES",
     "ChunkCompressor",
+    "ChunkCompressorSettings",
     "Compressed",
     "Granularity",
     "best_sentences",

@@ -65,9 +65,13 @@ from langchain_core.messages.utils import convert_to_messages
 from langchain_core.prompt_values import PromptValue
 from langchain_core.runnables import Runnable, RunnableConfig
 from langchain_core.runnables.config import ensure_config
-from pydantic import Field, PrivateAttr
+from pydantic import PrivateAttr
 
-from costopt_core.compression import ChunkCompressor, Granularity, squeeze_whitespace
+from costopt_core.compression import (
+    ChunkCompressor,
+    ChunkCompressorSettings,
+    squeeze_whitespace,
+)
 from costopt_core.metadata_keys import COMPRESSED_TOKENS_KEY
 from costopt_core.tokens import count_tokens
 from langchain_costopt.messages import message_text
@@ -302,7 +306,7 @@ class PromptCompressor(Runnable[LanguageModelInput, list[BaseMessage]]):
         )
 
 
-class ChunkDocumentCompressor(BaseDocumentCompressor):
+class ChunkDocumentCompressor(BaseDocumentCompressor, ChunkCompressorSettings):
     """Dedup, rank and cut retrieved documents to a token budget (a retriever's
     document compressor; ``ContextualCompressionRetriever`` takes it).
 
@@ -326,25 +330,10 @@ class ChunkDocumentCompressor(BaseDocumentCompressor):
     those of :class:`costopt_core.compression.ChunkCompressor`.
     """
 
-    # Strict: "5" or 5.0 for max_tokens is a mistake to report, not a value to coerce
-    # (the engine then checks the ranges).
-    max_tokens: int | None = Field(default=None, strict=True)
-    near_duplicate_threshold: float = Field(default=0.8, strict=True)
-    squeeze: bool = Field(default=True, strict=True)
-    drop_repeated_lines: bool = Field(default=True, strict=True)
-    model: str | None = Field(default=None, strict=True)
-    granularity: Granularity = Field(default="sentence")  # a Literal: never coerced
     _engine: ChunkCompressor = PrivateAttr()
 
     def model_post_init(self, context: Any) -> None:
-        self._engine = ChunkCompressor(
-            self.max_tokens,
-            near_duplicate_threshold=self.near_duplicate_threshold,
-            squeeze=self.squeeze,
-            drop_repeated_lines=self.drop_repeated_lines,
-            granularity=self.granularity,
-            model=self.model,
-        )
+        self._engine = self.chunk_compressor()
 
     def compress_documents(
         self, documents: Sequence[Document], query: str, callbacks: Callbacks | None = None

@@ -36,9 +36,9 @@ from llama_index.core.instrumentation import get_dispatcher
 from llama_index.core.instrumentation.events import BaseEvent
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle, TextNode
-from pydantic import Field, PrivateAttr
+from pydantic import PrivateAttr
 
-from costopt_core.compression import ChunkCompressor, Granularity
+from costopt_core.compression import ChunkCompressor, ChunkCompressorSettings
 
 dispatcher = get_dispatcher(__name__)
 
@@ -56,7 +56,7 @@ class PromptCompressedEvent(BaseEvent):
         return "PromptCompressedEvent"
 
 
-class NodeCompressor(BaseNodePostprocessor):
+class NodeCompressor(BaseNodePostprocessor, ChunkCompressorSettings):
     """Dedup, rank and cut retrieved nodes to a token budget (see the module doc).
 
     Args:
@@ -70,25 +70,10 @@ class NodeCompressor(BaseNodePostprocessor):
         model: the model whose tokenizer counts tokens (``None``: the estimate).
     """
 
-    # Strict: "5" or 5.0 for max_tokens is a mistake to report, not a value to coerce
-    # (the engine then checks the ranges).
-    max_tokens: int | None = Field(default=None, strict=True)
-    near_duplicate_threshold: float = Field(default=0.8, strict=True)
-    squeeze: bool = Field(default=True, strict=True)
-    drop_repeated_lines: bool = Field(default=True, strict=True)
-    granularity: Granularity = Field(default="sentence")  # a Literal: never coerced
-    model: str | None = Field(default=None, strict=True)
     _engine: ChunkCompressor = PrivateAttr()
 
     def model_post_init(self, context: Any) -> None:
-        self._engine = ChunkCompressor(
-            self.max_tokens,
-            near_duplicate_threshold=self.near_duplicate_threshold,
-            squeeze=self.squeeze,
-            drop_repeated_lines=self.drop_repeated_lines,
-            granularity=self.granularity,
-            model=self.model,
-        )
+        self._engine = self.chunk_compressor()
 
     @classmethod
     def class_name(cls) -> str:
