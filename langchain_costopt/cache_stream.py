@@ -71,6 +71,7 @@ from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, LLMResul
 from langchain_core.runnables import RunnableConfig, ensure_config
 
 from costopt_core.engine import ROUTING_KEY
+from costopt_core.metadata_keys import CACHE_MARKER_KEY
 from langchain_costopt.chat_run import callback_manager_args
 from langchain_costopt.routed_output import tool_call_chunks_of
 
@@ -157,13 +158,20 @@ def replay_chunks(message: AIMessage) -> list[AIMessageChunk]:
         # concatenated: each key goes on exactly one chunk.
         head = {k: metadata.pop(k) for k in HEAD_METADATA_KEYS if k in metadata}
         chunks[0].response_metadata = {**chunks[0].response_metadata, **head}
+    usage = message.usage_metadata
+    if usage is not None and "input_tokens" not in usage:
+        # LangChain marks a cached answer that reported no usage with {"total_cost": 0}:
+        # no token counts, which a chunk refuses. Say "a hit" the way costopt's caches
+        # do instead, so the cost handler books a saving, not a call.
+        metadata.setdefault(CACHE_MARKER_KEY, {"hit": True})
+        usage = None
     chunks.append(
         AIMessageChunk(
             content="" if isinstance(message.content, str) else [],
             id=message.id,
             additional_kwargs=message.additional_kwargs,
             response_metadata=metadata,
-            usage_metadata=message.usage_metadata,
+            usage_metadata=usage,
             chunk_position="last",
         )
     )

@@ -16,8 +16,10 @@ from langchain_costopt import (
     RouterChatModel,
     SemanticLLMCache,
     cache_stream,
+    set_price,
 )
 from langchain_costopt.cache_stream import replay_chunks
+from langchain_costopt.cache_stream import stream as stream_through
 from langchain_costopt.simulated import SimulatedChatModel
 
 Q = "How do I reset my account password?"
@@ -186,3 +188,44 @@ def test_the_helper_leaves_a_router_to_its_own_cache():
     other = SemanticLLMCache(HashingEmbeddings(), similarity_threshold=0.9)
     list(other.stream(router, "Another question entirely, please"))
     assert other.stats["updates"] == 1 and cache.stats["updates"] == 2
+
+
+def _usage_less(text: str) -> Any:
+    from itertools import cycle
+
+    from langchain_core.language_models import GenericFakeChatModel
+
+    class Named(GenericFakeChatModel):
+        model_name: str = "cs-usage-less"
+
+    return Named(messages=cycle([AIMessage(content=text)]))
+
+
+def test_a_hit_of_an_answer_without_usage_streams_back_and_is_booked_as_a_hit() -> None:
+    # LangChain marks such a hit {"total_cost": 0}, which a chunk refuses: the stream
+    # must still come back (it raised a ValidationError), for any cache and the router.
+    set_price("cs-usage-less", input_per_token=1e-6, output_per_token=2e-6)
+    for cache in (InMemoryCache(), SemanticLLMCache(HashingEmbeddings(dim=256))):
+        model = _usage_less("Paris is the capital of France.")
+        model.invoke("capital of France?", config={"callbacks": []})
+        handler = CostCallbackHandler()
+        streamed = list(
+            stream_through(cache, model, "capital of France?", {"callbacks": [handler]})
+        )
+        assert "".join(str(c.content) for c in streamed) == "Paris is the capital of France."
+    router = RouterChatModel(
+        models={"cheap": _usage_less("Bonjour"), "strong": _usage_less("Bonjour")},
+        cache=InMemoryCache(),
+    )
+    router.invoke("Say hi")
+    handler = CostCallbackHandler()
+    assert "".join(str(c.content) for c in router.stream("Say hi", {"callbacks": [handler]})) == (
+        "Bonjour"
+    )
+    totals = handler.summary()
+    assert totals.calls == 0 and sum(m.cache_hits for m in totals.models.values()) == 1
+
+    async def astream() -> str:
+        return "".join([str(c.content) async for c in router.astream("Say hi")])
+
+    assert asyncio.run(astream()) == "Bonjour"
