@@ -562,11 +562,17 @@ class CostCallbackHandler(CostHandlerBase, _HandlerState, BaseCallbackHandler):
             usage = None
         if usage is not None or any(row for row in response.generations):
             # Usage of the whole run, else an answer without any usage (e.g. an OpenAI
-            # stream without stream_usage): the engine costs it from its text.
-            routing = run.routing if run is not None else None
+            # stream without stream_usage): the engine costs it from its text. The answer
+            # names its model and routing when it can (a router's run is named after
+            # the router, not the tier model that answered).
+            answer = _first_message_metadata(response)
+            routing = answer.get(ROUTING_KEY) if answer else None
+            if routing is None or not _is_map(routing):
+                routing = run.routing if run is not None else None
             tier = _tier(routing)
+            model = model_name_in(answer) if answer else None
             self._accountant.record_call(
-                _fallback_model(llm_output, run),
+                model or _fallback_model(llm_output, run),
                 usage,
                 tier=tier,
                 router_models=None if tier is None else _tier_models(routing, run),
@@ -693,6 +699,15 @@ def _repeated_unit(name: str) -> str | None:
     for unit in range(1, size // 2 + 1):
         if size % unit == 0 and name[:unit] * (size // unit) == name:
             return name[:unit]
+    return None
+
+
+def _first_message_metadata(response: LLMResult) -> Mapping[str, Any] | None:
+    """The ``response_metadata`` of the run's first answer message, if any."""
+    for row in response.generations:
+        for generation in row:
+            metadata = getattr(getattr(generation, "message", None), "response_metadata", None)
+            return metadata if metadata and _is_map(metadata) else None
     return None
 
 

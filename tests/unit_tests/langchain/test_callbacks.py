@@ -931,3 +931,26 @@ def test_compressions_without_a_model_call_do_not_pile_up() -> None:
     # Each run was one request that never called a model: its mark waits, bounded.
     assert 0 < len(handler._compression) <= MARKS_MEMORY
     assert not handler._roots  # every run ended: nothing of their tree is kept
+
+
+def test_a_routed_answer_without_usage_is_costed_under_the_tier_model_that_answered() -> None:
+    # Tiers that report no usage: the call is costed from its text under the model that
+    # answered, with its routing saving (it was booked, unpriced, as "router:a|b").
+    class Named(GenericFakeChatModel):
+        model_name: str = "cb-cheap"
+
+    from itertools import cycle
+
+    router = RouterChatModel(
+        models={
+            "simple": Named(model_name="cb-cheap", messages=cycle([AIMessage("Bonjour")])),
+            "complex": Named(model_name="cb-strong", messages=cycle([AIMessage("long answer")])),
+        },
+        strategy="rules",
+    )
+    with cost_tracker() as tracker:
+        router.invoke("请翻译: hello")
+    data = tracker.to_dict()
+    assert list(data["models"]) == ["cb-cheap"]
+    assert data["models"]["cb-cheap"]["status"] == "priced"
+    assert data["estimated_calls"] == 1 and data["saved_routing_usd"] > 0
