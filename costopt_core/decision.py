@@ -49,8 +49,18 @@ def resolve_tier(decision: RouteDecision, tiers: Sequence[str]) -> str:
 
     An exact name wins. A ladder name ("simple" / "medium" / "complex") the user did
     not configure goes to the nearest configured ladder tier above it (quality first),
-    else below; with no ladder names configured at all, the score picks a tier by
-    position. Any other name is a ``ValueError`` naming the configured tiers.
+    else below; with no ladder names configured at all, to the tier at the same place
+    on the user's ladder, rounded up (quality first again: in a two-tier router
+    "medium" is the strong tier, whatever the tiers are called). Any other name is a
+    ``ValueError`` naming the configured tiers.
+
+    Example:
+        >>> d = RouteDecision("medium", 0.3, "")
+        >>> resolve_tier(d, ["cheap", "strong"]), resolve_tier(d, ["simple", "complex"])
+        ('strong', 'complex')
+        >>> simple = RouteDecision("simple", 0.9, "")
+        >>> resolve_tier(d, ["s", "m", "l", "xl"]), resolve_tier(simple, ["a", "b"])
+        ('l', 'a')
     """
     if decision.tier in tiers:
         return decision.tier
@@ -60,7 +70,9 @@ def resolve_tier(decision: RouteDecision, tiers: Sequence[str]) -> str:
         if present:
             above = [t for t in present if LADDER.index(t) >= rank]
             return above[0] if above else present[-1]
-        index = min(len(tiers) - 1, int(decision.score * len(tiers)))
+        # The same place on the user's ladder, rounded up: rank / (ladder - 1) of the way.
+        steps = len(LADDER) - 1
+        index = -(-rank * (len(tiers) - 1) // steps)
         return tiers[index]
     # A typo ("Simple", "cheap") must not quietly send every call to some tier.
     raise ValueError(

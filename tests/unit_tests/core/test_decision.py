@@ -40,13 +40,23 @@ def test_with_nothing_above_the_strongest_configured_ladder_tier_answers() -> No
     assert resolve_tier(decision("complex"), ("simple", "medium")) == "medium"
 
 
+@pytest.mark.parametrize("score", [0.0, 0.3, 0.5, 0.99])
 @pytest.mark.parametrize(
-    ("score", "tier"), [(0.0, "a"), (0.24, "a"), (0.25, "b"), (0.5, "c"), (0.99, "d"), (1.0, "d")]
+    ("ladder", "tiers", "tier"),
+    [
+        ("medium", ("cheap", "strong"), "strong"),  # as ("simple", "complex"): quality first
+        ("simple", ("cheap", "strong"), "cheap"),
+        ("complex", ("cheap", "strong"), "strong"),
+        ("medium", ("a", "b", "c"), "b"),
+        ("medium", ("a", "b", "c", "d"), "c"),
+        ("simple", ("a", "b", "c", "d"), "a"),
+    ],
 )
-def test_ladder_names_over_custom_tiers_fall_back_to_the_score_position(
-    score: float, tier: str
+def test_ladder_names_over_custom_tiers_take_the_same_place_whatever_the_names(
+    score: float, ladder: str, tiers: tuple[str, ...], tier: str
 ) -> None:
-    assert resolve_tier(decision("medium", score), ("a", "b", "c", "d")) == tier
+    # The tier a prompt gets must not depend on what the user called the tiers.
+    assert resolve_tier(decision(ladder, score), tiers) == tier
 
 
 def test_an_unknown_tier_name_is_a_clear_error() -> None:

@@ -165,7 +165,7 @@ class _Recording(SimulatedChatModel):
 def test_a_router_hands_the_mark_only_to_tiers_whose_provider_takes_it() -> None:
     gpt = _Recording(model_name="pcm-gpt")
     claude = _Recording(model_name="pcm-claude")
-    router = RouterChatModel(models={"cheap": gpt, "strong": claude}, strategy="rules")
+    router = RouterChatModel(models={"cheap": gpt, "strong": claude}, strategy="default")
     mark = {"type": "ephemeral"}
     router.invoke("hi", cache_control=mark)  # a short prompt: the cheap (OpenAI-like) tier
     router.invoke("请分析并比较两种数据库架构设计的优劣", cache_control=mark)  # the strong tier
@@ -177,7 +177,7 @@ def test_tools_bound_with_the_mark_reach_only_the_tier_that_takes_it() -> None:
     # create_agent hands its model settings (the cache mark) to bind_tools.
     gpt = _Recording(model_name="pcm-gpt")
     claude = _Recording(model_name="pcm-claude")
-    router = RouterChatModel(models={"cheap": gpt, "strong": claude}, strategy="rules")
+    router = RouterChatModel(models={"cheap": gpt, "strong": claude}, strategy="default")
     bound = router.bind_tools([track], cache_control={"type": "ephemeral"})
     bound.invoke("hi")
     bound.invoke("请分析并比较两种数据库架构设计的优劣")
@@ -187,7 +187,7 @@ def test_tools_bound_with_the_mark_reach_only_the_tier_that_takes_it() -> None:
 
 def test_an_agent_on_a_router_with_the_middleware_keeps_its_cheap_tier() -> None:
     gpt = _Recording(model_name="pcm-gpt")
-    router = RouterChatModel(models={"cheap": gpt, "strong": _claude()}, strategy="rules")
+    router = RouterChatModel(models={"cheap": gpt, "strong": _claude()}, strategy="default")
     agent = create_agent(router, tools=[track], middleware=[PromptCacheMiddleware()])
     reply = agent.invoke({"messages": [("user", "hi")]})["messages"][-1]
     assert reply.response_metadata["routing"]["tier"] == "cheap"
