@@ -88,6 +88,13 @@ _CALL_RUN: ContextVar[tuple[Sequence[Any], Any] | None] = ContextVar(
 )
 
 
+#: Connection settings LangChain passes to any provider chat model; a router has no
+#: connection of its own, so it accepts and leaves them to its tiers.
+_TIER_CONNECTION_SETTINGS = frozenset(
+    {"timeout", "request_timeout", "max_retries", "api_key", "base_url", "streaming"}
+)
+
+
 def model_name_of(model: Any) -> str:
     """The provider model name of a chat model (``model_name``/``model``), else its type."""
     for attr in MODEL_NAME_KEYS:
@@ -227,6 +234,17 @@ class RouterChatModel(BaseChatModel):
     @model_validator(mode="before")
     @classmethod
     def _check_models(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            # A misspelt or misplaced argument (threshold= belongs to the strategy) must
+            # not be dropped in silence; a provider connection setting that LangChain
+            # passes to any chat model is left to the tiers.
+            unknown = sorted(set(data) - set(cls.model_fields) - _TIER_CONNECTION_SETTINGS)
+            if unknown:
+                raise TypeError(
+                    f"RouterChatModel got unexpected arguments {unknown}; a strategy's "
+                    "options go to the strategy, e.g. strategy=get_strategy('default', "
+                    "threshold=0.4)"
+                )
         return with_checked_tiers(
             data, "models", BaseChatModel, "LangChain chat model (BaseChatModel)"
         )

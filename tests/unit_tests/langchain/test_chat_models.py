@@ -792,3 +792,13 @@ async def test_a_streamed_routed_answer_names_the_model_as_the_bare_model_does(i
     arouted = aggregate([c async for c in router.astream(SIMPLE_ZH)])
     assert bare == "gpt-4o-mini"
     assert routed.response_metadata["model_name"] == arouted.response_metadata["model_name"] == bare
+
+
+def test_an_unknown_router_argument_is_refused_by_name() -> None:
+    # threshold= belongs to the strategy: dropping it in silence left the split unmoved.
+    tiers = {"cheap": SimulatedChatModel(), "strong": SimulatedChatModel()}
+    with pytest.raises(TypeError, match=r"\['threshold'\].*get_strategy"):
+        RouterChatModel(models=tiers, threshold=0.1)
+    with pytest.raises(TypeError, match="fallbak"):
+        RouterChatModel(models=tiers, fallbak=False)
+    RouterChatModel(models=tiers, timeout=30, max_retries=2)  # left to the tiers
