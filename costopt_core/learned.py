@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import threading
+import zipfile
 from collections.abc import Sequence
 from os import PathLike
 from pathlib import Path
@@ -302,6 +303,18 @@ class LearnedStrategy:
 
 
 def _read(source: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    try:
+        return _read_arrays(source)
+    except (ValueError, OSError, KeyError, TypeError, zipfile.BadZipFile) as exc:
+        # numpy's own message for a file that is not an .npz suggests allow_pickle=,
+        # which would be unsafe advice here: say what the file is not instead.
+        raise ValueError(
+            f"{source} is not a costopt router file (write one with costopt train-router "
+            f"or LearnedStrategy.save): {type(exc).__name__}"
+        ) from exc
+
+
+def _read_arrays(source: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     if source.suffix == ".json":
         raw = json.loads(source.read_text(encoding="utf-8"))
         arrays = raw.pop("arrays", None)

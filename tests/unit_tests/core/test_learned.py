@@ -175,3 +175,11 @@ def test_only_the_head_of_a_long_prompt_is_embedded(tmp_path) -> None:
     assert seen[-1] == long_prompt
     with pytest.raises(ValueError, match="max_tokens"):
         KNNStrategy(Model(), max_tokens=0)
+
+
+def test_a_file_that_is_not_a_router_says_so_and_never_suggests_pickle(tmp_path) -> None:
+    csv = tmp_path / "labels.csv"
+    csv.write_text("prompt,weak_score,strong_score\nhi,1,2\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="not a costopt router file") as info:
+        load_router(csv)
+    assert "pickle" not in str(info.value)
