@@ -53,7 +53,7 @@ from langchain_core.utils.function_calling import convert_to_openai_tool
 from langchain_core.utils.pydantic import is_basemodel_subclass
 from pydantic import BaseModel, ConfigDict, model_validator
 
-from costopt_core.decision import RouteDecision, with_checked_tiers
+from costopt_core.decision import RouteDecision, refuse_unknown_arguments, with_checked_tiers
 from costopt_core.engine import ROUTING_KEY, Answered, AnswerFacts, RoutedCall, RoutingEngine
 from costopt_core.metadata_keys import BATCH_ROUTING_KEY, MODEL_NAME_KEYS, model_name_in
 from costopt_core.prompt_prefix import CACHE_MARK, settings_for
@@ -85,13 +85,6 @@ BatchConfig = RunnableConfig | list[RunnableConfig] | None
 # them. Set only around the router's own call, read only by the router.
 _CALL_RUN: ContextVar[tuple[Sequence[Any], Any] | None] = ContextVar(
     "costopt_router_run", default=None
-)
-
-
-#: Connection settings LangChain passes to any provider chat model; a router has no
-#: connection of its own, so it accepts and leaves them to its tiers.
-_TIER_CONNECTION_SETTINGS = frozenset(
-    {"timeout", "request_timeout", "max_retries", "api_key", "base_url", "streaming"}
 )
 
 
@@ -234,17 +227,7 @@ class RouterChatModel(BaseChatModel):
     @model_validator(mode="before")
     @classmethod
     def _check_models(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            # A misspelt or misplaced argument (threshold= belongs to the strategy) must
-            # not be dropped in silence; a provider connection setting that LangChain
-            # passes to any chat model is left to the tiers.
-            unknown = sorted(set(data) - set(cls.model_fields) - _TIER_CONNECTION_SETTINGS)
-            if unknown:
-                raise TypeError(
-                    f"RouterChatModel got unexpected arguments {unknown}; a strategy's "
-                    "options go to the strategy, e.g. strategy=get_strategy('default', "
-                    "threshold=0.4)"
-                )
+        refuse_unknown_arguments(data, cls.model_fields, "RouterChatModel")
         return with_checked_tiers(
             data, "models", BaseChatModel, "LangChain chat model (BaseChatModel)"
         )

@@ -453,3 +453,10 @@ def test_the_engine_cascade_strategy_escalates_on_a_failed_check():
     response = router.complete("Give me the totals as JSON")
     assert response.text == '{"total": 4}'
     assert response.additional_kwargs["routing"]["escalated_from"] == ["simple"]
+
+
+def test_an_unknown_router_argument_is_refused_by_name() -> None:
+    llms = {"cheap": SimulatedLLM(model_name="a"), "strong": SimulatedLLM(model_name="b")}
+    with pytest.raises(TypeError, match=r"\['threshold'\].*get_strategy"):
+        RouterLLM(llms=llms, threshold=0.1)
+    RouterLLM(llms=llms, timeout=30)  # a connection setting: left to the tiers
