@@ -87,7 +87,7 @@ class ModelPrice:
 
     Example:
         >>> price = ModelPrice(input=1e-6, output=4e-6)
-        >>> price.cost(1000, 250), price.batch_cost(1000, 250)
+        >>> price.cost(1000, 250), price.cost(1000, 250) * (1 - price.batch_discount)
         (0.002, 0.001)
     """
 
@@ -108,20 +108,6 @@ class ModelPrice:
             if value is not None:
                 check_price(f"ModelPrice.{name}", value)
         check_batch_discount("ModelPrice.batch_discount", self.batch_discount)
-
-    def batch_cost(
-        self,
-        input_tokens: int = 0,
-        output_tokens: int = 0,
-        cache_read_tokens: int = 0,
-        cache_write_tokens: int = 0,
-        reasoning_tokens: int = 0,
-    ) -> float:
-        """:meth:`cost` at the provider's batch rates."""
-        full = self.cost(
-            input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens
-        )
-        return full * (1.0 - self.batch_discount)
 
     def cost(
         self,
