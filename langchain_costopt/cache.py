@@ -65,6 +65,7 @@ call.
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import re
@@ -251,6 +252,16 @@ def _embedder_id(embeddings: Embeddings) -> str:
     return ";".join(parts)
 
 
+#: The engine's options a SemanticLLMCache passes on (``**engine_options``).
+_ENGINE_OPTIONS = frozenset(inspect.signature(SemanticCache.__init__).parameters) - {
+    "self",
+    "embed",
+    "aembed",
+    "answer_text",
+    "embedder_id",
+}
+
+
 class SemanticLLMCache(BaseCache):
     """LangChain cache that answers a reworded question from a stored answer.
 
@@ -313,6 +324,12 @@ class SemanticLLMCache(BaseCache):
             )
         if namespace is not None and (not isinstance(namespace, str) or not namespace):
             raise ValueError(f"namespace must be a non-empty str or None, got {namespace!r}")
+        unknown = sorted(set(engine_options) - _ENGINE_OPTIONS)
+        if unknown:  # named after the class the user called, not the engine's
+            raise TypeError(
+                f"SemanticLLMCache got unexpected arguments {unknown}; it also takes "
+                f"{sorted(_ENGINE_OPTIONS)}"
+            )
         self.embeddings = embeddings
         self.namespace = namespace
         self.engine = SemanticCache(

@@ -470,3 +470,9 @@ def test_revive_reads_back_what_loads_reads_and_refuses_what_it_refuses():
     assert revive(text) == loads(text, allowed_objects=classes) == value
     with pytest.raises(ValueError, match="not allowed"):
         revive(dumps([SystemMessage("not in the list")]))
+
+
+def test_an_unknown_cache_argument_is_refused_naming_the_class_called() -> None:
+    with pytest.raises(TypeError, match=r"SemanticLLMCache got unexpected arguments \['foo'\]"):
+        SemanticLLMCache(HashingEmbeddings(), foo=1)
+    SemanticLLMCache(HashingEmbeddings(), verifier_timeout=2.0)  # an engine option: passed on
