@@ -114,6 +114,7 @@ def add_data_arguments(
 ) -> None:
     """The arguments eval-router and train-router share."""
     parser.add_argument("data", metavar="DATA", help="CSV or JSONL of labelled prompts")
+    parser.set_defaults(default_strategy=default_strategy)
     parser.add_argument(
         "--strategy",
         default=default_strategy,
@@ -219,6 +220,11 @@ def shuffled(data: RoutingData, seed: int) -> RoutingData:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.load and (
+        args.option or args.folds is not None or args.strategy != args.default_strategy
+    ):
+        # The saved router is evaluated as it is: these would be ignored in silence.
+        raise ValueError("--load evaluates the saved router: drop --strategy, --option and --folds")
     if args.folds is not None and args.folds < 2:
         raise ValueError(f"--folds must be >= 2, got {args.folds}")
     if args.target_share is not None and not 0.0 <= args.target_share <= 1.0:

@@ -340,6 +340,10 @@ def test_cli_train_router_then_eval_the_saved_router(tmp_path, capsys, suffix) -
     assert main(["eval-router", str(data), "--load", str(model), "--no-progress"]) == 0
     assert "knn loaded from" in capsys.readouterr().out
     assert list((tmp_path / "cache" / "embeddings").glob("*.sqlite"))  # embedded once, kept
+    # A strategy beside --load would be ignored in silence: refused instead.
+    load = ["eval-router", str(data), "--load", str(model), "--no-progress"]
+    assert main([*load, "--strategy", "logistic"]) == 2
+    assert "--load evaluates the saved router" in capsys.readouterr().err
 
 
 @pytest.mark.filterwarnings("ignore:no neural offline embedding")
