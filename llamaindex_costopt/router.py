@@ -58,7 +58,7 @@ from llama_index.core.llms.function_calling import FunctionCallingLLM
 from llama_index.core.llms.llm import LLM, ToolSelection
 from pydantic import ConfigDict, Field, PrivateAttr, model_validator
 
-from costopt_core.budget_gate import BudgetGate, CallQuote
+from costopt_core.budget_gate import BudgetGate, CallQuote, release_budget
 from costopt_core.decision import RouteDecision, refuse_unknown_arguments, with_checked_tiers
 from costopt_core.engine import ROUTING_KEY, AnswerFacts, RoutedCall, RoutingEngine
 from costopt_core.ledger import BudgetExceededError
@@ -342,7 +342,7 @@ class RouterLLM(WrapperLLM):
         if first is None:  # an empty answer is still an answer
             self._emit(info)
             return iter(())
-        relay = _ChunkRelay(self, tier, self._finish(first, tier, info), info)
+        relay = _ChunkRelay(self, tier, self._finish(first, tier, info), info, call)
         return _relay(relay, rest)
 
     async def _astream(self, request: Request) -> AsyncIterator[Any]:
@@ -357,7 +357,7 @@ class RouterLLM(WrapperLLM):
         if first is None:
             self._emit(info)
             return _aempty()
-        relay = _ChunkRelay(self, tier, self._finish(first, tier, info), info)
+        relay = _ChunkRelay(self, tier, self._finish(first, tier, info), info, call)
         return _arelay(relay, rest)
 
     # -- tools -------------------------------------------------------------------------
@@ -437,9 +437,18 @@ class _ChunkRelay:
     """The chunks after the first: each carries the routing record; the last one's tool
     calls are remembered, so the conversation stays on the model that made them."""
 
-    def __init__(self, router: RouterLLM, tier: str, first: Any, info: dict[str, Any]) -> None:
+    def __init__(
+        self, router: RouterLLM, tier: str, first: Any, info: dict[str, Any], call: RoutedCall
+    ) -> None:
         self.router, self.tier, self.first, self.info = router, tier, first, info
+        self.call = call
         self.last = first
+
+    def abandoned(self) -> None:
+        """The consumer stopped before the end: no end event will settle the call's
+        budget reservation, so it is given back (else it would hold budget until the
+        process ends). What the stopped stream spent is not recorded."""
+        release_budget(self.call.reservations)
 
     def pass_on(self, chunk: Any) -> Any:
         _annotate(chunk, self.info)
@@ -462,17 +471,35 @@ async def _aopen_stream(stream: Any) -> tuple[Any, AsyncIterator[Any]]:
 
 
 def _relay(relay: _ChunkRelay, rest: Iterator[Any]) -> Iterator[Any]:
-    yield relay.first
-    for chunk in rest:
-        yield relay.pass_on(chunk)
-    relay.done()
+    complete = False
+    try:
+        yield relay.first
+        for chunk in rest:
+            yield relay.pass_on(chunk)
+        complete = True
+        relay.done()
+    finally:
+        if not complete:
+            close = getattr(rest, "close", None)
+            if close is not None:
+                close()
+            relay.abandoned()
 
 
 async def _arelay(relay: _ChunkRelay, rest: AsyncIterator[Any]) -> AsyncIterator[Any]:
-    yield relay.first
-    async for chunk in rest:
-        yield relay.pass_on(chunk)
-    relay.done()
+    complete = False
+    try:
+        yield relay.first
+        async for chunk in rest:
+            yield relay.pass_on(chunk)
+        complete = True
+        relay.done()
+    finally:
+        if not complete:
+            aclose = getattr(rest, "aclose", None)
+            if aclose is not None:
+                await aclose()
+            relay.abandoned()
 
 
 def _annotate(response: Any, info: dict[str, Any]) -> None:

@@ -3,6 +3,7 @@ call, fallback, cascade, tools, budgets, metadata."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 
 import pytest
@@ -460,3 +461,34 @@ def test_an_unknown_router_argument_is_refused_by_name() -> None:
     with pytest.raises(TypeError, match=r"\['threshold'\].*get_strategy"):
         RouterLLM(llms=llms, threshold=0.1)
     RouterLLM(llms=llms, timeout=30)  # a connection setting: left to the tiers
+
+
+def test_a_stream_stopped_early_gives_its_budget_reservation_back() -> None:
+    # Each reservation is a call's maximum: a few leaked ones exhausted the budget.
+    def router() -> RouterLLM:
+        return RouterLLM(
+            llms={
+                "simple": SimulatedLLM(model_name="gpt-4o-mini", max_tokens=100, answer_words=80),
+                "complex": SimulatedLLM(model_name="gpt-4o", max_tokens=100),
+            }
+        )
+
+    with CostEventHandler(budget_usd=0.0015, on_budget="raise"):
+        r = router()
+        for i in range(5):
+            stream = r.stream_complete(f"tell me about cats {i}")
+            next(stream)
+            stream.close()
+        for i in range(5):
+            r.complete(f"tell me about dogs {i}")  # raised BudgetExceededError before
+
+    async def stop_async_streams(r: RouterLLM) -> None:
+        for i in range(5):
+            stream = await r.astream_complete(f"tell me about owls {i}")
+            await stream.__anext__()
+            await stream.aclose()
+        for i in range(5):
+            await r.acomplete(f"tell me about bats {i}")
+
+    with CostEventHandler(budget_usd=0.0015, on_budget="raise"):
+        asyncio.run(stop_async_streams(router()))
