@@ -55,10 +55,11 @@ from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from itertools import groupby
 from operator import itemgetter
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
+from costopt_core.arguments import refuse_unknown_arguments
 from costopt_core.tokens import count_tokens
 
 _TRAILING_SPACE = re.compile(r"[ \t\u00a0]+$", re.MULTILINE)
@@ -560,6 +561,12 @@ class ChunkCompressorSettings(BaseModel):
     drop_repeated_lines: bool = Field(default=True, strict=True)
     granularity: Granularity = Field(default="sentence")
     model: str | None = Field(default=None, strict=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_arguments(cls, data: Any) -> Any:
+        refuse_unknown_arguments(data, cls.model_fields, cls.__name__)  # max_token=5
+        return data
 
     def chunk_compressor(self) -> ChunkCompressor:
         """The engine compressor these settings describe (it checks the ranges)."""

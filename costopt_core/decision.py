@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -79,34 +79,6 @@ def resolve_tier(decision: RouteDecision, tiers: Sequence[str]) -> str:
         f"strategy chose tier {decision.tier!r}, which is not one of the configured tiers "
         f"{list(tiers)!r}"
     )
-
-
-#: Connection settings LangChain and LlamaIndex pass to any provider model; a router has
-#: no connection of its own, so it accepts them and leaves them to its tiers.
-TIER_CONNECTION_SETTINGS = frozenset(
-    {"timeout", "request_timeout", "max_retries", "api_key", "base_url", "streaming"}
-)
-
-
-def refuse_unknown_arguments(data: Any, known: Iterable[str], owner: str) -> None:
-    """A ``TypeError`` naming the arguments of ``data`` (a router's constructor keywords)
-    that are neither ``known`` fields nor connection settings: a misspelt or misplaced
-    argument (``threshold=`` belongs to the strategy) must not be dropped in silence.
-
-    Example:
-        >>> refuse_unknown_arguments({"models": {}, "threshold": 0.3}, {"models"}, "Router")
-        Traceback (most recent call last):
-        ...
-        TypeError: Router got unexpected arguments ['threshold']; a strategy's options ...
-    """
-    if not isinstance(data, Mapping):
-        return
-    unknown = sorted(set(data) - set(known) - TIER_CONNECTION_SETTINGS)
-    if unknown:
-        raise TypeError(
-            f"{owner} got unexpected arguments {unknown}; a strategy's options go to the "
-            "strategy, e.g. strategy=get_strategy('default', threshold=0.4)"
-        )
 
 
 def check_tier_mapping(

@@ -53,7 +53,12 @@ from langchain_core.utils.function_calling import convert_to_openai_tool
 from langchain_core.utils.pydantic import is_basemodel_subclass
 from pydantic import BaseModel, ConfigDict, model_validator
 
-from costopt_core.decision import RouteDecision, refuse_unknown_arguments, with_checked_tiers
+from costopt_core.arguments import (
+    STRATEGY_HINT,
+    TIER_CONNECTION_SETTINGS,
+    refuse_unknown_arguments,
+)
+from costopt_core.decision import RouteDecision, with_checked_tiers
 from costopt_core.engine import ROUTING_KEY, Answered, AnswerFacts, RoutedCall, RoutingEngine
 from costopt_core.metadata_keys import BATCH_ROUTING_KEY, MODEL_NAME_KEYS, model_name_in
 from costopt_core.prompt_prefix import CACHE_MARK, settings_for
@@ -227,7 +232,13 @@ class RouterChatModel(BaseChatModel):
     @model_validator(mode="before")
     @classmethod
     def _check_models(cls, data: Any) -> Any:
-        refuse_unknown_arguments(data, cls.model_fields, "RouterChatModel")
+        refuse_unknown_arguments(
+            data,
+            cls.model_fields,
+            "RouterChatModel",
+            hint=STRATEGY_HINT,
+            allowed=TIER_CONNECTION_SETTINGS,
+        )
         return with_checked_tiers(
             data, "models", BaseChatModel, "LangChain chat model (BaseChatModel)"
         )

@@ -53,6 +53,7 @@ from llama_index.core.llms.function_calling import FunctionCallingLLM
 from llama_index.core.llms.llm import LLM, ToolSelection
 from pydantic import ConfigDict, Field, PrivateAttr, model_validator
 
+from costopt_core.arguments import refuse_unknown_arguments
 from costopt_core.budget_gate import open_budget, release_budget
 from costopt_core.cache import (
     CacheHit,
@@ -244,6 +245,7 @@ class SemanticCacheLLM(WrapperLLM):
     @model_validator(mode="before")
     @classmethod
     def _check(cls, data: Any) -> Any:
+        refuse_unknown_arguments(data, cls.model_fields, "SemanticCacheLLM")
         if isinstance(data, dict):
             llm = data.get("llm")
             if not isinstance(llm, LLM):

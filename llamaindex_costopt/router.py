@@ -58,8 +58,13 @@ from llama_index.core.llms.function_calling import FunctionCallingLLM
 from llama_index.core.llms.llm import LLM, ToolSelection
 from pydantic import ConfigDict, Field, PrivateAttr, model_validator
 
+from costopt_core.arguments import (
+    STRATEGY_HINT,
+    TIER_CONNECTION_SETTINGS,
+    refuse_unknown_arguments,
+)
 from costopt_core.budget_gate import BudgetGate, CallQuote, release_budget
-from costopt_core.decision import RouteDecision, refuse_unknown_arguments, with_checked_tiers
+from costopt_core.decision import RouteDecision, with_checked_tiers
 from costopt_core.engine import ROUTING_KEY, AnswerFacts, RoutedCall, RoutingEngine
 from costopt_core.ledger import BudgetExceededError
 from costopt_core.tokens import estimate_tokens
@@ -141,7 +146,13 @@ class RouterLLM(WrapperLLM):
     @model_validator(mode="before")
     @classmethod
     def _check_llms(cls, data: Any) -> Any:
-        refuse_unknown_arguments(data, cls.model_fields, "RouterLLM")
+        refuse_unknown_arguments(
+            data,
+            cls.model_fields,
+            "RouterLLM",
+            hint=STRATEGY_HINT,
+            allowed=TIER_CONNECTION_SETTINGS,
+        )
         handler = data.get("cost_handler") if isinstance(data, dict) else None
         if handler is not None and not isinstance(handler, BudgetGate):
             raise TypeError(

@@ -375,3 +375,11 @@ def test_a_failing_verifier_costs_the_hit_not_the_call():
     llm.complete("Can I not bring my dog on the train?")
     assert llm.complete("Can I bring my dog on the train?").text
     assert llm.llm.calls == 2 and llm.stats["verifier_calls"] == 1
+
+
+def test_a_misspelt_cache_argument_is_refused_not_left_at_its_default() -> None:
+    # ttl=5 was dropped in silence: entries lived a day, not five seconds.
+    with pytest.raises(TypeError, match=r"SemanticCacheLLM got unexpected arguments \['ttl'\]"):
+        SemanticCacheLLM(llm=SimulatedLLM(), embed_model=HashingEmbedding(), ttl=5)
+    cache = SemanticCacheLLM(llm=SimulatedLLM(), embed_model=HashingEmbedding(), ttl_seconds=5)
+    assert cache.ttl_seconds == 5

@@ -138,3 +138,10 @@ def test_outside_a_query_the_next_call_takes_the_tokens_once_and_a_cache_hit_non
 def test_node_compressor_rejects_a_wrong_type_naming_the_argument(argument, value) -> None:
     with pytest.raises(ValueError, match=argument):
         NodeCompressor(**{argument: value})
+
+
+def test_a_misspelt_compressor_argument_is_refused_not_left_at_its_default() -> None:
+    # max_token=5 left the compressor with no budget at all.
+    with pytest.raises(TypeError, match=r"unexpected arguments \['max_token'\]"):
+        NodeCompressor(max_token=5)
+    assert NodeCompressor(max_tokens=5).max_tokens == 5
