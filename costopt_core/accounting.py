@@ -854,6 +854,9 @@ class CostAccountant:
             on_budget=self.on_budget if self.budgets else None,
             breakdown=RecordBreakdown.of(self.ledger.records(), summary),
         )
+        if self.baseline_model is not None and self.catalog.get(self.baseline_model) is None:
+            # Routing savings against an unpriced baseline are unknown, not $0.
+            report["baseline_unpriced"] = True
         # A self-hosted model may cost $0: say so, or its 0.000000 reads like a gap.
         report["local_models"] = [
             name for name in report["models"] if is_local(self.catalog.get(name))
@@ -1297,6 +1300,11 @@ def format_report(report: Mapping[str, Any]) -> str:
         out.append(_savings_line(report))
     if report.get("baseline_model"):
         out.append(f"routing savings against baseline model: {report['baseline_model']}")
+    if report.get("baseline_unpriced"):
+        out.append(
+            f"routing savings unknown: no price for baseline model {report['baseline_model']!r}"
+            " (register one with set_price); the routing figure above counts none of them"
+        )
     if report.get("estimated_calls"):
         out.append(
             f"estimated: {report['estimated_calls']} calls reported no token usage; their "

@@ -644,3 +644,13 @@ def test_saving_tags_read_back_exactly_and_old_repr_tags_still_parse() -> None:
         assert lever_savings(CostRecord("m", cost_usd=1.0, saved_usd=amount, tags=old)) == {
             PROVIDER_CACHE: amount
         }
+
+
+def test_an_unpriced_baseline_says_routing_savings_are_unknown_not_zero() -> None:
+    acct = CostAccountant(baseline_model="acct-no-such-model")
+    acct.record_call("acct-cheap", TokenUsage(100, 10), tier="cheap", router_models=["acct-cheap"])
+    assert acct.to_dict()["baseline_unpriced"] is True
+    assert "routing savings unknown: no price for baseline model 'acct-no-such-model'" in (
+        acct.report()
+    )
+    assert "baseline_unpriced" not in CostAccountant().to_dict()
