@@ -1269,7 +1269,13 @@ def format_report(report: Mapping[str, Any]) -> str:
         "saved USD",
     )
     rows = [
-        _report_cells(name, m, _money(m["cost_usd"]), _money(m["saved_usd"]))
+        _report_cells(
+            name,
+            m,
+            _money(m["cost_usd"]),
+            # An unpriced model's savings are unknown as well: never a silent 0.000000.
+            _money(None if m["status"] == UNPRICED and not m["saved_usd"] else m["saved_usd"]),
+        )
         for name, m in report["models"].items()
     ]
     spent = _money(report["total_cost"]) + ("+" if report["unpriced_models"] else "")

@@ -472,7 +472,11 @@ class CostEventHandler(CostHandlerBase, BaseEventHandler):
     def _on_start(self, event: Any) -> None:
         self._ensure_span_tree()
         span = event.span_id
-        model = (event.model_dict or {}).get("model_name")
+        described = event.model_dict or {}
+        model = described.get("model_name")
+        if not isinstance(model, str) or model in ("", "unknown"):
+            # As llm_model_name names it (the cache names its hits that way too).
+            model = described.get("class_name")
         chain = self._spans.ancestors(span)
         with self._lock:
             parent_llm = next((s for s in chain if s in self._open), None)

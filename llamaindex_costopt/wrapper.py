@@ -79,7 +79,18 @@ def llm_model_name(llm: Any) -> str:
         value = getattr(llm, attr, None)
         if isinstance(value, str) and value:
             return value
-    return type(llm).__name__
+    return class_name_of(llm)
+
+
+def class_name_of(llm: Any) -> str:
+    """The LLM's LlamaIndex ``class_name()`` (what its instrumentation events carry in
+    ``model_dict["class_name"]``), else its Python type name: the last resort of a model
+    name, the same for the cost handler and the cache."""
+    try:
+        name = llm.class_name()
+    except Exception:
+        name = None
+    return name if isinstance(name, str) and name else type(llm).__name__
 
 
 def merged_metadata(llms: Iterable[LLM], model_name: str) -> LLMMetadata:

@@ -383,3 +383,27 @@ def test_a_misspelt_cache_argument_is_refused_not_left_at_its_default() -> None:
         SemanticCacheLLM(llm=SimulatedLLM(), embed_model=HashingEmbedding(), ttl=5)
     cache = SemanticCacheLLM(llm=SimulatedLLM(), embed_model=HashingEmbedding(), ttl_seconds=5)
     assert cache.ttl_seconds == 5
+
+
+def test_a_hit_of_an_unpriced_model_shares_its_calls_row_and_reads_unpriced() -> None:
+    # The hit was booked under "MockLLM" and the call under "unknown-model": two rows,
+    # the hit's saving a flat 0.000000.
+    import logging
+
+    from llama_index.core.llms import MockLLM
+
+    from llamaindex_costopt import CostEventHandler
+
+    logging.getLogger("costopt_core").setLevel(logging.ERROR)
+    with CostEventHandler() as handler:
+        cache = SemanticCacheLLM(
+            llm=MockLLM(), embed_model=HashingEmbedding(), similarity_threshold=0.9
+        )
+        cache.complete("what is up")
+        cache.complete("what is up")
+    models = handler.to_dict()["models"]
+    assert list(models) == ["MockLLM"]
+    assert models["MockLLM"]["status"] == "unpriced"
+    assert models["MockLLM"]["calls"] == 1 and models["MockLLM"]["cache_hits"] == 1
+    row = next(line for line in handler.report().splitlines() if line.startswith("MockLLM"))
+    assert "0.000000" not in row
