@@ -147,3 +147,29 @@ def test_report_reads_a_postgres_ledger(pg_server, capsys):
     assert main(["report", pg_server.dsn, "--table", table]) == 0
     text = capsys.readouterr().out
     assert "spent $0.007000, saved $0.011000" in text and "my\\x00tune" in text
+
+
+def test_a_saving_on_several_levers_is_split_by_the_one_rule(tmp_path, capsys):
+    # A routed call through a batch API: routing and batch both saved on it.
+    from costopt_core.accounting import CostAccountant
+    from costopt_core.ledger import TokenUsage
+    from costopt_core.pricing import set_price
+
+    set_price("rep-cheap", input_per_token=1e-6, output_per_token=2e-6)
+    set_price("rep-strong", input_per_token=1e-5, output_per_token=3e-5)
+    path = str(tmp_path / "levers.db")
+    with SQLiteLedger(path) as ledger:
+        acct = CostAccountant(ledger=ledger)
+        acct.record_call(
+            "rep-cheap",
+            TokenUsage(1000, 100),
+            tier="cheap",
+            router_models=["rep-cheap", "rep-strong"],
+            batch=True,
+        )
+        data = acct.to_dict()
+    assert main(["report", path]) == 0
+    out = capsys.readouterr().out
+    line = next(x for x in out.splitlines() if x.startswith("saved by lever:"))
+    assert f"routing ${data['saved_routing_usd']:.6f}" in line
+    assert f"batch ${data['saved_batch_usd']:.6f}" in line
