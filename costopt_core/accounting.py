@@ -1304,6 +1304,13 @@ def format_report(report: Mapping[str, Any]) -> str:
         )
     if "saved_routing_usd" in report:
         out.append(_savings_line(report))
+    if report.get("cache_write_tokens"):
+        # The table's "cached" column is reads; writes bill above plain input and explain
+        # a provider-cache saving below zero.
+        out.append(
+            f"provider cache: {report['cache_read_tokens']:,} input tokens read, "
+            f"{report['cache_write_tokens']:,} written (writes bill above plain input)"
+        )
     if report.get("baseline_model"):
         out.append(f"routing savings against baseline model: {report['baseline_model']}")
     if report.get("baseline_unpriced"):

@@ -70,6 +70,7 @@ def test_anthropic_agent_reads_its_prefix_from_the_provider_cache_and_the_saving
     assert data["saved_provider_cache_usd"] > 0
     assert data["total_saved"] == pytest.approx(data["saved_provider_cache_usd"])
     assert "provider cache" in handler.report()
+    assert f"{read:,} input tokens read, {written:,} written" in handler.report()
     assert middleware.stats() == {"calls": 3, "prefix_changes": 0, "stable_share": 1.0}
 
 
