@@ -257,6 +257,15 @@ class ImitationBatchServer:
         """The base URL to give an Anthropic client."""
         return self.url
 
+    def base_url(self, provider: str) -> str:
+        """The base URL of ``provider``'s imitation ("openai" or "anthropic")."""
+        return self.openai_base_url if provider == "openai" else self.anthropic_base_url
+
+    def client_options(self, provider: str = "openai") -> dict[str, str]:
+        """What a deferred batch needs to reach ``provider``'s imitation: ``provider``,
+        ``base_url`` and ``api_key`` (``deferred_batch(model, inputs, **options)``)."""
+        return {"provider": provider, "base_url": self.base_url(provider), "api_key": self.api_key}
+
     # -- HTTP -----------------------------------------------------------------------------
 
     def _serve(self, handler: BaseHTTPRequestHandler, method: str) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -35,39 +34,32 @@ _HTTP = httpx.Client(verify=False, trust_env=False)
 QUESTIONS = [f"What is {i} times {i + 1}?" for i in range(5)]
 
 
-@pytest.fixture
-def server() -> Iterator[ImitationBatchServer]:
-    with ImitationBatchServer(processing_s=0.02) as imitation:
-        yield imitation
-
-
-def _api(server: ImitationBatchServer, provider: str) -> OpenAIBatchAPI | AnthropicBatchAPI:
-    base = server.openai_base_url if provider == "openai" else server.anthropic_base_url
-    return batch_api(provider, server.api_key, base)  # type: ignore[return-value]
+def _api(batch_server: ImitationBatchServer, provider: str) -> OpenAIBatchAPI | AnthropicBatchAPI:
+    return batch_api(provider, batch_server.api_key, batch_server.base_url(provider))  # type: ignore[return-value]
 
 
 def _conversations(questions: list[str]) -> list[list[dict[str, str]]]:
     return [[{"role": "user", "content": q}] for q in questions]
 
 
-def _direct(server: ImitationBatchServer, provider: str, question: str) -> dict:
+def _direct(batch_server: ImitationBatchServer, provider: str, question: str) -> dict:
     """The same request made directly (not batched), as the provider's own endpoint."""
     if provider == "openai":
         response = _HTTP.post(
-            server.openai_base_url + "/chat/completions",
+            batch_server.openai_base_url + "/chat/completions",
             json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": question}]},
-            headers={"Authorization": f"Bearer {server.api_key}"},
+            headers={"Authorization": f"Bearer {batch_server.api_key}"},
         )
         body = response.json()
         return {"text": body["choices"][0]["message"]["content"], "usage": body["usage"]}
     response = _HTTP.post(
-        server.anthropic_base_url + "/v1/messages",
+        batch_server.anthropic_base_url + "/v1/messages",
         json={
             "model": "gpt-4o-mini",
             "max_tokens": 4096,
             "messages": [{"role": "user", "content": question}],
         },
-        headers={"x-api-key": server.api_key, "anthropic-version": "2023-06-01"},
+        headers={"x-api-key": batch_server.api_key, "anthropic-version": "2023-06-01"},
     )
     body = response.json()
     return {"text": body["content"][0]["text"], "usage": body["usage"]}
@@ -75,30 +67,30 @@ def _direct(server: ImitationBatchServer, provider: str, question: str) -> dict:
 
 @pytest.mark.parametrize("provider", ["openai", "anthropic"])
 def test_batch_answers_every_request_in_order_with_the_direct_calls_usage(
-    server: ImitationBatchServer, provider: str
+    batch_server: ImitationBatchServer, provider: str
 ) -> None:
     requests = batch_requests("gpt-4o-mini", _conversations(QUESTIONS))
-    results = run_batch(_api(server, provider), requests, **FAST)
+    results = run_batch(_api(batch_server, provider), requests, **FAST)
     # The Anthropic imitation returns results in reverse order: matched back by custom_id.
     assert [r.custom_id for r in results] == [r.custom_id for r in requests]
     assert all(r.ok and r.model == "gpt-4o-mini" for r in results)
     for question, result in zip(QUESTIONS, results, strict=True):
-        direct = _direct(server, provider, question)
+        direct = _direct(batch_server, provider, question)
         assert result.text == direct["text"]
         assert result.usage is not None
         assert result.usage.output_tokens == direct["usage"].get(
             "completion_tokens", direct["usage"].get("output_tokens")
         )
-    assert len(server.submitted) == 1
+    assert len(batch_server.submitted) == 1
 
 
 @pytest.mark.parametrize("provider", ["openai", "anthropic"])
 async def test_async_batch_answers_as_the_sync_one(
-    server: ImitationBatchServer, provider: str
+    batch_server: ImitationBatchServer, provider: str
 ) -> None:
     requests = batch_requests("gpt-4o-mini", _conversations(QUESTIONS[:2]))
-    results = await arun_batch(_api(server, provider), requests, **FAST)
-    expected = run_batch(_api(server, provider), requests, **FAST)
+    results = await arun_batch(_api(batch_server, provider), requests, **FAST)
+    expected = run_batch(_api(batch_server, provider), requests, **FAST)
     assert [(r.text, r.usage) for r in results] == [(r.text, r.usage) for r in expected]
 
 
@@ -107,9 +99,9 @@ def test_a_request_the_provider_refuses_fails_alone(provider: str) -> None:
     def refuse_question_2(body: dict) -> str | None:
         return "no twos here" if "2 times" in json.dumps(body) else None
 
-    with ImitationBatchServer(processing_s=0.01, fail_request=refuse_question_2) as server:
+    with ImitationBatchServer(processing_s=0.01, fail_request=refuse_question_2) as batch_server:
         results = run_batch(
-            _api(server, provider),
+            _api(batch_server, provider),
             batch_requests("gpt-4o-mini", _conversations(QUESTIONS)),
             **FAST,
         )
@@ -123,20 +115,20 @@ def test_a_request_the_provider_refuses_fails_alone(provider: str) -> None:
 
 @pytest.mark.parametrize("provider", ["openai", "anthropic"])
 def test_a_batch_not_ended_in_time_is_cancelled_and_raises(provider: str) -> None:
-    with ImitationBatchServer(processing_s=60) as server:
+    with ImitationBatchServer(processing_s=60) as batch_server:
         with pytest.raises(BatchTimeoutError) as raised:
             run_batch(
-                _api(server, provider),
+                _api(batch_server, provider),
                 batch_requests("gpt-4o-mini", _conversations(QUESTIONS)),
                 timeout_s=0.1,
                 **FAST,
             )
-        assert server.cancelled == [raised.value.batch_id] == server.submitted
+        assert batch_server.cancelled == [raised.value.batch_id] == batch_server.submitted
 
 
 async def test_a_cancelled_task_cancels_its_batch() -> None:
-    with ImitationBatchServer(processing_s=60) as server:
-        api = _api(server, "anthropic")
+    with ImitationBatchServer(processing_s=60) as batch_server:
+        api = _api(batch_server, "anthropic")
         submitted = asyncio.Event()
         task = asyncio.create_task(
             arun_batch(
@@ -150,14 +142,14 @@ async def test_a_cancelled_task_cancels_its_batch() -> None:
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-        assert server.cancelled == server.submitted
+        assert batch_server.cancelled == batch_server.submitted
 
 
 @pytest.mark.parametrize("provider", ["openai", "anthropic"])
 def test_a_wrong_key_is_refused_before_anything_is_submitted(
-    server: ImitationBatchServer, provider: str
+    batch_server: ImitationBatchServer, provider: str
 ) -> None:
-    base = server.openai_base_url if provider == "openai" else server.anthropic_base_url
+    base = batch_server.openai_base_url if provider == "openai" else batch_server.anthropic_base_url
     with pytest.raises(BatchAPIError) as raised:
         run_batch(
             batch_api(provider, "sk-wrong", base),
@@ -165,14 +157,14 @@ def test_a_wrong_key_is_refused_before_anything_is_submitted(
             **FAST,
         )
     assert raised.value.status_code == 401
-    assert server.submitted == []
+    assert batch_server.submitted == []
 
 
-def test_an_openai_batch_that_fails_validation_says_why(server: ImitationBatchServer) -> None:
+def test_an_openai_batch_that_fails_validation_says_why(batch_server: ImitationBatchServer) -> None:
     hi = ({"role": "user", "content": "hi"},)
     requests = [BatchRequest("a", "gpt-4o-mini", hi), BatchRequest("b", "gpt-4o", hi)]
     with pytest.raises(BatchAPIError, match="model_mismatch"):
-        run_batch(_api(server, "openai"), requests, **FAST)
+        run_batch(_api(batch_server, "openai"), requests, **FAST)
 
 
 def test_anthropic_requests_are_translated_from_the_openai_chat_format() -> None:
@@ -353,11 +345,11 @@ def test_a_job_that_outlives_its_timeout_cancels() -> None:
 
 
 def test_the_imitation_refuses_malformed_input_with_the_providers_error_shapes(
-    server: ImitationBatchServer,
+    batch_server: ImitationBatchServer,
 ) -> None:
-    openai_headers = {"Authorization": f"Bearer {server.api_key}"}
+    openai_headers = {"Authorization": f"Bearer {batch_server.api_key}"}
     wrong_purpose = _HTTP.post(
-        server.openai_base_url + "/files",
+        batch_server.openai_base_url + "/files",
         files={"file": ("x.jsonl", b"{}\n", "application/jsonl")},
         data={"purpose": "fine-tune"},
         headers=openai_headers,
@@ -365,7 +357,7 @@ def test_the_imitation_refuses_malformed_input_with_the_providers_error_shapes(
     assert wrong_purpose.status_code == 400
     assert wrong_purpose.json()["error"]["param"] == "purpose"
     no_file = _HTTP.post(
-        server.openai_base_url + "/batches",
+        batch_server.openai_base_url + "/batches",
         json={
             "input_file_id": "file-missing",
             "endpoint": "/v1/chat/completions",
@@ -376,17 +368,17 @@ def test_the_imitation_refuses_malformed_input_with_the_providers_error_shapes(
     assert no_file.status_code == 404
     assert no_file.json()["error"]["type"] == "invalid_request_error"
     bad_id = _HTTP.post(
-        server.anthropic_base_url + "/v1/messages/batches",
+        batch_server.anthropic_base_url + "/v1/messages/batches",
         json={"requests": [{"custom_id": "no spaces allowed", "params": {}}]},
-        headers={"x-api-key": server.api_key, "anthropic-version": "2023-06-01"},
+        headers={"x-api-key": batch_server.api_key, "anthropic-version": "2023-06-01"},
     )
     assert bad_id.status_code == 400
     assert bad_id.json()["type"] == "error"
     assert bad_id.json()["error"]["type"] == "invalid_request_error"
     no_max_tokens = _HTTP.post(
-        server.anthropic_base_url + "/v1/messages",
+        batch_server.anthropic_base_url + "/v1/messages",
         json={"model": "m", "messages": [{"role": "user", "content": "hi"}]},
-        headers={"x-api-key": server.api_key, "anthropic-version": "2023-06-01"},
+        headers={"x-api-key": batch_server.api_key, "anthropic-version": "2023-06-01"},
     )
     assert no_max_tokens.status_code == 400 and "max_tokens" in no_max_tokens.text
 
@@ -395,8 +387,8 @@ def test_the_imitation_refuses_malformed_input_with_the_providers_error_shapes(
 def test_the_official_sdks_read_the_imitation() -> None:
     openai = pytest.importorskip("openai")
     anthropic = pytest.importorskip("anthropic")
-    with ImitationBatchServer(processing_s=0.0) as server:
-        client = openai.OpenAI(api_key=server.api_key, base_url=server.openai_base_url)
+    with ImitationBatchServer(processing_s=0.0) as batch_server:
+        client = openai.OpenAI(api_key=batch_server.api_key, base_url=batch_server.openai_base_url)
         line = OpenAIBatchAPI.input_file(batch_requests("gpt-4o-mini", _conversations(["hi"])))
         uploaded = client.files.create(file=("in.jsonl", line), purpose="batch")
         batch = client.batches.create(
@@ -405,7 +397,9 @@ def test_the_official_sdks_read_the_imitation() -> None:
         batch = client.batches.retrieve(batch.id)
         assert batch.status == "completed" and batch.request_counts.completed == 1
         assert "chat.completion" in client.files.content(batch.output_file_id).text
-        claude = anthropic.Anthropic(api_key=server.api_key, base_url=server.anthropic_base_url)
+        claude = anthropic.Anthropic(
+            api_key=batch_server.api_key, base_url=batch_server.anthropic_base_url
+        )
         entry = AnthropicBatchAPI.request_entry(
             BatchRequest("r0", "claude-haiku-4-5", ({"role": "user", "content": "hi"},))
         )
@@ -475,32 +469,32 @@ class _AsyncRuns:
 
 
 def _deferred(
-    server: ImitationBatchServer, key: str | None = None, **options: object
+    batch_server: ImitationBatchServer, key: str | None = None, **options: object
 ) -> DeferredBatch:
-    api = batch_api("openai", key or server.api_key, server.openai_base_url)
+    api = batch_api("openai", key or batch_server.api_key, batch_server.openai_base_url)
     requests = batch_requests("gpt-4o-mini", _conversations(QUESTIONS[:3]))
     return DeferredBatch(api, requests, DeferredOptions(**{**FAST, **options}))  # type: ignore[arg-type]
 
 
 def test_a_deferred_batch_starts_every_run_before_submitting_and_ends_each_with_its_answer(
-    server: ImitationBatchServer,
+    batch_server: ImitationBatchServer,
 ) -> None:
     runs = _Runs()
-    batch = _deferred(server)
+    batch = _deferred(batch_server)
     answers = batch.run(runs)
     assert len(answers) == 3 and all(isinstance(a, str) and a for a in answers)
     assert [e[0] for e in runs.events] == ["start"] * 3 + ["end"] * 3
     assert {e[2] for e in runs.events[3:]} == {batch.batch_id} != {None}
-    assert len(server.submitted) == 1
+    assert len(batch_server.submitted) == 1
 
 
 def test_a_budget_refusal_stops_the_batch_before_anything_is_submitted(
-    server: ImitationBatchServer,
+    batch_server: ImitationBatchServer,
 ) -> None:
     runs = _Runs(refuse=(1,))
     with pytest.raises(BudgetExceededError, match="call 1"):
-        _deferred(server).run(runs)
-    assert server.submitted == []
+        _deferred(batch_server).run(runs)
+    assert batch_server.submitted == []
     assert sorted(e[:2] for e in runs.events if e[0] == "fail") == [
         ("fail", 0),
         ("fail", 1),
@@ -514,9 +508,9 @@ async def test_with_return_exceptions_a_refused_call_keeps_its_refusal_and_the_o
     def record(body: dict) -> None:
         sent.append(json.dumps(body))
 
-    with ImitationBatchServer(processing_s=0.01, fail_request=record) as server:
+    with ImitationBatchServer(processing_s=0.01, fail_request=record) as batch_server:
         runs = _Runs(refuse=(1,))
-        answers = await _deferred(server, return_exceptions=True).arun(_AsyncRuns(runs))
+        answers = await _deferred(batch_server, return_exceptions=True).arun(_AsyncRuns(runs))
     assert isinstance(answers[1], BudgetExceededError)
     assert isinstance(answers[0], str) and isinstance(answers[2], str)
     assert ("fail", 1, "BudgetExceededError") in runs.events
@@ -525,10 +519,10 @@ async def test_with_return_exceptions_a_refused_call_keeps_its_refusal_and_the_o
 
 @pytest.mark.parametrize("return_exceptions", [False, True])
 def test_a_batch_that_fails_as_a_whole_fails_every_run(
-    server: ImitationBatchServer, return_exceptions: bool
+    batch_server: ImitationBatchServer, return_exceptions: bool
 ) -> None:
     runs = _Runs()
-    batch = _deferred(server, key="sk-wrong", return_exceptions=return_exceptions)
+    batch = _deferred(batch_server, key="sk-wrong", return_exceptions=return_exceptions)
     if return_exceptions:
         answers = batch.run(runs)
         assert [type(a) for a in answers] == [BatchAPIError] * 3
@@ -544,27 +538,27 @@ def test_a_request_the_provider_did_not_answer_fails_its_run_alone() -> None:
     def refuse_question_1(body: dict) -> str | None:
         return "no ones here" if "1 times" in json.dumps(body) else None
 
-    with ImitationBatchServer(processing_s=0.01, fail_request=refuse_question_1) as server:
+    with ImitationBatchServer(processing_s=0.01, fail_request=refuse_question_1) as batch_server:
         runs = _Runs()
-        answers = _deferred(server, return_exceptions=True).run(runs)
+        answers = _deferred(batch_server, return_exceptions=True).run(runs)
         assert isinstance(answers[1], BatchRequestError)
         assert [e[:2] for e in runs.events[3:]] == [("end", 0), ("fail", 1), ("end", 2)]
         with pytest.raises(BatchRequestError):
-            _deferred(server).run(_Runs())
+            _deferred(batch_server).run(_Runs())
 
 
-def test_bad_poll_settings_fail_before_any_run_starts(server: ImitationBatchServer) -> None:
+def test_bad_poll_settings_fail_before_any_run_starts(batch_server: ImitationBatchServer) -> None:
     with pytest.raises(ValueError, match="poll_interval_s"):
-        _deferred(server, poll_interval_s=0)
+        _deferred(batch_server, poll_interval_s=0)
     with pytest.raises(
         TypeError, match="run_batch\\(\\) got unexpected keyword arguments: \\['poll_s'\\]"
     ):
-        run_batch(_api(server, "openai"), [], poll_s=1)
+        run_batch(_api(batch_server, "openai"), [], poll_s=1)
 
 
 @pytest.mark.parametrize("provider", ["openai", "anthropic"])
 def test_the_imitation_refuses_a_model_no_provider_serves_and_unknown_fields(
-    server: ImitationBatchServer, provider: str
+    batch_server: ImitationBatchServer, provider: str
 ) -> None:
     hi = ({"role": "user", "content": "hi"},)
     common = {"max_tokens": 20, "temperature": 0.2, "top_p": 0.9, "metadata": {"user_id": "u"}}
@@ -576,9 +570,9 @@ def test_the_imitation_refuses_a_model_no_provider_serves_and_unknown_fields(
         BatchRequest("plain", "gpt-4o-mini", hi, common),
     ]
     if provider == "openai":  # one model per OpenAI batch: each its own
-        results = [run_batch(_api(server, provider), [r], **FAST)[0] for r in requests]
+        results = [run_batch(_api(batch_server, provider), [r], **FAST)[0] for r in requests]
     else:
-        results = run_batch(_api(server, provider), requests, **FAST)
+        results = run_batch(_api(batch_server, provider), requests, **FAST)
     by_id = {r.custom_id: r for r in results}
     for custom_id, model in (("router", "router:gpt-4o-mini|gpt-4o"), ("spaced", "gpt 4o mini")):
         assert not by_id[custom_id].ok and model in str(by_id[custom_id].error)
@@ -586,12 +580,12 @@ def test_the_imitation_refuses_a_model_no_provider_serves_and_unknown_fields(
     assert not by_id["streamed"].ok and "stream" in str(by_id["streamed"].error)
     assert by_id["plain"].ok
     fine_tuned = BatchRequest("ft", "ft:gpt-4o-mini:acme::abc123", hi)
-    assert run_batch(_api(server, provider), [fine_tuned], **FAST)[0].ok
+    assert run_batch(_api(batch_server, provider), [fine_tuned], **FAST)[0].ok
 
 
 @pytest.mark.parametrize("provider", ["openai", "anthropic"])
 def test_the_imitation_answers_a_forced_tool_call_in_the_providers_shape(
-    server: ImitationBatchServer, provider: str
+    batch_server: ImitationBatchServer, provider: str
 ) -> None:
     tool = {
         "type": "function",
@@ -607,7 +601,7 @@ def test_the_imitation_answers_a_forced_tool_call_in_the_providers_shape(
         ({"role": "user", "content": "What is the weather in Paris?"},),
         {"tools": [tool], "tool_choice": "required"},
     )
-    [result] = run_batch(_api(server, provider), [request], **FAST)
+    [result] = run_batch(_api(batch_server, provider), [request], **FAST)
     assert [call.name for call in result.tool_calls] == ["get_weather"]
     assert result.tool_calls[0].args == {"city": "Paris"}
 
@@ -619,18 +613,18 @@ def test_a_client_that_hangs_up_mid_call_leaves_no_traceback(
     import struct
     import time
 
-    with ImitationBatchServer() as server:
-        host, port = server.url.removeprefix("http://").split(":")
+    with ImitationBatchServer() as batch_server:
+        host, port = batch_server.url.removeprefix("http://").split(":")
         for _ in range(3):
             client = socket.create_connection((host, int(port)))
             client.sendall(
                 b"GET /v1/batches/batch_1 HTTP/1.1\r\nHost: x\r\n"
-                b"Authorization: Bearer " + server.api_key.encode() + b"\r\n\r\n"
+                b"Authorization: Bearer " + batch_server.api_key.encode() + b"\r\n\r\n"
             )
-            # Close with a reset (as a cancelled client's socket may): the server's
+            # Close with a reset (as a cancelled client's socket may): the batch_server's
             # read or write of this call then fails.
             client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             client.close()
         time.sleep(0.2)
-        assert _HTTP.get(server.url + "/v1/batches/none").status_code == 401  # still serving
+        assert _HTTP.get(batch_server.url + "/v1/batches/none").status_code == 401  # still serving
     assert "Traceback" not in capfd.readouterr().err

@@ -30,27 +30,20 @@ PROMPTS = [f"Summarise report number {i} in one line." for i in range(10)]
 FAST: dict[str, Any] = {"poll_interval_s": 0.01, "max_poll_interval_s": 0.02}
 
 
-@pytest.fixture
-def server() -> Iterator[ImitationBatchServer]:
-    with ImitationBatchServer(processing_s=0.02) as imitation:
-        yield imitation
-
-
-def _options(server: ImitationBatchServer, provider: str = "openai") -> dict[str, Any]:
-    base = server.openai_base_url if provider == "openai" else server.anthropic_base_url
-    return {"provider": provider, "base_url": base, "api_key": server.api_key, **FAST}
+def _options(batch_server: ImitationBatchServer, provider: str = "openai") -> dict[str, Any]:
+    return {**batch_server.client_options(provider), **FAST}
 
 
 @pytest.mark.parametrize("provider", ["openai", "anthropic"])
 def test_ten_deferred_calls_cost_half_the_same_calls_made_directly(
-    server: ImitationBatchServer, provider: str
+    batch_server: ImitationBatchServer, provider: str
 ) -> None:
     model = SimulatedChatModel(model_name=MODEL)
     direct = CostCallbackHandler()
     direct_answers = model.batch(PROMPTS, {"callbacks": [direct]})
     deferred = CostCallbackHandler()
     answers = deferred_batch(
-        model, PROMPTS, {"callbacks": [deferred]}, **_options(server, provider)
+        model, PROMPTS, {"callbacks": [deferred]}, **_options(batch_server, provider)
     )
     assert [a.content for a in answers] == [a.content for a in direct_answers]
     assert [a.usage_metadata for a in answers] == [a.usage_metadata for a in direct_answers]
@@ -61,14 +54,14 @@ def test_ten_deferred_calls_cost_half_the_same_calls_made_directly(
     report = deferred.to_dict()
     assert report["saved_batch_usd"] == pytest.approx(direct.total_cost / 2, rel=1e-12)
     assert "batch API rates" in deferred.report()
-    assert len(server.submitted) == 1  # ten calls, one batch
+    assert len(batch_server.submitted) == 1  # ten calls, one batch
 
 
-async def test_async_deferred_calls_are_billed_alike(server: ImitationBatchServer) -> None:
+async def test_async_deferred_calls_are_billed_alike(batch_server: ImitationBatchServer) -> None:
     model = SimulatedChatModel(model_name=MODEL)
     handler = CostCallbackHandler()
     answers = await adeferred_batch(
-        model, PROMPTS[:3], {"callbacks": [handler]}, **_options(server, "anthropic")
+        model, PROMPTS[:3], {"callbacks": [handler]}, **_options(batch_server, "anthropic")
     )
     direct = CostCallbackHandler()
     await model.abatch(PROMPTS[:3], {"callbacks": [direct]})
@@ -77,31 +70,31 @@ async def test_async_deferred_calls_are_billed_alike(server: ImitationBatchServe
 
 
 class _Events(BaseCallbackHandler):
-    """Records each run's events and how many batches the server had seen then."""
+    """Records each run's events and how many batches the batch_server had seen then."""
 
-    def __init__(self, server: ImitationBatchServer) -> None:
-        self.server = server
+    def __init__(self, batch_server: ImitationBatchServer) -> None:
+        self.batch_server = batch_server
         self.events: list[tuple[str, int]] = []
 
     def on_chat_model_start(self, serialized: Any, messages: Any, **kwargs: Any) -> None:
-        self.events.append(("start", len(self.server.submitted)))
+        self.events.append(("start", len(self.batch_server.submitted)))
 
     def on_llm_end(self, response: Any, **kwargs: Any) -> None:
-        self.events.append(("end", len(self.server.submitted)))
+        self.events.append(("end", len(self.batch_server.submitted)))
 
     def on_llm_error(self, error: BaseException, **kwargs: Any) -> None:
-        self.events.append(("error", len(self.server.submitted)))
+        self.events.append(("error", len(self.batch_server.submitted)))
 
 
 def test_every_input_is_a_run_started_before_the_batch_is_submitted(
-    server: ImitationBatchServer,
+    batch_server: ImitationBatchServer,
 ) -> None:
-    events = _Events(server)
+    events = _Events(batch_server)
     deferred_batch(
         SimulatedChatModel(model_name=MODEL),
         PROMPTS[:4],
         {"callbacks": [events], "tags": ["nightly"]},
-        **_options(server),
+        **_options(batch_server),
     )
     assert events.events == [("start", 0)] * 4 + [("end", 1)] * 4
 
@@ -112,37 +105,37 @@ def _per_call_budget(max_tokens: int) -> float:
 
 
 def test_a_budget_refusal_stops_the_batch_before_it_is_submitted(
-    server: ImitationBatchServer,
+    batch_server: ImitationBatchServer,
 ) -> None:
     model = SimulatedChatModel(model_name=MODEL, max_tokens=100)
     handler = CostCallbackHandler(budget_usd=3.5 * _per_call_budget(100))
     with pytest.raises(BudgetExceededError):
-        deferred_batch(model, PROMPTS, {"callbacks": [handler]}, **_options(server))
-    assert server.submitted == []
+        deferred_batch(model, PROMPTS, {"callbacks": [handler]}, **_options(batch_server))
+    assert batch_server.submitted == []
     # The three calls admitted before the refusal gave their reservations back.
-    answers = deferred_batch(model, PROMPTS[:3], {"callbacks": [handler]}, **_options(server))
+    answers = deferred_batch(model, PROMPTS[:3], {"callbacks": [handler]}, **_options(batch_server))
     assert len(answers) == 3 and handler.summary().calls == 3
 
 
-async def test_async_budget_refusal_submits_nothing(server: ImitationBatchServer) -> None:
+async def test_async_budget_refusal_submits_nothing(batch_server: ImitationBatchServer) -> None:
     model = SimulatedChatModel(model_name=MODEL, max_tokens=100)
     handler = CostCallbackHandler(budget_usd=3.5 * _per_call_budget(100))
     with pytest.raises(BudgetExceededError):
-        await adeferred_batch(model, PROMPTS, {"callbacks": [handler]}, **_options(server))
-    assert server.submitted == []
+        await adeferred_batch(model, PROMPTS, {"callbacks": [handler]}, **_options(batch_server))
+    assert batch_server.submitted == []
     answers = await adeferred_batch(
-        model, PROMPTS[:3], {"callbacks": [handler]}, **_options(server)
+        model, PROMPTS[:3], {"callbacks": [handler]}, **_options(batch_server)
     )
     assert len(answers) == 3 and handler.summary().calls == 3
 
 
 def test_with_return_exceptions_the_admitted_calls_go_and_the_others_are_refused(
-    server: ImitationBatchServer,
+    batch_server: ImitationBatchServer,
 ) -> None:
     model = SimulatedChatModel(model_name=MODEL, max_tokens=100)
     handler = CostCallbackHandler(budget_usd=3.5 * _per_call_budget(100))
     outputs = deferred_batch(
-        model, PROMPTS, {"callbacks": [handler]}, return_exceptions=True, **_options(server)
+        model, PROMPTS, {"callbacks": [handler]}, return_exceptions=True, **_options(batch_server)
     )
     assert [type(o).__name__ for o in outputs] == ["AIMessage"] * 3 + ["BudgetExceededError"] * 7
     assert handler.summary().calls == 3
@@ -158,13 +151,13 @@ def test_a_batch_that_times_out_is_cancelled_and_releases_its_reservations() -> 
                 model, PROMPTS, {"callbacks": [handler]}, timeout_s=0.05, **_options(slow)
             )
         assert slow.cancelled == slow.submitted
-    with ImitationBatchServer(processing_s=0.01) as server:
-        answers = deferred_batch(model, PROMPTS, {"callbacks": [handler]}, **_options(server))
+    with ImitationBatchServer(processing_s=0.01) as batch_server:
+        answers = deferred_batch(model, PROMPTS, {"callbacks": [handler]}, **_options(batch_server))
     assert len(answers) == 10
     assert handler.summary().calls == 10
 
 
-def test_a_request_the_provider_refuses_fails_alone(server: ImitationBatchServer) -> None:
+def test_a_request_the_provider_refuses_fails_alone(batch_server: ImitationBatchServer) -> None:
     def refuse_report_4(body: dict) -> str | None:
         return "content policy" if "report number 4" in str(body) else None
 
@@ -182,34 +175,34 @@ def test_a_request_the_provider_refuses_fails_alone(server: ImitationBatchServer
 
 
 def test_wrapper_answers_invoke_directly_and_deferred_batches_through_the_batch_api(
-    server: ImitationBatchServer,
+    batch_server: ImitationBatchServer,
 ) -> None:
     model = BatchAPIChatModel(
         model=SimulatedChatModel(model_name=MODEL),
         provider="openai",
-        base_url=server.openai_base_url,
-        api_key=SecretStr(server.api_key),
+        base_url=batch_server.openai_base_url,
+        api_key=SecretStr(batch_server.api_key),
         poll_interval_s=0.01,
     )
     handler = CostCallbackHandler()
     now = model.invoke("What is 2 + 2?", config={"callbacks": [handler]})
-    assert BATCH_KEY not in now.response_metadata and server.submitted == []
+    assert BATCH_KEY not in now.response_metadata and batch_server.submitted == []
     plain = model.batch(PROMPTS[:2], {"callbacks": [handler]})
-    assert all(BATCH_KEY not in a.response_metadata for a in plain) and server.submitted == []
+    assert all(BATCH_KEY not in a.response_metadata for a in plain) and batch_server.submitted == []
     later = model.batch(PROMPTS[:2], {"callbacks": [handler]}, deferred=True)
-    assert all(a.response_metadata[BATCH_KEY] for a in later) and len(server.submitted) == 1
+    assert all(a.response_metadata[BATCH_KEY] for a in later) and len(batch_server.submitted) == 1
     assert handler.summary().calls == 5
 
 
 def test_router_tiers_batch_their_groups_through_their_batch_apis(
-    server: ImitationBatchServer,
+    batch_server: ImitationBatchServer,
 ) -> None:
     def tier(model: str) -> BatchAPIChatModel:
         return BatchAPIChatModel(
             model=SimulatedChatModel(model_name=model),
             provider="openai",
-            base_url=server.openai_base_url,
-            api_key=SecretStr(server.api_key),
+            base_url=batch_server.openai_base_url,
+            api_key=SecretStr(batch_server.api_key),
             poll_interval_s=0.01,
         )
 
@@ -222,7 +215,7 @@ def test_router_tiers_batch_their_groups_through_their_batch_apis(
     tiers = [a.response_metadata["routing"]["tier"] for a in answers]
     assert tiers == ["cheap"] * 7 + ["strong"] * 2 + ["cheap"]
     assert all(a.response_metadata[BATCH_KEY] for a in answers)
-    assert len(server.submitted) == 2  # one batch per tier
+    assert len(batch_server.submitted) == 2  # one batch per tier
     direct = CostCallbackHandler()
     router.batch(PROMPTS, {"callbacks": [direct]})
     assert handler.total_cost == pytest.approx(direct.total_cost / 2, rel=1e-12)
@@ -244,18 +237,18 @@ class _OpenAILike(SimulatedChatModel):
 
 
 def test_the_provider_endpoint_and_key_are_read_from_the_model(
-    server: ImitationBatchServer,
+    batch_server: ImitationBatchServer,
 ) -> None:
     model = _OpenAILike(
         model_name=MODEL,
-        openai_api_base=server.openai_base_url,
-        openai_api_key=SecretStr(server.api_key),
+        openai_api_base=batch_server.openai_base_url,
+        openai_api_key=SecretStr(batch_server.api_key),
         max_tokens=50,
     )
     target = batch_target(model)
     assert (target.api.name, target.api.base_url, target.model) == (
         "openai",
-        server.openai_base_url,
+        batch_server.openai_base_url,
         MODEL,
     )
     assert target.params["max_tokens"] == 50
@@ -279,18 +272,18 @@ def test_a_model_without_a_known_provider_or_key_is_refused(
 
 @pytest.mark.slow  # importing the provider SDKs takes seconds
 def test_chat_openai_and_chat_anthropic_batch_against_the_imitation(
-    server: ImitationBatchServer,
+    batch_server: ImitationBatchServer,
 ) -> None:
     langchain_openai = pytest.importorskip("langchain_openai")
     langchain_anthropic = pytest.importorskip("langchain_anthropic")
     models: list[BaseChatModel] = [
         langchain_openai.ChatOpenAI(
-            model=MODEL, api_key=server.api_key, base_url=server.openai_base_url
+            model=MODEL, api_key=batch_server.api_key, base_url=batch_server.openai_base_url
         ),
         langchain_anthropic.ChatAnthropic(
             model="claude-haiku-4-5",
-            api_key=server.api_key,
-            base_url=server.anthropic_base_url,
+            api_key=batch_server.api_key,
+            base_url=batch_server.anthropic_base_url,
             max_tokens=200,
         ),
     ]
@@ -303,7 +296,7 @@ def test_chat_openai_and_chat_anthropic_batch_against_the_imitation(
 
 
 def test_router_defers_plain_tiers_with_the_endpoint_given_in_the_call(
-    server: ImitationBatchServer,
+    batch_server: ImitationBatchServer,
 ) -> None:
     # Any tier: the provider, endpoint and key ride along in the router's call kwargs.
     router = RouterChatModel(
@@ -314,17 +307,19 @@ def test_router_defers_plain_tiers_with_the_endpoint_given_in_the_call(
         strategy=lambda text: "strong" if "number 3" in text else "cheap",
     )
     handler = CostCallbackHandler()
-    answers = router.batch(PROMPTS, {"callbacks": [handler]}, deferred=True, **_options(server))
+    answers = router.batch(
+        PROMPTS, {"callbacks": [handler]}, deferred=True, **_options(batch_server)
+    )
     assert [a.response_metadata["routing"]["tier"] for a in answers].count("strong") == 1
     assert all(a.response_metadata[BATCH_KEY] for a in answers)
-    assert len(server.submitted) == 2
+    assert len(batch_server.submitted) == 2
     direct = CostCallbackHandler()
     router.batch(PROMPTS, {"callbacks": [direct]})
     assert handler.total_cost == pytest.approx(direct.total_cost / 2, rel=1e-12)
 
 
 async def test_router_abatch_deferred_goes_through_the_batch_api(
-    server: ImitationBatchServer,
+    batch_server: ImitationBatchServer,
 ) -> None:
     router = RouterChatModel(
         models={
@@ -335,10 +330,10 @@ async def test_router_abatch_deferred_goes_through_the_batch_api(
     )
     handler = CostCallbackHandler()
     answers = await router.abatch(
-        PROMPTS[:4], {"callbacks": [handler]}, deferred=True, **_options(server)
+        PROMPTS[:4], {"callbacks": [handler]}, deferred=True, **_options(batch_server)
     )
     assert all(a.response_metadata[BATCH_KEY] for a in answers)
-    assert len(server.submitted) == 1
+    assert len(batch_server.submitted) == 1
     assert handler.to_dict()["saved_batch_usd"] == pytest.approx(handler.total_cost, rel=1e-12)
 
 
@@ -354,7 +349,7 @@ def test_help_lists_every_keyword_deferred_batch_takes() -> None:
 
 @pytest.mark.parametrize("mistake", ["no provider", "wrong key"])
 def test_a_deferred_batch_that_fails_never_becomes_direct_calls_on_a_dearer_tier(
-    server: ImitationBatchServer, mistake: str
+    batch_server: ImitationBatchServer, mistake: str
 ) -> None:
     router = RouterChatModel(
         models={
@@ -363,7 +358,7 @@ def test_a_deferred_batch_that_fails_never_becomes_direct_calls_on_a_dearer_tier
         },
         strategy=lambda text: "cheap",
     )
-    options = {} if mistake == "no provider" else {**_options(server), "api_key": "sk-wrong"}
+    options = {} if mistake == "no provider" else {**_options(batch_server), "api_key": "sk-wrong"}
     handler = CostCallbackHandler()
     answers = router.batch(
         PROMPTS[:3], {"callbacks": [handler]}, deferred=True, return_exceptions=True, **options
@@ -390,7 +385,7 @@ class Weather(BaseModel):
 
 @pytest.fixture
 def recording() -> Iterator[tuple[ImitationBatchServer, list[dict[str, Any]]]]:
-    """A server that keeps every request body it answers (direct or batched)."""
+    """A batch_server that keeps every request body it answers (direct or batched)."""
     bodies: list[dict[str, Any]] = []
 
     def keep(body: Any) -> None:
@@ -401,14 +396,14 @@ def recording() -> Iterator[tuple[ImitationBatchServer, list[dict[str, Any]]]]:
 
 
 def _wrapper(
-    server: ImitationBatchServer, model: BaseChatModel | None = None, provider: str = "openai"
+    batch_server: ImitationBatchServer, model: BaseChatModel | None = None, provider: str = "openai"
 ) -> BatchAPIChatModel:
-    options = _options(server, provider)
+    options = _options(batch_server, provider)
     return BatchAPIChatModel(
         model=model or SimulatedChatModel(model_name=MODEL),
         provider=provider,
         base_url=options["base_url"],
-        api_key=SecretStr(server.api_key),
+        api_key=SecretStr(batch_server.api_key),
         poll_interval_s=0.01,
         max_poll_interval_s=0.02,
     )
@@ -417,13 +412,13 @@ def _wrapper(
 def test_the_wrapper_binds_tools_for_direct_calls_and_for_deferred_batches(
     recording: tuple[ImitationBatchServer, list[dict[str, Any]]],
 ) -> None:
-    server, bodies = recording
-    bound = _wrapper(server).bind_tools([get_weather])
+    batch_server, bodies = recording
+    bound = _wrapper(batch_server).bind_tools([get_weather])
     question = "What is the weather in Paris?"
     now = bound.invoke(question)
-    assert [c["name"] for c in now.tool_calls] == ["get_weather"] and server.submitted == []
+    assert [c["name"] for c in now.tool_calls] == ["get_weather"] and batch_server.submitted == []
     later = bound.batch([question, "Name a colour."], deferred=True)
-    assert len(server.submitted) == 1 and all(a.response_metadata[BATCH_KEY] for a in later)
+    assert len(batch_server.submitted) == 1 and all(a.response_metadata[BATCH_KEY] for a in later)
     assert later[0].tool_calls[0]["name"] == "get_weather"
     assert later[0].tool_calls[0]["args"] == now.tool_calls[0]["args"] == {"city": "Paris"}
     assert later[1].tool_calls == []
@@ -433,20 +428,20 @@ def test_the_wrapper_binds_tools_for_direct_calls_and_for_deferred_batches(
 @pytest.mark.parametrize("provider", ["openai", "anthropic"])
 @pytest.mark.parametrize("method", ["function_calling", "json_schema"])
 def test_the_wrapper_gives_structured_output_directly_and_deferred(
-    server: ImitationBatchServer, method: str, provider: str
+    batch_server: ImitationBatchServer, method: str, provider: str
 ) -> None:
-    wrapper = _wrapper(server, provider=provider)
+    wrapper = _wrapper(batch_server, provider=provider)
     structured = wrapper.with_structured_output(Weather, method=method)
     question = "What is the weather in Paris?"
     assert structured.invoke(question) == Weather(city="Paris")
     assert structured.batch([question], deferred=True) == [Weather(city="Paris")]
-    assert len(server.submitted) == 1
+    assert len(batch_server.submitted) == 1
 
 
-def test_an_agent_runs_on_the_wrapper(server: ImitationBatchServer) -> None:
+def test_an_agent_runs_on_the_wrapper(batch_server: ImitationBatchServer) -> None:
     from langchain.agents import create_agent
 
-    agent = create_agent(_wrapper(server), tools=[get_weather])
+    agent = create_agent(_wrapper(batch_server), tools=[get_weather])
     state = agent.invoke({"messages": [HumanMessage("What is the weather in Paris?")]})
     tool_results = [m for m in state["messages"] if m.type == "tool"]
     assert [m.content for m in tool_results] == ["Sunny in Paris."]
@@ -455,9 +450,12 @@ def test_an_agent_runs_on_the_wrapper(server: ImitationBatchServer) -> None:
 def test_a_router_bound_with_tools_keeps_its_batch_api_tiers(
     recording: tuple[ImitationBatchServer, list[dict[str, Any]]],
 ) -> None:
-    server, bodies = recording
+    batch_server, bodies = recording
     router = RouterChatModel(
-        models={"cheap": _wrapper(server), "strong": _wrapper(server, SimulatedChatModel())},
+        models={
+            "cheap": _wrapper(batch_server),
+            "strong": _wrapper(batch_server, SimulatedChatModel()),
+        },
         strategy=lambda text: "cheap",
     )
     bound = router.bind_tools([get_weather])
@@ -478,12 +476,14 @@ def test_chat_openai_and_chat_anthropic_bound_tools_go_in_their_own_format(
 ) -> None:
     langchain_openai = pytest.importorskip("langchain_openai")
     langchain_anthropic = pytest.importorskip("langchain_anthropic")
-    server, bodies = recording
+    batch_server, bodies = recording
     openai_model = langchain_openai.ChatOpenAI(
-        model=MODEL, api_key=server.api_key, base_url=server.openai_base_url
+        model=MODEL, api_key=batch_server.api_key, base_url=batch_server.openai_base_url
     )
     claude = langchain_anthropic.ChatAnthropic(
-        model="claude-haiku-4-5", api_key=server.api_key, base_url=server.anthropic_base_url
+        model="claude-haiku-4-5",
+        api_key=batch_server.api_key,
+        base_url=batch_server.anthropic_base_url,
     )
     for model, key in ((openai_model, "function"), (claude, "input_schema")):
         bodies.clear()
@@ -497,27 +497,27 @@ def test_chat_openai_and_chat_anthropic_bound_tools_go_in_their_own_format(
         assert key in body["tools"][0]
 
 
-def test_bad_input_names_the_argument(server: ImitationBatchServer) -> None:
+def test_bad_input_names_the_argument(batch_server: ImitationBatchServer) -> None:
     model = SimulatedChatModel(model_name=MODEL)
     with pytest.raises(TypeError, match=r"inputs\[0\] must be a text, a PromptValue"):
-        deferred_batch(model, [42], **_options(server))  # type: ignore[list-item]
+        deferred_batch(model, [42], **_options(batch_server))  # type: ignore[list-item]
     with pytest.raises(TypeError, match="inputs must be a list"):
-        deferred_batch(model, "What is 2 + 2?", **_options(server))
+        deferred_batch(model, "What is 2 + 2?", **_options(batch_server))
     with pytest.raises(ValueError, match=r"provider must be one of \['anthropic', 'openai'\]"):
         BatchAPIChatModel(model=model, provider="azure")
     with pytest.raises(TypeError, match=r"poll_intervall_s.*did you mean 'poll_interval_s'"):
-        deferred_batch(model, ["hi"], **_options(server), poll_intervall_s=0.02)
+        deferred_batch(model, ["hi"], **_options(batch_server), poll_intervall_s=0.02)
     router = RouterChatModel(models={"cheap": model, "strong": SimulatedChatModel()})
     with pytest.raises(TypeError, match=r"RouterChatModel.*deferred=True"):
-        deferred_batch(router, ["hi"], **_options(server))
-    assert server.submitted == []
+        deferred_batch(router, ["hi"], **_options(batch_server))
+    assert batch_server.submitted == []
 
 
 def test_model_parameters_still_go_with_every_request(
     recording: tuple[ImitationBatchServer, list[dict[str, Any]]],
 ) -> None:
-    server, bodies = recording
+    batch_server, bodies = recording
     model = SimulatedChatModel(model_name=MODEL)
-    deferred_batch(model, ["hi"], **_options(server), temperature=0.3, max_tokens=9, seed=7)
+    deferred_batch(model, ["hi"], **_options(batch_server), temperature=0.3, max_tokens=9, seed=7)
     [body] = bodies
     assert (body["temperature"], body["max_tokens"], body["seed"]) == (0.3, 9, 7)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -22,15 +21,8 @@ PROMPTS = [f"Summarise report number {i} in one line." for i in range(10)]
 FAST: dict[str, Any] = {"poll_interval_s": 0.01, "max_poll_interval_s": 0.02}
 
 
-@pytest.fixture
-def server() -> Iterator[ImitationBatchServer]:
-    with ImitationBatchServer(processing_s=0.02) as imitation:
-        yield imitation
-
-
-def _options(server: ImitationBatchServer, provider: str = "openai") -> dict[str, Any]:
-    base = server.openai_base_url if provider == "openai" else server.anthropic_base_url
-    return {"provider": provider, "base_url": base, "api_key": server.api_key, **FAST}
+def _options(batch_server: ImitationBatchServer, provider: str = "openai") -> dict[str, Any]:
+    return {**batch_server.client_options(provider), **FAST}
 
 
 def _direct(llm: SimulatedLLM, prompts: list[str]) -> list[ChatResponse]:
@@ -39,11 +31,11 @@ def _direct(llm: SimulatedLLM, prompts: list[str]) -> list[ChatResponse]:
 
 @pytest.mark.parametrize("provider", ["openai", "anthropic"])
 def test_deferred_answers_are_the_direct_answers_with_usage_and_the_batch_mark(
-    server: ImitationBatchServer, provider: str
+    batch_server: ImitationBatchServer, provider: str
 ) -> None:
     llm = SimulatedLLM(model_name=MODEL)
     with CostEventHandler() as handler:
-        answers = deferred_batch(llm, PROMPTS, **_options(server, provider))
+        answers = deferred_batch(llm, PROMPTS, **_options(batch_server, provider))
     direct = _direct(llm, PROMPTS)
     assert [a.message.content for a in answers] == [d.message.content for d in direct]
     assert [a.additional_kwargs["completion_tokens"] for a in answers] == [
@@ -55,24 +47,26 @@ def test_deferred_answers_are_the_direct_answers_with_usage_and_the_batch_mark(
     assert handler.summary().models[MODEL].output_tokens == sum(
         d.raw["usage"]["completion_tokens"] for d in direct
     )
-    assert len(server.submitted) == 1
+    assert len(batch_server.submitted) == 1
 
 
 def test_ten_deferred_calls_cost_half_the_same_calls_made_directly(
-    server: ImitationBatchServer,
+    batch_server: ImitationBatchServer,
 ) -> None:
     llm = SimulatedLLM(model_name=MODEL)
     with CostEventHandler() as deferred:
-        deferred_batch(llm, PROMPTS, **_options(server))
+        deferred_batch(llm, PROMPTS, **_options(batch_server))
     with CostEventHandler() as direct:
         _direct(llm, PROMPTS)
     assert deferred.total_cost == pytest.approx(direct.total_cost / 2, rel=1e-12)
 
 
-async def test_async_deferred_batch_answers_as_the_sync_one(server: ImitationBatchServer) -> None:
+async def test_async_deferred_batch_answers_as_the_sync_one(
+    batch_server: ImitationBatchServer,
+) -> None:
     llm = SimulatedLLM(model_name=MODEL)
     with CostEventHandler() as handler:
-        answers = await adeferred_batch(llm, PROMPTS[:3], **_options(server, "anthropic"))
+        answers = await adeferred_batch(llm, PROMPTS[:3], **_options(batch_server, "anthropic"))
     assert [a.message.content for a in answers] == [
         d.message.content for d in _direct(llm, PROMPTS[:3])
     ]
@@ -85,23 +79,23 @@ def _per_call_budget(max_tokens: int) -> float:
 
 
 def test_a_budget_refusal_stops_the_batch_before_it_is_submitted(
-    server: ImitationBatchServer,
+    batch_server: ImitationBatchServer,
 ) -> None:
     llm = SimulatedLLM(model_name=MODEL, max_tokens=100)
     with CostEventHandler(budget_usd=3.5 * _per_call_budget(100)) as handler:
         with pytest.raises(BudgetExceededError):
-            deferred_batch(llm, PROMPTS, **_options(server))
-        assert server.submitted == []
+            deferred_batch(llm, PROMPTS, **_options(batch_server))
+        assert batch_server.submitted == []
         # The three calls admitted before the refusal gave their reservations back.
-        assert len(deferred_batch(llm, PROMPTS[:3], **_options(server))) == 3
+        assert len(deferred_batch(llm, PROMPTS[:3], **_options(batch_server))) == 3
         assert handler.summary().calls == 3
 
 
-def test_an_explicit_cost_handler_is_asked_too(server: ImitationBatchServer) -> None:
+def test_an_explicit_cost_handler_is_asked_too(batch_server: ImitationBatchServer) -> None:
     llm = SimulatedLLM(model_name=MODEL, max_tokens=100)
     handler = CostEventHandler(budget_usd=3.5 * _per_call_budget(100))  # not registered
     outputs = deferred_batch(
-        llm, PROMPTS, cost_handler=handler, return_exceptions=True, **_options(server)
+        llm, PROMPTS, cost_handler=handler, return_exceptions=True, **_options(batch_server)
     )
     assert [type(o).__name__ for o in outputs] == ["ChatResponse"] * 3 + ["BudgetExceededError"] * 7
 
@@ -113,8 +107,8 @@ def test_a_batch_that_times_out_is_cancelled_and_releases_its_reservations() -> 
             with pytest.raises(BatchTimeoutError):
                 deferred_batch(llm, PROMPTS, timeout_s=0.05, **_options(slow))
             assert slow.cancelled == slow.submitted
-        with ImitationBatchServer(processing_s=0.01) as server:
-            assert len(deferred_batch(llm, PROMPTS, **_options(server))) == 10
+        with ImitationBatchServer(processing_s=0.01) as batch_server:
+            assert len(deferred_batch(llm, PROMPTS, **_options(batch_server))) == 10
         assert handler.summary().calls == 10
 
 
@@ -123,11 +117,11 @@ def test_a_request_the_provider_refuses_fails_alone() -> None:
         return "content policy" if "report number 4" in str(body) else None
 
     llm = SimulatedLLM(model_name=MODEL)
-    with ImitationBatchServer(processing_s=0.01, fail_request=refuse_report_4) as server:
+    with ImitationBatchServer(processing_s=0.01, fail_request=refuse_report_4) as batch_server:
         with CostEventHandler() as handler:
-            outputs = deferred_batch(llm, PROMPTS, return_exceptions=True, **_options(server))
+            outputs = deferred_batch(llm, PROMPTS, return_exceptions=True, **_options(batch_server))
         with pytest.raises(BatchRequestError, match="content policy"):
-            deferred_batch(llm, PROMPTS, **_options(server))
+            deferred_batch(llm, PROMPTS, **_options(batch_server))
     assert isinstance(outputs[4], BatchRequestError)
     assert sum(isinstance(o, ChatResponse) for o in outputs) == 9
     assert handler.summary().calls == 9
@@ -145,15 +139,18 @@ class _OpenAILike(SimulatedLLM):
 
 
 def test_the_provider_endpoint_and_key_are_read_from_the_llm(
-    server: ImitationBatchServer,
+    batch_server: ImitationBatchServer,
 ) -> None:
     llm = _OpenAILike(
-        model_name=MODEL, api_base=server.openai_base_url, api_key=server.api_key, max_tokens=40
+        model_name=MODEL,
+        api_base=batch_server.openai_base_url,
+        api_key=batch_server.api_key,
+        max_tokens=40,
     )
     target = batch_target(llm)
     assert (target.api.name, target.api.base_url, target.model) == (
         "openai",
-        server.openai_base_url,
+        batch_server.openai_base_url,
         MODEL,
     )
     conversation = [
@@ -187,7 +184,7 @@ def test_help_lists_every_keyword_deferred_batch_takes() -> None:
         assert list(parameters)[-1] == "kwargs"  # the rest goes with every request
 
 
-def test_a_router_is_refused_with_what_to_do_instead(server: ImitationBatchServer) -> None:
+def test_a_router_is_refused_with_what_to_do_instead(batch_server: ImitationBatchServer) -> None:
     from llamaindex_costopt import RouterLLM
 
     router = RouterLLM(
@@ -197,20 +194,20 @@ def test_a_router_is_refused_with_what_to_do_instead(server: ImitationBatchServe
         }
     )
     with pytest.raises(TypeError, match=r"llm must be one LLM, not a RouterLLM.*router\.llms"):
-        deferred_batch(router, PROMPTS[:2], **_options(server))
-    assert server.submitted == []
+        deferred_batch(router, PROMPTS[:2], **_options(batch_server))
+    assert batch_server.submitted == []
 
 
-def test_bad_input_names_the_argument(server: ImitationBatchServer) -> None:
+def test_bad_input_names_the_argument(batch_server: ImitationBatchServer) -> None:
     llm = SimulatedLLM(model_name=MODEL)
     with pytest.raises(
         TypeError, match=r"conversations\[0\] must be a text or a list of ChatMessage"
     ):
-        deferred_batch(llm, [42], **_options(server))  # type: ignore[list-item]
+        deferred_batch(llm, [42], **_options(batch_server))  # type: ignore[list-item]
     with pytest.raises(TypeError, match="conversations must be a list"):
-        deferred_batch(llm, "What is 2 + 2?", **_options(server))
+        deferred_batch(llm, "What is 2 + 2?", **_options(batch_server))
     with pytest.raises(TypeError, match=r"poll_intervall_s.*did you mean 'poll_interval_s'"):
-        deferred_batch(llm, ["hi"], **_options(server), poll_intervall_s=0.02)
-    assert server.submitted == []
-    [answer] = deferred_batch(llm, ["hi"], **_options(server), temperature=0.3, top_p=0.9)
+        deferred_batch(llm, ["hi"], **_options(batch_server), poll_intervall_s=0.02)
+    assert batch_server.submitted == []
+    [answer] = deferred_batch(llm, ["hi"], **_options(batch_server), temperature=0.3, top_p=0.9)
     assert answer.additional_kwargs[BATCH_KEY]
