@@ -64,7 +64,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from types import MappingProxyType
-from typing import Any
+from typing import Any, NamedTuple
 from uuid import UUID
 
 from langchain_core.callbacks import BaseCallbackHandler
@@ -537,20 +537,24 @@ class CostCallbackHandler(CostHandlerBase, _HandlerState, BaseCallbackHandler):
             return
         llm_output = response.llm_output
         recorded = False
+        unmetered: _Answerer | None = None
         run_key = str(run_id)
         for row in response.generations:
             # Several choices of one prompt (n > 1) each repeat the request's usage.
             seen: list[TokenUsage] | None = [] if len(row) > 1 else None
             for generation in row:
-                if self._account_generation(
+                outcome = self._account_generation(
                     generation,
                     run,
                     run_key,
                     llm_output,
                     None if recorded else reservation,
                     seen,
-                ):
+                )
+                if outcome is True:
                     recorded = True
+                elif unmetered is None and isinstance(outcome, _Answerer):
+                    unmetered = outcome
         if recorded:
             return
         usage = (
@@ -562,24 +566,24 @@ class CostCallbackHandler(CostHandlerBase, _HandlerState, BaseCallbackHandler):
             usage = None
         if usage is not None or any(row for row in response.generations):
             # Usage of the whole run, else an answer without any usage (e.g. an OpenAI
-            # stream without stream_usage): the engine costs it from its text. The answer
-            # names its model and routing when it can (a router's run is named after
-            # the router, not the tier model that answered).
-            answer = _first_message_metadata(response)
-            routing = answer.get(ROUTING_KEY) if answer else None
-            if routing is None or not _is_map(routing):
+            # stream without stream_usage): the engine costs it from its text, under the
+            # model and routing the answer named (a router's run is named after the
+            # router, not the tier model that answered).
+            if unmetered is None:
                 routing = run.routing if run is not None else None
-            tier = _tier(routing)
-            model = model_name_in(answer) if answer else None
+                unmetered = _Answerer(_fallback_model(llm_output, run), routing, _tier(routing))
             self._accountant.record_call(
-                model or _fallback_model(llm_output, run),
+                unmetered.model,
                 usage,
-                tier=tier,
-                router_models=None if tier is None else _tier_models(routing, run),
+                tier=unmetered.tier,
+                router_models=(
+                    None if unmetered.tier is None else _tier_models(unmetered.routing, run)
+                ),
                 run_id=run_key,
                 reservation_id=reservation,
                 text=None if usage is not None else call_text(run, response),
                 compressed_tokens=self._compressed_tokens(run),
+                batch=unmetered.batch,
             )
         else:
             self._accountant.cancel(reservation)
@@ -592,7 +596,9 @@ class CostCallbackHandler(CostHandlerBase, _HandlerState, BaseCallbackHandler):
         llm_output: Mapping[str, Any] | None,
         reservation: str | None,
         seen: list[TokenUsage] | None,
-    ) -> bool:
+    ) -> bool | _Answerer:
+        """Record one answer: True when recorded; for an answer without usage, who
+        answered it (the run's usage, or its text, is recorded under that); else False."""
         message = getattr(generation, "message", None)
         metadata = getattr(message, "response_metadata", None)
         if type(metadata) is not dict:
@@ -651,7 +657,7 @@ class CostCallbackHandler(CostHandlerBase, _HandlerState, BaseCallbackHandler):
             )
             return True  # a cached answer's cascade attempts were paid for long ago
         if usage is None:
-            return False
+            return _Answerer(model, routing, tier, metadata.get(BATCH_KEY) is True)
         if seen is not None:
             if usage in seen:
                 return False
@@ -702,13 +708,13 @@ def _repeated_unit(name: str) -> str | None:
     return None
 
 
-def _first_message_metadata(response: LLMResult) -> Mapping[str, Any] | None:
-    """The ``response_metadata`` of the run's first answer message, if any."""
-    for row in response.generations:
-        for generation in row:
-            metadata = getattr(getattr(generation, "message", None), "response_metadata", None)
-            return metadata if metadata and _is_map(metadata) else None
-    return None
+class _Answerer(NamedTuple):
+    """Who answered a call that reported no usage: its model, routing record and tier."""
+
+    model: str
+    routing: Mapping[str, Any] | None
+    tier: str | None
+    batch: bool = False
 
 
 def _fallback_model(llm_output: Mapping[str, Any] | None, run: _Run | None) -> str:
