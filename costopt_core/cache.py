@@ -603,6 +603,7 @@ class SemanticCache:
             vector = self._vector((yield self._embedding(key)))
             self._remember(partition, key, vector)
             gate = self.gate
+            gate.begin_lookup()
             found = yield _IO(
                 store.search,
                 store.asearch,

@@ -286,17 +286,17 @@ class CacheGate:
         base = self.baseline
         return (cosine - base) / (1.0 - base)
 
-    def search_floor(self) -> float:
-        """The lowest raw cosine a candidate needs to matter (the store's search floor).
-
-        The cache asks it once per lookup, so it also counts lookups for the verifier
-        budget (:data:`VERIFY_BUDGET`)."""
+    def begin_lookup(self) -> None:
+        """A lookup starts: counted for the verifier budget (:data:`VERIFY_BUDGET`)."""
         if self.has_verifier and self.similarity_threshold is None:
             self._local.wanted = None
             with self._lock:
                 self._lookups += 1
                 if self._lookups % BUDGET_EVERY == 0:
                     self._refresh_budget()
+
+    def search_floor(self) -> float:
+        """The lowest raw cosine a candidate needs to matter (the store's search floor)."""
         if self.similarity_threshold is not None:
             band = FIXED_BAND if self.has_verifier else 0.0
             return max(-1.0, self.similarity_threshold - band)
