@@ -114,6 +114,7 @@ class PromptCacheMiddleware(AgentMiddleware):
         self.min_messages_to_cache = min_messages_to_cache
         self.sort_tools = bool(sort_tools)
         self.watch = PrefixWatch()
+        self._described: tuple[tuple[Any, ...], str] | None = None
 
     def stats(self) -> dict[str, Any]:
         """Calls seen, how often the stable prefix changed, and its stable share."""
@@ -139,16 +140,29 @@ class PromptCacheMiddleware(AgentMiddleware):
             return False
         return self.provider == "anthropic" or needs_cache_mark(model)
 
-    @staticmethod
-    def _stable_part(request: ModelRequest[Any], tools: list[Any]) -> str:
+    def _stable_part(self, request: ModelRequest[Any], tools: list[Any]) -> str:
         system = message_text(request.system_message) if request.system_message else ""
+        return system + "\x00" + self._tool_specs(tools)
+
+    def _tool_specs(self, tools: list[Any]) -> str:
+        # An agent hands the same tool objects to every model call: describing them
+        # (~50 us a tool) is done once per tool list, not on every call.
+        last = self._described
+        if (
+            last is not None
+            and len(last[0]) == len(tools)
+            and all(a is b for a, b in zip(last[0], tools, strict=True))
+        ):
+            return last[1]
         specs = []
         for tool in tools:
             try:
                 specs.append(convert_to_openai_tool(tool))
             except Exception:  # a tool LangChain cannot describe: its name stands for it
                 specs.append({"name": _tool_name(tool)})
-        return system + "\x00" + json.dumps(specs, sort_keys=True, default=str)
+        described = json.dumps(specs, sort_keys=True, default=str)
+        self._described = (tuple(tools), described)  # one assignment: thread-safe
+        return described
 
     def wrap_model_call(self, request: ModelRequest[Any], handler: CallNext) -> ModelResult:
         return handler(self.prepare(request))
