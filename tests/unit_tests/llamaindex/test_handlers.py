@@ -8,7 +8,7 @@ import logging
 import threading
 import warnings
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from llama_index.core.base.llms.types import ChatMessage, ChatResponse, MessageRole
@@ -126,18 +126,17 @@ def test_usage_shapes(raw, expected):
 class CachedTokensLLM(SimulatedLLM):
     """Reports OpenAI usage with cached prompt tokens."""
 
+    USAGE: ClassVar[dict] = {
+        "prompt_tokens": 1000,
+        "completion_tokens": 100,
+        "prompt_tokens_details": {"cached_tokens": 800},
+    }
+
     @llm_chat_callback()
     def chat(self, messages, **kwargs):
         return ChatResponse(
             message=ChatMessage(role="assistant", content="ok"),
-            raw={
-                "model": self.model_name,
-                "usage": {
-                    "prompt_tokens": 1000,
-                    "completion_tokens": 100,
-                    "prompt_tokens_details": {"cached_tokens": 800},
-                },
-            },
+            raw={"model": self.model_name, "usage": self.USAGE},
         )
 
 
@@ -307,23 +306,13 @@ def test_a_hit_of_an_answer_without_usage_saves_what_the_call_cost(make_handler,
     assert hit.saved_usd == pytest.approx(call.cost_usd) and hit.saved_usd > 0
 
 
-class ReasoningLLM(SimulatedLLM):
+class ReasoningLLM(CachedTokensLLM):
     """Reports OpenAI usage with cached prompt tokens and reasoning tokens."""
 
-    @llm_chat_callback()
-    def chat(self, messages, **kwargs):
-        return ChatResponse(
-            message=ChatMessage(role="assistant", content="ok"),
-            raw={
-                "model": self.model_name,
-                "usage": {
-                    "prompt_tokens": 1000,
-                    "completion_tokens": 100,
-                    "prompt_tokens_details": {"cached_tokens": 800},
-                    "completion_tokens_details": {"reasoning_tokens": 40},
-                },
-            },
-        )
+    USAGE: ClassVar[dict] = {
+        **CachedTokensLLM.USAGE,
+        "completion_tokens_details": {"reasoning_tokens": 40},
+    }
 
 
 def test_a_hit_keeps_the_cache_read_and_reasoning_tokens_of_the_call(make_handler):
