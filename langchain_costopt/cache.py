@@ -76,7 +76,7 @@ from langchain_core import messages as lc_messages
 from langchain_core.caches import RETURN_VAL_TYPE, BaseCache
 from langchain_core.embeddings import Embeddings
 from langchain_core.load import dumps
-from langchain_core.messages import AIMessageChunk, BaseMessage, HumanMessage, ToolMessage
+from langchain_core.messages import AIMessageChunk, BaseMessage, ToolMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, Generation, GenerationChunk
 
 from costopt_core.accounting import CallText, usage_from_mapping
@@ -91,7 +91,7 @@ from costopt_core.ledger import TokenUsage
 from costopt_core.metadata_keys import CACHE_MARKER_KEY, MODEL_NAME_KEYS, model_name_in
 from costopt_core.stores.base import CacheStore
 from langchain_costopt import cache_stream
-from langchain_costopt.messages import latest_human_text, message_text
+from langchain_costopt.messages import latest_human_index, message_text
 from langchain_costopt.revive import Revive
 
 logger = logging.getLogger(__name__)
@@ -139,18 +139,6 @@ def _parse_messages(prompt: str) -> list[BaseMessage] | None:
     if isinstance(value, list) and value and all(isinstance(m, BaseMessage) for m in value):
         return value
     return None
-
-
-def _is_human(message: BaseMessage) -> bool:
-    # Same rule as langchain_costopt.messages.latest_human_text.
-    return isinstance(message, HumanMessage) or message.type in ("human", "user")
-
-
-def _latest_human_index(messages: Sequence[BaseMessage]) -> int:
-    for i in range(len(messages) - 1, -1, -1):
-        if _is_human(messages[i]):
-            return i
-    return len(messages) - 1
 
 
 def _non_text_content(content: Any) -> Any:
@@ -204,10 +192,24 @@ def split_prompt(prompt: str) -> tuple[str, str]:
     messages = _parse_messages(prompt)
     if messages is None:
         return prompt, "text"
-    latest = _latest_human_index(messages)
-    text = latest_human_text(messages)
-    if text != message_text(messages[latest]):  # defensive: both rules must agree
-        text = message_text(messages[latest])
+    return split_messages(messages)
+
+
+def split_messages(messages: Sequence[BaseMessage]) -> tuple[str, str]:
+    """(text to embed, exact context) of a chat model's messages: what
+    :func:`split_prompt` gives for ``dumps(messages)``.
+
+    Example:
+        >>> from langchain_core.messages import AIMessage, HumanMessage
+        >>> text, context = split_messages([HumanMessage("Hi!"), AIMessage("Hello."),
+        ...                                 HumanMessage("Who are you?")])
+        >>> text, "Hello." in context
+        ('Who are you?', True)
+    """
+    if not messages:
+        raise ValueError("messages must hold at least one message, got none")
+    latest = latest_human_index(messages)
+    text = message_text(messages[latest])
     context = [_message_key(m, strip_text=i == latest) for i, m in enumerate(messages)]
     return text, "messages:" + json.dumps(context, sort_keys=True, ensure_ascii=False, default=str)
 
@@ -472,4 +474,10 @@ class SemanticLLMCache(BaseCache):
         return cache_stream.astream(self, model, input, config, **kwargs)
 
 
-__all__ = ["SemanticLLMCache", "cache_namespace", "current_namespace", "split_prompt"]
+__all__ = [
+    "SemanticLLMCache",
+    "cache_namespace",
+    "current_namespace",
+    "split_messages",
+    "split_prompt",
+]

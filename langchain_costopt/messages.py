@@ -37,21 +37,33 @@ def message_text(message: BaseMessage) -> str:
     return "\n".join(parts)
 
 
-def _is_human(message: BaseMessage) -> bool:
+def is_human(message: BaseMessage) -> bool:
+    """Whether a person wrote ``message`` (a human turn, chunks and "user" roles too)."""
     return isinstance(message, HumanMessage) or message.type in ("human", "user")
+
+
+def latest_human_index(messages: Sequence[BaseMessage]) -> int:
+    """Index of the last human message; of the last message if none is human (-1 if
+    there are no messages).
+
+    Example:
+        >>> latest_human_index([HumanMessage("hi"), AIMessage("hello")])
+        0
+    """
+    for i in range(len(messages) - 1, -1, -1):
+        if is_human(messages[i]):
+            return i
+    return len(messages) - 1
 
 
 def latest_human_text(messages: Sequence[BaseMessage]) -> str:
     """Text of the last human message; the last message of any kind if none is human."""
-    for message in reversed(messages):
-        if _is_human(message):
-            return message_text(message)
-    return message_text(messages[-1]) if messages else ""
+    return message_text(messages[latest_human_index(messages)]) if messages else ""
 
 
 def human_turns_text(messages: Sequence[BaseMessage]) -> str:
     """All human turns, oldest first, for strategies that should see the conversation."""
-    return "\n".join(message_text(m) for m in messages if _is_human(m))
+    return "\n".join(message_text(m) for m in messages if is_human(m))
 
 
 def trailing_tool_results(messages: Sequence[BaseMessage]) -> list[ToolMessage]:

@@ -14,11 +14,17 @@ at 100k entries. The cache revives every prompt it keys and every answer it serv
 it builds the ``Reviver`` once and walks the JSON as ``langchain_core.load.load`` does
 (escaped user dicts are unescaped, not revived; nesting is bounded). Same allow-list,
 same result, no arbitrary objects.
+
+Per object, the ``Reviver`` checks the class path against the allow-list and the
+trusted namespaces and imports the class (~5 us of its ~11 us); those steps depend on
+the path only, so a path it accepted once is resolved from a table afterwards. The
+``init_validator`` and the class's own validation still run on every object.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -33,6 +39,15 @@ except ImportError:  # pragma: no cover - a langchain-core that moved them
 #: langchain_core.load.load's nesting bound.
 MAX_DEPTH = 200
 
+# What json.loads builds that the walk descends into (a tuple: ``dict | list`` would
+# build a union object on every test).
+_CONTAINERS = (dict, list)
+
+# A \u escape of an ASCII character: how a JSON text could spell "lc" or the escape
+# marker without those letters (LangChain's dumps never does).
+_ASCII_ESCAPE = re.compile(r"\\u00[0-7]")
+_ESCAPE_MARKER = '"__lc_escaped__"'
+
 
 class Revive:
     """``Revive(classes)(text)``: ``loads(text, allowed_objects=classes)``, faster."""
@@ -40,11 +55,18 @@ class Revive:
     def __init__(self, classes: Sequence[Any]) -> None:
         self._classes = list(classes)
         self._reviver = Reviver(self._classes)
+        # Class path -> class, for paths the Reviver accepted (written once per path).
+        self._resolved: dict[tuple[str, ...], type] = {}
 
     def __call__(self, text: str) -> Any:
         if _is_escaped_dict is None:  # pragma: no cover
             return loads(text, allowed_objects=self._classes)
-        return self._walk(json.loads(text), 0)
+        value = json.loads(text)
+        if _flat(text, value):
+            # Nothing below the top-level objects to unescape or revive, nesting below
+            # the bound: the walk would only copy their kwargs before reviving them.
+            return [self._revive(item) for item in value]
+        return self._walk(value, 0)
 
     def _walk(self, obj: Any, depth: int) -> Any:
         if depth > MAX_DEPTH:
@@ -53,18 +75,58 @@ class Revive:
             if _is_escaped_dict(obj):
                 return _unescape_value(obj)
             walked = {
-                k: self._walk(v, depth + 1) if isinstance(v, dict | list) else v
+                k: self._walk(v, depth + 1) if isinstance(v, _CONTAINERS) else v
                 for k, v in obj.items()
             }
             # The Reviver changes only {"lc": 1, ...} dicts; skip its checks on the rest
             # (kwargs, metadata: most of the dicts in a message).
-            return self._reviver(walked) if walked.get("lc") == 1 else walked
+            return self._revive(walked) if walked.get("lc") == 1 else walked
         if isinstance(obj, list):
             return [
-                self._walk(item, depth + 1) if isinstance(item, dict | list) else item
+                self._walk(item, depth + 1) if isinstance(item, _CONTAINERS) else item
                 for item in obj
             ]
         return obj
+
+    def _revive(self, value: dict[str, Any]) -> Any:
+        """``self._reviver(value)``; a constructor of a class path accepted before skips
+        the Reviver's path checks and import, which would give the same class again."""
+        path = _constructor_path(value)
+        cls = None if path is None else self._resolved.get(path)
+        if cls is None:
+            revived = self._reviver(value)
+            if path is not None and type(revived) in self._classes:
+                self._resolved[path] = type(revived)
+            return revived
+        kwargs = value.get("kwargs", {})
+        if self._reviver.init_validator is not None:
+            self._reviver.init_validator(path, kwargs)
+        return cls(**kwargs)
+
+
+def _flat(text: str, value: Any) -> bool:
+    """Whether ``value`` (``json.loads(text)``) is a list of ``{"lc": 1, ...}`` objects
+    holding no other ``"lc"`` key, no escaped dict, and nested less than
+    :data:`MAX_DEPTH` deep (a prompt's messages, as LangChain's ``dumps`` writes them).
+    Read off the text: counting in C is cheaper than walking the objects."""
+    return (
+        isinstance(value, list)
+        and all(isinstance(item, dict) and item.get("lc") == 1 for item in value)
+        and text.count('"lc"') == len(value)
+        and text.count("{") + text.count("[") <= MAX_DEPTH
+        and _ESCAPE_MARKER not in text
+        and _ASCII_ESCAPE.search(text) is None
+    )
+
+
+def _constructor_path(value: dict[str, Any]) -> tuple[str, ...] | None:
+    """The class path of a ``{"lc": 1, "type": "constructor", "id": [...]}`` dict."""
+    ident = value.get("id")
+    if value.get("type") != "constructor" or not isinstance(ident, list):
+        return None
+    if not all(isinstance(part, str) for part in ident):
+        return None
+    return tuple(ident)
 
 
 __all__ = ["Revive"]

@@ -1,0 +1,174 @@
+"""A chat prompt is keyed exactly as LangChain's own ``loads`` reads it.
+
+``SemanticLLMCache`` parses the ``dumps(messages)`` LangChain hands it with
+``langchain_costopt.revive.Revive``, which skips LangChain's per-object path checks for
+class paths it accepted before and, for prompts that are a flat list of messages, the
+walk over nested values. These tests hold both shortcuts to LangChain's reading: the
+same messages (hence the same cache key, the same hits), the same refusals.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from langchain_core.load import dumps, loads
+from langchain_core.messages import (
+    AIMessage,
+    BaseMessage,
+    ChatMessage,
+    HumanMessage,
+    HumanMessageChunk,
+    SystemMessage,
+    ToolMessage,
+)
+from langchain_core.outputs import Generation
+
+from langchain_costopt import HashingEmbeddings, SemanticLLMCache
+from langchain_costopt.cache import split_messages, split_prompt
+from langchain_costopt.revive import Revive
+
+pytestmark = pytest.mark.filterwarnings("ignore:The function `loads` is in beta")
+
+MESSAGE_CLASSES: list[Any] = [
+    AIMessage,
+    ChatMessage,
+    HumanMessage,
+    HumanMessageChunk,
+    SystemMessage,
+    ToolMessage,
+]
+
+SYSTEM = SystemMessage("You are a helpful assistant. Answer briefly.")
+TOOL_TURN = AIMessage(
+    "",
+    tool_calls=[{"name": "weather", "args": {"city": "Paris", "days": [1, 2]}, "id": "c1"}],
+    usage_metadata={"input_tokens": 10, "output_tokens": 3, "total_tokens": 13},
+    response_metadata={"model_name": "gpt-4o-mini", "finish_reason": "tool_calls"},
+    id="run-1",
+)
+IMAGE = {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}
+
+CONVERSATIONS: dict[str, list[BaseMessage]] = {
+    "system and human": [SYSTEM, HumanMessage("How do I reset my password?")],
+    "human only": [HumanMessage("How do I reset my password?")],
+    "multi-turn": [
+        SYSTEM,
+        HumanMessage("Hi, I am Ana.", name="ana"),
+        AIMessage("Hello Ana!", id="run-0"),
+        HumanMessage("What is my name?"),
+    ],
+    "tool call": [
+        SYSTEM,
+        HumanMessage("Weather in Paris?"),
+        TOOL_TURN,
+        ToolMessage("sunny", tool_call_id="c1"),
+    ],
+    "failed tool": [
+        HumanMessage("Weather?"),
+        TOOL_TURN,
+        ToolMessage("boom", tool_call_id="c1", status="error"),
+    ],
+    "multimodal": [SYSTEM, HumanMessage([{"type": "text", "text": "What is this?"}, IMAGE])],
+    "chat role": [ChatMessage("Be terse.", role="critic"), HumanMessage("Rate my essay.")],
+    "non-ASCII": [SystemMessage("Réponds en français."), HumanMessage("请翻译：早上好")],
+    "control character": [HumanMessage("a\x01b")],  # written as \\u0001
+    "human chunk": [HumanMessageChunk("a streamed question")],
+    "content says lc": [HumanMessage("lc")],  # a "lc" string: the walk reads it
+    "user dict with lc": [HumanMessage("q", additional_kwargs={"lc": 1, "type": "constructor"})],
+    # dumps escapes a dict holding only the escape key: loads unescapes it once.
+    "user dict like an escape": [HumanMessage("q", additional_kwargs={"k": {"__lc_escaped__": 1}})],
+}
+
+
+def reference(prompt: str) -> tuple[str, str]:
+    """The key as LangChain's own loads() would have the cache compute it."""
+    try:
+        messages = loads(prompt, allowed_objects=MESSAGE_CLASSES)
+    except Exception:
+        return prompt, "text"
+    if not (isinstance(messages, list) and messages):
+        return prompt, "text"
+    if not all(isinstance(m, BaseMessage) for m in messages):
+        return prompt, "text"
+    return split_messages(messages)
+
+
+@pytest.mark.parametrize("name", CONVERSATIONS)
+def test_a_chat_prompt_revives_and_keys_as_langchain_reads_it(name: str) -> None:
+    prompt = dumps(CONVERSATIONS[name])
+    revive = Revive(MESSAGE_CLASSES)
+    for _ in range(2):  # the second time the class paths come from revive's table
+        assert revive(prompt) == loads(prompt, allowed_objects=MESSAGE_CLASSES)
+        assert split_prompt(prompt) == reference(prompt)
+    # Keyed as the messages themselves are (what the streaming path keys).
+    assert split_prompt(prompt) == split_messages(CONVERSATIONS[name])
+
+
+HUMAN_ID = ["langchain", "schema", "messages", "HumanMessage"]
+
+
+def _human(kwargs: Any) -> dict[str, Any]:
+    return {"lc": 1, "type": "constructor", "id": HUMAN_ID, "kwargs": kwargs}
+
+
+ODD_PROMPTS = {
+    "not JSON": "[not json",
+    "numbers": "[1, 2]",
+    "empty list": "[]",
+    "a message and a number": json.dumps([_human({"content": "q"}), 1]),
+    "class not allowed": json.dumps(
+        [{"lc": 1, "type": "constructor", "id": ["langchain", "os", "system"], "kwargs": {}}]
+    ),
+    "bad content": json.dumps([_human({"content": 5})]),
+    "wrong type field": json.dumps([_human({"content": "q", "type": "ai"})]),
+    "jinja template": json.dumps([_human({"content": "q", "template_format": "jinja2"})]),
+    "secret": json.dumps([{"lc": 1, "type": "secret", "id": ["OPENAI_API_KEY"]}]),
+    "escaped dict": json.dumps([_human({"content": [{"__lc_escaped__": {"lc": 1, "x": 2}}]})]),
+    # A message nested in another's content: loads revives it, and a message is not
+    # valid content.
+    "nested message": json.dumps([_human({"content": [_human({"content": "x"})]})]),
+    # The same, its "lc" key spelled with a \\u escape.
+    "hidden nested message": json.dumps([_human({"content": [_human({"content": "x"})]})])
+    .replace('"lc"', '"\\u006cc"')
+    .replace('"\\u006cc"', '"lc"', 1),
+    "too deep": json.dumps([_human({"content": [{"a": json.loads("[" * 210 + "]" * 210)}]})]),
+}
+
+
+@pytest.mark.parametrize("name", ODD_PROMPTS)
+def test_odd_json_is_keyed_as_langchain_reads_it(name: str) -> None:
+    prompt = ODD_PROMPTS[name]
+    revive = Revive(MESSAGE_CLASSES)
+    revive(dumps([HumanMessage("warm up the class table")]))
+    assert split_prompt(prompt) == reference(prompt)
+    try:
+        expected: Any = loads(prompt, allowed_objects=MESSAGE_CLASSES)
+    except Exception as exc:
+        with pytest.raises(type(exc)):
+            revive(prompt)
+    else:
+        assert revive(prompt) == expected
+
+
+def test_the_hidden_nested_message_is_read_as_loads_reads_it() -> None:
+    # The case above must exercise what it claims: one visible "lc", one escaped.
+    prompt = ODD_PROMPTS["hidden nested message"]
+    assert prompt.count('"lc"') == 1 and "\\u006cc" in prompt
+    assert split_prompt(prompt) == (prompt, "text")  # loads refuses: plain text
+
+
+def test_a_cached_chat_answer_is_served_for_the_same_conversation_only() -> None:
+    cache = SemanticLLMCache(HashingEmbeddings(), similarity_threshold=0.9)
+    served_for: dict[tuple[str, str], str] = {}  # conversations keyed alike share an entry
+    for name, messages in CONVERSATIONS.items():
+        cache.update(dumps(messages), "llm", [Generation(text=name)])
+        served_for[split_prompt(dumps(messages))] = name
+    assert len(served_for) >= len(CONVERSATIONS) - 1  # only the two user-dict cases meet
+    for name, messages in CONVERSATIONS.items():
+        hit = cache.lookup(dumps(messages), "llm")
+        assert hit is not None, name
+        assert hit[0].text == served_for[split_prompt(dumps(messages))]
+    other = [SYSTEM, HumanMessage("Where is the nearest train station?")]
+    assert cache.lookup(dumps(other), "llm") is None
