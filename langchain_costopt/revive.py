@@ -15,16 +15,21 @@ it builds the ``Reviver`` once and walks the JSON as ``langchain_core.load.load`
 (escaped user dicts are unescaped, not revived; nesting is bounded). Same allow-list,
 same result, no arbitrary objects.
 
-Per object, the ``Reviver`` checks the class path against the allow-list and the
-trusted namespaces and imports the class (~5 us of its ~11 us); those steps depend on
-the path only, so a path it accepted once is resolved from a table afterwards. The
-``init_validator`` and the class's own validation still run on every object.
+Two more savings, same results (``tests/unit_tests/langchain/test_cache_prompt_keys.py``
+holds them to ``loads``): per object, the ``Reviver`` checks the class path against the
+allow-list and the trusted namespaces and imports the class (~5 us of its ~11 us);
+those steps depend on the path only, so a path it accepted once is resolved from a
+table afterwards (the ``init_validator`` and the class's own validation still run on
+every object). And the walk runs as ``json.loads``'s ``object_hook``, which visits the
+dicts in the walk's order (values first) from C, when the text cannot nest past the
+bound and holds no escaped dict; otherwise, or when an object does not revive, the
+Python walk decides. A two-message chat prompt: ~32 -> ~21 us; a chat answer
+(``ChatGeneration``): ~43 -> ~29 us.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -39,14 +44,16 @@ except ImportError:  # pragma: no cover - a langchain-core that moved them
 #: langchain_core.load.load's nesting bound.
 MAX_DEPTH = 200
 
+_ESCAPE_KEY = '"__lc_escaped__"'
+
 # What json.loads builds that the walk descends into (a tuple: ``dict | list`` would
 # build a union object on every test).
 _CONTAINERS = (dict, list)
 
-# A \u escape of an ASCII character: how a JSON text could spell "lc" or the escape
-# marker without those letters (LangChain's dumps never does).
-_ASCII_ESCAPE = re.compile(r"\\u00[0-7]")
-_ESCAPE_MARKER = '"__lc_escaped__"'
+
+class _UseWalk(Exception):
+    """Decoding met what the walk must decide: an escaped user dict, or an object that
+    does not revive (it may sit inside an escaped dict, which the walk leaves alone)."""
 
 
 class Revive:
@@ -61,12 +68,26 @@ class Revive:
     def __call__(self, text: str) -> Any:
         if _is_escaped_dict is None:  # pragma: no cover
             return loads(text, allowed_objects=self._classes)
-        value = json.loads(text)
-        if _flat(text, value):
-            # Nothing below the top-level objects to unescape or revive, nesting below
-            # the bound: the walk would only copy their kwargs before reviving them.
-            return [self._revive(item) for item in value]
-        return self._walk(value, 0)
+        # Cannot nest deeper than the bound, holds no escaped dict (as dumps writes one):
+        # JSON's own parser does the walk, in C.
+        if text.count("{") + text.count("[") <= MAX_DEPTH and _ESCAPE_KEY not in text:
+            try:
+                return json.loads(text, object_hook=self._decoded)
+            except _UseWalk:
+                pass
+        return self._walk(json.loads(text), 0)
+
+    def _decoded(self, obj: dict[str, Any]) -> Any:
+        """The walk's step for one dict, as the decoder finishes it (its values first,
+        as the walk goes)."""
+        if _is_escaped_dict(obj):  # spelled with \u escapes: the walk unescapes it
+            raise _UseWalk
+        if obj.get("lc") != 1:
+            return obj
+        try:
+            return self._revive(obj)
+        except Exception as exc:
+            raise _UseWalk from exc
 
     def _walk(self, obj: Any, depth: int) -> Any:
         if depth > MAX_DEPTH:
@@ -102,21 +123,6 @@ class Revive:
         if self._reviver.init_validator is not None:
             self._reviver.init_validator(path, kwargs)
         return cls(**kwargs)
-
-
-def _flat(text: str, value: Any) -> bool:
-    """Whether ``value`` (``json.loads(text)``) is a list of ``{"lc": 1, ...}`` objects
-    holding no other ``"lc"`` key, no escaped dict, and nested less than
-    :data:`MAX_DEPTH` deep (a prompt's messages, as LangChain's ``dumps`` writes them).
-    Read off the text: counting in C is cheaper than walking the objects."""
-    return (
-        isinstance(value, list)
-        and all(isinstance(item, dict) and item.get("lc") == 1 for item in value)
-        and text.count('"lc"') == len(value)
-        and text.count("{") + text.count("[") <= MAX_DEPTH
-        and _ESCAPE_MARKER not in text
-        and _ASCII_ESCAPE.search(text) is None
-    )
 
 
 def _constructor_path(value: dict[str, Any]) -> tuple[str, ...] | None:

@@ -113,6 +113,8 @@ def _human(kwargs: Any) -> dict[str, Any]:
     return {"lc": 1, "type": "constructor", "id": HUMAN_ID, "kwargs": kwargs}
 
 
+OS_SYSTEM = {"lc": 1, "type": "constructor", "id": ["os", "system"], "kwargs": {}}
+
 ODD_PROMPTS = {
     "not JSON": "[not json",
     "numbers": "[1, 2]",
@@ -133,6 +135,14 @@ ODD_PROMPTS = {
     "hidden nested message": json.dumps([_human({"content": [_human({"content": "x"})]})])
     .replace('"lc"', '"\\u006cc"')
     .replace('"\\u006cc"', '"lc"', 1),
+    # An escaped dict whose marker is spelled with a \\u escape, holding an object
+    # that must not revive: the walk unescapes it and leaves it a plain dict.
+    "escaped refused object": json.dumps(
+        [_human({"content": "q", "additional_kwargs": {"__lc_escaped__": OS_SYSTEM}})]
+    ).replace("__lc_escaped__", "\\u005f_lc_escaped__"),
+    "escaped plain dict": json.dumps(
+        [_human({"content": "q", "additional_kwargs": {"k": {"__lc_escaped__": {"x": 1}}}})]
+    ).replace("__lc_escaped__", "\\u005f_lc_escaped__"),
     "too deep": json.dumps([_human({"content": [{"a": json.loads("[" * 210 + "]" * 210)}]})]),
 }
 
@@ -152,11 +162,15 @@ def test_odd_json_is_keyed_as_langchain_reads_it(name: str) -> None:
         assert revive(prompt) == expected
 
 
-def test_the_hidden_nested_message_is_read_as_loads_reads_it() -> None:
-    # The case above must exercise what it claims: one visible "lc", one escaped.
-    prompt = ODD_PROMPTS["hidden nested message"]
-    assert prompt.count('"lc"') == 1 and "\\u006cc" in prompt
-    assert split_prompt(prompt) == (prompt, "text")  # loads refuses: plain text
+def test_the_odd_cases_exercise_what_they_claim() -> None:
+    hidden = ODD_PROMPTS["hidden nested message"]
+    assert hidden.count('"lc"') == 1 and "\\u006cc" in hidden
+    assert split_prompt(hidden) == (hidden, "text")  # loads refuses: plain text
+    escaped = ODD_PROMPTS["escaped refused object"]
+    assert "__lc_escaped__" not in escaped
+    text, context = split_prompt(escaped)  # loads reads messages: a chat prompt
+    assert text == "q" and context.startswith("messages:")
+    assert split_prompt(ODD_PROMPTS["too deep"])[1] == "text"
 
 
 def test_a_cached_chat_answer_is_served_for_the_same_conversation_only() -> None:
