@@ -66,17 +66,15 @@ call.
 from __future__ import annotations
 
 import inspect
-import json
 import logging
 import re
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
-from langchain_core import messages as lc_messages
 from langchain_core.caches import RETURN_VAL_TYPE, BaseCache
 from langchain_core.embeddings import Embeddings
 from langchain_core.load import dumps
-from langchain_core.messages import AIMessageChunk, BaseMessage, ToolMessage
+from langchain_core.messages import AIMessageChunk
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, Generation, GenerationChunk
 
 from costopt_core.accounting import CallText, usage_from_mapping
@@ -91,127 +89,33 @@ from costopt_core.ledger import TokenUsage
 from costopt_core.metadata_keys import CACHE_MARKER_KEY, MODEL_NAME_KEYS, model_name_in
 from costopt_core.stores.base import CacheStore
 from langchain_costopt import cache_stream
-from langchain_costopt.messages import latest_human_index, message_text
+from langchain_costopt.messages import message_text
+from langchain_costopt.prompt_key import (
+    MESSAGE_CLASSES,
+    parse_messages,
+    split_messages,
+    split_prompt,
+)
 from langchain_costopt.revive import Revive
 
 logger = logging.getLogger(__name__)
 
 # ``loads`` may revive only these: a stored entry must never build arbitrary objects.
-_MESSAGE_CLASSES: list[Any] = [
-    lc_messages.AIMessage,
-    lc_messages.AIMessageChunk,
-    lc_messages.ChatMessage,
-    lc_messages.ChatMessageChunk,
-    lc_messages.FunctionMessage,
-    lc_messages.FunctionMessageChunk,
-    lc_messages.HumanMessage,
-    lc_messages.HumanMessageChunk,
-    lc_messages.SystemMessage,
-    lc_messages.SystemMessageChunk,
-    lc_messages.ToolMessage,
-    lc_messages.ToolMessageChunk,
-]
 _GENERATION_CLASSES: list[Any] = [
     Generation,
     GenerationChunk,
     ChatGeneration,
     ChatGenerationChunk,
-    *_MESSAGE_CLASSES,
+    *MESSAGE_CLASSES,
 ]
 
 # Built once: LangChain's loads() resolves the allow-list anew on every call (~1 ms).
-_revive_messages = Revive(_MESSAGE_CLASSES)
 _revive_generations = Revive(_GENERATION_CLASSES)
 
 # A model named in LangChain's llm_string (its repr of the model's parameters).
 _MODEL_IN_LLM_STRING = re.compile(
     rf"""["'](?:{"|".join(MODEL_NAME_KEYS)})["']\s*[:,]\s*["']([^"']+)["']"""
 )
-
-
-def _parse_messages(prompt: str) -> list[BaseMessage] | None:
-    if not prompt.startswith("["):
-        return None
-    try:
-        value = _revive_messages(prompt)
-    except Exception:  # any plain prompt that merely looks like JSON
-        return None
-    if isinstance(value, list) and value and all(isinstance(m, BaseMessage) for m in value):
-        return value
-    return None
-
-
-def _non_text_content(content: Any) -> Any:
-    if isinstance(content, str):
-        return ""
-    return [
-        block
-        for block in content or ()
-        if not isinstance(block, str)
-        and not (isinstance(block, dict) and block.get("type") == "text")
-    ]
-
-
-def _message_key(message: BaseMessage, *, strip_text: bool) -> dict[str, Any]:
-    """What of a message can change the answer (ids and provider metadata cannot)."""
-    key: dict[str, Any] = {
-        "type": message.type,
-        "content": _non_text_content(message.content) if strip_text else message.content,
-    }
-    if message.name:
-        key["name"] = message.name
-    # The fields of some message classes only, read from the model's field values:
-    # getattr of a field a pydantic model lacks costs an exception (~10 us a message).
-    fields = vars(message)
-    role = fields.get("role")
-    if role:
-        key["role"] = role
-    tool_calls = fields.get("tool_calls")
-    if tool_calls:
-        key["tool_calls"] = [[call.get("name"), call.get("args")] for call in tool_calls]
-    function_call = message.additional_kwargs.get("function_call")
-    if function_call:
-        key["function_call"] = function_call
-    if isinstance(message, ToolMessage) and message.status != "success":
-        key["status"] = message.status
-    return key
-
-
-def split_prompt(prompt: str) -> tuple[str, str]:
-    """(text to embed, exact context) of a LangChain cache prompt.
-
-    Example:
-        >>> from langchain_core.load import dumps
-        >>> from langchain_core.messages import HumanMessage, SystemMessage
-        >>> text, context = split_prompt(dumps([SystemMessage("Be brief."), HumanMessage("Hi!")]))
-        >>> text, "Be brief." in context, "Hi!" in context
-        ('Hi!', True, False)
-        >>> split_prompt("Tell me a joke")
-        ('Tell me a joke', 'text')
-    """
-    messages = _parse_messages(prompt)
-    if messages is None:
-        return prompt, "text"
-    return split_messages(messages)
-
-
-def split_messages(messages: Sequence[BaseMessage]) -> tuple[str, str]:
-    """(text to embed, exact context) of a chat model's messages: what
-    :func:`split_prompt` gives for ``dumps(messages)``.
-
-    Example:
-        >>> from langchain_core.messages import AIMessage, HumanMessage
-        >>> text, context = split_messages([HumanMessage("Hi!"), AIMessage("Hello."),
-        ...                                 HumanMessage("Who are you?")])
-        >>> text, "Hello." in context
-        ('Who are you?', True)
-    """
-    if not messages:
-        raise ValueError("messages must hold at least one message, got none")
-    latest = latest_human_index(messages)
-    text = message_text(messages[latest])
-    context = [_message_key(m, strip_text=i == latest) for i, m in enumerate(messages)]
-    return text, "messages:" + json.dumps(context, sort_keys=True, ensure_ascii=False, default=str)
 
 
 def _answer_usage(
@@ -404,7 +308,7 @@ class SemanticLLMCache(BaseCache):
             if usage is None:
                 # No usage reported: count it from the text as the cost handler counts
                 # the call, so a hit saves what the call cost; and say so.
-                messages = _parse_messages(prompt)
+                messages = parse_messages(prompt)
                 said = (
                     CallText([message_text(m) for m in messages], return_val[0].text)
                     if messages is not None

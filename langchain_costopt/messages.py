@@ -25,7 +25,17 @@ Stop = list[str] | None
 
 def message_text(message: BaseMessage) -> str:
     """Plain text of a message; non-text content blocks (images, files) are skipped."""
-    content: Any = message.content
+    return content_text(message.content)
+
+
+def content_text(content: Any) -> str:
+    """Plain text of a message's ``content`` (a str, or content blocks of which the text
+    ones are kept).
+
+    Example:
+        >>> content_text(["a", {"type": "text", "text": "b"}, {"type": "image_url"}])
+        'a\\nb'
+    """
     if isinstance(content, str):
         return content
     parts: list[str] = []
@@ -50,10 +60,16 @@ def latest_human_index(messages: Sequence[BaseMessage]) -> int:
         >>> latest_human_index([HumanMessage("hi"), AIMessage("hello")])
         0
     """
-    for i in range(len(messages) - 1, -1, -1):
-        if is_human(messages[i]):
+    return latest_index([is_human(m) for m in messages])
+
+
+def latest_index(human: Sequence[bool]) -> int:
+    """:func:`latest_human_index` of turns given as "a person wrote it" flags (for
+    messages read from their JSON, not built)."""
+    for i in range(len(human) - 1, -1, -1):
+        if human[i]:
             return i
-    return len(messages) - 1
+    return len(human) - 1
 
 
 def latest_human_text(messages: Sequence[BaseMessage]) -> str:

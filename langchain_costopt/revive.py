@@ -30,6 +30,7 @@ Python walk decides. A two-message chat prompt: ~32 -> ~21 us; a chat answer
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -45,6 +46,10 @@ except ImportError:  # pragma: no cover - a langchain-core that moved them
 MAX_DEPTH = 200
 
 _ESCAPE_KEY = '"__lc_escaped__"'
+
+# A \u escape of an ASCII character: how a JSON text could spell "lc" or the escape
+# key without those letters (LangChain's dumps never does).
+_ASCII_ESCAPE = re.compile(r"\\u00[0-7]")
 
 # What json.loads builds that the walk descends into (a tuple: ``dict | list`` would
 # build a union object on every test).
@@ -109,6 +114,11 @@ class Revive:
             ]
         return obj
 
+    def revive_object(self, value: dict[str, Any]) -> Any:
+        """The object of one decoded ``{"lc": 1, ...}`` dict of a document that
+        :func:`flat_objects` accepts: what ``loads`` gives for it there."""
+        return self._revive(value)
+
     def _revive(self, value: dict[str, Any]) -> Any:
         """``self._reviver(value)``; a constructor of a class path accepted before skips
         the Reviver's path checks and import, which would give the same class again."""
@@ -125,6 +135,30 @@ class Revive:
         return cls(**kwargs)
 
 
+def flat_objects(text: str, value: Any) -> bool:
+    """Whether ``value`` (``json.loads(text)``) is a list of ``{"lc": 1, ...}`` dicts that
+    hold no other ``"lc"`` key and no escaped dict, nested less than :data:`MAX_DEPTH`
+    deep (a chat prompt as LangChain's ``dumps`` writes it): then ``loads`` gives each
+    one's :meth:`Revive.revive_object`, and its kwargs are as they were written. Read
+    off the text: counting in C is cheaper than walking the dicts.
+
+    Example:
+        >>> from langchain_core.load import dumps
+        >>> from langchain_core.messages import HumanMessage
+        >>> text = dumps([HumanMessage("hi")])
+        >>> flat_objects(text, json.loads(text)), flat_objects("[1]", [1])
+        (True, False)
+    """
+    return (
+        isinstance(value, list)
+        and all(isinstance(item, dict) and item.get("lc") == 1 for item in value)
+        and text.count('"lc"') == len(value)
+        and text.count("{") + text.count("[") <= MAX_DEPTH
+        and _ESCAPE_KEY not in text
+        and _ASCII_ESCAPE.search(text) is None
+    )
+
+
 def _constructor_path(value: dict[str, Any]) -> tuple[str, ...] | None:
     """The class path of a ``{"lc": 1, "type": "constructor", "id": [...]}`` dict."""
     ident = value.get("id")
@@ -135,4 +169,4 @@ def _constructor_path(value: dict[str, Any]) -> tuple[str, ...] | None:
     return tuple(ident)
 
 
-__all__ = ["Revive"]
+__all__ = ["Revive", "flat_objects"]

@@ -1,10 +1,11 @@
 """A chat prompt is keyed exactly as LangChain's own ``loads`` reads it.
 
-``SemanticLLMCache`` parses the ``dumps(messages)`` LangChain hands it with
-``langchain_costopt.revive.Revive``, which skips LangChain's per-object path checks for
-class paths it accepted before and, for prompts that are a flat list of messages, the
-walk over nested values. These tests hold both shortcuts to LangChain's reading: the
-same messages (hence the same cache key, the same hits), the same refusals.
+``SemanticLLMCache`` keys the ``dumps(messages)`` LangChain hands it without building
+most of its messages (``langchain_costopt.prompt_key``: the fields the key reads, taken
+from the JSON when the message class would keep them as written), and revives the rest
+with ``langchain_costopt.revive.Revive`` (LangChain's ``Reviver`` with its class paths
+resolved once, its walk done by ``json.loads``). These tests hold every shortcut to
+LangChain's reading: the same key (hence the same hits), the same refusals.
 """
 
 from __future__ import annotations
@@ -75,6 +76,31 @@ CONVERSATIONS: dict[str, list[BaseMessage]] = {
     "non-ASCII": [SystemMessage("Réponds en français."), HumanMessage("请翻译：早上好")],
     "control character": [HumanMessage("a\x01b")],  # written as \\u0001
     "human chunk": [HumanMessageChunk("a streamed question")],
+    "AI turns without usage": [
+        HumanMessage("hi"),
+        AIMessage("hello", response_metadata={"finish_reason": "stop"}),
+        HumanMessage("bye"),
+        AIMessage("", tool_calls=[{"name": "f", "args": {}, "id": None}]),
+    ],
+    "tool calls in additional_kwargs": [
+        HumanMessage("weather?"),
+        AIMessage(
+            "",
+            additional_kwargs={
+                "tool_calls": [
+                    {
+                        "id": "c1",
+                        "type": "function",
+                        "function": {"name": "weather", "arguments": '{"city": "Oslo"}'},
+                    }
+                ]
+            },
+        ),
+    ],
+    "legacy function call": [
+        HumanMessage("weather?"),
+        AIMessage("", additional_kwargs={"function_call": {"name": "weather", "arguments": "{}"}}),
+    ],
     "content says lc": [HumanMessage("lc")],  # a "lc" string: the walk reads it
     "user dict with lc": [HumanMessage("q", additional_kwargs={"lc": 1, "type": "constructor"})],
     # dumps escapes a dict holding only the escape key: loads unescapes it once.
@@ -114,6 +140,135 @@ def _human(kwargs: Any) -> dict[str, Any]:
 
 
 OS_SYSTEM = {"lc": 1, "type": "constructor", "id": ["os", "system"], "kwargs": {}}
+
+AI_ID = ["langchain", "schema", "messages", "AIMessage"]
+TOOL_ID = ["langchain", "schema", "messages", "ToolMessage"]
+CHAT_ID = ["langchain", "schema", "messages", "ChatMessage"]
+
+
+def _message(ident: list[str], kwargs: Any) -> dict[str, Any]:
+    return {"lc": 1, "type": "constructor", "id": ident, "kwargs": kwargs}
+
+
+def _after_question(message: dict[str, Any]) -> str:
+    return json.dumps([_human({"content": "q"}), message])
+
+
+# Messages LangChain's constructors change or refuse: read as LangChain reads them.
+CRAFTED_PROMPTS = {
+    "number tool id": _after_question(_message(TOOL_ID, {"content": "r", "tool_call_id": 7})),
+    "no tool id": _after_question(_message(TOOL_ID, {"content": "r"})),
+    "odd tool status": _after_question(
+        _message(TOOL_ID, {"content": "r", "tool_call_id": "1", "status": "odd"})
+    ),
+    "error tool status": _after_question(
+        _message(TOOL_ID, {"content": "r", "tool_call_id": "1", "status": "error"})
+    ),
+    "tool content blocks of numbers": _after_question(
+        _message(TOOL_ID, {"content": [1, "a"], "tool_call_id": "1"})
+    ),
+    "chat without role": _after_question(_message(CHAT_ID, {"content": "c"})),
+    "no content": json.dumps([_human({"name": "ana"})]),
+    "null content": json.dumps([_human({"content": None})]),
+    "number name": json.dumps([_human({"content": "q", "name": 5})]),
+    "number id": json.dumps([_human({"content": "q", "id": 5})]),
+    "extra field": json.dumps([_human({"content": "q", "role": "critic"})]),
+    "additional_kwargs not a dict": json.dumps([_human({"content": "q", "additional_kwargs": 1})]),
+    "no kwargs": json.dumps([{"lc": 1, "type": "constructor", "id": HUMAN_ID}]),
+    "tool call without id": _after_question(
+        _message(AI_ID, {"content": "", "tool_calls": [{"name": "f", "args": {}}]})
+    ),
+    "tool call with extras": _after_question(
+        _message(
+            AI_ID,
+            {"content": "", "tool_calls": [{"name": "f", "args": {}, "id": "1", "extras": {}}]},
+        )
+    ),
+    "tool call with an unknown key": _after_question(
+        _message(
+            AI_ID,
+            {"content": "", "tool_calls": [{"name": "f", "args": {}, "id": "1", "foo": 1}]},
+        )
+    ),
+    "tool calls only in additional_kwargs": _after_question(
+        _message(
+            AI_ID,
+            {
+                "content": "",
+                "additional_kwargs": {
+                    "tool_calls": [
+                        {
+                            "id": "c1",
+                            "type": "function",
+                            "function": {"name": "f", "arguments": "{}"},
+                        }
+                    ]
+                },
+            },
+        )
+    ),
+    "invalid tool call with an unknown key": _after_question(
+        _message(AI_ID, {"content": "", "invalid_tool_calls": [{"name": "f", "foo": 1}]})
+    ),
+    "list id": json.dumps([_human({"content": "q", "id": ["x"]})]),
+    "tool call args not a dict": _after_question(
+        _message(AI_ID, {"content": "", "tool_calls": [{"name": "f", "args": [], "id": "1"}]})
+    ),
+    "invalid tool calls": _after_question(
+        _message(
+            AI_ID,
+            {
+                "content": "",
+                "invalid_tool_calls": [{"name": "f", "args": "{", "id": "1", "error": "bad"}],
+            },
+        )
+    ),
+    "bad usage": _after_question(
+        _message(AI_ID, {"content": "a", "usage_metadata": {"input_tokens": "many"}})
+    ),
+    "good usage": _after_question(
+        _message(
+            AI_ID,
+            {
+                "content": "a",
+                "usage_metadata": {"input_tokens": 1, "output_tokens": 2, "total_tokens": 3},
+            },
+        )
+    ),
+    "unknown class path": json.dumps([_message(["langchain", "messages", "HumanMessage"], {})]),
+    "class path of a list": json.dumps([_message([["x"]], {"content": "q"})]),
+}
+
+
+@pytest.mark.parametrize("name", CRAFTED_PROMPTS)
+def test_crafted_messages_are_keyed_as_langchain_reads_them(name: str) -> None:
+    prompt = CRAFTED_PROMPTS[name]
+    assert split_prompt(prompt) == reference(prompt)
+
+
+def test_what_changes_the_answer_changes_the_key() -> None:
+    def key(messages: list[BaseMessage]) -> str:
+        return split_prompt(dumps(messages))[1]
+
+    question = HumanMessage("Weather in Paris?")
+    ok, failed = (ToolMessage("sunny", tool_call_id="c1", status=s) for s in ("success", "error"))
+    assert key([question, TOOL_TURN, ok]) != key([question, TOOL_TURN, failed])
+    other_args = AIMessage(
+        "", tool_calls=[{"name": "weather", "args": {"city": "Rome"}, "id": "c1"}]
+    )
+    assert key([question, TOOL_TURN, ok]) != key([question, other_args, ok])
+    assert key([SYSTEM, question]) != key([SystemMessage("Be verbose."), question])
+    assert key([HumanMessage("hi", name="ana")]) != key([HumanMessage("hi", name="bob")])
+    assert key([ChatMessage("c", role="critic"), question]) != key(
+        [ChatMessage("c", role="editor"), question]
+    )
+    legacy = CONVERSATIONS["legacy function call"]
+    assert key(legacy) != key([legacy[0], AIMessage("")])
+    # Ids and provider metadata do not change an answer: the same key.
+    assert key([question, AIMessage("a", id="run-1"), question]) == key(
+        [question, AIMessage("a", id="run-2", response_metadata={"x": 1}), question]
+    )
+
 
 ODD_PROMPTS = {
     "not JSON": "[not json",
