@@ -19,8 +19,9 @@ Example:
 
 What is matched (LangChain calls ``lookup(prompt, llm_string)``):
 
-* A chat model's ``prompt`` is ``langchain_core.load.dumps(messages)``. It is parsed
-  back (message classes only, never arbitrary objects). Only the text of the latest
+* A chat model's ``prompt`` is ``langchain_core.load.dumps(messages)``. It is read as
+  LangChain's ``loads`` reads it, message classes only, never arbitrary objects
+  (:mod:`langchain_costopt.prompt_key`). Only the text of the latest
   human turn is embedded. Everything else that can change the answer is hashed into an
   exact-match partition: ``llm_string`` (model, parameters, and the tools bound with
   ``bind_tools``, which LangChain passes as invocation parameters), the constructor
