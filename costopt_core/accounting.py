@@ -72,6 +72,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from os import PathLike
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Generic, Literal, Self, TypeVar, overload
 
 from costopt_core.budget_gate import CallQuote
@@ -99,7 +100,7 @@ from costopt_core.levers import (
     BATCH,
     COMPRESSION,
     PROVIDER_CACHE,
-    saving_tags,
+    SavingTags,
 )
 from costopt_core.local_models import is_local
 from costopt_core.metadata_keys import BATCH_TAG, TOKEN_COUNTER_TAG, USAGE_ESTIMATED, USAGE_TAG
@@ -114,6 +115,7 @@ _RECENT_CALLS = 32
 # The tag marks an estimated record in every ledger; a ledger whose records also carry
 # an ``estimated`` field (and count it in its totals) gets that set too.
 _RECORD_ESTIMATED = "estimated" in CostRecord.__dataclass_fields__
+_BATCH_TAGS: Mapping[str, str] = MappingProxyType({BATCH_TAG: "1"})
 
 T = TypeVar("T")
 
@@ -589,7 +591,11 @@ class CostAccountant:
         baseline_model: str | None = None,
         baseline_cost: float | None = None,
         timestamp: float | None = None,
+        saving_parts: Mapping[str, float] | None = None,
     ) -> CostRecord:
+        record_tags: Mapping[str, str] = {**self.tags, **tags} if tags else self.tags
+        if saving_parts:
+            record_tags = SavingTags(record_tags, saving_parts)
         # Positional: a record is built on every call, and keywords cost ~40% more.
         record = CostRecord(
             model,
@@ -604,7 +610,7 @@ class CostAccountant:
             saved,
             baseline_model,
             baseline_cost,
-            {**self.tags, **tags} if tags else self.tags,
+            record_tags,
             timestamp,
             run_id,
         )
@@ -683,6 +689,7 @@ class CostAccountant:
         saved: float | None = 0.0
         removed = 0
         levered = False
+        parts: dict[str, float] | None = None
         if cost is not None and (
             batch or compressed_tokens or usage.cache_read_tokens or usage.cache_write_tokens
         ):
@@ -693,7 +700,8 @@ class CostAccountant:
                 compressed_tokens,
                 batch,
             )
-            tags = {**tags, **parts} if tags else parts
+            if batch:
+                tags = {**tags, BATCH_TAG: "1"} if tags else _BATCH_TAGS
             levered = True
             if tier is None:
                 baseline_model, baseline_cost, saved = model, direct, direct - cost
@@ -718,33 +726,30 @@ class CostAccountant:
             baseline_model,
             baseline_cost,
             timestamp,
+            parts,
         )
         return self._store(record, reservation_id)
 
     def _lever_parts(
         self, price: ModelPrice, usage: TokenUsage, cost: float, compressed_tokens: int, batch: bool
-    ) -> tuple[int, float, float, dict[str, str]]:
+    ) -> tuple[int, float, float, dict[str, float]]:
         # Off the plain path: only calls with provider cache tokens, a compressed prompt
         # or a batch price come here. Returns the input tokens a compressor removed, the
         # billed cost, the no-lever cost on this model (full prompt, uncached, direct),
-        # and the tags holding each lever's part.
+        # and each tagged lever's part (stored as SavingTags: formatted when read).
         removed = compressed_tokens if type(compressed_tokens) is int else int(compressed_tokens)
         removed = removed if removed > 0 else 0
         inp, out, reasoning = usage.input_tokens, usage.output_tokens, usage.reasoning_tokens
         direct = price.cost(inp + removed, out, 0, 0, reasoning)
         if not removed and not batch:  # the usual case: the provider's prompt cache only
-            return 0, cost, direct, saving_tags({PROVIDER_CACHE: direct - cost})
+            return 0, cost, direct, {PROVIDER_CACHE: direct - cost}
         compressed = price.cost(inp, out, 0, 0, reasoning) if removed else direct
         billed = cost * (1.0 - price.batch_discount) if batch else cost
-        parts = saving_tags(
-            {
-                COMPRESSION: direct - compressed,
-                PROVIDER_CACHE: compressed - cost,
-                BATCH: cost - billed,
-            }
-        )
-        if batch:
-            parts[BATCH_TAG] = "1"
+        parts = {
+            COMPRESSION: direct - compressed,
+            PROVIDER_CACHE: compressed - cost,
+            BATCH: cost - billed,
+        }
         return removed, billed, direct, parts
 
     def _usage_from_text(

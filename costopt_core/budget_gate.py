@@ -17,8 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import NamedTuple, Protocol, runtime_checkable
 
 from costopt_core.ledger import BudgetExceededError
 from costopt_core.pricing import PriceCatalog, default_catalog
@@ -33,9 +32,12 @@ Reservation = tuple["BudgetGate", "str | None"]
 DEFAULT_MAX_OUTPUT_TOKENS = 4096
 
 
-@dataclass(frozen=True, slots=True)
-class CallQuote:
+class CallQuote(NamedTuple):
     """The most a call can cost: its model, its prompt, and the most it may write.
+
+    A named tuple, immutable like a frozen dataclass: one is built before every budgeted
+    call, and a frozen dataclass's ``__init__`` (one ``object.__setattr__`` per field)
+    costs several times a tuple's.
 
     Example:
         >>> from costopt_core import set_price

@@ -61,6 +61,7 @@ KINDS: tuple[str, ...] = ("call", "cache_hit", "cascade_attempt")
 PERIODS: tuple[str, ...] = ("day", "month")
 _DAY = 86_400.0
 _KEEP_DAYS = 62
+_FOLD_BATCH = 64  # records added to the per-model totals at a time (see CostLedger)
 _USAGE_FIELDS = (
     "input_tokens",
     "output_tokens",
@@ -469,6 +470,9 @@ class CostLedger:
         self._records: deque[CostRecord] = deque(maxlen=max_records)
         self._dropped = False
         self._summary = LedgerSummary()
+        # Records not yet added to _summary: folded in batches (and before any read),
+        # so the per-model totals cost the call path an append, not a ModelTotals.add.
+        self._unfolded: list[CostRecord] = []
         self._spent_total = 0.0
         self._spent_by_day: dict[float, float] = {}
         self._buckets_from = -math.inf  # day buckets before this were folded away
@@ -500,7 +504,10 @@ class CostLedger:
             if not self._dropped and len(records) == records.maxlen:
                 self._dropped = True
             records.append(record)
-            self._summary.add(record)
+            unfolded = self._unfolded
+            unfolded.append(record)
+            if len(unfolded) >= _FOLD_BATCH:
+                self._fold()
             if cost:
                 self._spent_total += cost
                 day = (record.timestamp // _DAY) * _DAY
@@ -521,7 +528,9 @@ class CostLedger:
         ttl_seconds: float = 300.0,
         now: float | None = None,
     ) -> BudgetCheck:
-        estimate = check_estimate(estimate_usd)
+        estimate = estimate_usd
+        if type(estimate) is not float or not 0.0 <= estimate < math.inf:
+            estimate = check_estimate(estimate_usd)  # not the usual finite float: check it
         now = time.time() if now is None else now
         with self._lock:
             if now >= self._next_expiry:
@@ -575,6 +584,7 @@ class CostLedger:
             self._records.clear()
             self._dropped = False
             self._summary = LedgerSummary()
+            self._unfolded.clear()
             self._spent_total = 0.0
             self._spent_by_day.clear()
             self._buckets_from = -math.inf
@@ -592,6 +602,7 @@ class CostLedger:
     def summary(self, since: float | None = None) -> LedgerSummary:
         with self._lock:
             if since is None:
+                self._fold()
                 return _copy_summary(self._summary)
             records = list(self._records)
         return summarize(r for r in records if r.timestamp >= since)
@@ -621,6 +632,13 @@ class CostLedger:
             # Day-aligned (every period start is) and within the kept buckets.
             return sum(v for day, v in self._spent_by_day.items() if day >= since)
         return sum(r.cost_usd or 0.0 for r in self._records if r.timestamp >= since)
+
+    def _fold(self) -> None:
+        # Called with the lock held.
+        add = self._summary.add
+        for record in self._unfolded:
+            add(record)
+        self._unfolded.clear()
 
     def _fold_old_days(self, newest: float) -> None:
         # Day and month budgets look back at most 31 days: keep ~2 months of day

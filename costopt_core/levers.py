@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Final, Protocol
 
 logger = logging.getLogger(__name__)
@@ -89,26 +89,93 @@ def saving_tags(parts: Mapping[str, float]) -> dict[str, str]:
     return tags
 
 
+class SavingTags(Mapping[str, str]):
+    """A record's tags holding its lever parts as numbers until someone reads them.
+
+    Reads as ``{**base, **saving_tags(parts)}``; the parts are written as text (a float
+    ``repr`` per part) only on first read. Every call that reads provider-cached tokens
+    carries a part, and few records are ever read one by one: formatting them when
+    recorded cost ~1 us per such call, paid by every call and read by nobody.
+
+    Example:
+        >>> tags = SavingTags({"team": "search"}, {PROVIDER_CACHE: 0.25, BATCH: 0.0})
+        >>> dict(tags)
+        {'team': 'search', 'costopt.saved.provider_cache': '0.25'}
+        >>> tags == {"team": "search", "costopt.saved.provider_cache": "0.25"}
+        True
+        >>> lever_savings_of(tags)
+        {'provider_cache': 0.25}
+    """
+
+    __slots__ = ("_base", "_parts", "_text")
+
+    def __init__(self, base: Mapping[str, str], parts: Mapping[str, float]) -> None:
+        self._base = base
+        self._parts = parts
+        self._text: dict[str, str] | None = None
+
+    def _tags(self) -> dict[str, str]:
+        text = self._text
+        if text is None:
+            # Two threads may both build it: they build the same dict, and the second
+            # assignment replaces the first whole.
+            text = {**self._base, **saving_tags(self._parts)}
+            self._text = text
+        return text
+
+    def __getitem__(self, key: str) -> str:
+        return self._tags()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._tags())
+
+    def __len__(self) -> int:
+        return len(self._tags())
+
+    def __bool__(self) -> bool:
+        # Without it, truth would call __len__ and format the parts.
+        return bool(self._base) or any(self._parts.values())
+
+    def __repr__(self) -> str:
+        return repr(self._tags())
+
+    def parts(self) -> dict[str, float]:
+        """The lever parts as numbers (zero and non-finite parts left out, as when read
+        back from text), without formatting them."""
+        return {
+            lever: float(amount)
+            for lever, amount in self._parts.items()
+            if amount and math.isfinite(amount)
+        }
+
+
+def lever_savings_of(tags: Mapping[str, str]) -> dict[str, float]:
+    """The tagged levers' parts that ``tags`` holds (malformed ones logged and skipped)."""
+    if type(tags) is SavingTags:
+        return tags.parts()
+    parts: dict[str, float] = {}
+    for lever, key in _TAG_KEYS.items():
+        text = tags.get(key)
+        if text is None:
+            continue
+        try:
+            amount = float(text)
+        except ValueError:
+            logger.warning("ignoring the malformed saving tag %s=%r", key, text)
+            continue
+        if math.isfinite(amount):
+            parts[lever] = amount
+    return parts
+
+
 def lever_savings(record: SavedEvent) -> dict[str, float]:
     """``record.saved_usd`` split by lever (see the module's rule); ``{}`` when unknown."""
     saved = record.saved_usd
     if saved is None:
         return {}
     rest = CACHE if record.kind == "cache_hit" else ROUTING
-    parts: dict[str, float] = {}
     tags = record.tags
-    if tags:
-        for lever, key in _TAG_KEYS.items():
-            text = tags.get(key)
-            if text is None:
-                continue
-            try:
-                amount = float(text)
-            except ValueError:
-                logger.warning("ignoring the malformed saving tag %s=%r", key, text)
-                continue
-            if math.isfinite(amount):
-                parts[lever] = amount
+    parts = lever_savings_of(tags) if tags else {}
     remainder = saved - sum(parts.values())
     out = {rest: remainder} if remainder or not parts else {}
     out.update(parts)
@@ -125,6 +192,8 @@ __all__ = [
     "SAVING_TAG_PREFIX",
     "TAGGED_LEVERS",
     "SavedEvent",
+    "SavingTags",
     "lever_savings",
+    "lever_savings_of",
     "saving_tags",
 ]

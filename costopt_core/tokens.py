@@ -25,6 +25,7 @@ estimated by the accountant.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import threading
@@ -86,6 +87,33 @@ def estimate_tokens(text: str) -> int:
     cjk = len(_CJK.findall(text))
     other = len(text) - cjk
     return max(1, cjk + (other + 3) // 4)
+
+
+# Tool schemas by identity: a model bound to tools hands every call the same list, and
+# its JSON is often kilobytes (serialising it for each budgeted agent call cost more than
+# the rest of the budget check). The value keeps the object alive, so its id is not
+# reused while cached.
+_SCHEMA_TOKENS_MEMORY = 64
+_schema_tokens: dict[int, tuple[object, int]] = {}
+
+
+def estimate_schema_tokens(schema: object) -> int:
+    """:func:`estimate_tokens` of ``schema`` written as JSON (e.g. a call's bound tools),
+    worked out once per schema object.
+
+    Example:
+        >>> tools = [{"type": "function", "function": {"name": "search", "parameters": {}}}]
+        >>> estimate_schema_tokens(tools) == estimate_tokens(json.dumps(tools, default=str))
+        True
+    """
+    held = _schema_tokens.get(id(schema))
+    if held is not None and held[0] is schema:
+        return held[1]
+    tokens = estimate_tokens(json.dumps(schema, default=str))
+    if len(_schema_tokens) >= _SCHEMA_TOKENS_MEMORY:
+        _schema_tokens.clear()  # a few schemas per process: a rare reset, not an LRU
+    _schema_tokens[id(schema)] = (schema, tokens)
+    return tokens
 
 
 def encoding_for(model: str | None) -> str | None:
@@ -190,6 +218,7 @@ __all__ = [
     "count_prompt_tokens",
     "count_tokens",
     "encoding_for",
+    "estimate_schema_tokens",
     "estimate_tokens",
     "tokenizer_for",
 ]

@@ -84,7 +84,7 @@ from costopt_core.metadata_keys import (
     COMPRESSED_TOKENS_KEY,
     model_name_in,
 )
-from costopt_core.tokens import estimate_tokens
+from costopt_core.tokens import estimate_schema_tokens, estimate_tokens
 from langchain_costopt.compression import DOCUMENTS_COMPRESSED_EVENT
 from langchain_costopt.messages import message_text
 
@@ -226,7 +226,7 @@ def call_quotes(
     # Bound tools are part of the prompt.
     tools = params.get("tools")
     if tools:
-        tokens += estimate_tokens(json.dumps(tools, default=str))
+        tokens += estimate_schema_tokens(tools)
     limit = _output_limit(params)
     models = params.get("models")
     if models is None or not _is_map(models):
