@@ -119,7 +119,9 @@ class CostRoutingMiddleware(AgentMiddleware):
         callbacks = ensure_config().get("callbacks")
         handlers = CallbackManager.configure(inheritable_callbacks=callbacks).handlers
         decision = self.route(request.messages, downgrade=downgrade_requested(handlers))
-        return self.engine.start(decision, latest_human_text(request.messages))
+        # The handlers go with the call: a budget that refuses the chosen tier and
+        # downgrades (on_budget="downgrade") sends the call to the cheapest tier instead.
+        return self.engine.start(decision, latest_human_text(request.messages), handlers)
 
     def _asker(
         self, call: RoutedCall, request: ModelRequest[Any], handler: Callable[..., Any]
