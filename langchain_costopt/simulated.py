@@ -11,7 +11,9 @@ It answers with text derived from the question, reports ``usage_metadata`` from 
 offline token estimate, honours stop sequences and ``max_tokens``, streams
 word by word with the usage on the last chunk, and calls bound tools with arguments
 filled from the tool's JSON schema: numbers in the question fill numeric arguments in
-order, quoted text and then capitalised names fill string arguments. With
+order, quoted text and then capitalised names fill string arguments; after a tool
+result it answers in text, unless ``tool_choice="any"`` forces a tool not yet called
+this turn (an agent's structured output, ``ToolStrategy``). With
 ``response_format`` of type ``json_schema`` it answers a JSON object of that schema.
 It stands in for a provider model where no API key or network is available; it is
 not a model and understands nothing.
@@ -44,7 +46,13 @@ from costopt_core.simulation import (
     truncate_to_tokens,
 )
 from costopt_core.tokens import estimate_tokens
-from langchain_costopt.messages import Messages, Stop, latest_human_text, message_text
+from langchain_costopt.messages import (
+    Messages,
+    Stop,
+    latest_human_index,
+    latest_human_text,
+    message_text,
+)
 
 
 class SimulatedProviderError(RuntimeError):
@@ -272,10 +280,26 @@ class SimulatedChatModel(BaseChatModel):
         model_name: str,
     ) -> list[dict[str, Any]]:
         tools = [t for t in kwargs.get("tools") or [] if "function" in t]
-        if not tools or not messages or isinstance(messages[-1], ToolMessage):
+        if not tools or not messages:
             return []
         choice = kwargs.get("tool_choice")
-        name = choose_tool([t["function"]["name"] for t in tools], question, choice)
+        names = [t["function"]["name"] for t in tools]
+        if isinstance(messages[-1], ToolMessage):
+            # Reading tool results, it answers in text unless the request forces a tool
+            # this turn has not called yet (an agent's structured output as a tool:
+            # ToolStrategy binds it with tool_choice="any"); never a loop on one tool.
+            if choice not in ("any", "required", True):
+                return []
+            called = {
+                call["name"]
+                for m in messages[latest_human_index(messages) :]
+                if isinstance(m, AIMessage)
+                for call in m.tool_calls
+            }
+            names = [n for n in names if n not in called]
+            if not names:
+                return []
+        name = choose_tool(names, question, choice)
         if name is None:
             return []
         schema = next(t["function"] for t in tools if t["function"]["name"] == name)
