@@ -132,7 +132,13 @@ def structured_kwargs(model: BaseChatModel, spec: dict[str, Any]) -> dict[str, A
 
 
 def binding_kwargs(model: BaseChatModel, bound: Any) -> dict[str, Any]:
-    """The kwargs of ``model.bind_tools(...)``'s binding (a binding of the model itself)."""
+    """The kwargs of ``model.bind_tools(...)``'s binding (a binding of the model itself).
+
+    A model whose ``bind_tools`` returns the model itself (a scripted test model, or one
+    that knows its tools already) gets no kwargs, as when it is called directly.
+    """
+    if bound is model:
+        return {}
     kwargs = getattr(bound, "kwargs", None)
     if getattr(bound, "bound", None) is not model or not isinstance(kwargs, dict):
         raise TypeError(
