@@ -70,13 +70,13 @@ from langchain_costopt.messages import (
     has_tool_history,
     human_turns_text,
     latest_human_text,
-    message_text,
 )
 from langchain_costopt.routed_output import (
     OpenedStream,
     StreamRelay,
     annotate_message,
     annotate_result,
+    message_facts,
     result_as_chunks,
 )
 from langchain_costopt.tool_binding import STRUCTURED_METHODS, StructuredAnswerParser, ToolBinder
@@ -130,16 +130,10 @@ def _cost_identity(model: BaseChatModel, name: str) -> dict[str, Any]:
 
 
 def _answer_facts(result: Any) -> AnswerFacts | None:
-    """What a cascade judges in a ChatResult; its usage prices a rejected attempt."""
+    """What a cascade judges in a ChatResult (:func:`message_facts` of its answer)."""
     if not isinstance(result, ChatResult) or not result.generations:
         return None
-    message = result.generations[0].message
-    usage = getattr(message, "usage_metadata", None)
-    return AnswerFacts(
-        message_text(message),
-        dict(usage) if usage else None,
-        message.response_metadata.get("model_name"),
-    )
+    return message_facts(result.generations[0].message)
 
 
 def _with_setting(model: BaseChatModel, name: str, value: Any) -> BaseChatModel:

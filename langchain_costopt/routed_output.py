@@ -22,7 +22,8 @@ from langchain_core.messages import AIMessageChunk, BaseMessage
 from langchain_core.messages.tool import ToolCallChunk, tool_call_chunk
 from langchain_core.outputs import ChatGenerationChunk, ChatResult
 
-from costopt_core.engine import ROUTING_KEY
+from costopt_core.engine import ROUTING_KEY, AnswerFacts
+from langchain_costopt.messages import message_text
 
 
 def annotate_message(message: Any, info: dict[str, Any], model_name: str) -> Any:
@@ -39,6 +40,28 @@ def annotate_result(result: ChatResult, info: dict[str, Any], model_name: str) -
         annotate_message(generation.message, info, model_name)
     result.llm_output = {**(result.llm_output or {}), ROUTING_KEY: dict(info)}
     return result
+
+
+def message_facts(message: Any) -> AnswerFacts | None:
+    """What a cascade judges in a routed answer: its text, and its usage (which prices a
+    rejected attempt). ``None`` (nothing to judge: accepted) for an answer that calls
+    tools: a tool call is a step of an agent's loop, not the answer, and its text is
+    empty or a preamble, which a length, JSON or pattern check would reject.
+
+    Example:
+        >>> from langchain_core.messages import AIMessage
+        >>> message_facts(AIMessage("Paris.", response_metadata={"model_name": "m"}))
+        AnswerFacts(text='Paris.', usage=None, model='m')
+        >>> message_facts(AIMessage("", tool_calls=[{"name": "f", "args": {}, "id": "1"}]))
+    """
+    if not isinstance(message, BaseMessage) or getattr(message, "tool_calls", None):
+        return None
+    usage = getattr(message, "usage_metadata", None)
+    return AnswerFacts(
+        message_text(message),
+        dict(usage) if usage else None,
+        message.response_metadata.get("model_name"),
+    )
 
 
 def tool_call_chunks_of(message: BaseMessage) -> list[ToolCallChunk]:
@@ -139,6 +162,7 @@ __all__ = [
     "StreamRelay",
     "annotate_message",
     "annotate_result",
+    "message_facts",
     "result_as_chunks",
     "tool_call_chunks_of",
 ]

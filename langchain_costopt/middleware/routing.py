@@ -53,7 +53,8 @@ from costopt_core.metadata_keys import BATCH_ROUTING_KEY
 from costopt_core.prompt_prefix import settings_for
 from costopt_core.strategies import StrategyLike
 from langchain_costopt.chat_models import model_name_of
-from langchain_costopt.messages import latest_human_text, message_text, trailing_tool_results
+from langchain_costopt.messages import latest_human_text, trailing_tool_results
+from langchain_costopt.routed_output import message_facts
 
 ModelResult = ModelResponse[Any] | AIMessage | ExtendedModelResponse[Any]
 # The next step of an agent's model call, as ``wrap_model_call`` receives it.
@@ -131,6 +132,9 @@ class CostRoutingMiddleware(AgentMiddleware):
             # a cost handler reads the tier (and prices the routing saving) from it.
             model = self.models[tier]
             info = {**call.record(tier), "tier_models": dict(self.engine.names)}
+            # A cascade's rejected attempts were runs of their own, each counted when it
+            # ended: listed here too, a cost handler would count them again.
+            info.pop("attempts", None)
             metadata = {**(model.metadata or {}), BATCH_ROUTING_KEY: info}
             return handler(
                 request.override(
@@ -183,16 +187,8 @@ def _ai_message(result: Any) -> AIMessage | None:
 
 
 def _response_facts(result: Any) -> AnswerFacts | None:
-    """What a cascade strategy judges in an agent's model answer."""
-    message = _ai_message(result)
-    if message is None:
-        return None
-    usage = message.usage_metadata
-    return AnswerFacts(
-        message_text(message),
-        dict(usage) if usage else None,
-        message.response_metadata.get("model_name"),
-    )
+    """What a cascade strategy judges in an agent's model answer (see ``message_facts``)."""
+    return message_facts(_ai_message(result))
 
 
 __all__ = ["ACallNext", "CallNext", "CostRoutingMiddleware", "ModelResult"]
