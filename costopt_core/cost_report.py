@@ -224,11 +224,14 @@ _LEVER_NOTES = {
 def _savings_line(report: Mapping[str, Any]) -> str:
     # Routing and cache always show (a user looks for them); the others once they saved.
     parts = []
+    # An unpriced model's calls and hits saved an unknown amount: a lower bound, marked
+    # as the spend total is, never a silent 0.000000.
+    bound = "+" if report.get("unpriced_models") else ""
     for lever in LEVERS:
         amount = report.get(f"saved_{lever}_usd", 0.0)
         if amount or lever in (ROUTING, CACHE):
             note = _LEVER_NOTES[lever].format(cache_hits=report.get("cache_hits", 0))
-            parts.append(f"{lever.replace('_', ' ')} {amount:.6f} USD ({note})")
+            parts.append(f"{lever.replace('_', ' ')} {amount:.6f}{bound} USD ({note})")
     partial = "" if report.get("breakdown_complete", True) else " (of the records kept)"
     return "saved: " + ", ".join(parts) + partial
 

@@ -654,3 +654,35 @@ def test_an_unpriced_baseline_says_routing_savings_are_unknown_not_zero() -> Non
         acct.report()
     )
     assert "baseline_unpriced" not in CostAccountant().to_dict()
+
+
+def test_a_routed_call_on_an_unpriced_tier_marks_the_savings_as_a_lower_bound() -> None:
+    # The tier's saving is unknown: the saved line must not read a plain 0.000000.
+    acct = CostAccountant()
+    acct.record_call(
+        "acct-unknown-cheap",
+        TokenUsage(100, 10),
+        tier="cheap",
+        router_models=["acct-unknown-cheap", "acct-strong"],
+    )
+    report = acct.report()
+    assert "routing 0.000000+ USD" in report
+    assert "unpriced: 1 calls" in report
+
+
+def test_lever_parts_kept_as_numbers_read_like_tags_in_every_ledger(tmp_path) -> None:
+    from costopt_core.levers import PROVIDER_CACHE, SAVING_TAG_PREFIX, SavingTags, lever_savings
+    from costopt_core.stores.sqlite_ledger import SQLiteLedger
+
+    acct = CostAccountant(ledger=SQLiteLedger(tmp_path / "l.db"), tags={"team": "search"})
+    memory = CostAccountant(tags={"team": "search"})
+    usage = TokenUsage(1000, 10, cache_read_tokens=800)
+    for accountant in (acct, memory):
+        accountant.record_call("acct-cheap", usage)
+    kept = memory.ledger.records()[0]
+    stored = acct.ledger.records()[0]
+    assert type(kept.tags) is SavingTags  # formatted only when read
+    assert dict(kept.tags) == dict(stored.tags)
+    assert kept.tags["team"] == "search" and SAVING_TAG_PREFIX + PROVIDER_CACHE in kept.tags
+    assert lever_savings(kept) == lever_savings(stored) == {PROVIDER_CACHE: kept.saved_usd}
+    assert kept.to_dict()["tags"] == stored.to_dict()["tags"]
