@@ -67,6 +67,8 @@ TokenCounter = Callable[[str], int]
 
 _lock = threading.Lock()
 _counters: dict[str, TokenCounter | None] = {}  # encoding name -> counter (None: absent)
+_TOKENIZERS_MEMORY = 1024
+_tokenizers: dict[str | None, tuple[str, TokenCounter] | None] = {}  # model -> tokenizer_for
 
 
 def estimate_tokens(text: str) -> int:
@@ -159,17 +161,23 @@ def tokenizer_for(model: str | None) -> tuple[str, TokenCounter] | None:
         >>> tokenizer_for("some-local-model") is None
         True
     """
-    encoding = encoding_for(model)
-    if encoding is None:
-        return None
+    # Resolved once per model name: every call without provider usage asks again.
     try:
-        counter = _counters[encoding]
+        return _tokenizers[model]
     except KeyError:
+        pass
+    encoding = encoding_for(model)
+    found: tuple[str, TokenCounter] | None = None
+    if encoding is not None:
         with _lock:  # one load per encoding, even when several threads need it at once
             if encoding not in _counters:
                 _counters[encoding] = _load(encoding)
             counter = _counters[encoding]
-    return None if counter is None else (encoding, counter)
+        found = None if counter is None else (encoding, counter)
+    if len(_tokenizers) >= _TOKENIZERS_MEMORY:
+        _tokenizers.clear()  # a process names few models: a rare reset, not an LRU
+    _tokenizers[model] = found
+    return found
 
 
 def count_tokens(text: str, model: str | None = None) -> tuple[int, str]:
