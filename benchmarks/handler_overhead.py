@@ -25,14 +25,17 @@ shared machine; ``--clock wall`` uses ``time.perf_counter``.
 
 Sections: sync ``invoke`` of an instant fake model (the worst case: nothing to hide
 the overhead), the same fake answering after 1 ms (still far faster than any hosted
-model), and async ``ainvoke``, where ``run_inline = True`` keeps the handler on the
-event loop instead of LangChain's default hop to an executor thread per event.
+model), LangChain's ``GenericFakeChatModel`` as it comes (no usage, no model name: the
+handler counts the call's tokens from its text, its slowest path), and async
+``ainvoke``, where ``run_inline = True`` keeps the handler on the event loop instead of
+LangChain's default hop to an executor thread per event.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import statistics
 import time
 from collections.abc import Awaitable, Callable
@@ -301,8 +304,9 @@ notes:
   on_llm_end and on_llm_error only. It does not implement on_llm_new_token: LangChain
   dispatches every stream chunk to every handler's (inherited, empty) method anyway,
   and only a handler with tap_output_iter (a streaming handler) makes a plain
-  invoke stream. ignore_chain/agent/retriever/retry/custom_event = True make LangChain
-  skip this handler for those events in chains and agents.
+  invoke stream. ignore_retry = True makes LangChain skip it for retry events; chain,
+  retriever and tool runs are followed for their root only (a dict store at the start,
+  a pop at the end), to book a document compressor's saving on the right model call.
 - run_inline = True: async runs call the handler on the event loop (see the async
   section) instead of one executor hop per event.
 - The handler's own work per call: a dict read of the answer's usage_metadata and
@@ -357,6 +361,15 @@ def main() -> None:
         max(7, args.repeats // 4),
     )
     _clock = chosen
+    # A fake that reports no usage and names no model (LangChain's GenericFakeChatModel
+    # as it comes): the handler then counts the call's tokens from its text and books it
+    # unpriced and estimated, its slowest per-call path.
+    measure(
+        GenericFakeChatModel(messages=itertools.repeat(AIMessage("a short answer"))),
+        "plain GenericFakeChatModel invoke (no usage, no model name: costed from text)",
+        args.calls,
+        args.repeats,
+    )
     measure_async(_AsyncFake(messages=_Replies()), args.calls, args.repeats)
     measure_direct(args.calls * 4, args.repeats)
     print("target: handler with budgets <= 1.05x the no-op handler (the TARGET lines)")
