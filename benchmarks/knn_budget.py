@@ -11,13 +11,15 @@ first run (nothing in the embedding cache yet) and projects them to ``--n`` prom
    ~100 tokens (GSM8K questions from /work/shared/data/gsm8k_routing.csv with four
    answer options appended: the length of a knowledge question with its options), whole
    prompts and the learned routers' default head (``DEFAULT_MAX_TOKENS``), in batches
-   (the engine spreads a batch over the cores);
+   (a batch is spread over the cores: see :mod:`costopt_core.local_embedding`);
 2. the 5 folds: fitting (with the leave-one-out combination) and scoring on
    ``--n`` random unit vectors, measured whole.
 
 CPU seconds, not wall seconds, are projected (divided by the 2 cores): on a shared,
 busy machine wall time says more about the neighbours than about this code. The
-projection assumes both cores are ours, as on a developer's machine or CI.
+projection assumes both cores are ours, as on a developer's machine or CI. The whole
+command, timed end to end on 14k generated multiple-choice prompts (cold and warm
+embedding cache, the shuffled-labels control), is ``benchmarks/knn_wall_time.py``.
 """
 
 from __future__ import annotations

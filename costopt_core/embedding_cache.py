@@ -133,7 +133,7 @@ def embedding_function(embeddings: Any = None) -> tuple[EmbedFn, str]:
         def fn(texts: Sequence[str]) -> np.ndarray:
             return np.asarray(embeddings.embed(list(texts)), dtype=np.float32)
     elif callable(getattr(embeddings, "embed_many", None)):
-        # The engine's LocalEmbedder: a batch is one engine call, spread over the cores.
+        # The engine's LocalEmbedder: a batch is spread over the cores in one call.
         def fn(texts: Sequence[str]) -> np.ndarray:
             return np.asarray(embeddings.embed_many(list(texts)), dtype=np.float32)
     elif callable(getattr(embeddings, "embed_one", None)):

@@ -42,9 +42,11 @@ from costopt_core.hashing import HashingEmbedder
 FORMAT = "costopt-router"
 VERSION = 2
 #: Tokens of a prompt's head that learned routers embed by default. The bundled
-#: multilingual-e5-small takes ~1.5-2 ms of CPU per token here (benchmarks/knn_budget.py),
-#: so whole ~100-token prompts would take a 14k-prompt evaluation ~19 minutes on 2 cores
-#: and the head of 64 tokens ~15; 32 tokens fit it in ~8. The head still names the
+#: multilingual-e5-small takes ~1.5 ms of CPU per token here (~55 ms per 32-token head,
+#: ~37 engine tokens with E5's prefix), so whole ~100-token prompts would take a
+#: 14k-prompt evaluation ~19 minutes on 2 cores and the head of 64 tokens ~15; at 32
+#: tokens a cold 5-fold knn evaluation of 14k multiple-choice prompts took 7.4 minutes
+#: (benchmarks/knn_wall_time.py; the embedding is 97% of it). The head still names the
 #: topic, and knn's length combination sees the whole prompt (GSM8K dev, 5-fold knn:
 #: APGR 0.654 whole, 0.647 at 64 tokens, 0.638 at 32; length alone 0.597).
 DEFAULT_MAX_TOKENS = 32
