@@ -60,9 +60,9 @@ _lock = threading.Lock()
 _model: Any = None
 _pool: ThreadPoolExecutor | None = None
 _pool_pid = 0  # a forked child inherits the pool but not its threads
-#: Texts per engine call of a batch worker: small enough to share a 64-text batch
-#: among the workers, large enough that the engine's fixed cost per call (unpacking
-#: the 4-bit weights) stays ~1%.
+#: Most texts per engine call of a batch worker: small enough that a 64-text batch
+#: (a learned router's) is shared out as the workers free up, large enough that the
+#: engine's fixed cost per call (unpacking the 4-bit weights) stays small.
 _CHUNK = 16
 
 
@@ -125,7 +125,7 @@ def _batch_pool(model: Any) -> ThreadPoolExecutor | None:
 
 class LocalEmbedder:
     """``embed_one(text) -> unit float32 vector`` on the bundled multilingual-e5-small;
-    ``embed_many(texts)`` embeds a batch in one call of the engine."""
+    ``embed_many(texts)`` embeds a batch, spread over the cores (see the module docs)."""
 
     MODEL = "multilingual-e5-small-q4"
 
@@ -149,11 +149,16 @@ class LocalEmbedder:
         texts = list(texts)
         with _lock:  # one batch at a time: its workers already use every core
             pool = _batch_pool(self._model) if len(texts) > _CHUNK else None
-            if pool is None:
+            # At most _CHUNK texts a chunk, and at least a chunk for every worker.
+            size = min(_CHUNK, -(-len(texts) // _cores()))
+            chunks = [texts[i : i + size] for i in range(0, len(texts), size)]
+            try:
+                parts = None if pool is None else list(pool.map(self._model.query, chunks))
+            except RuntimeError:  # no new work for threads once the interpreter shuts down
+                parts = None
+            if parts is None:
                 vectors = np.asarray(self._model.query(texts), dtype=np.float32)
             else:
-                chunks = [texts[i : i + _CHUNK] for i in range(0, len(texts), _CHUNK)]
-                parts = list(pool.map(self._model.query, chunks))
                 vectors = np.concatenate([np.asarray(p, dtype=np.float32) for p in parts])
         return vectors.reshape(len(texts), self.dim).copy()
 

@@ -38,3 +38,19 @@ def test_a_forked_process_gets_its_own_workers(monkeypatch):
     monkeypatch.setattr(local_embedding, "_pool_pid", -1)  # as a child of fork sees it
     assert local_embedding._batch_pool(embed._model) is not inherited
     np.testing.assert_array_equal(embed.embed_many(TEXTS[:18]), embed.embed_many(TEXTS)[:18])
+
+
+def test_many_cores_share_a_batch_in_smaller_chunks_with_the_same_vectors(monkeypatch):
+    embed = LocalEmbedder()
+    spread = embed.embed_many(TEXTS)
+    calls = []
+    query = embed._model.query
+
+    def counted(texts):
+        calls.append(len(texts))
+        return query(texts)
+
+    monkeypatch.setattr(local_embedding, "_cores", lambda: 8)
+    monkeypatch.setattr(embed._model, "query", counted)
+    np.testing.assert_array_equal(embed.embed_many(TEXTS), spread)
+    assert sorted(calls, reverse=True) == [3] * 7  # 21 texts for 8 workers
