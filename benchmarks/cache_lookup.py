@@ -38,8 +38,8 @@ Where the face spent its time (cProfile and stage timings, 2 shared vCPUs):
   16-25 ms instead of 0.2. It now runs in one-thread pieces over a column-major matrix
   (``costopt_core.stores.index.ONE_THREAD_PRODUCT``). faiss's single-query IVF search
   already runs on one thread (``omp_set_num_threads(1)`` changed nothing measurable).
-* faiss IVF lists hold float16 (candidates re-scored exactly): the scan reads half the
-  bytes. The decision (``costopt_core.cache_gate``: evidence, calibration) costs
+* faiss IVF lists held float16 (candidates re-scored exactly), later 4-bit fast-scan
+  codes (below). The decision (``costopt_core.cache_gate``: evidence, calibration) costs
   ~0.01 ms of a lookup; the engine's other steps (normalizing, exact probe, stats,
   pricing the hit) ~0.05 ms.
 
@@ -89,6 +89,20 @@ before 0.538 / 0.722 ms (plain / chat face at 100k); after 0.468 / 0.610 and
 0.496 / 0.626. The chat face's remaining extra (~0.07-0.13 ms) is building the
 answer's pydantic ``ChatGeneration`` and the prompt's key; the engine (~0.4 ms, 2/3
 of it faiss's IVF scan) is most of every lookup.
+
+The index (2026-12-07, later). The float16 IVF index scanned 12 of ~450-630 lists, and a
+search with the cache's floor that found nothing looked again in 4x the lists: a miss,
+the common lookup of a young cache, cost twice a hit (face 1.08 ms at 100k against
+0.50 for a hit, quiet machine). faiss's 4-bit fast-scan product codes
+(``IndexIVFPQFastScan``, 24 bytes a 384-d vector, 24 candidates re-scored exactly) scan
+48 lists in about the time float16 scanned 12, with recall 1.000 in one look, so the
+wider look is gone; the approximate index starts at 4,096 entries instead of 20,000.
+Same script, before / after (load ~1 / ~2-3): 100k plain face 0.500 / 0.358 ms, chat
+face 0.603 / 0.420, a miss 1.075 / 0.284, a chat miss 1.187 / 0.313; 10k plain face
+0.701 / 0.293 ms (1,152x / 2,938x the seed). ``wait_for_index`` now also adopts a
+finished build and waits for the rebuild it makes due: the timed 100k partitions were
+indexed at ~50k entries before, with a rebuild running in the background during the
+timing.
 
 Latencies are the median (and p90) of the best of three passes over the queries;
 within a face's pass its engine, face and miss lookups are called in turn on each

@@ -11,29 +11,32 @@ Example:
     [(7, 0.96)]
 
 Why these choices (measured on 100k random unit 384-d float32 vectors, queries = stored
-vectors plus noise at cosine ~0.96, single queries, 2 shared vCPUs; the scripts' figures
-are in the project's reports, ``benchmarks/cache_lookup.py`` re-measures the chosen one):
+vectors plus noise at cosine 0.90-0.96, single queries, 2 shared vCPUs, faiss 1.15;
+``benchmarks/cache_lookup.py`` re-measures the chosen one):
 
-* The exact scan is one float32 matrix-vector product: ~0.13-0.2 ms at 10k entries, but
+* The exact scan is one float32 matrix-vector product: ~0.13-0.5 ms at 10k entries, but
   ~7-10 ms at 100k (30 ms on a loaded machine), bound by memory bandwidth (150 MB per
-  query). Large partitions need an approximate index to stay under 0.5 ms.
+  query). Partitions from :data:`DEFAULT_ANN_THRESHOLD` entries use an approximate index.
 * Candidates at 100k, median latency / recall@1 / build time:
-  faiss ``IndexIVFFlat`` 632 lists, nprobe 16: 0.19-0.24 ms / 0.995-1.0 / 2-4 s;
-  (316 lists: nprobe 8 0.17-0.20 ms / 0.98, nprobe 16 0.31-0.35 ms / 0.994-1.0;
-  1264 lists: faster search but 14 s builds and ms-long removals);
-  hnswlib (M=16, ef_construction 100): ef 64 0.37 ms / 0.85, ef 128 0.69 ms / 0.96, 34 s;
-  usearch (connectivity 16, expansion_add 128): expansion 64 1.04 ms / 0.88,
-  expansion 128 1.66 ms / 0.98, 151 s.
-  faiss IVF wins on latency, recall and build time, so it is the ``[ann]`` backend,
-  with ``nlist = 2 * sqrt(n)`` and ``nprobe = 12`` (:data:`DEFAULT_NPROBE`; a search
-  that finds nothing above the cache's floor looks again in 4x the lists, so the first
-  look serves the common case and the second keeps recall). Its lists hold float16 vectors
-  (``IndexIVFScalarQuantizer``, ``QT_fp16``): 25-30% faster than float32 lists at the
-  same recall (0.997 either way; the bytes read per query are what a search costs).
-* Similarities returned are exact: faiss's candidates are re-scored against the
+  faiss IVF, float16 lists (``IndexIVFScalarQuantizer``), 632 lists: nprobe 12
+  0.15-0.19 ms / 0.97 at cosine 0.93, nprobe 48 0.53 ms / 1.0; 1264 lists: nprobe 12
+  0.12-0.13 ms / 0.975, nprobe 48 0.35 ms / 0.998;
+  faiss IVF, 4-bit fast-scan product codes (``IndexIVFPQFastScan``, 48 codes), 632
+  lists: nprobe 24 0.06 ms / 0.998, nprobe 48 0.12 ms / 1.0 (1.0 at cosine 0.90 too),
+  4-6 s;
+  faiss HNSW (M 32, float16): ef 64 0.45 ms / 0.995, 88 s; hnswlib (M=16,
+  ef_construction 100): ef 64 0.37 ms / 0.85, ef 128 0.69 ms / 0.96, 34 s; usearch
+  (connectivity 16): expansion 128 1.66 ms / 0.98, 151 s.
+  Random vectors are the hard case for graphs and clusters alike (real sentence
+  embeddings cluster); a cache asks for near duplicates, which IVF finds by probing the
+  lists nearest the query. The fast-scan IVF is the ``[ann]`` backend, with
+  ``nlist = 2 * sqrt(n)`` (:data:`LISTS_PER_ROOT`) and ``nprobe = 48``
+  (:data:`DEFAULT_NPROBE`): one look, so a miss costs what a hit does (a float16 index
+  needed a second, wider look to keep recall on misses: ~1 ms at 100k).
+* Similarities returned are exact: faiss's candidates (24) are re-scored against the
   float32 vectors; only recall is approximate, and a missed neighbour costs a cache
-  miss, never a wrong answer. Memory: faiss keeps its own float16 copy of the
-  vectors, so an ANN partition holds 1.5x their float32 size.
+  miss, never a wrong answer. Memory: faiss's codes take 24 bytes a 384-d vector (3 % of
+  the float32 vectors the exact index keeps).
 """
 
 from __future__ import annotations
@@ -52,8 +55,9 @@ import numpy as np
 logger = logging.getLogger(__name__)
 
 #: Partition size from which the approximate index is used, when available. Below it
-#: the exact scan is as fast (it stays in CPU caches) and has perfect recall.
-DEFAULT_ANN_THRESHOLD = 20_000
+#: the exact scan is as fast (~0.1-0.2 ms, in CPU caches) and has perfect recall; at 10k
+#: entries it costs ~0.55 ms against ~0.16 ms for the fast-scan index.
+DEFAULT_ANN_THRESHOLD = 4096
 
 #: Largest vector-matrix product (elements) OpenBLAS runs on one thread (its ``gemv``
 #: threads from 115200 * GEMM_MULTITHREAD_THRESHOLD (4) elements). Longer scans are cut
@@ -64,11 +68,15 @@ DEFAULT_ANN_THRESHOLD = 20_000
 #: product. Other BLAS libraries just see a few more calls.
 ONE_THREAD_PRODUCT = 115200 * 4
 
-#: IVF lists a search scans first. 12 found the exact nearest of 98.3% of near-duplicate
-#: queries on 100k random vectors, as 16 did (20: 99.7%, 24: 100%), at 3/4 of the scan;
-#: the wider second look (``VectorIndex.WIDER_PROBE``) brings recall above the cache's
-#: floor to 100% there.
-DEFAULT_NPROBE = 12
+#: IVF lists a search scans (of ``2 * sqrt(n)``). 48 found the stored vector nearest a
+#: query at cosine 0.90-0.96 for 100 % of queries on 100k random vectors, 24 for
+#: 98.5-100 %; 48 fast-scan lists cost ~0.12 ms there.
+DEFAULT_NPROBE = 48
+
+#: IVF lists per square root of the entries at build time (632 lists at 100k). With
+#: fast-scan codes a list is cheap to scan and the coarse quantizer's pass over the
+#: centroids is a large part of a search: more lists would cost more than they save.
+LISTS_PER_ROOT = 2
 
 _ANN_EXTRA_HINT = 'the approximate index needs faiss: pip install "costopt-llm[ann]"'
 
@@ -235,7 +243,17 @@ class ExactIndex:
 
     def scores(self, vector: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(exact cosine with ``vector``, created_at) of each of ``keys`` (all present)."""
-        rows = np.fromiter((self._rows[k] for k in keys.tolist()), np.int64, len(keys))
+        rows = [self._rows[k] for k in keys.tolist()]
+        return self.scores_at(vector, rows)
+
+    def live_rows(self, keys: list[int]) -> tuple[list[int], list[int]]:
+        """(the ``keys`` held, their rows), in order; keys not held are dropped."""
+        where = self._rows
+        held = [key for key in keys if key in where]
+        return held, [where[key] for key in held]
+
+    def scores_at(self, vector: np.ndarray, rows: list[int]) -> tuple[np.ndarray, np.ndarray]:
+        """(exact cosine with ``vector``, created_at) of the vectors at ``rows``."""
         return self._vectors[rows] @ vector, self._created[rows]
 
     def _similarities(self, vector: np.ndarray, n: int) -> np.ndarray:
@@ -283,47 +301,64 @@ class ExactIndex:
 
 
 class ANNIndex:
-    """faiss inverted-file index over unit vectors, inner product, vectors kept as
-    float16 (``IndexIVFScalarQuantizer``, ``QT_fp16``, no residual).
+    """faiss inverted-file index over unit vectors, inner product, each vector kept as a
+    4-bit product-quantized code (``IndexIVFPQFastScan``, ``dim / 8`` sub-quantizers:
+    24 bytes for a 384-d vector).
 
-    ``nlist`` (number of clusters) is ``2 * sqrt(n)`` at build time; ``nprobe`` clusters are
-    scanned per query. Removal is O(1) through faiss's hashtable direct map.
+    ``nlist`` (number of clusters) is ``2 * sqrt(n)`` at build time (capped at ``n / 39``,
+    the points k-means wants per centroid); ``nprobe`` clusters are scanned per query.
 
-    float16, not float32 (``IndexIVFFlat``): a search is bound by reading the probed
-    lists, and half the bytes is ~25-30% faster at 100k entries with the same recall
-    (the ranking differs only within ~1e-3 of a cosine); the copy faiss holds is half
-    the size. Similarities found here are approximate by that much:
-    :class:`VectorIndex` re-scores its candidates against the exact float32 vectors.
+    Fast-scan codes, not float16 vectors (``IndexIVFScalarQuantizer``): faiss scores 32
+    codes at once with SIMD table lookups, so a search reads 24 bytes an entry instead
+    of 768. At 100k random 384-d vectors (faiss 1.15, one thread) 48 lists of 632 cost
+    ~115 us with fast-scan codes against ~530 us as float16 lists, at the same recall of
+    the stored vector nearest a query (1.000 at cosine 0.90-0.96 to the query); faiss's
+    copy of the vectors is 1/32 of theirs. The codes rank candidates only roughly (a
+    code's inner product is biased low): :class:`VectorIndex` re-scores a few dozen of
+    them against the exact float32 vectors, so the similarities it returns are exact.
     """
+
+    #: Dimensions per 4-bit sub-quantizer.
+    DIMS_PER_CODE = 8
 
     def __init__(self, dim: int, nprobe: int = DEFAULT_NPROBE) -> None:
         self._faiss = _require_faiss()
         self.dim = dim
+        # Product quantization splits the vector into equal parts: pad with zeros (inner
+        # products unchanged) to a multiple of the part size.
+        self._padded = -(-dim // self.DIMS_PER_CODE) * self.DIMS_PER_CODE
         self.nprobe = nprobe
         self._index: Any = None
         self.built_size = 0
         self.keys_at_build: set[int] = set()
 
+    def _rows(self, matrix: np.ndarray) -> np.ndarray:
+        matrix = np.ascontiguousarray(matrix, dtype=np.float32)
+        if self._padded == self.dim:
+            return matrix
+        padded = np.zeros((matrix.shape[0], self._padded), dtype=np.float32)
+        padded[:, : self.dim] = matrix
+        return padded
+
     def build(self, ids: np.ndarray, matrix: np.ndarray) -> None:
         faiss = self._faiss
         n = matrix.shape[0]
-        nlist = max(8, int(2 * math.sqrt(n)))
-        quantizer = faiss.IndexFlatIP(self.dim)
-        index = faiss.IndexIVFScalarQuantizer(
+        nlist = max(8, min(int(LISTS_PER_ROOT * math.sqrt(n)), n // 39))
+        quantizer = faiss.IndexFlatIP(self._padded)
+        index = faiss.IndexIVFPQFastScan(
             quantizer,
-            self.dim,
+            self._padded,
             nlist,
-            faiss.ScalarQuantizer.QT_fp16,
+            self._padded // self.DIMS_PER_CODE,
+            4,  # bits per code: the fast-scan kernels' width
             faiss.METRIC_INNER_PRODUCT,
-            False,  # encode the vectors, not their residual to the centroid
         )
         # k-means needs ~40 points per centroid; more only slows the build.
         sample = min(n, 64 * nlist)
         rng = np.random.default_rng(0)
         pick = rng.choice(n, size=sample, replace=False) if sample < n else slice(None)
-        index.train(np.ascontiguousarray(matrix[pick]))
-        index.set_direct_map_type(faiss.DirectMap.Hashtable)
-        index.add_with_ids(np.ascontiguousarray(matrix), np.ascontiguousarray(ids))
+        index.train(self._rows(matrix[pick]))
+        index.add_with_ids(self._rows(matrix), np.ascontiguousarray(ids, dtype=np.int64))
         index.nprobe = min(self.nprobe, nlist)
         self._index = index
         self.built_size = n
@@ -331,23 +366,20 @@ class ANNIndex:
     def add(self, key: int, vector: np.ndarray, *, replace: bool = False) -> None:
         if replace:
             self.remove(key)
-        self._index.add_with_ids(vector[None, :], np.array([key], dtype=np.int64))
+        self._index.add_with_ids(self._rows(vector[None, :]), np.array([key], dtype=np.int64))
 
     def add_many(self, keys: np.ndarray, matrix: np.ndarray) -> None:
         """Add fresh keys in one call (one coarse-quantizer pass for the batch)."""
-        self._index.add_with_ids(np.ascontiguousarray(matrix), np.ascontiguousarray(keys))
+        self._index.add_with_ids(self._rows(matrix), np.ascontiguousarray(keys, dtype=np.int64))
 
     def remove(self, key: int) -> None:
+        # Fast-scan lists have no id map: this scans them (~0.5 ms at 100k). Only a
+        # reused key needs it; removed entries are otherwise left stale.
         self._index.remove_ids(np.array([key], dtype=np.int64))
 
-    def search(self, vector: np.ndarray, k: int, nprobe: int | None = None) -> np.ndarray:
-        """Ids of (up to) the ``k`` nearest, nearest first by float16 similarity;
-        ``nprobe`` lists scanned instead of the index's own for this search."""
-        if nprobe is None:
-            _, ids = self._index.search(vector[None, :], k)
-        else:
-            params = self._faiss.SearchParametersIVF(nprobe=min(nprobe, self._index.nlist))
-            _, ids = self._index.search(vector[None, :], k, params=params)
+    def search(self, vector: np.ndarray, k: int) -> np.ndarray:
+        """Ids of (up to) ``k`` candidates near ``vector``, roughly nearest first."""
+        _, ids = self._index.search(self._rows(vector[None, :]), k)
         found = ids[0]
         return found[found >= 0]
 
@@ -363,19 +395,17 @@ class VectorIndex:
 
     * New vectors first go to a small *tail* (up to ``TAIL_SIZE`` keys, an
       :class:`ExactIndex` of their own, so scanning it is one small product) that
-      searches scan exactly; the tail is added to faiss in one batch when full. faiss
-      adds one vector in ~0.1-0.8 ms but a batch of 256 in about the same time.
+      searches scan exactly; the tail is added to faiss in one batch when full: fast-scan
+      lists are repacked on every add, so one vector costs ~0.2 ms, 256 ~15 ms.
     * Removal is lazy: removed keys stay in faiss as *stale* ids that searches skip
       (they are gone from the exact index); single-id removal from an IVF index costs
       milliseconds. A rebuild drops them.
-    * faiss's candidates are re-scored against the exact vectors (a dozen of them): the
-      similarities returned are exact, faiss only chooses which entries to look at. With
+    * faiss's candidates are re-scored against the exact vectors (``RESCORED`` plus
+      spares for stale ids): the similarities returned are exact, faiss only chooses
+      which entries to look at. With
       an ANN index the exact vectors are held by rows (``ExactIndex(by_rows=True)``),
       which makes reading those candidates ~5x cheaper; the exact scan, needed then only
       when every candidate is stale, is bound by memory bandwidth at such sizes anyway.
-    * A search with a floor (``min_similarity`` above -1, as the cache's) that finds
-      nothing above it looks again in ``WIDER_PROBE`` times the lists: a miss is about
-      to pay a model call anyway, and a near neighbour faiss's lists missed is found.
     * The index is rebuilt (re-clustered) when the partition has doubled since the
       last build or a quarter of it is stale. Building takes seconds at 100k entries,
       so by default it runs in a background thread on a snapshot; searches meanwhile
@@ -389,9 +419,8 @@ class VectorIndex:
     #: Keys searched exactly before they are batch-added to the ANN index.
     TAIL_SIZE = 256
 
-    #: A search that found nothing above its floor looks again in this many times the
-    #: lists (see :meth:`search`).
-    WIDER_PROBE = 4
+    #: faiss candidates re-scored exactly at least (plus spares for stale entries).
+    RESCORED = 16
 
     def __init__(
         self,
@@ -438,6 +467,13 @@ class VectorIndex:
         builder = self._builder
         if builder is not None:
             builder.join(timeout)
+
+    def settle(self) -> bool:
+        """Adopt a finished background build and start the next one if it is due (the
+        partition doubled meanwhile); whether a build is in flight."""
+        self._adopt_build()
+        self._maybe_build()
+        return self._builder is not None
 
     def add(self, key: int, vector: np.ndarray, created_at: float) -> None:
         self._adopt_build()
@@ -571,43 +607,31 @@ class VectorIndex:
         self._adopt_build()
         if self._ann is None:
             return self.exact.search(vector, k, min_similarity, min_created_at)
-        hits, candidates, fresh = self._ann_hits(vector, k, min_similarity, min_created_at)
-        if not hits and min_similarity > -1.0:
-            # Nothing above the floor. Either there is nothing (a cache miss: the model
-            # call that follows costs 1000x this search) or faiss's lists missed it:
-            # on 100k random vectors nprobe 12 or 16 misses ~1.7% of near neighbours
-            # that nprobe 24 finds. Looking wider only here keeps hits' searches short and
-            # lifts recall where it decides an answer.
-            hits, candidates, fresh = self._ann_hits(
-                vector, k, min_similarity, min_created_at, self._nprobe * self.WIDER_PROBE
-            )
-        if not hits and candidates and not fresh:
-            # Every candidate was expired or removed: scan exactly rather than miss.
-            return self.exact.search(vector, k, min_similarity, min_created_at)
-        return hits[:k]
-
-    def _ann_hits(
-        self,
-        vector: np.ndarray,
-        k: int,
-        min_similarity: float,
-        min_created_at: float | None,
-        nprobe: int | None = None,
-    ) -> tuple[list[tuple[int, float]], bool, bool]:
-        """(hits from faiss's candidates and the tail, most similar first; whether faiss
-        found candidates; whether any of them is live and fresh)."""
-        assert self._ann is not None
-        # Spare candidates, so expired or removed ones can be dropped without a rescan.
+        # Candidates to re-score: the codes' ranking is rough, and expired or removed
+        # entries must be droppable without a rescan.
         spare = 8 + min(len(self._stale), 56)
-        candidates = self._ann.search(vector, k + spare, nprobe).tolist()
-        # A removed (stale) key is no longer in the exact index: one test drops both.
-        found = np.array([key for key in candidates if key in self.exact], dtype=np.int64)
-        sims, created = self.exact.scores(vector, found)
-        fresh = np.ones(found.size, bool) if min_created_at is None else created >= min_created_at
-        keep = fresh & (sims >= min_similarity)
-        hits = [(int(key), float(sim)) for key, sim in zip(found[keep], sims[keep], strict=True)]
+        candidates = self._ann.search(vector, max(k, self.RESCORED) + spare).tolist()
+        keys, rows = self.exact.live_rows(candidates)  # a removed (stale) key has no row
+        hits: list[tuple[int, float]] = []
+        if rows:
+            sims, created = self.exact.scores_at(vector, rows)
+            if min_created_at is not None:
+                fresh = created >= min_created_at
+                keys, sims = (
+                    [key for key, ok in zip(keys, fresh.tolist(), strict=True) if ok],
+                    sims[fresh],
+                )
+            hits = [
+                (key, sim)
+                for key, sim in zip(keys, sims.tolist(), strict=True)
+                if sim >= min_similarity
+            ]
         tail = self._ann_tail()
         if len(tail):
             hits += tail.search(vector, k, min_similarity, min_created_at)
+        if not hits and candidates and not keys:
+            # Every candidate was expired or removed and may hide a live one further
+            # down faiss's ranking: scan exactly rather than miss.
+            return self.exact.search(vector, k, min_similarity, min_created_at)
         hits.sort(key=lambda hit: -hit[1])  # exact similarities: the true order
-        return hits, bool(candidates), bool(fresh.any())
+        return hits[:k]

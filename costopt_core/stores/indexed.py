@@ -132,10 +132,17 @@ class IndexedStore(CacheStore):
     def wait_for_index(self, timeout: float | None = None) -> None:
         """Wait for background approximate-index builds to finish (benchmarks, tests);
         searches never need this: they use the previous index or the exact scan."""
-        with self._lock:
-            indexes = self._indexes.building()
-        for index in indexes:
-            index.wait_for_build(timeout)
+        while True:
+            with self._lock:
+                # A finished build is adopted, and the next one started if the partition
+                # doubled meanwhile: after this wait the indexes fit the entries held.
+                busy = [index for index in self._indexes.building() if index.settle()]
+            if not busy:
+                return
+            for index in busy:
+                index.wait_for_build(timeout)
+            if timeout is not None:
+                return
 
     def search(
         self,
