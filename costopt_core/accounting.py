@@ -75,7 +75,7 @@ from os import PathLike
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Generic, Literal, Self, TypeVar, overload
 
-from costopt_core.budget_gate import CallQuote
+from costopt_core.budget_gate import CallQuote, max_call_cost
 from costopt_core.cost_report import (
     UNPRICED,
     RecordBreakdown,
@@ -86,9 +86,11 @@ from costopt_core.cost_report import (
 )
 from costopt_core.ledger import (
     Budget,
+    BudgetCheck,
     BudgetExceededError,
     CostLedger,
     CostRecord,
+    DeferredRecordLedger,
     LedgerProtocol,
     LedgerSummary,
     RecordKind,
@@ -230,6 +232,24 @@ def usage_from_mapping(usage: Mapping[str, Any] | None) -> TokenUsage | None:
         TokenUsage(input_tokens=100, output_tokens=20, cache_read_tokens=60, \
 cache_write_tokens=0, reasoning_tokens=0)
     """
+    counts = usage_counts(usage)
+    return None if counts is None else TokenUsage(*counts)
+
+
+#: A call's token counts as :func:`usage_counts` reads them: input, output, cache read,
+#: cache write and reasoning tokens (the fields of ``TokenUsage``, in its order).
+UsageCounts = tuple[int, int, int, int, int]
+
+
+def usage_counts(usage: Mapping[str, Any] | None) -> UsageCounts | None:
+    """:func:`usage_from_mapping`'s counts as a plain tuple (``TokenUsage``'s fields, in
+    order), for the call path, which needs no object.
+
+    Example:
+        >>> usage_counts({"input_tokens": 120, "output_tokens": 40,
+        ...     "input_token_details": {"cache_read": 60}})
+        (120, 40, 60, 0, 0)
+    """
     if type(usage) is not dict and not isinstance(usage, Mapping):
         return None
     if not usage:
@@ -262,7 +282,7 @@ cache_write_tokens=0, reasoning_tokens=0)
             read = min(read, inp)
             write = min(write, inp - read)
             reasoning = min(reasoning, out)
-        return TokenUsage(inp, out, read, write, reasoning)
+        return inp, out, read, write, reasoning
     details_in = usage.get("input_token_details")
     details_out = usage.get("output_token_details")
     if "input_tokens" in usage and (
@@ -310,7 +330,7 @@ cache_write_tokens=0, reasoning_tokens=0)
     read = min(read, inp)
     write = min(write, inp - read)
     reasoning = min(reasoning, out)
-    return TokenUsage(inp, out, read, write, reasoning)
+    return inp, out, read, write, reasoning
 
 
 def price_usage(price: ModelPrice, usage: TokenUsage) -> float:
@@ -352,6 +372,11 @@ def build_budgets(
             raise TypeError(f"budgets must hold Budget objects, got {type(budget).__name__}")
         out.append(budget)
     return tuple(out)
+
+
+def _batch_billed(price: ModelPrice, cost: float) -> float:
+    """What the provider's batch API bills for a call that costs ``cost`` directly."""
+    return cost * (1.0 - price.batch_discount)
 
 
 class CostAccountant:
@@ -401,6 +426,11 @@ class CostAccountant:
         self.budgets = build_budgets(budget_usd, daily_budget_usd, monthly_budget_usd, budgets)
         self.on_budget: OnBudget = on_budget
         self.ledger: LedgerProtocol = ledger if ledger is not None else CostLedger()
+        # A ledger that builds records when read takes plain calls' spend alone on the
+        # call path (see record_call_later); the others get each record built at once.
+        self._defer = (
+            self.ledger.record_deferred if isinstance(self.ledger, DeferredRecordLedger) else None
+        )
         self.catalog = catalog if catalog is not None else default_catalog
         if baseline_model is not None and self.catalog.get(baseline_model) is None:
             # Said now, not at the first routed call: routing savings would read $0.
@@ -532,6 +562,33 @@ class CostAccountant:
         except Exception:
             logger.exception("budget check failed; the call is allowed")
             return None, False
+        return self._admitted(check, estimate, costs, routed)
+
+    def admit_call(
+        self, model: str | None, prompt_tokens: int, max_output_tokens: int | None = None
+    ) -> str | None:
+        """:meth:`admit` for one call that is not routed (the usual one): the most it can
+        cost on ``model`` reserved (``CallQuote(model, prompt_tokens, max_output_tokens)``),
+        its reservation id returned. The same rule, without building quotes."""
+        if not self.budgets:
+            return None
+        price = self.catalog.get(model) if self.call_estimate_usd is None else None
+        if price is None:  # the estimate stands in: admit's own path
+            return self.admit((CallQuote(model, prompt_tokens, max_output_tokens),))[0]
+        estimate = max_call_cost(price, prompt_tokens, max_output_tokens)
+        try:
+            check = self.ledger.reserve(estimate, self.budgets)
+        except Exception:
+            logger.exception("budget check failed; the call is allowed")
+            return None
+        if check.allowed and estimate < self._refused_at:
+            return check.reservation_id  # the usual case: nothing refused lately
+        return self._admitted(check, estimate, [estimate], False)[0]
+
+    def _admitted(
+        self, check: BudgetCheck, estimate: float, costs: list[float], routed: bool
+    ) -> tuple[str | None, bool]:
+        # What the ledger's answer means for the call (see admit).
         if check.allowed:
             if estimate >= self._refused_at:
                 # A call as dear as the last one refused fits again (e.g. a new day).
@@ -549,7 +606,7 @@ class CostAccountant:
                 self._warned_budget = True
                 logger.warning("%s (on_budget='warn': the call goes ahead)", message)
                 warnings.warn(
-                    f"{message}; on_budget='warn': the call goes ahead", BudgetWarning, stacklevel=3
+                    f"{message}; on_budget='warn': the call goes ahead", BudgetWarning, stacklevel=4
                 )
             return None, False
         if not self._downgrade:
@@ -587,7 +644,7 @@ class CostAccountant:
         cost: float | None,
         saved: float | None,
         tags: Mapping[str, str] | None,
-        run_id: str | None,
+        run_id: object,
         baseline_model: str | None = None,
         baseline_cost: float | None = None,
         timestamp: float | None = None,
@@ -612,7 +669,8 @@ class CostAccountant:
             baseline_cost,
             record_tags,
             timestamp,
-            run_id,
+            # A run id may come as an object (e.g. a UUID): made text here, once built.
+            run_id if run_id is None or type(run_id) is str else str(run_id),
         )
         if tags and _RECORD_ESTIMATED and tags.get(USAGE_TAG) == USAGE_ESTIMATED:
             record.estimated = True  # type: ignore[attr-defined]
@@ -622,16 +680,20 @@ class CostAccountant:
         self.ledger.record(record, reservation_id=reservation_id)
         cost = record.cost_usd
         if cost is not None and record.kind != "cache_hit":
-            if record.model not in self._seen:  # a lock-free read: a dict lookup is atomic
-                with self._lock:
-                    self._seen[record.model] = None
-            if self._tracks_recent:
-                # deque.append is atomic, and max() over a deque of floats runs in C
-                # without releasing the GIL: the reader cannot see a half-done append.
-                self._recent_costs.append(cost)
-            if self.on_budget == "downgrade" and self.budgets and not self._downgrade:
-                self._update_downgrade()
+            self._spent(record.model, cost)
         return record
+
+    def _spent(self, model: str, cost: float) -> None:
+        # What a priced call or attempt tells the accountant beyond the ledger.
+        if model not in self._seen:  # a lock-free read: a dict lookup is atomic
+            with self._lock:
+                self._seen[model] = None
+        if self._tracks_recent:
+            # deque.append is atomic, and max() over a deque of floats runs in C
+            # without releasing the GIL: the reader cannot see a half-done append.
+            self._recent_costs.append(cost)
+        if self.on_budget == "downgrade" and self.budgets and not self._downgrade:
+            self._update_downgrade()
 
     def _update_downgrade(self) -> None:
         # Raised as soon as the spend crosses a budget, not only at the next call's
@@ -656,7 +718,7 @@ class CostAccountant:
         *,
         tier: str | None = None,
         router_models: Sequence[str] | None = None,
-        run_id: str | None = None,
+        run_id: object = None,
         tags: Mapping[str, str] | None = None,
         reservation_id: str | None = None,
         timestamp: float | None = None,
@@ -676,7 +738,72 @@ class CostAccountant:
         """
         if usage is None:
             usage, tags = self._usage_from_text(model, text, tags)
-        price = self.catalog.get(model)  # once per call: every figure below is on it
+        # The price is read once per call: every figure of the record is on it.
+        record = self._call_record(
+            model,
+            self.catalog.get(model),
+            usage,
+            tier,
+            router_models,
+            run_id,
+            tags,
+            timestamp,
+            compressed_tokens,
+            batch,
+        )
+        return self._store(record, reservation_id)
+
+    def record_call_later(
+        self,
+        model: str,
+        usage: UsageCounts,
+        *,
+        run_id: object = None,
+        reservation_id: str | None = None,
+    ) -> None:
+        """:meth:`record_call` for the usual call (not routed, its usage reported, no
+        compressed prompt, no batch price), with ``usage`` as counts (see
+        :func:`usage_counts`), when nobody needs its record now: on a ledger that builds
+        records when read (``DeferredRecordLedger``, e.g. ``CostLedger``) the call path
+        prices the call and counts its spend, and the same record ``record_call`` would
+        build is built when the ledger is next read. Other ledgers get it now.
+        """
+        price = self.catalog.get(model)
+        defer = self._defer
+        if price is None or defer is None:
+            self.record_call(
+                model, TokenUsage(*usage), run_id=run_id, reservation_id=reservation_id
+            )
+            return
+        cost = price.cost(*usage)
+        now = time.time()
+        # The price and the time are the call's: the record is built from them later.
+        args = (model, price, usage, run_id, now)
+        defer(model, cost, now, self._later_record, args, reservation_id)
+        self._spent(model, cost)
+
+    def _later_record(
+        self, model: str, price: ModelPrice, usage: UsageCounts, run_id: object, timestamp: float
+    ) -> CostRecord:
+        return self._call_record(
+            model, price, TokenUsage(*usage), None, None, run_id, None, timestamp, 0, False
+        )
+
+    def _call_record(
+        self,
+        model: str,
+        price: ModelPrice | None,
+        usage: TokenUsage | None,
+        tier: str | None,
+        router_models: Sequence[str] | None,
+        run_id: object,
+        tags: Mapping[str, str] | None,
+        timestamp: float | None,
+        compressed_tokens: int,
+        batch: bool,
+    ) -> CostRecord:
+        # The one rule of a call's record (record_call builds it now, record_call_later
+        # when the ledger is read): its cost, lever parts, baseline and saving.
         cost: float | None = None
         if usage is None:
             usage = TokenUsage()
@@ -714,7 +841,7 @@ class CostAccountant:
                 )
             baseline_model, baseline_cost = self._baseline(model, baseline_usage, router_models)
             saved = None if cost is None or baseline_cost is None else baseline_cost - cost
-        record = self._record(
+        return self._record(
             model,
             "call",
             tier,
@@ -728,7 +855,6 @@ class CostAccountant:
             timestamp,
             parts,
         )
-        return self._store(record, reservation_id)
 
     def _lever_parts(
         self, price: ModelPrice, usage: TokenUsage, cost: float, compressed_tokens: int, batch: bool
@@ -744,7 +870,7 @@ class CostAccountant:
         if not removed and not batch:  # the usual case: the provider's prompt cache only
             return 0, cost, direct, {PROVIDER_CACHE: direct - cost}
         compressed = price.cost(inp, out, 0, 0, reasoning) if removed else direct
-        billed = cost * (1.0 - price.batch_discount) if batch else cost
+        billed = _batch_billed(price, cost) if batch else cost
         parts = {
             COMPRESSION: direct - compressed,
             PROVIDER_CACHE: compressed - cost,
@@ -773,7 +899,7 @@ class CostAccountant:
         usage: TokenUsage | None,
         *,
         tier: str | None = None,
-        run_id: str | None = None,
+        run_id: object = None,
         tags: Mapping[str, str] | None = None,
         text: CallText | None = None,
     ) -> CostRecord:
@@ -796,7 +922,7 @@ class CostAccountant:
         *,
         saved_hint_usd: float | None = None,
         tier: str | None = None,
-        run_id: str | None = None,
+        run_id: object = None,
         tags: Mapping[str, str] | None = None,
         reservation_id: str | None = None,
         text: CallText | None = None,
@@ -1074,12 +1200,14 @@ __all__ = [
     "CostAccountant",
     "CostHandlerBase",
     "RecordBreakdown",
+    "UsageCounts",
     "build_budgets",
     "format_report",
     "price_usage",
     "records_csv",
     "report_csv",
     "report_dict",
+    "usage_counts",
     "usage_from_mapping",
     "warn_unpriced",
 ]

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Sequence
 from typing import NamedTuple, Protocol, runtime_checkable
 
 from costopt_core.ledger import BudgetExceededError
-from costopt_core.pricing import PriceCatalog, default_catalog
+from costopt_core.pricing import ModelPrice, PriceCatalog, default_catalog
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +30,24 @@ Reservation = tuple["BudgetGate", "str | None"]
 # What a call may write when neither the call nor its model says (no ``max_tokens``):
 # a budget must reserve some maximum, and most chat answers stay well below this.
 DEFAULT_MAX_OUTPUT_TOKENS = 4096
+
+
+def max_call_cost(price: ModelPrice, prompt_tokens: int, max_output_tokens: int | None) -> float:
+    """The most a call can cost at ``price``: its prompt at the input price plus its output
+    limit (``DEFAULT_MAX_OUTPUT_TOKENS`` when it sets none) at the output price.
+
+    Example:
+        >>> max_call_cost(ModelPrice(input=1e-6, output=4e-6), 1000, 500)
+        0.003
+    """
+    output = (
+        max_output_tokens
+        if max_output_tokens is not None and max_output_tokens > 0
+        else DEFAULT_MAX_OUTPUT_TOKENS
+    )
+    # ModelPrice.cost for plain input and output tokens, without its keyword call:
+    # this runs before every budgeted call.
+    return prompt_tokens * price.input + output * price.output
 
 
 class CallQuote(NamedTuple):
@@ -55,11 +73,7 @@ class CallQuote(NamedTuple):
         price = (catalog or default_catalog).get(self.model) if self.model else None
         if price is None:
             return None
-        limit = self.max_output_tokens
-        output = limit if limit is not None and limit > 0 else DEFAULT_MAX_OUTPUT_TOKENS
-        # ModelPrice.cost for plain input and output tokens, without its keyword call:
-        # this runs before every budgeted call.
-        return self.prompt_tokens * price.input + output * price.output
+        return max_call_cost(price, self.prompt_tokens, self.max_output_tokens)
 
 
 @runtime_checkable
@@ -177,6 +191,7 @@ __all__ = [
     "RunDowngradeSignal",
     "conforms",
     "downgrade_requested",
+    "max_call_cost",
     "open_budget",
     "release_budget",
 ]

@@ -42,17 +42,20 @@ Dollars are floats in USD. Periods are calendar periods in UTC (``period_start``
 from __future__ import annotations
 
 import itertools
+import logging
 import math
 import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol, runtime_checkable
 
 from costopt_core.pricing import check_amount
+
+logger = logging.getLogger(__name__)
 
 RecordKind = Literal["call", "cache_hit", "cascade_attempt"]
 Period = Literal["day", "month"]
@@ -62,6 +65,9 @@ PERIODS: tuple[str, ...] = ("day", "month")
 _DAY = 86_400.0
 _KEEP_DAYS = 62
 _FOLD_BATCH = 64  # records added to the per-model totals at a time (see CostLedger)
+# Deferred records (``record_deferred``) built at a time when nobody reads the ledger:
+# a bound on what they hold, and on the pause their building costs (~10 us each).
+_PENDING_MAX = 1024
 _USAGE_FIELDS = (
     "input_tokens",
     "output_tokens",
@@ -441,6 +447,29 @@ class LedgerProtocol(Protocol):
     def records(self, since: float | None = None) -> list[CostRecord]: ...
 
 
+@runtime_checkable
+class DeferredRecordLedger(Protocol):
+    """A ledger that takes a record's spend now and builds the record when it is read.
+
+    ``record_deferred(model, cost_usd, timestamp, build, args, reservation_id)`` counts
+    ``cost_usd`` at ``timestamp`` against the budgets and settles the reservation at
+    once, as ``record`` does; ``build(*args)`` (which must return the same record every
+    time, whenever it runs) is called when the records or totals are next read. A cost
+    handler records every call, and few calls' records are ever read one by one:
+    building them all on the call path cost more than the rest of the handler.
+    """
+
+    def record_deferred(
+        self,
+        model: str,
+        cost_usd: float | None,
+        timestamp: float,
+        build: Callable[..., CostRecord],
+        args: tuple[Any, ...],
+        reservation_id: str | None = None,
+    ) -> None: ...
+
+
 def check_estimate(estimate_usd: float) -> float:
     """``estimate_usd`` as a float if it is a finite number >= 0, else ValueError."""
     if type(estimate_usd) is float and 0.0 <= estimate_usd < math.inf:
@@ -453,14 +482,20 @@ class CostLedger:
 
     Totals are kept incrementally (a record costs O(1)); spend per UTC day is bucketed
     so period budgets never rescan history. At most ``max_records`` raw records are
-    kept for export (oldest dropped first); totals always cover everything.
+    kept for export (oldest dropped first); totals always cover everything. It is a
+    ``DeferredRecordLedger``: a cost handler's plain calls are counted at once and their
+    records built when first read (or every 1,024 such calls, whichever comes first).
 
     Example:
         >>> from costopt_core.ledger import CostLedger, CostRecord
         >>> ledger = CostLedger()
         >>> ledger.record(CostRecord(model="m", cost_usd=0.5))
-        >>> ledger.summary().total_cost
-        0.5
+        >>> build = lambda: CostRecord(model="m", cost_usd=0.25, timestamp=1.0)
+        >>> ledger.record_deferred("m", 0.25, 1.0, build, ())  # built when read
+        >>> ledger.spent_since(None), ledger.summary().total_cost
+        (0.75, 0.75)
+        >>> [record.cost_usd for record in ledger.records()]
+        [0.5, 0.25]
     """
 
     def __init__(self, *, max_records: int | None = 100_000) -> None:
@@ -473,6 +508,10 @@ class CostLedger:
         # Records not yet added to _summary: folded in batches (and before any read),
         # so the per-model totals cost the call path an append, not a ModelTotals.add.
         self._unfolded: list[CostRecord] = []
+        # Deferred records (model, cost, timestamp, build, args), oldest first: built
+        # before anything reads the records or totals, and before a record() after them.
+        self._pending: list[tuple[str, float | None, float, Callable[..., CostRecord], Any]] = []
+        self._record_overridden = type(self).record is not CostLedger.record
         self._spent_total = 0.0
         self._spent_by_day: dict[float, float] = {}
         self._buckets_from = -math.inf  # day buckets before this were folded away
@@ -500,25 +539,74 @@ class CostLedger:
         with self._lock:
             if reservation_id is not None:
                 self._drop_reservation(reservation_id)
-            records = self._records
-            if not self._dropped and len(records) == records.maxlen:
-                self._dropped = True
-            records.append(record)
-            unfolded = self._unfolded
-            unfolded.append(record)
-            if len(unfolded) >= _FOLD_BATCH:
-                self._fold()
+            if self._pending:
+                self._build_pending()  # the records stay in the order they came
+            self._keep(record)
             if cost:
-                self._spent_total += cost
-                day = (record.timestamp // _DAY) * _DAY
-                bucket = self._spent_by_day.get(day)
-                if bucket is None:
-                    self._spent_by_day[day] = cost
-                    if day > self._newest_day:
-                        self._newest_day = day
-                    self._fold_old_days(day)
-                else:
-                    self._spent_by_day[day] = bucket + cost
+                self._add_spend(cost, record.timestamp)
+
+    def record_deferred(
+        self,
+        model: str,
+        cost_usd: float | None,
+        timestamp: float,
+        build: Callable[..., CostRecord],
+        args: tuple[Any, ...],
+        reservation_id: str | None = None,
+    ) -> None:
+        """Count ``cost_usd`` now and keep ``build(*args)`` for when the ledger is read
+        (see ``DeferredRecordLedger``). A subclass that changes ``record`` gets every
+        record through it, built now."""
+        if self._record_overridden:
+            self.record(build(*args), reservation_id)
+            return
+        with self._lock:
+            if reservation_id is not None:
+                self._drop_reservation(reservation_id)
+            pending = self._pending
+            pending.append((model, cost_usd, timestamp, build, args))
+            if cost_usd:
+                self._add_spend(cost_usd, timestamp)
+            if len(pending) >= _PENDING_MAX:
+                self._build_pending()
+
+    def _keep(self, record: CostRecord) -> None:
+        # Called with the lock held: keep the record and queue it for the totals.
+        records = self._records
+        if not self._dropped and len(records) == records.maxlen:
+            self._dropped = True
+        records.append(record)
+        unfolded = self._unfolded
+        unfolded.append(record)
+        if len(unfolded) >= _FOLD_BATCH:
+            self._fold()
+
+    def _add_spend(self, cost: float, timestamp: float) -> None:
+        # Called with the lock held.
+        self._spent_total += cost
+        day = (timestamp // _DAY) * _DAY
+        bucket = self._spent_by_day.get(day)
+        if bucket is None:
+            self._spent_by_day[day] = cost
+            if day > self._newest_day:
+                self._newest_day = day
+            self._fold_old_days(day)
+        else:
+            self._spent_by_day[day] = bucket + cost
+
+    def _build_pending(self) -> None:
+        # Called with the lock held. A builder that fails still leaves a record of the
+        # spend already counted: money is never missing from the records.
+        pending = self._pending
+        self._pending = []
+        keep = self._keep
+        for model, cost, timestamp, build, args in pending:
+            try:
+                record = build(*args)
+            except Exception:
+                logger.exception("building a cost record failed; kept with its cost only")
+                record = CostRecord(model, cost_usd=cost, saved_usd=None, timestamp=timestamp)
+            keep(record)
 
     def reserve(
         self,
@@ -582,6 +670,7 @@ class CostLedger:
         """Forget every record and reservation."""
         with self._lock:
             self._records.clear()
+            self._pending.clear()
             self._dropped = False
             self._summary = LedgerSummary()
             self._unfolded.clear()
@@ -601,6 +690,8 @@ class CostLedger:
 
     def summary(self, since: float | None = None) -> LedgerSummary:
         with self._lock:
+            if self._pending:
+                self._build_pending()
             if since is None:
                 self._fold()
                 return _copy_summary(self._summary)
@@ -609,6 +700,8 @@ class CostLedger:
 
     def records(self, since: float | None = None) -> list[CostRecord]:
         with self._lock:
+            if self._pending:
+                self._build_pending()
             records = list(self._records)
         if since is None:
             return records
@@ -631,6 +724,8 @@ class CostLedger:
         if aligned and since >= self._buckets_from:
             # Day-aligned (every period start is) and within the kept buckets.
             return sum(v for day, v in self._spent_by_day.items() if day >= since)
+        if self._pending:
+            self._build_pending()
         return sum(r.cost_usd or 0.0 for r in self._records if r.timestamp >= since)
 
     def _fold(self) -> None:
@@ -674,6 +769,7 @@ __all__ = [
     "BudgetExceededError",
     "CostLedger",
     "CostRecord",
+    "DeferredRecordLedger",
     "LedgerProtocol",
     "LedgerSummary",
     "ModelTotals",

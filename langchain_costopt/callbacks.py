@@ -72,7 +72,13 @@ from langchain_core.messages import BaseMessage
 from langchain_core.outputs import LLMResult
 from langchain_core.tracers.context import register_configure_hook
 
-from costopt_core.accounting import CallText, CostHandlerBase, OnBudget, usage_from_mapping
+from costopt_core.accounting import (
+    CallText,
+    CostHandlerBase,
+    OnBudget,
+    usage_counts,
+    usage_from_mapping,
+)
 from costopt_core.budget_gate import CallQuote
 from costopt_core.compression_marks import CompressionMarks
 from costopt_core.engine import ROUTING_KEY
@@ -209,6 +215,42 @@ def call_quotes(
     output limit is the call's ``max_tokens`` (or a provider's equivalent, or LangChain's
     ``ls_max_tokens``), else the tier's own setting, else the engine's default.
     """
+    quote = call_quote(messages, params, metadata)
+    if quote is not None:
+        return [quote], False
+    params = params if _is_map(params) else _EMPTY
+    tokens = _prompt_tokens(messages, params)
+    limit = _output_limit(params)
+    specs = [spec for spec in params["models"].values() if _is_map(spec)]
+    return [
+        CallQuote(model_name_in(spec), tokens, limit or _output_limit(spec)) for spec in specs
+    ], True
+
+
+def call_quote(
+    messages: list[list[Any]],
+    params: Mapping[str, Any] | None,
+    metadata: Mapping[str, Any] | None = None,
+) -> CallQuote | None:
+    """The quote of a run that is not a router's (see :func:`call_quotes`), else None."""
+    if type(params) is not dict and not _is_map(params):
+        params = _EMPTY
+    models = params.get("models")
+    if models is not None and _is_map(models):
+        return None
+    tokens = _prompt_tokens(messages, params)
+    limit = _output_limit(params)
+    model = model_name_in(params)
+    if metadata is not None and (type(metadata) is dict or _is_map(metadata)):
+        model = model or metadata.get("ls_model_name")
+        if limit is None:
+            ls_limit = metadata.get("ls_max_tokens")
+            limit = ls_limit if type(ls_limit) is int and ls_limit > 0 else None
+    return CallQuote(model, tokens, limit)
+
+
+def _prompt_tokens(messages: list[list[Any]], params: Mapping[str, Any]) -> int:
+    """The prompt's estimated tokens: its messages' text and any bound tools."""
     prompt = messages[0] if messages else ()
     content = getattr(prompt[0], "content", None) if len(prompt) == 1 else None
     if type(content) is str:
@@ -221,26 +263,11 @@ def call_quotes(
             texts.append(content if isinstance(content, str) else json.dumps(content, default=str))
         # Chat formats add a few tokens per message.
         tokens = estimate_tokens("\n".join(texts)) + _PER_MESSAGE_TOKENS * len(texts)
-    if type(params) is not dict and not _is_map(params):
-        params = _EMPTY
     # Bound tools are part of the prompt.
     tools = params.get("tools")
     if tools:
         tokens += estimate_schema_tokens(tools)
-    limit = _output_limit(params)
-    models = params.get("models")
-    if models is None or not _is_map(models):
-        model = model_name_in(params)
-        if metadata is not None and (type(metadata) is dict or _is_map(metadata)):
-            model = model or metadata.get("ls_model_name")
-            if limit is None:
-                ls_limit = metadata.get("ls_max_tokens")
-                limit = ls_limit if type(ls_limit) is int and ls_limit > 0 else None
-        return [CallQuote(model, tokens, limit)], False
-    specs = [spec for spec in models.values() if _is_map(spec)]
-    return [
-        CallQuote(model_name_in(spec), tokens, limit or _output_limit(spec)) for spec in specs
-    ], True
+    return tokens
 
 
 def call_text(run: _Run | None, response: LLMResult) -> CallText:
@@ -390,8 +417,12 @@ class CostCallbackHandler(CostHandlerBase, _HandlerState, BaseCallbackHandler):
         # admitted with its parent: checking again would reserve twice. (A dict
         # membership test is atomic: no lock needed to read it.)
         if accountant.budgets and (parent is None or parent not in self._runs):
-            quotes, routed = call_quotes(messages, params, metadata)
-            run.reservation, run.downgraded = accountant.admit(quotes, routed=routed)
+            quote = call_quote(messages, params, metadata)
+            if quote is not None:
+                run.reservation = accountant.admit_call(*quote)
+            else:  # a router's run: its tiers' quotes
+                quotes, _ = call_quotes(messages, params, metadata)
+                run.reservation, run.downgraded = accountant.admit(quotes, routed=True)
         # One dict store, atomic: the run's end pops it under the lock.
         self._runs[run_id.int if type(run_id) is UUID else run_id] = run
 
@@ -532,13 +563,21 @@ class CostCallbackHandler(CostHandlerBase, _HandlerState, BaseCallbackHandler):
 
     def _account(self, response: LLMResult, run_id: UUID, run: _Run | None) -> None:
         reservation = run.reservation if run is not None else None
-        if run is not None and run.covered:
-            self._accountant.cancel(reservation)  # a child run already counted this call
-            return
+        if run is not None:
+            if run.covered:
+                self._accountant.cancel(reservation)  # a child run already counted this call
+                return
+            generations = response.generations
+            if (
+                len(generations) == 1
+                and len(generations[0]) == 1
+                and self._account_plain(generations[0][0], run, run_id)
+            ):
+                return
         llm_output = response.llm_output
         recorded = False
         unmetered: _Answerer | None = None
-        run_key = str(run_id)
+        run_key = run_id  # made text only when the record is built
         for row in response.generations:
             # Several choices of one prompt (n > 1) each repeat the request's usage.
             seen: list[TokenUsage] | None = [] if len(row) > 1 else None
@@ -588,11 +627,48 @@ class CostCallbackHandler(CostHandlerBase, _HandlerState, BaseCallbackHandler):
         else:
             self._accountant.cancel(reservation)
 
+    def _account_plain(self, generation: Any, run: _Run, run_id: UUID) -> bool:
+        """Record the usual answer, if this is one (True): one chat answer with its usage
+        and a priced model name, and nothing else to read (no cache hit, routing, batch
+        price or compressed prompt). Anything else (False) is read by the general path,
+        which decides the same for this one: this only skips the reading it does not need.
+        """
+        message = getattr(generation, "message", None)
+        metadata = getattr(message, "response_metadata", None)
+        usage = getattr(message, "usage_metadata", None)
+        if type(metadata) is not dict or type(usage) is not dict:
+            return False
+        model = metadata.get("model_name")
+        if (
+            type(model) is not str
+            or model not in self._priced_names
+            or CACHE_MARKER_KEY in metadata
+            or ROUTING_KEY in metadata
+            or BATCH_KEY in metadata
+            or "total_cost" in usage  # LangChain's mark of a cached answer
+        ):
+            return False
+        info = generation.generation_info
+        if info and CACHE_MARKER_KEY in info:
+            return False
+        run_metadata = run.metadata
+        if run_metadata and (type(run_metadata) is not dict or BATCH_ROUTING_KEY in run_metadata):
+            return False
+        if self._compression or run.compressed_tokens:
+            return False
+        counts = usage_counts(usage)
+        if counts is None:
+            return False
+        self._accountant.record_call_later(
+            model, counts, run_id=run_id, reservation_id=run.reservation
+        )
+        return True
+
     def _account_generation(
         self,
         generation: Any,
         run: _Run | None,
-        run_id: str,
+        run_id: object,
         llm_output: Mapping[str, Any] | None,
         reservation: str | None,
         seen: list[TokenUsage] | None,

@@ -686,3 +686,33 @@ def test_lever_parts_kept_as_numbers_read_like_tags_in_every_ledger(tmp_path) ->
     assert kept.tags["team"] == "search" and SAVING_TAG_PREFIX + PROVIDER_CACHE in kept.tags
     assert lever_savings(kept) == lever_savings(stored) == {PROVIDER_CACHE: kept.saved_usd}
     assert kept.to_dict()["tags"] == stored.to_dict()["tags"]
+
+
+def _without_time(record: CostRecord) -> dict[str, object]:
+    data = record.to_dict()
+    del data["timestamp"]
+    return data
+
+
+@pytest.mark.parametrize("usage", [(1000, 500, 0, 0, 0), (1200, 300, 800, 100, 50)])
+def test_a_call_recorded_later_reads_as_the_same_record_as_one_recorded_now(usage) -> None:
+    now, later = CostAccountant(tags={"app": "a"}), CostAccountant(tags={"app": "a"})
+    run_id = uuid.uuid4()
+    eager = now.record_call("acct-cheap", TokenUsage(*usage), run_id=str(run_id))
+    later.record_call_later("acct-cheap", usage, run_id=run_id)
+    # Counted at once, built when read: the same figures, the run id as text.
+    assert later.total_cost == now.total_cost == eager.cost_usd
+    (deferred,) = later.ledger.records()
+    assert _without_time(deferred) == _without_time(eager)
+    assert later.to_dict()["models"] == now.to_dict()["models"]
+
+
+def test_a_call_recorded_later_goes_to_a_ledger_that_cannot_wait_at_once(tmp_path) -> None:
+    from costopt_core.stores.sqlite_ledger import SQLiteLedger
+
+    acct = CostAccountant(ledger=SQLiteLedger(tmp_path / "ledger.db"), budget_usd=1.0)
+    reservation = acct.admit_call("acct-cheap", 1000, 500)
+    acct.record_call_later("acct-cheap", (1000, 500, 0, 0, 0), reservation_id=reservation)
+    (record,) = acct.ledger.records()
+    assert record.cost_usd == pytest.approx(0.003)
+    assert acct.budget_status()[0]["remaining_usd"] == pytest.approx(0.997)

@@ -319,3 +319,53 @@ def test_old_day_buckets_fold_away_without_changing_answers() -> None:
     assert ledger.spent_since(None) == 100.0
     # Older than the kept buckets: answered from the records, still exact.
     assert ledger.spent_since(10 * 86_400.0) == 90.0
+
+
+def test_deferred_records_count_at_once_and_read_in_order_with_the_others() -> None:
+    ledger = CostLedger()
+    check = ledger.reserve(1.0, [Budget(2.0)])
+    built: list[str] = []
+
+    def build(name: str, cost: float) -> CostRecord:
+        built.append(name)
+        return CostRecord(name, cost_usd=cost, timestamp=10.0)
+
+    ledger.record_deferred("a", 0.5, 10.0, build, ("a", 0.5), check.reservation_id)
+    # Spend and the settled reservation are counted before anything is built.
+    assert ledger.spent_since(None) == 0.5
+    assert ledger.reserved_usd == 0.0
+    assert not ledger.reserve(1.6, [Budget(2.0)]).allowed
+    assert built == []
+    ledger.record(CostRecord("b", cost_usd=0.25, timestamp=11.0))
+    ledger.record_deferred("c", 0.125, 12.0, build, ("c", 0.125))
+    assert [r.model for r in ledger.records()] == ["a", "b", "c"]
+    assert built == ["a", "c"]
+    assert ledger.summary().total_cost == ledger.spent_since(None) == 0.875
+    ledger.records()
+    assert built == ["a", "c"]  # built once
+
+
+def test_a_deferred_record_whose_builder_fails_keeps_its_spend() -> None:
+    ledger = CostLedger()
+
+    def broken() -> CostRecord:
+        raise RuntimeError("bug")
+
+    ledger.record_deferred("m", 0.5, 10.0, broken, ())
+    (record,) = ledger.records()
+    assert (record.model, record.cost_usd, record.timestamp) == ("m", 0.5, 10.0)
+    assert ledger.summary().total_cost == 0.5
+
+
+def test_a_subclass_that_changes_record_gets_deferred_records_through_it() -> None:
+    seen: list[CostRecord] = []
+
+    class Mirrored(CostLedger):
+        def record(self, record: CostRecord, reservation_id: str | None = None) -> None:
+            seen.append(record)
+            super().record(record, reservation_id)
+
+    ledger = Mirrored()
+    ledger.record_deferred("m", 0.5, 10.0, lambda: CostRecord("m", cost_usd=0.5), ())
+    assert [r.cost_usd for r in seen] == [0.5]
+    assert ledger.spent_since(None) == 0.5

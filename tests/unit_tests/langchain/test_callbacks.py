@@ -954,3 +954,36 @@ def test_a_routed_answer_without_usage_is_costed_under_the_tier_model_that_answe
     assert list(data["models"]) == ["cb-cheap"]
     assert data["models"]["cb-cheap"]["status"] == "priced"
     assert data["estimated_calls"] == 1 and data["saved_routing_usd"] > 0
+
+
+def test_the_usual_call_is_recorded_as_the_general_path_records_it() -> None:
+    class EagerLedger(CostLedger):  # changes record(): every record is built at once
+        def record(self, record: CostRecord, reservation_id: str | None = None) -> None:
+            super().record(record, reservation_id)
+
+    answer = AIMessage(
+        "ok",
+        usage_metadata={
+            "input_tokens": 120,
+            "output_tokens": 40,
+            "total_tokens": 160,
+            "input_token_details": {"cache_read": 60},
+        },
+        response_metadata={"model_name": "cb-cheap"},
+    )
+    ledgers = (CostLedger(), EagerLedger())
+    handlers = [CostCallbackHandler(budget_usd=1.0, ledger=ledger) for ledger in ledgers]
+    for handler in handlers:
+        model = GenericFakeChatModel(messages=iter([answer] * 3))
+        for _ in range(3):
+            model.invoke("hi", config={"callbacks": [handler]})
+    fast, general = (handler.ledger.records() for handler in handlers)
+    assert len(fast) == len(general) == 3
+    for a, b in zip(fast, general, strict=True):
+        a_data, b_data = a.to_dict(), b.to_dict()
+        for key in ("timestamp", "run_id"):
+            del a_data[key], b_data[key]
+        assert a_data == b_data
+        assert str(uuid.UUID(a.run_id)) == a.run_id
+    assert handlers[0].report() == handlers[1].report()
+    assert handlers[0].budget_status() == handlers[1].budget_status()
