@@ -98,9 +98,13 @@ the common lookup of a young cache, cost twice a hit (face 1.08 ms at 100k again
 (``IndexIVFPQFastScan``, 24 bytes a 384-d vector, 24 candidates re-scored exactly) scan
 48 lists in about the time float16 scanned 12, with recall 1.000 in one look, so the
 wider look is gone; the approximate index starts at 4,096 entries instead of 20,000.
-Same script, before / after (load ~1 / ~2-3): 100k plain face 0.500 / 0.358 ms, chat
-face 0.603 / 0.420, a miss 1.075 / 0.284, a chat miss 1.187 / 0.313; 10k plain face
-0.701 / 0.293 ms (1,152x / 2,938x the seed). ``wait_for_index`` now also adopts a
+Same script, before (wall clock, load ~1) / after (48 codes, wall clock, load 2-3) /
+final (96 residual codes, 16-entry tail, ``--clock cpu``, load 3-4): 100k plain face
+0.500 / 0.358 / 0.381 ms, chat face 0.603 / 0.420 / 0.443, a miss 1.075 / 0.284 / 0.280,
+a chat miss 1.187 / 0.313 / 0.322; 10k plain face 0.701 / 0.293 / 0.288 ms (1,152x /
+2,938x / 2,940x the seed). Under heavier load (valgrind on both cores) wall-clock runs
+read up to ~0.5 / 0.64 ms at 100k: compare runs at the same load, or with
+``--clock cpu``. ``wait_for_index`` now also adopts a
 finished build and waits for the rebuild it makes due: the timed 100k partitions were
 indexed at ~50k entries before, with a rebuild running in the background during the
 timing.
