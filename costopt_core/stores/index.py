@@ -324,15 +324,19 @@ class ANNIndex:
     48 (which needed 64 candidates for 99.8 %), at about the same search time.
     """
 
-    #: Dimensions per 4-bit sub-quantizer.
+    #: Dimensions per 4-bit sub-quantizer, for vectors of at least 64 dimensions.
     DIMS_PER_CODE = 4
 
     def __init__(self, dim: int, nprobe: int = DEFAULT_NPROBE) -> None:
         self._faiss = _require_faiss()
         self.dim = dim
+        # Fewer dimensions a code for short vectors: with 4 a 3-d vector would get one
+        # 16-level code, and a crowded sphere ranks at random (self found for 43 % of
+        # 5k 3-d vectors; 100 % with a code a dimension).
+        self._per_code = self.DIMS_PER_CODE if dim >= 64 else 2 if dim >= 32 else 1
         # Product quantization splits the vector into equal parts: pad with zeros (inner
         # products unchanged) to a multiple of the part size.
-        self._padded = -(-dim // self.DIMS_PER_CODE) * self.DIMS_PER_CODE
+        self._padded = -(-dim // self._per_code) * self._per_code
         self.nprobe = nprobe
         self._index: Any = None
         self.built_size = 0
@@ -374,7 +378,7 @@ class ANNIndex:
             quantizer,
             self._padded,
             nlist,
-            self._padded // self.DIMS_PER_CODE,
+            self._padded // self._per_code,
             4,  # bits per code: the fast-scan kernels' width
             faiss.METRIC_INNER_PRODUCT,
         )
