@@ -38,8 +38,9 @@ evaluation embeds) is instead cut into chunks of ``_CHUNK`` texts that one worke
 thread per core embeds, each an engine call on one core, taking the next chunk when
 done: an OpenMP team advances at the pace of its slowest thread, so on a shared
 machine one descheduled thread stalls both cores, while independent workers each
-progress whenever they get a core (14k multiple-choice prompts, 2 shared cores:
-~12% less wall time, ``benchmarks/knn_wall_time.py``). The vectors are the same to
+progress whenever they get a core (the end-to-end time of a 14k-prompt evaluation is
+``benchmarks/knn_wall_time.py``'s: 7.4 min cold on 2 shared cores; no side-by-side
+figure against the OpenMP team was kept). The vectors are the same to
 the bit: the engine embeds each token of each text independently of the rest of the
 batch, allocates its working memory per call and only reads the model.
 """
