@@ -469,7 +469,7 @@ def main() -> None:
         "--nprobe",
         type=int,
         default=None,
-        help="IVF lists scanned first (MemoryStore(nprobe=...)); the store's default if not given",
+        help="IVF lists a search scans (MemoryStore(nprobe=...)); the store's default if not given",
     )
     parser.add_argument(
         "--late", type=int, default=128, help="entries added after the index is built (128)"
