@@ -68,6 +68,8 @@ _FOLD_BATCH = 64  # records added to the per-model totals at a time (see CostLed
 # Deferred records (``record_deferred``) built at a time when nobody reads the ledger:
 # a bound on what they hold, and on the pause their building costs (~10 us each).
 _PENDING_MAX = 1024
+# Float slack of the admission rule (``admits``): a call that fits to the last cent fits.
+_ADMIT_SLACK = 1e-12
 _USAGE_FIELDS = (
     "input_tokens",
     "output_tokens",
@@ -420,7 +422,8 @@ class BudgetCheck:
 
 def admits(used_usd: float, estimate_usd: float, budget: Budget) -> bool:
     """The admission rule of the contract: something is left and the estimate fits."""
-    return used_usd < budget.limit_usd and used_usd + estimate_usd <= budget.limit_usd + 1e-12
+    limit = budget.limit_usd
+    return used_usd < limit and used_usd + estimate_usd <= limit + _ADMIT_SLACK
 
 
 @runtime_checkable
@@ -566,7 +569,12 @@ class CostLedger:
             pending = self._pending
             pending.append((model, cost_usd, timestamp, build, args))
             if cost_usd:
-                self._add_spend(cost_usd, timestamp)
+                day = (timestamp // _DAY) * _DAY
+                if day == self._newest_day:  # today's bucket, the usual case
+                    self._spent_total += cost_usd
+                    self._spent_by_day[day] += cost_usd
+                else:
+                    self._add_spend(cost_usd, timestamp)
             if len(pending) >= _PENDING_MAX:
                 self._build_pending()
 
@@ -640,7 +648,9 @@ class CostLedger:
                         used = self._spent_by_day[since] + pending
                     else:
                         used = self._spent_since_locked(since) + pending
-                if not admits(used, estimate, budget):
+                limit = budget.limit_usd
+                # admits(used, estimate, budget), written out: checked before every call.
+                if not (used < limit and used + estimate <= limit + _ADMIT_SLACK):
                     return BudgetCheck(False, None, budget, used)
             if not self._id_prefix:
                 self._id_prefix = uuid.uuid4().hex[:8] + "-"

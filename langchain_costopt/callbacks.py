@@ -217,7 +217,7 @@ def call_quotes(
     """
     quote = call_quote(messages, params, metadata)
     if quote is not None:
-        return [quote], False
+        return [CallQuote(*quote)], False
     params = params if _is_map(params) else _EMPTY
     tokens = _prompt_tokens(messages, params)
     limit = _output_limit(params)
@@ -231,22 +231,49 @@ def call_quote(
     messages: list[list[Any]],
     params: Mapping[str, Any] | None,
     metadata: Mapping[str, Any] | None = None,
-) -> CallQuote | None:
-    """The quote of a run that is not a router's (see :func:`call_quotes`), else None."""
+) -> tuple[str | None, int, int | None] | None:
+    """The quote of a run that is not a router's (see :func:`call_quotes`), else None:
+    ``CallQuote``'s fields as a plain tuple (building the named tuple cost more than
+    the reservation's arithmetic, before every budgeted call).
+
+    Example:
+        >>> from langchain_core.messages import HumanMessage
+        >>> call_quote([[HumanMessage("Hello, world!")]], {"model": "m", "max_tokens": 64})
+        ('m', 8, 64)
+        >>> call_quote([[HumanMessage("hi")]], {"models": {"cheap": {"model": "m"}}}) is None
+        True
+    """
     if type(params) is not dict and not _is_map(params):
         params = _EMPTY
     models = params.get("models")
     if models is not None and _is_map(models):
         return None
     tokens = _prompt_tokens(messages, params)
-    limit = _output_limit(params)
-    model = model_name_in(params)
+    # _output_limit and model_name_in, their usual answers first (one chain of reads
+    # instead of two loops: this runs before every budgeted call); anything unusual
+    # (an invalid first value) is left to them.
+    limit = (
+        params.get("max_tokens")
+        or params.get("max_completion_tokens")
+        or params.get("max_output_tokens")
+        or params.get("num_predict")
+    )
+    if limit is not None and (type(limit) is not int or limit <= 0):
+        limit = _output_limit(params)
+    model = (
+        params.get("model_name")
+        or params.get("model")
+        or params.get("model_id")
+        or params.get("deployment_name")
+    )
+    if model is not None and type(model) is not str:
+        model = model_name_in(params)
     if metadata is not None and (type(metadata) is dict or _is_map(metadata)):
         model = model or metadata.get("ls_model_name")
         if limit is None:
             ls_limit = metadata.get("ls_max_tokens")
             limit = ls_limit if type(ls_limit) is int and ls_limit > 0 else None
-    return CallQuote(model, tokens, limit)
+    return model, tokens, limit
 
 
 def _prompt_tokens(messages: list[list[Any]], params: Mapping[str, Any]) -> int:
