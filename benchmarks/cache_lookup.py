@@ -102,9 +102,10 @@ Same script, before (wall clock, load ~1) / after (48 codes, wall clock, load 2-
 final (96 residual codes, 16-entry tail, ``--clock cpu``, load 3-4): 100k plain face
 0.500 / 0.358 / 0.381 ms, chat face 0.603 / 0.420 / 0.443, a miss 1.075 / 0.284 / 0.280,
 a chat miss 1.187 / 0.313 / 0.322; 10k plain face 0.701 / 0.293 / 0.288 ms (1,152x /
-2,938x / 2,940x the seed). Under heavier load (valgrind on both cores) wall-clock runs
-read up to ~0.5 / 0.64 ms at 100k: compare runs at the same load, or with
-``--clock cpu``. ``wait_for_index`` now also adopts a
+2,938x / 2,940x the seed). The final code on a quiet machine (load 0.1, wall clock):
+100k 0.327 / 0.406 ms (plain / chat), misses 0.257 / 0.294, 10k 3,724x. Under heavier
+load (valgrind on both cores) wall-clock runs read up to ~0.5 / 0.64 ms at 100k: compare
+runs at the same load, or with ``--clock cpu``. ``wait_for_index`` now also adopts a
 finished build and waits for the rebuild it makes due: the timed 100k partitions were
 indexed at ~50k entries before, with a rebuild running in the background during the
 timing.
