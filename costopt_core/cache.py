@@ -79,6 +79,7 @@ from typing import Any, TypeVar, cast
 import numpy as np
 
 from costopt_core.accounting import price_usage
+from costopt_core.cache_evidence import replaced_phrases
 from costopt_core.cache_gate import (
     CANDIDATES,
     CacheGate,
@@ -635,6 +636,8 @@ class SemanticCache:
             decision = self.gate.judge(
                 question, hit.entry.text, hit.similarity, (partition, hit.entry.text)
             )
+            if decision.swapped and decision.action == "serve":
+                decision = yield from self._judge_swap(question, hit.entry.text, decision)
             if decision.action == "serve":
                 return hit, decision
             if decision.action == "ask" and uncertain is None:
@@ -652,6 +655,20 @@ class SemanticCache:
             return None
         self._count(verifier_yes=1)
         return hit, Decision("serve", decision.score, f"verifier: {decision.reason}")
+
+    def _judge_swap(
+        self, question: str, cached_question: str, decision: Decision
+    ) -> Steps[Decision]:
+        """``decision`` for a candidate that differs by a replaced word, once the
+        replaced phrases are embedded and compared (two short embedding calls, made only
+        for such a candidate the score alone would serve)."""
+        phrases = replaced_phrases(question, cached_question)
+        if phrases is None:
+            return decision
+        dim = self.store.dim
+        ours = normalize_vector((yield self._embedding(phrases[0])), dim)
+        theirs = normalize_vector((yield self._embedding(phrases[1])), dim)
+        return self.gate.judge_swap(decision, float(ours @ theirs))
 
     def _verify(self, question: str, cached_question: str, answer: str) -> bool:
         return ask(self.verifier, question, cached_question, answer, timeout=self.verifier_timeout)

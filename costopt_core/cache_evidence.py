@@ -30,6 +30,7 @@ and set operations: microseconds per pair, no model.
 
 from __future__ import annotations
 
+import difflib
 import itertools
 import re
 import unicodedata
@@ -384,4 +385,34 @@ def compare(question: str, cached_question: str) -> Evidence:
     )
 
 
-__all__ = ["Evidence", "compare"]
+_PHRASE_TOKEN = re.compile(rf"[{_CJK}]|[A-Za-z0-9_]+(?:['’\-][A-Za-z0-9_]+)*")
+
+
+def replaced_phrases(question: str, cached_question: str) -> tuple[str, str] | None:
+    """The words ``question`` and ``cached_question`` do not share, each with one word of
+    context either side (several places joined by `` ... ``), or ``None`` when they
+    differ nowhere. For a replaced word (``Evidence.swapped``) an embedding of the two
+    phrases tells a synonym ("lose weight fast" / "lose weight quickly") from another
+    thing ("models for image generation" / "models for audio generation"), which the
+    whole sentences' cosine barely separates.
+
+    Example:
+        >>> replaced_phrases("Books on economics for kids?", "Books on psychology for kids?")
+        ('on economics for', 'on psychology for')
+    """
+    a, b = _PHRASE_TOKEN.findall(question), _PHRASE_TOKEN.findall(cached_question)
+    matcher = difflib.SequenceMatcher(
+        a=[t.lower() for t in a], b=[t.lower() for t in b], autojunk=False
+    )
+    ours: list[str] = []
+    theirs: list[str] = []
+    for op, i1, i2, j1, j2 in matcher.get_opcodes():
+        if op != "equal":
+            ours.append(" ".join(a[max(0, i1 - 1) : i2 + 1]))
+            theirs.append(" ".join(b[max(0, j1 - 1) : j2 + 1]))
+    if not ours:
+        return None
+    return " ... ".join(ours), " ... ".join(theirs)
+
+
+__all__ = ["Evidence", "compare", "replaced_phrases"]

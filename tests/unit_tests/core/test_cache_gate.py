@@ -356,3 +356,60 @@ def test_verifier_calls_stay_within_the_budget_and_skip_the_least_likely():
     assert len(asked) <= (VERIFY_BUDGET + 0.03) * 2000
     assert len(asked) >= (VERIFY_BUDGET - 0.05) * 2000  # the budget is used, not wasted
     assert np.mean(asked) > np.mean(skipped)
+
+
+class _PhraseEmbedding:
+    """HashingEmbedder, except for the texts given: each pair of questions embeds nearly
+    alike (cosine ~0.995, which the score alone serves), and their replaced phrases as
+    told (unrelated for another noun, close for a synonym)."""
+
+    def __init__(self) -> None:
+        rng = np.random.default_rng(7)
+
+        def unit(v: np.ndarray) -> list[float]:
+            return (v / np.linalg.norm(v)).tolist()
+
+        self.table: dict[str, list[float]] = {}
+        for a, b, phrase_a, phrase_b, phrase_cos in [
+            ("Books on economics for students?", "Books on psychology for students?",
+             "on economics for", "on psychology for", 0.2),
+            ("How do I lose weight fast?", "How do I lose weight quickly?",
+             "weight fast", "weight quickly", 0.95),
+        ]:  # fmt: skip
+            base = rng.standard_normal(512)
+            self.table[a] = unit(base)
+            self.table[b] = unit(base + 0.1 * rng.standard_normal(512))
+            p = rng.standard_normal(512)
+            q = rng.standard_normal(512)
+            q -= (q @ p) / (p @ p) * p  # orthogonal to p: mix to the cosine wanted
+            p, q = p / np.linalg.norm(p), q / np.linalg.norm(q)
+            self.table[phrase_a] = unit(p)
+            self.table[phrase_b] = unit(phrase_cos * p + np.sqrt(1 - phrase_cos**2) * q)
+        self.calls: list[str] = []
+
+    def __call__(self, text: str) -> list[float]:
+        self.calls.append(text)
+        return self.table[text] if text in self.table else list(EMBED(text))
+
+
+@pytest.mark.parametrize("run", ["sync", "async"])
+def test_a_replaced_word_is_served_only_when_the_replaced_phrases_mean_the_same(run):
+    embed = _PhraseEmbedding()
+    cache = SemanticCache(embed)
+    for text in DISTINCT:
+        cache.gate.observe(np.asarray(EMBED(text)))
+    cache.update(PART, "Books on psychology for students?", "Try these psychology books.")
+    cache.update(PART, "How do I lose weight quickly?", "Eat less, move more.")
+
+    def lookup(text: str):
+        if run == "sync":
+            return cache.lookup(PART, text)
+        return asyncio.run(cache.alookup(PART, text))
+
+    # The sentences embed alike, but "economics" is not "psychology": no answer.
+    assert lookup("Books on economics for students?") is None
+    assert "on economics for" in embed.calls and "on psychology for" in embed.calls
+    # A synonym swapped in: the phrases agree and the cached answer is served.
+    hit = lookup("How do I lose weight fast?")
+    assert hit is not None and hit.response == "Eat less, move more."
+    assert cache.stats["gate_rejections"] >= 1
