@@ -93,6 +93,7 @@ from costopt_core.ledger import (
     DeferredRecordLedger,
     LedgerProtocol,
     LedgerSummary,
+    QuickReserveLedger,
     RecordKind,
     TokenUsage,
     admits,
@@ -431,6 +432,11 @@ class CostAccountant:
         self._defer = (
             self.ledger.record_deferred if isinstance(self.ledger, DeferredRecordLedger) else None
         )
+        # A ledger that reserves without building a BudgetCheck does so for the usual
+        # call (see admit_call).
+        self._reserve_id = (
+            self.ledger.reserve_id if isinstance(self.ledger, QuickReserveLedger) else None
+        )
         self.catalog = catalog if catalog is not None else default_catalog
         if baseline_model is not None and self.catalog.get(baseline_model) is None:
             # Said now, not at the first routed call: routing savings would read $0.
@@ -576,6 +582,17 @@ class CostAccountant:
         if price is None:  # the estimate stands in: admit's own path
             return self.admit((CallQuote(model, prompt_tokens, max_output_tokens),))[0]
         estimate = max_call_cost(price, prompt_tokens, max_output_tokens)
+        quick = self._reserve_id
+        if quick is not None and estimate < self._refused_at:
+            # The usual case (nothing refused lately): the reservation id alone; a call
+            # that does not fit is asked again below, for the ledger's full answer.
+            try:
+                reservation_id = quick(estimate, self.budgets)
+            except Exception:
+                logger.exception("budget check failed; the call is allowed")
+                return None
+            if reservation_id is not None:
+                return reservation_id
         try:
             check = self.ledger.reserve(estimate, self.budgets)
         except Exception:

@@ -473,6 +473,20 @@ class DeferredRecordLedger(Protocol):
     ) -> None: ...
 
 
+@runtime_checkable
+class QuickReserveLedger(Protocol):
+    """A ledger that can reserve without building a ``BudgetCheck``.
+
+    ``reserve_id(estimate_usd, budgets)`` does what ``reserve`` does when the estimate
+    fits every budget and returns the reservation id; when it does not fit, it reserves
+    nothing and returns ``None`` (the caller then asks ``reserve`` for the full answer).
+    The usual budgeted call fits: building its ``BudgetCheck`` cost as much as the
+    check itself.
+    """
+
+    def reserve_id(self, estimate_usd: float, budgets: Sequence[Budget]) -> str | None: ...
+
+
 def check_estimate(estimate_usd: float) -> float:
     """``estimate_usd`` as a float if it is a finite number >= 0, else ValueError."""
     if type(estimate_usd) is float and 0.0 <= estimate_usd < math.inf:
@@ -515,6 +529,7 @@ class CostLedger:
         # before anything reads the records or totals, and before a record() after them.
         self._pending: list[tuple[str, float | None, float, Callable[..., CostRecord], Any]] = []
         self._record_overridden = type(self).record is not CostLedger.record
+        self._reserve_overridden = type(self).reserve is not CostLedger.reserve
         self._spent_total = 0.0
         self._spent_by_day: dict[float, float] = {}
         self._buckets_from = -math.inf  # day buckets before this were folded away
@@ -616,6 +631,59 @@ class CostLedger:
                 record = CostRecord(model, cost_usd=cost, saved_usd=None, timestamp=timestamp)
             keep(record)
 
+    def reserve_id(self, estimate_usd: float, budgets: Sequence[Budget]) -> str | None:
+        """``reserve(estimate_usd, budgets)``'s reservation id when the estimate fits
+        every budget, else ``None`` with nothing reserved (see ``QuickReserveLedger``).
+        A subclass that changes ``reserve`` is asked through it."""
+        if self._reserve_overridden:
+            check = self.reserve(estimate_usd, budgets)
+            return check.reservation_id if check.allowed else None
+        estimate = estimate_usd
+        if type(estimate) is not float or not 0.0 <= estimate < math.inf:
+            estimate = check_estimate(estimate_usd)
+        now = time.time()
+        with self._lock:
+            held = self._reserve_locked(estimate, budgets, now, 300.0)
+        return held if type(held) is str else None
+
+    def _reserve_locked(
+        self, estimate: float, budgets: Sequence[Budget], now: float, ttl_seconds: float
+    ) -> str | tuple[Budget, float]:
+        # Called with the lock held: the reservation id if ``estimate`` fits every
+        # budget (and it is then held), else the first budget refusing it and its use.
+        if now >= self._next_expiry:
+            self._expire(now)
+        pending = self._reserved_total
+        if not self._starts_from <= now < self._starts_until:
+            # The periods' starts change once a day: worked out then, not per call.
+            day = period_start("day", now)
+            self._period_starts = {period: period_start(period, now) for period in PERIODS}
+            self._starts_from, self._starts_until = day, day + _DAY  # type: ignore[operator]
+        starts = self._period_starts
+        for budget in budgets:
+            period = budget.period
+            if period is None:
+                used = self._spent_total + pending
+            else:
+                since = starts[period]
+                if since == self._newest_day:  # today's spend: one bucket, no scan
+                    used = self._spent_by_day[since] + pending
+                else:
+                    used = self._spent_since_locked(since) + pending
+            limit = budget.limit_usd
+            # admits(used, estimate, budget), written out: checked before every call.
+            if not (used < limit and used + estimate <= limit + _ADMIT_SLACK):
+                return budget, used
+        if not self._id_prefix:
+            self._id_prefix = uuid.uuid4().hex[:8] + "-"
+        reservation_id = f"{self._id_prefix}{next(self._ids)}"
+        expiry = now + ttl_seconds
+        self._reservations[reservation_id] = (estimate, expiry)
+        self._reserved_total = pending + estimate
+        if expiry < self._next_expiry:
+            self._next_expiry = expiry
+        return reservation_id
+
     def reserve(
         self,
         estimate_usd: float,
@@ -629,38 +697,10 @@ class CostLedger:
             estimate = check_estimate(estimate_usd)  # not the usual finite float: check it
         now = time.time() if now is None else now
         with self._lock:
-            if now >= self._next_expiry:
-                self._expire(now)
-            pending = self._reserved_total
-            if not self._starts_from <= now < self._starts_until:
-                # The periods' starts change once a day: worked out then, not per call.
-                day = period_start("day", now)
-                self._period_starts = {period: period_start(period, now) for period in PERIODS}
-                self._starts_from, self._starts_until = day, day + _DAY  # type: ignore[operator]
-            starts = self._period_starts
-            for budget in budgets:
-                period = budget.period
-                if period is None:
-                    used = self._spent_total + pending
-                else:
-                    since = starts[period]
-                    if since == self._newest_day:  # today's spend: one bucket, no scan
-                        used = self._spent_by_day[since] + pending
-                    else:
-                        used = self._spent_since_locked(since) + pending
-                limit = budget.limit_usd
-                # admits(used, estimate, budget), written out: checked before every call.
-                if not (used < limit and used + estimate <= limit + _ADMIT_SLACK):
-                    return BudgetCheck(False, None, budget, used)
-            if not self._id_prefix:
-                self._id_prefix = uuid.uuid4().hex[:8] + "-"
-            reservation_id = f"{self._id_prefix}{next(self._ids)}"
-            expiry = now + ttl_seconds
-            self._reservations[reservation_id] = (estimate, expiry)
-            self._reserved_total = pending + estimate
-            if expiry < self._next_expiry:
-                self._next_expiry = expiry
-            return BudgetCheck(True, reservation_id)
+            held = self._reserve_locked(estimate, budgets, now, ttl_seconds)
+        if type(held) is str:
+            return BudgetCheck(True, held)
+        return BudgetCheck(False, None, *held)
 
     def release(self, reservation_id: str) -> None:
         with self._lock:
@@ -783,6 +823,7 @@ __all__ = [
     "LedgerProtocol",
     "LedgerSummary",
     "ModelTotals",
+    "QuickReserveLedger",
     "TokenUsage",
     "admits",
     "check_estimate",

@@ -560,28 +560,37 @@ class CostCallbackHandler(CostHandlerBase, _HandlerState, BaseCallbackHandler):
         """Count the run's answer once (``None``: it has none, the run is dropped); a run
         not counted releases its budget reservation.
 
-        One lock section forgets the run and marks it counted; counting a run marks its
-        parent LLM run (a wrapper delegating through it) as covered, so the parent is not
-        counted again.
+        No lock: each step is one C-level dict operation, atomic under the GIL (int keys,
+        no Python ``__hash__``/``__eq__`` to run). Popping the run gives it to one ender
+        only; ``setdefault`` on the counted keys is the test-and-set that picks the one
+        ender who counts it, whoever holds the run (a run ended twice at once, or its end
+        seen by two threads, is counted once). Counting a run marks its parent LLM run (a
+        wrapper delegating through it) as covered, so the parent is not counted again.
         """
         key = run_id.int if type(run_id) is UUID else run_id
         run = None
         try:
-            with self._lock:
-                run = self._runs.pop(key, None)
+            run = self._runs.pop(key, None)
+            if response is not None:
                 counted = self._counted
-                first = response is not None and key not in counted
+                # This ender's own mark: the run it popped (no other ender has it), else a
+                # new object. The mark is replaced by None once set, keeping nothing alive;
+                # a run id started again after being counted finds None, not its run.
+                mark = run if run is not None else object()
+                first = counted.setdefault(key, mark) is mark
                 if first:
                     counted[key] = None
                     if len(counted) > _COUNTED_MEMORY:
-                        counted.popitem(last=False)  # O(1), unlike a plain dict's first key
+                        # O(1), unlike a plain dict's first key; a race evicts one
+                        # more, well short of emptying it.
+                        counted.popitem(last=False)
                     if run is not None and run.parent is not None:
                         parent = self._runs.get(run.parent)
                         if parent is not None:
                             parent.covered = True
-            if first:
-                self._account(response, run_id, run)  # type: ignore[arg-type]
-            elif run is not None:
+                    self._account(response, run_id, run)
+                    return
+            if run is not None:
                 self._accountant.cancel(run.reservation)
         except Exception:
             logger.exception("CostCallbackHandler failed to account run %s", run_id)

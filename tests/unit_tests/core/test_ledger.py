@@ -167,6 +167,28 @@ def test_reserve_admits_while_something_is_left_and_the_estimate_fits() -> None:
     assert "not made" in str(error)
 
 
+def test_reserve_id_holds_what_fits_and_nothing_else() -> None:
+    ledger = CostLedger()
+    budgets = [Budget(1.0), Budget(0.5, period="day")]
+    held = ledger.reserve_id(0.3, budgets)
+    assert isinstance(held, str) and ledger.reserved_usd == pytest.approx(0.3)
+    # 0.3 + 0.3 passes the day budget: refused, and nothing more is held.
+    assert ledger.reserve_id(0.3, budgets) is None
+    assert ledger.reserved_usd == pytest.approx(0.3)
+    refused = ledger.reserve(0.3, budgets)  # the full answer names the day budget
+    assert not refused.allowed and refused.budget is budgets[1]
+    ledger.release(held)
+    assert ledger.reserved_usd == 0.0
+    with pytest.raises(ValueError, match="estimate_usd"):
+        ledger.reserve_id(-1.0, budgets)
+
+    class Strict(CostLedger):  # changes reserve(): reserve_id asks it
+        def reserve(self, estimate_usd, budgets, **kwargs):  # type: ignore[no-untyped-def]
+            return super().reserve(estimate_usd * 10, budgets, **kwargs)
+
+    assert Strict().reserve_id(0.3, budgets) is None
+
+
 def test_release_and_expiry_free_a_reservation() -> None:
     ledger = CostLedger()
     budget = Budget(1.0)
