@@ -583,23 +583,22 @@ class CostAccountant:
             return self.admit((CallQuote(model, prompt_tokens, max_output_tokens),))[0]
         estimate = max_call_cost(price, prompt_tokens, max_output_tokens)
         quick = self._reserve_id
-        if quick is not None and estimate < self._refused_at:
-            # The usual case (nothing refused lately): the reservation id alone; a call
-            # that does not fit is asked again below, for the ledger's full answer.
-            try:
-                reservation_id = quick(estimate, self.budgets)
-            except Exception:
-                logger.exception("budget check failed; the call is allowed")
-                return None
-            if reservation_id is not None:
-                return reservation_id
         try:
-            check = self.ledger.reserve(estimate, self.budgets)
+            if quick is None:
+                check = self.ledger.reserve(estimate, self.budgets)
+            else:
+                held = quick(estimate, self.budgets)
+                if type(held) is str:
+                    if estimate < self._refused_at:
+                        return held  # the usual case: nothing refused lately
+                    check = BudgetCheck(True, held)
+                else:
+                    check = BudgetCheck(False, None, *held)
         except Exception:
             logger.exception("budget check failed; the call is allowed")
             return None
         if check.allowed and estimate < self._refused_at:
-            return check.reservation_id  # the usual case: nothing refused lately
+            return check.reservation_id
         return self._admitted(check, estimate, [estimate], False)[0]
 
     def _admitted(

@@ -477,14 +477,19 @@ class DeferredRecordLedger(Protocol):
 class QuickReserveLedger(Protocol):
     """A ledger that can reserve without building a ``BudgetCheck``.
 
-    ``reserve_id(estimate_usd, budgets)`` does what ``reserve`` does when the estimate
-    fits every budget and returns the reservation id; when it does not fit, it reserves
-    nothing and returns ``None`` (the caller then asks ``reserve`` for the full answer).
-    The usual budgeted call fits: building its ``BudgetCheck`` cost as much as the
-    check itself.
+    ``reserve_id(estimate_usd, budgets)`` decides as ``reserve`` does and returns the
+    reservation id when the estimate fits every budget, else the first budget refusing
+    it and its spend plus live reservations (nothing reserved). The usual budgeted call
+    fits: building its ``BudgetCheck`` cost as much as the check itself.
     """
 
-    def reserve_id(self, estimate_usd: float, budgets: Sequence[Budget]) -> str | None: ...
+    def reserve_id(
+        self,
+        estimate_usd: float,
+        budgets: Sequence[Budget],
+        ttl_seconds: float = 300.0,
+        now: float | None = None,
+    ) -> str | tuple[Budget | None, float]: ...
 
 
 def check_estimate(estimate_usd: float) -> float:
@@ -631,26 +636,34 @@ class CostLedger:
                 record = CostRecord(model, cost_usd=cost, saved_usd=None, timestamp=timestamp)
             keep(record)
 
-    def reserve_id(self, estimate_usd: float, budgets: Sequence[Budget]) -> str | None:
-        """``reserve(estimate_usd, budgets)``'s reservation id when the estimate fits
-        every budget, else ``None`` with nothing reserved (see ``QuickReserveLedger``).
-        A subclass that changes ``reserve`` is asked through it."""
+    def reserve_id(
+        self,
+        estimate_usd: float,
+        budgets: Sequence[Budget],
+        ttl_seconds: float = 300.0,
+        now: float | None = None,
+    ) -> str | tuple[Budget | None, float]:
+        """``reserve``'s answer without a ``BudgetCheck`` (see ``QuickReserveLedger``):
+        the reservation id when the estimate fits every budget, else the first budget
+        refusing it and its spend plus live reservations, with nothing reserved. A
+        subclass that changes ``reserve`` is asked through it."""
         if self._reserve_overridden:
-            check = self.reserve(estimate_usd, budgets)
-            return check.reservation_id if check.allowed else None
+            check = self.reserve(estimate_usd, budgets, ttl_seconds=ttl_seconds, now=now)
+            if check.allowed and check.reservation_id is not None:
+                return check.reservation_id
+            return check.budget, check.used_usd
         estimate = estimate_usd
         if type(estimate) is not float or not 0.0 <= estimate < math.inf:
-            estimate = check_estimate(estimate_usd)
-        now = time.time()
+            estimate = check_estimate(estimate_usd)  # not the usual finite float: check it
+        if now is None:
+            now = time.time()
         with self._lock:
-            held = self._reserve_locked(estimate, budgets, now, 300.0)
-        return held if type(held) is str else None
+            return self._reserve_locked(estimate, budgets, now, ttl_seconds)
 
     def _reserve_locked(
         self, estimate: float, budgets: Sequence[Budget], now: float, ttl_seconds: float
     ) -> str | tuple[Budget, float]:
-        # Called with the lock held: the reservation id if ``estimate`` fits every
-        # budget (and it is then held), else the first budget refusing it and its use.
+        # Called with the lock held (see reserve_id).
         if now >= self._next_expiry:
             self._expire(now)
         pending = self._reserved_total
@@ -692,9 +705,10 @@ class CostLedger:
         ttl_seconds: float = 300.0,
         now: float | None = None,
     ) -> BudgetCheck:
+        # reserve_id's steps, not a call to it: a subclass's reserve_id may call reserve.
         estimate = estimate_usd
         if type(estimate) is not float or not 0.0 <= estimate < math.inf:
-            estimate = check_estimate(estimate_usd)  # not the usual finite float: check it
+            estimate = check_estimate(estimate_usd)
         now = time.time() if now is None else now
         with self._lock:
             held = self._reserve_locked(estimate, budgets, now, ttl_seconds)

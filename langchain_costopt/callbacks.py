@@ -168,7 +168,7 @@ class _Run:
         if not prompts or not prompts[0]:
             return 0
         prompt = prompts[0]
-        for message in (prompt[-1], prompt[0]):
+        for message in (prompt[-1], prompt[0]) if len(prompt) > 1 else prompt:
             metadata = getattr(message, "response_metadata", None)
             if metadata:
                 removed = metadata.get(COMPRESSED_TOKENS_KEY)
@@ -369,6 +369,9 @@ class _HandlerState:
         # it ran in, and its saving belongs to the next model call of the same root.
         self._roots: OrderedDict[Any, Any] = OrderedDict()
         self._compression: CompressionMarks[Any] = CompressionMarks()
+        # Set by the first compression event: until then the call path skips asking the
+        # marks (a Python __bool__ call per call).
+        self._compression_seen = False
 
 
 class CostCallbackHandler(CostHandlerBase, _HandlerState, BaseCallbackHandler):
@@ -522,6 +525,7 @@ class CostCallbackHandler(CostHandlerBase, _HandlerState, BaseCallbackHandler):
             return
         try:
             key = run_id.int if type(run_id) is UUID else run_id
+            self._compression_seen = True
             self._compression.add(self._roots.get(key, key), data.get("removed_tokens"))
         except Exception:
             logger.exception("CostCallbackHandler could not read event %s", name)
@@ -588,7 +592,15 @@ class CostCallbackHandler(CostHandlerBase, _HandlerState, BaseCallbackHandler):
                         parent = self._runs.get(run.parent)
                         if parent is not None:
                             parent.covered = True
-                    self._account(response, run_id, run)
+                    generations = response.generations
+                    if (
+                        run is None
+                        or run.covered
+                        or len(generations) != 1
+                        or len(generations[0]) != 1
+                        or not self._account_plain(generations[0][0], run, run_id)
+                    ):
+                        self._account(response, run_id, run)
                     return
             if run is not None:
                 self._accountant.cancel(run.reservation)
@@ -598,18 +610,11 @@ class CostCallbackHandler(CostHandlerBase, _HandlerState, BaseCallbackHandler):
                 self._accountant.cancel(run.reservation)
 
     def _account(self, response: LLMResult, run_id: UUID, run: _Run | None) -> None:
+        # The general path (_end tried _account_plain, for the usual answer, first).
         reservation = run.reservation if run is not None else None
-        if run is not None:
-            if run.covered:
-                self._accountant.cancel(reservation)  # a child run already counted this call
-                return
-            generations = response.generations
-            if (
-                len(generations) == 1
-                and len(generations[0]) == 1
-                and self._account_plain(generations[0][0], run, run_id)
-            ):
-                return
+        if run is not None and run.covered:
+            self._accountant.cancel(reservation)  # a child run already counted this call
+            return
         llm_output = response.llm_output
         recorded = False
         unmetered: _Answerer | None = None
@@ -690,7 +695,7 @@ class CostCallbackHandler(CostHandlerBase, _HandlerState, BaseCallbackHandler):
         run_metadata = run.metadata
         if run_metadata and (type(run_metadata) is not dict or BATCH_ROUTING_KEY in run_metadata):
             return False
-        if self._compression or run.compressed_tokens:
+        if (self._compression_seen and self._compression) or run.compressed_tokens:
             return False
         counts = usage_counts(usage)
         if counts is None:

@@ -172,10 +172,11 @@ def test_reserve_id_holds_what_fits_and_nothing_else() -> None:
     budgets = [Budget(1.0), Budget(0.5, period="day")]
     held = ledger.reserve_id(0.3, budgets)
     assert isinstance(held, str) and ledger.reserved_usd == pytest.approx(0.3)
-    # 0.3 + 0.3 passes the day budget: refused, and nothing more is held.
-    assert ledger.reserve_id(0.3, budgets) is None
+    # 0.3 + 0.3 passes the day budget: refused by it, and nothing more is held.
+    budget, used = ledger.reserve_id(0.3, budgets)
+    assert budget is budgets[1] and used == pytest.approx(0.3)
     assert ledger.reserved_usd == pytest.approx(0.3)
-    refused = ledger.reserve(0.3, budgets)  # the full answer names the day budget
+    refused = ledger.reserve(0.3, budgets)  # the same answer as a BudgetCheck
     assert not refused.allowed and refused.budget is budgets[1]
     ledger.release(held)
     assert ledger.reserved_usd == 0.0
@@ -186,7 +187,7 @@ def test_reserve_id_holds_what_fits_and_nothing_else() -> None:
         def reserve(self, estimate_usd, budgets, **kwargs):  # type: ignore[no-untyped-def]
             return super().reserve(estimate_usd * 10, budgets, **kwargs)
 
-    assert Strict().reserve_id(0.3, budgets) is None
+    assert Strict().reserve_id(0.3, budgets) == (budgets[0], 0.0)  # 3.0 > 1.0
 
 
 def test_release_and_expiry_free_a_reservation() -> None:
