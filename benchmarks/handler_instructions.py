@@ -27,6 +27,15 @@ counted alone (callgrind on each called 2,000 times, before e4960bd's quote chan
 prompt estimate and quote ~12k, the ledger's reservation and release ~18k, reading the
 answer's usage ~6k, pricing the call and settling it ~18k; a lock section ~2.3k, an
 empty Python call ~0.5k. The gap left to 1.05x is many such steps, not one dear one.
+
+At 1d52b1a (a run's end without a lock, ``CostLedger.reserve_id`` without a
+``BudgetCheck``, the usual answer read straight from the end): no-op 880.0k, plain
+handler +38.4k (1.044x), handler + 2 budgets +64.6k (1.073x), records read +102.4k
+(1.116x). Runs of the same code differ by ~3k per invoke, as much as that change: paired
+(the same program on both trees, run side by side) 4b3fee3 -> 1d52b1a is 952.1k ->
+947.3k (-4.9k). Counted on the handler's events alone (start + end, 900 calls, no
+LangChain): prompt quote ~5k, admission and reservation ~15k, reading the answer ~12k
+(its usage ~4k), pricing and counting the spend ~9k, the ledger's settle ~10k.
 """
 
 from __future__ import annotations

@@ -23,7 +23,8 @@ Figures (this machine, shared, one run each, clock): before e4960bd (f908c8e) th
 handler with budgets was 1.303x the no-op handler; at e4960bd 1.109x-1.186x (two
 runs), 1.090x-1.137x with its records built (the ``budgets, records read`` row, which
 reads the ledger at the end of each timed window). The clock moves by 10-20 % here:
-``benchmarks/handler_instructions.py`` counts the same setups (1.135x -> 1.073x).
+``benchmarks/handler_instructions.py`` counts the same setups (1.135x -> 1.073x; at
+1d52b1a 1.073x again, -4.9k instructions per invoke paired, within a run's noise).
 
 Clock: ``--clock cpu`` (default) times with this thread's CPU time
 (``time.thread_time``), which leaves out the time other processes hold the CPU on a
