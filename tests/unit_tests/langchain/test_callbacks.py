@@ -563,6 +563,35 @@ def test_the_same_run_is_never_counted_twice() -> None:
     assert handler.summary().calls == 1
 
 
+def test_a_run_ended_by_several_threads_at_once_is_counted_once() -> None:
+    handler = CostCallbackHandler(budget_usd=1e6)
+    message = AIMessage(
+        "a",
+        usage_metadata={"input_tokens": 1, "output_tokens": 1, "total_tokens": 2},
+        response_metadata={"model_name": "cb-cheap"},
+    )
+    result = LLMResult(generations=[[ChatGeneration(message=message)]])
+    run_ids = [uuid.uuid4() for _ in range(200)]
+    for run_id in run_ids:
+        handler.on_chat_model_start(
+            {}, [[HumanMessage("q")]], run_id=run_id, invocation_params={"model": "cb-cheap"}
+        )
+    start = threading.Barrier(4)
+
+    def end_all() -> None:
+        start.wait()
+        for run_id in run_ids:
+            handler.on_llm_end(result, run_id=run_id)
+
+    threads = [threading.Thread(target=end_all) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert handler.summary().calls == 200
+    assert handler.ledger.reserved_usd == 0.0  # every reservation settled
+
+
 class _Wrapper(BaseChatModel):
     """A wrapper that delegates through a child run (as some integrations do)."""
 
