@@ -589,12 +589,7 @@ class CostLedger:
             pending = self._pending
             pending.append((model, cost_usd, timestamp, build, args))
             if cost_usd:
-                day = (timestamp // _DAY) * _DAY
-                if day == self._newest_day:  # today's bucket, the usual case
-                    self._spent_total += cost_usd
-                    self._spent_by_day[day] += cost_usd
-                else:
-                    self._add_spend(cost_usd, timestamp)
+                self._add_spend(cost_usd, timestamp)
             if len(pending) >= _PENDING_MAX:
                 self._build_pending()
 
@@ -652,50 +647,49 @@ class CostLedger:
             if check.allowed and check.reservation_id is not None:
                 return check.reservation_id
             return check.budget, check.used_usd
+        return self._reserve(estimate_usd, budgets, ttl_seconds, now)
+
+    def _reserve(
+        self, estimate_usd: float, budgets: Sequence[Budget], ttl_seconds: float, now: float | None
+    ) -> str | tuple[Budget, float]:
+        # reserve and reserve_id's one rule: the reservation id, or the refusing budget
+        # and its use. (Not reserve_id itself: a subclass's reserve_id may call reserve.)
         estimate = estimate_usd
         if type(estimate) is not float or not 0.0 <= estimate < math.inf:
             estimate = check_estimate(estimate_usd)  # not the usual finite float: check it
         if now is None:
             now = time.time()
         with self._lock:
-            return self._reserve_locked(estimate, budgets, now, ttl_seconds)
-
-    def _reserve_locked(
-        self, estimate: float, budgets: Sequence[Budget], now: float, ttl_seconds: float
-    ) -> str | tuple[Budget, float]:
-        # Called with the lock held (see reserve_id).
-        if now >= self._next_expiry:
-            self._expire(now)
-        pending = self._reserved_total
-        if not self._starts_from <= now < self._starts_until:
-            # The periods' starts change once a day: worked out then, not per call.
-            day = period_start("day", now)
-            self._period_starts = {period: period_start(period, now) for period in PERIODS}
-            self._starts_from, self._starts_until = day, day + _DAY  # type: ignore[operator]
-        starts = self._period_starts
-        for budget in budgets:
-            period = budget.period
-            if period is None:
-                used = self._spent_total + pending
-            else:
-                since = starts[period]
-                if since == self._newest_day:  # today's spend: one bucket, no scan
-                    used = self._spent_by_day[since] + pending
+            if now >= self._next_expiry:
+                self._expire(now)
+            pending = self._reserved_total
+            if not self._starts_from <= now < self._starts_until:
+                # The periods' starts change once a day: worked out then, not per call.
+                day = period_start("day", now)
+                self._period_starts = {period: period_start(period, now) for period in PERIODS}
+                self._starts_from, self._starts_until = day, day + _DAY  # type: ignore[operator]
+            starts = self._period_starts
+            for budget in budgets:
+                period = budget.period
+                if period is None:
+                    used = self._spent_total + pending
                 else:
-                    used = self._spent_since_locked(since) + pending
-            limit = budget.limit_usd
-            # admits(used, estimate, budget), written out: checked before every call.
-            if not (used < limit and used + estimate <= limit + _ADMIT_SLACK):
-                return budget, used
-        if not self._id_prefix:
-            self._id_prefix = uuid.uuid4().hex[:8] + "-"
-        reservation_id = f"{self._id_prefix}{next(self._ids)}"
-        expiry = now + ttl_seconds
-        self._reservations[reservation_id] = (estimate, expiry)
-        self._reserved_total = pending + estimate
-        if expiry < self._next_expiry:
-            self._next_expiry = expiry
-        return reservation_id
+                    since = starts[period]
+                    if since == self._newest_day:  # today's spend: one bucket, no scan
+                        used = self._spent_by_day[since] + pending
+                    else:
+                        used = self._spent_since_locked(since) + pending
+                if not admits(used, estimate, budget):
+                    return budget, used
+            if not self._id_prefix:
+                self._id_prefix = uuid.uuid4().hex[:8] + "-"
+            reservation_id = f"{self._id_prefix}{next(self._ids)}"
+            expiry = now + ttl_seconds
+            self._reservations[reservation_id] = (estimate, expiry)
+            self._reserved_total = pending + estimate
+            if expiry < self._next_expiry:
+                self._next_expiry = expiry
+            return reservation_id
 
     def reserve(
         self,
@@ -705,13 +699,7 @@ class CostLedger:
         ttl_seconds: float = 300.0,
         now: float | None = None,
     ) -> BudgetCheck:
-        # reserve_id's steps, not a call to it: a subclass's reserve_id may call reserve.
-        estimate = estimate_usd
-        if type(estimate) is not float or not 0.0 <= estimate < math.inf:
-            estimate = check_estimate(estimate_usd)
-        now = time.time() if now is None else now
-        with self._lock:
-            held = self._reserve_locked(estimate, budgets, now, ttl_seconds)
+        held = self._reserve(estimate_usd, budgets, ttl_seconds, now)
         if type(held) is str:
             return BudgetCheck(True, held)
         return BudgetCheck(False, None, *held)

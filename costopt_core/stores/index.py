@@ -242,11 +242,6 @@ class ExactIndex:
         row = self._rows.get(key)
         return None if row is None else float(self._created[row])
 
-    def scores(self, vector: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(exact cosine with ``vector``, created_at) of each of ``keys`` (all present)."""
-        rows = np.fromiter((self._rows[k] for k in keys.tolist()), np.int64, len(keys))
-        return self._vectors.take(rows, axis=0) @ vector, self._created.take(rows)
-
     def held_scores(
         self, vector: np.ndarray, keys: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -40,7 +40,7 @@ def test_an_index_by_rows_finds_what_one_by_columns_finds(n: int) -> None:
             assert np.allclose([s for _, s in found], [s for _, s in expected], atol=1e-6)
     keys = np.array(sorted(k for k in range(n) if k % 3), dtype=np.int64)
     for index in (rows, converted):
-        sims, created = index.scores(vectors[1], keys)
+        _, sims, created = index.held_scores(vectors[1], keys)
         assert np.allclose(sims, vectors[keys] @ vectors[1], atol=1e-6)
         assert created.tolist() == keys.astype(float).tolist()
         held, _ = index.rows_of(keys)
