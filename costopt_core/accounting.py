@@ -786,7 +786,9 @@ class CostAccountant:
         """
         price = self.catalog.get(model)
         defer = self._defer
-        if price is None or defer is None:
+        if price is None or defer is None or usage[2] or usage[3]:
+            # Unpriced, or the provider's prompt cache saved something: the record has
+            # more than a plain call's totals (see DeferredRecordLedger), built now.
             self.record_call(
                 model, TokenUsage(*usage), run_id=run_id, reservation_id=reservation_id
             )
@@ -795,7 +797,7 @@ class CostAccountant:
         now = time.time()
         # The price and the time are the call's: the record is built from them later.
         args = (model, price, usage, run_id, now)
-        defer(model, cost, now, self._later_record, args, reservation_id)
+        defer(model, cost, now, usage, self._later_record, args, reservation_id)
         self._spent(model, cost)
 
     def _later_record(

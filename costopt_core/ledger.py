@@ -65,9 +65,6 @@ PERIODS: tuple[str, ...] = ("day", "month")
 _DAY = 86_400.0
 _KEEP_DAYS = 62
 _FOLD_BATCH = 64  # records added to the per-model totals at a time (see CostLedger)
-# Deferred records (``record_deferred``) built at a time when nobody reads the ledger:
-# a bound on what they hold, and on the pause their building costs (~10 us each).
-_PENDING_MAX = 1024
 # Float slack of the admission rule (``admits``): a call that fits to the last cent fits.
 _ADMIT_SLACK = 1e-12
 _USAGE_FIELDS = (
@@ -251,33 +248,59 @@ class ModelTotals:
         return self.calls + self.cache_hits + self.cascade_attempts
 
     def add(self, record: CostRecord) -> None:
-        if record.kind == "cache_hit":
+        kind = record.kind
+        if kind == "cache_hit":
             self.cache_hits += 1
+            self.add_cost(record.cost_usd)
         else:
-            if record.kind == "call":
-                self.calls += 1
-            else:
-                self.cascade_attempts += 1
-            self.input_tokens += record.input_tokens
-            self.output_tokens += record.output_tokens
-            self.cache_read_tokens += record.cache_read_tokens
-            self.cache_write_tokens += record.cache_write_tokens
-            self.reasoning_tokens += record.reasoning_tokens
+            self.add_usage(
+                kind == "call",
+                record.cost_usd,
+                record.input_tokens,
+                record.output_tokens,
+                record.cache_read_tokens,
+                record.cache_write_tokens,
+                record.reasoning_tokens,
+            )
             if record.tier is not None:
                 self.tiers[record.tier] = self.tiers.get(record.tier, 0) + 1
-        cost = record.cost_usd
-        if cost is None:
-            self.unpriced_events += 1
-        else:
-            self.cost_usd += cost
-            if cost > self.max_call_cost_usd:
-                self.max_call_cost_usd = cost
         if record.saved_usd is not None:
             self.saved_usd += record.saved_usd
         if record.baseline_cost_usd is not None:
             self.baseline_cost_usd += record.baseline_cost_usd
         if record.estimated:
             self.estimated_events += 1
+
+    def add_usage(
+        self,
+        call: bool,
+        cost: float | None,
+        input_tokens: int,
+        output_tokens: int,
+        cache_read_tokens: int = 0,
+        cache_write_tokens: int = 0,
+        reasoning_tokens: int = 0,
+    ) -> None:
+        """Count a call (``call``) or cascade attempt: its billed tokens and cost. The
+        whole of a plain call's record (no tier, saving, baseline or estimate)."""
+        if call:
+            self.calls += 1
+        else:
+            self.cascade_attempts += 1
+        self.input_tokens += input_tokens
+        self.output_tokens += output_tokens
+        self.cache_read_tokens += cache_read_tokens
+        self.cache_write_tokens += cache_write_tokens
+        self.reasoning_tokens += reasoning_tokens
+        self.add_cost(cost)
+
+    def add_cost(self, cost: float | None) -> None:
+        if cost is None:
+            self.unpriced_events += 1
+        else:
+            self.cost_usd += cost
+            if cost > self.max_call_cost_usd:
+                self.max_call_cost_usd = cost
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -294,15 +317,18 @@ class LedgerSummary:
     last_timestamp: float | None = None
 
     def add(self, record: CostRecord) -> None:
-        totals = self.models.get(record.model)
+        self.totals_of(record.model, record.timestamp).add(record)
+
+    def totals_of(self, model: str, timestamp: float) -> ModelTotals:
+        """``model``'s totals, for an event at ``timestamp`` (which the span takes in)."""
+        totals = self.models.get(model)
         if totals is None:
-            totals = self.models[record.model] = ModelTotals(record.model)
-        totals.add(record)
-        ts = record.timestamp
-        if self.first_timestamp is None or ts < self.first_timestamp:
-            self.first_timestamp = ts
-        if self.last_timestamp is None or ts > self.last_timestamp:
-            self.last_timestamp = ts
+            totals = self.models[model] = ModelTotals(model)
+        if self.first_timestamp is None or timestamp < self.first_timestamp:
+            self.first_timestamp = timestamp
+        if self.last_timestamp is None or timestamp > self.last_timestamp:
+            self.last_timestamp = timestamp
+        return totals
 
     @property
     def total_cost(self) -> float:
@@ -452,14 +478,16 @@ class LedgerProtocol(Protocol):
 
 @runtime_checkable
 class DeferredRecordLedger(Protocol):
-    """A ledger that takes a record's spend now and builds the record when it is read.
+    """A ledger that takes a plain call's spend now and builds its record when read.
 
-    ``record_deferred(model, cost_usd, timestamp, build, args, reservation_id)`` counts
-    ``cost_usd`` at ``timestamp`` against the budgets and settles the reservation at
-    once, as ``record`` does; ``build(*args)`` (which must return the same record every
-    time, whenever it runs) is called when the records or totals are next read. A cost
-    handler records every call, and few calls' records are ever read one by one:
-    building them all on the call path cost more than the rest of the handler.
+    ``record_deferred(model, cost_usd, timestamp, counts, build, args, reservation_id)``
+    counts ``cost_usd`` at ``timestamp`` against the budgets and settles the reservation
+    at once, as ``record`` does. ``build(*args)`` must return the same record whenever it
+    runs: a ``"call"`` record of ``model`` with that cost, timestamp and token ``counts``
+    (input, output, cache read, cache write, reasoning), and no tier, saving, baseline or
+    estimate, so the totals are kept from ``counts`` and the record is built only when
+    the records are read. A cost handler records every call and few calls' records are
+    ever read one by one: building them all cost more than the rest of the handler.
     """
 
     def record_deferred(
@@ -467,6 +495,7 @@ class DeferredRecordLedger(Protocol):
         model: str,
         cost_usd: float | None,
         timestamp: float,
+        counts: tuple[int, int, int, int, int],
         build: Callable[..., CostRecord],
         args: tuple[Any, ...],
         reservation_id: str | None = None,
@@ -506,14 +535,14 @@ class CostLedger:
     so period budgets never rescan history. At most ``max_records`` raw records are
     kept for export (oldest dropped first); totals always cover everything. It is a
     ``DeferredRecordLedger``: a cost handler's plain calls are counted at once and their
-    records built when first read (or every 1,024 such calls, whichever comes first).
+    records built only when the records are read (the totals never need them).
 
     Example:
         >>> from costopt_core.ledger import CostLedger, CostRecord
         >>> ledger = CostLedger()
         >>> ledger.record(CostRecord(model="m", cost_usd=0.5))
         >>> build = lambda: CostRecord(model="m", cost_usd=0.25, timestamp=1.0)
-        >>> ledger.record_deferred("m", 0.25, 1.0, build, ())  # built when read
+        >>> ledger.record_deferred("m", 0.25, 1.0, (0, 0, 0, 0, 0), build, ())  # built when read
         >>> ledger.spent_since(None), ledger.summary().total_cost
         (0.75, 0.75)
         >>> [record.cost_usd for record in ledger.records()]
@@ -530,9 +559,13 @@ class CostLedger:
         # Records not yet added to _summary: folded in batches (and before any read),
         # so the per-model totals cost the call path an append, not a ModelTotals.add.
         self._unfolded: list[CostRecord] = []
-        # Deferred records (model, cost, timestamp, build, args), oldest first: built
-        # before anything reads the records or totals, and before a record() after them.
-        self._pending: list[tuple[str, float | None, float, Callable[..., CostRecord], Any]] = []
+        # Deferred records (model, cost, timestamp, counts, build, args), oldest first,
+        # and records that came after them (counts and build None, args the record):
+        # built when the records are read. Their totals are folded from their counts
+        # (the first _pending_folded are); unread ones the newest max_records push out
+        # are dropped unbuilt.
+        self._pending: list[tuple[str, float | None, float, Any, Any, Any]] = []
+        self._pending_folded = 0
         self._record_overridden = type(self).record is not CostLedger.record
         self._reserve_overridden = type(self).reserve is not CostLedger.reserve
         self._spent_total = 0.0
@@ -563,8 +596,12 @@ class CostLedger:
             if reservation_id is not None:
                 self._drop_reservation(reservation_id)
             if self._pending:
-                self._build_pending()  # the records stay in the order they came
-            self._keep(record)
+                # Behind deferred records: it waits in line with them, built already,
+                # so the records stay in the order they came without building those.
+                self._pending.append((record.model, cost, record.timestamp, None, None, record))
+                self._queue_totals(record)
+            else:
+                self._keep(record)
             if cost:
                 self._add_spend(cost, record.timestamp)
 
@@ -573,11 +610,12 @@ class CostLedger:
         model: str,
         cost_usd: float | None,
         timestamp: float,
+        counts: tuple[int, int, int, int, int],
         build: Callable[..., CostRecord],
         args: tuple[Any, ...],
         reservation_id: str | None = None,
     ) -> None:
-        """Count ``cost_usd`` now and keep ``build(*args)`` for when the ledger is read
+        """Count ``cost_usd`` now and keep ``build(*args)`` for when the records are read
         (see ``DeferredRecordLedger``). A subclass that changes ``record`` gets every
         record through it, built now."""
         if self._record_overridden:
@@ -587,11 +625,11 @@ class CostLedger:
             if reservation_id is not None:
                 self._drop_reservation(reservation_id)
             pending = self._pending
-            pending.append((model, cost_usd, timestamp, build, args))
+            pending.append((model, cost_usd, timestamp, counts, build, args))
             if cost_usd:
                 self._add_spend(cost_usd, timestamp)
-            if len(pending) >= _PENDING_MAX:
-                self._build_pending()
+            if len(pending) - self._pending_folded >= _FOLD_BATCH:
+                self._fold_pending()
 
     def _keep(self, record: CostRecord) -> None:
         # Called with the lock held: keep the record and queue it for the totals.
@@ -599,6 +637,10 @@ class CostLedger:
         if not self._dropped and len(records) == records.maxlen:
             self._dropped = True
         records.append(record)
+        self._queue_totals(record)
+
+    def _queue_totals(self, record: CostRecord) -> None:
+        # Called with the lock held.
         unfolded = self._unfolded
         unfolded.append(record)
         if len(unfolded) >= _FOLD_BATCH:
@@ -617,19 +659,49 @@ class CostLedger:
         else:
             self._spent_by_day[day] = bucket + cost
 
+    def _fold_pending(self) -> None:
+        # Called with the lock held: the deferred records' totals, from their counts
+        # (each is a plain call: see DeferredRecordLedger), none of them built.
+        pending = self._pending
+        totals_of = self._summary.totals_of
+        for model, cost, timestamp, counts, _, _ in pending[self._pending_folded :]:
+            if counts is not None:  # None: a built record, queued by record()
+                totals_of(model, timestamp).add_usage(True, cost, *counts)
+        self._pending_folded = len(pending)
+        keep = self._records.maxlen
+        if keep is not None and len(pending) >= 2 * keep + _FOLD_BATCH:
+            # Records nobody read that the newest ``max_records`` push out: never built.
+            del pending[: len(pending) - keep]
+            self._pending_folded = len(pending)
+            self._records.clear()
+            self._dropped = True
+
     def _build_pending(self) -> None:
         # Called with the lock held. A builder that fails still leaves a record of the
         # spend already counted: money is never missing from the records.
+        self._fold_pending()
         pending = self._pending
         self._pending = []
-        keep = self._keep
-        for model, cost, timestamp, build, args in pending:
-            try:
-                record = build(*args)
-            except Exception:
-                logger.exception("building a cost record failed; kept with its cost only")
-                record = CostRecord(model, cost_usd=cost, saved_usd=None, timestamp=timestamp)
-            keep(record)
+        self._pending_folded = 0
+        records = self._records
+        keep = records.maxlen
+        if keep is not None and len(pending) > keep:
+            # The newest max_records push out everything before them: never built.
+            pending = pending[len(pending) - keep :]
+            self._dropped = True
+        for model, cost, timestamp, counts, build, args in pending:
+            if build is None:
+                record = args  # built already (see record)
+            else:
+                try:
+                    record = build(*args)
+                except Exception:
+                    logger.exception("building a cost record failed; kept with its cost only")
+                    tokens = dict(zip(_USAGE_FIELDS, counts, strict=True))
+                    record = CostRecord(model, cost_usd=cost, timestamp=timestamp, **tokens)
+            if not self._dropped and len(records) == records.maxlen:
+                self._dropped = True
+            records.append(record)
 
     def reserve_id(
         self,
@@ -723,6 +795,7 @@ class CostLedger:
         with self._lock:
             self._records.clear()
             self._pending.clear()
+            self._pending_folded = 0
             self._dropped = False
             self._summary = LedgerSummary()
             self._unfolded.clear()
@@ -742,11 +815,12 @@ class CostLedger:
 
     def summary(self, since: float | None = None) -> LedgerSummary:
         with self._lock:
-            if self._pending:
-                self._build_pending()
-            if since is None:
+            if since is None:  # the totals: no deferred record needs building for them
+                self._fold_pending()
                 self._fold()
                 return _copy_summary(self._summary)
+            if self._pending:
+                self._build_pending()
             records = list(self._records)
         return summarize(r for r in records if r.timestamp >= since)
 

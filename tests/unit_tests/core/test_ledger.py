@@ -344,6 +344,9 @@ def test_old_day_buckets_fold_away_without_changing_answers() -> None:
     assert ledger.spent_since(10 * 86_400.0) == 90.0
 
 
+_NO_TOKENS = (0, 0, 0, 0, 0)
+
+
 def test_deferred_records_count_at_once_and_read_in_order_with_the_others() -> None:
     ledger = CostLedger()
     check = ledger.reserve(1.0, [Budget(2.0)])
@@ -353,19 +356,45 @@ def test_deferred_records_count_at_once_and_read_in_order_with_the_others() -> N
         built.append(name)
         return CostRecord(name, cost_usd=cost, timestamp=10.0)
 
-    ledger.record_deferred("a", 0.5, 10.0, build, ("a", 0.5), check.reservation_id)
+    ledger.record_deferred("a", 0.5, 10.0, _NO_TOKENS, build, ("a", 0.5), check.reservation_id)
     # Spend and the settled reservation are counted before anything is built.
     assert ledger.spent_since(None) == 0.5
     assert ledger.reserved_usd == 0.0
     assert not ledger.reserve(1.6, [Budget(2.0)]).allowed
     assert built == []
     ledger.record(CostRecord("b", cost_usd=0.25, timestamp=11.0))
-    ledger.record_deferred("c", 0.125, 12.0, build, ("c", 0.125))
+    ledger.record_deferred("c", 0.125, 12.0, _NO_TOKENS, build, ("c", 0.125))
     assert [r.model for r in ledger.records()] == ["a", "b", "c"]
     assert built == ["a", "c"]
     assert ledger.summary().total_cost == ledger.spent_since(None) == 0.875
     ledger.records()
     assert built == ["a", "c"]  # built once
+
+
+def test_totals_of_deferred_records_are_read_without_building_them() -> None:
+    built: list[int] = []
+
+    def build(i: int) -> CostRecord:
+        built.append(i)
+        return CostRecord("m", cost_usd=0.25, timestamp=10.0 + i, input_tokens=i, output_tokens=1)
+
+    ledger = CostLedger(max_records=100)
+    eager = CostLedger(max_records=100)
+    for i in range(1000):
+        ledger.record_deferred("m", 0.25, 10.0 + i, (i, 1, 0, 0, 0), build, (i,))
+        eager.record(build(i))
+        if i % 97 == 0:  # a cache hit between them, recorded at once
+            hit = CostRecord("m", kind="cache_hit", cost_usd=0.0, saved_usd=0.5, timestamp=10.0 + i)
+            ledger.record(hit)
+            eager.record(hit)
+    built.clear()
+    assert ledger.summary() == eager.summary()
+    assert built == []  # the totals came from the counts
+    totals = ledger.summary().models["m"]
+    assert (totals.calls, totals.cache_hits, totals.input_tokens) == (1000, 11, sum(range(1000)))
+    # Only the newest max_records are ever built: the others were pushed out unread.
+    assert ledger.records() == eager.records()
+    assert len(built) <= 100 and built[-1] == 999
 
 
 def test_a_deferred_record_whose_builder_fails_keeps_its_spend() -> None:
@@ -374,9 +403,10 @@ def test_a_deferred_record_whose_builder_fails_keeps_its_spend() -> None:
     def broken() -> CostRecord:
         raise RuntimeError("bug")
 
-    ledger.record_deferred("m", 0.5, 10.0, broken, ())
+    ledger.record_deferred("m", 0.5, 10.0, (3, 2, 0, 0, 0), broken, ())
     (record,) = ledger.records()
     assert (record.model, record.cost_usd, record.timestamp) == ("m", 0.5, 10.0)
+    assert (record.input_tokens, record.output_tokens) == (3, 2)
     assert ledger.summary().total_cost == 0.5
 
 
@@ -389,6 +419,6 @@ def test_a_subclass_that_changes_record_gets_deferred_records_through_it() -> No
             super().record(record, reservation_id)
 
     ledger = Mirrored()
-    ledger.record_deferred("m", 0.5, 10.0, lambda: CostRecord("m", cost_usd=0.5), ())
+    ledger.record_deferred("m", 0.5, 10.0, _NO_TOKENS, lambda: CostRecord("m", cost_usd=0.5), ())
     assert [r.cost_usd for r in seen] == [0.5]
     assert ledger.spent_since(None) == 0.5
