@@ -251,10 +251,13 @@ class ModelTotals:
         kind = record.kind
         if kind == "cache_hit":
             self.cache_hits += 1
-            self.add_cost(record.cost_usd)
+            self.add_billed(record.cost_usd, 0, 0)  # a hit bills no tokens
         else:
-            self.add_usage(
-                kind == "call",
+            if kind == "call":
+                self.calls += 1
+            else:
+                self.cascade_attempts += 1
+            self.add_billed(
                 record.cost_usd,
                 record.input_tokens,
                 record.output_tokens,
@@ -271,36 +274,32 @@ class ModelTotals:
         if record.estimated:
             self.estimated_events += 1
 
-    def add_usage(
+    def add_billed(
         self,
-        call: bool,
         cost: float | None,
         input_tokens: int,
         output_tokens: int,
         cache_read_tokens: int = 0,
         cache_write_tokens: int = 0,
         reasoning_tokens: int = 0,
+        *,
+        events: int = 1,
+        max_cost: float | None = None,
     ) -> None:
-        """Count a call (``call``) or cascade attempt: its billed tokens and cost. The
-        whole of a plain call's record (no tier, saving, baseline or estimate)."""
-        if call:
-            self.calls += 1
-        else:
-            self.cascade_attempts += 1
+        """Add what ``events`` events billed: their tokens and their total ``cost``
+        (``None``: unpriced), the dearest of them ``max_cost`` (default: ``cost``)."""
         self.input_tokens += input_tokens
         self.output_tokens += output_tokens
         self.cache_read_tokens += cache_read_tokens
         self.cache_write_tokens += cache_write_tokens
         self.reasoning_tokens += reasoning_tokens
-        self.add_cost(cost)
-
-    def add_cost(self, cost: float | None) -> None:
         if cost is None:
-            self.unpriced_events += 1
+            self.unpriced_events += events
         else:
             self.cost_usd += cost
-            if cost > self.max_call_cost_usd:
-                self.max_call_cost_usd = cost
+            dearest = cost if max_cost is None else max_cost
+            if dearest > self.max_call_cost_usd:
+                self.max_call_cost_usd = dearest
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -317,17 +316,19 @@ class LedgerSummary:
     last_timestamp: float | None = None
 
     def add(self, record: CostRecord) -> None:
-        self.totals_of(record.model, record.timestamp).add(record)
+        ts = record.timestamp
+        self.totals_of(record.model, ts, ts).add(record)
 
-    def totals_of(self, model: str, timestamp: float) -> ModelTotals:
-        """``model``'s totals, for an event at ``timestamp`` (which the span takes in)."""
+    def totals_of(self, model: str, first: float, last: float) -> ModelTotals:
+        """``model``'s totals, for events from ``first`` to ``last`` (the span takes
+        them in)."""
         totals = self.models.get(model)
         if totals is None:
             totals = self.models[model] = ModelTotals(model)
-        if self.first_timestamp is None or timestamp < self.first_timestamp:
-            self.first_timestamp = timestamp
-        if self.last_timestamp is None or timestamp > self.last_timestamp:
-            self.last_timestamp = timestamp
+        if self.first_timestamp is None or first < self.first_timestamp:
+            self.first_timestamp = first
+        if self.last_timestamp is None or last > self.last_timestamp:
+            self.last_timestamp = last
         return totals
 
     @property
@@ -663,11 +664,23 @@ class CostLedger:
         # Called with the lock held: the deferred records' totals, from their counts
         # (each is a plain call: see DeferredRecordLedger), none of them built.
         pending = self._pending
-        totals_of = self._summary.totals_of
-        for model, cost, timestamp, counts, _, _ in pending[self._pending_folded :]:
-            if counts is not None:  # None: a built record, queued by record()
-                totals_of(model, timestamp).add_usage(True, cost, *counts)
+        batch = pending[self._pending_folded :]
         self._pending_folded = len(pending)
+        if batch:
+            totals_of = self._summary.totals_of
+            models, costs, stamps, counts, _, _ = zip(*batch, strict=True)
+            if len(set(models)) == 1 and None not in counts and None not in costs:
+                # The usual batch: one model's priced calls, summed column by column.
+                totals = totals_of(models[0], min(stamps), max(stamps))
+                totals.calls += len(batch)
+                tokens = map(sum, zip(*counts, strict=True))
+                totals.add_billed(sum(costs), *tokens, events=len(batch), max_cost=max(costs))
+            else:
+                for model, cost, stamp, tokens_of, _, _ in batch:
+                    if tokens_of is not None:  # None: a built record, queued by record()
+                        totals = totals_of(model, stamp, stamp)
+                        totals.calls += 1
+                        totals.add_billed(cost, *tokens_of)
         keep = self._records.maxlen
         if keep is not None and len(pending) >= 2 * keep + _FOLD_BATCH:
             # Records nobody read that the newest ``max_records`` push out: never built.
