@@ -242,6 +242,13 @@ cache_write_tokens=0, reasoning_tokens=0)
 UsageCounts = tuple[int, int, int, int, int]
 
 
+def _uncached_cost(
+    price: ModelPrice, input_tokens: int, output_tokens: int, reasoning: int
+) -> float:
+    # A call's cost with no provider cache: the baseline its cache saving is measured on.
+    return price.cost(input_tokens, output_tokens, 0, 0, reasoning)
+
+
 def usage_counts(usage: Mapping[str, Any] | None) -> UsageCounts | None:
     """:func:`usage_from_mapping`'s counts as a plain tuple (``TokenUsage``'s fields, in
     order), for the call path, which needs no object.
@@ -786,9 +793,7 @@ class CostAccountant:
         """
         price = self.catalog.get(model)
         defer = self._defer
-        if price is None or defer is None or usage[2] or usage[3]:
-            # Unpriced, or the provider's prompt cache saved something: the record has
-            # more than a plain call's totals (see DeferredRecordLedger), built now.
+        if price is None or defer is None:
             self.record_call(
                 model, TokenUsage(*usage), run_id=run_id, reservation_id=reservation_id
             )
@@ -797,7 +802,23 @@ class CostAccountant:
         now = time.time()
         # The price and the time are the call's: the record is built from them later.
         args = (model, price, usage, run_id, now)
-        defer(model, cost, now, usage, self._later_record, args, reservation_id)
+        if usage[2] or usage[3]:
+            # The provider's prompt cache: the record's saving and baseline (the call
+            # uncached, as _lever_parts has it), for the totals kept before it is built.
+            direct = _uncached_cost(price, usage[0], usage[1], usage[4])
+            defer(
+                model,
+                cost,
+                now,
+                usage,
+                self._later_record,
+                args,
+                reservation_id,
+                direct - cost,
+                direct,
+            )
+        else:
+            defer(model, cost, now, usage, self._later_record, args, reservation_id)
         self._spent(model, cost)
 
     def _later_record(
@@ -884,7 +905,7 @@ class CostAccountant:
         removed = compressed_tokens if type(compressed_tokens) is int else int(compressed_tokens)
         removed = removed if removed > 0 else 0
         inp, out, reasoning = usage.input_tokens, usage.output_tokens, usage.reasoning_tokens
-        direct = price.cost(inp + removed, out, 0, 0, reasoning)
+        direct = _uncached_cost(price, inp + removed, out, reasoning)
         if not removed and not batch:  # the usual case: the provider's prompt cache only
             return 0, cost, direct, {PROVIDER_CACHE: direct - cost}
         compressed = price.cost(inp, out, 0, 0, reasoning) if removed else direct

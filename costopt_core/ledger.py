@@ -481,14 +481,15 @@ class LedgerProtocol(Protocol):
 class DeferredRecordLedger(Protocol):
     """A ledger that takes a plain call's spend now and builds its record when read.
 
-    ``record_deferred(model, cost_usd, timestamp, counts, build, args, reservation_id)``
-    counts ``cost_usd`` at ``timestamp`` against the budgets and settles the reservation
-    at once, as ``record`` does. ``build(*args)`` must return the same record whenever it
-    runs: a ``"call"`` record of ``model`` with that cost, timestamp and token ``counts``
-    (input, output, cache read, cache write, reasoning), and no tier, saving, baseline or
-    estimate, so the totals are kept from ``counts`` and the record is built only when
-    the records are read. A cost handler records every call and few calls' records are
-    ever read one by one: building them all cost more than the rest of the handler.
+    ``record_deferred(model, cost_usd, timestamp, counts, build, args, reservation_id,
+    saved_usd, baseline_cost_usd)`` counts ``cost_usd`` at ``timestamp`` against the
+    budgets and settles the reservation at once, as ``record`` does. ``build(*args)``
+    must return the same record whenever it runs: a ``"call"`` record of ``model`` with
+    that cost, timestamp, token ``counts`` (input, output, cache read, cache write,
+    reasoning), saving and baseline cost (``0.0``: none), no tier and no estimate, so the
+    totals are kept from these and the record is built only when the records are read.
+    A cost handler records every call and few calls' records are ever read one by one:
+    building them all cost more than the rest of the handler.
     """
 
     def record_deferred(
@@ -500,6 +501,8 @@ class DeferredRecordLedger(Protocol):
         build: Callable[..., CostRecord],
         args: tuple[Any, ...],
         reservation_id: str | None = None,
+        saved_usd: float = 0.0,
+        baseline_cost_usd: float = 0.0,
     ) -> None: ...
 
 
@@ -560,8 +563,9 @@ class CostLedger:
         # Records not yet added to _summary: folded in batches (and before any read),
         # so the per-model totals cost the call path an append, not a ModelTotals.add.
         self._unfolded: list[CostRecord] = []
-        # Deferred records (model, cost, timestamp, counts, build, args), oldest first,
-        # and records that came after them (counts and build None, args the record):
+        # Deferred records (model, cost, timestamp, counts, saved, baseline cost, build,
+        # args), oldest first, and records that came after them (counts and build None,
+        # args the record):
         # built when the records are read. Their totals are folded from their counts
         # (the first _pending_folded are); unread ones the newest max_records push out
         # are dropped unbuilt.
@@ -599,7 +603,8 @@ class CostLedger:
             if self._pending:
                 # Behind deferred records: it waits in line with them, built already,
                 # so the records stay in the order they came without building those.
-                self._pending.append((record.model, cost, record.timestamp, None, None, record))
+                entry = (record.model, cost, record.timestamp, None, 0.0, 0.0, None, record)
+                self._pending.append(entry)
                 self._queue_totals(record)
             else:
                 self._keep(record)
@@ -615,6 +620,8 @@ class CostLedger:
         build: Callable[..., CostRecord],
         args: tuple[Any, ...],
         reservation_id: str | None = None,
+        saved_usd: float = 0.0,
+        baseline_cost_usd: float = 0.0,
     ) -> None:
         """Count ``cost_usd`` now and keep ``build(*args)`` for when the records are read
         (see ``DeferredRecordLedger``). A subclass that changes ``record`` gets every
@@ -626,7 +633,9 @@ class CostLedger:
             if reservation_id is not None:
                 self._drop_reservation(reservation_id)
             pending = self._pending
-            pending.append((model, cost_usd, timestamp, counts, build, args))
+            pending.append(
+                (model, cost_usd, timestamp, counts, saved_usd, baseline_cost_usd, build, args)
+            )
             if cost_usd:
                 self._add_spend(cost_usd, timestamp)
             if len(pending) - self._pending_folded >= _FOLD_BATCH:
@@ -668,19 +677,23 @@ class CostLedger:
         self._pending_folded = len(pending)
         if batch:
             totals_of = self._summary.totals_of
-            models, costs, stamps, counts, _, _ = zip(*batch, strict=True)
+            models, costs, stamps, counts, saved, baseline, _, _ = zip(*batch, strict=True)
             if len(set(models)) == 1 and None not in counts and None not in costs:
                 # The usual batch: one model's priced calls, summed column by column.
                 totals = totals_of(models[0], min(stamps), max(stamps))
                 totals.calls += len(batch)
                 tokens = map(sum, zip(*counts, strict=True))
                 totals.add_billed(sum(costs), *tokens, events=len(batch), max_cost=max(costs))
+                totals.saved_usd += sum(saved)
+                totals.baseline_cost_usd += sum(baseline)
             else:
-                for model, cost, stamp, tokens_of, _, _ in batch:
+                for model, cost, stamp, tokens_of, saving, base, _, _ in batch:
                     if tokens_of is not None:  # None: a built record, queued by record()
                         totals = totals_of(model, stamp, stamp)
                         totals.calls += 1
                         totals.add_billed(cost, *tokens_of)
+                        totals.saved_usd += saving
+                        totals.baseline_cost_usd += base
         keep = self._records.maxlen
         if keep is not None and len(pending) >= 2 * keep + _FOLD_BATCH:
             # Records nobody read that the newest ``max_records`` push out: never built.
@@ -702,7 +715,7 @@ class CostLedger:
             # The newest max_records push out everything before them: never built.
             pending = pending[len(pending) - keep :]
             self._dropped = True
-        for model, cost, timestamp, counts, build, args in pending:
+        for model, cost, timestamp, counts, _, _, build, args in pending:
             if build is None:
                 record = args  # built already (see record)
             else:

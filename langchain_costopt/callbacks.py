@@ -551,18 +551,15 @@ class CostCallbackHandler(CostHandlerBase, _HandlerState, BaseCallbackHandler):
 
     # -- run end: count the usage once --------------------------------------------------
 
-    def on_llm_end(self, response: LLMResult, *, run_id: UUID, **kwargs: Any) -> None:
-        self._end(run_id, response)
-
     def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
         response = kwargs.get("response")
         # A stream that failed midway may still carry billed usage.
         failed_with = response if isinstance(response, LLMResult) and response.generations else None
-        self._end(run_id, failed_with)
+        self.on_llm_end(failed_with, run_id=run_id)
 
-    def _end(self, run_id: UUID, response: LLMResult | None) -> None:
-        """Count the run's answer once (``None``: it has none, the run is dropped); a run
-        not counted releases its budget reservation.
+    def on_llm_end(self, response: LLMResult | None, *, run_id: UUID, **kwargs: Any) -> None:
+        """Count the run's answer once (``None``, from ``on_llm_error``: it has none, the
+        run is dropped); a run not counted releases its budget reservation.
 
         No lock: each step is one C-level dict operation, atomic under the GIL (int keys,
         no Python ``__hash__``/``__eq__`` to run). Popping the run gives it to one ender

@@ -702,6 +702,8 @@ def test_a_call_recorded_later_reads_as_the_same_record_as_one_recorded_now(usag
     later.record_call_later("acct-cheap", usage, run_id=run_id)
     # Counted at once, built when read: the same figures, the run id as text.
     assert later.total_cost == now.total_cost == eager.cost_usd
+    # The totals, saving and baseline included, are kept before the record is built.
+    assert later.ledger.summary().models == now.ledger.summary().models
     (deferred,) = later.ledger.records()
     assert _without_time(deferred) == _without_time(eager)
     assert later.to_dict()["models"] == now.to_dict()["models"]

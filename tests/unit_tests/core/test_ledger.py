@@ -376,12 +376,27 @@ def test_totals_of_deferred_records_are_read_without_building_them() -> None:
 
     def build(i: int) -> CostRecord:
         built.append(i)
-        return CostRecord("m", cost_usd=0.25, timestamp=10.0 + i, input_tokens=i, output_tokens=1)
+        saved, baseline = (0.125, 0.375) if i % 2 else (0.0, None)  # odd: a cache read
+        return CostRecord(
+            "m",
+            cost_usd=0.25,
+            timestamp=10.0 + i,
+            input_tokens=i,
+            output_tokens=1,
+            cache_read_tokens=i % 2,
+            saved_usd=saved,
+            baseline_model="m" if i % 2 else None,
+            baseline_cost_usd=baseline,
+        )
 
     ledger = CostLedger(max_records=100)
     eager = CostLedger(max_records=100)
     for i in range(1000):
-        ledger.record_deferred("m", 0.25, 10.0 + i, (i, 1, 0, 0, 0), build, (i,))
+        counts = (i, 1, i % 2, 0, 0)
+        if i % 2:
+            ledger.record_deferred("m", 0.25, 10.0 + i, counts, build, (i,), None, 0.125, 0.375)
+        else:
+            ledger.record_deferred("m", 0.25, 10.0 + i, counts, build, (i,))
         eager.record(build(i))
         if i % 97 == 0:  # a cache hit between them, recorded at once
             hit = CostRecord("m", kind="cache_hit", cost_usd=0.0, saved_usd=0.5, timestamp=10.0 + i)
