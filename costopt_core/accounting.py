@@ -74,6 +74,7 @@ from dataclasses import dataclass
 from os import PathLike
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Generic, Literal, Self, TypeVar, overload
+from uuid import UUID
 
 from costopt_core.budget_gate import CallQuote, max_call_cost
 from costopt_core.cost_report import (
@@ -439,6 +440,7 @@ class CostAccountant:
         self._defer = (
             self.ledger.record_deferred if isinstance(self.ledger, DeferredRecordLedger) else None
         )
+        self._build_later = self._later_record  # one bound method, not one per call
         # A ledger that reserves without building a BudgetCheck does so for the usual
         # call (see admit_call).
         self._reserve_id = (
@@ -800,30 +802,27 @@ class CostAccountant:
             return
         cost = price.cost(*usage)
         now = time.time()
-        # The price and the time are the call's: the record is built from them later.
-        args = (model, price, usage, run_id, now)
+        # The record is built later from the call's price and time. A UUID run id is
+        # kept as its int (its text is made when the record is built).
+        if type(run_id) is UUID:
+            run_key: object = run_id.int
+        else:
+            run_key = run_id if run_id is None or type(run_id) is str else str(run_id)
+        build = self._build_later
         if usage[2] or usage[3]:
             # The provider's prompt cache: the record's saving and baseline (the call
             # uncached, as _lever_parts has it), for the totals kept before it is built.
             direct = _uncached_cost(price, usage[0], usage[1], usage[4])
-            defer(
-                model,
-                cost,
-                now,
-                usage,
-                self._later_record,
-                args,
-                reservation_id,
-                direct - cost,
-                direct,
-            )
+            saved = direct - cost
+            defer(model, cost, now, usage, build, price, run_key, reservation_id, saved, direct)
         else:
-            defer(model, cost, now, usage, self._later_record, args, reservation_id)
+            defer(model, cost, now, usage, build, price, run_key, reservation_id)
         self._spent(model, cost)
 
     def _later_record(
-        self, model: str, price: ModelPrice, usage: UsageCounts, run_id: object, timestamp: float
+        self, model: str, timestamp: float, usage: UsageCounts, price: ModelPrice, run_key: object
     ) -> CostRecord:
+        run_id = str(UUID(int=run_key)) if type(run_key) is int else run_key
         return self._call_record(
             model, price, TokenUsage(*usage), None, None, run_id, None, timestamp, 0, False
         )

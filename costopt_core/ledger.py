@@ -65,6 +65,12 @@ PERIODS: tuple[str, ...] = ("day", "month")
 _DAY = 86_400.0
 _KEEP_DAYS = 62
 _FOLD_BATCH = 64  # records added to the per-model totals at a time (see CostLedger)
+# A deferred record's items in CostLedger._pending: model, cost, timestamp, five token
+# counts, saving, baseline cost, build, context, run key (build at _BUILD).
+_ENTRY = 13
+_BUILD = 10
+_FOLD_SPAN = _FOLD_BATCH * _ENTRY
+_NO_COUNTS = (0, 0, 0, 0, 0, 0.0, 0.0)  # a built record's counts, saving and baseline
 # Float slack of the admission rule (``admits``): a call that fits to the last cent fits.
 _ADMIT_SLACK = 1e-12
 _USAGE_FIELDS = (
@@ -477,14 +483,21 @@ class LedgerProtocol(Protocol):
     def records(self, since: float | None = None) -> list[CostRecord]: ...
 
 
+#: Builds a deferred call's record: ``build(model, timestamp, counts, context, run_key)``.
+DeferredBuild = Callable[[str, float, tuple[int, int, int, int, int], Any, Any], CostRecord]
+
+
 @runtime_checkable
 class DeferredRecordLedger(Protocol):
     """A ledger that takes a plain call's spend now and builds its record when read.
 
-    ``record_deferred(model, cost_usd, timestamp, counts, build, args, reservation_id,
-    saved_usd, baseline_cost_usd)`` counts ``cost_usd`` at ``timestamp`` against the
-    budgets and settles the reservation at once, as ``record`` does. ``build(*args)``
-    must return the same record whenever it runs: a ``"call"`` record of ``model`` with
+    ``record_deferred(model, cost_usd, timestamp, counts, build, context, run_key,
+    reservation_id, saved_usd, baseline_cost_usd)`` counts ``cost_usd`` at ``timestamp``
+    against the budgets and settles the reservation at once, as ``record`` does.
+    ``build(model, timestamp, counts, context, run_key)`` (``context`` and ``run_key``:
+    the caller's, kept apart rather than in a tuple, as nothing is kept per call that the
+    cyclic GC must track) must return the same record whenever it runs: a ``"call"``
+    record of ``model`` with
     that cost, timestamp, token ``counts`` (input, output, cache read, cache write,
     reasoning), saving and baseline cost (``0.0``: none), no tier and no estimate, so the
     totals are kept from these and the record is built only when the records are read.
@@ -498,8 +511,9 @@ class DeferredRecordLedger(Protocol):
         cost_usd: float | None,
         timestamp: float,
         counts: tuple[int, int, int, int, int],
-        build: Callable[..., CostRecord],
-        args: tuple[Any, ...],
+        build: DeferredBuild,
+        context: Any,
+        run_key: Any,
         reservation_id: str | None = None,
         saved_usd: float = 0.0,
         baseline_cost_usd: float = 0.0,
@@ -545,8 +559,9 @@ class CostLedger:
         >>> from costopt_core.ledger import CostLedger, CostRecord
         >>> ledger = CostLedger()
         >>> ledger.record(CostRecord(model="m", cost_usd=0.5))
-        >>> build = lambda: CostRecord(model="m", cost_usd=0.25, timestamp=1.0)
-        >>> ledger.record_deferred("m", 0.25, 1.0, (0, 0, 0, 0, 0), build, ())  # built when read
+        >>> def build(model, timestamp, counts, context, run_key):
+        ...     return CostRecord(model, cost_usd=0.25, timestamp=timestamp)
+        >>> ledger.record_deferred("m", 0.25, 1.0, (0, 0, 0, 0, 0), build, None, None)
         >>> ledger.spent_since(None), ledger.summary().total_cost
         (0.75, 0.75)
         >>> [record.cost_usd for record in ledger.records()]
@@ -563,13 +578,13 @@ class CostLedger:
         # Records not yet added to _summary: folded in batches (and before any read),
         # so the per-model totals cost the call path an append, not a ModelTotals.add.
         self._unfolded: list[CostRecord] = []
-        # Deferred records (model, cost, timestamp, counts, saved, baseline cost, build,
-        # args), oldest first, and records that came after them (counts and build None,
-        # args the record):
-        # built when the records are read. Their totals are folded from their counts
-        # (the first _pending_folded are); unread ones the newest max_records push out
-        # are dropped unbuilt.
-        self._pending: list[tuple[str, float | None, float, Any, Any, Any]] = []
+        # Deferred records, oldest first, built when the records are read, and records
+        # that came after them (their build None, their context the record): one flat
+        # list, _ENTRY items an entry (see record_deferred). Flat, because a container
+        # kept per call wakes Python's cyclic GC every few hundred calls. Their totals
+        # are folded from their figures (up to index _pending_folded); unread ones the
+        # newest max_records push out are dropped unbuilt.
+        self._pending: list[Any] = []
         self._pending_folded = 0
         self._record_overridden = type(self).record is not CostLedger.record
         self._reserve_overridden = type(self).reserve is not CostLedger.reserve
@@ -603,8 +618,8 @@ class CostLedger:
             if self._pending:
                 # Behind deferred records: it waits in line with them, built already,
                 # so the records stay in the order they came without building those.
-                entry = (record.model, cost, record.timestamp, None, 0.0, 0.0, None, record)
-                self._pending.append(entry)
+                ts = record.timestamp
+                self._pending.extend((record.model, cost, ts, *_NO_COUNTS, None, record, None))
                 self._queue_totals(record)
             else:
                 self._keep(record)
@@ -617,28 +632,30 @@ class CostLedger:
         cost_usd: float | None,
         timestamp: float,
         counts: tuple[int, int, int, int, int],
-        build: Callable[..., CostRecord],
-        args: tuple[Any, ...],
+        build: DeferredBuild,
+        context: Any,
+        run_key: Any,
         reservation_id: str | None = None,
         saved_usd: float = 0.0,
         baseline_cost_usd: float = 0.0,
     ) -> None:
-        """Count ``cost_usd`` now and keep ``build(*args)`` for when the records are read
-        (see ``DeferredRecordLedger``). A subclass that changes ``record`` gets every
-        record through it, built now."""
+        """Count ``cost_usd`` now and keep the record for when the records are read (see
+        ``DeferredRecordLedger``). A subclass that changes ``record`` gets every record
+        through it, built now."""
         if self._record_overridden:
-            self.record(build(*args), reservation_id)
+            self.record(build(model, timestamp, counts, context, run_key), reservation_id)
             return
         with self._lock:
             if reservation_id is not None:
                 self._drop_reservation(reservation_id)
             pending = self._pending
-            pending.append(
-                (model, cost_usd, timestamp, counts, saved_usd, baseline_cost_usd, build, args)
-            )
+            # The entry's items, in _ENTRY's order (see __init__).
+            entry = (model, cost_usd, timestamp, *counts, saved_usd, baseline_cost_usd)
+            pending.extend(entry)
+            pending.extend((build, context, run_key))
             if cost_usd:
                 self._add_spend(cost_usd, timestamp)
-            if len(pending) - self._pending_folded >= _FOLD_BATCH:
+            if len(pending) - self._pending_folded >= _FOLD_SPAN:
                 self._fold_pending()
 
     def _keep(self, record: CostRecord) -> None:
@@ -670,34 +687,37 @@ class CostLedger:
             self._spent_by_day[day] = bucket + cost
 
     def _fold_pending(self) -> None:
-        # Called with the lock held: the deferred records' totals, from their counts
+        # Called with the lock held: the deferred records' totals, from their figures
         # (each is a plain call: see DeferredRecordLedger), none of them built.
         pending = self._pending
-        batch = pending[self._pending_folded :]
-        self._pending_folded = len(pending)
-        if batch:
+        start, end = self._pending_folded, len(pending)
+        self._pending_folded = end
+        if start < end:
             totals_of = self._summary.totals_of
-            models, costs, stamps, counts, saved, baseline, _, _ = zip(*batch, strict=True)
-            if len(set(models)) == 1 and None not in counts and None not in costs:
+            models = pending[start::_ENTRY]
+            costs = pending[start + 1 :: _ENTRY]
+            builds = pending[start + _BUILD :: _ENTRY]
+            if len(set(models)) == 1 and None not in builds and None not in costs:
                 # The usual batch: one model's priced calls, summed column by column.
+                stamps = pending[start + 2 :: _ENTRY]
                 totals = totals_of(models[0], min(stamps), max(stamps))
-                totals.calls += len(batch)
-                tokens = map(sum, zip(*counts, strict=True))
-                totals.add_billed(sum(costs), *tokens, events=len(batch), max_cost=max(costs))
-                totals.saved_usd += sum(saved)
-                totals.baseline_cost_usd += sum(baseline)
+                totals.calls += len(models)
+                tokens = (sum(pending[start + i :: _ENTRY]) for i in range(3, 8))
+                totals.add_billed(sum(costs), *tokens, events=len(models), max_cost=max(costs))
+                totals.saved_usd += sum(pending[start + 8 :: _ENTRY])
+                totals.baseline_cost_usd += sum(pending[start + 9 :: _ENTRY])
             else:
-                for model, cost, stamp, tokens_of, saving, base, _, _ in batch:
-                    if tokens_of is not None:  # None: a built record, queued by record()
-                        totals = totals_of(model, stamp, stamp)
+                for i in range(start, end, _ENTRY):
+                    if pending[i + _BUILD] is not None:  # None: a record queued by record()
+                        totals = totals_of(pending[i], pending[i + 2], pending[i + 2])
                         totals.calls += 1
-                        totals.add_billed(cost, *tokens_of)
-                        totals.saved_usd += saving
-                        totals.baseline_cost_usd += base
+                        totals.add_billed(pending[i + 1], *pending[i + 3 : i + 8])
+                        totals.saved_usd += pending[i + 8]
+                        totals.baseline_cost_usd += pending[i + 9]
         keep = self._records.maxlen
-        if keep is not None and len(pending) >= 2 * keep + _FOLD_BATCH:
+        if keep is not None and end >= (2 * keep + _FOLD_BATCH) * _ENTRY:
             # Records nobody read that the newest ``max_records`` push out: never built.
-            del pending[: len(pending) - keep]
+            del pending[: end - keep * _ENTRY]
             self._pending_folded = len(pending)
             self._records.clear()
             self._dropped = True
@@ -711,16 +731,19 @@ class CostLedger:
         self._pending_folded = 0
         records = self._records
         keep = records.maxlen
-        if keep is not None and len(pending) > keep:
+        if keep is not None and len(pending) > keep * _ENTRY:
             # The newest max_records push out everything before them: never built.
-            pending = pending[len(pending) - keep :]
+            pending = pending[len(pending) - keep * _ENTRY :]
             self._dropped = True
-        for model, cost, timestamp, counts, _, _, build, args in pending:
+        for i in range(0, len(pending), _ENTRY):
+            model, cost, timestamp = pending[i : i + 3]
+            counts = tuple(pending[i + 3 : i + 8])
+            build, context, run_key = pending[i + _BUILD : i + _ENTRY]
             if build is None:
-                record = args  # built already (see record)
+                record = context  # built already (see record)
             else:
                 try:
-                    record = build(*args)
+                    record = build(model, timestamp, counts, context, run_key)
                 except Exception:
                     logger.exception("building a cost record failed; kept with its cost only")
                     tokens = dict(zip(_USAGE_FIELDS, counts, strict=True))
@@ -921,6 +944,7 @@ __all__ = [
     "BudgetExceededError",
     "CostLedger",
     "CostRecord",
+    "DeferredBuild",
     "DeferredRecordLedger",
     "LedgerProtocol",
     "LedgerSummary",

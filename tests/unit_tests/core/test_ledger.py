@@ -352,18 +352,19 @@ def test_deferred_records_count_at_once_and_read_in_order_with_the_others() -> N
     check = ledger.reserve(1.0, [Budget(2.0)])
     built: list[str] = []
 
-    def build(name: str, cost: float) -> CostRecord:
+    def build(name: str, timestamp: float, counts: object, cost: float, key: object) -> CostRecord:
         built.append(name)
-        return CostRecord(name, cost_usd=cost, timestamp=10.0)
+        return CostRecord(name, cost_usd=cost, timestamp=timestamp)
 
-    ledger.record_deferred("a", 0.5, 10.0, _NO_TOKENS, build, ("a", 0.5), check.reservation_id)
+    reservation = check.reservation_id
+    ledger.record_deferred("a", 0.5, 10.0, _NO_TOKENS, build, 0.5, None, reservation)
     # Spend and the settled reservation are counted before anything is built.
     assert ledger.spent_since(None) == 0.5
     assert ledger.reserved_usd == 0.0
     assert not ledger.reserve(1.6, [Budget(2.0)]).allowed
     assert built == []
     ledger.record(CostRecord("b", cost_usd=0.25, timestamp=11.0))
-    ledger.record_deferred("c", 0.125, 12.0, _NO_TOKENS, build, ("c", 0.125))
+    ledger.record_deferred("c", 0.125, 12.0, _NO_TOKENS, build, 0.125, None)
     assert [r.model for r in ledger.records()] == ["a", "b", "c"]
     assert built == ["a", "c"]
     assert ledger.summary().total_cost == ledger.spent_since(None) == 0.875
@@ -374,7 +375,7 @@ def test_deferred_records_count_at_once_and_read_in_order_with_the_others() -> N
 def test_totals_of_deferred_records_are_read_without_building_them() -> None:
     built: list[int] = []
 
-    def build(i: int) -> CostRecord:
+    def build(model: str, timestamp: float, counts: object, context: object, i: int) -> CostRecord:
         built.append(i)
         saved, baseline = (0.125, 0.375) if i % 2 else (0.0, None)  # odd: a cache read
         return CostRecord(
@@ -394,10 +395,10 @@ def test_totals_of_deferred_records_are_read_without_building_them() -> None:
     for i in range(1000):
         counts = (i, 1, i % 2, 0, 0)
         if i % 2:
-            ledger.record_deferred("m", 0.25, 10.0 + i, counts, build, (i,), None, 0.125, 0.375)
+            ledger.record_deferred("m", 0.25, 10.0 + i, counts, build, None, i, None, 0.125, 0.375)
         else:
-            ledger.record_deferred("m", 0.25, 10.0 + i, counts, build, (i,))
-        eager.record(build(i))
+            ledger.record_deferred("m", 0.25, 10.0 + i, counts, build, None, i)
+        eager.record(build("m", 10.0 + i, counts, None, i))
         if i % 97 == 0:  # a cache hit between them, recorded at once
             hit = CostRecord("m", kind="cache_hit", cost_usd=0.0, saved_usd=0.5, timestamp=10.0 + i)
             ledger.record(hit)
@@ -415,10 +416,10 @@ def test_totals_of_deferred_records_are_read_without_building_them() -> None:
 def test_a_deferred_record_whose_builder_fails_keeps_its_spend() -> None:
     ledger = CostLedger()
 
-    def broken() -> CostRecord:
+    def broken(*_: object) -> CostRecord:
         raise RuntimeError("bug")
 
-    ledger.record_deferred("m", 0.5, 10.0, (3, 2, 0, 0, 0), broken, ())
+    ledger.record_deferred("m", 0.5, 10.0, (3, 2, 0, 0, 0), broken, None, None)
     (record,) = ledger.records()
     assert (record.model, record.cost_usd, record.timestamp) == ("m", 0.5, 10.0)
     assert (record.input_tokens, record.output_tokens) == (3, 2)
@@ -434,6 +435,10 @@ def test_a_subclass_that_changes_record_gets_deferred_records_through_it() -> No
             super().record(record, reservation_id)
 
     ledger = Mirrored()
-    ledger.record_deferred("m", 0.5, 10.0, _NO_TOKENS, lambda: CostRecord("m", cost_usd=0.5), ())
+
+    def build(*_: object) -> CostRecord:
+        return CostRecord("m", cost_usd=0.5)
+
+    ledger.record_deferred("m", 0.5, 10.0, _NO_TOKENS, build, None, None)
     assert [r.cost_usd for r in seen] == [0.5]
     assert ledger.spent_since(None) == 0.5
