@@ -586,6 +586,10 @@ class CostLedger:
         # newest max_records push out are dropped unbuilt.
         self._pending: list[Any] = []
         self._pending_folded = 0
+        # Entries a reader is building outside the lock (see _read_records), and the
+        # lock that lets one reader build at a time.
+        self._in_flight: list[Any] = []
+        self._reading = threading.Lock()
         self._record_overridden = type(self).record is not CostLedger.record
         self._reserve_overridden = type(self).reserve is not CostLedger.reserve
         self._spent_total = 0.0
@@ -615,7 +619,7 @@ class CostLedger:
         with self._lock:
             if reservation_id is not None:
                 self._drop_reservation(reservation_id)
-            if self._pending:
+            if self._pending or self._in_flight:
                 # Behind deferred records: it waits in line with them, built already,
                 # so the records stay in the order they came without building those.
                 ts = record.timestamp
@@ -722,35 +726,50 @@ class CostLedger:
             self._records.clear()
             self._dropped = True
 
-    def _build_pending(self) -> None:
-        # Called with the lock held. A builder that fails still leaves a record of the
-        # spend already counted: money is never missing from the records.
+    def _take_pending(self) -> list[Any]:
+        # Called with the lock held: the deferred entries to build, their totals folded
+        # (those the newest max_records would push out are dropped unbuilt).
         self._fold_pending()
         pending = self._pending
         self._pending = []
         self._pending_folded = 0
-        records = self._records
-        keep = records.maxlen
+        keep = self._records.maxlen
         if keep is not None and len(pending) > keep * _ENTRY:
-            # The newest max_records push out everything before them: never built.
             pending = pending[len(pending) - keep * _ENTRY :]
             self._dropped = True
-        for i in range(0, len(pending), _ENTRY):
-            model, cost, timestamp = pending[i : i + 3]
-            counts = tuple(pending[i + 3 : i + 8])
-            build, context, run_key = pending[i + _BUILD : i + _ENTRY]
-            if build is None:
-                record = context  # built already (see record)
-            else:
-                try:
-                    record = build(model, timestamp, counts, context, run_key)
-                except Exception:
-                    logger.exception("building a cost record failed; kept with its cost only")
-                    tokens = dict(zip(_USAGE_FIELDS, counts, strict=True))
-                    record = CostRecord(model, cost_usd=cost, timestamp=timestamp, **tokens)
+        return pending
+
+    def _keep_built(self, built: list[CostRecord]) -> None:
+        # Called with the lock held.
+        records = self._records
+        for record in built:
             if not self._dropped and len(records) == records.maxlen:
                 self._dropped = True
             records.append(record)
+
+    def _build_pending(self) -> None:
+        # Called with the lock held: every record built now (see _read_records).
+        self._keep_built(_built(self._take_pending()))
+
+    def _read_records(self) -> list[CostRecord]:
+        """Every record, oldest first. Deferred records are built outside the lock, so a
+        read of many (up to max_records, ~10 us each) never holds up the calls being
+        counted; whatever comes meanwhile waits in line behind them."""
+        with self._reading:  # one reader builds at a time; the others then find them
+            with self._lock:
+                pending = self._in_flight = self._take_pending()
+            built: list[CostRecord] = []
+            try:
+                built = _built(pending) if pending else []
+            finally:
+                with self._lock:  # one section: nothing may overtake the built records
+                    if self._in_flight is pending:  # else clear() came meanwhile
+                        self._keep_built(built)
+                    self._in_flight = []
+                    if self._pending:  # came while building: few, built now
+                        self._build_pending()
+                    records = list(self._records)
+        return records
 
     def reserve_id(
         self,
@@ -845,6 +864,7 @@ class CostLedger:
             self._records.clear()
             self._pending.clear()
             self._pending_folded = 0
+            self._in_flight = []  # a reader building them keeps none (see _read_records)
             self._dropped = False
             self._summary = LedgerSummary()
             self._unfolded.clear()
@@ -868,16 +888,11 @@ class CostLedger:
                 self._fold_pending()
                 self._fold()
                 return _copy_summary(self._summary)
-            if self._pending:
-                self._build_pending()
-            records = list(self._records)
+        records = self._read_records()
         return summarize(r for r in records if r.timestamp >= since)
 
     def records(self, since: float | None = None) -> list[CostRecord]:
-        with self._lock:
-            if self._pending:
-                self._build_pending()
-            records = list(self._records)
+        records = self._read_records()
         if since is None:
             return records
         return [r for r in records if r.timestamp >= since]
@@ -899,9 +914,14 @@ class CostLedger:
         if aligned and since >= self._buckets_from:
             # Day-aligned (every period start is) and within the kept buckets.
             return sum(v for day, v in self._spent_by_day.items() if day >= since)
-        if self._pending:
-            self._build_pending()
-        return sum(r.cost_usd or 0.0 for r in self._records if r.timestamp >= since)
+        # Older than the kept buckets (rare): the records, those being built by a reader
+        # and those waiting, in the order they came.
+        spent = sum(r.cost_usd or 0.0 for r in self._records if r.timestamp >= since)
+        for entries in (self._in_flight, self._pending):
+            stamps = entries[2::_ENTRY]
+            costs = entries[1::_ENTRY]
+            spent += sum(c or 0.0 for c, t in zip(costs, stamps, strict=True) if t >= since)
+        return spent
 
     def _fold(self) -> None:
         # Called with the lock held.
@@ -925,6 +945,26 @@ class CostLedger:
             del held[rid]
         self._reserved_total = sum(est for est, _ in held.values())
         self._next_expiry = min((expiry for _, expiry in held.values()), default=math.inf)
+
+
+def _built(pending: list[Any]) -> list[CostRecord]:
+    # The records of CostLedger._pending's entries, in order. A builder that fails still
+    # leaves a record of the spend already counted: money is never missing from them.
+    built = []
+    for i in range(0, len(pending), _ENTRY):
+        model, cost, timestamp = pending[i : i + 3]
+        counts = tuple(pending[i + 3 : i + 8])
+        build, context, run_key = pending[i + _BUILD : i + _ENTRY]
+        if build is None:
+            built.append(context)  # built already (see CostLedger.record)
+            continue
+        try:
+            built.append(build(model, timestamp, counts, context, run_key))
+        except Exception:
+            logger.exception("building a cost record failed; kept with its cost only")
+            tokens = dict(zip(_USAGE_FIELDS, counts, strict=True))
+            built.append(CostRecord(model, cost_usd=cost, timestamp=timestamp, **tokens))
+    return built
 
 
 def _copy_summary(summary: LedgerSummary) -> LedgerSummary:

@@ -442,3 +442,34 @@ def test_a_subclass_that_changes_record_gets_deferred_records_through_it() -> No
     ledger.record_deferred("m", 0.5, 10.0, _NO_TOKENS, build, None, None)
     assert [r.cost_usd for r in seen] == [0.5]
     assert ledger.spent_since(None) == 0.5
+
+
+def test_a_read_builds_deferred_records_without_holding_up_the_calls_being_counted() -> None:
+    import threading
+
+    ledger = CostLedger()
+    building, release = threading.Event(), threading.Event()
+
+    def slow_build(model: str, timestamp: float, counts: object, context: object, key: object):
+        building.set()
+        assert release.wait(5)
+        return CostRecord(model, cost_usd=0.5, timestamp=timestamp)
+
+    ledger.record_deferred("first", 0.5, 10.0, _NO_TOKENS, slow_build, None, None)
+    reader = threading.Thread(target=ledger.records)
+    reader.start()
+    assert building.wait(5)
+    # While the reader builds: calls are reserved, counted and recorded, not blocked.
+    check = ledger.reserve(0.25, [Budget(2.0)])
+    ledger.record(CostRecord("second", cost_usd=0.25, timestamp=11.0), check.reservation_id)
+
+    def build(model: str, timestamp: float, counts: object, context: object, key: object):
+        return CostRecord(model, cost_usd=0.125, timestamp=timestamp)
+
+    ledger.record_deferred("third", 0.125, 12.0, _NO_TOKENS, build, None, None)
+    assert ledger.spent_since(None) == 0.875
+    assert ledger.spent_since(5.0) == 0.875  # not a day start: read from the entries
+    release.set()
+    reader.join(5)
+    assert [r.model for r in ledger.records()] == ["first", "second", "third"]
+    assert ledger.summary().total_cost == 0.875
