@@ -243,6 +243,12 @@ cache_write_tokens=0, reasoning_tokens=0)
 UsageCounts = tuple[int, int, int, int, int]
 
 
+def _uuid_text(value: int) -> str:
+    # str(UUID(int=value)), without building the UUID (a third of a record's building).
+    digits = f"{value:032x}"
+    return f"{digits[:8]}-{digits[8:12]}-{digits[12:16]}-{digits[16:20]}-{digits[20:]}"
+
+
 def _uncached_cost(
     price: ModelPrice, input_tokens: int, output_tokens: int, reasoning: int
 ) -> float:
@@ -822,7 +828,7 @@ class CostAccountant:
     def _later_record(
         self, model: str, timestamp: float, usage: UsageCounts, price: ModelPrice, run_key: object
     ) -> CostRecord:
-        run_id = str(UUID(int=run_key)) if type(run_key) is int else run_key
+        run_id = _uuid_text(run_key) if type(run_key) is int else run_key
         return self._call_record(
             model, price, TokenUsage(*usage), None, None, run_id, None, timestamp, 0, False
         )

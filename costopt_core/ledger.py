@@ -951,13 +951,12 @@ def _built(pending: list[Any]) -> list[CostRecord]:
     # The records of CostLedger._pending's entries, in order. A builder that fails still
     # leaves a record of the spend already counted: money is never missing from them.
     built = []
-    for i in range(0, len(pending), _ENTRY):
-        model, cost, timestamp = pending[i : i + 3]
-        counts = tuple(pending[i + 3 : i + 8])
-        build, context, run_key = pending[i + _BUILD : i + _ENTRY]
+    columns = (pending[i::_ENTRY] for i in range(_ENTRY))
+    for model, cost, timestamp, *figures, build, context, run_key in zip(*columns, strict=True):
         if build is None:
             built.append(context)  # built already (see CostLedger.record)
             continue
+        counts = tuple(figures[:5])
         try:
             built.append(build(model, timestamp, counts, context, run_key))
         except Exception:
