@@ -553,7 +553,9 @@ class CostLedger:
     so period budgets never rescan history. At most ``max_records`` raw records are
     kept for export (oldest dropped first); totals always cover everything. It is a
     ``DeferredRecordLedger``: a cost handler's plain calls are counted at once and their
-    records built only when the records are read (the totals never need them).
+    records built only when the records are read (the totals never need them); until
+    then each takes ~210 bytes (a built record ~610), at most ~2x ``max_records`` of them
+    before the oldest, which the newest would push out anyway, are dropped unbuilt.
 
     Example:
         >>> from costopt_core.ledger import CostLedger, CostRecord
