@@ -44,7 +44,9 @@ the window). At 8577804 a deferred record is never built unless the records are 
 tracks (a tuple kept per call had made a GC pass run every ~150 invokes: ~7k
 instructions per invoke). Paired, 1,100 invokes, the same program on both trees
 (no-op 872.8k): plain handler 556feb3 +85.8k (1.098x) -> 8577804 +47.9k (1.055x);
-handler + 2 budgets +110.5k (1.127x) -> +70.8k (1.081x).
+handler + 2 budgets +110.5k (1.127x) -> +70.8k (1.081x). The default run at 9abe09e
+(no-op 876.5k): plain handler +50.8k (1.058x), handler + 2 budgets +75.1k (1.086x),
+records read every 100 calls +117.9k (1.135x): two runs of one tree differ by up to ~6k.
 """
 
 from __future__ import annotations
