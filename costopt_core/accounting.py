@@ -243,6 +243,11 @@ cache_write_tokens=0, reasoning_tokens=0)
 UsageCounts = tuple[int, int, int, int, int]
 
 
+def _run_text(run_id: object) -> str | None:
+    # A record's run id: text (a run id may come as an object, e.g. a UUID).
+    return run_id if run_id is None or type(run_id) is str else str(run_id)
+
+
 def _uuid_text(value: int) -> str:
     # str(UUID(int=value)), without building the UUID (a third of a record's building).
     digits = f"{value:032x}"
@@ -603,12 +608,9 @@ class CostAccountant:
                 check = self.ledger.reserve(estimate, self.budgets)
             else:
                 held = quick(estimate, self.budgets)
-                if type(held) is str:
-                    if estimate < self._refused_at:
-                        return held  # the usual case: nothing refused lately
-                    check = BudgetCheck(True, held)
-                else:
-                    check = BudgetCheck(False, None, *held)
+                if type(held) is str and estimate < self._refused_at:
+                    return held  # the usual case: nothing refused lately
+                check = BudgetCheck.of(held)
         except Exception:
             logger.exception("budget check failed; the call is allowed")
             return None
@@ -700,8 +702,7 @@ class CostAccountant:
             baseline_cost,
             record_tags,
             timestamp,
-            # A run id may come as an object (e.g. a UUID): made text here, once built.
-            run_id if run_id is None or type(run_id) is str else str(run_id),
+            _run_text(run_id),  # made text here, once built
         )
         if tags and _RECORD_ESTIMATED and tags.get(USAGE_TAG) == USAGE_ESTIMATED:
             record.estimated = True  # type: ignore[attr-defined]
@@ -810,10 +811,7 @@ class CostAccountant:
         now = time.time()
         # The record is built later from the call's price and time. A UUID run id is
         # kept as its int (its text is made when the record is built).
-        if type(run_id) is UUID:
-            run_key: object = run_id.int
-        else:
-            run_key = run_id if run_id is None or type(run_id) is str else str(run_id)
+        run_key = run_id.int if type(run_id) is UUID else _run_text(run_id)
         build = self._build_later
         if usage[2] or usage[3]:
             # The provider's prompt cache: the record's saving and baseline (the call

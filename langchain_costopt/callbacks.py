@@ -607,7 +607,7 @@ class CostCallbackHandler(CostHandlerBase, _HandlerState, BaseCallbackHandler):
                 self._accountant.cancel(run.reservation)
 
     def _account(self, response: LLMResult, run_id: UUID, run: _Run | None) -> None:
-        # The general path (_end tried _account_plain, for the usual answer, first).
+        # The general path (on_llm_end tried _account_plain, for the usual answer, first).
         reservation = run.reservation if run is not None else None
         if run is not None and run.covered:
             self._accountant.cancel(reservation)  # a child run already counted this call
