@@ -71,7 +71,7 @@ import math
 import threading
 import zlib
 from collections import OrderedDict, deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import numpy as np
@@ -348,7 +348,7 @@ class CacheGate:
             return Decision("serve", score, "score", swapped)
         decision = self._within_budget(self._from_verdicts(question, entry, score))
         if swapped and decision.action == "serve":
-            return Decision("serve", decision.score, decision.reason, swapped)
+            return replace(decision, swapped=True)
         return decision
 
     def judge_swap(self, decision: Decision, phrase_similarity: float) -> Decision:
