@@ -648,7 +648,9 @@ class CostCallbackHandler(CostHandlerBase, _HandlerState, BaseCallbackHandler):
             # router, not the tier model that answered).
             if unmetered is None:
                 routing = run.routing if run is not None else None
-                unmetered = _Answerer(_fallback_model(llm_output, run), routing, _tier(routing))
+                unmetered = _Answerer(
+                    _fallback_model(llm_output, run, routing), routing, _tier(routing)
+                )
             self._accountant.record_call(
                 unmetered.model,
                 usage,
@@ -731,22 +733,22 @@ class CostCallbackHandler(CostHandlerBase, _HandlerState, BaseCallbackHandler):
             cache = info.get(CACHE_MARKER_KEY)
         if cache is not None and not _is_map(cache):
             cache = None
+        routing = metadata.get(ROUTING_KEY)
+        if routing is None or not _is_map(routing):
+            routing = run.routing if run is not None else None
         model = metadata.get("model_name")
         if type(model) is not str or not model:
             model = (
                 model_name_in(metadata)
                 or (model_name_in(info) if info else None)
                 or (cache.get("model") if cache and isinstance(cache.get("model"), str) else None)
-                or _fallback_model(llm_output, run)
+                or _fallback_model(llm_output, run, routing)
             )
         if model not in self._priced_names:  # a set hit instead of a catalog call
             if self._accountant.catalog.get(model) is None:
                 model = self._repair_model_name(model)
             elif len(self._priced_names) < _PRICED_MEMORY:
                 self._priced_names.add(model)
-        routing = metadata.get(ROUTING_KEY)
-        if routing is None or not _is_map(routing):
-            routing = run.routing if run is not None else None
         tier = None
         if routing:
             tier = routing.get("tier")
@@ -831,10 +833,16 @@ class _Answerer(NamedTuple):
     batch: bool = False
 
 
-def _fallback_model(llm_output: Mapping[str, Any] | None, run: _Run | None) -> str:
-    """The model of an answer that names none: the run's llm_output, else its start."""
+def _fallback_model(
+    llm_output: Mapping[str, Any] | None, run: _Run | None, routing: Mapping[str, Any] | None
+) -> str:
+    """The model of an answer that names none: the run's llm_output, else the tier model
+    its routing decision chose (a router's run is named after the router, which has no
+    price: an abandoned routed stream would go unpriced), else the run's start."""
+    routed = routing.get("model") if routing else None
     return (
         (model_name_in(llm_output) if _is_map(llm_output) else None)
+        or (routed if isinstance(routed, str) and routed else None)
         or (run.model if run is not None else None)
         or UNKNOWN_MODEL
     )

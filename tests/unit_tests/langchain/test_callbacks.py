@@ -1016,3 +1016,32 @@ def test_the_usual_call_is_recorded_as_the_general_path_records_it() -> None:
         assert str(uuid.UUID(a.run_id)) == a.run_id
     assert handlers[0].report() == handlers[1].report()
     assert handlers[0].budget_status() == handlers[1].budget_status()
+
+
+@pytest.mark.parametrize("mode", ["stream", "astream"])
+def test_an_abandoned_routed_stream_is_priced_on_the_tier_that_answered(mode: str) -> None:
+    # The router's run is named after the router ("router:a|b", which has no price): the
+    # part streamed before the consumer left is costed on the tier model that streamed it.
+    router = _router()
+    firsts: list[Any] = []
+    with cost_tracker() as tracker:
+        if mode == "stream":
+            for chunk in router.stream("hi there"):
+                firsts.append(chunk)
+                break
+        else:
+
+            async def first_chunk() -> None:
+                async for chunk in router.astream("hi there"):
+                    firsts.append(chunk)
+                    break
+
+            asyncio.run(first_chunk())
+    routing = firsts[0].response_metadata["routing"]
+    (record,) = tracker.ledger.records()
+    assert record.model == routing["model"] and record.tier == routing["tier"]
+    assert record.model in ("cb-cheap", "cb-strong")
+    assert record.cost_usd is not None and record.cost_usd > 0
+    assert record.tags["usage"] == "estimated"
+    assert tracker.total_cost == pytest.approx(record.cost_usd)
+    assert tracker.to_dict()["unpriced_calls"] == 0
