@@ -49,7 +49,11 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 from uuid import uuid4
 
-from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, BaseCallbackHandler
+from langchain_core.callbacks import (
+    AsyncCallbackManagerForLLMRun,
+    BaseCallbackHandler,
+    UsageMetadataCallbackHandler,
+)
 from langchain_core.language_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatResult, LLMResult
@@ -209,6 +213,8 @@ def measure(model: GenericFakeChatModel, label: str, calls: int, repeats: int) -
     setups = {
         "no handler": timed(None),
         "no-op handler": timed(noop),
+        # For scale: LangChain's own usage counter (sums usage_metadata per model).
+        "LangChain usage handler": timed({"callbacks": [UsageMetadataCallbackHandler()]}),
         "CostCallbackHandler": timed(with_handler),
         "handler + 2 budgets": timed(with_budget),
         "budgets, records read": timed_and_read,
