@@ -54,7 +54,7 @@ from llama_index.core.llms.llm import LLM, ToolSelection
 from pydantic import ConfigDict, Field, PrivateAttr, model_validator
 
 from costopt_core.arguments import refuse_unknown_arguments
-from costopt_core.budget_gate import open_budget, release_budget
+from costopt_core.budget_gate import Reservation, open_budget, release_budget
 from costopt_core.cache import (
     CacheHit,
     SemanticCache,
@@ -90,6 +90,7 @@ from llamaindex_costopt.wrapper import (
     budget_gates,
     llm_model_name,
     replay,
+    request_quotes,
 )
 
 logger = logging.getLogger(__name__)
@@ -458,20 +459,30 @@ class SemanticCacheLLM(WrapperLLM):
         if entry is not None:
             await self._cache.aupdate(*key, *entry)
 
-    def _miss_call(self, call: Any) -> Any:
-        tokens = open_budget(budget_gates(dispatcher), routed=False)
+    def _miss_budget(self, request: Request) -> list[Reservation]:
+        """Reserve the most a miss can cost on the wrapped LLM (``BudgetExceededError``
+        before calling it). A wrapped RouterLLM or cache reserves for itself, with the
+        quotes of the models it may call: reserving here too would hold the call twice,
+        or on the wrong model."""
+        if isinstance(self.llm, WrapperLLM):
+            return []
+        quotes = request_quotes(request, [(llm_model_name(self.llm), self.llm)])
+        return open_budget(budget_gates(dispatcher), routed=False, quotes=quotes)
+
+    def _miss_call(self, request: Request, call: Any) -> Any:
+        reservations = self._miss_budget(request)
         try:
             return call()
         except BaseException:
-            release_budget(tokens)
+            release_budget(reservations)
             raise
 
-    async def _amiss_call(self, call: Any) -> Any:
-        tokens = open_budget(budget_gates(dispatcher), routed=False)
+    async def _amiss_call(self, request: Request, call: Any) -> Any:
+        reservations = self._miss_budget(request)
         try:
             return await call()
         except BaseException:
-            release_budget(tokens)
+            release_budget(reservations)
             raise
 
     # -- requests: served from the cache, or sent to the wrapped LLM and stored --------------
@@ -485,7 +496,7 @@ class SemanticCacheLLM(WrapperLLM):
         cached = self._serve(key, _kind(request))
         if cached is not None:
             return cached
-        response = self._miss_call(lambda: self._send(request, SYNC))
+        response = self._miss_call(request, lambda: self._send(request, SYNC))
         self._save(key, response, _prompt(request))
         return response
 
@@ -494,7 +505,7 @@ class SemanticCacheLLM(WrapperLLM):
         cached = await self._aserve(key, _kind(request))
         if cached is not None:
             return cached
-        response = await self._amiss_call(lambda: self._send(request, ASYNC))
+        response = await self._amiss_call(request, lambda: self._send(request, ASYNC))
         await self._asave(key, response, _prompt(request))
         return response
 
@@ -503,7 +514,7 @@ class SemanticCacheLLM(WrapperLLM):
         cached = self._serve(key, _kind(request))
         if cached is not None:
             return replay(cached)
-        stream = self._miss_call(lambda: self._send(request, STREAM))
+        stream = self._miss_call(request, lambda: self._send(request, STREAM))
         return self._record_stream(key, stream, _prompt(request))
 
     async def _astream(self, request: Request) -> AsyncIterator[Any]:
@@ -511,7 +522,7 @@ class SemanticCacheLLM(WrapperLLM):
         cached = await self._aserve(key, _kind(request))
         if cached is not None:
             return areplay(cached)
-        stream = await self._amiss_call(lambda: self._send(request, ASTREAM))
+        stream = await self._amiss_call(request, lambda: self._send(request, ASTREAM))
         return self._arecord_stream(key, stream, _prompt(request))
 
     def _record_stream(

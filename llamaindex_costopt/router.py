@@ -67,17 +67,21 @@ from costopt_core.budget_gate import BudgetGate, CallQuote, release_budget
 from costopt_core.decision import RouteDecision, with_checked_tiers
 from costopt_core.engine import ROUTING_KEY, AnswerFacts, RoutedCall, RoutingEngine
 from costopt_core.ledger import BudgetExceededError
-from costopt_core.tokens import estimate_tokens
 from llamaindex_costopt.messages import (
     chat_question,
     has_tool_history,
-    message_text,
     question_of,
     tool_call_ids,
 )
 from llamaindex_costopt.requests import CompleteRequest, Mode, Request, ToolsRequest
 from llamaindex_costopt.responses import answer_text, areplay, replay
-from llamaindex_costopt.wrapper import WrapperLLM, budget_gates, llm_model_name, merged_metadata
+from llamaindex_costopt.wrapper import (
+    WrapperLLM,
+    budget_gates,
+    llm_model_name,
+    merged_metadata,
+    request_quotes,
+)
 
 logger = logging.getLogger(__name__)
 dispatcher = get_dispatcher(__name__)
@@ -294,15 +298,7 @@ class RouterLLM(WrapperLLM):
 
     def _quotes(self, request: Request) -> list[CallQuote]:
         """The most ``request`` can cost on each tier, cheapest first."""
-        if isinstance(request, CompleteRequest):
-            text = request.prompt
-        else:
-            text = "\n".join(message_text(m) for m in request.messages)
-        tokens = estimate_tokens(text)
-        return [
-            CallQuote(self._names[tier], tokens, _output_limit(llm))
-            for tier, llm in self.llms.items()
-        ]
+        return request_quotes(request, ((self._names[t], llm) for t, llm in self.llms.items()))
 
     def _send(self, tier: str, request: Request, mode: Mode) -> Any:
         llm = self.llms[tier]
@@ -430,13 +426,6 @@ def _usage(response: Any) -> dict[str, Any] | None:
             "total_tokens": usage.total_tokens,
         }
     )
-
-
-def _output_limit(llm: Any) -> int | None:
-    # Provider LLMs name their cap ``max_tokens``; LlamaIndex's ``num_output`` is only a
-    # prompt-sizing hint, not enforced, so it cannot bound a bill.
-    limit = getattr(llm, "max_tokens", None)
-    return limit if type(limit) is int and limit > 0 else None
 
 
 def _answer_facts(response: Any) -> AnswerFacts:

@@ -44,8 +44,9 @@ from llama_index.core.llms.llm import LLM
 from llama_index.core.prompts import BasePromptTemplate
 from llama_index.core.types import TokenAsyncGen, TokenGen
 
-from costopt_core.budget_gate import BudgetGate, conforms
-from llamaindex_costopt.messages import question_scope
+from costopt_core.budget_gate import BudgetGate, CallQuote, conforms
+from costopt_core.tokens import estimate_tokens
+from llamaindex_costopt.messages import message_text, question_scope
 from llamaindex_costopt.requests import (
     TOOLS_REQUEST,
     ChatRequest,
@@ -91,6 +92,32 @@ def class_name_of(llm: Any) -> str:
     except Exception:
         name = None
     return name if isinstance(name, str) and name else type(llm).__name__
+
+
+def output_limit(llm: Any) -> int | None:
+    """The most an LLM answers, in tokens, if it caps it (None: the engine's default)."""
+    # Provider LLMs name their cap ``max_tokens``; LlamaIndex's ``num_output`` is only a
+    # prompt-sizing hint, not enforced, so it cannot bound a bill.
+    limit = getattr(llm, "max_tokens", None)
+    return limit if type(limit) is int and limit > 0 else None
+
+
+def request_quotes(request: Request, llms: Iterable[tuple[str, Any]]) -> list[CallQuote]:
+    """The most ``request`` can cost on each of ``llms`` (model name, LLM), in order: what
+    a wrapper reserves before it calls one of them.
+
+    Example:
+        >>> from llama_index.core.llms import MockLLM
+        >>> request = CompleteRequest("Hello there", False, {})
+        >>> request_quotes(request, [("m", MockLLM(max_tokens=64))])
+        [CallQuote(model='m', prompt_tokens=3, max_output_tokens=64)]
+    """
+    if isinstance(request, CompleteRequest):
+        text = request.prompt
+    else:
+        text = "\n".join(message_text(m) for m in request.messages)
+    tokens = estimate_tokens(text)
+    return [CallQuote(name, tokens, output_limit(llm)) for name, llm in llms]
 
 
 def merged_metadata(llms: Iterable[LLM], model_name: str) -> LLMMetadata:

@@ -432,6 +432,52 @@ def test_cache_wrapper_enforces_the_budget_on_a_miss_only(make_handler):
         llm.complete("Something never asked before")
 
 
+def test_a_cache_miss_reserves_the_wrapped_models_maximum_before_calling_it(make_handler):
+    # 8 prompt tokens + 64 output tokens at li-handler-strong's prices: $0.00200 at most.
+    strong = SimulatedLLM(model_name="li-handler-strong", max_tokens=64)
+    llm = SemanticCacheLLM(strong, embed_model=HashingEmbedding())
+    handler = make_handler(budget_usd=0.0015, on_budget="raise")
+    with pytest.raises(BudgetExceededError, match="estimated at"):
+        llm.complete("Something never asked before, and long enough")
+    assert strong.calls == 0 and handler.total_cost == 0.0
+    assert handler.ledger.reserved_usd == 0.0
+
+
+def test_a_cache_over_a_router_leaves_the_reservation_to_the_router(make_handler):
+    # The router reserves its dearest tier's maximum; the cache must not stand in for it
+    # with a guess of its own.
+    cheap = SimulatedLLM(model_name="li-handler-cheap", max_tokens=64)
+    strong = SimulatedLLM(model_name="li-handler-strong", max_tokens=64)
+    router = RouterLLM(llms={"simple": cheap, "complex": strong}, strategy="rules")
+    llm = SemanticCacheLLM(router, embed_model=HashingEmbedding())
+    make_handler(budget_usd=0.0015, on_budget="raise")
+    with pytest.raises(BudgetExceededError):
+        llm.complete("请翻译: a")
+    assert cheap.calls == strong.calls == 0
+
+
+async def test_concurrent_cache_misses_never_pass_the_budget(make_handler):
+    import asyncio
+
+    cheap = SimulatedLLM(model_name="li-handler-cheap", max_tokens=64)
+    strong = SimulatedLLM(model_name="li-handler-strong", max_tokens=64)
+    router = RouterLLM(llms={"simple": cheap, "complex": strong}, strategy="rules")
+    llm = SemanticCacheLLM(router, embed_model=HashingEmbedding())
+    handler = make_handler(budget_usd=0.005, on_budget="raise")
+
+    async def one(i: int) -> bool:
+        try:
+            await llm.acomplete(f"请分析并比较第 {i} 种架构")
+        except BudgetExceededError:
+            return False
+        return True
+
+    answered = await asyncio.gather(*(one(i) for i in range(20)))
+    assert 0 < sum(answered) < 20
+    assert handler.total_cost <= 0.005
+    assert handler.ledger.reserved_usd == 0.0
+
+
 def test_bad_arguments_are_clear_errors():
     with pytest.raises(ValueError, match="on_budget"):
         CostEventHandler(on_budget="explode")
