@@ -47,6 +47,7 @@ can only be logged.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 from collections import OrderedDict
@@ -292,6 +293,9 @@ class _Open:
     start: Any
     reservation: str | None = None
     query: str | None = None  # root span of the call (its compression marks)
+    # An async stream's call: the task it started in, until the sync stream it relays
+    # (if any) starts there (see _relayed_by).
+    relay: Any = None
 
 
 @dataclass(slots=True)
@@ -478,9 +482,14 @@ class CostEventHandler(CostHandlerBase, BaseEventHandler):
             # As llm_model_name names it (the cache names its hits that way too).
             model = described.get("class_name")
         chain = self._spans.ancestors(span)
+        method = _stream_method(span)
+        task = _current_task() if method is not None else None
         with self._lock:
             parent_llm = next((s for s in chain if s in self._open), None)
             gate = next((s for s in chain if s in self._gates), None)
+            relayed = None
+            if parent_llm is None and method is not None and task is not None:
+                relayed = self._relayed_by(event, method, task)
         call = _Open(
             model=model if isinstance(model, str) and model != "unknown" else None,
             gate=gate,
@@ -488,12 +497,43 @@ class CostEventHandler(CostHandlerBase, BaseEventHandler):
             start=event,
             query=CompressionMarks.root_of(chain),
         )
-        if gate is None and parent_llm is None:
+        if relayed is not None:
+            # The inner call is the one priced; it settles where the outer one would.
+            outer_span, outer = relayed
+            call.parent_llm, call.query = outer_span, outer.query
+            call.gate = call.gate or outer.gate
+        elif method is not None and method[1] in _RELAYED:
+            call.relay = task
+        if call.gate is None and call.parent_llm is None:
             call.reservation = self._plain_call_budget()
         if span is not None:
             with self._lock:
                 self._open[span] = call
                 _trim(self._open)
+
+    def _relayed_by(
+        self, event: Any, method: tuple[str, str], task: Any
+    ) -> tuple[str, _Open] | None:
+        """The open async stream call that this sync stream call relays, if any (lock held).
+
+        LlamaIndex's ``CustomLLM.astream_chat`` / ``astream_complete`` return a generator
+        that calls the sync ``stream_chat`` / ``stream_complete`` when it is iterated:
+        after the async call's span has closed, so the span tree cannot nest them and
+        both would be priced. The inner call is recognised by what only it can be: the
+        sync stream method of the same LLM class, started in the same task, with the
+        same prompt, while the async call is still open.
+        """
+        owner, name = method
+        for span, call in self._open.items():  # oldest first: streams drained in order
+            if call.relay is not task:
+                continue
+            outer = _stream_method(span)
+            if outer is None or outer[0] != owner or _RELAYED.get(outer[1]) != name:
+                continue
+            if _same_prompt(call.start, event):
+                call.relay = None  # one inner call per outer
+                return span, call
+        return None
 
     def _plain_call_budget(self) -> str | None:
         """Budget check for an LLM called outside RouterLLM / SemanticCacheLLM."""
@@ -647,6 +687,37 @@ class CostEventHandler(CostHandlerBase, BaseEventHandler):
             run_id=done.run_id,
             text=done.text,
         )
+
+
+# An async stream method of CustomLLM and the sync stream method its generator calls.
+_RELAYED = {"astream_chat": "stream_chat", "astream_complete": "stream_complete"}
+_STREAM_METHODS = frozenset(_RELAYED) | frozenset(_RELAYED.values())
+_UUID_TAIL = 37  # "-" + a UUID's 36 characters
+
+
+def _stream_method(span_id: str | None) -> tuple[str, str] | None:
+    """``(class, method)`` of a LlamaIndex span id (``"MockLLM.stream_chat-<uuid>"``)
+    when the method is a stream method, else None."""
+    if not span_id or len(span_id) <= _UUID_TAIL or span_id[-_UUID_TAIL] != "-":
+        return None
+    owner, _, method = span_id[:-_UUID_TAIL].rpartition(".")
+    return (owner, method) if method in _STREAM_METHODS else None
+
+
+def _current_task() -> Any:
+    try:
+        return asyncio.current_task()
+    except RuntimeError:  # no event loop running in this thread
+        return None
+
+
+def _same_prompt(first: Any, second: Any) -> bool:
+    """Two LLM start events asking the same thing (the same messages, or prompt)."""
+    messages = getattr(first, "messages", None)
+    if messages is not None:
+        return messages == getattr(second, "messages", None)
+    prompt = getattr(first, "prompt", None)
+    return prompt is not None and prompt == getattr(second, "prompt", None)
 
 
 def _trim(mapping: OrderedDict[str, Any]) -> None:

@@ -605,3 +605,46 @@ def test_a_routed_cache_hit_has_one_saving_in_cache_stats_tracker_and_report(
     assert call.saved_usd == pytest.approx(strong - cheap)
     assert data["saved_routing_usd"] == pytest.approx(strong - cheap)
     assert handler.total_saved == pytest.approx(strong)
+
+
+# -- CustomLLM's async streams: relayed by its sync stream, counted once ----------------------
+
+
+async def _drain(stream: Any) -> None:
+    async for _ in await stream:
+        pass
+
+
+@pytest.mark.parametrize("method", ["astream_complete", "astream_chat"])
+async def test_a_custom_llms_async_stream_is_counted_once(make_handler, method):
+    # CustomLLM.astream_* returns a generator that calls the (also instrumented) sync
+    # stream_* only when iterated, after the async call's span has closed.
+    handler = make_handler()
+    llm = MockLLM(max_tokens=8)
+    if method == "astream_complete":
+        await _drain(llm.astream_complete("hello there"))
+    else:
+        await _drain(llm.astream_chat(user("hello there")))
+    assert handler.to_dict()["calls"] == 1
+    assert len(handler.ledger.records()) == 1
+
+
+async def test_concurrent_identical_async_streams_are_each_counted_once(make_handler):
+    import asyncio
+
+    handler = make_handler()
+    llm = MockLLM(max_tokens=8)
+    await asyncio.gather(*(_drain(llm.astream_complete("same prompt")) for _ in range(3)))
+    assert handler.to_dict()["calls"] == 3
+
+
+async def test_a_routed_custom_llm_async_stream_is_one_call_on_its_tier(make_handler):
+    handler = make_handler(budget_usd=10.0)
+    router = RouterLLM(
+        llms={"simple": MockLLM(max_tokens=8), "complex": MockLLM(max_tokens=16)},
+        strategy="rules",
+    )
+    await _drain(router.astream_complete("请翻译: hello"))
+    (record,) = handler.ledger.records()
+    assert record.tier == "simple"
+    assert handler.ledger.reserved_usd == 0.0
