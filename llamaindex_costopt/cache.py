@@ -77,6 +77,7 @@ from llamaindex_costopt.messages import (
     question_of,
     split_chat,
 )
+from llamaindex_costopt.responses import whole_answer
 from llamaindex_costopt.wrapper import (
     ASTREAM,
     ASYNC,
@@ -534,7 +535,7 @@ class SemanticCacheLLM(WrapperLLM):
             last = chunk
             yield chunk
         if last is not None:
-            self._save(key, _final(last), prompt)
+            self._save(key, whole_answer(last), prompt)
 
     async def _arecord_stream(
         self, key: tuple[str, str], stream: AsyncIterator[Any], prompt: Prompt
@@ -544,7 +545,7 @@ class SemanticCacheLLM(WrapperLLM):
             last = chunk
             yield chunk
         if last is not None:
-            await self._asave(key, _final(last), prompt)
+            await self._asave(key, whole_answer(last), prompt)
 
     # -- tools ------------------------------------------------------------------------------
 
@@ -591,17 +592,6 @@ def _answer_text(stored: str) -> str:
     if data.get("kind") == "chat":
         return message_text(ChatMessage.model_validate(data["message"]))
     return str(data.get("text", ""))
-
-
-def _final(chunk: Any) -> Any:
-    """A stream's last chunk as a whole answer (its ``delta`` cleared)."""
-    if isinstance(chunk, ChatResponse):
-        return ChatResponse(
-            message=chunk.message, raw=chunk.raw, additional_kwargs=chunk.additional_kwargs
-        )
-    return CompletionResponse(
-        text=chunk.text, raw=chunk.raw, additional_kwargs=chunk.additional_kwargs
-    )
 
 
 __all__ = ["CacheHitEvent", "SemanticCacheLLM", "cache_namespace", "llm_identity"]

@@ -60,8 +60,10 @@ from llama_index.core.instrumentation.event_handlers import BaseEventHandler
 from llama_index.core.instrumentation.events import BaseEvent
 from llama_index.core.instrumentation.events.llm import (
     LLMChatEndEvent,
+    LLMChatInProgressEvent,
     LLMChatStartEvent,
     LLMCompletionEndEvent,
+    LLMCompletionInProgressEvent,
     LLMCompletionStartEvent,
 )
 from llama_index.core.instrumentation.span import active_span_id
@@ -77,6 +79,7 @@ from costopt_core.engine import ROUTING_KEY
 from costopt_core.ledger import BudgetExceededError, TokenUsage
 from costopt_core.metadata_keys import BATCH_KEY
 from llamaindex_costopt.messages import message_text
+from llamaindex_costopt.responses import whole_answer
 
 logger = logging.getLogger(__name__)
 
@@ -296,6 +299,9 @@ class _Open:
     # An async stream's call: the task it started in, until the sync stream it relays
     # (if any) starts there (see _relayed_by).
     relay: Any = None
+    # A stream's latest chunk (LlamaIndex chunks carry the answer so far): what a stream
+    # stopped early had already produced, and was billed for.
+    streamed: Any = None
 
 
 @dataclass(slots=True)
@@ -460,6 +466,10 @@ class CostEventHandler(CostHandlerBase, BaseEventHandler):
                 self._on_start(event)
             elif isinstance(event, LLMChatEndEvent | LLMCompletionEndEvent):
                 self._on_end(event)
+            elif isinstance(event, LLMChatInProgressEvent | LLMCompletionInProgressEvent):
+                call = self._open.get(event.span_id)  # one dict read per chunk, atomic
+                if call is not None:
+                    call.streamed = event.response
             else:
                 name = event.class_name()
                 if name == "RoutingDecisionEvent":
@@ -551,7 +561,9 @@ class CostEventHandler(CostHandlerBase, BaseEventHandler):
             return None
 
     def _on_end(self, event: Any) -> None:
-        span = event.span_id
+        self._ended(event.span_id, event.response)
+
+    def _ended(self, span: str | None, response: Any) -> None:
         with self._lock:
             call = self._open.pop(span, None) if span is not None else None
             covered = span in self._covered
@@ -565,7 +577,6 @@ class CostEventHandler(CostHandlerBase, BaseEventHandler):
             if call is not None:
                 self._accountant.cancel(call.reservation)
             return
-        response = event.response
         usage = usage_of_response(response)
         text = None
         if usage is None:
@@ -626,12 +637,25 @@ class CostEventHandler(CostHandlerBase, BaseEventHandler):
         self._record_call(answer, decision, gate.reservation if gate is not None else None)
 
     def _on_failure(self, event: Any) -> None:
-        # A call that raised (or whose stream broke) spent nothing we can see.
         span = event.span_id
+        call = self._open.get(span) if span is not None else None
+        if call is not None and call.streamed is not None:
+            # A stream stopped early (closed by its consumer, or broken): what it had
+            # streamed was billed. It is priced as the stream's end would have been.
+            self._ended(span, whole_answer(call.streamed))
+            return
+        # A call that raised before answering spent nothing we can see.
         with self._lock:
             call = self._open.pop(span, None) if span is not None else None
+            gate = None
+            if call is not None and call.gate is not None:
+                held = self._gates.get(call.gate)
+                if held is not None and not held.routed:  # a router settles its own
+                    gate = self._gates.pop(call.gate)
         if call is not None:
             self._accountant.cancel(call.reservation)
+        if gate is not None:
+            self._accountant.cancel(gate.reservation)
 
     def _on_cache_hit(self, event: Any) -> None:
         # A cache inside a router or another wrapper answered: the wrapper's budget

@@ -22,6 +22,18 @@ def answer_text(response: ChatResponse | CompletionResponse) -> str:
     return response.text or ""
 
 
+def whole_answer(chunk: ChatResponse | CompletionResponse) -> Any:
+    """A stream's latest chunk as the whole answer so far (LlamaIndex chunks carry the
+    text so far; their ``delta`` is cleared)."""
+    if isinstance(chunk, ChatResponse):
+        return ChatResponse(
+            message=chunk.message, raw=chunk.raw, additional_kwargs=chunk.additional_kwargs
+        )
+    return CompletionResponse(
+        text=chunk.text, raw=chunk.raw, additional_kwargs=chunk.additional_kwargs
+    )
+
+
 def replay(response: ChatResponse | CompletionResponse) -> Iterator[Any]:
     """A whole answer as a one-chunk stream (its text is the chunk's delta)."""
     if isinstance(response, ChatResponse):
@@ -48,4 +60,4 @@ async def areplay(response: ChatResponse | CompletionResponse) -> AsyncIterator[
         yield chunk
 
 
-__all__ = ["answer_text", "areplay", "replay"]
+__all__ = ["answer_text", "areplay", "replay", "whole_answer"]

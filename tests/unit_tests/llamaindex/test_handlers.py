@@ -648,3 +648,30 @@ async def test_a_routed_custom_llm_async_stream_is_one_call_on_its_tier(make_han
     (record,) = handler.ledger.records()
     assert record.tier == "simple"
     assert handler.ledger.reserved_usd == 0.0
+
+
+# -- a stream stopped early: what it streamed is billed, its reservation released -------------
+
+
+@pytest.mark.parametrize("wrap", ["plain", "router", "cache", "cache over router"])
+def test_a_stream_closed_early_is_billed_for_what_it_streamed(make_handler, wrap):
+    def cheap() -> SimulatedLLM:
+        return SimulatedLLM(model_name="li-handler-cheap", answer_words=40)
+
+    llm = {
+        "plain": lambda: cheap(),
+        "router": lambda: _router(),
+        "cache": lambda: SemanticCacheLLM(cheap(), embed_model=HashingEmbedding()),
+        "cache over router": lambda: SemanticCacheLLM(_router(), embed_model=HashingEmbedding()),
+    }[wrap]()
+    handler = make_handler(budget_usd=10.0)
+    stream = llm.stream_complete("请翻译: a long answer, please")
+    for i, _ in enumerate(stream):
+        if i == 2:
+            break
+    stream.close()
+    (record,) = handler.ledger.records()
+    assert record.model == "li-handler-cheap"
+    assert record.cost_usd is not None and record.cost_usd > 0
+    assert handler.total_cost == pytest.approx(record.cost_usd)
+    assert handler.ledger.reserved_usd == 0.0
