@@ -373,15 +373,29 @@ class RoutedCall:
 
     def run(self, ask: Callable[[str], R]) -> Answered[R]:
         """Ask tier after tier with ``ask(tier)`` until one answer is accepted."""
-        while (tier := self.next_tier()) is not None:
-            self.settle(tier, *_attempt(ask, tier))
+        try:
+            while (tier := self.next_tier()) is not None:
+                self.settle(tier, *_attempt(ask, tier))
+        except BaseException as exc:
+            self._stopped(exc)
+            raise
         return self.answered()
 
     async def arun(self, ask: Callable[[str], Awaitable[R]]) -> Answered[R]:
         """Async :meth:`run`: ``ask(tier)`` returns an awaitable."""
-        while (tier := self.next_tier()) is not None:
-            self.settle(tier, *await _aattempt(ask, tier))
+        try:
+            while (tier := self.next_tier()) is not None:
+                self.settle(tier, *await _aattempt(ask, tier))
+        except BaseException as exc:
+            self._stopped(exc)
+            raise
         return self.answered()
+
+    def _stopped(self, exc: BaseException) -> None:
+        # Cancelled (an asyncio timeout) or interrupted mid-call: no tier answered, and
+        # none will. (A model's errors are Exceptions: settle has dealt with them.)
+        if not isinstance(exc, Exception):
+            release_budget(self.reservations)
 
 
 def _attempt(ask: Callable[[str], Any], tier: str) -> tuple[Any, Exception | None]:

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from typing import Any
 
 import pytest
 from llama_index.core.base.llms.types import ChatMessage, MessageRole
 from llama_index.core.callbacks import CallbackManager, CBEventType, LlamaDebugHandler
+from llama_index.core.llms.callbacks import llm_completion_callback
 from llama_index.core.prompts import PromptTemplate
 from llama_index.core.prompts.default_prompts import DEFAULT_TEXT_QA_PROMPT
 from llama_index.core.tools import FunctionTool
@@ -492,3 +494,28 @@ def test_a_stream_stopped_early_gives_its_budget_reservation_back() -> None:
 
     with CostEventHandler(budget_usd=0.0015, on_budget="raise"):
         asyncio.run(stop_async_streams(router()))
+
+
+def test_a_cancelled_async_call_gives_its_budget_reservation_back() -> None:
+    # asyncio.wait_for cancels the call mid-flight: no model answered, nothing to hold.
+    class _Slow(SimulatedLLM):
+        @llm_completion_callback()
+        async def acomplete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> Any:
+            await asyncio.sleep(5)
+            return self.complete(prompt, formatted=formatted, **kwargs)
+
+    router = RouterLLM(
+        llms={
+            "simple": _Slow(model_name="gpt-4o-mini", max_tokens=100),
+            "complex": _Slow(model_name="gpt-4o", max_tokens=100),
+        }
+    )
+
+    async def time_out() -> None:
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(router.acomplete("tell me about cats"), 0.05)
+
+    with CostEventHandler(budget_usd=1.0, on_budget="raise") as handler:
+        asyncio.run(time_out())
+        assert handler.ledger.reserved_usd == 0.0
+        assert handler.total_cost == 0.0
