@@ -56,11 +56,13 @@ provider is called; every other failure inside the handler is logged and swallow
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import json
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from types import MappingProxyType
@@ -121,6 +123,7 @@ class _Run:
         "params",
         "parent",
         "reservation",
+        "watch",
     )
 
     def __init__(
@@ -139,6 +142,8 @@ class _Run:
         self.parent = parent  # the parent run's key (see CostCallbackHandler._runs)
         self.covered = False  # a child run was counted for this one
         self.downgraded = False  # admitted only on a router's cheapest tier
+        # (asyncio task, its done callback) of an async run holding a reservation.
+        self.watch: tuple[asyncio.Task[Any], Callable[..., None]] | None = None
 
     @property
     def model(self) -> str | None:
@@ -184,6 +189,11 @@ class _Run:
             return None
         routing = metadata.get(BATCH_ROUTING_KEY)
         return routing if routing is not None and _is_map(routing) else None
+
+
+# The running event loop of this thread, else None: without the RuntimeError that
+# asyncio.get_running_loop() raises (and costs) on every sync call. In asyncio's __all__.
+_running_loop = asyncio._get_running_loop
 
 
 def _is_map(value: Any) -> bool:
@@ -453,8 +463,26 @@ class CostCallbackHandler(CostHandlerBase, _HandlerState, BaseCallbackHandler):
             else:  # a router's run: its tiers' quotes
                 quotes, _ = call_quotes(messages, params, metadata)
                 run.reservation, run.downgraded = accountant.admit(quotes, routed=True)
+        key = run_id.int if type(run_id) is UUID else run_id
+        if run.reservation is not None and _running_loop() is not None:
+            self._watch_task(run, key)
         # One dict store, atomic: the run's end pops it under the lock.
-        self._runs[run_id.int if type(run_id) is UUID else run_id] = run
+        self._runs[key] = run
+
+    def _watch_task(self, run: _Run, key: Any) -> None:
+        # LangChain ends no run whose task is cancelled (asyncio.wait_for / timeout
+        # around ainvoke): its reservation would be held until it expires. The task's
+        # end releases it if the run is still open then; the run's own end unhooks it.
+        task = asyncio.current_task()
+        if task is not None:
+            release = functools.partial(self._task_done, key)
+            task.add_done_callback(release)
+            run.watch = (task, release)
+
+    def _task_done(self, key: Any, task: asyncio.Task[Any]) -> None:
+        run = self._runs.pop(key, None)
+        if run is not None:
+            self._accountant.cancel(run.reservation)
 
     def downgraded_run(self, run_id: object) -> bool:
         """True when the router run ``run_id`` was admitted only on its cheapest tier."""
@@ -572,6 +600,8 @@ class CostCallbackHandler(CostHandlerBase, _HandlerState, BaseCallbackHandler):
         run = None
         try:
             run = self._runs.pop(key, None)
+            if run is not None and run.watch is not None:
+                run.watch[0].remove_done_callback(run.watch[1])
             if response is not None:
                 counted = self._counted
                 # This ender's own mark: the run it popped (no other ender has it), else a

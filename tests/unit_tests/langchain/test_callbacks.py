@@ -1045,3 +1045,47 @@ def test_an_abandoned_routed_stream_is_priced_on_the_tier_that_answered(mode: st
     assert record.tags["usage"] == "estimated"
     assert tracker.total_cost == pytest.approx(record.cost_usd)
     assert tracker.to_dict()["unpriced_calls"] == 0
+
+
+class _SlowChat(BaseChatModel):
+    """Answers after ``delay`` seconds (async), with usage and a model name."""
+
+    model_name: str = "cb-cheap"
+    delay: float = 5.0
+    max_tokens: int = 100
+
+    @property
+    def _llm_type(self) -> str:
+        return "slow-chat"
+
+    def _generate(self, messages: list[BaseMessage], stop: Any = None, **kwargs: Any) -> Any:
+        usage = {"input_tokens": 10, "output_tokens": 5, "total_tokens": 15}
+        metadata = {"model_name": self.model_name}
+        message = AIMessage("done", usage_metadata=usage, response_metadata=metadata)
+        return ChatResult(generations=[ChatGeneration(message=message)])
+
+    async def _agenerate(self, messages: list[BaseMessage], stop: Any = None, **kwargs: Any) -> Any:
+        await asyncio.sleep(self.delay)
+        return self._generate(messages, stop)
+
+
+@pytest.mark.parametrize("routed", [False, True])
+def test_a_cancelled_async_call_gives_its_budget_reservation_back(routed: bool) -> None:
+    # LangChain ends no run when asyncio.wait_for cancels ainvoke: the reservation was
+    # held until it expired, and three such timeouts refused every later call.
+    model: Any = _SlowChat()
+    if routed:
+        model = RouterChatModel(models={"simple": _SlowChat(), "complex": _SlowChat()})
+    handler = CostCallbackHandler(budget_usd=0.0015, on_budget="raise")
+    config = {"callbacks": [handler]}
+
+    async def calls() -> None:
+        for _ in range(6):
+            with pytest.raises(asyncio.TimeoutError):
+                await asyncio.wait_for(model.ainvoke("hello", config=config), 0.02)
+        assert handler.ledger.reserved_usd == 0.0
+        model_now = _SlowChat(delay=0.0)
+        await model_now.ainvoke("hello", config=config)  # admitted: nothing is held
+
+    asyncio.run(calls())
+    assert handler.summary().calls == 1 and handler.ledger.reserved_usd == 0.0
