@@ -315,6 +315,10 @@ class RoutedCall:
             raise error
         if self.first_error is None:
             self.first_error, self._failed_tier = error, tier
+        else:  # the first error is raised: it names what the tiers above it said
+            self.first_error.add_note(
+                f"then tier {tier!r} ({self.engine.names[tier]}) failed too: {error!r}"
+            )
         logger.warning("tier %r (%s) failed: %r", tier, self.engine.names[tier], error)
         if last:
             release_budget(self.reservations)

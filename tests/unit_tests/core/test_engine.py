@@ -76,9 +76,14 @@ def test_every_tier_failing_raises_the_first_error_and_releases_budgets() -> Non
     gate = Gate()
     call = RoutingEngine("rules", TIERS).begin(ZH_SIMPLE, handlers=[gate], reserve=True)
     assert len(gate.open) == 1
-    with pytest.raises(ConnectionError, match="simple down"):
+    with pytest.raises(ConnectionError, match="simple down") as raised:
         call.run(asker(set(TIERS), []))
     assert gate.open == set()
+    # The tiers it fell back to are named with their errors, not only logged.
+    assert raised.value.__notes__ == [
+        "then tier 'medium' (gpt-4o-mini) failed too: ConnectionError('medium down')",
+        "then tier 'complex' (claude-3.5-sonnet) failed too: ConnectionError('complex down')",
+    ]
 
 
 def test_fallback_off_raises_at_once() -> None:
