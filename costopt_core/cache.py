@@ -79,7 +79,7 @@ from typing import Any, TypeVar, cast
 import numpy as np
 
 from costopt_core.accounting import price_usage
-from costopt_core.cache_evidence import replaced_phrases
+from costopt_core.cache_evidence import replaced_phrases, shared_context_parts
 from costopt_core.cache_gate import (
     CANDIDATES,
     CacheGate,
@@ -659,15 +659,19 @@ class SemanticCache:
     def _judge_swap(
         self, question: str, cached_question: str, decision: Decision
     ) -> Steps[Decision]:
-        """``decision`` for a candidate that differs by a replaced word, once the
-        replaced phrases are embedded and compared (two short embedding calls, made only
-        for such a candidate the score alone would serve)."""
-        phrases = replaced_phrases(question, cached_question)
+        """``decision`` for a candidate that differs by a replaced word, or only after a
+        long shared context, once the differing phrases are embedded and compared (two
+        short embedding calls, made only for such a candidate the score alone would
+        serve). The parts after a shared context are judged as the questions they are."""
+        parts = shared_context_parts(question, cached_question)
+        phrases = parts or replaced_phrases(question, cached_question)
         if phrases is None:
             return decision
         dim = self.store.dim
         ours = normalize_vector((yield self._embedding(phrases[0])), dim)
         theirs = normalize_vector((yield self._embedding(phrases[1])), dim)
+        if parts is not None:
+            return self.gate.judge(*parts, float(ours @ theirs))
         return self.gate.judge_swap(decision, float(ours @ theirs))
 
     def _verify(self, question: str, cached_question: str, answer: str) -> bool:

@@ -190,6 +190,10 @@ class Evidence:
     conflicts: tuple[str, ...]
     unmatched: float
     swapped: bool = False
+    #: The two prompts share a long context (:func:`shared_context_parts`): the evidence
+    #: above is that of the parts that differ, and only those parts' meaning can tell
+    #: the questions apart (the whole prompts' cosine is the context's).
+    shared_context: bool = False
 
 
 @dataclass(frozen=True)
@@ -366,7 +370,19 @@ def _swapped(a: frozenset[str], b: frozenset[str]) -> bool:
 
 
 def compare(question: str, cached_question: str) -> Evidence:
-    """The evidence that ``question`` asks something else than ``cached_question``."""
+    """The evidence that ``question`` asks something else than ``cached_question``.
+
+    Two prompts that share a long context are compared by the parts that differ:
+
+        >>> context = "Acme Corp was founded in 1987 by Jane Doe. Revenue in 2023 was $1.2B. " * 3
+        >>> evidence = compare(context + "Q: What was the revenue in 2022?",
+        ...                    context + "Q: What was the revenue in 2023?")
+        >>> evidence.conflicts, evidence.shared_context
+        (('numbers',), True)
+    """
+    parts = shared_context_parts(question, cached_question)
+    if parts is not None:
+        question, cached_question = parts
     a, b = _profile(question), _profile(cached_question)
     conflicts: list[str] = []
     if a.numbers != b.numbers:
@@ -381,11 +397,63 @@ def compare(question: str, cached_question: str) -> Evidence:
     if _opposed(a.stems, b.stems):
         conflicts.append("opposites")
     return Evidence(
-        tuple(conflicts), _unmatched(a.content, b.content), _swapped(a.content, b.content)
+        tuple(conflicts),
+        _unmatched(a.content, b.content),
+        _swapped(a.content, b.content),
+        parts is not None,
     )
 
 
 _PHRASE_TOKEN = re.compile(rf"[{_CJK}]|[A-Za-z0-9_]+(?:['’\-][A-Za-z0-9_]+)*")
+
+
+#: Prompts of at least this many tokens (the longer of two)...
+SHARED_CONTEXT_TOKENS = 32
+#: ...whose common start and end make up at least this share of the longer one are
+#: compared by the part between (:func:`shared_context_parts`). A RAG prompt over the
+#: same retrieved context, or a long template, differs from another only in its question:
+#: the whole prompts' cosine was 0.998 for two different questions over one context.
+SHARED_CONTEXT_SHARE = 0.5
+
+
+def shared_context_parts(question: str, cached_question: str) -> tuple[str, str] | None:
+    """The parts of two long prompts that differ (with one token of context either
+    side), when the prompts share most of their text at the start
+    and the end; else ``None`` (short prompts, prompts that differ throughout, or only in
+    case and punctuation).
+
+    Example:
+        >>> context = "Acme Corp makes industrial pumps and valves in Springfield. " * 4
+        >>> shared_context_parts(context + "Question: Who founded Acme Corp?",
+        ...                      context + "Question: What was Acme's revenue in 2023?")
+        ('Question: Who founded Acme Corp', "Question: What was Acme's revenue in 2023")
+    """
+    a = list(_PHRASE_TOKEN.finditer(question))
+    b = list(_PHRASE_TOKEN.finditer(cached_question))
+    longest = max(len(a), len(b))
+    if longest < SHARED_CONTEXT_TOKENS:
+        return None
+    shortest = min(len(a), len(b))
+    start = 0
+    while start < shortest and a[start].group().lower() == b[start].group().lower():
+        start += 1
+    end = 0  # tokens shared at the end, never overlapping the shared start
+    while end < shortest - start and a[-1 - end].group().lower() == b[-1 - end].group().lower():
+        end += 1
+    if start + end < SHARED_CONTEXT_SHARE * longest or start + end == len(a) == len(b):
+        return None
+    # One token of context either side of the difference, as in replaced_phrases.
+    first = max(0, start - 1)
+    return (
+        _span(question, a, first, len(a) - end + 1),
+        _span(cached_question, b, first, len(b) - end + 1),
+    )
+
+
+def _span(text: str, tokens: list[re.Match[str]], first: int, stop: int) -> str:
+    """The text from token ``first`` to the end of token ``stop - 1``."""
+    stop = min(stop, len(tokens))
+    return text[tokens[first].start() : tokens[stop - 1].end()]
 
 
 def replaced_phrases(question: str, cached_question: str) -> tuple[str, str] | None:
@@ -415,4 +483,11 @@ def replaced_phrases(question: str, cached_question: str) -> tuple[str, str] | N
     return " ... ".join(ours), " ... ".join(theirs)
 
 
-__all__ = ["Evidence", "compare", "replaced_phrases"]
+__all__ = [
+    "SHARED_CONTEXT_SHARE",
+    "SHARED_CONTEXT_TOKENS",
+    "Evidence",
+    "compare",
+    "replaced_phrases",
+    "shared_context_parts",
+]

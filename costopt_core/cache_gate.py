@@ -150,7 +150,8 @@ class Decision:
     action: Action
     score: float
     reason: str
-    #: The questions differ by a replaced word or two (``Evidence.swapped``): a "serve"
+    #: The questions differ by a replaced word or two (``Evidence.swapped``), or only in
+    #: the parts after a long shared context (``Evidence.shared_context``): a "serve"
     #: holds only if the replaced phrases mean the same (:meth:`CacheGate.judge_swap`).
     swapped: bool = False
 
@@ -332,7 +333,9 @@ class CacheGate:
         if evidence.swapped:
             score -= SWAP_PENALTY
         t = self.thresholds
-        swapped = evidence.swapped
+        # A serve stands only if the differing words, or the differing parts after a long
+        # shared context, mean the same (judge_swap, on their own embeddings).
+        swapped = evidence.swapped or evidence.shared_context
         if not self.has_verifier:
             if evidence.conflicts:
                 return Decision("miss", score, "conflict: " + ", ".join(evidence.conflicts))
@@ -344,7 +347,7 @@ class CacheGate:
         if evidence.conflicts:
             reason = "conflict: " + ", ".join(evidence.conflicts)
             return self._within_budget(Decision("ask", score, reason))
-        if score >= t.sure + (SWAP_MARGIN if swapped else 0.0):
+        if score >= t.sure + (SWAP_MARGIN if evidence.swapped else 0.0):
             return Decision("serve", score, "score", swapped)
         decision = self._within_budget(self._from_verdicts(question, entry, score))
         if swapped and decision.action == "serve":

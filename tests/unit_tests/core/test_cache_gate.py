@@ -413,3 +413,58 @@ def test_a_replaced_word_is_served_only_when_the_replaced_phrases_mean_the_same(
     hit = lookup("How do I lose weight fast?")
     assert hit is not None and hit.response == "Eat less, move more."
     assert cache.stats["gate_rejections"] >= 1
+
+
+# -- prompts that share a long context (RAG): judged by the parts that differ ---------------
+
+CONTEXT = (
+    "Context:\nAcme Corp was founded in 1987 by Jane Doe in Springfield. It makes industrial "
+    "pumps and valves, employs 4,200 people, and moved to Chicago in 2005. Revenue in 2023 "
+    "was $1.2 billion.\n\nQuestion: "
+)
+
+
+class _PartsEmbedding(_PhraseEmbedding):
+    """Hashing, except for a question reworded over the context: the two prompts, and
+    their differing parts, embed nearly alike (as a sentence embedding would embed "who
+    founded" / "who was the founder")."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        rng = np.random.default_rng(3)
+        for pair in [
+            (CONTEXT + "Who founded Acme Corp?", CONTEXT + "Who was the founder of Acme Corp?"),
+            ("Who founded Acme", "Who was the founder of Acme"),
+        ]:
+            base = rng.standard_normal(512)
+            near = base + 0.05 * rng.standard_normal(512)
+            self.table[pair[0]] = (base / np.linalg.norm(base)).tolist()
+            self.table[pair[1]] = (near / np.linalg.norm(near)).tolist()
+
+
+@pytest.mark.parametrize("run", ["sync", "async"])
+def test_questions_over_one_long_context_are_told_apart_by_the_question(run):
+    # The whole prompts' cosine is the context's (0.99+): every new question over the
+    # same context was served the first question's answer.
+    embed = _PartsEmbedding()
+    cache = SemanticCache(embed)
+    for text in DISTINCT:
+        cache.gate.observe(np.asarray(EMBED(text)))
+    cache.update(PART, CONTEXT + "Who founded Acme Corp?", "Jane Doe.")
+
+    def lookup(text: str):
+        if run == "sync":
+            return cache.lookup(PART, text)
+        return asyncio.run(cache.alookup(PART, text))
+
+    others = [
+        "What was Acme's revenue in 2023?",
+        "How many people does Acme employ?",
+        "When was Acme Corp founded?",
+        "Who founded Acme Corp? Answer in French.",
+    ]
+    for other in others:
+        assert lookup(CONTEXT + other) is None, other
+    assert lookup(CONTEXT + "Who founded Acme Corp?").response == "Jane Doe."  # the same
+    hit = lookup(CONTEXT + "Who was the founder of Acme Corp?")  # the same, reworded
+    assert hit is not None and hit.response == "Jane Doe."
