@@ -88,6 +88,9 @@ def main() -> None:
         # The seed's rules, plus English cue words of the same kinds.
         strategy=get_strategy("rules", languages=("zh", "en")),
     )
+    # A fixed threshold is the seed's rule (the cosine alone decides): it lets this
+    # offline demo's lexical hashing embedding show a reworded hit. In production give
+    # no threshold (the calibrated gate) and a neural embedding (LocalEmbedding).
     cached = SemanticCacheLLM(
         router, embed_model=HashingEmbedding(dim=384), similarity_threshold=0.85
     )

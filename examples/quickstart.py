@@ -57,6 +57,10 @@ def build_chain(cost: CostCallbackHandler):
 
 def main() -> None:
     cost = CostCallbackHandler(baseline_model="claude-3-5-sonnet")
+    # A fixed threshold is the seed's rule (the cosine alone decides): it lets this
+    # offline demo's lexical hashing embedding show a reworded hit. In production give
+    # no threshold (the calibrated gate, which also refuses look-alikes such as another
+    # city or number) and a neural embedding (the [embeddings] extra: LocalEmbeddings).
     cache = SemanticLLMCache(embeddings=HashingEmbeddings(dim=384), similarity_threshold=0.85)
     set_llm_cache(cache)
     chain = build_chain(cost)
