@@ -125,17 +125,47 @@ class CacheHitEvent(BaseEvent):
 
 
 def _scalar_params(llm: Any) -> dict[str, Any]:
-    """Top-level scalar settings of an LLM (model, temperature, max_tokens...), without
-    anything that looks like a credential."""
+    """The LLM's settings that are plain data (model, temperature, max_tokens, stop
+    words, ``additional_kwargs`` such as ``response_format`` or ``seed``...), without
+    anything that looks like a credential, at any depth."""
     params: dict[str, Any] = {}
     fields = getattr(type(llm), "model_fields", {})
     for name in sorted(fields):
-        if fields[name].exclude or any(hint in name.lower() for hint in _SECRET_HINTS):
+        if fields[name].exclude or _secret(name):
             continue  # excluded fields are runtime state, not settings
-        value = getattr(llm, name, None)
-        if value is None or isinstance(value, str | int | float | bool):
+        value = _plain_data(getattr(llm, name, None))
+        if value is not _NOT_DATA:
             params[name] = value
     return params
+
+
+_NOT_DATA = object()  # a client, a callback manager...: runtime objects, not settings
+
+
+def _secret(name: str) -> bool:
+    return any(hint in name.lower() for hint in _SECRET_HINTS)
+
+
+def _plain_data(value: Any, depth: int = 0) -> Any:
+    """``value`` if it is JSON-like data (credentials left out), else ``_NOT_DATA``."""
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    if depth >= 4:
+        return _NOT_DATA
+    if isinstance(value, Mapping):
+        data = {}
+        for key, item in value.items():
+            if not isinstance(key, str) or _secret(key):
+                continue
+            plain = _plain_data(item, depth + 1)
+            if plain is _NOT_DATA:
+                return _NOT_DATA
+            data[key] = plain
+        return data
+    if isinstance(value, list | tuple):
+        items = [_plain_data(item, depth + 1) for item in value]
+        return _NOT_DATA if any(item is _NOT_DATA for item in items) else items
+    return _NOT_DATA
 
 
 def llm_identity(llm: LLM) -> str:

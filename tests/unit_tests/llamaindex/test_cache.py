@@ -9,10 +9,11 @@ from llama_index.core.base.embeddings.base import BaseEmbedding
 from llama_index.core.base.llms.types import ChatMessage, MessageRole
 from llama_index.core.prompts.default_prompts import DEFAULT_TEXT_QA_PROMPT
 from llama_index.core.tools import FunctionTool
+from pydantic import Field
 
 from costopt_core.stores.sqlite import SQLiteStore
 from llamaindex_costopt import RouterLLM, SemanticCacheLLM
-from llamaindex_costopt.cache import cache_namespace
+from llamaindex_costopt.cache import cache_namespace, llm_identity
 from llamaindex_costopt.simulated import HashingEmbedding, SimulatedLLM
 from tests.unit_tests.llamaindex.fakes import recording
 
@@ -407,3 +408,42 @@ def test_a_hit_of_an_unpriced_model_shares_its_calls_row_and_reads_unpriced() ->
     assert models["MockLLM"]["calls"] == 1 and models["MockLLM"]["cache_hits"] == 1
     row = next(line for line in handler.report().splitlines() if line.startswith("MockLLM"))
     assert "0.000000" not in row
+
+
+class _ProviderLike(SimulatedLLM):
+    """Settings shaped like LlamaIndex's OpenAI / Anthropic LLMs: a dict of extra request
+    arguments, a stop list, a key and headers."""
+
+    additional_kwargs: dict = Field(default_factory=dict)
+    stop: list[str] = Field(default_factory=list)
+    api_key: str = "sk-secret-1"
+    default_headers: dict = Field(default_factory=dict)
+
+
+@pytest.mark.parametrize(
+    "setting",
+    [
+        {"additional_kwargs": {"response_format": {"type": "json_object"}}},
+        {"additional_kwargs": {"seed": 7, "top_p": 0.1}},
+        {"stop": ["\n\n"]},
+    ],
+)
+def test_settings_held_in_dicts_and_lists_never_share_entries(setting):
+    # Only plain values were in the key: a JSON-mode answer was served to a plain call.
+    plain = cached(_ProviderLike(model_name="gpt-4o-mini"))
+    plain.complete(QUESTION)
+    other = cached(_ProviderLike(model_name="gpt-4o-mini", **setting), store=plain.cache.store)
+    assert "cache" not in other.complete(QUESTION).additional_kwargs
+    same = cached(_ProviderLike(model_name="gpt-4o-mini"), store=plain.cache.store)
+    assert same.complete(QUESTION).additional_kwargs["cache"]["hit"]
+
+
+def test_credentials_stay_out_of_the_key():
+    llm = _ProviderLike(
+        model_name="gpt-4o-mini",
+        additional_kwargs={"api_key": "sk-secret-2", "seed": 1},
+        default_headers={"Authorization": "Bearer sk-secret-3"},
+    )
+    identity = llm_identity(llm)
+    assert '"seed": 1' in identity
+    assert "sk-secret" not in identity
