@@ -114,15 +114,33 @@ def with_checked_tiers(data: Any, field: str, model_type: type, model_kind: str)
     return {**data, field: mapping}
 
 
-def check_strategy_tiers(strategy: Any, tiers: Sequence[str], *, argument: str) -> None:
-    """A strategy that names its own tiers (beyond the ladder) must name configured ones."""
+def check_strategy_tiers(strategy: Any, tiers: Sequence[str], *, argument: str) -> dict[str, str]:
+    """A strategy that names its own tiers (beyond the ladder) must name configured ones,
+    or as many tiers as there are, any configured name in its own place: then they map
+    by place, cheapest first (a router trained as weak / strong, ``costopt
+    train-router``'s default, deploys on tiers named cheap / strong). Returns that
+    mapping, empty when none is needed.
+
+    Example:
+        >>> from costopt_core.strategies import get_strategy
+        >>> trained = get_strategy("length", threshold=0.5, tiers=("weak", "strong"))
+        >>> check_strategy_tiers(trained, ("cheap", "premium"), argument="models")
+        {'weak': 'cheap', 'strong': 'premium'}
+    """
     declared = getattr(strategy, "tiers", None)
     if declared and not set(declared) <= set(LADDER):
         unknown = [t for t in declared if t not in tiers]
+        if (
+            unknown
+            and len(declared) == len(tiers)
+            and all(t == tier for t, tier in zip(declared, tiers, strict=True) if t in tiers)
+        ):
+            return dict(zip(declared, tiers, strict=True))
         if unknown:
             raise ValueError(
                 f"strategy routes to tiers {unknown!r} that are not in {argument} ({list(tiers)!r})"
             )
+    return {}
 
 
 def routing_info(

@@ -132,7 +132,8 @@ class RoutingEngine:
         self.fallback = fallback
         self.read_answer = read_answer
         self.propagate = (BudgetExceededError, *propagate)
-        check_strategy_tiers(self.strategy, self.tiers, argument=argument)
+        # A trained strategy's own tier names, mapped by place onto these (if needed).
+        self.places = check_strategy_tiers(self.strategy, self.tiers, argument=argument)
         accept = getattr(self.strategy, "accept", None)
         self.accept: Callable[[str, str, str], bool] | None = accept if callable(accept) else None
         # Model name -> tier; the cheapest tier wins when two tiers share a model.
@@ -149,7 +150,7 @@ class RoutingEngine:
     def decide(self, text: str) -> RouteDecision:
         """The strategy's decision for ``text``, mapped onto this router's tiers."""
         decision = self.strategy.route(text)
-        tier = resolve_tier(decision, self.tiers)
+        tier = self.places.get(decision.tier) or resolve_tier(decision, self.tiers)
         if tier != decision.tier:
             decision = RouteDecision(tier, decision.score, decision.reason, decision.extra)
         return decision

@@ -88,4 +88,20 @@ def test_tier_mapping_errors_name_the_argument_and_what_is_expected() -> None:
     two_tier = get_strategy("length", threshold=0.5, tiers=("cheap", "strong"))
     check_strategy_tiers(two_tier, ("cheap", "strong"), argument="models")
     with pytest.raises(ValueError, match=r"\['strong'\] that are not in models"):
-        check_strategy_tiers(two_tier, ("cheap", "premium"), argument="models")
+        check_strategy_tiers(two_tier, ("cheap", "mid", "premium"), argument="models")
+    with pytest.raises(ValueError, match="not in models"):  # "cheap" in another place
+        check_strategy_tiers(two_tier, ("premium", "cheap"), argument="models")
+    places = check_strategy_tiers(two_tier, ("cheap", "premium"), argument="models")
+    assert places == {"cheap": "cheap", "strong": "premium"}
+
+
+def test_a_router_trained_on_other_tier_names_deploys_on_a_routers_tiers_by_place() -> None:
+    # costopt train-router names its tiers weak / strong; the README's router names them
+    # cheap / strong: the trained router was refused.
+    from costopt_core.engine import RoutingEngine
+    from costopt_core.strategies import get_strategy
+
+    trained = get_strategy("length", threshold=0.5, tiers=("weak", "strong"))
+    engine = RoutingEngine(trained, {"cheap": "gpt-4o-mini", "premium": "gpt-4o"})
+    assert engine.decide("hi").tier == "cheap"
+    assert engine.decide("word " * 2000).tier == "premium"

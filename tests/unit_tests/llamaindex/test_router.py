@@ -373,14 +373,15 @@ def test_bad_configuration_is_a_clear_error(llms, error):
         RouterLLM(llms=llms, strategy="rules")
 
 
-def test_strategy_routing_to_unknown_tiers_is_rejected():
+def test_strategy_routing_to_unknown_tiers_is_rejected_or_mapped_by_place():
     from costopt_core.strategies import get_strategy
 
+    trained = get_strategy("length", threshold=0.5, tiers=("weak", "strong"))
     with pytest.raises(ValueError, match="not in llms"):
-        RouterLLM(
-            llms=tiers("a", "b"),
-            strategy=get_strategy("length", threshold=0.5, tiers=("weak", "strong")),
-        )
+        RouterLLM(llms=tiers("a", "b", "c"), strategy=trained)
+    # As many tiers, named otherwise: the trained router's tiers map on them by place.
+    router = RouterLLM(llms=tiers("a", "b"), strategy=trained)
+    assert router.complete("hi").additional_kwargs["routing"]["tier"] == "simple"
 
 
 # -- budgets -----------------------------------------------------------------------------------
