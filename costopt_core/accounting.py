@@ -147,8 +147,8 @@ def warn_unpriced(model: str) -> None:
         _warned_unpriced,
         model,
         "no price known for model %r: its calls are reported as 'unpriced' (tokens "
-        "counted, cost unknown). Register one with costopt set_price(%r, "
-        "input_per_token=..., output_per_token=...)",
+        "counted, cost unknown). Register one with set_price(%r, input_per_token=..., "
+        "output_per_token=...) from costopt_core (or langchain_costopt)",
         model,
         model,
     )

@@ -22,7 +22,8 @@ __getattr__, __dir__, _LAZY = lazy_exports(
     {
         "langchain_costopt.simulated": ("SimulatedChatModel",),
         "langchain_costopt.cache": ("SemanticLLMCache", "cache_namespace"),
-        "langchain_costopt.embeddings": ("HashingEmbeddings",),
+        # LocalEmbeddings needs the [embeddings] extra only when one is built.
+        "langchain_costopt.embeddings": ("HashingEmbeddings", "LocalEmbeddings"),
         "langchain_costopt.callbacks": ("CostCallbackHandler", "cost_tracker"),
         "langchain_costopt.compression": ("PromptCompressor", "ChunkDocumentCompressor"),
         "costopt_core.ledger": ("BudgetExceededError",),

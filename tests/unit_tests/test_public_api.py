@@ -29,6 +29,7 @@ PUBLIC_API: dict[str, tuple[str, ...]] = {
         "SemanticLLMCache",
         "cache_namespace",
         "HashingEmbeddings",
+        "LocalEmbeddings",
         "CostCallbackHandler",
         "cost_tracker",
         "BudgetExceededError",
