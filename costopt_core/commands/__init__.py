@@ -6,6 +6,8 @@ import argparse
 from collections.abc import Callable
 from typing import Any
 
+from costopt_core.exports import require_extra
+
 
 def add_command(
     subparsers: Any, name: str, summary: str, description: str, run: Callable[..., Any]
@@ -25,4 +27,18 @@ def add_command(
     return parser
 
 
-__all__ = ["add_command"]
+def require_plot(flag: str) -> None:
+    """Refuse ``flag`` (a chart output) before any work when matplotlib (extra ``[plot]``)
+    is missing: a ``ValueError`` naming the ``pip install`` line, which the ``costopt``
+    command prints as its error (exit 2), nothing computed and nothing written.
+
+    Example:
+        >>> require_plot("--plot")  # matplotlib is installed here: nothing to say
+    """
+    try:
+        require_extra("matplotlib", "plot", flag)
+    except ImportError as exc:
+        raise ValueError(f"{exc} (nothing was written; drop {flag} to run without it)") from None
+
+
+__all__ = ["add_command", "require_plot"]

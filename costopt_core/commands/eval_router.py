@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from costopt_core.commands import add_command
+from costopt_core.commands import add_command, require_plot
 from costopt_core.embedding_cache import default_cache_dir
 from costopt_core.evaluation import (
     DEFAULT_OUTPUT_TOKENS,
@@ -220,6 +220,8 @@ def shuffled(data: RoutingData, seed: int) -> RoutingData:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.plot:  # before any work: a missing extra must not cost a whole evaluation
+        require_plot("--plot")
     if args.load and (
         args.option or args.folds is not None or args.strategy != args.default_strategy
     ):
@@ -259,11 +261,7 @@ def run(args: argparse.Namespace) -> int:
             Path(args.json).write_text(text + "\n", encoding="utf-8")
             print(f"figures written to {args.json}")
     if args.plot:
-        try:
-            plot_quality_vs_cost(result, args.plot, title=f"{label} on {Path(args.data).name}")
-        except ImportError as exc:
-            print(f"costopt eval-router: error: {exc}", file=sys.stderr)
-            return 2
+        plot_quality_vs_cost(result, args.plot, title=f"{label} on {Path(args.data).name}")
         print(f"plot written to {args.plot}")
     return 0
 

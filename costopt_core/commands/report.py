@@ -49,13 +49,12 @@ import io
 import os
 import re
 import sqlite3
-import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from costopt_core.commands import add_command
+from costopt_core.commands import add_command, require_plot
 from costopt_core.ledger import CostRecord, LedgerProtocol, ModelTotals
 from costopt_core.levers import LEVERS, lever_savings
 
@@ -300,20 +299,18 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.png:  # as eval-router --plot: a missing extra is refused before any file
+        require_plot("--png")
     since = _since(args.since)
     ledger = open_ledger(args.ledger, args.table)
     try:
         report = LedgerReport.from_records(ledger.records(since))
     finally:
         ledger.close()  # type: ignore[attr-defined]
-    if args.png:  # first: a missing extra fails before any file is written
+    if args.png:
         from costopt_core.commands.report_render import write_png
 
-        try:
-            write_png(report, args.png)
-        except ImportError as exc:
-            print(f"costopt report: error: {exc}", file=sys.stderr)
-            return 2
+        write_png(report, args.png)
     print(report.to_text())
     if args.csv:
         with open(args.csv, "w", encoding="utf-8", newline="") as fh:

@@ -418,9 +418,13 @@ def test_cli_plot_without_matplotlib_names_the_extra(tmp_path, capsys, monkeypat
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import now raises ImportError
     data = tmp_path / "d.csv"
     data.write_text(_CSV)
-    rc = main(["eval-router", str(data), "--plot", str(tmp_path / "p.png"), "--no-progress"])
-    assert rc == 2
-    assert "costopt-llm[plot]" in capsys.readouterr().err
+    out = tmp_path / "out.json"
+    args = ["eval-router", str(data), "--plot", str(tmp_path / "p.png"), "--json", str(out)]
+    assert main([*args, "--no-progress"]) == 2
+    captured = capsys.readouterr()
+    assert "costopt-llm[plot]" in captured.err
+    # Refused before any work: no evaluation printed, no JSON written.
+    assert captured.out == "" and not out.exists()
 
 
 def test_evaluate_router_cross_validates_a_configured_learned_strategy() -> None:

@@ -110,8 +110,10 @@ def test_png_without_the_plot_extra_names_it(ledger_file, tmp_path, monkeypatch,
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if not installed
     out = tmp_path / "report.png"
     assert main(["report", ledger_file, "--png", str(out), "--csv", str(tmp_path / "x")]) == 2
-    assert 'pip install "costopt-llm[plot]"' in capsys.readouterr().err
-    assert not out.exists() and not (tmp_path / "x").exists()
+    captured = capsys.readouterr()
+    assert 'pip install "costopt-llm[plot]"' in captured.err
+    assert "nothing was written" in captured.err
+    assert not out.exists() and not (tmp_path / "x").exists() and captured.out == ""
 
 
 def test_an_empty_ledger_says_so(tmp_path, capsys):
