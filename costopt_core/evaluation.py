@@ -37,7 +37,9 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Callable, Iterable, Sequence
+import sys
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from os import PathLike
 from pathlib import Path
@@ -219,16 +221,41 @@ def load_routing_data(path: str | PathLike[str]) -> RoutingData:
 _BLOCK = 256
 
 
+#: Set once the hint to install the progress bar has been printed (once per process).
+_progress_hinted = threading.Event()
+
+
 def _progress(
-    items: Iterable[Any], total: int, desc: str, enabled: bool, unit: str = "prompt"
+    items: Iterable[Any],
+    total: int,
+    desc: str,
+    enabled: bool,
+    unit: str = "prompt",
+    leave: bool = False,
 ) -> Iterable[Any]:
     if not enabled:
         return items
     try:
         from tqdm import tqdm
-    except ImportError:  # the bar is the optional extra [progress]; scoring works without
-        return items
-    return tqdm(items, total=total, desc=desc, unit=unit, leave=False)
+    except ImportError:  # the bar is the optional extra [progress]; plain lines without it
+        return _plain_progress(items, total, desc, unit)
+    return tqdm(items, total=total, desc=desc, unit=unit, leave=leave)
+
+
+def _plain_progress(items: Iterable[Any], total: int, desc: str, unit: str) -> Iterator[Any]:
+    """``items``, with a line on stderr at the start and after each tenth of them: a long
+    evaluation without the [progress] extra must not look hung."""
+    from costopt_core.exports import install_hint
+
+    if not _progress_hinted.is_set():
+        _progress_hinted.set()
+        print(f"(for a progress bar: {install_hint('progress')})", file=sys.stderr)
+    step = max(1, math.ceil(total / 10))
+    print(f"{desc}: 0/{total} {unit}s", file=sys.stderr, flush=True)
+    for done, item in enumerate(items, 1):
+        yield item  # the caller's work on ``item`` runs before the line below
+        if done % step == 0 or done == total:
+            print(f"{desc}: {done}/{total} {unit}s", file=sys.stderr, flush=True)
 
 
 def score_prompts(
@@ -287,16 +314,14 @@ def cross_val_scores(
     and scores the held-out prompts."""
     labels = data.gain_labels()
     scores = np.full(len(data), np.nan)
-    for k, test in enumerate(kfold_indexes(len(data), folds, seed)):
+    parts = kfold_indexes(len(data), folds, seed)
+    # One bar over the folds, kept when done: a bar per fold (a block or two of prompts,
+    # scored in well under tqdm's refresh interval) never moved off 0 in a log.
+    for test in _progress(parts, folds, "cross-validation", progress, unit="fold", leave=True):
         train = np.setdiff1d(np.arange(len(data)), test)
         strategy = factory()
         strategy.fit([data.prompts[i] for i in train], labels[train])
-        scores[test] = score_prompts(
-            strategy,
-            [data.prompts[i] for i in test],
-            progress=progress,
-            desc=f"fold {k + 1}/{folds}",
-        )
+        scores[test] = score_prompts(strategy, [data.prompts[i] for i in test])
     return scores
 
 

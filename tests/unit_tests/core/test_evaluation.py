@@ -450,3 +450,41 @@ def test_cli_json_to_stdout_stays_parseable(tmp_path, capsys) -> None:
     captured = capsys.readouterr()
     assert json.loads(captured.out)["strategy"] == "zero-shot"
     assert "APGR" in captured.err
+
+
+def _knn_rows(tmp_path):
+    rows = [
+        {"prompt": f"prove lemma {i} about primes", "weak_score": 2, "strong_score": 9}
+        for i in range(6)
+    ] + [
+        {"prompt": f"say hello to friend {i}", "weak_score": 8, "strong_score": 8} for i in range(6)
+    ]
+    data = tmp_path / "d.jsonl"
+    data.write_text("\n".join(json.dumps(r) for r in rows))
+    return data
+
+
+def test_cli_progress_without_tqdm_prints_plain_lines_and_one_hint(
+    tmp_path, capsys, monkeypatch
+) -> None:
+    import threading
+
+    monkeypatch.setitem(sys.modules, "tqdm", None)  # as if the [progress] extra were missing
+    monkeypatch.setattr("costopt_core.evaluation._progress_hinted", threading.Event())
+    args = ["eval-router", str(_knn_rows(tmp_path)), "--strategy", "knn", "--folds", "3"]
+    for _ in range(2):
+        assert main([*args, "--embedding", "hashing"]) == 0
+    err = capsys.readouterr().err
+    # A long run is never silent: each stage says where it is, and how to get a bar.
+    assert "embedding: 1/1 blocks" in err and "cross-validation: 3/3 folds" in err
+    assert err.count('pip install "costopt-llm[progress]"') == 1
+
+
+def test_cli_progress_bar_over_folds_reaches_the_end(tmp_path, capsys) -> None:
+    pytest.importorskip("tqdm")
+    args = ["eval-router", str(_knn_rows(tmp_path)), "--strategy", "knn", "--folds", "3"]
+    assert main([*args, "--embedding", "hashing"]) == 0
+    err = capsys.readouterr().err
+    # The folds' bar is kept at its end (per-fold bars were left at 0/2 in logs).
+    assert "cross-validation: 100%" in err and "3/3" in err
+    assert "progress]" not in err
