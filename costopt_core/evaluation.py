@@ -261,10 +261,25 @@ def _plain_progress(items: Iterable[Any], total: int, desc: str, unit: str) -> I
 def score_prompts(
     strategy: Any, prompts: Sequence[str], *, progress: bool = False, desc: str = "scoring"
 ) -> np.ndarray:
-    """Each prompt's routing score in [0, 1] (higher = needs the stronger model)."""
+    """Each prompt's routing score in [0, 1] (higher = needs the stronger model).
+
+    A strategy that judges answers (``accept``: a cascade) is refused with a
+    ``ValueError``: its decision waits for the weak model's answer, so its scores from
+    prompts alone would only ever measure random routing."""
     from costopt_core.strategies import as_strategy
 
     router = as_strategy(strategy)
+    if callable(getattr(router, "accept", None)):
+        name = getattr(router, "name", None) or type(router).__name__
+        raise ValueError(
+            f"strategy {name!r} escalates after the cheaper model answers (a check on the "
+            "answer), so it cannot be scored from prompts and labels alone: every prompt "
+            "would score the same, which is random routing (APGR 0.500). Evaluate the "
+            "strategy it starts from instead (e.g. 'default', or a learned one by "
+            "cross-validation: costopt eval-router DATA --strategy knn --folds 5), and "
+            "measure the cascade on real answers: its rejected attempts show in "
+            "costopt report under the lever 'cascade'"
+        )
     scores = np.empty(len(prompts))
     batch = getattr(router, "scores", None)
     if callable(batch):

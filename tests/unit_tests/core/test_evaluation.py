@@ -488,3 +488,13 @@ def test_cli_progress_bar_over_folds_reaches_the_end(tmp_path, capsys) -> None:
     # The folds' bar is kept at its end (per-fold bars were left at 0/2 in logs).
     assert "cross-validation: 100%" in err and "3/3" in err
     assert "progress]" not in err
+
+
+def test_cli_cascade_is_refused_not_scored_as_random(tmp_path, capsys) -> None:
+    data = tmp_path / "d.csv"
+    data.write_text(_CSV)
+    assert main(["eval-router", str(data), "--strategy", "cascade", "--no-progress"]) == 2
+    captured = capsys.readouterr()
+    # No table that looks like a measurement (it read APGR 0.500, random routing's).
+    assert "APGR" not in captured.out
+    assert "cannot be scored from prompts" in captured.err and "--folds" in captured.err
