@@ -25,6 +25,7 @@ the weak one sufficed, anything between for graded labels (judge scores; see
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 import zipfile
@@ -50,6 +51,23 @@ VERSION = 2
 #: topic, and knn's length combination sees the whole prompt (GSM8K dev, 5-fold knn:
 #: APGR 0.654 whole, 0.647 at 64 tokens, 0.638 at 32; length alone 0.597).
 DEFAULT_MAX_TOKENS = 32
+#: The array of a router file holding a short hash of each training prompt: enough to
+#: tell, without the prompts themselves, when an evaluation scores the router in-sample.
+TRAINING_HASHES = "training_prompt_hashes"
+
+
+def prompt_hashes(prompts: Sequence[str]) -> np.ndarray:
+    """A 64-bit hash of each prompt (its exact text), as stored in a router file.
+
+    Example:
+        >>> a, b, again = prompt_hashes(["hi", "hello", "hi"])
+        >>> bool(a == again), bool(a == b)
+        (True, False)
+    """
+    digests = (
+        hashlib.blake2b(p.encode("utf-8", "surrogatepass"), digest_size=8).digest() for p in prompts
+    )
+    return np.fromiter((int.from_bytes(d, "little") for d in digests), np.uint64, len(prompts))
 
 
 class NotFittedError(RuntimeError):
@@ -114,6 +132,9 @@ class LearnedStrategy:
         self._lock = threading.Lock()
         self._state: dict[str, np.ndarray] | None = None
         self.calibration: dict[str, Any] | None = None
+        #: Hashes of the prompts it was fitted on (:func:`prompt_hashes`); None when not
+        #: known (a file from before they were saved).
+        self.training_hashes: np.ndarray | None = None
 
     # -- what a subclass defines -------------------------------------------------------
 
@@ -172,9 +193,27 @@ class LearnedStrategy:
         if not np.all(np.isfinite(y)) or y.min() < 0 or y.max() > 1:
             raise ValueError("labels must be numbers in [0, 1] (1 = strong model needed)")
         state = self._fit(prompts, self.vectors(prompts), y)
+        hashes = prompt_hashes(prompts)
         with self._lock:
             self._state = state
+            self.training_hashes = hashes
         return self
+
+    def trained_on(self, prompts: Sequence[str]) -> int | None:
+        """How many of ``prompts`` it was fitted on (scores on those are in-sample, so
+        flattered); None when its training prompts are not known.
+
+        Example:
+            >>> from costopt_core.hashing import HashingEmbedder
+            >>> from costopt_core.knn import KNNStrategy
+            >>> router = KNNStrategy(HashingEmbedder(), k=1).fit(["a b", "c d"], [0, 1])
+            >>> router.trained_on(["a b", "e f", "c d"])
+            2
+        """
+        known = self.training_hashes
+        if known is None:
+            return None
+        return int(np.isin(prompt_hashes(prompts), known).sum())
 
     def _fitted(self) -> dict[str, np.ndarray]:
         state = self._state  # one read: a concurrent fit swaps the whole state
@@ -295,6 +334,8 @@ class LearnedStrategy:
             target = target.with_name(target.name + ".npz")
         target.parent.mkdir(parents=True, exist_ok=True)
         header = self._header()
+        if self.training_hashes is not None:
+            state = {**state, TRAINING_HASHES: self.training_hashes}
         if target.suffix == ".json":
             arrays = {k: {"dtype": str(v.dtype), "data": v.tolist()} for k, v in state.items()}
             target.write_text(json.dumps({**header, "arrays": arrays}), encoding="utf-8")
@@ -373,8 +414,10 @@ def load_router(path: str | PathLike[str], embeddings: Any = None) -> LearnedStr
         thresholds=header["thresholds"],
         **header.get("settings", {}),
     )
+    hashes = state.pop(TRAINING_HASHES, None)
     router._state = router._check_state(state, source)
     router.calibration = header.get("calibration")
+    router.training_hashes = None if hashes is None else hashes.astype(np.uint64)
     return router
 
 
@@ -384,4 +427,5 @@ __all__ = [
     "NotFittedError",
     "check_thresholds",
     "load_router",
+    "prompt_hashes",
 ]

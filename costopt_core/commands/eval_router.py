@@ -189,6 +189,7 @@ def _scores(
         return random_scores(len(data), args.seed), "random routing (baseline)", None
     if args.load:
         router = load_router(args.load)
+        warn_in_sample(router, data.prompts)
         embed_all(router, data.prompts, progress=progress)
         scores = score_prompts(router, data.prompts, progress=progress)
         return scores, f"{router.name} loaded from {args.load}", None
@@ -208,6 +209,27 @@ def _scores(
     if args.folds is not None:
         print(f"note: {name!r} is not trained; --folds has no effect", file=sys.stderr)
     return score_prompts(strategy, data.prompts, progress=progress), name, None
+
+
+def warn_in_sample(router: LearnedStrategy, prompts: list[str]) -> None:
+    """Say on stderr when a loaded router is scored on prompts it was trained on (its
+    figures on those are in-sample, so flattered), or that it cannot tell."""
+    seen = router.trained_on(prompts)
+    if seen is None:
+        print(
+            "note: this router file does not record its training prompts; scored on the "
+            "prompts it was trained on, its figures are in-sample (flattered): evaluate "
+            "on held-out prompts, or the strategy itself with --strategy NAME --folds K",
+            file=sys.stderr,
+        )
+    elif seen:
+        print(
+            f"warning: {seen} of {len(prompts)} prompts ({seen / len(prompts):.0%}) are "
+            "ones the router was trained on: its figures on them are in-sample "
+            "(flattered); evaluate on held-out prompts, or the strategy itself with "
+            f"--strategy {router.name} --folds K",
+            file=sys.stderr,
+        )
 
 
 def shuffled(data: RoutingData, seed: int) -> RoutingData:
@@ -382,4 +404,5 @@ __all__ = [
     "register",
     "run",
     "shuffled",
+    "warn_in_sample",
 ]

@@ -498,3 +498,32 @@ def test_cli_cascade_is_refused_not_scored_as_random(tmp_path, capsys) -> None:
     # No table that looks like a measurement (it read APGR 0.500, random routing's).
     assert "APGR" not in captured.out
     assert "cannot be scored from prompts" in captured.err and "--folds" in captured.err
+
+
+@pytest.mark.filterwarnings("ignore:no neural offline embedding")
+def test_cli_eval_of_a_router_on_its_training_prompts_warns(tmp_path, capsys) -> None:
+    data = tmp_path / "d.csv"
+    data.write_text(_CSV)
+    model = tmp_path / "router.json"
+    train = ["train-router", str(data), "--strategy", "knn", "--out", str(model)]
+    assert main([*train, "--embedding", "hashing", "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["eval-router", str(data), "--load", str(model), "--no-progress"]) == 0
+    assert "6 of 6 prompts (100%) are ones the router was trained on" in capsys.readouterr().err
+    fresh = tmp_path / "fresh.csv"
+    head, *rows = _CSV.splitlines()
+    other = [f'"also, {r[1:]}' if r.startswith('"') else f"also {r}" for r in rows]
+    fresh.write_text("\n".join([head, *other]))
+    assert main(["eval-router", str(fresh), "--load", str(model), "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert "trained on" not in err and "in-sample" not in err
+    # A file that does not record its training prompts: a one-line note instead.
+    from costopt_core.learned import load_router
+
+    router = load_router(model)
+    router.training_hashes = None
+    router.save(tmp_path / "old.json")
+    assert (
+        main(["eval-router", str(data), "--load", str(tmp_path / "old.json"), "--no-progress"]) == 0
+    )
+    assert "does not record its training prompts" in capsys.readouterr().err
