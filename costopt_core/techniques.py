@@ -101,12 +101,13 @@ def technique_rows(record: Mapping[str, Any]) -> list[TechniqueRow]:
             rows.append(TechniqueRow(tech, "not measured", None, None, "", "", "", ""))
             continue
         saving = float(entry["saving"])
+        within = tech.claim_low <= saving <= tech.claim_high
         rows.append(
             TechniqueRow(
                 tech,
-                f"{saving:.1%}",
+                percent_beside_claim(saving, tech.claim_low, tech.claim_high),
                 saving,
-                tech.claim_low <= saving <= tech.claim_high,
+                within,
                 str(entry.get("at", "")),
                 str(entry.get("data", "")),
                 str(entry.get("method", "")),
@@ -114,6 +115,23 @@ def technique_rows(record: Mapping[str, Any]) -> list[TechniqueRow]:
             )
         )
     return rows
+
+
+def percent_beside_claim(saving: float, low: float, high: float) -> str:
+    """``saving`` as a percentage with one decimal, or more when one would round it onto
+    the other side of a claim's bound (the figure shown must agree with the verdict).
+
+    Example:
+        >>> percent_beside_claim(0.334, 0.4, 0.7), percent_beside_claim(0.1996, 0.2, 0.4)
+        ('33.4%', '19.96%')
+    """
+    within = low <= saving <= high
+    for digits in range(1, 6):
+        text = f"{saving:.{digits}%}"
+        shown = float(text[:-1]) / 100
+        if (low <= shown <= high) == within:
+            break
+    return text
 
 
 def _verdict(row: TechniqueRow) -> str:
@@ -167,5 +185,6 @@ __all__ = [
     "TechniqueRow",
     "format_techniques",
     "load_measured",
+    "percent_beside_claim",
     "technique_rows",
 ]

@@ -109,3 +109,14 @@ def test_shipped_routing_figure_is_what_the_script_measures_now() -> None:
     fresh = bench.measure_routing(DATA_DIR)
     recorded = load_measured(MEASURED_PATH)["techniques"]["routing"]
     assert fresh["saving"] == pytest.approx(recorded["saving"], abs=1e-6)
+
+
+def test_a_figure_just_below_a_bound_is_not_printed_on_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # 0.1996 printed as "20.0%" beside "below the claim" of 20%-40% read as a contradiction.
+    path = tmp_path / "m.json"
+    path.write_text(json.dumps({"techniques": {"prompt_compression": {"saving": 0.1996}}}))
+    assert main(["techniques", "--record", str(path)]) == 0
+    line = next(ln for ln in capsys.readouterr().out.splitlines() if "compression" in ln)
+    assert "19.96%" in line and "below the claim" in line and "20.0%" not in line
