@@ -12,7 +12,12 @@ models and nothing else changes. The run is priced against always asking the str
 
 from __future__ import annotations
 
-from langchain.agents import create_agent
+import sys
+
+try:
+    from langchain.agents import create_agent
+except ImportError:  # the extra is not installed: say which, not a bare traceback
+    sys.exit(f'{__file__} needs the [agents] extra: pip install "costopt-llm[agents]"')
 from langchain_core.messages import AIMessage
 from langchain_core.tools import tool
 

@@ -12,11 +12,15 @@ uses the deterministic ``HashingEmbedding``. Swap in real LLMs, e.g.
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
-from llama_index.core import Document, Settings, VectorStoreIndex
-from llama_index.core.instrumentation import get_dispatcher
-from llama_index.core.instrumentation.event_handlers import BaseEventHandler
+try:
+    from llama_index.core import Document, Settings, VectorStoreIndex
+    from llama_index.core.instrumentation import get_dispatcher
+    from llama_index.core.instrumentation.event_handlers import BaseEventHandler
+except ImportError:  # the extra is not installed: say which, not a bare traceback
+    sys.exit(f'{__file__} needs the [llamaindex] extra: pip install "costopt-llm[llamaindex]"')
 
 from costopt_core import get_strategy
 from llamaindex_costopt import CostEventHandler, RouterLLM, SemanticCacheLLM

@@ -1,7 +1,7 @@
 """costopt provider prompt caching: an agent's stable prefix read back from the provider's
 cache at a tenth of the input price, and the saving on its own line. Fully offline.
 
-Run:  python examples/provider_prompt_cache.py
+Run:  python examples/provider_prompt_cache.py      (needs the [agents] extra)
 
 A support agent with a long system prompt answers six questions twice: once as is, once
 with ``PromptCacheMiddleware``, which marks the request cacheable for Anthropic models
@@ -16,7 +16,12 @@ where the simulated model is.
 
 from __future__ import annotations
 
-from langchain.agents import create_agent
+import sys
+
+try:
+    from langchain.agents import create_agent
+except ImportError:  # the extra is not installed: say which, not a bare traceback
+    sys.exit(f'{__file__} needs the [agents] extra: pip install "costopt-llm[agents]"')
 from langchain_core.tools import tool
 
 from langchain_costopt import CostCallbackHandler, set_price
