@@ -297,8 +297,9 @@ class _Open:
     reservation: str | None = None
     query: str | None = None  # root span of the call (its compression marks)
     # An async stream's call: the task it started in, until the sync stream it relays
-    # (if any) starts there (see _relayed_by).
+    # (if any) starts there (see _relayed_by); then that sync stream's span.
     relay: Any = None
+    relayed_to: str | None = None
     # A stream's latest chunk (LlamaIndex chunks carry the answer so far): what a stream
     # stopped early had already produced, and was billed for.
     streamed: Any = None
@@ -500,6 +501,8 @@ class CostEventHandler(CostHandlerBase, BaseEventHandler):
             relayed = None
             if parent_llm is None and method is not None and task is not None:
                 relayed = self._relayed_by(event, method, task)
+                if relayed is not None:
+                    relayed[1].relayed_to = span
         call = _Open(
             model=model if isinstance(model, str) and model != "unknown" else None,
             gate=gate,
@@ -642,6 +645,9 @@ class CostEventHandler(CostHandlerBase, BaseEventHandler):
         if call is not None and call.streamed is not None:
             # A stream stopped early (closed by its consumer, or broken): what it had
             # streamed was billed. It is priced as the stream's end would have been.
+            if call.relayed_to is not None:
+                with self._lock:  # the sync stream it relayed stops later, at best
+                    self._covered[call.relayed_to] = None
             self._ended(span, whole_answer(call.streamed))
             return
         # A call that raised before answering spent nothing we can see.

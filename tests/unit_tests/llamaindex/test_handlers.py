@@ -675,3 +675,25 @@ def test_a_stream_closed_early_is_billed_for_what_it_streamed(make_handler, wrap
     assert record.cost_usd is not None and record.cost_usd > 0
     assert handler.total_cost == pytest.approx(record.cost_usd)
     assert handler.ledger.reserved_usd == 0.0
+
+
+async def test_a_custom_llms_async_stream_closed_early_is_counted_once(make_handler):
+    import asyncio
+    import gc
+
+    handler = make_handler(budget_usd=10.0)
+    llm = MockLLM(max_tokens=30)
+    stream = await llm.astream_complete("hello there my friend")
+    chunks = 0
+    async for _ in stream:
+        chunks += 1
+        if chunks == 3:
+            break
+    await stream.aclose()
+    del stream
+    gc.collect()  # the generators inside are closed when collected, by the event loop
+    for _ in range(20):
+        await asyncio.sleep(0)
+    (record,) = handler.ledger.records()
+    assert record.output_tokens > 0
+    assert handler.ledger.reserved_usd == 0.0
