@@ -27,7 +27,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 import threading
+import warnings
 import zipfile
 from collections.abc import Sequence
 from os import PathLike
@@ -123,6 +125,8 @@ class LearnedStrategy:
         self.tiers = check_tiers(tiers)
         self.thresholds = check_thresholds(thresholds, len(self.tiers))
         self.cache_dir = cache_dir
+        if embeddings is None:
+            embeddings = _default_embedding_for_caller()
         # A clone shares its parent's embedder: cross-validation folds embed nothing twice.
         self._embed = (
             embeddings
@@ -345,6 +349,40 @@ class LearnedStrategy:
         return target
 
 
+def _default_embedding_for_caller() -> Any:
+    """:func:`default_embedding`, its warnings (the fallback to the hashing embedding)
+    pointed at the user's line that built the router, not at a line of this package."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = default_embedding()
+    level = user_stacklevel()
+    for warning in caught:
+        warnings.warn(warning.message, warning.category, stacklevel=level)
+    return model
+
+
+def user_stacklevel() -> int:
+    """The ``stacklevel`` that makes a ``warnings.warn`` in the calling function name the
+    first line outside ``costopt_core`` (how deep the package's own calls go varies: a
+    subclass's ``__init__``, a factory, the command line).
+
+    Example:
+        >>> import warnings
+        >>> def check_ratio(ratio: float) -> None:
+        ...     if ratio > 1:
+        ...         warnings.warn("ratio above 1", UserWarning, stacklevel=user_stacklevel())
+        >>> check_ratio(0.5)
+    """
+    frame = sys._getframe(1)  # the function that will warn: stacklevel 1
+    level = 1
+    while frame.f_back is not None and frame.f_globals.get("__name__", "").startswith(
+        "costopt_core."
+    ):
+        frame = frame.f_back
+        level += 1
+    return level
+
+
 def _read(source: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     try:
         return _read_arrays(source)
@@ -428,4 +466,5 @@ __all__ = [
     "check_thresholds",
     "load_router",
     "prompt_hashes",
+    "user_stacklevel",
 ]

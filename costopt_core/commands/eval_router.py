@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -114,11 +115,13 @@ def add_data_arguments(
 ) -> None:
     """The arguments eval-router and train-router share."""
     parser.add_argument("data", metavar="DATA", help="CSV or JSONL of labelled prompts")
-    parser.set_defaults(default_strategy=default_strategy)
+    # One list of names for --help and for the error on an unknown one.
+    choices = [*available_strategies(), *extra_choices]
+    parser.set_defaults(default_strategy=default_strategy, strategy_choices=choices)
     parser.add_argument(
         "--strategy",
         default=default_strategy,
-        help=f"one of {[*available_strategies(), *extra_choices]} (default: {default_strategy})",
+        help=f"one of {choices} (default: {default_strategy})",
     )
     parser.add_argument(
         "--option",
@@ -146,9 +149,22 @@ def add_data_arguments(
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
+def check_strategy_name(args: argparse.Namespace) -> None:
+    """Refuse an unknown ``--strategy`` naming the same choices as ``--help``."""
+    name = args.strategy.strip().lower()
+    if name in args.strategy_choices:
+        return
+    try:
+        strategy_class(name)  # a spelling it also takes, such as zero_shot
+    except ValueError:
+        raise ValueError(
+            f"unknown strategy {args.strategy!r}; choose one of {args.strategy_choices}"
+        ) from None
+
+
 def build_strategy(args: argparse.Namespace) -> Any:
     """The strategy named by ``--strategy`` / ``--option``; a learned one gets the
-    embedding cache folder."""
+    embedding cache folder. Its warnings are printed as one plain line each."""
     name = args.strategy.strip().lower()
     options = parse_options(args.option)
     cls = strategy_class(name)
@@ -157,10 +173,16 @@ def build_strategy(args: argparse.Namespace) -> Any:
         options["cache_dir"] = args.embedding_cache or default_cache_dir()
     if learned and args.embedding == "hashing" and "embeddings" not in options:
         options["embeddings"] = HashingEmbedder()
-    try:
-        return get_strategy(name, **options)
-    except TypeError as exc:  # an option the strategy does not take
-        raise ValueError(f"strategy {name!r}: {exc}") from None
+    # On the command line a warning's source line would point into costopt itself.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            strategy = get_strategy(name, **options)
+        except TypeError as exc:  # an option the strategy does not take
+            raise ValueError(f"strategy {name!r}: {exc}") from None
+    for warning in caught:
+        print(f"costopt {args.command}: warning: {warning.message}", file=sys.stderr)
+    return strategy
 
 
 def parse_options(pairs: list[str]) -> dict[str, Any]:
@@ -242,6 +264,7 @@ def shuffled(data: RoutingData, seed: int) -> RoutingData:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_strategy_name(args)
     if args.plot:  # before any work: a missing extra must not cost a whole evaluation
         require_plot("--plot")
     if args.load and (
@@ -289,7 +312,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _pct(value: float | None) -> str:
-    return "n/a" if value is None else f"{value * 100:.1f}%"
+    if value is None:
+        return "n/a"
+    # ``or 0.0``: a saving of -1e-16 (float noise) is 0.0%, never "-0.0%".
+    return f"{round(value * 100, 1) or 0.0:.1f}%"
 
 
 def format_report(result: RouterEvaluation, label: str, source: str, output_tokens: int) -> str:
@@ -398,6 +424,7 @@ def plot_quality_vs_cost(result: RouterEvaluation, path: str, title: str = "") -
 __all__ = [
     "add_data_arguments",
     "build_strategy",
+    "check_strategy_name",
     "format_report",
     "parse_options",
     "plot_quality_vs_cost",

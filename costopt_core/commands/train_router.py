@@ -21,7 +21,11 @@ import argparse
 from typing import Any
 
 from costopt_core.commands import add_command
-from costopt_core.commands.eval_router import add_data_arguments, build_strategy
+from costopt_core.commands.eval_router import (
+    add_data_arguments,
+    build_strategy,
+    check_strategy_name,
+)
 from costopt_core.evaluation import cross_val_scores, embed_all, load_routing_data
 
 SUMMARY = "fit, calibrate and save a learned router (knn, logistic)"
@@ -77,6 +81,7 @@ def _tiers_and_shares(args: argparse.Namespace) -> tuple[list[str], list[float] 
 
 
 def run(args: argparse.Namespace) -> int:
+    check_strategy_name(args)
     tiers, shares = _tiers_and_shares(args)
     if args.calibration_folds < 2:
         raise ValueError(f"--calibration-folds must be >= 2, got {args.calibration_folds}")
