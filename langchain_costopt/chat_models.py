@@ -69,7 +69,7 @@ from langchain_costopt.messages import (
     Stop,
     has_tool_history,
     human_turns_text,
-    latest_human_text,
+    latest_human_question,
 )
 from langchain_costopt.routed_output import (
     OpenedStream,
@@ -315,7 +315,9 @@ class RouterChatModel(BaseChatModel):
         override: Any,
         run_id: Any = None,
     ) -> RoutedCall:
-        text = human_turns_text(messages) if self.include_history else latest_human_text(messages)
+        text = (
+            human_turns_text(messages) if self.include_history else latest_human_question(messages)
+        )
         return self._engine.begin(
             text,
             handlers=handlers or (),

@@ -18,6 +18,8 @@ from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
 
+from costopt_core.rag_question import question_in
+
 # The argument types of BaseChatModel's ``_generate`` / ``_stream`` hooks.
 Messages = list[BaseMessage]
 Stop = list[str] | None
@@ -75,6 +77,19 @@ def latest_index(human: Sequence[bool]) -> int:
 def latest_human_text(messages: Sequence[BaseMessage]) -> str:
     """Text of the last human message; the last message of any kind if none is human."""
     return message_text(messages[latest_human_index(messages)]) if messages else ""
+
+
+def latest_human_question(messages: Sequence[BaseMessage]) -> str:
+    """What a router judges: the latest human turn, or the question inside it when it is
+    a RAG prompt (``costopt_core.rag_question``: the retrieved context is left out).
+
+    Example:
+        >>> context = "Acme makes pumps and valves in Springfield. " * 20
+        >>> latest_human_question([HumanMessage(context + "\\nQuestion: Who founded Acme?")])
+        'Who founded Acme?'
+    """
+    text = latest_human_text(messages)
+    return question_in(text) or text
 
 
 def human_turns_text(messages: Sequence[BaseMessage]) -> str:

@@ -48,19 +48,15 @@ from typing import Any
 
 from llama_index.core.base.llms.types import ChatMessage, MessageRole, TextBlock
 
+from costopt_core.rag_question import question_in
+
 # Template argument names that carry the user's question in LlamaIndex's prompts
 # (query engines: query_str; condense-question chat engine: question).
 QUESTION_ARGS: tuple[str, ...] = ("query_str", "question", "query")
 
 _QUESTION_HINT: ContextVar[str | None] = ContextVar("costopt_question_hint", default=None)
 
-# Default QA / summarize / chat-refine templates end with "Query: {q}\n<Answer line>:".
-_QUERY_LINE = re.compile(
-    r"(?:^|\n)(?:Query|Question): (?P<q>.+?)\n"
-    r"(?:Answer|Original Answer|New Answer|Refined Answer|SQLQuery)\s*:",
-    re.DOTALL,
-)
-# Default (text) refine template.
+# The refine template names its question in a sentence (the others label it: question_in).
 _REFINE_LINE = re.compile(
     r"The original query is as follows: (?P<q>.+?)\nWe have provided an existing answer:",
     re.DOTALL,
@@ -122,11 +118,11 @@ def has_tool_history(messages: Sequence[ChatMessage]) -> bool:
 def parse_question(text: str) -> str | None:
     """The question inside a prompt built from one of LlamaIndex's default QA templates,
     or ``None`` when the prompt does not follow one."""
-    if "Query: " not in text and "Question: " not in text and "original query" not in text:
-        return None  # fast path: most prompts are not RAG prompts
-    matches = list(_QUERY_LINE.finditer(text))
-    if matches:
-        return matches[-1].group("q").strip() or None
+    question = question_in(text)
+    if question is not None:
+        return question
+    if "original query" not in text:
+        return None  # fast path: most prompts are not refine prompts
     refine = _REFINE_LINE.search(text)
     if refine:
         return refine.group("q").strip() or None

@@ -53,7 +53,11 @@ from costopt_core.metadata_keys import BATCH_ROUTING_KEY
 from costopt_core.prompt_prefix import settings_for
 from costopt_core.strategies import StrategyLike
 from langchain_costopt.chat_models import model_name_of
-from langchain_costopt.messages import latest_human_text, trailing_tool_results
+from langchain_costopt.messages import (
+    latest_human_question,
+    latest_human_text,
+    trailing_tool_results,
+)
 from langchain_costopt.routed_output import message_facts
 
 ModelResult = ModelResponse[Any] | AIMessage | ExtendedModelResponse[Any]
@@ -103,7 +107,7 @@ class CostRoutingMiddleware(AgentMiddleware):
 
     def route(self, messages: list[BaseMessage], *, downgrade: bool = False) -> RouteDecision:
         """The decision for the agent's next model call over ``messages``."""
-        question = latest_human_text(messages)
+        question = latest_human_question(messages)
         results = trailing_tool_results(messages)
         reads_results = results and all(r.status != "error" for r in results)
         if downgrade or not reads_results:

@@ -30,3 +30,33 @@ def test_a_two_tier_router_with_no_strategy_saves_on_everyday_english() -> None:
     # The seed's own Chinese prompts keep the seed's tiers.
     assert router.invoke("请翻译这句话").response_metadata["routing"]["tier"] == "cheap"
     assert router.invoke("请分析并比较两种架构").response_metadata["routing"]["tier"] == "strong"
+
+
+CONTEXT = "Acme Corp was founded in 1987 by Jane Doe in Springfield. It makes pumps. " * 60
+RAG_TEMPLATES = (
+    # LangChain hub's rlm/rag-prompt: the question before the context.
+    "You are an assistant for question-answering tasks. Use the following pieces of "
+    "retrieved context to answer the question.\nQuestion: {question} \nContext: {context} "
+    "\nAnswer:",
+    "Context:\n{context}\n\nQuestion: {question}",
+    "Use the following pieces of context to answer the question at the end.\n\n{context}"
+    "\n\nQuestion: {question}\n\nHelpful Answer:",
+    "根据以下资料回答问题。\n上下文：{context}\n问题：{question}",
+)
+
+
+def test_a_rag_prompt_is_routed_on_its_question_not_on_the_retrieved_context() -> None:
+    # Judged whole, ~3k tokens of context sent every RAG question to the strong tier.
+    from langchain_core.prompts import ChatPromptTemplate
+
+    router = RouterChatModel(
+        models={
+            "cheap": SimulatedChatModel(model_name="gpt-4o-mini"),
+            "strong": SimulatedChatModel(model_name="gpt-4o"),
+        }
+    )
+    for template in RAG_TEMPLATES:
+        chain = ChatPromptTemplate.from_messages([("human", template)]) | router
+        for question, tier in (("Who founded Acme Corp?", "cheap"), (ANALYSIS, "strong")):
+            reply = chain.invoke({"context": CONTEXT, "question": question})
+            assert reply.response_metadata["routing"]["tier"] == tier, (template, question)
