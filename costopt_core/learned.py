@@ -29,7 +29,6 @@ import hashlib
 import json
 import sys
 import threading
-import warnings
 import zipfile
 from collections.abc import Sequence
 from os import PathLike
@@ -350,15 +349,9 @@ class LearnedStrategy:
 
 
 def _default_embedding_for_caller() -> Any:
-    """:func:`default_embedding`, its warnings (the fallback to the hashing embedding)
+    """:func:`default_embedding`, its warning (the fallback to the hashing embedding)
     pointed at the user's line that built the router, not at a line of this package."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        model = default_embedding()
-    level = user_stacklevel()
-    for warning in caught:
-        warnings.warn(warning.message, warning.category, stacklevel=level)
-    return model
+    return default_embedding(stacklevel=user_stacklevel() + 1)  # + default_embedding
 
 
 def user_stacklevel() -> int:

@@ -532,9 +532,10 @@ def project_report(
 
 
 def format_projection(projection: Mapping[str, Any]) -> str:
+    rate = float(projection["requests_per_day"])
     lines = [
         f"observed requests: {projection['requests_observed']:,} "
-        f"-> {projection['requests_per_day']:,.1f}/day ({projection['rate_basis']})",
+        f"-> {rate:,.{0 if rate.is_integer() else 1}f}/day ({projection['rate_basis']})",
         f"cost per request: ${projection['cost_per_request']:.6f}",
         f"projected {projection['days']}-day month: ${projection['monthly_cost']:,.2f} spent, "
         f"${projection['monthly_saved']:,.2f} saved",
