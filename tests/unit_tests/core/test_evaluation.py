@@ -286,14 +286,7 @@ def test_cli_csv_writes_fixed_json(tmp_path, capsys) -> None:
 
 
 def test_cli_jsonl_knn_needs_folds_then_cross_validates(tmp_path, capsys) -> None:
-    rows = [
-        {"prompt": f"prove lemma {i} about primes", "weak_score": 2, "strong_score": 9}
-        for i in range(6)
-    ] + [
-        {"prompt": f"say hello to friend {i}", "weak_score": 8, "strong_score": 8} for i in range(6)
-    ]
-    data = tmp_path / "d.jsonl"
-    data.write_text("\n".join(json.dumps(r) for r in rows))
+    data = _knn_rows(tmp_path)
     assert main(["eval-router", str(data), "--strategy", "knn", "--no-progress"]) == 2
     assert "--folds" in capsys.readouterr().err
     out = tmp_path / "knn.json"
