@@ -13,7 +13,10 @@ Example:
 
 Text is stored as the application gave it; PostgreSQL ``text`` cannot hold a NUL
 character, so each SQL ledger passes its own encoder for text columns (``tags`` are
-JSON and escape it themselves).
+JSON and escape it themselves). Text that is not valid Unicode (a lone surrogate, as
+``os.fsdecode`` makes of undecodable bytes) cannot be sent to either database at all:
+it is stored with that character backslash-escaped (:func:`storable`), so the record
+and its spend are written instead of failing at every retry.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import threading
 import time
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Self
 
 from costopt_core.ledger import (
@@ -99,6 +102,30 @@ def _same(text: str) -> str:
     return text
 
 
+def storable(text: str) -> str:
+    """``text`` as UTF-8 can hold it: a lone surrogate (from ``os.fsdecode`` or
+    ``surrogateescape``) written as its backslash escape, any other text unchanged.
+
+    Example:
+        >>> storable("model\\udcff"), storable("mödel 🚀")
+        ('model\\\\udcff', 'mödel 🚀')
+    """
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
+def _storable_tags(tags: Mapping[str, str]) -> dict[str, str]:
+    return {
+        storable(k) if isinstance(k, str) else k: storable(v) if isinstance(v, str) else v
+        for k, v in tags.items()
+    }
+
+
 def record_values(
     record: CostRecord,
     *,
@@ -106,20 +133,22 @@ def record_values(
     text: Callable[[str], Any] = _same,
 ) -> list[Any]:
     """``record``'s values in :data:`RECORD_COLUMNS` order; ``tags`` adapts the tags
-    dict for the driver, ``text`` encodes the text columns."""
+    dict for the driver, ``text`` encodes the text columns (after :func:`storable`)."""
     if not isinstance(record, CostRecord):
         raise TypeError(f"record must be a CostRecord, got {type(record).__name__}")
     values: list[Any] = []
     for name in RECORD_COLUMNS:
         if name == "tags":
-            values.append(tags(dict(record.tags)))
+            values.append(tags(_storable_tags(record.tags)))
         elif name == "ts":
             values.append(float(record.timestamp))
         elif name == "estimated":
             values.append(bool(record.estimated))
         else:
             value = getattr(record, name)
-            values.append(text(value) if value is not None and name in TEXT_COLUMNS else value)
+            if name in TEXT_COLUMNS and isinstance(value, str):
+                value = text(storable(value))
+            values.append(value)
     return values
 
 
@@ -386,5 +415,6 @@ __all__ = [
     "check_table",
     "record_from_row",
     "record_values",
+    "storable",
     "summary_from_rows",
 ]
