@@ -192,6 +192,7 @@ class Connector:
         self._session_sql = session_sql
         self._lock = threading.Lock()
         self._async_pools: dict[int, tuple[asyncio.AbstractEventLoop, Any]] = {}
+        self._opening: dict[int, tuple[asyncio.AbstractEventLoop, asyncio.Lock]] = {}
         self._closed = False
         # While the server is unreachable, calls fail at once for ``retry_after``
         # seconds instead of each waiting out a timeout inside the user's LLM call.
@@ -268,26 +269,37 @@ class Connector:
         found = self._async_pools.get(id(loop))
         if found is not None and found[0] is loop:
             return found[1]
-        try:
-            conn = await self.psycopg.AsyncConnection.connect(self.dsn, **self._conn_kwargs)
-            await conn.close()
-        except self.psycopg.OperationalError as exc:
-            raise self._unreachable(exc) from exc
-        pool = self._pool_mod.AsyncConnectionPool(
-            self.dsn, **self._pool_options(self._aconfigure, "-async")
-        )
-        await pool.open(wait=True, timeout=self._connect_timeout)
-        with self._lock:  # never held across an await
+        # One task of this loop opens the pool; the others wait for it (100 concurrent
+        # first lookups each opened a pool and took every connection the server allows).
+        async with self._opening_lock(loop):
             found = self._async_pools.get(id(loop))
-            if found is None or found[0] is not loop:
+            if found is not None and found[0] is loop:
+                return found[1]
+            try:
+                conn = await self.psycopg.AsyncConnection.connect(self.dsn, **self._conn_kwargs)
+                await conn.close()
+            except self.psycopg.OperationalError as exc:
+                raise self._unreachable(exc) from exc
+            pool = self._pool_mod.AsyncConnectionPool(
+                self.dsn, **self._pool_options(self._aconfigure, "-async")
+            )
+            await pool.open(wait=True, timeout=self._connect_timeout)
+            with self._lock:  # never held across an await
                 # Pools of loops that have ended cannot be awaited any more: drop them.
                 for key, (old_loop, _) in list(self._async_pools.items()):
                     if old_loop.is_closed():
                         del self._async_pools[key]
+                        self._opening.pop(key, None)
                 self._async_pools[id(loop)] = (loop, pool)
-                return pool
-        await pool.close()  # another task of this loop opened one meanwhile
-        return found[1]
+            return pool
+
+    def _opening_lock(self, loop: asyncio.AbstractEventLoop) -> asyncio.Lock:
+        with self._lock:
+            held = self._opening.get(id(loop))
+            if held is None or held[0] is not loop:
+                held = (loop, asyncio.Lock())
+                self._opening[id(loop)] = held
+            return held[1]
 
     # -- outages and retries -----------------------------------------------------------
 
