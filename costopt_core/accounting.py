@@ -85,6 +85,7 @@ from costopt_core.cost_report import (
     report_csv,
     report_dict,
 )
+from costopt_core.fault_log import FaultLog
 from costopt_core.ledger import (
     Budget,
     BudgetCheck,
@@ -472,6 +473,9 @@ class CostAccountant:
         self._downgrade = False
         self._warned_budget = False
         self._refused_at = math.inf  # the cheapest maximum refused since the last reset
+        # A ledger that is down fails every call alike: in full once, then at DEBUG. The
+        # call goes ahead (a cost-handler fault never fails the user's call).
+        self._faults = FaultLog(logger, "cost ledger", "; the call goes ahead")
 
     # -- pricing -----------------------------------------------------------------------
 
@@ -531,8 +535,8 @@ class CostAccountant:
                 summary = self.ledger.summary()
                 calls = sum(m.calls + m.cascade_attempts for m in summary.models.values())
                 seeded = summary.total_cost / calls if calls else 0.0
-            except Exception:
-                logger.exception("reading the ledger's mean call cost failed")
+            except Exception as exc:
+                self._faults.report("reading the ledger's mean call cost", exc)
             with self._lock:
                 self._seed_estimate = seeded
         if not seeded and first_call is not None:
@@ -585,8 +589,8 @@ class CostAccountant:
             else:
                 estimate = max(costs)
             check = self.ledger.reserve(estimate, self.budgets)
-        except Exception:
-            logger.exception("budget check failed; the call is allowed")
+        except Exception as exc:
+            self._faults.report("budget check", exc)
             return None, False
         return self._admitted(check, estimate, costs, routed)
 
@@ -611,8 +615,8 @@ class CostAccountant:
                 if type(held) is str and estimate < self._refused_at:
                     return held  # the usual case: nothing refused lately
                 check = BudgetCheck.of(held)
-        except Exception:
-            logger.exception("budget check failed; the call is allowed")
+        except Exception as exc:
+            self._faults.report("budget check", exc)
             return None
         if check.allowed and estimate < self._refused_at:
             return check.reservation_id
@@ -649,8 +653,8 @@ class CostAccountant:
             raise check.error()
         try:
             cheap = self.ledger.reserve(costs[0], self.budgets)
-        except Exception:
-            logger.exception("budget check failed; the call is allowed")
+        except Exception as exc:
+            self._faults.report("budget check", exc)
             return None, True
         if not cheap.allowed:
             cheap.estimate_usd = costs[0]
@@ -663,8 +667,8 @@ class CostAccountant:
             return
         try:
             self.ledger.release(reservation_id)
-        except Exception:
-            logger.exception("releasing a budget reservation failed")
+        except Exception as exc:
+            self._faults.report("releasing a budget reservation", exc)
 
     # -- recording ---------------------------------------------------------------------
 
@@ -736,8 +740,8 @@ class CostAccountant:
                 not admits(self.ledger.spent_since(period_start(b.period)), estimate, b)
                 for b in self.budgets
             )
-        except Exception:
-            logger.exception("reading the budget spend failed")
+        except Exception as exc:
+            self._faults.report("reading the budget spend", exc)
             return
         if spent:
             logger.warning("cost budget spent (on_budget='downgrade': cheapest tier from now)")

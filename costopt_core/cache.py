@@ -88,6 +88,7 @@ from costopt_core.cache_gate import (
     number_in,
 )
 from costopt_core.cache_verify import aask, ask, check_timeout, check_verifier
+from costopt_core.fault_log import FaultLog
 from costopt_core.ledger import TokenUsage
 from costopt_core.pricing import get_price
 from costopt_core.stores.base import CacheEntry, CacheStore, SearchHit, normalize_vector
@@ -395,7 +396,8 @@ class SemanticCache:
         self._similarity_sum = 0.0
         # Faults already logged in full: a persistent one (a wrong embedding size, a
         # store that is down) must not write a traceback on every call.
-        self._faults_logged: set[tuple[str, str, str]] = set()
+        # Counted in stats["errors"] too.
+        self._faults = FaultLog(logger, "semantic cache", "; continuing without the cache")
 
     # -- keys -----------------------------------------------------------------------
 
@@ -526,21 +528,7 @@ class SemanticCache:
 
     def _fault(self, action: str, exc: BaseException) -> None:
         self._count(errors=1)
-        key = (action, type(exc).__name__, str(exc)[:200])
-        with self._lock:
-            first = key not in self._faults_logged
-            if first and len(self._faults_logged) < 256:
-                self._faults_logged.add(key)
-        if first:
-            logger.error(
-                "semantic cache %s failed; continuing without the cache: %s "
-                "(repeats are logged at DEBUG level and counted in stats['errors'])",
-                action,
-                exc,
-                exc_info=exc,
-            )
-        else:
-            logger.debug("semantic cache %s failed again: %s", action, exc)
+        self._faults.report(action, exc)
 
     def _due_for_sweep(self, now: float) -> bool:
         if self.ttl_seconds is None:
