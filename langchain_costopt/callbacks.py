@@ -84,7 +84,7 @@ from costopt_core.accounting import (
 from costopt_core.budget_gate import CallQuote
 from costopt_core.compression_marks import CompressionMarks
 from costopt_core.engine import ROUTING_KEY
-from costopt_core.ledger import BudgetExceededError, LedgerProtocol, TokenUsage
+from costopt_core.ledger import BudgetExceededError, CostLedger, LedgerProtocol, TokenUsage
 from costopt_core.metadata_keys import (
     BATCH_KEY,
     BATCH_ROUTING_KEY,
@@ -416,9 +416,15 @@ class CostCallbackHandler(CostHandlerBase, _HandlerState, BaseCallbackHandler):
     # LangChain re-raises a handler exception only when raise_error is set; the one
     # exception this handler lets out is BudgetExceededError, raised on purpose.
     raise_error: bool = True
-    # The work per event is a few dict operations under a lock: running inline keeps
-    # async callbacks on the event loop instead of hopping to an executor thread.
-    run_inline: bool = True
+
+    @property
+    def run_inline(self) -> bool:  # type: ignore[override]
+        """With the in-memory ledger an event is a few dict operations under a lock: run
+        inline, async callbacks stay on the event loop instead of hopping to an executor
+        thread. A database ledger does I/O (a SQLite write lock held by another process,
+        a Postgres round trip): its events run in LangChain's executor, off the loop."""
+        return isinstance(self._accountant.ledger, CostLedger)
+
     # Chain, retriever and tool runs are followed only for their root (one dict store
     # at the start, one pop at the end), to book a document compressor's custom event.
     ignore_chain: bool = False

@@ -1089,3 +1089,29 @@ def test_a_cancelled_async_call_gives_its_budget_reservation_back(routed: bool) 
 
     asyncio.run(calls())
     assert handler.summary().calls == 1 and handler.ledger.reserved_usd == 0.0
+
+
+def test_a_database_ledger_is_written_off_the_event_loop(tmp_path) -> None:
+    # A SQLite write lock held by another process stalled the whole event loop for as
+    # long (2 s in an audit): a database ledger's events run in LangChain's executor.
+    from costopt_core import SQLiteLedger
+
+    loop_thread: list[int] = []
+    written_in: list[int] = []
+
+    class WatchedLedger(SQLiteLedger):
+        def reserve(self, *args: Any, **kwargs: Any) -> Any:
+            written_in.append(threading.get_ident())
+            return super().reserve(*args, **kwargs)
+
+    handler = CostCallbackHandler(ledger=WatchedLedger(str(tmp_path / "l.db")), budget_usd=1.0)
+    assert handler.run_inline is False
+    assert CostCallbackHandler().run_inline is True  # in memory: stays on the loop
+
+    async def call() -> None:
+        loop_thread.append(threading.get_ident())
+        await _fake("cb-cheap").ainvoke("hello", config={"callbacks": [handler]})
+
+    asyncio.run(call())
+    assert written_in and written_in[0] != loop_thread[0]
+    assert handler.summary().calls == 1
