@@ -44,6 +44,7 @@ from __future__ import annotations
 import itertools
 import logging
 import math
+import numbers
 import threading
 import time
 import uuid
@@ -73,6 +74,8 @@ _FOLD_SPAN = _FOLD_BATCH * _ENTRY
 _NO_COUNTS = (0, 0, 0, 0, 0, 0.0, 0.0)  # a built record's counts, saving and baseline
 # Float slack of the admission rule (``admits``): a call that fits to the last cent fits.
 _ADMIT_SLACK = 1e-12
+_INF = math.inf
+_NUMBER = (float, int)  # exact types of the figures the fast check passes
 _USAGE_FIELDS = (
     "input_tokens",
     "output_tokens",
@@ -166,6 +169,17 @@ class CostRecord:
     ``tags`` defaults to ``{}`` and ``timestamp`` to now, also when given as ``None``.
     ``estimated`` marks token counts (and so the cost) estimated from the text because
     the provider reported no usage.
+
+    Figures that cannot be (a NaN, infinite or negative cost, a negative or non-integer
+    token count, a NaN timestamp) are refused, naming the field and what it allows:
+
+    Example:
+        >>> CostRecord("m", cost_usd=0.25, saved_usd=-0.05).saved_usd  # cost more: fine
+        -0.05
+        >>> CostRecord("m", input_tokens=-3)
+        Traceback (most recent call last):
+        ...
+        ValueError: CostRecord.input_tokens must be an int >= 0, got -3
     """
 
     model: str
@@ -195,6 +209,55 @@ class CostRecord:
             self.tags = {}
         if self.timestamp is None:
             self.timestamp = time.time()
+        # One NaN or negative figure would poison every total and budget read from the
+        # ledger, in memory and in every database holding it. The common case (ints
+        # and finite floats) is checked in one pass; _check_figures names the culprit.
+        cost, saved, baseline, ts = (
+            self.cost_usd,
+            self.saved_usd,
+            self.baseline_cost_usd,
+            self.timestamp,
+        )
+        if not (
+            type(self.input_tokens) is int
+            and type(self.output_tokens) is int
+            and type(self.cache_read_tokens) is int
+            and type(self.cache_write_tokens) is int
+            and type(self.reasoning_tokens) is int
+            and self.input_tokens >= 0
+            and self.output_tokens >= 0
+            and self.cache_read_tokens >= 0
+            and self.cache_write_tokens >= 0
+            and self.reasoning_tokens >= 0
+            and type(ts) in _NUMBER
+            and -_INF < ts < _INF
+            and (cost is None or (type(cost) in _NUMBER and 0 <= cost < _INF))
+            and (saved is None or (type(saved) in _NUMBER and -_INF < saved < _INF))
+            and (baseline is None or (type(baseline) in _NUMBER and 0 <= baseline < _INF))
+        ):
+            self._check_figures()
+
+    def _check_figures(self) -> None:
+        for name in _USAGE_FIELDS:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+                raise TypeError(f"CostRecord.{name} must be an int >= 0, got {value!r}")
+            if value < 0:
+                raise ValueError(f"CostRecord.{name} must be an int >= 0, got {value!r}")
+            setattr(self, name, int(value))  # a numpy integer stored as the int it is
+        for name, low, allowed in (
+            ("cost_usd", 0.0, "a finite number >= 0 (USD) or None (unpriced)"),
+            ("saved_usd", -math.inf, "a finite number (USD; negative: costopt cost more) or None"),
+            ("baseline_cost_usd", 0.0, "a finite number >= 0 (USD) or None"),
+            ("timestamp", -math.inf, "a finite number (epoch seconds)"),
+        ):
+            value = getattr(self, name)
+            if value is None and name != "timestamp":
+                continue
+            if isinstance(value, bool) or not isinstance(value, numbers.Real):
+                raise TypeError(f"CostRecord.{name} must be {allowed}, got {value!r}")
+            if not (math.isfinite(value) and value >= low):
+                raise ValueError(f"CostRecord.{name} must be {allowed}, got {value!r}")
 
     @property
     def priced(self) -> bool:
