@@ -72,7 +72,12 @@ class ToolBinder:
     def call_kwargs(
         self, tier: str, model: BaseChatModel, kwargs: dict[str, Any]
     ) -> dict[str, Any]:
-        """``kwargs`` with the router's tool/schema kwargs replaced by ``model``'s own."""
+        """``kwargs`` with the router's tool/schema kwargs replaced by ``model``'s own.
+
+        Options bound with an empty tool list (``create_agent(tools=[],
+        response_format=ProviderStrategy(...))`` binds ``response_format`` that way) still
+        go through the model's ``bind_tools``, which turns them into its own request.
+        """
         if not kwargs or not any(k in kwargs for k in TOOL_KEYS):
             return kwargs
         kwargs = dict(kwargs)
@@ -81,8 +86,10 @@ class ToolBinder:
         options = kwargs.pop("tool_options", None) or {}
         structured = kwargs.pop("costopt_structured", None)
         bound = structured if structured is not None else tools
-        if not bound:
+        if not bound and not options:
             return kwargs
+        if bound is None:  # options bound without a tools list: key the cache on them
+            bound = options
         key = (tier, id(bound))
         cached = self._bound.get(key)
         if (
@@ -96,7 +103,9 @@ class ToolBinder:
             inner = structured_kwargs(model, structured)
         else:
             source = self._sources.get(id(tools))
-            originals = source[1] if source is not None and source[0] is tools else list(tools)
+            originals = (
+                source[1] if source is not None and source[0] is tools else list(tools or ())
+            )
             bind_kwargs: dict[str, Any] = dict(options)
             if tool_choice is not None:
                 bind_kwargs["tool_choice"] = tool_choice
