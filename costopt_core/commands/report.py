@@ -55,8 +55,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from costopt_core.commands import add_command, require_plot
-from costopt_core.ledger import CostRecord, LedgerProtocol, ModelTotals
+from costopt_core.ledger import CostRecord, ModelTotals
 from costopt_core.levers import LEVERS, lever_savings
+from costopt_core.stores.ledger_sql import SQLLedger
 
 #: The dimensions of a report, in the order they are shown.
 DIMENSIONS = ("lever", "model", "tier", "day")
@@ -132,6 +133,8 @@ class LedgerReport:
     #: Savings split by lever with the one rule of :mod:`costopt_core.levers` (a routed
     #: batch call saves on routing and batch both; the table above files the record once).
     saved_by_lever: dict[str, float] = field(default_factory=dict)
+    #: Ledger rows skipped because they hold no cost record (damaged, written by hand).
+    skipped_rows: int = 0
 
     @classmethod
     def from_records(cls, records: Iterable[CostRecord]) -> LedgerReport:
@@ -186,6 +189,11 @@ class LedgerReport:
             notes.append(f"{t.estimated_events} with usage estimated from text")
         if notes:
             lines.append("of which " + "; ".join(notes))
+        if self.skipped_rows:
+            lines.append(
+                f"{self.skipped_rows} malformed ledger row(s) skipped (not a cost record; "
+                "the first is logged)"
+            )
         parts = [
             f"{lever.replace('_', ' ')} ${self.saved_by_lever[lever]:.6f}"
             for lever in LEVERS
@@ -239,7 +247,7 @@ def cell(row: Row, figure: str) -> str:
 # -- the ledger to read --------------------------------------------------------------
 
 
-def open_ledger(spec: str, table: str | None = None) -> LedgerProtocol:
+def open_ledger(spec: str, table: str | None = None) -> SQLLedger:
     """The ledger named by ``spec``: a PostgreSQL DSN, or the path of an existing
     SQLite ledger file (never created here: a mistyped path is an error)."""
     options = {} if table is None else {"table": table}
@@ -305,8 +313,9 @@ def run(args: argparse.Namespace) -> int:
     ledger = open_ledger(args.ledger, args.table)
     try:
         report = LedgerReport.from_records(ledger.records(since))
+        report.skipped_rows = ledger.malformed_rows
     finally:
-        ledger.close()  # type: ignore[attr-defined]
+        ledger.close()
     if args.png:
         from costopt_core.commands.report_render import write_png
 

@@ -39,6 +39,7 @@ from costopt_core.ledger import (
     check_estimate,
 )
 from costopt_core.pricing import check_amount
+from costopt_core.stores.base import MalformedRow, MalformedRows
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +86,24 @@ TOTALS = (
     " count(*) FILTER (WHERE cost_usd IS NULL), COALESCE(max(cost_usd), 0),"
     " count(*) FILTER (WHERE estimated),"
     " min(ts), max(ts)"
+)
+
+
+_MAX = "1.7976931348623157e308"  # the largest finite double: excludes inf (and NaN)
+
+#: The figures of a row that holds a :class:`~costopt_core.ledger.CostRecord` (the
+#: ranges ``CostRecord`` checks), in SQL both databases run. Each ledger adds the
+#: checks of its own types (SQLite's columns hold any type; ``tags`` a JSON object).
+#: Reads skip and count rows failing it, so one damaged or hand-written row never
+#: breaks a summary, a report or a budget.
+WELL_FORMED = (
+    f"input_tokens >= 0 AND output_tokens >= 0 AND cache_read_tokens >= 0"
+    f" AND cache_write_tokens >= 0 AND reasoning_tokens >= 0"
+    f" AND (cost_usd IS NULL OR cost_usd BETWEEN 0 AND {_MAX})"
+    f" AND (saved_usd IS NULL OR saved_usd BETWEEN -{_MAX} AND {_MAX})"
+    f" AND (baseline_cost_usd IS NULL OR baseline_cost_usd BETWEEN 0 AND {_MAX})"
+    f" AND ts BETWEEN -{_MAX} AND {_MAX}"
+    " AND kind IN ('call', 'cache_hit', 'cascade_attempt')"
 )
 
 
@@ -155,19 +174,57 @@ def record_values(
 def record_from_row(
     row: Sequence[Any],
     *,
-    tags: Callable[[Any], dict[str, str]] = dict,
+    tags: Callable[[Any], Any] = dict,
     text: Callable[[Any], str] = _same,
 ) -> CostRecord:
     """The record of a row selected as :data:`RECORD_COLUMNS`; ``tags`` decodes the
-    stored tags, ``text`` the text columns."""
+    stored tags, ``text`` the text columns. A row that holds no record (a text cost,
+    tags that are not a JSON object, ...) raises :class:`MalformedRow`."""
     data = dict(zip(RECORD_COLUMNS, row, strict=True))
     for name in TEXT_COLUMNS:
-        if data[name] is not None:
-            data[name] = text(data[name])
-    data["tags"] = tags(data["tags"])
+        value = data[name]
+        if value is not None:
+            if type(value) is not str:
+                raise MalformedRow(f"{name} is not text: {value!r:.60}")
+            data[name] = text(value)
+    try:
+        data["tags"] = tags(data["tags"])
+    except (TypeError, ValueError) as exc:
+        raise MalformedRow(f"tags are not JSON: {exc}") from None
+    if not isinstance(data["tags"], dict):
+        raise MalformedRow(f"tags are not a JSON object: {data['tags']!r:.60}")
     data["timestamp"] = data.pop("ts")
     data["estimated"] = bool(data["estimated"])
-    return CostRecord.from_dict(data)
+    try:
+        return CostRecord.from_dict(data)
+    except (TypeError, ValueError) as exc:  # CostRecord's own checks name the field
+        raise MalformedRow(str(exc)) from None
+
+
+def records_from_rows(
+    rows: Iterable[Sequence[Any]],
+    malformed: MalformedRows,
+    *,
+    tags: Callable[[Any], Any] = dict,
+    text: Callable[[Any], str] = _same,
+) -> list[CostRecord]:
+    """The records of ``id, <RECORD_COLUMNS>`` rows; a malformed row is skipped and
+    counted in ``malformed`` (by its id), never fatal.
+
+    Example:
+        >>> rows = MalformedRows("demo ledger")
+        >>> good = ("a", *record_values(CostRecord("m", cost_usd=0.5), tags=dict))
+        >>> bad = ("b", *good[1:9], "abc", *good[10:])  # a text cost
+        >>> [r.cost_usd for r in records_from_rows([good, bad], rows)], rows.count
+        ([0.5], 1)
+    """
+    records = []
+    for record_id, *values in rows:
+        try:
+            records.append(record_from_row(values, tags=tags, text=text))
+        except MalformedRow as exc:
+            malformed.skip(record_id, f"row id {record_id!r}: {exc}")
+    return records
 
 
 def summary_from_rows(
@@ -294,6 +351,8 @@ class SQLLedger(ABC):
 
     def __init__(self) -> None:
         self._backlog = Backlog(repr(self))
+        #: Rows skipped because they hold no cost record (damaged, written by hand).
+        self.malformed = MalformedRows(repr(self))
 
     # -- hooks ------------------------------------------------------------------------
 
@@ -382,6 +441,17 @@ class SQLLedger(ABC):
         """The stored records, oldest first (then any not yet written)."""
         return self._records(since) + self._backlog.records(since)
 
+    def skip_malformed(self, record_ids: Iterable[Any]) -> None:
+        """Count the rows ``record_ids`` a summary skipped (they hold no record)."""
+        for record_id in record_ids:
+            self.malformed.skip(record_id, f"row id {record_id!r} does not hold a cost record")
+
+    @property
+    def malformed_rows(self) -> int:
+        """Rows skipped by reads because they hold no cost record (a text cost, tags
+        that are not JSON, ...; the first one is logged). 0 when all is well."""
+        return self.malformed.count
+
     @property
     def unwritten(self) -> int:
         """Records kept in memory because their write failed (0 when all is well)."""
@@ -410,11 +480,13 @@ __all__ = [
     "RECORD_COLUMNS",
     "TEXT_COLUMNS",
     "TOTALS",
+    "WELL_FORMED",
     "Backlog",
     "SQLLedger",
     "check_table",
     "record_from_row",
     "record_values",
+    "records_from_rows",
     "storable",
     "summary_from_rows",
 ]

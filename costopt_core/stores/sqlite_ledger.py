@@ -47,10 +47,11 @@ from costopt_core.ledger import Budget, BudgetCheck, CostRecord, LedgerSummary, 
 from costopt_core.stores.ledger_sql import (
     RECORD_COLUMNS,
     TOTALS,
+    WELL_FORMED,
     SQLLedger,
     check_table,
-    record_from_row,
     record_values,
+    records_from_rows,
     summary_from_rows,
 )
 from costopt_core.stores.sqlite_file import MetaTable, connect, transaction
@@ -75,6 +76,24 @@ _TYPES = {
     "run_id": "TEXT",
     "estimated": "INTEGER NOT NULL DEFAULT 0",
 }
+
+
+# SQLite columns hold any type: a row written by hand or by another program may hold
+# text where a number belongs. With WELL_FORMED: the rows that hold a record.
+_TYPES_OK = (
+    "typeof(model) = 'text'"
+    + "".join(f" AND typeof({c}) IN ('text', 'null')" for c in ("tier", "baseline_model", "run_id"))
+    + "".join(f" AND typeof({c}) = 'integer'" for c in RECORD_COLUMNS if c.endswith("_tokens"))
+    + "".join(
+        f" AND typeof({c}) IN ('real', 'integer', 'null')"
+        for c in ("cost_usd", "saved_usd", "baseline_cost_usd")
+    )
+    + " AND typeof(ts) IN ('real', 'integer')"
+    # CASE: json_type() raises on text that is not JSON, so it runs only on valid JSON.
+    + " AND CASE WHEN typeof(tags) = 'text' AND json_valid(tags)"
+    " THEN json_type(tags) = 'object' ELSE 0 END"
+)
+_OK = f"({_TYPES_OK} AND {WELL_FORMED})"
 
 
 class SQLiteLedger(SQLLedger):
@@ -122,6 +141,11 @@ class SQLiteLedger(SQLLedger):
             self.path, timeout=timeout, synchronous="FULL" if durable else "NORMAL"
         )
         self._lock = threading.Lock()  # one connection: one transaction at a time
+        # Rows up to this rowid were checked for malformed ones: the check costs as much
+        # as the totals, so each row is checked once, and the totals filter rows only
+        # once a malformed one was seen.
+        self._checked_rowid = 0
+        self._filter = ""
         self._closed = False
         super().__init__()
         t, r, d = table, f"{table}_reservations", f"{table}_days"
@@ -142,11 +166,15 @@ class SQLiteLedger(SQLLedger):
             "reserve": f"INSERT INTO {r} (id, estimate_usd, expires_at) VALUES (?, ?, ?)",
             "spent_days": f"SELECT COALESCE(sum(spent_usd), 0) FROM {d} WHERE day >= ?",
             "spent_records": f"SELECT COALESCE(sum(cost_usd), 0) FROM {t} WHERE ts >= ?",
-            "records": f"SELECT {columns} FROM {t} WHERE ts >= ? ORDER BY ts, rowid",
-            "totals": f"SELECT {TOTALS} FROM {t} WHERE ts >= ? GROUP BY model",
+            "records": f"SELECT id, {columns} FROM {t} WHERE ts >= ? ORDER BY ts, rowid",
+            "totals": f"SELECT {TOTALS} FROM {t} WHERE ts >= ? {{ok}} GROUP BY model",
             "tiers": (
                 f"SELECT model, tier, count(*) FROM {t} WHERE kind <> 'cache_hit'"
-                " AND tier IS NOT NULL AND ts >= ? GROUP BY model, tier"
+                " AND tier IS NOT NULL AND ts >= ? {ok} GROUP BY model, tier"
+            ),
+            "last_rowid": f"SELECT COALESCE(max(rowid), 0) FROM {t}",
+            "malformed": (
+                f"SELECT id FROM {t} WHERE rowid > ? AND rowid <= ? AND {_OK} IS NOT TRUE"
             ),
         }
         try:
@@ -229,8 +257,16 @@ class SQLiteLedger(SQLLedger):
         with self._lock:
             self._check_open()
             with transaction(self._conn, write=False):  # both queries: one snapshot
-                models = self._conn.execute(self._sql["totals"], (start,)).fetchall()
-                tiers = self._conn.execute(self._sql["tiers"], (start,)).fetchall()
+                last = self._conn.execute(self._sql["last_rowid"]).fetchone()[0]
+                if last != self._checked_rowid:
+                    bounds = (self._checked_rowid, last)
+                    bad = self._conn.execute(self._sql["malformed"], bounds).fetchall()
+                    self.skip_malformed(row[0] for row in bad)
+                    self._filter = self._filter or (f"AND {_OK}" if bad else "")
+                    self._checked_rowid = last
+                ok = self._filter
+                models = self._conn.execute(self._sql["totals"].format(ok=ok), (start,)).fetchall()
+                tiers = self._conn.execute(self._sql["tiers"].format(ok=ok), (start,)).fetchall()
         return summary_from_rows(models, tiers)
 
     def _records(self, since: float | None) -> list[CostRecord]:
@@ -238,7 +274,7 @@ class SQLiteLedger(SQLLedger):
         with self._lock:
             self._check_open()
             rows = self._conn.execute(self._sql["records"], (start,)).fetchall()
-        return [record_from_row(row, tags=json.loads) for row in rows]
+        return records_from_rows(rows, self.malformed, tags=json.loads)
 
     @property
     def reserved_usd(self) -> float:
@@ -254,6 +290,7 @@ class SQLiteLedger(SQLLedger):
             with transaction(self._conn):
                 for table in (self.table, f"{self.table}_reservations", f"{self.table}_days"):
                     self._conn.execute(f"DELETE FROM {table}")
+                self._checked_rowid, self._filter = 0, ""
 
     def close(self) -> None:
         """Write what is kept in memory if possible, then close the file."""

@@ -24,6 +24,9 @@ from costopt_core.stores.postgres.text import from_db, json_from_db, json_to_db,
 T = TypeVar("T")
 
 _COLUMNS = ", ".join(sql.RECORD_COLUMNS)
+# The rows that hold a record: the column types hold the rest (a NaN cost, tags that
+# are a JSON list, ... can still be written by hand).
+_OK = f"({sql.WELL_FORMED} AND jsonb_typeof(tags) = 'object')"
 
 
 def _tags_to_db(tags: dict[str, str]) -> Any:
@@ -107,12 +110,13 @@ class PostgresLedger(sql.SQLLedger):
             "reserve": f"INSERT INTO {r} (id, estimate_usd, expires_at) VALUES (%s, %s, %s)",
             "spent": f"SELECT COALESCE(sum(cost_usd), 0) FROM {t} WHERE {{since}}",
             "pending": f"SELECT COALESCE(sum(estimate_usd), 0) FROM {r} WHERE expires_at > %s",
-            "records": f"SELECT {cols} FROM {t} WHERE {{since}} ORDER BY ts, recorded_at, id",
-            "totals": f"SELECT {sql.TOTALS} FROM {t} WHERE {{since}} GROUP BY model",
+            "records": (f"SELECT id, {cols} FROM {t} WHERE {{since}} ORDER BY ts, recorded_at, id"),
+            "totals": f"SELECT {sql.TOTALS} FROM {t} WHERE {{since}} AND {_OK} GROUP BY model",
             "tiers": (
                 f"SELECT model, tier, count(*) FROM {t} WHERE kind <> 'cache_hit'"
-                " AND tier IS NOT NULL AND {since} GROUP BY model, tier"
+                f" AND tier IS NOT NULL AND {{since}} AND {_OK} GROUP BY model, tier"
             ),
+            "malformed": f"SELECT id FROM {t} WHERE {{since}} AND {_OK} IS NOT TRUE",
             "clear": f"TRUNCATE {t}, {r}",
         }
 
@@ -247,19 +251,21 @@ class PostgresLedger(sql.SQLLedger):
         return float(self._run(self._query("spent", since))[0])
 
     def _summary(self, since: float | None) -> LedgerSummary:
-        def read() -> Steps[tuple[list[Any], list[Any]]]:
+        def read() -> Steps[tuple[list[Any], list[Any], list[Any]]]:
             # REPEATABLE READ: both queries see the same records.
             yield Sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
             models = yield self._query("totals", since, "all")
             tiers = yield self._query("tiers", since, "all")
-            return models, tiers
+            bad = yield self._query("malformed", since, "all")
+            return models, tiers, bad
 
-        models, tiers = self._run(read)
+        models, tiers, bad = self._run(read)
+        self.skip_malformed(row[0] for row in bad)
         return sql.summary_from_rows(models, tiers, text=from_db)
 
     def _records(self, since: float | None) -> list[CostRecord]:
         rows = self._run(self._query("records", since, "all"))
-        return [sql.record_from_row(row, tags=json_from_db, text=from_db) for row in rows]
+        return sql.records_from_rows(rows, self.malformed, tags=json_from_db, text=from_db)
 
     @property
     def reserved_usd(self) -> float:

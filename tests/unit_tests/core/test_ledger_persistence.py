@@ -4,11 +4,14 @@ damaged or written by hand are skipped and counted instead of breaking every rea
 
 from __future__ import annotations
 
+import logging
+import sqlite3
 import uuid
 from collections.abc import Callable, Iterator
 
 import pytest
 
+from costopt_core.cli import main
 from costopt_core.ledger import CostRecord
 from costopt_core.stores.ledger_sql import SQLLedger
 from costopt_core.stores.sqlite_ledger import SQLiteLedger
@@ -57,3 +60,66 @@ def test_a_lone_surrogate_in_a_record_is_stored_escaped_and_its_spend_survives_a
     escaped = "model\\udcff"
     assert (first.model, first.tier, dict(first.tags)) == (escaped, escaped, {escaped: escaped})
     assert sorted(ledger.summary().models) == ["good", escaped]
+
+
+def _add_sqlite_rows(path: str, rows: list[tuple[object, ...]]) -> None:
+    """Rows written by hand (or by another program) into a SQLite ledger."""
+    with sqlite3.connect(path) as conn:
+        conn.executemany(
+            "INSERT INTO costopt_ledger (id, model, kind, cost_usd, tags, ts, input_tokens)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            rows,
+        )
+
+
+def test_malformed_sqlite_rows_are_skipped_and_counted_by_every_read(tmp_path, caplog, capsys):
+    path = str(tmp_path / "ledger.db")
+    with SQLiteLedger(path) as ledger:
+        ledger.record(CostRecord("m", tier="simple", cost_usd=0.5, timestamp=1000.0))
+    _add_sqlite_rows(
+        path,
+        [
+            ("x1", "m", "call", "abc", "{}", 1001.0, 0),  # a text cost
+            ("x2", "m", "call", 0.1, "not json", 1002.0, 0),
+            ("x3", "m", "call", 0.1, "[1, 2]", 1003.0, 0),  # JSON, not an object
+            ("x4", "m", "call", 0.1, "{}", "yesterday", 0),  # a text timestamp
+            ("x5", "m", "weird", 0.1, "{}", 1004.0, 0),
+            ("x6", "m", "call", 0.1, "{}", 1005.0, -3),  # negative tokens
+            ("x7", "m", "call", 0.1, "{}", 1006.0, 2.5),  # a fraction of a token
+        ],
+    )
+    with SQLiteLedger(path) as ledger, caplog.at_level(logging.WARNING):
+        assert [r.cost_usd for r in ledger.records()] == [0.5]
+        assert ledger.malformed_rows == 7
+        summary = ledger.summary()  # a text cost no longer breaks max(cost_usd)
+        assert summary.total_cost == pytest.approx(0.5)
+        assert summary.models["m"].calls == 1 and summary.models["m"].tiers == {"simple": 1}
+        assert ledger.malformed_rows == 7  # the same rows, counted once
+    assert sum("malformed row" in r.getMessage() for r in caplog.records) == 1  # logged once
+    assert main(["report", path]) == 0
+    out = capsys.readouterr().out
+    assert "1 events" in out and "7 malformed ledger row(s) skipped" in out
+
+
+def test_malformed_postgres_rows_are_skipped_and_counted(pg_server):
+    psycopg = pytest.importorskip("psycopg")
+    from costopt_core.stores.postgres import PostgresLedger
+
+    table = f"l_{uuid.uuid4().hex[:12]}"
+    with PostgresLedger(pg_server.dsn, table=table) as ledger:
+        ledger.record(CostRecord("m", cost_usd=0.5, timestamp=1000.0))
+        with psycopg.connect(pg_server.dsn, autocommit=True) as conn:
+            for cost, tags, ts, tokens in [
+                ("NaN", "{}", 1001.0, 0),
+                ("0.1", "[1, 2]", 1002.0, 0),
+                ("0.1", "{}", "Infinity", 0),
+                ("0.1", "{}", 1003.0, -3),
+            ]:
+                conn.execute(
+                    f"INSERT INTO {table} (id, model, kind, cost_usd, tags, ts, input_tokens)"
+                    " VALUES (%s, 'm', 'call', %s::float8, %s::jsonb, %s::float8, %s)",
+                    (uuid.uuid4(), cost, tags, ts, tokens),
+                )
+        assert [r.cost_usd for r in ledger.records()] == [0.5]
+        assert ledger.summary().total_cost == pytest.approx(0.5)  # not NaN
+        assert ledger.malformed_rows == 4
