@@ -368,6 +368,10 @@ def price_usage(price: ModelPrice, usage: TokenUsage) -> float:
 # -- the accountant -------------------------------------------------------------------------
 
 
+#: Seconds a reservation holds when its call never ends (the ledgers' own default).
+DEFAULT_RESERVATION_TTL = 300.0
+
+
 def _opt_limit(name: str, value: float | None) -> float | None:
     return None if value is None else check_amount(name, value)
 
@@ -416,6 +420,10 @@ class CostAccountant:
         call_estimate_usd: the amount reserved against the budgets for each call
             before it is made. Default: the largest of the last 32 calls. ``0`` admits
             calls while anything is left (the last one may pass the limit).
+        reservation_ttl_seconds: how long a call's reservation holds if the call never
+            ends (a killed process): long enough for the slowest call (a call that
+            outlives it no longer holds its share of the budget), short enough that a
+            crashed worker does not block a shared budget for long. Default 300.
     """
 
     def __init__(
@@ -431,6 +439,7 @@ class CostAccountant:
         catalog: PriceCatalog | None = None,
         tags: Mapping[str, str] | None = None,
         call_estimate_usd: float | None = None,
+        reservation_ttl_seconds: float = DEFAULT_RESERVATION_TTL,
     ) -> None:
         if baseline_model is not None and (
             not isinstance(baseline_model, str) or not baseline_model.strip()
@@ -468,6 +477,16 @@ class CostAccountant:
         self._recent_costs: deque[float] = deque(maxlen=_RECENT_CALLS)
         self._seed_estimate: float | None = None
         self.call_estimate_usd = _opt_limit("call_estimate_usd", call_estimate_usd)
+        if (
+            isinstance(reservation_ttl_seconds, bool)
+            or not isinstance(reservation_ttl_seconds, int | float)
+            or not 0 < reservation_ttl_seconds < math.inf
+        ):
+            raise ValueError(
+                "reservation_ttl_seconds must be a number of seconds > 0, got "
+                f"{reservation_ttl_seconds!r}"
+            )
+        self.reservation_ttl_seconds = float(reservation_ttl_seconds)
         # The recent costs only feed the reservation estimate of budgeted calls.
         self._tracks_recent = bool(self.budgets)
         self._downgrade = False
@@ -588,7 +607,9 @@ class CostAccountant:
                 estimate = self._estimate(first_call)
             else:
                 estimate = max(costs)
-            check = self.ledger.reserve(estimate, self.budgets)
+            check = self.ledger.reserve(
+                estimate, self.budgets, ttl_seconds=self.reservation_ttl_seconds
+            )
         except Exception as exc:
             self._faults.report("budget check", exc)
             return None, False
@@ -609,9 +630,11 @@ class CostAccountant:
         quick = self._reserve_id
         try:
             if quick is None:
-                check = self.ledger.reserve(estimate, self.budgets)
+                check = self.ledger.reserve(
+                    estimate, self.budgets, ttl_seconds=self.reservation_ttl_seconds
+                )
             else:
-                held = quick(estimate, self.budgets)
+                held = quick(estimate, self.budgets, self.reservation_ttl_seconds)
                 if type(held) is str and estimate < self._refused_at:
                     return held  # the usual case: nothing refused lately
                 check = BudgetCheck.of(held)
@@ -652,7 +675,9 @@ class CostAccountant:
         if not (routed and len(costs) > 1 and costs[0] < estimate):
             raise check.error()
         try:
-            cheap = self.ledger.reserve(costs[0], self.budgets)
+            cheap = self.ledger.reserve(
+                costs[0], self.budgets, ttl_seconds=self.reservation_ttl_seconds
+            )
         except Exception as exc:
             self._faults.report("budget check", exc)
             return None, True
@@ -1197,6 +1222,7 @@ class CostHandlerBase(AccountantViews):
         tags: Mapping[str, str] | None = None,
         catalog: PriceCatalog | None = None,
         call_estimate_usd: float | None = None,
+        reservation_ttl_seconds: float = DEFAULT_RESERVATION_TTL,
     ) -> None:
         """
         Args:
@@ -1216,6 +1242,8 @@ class CostHandlerBase(AccountantViews):
             catalog: price catalog (default: the process-wide one, see ``set_price``).
             call_estimate_usd: reserved against the budgets before each call (default:
                 the largest of the last 32 calls; see ``CostAccountant``).
+            reservation_ttl_seconds: how long a call's reservation holds if the call
+                never ends (default 300; see ``CostAccountant``).
         """
         super().__init__()
         self._accountant = CostAccountant(
@@ -1229,6 +1257,7 @@ class CostHandlerBase(AccountantViews):
             catalog=catalog,
             tags=tags,
             call_estimate_usd=call_estimate_usd,
+            reservation_ttl_seconds=reservation_ttl_seconds,
         )
 
     @property
@@ -1238,6 +1267,7 @@ class CostHandlerBase(AccountantViews):
 
 
 __all__ = [
+    "DEFAULT_RESERVATION_TTL",
     "UNPRICED",
     "AccountantViews",
     "BudgetExceededError",

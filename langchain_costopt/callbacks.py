@@ -407,8 +407,9 @@ class CostCallbackHandler(CostHandlerBase, _HandlerState, BaseCallbackHandler):
 
     Arguments (``baseline_model``, ``budget_usd``, ``on_budget``, ``ledger``,
     ``daily_budget_usd``, ``monthly_budget_usd``, ``budgets``, ``tags``, ``catalog``,
-    ``call_estimate_usd``) and figures (``total_cost``, ``total_saved``, ``report()``,
-    ``to_dict()``, ``to_json()``, ``to_csv()``, budgets...) are those of
+    ``call_estimate_usd``, ``reservation_ttl_seconds``) and figures (``total_cost``,
+    ``total_saved``, ``report()``, ``to_dict()``, ``to_json()``, ``to_csv()``, budgets...)
+    are those of
     ``costopt_core.accounting.CostHandlerBase``, the same as LlamaIndex's
     ``CostEventHandler``.
     """

@@ -338,8 +338,9 @@ class CostEventHandler(CostHandlerBase, BaseEventHandler):
 
     Arguments (``baseline_model``, ``budget_usd``, ``on_budget``, ``ledger``,
     ``daily_budget_usd``, ``monthly_budget_usd``, ``budgets``, ``tags``, ``catalog``,
-    ``call_estimate_usd``) and figures (``total_cost``, ``total_saved``, ``report()``,
-    ``to_dict()``, ``to_json()``, ``to_csv()``, budgets...) are those of
+    ``call_estimate_usd``, ``reservation_ttl_seconds``) and figures (``total_cost``,
+    ``total_saved``, ``report()``, ``to_dict()``, ``to_json()``, ``to_csv()``, budgets...)
+    are those of
     ``costopt_core.accounting.CostHandlerBase``, the same as LangChain's
     ``CostCallbackHandler``. ``on_budget="raise"`` stops a call only through the
     wrappers above: LlamaIndex swallows what an event handler raises.

@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import logging
+import time
 import uuid
 
 import pytest
@@ -744,3 +745,22 @@ def test_calls_recorded_later_keep_no_object_the_cyclic_gc_must_track() -> None:
     assert acct.summary().calls == 2000
     last = acct.ledger.records()[-1]
     assert last.run_id == str(ids[-1]) and last.saved_usd > 0
+
+
+def test_a_reservation_holds_for_reservation_ttl_seconds() -> None:
+    # A call that never ends (a killed process) holds its share of a shared budget for
+    # this long: 300 s fixed blocked a crashed worker's budget for 5 minutes.
+    ledger = CostLedger()
+    held = CostAccountant(budget_usd=0.03, ledger=ledger, reservation_ttl_seconds=0.05)
+    other = CostAccountant(budget_usd=0.03, ledger=ledger)
+    assert held.admit([CallQuote("acct-strong", 1000, 500)])[0] is not None  # $0.025
+    with pytest.raises(BudgetExceededError):
+        other.admit([CallQuote("acct-strong", 1000, 500)])
+    time.sleep(0.1)
+    assert other.admit([CallQuote("acct-strong", 1000, 500)])[0] is not None
+
+
+@pytest.mark.parametrize("bad", [0, -1, float("inf"), float("nan"), "60", True])
+def test_reservation_ttl_seconds_must_be_a_positive_number(bad: object) -> None:
+    with pytest.raises(ValueError, match="reservation_ttl_seconds must be"):
+        CostAccountant(reservation_ttl_seconds=bad)  # type: ignore[arg-type]
