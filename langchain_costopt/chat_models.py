@@ -49,7 +49,7 @@ from langchain_core.runnables import (
 )
 from langchain_core.runnables.config import ensure_config, get_config_list
 from langchain_core.tools import BaseTool
-from langchain_core.utils.function_calling import convert_to_openai_tool
+from langchain_core.utils.function_calling import convert_to_json_schema, convert_to_openai_tool
 from langchain_core.utils.pydantic import is_basemodel_subclass
 from pydantic import BaseModel, ConfigDict, model_validator
 
@@ -423,7 +423,15 @@ class RouterChatModel(BaseChatModel):
                 key = convert_to_openai_tool(schema)["function"]["name"]
                 parser = JsonOutputKeyToolsParser(key_name=key, first_tool_only=True)
         else:
-            spec = {"schema": schema, "method": method, "strict": strict}
+            # The cache key is the call's kwargs, where a class shows only its name: the
+            # JSON schema there keeps a schema that gained a field from reading answers
+            # cached for its old form.
+            spec = {
+                "schema": schema,
+                "method": method,
+                "strict": strict,
+                "json_schema": None if schema is None else convert_to_json_schema(schema),
+            }
             llm = self.bind(costopt_structured=spec, ls_structured_output_format=ls_format)
             parser = StructuredAnswerParser(answer_schema=schema)
         if include_raw:

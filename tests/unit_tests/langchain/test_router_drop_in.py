@@ -3,10 +3,12 @@ output, token counting, copies, profiles and the tiers' own settings."""
 
 from __future__ import annotations
 
+import pytest
 from langchain.agents import create_agent
 from langchain.agents.structured_output import ProviderStrategy
+from langchain_core.caches import InMemoryCache
 from langchain_core.messages import HumanMessage
-from pydantic import BaseModel
+from pydantic import BaseModel, create_model
 
 from langchain_costopt import RouterChatModel
 from langchain_costopt.simulated import SimulatedChatModel
@@ -30,3 +32,18 @@ def test_an_agent_without_tools_gets_the_providers_structured_answer() -> None:
     )
     result = agent.invoke({"messages": [HumanMessage("Weather in Paris?")]})
     assert isinstance(result["structured_response"], Weather)
+
+
+def answer_schema(*fields: str) -> type[BaseModel]:
+    """A schema named ``Answer`` with string ``fields``: one class, two deploys."""
+    return create_model("Answer", **{name: (str, ...) for name in fields})  # type: ignore[call-overload]
+
+
+@pytest.mark.parametrize("method", ["json_schema", "json_mode"])
+def test_a_schema_that_gained_a_field_is_not_served_its_old_cached_answer(method: str) -> None:
+    cache = InMemoryCache()
+    old, new = answer_schema("city"), answer_schema("city", "summary")
+    first = RouterChatModel(models=tiers(), cache=cache).with_structured_output(old, method=method)
+    assert first.invoke("Weather in Paris?").city
+    second = RouterChatModel(models=tiers(), cache=cache).with_structured_output(new, method=method)
+    assert second.invoke("Weather in Paris?").summary
