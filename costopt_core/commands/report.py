@@ -46,9 +46,7 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-import os
 import re
-import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -249,27 +247,18 @@ def cell(row: Row, figure: str) -> str:
 
 def open_ledger(spec: str, table: str | None = None) -> SQLLedger:
     """The ledger named by ``spec``: a PostgreSQL DSN, or the path of an existing
-    SQLite ledger file (never created here: a mistyped path is an error)."""
+    SQLite ledger file, opened read-only (never created here: a mistyped path is an
+    error, and so is a file that holds no costopt ledger)."""
     options = {} if table is None else {"table": table}
     if _DSN.match(spec):
         from costopt_core.stores.postgres import PostgresLedger
 
         return PostgresLedger(spec, **options)
-    if not os.path.isfile(spec):
-        raise FileNotFoundError(f"no ledger file at {spec!r} (nor a PostgreSQL DSN)")
     from costopt_core.stores.sqlite_ledger import SQLiteLedger
 
-    name = table or "costopt_ledger"
-    with sqlite3.connect(f"file:{os.path.abspath(spec)}?mode=ro", uri=True) as conn:
-        try:
-            found = conn.execute(
-                "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)
-            ).fetchone()[0]
-        except sqlite3.DatabaseError as exc:
-            raise ValueError(f"{spec} is not a SQLite file: {exc}") from None
-    if not found:
-        raise ValueError(f"{spec} holds no costopt ledger (no table {name!r}; see --table)")
-    return SQLiteLedger(spec, **options)
+    # Read-only: a report never creates tables or switches the journal mode, so a
+    # ledger on a read-only disk, or a mistyped path, is read or refused, never written.
+    return SQLiteLedger(spec, read_only=True, **options)
 
 
 def _since(value: str | None) -> float | None:

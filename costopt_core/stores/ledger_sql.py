@@ -387,6 +387,10 @@ class SQLLedger(ABC):
     def _check_open(self) -> None:
         """Raise RuntimeError once closed."""
 
+    def _check_writable(self) -> None:
+        """Raise RuntimeError when the ledger was opened only to be read."""
+        return None  # writable unless a subclass opens read-only
+
     def _unwritten_since(self, since: float | None) -> float:
         return self._backlog.spent_since(since)
 
@@ -398,6 +402,7 @@ class SQLLedger(ABC):
         if not isinstance(record, CostRecord):
             raise TypeError(f"record must be a CostRecord, got {type(record).__name__}")
         self._check_open()  # a closed ledger is an error, not a fault to keep records through
+        self._check_writable()
         self._backlog.flush(self._write)
         record_id = str(uuid.uuid4())
         try:
@@ -420,11 +425,13 @@ class SQLLedger(ABC):
         for budget in budgets:
             if not isinstance(budget, Budget):
                 raise TypeError(f"budgets must hold Budget objects, got {type(budget).__name__}")
+        self._check_writable()
         self._backlog.flush(self._write)
         return self._reserve(estimate, budgets, ttl, time.time() if now is None else float(now))
 
     def release(self, reservation_id: str) -> None:
         """Drop a reservation whose call failed (unknown ids are ignored)."""
+        self._check_writable()
         self._release(reservation_id)
 
     def spent_since(self, since: float | None = None) -> float:

@@ -38,6 +38,8 @@ from __future__ import annotations
 import json
 import math
 import os
+import pathlib
+import sqlite3
 import threading
 import time
 import uuid
@@ -96,6 +98,53 @@ _TYPES_OK = (
 _OK = f"({_TYPES_OK} AND {WELL_FORMED})"
 
 
+def _open_read_only(path: str, table: str, timeout: float) -> sqlite3.Connection:
+    """A read-only connection to the ledger file ``path`` (a ``ValueError`` when it is
+    not a SQLite file or holds no ledger ``table``; nothing is created or written)."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"no ledger file at {path!r}")
+    uri = pathlib.Path(path).resolve().as_uri() + "?mode=ro"
+
+    def open_uri(uri: str) -> sqlite3.Connection:
+        return sqlite3.connect(uri, uri=True, timeout=timeout, check_same_thread=False)
+
+    try:
+        return _check_ledger(open_uri(uri), path, table)
+    except sqlite3.OperationalError as exc:
+        # A WAL file in a directory we cannot write: SQLite cannot make its shared
+        # memory file. With no write-ahead log beside it the file holds every commit,
+        # so it is read as immutable (no locks, no shared memory).
+        if "unable to open" not in str(exc) or os.path.exists(path + "-wal"):
+            raise ValueError(f"cannot read {path}: {exc}") from None
+        return _check_ledger(open_uri(uri + "&immutable=1"), path, table)
+
+
+def _check_ledger(conn: sqlite3.Connection, path: str, table: str) -> sqlite3.Connection:
+    """``conn`` if its file holds the ledger ``table`` (closed and refused otherwise)."""
+    conn.isolation_level = None  # BEGIN/COMMIT are ours, as in connect()
+    try:
+        found = conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name IN (?, ?)",
+            (table, f"{table}_meta"),
+        ).fetchall()
+        if (table,) not in found:
+            raise ValueError(f"{path} holds no costopt ledger (no table {table!r})")
+        if (f"{table}_meta",) in found:
+            kind = MetaTable(conn, f"{table}_meta", kind="ledger").get("kind")
+            if kind not in (None, "ledger"):
+                raise ValueError(f"{path}: table {table!r} holds a costopt {kind}")
+    except sqlite3.OperationalError:
+        conn.close()
+        raise
+    except sqlite3.DatabaseError as exc:
+        conn.close()
+        raise ValueError(f"{path} is not a SQLite file: {exc}") from None
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
 class SQLiteLedger(SQLLedger):
     """Cost records and budget reservations in a SQLite file; implements
     :class:`costopt_core.ledger.LedgerProtocol`. Pass it as ``ledger=`` to
@@ -119,6 +168,9 @@ class SQLiteLedger(SQLLedger):
             ``<table>_meta`` too, so one file may hold several ledgers.
         timeout: seconds a write waits for another process's transaction.
         durable: commit with ``synchronous=FULL`` (see the module docstring).
+        read_only: open an existing ledger file to read it (``costopt report``): no
+            table is created, nothing is written, so a file on a read-only disk or
+            owned by another user can be read. ``record``/``reserve`` then raise.
     """
 
     def __init__(
@@ -128,6 +180,7 @@ class SQLiteLedger(SQLLedger):
         table: str = "costopt_ledger",
         timeout: float = 30.0,
         durable: bool = True,
+        read_only: bool = False,
     ) -> None:
         check_table(table, "table")
         self.path = os.fspath(path)
@@ -137,9 +190,16 @@ class SQLiteLedger(SQLLedger):
                 "nor shared (use costopt_core.ledger.CostLedger for an in-process ledger)"
             )
         self.table = table
-        self._conn = connect(
-            self.path, timeout=timeout, synchronous="FULL" if durable else "NORMAL"
-        )
+        self.read_only = bool(read_only)
+        if self.read_only:
+            self._conn = _open_read_only(self.path, table, timeout)
+        else:
+            try:
+                self._conn = connect(
+                    self.path, timeout=timeout, synchronous="FULL" if durable else "NORMAL"
+                )
+            except sqlite3.OperationalError as exc:  # SQLite's message never names the file
+                raise sqlite3.OperationalError(f"{exc}: {self.path}") from exc
         self._lock = threading.Lock()  # one connection: one transaction at a time
         # Rows up to this rowid were checked for malformed ones: the check costs as much
         # as the totals, so each row is checked once, and the totals filter rows only
@@ -177,9 +237,14 @@ class SQLiteLedger(SQLLedger):
                 f"SELECT id FROM {t} WHERE rowid > ? AND rowid <= ? AND {_OK} IS NOT TRUE"
             ),
         }
+        if self.read_only:
+            return
         try:
             with transaction(self._conn):
                 self._create(t, r, d)
+        except sqlite3.OperationalError as exc:
+            self._conn.close()
+            raise sqlite3.OperationalError(f"{exc}: {self.path}") from exc
         except BaseException:
             self._conn.close()
             raise
@@ -202,6 +267,10 @@ class SQLiteLedger(SQLLedger):
     def _check_open(self) -> None:
         if self._closed:
             raise RuntimeError(f"{self!r} is closed")
+
+    def _check_writable(self) -> None:
+        if self.read_only:
+            raise RuntimeError(f"{self!r} was opened read_only=True: it records nothing")
 
     def _write(self, record_id: str, record: CostRecord, reservation_id: str | None) -> None:
         values = record_values(record, tags=json.dumps)
@@ -285,6 +354,7 @@ class SQLiteLedger(SQLLedger):
 
     def clear(self) -> None:
         """Delete every record and reservation of this ledger."""
+        self._check_writable()
         with self._lock:
             self._check_open()
             with transaction(self._conn):

@@ -123,3 +123,26 @@ def test_malformed_postgres_rows_are_skipped_and_counted(pg_server):
         assert [r.cost_usd for r in ledger.records()] == [0.5]
         assert ledger.summary().total_cost == pytest.approx(0.5)  # not NaN
         assert ledger.malformed_rows == 4
+
+
+def test_a_report_reads_a_ledger_without_writing_to_it(tmp_path, capsys):
+    path = tmp_path / "ledger.db"
+    with SQLiteLedger(path) as ledger:
+        ledger.record(CostRecord("m", cost_usd=0.5, timestamp=1000.0))
+    with sqlite3.connect(path) as conn:  # as copied off a server, or a rollback-journal file
+        conn.execute("PRAGMA journal_mode=DELETE")
+    before = path.read_bytes()
+    assert main(["report", str(path)]) == 0
+    assert "1 events" in capsys.readouterr().out
+    # Nothing written: a read-only disk or another user's file reads as well.
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ledger.db"]
+    with SQLiteLedger(path, read_only=True) as ledger:
+        assert ledger.spent_since() == 0.5
+        with pytest.raises(RuntimeError, match="read_only"):
+            ledger.record(CostRecord("m", cost_usd=0.1))
+
+
+def test_a_ledger_path_that_cannot_be_opened_is_named(tmp_path):
+    with pytest.raises(sqlite3.OperationalError, match=f"unable to open.*{tmp_path}"):
+        SQLiteLedger(tmp_path)  # a directory, as a read-only one fails: SQLite names no path
