@@ -300,6 +300,38 @@ class RouterChatModel(BaseChatModel):
         """Tier names, cheapest first."""
         return self._engine.tiers
 
+    # -- token counting: as the tiers count -------------------------------------------
+
+    @property
+    def _token_counter(self) -> BaseChatModel:
+        # The strongest tier counts: a count is asked to fit a prompt in a context
+        # window, and the strongest tier is where long threads are routed and where a
+        # fallback ends, so trimming to its count is safe for the prompt that matters;
+        # LangChain's default (a GPT-2 tokenizer, needing transformers) counts like none.
+        return self.models[self.tiers[-1]]
+
+    def get_token_ids(self, text: str) -> list[int]:
+        """Token ids of ``text`` as the strongest tier counts them (``custom_get_token_ids``
+        wins)."""
+        if self.custom_get_token_ids is not None:
+            return super().get_token_ids(text)
+        return self._token_counter.get_token_ids(text)
+
+    def get_num_tokens(self, text: str) -> int:
+        """Tokens in ``text`` as the strongest tier counts them."""
+        if self.custom_get_token_ids is not None:
+            return super().get_num_tokens(text)
+        return self._token_counter.get_num_tokens(text)
+
+    def get_num_tokens_from_messages(
+        self, messages: list[BaseMessage], tools: Sequence[Any] | None = None
+    ) -> int:
+        """Tokens in ``messages`` as the strongest tier counts them (what
+        ``trim_messages(token_counter=router)`` calls)."""
+        if self.custom_get_token_ids is not None:
+            return super().get_num_tokens_from_messages(messages, tools)
+        return self._token_counter.get_num_tokens_from_messages(messages, tools)
+
     # -- routing: LangChain messages in, the engine's routed call out -------------------
 
     def route(self, messages: Sequence[BaseMessage] | str) -> RouteDecision:

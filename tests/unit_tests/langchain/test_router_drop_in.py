@@ -7,7 +7,7 @@ import pytest
 from langchain.agents import create_agent
 from langchain.agents.structured_output import ProviderStrategy
 from langchain_core.caches import InMemoryCache
-from langchain_core.messages import HumanMessage
+from langchain_core.messages import AIMessage, HumanMessage, trim_messages
 from pydantic import BaseModel, create_model
 
 from langchain_costopt import RouterChatModel
@@ -47,3 +47,38 @@ def test_a_schema_that_gained_a_field_is_not_served_its_old_cached_answer(method
     assert first.invoke("Weather in Paris?").city
     second = RouterChatModel(models=tiers(), cache=cache).with_structured_output(new, method=method)
     assert second.invoke("Weather in Paris?").summary
+
+
+class WordCounting(SimulatedChatModel):
+    """A tier with its own tokenizer: ``per_word`` tokens a word."""
+
+    per_word: int = 1
+
+    def get_token_ids(self, text: str) -> list[int]:
+        return list(range(len(text.split()) * self.per_word))
+
+
+def counting_router() -> RouterChatModel:
+    return RouterChatModel(
+        models={
+            "cheap": WordCounting(model_name="gpt-4o-mini", per_word=1),
+            "strong": WordCounting(model_name="gpt-4o", per_word=2),
+        }
+    )
+
+
+def test_the_router_counts_tokens_as_its_strongest_tier() -> None:
+    router, strong = counting_router(), WordCounting(model_name="gpt-4o", per_word=2)
+    messages = [HumanMessage("hello world " * 20), AIMessage("ok"), HumanMessage("and now?")]
+    assert router.get_token_ids("three small words") == strong.get_token_ids("three small words")
+    assert router.get_num_tokens("three small words") == 6
+    assert router.get_num_tokens_from_messages(messages) == (
+        strong.get_num_tokens_from_messages(messages)
+    )
+    trimmed = trim_messages(messages, max_tokens=20, token_counter=router, strategy="last")
+    assert [m.content for m in trimmed] == ["ok", "and now?"]
+
+
+def test_a_custom_token_counter_on_the_router_wins() -> None:
+    router = counting_router().model_copy(update={"custom_get_token_ids": lambda t: [0]})
+    assert router.get_num_tokens("three small words") == 1
