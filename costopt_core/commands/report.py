@@ -47,6 +47,7 @@ import argparse
 import csv
 import io
 import re
+import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -261,6 +262,17 @@ def open_ledger(spec: str, table: str | None = None) -> SQLLedger:
     return SQLiteLedger(spec, read_only=True, **options)
 
 
+def read_report(spec: str, table: str | None = None, since: float | None = None) -> LedgerReport:
+    """The report of the ledger named by ``spec`` (see :func:`open_ledger`), from ``since``."""
+    ledger = open_ledger(spec, table)
+    try:
+        report = LedgerReport.from_records(ledger.records(since))
+        report.skipped_rows = ledger.malformed_rows
+    finally:
+        ledger.close()
+    return report
+
+
 def _since(value: str | None) -> float | None:
     if value is None:
         return None
@@ -299,12 +311,11 @@ def run(args: argparse.Namespace) -> int:
     if args.png:  # as eval-router --plot: a missing extra is refused before any file
         require_plot("--png")
     since = _since(args.since)
-    ledger = open_ledger(args.ledger, args.table)
     try:
-        report = LedgerReport.from_records(ledger.records(since))
-        report.skipped_rows = ledger.malformed_rows
-    finally:
-        ledger.close()
+        report = read_report(args.ledger, args.table, since)
+    except (ConnectionError, sqlite3.Error) as exc:
+        # The server down or the file unreadable: the command's error line, no traceback.
+        raise ValueError(" ".join(str(exc).split())) from None
     if args.png:
         from costopt_core.commands.report_render import write_png
 
@@ -335,6 +346,7 @@ __all__ = [
     "label",
     "lever_of",
     "open_ledger",
+    "read_report",
     "register",
     "run",
 ]

@@ -146,3 +146,12 @@ def test_a_report_reads_a_ledger_without_writing_to_it(tmp_path, capsys):
 def test_a_ledger_path_that_cannot_be_opened_is_named(tmp_path):
     with pytest.raises(sqlite3.OperationalError, match=f"unable to open.*{tmp_path}"):
         SQLiteLedger(tmp_path)  # a directory, as a read-only one fails: SQLite names no path
+
+
+def test_a_report_on_an_unreachable_server_is_one_error_line(tmp_path, capsys):
+    pytest.importorskip("psycopg", reason='needs the [postgres] extra: pip install -e ".[dev]"')
+    dsn = f"postgresql://postgres@/postgres?host={tmp_path}&connect_timeout=1"  # no server
+    assert main(["report", dsn]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("costopt report: error: cannot connect to PostgreSQL")
+    assert err.count("\n") == 1
