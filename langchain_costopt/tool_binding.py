@@ -58,6 +58,15 @@ class ToolBinder:
         # id(formatted tools list) -> (formatted list, the tools as the user gave them)
         self._sources: dict[int, tuple[Any, list[Any]]] = {}
 
+    # A router is copied and pickled as any chat model is (``copy.deepcopy``,
+    # ``model_copy(deep=True)``, multiprocessing): a lock cannot be, and the caches are
+    # keyed on object ids that mean nothing in the copy, so a copy starts empty.
+    def __getstate__(self) -> dict[str, Any]:
+        return {}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__()  # type: ignore[misc]
+
     def register_tools(self, tools: Sequence[Any]) -> list[dict[str, Any]]:
         """The tools in OpenAI format (what the router binds), remembering the originals
         so each inner model can bind them its own way."""

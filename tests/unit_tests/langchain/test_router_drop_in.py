@@ -3,11 +3,19 @@ output, token counting, copies, profiles and the tiers' own settings."""
 
 from __future__ import annotations
 
+import copy
+import pickle
+from collections.abc import Callable
+from typing import Any
+
 import pytest
 from langchain.agents import create_agent
 from langchain.agents.structured_output import ProviderStrategy
 from langchain_core.caches import InMemoryCache
+from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, HumanMessage, trim_messages
+from langchain_core.outputs import ChatGeneration, ChatResult
+from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import BaseModel, create_model
 
 from langchain_costopt import RouterChatModel
@@ -82,3 +90,45 @@ def test_the_router_counts_tokens_as_its_strongest_tier() -> None:
 def test_a_custom_token_counter_on_the_router_wins() -> None:
     router = counting_router().model_copy(update={"custom_get_token_ids": lambda t: [0]})
     assert router.get_num_tokens("three small words") == 1
+
+
+class PlainTier(BaseChatModel):
+    """A tier that pickles (the simulator holds a lock): calls the first bound tool."""
+
+    model_name: str
+
+    @property
+    def _llm_type(self) -> str:
+        return "plain-tier"
+
+    def bind_tools(self, tools: Any, **kwargs: Any) -> Any:
+        return self.bind(tools=[convert_to_openai_tool(t) for t in tools], **kwargs)
+
+    def _generate(
+        self, messages: Any, stop: Any = None, run_manager: Any = None, **kwargs: Any
+    ) -> ChatResult:
+        tools = kwargs.get("tools") or []
+        calls = [{"name": t["function"]["name"], "args": {}, "id": "c1"} for t in tools[:1]]
+        reply = AIMessage("", tool_calls=calls, response_metadata={"model_name": self.model_name})
+        return ChatResult(generations=[ChatGeneration(message=reply)])
+
+
+@pytest.mark.parametrize(
+    "duplicate",
+    [
+        lambda r: pickle.loads(pickle.dumps(r)),
+        copy.deepcopy,
+        lambda r: r.model_copy(deep=True),
+    ],
+    ids=["pickle", "deepcopy", "model_copy-deep"],
+)
+def test_a_router_copies_and_pickles_as_a_chat_model_does(
+    duplicate: Callable[[RouterChatModel], RouterChatModel],
+) -> None:
+    plain = {"cheap": PlainTier(model_name="gpt-4o-mini"), "strong": PlainTier(model_name="gpt-4o")}
+    router = RouterChatModel(models=plain, strategy="length")
+    router.bind_tools([Weather]).invoke("Weather in Paris?")  # fills the binding cache
+    twin = duplicate(router)
+    reply = twin.bind_tools([Weather]).invoke("Weather in Paris?")
+    assert reply.tool_calls[0]["name"] == "Weather"
+    assert reply.response_metadata["routing"]["tier"] == "cheap"
