@@ -19,7 +19,8 @@ model's ``max_tokens`` at the output price) is reserved against the budget, the 
 one), atomically in its ledger, shared ledgers included. A call that does not fit:
 
 * ``on_budget="end"``: never reaches the model; the agent ends with a final AI message
-  that says the budget stopped it (``response_metadata["costopt_budget"]``);
+  that says the budget stopped it (``response_metadata["costopt_budget"]``), with tools
+  or a ``response_format`` alike (then ``structured_response`` is ``None``);
 * ``"raise"``: ``BudgetExceededError`` propagates out of the agent;
 * ``"downgrade"``: a :class:`CostRoutingMiddleware` listed *after* this one (so it runs
   inside) sends the call to its cheapest tier; when not even that fits, the agent ends as
@@ -34,8 +35,14 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from langchain.agents.middleware.types import AgentMiddleware, ModelRequest
+from langchain.agents.middleware.types import (
+    AgentMiddleware,
+    AgentState,
+    ModelRequest,
+    hook_config,
+)
 from langchain_core.messages import AIMessage
+from langgraph.runtime import Runtime
 
 from costopt_core.ledger import BudgetExceededError, LedgerProtocol
 from langchain_costopt.callbacks import CostCallbackHandler, tracking
@@ -104,8 +111,20 @@ class BudgetMiddleware(AgentMiddleware):
         except BudgetExceededError as exc:
             return self._stopped(exc)
 
+    @hook_config(can_jump_to=["end"])
+    def after_model(self, state: AgentState[Any], runtime: Runtime[Any]) -> dict[str, Any] | None:
+        """End the agent right after a stopped call (see :func:`jump_after_stop`)."""
+        return jump_after_stop(state)
+
+    @hook_config(can_jump_to=["end"])
+    async def aafter_model(
+        self, state: AgentState[Any], runtime: Runtime[Any]
+    ) -> dict[str, Any] | None:
+        """Async :meth:`after_model`."""
+        return jump_after_stop(state)
+
     def _stopped(self, error: BudgetExceededError) -> AIMessage:
-        """The agent's last word: no tool call, so the agent loop ends here."""
+        """The agent's last word: the message :func:`jump_after_stop` ends the agent on."""
         if self.on_budget == "raise":
             raise error
         spent = self.handler.total_cost
@@ -117,4 +136,39 @@ class BudgetMiddleware(AgentMiddleware):
         )
 
 
-__all__ = ["AGENT_ON_BUDGET", "BUDGET_KEY", "BudgetMiddleware"]
+def is_budget_stop(message: object) -> bool:
+    """Whether ``message`` is the final message of an agent a budget stopped.
+
+    Example:
+        >>> is_budget_stop(AIMessage("hi")), is_budget_stop(
+        ...     AIMessage("stopped", response_metadata={BUDGET_KEY: {"stopped": True}})
+        ... )
+        (False, True)
+    """
+    if not isinstance(message, AIMessage):
+        return False
+    record = message.response_metadata.get(BUDGET_KEY)
+    return isinstance(record, dict) and record.get("stopped") is True
+
+
+def jump_after_stop(state: AgentState[Any]) -> dict[str, Any] | None:
+    """``{"jump_to": "end"}`` when the agent's latest message is a budget stop.
+
+    A message without tool calls ends only an agent with tools: one with a
+    ``response_format`` and no tools goes back to the model until it has its structured
+    answer, and would be stopped again, step after step, up to the recursion limit.
+    ``jump_to`` is the agent's own way out of its loop, whatever its edges; it is read
+    only by the edge of the node that sets it, hence an ``after_model`` hook, not the
+    model call's response. (A ``BudgetMiddleware`` listed after another middleware with
+    an ``after_model`` hook ends the agent before that hook sees the stop message.)
+
+    Example:
+        >>> stop = AIMessage("stopped", response_metadata={BUDGET_KEY: {"stopped": True}})
+        >>> jump_after_stop({"messages": [stop]}), jump_after_stop({"messages": []})
+        ({'jump_to': 'end'}, None)
+    """
+    messages = state.get("messages") or []
+    return {"jump_to": "end"} if messages and is_budget_stop(messages[-1]) else None
+
+
+__all__ = ["AGENT_ON_BUDGET", "BUDGET_KEY", "BudgetMiddleware", "is_budget_stop", "jump_after_stop"]
