@@ -46,8 +46,10 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import os
 import re
 import sqlite3
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -134,6 +136,8 @@ class LedgerReport:
     saved_by_lever: dict[str, float] = field(default_factory=dict)
     #: Ledger rows skipped because they hold no cost record (damaged, written by hand).
     skipped_rows: int = 0
+    #: The start of the records read (``--since``), epoch seconds; ``None``: all.
+    since: float | None = None
 
     @classmethod
     def from_records(cls, records: Iterable[CostRecord]) -> LedgerReport:
@@ -173,6 +177,8 @@ class LedgerReport:
         """The two opening lines: what the ledger holds, and spend against savings."""
         t = self.total
         if not t.events:
+            if self.since is not None:  # the ledger may hold older ones
+                return [f"costopt report: no records since {day_of(self.since)}"]
             return ["costopt report: the ledger holds no records"]
         span = f"{day_of(self.first or 0.0)} to {day_of(self.last or 0.0)}"
         lines = [f"costopt report: {t.events} events, {span}"]
@@ -268,6 +274,7 @@ def read_report(spec: str, table: str | None = None, since: float | None = None)
     try:
         report = LedgerReport.from_records(ledger.records(since))
         report.skipped_rows = ledger.malformed_rows
+        report.since = since
     finally:
         ledger.close()
     return report
@@ -316,6 +323,24 @@ def run(args: argparse.Namespace) -> int:
     except (ConnectionError, sqlite3.Error) as exc:
         # The server down or the file unreadable: the command's error line, no traceback.
         raise ValueError(" ".join(str(exc).split())) from None
+    try:
+        _write(report, args)
+    except BrokenPipeError:
+        # The reader left (``costopt report ... | head``): stop quietly. Python would
+        # flush stdout again at exit and fail once more, so point it at devnull.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass  # stdout is no file (captured): nothing left to flush at exit
+        finally:
+            os.close(devnull)
+        return 1
+    return 0
+
+
+def _write(report: LedgerReport, args: argparse.Namespace) -> None:
+    """Print the report and write the files the command line asked for."""
     if args.png:
         from costopt_core.commands.report_render import write_png
 
@@ -333,7 +358,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"HTML written to {args.html}")
     if args.png:
         print(f"chart written to {args.png}")
-    return 0
+    sys.stdout.flush()  # a closed pipe fails here, inside the handler above
 
 
 __all__ = [

@@ -155,17 +155,21 @@ def _svg(rows: list[Row], bar: int = 9, label_width: int = 220, plot_width: int 
             f'<text x="{label_width - 6}" y="{y + bar + 3}" text-anchor="end">'
             f"{html.escape(_short(row.model, 32))}</text>"
         )
+        # Only unpriced calls: the spend is unknown, as in the table, never "$0".
+        unknown = cell(row, "cost_usd") == "unknown"
         for offset, amount, css in ((0, row.cost_usd, "spend"), (bar, row.saved_usd, "saved")):
             length = plot_width * abs(amount) / span
             x = zero if amount >= 0 else zero - length
+            tip = f"{css} unknown" if unknown and css == "spend" else f"{css} ${amount:.6f}"
             out.append(
                 f'<rect class="{css}" x="{x:.1f}" y="{y + offset}" width="{length:.1f}"'
-                f' height="{bar - 1}"><title>{css} ${amount:.6f}</title></rect>'
+                f' height="{bar - 1}"><title>{tip}</title></rect>'
             )
         end = zero + plot_width * max(row.cost_usd, row.saved_usd, 0.0) / span
         note = f", {row.unpriced_events} unpriced" if row.unpriced_events else ""
+        spent = "spend unknown" if unknown else f"{_money(row.cost_usd)} spent"
         out.append(
-            f'<text x="{end + 4:.1f}" y="{y + bar + 3}">{_money(row.cost_usd)} spent, '
+            f'<text x="{end + 4:.1f}" y="{y + bar + 3}">{spent}, '
             f"{_money(row.saved_usd)} saved{note}</text>"
         )
     out.append(f'<line x1="{zero:.1f}" y1="0" x2="{zero:.1f}" y2="{height}" stroke="#888"/>')

@@ -87,6 +87,8 @@ def entry_from_row(
     try:
         if type(text) is not str or type(response) is not str:
             raise MalformedRow("text and response must be text")
+        if not isinstance(metadata, dict):  # jsonb arrives decoded: valid JSON, another kind
+            raise MalformedRow(f"metadata is not a JSON object: {metadata!r:.60}")
         return CacheEntry.from_row(
             partition, from_db(text), from_db(response), created, used, hits, json_from_db(metadata)
         )

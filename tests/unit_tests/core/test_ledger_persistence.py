@@ -4,14 +4,20 @@ damaged or written by hand are skipped and counted instead of breaking every rea
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import sqlite3
+import subprocess
+import sys
+import time
 import uuid
 from collections.abc import Callable, Iterator
 
 import pytest
 
 from costopt_core.cli import main
+from costopt_core.commands.report import LedgerReport
+from costopt_core.commands.report_render import to_html
 from costopt_core.ledger import CostRecord
 from costopt_core.stores.ledger_sql import SQLLedger
 from costopt_core.stores.sqlite_ledger import SQLiteLedger
@@ -155,3 +161,56 @@ def test_a_report_on_an_unreachable_server_is_one_error_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("costopt report: error: cannot connect to PostgreSQL")
     assert err.count("\n") == 1
+
+
+def test_since_past_the_last_record_says_so(tmp_path, capsys):
+    path = tmp_path / "ledger.db"
+    with SQLiteLedger(path) as ledger:
+        ledger.record(CostRecord("m", cost_usd=0.5, timestamp=1000.0))
+    assert main(["report", str(path), "--since", "2030-01-01"]) == 0
+    assert capsys.readouterr().out == "costopt report: no records since 2030-01-01\n"
+
+
+def test_a_report_piped_into_a_reader_that_leaves_ends_quietly(tmp_path):
+    path = tmp_path / "ledger.db"
+    with SQLiteLedger(path) as ledger:
+        ledger.record(CostRecord("m", cost_usd=0.5, timestamp=1000.0))
+    code = f"from costopt_core.cli import main; raise SystemExit(main(['report', {str(path)!r}]))"
+    child = subprocess.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    child.stdout.close()  # `| head -0`: the reader is gone before the report is printed
+    err = child.stderr.read().decode()
+    child.wait(timeout=60)
+    assert "Traceback" not in err and "BrokenPipeError" not in err, err
+
+
+def test_html_says_unknown_for_a_model_with_only_unpriced_calls():
+    report = LedgerReport.from_records([CostRecord("mystery", cost_usd=None, timestamp=0.0)])
+    page = to_html(report)
+    assert "spend unknown" in page
+    assert "spend $0.000000" not in page and "$0.0000 spent" not in page
+
+
+def test_postgres_cache_metadata_that_is_json_but_not_an_object_is_named_so(pg_server, caplog):
+    psycopg = pytest.importorskip("psycopg")
+    from costopt_core.stores.base import CacheEntry, normalize_vector
+    from costopt_core.stores.postgres import PostgresStore
+
+    table = f"c_{uuid.uuid4().hex[:12]}"
+    store = PostgresStore(pg_server.dsn, dim=4, table=table)
+    try:
+        vector = normalize_vector([1, 2, 3, 4])
+        store.upsert(CacheEntry("P", "good", vector, "GOOD", created_at=time.time()))
+        with psycopg.connect(pg_server.dsn, autocommit=True) as conn:
+            conn.execute(
+                f"INSERT INTO {table} (partition, text_hash, text, embedding, response,"
+                " created_at, metadata) VALUES ('P', %s, 'bad', '[1,2,3,4]', 'BAD',"
+                " extract(epoch from now()), '[1, 2]'::jsonb)",
+                (hashlib.sha256(b"bad").digest(),),
+            )
+        with caplog.at_level(logging.WARNING):
+            assert store.get_exact("P", "bad", now=time.time(), ttl_seconds=None) is None
+    finally:
+        store.close()
+    assert "metadata is not a JSON object: [1, 2]" in caplog.text
