@@ -27,7 +27,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, cast
 
@@ -253,6 +253,21 @@ class RouterChatModel(BaseChatModel):
         cost_ids = {tier: _cost_identity(m, names[tier]) for tier, m in self.models.items()}
         object.__setattr__(self, "_cost_ids", cost_ids)
         return self
+
+    # What ``_build`` derives its state from.
+    _BUILT_FROM: ClassVar[frozenset[str]] = frozenset(
+        {"models", "strategy", "fallback", "temperature", "max_tokens"}
+    )
+
+    def model_copy(
+        self, *, update: Mapping[str, Any] | None = None, deep: bool = False
+    ) -> RouterChatModel:
+        """pydantic's copy; a copy with other tiers, strategy or settings routes by them
+        (pydantic does not validate a copy, so the engine is built again here)."""
+        copied = super().model_copy(update=update, deep=deep)
+        if update and not self._BUILT_FROM.isdisjoint(update):
+            copied._build()
+        return copied
 
     # -- LangChain model identity ------------------------------------------------------
 

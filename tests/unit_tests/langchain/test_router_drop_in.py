@@ -19,7 +19,7 @@ from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import BaseModel, create_model
 
 from langchain_costopt import RouterChatModel
-from langchain_costopt.simulated import SimulatedChatModel
+from langchain_costopt.simulated import SimulatedChatModel, SimulatedProviderError
 
 
 class Weather(BaseModel):
@@ -132,3 +132,26 @@ def test_a_router_copies_and_pickles_as_a_chat_model_does(
     reply = twin.bind_tools([Weather]).invoke("Weather in Paris?")
     assert reply.tool_calls[0]["name"] == "Weather"
     assert reply.response_metadata["routing"]["tier"] == "cheap"
+
+
+def test_a_copy_with_other_tiers_names_the_model_that_answered() -> None:
+    router = RouterChatModel(models=tiers(), strategy="length")
+    claude = {
+        "cheap": SimulatedChatModel(model_name="claude-3-5-haiku"),
+        "strong": SimulatedChatModel(model_name="claude-3-5-sonnet"),
+    }
+    reply = router.model_copy(update={"models": claude}).invoke("hi")
+    assert reply.response_metadata["model_name"] == "claude-3-5-haiku"
+    assert reply.response_metadata["routing"]["model"] == "claude-3-5-haiku"
+    assert router.invoke("hi").response_metadata["routing"]["model"] == "gpt-4o-mini"
+
+
+def test_a_copy_with_another_strategy_or_fallback_routes_by_it() -> None:
+    router = RouterChatModel(models=tiers(), strategy="length")
+    strong = router.model_copy(update={"strategy": lambda text: "strong"})
+    assert strong.invoke("hi").response_metadata["routing"]["tier"] == "strong"
+    failing = {**tiers(), "cheap": SimulatedChatModel(model_name="gpt-4o-mini", fail=True)}
+    broken = RouterChatModel(models=failing, strategy="length")
+    assert broken.invoke("hi").response_metadata["routing"]["fallback_from"] == "cheap"
+    with pytest.raises(SimulatedProviderError):
+        broken.model_copy(update={"fallback": False}).invoke("hi")
