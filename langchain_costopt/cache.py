@@ -35,7 +35,9 @@ What is matched (LangChain calls ``lookup(prompt, llm_string)``):
 
 Storage: generations are serialized with LangChain's JSON ``dumps`` and revived with
 ``loads`` restricted to generation and message classes; never pickle. A hit returns
-generations equal to those stored, plus the hit marker below on chat generations.
+generations equal to those stored, plus the hit marker below on chat generations, and
+without the stored message's id (a hit is a new message: a LangGraph thread appends it
+rather than overwriting the earlier message of that id).
 
 Hit marker (contract with cost handlers): on a hit, every returned ``ChatGeneration``
 carries ``{"hit": True, "similarity", "exact", "saved_usd", "model", "input_tokens",
@@ -293,6 +295,11 @@ class SemanticLLMCache(BaseCache):
                     **gen.message.response_metadata,
                     CACHE_MARKER_KEY: dict(marker),
                 }
+                # A served answer is a new message: with the stored message's id, a
+                # LangGraph thread (add_messages) would overwrite the earlier message of
+                # that id instead of appending the answer. Without one, a graph gives it
+                # a fresh id, and a stream gets its run's id, as a model call's would.
+                gen.message.id = None
         return generations
 
     def _prepare_update(

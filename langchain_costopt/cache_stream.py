@@ -33,7 +33,8 @@ What both do (:class:`CachedStream`):
 * key: the model's ``_get_llm_string(stop, **kwargs)`` and its normalized messages
   without ids, as ``_generate_with_cache`` builds them.
 * hit: the cached message (as ``invoke`` returns it: ``usage_metadata`` carries
-  ``"total_cost": 0``) is cut into chunks at word boundaries whose sum is the message:
+  ``"total_cost": 0``; the stored id replaced by the stream's run id, as a live
+  stream's chunks have it) is cut into chunks at word boundaries whose sum is the message:
   tool calls and the routing record on the first chunk (where a live routed stream
   has it), the rest of the metadata, usage and the cache-hit marker on the last. The
   run sees one ``on_llm_new_token`` per chunk and ends with the whole message, so a cost
@@ -53,6 +54,7 @@ import re
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar, runtime_checkable
+from uuid import UUID
 
 from langchain_core.caches import BaseCache
 from langchain_core.callbacks import AsyncCallbackManager, CallbackManager
@@ -69,6 +71,7 @@ from langchain_core.messages import (
 )
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, LLMResult
 from langchain_core.runnables import RunnableConfig, ensure_config
+from langchain_core.utils.utils import LC_ID_PREFIX
 
 from costopt_core.engine import ROUTING_KEY
 from costopt_core.metadata_keys import CACHE_MARKER_KEY
@@ -286,7 +289,11 @@ def _first_message(model: BaseChatModel, generations: Any) -> AIMessage | None:
     # As invoke returns a hit (a plain Generation becomes a message; cost zeroed).
     generation = model._convert_cached_generations(generations)[0]
     message = getattr(generation, "message", None)
-    return message if isinstance(message, AIMessage) else AIMessage(content=generation.text)
+    if not isinstance(message, AIMessage):
+        return AIMessage(content=generation.text)
+    # Any cache (InMemoryCache too) returns the stored message's id: the replay is a new
+    # message, which takes its stream's run id as a live stream's chunks do.
+    return message.model_copy(update={"id": None}) if message.id is not None else message
 
 
 # -- the helper for any chat model ------------------------------------------------------
@@ -312,6 +319,13 @@ def _open(
         return None
     entry = CachedStream.open(cache, model, messages, stop, kwargs)
     return None if entry is None else (entry, messages)
+
+
+def _with_run_id(message: AIMessage, run_id: UUID) -> AIMessage:
+    """``message`` with the id ``BaseChatModel.stream`` gives the chunks of run ``run_id``."""
+    if message.id is not None:
+        return message
+    return message.model_copy(update={"id": f"{LC_ID_PREFIX}-{run_id}"})
 
 
 def _run_start(
@@ -350,6 +364,7 @@ def stream(
     manager_args, start = _run_start(model, ensure_config(config), stop, kwargs)
     manager = CallbackManager.configure(*manager_args)
     (run,) = manager.on_chat_model_start(model._serialized, [opened[1]], **start)
+    message = _with_run_id(message, run.run_id)
     try:
         for chunk in replay_generation_chunks(message):
             run.on_llm_new_token(chunk.text, chunk=chunk)
@@ -382,6 +397,7 @@ async def astream(
     manager_args, start = _run_start(model, ensure_config(config), stop, kwargs)
     manager = AsyncCallbackManager.configure(*manager_args)
     (run,) = await manager.on_chat_model_start(model._serialized, [opened[1]], **start)
+    message = _with_run_id(message, run.run_id)
     try:
         for chunk in replay_generation_chunks(message):
             await run.on_llm_new_token(chunk.text, chunk=chunk)

@@ -1,0 +1,100 @@
+"""A cache hit is a new message: in a LangGraph thread it is appended, never written over
+the earlier message whose answer it replays (add_messages merges messages by id)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from langchain.agents import create_agent
+from langchain_core.caches import InMemoryCache
+from langchain_core.messages import AIMessage, HumanMessage
+from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.graph import START, MessagesState, StateGraph
+
+from langchain_costopt import HashingEmbeddings, RouterChatModel, SemanticLLMCache
+from langchain_costopt.cache_stream import stream as stream_through
+from langchain_costopt.middleware import PromptCompressionMiddleware
+from langchain_costopt.simulated import SimulatedChatModel
+
+REFUNDS = "What is your refund policy?"
+SHIPPING = "Thanks. And how long does shipping take?"
+
+
+def semantic_cache() -> SemanticLLMCache:
+    return SemanticLLMCache(HashingEmbeddings(), similarity_threshold=0.9)
+
+
+def latest_turn_chatbot(model: SimulatedChatModel) -> Any:
+    """A chatbot that sends the model only the latest message (a trimmed window)."""
+    graph = StateGraph(MessagesState)
+    graph.add_node("chat", lambda state: {"messages": [model.invoke(state["messages"][-1:])]})
+    graph.add_edge(START, "chat")
+    return graph.compile(checkpointer=InMemorySaver())
+
+
+def ask_in_one_thread(app: Any, questions: list[str]) -> list[Any]:
+    config = {"configurable": {"thread_id": "t"}}
+    for question in questions:
+        state = app.invoke({"messages": [HumanMessage(question)]}, config)
+    return state["messages"]
+
+
+def assert_every_turn_answered(messages: list[Any], questions: list[str]) -> None:
+    assert [type(m) for m in messages] == [HumanMessage, AIMessage] * len(questions)
+    assert [m.content for m in messages[::2]] == questions
+    assert len({m.id for m in messages}) == len(messages)
+
+
+def test_a_repeated_question_in_a_graph_thread_is_answered_and_the_first_answer_kept() -> None:
+    model = SimulatedChatModel(model_name="gpt-4o-mini", cache=semantic_cache())
+    questions = [REFUNDS, SHIPPING, REFUNDS]
+    messages = ask_in_one_thread(latest_turn_chatbot(model), questions)
+    assert_every_turn_answered(messages, questions)
+    first, repeated = messages[1], messages[5]
+    assert repeated.content == first.content
+    assert repeated.response_metadata["costopt_cache"]["hit"] is True  # no model call
+    assert "costopt_cache" not in first.response_metadata
+
+
+def test_an_agent_whose_compressed_prompt_repeats_keeps_every_answer() -> None:
+    model = SimulatedChatModel(model_name="gpt-4o-mini", cache=semantic_cache())
+    # A window this small sends each turn's question alone: the third prompt is the first.
+    compress = PromptCompressionMiddleware(max_tokens=12)
+    agent = create_agent(model, tools=[], checkpointer=InMemorySaver(), middleware=[compress])
+    questions = [REFUNDS, SHIPPING, REFUNDS]
+    messages = ask_in_one_thread(agent, questions)
+    assert_every_turn_answered(messages, questions)
+    assert messages[5].response_metadata["costopt_cache"]["hit"] is True
+
+
+def test_a_hit_served_by_invoke_does_not_carry_the_stored_answers_id() -> None:
+    model = SimulatedChatModel(model_name="gpt-4o-mini", cache=semantic_cache())
+    first = model.invoke(REFUNDS)
+    hits = [model.invoke(REFUNDS), model.invoke(REFUNDS)]
+    assert all(h.response_metadata["costopt_cache"]["hit"] for h in hits)
+    assert all(h.content == first.content for h in hits)
+    assert first.id is not None and all(h.id != first.id for h in hits)
+
+
+def test_a_streamed_hit_carries_its_own_run_id_with_any_cache() -> None:
+    for cache in (semantic_cache(), InMemoryCache()):
+        model = SimulatedChatModel(model_name="gpt-4o-mini")
+        live = list(stream_through(cache, model, REFUNDS))  # miss: stored when complete
+        replayed = list(stream_through(cache, model, REFUNDS))
+        assert "".join(c.content for c in replayed) == "".join(c.content for c in live)
+        ids = {c.id for c in replayed}
+        assert len(ids) == 1 and ids != {c.id for c in live}
+        (replay_id,) = ids
+        assert replay_id is not None and replay_id.startswith("lc_run-")
+
+
+def test_a_routers_streamed_hit_is_a_new_message() -> None:
+    tiers = {
+        "cheap": SimulatedChatModel(model_name="gpt-4o-mini"),
+        "strong": SimulatedChatModel(model_name="gpt-4o"),
+    }
+    router = RouterChatModel(models=tiers, strategy=lambda text: "cheap", cache=InMemoryCache())
+    first = list(router.stream(REFUNDS))
+    replayed = list(router.stream(REFUNDS))
+    assert "".join(c.content for c in replayed) == "".join(c.content for c in first)
+    assert {c.id for c in replayed}.isdisjoint({c.id for c in first})
