@@ -38,6 +38,7 @@ from langchain_core.callbacks import (
 )
 from langchain_core.globals import get_llm_cache
 from langchain_core.language_models import BaseChatModel, LangSmithParams, LanguageModelInput
+from langchain_core.language_models.model_profile import ModelProfile
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.output_parsers import JsonOutputKeyToolsParser, PydanticToolsParser
 from langchain_core.outputs import ChatGenerationChunk, ChatResult
@@ -134,6 +135,35 @@ def _answer_facts(result: Any) -> AnswerFacts | None:
     if not isinstance(result, ChatResult) or not result.generations:
         return None
     return message_facts(result.generations[0].message)
+
+
+def merged_profile(profiles: Sequence[ModelProfile | None]) -> ModelProfile | None:
+    """What every one of several models' profiles promises: the smallest limit, a
+    capability only when each has it (one model without it is enough for ``False``), the
+    levels all of them offer. A key some model does not report stays out, unless
+    another model's ``False`` settles it; text (names, dates) describes one model only.
+
+    Example:
+        >>> merged_profile([
+        ...     {"max_input_tokens": 128_000, "tool_calling": True, "image_inputs": True},
+        ...     {"max_input_tokens": 200_000, "tool_calling": True, "pdf_inputs": False},
+        ... ])
+        {'max_input_tokens': 128000, 'tool_calling': True, 'pdf_inputs': False}
+    """
+    merged: dict[str, Any] = {}
+    for key in dict.fromkeys(key for profile in profiles if profile for key in profile):
+        values = [(profile or {}).get(key) for profile in profiles]
+        if any(value is False for value in values):
+            merged[key] = False
+        elif any(value is None for value in values):
+            continue
+        elif all(value is True for value in values):
+            merged[key] = True
+        elif all(isinstance(value, int) and not isinstance(value, bool) for value in values):
+            merged[key] = min(values)
+        elif all(isinstance(value, list) for value in values):
+            merged[key] = [v for v in values[0] if all(v in other for other in values[1:])]
+    return cast(ModelProfile, merged) if merged else None
 
 
 def _with_setting(model: BaseChatModel, name: str, value: Any) -> BaseChatModel:
@@ -267,6 +297,13 @@ class RouterChatModel(BaseChatModel):
         copied = super().model_copy(update=update, deep=deep)
         if update and not self._BUILT_FROM.isdisjoint(update):
             copied._build()
+        if (
+            update
+            and "models" in update
+            and "profile" not in update
+            and self.profile == self._resolve_model_profile()  # derived, not given
+        ):
+            copied.profile = copied._resolve_model_profile()
         return copied
 
     # -- LangChain model identity ------------------------------------------------------
@@ -314,6 +351,11 @@ class RouterChatModel(BaseChatModel):
     def tiers(self) -> tuple[str, ...]:
         """Tier names, cheapest first."""
         return self._engine.tiers
+
+    def _resolve_model_profile(self) -> ModelProfile | None:
+        # What holds whichever tier answers: agents and middleware size prompts and
+        # choose structured-output strategies by it (``profile=`` given wins).
+        return merged_profile([model.profile for model in self.models.values()])
 
     # -- token counting: as the tiers count -------------------------------------------
 
@@ -950,4 +992,4 @@ def _call_run(run: Any) -> Iterator[None]:
             _CALL_RUN.reset(token)
 
 
-__all__ = ["RouterChatModel", "model_name_of"]
+__all__ = ["RouterChatModel", "merged_profile", "model_name_of"]

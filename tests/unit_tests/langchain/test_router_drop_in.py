@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from langchain.agents import create_agent
+from langchain.agents.middleware import SummarizationMiddleware
 from langchain.agents.structured_output import ProviderStrategy
 from langchain_core.caches import InMemoryCache
 from langchain_core.language_models import BaseChatModel
@@ -155,3 +156,48 @@ def test_a_copy_with_another_strategy_or_fallback_routes_by_it() -> None:
     assert broken.invoke("hi").response_metadata["routing"]["fallback_from"] == "cheap"
     with pytest.raises(SimulatedProviderError):
         broken.model_copy(update={"fallback": False}).invoke("hi")
+
+
+def profiled_tiers() -> dict[str, SimulatedChatModel]:
+    return {
+        "cheap": SimulatedChatModel(
+            model_name="gpt-4o-mini",
+            profile={"max_input_tokens": 128_000, "structured_output": True, "image_inputs": True},
+        ),
+        "strong": SimulatedChatModel(
+            model_name="claude-sonnet-4",
+            profile={"max_input_tokens": 200_000, "structured_output": True, "pdf_inputs": False},
+        ),
+    }
+
+
+def test_the_routers_profile_is_what_every_tier_can_do() -> None:
+    router = RouterChatModel(models=profiled_tiers())
+    assert router.profile == {
+        "max_input_tokens": 128_000,
+        "structured_output": True,
+        "pdf_inputs": False,
+    }
+    assert RouterChatModel(models=tiers()).profile is None  # no tier has one
+    given = RouterChatModel(models=profiled_tiers(), profile={"max_input_tokens": 1000})
+    assert given.profile == {"max_input_tokens": 1000}
+    smaller = {**profiled_tiers(), "cheap": SimulatedChatModel(profile={"max_input_tokens": 8000})}
+    assert router.model_copy(update={"models": smaller}).profile == {
+        "max_input_tokens": 8000,
+        "pdf_inputs": False,
+    }
+
+
+def test_middleware_sizes_prompts_by_the_routers_profile() -> None:
+    router = RouterChatModel(models=profiled_tiers())
+    middleware = SummarizationMiddleware(model=router, trigger=("fraction", 0.8))
+    small = [HumanMessage("hello")]
+    assert middleware.before_model({"messages": small}, runtime=None) is None  # type: ignore[arg-type]
+
+
+def test_an_agent_asks_the_routers_tiers_for_their_native_structured_output() -> None:
+    agent = create_agent(RouterChatModel(models=profiled_tiers()), response_format=Weather)
+    result = agent.invoke({"messages": [HumanMessage("Weather in Paris?")]})
+    assert isinstance(result["structured_response"], Weather)
+    replies = [m for m in result["messages"] if isinstance(m, AIMessage)]
+    assert [m.tool_calls for m in replies] == [[]]  # a JSON answer, not a forced tool call
