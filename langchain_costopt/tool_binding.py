@@ -21,11 +21,13 @@ Example:
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from collections.abc import Sequence
 from typing import Any
 
+from langchain_core.exceptions import OutputParserException
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage
 from langchain_core.output_parsers import BaseOutputParser
@@ -188,7 +190,12 @@ class StructuredAnswerParser(BaseOutputParser[Any]):
     answer_schema: Any
 
     def parse(self, text: str) -> Any:
-        return self._validate(parse_json_markdown(text))
+        try:
+            data = parse_json_markdown(text)
+        except json.JSONDecodeError as exc:
+            # What LangChain's own JSON parsers raise, and retry code catches.
+            raise OutputParserException(f"Invalid JSON answer: {exc}", llm_output=text) from exc
+        return self._validate(data)
 
     def parse_result(self, result: list[Any], *, partial: bool = False) -> Any:
         message = result[0].message if result else None

@@ -13,8 +13,10 @@ from langchain.agents import create_agent
 from langchain.agents.middleware import SummarizationMiddleware
 from langchain.agents.structured_output import ProviderStrategy
 from langchain_core.caches import InMemoryCache
+from langchain_core.exceptions import OutputParserException
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, HumanMessage, trim_messages
+from langchain_core.output_parsers import JsonOutputParser
 from langchain_core.outputs import ChatGeneration, ChatResult
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import BaseModel, create_model
@@ -201,3 +203,28 @@ def test_an_agent_asks_the_routers_tiers_for_their_native_structured_output() ->
     assert isinstance(result["structured_response"], Weather)
     replies = [m for m in result["messages"] if isinstance(m, AIMessage)]
     assert [m.tool_calls for m in replies] == [[]]  # a JSON answer, not a forced tool call
+
+
+class RefusingTier(BaseChatModel):
+    """A tier with a JSON mode of its own that answers plain text anyway."""
+
+    @property
+    def _llm_type(self) -> str:
+        return "refusing-tier"
+
+    def with_structured_output(self, schema: Any, **kwargs: Any) -> Any:
+        return self.bind(response_format={"type": "json_object"}) | JsonOutputParser()
+
+    def _generate(
+        self, messages: Any, stop: Any = None, run_manager: Any = None, **kwargs: Any
+    ) -> ChatResult:
+        reply = AIMessage("Sorry, I cannot answer in JSON")
+        return ChatResult(generations=[ChatGeneration(message=reply)])
+
+
+@pytest.mark.parametrize("method", ["json_schema", "json_mode"])
+def test_an_answer_that_is_not_json_raises_langchains_parser_error(method: str) -> None:
+    router = RouterChatModel(models={"cheap": RefusingTier(), "strong": RefusingTier()})
+    with pytest.raises(OutputParserException) as raised:
+        router.with_structured_output(Weather, method=method).invoke("Weather in Paris?")
+    assert raised.value.llm_output == "Sorry, I cannot answer in JSON"
