@@ -206,6 +206,12 @@ class RouterChatModel(BaseChatModel):
             setting (each tier gets a copy; the models passed in are not changed).
         stop: default stop sequences for every call (a call's ``stop=`` wins).
 
+    Tiers' own settings: a tier's ``rate_limiter`` paces the calls routed to it
+    (``invoke`` and ``stream``, sync and async). Its ``callbacks``, ``tags``,
+    ``metadata`` and ``cache`` are not used: the router's run is the call's run, so give
+    them to the router (a grouped ``batch``, which runs each tier's own ``batch``, is
+    the exception).
+
     A call may pass ``model=``: a tier name or a tier's model name forces that tier; any
     other value is passed on to the routed model (LangChain's per-call override).
     A strategy whose ``route`` raises fails the call before any model is called; a
@@ -765,13 +771,27 @@ class _Request:
 
     def asker(self, method: str) -> Callable[[str], Any]:
         """The engine's "ask this tier": the inner model's ``method`` (``_generate`` or
-        ``_agenerate``, whose awaitable the async loop awaits) under the router's run."""
+        ``_agenerate``, whose awaitable the async loop awaits) under the router's run,
+        once the tier's rate limiter lets it through (LangChain applies a limiter in
+        ``generate``/``stream``, which the router does not go through)."""
 
         def ask(tier: str) -> Any:
             model, kwargs = self.router._inner_call(tier, self.kwargs)
-            return getattr(model, method)(
-                self.messages, stop=self.stop, run_manager=self.run_manager, **kwargs
-            )
+            call = getattr(model, method)
+            limiter = model.rate_limiter
+            if limiter is None:
+                return call(self.messages, stop=self.stop, run_manager=self.run_manager, **kwargs)
+            if method == "_agenerate":
+
+                async def limited() -> Any:
+                    await limiter.aacquire(blocking=True)
+                    return await call(
+                        self.messages, stop=self.stop, run_manager=self.run_manager, **kwargs
+                    )
+
+                return limited()
+            limiter.acquire(blocking=True)
+            return call(self.messages, stop=self.stop, run_manager=self.run_manager, **kwargs)
 
         return ask
 
@@ -781,21 +801,30 @@ class _Request:
         not stream answers whole."""
         generate = self.asker("_agenerate" if asynchronous else "_generate")
 
-        def inner_stream(tier: str) -> Any:
+        def inner_stream(tier: str) -> tuple[Any, Any]:
+            """The tier's stream, not started (``None``: it answers whole), and its
+            rate limiter, to wait on before the stream starts."""
             model, kwargs = self.router._inner_call(tier, self.kwargs)
             if not model._should_stream(async_api=asynchronous, **{**kwargs, "stream": True}):
-                return None
+                return None, None
             method = model._astream if asynchronous else model._stream
-            return method(self.messages, stop=self.stop, run_manager=self.run_manager, **kwargs)
+            stream = method(self.messages, stop=self.stop, run_manager=self.run_manager, **kwargs)
+            return stream, model.rate_limiter
 
         def open_stream(tier: str) -> Any:
-            stream = inner_stream(tier)
-            return generate(tier) if stream is None else OpenedStream(next(stream, None), stream)
+            stream, limiter = inner_stream(tier)
+            if stream is None:
+                return generate(tier)
+            if limiter is not None:
+                limiter.acquire(blocking=True)
+            return OpenedStream(next(stream, None), stream)
 
         async def aopen_stream(tier: str) -> Any:
-            stream = inner_stream(tier)
+            stream, limiter = inner_stream(tier)
             if stream is None:
                 return await generate(tier)
+            if limiter is not None:
+                await limiter.aacquire(blocking=True)
             return OpenedStream(await anext(stream, None), stream)
 
         return aopen_stream if asynchronous else open_stream

@@ -3,6 +3,7 @@ output, token counting, copies, profiles and the tiers' own settings."""
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import pickle
 from collections.abc import Callable
@@ -18,6 +19,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, HumanMessage, trim_messages
 from langchain_core.output_parsers import JsonOutputParser
 from langchain_core.outputs import ChatGeneration, ChatResult
+from langchain_core.rate_limiters import BaseRateLimiter
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import BaseModel, create_model
 
@@ -228,3 +230,38 @@ def test_an_answer_that_is_not_json_raises_langchains_parser_error(method: str) 
     with pytest.raises(OutputParserException) as raised:
         router.with_structured_output(Weather, method=method).invoke("Weather in Paris?")
     assert raised.value.llm_output == "Sorry, I cannot answer in JSON"
+
+
+class CountingLimiter(BaseRateLimiter):
+    """Lets every request through, counting them."""
+
+    def __init__(self) -> None:
+        self.acquired = 0
+
+    def acquire(self, *, blocking: bool = True) -> bool:
+        self.acquired += 1
+        return True
+
+    async def aacquire(self, *, blocking: bool = True) -> bool:
+        self.acquired += 1
+        return True
+
+
+def test_a_tiers_own_rate_limiter_paces_the_calls_routed_to_it() -> None:
+    limiter = CountingLimiter()
+    limited = {
+        **tiers(),
+        "cheap": SimulatedChatModel(model_name="gpt-4o-mini", rate_limiter=limiter),
+    }
+    router = RouterChatModel(models=limited, strategy=lambda text: "cheap")
+
+    async def asynchronous() -> None:
+        await router.ainvoke("hi")
+        assert [c async for c in router.astream("hi")]
+
+    router.invoke("hi")
+    assert list(router.stream("hi"))
+    asyncio.run(asynchronous())
+    assert limiter.acquired == 4
+    router.model_copy(update={"strategy": lambda text: "strong"}).invoke("hi")
+    assert limiter.acquired == 4  # another tier's calls are not its own
