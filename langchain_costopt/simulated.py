@@ -59,6 +59,11 @@ class SimulatedProviderError(RuntimeError):
     """Raised by a SimulatedChatModel configured with ``fail=True``."""
 
 
+# The simulated provider cache's lock, one for every model: a lock kept on the model
+# made it unpicklable and un-deep-copyable, unlike a real chat model.
+_PREFIX_LOCK = threading.Lock()
+
+
 class SimulatedChatModel(BaseChatModel):
     """Deterministic stand-in for a provider chat model.
 
@@ -90,7 +95,6 @@ class SimulatedChatModel(BaseChatModel):
     prompt_cache: Literal["off", "automatic", "explicit"] = "off"
     prompt_cache_min_tokens: int = 1024
     _cached_prefixes: set[bytes] = PrivateAttr(default_factory=set)
-    _cache_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
 
     @property
     def _llm_type(self) -> str:
@@ -235,7 +239,7 @@ class SimulatedChatModel(BaseChatModel):
             digest.update(f"{m.type}\x00{message_text(m)}\x01".encode())
             keys.append(digest.copy().digest())
         floor = self.prompt_cache_min_tokens
-        with self._cache_lock:
+        with _PREFIX_LOCK:
             read = max(
                 (
                     prefix_tokens[i + 1]

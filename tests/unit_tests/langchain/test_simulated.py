@@ -126,3 +126,15 @@ def test_fail_raises_and_model_override_renames() -> None:
         SimulatedChatModel(model_name="x", fail=True).invoke("hi")
     reply = SimulatedChatModel(model_name="x").invoke("hi", model="y")
     assert reply.response_metadata["model_name"] == "y"
+
+
+def test_a_simulated_model_pickles_and_deep_copies_like_a_real_one() -> None:
+    import copy
+    import pickle
+
+    from langchain_costopt import RouterChatModel
+
+    model = SimulatedChatModel(model_name="gpt-4o-mini", prompt_cache="automatic")
+    router = RouterChatModel(models={"a": model, "b": SimulatedChatModel(model_name="gpt-4o")})
+    for clone in (pickle.loads(pickle.dumps(router)), copy.deepcopy(router)):
+        assert clone.invoke("hi").response_metadata["routing"]["model"] == "gpt-4o-mini"
