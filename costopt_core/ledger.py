@@ -100,6 +100,23 @@ class BudgetExceededError(RuntimeError):
 
 
 # Not frozen: one is built per call, and a frozen dataclass's __init__ costs ~2x.
+def _counts_ok(counts: Any) -> bool:
+    """The five token counts of a ``TokenUsage`` or ``CostRecord`` are ints >= 0: the
+    common case, checked in one pass (the callers' loops only name a culprit)."""
+    return (
+        type(counts.input_tokens) is int
+        and type(counts.output_tokens) is int
+        and type(counts.cache_read_tokens) is int
+        and type(counts.cache_write_tokens) is int
+        and type(counts.reasoning_tokens) is int
+        and counts.input_tokens >= 0
+        and counts.output_tokens >= 0
+        and counts.cache_read_tokens >= 0
+        and counts.cache_write_tokens >= 0
+        and counts.reasoning_tokens >= 0
+    )
+
+
 @dataclass(slots=True)
 class TokenUsage:
     """Token counts of one call, LangChain conventions: ``input_tokens`` includes the
@@ -123,18 +140,7 @@ class TokenUsage:
 
     def __post_init__(self) -> None:
         # The common all-int case is checked in one pass; the loop only names the culprit.
-        if not (
-            type(self.input_tokens) is int
-            and type(self.output_tokens) is int
-            and type(self.cache_read_tokens) is int
-            and type(self.cache_write_tokens) is int
-            and type(self.reasoning_tokens) is int
-            and self.input_tokens >= 0
-            and self.output_tokens >= 0
-            and self.cache_read_tokens >= 0
-            and self.cache_write_tokens >= 0
-            and self.reasoning_tokens >= 0
-        ):
+        if not _counts_ok(self):
             for name in _USAGE_FIELDS:
                 value = getattr(self, name)
                 if not isinstance(value, int) or isinstance(value, bool) or value < 0:
@@ -219,16 +225,7 @@ class CostRecord:
             self.timestamp,
         )
         if not (
-            type(self.input_tokens) is int
-            and type(self.output_tokens) is int
-            and type(self.cache_read_tokens) is int
-            and type(self.cache_write_tokens) is int
-            and type(self.reasoning_tokens) is int
-            and self.input_tokens >= 0
-            and self.output_tokens >= 0
-            and self.cache_read_tokens >= 0
-            and self.cache_write_tokens >= 0
-            and self.reasoning_tokens >= 0
+            _counts_ok(self)
             and type(ts) in _NUMBER
             and -_INF < ts < _INF
             and (cost is None or (type(cost) in _NUMBER and 0 <= cost < _INF))

@@ -11,7 +11,6 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -19,35 +18,9 @@ from costopt_core.cli import main
 from costopt_core.commands.report import LedgerReport
 from costopt_core.commands.report_render import to_html
 from costopt_core.ledger import CostRecord
-from costopt_core.stores.ledger_sql import SQLLedger
 from costopt_core.stores.sqlite_ledger import SQLiteLedger
 
 PERSISTENT = ("sqlite", "postgres")
-
-
-@pytest.fixture
-def open_ledger(request, tmp_path) -> Iterator[Callable[[], SQLLedger]]:
-    """A function opening (and re-opening: a restart) the same SQL ledger."""
-    opened: list[SQLLedger] = []
-    if request.param == "sqlite":
-
-        def make() -> SQLLedger:
-            opened.append(SQLiteLedger(tmp_path / "ledger.db"))
-            return opened[-1]
-    else:
-        pytest.importorskip("psycopg", reason='needs the [postgres] extra: pip install -e ".[dev]"')
-        from costopt_core.stores.postgres import PostgresLedger
-
-        dsn = request.getfixturevalue("pg_server").dsn
-        table = f"l_{uuid.uuid4().hex[:12]}"
-
-        def make() -> SQLLedger:
-            opened.append(PostgresLedger(dsn, table=table))
-            return opened[-1]
-
-    yield make
-    for ledger in opened:
-        ledger.close()
 
 
 @pytest.mark.parametrize("open_ledger", PERSISTENT, indirect=True)
