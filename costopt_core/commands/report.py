@@ -257,14 +257,14 @@ def open_ledger(spec: str, table: str | None = None) -> SQLLedger:
     SQLite ledger file, opened read-only (never created here: a mistyped path is an
     error, and so is a file that holds no costopt ledger)."""
     options = {} if table is None else {"table": table}
+    # Read-only: a report never creates tables (or switches a SQLite journal mode), so
+    # a ledger on a read-only disk, a mistyped path or table name, is read or refused.
     if _DSN.match(spec):
         from costopt_core.stores.postgres import PostgresLedger
 
-        return PostgresLedger(spec, **options)
+        return PostgresLedger(spec, read_only=True, **options)
     from costopt_core.stores.sqlite_ledger import SQLiteLedger
 
-    # Read-only: a report never creates tables or switches the journal mode, so a
-    # ledger on a read-only disk, or a mistyped path, is read or refused, never written.
     return SQLiteLedger(spec, read_only=True, **options)
 
 

@@ -349,6 +349,9 @@ class SQLLedger(ABC):
 
     table: str
 
+    #: Opened only to be read (``costopt report``): nothing is created or written.
+    read_only: bool = False
+
     def __init__(self) -> None:
         self._backlog = Backlog(repr(self))
         #: Rows skipped because they hold no cost record (damaged, written by hand).
@@ -389,7 +392,8 @@ class SQLLedger(ABC):
 
     def _check_writable(self) -> None:
         """Raise RuntimeError when the ledger was opened only to be read."""
-        return None  # writable unless a subclass opens read-only
+        if self.read_only:
+            raise RuntimeError(f"{self!r} was opened read_only=True: it records nothing")
 
     def _unwritten_since(self, since: float | None) -> float:
         return self._backlog.spent_since(since)

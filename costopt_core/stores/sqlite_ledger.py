@@ -268,10 +268,6 @@ class SQLiteLedger(SQLLedger):
         if self._closed:
             raise RuntimeError(f"{self!r} is closed")
 
-    def _check_writable(self) -> None:
-        if self.read_only:
-            raise RuntimeError(f"{self!r} was opened read_only=True: it records nothing")
-
     def _write(self, record_id: str, record: CostRecord, reservation_id: str | None) -> None:
         values = record_values(record, tags=json.dumps)
         with self._lock:

@@ -65,6 +65,8 @@ class PostgresLedger(sql.SQLLedger):
         table: the records table; ``<table>_reservations`` and ``<table>_schema`` too.
         pool_size, connect_timeout, pool_timeout, retry_after: as for
             :class:`PostgresStore`.
+        read_only: read an existing ledger (``costopt report``): no table is created
+            (a table that holds no ledger is a ``ValueError``), nothing is recorded.
 
     Each record is a row (model, kind, tier, token counts, ``cost_usd``, ``saved_usd``,
     baseline, ``tags`` as JSONB, ``ts`` in epoch seconds, ``recorded_at``). Records get
@@ -82,8 +84,11 @@ class PostgresLedger(sql.SQLLedger):
         connect_timeout: float = 5.0,
         pool_timeout: float = 5.0,
         retry_after: float = 5.0,
+        read_only: bool = False,
     ) -> None:
         sql.check_table(table, "table")
+        # Reading only (``costopt report``): no table is created, nothing is written.
+        self.read_only = bool(read_only)
         self._db = Connector(
             dsn,
             pool,
@@ -161,9 +166,15 @@ class PostgresLedger(sql.SQLLedger):
         if self._ready:
             return
         done, _ = yield from self._schema.existing(self._decide)
+        if not done and self.read_only:
+            raise ValueError(
+                f"table {self.table!r} holds no costopt ledger (nothing was created: "
+                "check the table= name)"
+            )
         if not done:
             yield Transaction(self._schema.create(self._decide, self._ddl))
-        yield from self._add_missing_columns()
+        if not self.read_only:
+            yield from self._add_missing_columns()
         self._ready = True
 
     def _add_missing_columns(self) -> Steps[None]:

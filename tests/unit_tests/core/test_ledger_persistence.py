@@ -187,3 +187,28 @@ def test_postgres_cache_metadata_that_is_json_but_not_an_object_is_named_so(pg_s
     finally:
         store.close()
     assert "metadata is not a JSON object: [1, 2]" in caplog.text
+
+
+def test_a_report_never_creates_a_postgres_ledger(pg_server, capsys):
+    # A mistyped --table made an empty ledger table on the server.
+    pytest.importorskip("psycopg", reason='needs the [postgres] extra: pip install -e ".[dev]"')
+    import psycopg
+
+    from costopt_core.stores.postgres import PostgresLedger
+
+    table = f"typo_{uuid.uuid4().hex[:10]}"
+    assert main(["report", pg_server.dsn, "--table", table]) == 2
+    assert "holds no costopt ledger" in capsys.readouterr().err
+    with psycopg.connect(pg_server.dsn) as conn:
+        (exists,) = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (table,)).fetchone()
+    assert not exists
+    real = f"real_{uuid.uuid4().hex[:10]}"
+    with PostgresLedger(pg_server.dsn, table=real) as ledger:
+        ledger.record(CostRecord("m", cost_usd=0.5, timestamp=1000.0))
+    reader = PostgresLedger(pg_server.dsn, table=real, read_only=True)
+    try:
+        assert reader.summary().total_cost == 0.5
+        with pytest.raises(RuntimeError, match="read_only=True"):
+            reader.record(CostRecord("m", cost_usd=0.5))
+    finally:
+        reader.close()
