@@ -275,6 +275,9 @@ class Connector:
             found = self._async_pools.get(id(loop))
             if found is not None and found[0] is loop:
                 return found[1]
+            # The task before this one found the server down: fail as fast as it would
+            # have after (each waiting task trying again would wait out its timeout).
+            self._fail_if_down()
             try:
                 conn = await self.psycopg.AsyncConnection.connect(self.dsn, **self._conn_kwargs)
                 await conn.close()
@@ -318,12 +321,7 @@ class Connector:
     @contextmanager
     def _watch_outage(self) -> Iterator[None]:
         """Fail at once while the server is known to be down; note when it goes down."""
-        left = self._down_until - time.monotonic()
-        if left > 0:
-            raise PostgresConnectionError(
-                f"PostgreSQL ({self.where}) is unreachable for the costopt {self._name}; "
-                f"next attempt in {left:.1f}s. Last error: {self._down_reason}"
-            )
+        self._fail_if_down()
         try:
             yield
         except Exception as exc:
@@ -332,6 +330,14 @@ class Connector:
                 self._down_until = time.monotonic() + self._retry_after
             raise
         self._down_until = 0.0
+
+    def _fail_if_down(self) -> None:
+        left = self._down_until - time.monotonic()
+        if left > 0:
+            raise PostgresConnectionError(
+                f"PostgreSQL ({self.where}) is unreachable for the costopt {self._name}; "
+                f"next attempt in {left:.1f}s. Last error: {self._down_reason}"
+            )
 
     def _retry_or_raise(self, attempt: int, exc: Exception) -> None:
         # A pool timeout already waited; retrying would only double the wait.
