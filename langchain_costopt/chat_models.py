@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
@@ -777,21 +778,25 @@ class _Request:
 
         def ask(tier: str) -> Any:
             model, kwargs = self.router._inner_call(tier, self.kwargs)
-            call = getattr(model, method)
+            call = functools.partial(
+                getattr(model, method),
+                self.messages,
+                stop=self.stop,
+                run_manager=self.run_manager,
+                **kwargs,
+            )
             limiter = model.rate_limiter
             if limiter is None:
-                return call(self.messages, stop=self.stop, run_manager=self.run_manager, **kwargs)
+                return call()
             if method == "_agenerate":
 
                 async def limited() -> Any:
                     await limiter.aacquire(blocking=True)
-                    return await call(
-                        self.messages, stop=self.stop, run_manager=self.run_manager, **kwargs
-                    )
+                    return await call()
 
                 return limited()
             limiter.acquire(blocking=True)
-            return call(self.messages, stop=self.stop, run_manager=self.run_manager, **kwargs)
+            return call()
 
         return ask
 

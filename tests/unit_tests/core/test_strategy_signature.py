@@ -13,11 +13,11 @@ import pytest
 
 from costopt_core import as_strategy, get_strategy, strategy_signature
 from costopt_core.cascade import CascadeStrategy
+from costopt_core.fingerprint import callable_fingerprint
 from costopt_core.hashing import HashingEmbedder
 from costopt_core.knn import KNNStrategy
 from costopt_core.learned import load_router
 from costopt_core.logistic import LogisticStrategy
-from costopt_core.strategies import callable_fingerprint
 from costopt_core.zero_shot import ZeroShotStrategy
 
 PROMPTS = ["hi", "hello", "prove the theorem", "design a system", "thanks", "derive it"] * 3
