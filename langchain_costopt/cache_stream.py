@@ -322,9 +322,8 @@ def _open(
 
 
 def _with_run_id(message: AIMessage, run_id: UUID) -> AIMessage:
-    """``message`` with the id ``BaseChatModel.stream`` gives the chunks of run ``run_id``."""
-    if message.id is not None:
-        return message
+    """``message`` (a hit: no id, see :func:`_first_message`) with the id
+    ``BaseChatModel.stream`` gives the chunks of run ``run_id``."""
     return message.model_copy(update={"id": f"{LC_ID_PREFIX}-{run_id}"})
 
 
