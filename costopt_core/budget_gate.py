@@ -114,6 +114,19 @@ class BudgetGate(DowngradeSignal, RunDowngradeSignal, Protocol):
         ...
 
 
+@runtime_checkable
+class TierReservation(Protocol):
+    """A handler holding a routed call's budget (reserved for the tier the call starts
+    on) that reserves more before the call climbs to another tier."""
+
+    def reserve_tier(self, run_id: object, tier: str, quote: CallQuote | None) -> None:
+        """Reserve what ``tier`` can cost (``quote``, or the handler's own quote of the
+        run's tier when None) for the run or span ``run_id``, on top of what it holds
+        (released with the rest at its end); ``BudgetExceededError`` when it does not
+        fit. A run it holds nothing for is left alone."""
+        ...
+
+
 _CONFORMS: dict[tuple[type, type], bool] = {}
 
 
@@ -189,6 +202,7 @@ __all__ = [
     "DowngradeSignal",
     "Reservation",
     "RunDowngradeSignal",
+    "TierReservation",
     "conforms",
     "downgrade_requested",
     "max_call_cost",

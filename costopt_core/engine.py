@@ -57,6 +57,7 @@ from costopt_core.budget_gate import (
     BudgetGate,
     CallQuote,
     Reservation,
+    TierReservation,
     conforms,
     downgrade_requested,
     open_budget,
@@ -179,9 +180,15 @@ class RoutingEngine:
         override: str | None = None,
         pinned: str | None = None,
         downgrade: bool = False,
+        decided: RouteDecision | None = None,
     ) -> RouteDecision:
         """Override first, then a budget downgrade (nothing outranks the budget but an
-        explicit override), then a tier pinned by tool history, then the strategy."""
+        explicit override), then a tier pinned by tool history, then the strategy.
+        ``decided``: what this rule gave for the call before its budget was known (a face
+        routes before the run starts, so the budget reserves the tier it will ask); it
+        stands unless the budget downgrades the call."""
+        if decided is not None and (override is not None or not downgrade):
+            return decided
         if override is not None:
             return self.forced(override)
         if downgrade:
@@ -204,15 +211,25 @@ class RoutingEngine:
         run_id: object = None,
         override: str | None = None,
         pinned: str | None = None,
+        decided: RouteDecision | None = None,
     ) -> RoutedCall:
         """Open one routed call: reserve budgets (``reserve=True``: each ``BudgetGate``
         among ``handlers`` reserves the most the call can cost, from ``quotes``, one per
         tier, cheapest first; ``BudgetExceededError`` propagates before any model is
         called), honour a downgrade asked by any handler (for every call, or for this
-        call ``run_id``), and pick the tier."""
+        call ``run_id``), and pick the tier (``decided``: see :meth:`choose`)."""
         handlers = list(handlers)
         reservations: list[Reservation] = []
+        tier_quotes: dict[str, CallQuote] = {}
         if reserve:
+            if len(quotes) == len(self.tiers):
+                # The tier the call starts on is reserved (and the cheapest, for a
+                # downgrade), not the dearest: a climb reserves the next tier then.
+                tier_quotes = dict(zip(self.tiers, quotes, strict=True))
+                if decided is None:
+                    decided = self.choose(question, override=override, pinned=pinned)
+                first = tier_quotes[decided.tier]
+                quotes = [quotes[0]] if first is quotes[0] else [quotes[0], first]
             gates = [h for h in handlers if conforms(h, BudgetGate)]
             reservations = open_budget(gates, routed=True, quotes=quotes)
         try:
@@ -221,11 +238,14 @@ class RoutingEngine:
                 override=override,
                 pinned=pinned,
                 downgrade=downgrade_requested(handlers, run_id),
+                decided=decided,
             )
         except BaseException:
             release_budget(reservations)
             raise
-        return RoutedCall(self, decision, question, reservations, handlers, run_id)
+        call = RoutedCall(self, decision, question, reservations, handlers, run_id)
+        call.tier_quotes = tier_quotes
+        return call
 
     def start(
         self, decision: RouteDecision, question: str = "", handlers: Iterable[object] = ()
@@ -256,6 +276,7 @@ class RoutedCall:
         "question",
         "reservations",
         "run_id",
+        "tier_quotes",
     )
 
     def __init__(
@@ -280,6 +301,8 @@ class RoutedCall:
         self._order = engine.order_from(decision.tier)
         self._position = 0
         self._answer: Answered[Any] | None = None
+        # Each tier's quote, when the engine holds the call's budget (see begin).
+        self.tier_quotes: Mapping[str, CallQuote] = {}
 
     # -- the state machine -------------------------------------------------------------
 
@@ -376,11 +399,24 @@ class RoutedCall:
 
     # -- drivers: the same walk, sync or async -----------------------------------------
 
+    def reserve_climb(self, tier: str) -> None:
+        """Before a tier other than the first is asked (a fallback, an escalation, a
+        downgrade's retry): reserve what it can cost, on top of what is held (a rejected
+        answer was paid for). ``BudgetExceededError`` when it does not fit: a refusal
+        ends the climb. Handlers hold the reservations (``TierReservation``), with the
+        tier's quote when the call was opened with quotes (``begin(reserve=True)``)."""
+        if self._position == 0:
+            return
+        quote = self.tier_quotes.get(tier)
+        for handler in self.handlers:
+            if conforms(handler, TierReservation):
+                handler.reserve_tier(self.run_id, tier, quote)
+
     def run(self, ask: Callable[[str], R]) -> Answered[R]:
         """Ask tier after tier with ``ask(tier)`` until one answer is accepted."""
         try:
             while (tier := self.next_tier()) is not None:
-                self.settle(tier, *_attempt(ask, tier))
+                self.settle(tier, *_attempt(ask, tier, self.reserve_climb))
         except BaseException as exc:
             self._stopped(exc)
             raise
@@ -390,7 +426,7 @@ class RoutedCall:
         """Async :meth:`run`: ``ask(tier)`` returns an awaitable."""
         try:
             while (tier := self.next_tier()) is not None:
-                self.settle(tier, *await _aattempt(ask, tier))
+                self.settle(tier, *await _aattempt(ask, tier, self.reserve_climb))
         except BaseException as exc:
             self._stopped(exc)
             raise
@@ -403,17 +439,21 @@ class RoutedCall:
             release_budget(self.reservations)
 
 
-def _attempt(ask: Callable[[str], Any], tier: str) -> tuple[Any, Exception | None]:
+def _attempt(
+    ask: Callable[[str], Any], tier: str, reserve: Callable[[str], None]
+) -> tuple[Any, Exception | None]:
     try:
+        reserve(tier)
         return ask(tier), None
     except Exception as exc:
         return None, exc
 
 
 async def _aattempt(
-    ask: Callable[[str], Awaitable[Any]], tier: str
+    ask: Callable[[str], Awaitable[Any]], tier: str, reserve: Callable[[str], None]
 ) -> tuple[Any, Exception | None]:
     try:
+        reserve(tier)
         return await ask(tier), None
     except Exception as exc:
         return None, exc

@@ -29,6 +29,11 @@ CACHE_HIT_KEY = "cache"
 #: decision to the inner runs; ``CostCallbackHandler`` reads the tier from it.
 BATCH_ROUTING_KEY = "costopt_routing"
 
+#: LangChain invocation-params key under which ``RouterChatModel`` names the tier a call
+#: was routed to before its run started; ``CostCallbackHandler`` reserves that tier's
+#: maximum (not the dearest tier's) and more only if the call climbs.
+ROUTED_TIER_PARAM = "costopt_routed_tier"
+
 #: ``CostRecord.tags`` key and value of a record whose usage the provider did not report:
 #: its tokens were counted from the prompt and answer text (stored in every ledger as a
 #: tag, so no ledger schema changes), and ``report()`` counts such calls as estimated.

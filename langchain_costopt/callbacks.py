@@ -90,6 +90,7 @@ from costopt_core.metadata_keys import (
     BATCH_ROUTING_KEY,
     CACHE_MARKER_KEY,
     COMPRESSED_TOKENS_KEY,
+    ROUTED_TIER_PARAM,
     model_name_in,
 )
 from costopt_core.tokens import estimate_schema_tokens, estimate_tokens
@@ -116,6 +117,7 @@ class _Run:
     came and read only if the answer lacks the model or routing (it rarely does)."""
 
     __slots__ = (
+        "climbed",
         "covered",
         "downgraded",
         "messages",
@@ -142,6 +144,8 @@ class _Run:
         self.parent = parent  # the parent run's key (see CostCallbackHandler._runs)
         self.covered = False  # a child run was counted for this one
         self.downgraded = False  # admitted only on a router's cheapest tier
+        # Reserved as a router's call climbed to dearer tiers (see reserve_tier).
+        self.climbed: list[str] | None = None
         # (asyncio task, its done callback) of an async run holding a reservation.
         self.watch: tuple[asyncio.Task[Any], Callable[..., None]] | None = None
 
@@ -220,21 +224,36 @@ def call_quotes(
 ) -> tuple[list[CallQuote], bool]:
     """The most a run can cost, as quotes, and whether it is a router's own run.
 
-    A ``RouterChatModel`` run names its tiers (cheapest first) in its invocation params;
-    any other run names its model there or in LangChain's ``ls_model_name`` metadata. The
-    output limit is the call's ``max_tokens`` (or a provider's equivalent, or LangChain's
-    ``ls_max_tokens``), else the tier's own setting, else the engine's default.
+    A ``RouterChatModel`` run names its tiers (cheapest first) in its invocation params,
+    and the tier it was routed to: its quotes are the cheapest tier's and that tier's (a
+    climb to another tier reserves more then). Any other run names its model there or in
+    LangChain's ``ls_model_name`` metadata. The output limit is the call's ``max_tokens``
+    (or a provider's equivalent, or LangChain's ``ls_max_tokens``), else the tier's own
+    setting, else the engine's default.
     """
     quote = call_quote(messages, params, metadata)
     if quote is not None:
         return [CallQuote(*quote)], False
+    quotes = router_quotes(messages, params)
+    tiers = list(quotes.values())
+    routed = quotes.get(params.get(ROUTED_TIER_PARAM)) if params else None  # type: ignore[arg-type]
+    if routed is not None and tiers:
+        tiers = [tiers[0]] if routed is tiers[0] else [tiers[0], routed]
+    return tiers, True
+
+
+def router_quotes(
+    messages: list[list[Any]], params: Mapping[str, Any] | None
+) -> dict[str, CallQuote]:
+    """The quote of each tier of a ``RouterChatModel`` run, by tier, cheapest first."""
     params = params if _is_map(params) else _EMPTY
     tokens = _prompt_tokens(messages, params)
     limit = _output_limit(params)
-    specs = [spec for spec in params["models"].values() if _is_map(spec)]
-    return [
-        CallQuote(model_name_in(spec), tokens, limit or _output_limit(spec)) for spec in specs
-    ], True
+    return {
+        tier: CallQuote(model_name_in(spec), tokens, limit or _output_limit(spec))
+        for tier, spec in params["models"].items()
+        if _is_map(spec)
+    }
 
 
 def call_quote(
@@ -490,6 +509,33 @@ class CostCallbackHandler(CostHandlerBase, _HandlerState, BaseCallbackHandler):
         run = self._runs.pop(key, None)
         if run is not None:
             self._accountant.cancel(run.reservation)
+            self._release_climbed(run)
+
+    def reserve_tier(self, run_id: object, tier: str, quote: CallQuote | None) -> None:
+        """A ``RouterChatModel`` run climbs to ``tier`` (a fallback, a cascade's
+        escalation): reserve that tier's maximum on top of what the run holds (a rejected
+        answer was paid for); ``BudgetExceededError`` when it does not fit. Released at
+        the run's end (``costopt_core.budget_gate.TierReservation``)."""
+        key = run_id.int if type(run_id) is UUID else run_id
+        run = self._runs.get(key)
+        if run is None or run.reservation is None:
+            return  # not admitted here (no budget, or over budget with on_budget="warn")
+        if quote is None:
+            try:
+                quote = router_quotes(run.messages or [], run.params).get(tier)
+            except Exception:
+                logger.exception("CostCallbackHandler could not quote tier %r", tier)
+                return
+            if quote is None:
+                return
+        reservation, _ = self._accountant.admit([quote])  # may raise
+        if reservation is not None:
+            run.climbed = [*(run.climbed or ()), reservation]
+
+    def _release_climbed(self, run: _Run) -> None:
+        for reservation in run.climbed or ():
+            self._accountant.cancel(reservation)
+        run.climbed = None
 
     def downgraded_run(self, run_id: object) -> bool:
         """True when the router run ``run_id`` was admitted only on its cheapest tier."""
@@ -642,6 +688,9 @@ class CostCallbackHandler(CostHandlerBase, _HandlerState, BaseCallbackHandler):
             logger.exception("CostCallbackHandler failed to account run %s", run_id)
             if run is not None:
                 self._accountant.cancel(run.reservation)
+        finally:
+            if run is not None and run.climbed:
+                self._release_climbed(run)  # after its spend is counted
 
     def _account(self, response: LLMResult, run_id: UUID, run: _Run | None) -> None:
         # The general path (on_llm_end tried _account_plain, for the usual answer, first).

@@ -30,7 +30,7 @@ import logging
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, cast
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, TypeVar, cast
 
 from langchain_core.callbacks import (
     BaseCallbackManager,
@@ -42,7 +42,7 @@ from langchain_core.language_models import BaseChatModel, LangSmithParams, Langu
 from langchain_core.language_models.model_profile import ModelProfile
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.output_parsers import JsonOutputKeyToolsParser, PydanticToolsParser
-from langchain_core.outputs import ChatGenerationChunk, ChatResult
+from langchain_core.outputs import ChatGenerationChunk, ChatResult, LLMResult
 from langchain_core.runnables import (
     Runnable,
     RunnableConfig,
@@ -62,7 +62,12 @@ from costopt_core.arguments import (
 )
 from costopt_core.decision import RouteDecision, with_checked_tiers
 from costopt_core.engine import ROUTING_KEY, Answered, AnswerFacts, RoutedCall, RoutingEngine
-from costopt_core.metadata_keys import BATCH_ROUTING_KEY, MODEL_NAME_KEYS, model_name_in
+from costopt_core.metadata_keys import (
+    BATCH_ROUTING_KEY,
+    MODEL_NAME_KEYS,
+    ROUTED_TIER_PARAM,
+    model_name_in,
+)
 from costopt_core.prompt_prefix import CACHE_MARK, settings_for
 from langchain_costopt.batch import adeferred_batch, deferred_batch
 from langchain_costopt.cache_stream import CachedStream, cache_of, replay_generation_chunks
@@ -404,6 +409,11 @@ class RouterChatModel(BaseChatModel):
             return self._engine.decide(messages)
         return self._open(list(messages), (), None).decision
 
+    def _question(self, messages: list[BaseMessage]) -> str:
+        if self.include_history:
+            return human_turns_text(messages)
+        return latest_human_question(messages)
+
     def _open(
         self,
         messages: list[BaseMessage],
@@ -411,16 +421,61 @@ class RouterChatModel(BaseChatModel):
         override: Any,
         run_id: Any = None,
     ) -> RoutedCall:
-        text = (
-            human_turns_text(messages) if self.include_history else latest_human_question(messages)
-        )
+        text = self._question(messages)
+        routed = _ROUTED.get()
+        decided = routed.decision if routed is not None and routed.fits(self, text) else None
         return self._engine.begin(
             text,
             handlers=handlers or (),
             run_id=run_id,
             override=override,
             pinned=self._tier_from_tool_history(messages),
+            decided=decided,
         )
+
+    # -- routing before the run starts -------------------------------------------------
+    #
+    # LangChain starts the run (and a cost handler checks its budget) before _generate /
+    # _stream is called: the call is routed first, so the run's invocation params name
+    # the tier it will ask and a budget reserves that tier's maximum, not the dearest.
+
+    def _routed_before(
+        self, prompts: Sequence[Sequence[BaseMessage]], kwargs: Mapping[str, Any]
+    ) -> _RoutedBefore | None:
+        if len(prompts) != 1:  # one run per prompt, all with the same params
+            return None
+        messages = list(prompts[0])
+        text = self._question(messages)
+        override = kwargs.get("model")
+        try:
+            decision = self._engine.choose(
+                text,
+                override=override if self._engine.tier_named(override) else None,
+                pinned=self._tier_from_tool_history(messages),
+            )
+        except Exception:  # raised again in the run, where LangChain reports it
+            return None
+        return _RoutedBefore(self, text, decision)
+
+    def generate(self, messages: list[list[BaseMessage]], *args: Any, **kwargs: Any) -> LLMResult:
+        with _routing(self._routed_before(messages, kwargs)):
+            return super().generate(messages, *args, **kwargs)
+
+    async def agenerate(
+        self, messages: list[list[BaseMessage]], *args: Any, **kwargs: Any
+    ) -> LLMResult:
+        with _routing(self._routed_before(messages, kwargs)):
+            return await super().agenerate(messages, *args, **kwargs)
+
+    def _get_invocation_params(self, stop: list[str] | None = None, **kwargs: Any) -> dict:
+        params = super()._get_invocation_params(stop=stop, **kwargs)
+        routed = _ROUTED.get()
+        if routed is not None and routed.router is self and not routed.named:
+            # Once: the run's params (read first, before the run starts), not the cache
+            # key LangChain reads from them later.
+            routed.named = True
+            params[ROUTED_TIER_PARAM] = routed.decision.tier
+        return params
 
     def _tier_override(self, kwargs: dict[str, Any]) -> str | None:
         """A per-call ``model=`` naming a tier (or a tier's model) routes there and is
@@ -582,7 +637,8 @@ class RouterChatModel(BaseChatModel):
     ) -> Iterator[AIMessageChunk]:
         """LangChain's ``stream``, through the router's cache (see the class)."""
         config, run = self._stream_run(config)
-        with _call_run(run), _streaming(self):
+        routed = self._routed_before([self._convert_input(input).to_messages()], kwargs)
+        with _call_run(run), _streaming(self), _routing(routed):
             yield from super().stream(input, config, **kwargs)
 
     async def astream(
@@ -590,7 +646,8 @@ class RouterChatModel(BaseChatModel):
     ) -> AsyncIterator[AIMessageChunk]:
         """LangChain's ``astream``, through the router's cache (see the class)."""
         config, run = self._stream_run(config)
-        with _call_run(run), _streaming(self):
+        routed = self._routed_before([self._convert_input(input).to_messages()], kwargs)
+        with _call_run(run), _streaming(self), _routing(routed):
             async for chunk in super().astream(input, config, **kwargs):
                 yield chunk
 
@@ -994,15 +1051,46 @@ class _StreamCall:
 _STREAMING: ContextVar[_StreamCall | None] = ContextVar("costopt_router_stream", default=None)
 
 
+T = TypeVar("T")
+
+
 @contextlib.contextmanager
-def _streaming(router: RouterChatModel) -> Iterator[None]:
-    token = _STREAMING.set(_StreamCall(router))
+def _holding(var: ContextVar[T], value: T) -> Iterator[None]:
+    token = var.set(value)
     try:
         yield
     finally:
         # A generator closed from another context cannot reset; nothing to undo then.
         with contextlib.suppress(ValueError):
-            _STREAMING.reset(token)
+            var.reset(token)
+
+
+def _streaming(router: RouterChatModel) -> contextlib.AbstractContextManager[None]:
+    return _holding(_STREAMING, _StreamCall(router))
+
+
+class _RoutedBefore:
+    """A call routed before LangChain started its run (see RouterChatModel._open)."""
+
+    __slots__ = ("decision", "named", "router", "text")
+
+    def __init__(self, router: RouterChatModel, text: str, decision: RouteDecision) -> None:
+        self.router = router
+        self.text = text
+        self.decision = decision
+        self.named = False  # the run's params name the tier already
+
+    def fits(self, router: RouterChatModel, text: str) -> bool:
+        """Whether this is the call ``router`` is opening for ``text`` (a call made from
+        inside it, by another router or on other messages, is routed on its own)."""
+        return router is self.router and text == self.text
+
+
+_ROUTED: ContextVar[_RoutedBefore | None] = ContextVar("costopt_routed_before", default=None)
+
+
+def _routing(routed: _RoutedBefore | None) -> contextlib.AbstractContextManager[None]:
+    return _holding(_ROUTED, routed)
 
 
 class _RunManagerLike(NamedTuple):
@@ -1012,18 +1100,10 @@ class _RunManagerLike(NamedTuple):
     run_id: Any
 
 
-@contextlib.contextmanager
-def _call_run(run: Any) -> Iterator[None]:
+def _call_run(run: Any) -> contextlib.AbstractContextManager[None]:
     """Keep a run's handlers and id (from a run manager or ``_RunManagerLike``) for the
     router's ``_stream``, which LangChain calls without them."""
-    value = None if run is None else (list(run.handlers), run.run_id)
-    token = _CALL_RUN.set(value)
-    try:
-        yield
-    finally:
-        # A generator closed from another context cannot reset; nothing to undo then.
-        with contextlib.suppress(ValueError):
-            _CALL_RUN.reset(token)
+    return _holding(_CALL_RUN, None if run is None else (list(run.handlers), run.run_id))
 
 
 __all__ = ["RouterChatModel", "merged_profile", "model_name_of"]

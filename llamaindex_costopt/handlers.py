@@ -282,6 +282,9 @@ class _Gate:
     reservation: str | None
     routed: bool
     downgraded: bool = False  # admitted only on the router's cheapest tier
+    # Reserved as the router climbed to dearer tiers (see reserve_tier): released once
+    # the call is settled.
+    climbed: list[str] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -435,7 +438,8 @@ class CostEventHandler(CostHandlerBase, BaseEventHandler):
                 # takes the cache's reservation into its own span.
                 if self._gates[outer].routed and not routed:
                     return None
-                self._gates[span] = _Gate(self._gates.pop(outer).reservation, routed)
+                held = self._gates.pop(outer)
+                self._gates[span] = _Gate(held.reservation, routed, climbed=held.climbed)
                 return None
         reservation, downgraded = self._accountant.admit(quotes, routed=routed)  # may raise
         if span is not None:
@@ -455,10 +459,33 @@ class CostEventHandler(CostHandlerBase, BaseEventHandler):
         if reservation is None:
             return
         with self._lock:
-            for span, gate in list(self._gates.items()):
-                if gate.reservation == reservation:
-                    del self._gates[span]
+            spans = [s for s, gate in self._gates.items() if gate.reservation == reservation]
+            gates = [self._gates.pop(span) for span in spans]
         self._accountant.cancel(reservation)
+        for gate in gates:
+            self._release_climbed(gate)
+
+    def reserve_tier(self, run_id: object, tier: str, quote: CallQuote | None) -> None:
+        """A router in span ``run_id`` climbs to ``tier`` (a fallback or an escalation):
+        reserve what ``quote`` can cost on top of what its gate holds (a rejected answer
+        was paid for); ``BudgetExceededError`` when it does not fit. Released once the
+        call is settled (``costopt_core.budget_gate.TierReservation``)."""
+        with self._lock:
+            gate = self._gates.get(run_id)  # type: ignore[call-overload]
+        if gate is None or quote is None:
+            return
+        reservation, _ = self._accountant.admit([quote])  # may raise
+        if reservation is not None:
+            with self._lock:
+                gate.climbed.append(reservation)
+
+    def _release_climbed(self, gate: _Gate | None) -> None:
+        # The call's gate is settled: what its climbs reserved is released (its spend
+        # is recorded by now, or nothing was spent).
+        if gate is not None:
+            for reservation in gate.climbed:
+                self._accountant.cancel(reservation)
+            gate.climbed.clear()
 
     # -- events ----------------------------------------------------------------------------
 
@@ -606,6 +633,7 @@ class CostEventHandler(CostHandlerBase, BaseEventHandler):
             elif gate is not None:
                 del self._gates[gate_span]
         self._record_call(done, decision, gate.reservation if gate is not None else None)
+        self._release_climbed(gate)
 
     def _on_decision(self, event: Any) -> None:
         span = event.span_id
@@ -632,6 +660,7 @@ class CostEventHandler(CostHandlerBase, BaseEventHandler):
                 self._record_attempt(done, attempt)
             if gate is not None:
                 self._accountant.cancel(gate.reservation)
+                self._release_climbed(gate)
             return
         if not pending:
             return
@@ -639,6 +668,7 @@ class CostEventHandler(CostHandlerBase, BaseEventHandler):
         for done, attempt in zip(rejected, decision.attempts + [{}] * len(rejected), strict=False):
             self._record_attempt(done, attempt)
         self._record_call(answer, decision, gate.reservation if gate is not None else None)
+        self._release_climbed(gate)
 
     def _on_failure(self, event: Any) -> None:
         span = event.span_id
@@ -663,6 +693,7 @@ class CostEventHandler(CostHandlerBase, BaseEventHandler):
             self._accountant.cancel(call.reservation)
         if gate is not None:
             self._accountant.cancel(gate.reservation)
+            self._release_climbed(gate)
 
     def _on_cache_hit(self, event: Any) -> None:
         # A cache inside a router or another wrapper answered: the wrapper's budget
@@ -683,6 +714,7 @@ class CostEventHandler(CostHandlerBase, BaseEventHandler):
             run_id=event.span_id,
             reservation_id=gate.reservation if gate is not None else None,
         )
+        self._release_climbed(gate)
 
     def _on_compressed(self, event: Any) -> None:
         removed = getattr(event, "removed_tokens", 0)

@@ -455,6 +455,57 @@ def test_downgrade_admits_the_router_on_its_cheapest_tier_and_never_past_the_bud
     assert 0 < handler.total_cost <= 0.001
 
 
+@pytest.mark.parametrize("path", ["invoke", "ainvoke", "stream", "astream"])
+def test_a_router_reserves_the_tier_it_routes_to_not_the_dearest(path: str) -> None:
+    # $0.001 holds the cheap tier's maximum (~$0.0002 at 100 output tokens), not the
+    # strong one's (~$0.0032): an easy prompt is answered, a hard one refused unasked.
+    router = _router(max_tokens=100)
+    handler = CostCallbackHandler(budget_usd=0.001, on_budget="raise")
+    config: Any = {"callbacks": [handler]}
+
+    def ask(prompt: str) -> Any:
+        if path == "invoke":
+            return router.invoke(prompt, config=config)
+        if path == "ainvoke":
+            return asyncio.run(router.ainvoke(prompt, config=config))
+        if path == "stream":
+            chunks = list(router.stream(prompt, config=config))
+        else:
+            chunks = asyncio.run(_collect(router.astream(prompt, config=config)))
+        return chunks[0]
+
+    easy = ask("请翻译: good morning")
+    assert easy.response_metadata["routing"]["tier"] == "simple"
+    with pytest.raises(BudgetExceededError):
+        ask("请分析并比较这两种架构设计的优劣")
+    assert handler.summary().calls == 1 and 0 < handler.total_cost <= 0.001
+    assert handler.ledger.reserved_usd == 0.0
+
+
+@pytest.mark.parametrize("budget", [0.001, 0.01])
+def test_a_fallback_reserves_the_dearer_tier_before_asking_it(budget: float) -> None:
+    # The cheap tier is down. $0.001 held its maximum, not the strong tier's (~$0.0032):
+    # the fallback is refused by the budget before the strong tier is asked; $0.01 holds
+    # both and the strong tier answers. Nothing stays reserved either way.
+    strong = SimulatedChatModel(model_name="cb-strong")
+    router = RouterChatModel(
+        models={"simple": SimulatedChatModel(model_name="cb-cheap", fail=True), "complex": strong},
+        strategy="rules",
+        max_tokens=100,
+    )
+    handler = CostCallbackHandler(budget_usd=budget, on_budget="raise")
+    prompt = "请翻译: good morning"
+    if budget < 0.002:
+        with pytest.raises(BudgetExceededError):
+            router.invoke(prompt, config={"callbacks": [handler]})
+        assert handler.total_cost == 0.0
+    else:
+        reply = router.invoke(prompt, config={"callbacks": [handler]})
+        assert reply.response_metadata["routing"]["fallback_from"] == "simple"
+        assert 0 < handler.total_cost <= budget
+    assert handler.ledger.reserved_usd == 0.0
+
+
 def test_downgrade_reaches_streams_and_batches_under_cost_tracker() -> None:
     router = _router(max_tokens=100)
     hard = "请分析并比较这两种架构设计的优劣"

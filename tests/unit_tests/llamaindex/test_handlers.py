@@ -444,16 +444,20 @@ def test_a_cache_miss_reserves_the_wrapped_models_maximum_before_calling_it(make
 
 
 def test_a_cache_over_a_router_leaves_the_reservation_to_the_router(make_handler):
-    # The router reserves its dearest tier's maximum; the cache must not stand in for it
-    # with a guess of its own.
+    # The router reserves the maximum of the tier it routes to; the cache must not stand
+    # in for it with a guess of its own. $0.0015 holds the cheap tier's maximum, not the
+    # strong one's ($0.002).
     cheap = SimulatedLLM(model_name="li-handler-cheap", max_tokens=64)
     strong = SimulatedLLM(model_name="li-handler-strong", max_tokens=64)
     router = RouterLLM(llms={"simple": cheap, "complex": strong}, strategy="rules")
     llm = SemanticCacheLLM(router, embed_model=HashingEmbedding())
-    make_handler(budget_usd=0.0015, on_budget="raise")
+    handler = make_handler(budget_usd=0.0015, on_budget="raise")
     with pytest.raises(BudgetExceededError):
-        llm.complete("请翻译: a")
+        llm.complete("请分析并设计一个分布式系统的架构方案")
     assert cheap.calls == strong.calls == 0
+    assert llm.complete("请翻译: a").text
+    assert (cheap.calls, strong.calls) == (1, 0)
+    assert 0 < handler.total_cost <= 0.0015 and handler.ledger.reserved_usd == 0.0
 
 
 async def test_concurrent_cache_misses_never_pass_the_budget(make_handler):
