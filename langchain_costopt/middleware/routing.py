@@ -32,7 +32,7 @@ in the AI message's ``response_metadata["routing"]``, as from the router.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import Any, cast
 
 from langchain.agents.middleware.types import (
     AgentMiddleware,
@@ -43,7 +43,8 @@ from langchain.agents.middleware.types import (
 from langchain_core.callbacks import CallbackManager
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
-from langchain_core.runnables.config import ensure_config
+from langchain_core.runnables import RunnableConfig
+from langchain_core.runnables.config import ensure_config, var_child_runnable_config
 from langgraph.errors import GraphBubbleUp
 
 from costopt_core.budget_gate import downgrade_requested
@@ -128,24 +129,51 @@ class CostRoutingMiddleware(AgentMiddleware):
         # downgrades (on_budget="downgrade") sends the call to the cheapest tier instead.
         return self.engine.start(decision, latest_human_text(request.messages), handlers)
 
+    def _tier_call(
+        self, call: RoutedCall, request: ModelRequest[Any], tier: str
+    ) -> tuple[ModelRequest[Any], RunnableConfig]:
+        """The request for ``tier``'s model, and the config its run is to take.
+
+        The model's run is its own, so the decision travels in the run's metadata (a
+        cost handler reads the tier, and prices the routing saving, from it), through
+        the config the agent's model call picks up from its context: the tier's model
+        itself answers, never a per-call copy (a copy would restart a scripted model
+        and rebuild a provider's client on every call)."""
+        model = self.models[tier]
+        info = {**call.record(tier), "tier_models": dict(self.engine.names)}
+        # A cascade's rejected attempts were runs of their own, each counted when it
+        # ended: listed here too, a cost handler would count them again.
+        info.pop("attempts", None)
+        config = ensure_config()
+        config = {**config, "metadata": {**config.get("metadata", {}), BATCH_ROUTING_KEY: info}}
+        routed = request.override(
+            model=model, model_settings=_settings_for(model, request.model_settings)
+        )
+        return routed, cast(RunnableConfig, config)
+
     def _asker(
-        self, call: RoutedCall, request: ModelRequest[Any], handler: Callable[..., Any]
-    ) -> Callable[[str], Any]:
-        def ask(tier: str) -> Any:
-            # The model's run is its own, so the decision travels in the run's metadata:
-            # a cost handler reads the tier (and prices the routing saving) from it.
-            model = self.models[tier]
-            info = {**call.record(tier), "tier_models": dict(self.engine.names)}
-            # A cascade's rejected attempts were runs of their own, each counted when it
-            # ended: listed here too, a cost handler would count them again.
-            info.pop("attempts", None)
-            metadata = {**(model.metadata or {}), BATCH_ROUTING_KEY: info}
-            return handler(
-                request.override(
-                    model=model.model_copy(update={"metadata": metadata}),
-                    model_settings=_settings_for(model, request.model_settings),
-                )
-            )
+        self, call: RoutedCall, request: ModelRequest[Any], handler: CallNext
+    ) -> Callable[[str], ModelResult]:
+        def ask(tier: str) -> ModelResult:
+            routed, config = self._tier_call(call, request, tier)
+            token = var_child_runnable_config.set(config)
+            try:
+                return handler(routed)
+            finally:
+                var_child_runnable_config.reset(token)
+
+        return ask
+
+    def _aasker(
+        self, call: RoutedCall, request: ModelRequest[Any], handler: ACallNext
+    ) -> Callable[[str], Awaitable[ModelResult]]:
+        async def ask(tier: str) -> ModelResult:
+            routed, config = self._tier_call(call, request, tier)
+            token = var_child_runnable_config.set(config)
+            try:
+                return await handler(routed)
+            finally:
+                var_child_runnable_config.reset(token)
 
         return ask
 
@@ -158,7 +186,7 @@ class CostRoutingMiddleware(AgentMiddleware):
 
     async def awrap_model_call(self, request: ModelRequest[Any], handler: ACallNext) -> ModelResult:
         call = self._open(request)
-        answered = await call.arun(self._asker(call, request, handler))
+        answered = await call.arun(self._aasker(call, request, handler))
         return self._annotated(answered)
 
     def _annotated(self, answered: Answered[ModelResult]) -> ModelResult:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import Any
 
@@ -12,6 +13,7 @@ from langchain_core.caches import InMemoryCache
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.globals import set_llm_cache
 from langchain_core.language_models import BaseChatModel
+from langchain_core.language_models.fake_chat_models import FakeMessagesListChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 from langchain_core.tools import ToolException, tool
@@ -293,3 +295,40 @@ def test_budget_middleware_arguments_are_checked() -> None:
         BudgetMiddleware()
     with pytest.raises(TypeError, match="handler"):
         BudgetMiddleware(handler=object())  # type: ignore[arg-type]
+
+
+class _Scripted(FakeMessagesListChatModel):
+    """LangChain's scripted fake (answers its responses in turn), with tools bound."""
+
+    def bind_tools(self, tools: Sequence[Any], **kwargs: Any) -> _Scripted:
+        return self
+
+
+@pytest.mark.parametrize("asynchronous", [False, True])
+def test_the_tier_model_itself_answers_so_a_scripted_tier_goes_on(asynchronous: bool) -> None:
+    # A per-call copy of the tier restarted the script at every call: the agent asked
+    # for the weather forever (GraphRecursionError).
+    def script() -> list[BaseMessage]:
+        call = {"name": "get_weather", "args": {"city": "Paris"}, "id": "c1"}
+        return [AIMessage("", tool_calls=[call]), AIMessage("Paris is sunny.")]
+
+    tiers = {"cheap": _Scripted(responses=script()), "strong": _Scripted(responses=script())}
+    agent = create_agent(
+        tiers["strong"],
+        tools=[get_weather],
+        middleware=[
+            CostRoutingMiddleware(models=tiers, strategy=lambda t: "cheap", tool_result_downgrade=0)
+        ],
+    )
+    state = {"messages": [("user", "weather?")]}
+    with cost_tracker() as tracker:
+        if asynchronous:
+            out = asyncio.run(agent.ainvoke(state, {"recursion_limit": 10}))
+        else:
+            out = agent.invoke(state, {"recursion_limit": 10})
+    last = out["messages"][-1]
+    assert (
+        last.content == "Paris is sunny." and last.response_metadata["routing"]["tier"] == "cheap"
+    )
+    assert tracker.summary().calls == 2
+    assert [r.tier for r in tracker.ledger.records()] == ["cheap", "cheap"]
