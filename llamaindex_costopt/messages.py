@@ -189,7 +189,8 @@ def chat_question(messages: Sequence[ChatMessage], *, include_history: bool = Fa
 def split_chat(messages: Sequence[ChatMessage]) -> tuple[str, list[tuple[str, str]]]:
     """Split a chat call into (question, context): the question of the latest user turn,
     and every other part of the conversation as ``(role, text)`` pairs, the latest user
-    turn contributing its text with the question masked out (e.g. a RAG template)."""
+    turn contributing its text with the question masked out (e.g. a RAG template) and
+    its non-text blocks (images, audio, documents)."""
     last_user = None
     for index in range(len(messages) - 1, -1, -1):
         if _role(messages[index]) == MessageRole.USER.value:
@@ -201,12 +202,15 @@ def split_chat(messages: Sequence[ChatMessage]) -> tuple[str, list[tuple[str, st
     question = ""
     for index, message in enumerate(messages):
         text = message_text(message)
+        # The question's own images, audio or documents change the answer as much as
+        # any other turn's: the same words about another picture must not hit.
+        extra = _stable_extra(message)
+        suffix = f"\x00{extra}" if extra else ""
         if index == last_user:
             question = question_of(text)
-            context.append((_role(message) + ":question", prompt_context(text, question)))
+            context.append((_role(message) + ":question", prompt_context(text, question) + suffix))
             continue
-        extra = _stable_extra(message)
-        context.append((_role(message), text + (f"\x00{extra}" if extra else "")))
+        context.append((_role(message), text + suffix))
     return question, context
 
 
