@@ -77,7 +77,7 @@ from typing import Any
 from langchain_core.caches import RETURN_VAL_TYPE, BaseCache
 from langchain_core.embeddings import Embeddings
 from langchain_core.load import dumps
-from langchain_core.messages import AIMessageChunk
+from langchain_core.messages import AIMessage, AIMessageChunk
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, Generation, GenerationChunk
 
 from costopt_core.accounting import CallText, usage_from_mapping
@@ -100,6 +100,7 @@ from langchain_costopt.prompt_key import (
     split_prompt,
 )
 from langchain_costopt.revive import Revive
+from langchain_costopt.served_answer import as_new_answer
 
 logger = logging.getLogger(__name__)
 
@@ -295,11 +296,10 @@ class SemanticLLMCache(BaseCache):
                     **gen.message.response_metadata,
                     CACHE_MARKER_KEY: dict(marker),
                 }
-                # A served answer is a new message: with the stored message's id, a
-                # LangGraph thread (add_messages) would overwrite the earlier message of
-                # that id instead of appending the answer. Without one, a graph gives it
-                # a fresh id, and a stream gets its run's id, as a model call's would.
-                gen.message.id = None
+                if isinstance(gen.message, AIMessage):
+                    gen.message = as_new_answer(gen.message)
+                else:
+                    gen.message.id = None  # a new message all the same
         return generations
 
     def _prepare_update(

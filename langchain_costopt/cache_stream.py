@@ -77,6 +77,7 @@ from costopt_core.engine import ROUTING_KEY
 from costopt_core.metadata_keys import CACHE_MARKER_KEY
 from langchain_costopt.chat_run import callback_manager_args
 from langchain_costopt.routed_output import tool_call_chunks_of
+from langchain_costopt.served_answer import as_new_answer
 
 logger = logging.getLogger(__name__)
 
@@ -291,9 +292,9 @@ def _first_message(model: BaseChatModel, generations: Any) -> AIMessage | None:
     message = getattr(generation, "message", None)
     if not isinstance(message, AIMessage):
         return AIMessage(content=generation.text)
-    # Any cache (InMemoryCache too) returns the stored message's id: the replay is a new
+    # Any cache (InMemoryCache too) returns the stored message's ids: the replay is a new
     # message, which takes its stream's run id as a live stream's chunks do.
-    return message.model_copy(update={"id": None}) if message.id is not None else message
+    return as_new_answer(message)
 
 
 # -- the helper for any chat model ------------------------------------------------------

@@ -191,6 +191,9 @@ def test_hit_returns_the_stored_generations_marked_for_cost_handlers():
     (got,) = cache.lookup(prompt, llm_string)
     mark = got.generation_info.pop("costopt_cache")
     assert got.message.response_metadata.pop("costopt_cache") == mark
+    (call,) = got.message.tool_calls  # a served answer is a new message: a fresh call id
+    assert call["id"] != "c1"
+    call["id"] = "c1"
     assert got == stored[0]  # everything else is exactly what was stored
     assert mark["hit"] and mark["model"] == "gpt-4o-mini"
     assert (mark["input_tokens"], mark["output_tokens"], mark["tokens_saved"]) == (120, 30, 150)

@@ -3,15 +3,19 @@ the earlier message whose answer it replays (add_messages merges messages by id)
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from langchain.agents import create_agent
 from langchain_core.caches import InMemoryCache
-from langchain_core.messages import AIMessage, HumanMessage
+from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
+from langchain_core.outputs import ChatGeneration, ChatResult
+from langchain_core.tools import tool
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import START, MessagesState, StateGraph
 
 from langchain_costopt import HashingEmbeddings, RouterChatModel, SemanticLLMCache
+from langchain_costopt.cache_stream import cache_key
 from langchain_costopt.cache_stream import stream as stream_through
 from langchain_costopt.middleware import PromptCompressionMiddleware
 from langchain_costopt.simulated import SimulatedChatModel
@@ -98,3 +102,53 @@ def test_a_routers_streamed_hit_is_a_new_message() -> None:
     replayed = list(router.stream(REFUNDS))
     assert "".join(c.content for c in replayed) == "".join(c.content for c in first)
     assert {c.id for c in replayed}.isdisjoint({c.id for c in first})
+
+
+class _ToolCaller(SimulatedChatModel):
+    """Asks for the stock price when the human spoke last, else answers from the tool."""
+
+    def bind_tools(self, tools: Any, **kwargs: Any) -> _ToolCaller:
+        return self
+
+    def _generate(self, messages: Any, stop: Any = None, run_manager: Any = None, **kw: Any) -> Any:
+        if isinstance(messages[-1], HumanMessage):
+            call = {"name": "stock", "args": {"sym": "ACME"}, "id": f"call_{uuid.uuid4().hex[:8]}"}
+            message = AIMessage("", tool_calls=[call])
+        else:
+            message = AIMessage(f"final: {messages[-1].content}")
+        return ChatResult(generations=[ChatGeneration(message=message)])
+
+
+@tool
+def stock(sym: str) -> str:
+    """The price of a stock."""
+    return f"{sym} 101"
+
+
+def test_a_replayed_tool_call_gets_a_fresh_id_so_a_thread_never_holds_one_twice() -> None:
+    model = _ToolCaller(model_name="gpt-4o-mini", cache=semantic_cache())
+    compress = PromptCompressionMiddleware(max_tokens=12)
+    agent = create_agent(model, tools=[stock], checkpointer=InMemorySaver(), middleware=[compress])
+    questions = [
+        "What's the price of ACME?",
+        "thanks, and the weather?",
+        "What's the price of ACME?",
+    ]
+    messages = ask_in_one_thread(agent, questions)
+    calls = [c["id"] for m in messages if isinstance(m, AIMessage) for c in m.tool_calls]
+    answered = [m.tool_call_id for m in messages if isinstance(m, ToolMessage)]
+    hits = [m for m in messages if m.response_metadata.get("costopt_cache", {}).get("hit")]
+    assert hits and any(m.tool_calls for m in hits)  # the repeated turn's call was a hit
+    assert len(calls) == len(set(calls)) == 3 and answered == calls
+    assert all(c.startswith("call_") for c in calls)
+
+
+def test_a_streamed_hit_of_a_tool_call_carries_a_fresh_tool_call_id() -> None:
+    model = _ToolCaller(model_name="gpt-4o-mini")
+    cache = InMemoryCache()
+    stored = AIMessage("", tool_calls=[{"name": "stock", "args": {}, "id": "call_stored"}])
+    cache.update(*cache_key(model, [HumanMessage(REFUNDS)], None), [ChatGeneration(message=stored)])
+    replays = [list(stream_through(cache, model, REFUNDS)) for _ in range(2)]
+    ids = [[c["id"] for c in sum(chunks[1:], chunks[0]).tool_calls] for chunks in replays]
+    assert all(len(i) == 1 and i[0].startswith("call_") for i in ids)
+    assert len({"call_stored", ids[0][0], ids[1][0]}) == 3
