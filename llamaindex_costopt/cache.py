@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -100,7 +101,13 @@ dispatcher = get_dispatcher(__name__)
 #: What a request sent: a completion's prompt, or the chat messages.
 Prompt = str | Sequence[ChatMessage]
 
-_SECRET_HINTS = ("key", "token", "secret", "password", "auth", "header", "credential")
+# Credentials are named by a word of the setting's name (api_key, x-api-key, hf_token,
+# access_token, use_auth_token, Authorization, default_headers...). Token *counts*
+# (max_tokens, max_new_tokens, num_tokens) and token ids (stop_token_ids) change the
+# answer and must stay in the key: "token" is a credential only as the name's last word.
+_SECRET_WORDS = frozenset({"key", "apikey"})
+_SECRET_PARTS = ("auth", "header", "secret", "password", "passwd", "credential", "cookie")
+_NAME_WORD = re.compile(r"[^a-z0-9]+")
 _USAGE_KEYS = ("prompt_tokens", "completion_tokens", "total_tokens", "usage")
 
 
@@ -143,7 +150,13 @@ _NOT_DATA = object()  # a client, a callback manager...: runtime objects, not se
 
 
 def _secret(name: str) -> bool:
-    return any(hint in name.lower() for hint in _SECRET_HINTS)
+    """Whether a setting's name says it holds a credential."""
+    words = [w for w in _NAME_WORD.split(name.lower()) if w]
+    if not words:
+        return False
+    if words[-1] == "token" or any(w in _SECRET_WORDS for w in words):
+        return True
+    return any(part in w for w in words for part in _SECRET_PARTS)
 
 
 def _plain_data(value: Any, depth: int = 0) -> Any:
