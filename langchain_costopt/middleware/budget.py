@@ -26,6 +26,13 @@ one), atomically in its ledger, shared ledgers included. A call that does not fi
   inside) sends the call to its cheapest tier; when not even that fits, the agent ends as
   with ``"end"``.
 
+Model calls made inside the agent's tools (a sub-agent, a summarising tool) are checked
+and recorded the same way; one that does not fit fails its tool call with an error tool
+message the model reads (``"raise"``: ``BudgetExceededError`` propagates). Model calls
+made by another middleware's ``before_model`` / ``after_model`` hooks (LangChain's
+``SummarizationMiddleware``) run outside both and are neither checked nor recorded: give
+such middleware a model under its own budget, or a ``cost_tracker()`` around the agent.
+
 The middleware's handler records every model call of the agent in ``ledger``; to report
 from the same figures, pass your own handler as ``handler=`` instead of attaching it to
 the same ledger twice.
@@ -33,6 +40,7 @@ the same ledger twice.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
 from langchain.agents.middleware.types import (
@@ -41,14 +49,17 @@ from langchain.agents.middleware.types import (
     ModelRequest,
     hook_config,
 )
-from langchain_core.messages import AIMessage
+from langchain_core.messages import AIMessage, ToolMessage
+from langgraph.prebuilt.tool_node import ToolCallRequest
 from langgraph.runtime import Runtime
+from langgraph.types import Command
 
 from costopt_core.ledger import BudgetExceededError, LedgerProtocol
 from langchain_costopt.callbacks import CostCallbackHandler, tracking
 from langchain_costopt.middleware.routing import ACallNext, CallNext, ModelResult
 
 AgentOnBudget = Literal["end", "raise", "downgrade"]
+ToolResult = ToolMessage | Command[Any]
 AGENT_ON_BUDGET: tuple[str, ...] = ("end", "raise", "downgrade")
 BUDGET_KEY = "costopt_budget"
 
@@ -111,6 +122,26 @@ class BudgetMiddleware(AgentMiddleware):
         except BudgetExceededError as exc:
             return self._stopped(exc)
 
+    def wrap_tool_call(
+        self, request: ToolCallRequest, handler: Callable[[ToolCallRequest], ToolResult]
+    ) -> ToolResult:
+        try:
+            with tracking(self.handler):
+                return handler(request)
+        except BudgetExceededError as exc:
+            return self._tool_stopped(request, exc)
+
+    async def awrap_tool_call(
+        self,
+        request: ToolCallRequest,
+        handler: Callable[[ToolCallRequest], Awaitable[ToolResult]],
+    ) -> ToolResult:
+        try:
+            with tracking(self.handler):
+                return await handler(request)
+        except BudgetExceededError as exc:
+            return self._tool_stopped(request, exc)
+
     @hook_config(can_jump_to=["end"])
     def after_model(self, state: AgentState[Any], runtime: Runtime[Any]) -> dict[str, Any] | None:
         """End the agent right after a stopped call (see :func:`jump_after_stop`)."""
@@ -122,6 +153,18 @@ class BudgetMiddleware(AgentMiddleware):
     ) -> dict[str, Any] | None:
         """Async :meth:`after_model`."""
         return jump_after_stop(state)
+
+    def _tool_stopped(self, request: ToolCallRequest, error: BudgetExceededError) -> ToolMessage:
+        """A tool whose own model call did not fit: its call fails, the agent goes on."""
+        if self.on_budget == "raise":
+            raise error
+        return ToolMessage(
+            f"The tool could not run: its model call would not fit the cost budget ({error}).",
+            tool_call_id=request.tool_call["id"],
+            name=request.tool_call.get("name"),
+            status="error",
+            response_metadata={BUDGET_KEY: {"stopped": True, "reason": str(error)}},
+        )
 
     def _stopped(self, error: BudgetExceededError) -> AIMessage:
         """The agent's last word: the message :func:`jump_after_stop` ends the agent on."""

@@ -332,3 +332,32 @@ def test_the_tier_model_itself_answers_so_a_scripted_tier_goes_on(asynchronous: 
     )
     assert tracker.summary().calls == 2
     assert [r.tier for r in tracker.ledger.records()] == ["cheap", "cheap"]
+
+
+@pytest.mark.parametrize("budget", [0.01, 1.0])
+def test_a_tools_own_model_call_is_held_to_the_agents_budget(budget: float) -> None:
+    # The tool asks a strong model (up to $0.08 at 2,000 output tokens). $0.01 holds the
+    # agent's own cheap calls but not that: each tool call fails with a budget message
+    # the model reads and the agent goes on; $1 holds it, and it is recorded.
+    strong = PlanModel(model_name="agent-strong", max_tokens=2000)
+
+    @tool("get_weather")
+    def weather_from_a_model(city: str) -> str:
+        """The weather in a city, asked of a model."""
+        return str(strong.invoke(f"The weather in {city}?").content)
+
+    budget_mw = BudgetMiddleware(budget_usd=budget)
+    agent = create_agent(
+        PlanModel(model_name="agent-cheap"), tools=[weather_from_a_model], middleware=[budget_mw]
+    )
+    messages = agent.invoke({"messages": [HumanMessage("weather?")]})["messages"]
+    results = [m for m in messages if isinstance(m, ToolMessage)]
+    assert messages[-1].content == "Done after 2 tool calls." and len(results) == 2
+    models = [r.model for r in budget_mw.handler.ledger.records()]
+    if budget < 0.08:
+        assert strong.calls == 0 and all(r.status == "error" for r in results)
+        assert all(r.response_metadata["costopt_budget"]["stopped"] for r in results)
+        assert models == ["agent-cheap"] * 3
+    else:
+        assert strong.calls == 2 and sorted(models) == ["agent-cheap"] * 3 + ["agent-strong"] * 2
+    assert 0 < budget_mw.handler.total_cost <= budget
