@@ -93,6 +93,7 @@ from llamaindex_costopt.wrapper import (
     llm_model_name,
     replay,
     request_quotes,
+    tool_schemas,
 )
 
 logger = logging.getLogger(__name__)
@@ -199,14 +200,7 @@ def llm_identity(llm: LLM) -> str:
 
 
 def _tools_identity(tools: Sequence[Any]) -> str:
-    specs = []
-    for tool in tools:
-        meta = getattr(tool, "metadata", None)
-        try:
-            specs.append(meta.to_openai_tool() if meta is not None else repr(tool))
-        except Exception:
-            specs.append({"name": getattr(meta, "name", repr(tool))})
-    return json.dumps(specs, sort_keys=True, default=str)
+    return json.dumps(tool_schemas(tools), sort_keys=True, default=str)
 
 
 def _kwargs_identity(kwargs: Mapping[str, Any]) -> str:

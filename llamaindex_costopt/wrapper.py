@@ -24,7 +24,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from llama_index.core.base.llms.types import (
@@ -45,7 +45,7 @@ from llama_index.core.prompts import BasePromptTemplate
 from llama_index.core.types import TokenAsyncGen, TokenGen
 
 from costopt_core.budget_gate import BudgetGate, CallQuote, conforms
-from costopt_core.tokens import estimate_tokens
+from costopt_core.tokens import count_prompt_tokens, estimate_schema_tokens
 from llamaindex_costopt.messages import message_text, question_scope
 from llamaindex_costopt.requests import (
     TOOLS_REQUEST,
@@ -94,12 +94,89 @@ def class_name_of(llm: Any) -> str:
     return name if isinstance(name, str) and name else type(llm).__name__
 
 
-def output_limit(llm: Any) -> int | None:
-    """The most an LLM answers, in tokens, if it caps it (None: the engine's default)."""
-    # Provider LLMs name their cap ``max_tokens``; LlamaIndex's ``num_output`` is only a
-    # prompt-sizing hint, not enforced, so it cannot bound a bill.
-    limit = getattr(llm, "max_tokens", None)
-    return limit if type(limit) is int and limit > 0 else None
+# The names providers give an answer's cap, in a call's kwargs or an LLM's
+# ``additional_kwargs`` (OpenAI, Anthropic, HuggingFace / vLLM / llama.cpp, Gemini, Ollama).
+# LangChain's face reads the same names: the rule belongs in the engine (budget_gate).
+OUTPUT_LIMIT_KEYS: tuple[str, ...] = (
+    "max_tokens",
+    "max_completion_tokens",
+    "max_new_tokens",
+    "max_output_tokens",
+    "num_predict",
+)
+
+
+def _limit_in(settings: Any) -> int | None:
+    if not isinstance(settings, Mapping):
+        return None
+    for key in OUTPUT_LIMIT_KEYS:
+        value = settings.get(key)
+        if type(value) is int and value > 0:
+            return value
+    return None
+
+
+def output_limit(llm: Any, call_kwargs: Mapping[str, Any] | None = None) -> int | None:
+    """The most a call of ``llm`` answers, in tokens: the call's own cap (``max_tokens=``
+    and the other providers' names), else the LLM's ``additional_kwargs``, else its
+    ``max_tokens`` / ``max_new_tokens`` setting; None: the engine's default.
+
+    Example:
+        >>> from llama_index.core.llms import MockLLM
+        >>> llm = MockLLM(max_tokens=64)
+        >>> output_limit(llm), output_limit(llm, {"max_tokens": 9})
+        (64, 9)
+    """
+    limit = _limit_in(call_kwargs) or _limit_in(getattr(llm, "additional_kwargs", None))
+    if limit is not None:
+        return limit
+    # LlamaIndex's ``metadata.num_output`` is only a prompt-sizing hint (256 for any LLM
+    # that does not say), not enforced: reserving it would under-reserve an uncapped model.
+    return _limit_in({key: getattr(llm, key, None) for key in OUTPUT_LIMIT_KEYS})
+
+
+def tool_schemas(tools: Sequence[Any]) -> list[Any]:
+    """The tools as a model is sent them (OpenAI's function format, whatever their
+    description's length: a provider may accept what OpenAI's 1024-character check
+    refuses).
+
+    Example:
+        >>> from llama_index.core.tools import FunctionTool
+        >>> def add(a: int, b: int) -> int:
+        ...     "Adds two integers."
+        ...     return a + b
+        >>> tool_schemas([FunctionTool.from_defaults(add)])[0]["function"]["name"]
+        'add'
+    """
+    schemas = []
+    for tool in tools:
+        meta = getattr(tool, "metadata", None)
+        try:
+            schemas.append(meta.to_openai_tool(skip_length_check=True) if meta else repr(tool))
+        except Exception:  # a schema that cannot be built is still sent by name
+            schemas.append(getattr(meta, "name", repr(tool)))
+    return schemas
+
+
+def prompt_tokens(request: Request) -> int:
+    """The estimated prompt of ``request``: its text with the chat format's tokens per
+    message, and the tool schemas it binds.
+
+    Example:
+        >>> from llama_index.core.llms import ChatMessage
+        >>> prompt_tokens(CompleteRequest("Hello there", False, {}))
+        3
+        >>> prompt_tokens(ChatRequest([ChatMessage(role="user", content="Hello there")], {}))
+        9
+    """
+    if isinstance(request, CompleteRequest):
+        return count_prompt_tokens([request.prompt], None, chat=False)[0]
+    tokens = count_prompt_tokens([message_text(m) for m in request.messages], None)[0]
+    if isinstance(request, ToolsRequest):
+        tokens += estimate_schema_tokens(tool_schemas(request.tools))
+    elif request.kwargs.get("tools"):
+        tokens += estimate_schema_tokens(request.kwargs["tools"])
+    return tokens
 
 
 def request_quotes(request: Request, llms: Iterable[tuple[str, Any]]) -> list[CallQuote]:
@@ -112,12 +189,9 @@ def request_quotes(request: Request, llms: Iterable[tuple[str, Any]]) -> list[Ca
         >>> request_quotes(request, [("m", MockLLM(max_tokens=64))])
         [CallQuote(model='m', prompt_tokens=3, max_output_tokens=64)]
     """
-    if isinstance(request, CompleteRequest):
-        text = request.prompt
-    else:
-        text = "\n".join(message_text(m) for m in request.messages)
-    tokens = estimate_tokens(text)
-    return [CallQuote(name, tokens, output_limit(llm)) for name, llm in llms]
+    tokens = prompt_tokens(request)
+    call_kwargs = request.options() if isinstance(request, ToolsRequest) else request.kwargs
+    return [CallQuote(name, tokens, output_limit(llm, call_kwargs)) for name, llm in llms]
 
 
 def merged_metadata(llms: Iterable[LLM], model_name: str) -> LLMMetadata:
@@ -304,5 +378,9 @@ __all__ = [
     "chat_request",
     "llm_model_name",
     "merged_metadata",
+    "output_limit",
+    "prompt_tokens",
     "replay",
+    "request_quotes",
+    "tool_schemas",
 ]

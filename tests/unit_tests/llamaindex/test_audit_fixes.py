@@ -6,15 +6,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import pytest
 from llama_index.core.base.llms.types import (
     ChatMessage,
     ImageBlock,
     MessageRole,
     TextBlock,
 )
+from llama_index.core.tools import FunctionTool
 from pydantic import Field
 
-from llamaindex_costopt import SemanticCacheLLM
+from costopt_core.ledger import BudgetExceededError
+from llamaindex_costopt import CostEventHandler, RouterLLM, SemanticCacheLLM
 from llamaindex_costopt.cache import llm_identity
 from llamaindex_costopt.simulated import HashingEmbedding, SimulatedLLM
 
@@ -25,6 +28,10 @@ class _Vision(SimulatedLLM):
     def _answer_text(self, messages: Sequence[ChatMessage], question: str) -> str:
         images = [b for b in messages[-1].blocks if isinstance(b, ImageBlock)]
         return f"I see {images[0].url}" if images else "I see nothing"
+
+
+def user(text: str) -> list[ChatMessage]:
+    return [ChatMessage(role=MessageRole.USER, content=text)]
 
 
 def _about(url: str) -> list[ChatMessage]:
@@ -77,3 +84,58 @@ def test_output_caps_are_in_the_key_and_credentials_are_not():
     assert '"max_new_tokens": 2000' in identity
     assert '"max_completion_tokens": 99' in identity
     assert "secret" not in identity and "tok-2" not in identity
+
+
+# -- budgets reserve what the call can really cost ----------------------------------------
+
+
+def add(a: int, b: int) -> int:
+    return a + b
+
+
+# A tool whose schema is ~5,000 tokens: billed as input on every call that binds it.
+_RULES = " ".join(f"Rule {i}: when adding, remember guideline {i} carefully." for i in range(300))
+_LONG_TOOL = FunctionTool.from_defaults(add, description="Adds two integers. " + _RULES)
+
+
+def _router(**tier_settings) -> RouterLLM:
+    return RouterLLM(
+        llms={
+            "simple": SimulatedLLM(model_name="gpt-4o", **tier_settings),
+            "complex": SimulatedLLM(model_name="gpt-4o", **tier_settings),
+        }
+    )
+
+
+def test_a_call_binding_large_tools_is_refused_before_it_overshoots_the_budget():
+    router = _router(max_tokens=64)
+    with CostEventHandler(budget_usd=0.01, on_budget="raise") as handler:
+        with pytest.raises(BudgetExceededError):
+            router.chat_with_tools([_LONG_TOOL], user_msg="What is 2 plus 2?")
+        assert [llm.calls for llm in router.llms.values()] == [0, 0]
+        assert handler.total_cost == 0
+        router.chat(user("What is 2 plus 2?"))  # the same call without the tool fits
+
+
+def test_the_calls_own_output_cap_is_what_the_budget_reserves():
+    with CostEventHandler(budget_usd=0.06, on_budget="raise"):
+        router = _router()  # no cap of its own: the engine's default would fit
+        with pytest.raises(BudgetExceededError):
+            router.chat(user("Write a long essay"), max_tokens=16_000)
+        assert [llm.calls for llm in router.llms.values()] == [0, 0]
+    with CostEventHandler(budget_usd=0.01, on_budget="raise"):
+        # the engine's default cap (4,096 tokens) would not fit; 100 tokens do
+        router.chat(user("Write a short note"), max_tokens=100)
+
+
+class _WithExtras(SimulatedLLM):
+    additional_kwargs: dict = Field(default_factory=dict)
+
+
+def test_a_cached_llms_additional_kwargs_cap_is_what_the_budget_reserves():
+    inner = _WithExtras(model_name="gpt-4o", additional_kwargs={"max_completion_tokens": 16_000})
+    cache = SemanticCacheLLM(inner, embed_model=HashingEmbedding())
+    with CostEventHandler(budget_usd=0.06, on_budget="raise"):
+        with pytest.raises(BudgetExceededError):
+            cache.chat(user("Write a long essay"))
+        assert inner.calls == 0
