@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -47,9 +48,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError) as exc:
+    except BrokenPipeError:
+        _quiet_stdout()  # the reader left (``costopt ... | head``): stop quietly
+        return 1
+    except (ValueError, OSError, ImportError) as exc:
+        # Bad input, a path that is a directory or unwritable, a missing extra: the
+        # command's error line (an ImportError names the extra to install), no traceback.
         print(f"costopt {args.command}: error: {exc}", file=sys.stderr)
         return 2
+
+
+def _quiet_stdout() -> None:
+    # Python flushes stdout again at exit and would fail once more: point it at devnull.
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass  # stdout is no file (captured): nothing left to flush at exit
+    finally:
+        os.close(devnull)
 
 
 if __name__ == "__main__":  # pragma: no cover

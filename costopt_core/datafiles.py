@@ -48,7 +48,9 @@ def read_table(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
             ]
         return rows, sorted({k for row in rows for k in row})
     if suffix in (".csv", ".tsv"):
-        with path.open(encoding="utf-8", newline="") as handle:
+        # utf-8-sig: a CSV saved by Excel starts with a byte-order mark, which would
+        # otherwise stick to the first column's name.
+        with path.open(encoding="utf-8-sig", newline="") as handle:
             reader = csv.DictReader(handle, delimiter="\t" if suffix == ".tsv" else ",")
             rows = list(reader)
             columns = list(reader.fieldnames or [])

@@ -69,9 +69,10 @@ TECHNIQUES: tuple[Technique, ...] = (
 
 
 def load_measured(path: Path | str | None = None) -> dict[str, Any]:
-    """The recorded measurements (``{}`` when no record exists: nothing measured)."""
+    """The recorded measurements (``{}`` when the shipped record is absent: nothing
+    measured; a record the caller names must exist)."""
     target = Path(path) if path is not None else MEASURED_PATH
-    if not target.exists():
+    if path is None and not target.exists():
         return {}
     data = json.loads(target.read_text(encoding="utf-8"))
     if not isinstance(data, dict):

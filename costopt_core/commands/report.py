@@ -46,7 +46,6 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-import os
 import re
 import sqlite3
 import sys
@@ -323,19 +322,7 @@ def run(args: argparse.Namespace) -> int:
     except (ConnectionError, sqlite3.Error) as exc:
         # The server down or the file unreadable: the command's error line, no traceback.
         raise ValueError(" ".join(str(exc).split())) from None
-    try:
-        _write(report, args)
-    except BrokenPipeError:
-        # The reader left (``costopt report ... | head``): stop quietly. Python would
-        # flush stdout again at exit and fail once more, so point it at devnull.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        try:
-            os.dup2(devnull, sys.stdout.fileno())
-        except (OSError, ValueError):
-            pass  # stdout is no file (captured): nothing left to flush at exit
-        finally:
-            os.close(devnull)
-        return 1
+    _write(report, args)  # a reader that leaves (``| head``): see cli.main
     return 0
 
 

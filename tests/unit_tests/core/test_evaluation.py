@@ -520,3 +520,10 @@ def test_cli_eval_of_a_router_on_its_training_prompts_warns(tmp_path, capsys) ->
         main(["eval-router", str(data), "--load", str(tmp_path / "old.json"), "--no-progress"]) == 0
     )
     assert "does not record its training prompts" in capsys.readouterr().err
+
+
+def test_a_csv_saved_by_excel_with_a_byte_order_mark_is_read(tmp_path) -> None:
+    path = tmp_path / "labels.csv"
+    path.write_text("prompt,weak_correct,strong_correct\nhi,1,1\nprove it,0,1\n", "utf-8-sig")
+    data = load_routing_data(path)
+    assert data.prompts == ["hi", "prove it"] and list(data.strong) == [1.0, 1.0]

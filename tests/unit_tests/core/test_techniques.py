@@ -36,7 +36,6 @@ def test_the_seeds_seven_rows_and_claims() -> None:
 
 
 def test_no_record_means_nothing_measured(tmp_path: Path) -> None:
-    assert load_measured(tmp_path / "missing.json") == {}
     rows = technique_rows({})
     assert [r.measured for r in rows] == ["not measured"] * 7
     text = format_techniques({})
@@ -120,3 +119,13 @@ def test_a_figure_just_below_a_bound_is_not_printed_on_it(
     assert main(["techniques", "--record", str(path)]) == 0
     line = next(ln for ln in capsys.readouterr().out.splitlines() if "compression" in ln)
     assert "19.96%" in line and "below the claim" in line and "20.0%" not in line
+
+
+def test_a_named_record_that_is_missing_or_a_directory_is_an_error_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A typo used to print seven "not measured" rows and exit 0.
+    for record in (tmp_path / "missing.json", tmp_path):
+        assert main(["techniques", "--record", str(record)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("costopt techniques: error:") and "Traceback" not in err
