@@ -154,7 +154,10 @@ class KNNStrategy(LearnedStrategy):
             state["ridge_bias"] = np.array([ridge.bias])
             linear = ridge.loo
         inputs = _combine_inputs(loo, prompts if self.use_length else None, linear)
-        fitted = fit_logistic(inputs, y, l2=_COMBINE_L2)
+        # Each input says "harder" as it rises: on a small labelled set the fit can guess
+        # a noisy input's sign wrong (a leave-one-out ridge on 200 prompts of 384 dims
+        # came out anti-correlated), so no input may weigh against the label.
+        fitted = fit_logistic(inputs, y, l2=_COMBINE_L2, nonnegative=True)
         state.update({f"combine_{k}": v for k, v in fitted.items()})
         return state
 

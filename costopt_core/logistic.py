@@ -50,7 +50,7 @@ def prompt_features(prompts: Sequence[str]) -> np.ndarray:
 
 
 def fit_logistic(
-    z: np.ndarray, y: np.ndarray, *, l2: float, iterations: int = 25
+    z: np.ndarray, y: np.ndarray, *, l2: float, iterations: int = 25, nonnegative: bool = False
 ) -> dict[str, np.ndarray]:
     """L2-regularised logistic regression of labels ``y`` in [0, 1] (cross-entropy, so
     graded labels are fine) on the columns of ``z``, standardised first; Newton steps.
@@ -58,6 +58,10 @@ def fit_logistic(
     Returns ``{"weights", "bias", "mean", "scale"}``: the probability of a row ``r`` is
     ``logistic(((r - mean) / scale) @ weights + bias[0])`` (see :func:`predict_logistic`).
     ``l2`` is the ridge penalty per standardised column, times the number of rows.
+    ``nonnegative``: every column is known to rise with the label (e.g. scores that each
+    say "harder"), so none may weigh against it; a column the fit would weigh below zero
+    (an input that is noise on this data, whose sign the fit guessed) is given no weight
+    and the others are fitted again.
 
     Example:
         >>> z = np.array([[0.0], [1.0], [2.0], [3.0]])
@@ -75,18 +79,31 @@ def fit_logistic(
     a = np.hstack([z, np.ones((n, 1))])
     penalty = np.full(d + 1, l2 * n)
     penalty[-1] = 0.0  # the intercept is not shrunk
-    w = np.zeros(d + 1)
     prior = float(np.clip(y.mean(), 1e-3, 1 - 1e-3))
-    w[-1] = np.log(prior / (1 - prior))
+    used = np.ones(d + 1, dtype=bool)
+    while True:
+        w = np.zeros(d + 1)
+        w[-1] = np.log(prior / (1 - prior))
+        w[used] = _newton(a[:, used], y, penalty[used], w[used], iterations)
+        negative = used[:-1] & (w[:-1] < 0)
+        if not nonnegative or not negative.any():
+            break
+        used[:-1] &= ~negative
+    return {"weights": w[:-1], "bias": w[-1:], "mean": mean, "scale": scale}
+
+
+def _newton(
+    a: np.ndarray, y: np.ndarray, penalty: np.ndarray, w: np.ndarray, iterations: int
+) -> np.ndarray:
     for _ in range(iterations):
         p = 1.0 / (1.0 + np.exp(-(a @ w)))
         grad = a.T @ (p - y) + penalty * w
         hess = (a * (p * (1 - p))[:, None]).T @ a + np.diag(penalty + 1e-9)
         step = np.linalg.solve(hess, grad)
-        w -= step
+        w = w - step
         if float(np.max(np.abs(step))) < 1e-6:
             break
-    return {"weights": w[:-1], "bias": w[-1:], "mean": mean, "scale": scale}
+    return w
 
 
 def predict_logistic(fitted: dict[str, np.ndarray], z: np.ndarray) -> np.ndarray:
