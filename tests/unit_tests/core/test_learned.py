@@ -183,3 +183,19 @@ def test_a_file_that_is_not_a_router_says_so_and_never_suggests_pickle(tmp_path)
     with pytest.raises(ValueError, match="not a costopt router file") as info:
         load_router(csv)
     assert "pickle" not in str(info.value)
+
+
+def test_loading_a_neural_router_without_the_embeddings_extra_names_it(
+    tmp_path, monkeypatch
+) -> None:
+    # Trained where a neural embedding is installed, deployed on a slim server without.
+    class Neural:
+        model = "multilingual-e5-small-q4"
+
+        def embed(self, texts):
+            return HashingEmbedder(dim=64).embed(texts)
+
+    path = KNNStrategy(Neural(), k=3).fit(PROMPTS, LABELS).save(tmp_path / "r.npz")
+    monkeypatch.setattr("costopt_core.learned.default_embedding", lambda warn: HashingEmbedder())
+    with pytest.raises(ValueError, match=r'pip install "costopt-llm\[embeddings\]"'):
+        load_router(path)
