@@ -42,6 +42,9 @@ from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from typing import Any
 
 from llama_index.core.base.embeddings.base import BaseEmbedding
+from llama_index.core.base.llms.generic_utils import (
+    messages_to_prompt as generic_messages_to_prompt,
+)
 from llama_index.core.base.llms.types import (
     ChatMessage,
     ChatResponse,
@@ -51,7 +54,7 @@ from llama_index.core.base.llms.types import (
 from llama_index.core.instrumentation import get_dispatcher
 from llama_index.core.instrumentation.events import BaseEvent
 from llama_index.core.llms.function_calling import FunctionCallingLLM
-from llama_index.core.llms.llm import LLM, ToolSelection
+from llama_index.core.llms.llm import LLM, ToolSelection, default_completion_to_prompt
 from pydantic import ConfigDict, Field, PrivateAttr, model_validator
 
 from costopt_core.arguments import refuse_unknown_arguments
@@ -64,6 +67,7 @@ from costopt_core.cache import (
     savings_metadata,
 )
 from costopt_core.engine import ROUTING_KEY
+from costopt_core.fingerprint import callable_fingerprint
 from costopt_core.metadata_keys import CACHE_HIT_KEY
 from costopt_core.stores.base import CacheStore
 from llamaindex_costopt.handlers import (
@@ -93,6 +97,7 @@ from llamaindex_costopt.wrapper import (
     llm_model_name,
     replay,
     request_quotes,
+    send,
     tool_schemas,
 )
 
@@ -183,20 +188,40 @@ def _plain_data(value: Any, depth: int = 0) -> Any:
 
 
 def llm_identity(llm: LLM) -> str:
-    """What identifies an LLM's answers: class, metadata, scalar parameters."""
+    """What identifies an LLM's answers: class, metadata, scalar parameters, and how it
+    formats the prompts of ``predict`` when not LlamaIndex's default (applied to the
+    calls it answers behind a wrapper: see :func:`llamaindex_costopt.wrapper.send`)."""
     try:
         payload = llm.to_payload()
     except Exception:
         payload = {"class_name": type(llm).__name__}
-    return json.dumps(
-        {
-            "class": f"{type(llm).__module__}.{type(llm).__qualname__}",
-            "payload": payload,
-            "params": _scalar_params(llm),
-        },
-        sort_keys=True,
-        default=str,
-    )
+    identity: dict[str, Any] = {
+        "class": f"{type(llm).__module__}.{type(llm).__qualname__}",
+        "payload": payload,
+        "params": _scalar_params(llm),
+    }
+    formatting = _prompt_formatting(llm)
+    if formatting:  # only when set: the keys of LLMs that format by default are unchanged
+        identity["formatting"] = formatting
+    return json.dumps(identity, sort_keys=True, default=str)
+
+
+def _prompt_formatting(llm: Any) -> dict[str, str]:
+    formatting: dict[str, str] = {}
+    wrapper = getattr(llm, "query_wrapper_prompt", None)
+    if wrapper is not None:
+        try:
+            formatting["query_wrapper_prompt"] = wrapper.get_template()
+        except Exception:  # a template that cannot show itself still differs by type
+            formatting["query_wrapper_prompt"] = type(wrapper).__qualname__
+    for name, default in (
+        ("completion_to_prompt", default_completion_to_prompt),
+        ("messages_to_prompt", generic_messages_to_prompt),
+    ):
+        func = getattr(llm, name, None)
+        if callable(func) and func is not default:
+            formatting[name] = callable_fingerprint(func)
+    return formatting
 
 
 def _tools_identity(tools: Sequence[Any]) -> str:
@@ -527,7 +552,7 @@ class SemanticCacheLLM(WrapperLLM):
 
     def _send(self, request: Request, mode: str) -> Any:
         llm = self._tool_llm() if isinstance(request, ToolsRequest) else self.llm
-        return request.send(llm, mode)
+        return send(request, llm, mode)
 
     def _answer(self, request: Request) -> Any:
         key = self._key(request)

@@ -81,6 +81,7 @@ from llamaindex_costopt.wrapper import (
     llm_model_name,
     merged_metadata,
     request_quotes,
+    send,
 )
 
 logger = logging.getLogger(__name__)
@@ -304,7 +305,7 @@ class RouterLLM(WrapperLLM):
         llm = self.llms[tier]
         if isinstance(request, ToolsRequest):
             llm = self._tool_llm(llm)
-        return request.send(llm, mode)
+        return send(request, llm, mode)
 
     @contextlib.contextmanager
     def _failure_event(self, call: RoutedCall) -> Iterator[None]:

@@ -23,8 +23,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
+from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from llama_index.core.base.llms.types import (
@@ -231,6 +234,31 @@ def budget_gates(dispatcher: Any, explicit: BudgetGate | None = None) -> list[Bu
     return gates
 
 
+@dataclass
+class _PromptOrigin:
+    """The template a wrapper's ``predict``/``stream`` formats, and what it formatted
+    (the wrapper's own settings), so the LLM that answers can format it its own way."""
+
+    template: BasePromptTemplate
+    args: dict[str, Any]
+    output_parser: Any
+    formatted: str | list[ChatMessage] | None = None
+
+
+_PROMPT_ORIGIN: ContextVar[_PromptOrigin | None] = ContextVar("costopt_prompt_origin", default=None)
+
+
+@contextlib.contextmanager
+def _prompt_scope(
+    template: BasePromptTemplate, args: dict[str, Any], output_parser: Any
+) -> Iterator[None]:
+    token = _PROMPT_ORIGIN.set(_PromptOrigin(template, args, output_parser))
+    try:
+        yield
+    finally:
+        _PROMPT_ORIGIN.reset(token)
+
+
 class WrapperLLM(FunctionCallingLLM):
     """Base of the costopt LlamaIndex wrappers: the endpoints are here; a subclass decides
     who answers a request (``_answer``, ``_aanswer``, ``_stream``, ``_astream``)."""
@@ -340,25 +368,92 @@ class WrapperLLM(FunctionCallingLLM):
         )
         return {"messages": request.messages, TOOLS_REQUEST: request}
 
-    # -- prompt-template entry points: remember the question -----------------------------
+    # -- prompt-template entry points: remember the question and the template ----------
 
     def predict(self, prompt: BasePromptTemplate, **prompt_args: Any) -> str:
-        with question_scope(prompt_args):
+        with question_scope(prompt_args), _prompt_scope(prompt, prompt_args, self.output_parser):
             return super().predict(prompt, **prompt_args)
 
     async def apredict(self, prompt: BasePromptTemplate, **prompt_args: Any) -> str:
-        with question_scope(prompt_args):
+        with question_scope(prompt_args), _prompt_scope(prompt, prompt_args, self.output_parser):
             return await super().apredict(prompt, **prompt_args)
 
     def stream(self, prompt: BasePromptTemplate, **prompt_args: Any) -> TokenGen:
         # The chat/complete call (and so routing and the cache lookup) happens inside
         # stream(), before the token generator is returned.
-        with question_scope(prompt_args):
+        with question_scope(prompt_args), _prompt_scope(prompt, prompt_args, self.output_parser):
             return super().stream(prompt, **prompt_args)
 
     async def astream(self, prompt: BasePromptTemplate, **prompt_args: Any) -> TokenAsyncGen:
-        with question_scope(prompt_args):
+        with question_scope(prompt_args), _prompt_scope(prompt, prompt_args, self.output_parser):
             return await super().astream(prompt, **prompt_args)
+
+    # LLM.predict/stream format the template with these (self = the wrapper): what they
+    # return is the request the wrapper routes and keys; send() reformats it per LLM.
+    def _get_prompt(self, prompt: BasePromptTemplate, **prompt_args: Any) -> str:
+        formatted = super()._get_prompt(prompt, **prompt_args)
+        _record_formatted(prompt, formatted)
+        return formatted
+
+    def _get_messages(self, prompt: BasePromptTemplate, **prompt_args: Any) -> list[ChatMessage]:
+        messages = super()._get_messages(prompt, **prompt_args)
+        _record_formatted(prompt, messages)
+        return messages
+
+
+def _record_formatted(template: BasePromptTemplate, formatted: str | list[ChatMessage]) -> None:
+    origin = _PROMPT_ORIGIN.get()
+    if origin is not None and origin.template is template:
+        origin.formatted = list(formatted) if isinstance(formatted, list) else formatted
+
+
+def send(request: Request, llm: LLM, mode: Mode) -> Any:
+    """Make ``request`` on ``llm`` as ``request.send`` does; a request a wrapper's
+    ``predict``/``stream`` formatted is formatted as ``llm`` would format it used
+    plainly: its ``system_prompt``, ``query_wrapper_prompt``, ``completion_to_prompt``
+    and ``messages_to_prompt`` apply (LlamaIndex applies them in ``predict``, which the
+    answering LLM never sees: the wrapper calls its ``chat``/``complete``).
+
+    Example:
+        >>> from llama_index.core.llms import ChatMessage
+        >>> from llamaindex_costopt.simulated import SimulatedLLM
+        >>> request = ChatRequest([ChatMessage(role="user", content="Hi")], {})
+        >>> send(request, SimulatedLLM(model_name="gpt-4o-mini"), Mode.SYNC).raw["model"]
+        'gpt-4o-mini'
+    """
+    return _as_plain_call(request, llm).send(llm, mode)
+
+
+def _as_plain_call(request: Request, llm: LLM) -> Request:
+    origin = _PROMPT_ORIGIN.get()
+    # A wrapped wrapper formats for the LLM it picks (the origin is still in context);
+    # a request that is not the one predict formatted (compressed, made by a strategy...)
+    # is passed on as it is.
+    if origin is None or origin.formatted is None or isinstance(llm, WrapperLLM):
+        return request
+    if isinstance(request, ChatRequest) and request.messages == origin.formatted:
+        return ChatRequest(llm._extend_messages(list(request.messages)), request.kwargs)
+    if (
+        isinstance(request, CompleteRequest)
+        and request.formatted
+        and request.prompt == origin.formatted
+    ):
+        return CompleteRequest(_prompt_for(llm, origin), True, request.kwargs)
+    return request
+
+
+def _prompt_for(llm: LLM, origin: _PromptOrigin) -> str:
+    # LLM._get_prompt with the answering LLM's formatters and the wrapper's output parser
+    # (the wrapper parses the answer).
+    text = origin.template.format(
+        llm=llm,
+        messages_to_prompt=llm.messages_to_prompt,
+        completion_to_prompt=llm.completion_to_prompt,
+        **origin.args,
+    )
+    if origin.output_parser is not None:
+        text = origin.output_parser.format(text)
+    return llm._extend_prompt(text)
 
 
 __all__ = [
@@ -382,5 +477,6 @@ __all__ = [
     "prompt_tokens",
     "replay",
     "request_quotes",
+    "send",
     "tool_schemas",
 ]

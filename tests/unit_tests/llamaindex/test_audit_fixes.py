@@ -4,15 +4,22 @@ wrapped LLM's own prompt settings dropped."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
+from typing import Any
 
 import pytest
+from llama_index.core import PromptTemplate
 from llama_index.core.base.llms.types import (
     ChatMessage,
+    CompletionResponse,
     ImageBlock,
+    LLMMetadata,
     MessageRole,
     TextBlock,
 )
+from llama_index.core.llms.callbacks import llm_completion_callback
+from llama_index.core.llms.custom import CustomLLM
 from llama_index.core.tools import FunctionTool
 from pydantic import Field
 
@@ -139,3 +146,97 @@ def test_a_cached_llms_additional_kwargs_cap_is_what_the_budget_reserves():
         with pytest.raises(BudgetExceededError):
             cache.chat(user("Write a long essay"))
         assert inner.calls == 0
+
+
+# -- the answering LLM's own prompt settings apply, as when it is used plainly -------------
+
+
+class _Seeing(SimulatedLLM):
+    """Keeps the messages of its last call."""
+
+    seen: list = Field(default_factory=list, exclude=True)
+
+    def _answer_text(self, messages: Sequence[ChatMessage], question: str) -> str:
+        self.seen[:] = list(messages)
+        return "Bonjour"
+
+
+class _Completion(CustomLLM):
+    """A completion model (as llama.cpp / HuggingFace local models are): keeps its prompt."""
+
+    model_name: str = "gpt-4o-mini"
+    seen: list = Field(default_factory=list, exclude=True)
+
+    @property
+    def metadata(self) -> LLMMetadata:
+        return LLMMetadata(model_name=self.model_name, is_chat_model=False)
+
+    @llm_completion_callback()
+    def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
+        self.seen[:] = [prompt]
+        return CompletionResponse(text="ok")
+
+    @llm_completion_callback()
+    def stream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> Any:
+        self.seen[:] = [prompt]
+        return iter([CompletionResponse(text="ok", delta="ok")])
+
+
+FRENCH = "Always answer in French."
+TEMPLATE = PromptTemplate("Translate {query_str}")
+
+
+def _system_texts(messages: Sequence[ChatMessage]) -> list[str]:
+    return [m.content for m in messages if m.role == MessageRole.SYSTEM]
+
+
+@pytest.mark.parametrize("wrap", ["router", "cache"])
+def test_a_wrapped_chat_llms_system_prompt_reaches_it_from_predict_and_stream(wrap):
+    def wrapped(llm):
+        if wrap == "router":
+            return RouterLLM(llms={"simple": llm, "complex": llm.model_copy()})
+        return SemanticCacheLLM(llm, embed_model=HashingEmbedding())
+
+    for ask in ("predict", "stream", "apredict"):
+        inner = _Seeing(model_name="gpt-4o-mini", system_prompt=FRENCH)
+        llm = wrapped(inner)
+        if ask == "predict":
+            llm.predict(TEMPLATE, query_str=f"hello {wrap}")
+        elif ask == "stream":
+            "".join(llm.stream(TEMPLATE, query_str=f"hello {wrap}"))
+        else:
+            asyncio.run(llm.apredict(TEMPLATE, query_str=f"hello {wrap}"))
+        seen = inner.seen or llm.llms["complex"].seen
+        assert _system_texts(seen) == [FRENCH], ask
+    # a plain chat call is passed on as it is, as the plain LLM takes it
+    inner = _Seeing(model_name="gpt-4o-mini", system_prompt=FRENCH)
+    wrapped(inner).chat(user("hello"))
+    assert _system_texts(inner.seen or []) == []
+
+
+def _inst(prompt: str) -> str:
+    return f"<s>[INST] {prompt} [/INST]"
+
+
+def test_a_completion_tier_formats_predicts_prompt_its_own_way():
+    settings = {
+        "completion_to_prompt": _inst,
+        "query_wrapper_prompt": PromptTemplate("Q: {query_str}"),
+    }
+    plain = _Completion(**settings)
+    plain.predict(TEMPLATE, query_str="hello")
+    tier = _Completion(**settings)
+    router = RouterLLM(
+        llms={"simple": tier, "complex": _Completion(model_name="gpt-4o", **settings)}
+    )
+    router.predict(TEMPLATE, query_str="hello")
+    assert tier.seen == plain.seen == ["Q: <s>[INST] Translate hello [/INST]"]
+
+
+def test_llms_that_format_prompts_differently_do_not_share_cache_entries():
+    first = SemanticCacheLLM(_Completion(), embed_model=HashingEmbedding())
+    first.predict(TEMPLATE, query_str="hello")
+    inner = _Completion(completion_to_prompt=_inst)
+    second = SemanticCacheLLM(inner, embed_model=HashingEmbedding(), store=first.cache.store)
+    second.predict(TEMPLATE, query_str="hello")
+    assert inner.seen == ["<s>[INST] Translate hello [/INST]"]  # asked, not served
