@@ -70,8 +70,8 @@ from typing import Any, NamedTuple
 from uuid import UUID
 
 from langchain_core.callbacks import BaseCallbackHandler
-from langchain_core.messages import BaseMessage
-from langchain_core.outputs import LLMResult
+from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.outputs import ChatGeneration, LLMResult
 from langchain_core.tracers.context import register_configure_hook
 
 from costopt_core.accounting import (
@@ -125,6 +125,8 @@ class _Run:
         "params",
         "parent",
         "reservation",
+        "streamed",
+        "streamed_metadata",
         "watch",
     )
 
@@ -146,6 +148,10 @@ class _Run:
         self.downgraded = False  # admitted only on a router's cheapest tier
         # Reserved as a router's call climbed to dearer tiers (see reserve_tier).
         self.climbed: list[str] | None = None
+        # The text streamed so far, and what its chunks said of themselves (the model,
+        # a router's routing record), for a stream cut short (see on_llm_new_token).
+        self.streamed: list[str] | None = None
+        self.streamed_metadata: dict[str, Any] | None = None
         # (asyncio task, its done callback) of an async run holding a reservation.
         self.watch: tuple[asyncio.Task[Any], Callable[..., None]] | None = None
 
@@ -160,6 +166,18 @@ class _Run:
             logger.exception("CostCallbackHandler could not read the run's model")
             return None
         return model if isinstance(model, str) and model else None
+
+    @property
+    def routed_model(self) -> str | None:
+        """The model of the tier a ``RouterChatModel`` run was routed to at its start."""
+        params = self.params
+        try:
+            tier = params.get(ROUTED_TIER_PARAM) if _is_map(params) else None
+            spec = params["models"].get(tier) if tier is not None else None  # type: ignore[index]
+            return model_name_in(spec) if _is_map(spec) else None
+        except Exception:
+            logger.exception("CostCallbackHandler could not read the router's tier")
+            return None
 
     @property
     def router_models(self) -> tuple[str, ...]:
@@ -198,6 +216,14 @@ class _Run:
 # The running event loop of this thread, else None: without the RuntimeError that
 # asyncio.get_running_loop() raises (and costs) on every sync call. In asyncio's __all__.
 _running_loop = asyncio._get_running_loop
+
+
+def _streamed_so_far(run: _Run | None) -> LLMResult | None:
+    """What a run cut short had streamed, as its answer (None: nothing streamed)."""
+    if run is None or not run.streamed:
+        return None
+    message = AIMessage("".join(run.streamed), response_metadata=run.streamed_metadata or {})
+    return LLMResult(generations=[[ChatGeneration(message=message)]])
 
 
 def _is_map(value: Any) -> bool:
@@ -506,6 +532,12 @@ class CostCallbackHandler(CostHandlerBase, _HandlerState, BaseCallbackHandler):
             run.watch = (task, release)
 
     def _task_done(self, key: Any, task: asyncio.Task[Any]) -> None:
+        run = self._runs.get(key)
+        if run is not None and run.streamed:
+            # Cancelled mid-stream: what was streamed was billed (costed from its text).
+            answer = _streamed_so_far(run)
+            self.on_llm_end(answer, run_id=UUID(int=key) if type(key) is int else key)
+            return
         run = self._runs.pop(key, None)
         if run is not None:
             self._accountant.cancel(run.reservation)
@@ -632,10 +664,35 @@ class CostCallbackHandler(CostHandlerBase, _HandlerState, BaseCallbackHandler):
 
     # -- run end: count the usage once --------------------------------------------------
 
+    def on_llm_new_token(self, token: str, *, run_id: UUID, **kwargs: Any) -> None:
+        """Keep what a stream has sent so far: a stream cut short (an error after some
+        chunks, a cancelled task) was billed for it, and on ``invoke``'s streaming path
+        (an agent's) LangChain reports the error without the chunks."""
+        key = run_id.int if type(run_id) is UUID else run_id
+        run = self._runs.get(key)
+        if run is None:
+            return
+        if type(token) is str and token:
+            if run.streamed is None:
+                run.streamed = []
+                if run.watch is None and _running_loop() is not None:
+                    self._watch_task(run, key)  # a cancelled stream is billed too
+            run.streamed.append(token)
+        metadata = getattr(getattr(kwargs.get("chunk"), "message", None), "response_metadata", None)
+        if metadata and type(metadata) is dict:
+            if run.streamed_metadata is None:
+                run.streamed_metadata = {}
+            run.streamed_metadata.update(metadata)
+
     def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
         response = kwargs.get("response")
         # A stream that failed midway may still carry billed usage.
-        failed_with = response if isinstance(response, LLMResult) and response.generations else None
+        failed_with = (
+            response if isinstance(response, LLMResult) and any(response.generations) else None
+        )
+        if failed_with is None:  # LangChain's invoke path passes no chunks: [[]]
+            run = self._runs.get(run_id.int if type(run_id) is UUID else run_id)
+            failed_with = _streamed_so_far(run)
         self.on_llm_end(failed_with, run_id=run_id)
 
     def on_llm_end(self, response: LLMResult | None, *, run_id: UUID, **kwargs: Any) -> None:
@@ -923,13 +980,14 @@ def _fallback_model(
     llm_output: Mapping[str, Any] | None, run: _Run | None, routing: Mapping[str, Any] | None
 ) -> str:
     """The model of an answer that names none: the run's llm_output, else the tier model
-    its routing decision chose (a router's run is named after the router, which has no
-    price: an abandoned routed stream would go unpriced), else the run's start."""
+    its routing decision chose, else the tier a router's run was routed to at its start
+    (a router's run is named after the router, which has no price: an abandoned or broken
+    routed stream would go unpriced), else the run's start."""
     routed = routing.get("model") if routing else None
     return (
         (model_name_in(llm_output) if _is_map(llm_output) else None)
         or (routed if isinstance(routed, str) and routed else None)
-        or (run.model if run is not None else None)
+        or (run.routed_model or run.model if run is not None else None)
         or UNKNOWN_MODEL
     )
 

@@ -15,8 +15,14 @@ from langchain_core.caches import InMemoryCache
 from langchain_core.callbacks import CallbackManager, CallbackManagerForLLMRun
 from langchain_core.globals import get_llm_cache, set_llm_cache
 from langchain_core.language_models import BaseChatModel, GenericFakeChatModel
-from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
-from langchain_core.outputs import ChatGeneration, ChatResult, Generation, LLMResult
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage
+from langchain_core.outputs import (
+    ChatGeneration,
+    ChatGenerationChunk,
+    ChatResult,
+    Generation,
+    LLMResult,
+)
 
 from costopt_core.accounting import BudgetWarning, CostHandlerBase
 from costopt_core.budget_gate import DowngradeSignal
@@ -1166,3 +1172,71 @@ def test_a_database_ledger_is_written_off_the_event_loop(tmp_path) -> None:
     asyncio.run(call())
     assert written_in and written_in[0] != loop_thread[0]
     assert handler.summary().calls == 1
+
+
+class _BrokenStream(BaseChatModel):
+    """Streams ``chunks`` pieces of text, then fails (``hang``: waits forever instead)."""
+
+    model_name: str = "cb-strong"
+    chunks: int = 20
+    hang: bool = False
+
+    @property
+    def _llm_type(self) -> str:
+        return "broken-stream"
+
+    def _generate(self, messages: Any, stop: Any = None, run_manager: Any = None, **kw: Any) -> Any:
+        raise AssertionError("only streamed")
+
+    def _stream(self, messages: Any, stop: Any = None, run_manager: Any = None, **kw: Any) -> Any:
+        for i in range(self.chunks):
+            yield ChatGenerationChunk(message=AIMessageChunk(content=f"token{i} "))
+        raise ConnectionError("connection reset")
+
+    async def _astream(
+        self, messages: Any, stop: Any = None, run_manager: Any = None, **kw: Any
+    ) -> Any:
+        for i in range(self.chunks):
+            yield ChatGenerationChunk(message=AIMessageChunk(content=f"token{i} "))
+        if self.hang:
+            await asyncio.sleep(3600)
+        raise ConnectionError("connection reset")
+
+
+def test_a_stream_broken_on_invokes_streaming_path_is_billed_for_what_it_sent() -> None:
+    # The path an agent's model call takes: LangChain reports the error without chunks.
+    handler = CostCallbackHandler()
+    with pytest.raises(ConnectionError):
+        _BrokenStream().invoke("summarise " * 50, config={"callbacks": [handler]}, stream=True)
+    (record,) = handler.ledger.records()
+    assert record.model == "cb-strong" and record.usage.output_tokens > 0
+    assert handler.total_cost > 0 and handler.to_dict()["estimated_calls"] == 1
+
+
+def test_a_stream_cancelled_mid_way_is_billed_for_what_it_sent() -> None:
+    handler = CostCallbackHandler()  # no budget: nothing reserved, still counted
+
+    async def cut_short() -> None:
+        model = _BrokenStream(hang=True)
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(
+                model.ainvoke("summarise", config={"callbacks": [handler]}, stream=True), 0.2
+            )
+
+    asyncio.run(cut_short())
+    assert handler.summary().calls == 1 and handler.total_cost > 0
+
+
+def test_a_routers_broken_stream_is_priced_on_the_tier_it_was_routed_to() -> None:
+    router = RouterChatModel(
+        models={
+            "simple": _BrokenStream(model_name="cb-cheap"),
+            "complex": _router().models["complex"],
+        },
+        strategy=lambda text: "simple",
+    )
+    handler = CostCallbackHandler()
+    with pytest.raises(ConnectionError):  # an agent's call: invoke, streaming
+        router.invoke("summarise " * 50, config={"callbacks": [handler]}, stream=True)
+    (record,) = handler.ledger.records()
+    assert record.model == "cb-cheap" and record.cost_usd and record.cost_usd > 0
