@@ -93,7 +93,7 @@ from costopt_core.metadata_keys import (
     ROUTED_TIER_PARAM,
     model_name_in,
 )
-from costopt_core.tokens import estimate_schema_tokens, estimate_tokens
+from costopt_core.tokens import estimate_schema_tokens, quote_prompt_tokens
 from langchain_costopt.compression import DOCUMENTS_COMPRESSED_EVENT
 from langchain_costopt.messages import message_text
 
@@ -231,7 +231,6 @@ def _is_map(value: Any) -> bool:
     return type(value) is dict or (value is not None and isinstance(value, Mapping))
 
 
-_PER_MESSAGE_TOKENS = 4
 _OUTPUT_LIMIT_KEYS = ("max_tokens", "max_completion_tokens", "max_output_tokens", "num_predict")
 
 
@@ -294,7 +293,7 @@ def call_quote(
     Example:
         >>> from langchain_core.messages import HumanMessage
         >>> call_quote([[HumanMessage("Hello, world!")]], {"model": "m", "max_tokens": 64})
-        ('m', 8, 64)
+        ('m', 11, 64)
         >>> call_quote([[HumanMessage("hi")]], {"models": {"cheap": {"model": "m"}}}) is None
         True
     """
@@ -331,20 +330,33 @@ def call_quote(
     return model, tokens, limit
 
 
+_IMAGE_BLOCKS = frozenset({"image_url", "image", "input_image"})
+
+
+def _is_image(block: Any) -> bool:
+    return isinstance(block, dict) and block.get("type") in _IMAGE_BLOCKS
+
+
 def _prompt_tokens(messages: list[list[Any]], params: Mapping[str, Any]) -> int:
-    """The prompt's estimated tokens: its messages' text and any bound tools."""
+    """What a budget reserves for the prompt: its messages' text (``bound_tokens``: never
+    short of the real count), its images and any bound tools."""
     prompt = messages[0] if messages else ()
     content = getattr(prompt[0], "content", None) if len(prompt) == 1 else None
     if type(content) is str:
-        # One text message, the usual case: no list to build and join.
-        tokens = estimate_tokens(content) + _PER_MESSAGE_TOKENS
+        # One text message, the usual case: no list to build.
+        tokens = quote_prompt_tokens((content,))
     else:
         texts = []
+        images = 0
         for item in prompt:
             content = item if isinstance(item, str) else getattr(item, "content", "")
+            if isinstance(content, list):
+                # An image is billed as an image, whatever its URL or data's length.
+                kept = [b for b in content if not _is_image(b)]
+                images += len(content) - len(kept)
+                content = kept
             texts.append(content if isinstance(content, str) else json.dumps(content, default=str))
-        # Chat formats add a few tokens per message.
-        tokens = estimate_tokens("\n".join(texts)) + _PER_MESSAGE_TOKENS * len(texts)
+        tokens = quote_prompt_tokens(texts, images=images)
     # Bound tools are part of the prompt.
     tools = params.get("tools")
     if tools:

@@ -38,6 +38,7 @@ from llama_index.core.base.llms.types import (
     CompletionResponse,
     CompletionResponseAsyncGen,
     CompletionResponseGen,
+    ImageBlock,
     LLMMetadata,
 )
 from llama_index.core.callbacks import CallbackManager
@@ -48,7 +49,7 @@ from llama_index.core.prompts import BasePromptTemplate
 from llama_index.core.types import TokenAsyncGen, TokenGen
 
 from costopt_core.budget_gate import BudgetGate, CallQuote, conforms
-from costopt_core.tokens import count_prompt_tokens, estimate_schema_tokens
+from costopt_core.tokens import estimate_schema_tokens, quote_prompt_tokens
 from llamaindex_costopt.messages import message_text, question_scope
 from llamaindex_costopt.requests import (
     TOOLS_REQUEST,
@@ -162,8 +163,9 @@ def tool_schemas(tools: Sequence[Any]) -> list[Any]:
 
 
 def prompt_tokens(request: Request) -> int:
-    """The estimated prompt of ``request``: its text with the chat format's tokens per
-    message, and the tool schemas it binds.
+    """What a budget reserves for the prompt of ``request``: its text (never short of the
+    real count), the chat format's tokens per message, its images and the tool schemas
+    it binds (``costopt_core.tokens.quote_prompt_tokens``).
 
     Example:
         >>> from llama_index.core.llms import ChatMessage
@@ -173,8 +175,10 @@ def prompt_tokens(request: Request) -> int:
         9
     """
     if isinstance(request, CompleteRequest):
-        return count_prompt_tokens([request.prompt], None, chat=False)[0]
-    tokens = count_prompt_tokens([message_text(m) for m in request.messages], None)[0]
+        return quote_prompt_tokens([request.prompt], chat=False)
+    images = sum(1 for m in request.messages for b in m.blocks if isinstance(b, ImageBlock))
+    texts = [message_text(m) for m in request.messages]
+    tokens = quote_prompt_tokens(texts, images=images)
     if isinstance(request, ToolsRequest):
         tokens += estimate_schema_tokens(tool_schemas(request.tools))
     elif request.kwargs.get("tools"):

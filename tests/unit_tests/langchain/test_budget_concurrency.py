@@ -13,7 +13,7 @@ from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 
 from costopt_core.pricing import set_price
-from costopt_core.tokens import estimate_tokens
+from costopt_core.tokens import quote_prompt_tokens
 from langchain_costopt import CostCallbackHandler, RouterChatModel, cost_tracker
 
 set_price("exact-cheap", input_per_token=1e-6, output_per_token=4e-6)
@@ -36,7 +36,7 @@ class ExactCostModel(BaseChatModel):
         texts = [
             m.content if isinstance(m.content, str) else json.dumps(m.content) for m in messages
         ]
-        prompt = estimate_tokens("\n".join(texts)) + 4 * len(messages)
+        prompt = quote_prompt_tokens(texts)
         usage = {
             "input_tokens": prompt,
             "output_tokens": self.max_tokens,
@@ -56,7 +56,7 @@ class ExactCostModel(BaseChatModel):
 
 
 def call_cost(model: str) -> float:
-    prompt = estimate_tokens(QUESTION) + 4
+    prompt = quote_prompt_tokens([QUESTION])
     return {"exact-cheap": prompt * 1e-6 + 100 * 4e-6, "exact-strong": prompt * 1e-5 + 100 * 3e-5}[
         model
     ]

@@ -1240,3 +1240,13 @@ def test_a_routers_broken_stream_is_priced_on_the_tier_it_was_routed_to() -> Non
         router.invoke("summarise " * 50, config={"callbacks": [handler]}, stream=True)
     (record,) = handler.ledger.records()
     assert record.model == "cb-cheap" and record.cost_usd and record.cost_usd > 0
+
+
+def test_a_budget_reserves_an_image_as_an_image_not_as_its_url() -> None:
+    from costopt_core.tokens import IMAGE_TOKENS_BOUND
+    from langchain_costopt.callbacks import call_quote
+
+    picture = {"type": "image_url", "image_url": {"url": "https://x.test/cat.png"}}
+    message = HumanMessage(content=[{"type": "text", "text": "What is this?"}, picture])
+    _, tokens, _ = call_quote([[message]], {"model": "gpt-4o"})
+    assert IMAGE_TOKENS_BOUND < tokens < IMAGE_TOKENS_BOUND + 40
