@@ -392,6 +392,8 @@ def build_budgets(
         checked = _opt_limit(name, limit)
         if checked is not None:
             out.append(Budget(checked, period))  # type: ignore[arg-type]
+    if isinstance(budgets, Budget) or not isinstance(budgets, Iterable):
+        raise TypeError(f"budgets must be a list of Budget objects, got {type(budgets).__name__}")
     for budget in budgets:
         if not isinstance(budget, Budget):
             raise TypeError(f"budgets must hold Budget objects, got {type(budget).__name__}")
@@ -447,6 +449,15 @@ class CostAccountant:
             raise ValueError(f"baseline_model must be None or a model name, got {baseline_model!r}")
         if on_budget not in ON_BUDGET:
             raise ValueError(f"on_budget must be one of {ON_BUDGET}, got {on_budget!r}")
+        if catalog is not None and not isinstance(catalog, PriceCatalog):
+            raise TypeError(
+                f"catalog must be a PriceCatalog (e.g. costopt_core.pricing.default_catalog), "
+                f"got {type(catalog).__name__}"
+            )
+        if tags is not None and not (
+            isinstance(tags, Mapping) and all(isinstance(x, str) for kv in tags.items() for x in kv)
+        ):
+            raise TypeError(f"tags must be a mapping of str to str, got {tags!r}")
         if ledger is not None and not isinstance(ledger, LedgerProtocol):
             raise TypeError(
                 "ledger must implement record/reserve/release/spent_since/summary/records "

@@ -61,6 +61,7 @@ import functools
 import json
 import logging
 import threading
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -216,6 +217,29 @@ class _Run:
 # The running event loop of this thread, else None: without the RuntimeError that
 # asyncio.get_running_loop() raises (and costs) on every sync call. In asyncio's __all__.
 _running_loop = asyncio._get_running_loop
+
+
+# Every live handler, for _refused_everywhere (weakly: a handler is never kept alive).
+_HANDLERS: weakref.WeakSet[CostCallbackHandler] = weakref.WeakSet()
+
+
+def _refused_everywhere(key: Any) -> None:
+    # A budget refused run ``key``: the handlers LangChain called before this one (two
+    # budgets on one call: nested cost_tracker()s, or a team and a request handler)
+    # drop what they opened for it.
+    for _ in range(3):
+        try:
+            handlers = list(_HANDLERS)
+            break
+        except RuntimeError:  # a handler made or collected meanwhile: read again
+            continue
+    else:
+        return
+    for handler in handlers:
+        try:
+            handler._refused(key)
+        except Exception:
+            logger.exception("releasing a refused run's reservation failed")
 
 
 def _streamed_so_far(run: _Run | None) -> LLMResult | None:
@@ -439,6 +463,7 @@ class _HandlerState:
         # Set by the first compression event: until then the call path skips asking the
         # marks (a Python __bool__ call per call).
         self._compression_seen = False
+        _HANDLERS.add(self)  # type: ignore[arg-type]
 
 
 class CostCallbackHandler(CostHandlerBase, _HandlerState, BaseCallbackHandler):
@@ -517,17 +542,21 @@ class CostCallbackHandler(CostHandlerBase, _HandlerState, BaseCallbackHandler):
         params = kwargs.get("invocation_params")
         run = _Run(params, metadata, None, parent, messages)
         accountant = self._accountant
+        key = run_id.int if type(run_id) is UUID else run_id
         # Without budgets there is nothing to check or reserve. A nested LLM run was
         # admitted with its parent: checking again would reserve twice. (A dict
         # membership test is atomic: no lock needed to read it.)
         if accountant.budgets and (parent is None or parent not in self._runs):
-            quote = call_quote(messages, params, metadata)
-            if quote is not None:
-                run.reservation = accountant.admit_call(*quote)
-            else:  # a router's run: its tiers' quotes
-                quotes, _ = call_quotes(messages, params, metadata)
-                run.reservation, run.downgraded = accountant.admit(quotes, routed=True)
-        key = run_id.int if type(run_id) is UUID else run_id
+            try:
+                quote = call_quote(messages, params, metadata)
+                if quote is not None:
+                    run.reservation = accountant.admit_call(*quote)
+                else:  # a router's run: its tiers' quotes
+                    quotes, _ = call_quotes(messages, params, metadata)
+                    run.reservation, run.downgraded = accountant.admit(quotes, routed=True)
+            except BudgetExceededError:
+                _refused_everywhere(key)
+                raise
         if run.reservation is not None and _running_loop() is not None:
             self._watch_task(run, key)
         # One dict store, atomic: the run's end pops it under the lock.
@@ -542,6 +571,16 @@ class CostCallbackHandler(CostHandlerBase, _HandlerState, BaseCallbackHandler):
             release = functools.partial(self._task_done, key)
             task.add_done_callback(release)
             run.watch = (task, release)
+
+    def _refused(self, key: Any) -> None:
+        """Another handler refused run ``key`` at its start: LangChain stops at the first
+        handler that raises and ends the run for no other, so what this one opened for
+        it is dropped now (its reservation would be held until it expires)."""
+        run = self._runs.pop(key, None)
+        if run is not None:
+            if run.watch is not None:
+                run.watch[0].remove_done_callback(run.watch[1])
+            self._accountant.cancel(run.reservation)
 
     def _task_done(self, key: Any, task: asyncio.Task[Any]) -> None:
         run = self._runs.get(key)

@@ -301,6 +301,13 @@ def test_constructor_rejects_bad_arguments() -> None:
         build_budgets(budgets=[1.0])  # type: ignore[list-item]
     with pytest.raises(ValueError, match="baseline_model"):
         CostAccountant(baseline_model="")
+    # These were accepted, then every call failed (catalog) or a record did (tags).
+    with pytest.raises(TypeError, match="catalog must be a PriceCatalog"):
+        CostAccountant(catalog={"gpt-4o-mini": 1})  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="budgets must be a list"):
+        build_budgets(budgets=5)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="tags must be a mapping of str to str"):
+        CostAccountant(tags=["team"])  # type: ignore[arg-type]
 
 
 def test_raise_mode_refuses_the_call_that_would_pass_the_limit() -> None:

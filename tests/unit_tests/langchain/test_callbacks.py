@@ -1250,3 +1250,17 @@ def test_a_budget_reserves_an_image_as_an_image_not_as_its_url() -> None:
     message = HumanMessage(content=[{"type": "text", "text": "What is this?"}, picture])
     _, tokens, _ = call_quote([[message]], {"model": "gpt-4o"})
     assert IMAGE_TOKENS_BOUND < tokens < IMAGE_TOKENS_BOUND + 40
+
+
+def test_a_call_refused_by_a_second_budget_leaves_nothing_held_by_the_first() -> None:
+    # LangChain stops at the handler that refuses: the one before it never hears of the
+    # run again. Its reservation held its budget for 5 minutes, its run stayed open.
+    team = CostCallbackHandler(budget_usd=0.01)
+    request = CostCallbackHandler(budget_usd=1e-9)
+    model = SimulatedChatModel(model_name="cb-cheap")
+    for _ in range(50):
+        with pytest.raises(BudgetExceededError):
+            model.invoke("hello", config={"callbacks": [team, request]})
+    assert team.ledger.reserved_usd == 0.0
+    model.invoke("hello", config={"callbacks": [team]})
+    assert team.summary().calls == 1
