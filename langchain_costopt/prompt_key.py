@@ -234,7 +234,17 @@ def _message_key(fields: Mapping[str, Any], *, strip_text: bool) -> dict[str, An
 def _split(turns: Sequence[Turn]) -> tuple[str, str]:
     latest = latest_index([human for _, human in turns])
     text = content_text(turns[latest][0]["content"])
-    context = [_message_key(fields, strip_text=i == latest) for i, (fields, _) in enumerate(turns)]
+    context = []
+    calls: dict[Any, int] = {}  # the latest AI message's tool call ids -> their place
+    for i, (fields, _) in enumerate(turns):
+        key = _message_key(fields, strip_text=i == latest)
+        if fields.get("tool_calls"):
+            calls = {call.get("id"): n for n, call in enumerate(fields["tool_calls"])}
+        elif fields["type"] == "tool":
+            # Which call a result answers (by its place: ids differ from run to run):
+            # the same results given to the other calls are another question.
+            key["answers"] = calls.get(fields.get("tool_call_id"))
+        context.append(key)
     return text, "messages:" + json.dumps(context, sort_keys=True, ensure_ascii=False, default=str)
 
 

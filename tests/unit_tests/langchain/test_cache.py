@@ -479,3 +479,29 @@ def test_an_unknown_cache_argument_is_refused_naming_the_class_called() -> None:
     with pytest.raises(TypeError, match=r"SemanticLLMCache got unexpected arguments \['foo'\]"):
         SemanticLLMCache(HashingEmbeddings(), foo=1)
     SemanticLLMCache(HashingEmbeddings(), verifier_timeout=2.0)  # an engine option: passed on
+
+
+def test_which_call_a_tool_result_answers_is_part_of_the_key():
+    # Results listed in another order than the calls: the same texts in the same order,
+    # answering the other calls, are another question (ids differ from run to run and
+    # are not keyed: a result is keyed by the place of the call it answers).
+    from langchain_core.messages import ToolMessage
+
+    def history(answered: tuple[str, str], ids: tuple[str, str] = ("c1", "c2")) -> str:
+        calls = [
+            {"name": "price", "args": {"sym": "ACME"}, "id": ids[0]},
+            {"name": "price", "args": {"sym": "FOO"}, "id": ids[1]},
+        ]
+        place = dict(zip(("c1", "c2"), ids, strict=True))
+        return dumps(
+            [
+                HumanMessage("Which is dearer, ACME or FOO?"),
+                AIMessage("", tool_calls=calls),
+                ToolMessage("7", tool_call_id=place[answered[0]]),
+                ToolMessage("5", tool_call_id=place[answered[1]]),
+            ]
+        )
+
+    asked = split_prompt(history(("c2", "c1")))  # FOO is 7, ACME is 5
+    assert split_prompt(history(("c2", "c1"), ids=("x9", "y8"))) == asked  # new ids
+    assert split_prompt(history(("c1", "c2"))) != asked  # ACME is 7, FOO is 5
