@@ -35,6 +35,11 @@ How events are read:
   cascade attempts (spend, negative savings).
 * Cache hits: ``SemanticCacheLLM`` dispatches a ``CacheHitEvent``; it is recorded as
   saved dollars at the price of the model that answered originally, never as spend.
+* Compression: the tokens a ``NodeCompressor`` removed (``PromptCompressedEvent``) are
+  booked on the next priced call of the same query (root span). A streaming query
+  engine starts its LLM call when the response is read, after the query closed: the
+  first root span opened next in the same context (thread or asyncio task) takes them
+  if it is an LLM's ``stream`` / ``astream``; any other drops them.
 
 Budgets and LlamaIndex: the dispatcher swallows exceptions raised by event handlers,
 so this handler cannot stop a call. ``RouterLLM`` and ``SemanticCacheLLM`` ask it before
@@ -52,9 +57,11 @@ import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
+from llama_index.core.base.llms.base import BaseLLM
 from llama_index.core.instrumentation import get_dispatcher
 from llama_index.core.instrumentation.event_handlers import BaseEventHandler
 from llama_index.core.instrumentation.events import BaseEvent
@@ -225,31 +232,59 @@ def usage_as_mapping(usage: TokenUsage) -> dict[str, Any]:
 # -- span tree ----------------------------------------------------------------------------
 
 
+class RootSpanWatcher(Protocol):
+    """Told when a root span (one opened outside any other) opens and closes."""
+
+    def root_entered(self, span_id: str, instance: Any) -> None: ...
+
+    def root_left(self, span_id: str, *, dropped: bool) -> None: ...
+
+
 class SpanTree(BaseSpanHandler[SimpleSpan]):
     """Remembers the parent of every open span, so the cost handler can tell an LLM
     call nested in another LLM call (or in a router or cache wrapper) from a new one.
 
     It sees every span of the process, so it keeps a plain ``id -> parent id`` dict
-    (single dict operations, atomic under the GIL) instead of span objects.
+    (single dict operations, atomic under the GIL) instead of span objects. A
+    ``watcher`` hears of root spans opening and closing.
+
+    Example:
+        >>> tree = SpanTree()
+        >>> tree.span_enter("query-1")
+        >>> tree.span_enter("llm-1", parent_id="query-1")
+        >>> tree.ancestors("llm-1")
+        ['query-1']
     """
 
     _parents: dict[str, str | None] = PrivateAttr(default_factory=dict)
+    _watcher: RootSpanWatcher | None = PrivateAttr(default=None)
 
-    def __init__(self) -> None:
+    def __init__(self, watcher: RootSpanWatcher | None = None) -> None:
         super().__init__(open_spans={}, completed_spans=[], dropped_spans=[], current_span_ids={})
+        self._watcher = watcher
 
     @classmethod
     def class_name(cls) -> str:
         return "CostoptSpanTree"
 
     # LlamaIndex calls these hooks with keyword arguments only; the tree needs the ids.
-    def span_enter(self, id_: str, *, parent_id: str | None = None, **kwargs: Any) -> None:
+    def span_enter(
+        self, id_: str, *, parent_id: str | None = None, instance: Any = None, **kwargs: Any
+    ) -> None:
         self._parents[id_] = parent_id
+        if parent_id is None and self._watcher is not None:
+            self._watcher.root_entered(id_, instance)
 
     def span_exit(self, id_: str, **kwargs: Any) -> None:
-        self._parents.pop(id_, None)
+        self._left(id_, dropped=False)
 
-    span_drop = span_exit
+    def span_drop(self, id_: str, **kwargs: Any) -> None:
+        self._left(id_, dropped=True)
+
+    def _left(self, id_: str, *, dropped: bool) -> None:
+        root = id_ in self._parents and self._parents.pop(id_, None) is None
+        if root and self._watcher is not None:
+            self._watcher.root_left(id_, dropped=dropped)
 
     # Required by the abstract base; never reached since the hooks above replace the base
     # class's use of them.
@@ -361,6 +396,16 @@ class CostEventHandler(CostHandlerBase, BaseEventHandler):
     _warned_raise: bool = PrivateAttr(default=False)
     # Removed tokens per query (root span): its next priced LLM call takes them.
     _compression: CompressionMarks[str | None] = PrivateAttr(default_factory=CompressionMarks)
+    # A query that closed with its marks unclaimed, in this context (see root_left), and
+    # the root stream spans that claimed such a query's marks.
+    _handoff: ContextVar[str | None] = PrivateAttr(
+        default_factory=lambda: ContextVar("costopt_compression_handoff", default=None)
+    )
+    _claims: OrderedDict[str, str] = PrivateAttr(default_factory=OrderedDict)
+
+    def model_post_init(self, context: Any) -> None:
+        super().model_post_init(context)
+        self._spans = SpanTree(watcher=self)
 
     @classmethod
     def class_name(cls) -> str:
@@ -523,6 +568,7 @@ class CostEventHandler(CostHandlerBase, BaseEventHandler):
         chain = self._spans.ancestors(span)
         method = _stream_method(span)
         task = _current_task() if method is not None else None
+        query = self._query_of(span, chain)
         with self._lock:
             parent_llm = next((s for s in chain if s in self._open), None)
             gate = next((s for s in chain if s in self._gates), None)
@@ -536,7 +582,7 @@ class CostEventHandler(CostHandlerBase, BaseEventHandler):
             gate=gate,
             parent_llm=parent_llm,
             start=event,
-            query=CompressionMarks.root_of(chain),
+            query=query,
         )
         if relayed is not None:
             # The inner call is the one priced; it settles where the outer one would.
@@ -703,7 +749,7 @@ class CostEventHandler(CostHandlerBase, BaseEventHandler):
             gate_span = next((s for s in chain if s in self._gates), None)
             gate = self._gates.pop(gate_span) if gate_span is not None else None
         # A cache hit saves the whole call: compression saved nothing more on it.
-        self._compression.take(CompressionMarks.root_of(chain[1:]))
+        self._compression.take(self._query_of(event.span_id, chain[1:]))
         usage = usage_from_mapping(getattr(event, "usage", None))
         hint = getattr(event, "saved_usd", None)
         self._accountant.record_cache_hit(
@@ -723,6 +769,59 @@ class CostEventHandler(CostHandlerBase, BaseEventHandler):
         self._ensure_span_tree()
         query = CompressionMarks.root_of(self._spans.ancestors(event.span_id))
         self._compression.add(query, removed)
+
+    # -- a streamed answer's compression marks -------------------------------------------
+
+    def _query_of(self, span: str | None, ancestors: Sequence[str]) -> str | None:
+        """The query whose compression marks a step in ``span`` reads: its root span's,
+        or those its root stream span claimed (see :meth:`root_entered`)."""
+        root = ancestors[-1] if ancestors else span
+        claimed = self._claims.get(root) if self._claims and root is not None else None
+        return claimed if claimed is not None else CompressionMarks.root_of(ancestors)
+
+    def root_left(self, span_id: str, *, dropped: bool) -> None:
+        """A root span closed. A streaming query engine starts its LLM call only when
+        its response is read, after the query span closed: marks no call of the query
+        claimed are handed to the next root span of this context (``contextvars``: the
+        same thread, or asyncio task), which takes them if it is an LLM's stream
+        (:meth:`root_entered`). A query that failed drops its marks."""
+        try:
+            with self._lock:
+                self._claims.pop(span_id, None)
+                if not self._compression or any(
+                    call.query == span_id for call in self._open.values()
+                ):
+                    return  # nothing pending, or a call of this query is still running
+            removed = self._compression.take(span_id)
+            if not removed or dropped:
+                return
+            # Still under the query: a call started in a thread it spawned reads them there.
+            self._compression.add(span_id, removed)
+            previous = self._handoff.get()
+            if previous is not None:
+                self._compression.take(previous)  # a stream never read: its marks go
+            self._handoff.set(span_id)
+        except Exception:  # a handler fault must never surface in the user's call
+            logger.exception("CostEventHandler failed closing span %s", span_id)
+
+    def root_entered(self, span_id: str, instance: Any) -> None:
+        """A root span opened: an LLM's stream claims the marks handed over in this
+        context (:meth:`root_left`); anything else drops them, so that they never go to
+        an unrelated later call."""
+        query = self._handoff.get()
+        if query is None:
+            return
+        try:
+            self._handoff.set(None)
+            method = _span_method(span_id)
+            if isinstance(instance, BaseLLM) and method is not None and method[1] in _ANSWERS:
+                with self._lock:
+                    self._claims[span_id] = query
+                    _trim(self._claims)
+            else:
+                self._compression.take(query)
+        except Exception:  # a handler fault must never surface in the user's call
+            logger.exception("CostEventHandler failed opening span %s", span_id)
 
     # -- recording -----------------------------------------------------------------------
 
@@ -755,16 +854,25 @@ class CostEventHandler(CostHandlerBase, BaseEventHandler):
 # An async stream method of CustomLLM and the sync stream method its generator calls.
 _RELAYED = {"astream_chat": "stream_chat", "astream_complete": "stream_complete"}
 _STREAM_METHODS = frozenset(_RELAYED) | frozenset(_RELAYED.values())
+# The LLM methods whose call a streaming query engine starts after its query closed
+# (when the response is read). Chat engines start their streams inside their span.
+_ANSWERS = frozenset({"stream", "astream"})
 _UUID_TAIL = 37  # "-" + a UUID's 36 characters
 
 
-def _stream_method(span_id: str | None) -> tuple[str, str] | None:
-    """``(class, method)`` of a LlamaIndex span id (``"MockLLM.stream_chat-<uuid>"``)
-    when the method is a stream method, else None."""
+def _span_method(span_id: str | None) -> tuple[str, str] | None:
+    """``(class, method)`` of a LlamaIndex span id (``"MockLLM.stream_chat-<uuid>"``)."""
     if not span_id or len(span_id) <= _UUID_TAIL or span_id[-_UUID_TAIL] != "-":
         return None
     owner, _, method = span_id[:-_UUID_TAIL].rpartition(".")
-    return (owner, method) if method in _STREAM_METHODS else None
+    return owner, method
+
+
+def _stream_method(span_id: str | None) -> tuple[str, str] | None:
+    """``(class, method)`` of a LlamaIndex span id when the method is a stream method,
+    else None."""
+    method = _span_method(span_id)
+    return method if method is not None and method[1] in _STREAM_METHODS else None
 
 
 def _current_task() -> Any:
