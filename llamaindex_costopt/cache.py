@@ -129,6 +129,8 @@ class CacheHitEvent(BaseEvent):
     #: The original call's usage in LangChain's ``usage_metadata`` shape (cache-read and
     #: reasoning tokens under ``input_token_details`` / ``output_token_details``).
     usage: dict[str, Any] = Field(default_factory=dict)
+    #: The original call reported no usage: ``usage`` was counted from its text.
+    usage_estimated: bool = False
     tier: str | None = None
     namespace: str | None = None
 
@@ -491,6 +493,7 @@ class SemanticCacheLLM(WrapperLLM):
                     exact=hit.exact,
                     saved_usd=hit.saved_usd,
                     usage=usage,
+                    usage_estimated=hit.metadata.get("usage_estimated") is True,
                     tier=tier if isinstance(tier, str) else None,
                     namespace=current_namespace() or self.namespace,
                 )

@@ -84,7 +84,7 @@ from costopt_core.budget_gate import CallQuote
 from costopt_core.compression_marks import CompressionMarks
 from costopt_core.engine import ROUTING_KEY
 from costopt_core.ledger import BudgetExceededError, TokenUsage
-from costopt_core.metadata_keys import BATCH_KEY
+from costopt_core.metadata_keys import BATCH_KEY, USAGE_ESTIMATED, USAGE_TAG
 from llamaindex_costopt.messages import message_text
 from llamaindex_costopt.responses import whole_answer
 
@@ -759,6 +759,8 @@ class CostEventHandler(CostHandlerBase, BaseEventHandler):
             tier=getattr(event, "tier", None),
             run_id=event.span_id,
             reservation_id=gate.reservation if gate is not None else None,
+            # Replaying a call costed from its text: the hit's figures are estimates too.
+            tags={USAGE_TAG: USAGE_ESTIMATED} if getattr(event, "usage_estimated", False) else None,
         )
         self._release_climbed(gate)
 

@@ -20,6 +20,7 @@ from llama_index.core.base.llms.types import (
 )
 from llama_index.core.llms.callbacks import llm_completion_callback
 from llama_index.core.llms.custom import CustomLLM
+from llama_index.core.llms.mock import MockLLM
 from llama_index.core.tools import FunctionTool
 from pydantic import Field
 
@@ -240,3 +241,21 @@ def test_llms_that_format_prompts_differently_do_not_share_cache_entries():
     second = SemanticCacheLLM(inner, embed_model=HashingEmbedding(), store=first.cache.store)
     second.predict(TEMPLATE, query_str="hello")
     assert inner.seen == ["<s>[INST] Translate hello [/INST]"]  # asked, not served
+
+
+@pytest.mark.parametrize("routed", [False, True], ids=["cache", "cache-over-router"])
+def test_a_hit_replaying_an_estimated_call_is_marked_estimated_as_the_call_was(routed):
+    # MockLLM reports no usage: its call is costed from its text, and so is its replay.
+    def mock(tokens: int) -> MockLLM:
+        return MockLLM(max_tokens=tokens)
+
+    inner = RouterLLM(llms={"simple": mock(8), "complex": mock(32)}) if routed else mock(8)
+    llm = SemanticCacheLLM(inner, embed_model=HashingEmbedding())
+    with CostEventHandler() as handler:
+        llm.chat(user("What is the capital of France?"))
+        llm.chat(user("What is the capital of France?"))
+    call, hit = handler.ledger.records()
+    assert (call.kind, hit.kind) == ("call", "cache_hit")
+    assert call.estimated and hit.estimated
+    assert hit.input_tokens > 0
+    assert handler.to_dict()["estimated_calls"] == 1  # a hit is no call
