@@ -36,6 +36,7 @@ How it stays correct and fast:
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager
 from os import PathLike
@@ -54,9 +55,10 @@ from costopt_core.stores.base import (
     is_finite_number,
     oldest_fresh,
 )
+from costopt_core.stores.fork_safety import watch_forks
 from costopt_core.stores.index import DEFAULT_ANN_THRESHOLD, DEFAULT_NPROBE
 from costopt_core.stores.indexed import IndexedStore
-from costopt_core.stores.sqlite_file import MetaTable, connect, transaction
+from costopt_core.stores.sqlite_file import MetaTable, close_inherited, connect, transaction
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS costopt_cache_entries (
@@ -124,6 +126,7 @@ class SQLiteStore(IndexedStore):
     ) -> None:
         super().__init__(dim, ann=ann, ann_threshold=ann_threshold, nprobe=nprobe)
         self.path = os.fspath(path)
+        self._timeout = timeout
         self._conn = connect(self.path, timeout=timeout)
         self._closed = False
         self.malformed = MalformedRows(f"SQLiteStore({self.path!r})")
@@ -141,6 +144,19 @@ class SQLiteStore(IndexedStore):
         except BaseException:
             self._conn.close()
             raise
+        if self.path != ":memory:":  # a private in-memory database is the child's copy
+            watch_forks(self)
+
+    def forget_inherited(self) -> None:
+        """In a forked child: a connection of the child's own (SQLite's rule), the
+        mirror brought up to date on the next call."""
+        self._lock = threading.RLock()  # a parent thread may have held it at the fork
+        if self._closed:
+            return
+        close_inherited(self._conn)
+        self._conn = connect(self.path, timeout=self._timeout)
+        self._meta = MetaTable(self._conn, "costopt_cache_meta", kind="cache")
+        self._data_version = -1  # another connection's counter: compare nothing with it
 
     # -- plumbing ---------------------------------------------------------------
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 import os
 import sqlite3
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from os import PathLike
 
 #: Version of the tables the SQLite store and ledger write; bumped on any
@@ -62,6 +62,22 @@ def connect(
         conn.close()
         raise
     return conn
+
+
+def close_inherited(conn: sqlite3.Connection) -> None:
+    """Close, in a child of ``os.fork()``, a connection the parent opened.
+
+    SQLite keeps one record per process of the locks it holds on a file, and a child
+    inherits it without the locks themselves (POSIX locks belong to the process that
+    took them). A connection the child opens while an inherited one is still open reuses
+    that record and so takes no real lock: when the parent closed its own connection
+    it saw no other user, checkpointed and deleted the write-ahead log, and the child's
+    later commits went into a deleted file (lost). Closing the inherited connection
+    first resets the record. The close leaves the file alone: checkpointing needs an
+    exclusive lock, which the parent's open connection denies.
+    """
+    with suppress(sqlite3.Error):  # nothing more to release than the child's own memory
+        conn.close()
 
 
 @contextmanager
@@ -128,4 +144,4 @@ class MetaTable:
         return value if stored is None else stored
 
 
-__all__ = ["SCHEMA_VERSION", "MetaTable", "connect", "transaction"]
+__all__ = ["SCHEMA_VERSION", "MetaTable", "close_inherited", "connect", "transaction"]

@@ -46,6 +46,7 @@ import uuid
 from os import PathLike
 
 from costopt_core.ledger import Budget, BudgetCheck, CostRecord, LedgerSummary, admits
+from costopt_core.stores.fork_safety import watch_forks
 from costopt_core.stores.ledger_sql import (
     RECORD_COLUMNS,
     TOTALS,
@@ -56,7 +57,7 @@ from costopt_core.stores.ledger_sql import (
     records_from_rows,
     summary_from_rows,
 )
-from costopt_core.stores.sqlite_file import MetaTable, connect, transaction
+from costopt_core.stores.sqlite_file import MetaTable, close_inherited, connect, transaction
 
 _DAY = 86_400.0
 
@@ -191,15 +192,9 @@ class SQLiteLedger(SQLLedger):
             )
         self.table = table
         self.read_only = bool(read_only)
-        if self.read_only:
-            self._conn = _open_read_only(self.path, table, timeout)
-        else:
-            try:
-                self._conn = connect(
-                    self.path, timeout=timeout, synchronous="FULL" if durable else "NORMAL"
-                )
-            except sqlite3.OperationalError as exc:  # SQLite's message never names the file
-                raise sqlite3.OperationalError(f"{exc}: {self.path}") from exc
+        self._timeout = timeout
+        self._synchronous = "FULL" if durable else "NORMAL"
+        self._conn = self._open()
         self._lock = threading.Lock()  # one connection: one transaction at a time
         # Rows up to this rowid were checked for malformed ones: the check costs as much
         # as the totals, so each row is checked once, and the totals filter rows only
@@ -237,17 +232,32 @@ class SQLiteLedger(SQLLedger):
                 f"SELECT id FROM {t} WHERE rowid > ? AND rowid <= ? AND {_OK} IS NOT TRUE"
             ),
         }
+        if not self.read_only:
+            try:
+                with transaction(self._conn):
+                    self._create(t, r, d)
+            except sqlite3.OperationalError as exc:
+                self._conn.close()
+                raise sqlite3.OperationalError(f"{exc}: {self.path}") from exc
+            except BaseException:
+                self._conn.close()
+                raise
+        watch_forks(self)
+
+    def _open(self) -> sqlite3.Connection:
         if self.read_only:
-            return
+            return _open_read_only(self.path, self.table, self._timeout)
         try:
-            with transaction(self._conn):
-                self._create(t, r, d)
-        except sqlite3.OperationalError as exc:
-            self._conn.close()
+            return connect(self.path, timeout=self._timeout, synchronous=self._synchronous)
+        except sqlite3.OperationalError as exc:  # SQLite's message never names the file
             raise sqlite3.OperationalError(f"{exc}: {self.path}") from exc
-        except BaseException:
-            self._conn.close()
-            raise
+
+    def forget_inherited(self) -> None:
+        """In a forked child: a connection of the child's own (SQLite's rule)."""
+        self._lock = threading.Lock()  # a parent thread may have held it at the fork
+        if not self._closed:
+            close_inherited(self._conn)
+            self._conn = self._open()
 
     def _create(self, t: str, r: str, d: str) -> None:
         MetaTable(self._conn, f"{t}_meta", kind="ledger").open()

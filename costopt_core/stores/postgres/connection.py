@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import os
 import struct
 import threading
 import time
@@ -21,6 +22,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
+from costopt_core.stores.fork_safety import keep_inherited, watch_forks
 from costopt_core.stores.postgres.steps import Conversation, Steps, adrive, drive
 
 if TYPE_CHECKING:
@@ -128,6 +130,9 @@ class Connector:
 
     ``session_sql`` runs on every connection of the pools opened here (a user's pool
     keeps its own session state: callers then set what they need per transaction).
+
+    A process forked from this one (gunicorn ``--preload``, Celery prefork) opens its
+    own pools on first use: the parent's sockets stay the parent's.
     """
 
     def __init__(
@@ -199,6 +204,8 @@ class Connector:
         self._retry_after = retry_after
         self._down_until = 0.0
         self._down_reason = ""
+        self._pid = os.getpid()
+        watch_forks(self)
 
     @property
     def sync_configured(self) -> bool:
@@ -240,8 +247,28 @@ class Connector:
     async def _aconfigure(self, conn: psycopg.AsyncConnection[Any]) -> None:
         await conn.execute(self._session_sql)
 
+    def forget_inherited(self) -> None:
+        """In a forked child: drop the parent's pools, unclosed (closing one would end
+        the parent's sessions on the shared sockets); new ones open on first use."""
+        self._lock = threading.Lock()  # a parent thread may have held it at the fork
+        if self._own_sync:
+            keep_inherited(self._sync_pool)
+            self._sync_pool = None
+        keep_inherited(*(pool for _, pool in self._async_pools.values()))
+        self._async_pools = {}
+        self._opening = {}
+        self._down_until = 0.0
+        self._pid = os.getpid()
+
+    def _check_process(self) -> None:
+        # The fork hook already did this after os.fork(); a fork it did not see (a C
+        # library calling fork()) is caught here, at the cost of one getpid per call.
+        if self._pid != os.getpid():
+            self.forget_inherited()
+
     def _pool(self) -> Any:
         self.check_open()
+        self._check_process()
         pool = self._sync_pool
         if pool is not None:
             return pool
@@ -262,6 +289,7 @@ class Connector:
 
     async def _apool(self) -> Any:
         self.check_open()
+        self._check_process()
         if self._given_async_pool is not None:
             return self._given_async_pool
         # An async pool belongs to the event loop that opened it: one per loop.
