@@ -5,9 +5,10 @@ A store or ledger made before a fork (``gunicorn --preload``, Celery's prefork p
 open connections: the children would then talk over the parent's sockets at once (and
 read each other's answers), and a pool's worker threads do not exist in a child. Right
 after a fork each child asks every live store to forget what it inherited and to open
-its own connections on first use. The inherited handles are kept, never closed nor
-collected, in the child: closing one would end the parent's session (PostgreSQL's
-Terminate message goes out on the shared socket).
+its own connections. How each kind lets go of the inherited ones is its own affair: a
+PostgreSQL pool is handed to :func:`keep_inherited` (closing it would end the parent's
+sessions: the Terminate message goes out on the shared socket), a SQLite connection is
+closed (see :func:`costopt_core.stores.sqlite_file.close_inherited`).
 
 Example:
     >>> import os
