@@ -305,6 +305,10 @@ class SemanticCacheLLM(WrapperLLM):
 
     _cache: SemanticCache = PrivateAttr()
 
+    # A copy reads and fills the same cache (the engine: store, calibration, figures).
+    _SHARED_ON_COPY = frozenset({"embed_model", "verifier", "store", "clock"})
+    _OBJECT_FIELDS = ("llm", "embed_model")
+
     def __init__(self, llm: Any = None, embed_model: Any = None, **kwargs: Any) -> None:
         super().__init__(llm=llm, embed_model=embed_model, **kwargs)
 

@@ -148,6 +148,10 @@ class RouterLLM(WrapperLLM):
     _tool_tiers: OrderedDict[str, str] = PrivateAttr(default_factory=OrderedDict)
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
 
+    # A strategy may hold a trained model: a copy routes with the same one.
+    _SHARED_ON_COPY = frozenset({"strategy", "cost_handler"})
+    _OBJECT_FIELDS = ("llms",)
+
     @model_validator(mode="before")
     @classmethod
     def _check_llms(cls, data: Any) -> Any:
@@ -180,6 +184,12 @@ class RouterLLM(WrapperLLM):
 
     def _wrapped_llms(self) -> list[LLM]:
         return list(self.llms.values())
+
+    def _copied_from(self, original: RouterLLM) -> None:
+        self._lock = threading.Lock()
+        with original._lock:
+            self._tool_tiers = OrderedDict(original._tool_tiers)
+        self._names = dict(original._names)
 
     # -- identity ----------------------------------------------------------------------
 

@@ -24,11 +24,12 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 from llama_index.core.base.llms.types import (
     ChatMessage,
@@ -265,11 +266,71 @@ def _prompt_scope(
 
 class WrapperLLM(FunctionCallingLLM):
     """Base of the costopt LlamaIndex wrappers: the endpoints are here; a subclass decides
-    who answers a request (``_answer``, ``_aanswer``, ``_stream``, ``_astream``)."""
+    who answers a request (``_answer``, ``_aanswer``, ``_stream``, ``_astream``).
+
+    Copies: ``copy.deepcopy`` (and ``model_copy(deep=True)``) deep-copies the wrapped
+    LLMs and the plain settings, and shares what holds connections, locks or learnt
+    state (a subclass's :attr:`_SHARED_ON_COPY` fields, e.g. a cache's store and
+    embedding model, a router's strategy, and the engine built from them), so the copy
+    answers as the original does. ``from_dict`` needs the objects a dict cannot hold
+    (:attr:`_OBJECT_FIELDS`) passed as keyword arguments.
+    """
+
+    #: Fields a deep copy shares with the original instead of copying.
+    _SHARED_ON_COPY: ClassVar[frozenset[str]] = frozenset()
+    #: Fields ``to_dict`` cannot carry as objects: ``from_dict`` must be given them.
+    _OBJECT_FIELDS: ClassVar[tuple[str, ...]] = ()
 
     def _wrapped_llms(self) -> list[LLM]:
         """The LLMs this wrapper delegates to."""
         raise NotImplementedError
+
+    # -- copying and reloading -----------------------------------------------------------
+
+    def __deepcopy__(self, memo: dict[int, Any] | None = None) -> Self:
+        memo = {} if memo is None else memo
+        clone = copy.copy(self)  # private state (engine, cache) shared; fields replaced
+        memo[id(self)] = clone
+        for name, value in self.__dict__.items():
+            if name not in self._SHARED_ON_COPY:
+                clone.__dict__[name] = copy.deepcopy(value, memo)
+        clone._copied_from(self)
+        clone._share_callback_manager()
+        return clone
+
+    def _copied_from(self, original: Self) -> None:
+        """Give a deep copy the private state it must not share (locks...)."""
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], **kwargs: Any) -> Self:  # type: ignore[override]
+        """Rebuild a wrapper from ``to_dict()``: its settings come from ``data``; the
+        objects a dict cannot hold (the wrapped LLMs...) are passed as keyword arguments.
+
+        Example:
+            >>> from llamaindex_costopt import RouterLLM
+            >>> from llamaindex_costopt.simulated import SimulatedLLM
+            >>> tiers = {"simple": SimulatedLLM(model_name="gpt-4o-mini"),
+            ...          "complex": SimulatedLLM(model_name="gpt-4o")}
+            >>> data = RouterLLM(llms=tiers, fallback=False).to_dict()
+            >>> RouterLLM.from_dict(data, llms=tiers).fallback
+            False
+            >>> try:
+            ...     RouterLLM.from_dict(data)
+            ... except TypeError as error:
+            ...     print(str(error).split(": ")[-1])
+            pass it, RouterLLM.from_dict(data, llms=...)
+        """
+        given = {**data, **kwargs}
+        missing = [name for name in cls._OBJECT_FIELDS if not _an_object(given.get(name))]
+        if missing:
+            arguments = ", ".join(f"{name}=..." for name in missing)
+            raise TypeError(
+                f"{cls.__name__}.from_dict cannot rebuild {', '.join(missing)} from a dict "
+                f"(to_dict keeps an LLM's settings, not the object): pass "
+                f"{'it' if len(missing) == 1 else 'them'}, "
+                f"{cls.__name__}.from_dict(data, {arguments})"
+            )
+        return super().from_dict(data, **kwargs)
 
     # -- what a subclass decides: who answers a request ----------------------------------
 
@@ -403,6 +464,20 @@ class WrapperLLM(FunctionCallingLLM):
         messages = super()._get_messages(prompt, **prompt_args)
         _record_formatted(prompt, messages)
         return messages
+
+
+def _an_object(value: Any) -> bool:
+    """Whether ``value`` is an object (or a mapping of objects), not what ``to_dict``
+    made of one (a dict, or a mapping of dicts)."""
+    if value is None:
+        return False
+    if isinstance(value, Mapping):
+        return (
+            bool(value)
+            and "class_name" not in value
+            and not any(isinstance(item, Mapping) for item in value.values())
+        )
+    return True
 
 
 def _record_formatted(template: BasePromptTemplate, formatted: str | list[ChatMessage]) -> None:
