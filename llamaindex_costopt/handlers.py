@@ -788,12 +788,14 @@ class CostEventHandler(CostHandlerBase, BaseEventHandler):
         same thread, or asyncio task), which takes them if it is an LLM's stream
         (:meth:`root_entered`). A query that failed drops its marks."""
         try:
+            if self._claims:
+                with self._lock:
+                    self._claims.pop(span_id, None)
+            if not self._compression:
+                return  # the usual case: no compressor ran
             with self._lock:
-                self._claims.pop(span_id, None)
-                if not self._compression or any(
-                    call.query == span_id for call in self._open.values()
-                ):
-                    return  # nothing pending, or a call of this query is still running
+                if any(call.query == span_id for call in self._open.values()):
+                    return  # a call of this query is still running: it takes them
             removed = self._compression.take(span_id)
             if not removed or dropped:
                 return

@@ -5,6 +5,7 @@ that call, as without streaming, and never on an unrelated later one."""
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from llama_index.core import Document, PromptTemplate, Settings, VectorStoreIndex
@@ -99,3 +100,24 @@ def test_each_of_two_streamed_queries_books_its_own_saving(index) -> None:
         figures = handler.to_dict()
     assert figures["calls"] == 2
     assert figures["saved_compression_usd"] == pytest.approx(2 * one)
+
+
+def test_streamed_queries_at_once_in_threads_and_tasks_each_book_their_own(index) -> None:
+    llm = SimulatedLLM(model_name=MODEL)
+    one = _saved(index, llm, streaming=False, asynchronous=False)
+    engine = _engine(index, llm, streaming=True)
+
+    async def ask() -> None:
+        response = await engine.aquery(QUESTION)
+        [token async for token in response.async_response_gen()]
+
+    async def gathered() -> None:
+        await asyncio.gather(*(ask() for _ in range(6)))
+
+    with CostEventHandler() as handler:
+        with ThreadPoolExecutor(3) as pool:
+            list(pool.map(lambda _: "".join(engine.query(QUESTION).response_gen), range(6)))
+        asyncio.run(gathered())
+        figures = handler.to_dict()
+    assert figures["calls"] == 12
+    assert figures["saved_compression_usd"] == pytest.approx(12 * one)
