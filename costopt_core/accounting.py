@@ -93,6 +93,7 @@ from costopt_core.ledger import (
     CostLedger,
     CostRecord,
     DeferredRecordLedger,
+    DroppingLedger,
     LedgerProtocol,
     LedgerSummary,
     QuickReserveLedger,
@@ -1065,7 +1066,11 @@ class CostAccountant:
             baseline_model=self.baseline_model,
             budgets=self.budget_status(),
             on_budget=self.on_budget if self.budgets else None,
-            breakdown=RecordBreakdown.of(self.ledger.records(), summary),
+            breakdown=RecordBreakdown.of(
+                self.ledger.records(),
+                summary,
+                self.ledger.dropped_records() if isinstance(self.ledger, DroppingLedger) else None,
+            ),
         )
         if self.baseline_model is not None and self.catalog.get(self.baseline_model) is None:
             # Routing savings against an unpriced baseline are unknown, not $0.

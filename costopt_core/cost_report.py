@@ -25,7 +25,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from costopt_core.ledger import CostRecord, LedgerSummary, ModelTotals
+from costopt_core.ledger import (
+    CostRecord,
+    DroppedRecords,
+    LedgerSummary,
+    ModelTotals,
+    is_estimated,
+)
 from costopt_core.levers import (
     BATCH,
     CACHE,
@@ -35,7 +41,6 @@ from costopt_core.levers import (
     ROUTING,
     lever_savings,
 )
-from costopt_core.metadata_keys import USAGE_ESTIMATED, USAGE_TAG
 
 #: A model's status in a report when no price is known for it.
 UNPRICED = "unpriced"
@@ -107,7 +112,14 @@ class RecordBreakdown:
     complete: bool = True
 
     @classmethod
-    def of(cls, records: Iterable[CostRecord], summary: LedgerSummary) -> RecordBreakdown:
+    def of(
+        cls,
+        records: Iterable[CostRecord],
+        summary: LedgerSummary,
+        dropped: DroppedRecords | None = None,
+    ) -> RecordBreakdown:
+        """Read from ``records``, plus what the records the ledger dropped said
+        (``dropped``, from a ``DroppingLedger``): then the split covers every event."""
         models: dict[str, _ModelBreakdown] = {}
         seen = 0
         for record in records:
@@ -116,12 +128,14 @@ class RecordBreakdown:
             if row is None:
                 row = models[record.model] = _ModelBreakdown()
             row.add(lever_savings(record))
-            if record.kind == "cache_hit":
-                continue
-            if getattr(record, "estimated", False) or (
-                record.tags and record.tags.get(USAGE_TAG) == USAGE_ESTIMATED
-            ):
+            if record.kind != "cache_hit" and is_estimated(record):
                 row.estimated_calls += 1
+        if dropped is not None:
+            seen += dropped.records
+            for model in dropped.saved.keys() | dropped.estimated_calls.keys():
+                row = models.setdefault(model, _ModelBreakdown())
+                row.add(dropped.saved.get(model, {}))
+                row.estimated_calls += dropped.estimated_calls.get(model, 0)
         events = sum(m.calls + m.cache_hits + m.cascade_attempts for m in summary.models.values())
         return cls(models, seen >= events)
 

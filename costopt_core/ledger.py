@@ -54,6 +54,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol, runtime_checkable
 
+from costopt_core.levers import PROVIDER_CACHE, lever_savings
+from costopt_core.metadata_keys import USAGE_ESTIMATED, USAGE_TAG
 from costopt_core.pricing import check_amount
 
 logger = logging.getLogger(__name__)
@@ -554,6 +556,63 @@ class LedgerProtocol(Protocol):
 DeferredBuild = Callable[[str, float, tuple[int, int, int, int, int], Any, Any], CostRecord]
 
 
+class DroppedRecords:
+    """What the records a ledger no longer keeps (past ``max_records``) said beyond its
+    totals: their savings per model and lever, and their estimated calls, so a report's
+    per-lever split still adds up to the totals (see ``cost_report.RecordBreakdown``).
+
+    Example:
+        >>> gone = DroppedRecords()
+        >>> gone.add(CostRecord("m", tier="simple", cost_usd=1.0, saved_usd=3.0))
+        >>> gone.add_saving("m", "provider_cache", 0.5)
+        >>> gone.saved["m"], gone.records
+        ({'routing': 3.0, 'provider_cache': 0.5}, 2)
+    """
+
+    def __init__(self) -> None:
+        self.saved: dict[str, dict[str, float]] = {}  # model -> lever -> USD
+        self.estimated_calls: dict[str, int] = {}
+        self.records = 0
+
+    def add(self, record: CostRecord) -> None:
+        self.records += 1
+        for lever, amount in lever_savings(record).items():
+            self._add(record.model, lever, amount)
+        if record.kind != "cache_hit" and is_estimated(record):
+            self.estimated_calls[record.model] = self.estimated_calls.get(record.model, 0) + 1
+
+    def add_saving(self, model: str, lever: str, amount: float) -> None:
+        """A plain call dropped unbuilt: its one saving, on ``lever``."""
+        self.records += 1
+        if amount:
+            self._add(model, lever, amount)
+
+    def _add(self, model: str, lever: str, amount: float) -> None:
+        row = self.saved.setdefault(model, {})
+        row[lever] = row.get(lever, 0.0) + amount
+
+    def copy(self) -> DroppedRecords:
+        out = DroppedRecords()
+        out.saved = {model: dict(row) for model, row in self.saved.items()}
+        out.estimated_calls = dict(self.estimated_calls)
+        out.records = self.records
+        return out
+
+
+def is_estimated(record: CostRecord) -> bool:
+    """Whether ``record``'s usage was counted from text (the provider reported none)."""
+    tags = record.tags
+    return record.estimated or bool(tags and tags.get(USAGE_TAG) == USAGE_ESTIMATED)
+
+
+@runtime_checkable
+class DroppingLedger(Protocol):
+    """A ledger that keeps at most ``max_records`` records and remembers what the ones it
+    dropped said beyond its totals (``dropped_records()``)."""
+
+    def dropped_records(self) -> DroppedRecords: ...
+
+
 @runtime_checkable
 class DeferredRecordLedger(Protocol):
     """A ledger that takes a plain call's spend now and builds its record when read.
@@ -643,6 +702,7 @@ class CostLedger:
         self._lock = threading.Lock()
         self._records: deque[CostRecord] = deque(maxlen=max_records)
         self._dropped = False
+        self._gone = DroppedRecords()  # what the dropped records said (see report())
         self._summary = LedgerSummary()
         # Records not yet added to _summary: folded in batches (and before any read),
         # so the per-model totals cost the call path an append, not a ModelTotals.add.
@@ -805,7 +865,16 @@ class CostLedger:
     def _push_out(self, pending: list[Any], keep: int) -> None:
         # Called with the lock held: drops, unbuilt, the entries that the newest ``keep``
         # (max_records) entries push out, and every kept record (all older than them).
-        del pending[: len(pending) - keep * _ENTRY]
+        gone = self._gone
+        for record in self._records:
+            gone.add(record)
+        end = len(pending) - keep * _ENTRY
+        for i in range(0, end, _ENTRY):
+            if pending[i + _BUILD] is None:
+                gone.add(pending[i + _BUILD + 1])  # a record queued built
+            else:  # a plain call: its one saving is the provider's prompt cache
+                gone.add_saving(pending[i], PROVIDER_CACHE, pending[i + 8])
+        del pending[:end]
         self._records.clear()
         self._dropped = True
 
@@ -813,9 +882,15 @@ class CostLedger:
         # Called with the lock held.
         records = self._records
         for record in built:
-            if not self._dropped and len(records) == records.maxlen:
+            if len(records) == records.maxlen:
                 self._dropped = True
+                self._gone.add(records[0] if records else record)  # the one dropped now
             records.append(record)
+
+    def dropped_records(self) -> DroppedRecords:
+        """What the records dropped past ``max_records`` said beyond the totals."""
+        with self._lock:
+            return self._gone.copy()
 
     def _build_pending(self) -> None:
         # Called with the lock held: every record built now (see _read_records).
@@ -933,6 +1008,7 @@ class CostLedger:
             self._pending_folded = 0
             self._in_flight = []  # a reader building them keeps none (see _read_records)
             self._dropped = False
+            self._gone = DroppedRecords()
             self._summary = LedgerSummary()
             self._unfolded.clear()
             self._spent_total = 0.0

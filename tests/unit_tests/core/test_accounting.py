@@ -22,7 +22,15 @@ from costopt_core.accounting import (
     usage_from_mapping,
 )
 from costopt_core.budget_gate import CallQuote
-from costopt_core.ledger import Budget, BudgetExceededError, CostLedger, CostRecord, TokenUsage
+from costopt_core.cost_report import RecordBreakdown, format_report, report_dict
+from costopt_core.ledger import (
+    Budget,
+    BudgetExceededError,
+    CostLedger,
+    CostRecord,
+    TokenUsage,
+    summarize,
+)
 from costopt_core.levers import (
     BATCH,
     COMPRESSION,
@@ -184,6 +192,32 @@ def test_each_lever_saving_is_counted_once_and_adds_up_to_the_total() -> None:
     levers = sum(data[f"saved_{lever}_usd"] for lever in LEVERS)
     assert levers == pytest.approx(data["total_saved"])
     assert "batch" in acct.report() and "compression" in acct.report()
+
+
+@pytest.mark.parametrize("max_records", [0, 7, 1000])
+def test_the_levers_add_up_to_the_total_after_old_records_are_dropped(max_records: int) -> None:
+    # Past max_records the split per lever was read from the kept records only: 5,000
+    # routed calls kept 1,000 and showed a fifth of the routing saving (audit).
+    acct = CostAccountant(ledger=CostLedger(max_records=max_records))
+    cheap = _unique("acct-lever")  # its "no usage" warning is its own (warned once)
+    set_price(cheap, input_per_token=1e-6, output_per_token=2e-6, cache_read_per_token=1e-7)
+    for i in range(40):
+        acct.record_call(
+            cheap,
+            TokenUsage(100, 30),
+            tier="cheap",
+            router_models=[cheap, "acct-strong"],
+        )
+        acct.record_call_later(cheap, (100, 30, 60, 0, 0))  # a provider cache read
+        if i % 4 == 0:
+            acct.record_cache_hit(cheap, TokenUsage(100, 30))
+            acct.record_call(cheap, None, text=CallText(["hello there"], "hi"))
+    acct.ledger.records()  # the deferred ones built (and dropped past the limit)
+    data = acct.to_dict()
+    levers = {lever: data[f"saved_{lever}_usd"] for lever in LEVERS}
+    assert levers[ROUTING] > 0 and levers[PROVIDER_CACHE] > 0 and levers["cache"] > 0
+    assert sum(levers.values()) == pytest.approx(data["total_saved"], rel=1e-9)
+    assert data["estimated_calls"] == 10 and data["breakdown_complete"] is True
 
 
 def test_unpriced_model_is_reported_not_zero_and_warned_once(
@@ -622,13 +656,19 @@ def test_a_cache_hit_takes_the_caches_figure_over_its_own_pricing() -> None:
     assert bad.saved_usd == pytest.approx(1000 * 3e-6 + 500 * 6e-6)
 
 
-def test_the_breakdown_says_when_the_ledger_dropped_records() -> None:
+def test_the_breakdown_says_when_it_covers_only_the_records_kept() -> None:
+    # The in-memory ledger remembers what its dropped records said: complete. A split
+    # read from some records alone says so.
     acct = CostAccountant(ledger=CostLedger(max_records=1))
     acct.record_call("acct-mid", TokenUsage(10, 10))
     acct.record_call("acct-mid", TokenUsage(10, 10))
-    data = acct.to_dict()
-    assert data["breakdown_complete"] is False
-    assert "(of the records kept)" in acct.report()
+    assert acct.to_dict()["breakdown_complete"] is True
+    assert "(of the records kept)" not in acct.report()
+    records = [CostRecord("acct-mid", cost_usd=1.0), CostRecord("acct-mid", cost_usd=1.0)]
+    partial = RecordBreakdown.of(records[:1], summarize(records))
+    report = report_dict(summarize(records), breakdown=partial)
+    assert report["breakdown_complete"] is False
+    assert "(of the records kept)" in format_report(report)
 
 
 def test_a_self_hosted_model_at_zero_dollars_is_reported_as_local_not_as_a_gap() -> None:
