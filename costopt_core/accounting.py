@@ -681,10 +681,11 @@ class CostAccountant:
                     f"{message}; on_budget='warn': the call goes ahead", BudgetWarning, stacklevel=4
                 )
             return None, False
-        if not self._downgrade:
+        downgrades = routed and len(costs) > 1 and costs[0] < estimate
+        if not self._downgrade and downgrades:
             logger.warning("%s (on_budget='downgrade': routing to the cheapest tier)", message)
         self._downgrade = True
-        if not (routed and len(costs) > 1 and costs[0] < estimate):
+        if not downgrades:  # not routed, or already on its cheapest tier: refused
             raise check.error()
         try:
             cheap = self.ledger.reserve(
