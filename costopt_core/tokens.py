@@ -118,7 +118,7 @@ def bound_tokens(text: str) -> int:
     """
     if not text:
         return 0
-    raw = text.encode("utf-8")
+    raw = text.encode("utf-8", "surrogatepass")  # a lone surrogate (from JSON) is 3 bytes
     if text.isascii():  # the usual prompt: one pass
         dense = len(raw) - len(raw.translate(None, _DENSE_BYTES))
         return dense + (len(raw) - dense + 3) // 4

@@ -242,6 +242,19 @@ def _refused_everywhere(key: Any) -> None:
             logger.exception("releasing a refused run's reservation failed")
 
 
+def _answered(row: list[Any]) -> bool:
+    """Whether a failed run's generations hold some answer: not only the empty message
+    LangChain builds from a provider error's HTTP response (status code, body), which no
+    provider bills (a rate limit's 429 was booked as a call costed from its prompt)."""
+    for generation in row:
+        message = getattr(generation, "message", None)
+        if message is None or message.content or getattr(message, "usage_metadata", None):
+            return True
+        if getattr(message, "tool_calls", None):
+            return True
+    return False
+
+
 def _streamed_so_far(run: _Run | None) -> LLMResult | None:
     """What a run cut short had streamed, as its answer (None: nothing streamed)."""
     if run is None or not run.streamed:
@@ -585,6 +598,11 @@ class CostCallbackHandler(CostHandlerBase, _HandlerState, BaseCallbackHandler):
     def _task_done(self, key: Any, task: asyncio.Task[Any]) -> None:
         run = self._runs.get(key)
         if run is not None and run.streamed:
+            if not task.cancelled():
+                # The task that read the first chunks ended (asyncio.wait_for around the
+                # first __anext__); the stream goes on in another: watch that one next.
+                run.watch = None
+                return
             # Cancelled mid-stream: what was streamed was billed (costed from its text).
             answer = _streamed_so_far(run)
             self.on_llm_end(answer, run_id=UUID(int=key) if type(key) is int else key)
@@ -726,8 +744,8 @@ class CostCallbackHandler(CostHandlerBase, _HandlerState, BaseCallbackHandler):
         if type(token) is str and token:
             if run.streamed is None:
                 run.streamed = []
-                if run.watch is None and _running_loop() is not None:
-                    self._watch_task(run, key)  # a cancelled stream is billed too
+            if run.watch is None and _running_loop() is not None:
+                self._watch_task(run, key)  # a cancelled stream is billed too
             run.streamed.append(token)
         metadata = getattr(getattr(kwargs.get("chunk"), "message", None), "response_metadata", None)
         if metadata and type(metadata) is dict:
@@ -739,7 +757,9 @@ class CostCallbackHandler(CostHandlerBase, _HandlerState, BaseCallbackHandler):
         response = kwargs.get("response")
         # A stream that failed midway may still carry billed usage.
         failed_with = (
-            response if isinstance(response, LLMResult) and any(response.generations) else None
+            response
+            if isinstance(response, LLMResult) and any(map(_answered, response.generations))
+            else None
         )
         if failed_with is None:  # LangChain's invoke path passes no chunks: [[]]
             run = self._runs.get(run_id.int if type(run_id) is UUID else run_id)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import json
 import logging
 import threading
 import uuid
 import warnings
+from types import MappingProxyType
 from typing import Any
 
 import pytest
@@ -1264,3 +1266,78 @@ def test_a_call_refused_by_a_second_budget_leaves_nothing_held_by_the_first() ->
     assert team.ledger.reserved_usd == 0.0
     model.invoke("hello", config={"callbacks": [team]})
     assert team.summary().calls == 1
+
+
+class _Streams(BaseChatModel):
+    """Streams ten words, the last chunk with the provider's usage (10 in, 10 out)."""
+
+    model_name: str = "cb-strong"
+
+    @property
+    def _llm_type(self) -> str:
+        return "streams"
+
+    def _generate(self, messages: Any, stop: Any = None, run_manager: Any = None, **kw: Any) -> Any:
+        raise AssertionError("only streamed")
+
+    async def _astream(
+        self, messages: Any, stop: Any = None, run_manager: Any = None, **kw: Any
+    ) -> Any:
+        for i in range(10):
+            await asyncio.sleep(0)
+            usage = (
+                {"input_tokens": 10, "output_tokens": 10, "total_tokens": 20} if i == 9 else None
+            )
+            yield ChatGenerationChunk(
+                message=AIMessageChunk(content=f"w{i} ", usage_metadata=usage)  # type: ignore[arg-type]
+            )
+
+
+def test_a_stream_whose_first_chunk_is_awaited_under_a_timeout_is_billed_its_usage() -> None:
+    # asyncio.wait_for runs the first __anext__ in a task of its own (Python 3.11): its
+    # end is not the stream's. It was booked as the first chunk alone, estimated.
+    handler = CostCallbackHandler(budget_usd=1.0)
+
+    async def read() -> int:
+        chunks = _Streams().astream("hello", config={"callbacks": [handler]}).__aiter__()
+        await asyncio.wait_for(chunks.__anext__(), timeout=5)
+        return 1 + len([c async for c in chunks])
+
+    assert asyncio.run(read()) >= 10
+    (record,) = handler.ledger.records()
+    assert (record.input_tokens, record.output_tokens, record.estimated) == (10, 10, False)
+    assert handler.ledger.reserved_usd == 0.0
+
+
+def test_a_request_the_provider_refused_with_an_http_error_costs_nothing() -> None:
+    # LangChain hands the error's HTTP response (status, body) to on_llm_error as an
+    # empty message: a rate-limited call was booked as its prompt's cost.
+    class Response:
+        status_code = 429
+        headers = MappingProxyType({"retry-after": "1"})
+
+        def json(self) -> dict[str, Any]:
+            return {"error": {"message": "Rate limit reached"}}
+
+    class RateLimitError(Exception):
+        response = Response()
+
+    class Limited(SimulatedChatModel):
+        def _generate(self, *args: Any, **kwargs: Any) -> Any:
+            raise RateLimitError("429")
+
+    handler = CostCallbackHandler(budget_usd=1.0)
+    with pytest.raises(RateLimitError):
+        Limited(model_name="cb-strong").invoke("summarise " * 500, config={"callbacks": [handler]})
+    assert handler.summary().calls == 0 and handler.ledger.reserved_usd == 0.0
+
+
+def test_a_prompt_with_a_lone_surrogate_is_budgeted_not_failed() -> None:
+    handler = CostCallbackHandler(budget_usd=1.0)
+    prompt = json.loads('"caf\\udce9 menu"')  # what JSON from a broken client can hold
+
+    class Named(GenericFakeChatModel):
+        model_name: str = "cb-cheap"
+
+    Named(messages=iter([AIMessage("ok")])).invoke(prompt, config={"callbacks": [handler]})
+    assert handler.summary().calls == 1
