@@ -173,7 +173,11 @@ def replay_chunks(message: AIMessage) -> list[AIMessageChunk]:
         AIMessageChunk(
             content="" if isinstance(message.content, str) else [],
             id=message.id,
-            additional_kwargs=message.additional_kwargs,
+            # Not the raw tool calls: the first chunk carries them as tool_call_chunks,
+            # and raw ones here would become a second, unmergeable copy of each call.
+            additional_kwargs={
+                k: v for k, v in message.additional_kwargs.items() if k != "tool_calls"
+            },
             response_metadata=metadata,
             usage_metadata=usage,
             chunk_position="last",

@@ -235,11 +235,11 @@ def _split(turns: Sequence[Turn]) -> tuple[str, str]:
     latest = latest_index([human for _, human in turns])
     text = content_text(turns[latest][0]["content"])
     context = []
-    calls: dict[Any, int] = {}  # the latest AI message's tool call ids -> their place
+    calls: dict[Any, tuple[int, int]] = {}  # tool call id -> (its AI message, its place)
     for i, (fields, _) in enumerate(turns):
         key = _message_key(fields, strip_text=i == latest)
         if fields.get("tool_calls"):
-            calls = {call.get("id"): n for n, call in enumerate(fields["tool_calls"])}
+            calls.update({call.get("id"): (i, n) for n, call in enumerate(fields["tool_calls"])})
         elif fields["type"] == "tool":
             # Which call a result answers (by its place: ids differ from run to run):
             # the same results given to the other calls are another question.

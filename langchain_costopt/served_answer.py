@@ -17,8 +17,8 @@ fresh ids too: an agent thread that asks the same thing twice would otherwise ho
 calls (and two tool results) under one id, which a provider refuses in the history and
 a UI pairs with the wrong result. The id keeps its provider's prefix (``call_``,
 ``toolu_``), and every place the provider format repeats it (OpenAI's raw
-``additional_kwargs["tool_calls"]``, Anthropic's ``tool_use`` content blocks) gets the
-same new id.
+``additional_kwargs["tool_calls"]``, its Responses API ``function_call`` blocks' ``call_id``,
+Anthropic's ``tool_use`` content blocks) gets the same new id.
 """
 
 from __future__ import annotations
@@ -35,13 +35,19 @@ def _new_id(old: str) -> str:
 
 
 def _renamed(items: Any, ids: dict[str, str]) -> Any:
-    # Content blocks and raw tool calls: dicts whose "id" is a tool call's.
+    # Content blocks and raw tool calls: dicts whose "id" is a tool call's, or (OpenAI's
+    # Responses API) whose "call_id" is, with an "id" of the stored output item, which a
+    # new answer does not have: dropped.
     if not isinstance(items, list):
         return items
     out = []
     for item in items:
-        if isinstance(item, dict) and isinstance(item.get("id"), str) and item["id"] in ids:
-            item = {**item, "id": ids[item["id"]]}
+        if isinstance(item, dict):
+            if isinstance(item.get("call_id"), str) and item["call_id"] in ids:
+                item = {k: v for k, v in item.items() if k != "id"}
+                item["call_id"] = ids[item["call_id"]]
+            elif isinstance(item.get("id"), str) and item["id"] in ids:
+                item = {**item, "id": ids[item["id"]]}
         out.append(item)
     return out
 

@@ -505,3 +505,25 @@ def test_which_call_a_tool_result_answers_is_part_of_the_key():
     asked = split_prompt(history(("c2", "c1")))  # FOO is 7, ACME is 5
     assert split_prompt(history(("c2", "c1"), ids=("x9", "y8"))) == asked  # new ids
     assert split_prompt(history(("c1", "c2"))) != asked  # ACME is 7, FOO is 5
+
+
+def test_results_of_an_earlier_ai_messages_calls_are_keyed_by_their_call():
+    from langchain_core.messages import ToolMessage
+
+    def history(paris: str, rome: str) -> str:
+        first = [
+            {"name": "w", "args": {"c": "Paris"}, "id": "p"},
+            {"name": "w", "args": {"c": "Rome"}, "id": "r"},
+        ]
+        return dumps(
+            [
+                HumanMessage("Weather in Paris, Rome and Oslo?"),
+                AIMessage("", tool_calls=first),
+                AIMessage("", tool_calls=[{"name": "w", "args": {"c": "Oslo"}, "id": "o"}]),
+                ToolMessage("sunny", tool_call_id="p" if paris == "sunny" else "r"),
+                ToolMessage("rain", tool_call_id="r" if paris == "sunny" else "p"),
+                ToolMessage("snow", tool_call_id="o"),
+            ]
+        )
+
+    assert split_prompt(history("sunny", "rain")) != split_prompt(history("rain", "sunny"))

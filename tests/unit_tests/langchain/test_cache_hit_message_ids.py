@@ -152,3 +152,31 @@ def test_a_streamed_hit_of_a_tool_call_carries_a_fresh_tool_call_id() -> None:
     ids = [[c["id"] for c in sum(chunks[1:], chunks[0]).tool_calls] for chunks in replays]
     assert all(len(i) == 1 and i[0].startswith("call_") for i in ids)
     assert len({"call_stored", ids[0][0], ids[1][0]}) == 3
+
+
+def test_a_responses_api_function_call_block_gets_the_calls_new_id() -> None:
+    # OpenAI's Responses API output: the block names its call by call_id (and its stored
+    # output item by id). With the old call_id the next turn sent an unanswered call.
+    from langchain_costopt.served_answer import as_new_answer
+
+    block = {"type": "function_call", "id": "fc_1", "call_id": "call_abc", "name": "w"}
+    stored = AIMessage([block], tool_calls=[{"name": "w", "args": {}, "id": "call_abc"}])
+    served = as_new_answer(stored)
+    (call,) = served.tool_calls
+    (served_block,) = served.content
+    assert isinstance(served_block, dict) and served_block["call_id"] == call["id"] != "call_abc"
+    assert "id" not in served_block
+
+
+def test_a_streamed_hit_replays_each_tool_call_once() -> None:
+    model = _ToolCaller(model_name="gpt-4o-mini")
+    cache = InMemoryCache()
+    calls = [{"name": "stock", "args": {"sym": s}, "id": f"call_{s}"} for s in ("ACME", "FOO")]
+    raw = [
+        {"id": c["id"], "type": "function", "function": {"name": "stock", "arguments": "{}"}}
+        for c in calls
+    ]
+    stored = AIMessage("", tool_calls=calls, additional_kwargs={"tool_calls": raw})
+    cache.update(*cache_key(model, [HumanMessage(REFUNDS)], None), [ChatGeneration(message=stored)])
+    chunks = list(stream_through(cache, model, REFUNDS))
+    assert len(sum(chunks[1:], chunks[0]).tool_calls) == 2
