@@ -268,6 +268,7 @@ class RoutedCall:
         "_failed_tier",
         "_order",
         "_position",
+        "_rejected",
         "attempts",
         "decision",
         "engine",
@@ -301,6 +302,7 @@ class RoutedCall:
         self._order = engine.order_from(decision.tier)
         self._position = 0
         self._answer: Answered[Any] | None = None
+        self._rejected: tuple[str, Any] | None = None  # a cascade's last rejected answer
         # Each tier's quote, when the engine holds the call's budget (see begin).
         self.tier_quotes: Mapping[str, CallQuote] = {}
 
@@ -332,6 +334,15 @@ class RoutedCall:
         self._position += 1
 
     def _failed(self, tier: str, error: BaseException, last: bool) -> None:
+        if isinstance(error, BudgetExceededError) and self._rejected is not None:
+            # The budget cannot hold the escalation: the answer the cascade rejected was
+            # paid for, and is better than none.
+            rejected_tier, result = self._rejected
+            self.attempts.pop()  # it is the answer now, not a rejected attempt
+            info = self.record(rejected_tier)
+            info["escalation_refused"] = str(error)
+            self._answer = Answered(result, rejected_tier, info)
+            return
         if self._downgrade_instead(tier, error):
             return
         if isinstance(error, self.engine.propagate):
@@ -356,6 +367,7 @@ class RoutedCall:
             not isinstance(error, BudgetExceededError)
             or tier == cheapest
             or self._downgraded_from is not None
+            or cheapest in self._order[: self._position]  # asked already (and failed)
             or not downgrade_requested(self.handlers, self.run_id)
         ):
             return False
@@ -377,6 +389,7 @@ class RoutedCall:
             return True
         model = facts.model or self.engine.names[tier]
         self.attempts.append({"tier": tier, "model": model, "usage": facts.usage})
+        self._rejected = (tier, result)
         return False
 
     def record(self, tier: str) -> dict[str, Any]:

@@ -165,3 +165,40 @@ def test_a_budget_refusal_at_a_tier_sends_the_call_to_the_cheapest_tier_once() -
     # Without a handler that downgrades, the refusal stands.
     with pytest.raises(BudgetExceededError):
         engine.start(engine.decide(complex_zh), complex_zh).run(ask)
+
+
+class ClimbGate(Gate):
+    """A gate that holds a call's first tier and refuses a climb above the cheapest."""
+
+    def __init__(self, downgrade: bool = False) -> None:
+        super().__init__(downgrade=downgrade)
+        self.climbs: list[str] = []
+
+    def reserve_tier(self, run_id: object, tier: str, quote: object) -> None:
+        self.climbs.append(tier)
+        if tier != "simple":  # only the cheapest fits
+            raise BudgetExceededError("the next tier does not fit")
+
+
+@pytest.mark.parametrize("downgrade", [False, True])
+def test_a_refused_escalation_answers_with_the_rejected_answer_it_paid_for(
+    downgrade: bool,
+) -> None:
+    # The cheap answer was rejected and the budget cannot hold the dearer tier: the call
+    # used to fail with BudgetExceededError, the paid answer lost (downgrade: asked again).
+    engine = RoutingEngine(Cascade({"simple"}), TIERS)
+    gate = ClimbGate(downgrade=downgrade)
+    log: list[str] = []
+    answered = engine.begin("hello", handlers=[gate]).run(asker(set(), log))
+    assert answered.result == "answer from simple" and log == ["simple"]
+    assert answered.info["tier"] == "simple" and "escalation_refused" in answered.info
+    assert "attempts" not in answered.info  # the answer is not also a rejected attempt
+    assert gate.climbs == ["medium"]
+
+
+def test_a_failed_cheapest_tier_is_not_asked_again_when_the_climb_is_refused() -> None:
+    engine = RoutingEngine(lambda text: "simple", TIERS)
+    log: list[str] = []
+    with pytest.raises(BudgetExceededError):
+        engine.begin("hello", handlers=[ClimbGate(downgrade=True)]).run(asker({"simple"}, log))
+    assert log == ["simple"]
