@@ -60,6 +60,7 @@ from costopt_core.arguments import (
     TIER_CONNECTION_SETTINGS,
     refuse_unknown_arguments,
 )
+from costopt_core.budget_gate import TierReservation, conforms
 from costopt_core.decision import RouteDecision, with_checked_tiers
 from costopt_core.engine import ROUTING_KEY, Answered, AnswerFacts, RoutedCall, RoutingEngine
 from costopt_core.metadata_keys import (
@@ -440,10 +441,15 @@ class RouterChatModel(BaseChatModel):
     # the tier it will ask and a budget reserves that tier's maximum, not the dearest.
 
     def _routed_before(
-        self, prompts: Sequence[Sequence[BaseMessage]], kwargs: Mapping[str, Any]
+        self,
+        prompts: Sequence[Sequence[BaseMessage]],
+        kwargs: Mapping[str, Any],
+        handlers: Sequence[Any],
     ) -> _RoutedBefore | None:
-        if len(prompts) != 1:  # one run per prompt, all with the same params
-            return None
+        # Only for a handler that reserves per tier (a budget): otherwise the call is
+        # routed in the run as before, and a cache hit is served without routing.
+        if len(prompts) != 1 or not any(conforms(h, TierReservation) for h in handlers):
+            return None  # (one run per prompt, all with the same params: not several)
         messages = list(prompts[0])
         text = self._question(messages)
         override = kwargs.get("model")
@@ -457,14 +463,22 @@ class RouterChatModel(BaseChatModel):
             return None
         return _RoutedBefore(self, text, decision)
 
+    def _call_handlers(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> list[Any]:
+        # The handlers LangChain will configure for a generate(messages, stop, callbacks)
+        # call: those given, the model's own, and configure hooks' (cost_tracker()).
+        callbacks = kwargs.get("callbacks", args[1] if len(args) > 1 else None)
+        return CallbackManager.configure(callbacks, self.callbacks).handlers
+
     def generate(self, messages: list[list[BaseMessage]], *args: Any, **kwargs: Any) -> LLMResult:
-        with _routing(self._routed_before(messages, kwargs)):
+        routed = self._routed_before(messages, kwargs, self._call_handlers(args, kwargs))
+        with _routing(routed):
             return super().generate(messages, *args, **kwargs)
 
     async def agenerate(
         self, messages: list[list[BaseMessage]], *args: Any, **kwargs: Any
     ) -> LLMResult:
-        with _routing(self._routed_before(messages, kwargs)):
+        routed = self._routed_before(messages, kwargs, self._call_handlers(args, kwargs))
+        with _routing(routed):
             return await super().agenerate(messages, *args, **kwargs)
 
     def _get_invocation_params(self, stop: list[str] | None = None, **kwargs: Any) -> dict:
@@ -637,7 +651,9 @@ class RouterChatModel(BaseChatModel):
     ) -> Iterator[AIMessageChunk]:
         """LangChain's ``stream``, through the router's cache (see the class)."""
         config, run = self._stream_run(config)
-        routed = self._routed_before([self._convert_input(input).to_messages()], kwargs)
+        routed = self._routed_before(
+            [self._convert_input(input).to_messages()], kwargs, run.handlers
+        )
         with _call_run(run), _streaming(self), _routing(routed):
             yield from super().stream(input, config, **kwargs)
 
@@ -646,7 +662,9 @@ class RouterChatModel(BaseChatModel):
     ) -> AsyncIterator[AIMessageChunk]:
         """LangChain's ``astream``, through the router's cache (see the class)."""
         config, run = self._stream_run(config)
-        routed = self._routed_before([self._convert_input(input).to_messages()], kwargs)
+        routed = self._routed_before(
+            [self._convert_input(input).to_messages()], kwargs, run.handlers
+        )
         with _call_run(run), _streaming(self), _routing(routed):
             async for chunk in super().astream(input, config, **kwargs):
                 yield chunk

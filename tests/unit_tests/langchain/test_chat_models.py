@@ -802,3 +802,31 @@ def test_an_unknown_router_argument_is_refused_by_name() -> None:
     with pytest.raises(TypeError, match="fallbak"):
         RouterChatModel(models=tiers, fallbak=False)
     RouterChatModel(models=tiers, timeout=30, max_retries=2)  # left to the tiers
+
+
+def test_a_cache_hit_runs_no_routing_and_a_budgeted_call_routes_once() -> None:
+    from langchain_costopt import CostCallbackHandler
+
+    decisions: list[str] = []
+
+    def strategy(text: str) -> str:
+        decisions.append(text)
+        return "cheap"
+
+    router = RouterChatModel(
+        models={
+            "cheap": SimulatedChatModel(model_name="gpt-4o-mini"),
+            "strong": SimulatedChatModel(model_name="gpt-4o"),
+        },
+        strategy=strategy,
+        cache=InMemoryCache(),
+    )
+    router.invoke("What is our refund policy?")
+    hits = [
+        router.invoke("What is our refund policy?"),
+        *router.stream("What is our refund policy?"),
+    ]
+    assert hits and len(decisions) == 1  # a hit is served without routing
+    budget = CostCallbackHandler(budget_usd=1.0)
+    router.invoke("Something new", config={"callbacks": [budget]})
+    assert len(decisions) == 2  # routed once, before the run (its budget reserves that tier)
