@@ -94,8 +94,18 @@ def estimate_tokens(text: str) -> int:
 # ASCII digits, punctuation and symbols: BPE tokenizers split JSON, ids and numbers far
 # more finely than prose (a UUID-heavy prompt runs ~2x the prose estimate). Counted on
 # the UTF-8 bytes with bytes.translate (a C loop), ~20x faster than a regex on long text.
-_DENSE_BYTES = bytes(c for c in range(128) if not chr(c).isalpha() and not chr(c).isspace())
+_MARK_BYTES = bytes(c for c in range(128) if not chr(c).isspace() and not chr(c).isalnum())
+_DIGIT_BYTES = b"0123456789"
+_UPPER_BYTES = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ"  # a capital mid-word starts a token (ids, base64)
+_SPACE_BYTES = b" \t\n\r\x0b\x0c"
 _HIGH_BYTES = bytes(range(128, 256))  # the bytes of every non-ASCII character
+_FOUR_BYTE_LEADS = bytes(range(0xF0, 0xF8))  # emoji, rare CJK: often a token per byte
+_NOT_FOUR_BYTE_LEADS = bytes(c for c in range(256) if not 0xF0 <= c < 0xF8)
+# Letters and digits per delimiter (space or mark) above which a text is no prose
+# (random ids, hashes, base64): its lower-case letters count 1.5 characters a token
+# instead of 4.
+_PROSE_RUN = 10
+
 #: What a budget reserves for one image in a prompt: above what OpenAI (a 2048x768
 #: image in high detail: 1,105 tokens) and Anthropic (~1,600 for the largest it keeps)
 #: bill for one image, whatever its size.
@@ -107,7 +117,10 @@ def bound_tokens(text: str) -> int:
     reserves for it, where :func:`estimate_tokens` (the prose rule) falls short on
     JSON, ids, numbers and non-Latin scripts (Thai ran 1.8x it, a JSON-with-UUIDs
     prompt 2.1x, in an audit with o200k; cl100k makes ~1.3 tokens of a Devanagari
-    character). Checked against o200k and cl100k in the tests.
+    character). Checked against o200k and cl100k in the tests on prose, code, JSON with
+    ids, numbers, base64, emoji and non-Latin scripts; adversarial sequences (random
+    letters in short runs, stacked combining marks, control or full-width characters)
+    can still run up to 2x past it.
 
     Example:
         >>> bound_tokens("hello"), bound_tokens("id 7f3a-91c2")  # digits and marks: 1 each
@@ -119,15 +132,25 @@ def bound_tokens(text: str) -> int:
     if not text:
         return 0
     raw = text.encode("utf-8", "surrogatepass")  # a lone surrogate (from JSON) is 3 bytes
-    if text.isascii():  # the usual prompt: one pass
-        dense = len(raw) - len(raw.translate(None, _DENSE_BYTES))
-        return dense + (len(raw) - dense + 3) // 4
-    ascii_bytes = raw.translate(None, _HIGH_BYTES)
-    dense = len(ascii_bytes) - len(ascii_bytes.translate(None, _DENSE_BYTES))
-    # Other scripts, CJK included: half a token per UTF-8 byte (1.5 per CJK, Thai or
-    # Devanagari character), above what o200k and the denser cl100k make of them.
-    wide_bytes = len(raw) - len(ascii_bytes)
-    return dense + (len(ascii_bytes) - dense + 3) // 4 + (wide_bytes + 1) // 2
+    low = raw if text.isascii() else raw.translate(None, _HIGH_BYTES)
+    marks = len(low) - len(low.translate(None, _MARK_BYTES))  # punctuation, controls
+    digits = len(low) - len(low.translate(None, _DIGIT_BYTES))
+    upper = len(low) - len(low.translate(None, _UPPER_BYTES))
+    spaces = len(low) - len(low.translate(None, _SPACE_BYTES))
+    lower = len(low) - marks - digits - upper - spaces
+    dense = marks + digits + upper  # a token each at most
+    if lower + upper + digits > _PROSE_RUN * (marks + spaces + 1):
+        tokens = dense + (2 * lower + 2) // 3 + (spaces + 3) // 4
+    else:
+        tokens = dense + (lower + spaces + 3) // 4
+    if len(low) == len(raw):
+        return tokens
+    # Other scripts: half a token per UTF-8 byte (1.5 per CJK, Thai or Devanagari
+    # character, above what o200k and the denser cl100k make of them); a four-byte
+    # character (emoji, rare CJK) up to one per byte.
+    four = len(raw.translate(None, _NOT_FOUR_BYTE_LEADS))
+    wide = len(raw) - len(low) - 4 * four
+    return tokens + 4 * four + (wide + 1) // 2
 
 
 def quote_prompt_tokens(texts: Sequence[str], *, chat: bool = True, images: int = 0) -> int:
@@ -136,8 +159,8 @@ def quote_prompt_tokens(texts: Sequence[str], *, chat: bool = True, images: int 
     ``IMAGE_TOKENS_BOUND`` each.
 
     Example:
-        >>> quote_prompt_tokens(["Be brief.", "hi"])  # 3 + 1 + 2*3 + 3
-        13
+        >>> quote_prompt_tokens(["Be brief.", "hi"])  # 4 + 1 + 2*3 + 3
+        14
         >>> quote_prompt_tokens(["What is in it?"], chat=False, images=1)
         1605
     """

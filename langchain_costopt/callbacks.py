@@ -330,7 +330,7 @@ def call_quote(
     Example:
         >>> from langchain_core.messages import HumanMessage
         >>> call_quote([[HumanMessage("Hello, world!")]], {"model": "m", "max_tokens": 64})
-        ('m', 11, 64)
+        ('m', 12, 64)
         >>> call_quote([[HumanMessage("hi")]], {"models": {"cheap": {"model": "m"}}}) is None
         True
     """

@@ -171,9 +171,9 @@ def prompt_tokens(request: Request) -> int:
     Example:
         >>> from llama_index.core.llms import ChatMessage
         >>> prompt_tokens(CompleteRequest("Hello there", False, {}))
-        3
+        4
         >>> prompt_tokens(ChatRequest([ChatMessage(role="user", content="Hello there")], {}))
-        9
+        10
     """
     if isinstance(request, CompleteRequest):
         return quote_prompt_tokens([request.prompt], chat=False)
@@ -195,7 +195,7 @@ def request_quotes(request: Request, llms: Iterable[tuple[str, Any]]) -> list[Ca
         >>> from llama_index.core.llms import MockLLM
         >>> request = CompleteRequest("Hello there", False, {})
         >>> request_quotes(request, [("m", MockLLM(max_tokens=64))])
-        [CallQuote(model='m', prompt_tokens=3, max_output_tokens=64)]
+        [CallQuote(model='m', prompt_tokens=4, max_output_tokens=64)]
     """
     tokens = prompt_tokens(request)
     call_kwargs = request.options() if isinstance(request, ToolsRequest) else request.kwargs

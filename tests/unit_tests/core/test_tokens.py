@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import random
 import uuid
@@ -33,6 +34,9 @@ def _samples() -> dict[str, str]:
         "russian": "Это пример текста на русском языке для проверки. " * 30,
         "chinese": "请分析并比较这两种架构设计的优劣，然后给出详细的建议和理由。" * 20,
         "korean": "한국어 문장을 여기에 씁니다. 서울은 한국의 수도입니다. " * 20,
+        "base64": base64.b64encode(bytes(rng.randrange(256) for _ in range(3000))).decode(),
+        "hex ids": " ".join(uuid.UUID(int=rng.getrandbits(128)).hex for _ in range(60)),
+        "emoji chat": "great job 🎉🎉 see you 👋 " * 40 + "🦩🪿🫎" * 30,
     }
 
 
