@@ -16,7 +16,7 @@ Example:
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import NamedTuple, Protocol, runtime_checkable
 
 from costopt_core.ledger import BudgetExceededError
@@ -30,6 +30,33 @@ Reservation = tuple["BudgetGate", "str | None"]
 # What a call may write when neither the call nor its model says (no ``max_tokens``):
 # a budget must reserve some maximum, and most chat answers stay well below this.
 DEFAULT_MAX_OUTPUT_TOKENS = 4096
+
+
+#: The names providers give a call's output cap (OpenAI, its reasoning models, Hugging
+#: Face / vLLM / llama.cpp, Gemini, Ollama), in the order they are read.
+OUTPUT_LIMIT_KEYS: tuple[str, ...] = (
+    "max_tokens",
+    "max_completion_tokens",
+    "max_new_tokens",
+    "max_output_tokens",
+    "num_predict",
+)
+
+
+def output_limit_in(settings: object) -> int | None:
+    """The output cap a call's settings (or a model's) name, if any (a positive int).
+
+    Example:
+        >>> output_limit_in({"temperature": 0, "max_new_tokens": 512}), output_limit_in({})
+        (512, None)
+    """
+    if not isinstance(settings, Mapping):
+        return None
+    for key in OUTPUT_LIMIT_KEYS:
+        value = settings.get(key)
+        if type(value) is int and value > 0:
+            return value
+    return None
 
 
 def max_call_cost(price: ModelPrice, prompt_tokens: int, max_output_tokens: int | None) -> float:
@@ -197,6 +224,7 @@ def release_budget(reservations: Iterable[Reservation]) -> None:
 
 __all__ = [
     "DEFAULT_MAX_OUTPUT_TOKENS",
+    "OUTPUT_LIMIT_KEYS",
     "BudgetGate",
     "CallQuote",
     "DowngradeSignal",
@@ -207,5 +235,6 @@ __all__ = [
     "downgrade_requested",
     "max_call_cost",
     "open_budget",
+    "output_limit_in",
     "release_budget",
 ]

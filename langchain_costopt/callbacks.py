@@ -82,7 +82,7 @@ from costopt_core.accounting import (
     usage_counts,
     usage_from_mapping,
 )
-from costopt_core.budget_gate import CallQuote
+from costopt_core.budget_gate import CallQuote, output_limit_in
 from costopt_core.compression_marks import CompressionMarks
 from costopt_core.engine import ROUTING_KEY
 from costopt_core.ledger import BudgetExceededError, CostLedger, LedgerProtocol, TokenUsage
@@ -268,17 +268,6 @@ def _is_map(value: Any) -> bool:
     return type(value) is dict or (value is not None and isinstance(value, Mapping))
 
 
-_OUTPUT_LIMIT_KEYS = ("max_tokens", "max_completion_tokens", "max_output_tokens", "num_predict")
-
-
-def _output_limit(params: Mapping[str, Any]) -> int | None:
-    for key in _OUTPUT_LIMIT_KEYS:
-        value = params.get(key)
-        if type(value) is int and value > 0:
-            return value
-    return None
-
-
 def call_quotes(
     messages: list[list[Any]],
     params: Mapping[str, Any] | None,
@@ -310,9 +299,9 @@ def router_quotes(
     """The quote of each tier of a ``RouterChatModel`` run, by tier, cheapest first."""
     params = params if _is_map(params) else _EMPTY
     tokens = _prompt_tokens(messages, params)
-    limit = _output_limit(params)
+    limit = output_limit_in(params)
     return {
-        tier: CallQuote(model_name_in(spec), tokens, limit or _output_limit(spec))
+        tier: CallQuote(model_name_in(spec), tokens, limit or output_limit_in(spec))
         for tier, spec in params["models"].items()
         if _is_map(spec)
     }
@@ -340,17 +329,18 @@ def call_quote(
     if models is not None and _is_map(models):
         return None
     tokens = _prompt_tokens(messages, params)
-    # _output_limit and model_name_in, their usual answers first (one chain of reads
-    # instead of two loops: this runs before every budgeted call); anything unusual
-    # (an invalid first value) is left to them.
+    # output_limit_in and model_name_in, their usual answers first (one chain of reads
+    # instead of two loops, OUTPUT_LIMIT_KEYS's order: this runs before every budgeted
+    # call); anything unusual (an invalid first value) is left to them.
     limit = (
         params.get("max_tokens")
         or params.get("max_completion_tokens")
+        or params.get("max_new_tokens")
         or params.get("max_output_tokens")
         or params.get("num_predict")
     )
     if limit is not None and (type(limit) is not int or limit <= 0):
-        limit = _output_limit(params)
+        limit = output_limit_in(params)
     model = (
         params.get("model_name")
         or params.get("model")

@@ -49,7 +49,13 @@ from llama_index.core.llms.llm import LLM
 from llama_index.core.prompts import BasePromptTemplate
 from llama_index.core.types import TokenAsyncGen, TokenGen
 
-from costopt_core.budget_gate import BudgetGate, CallQuote, conforms
+from costopt_core.budget_gate import (
+    OUTPUT_LIMIT_KEYS,
+    BudgetGate,
+    CallQuote,
+    conforms,
+    output_limit_in,
+)
 from costopt_core.tokens import estimate_schema_tokens, quote_prompt_tokens
 from llamaindex_costopt.messages import message_text, question_scope
 from llamaindex_costopt.requests import (
@@ -99,28 +105,6 @@ def class_name_of(llm: Any) -> str:
     return name if isinstance(name, str) and name else type(llm).__name__
 
 
-# The names providers give an answer's cap, in a call's kwargs or an LLM's
-# ``additional_kwargs`` (OpenAI, Anthropic, HuggingFace / vLLM / llama.cpp, Gemini, Ollama).
-# LangChain's face reads the same names: the rule belongs in the engine (budget_gate).
-OUTPUT_LIMIT_KEYS: tuple[str, ...] = (
-    "max_tokens",
-    "max_completion_tokens",
-    "max_new_tokens",
-    "max_output_tokens",
-    "num_predict",
-)
-
-
-def _limit_in(settings: Any) -> int | None:
-    if not isinstance(settings, Mapping):
-        return None
-    for key in OUTPUT_LIMIT_KEYS:
-        value = settings.get(key)
-        if type(value) is int and value > 0:
-            return value
-    return None
-
-
 def output_limit(llm: Any, call_kwargs: Mapping[str, Any] | None = None) -> int | None:
     """The most a call of ``llm`` answers, in tokens: the call's own cap (``max_tokens=``
     and the other providers' names), else the LLM's ``additional_kwargs``, else its
@@ -132,12 +116,12 @@ def output_limit(llm: Any, call_kwargs: Mapping[str, Any] | None = None) -> int 
         >>> output_limit(llm), output_limit(llm, {"max_tokens": 9})
         (64, 9)
     """
-    limit = _limit_in(call_kwargs) or _limit_in(getattr(llm, "additional_kwargs", None))
+    limit = output_limit_in(call_kwargs) or output_limit_in(getattr(llm, "additional_kwargs", None))
     if limit is not None:
         return limit
     # LlamaIndex's ``metadata.num_output`` is only a prompt-sizing hint (256 for any LLM
     # that does not say), not enforced: reserving it would under-reserve an uncapped model.
-    return _limit_in({key: getattr(llm, key, None) for key in OUTPUT_LIMIT_KEYS})
+    return output_limit_in({key: getattr(llm, key, None) for key in OUTPUT_LIMIT_KEYS})
 
 
 def tool_schemas(tools: Sequence[Any]) -> list[Any]:
