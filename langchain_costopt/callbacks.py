@@ -82,7 +82,7 @@ from costopt_core.accounting import (
     usage_counts,
     usage_from_mapping,
 )
-from costopt_core.budget_gate import CallQuote, output_limit_in
+from costopt_core.budget_gate import CallQuote
 from costopt_core.compression_marks import CompressionMarks
 from costopt_core.engine import ROUTING_KEY
 from costopt_core.ledger import BudgetExceededError, CostLedger, LedgerProtocol, TokenUsage
@@ -94,9 +94,9 @@ from costopt_core.metadata_keys import (
     ROUTED_TIER_PARAM,
     model_name_in,
 )
-from costopt_core.tokens import estimate_schema_tokens, quote_prompt_tokens
 from langchain_costopt.compression import DOCUMENTS_COMPRESSED_EVENT
 from langchain_costopt.messages import message_text
+from langchain_costopt.run_quotes import call_quote, call_quotes, is_map, router_quotes
 
 logger = logging.getLogger(__name__)
 
@@ -160,8 +160,8 @@ class _Run:
     def model(self) -> str | None:
         """The model named by the run's invocation params, else its ls_model_name."""
         try:
-            model = model_name_in(self.params) if _is_map(self.params) else None
-            if model is None and _is_map(self.metadata):
+            model = model_name_in(self.params) if is_map(self.params) else None
+            if model is None and is_map(self.metadata):
                 model = self.metadata.get("ls_model_name")  # type: ignore[union-attr]
         except Exception:
             logger.exception("CostCallbackHandler could not read the run's model")
@@ -173,9 +173,9 @@ class _Run:
         """The model of the tier a ``RouterChatModel`` run was routed to at its start."""
         params = self.params
         try:
-            tier = params.get(ROUTED_TIER_PARAM) if _is_map(params) else None
+            tier = params.get(ROUTED_TIER_PARAM) if is_map(params) else None
             spec = params["models"].get(tier) if tier is not None else None  # type: ignore[index]
-            return model_name_in(spec) if _is_map(spec) else None
+            return model_name_in(spec) if is_map(spec) else None
         except Exception:
             logger.exception("CostCallbackHandler could not read the router's tier")
             return None
@@ -183,7 +183,7 @@ class _Run:
     @property
     def router_models(self) -> tuple[str, ...]:
         try:
-            return _router_models(self.params) if _is_map(self.params) else ()
+            return _router_models(self.params) if is_map(self.params) else ()
         except Exception:
             logger.exception("CostCallbackHandler could not read the router's models")
             return ()
@@ -208,10 +208,10 @@ class _Run:
     def routing(self) -> Mapping[str, Any] | None:
         """The decision ``RouterChatModel.batch`` puts in the run's metadata."""
         metadata = self.metadata
-        if not metadata or (type(metadata) is not dict and not _is_map(metadata)):
+        if not metadata or (type(metadata) is not dict and not is_map(metadata)):
             return None
         routing = metadata.get(BATCH_ROUTING_KEY)
-        return routing if routing is not None and _is_map(routing) else None
+        return routing if routing is not None and is_map(routing) else None
 
 
 # The running event loop of this thread, else None: without the RuntimeError that
@@ -263,134 +263,6 @@ def _streamed_so_far(run: _Run | None) -> LLMResult | None:
     return LLMResult(generations=[[ChatGeneration(message=message)]])
 
 
-def _is_map(value: Any) -> bool:
-    # Metadata is nearly always a plain dict: skip the slower ABC check for it.
-    return type(value) is dict or (value is not None and isinstance(value, Mapping))
-
-
-def call_quotes(
-    messages: list[list[Any]],
-    params: Mapping[str, Any] | None,
-    metadata: Mapping[str, Any] | None = None,
-) -> tuple[list[CallQuote], bool]:
-    """The most a run can cost, as quotes, and whether it is a router's own run.
-
-    A ``RouterChatModel`` run names its tiers (cheapest first) in its invocation params,
-    and the tier it was routed to: its quotes are the cheapest tier's and that tier's (a
-    climb to another tier reserves more then). Any other run names its model there or in
-    LangChain's ``ls_model_name`` metadata. The output limit is the call's ``max_tokens``
-    (or a provider's equivalent, or LangChain's ``ls_max_tokens``), else the tier's own
-    setting, else the engine's default.
-    """
-    quote = call_quote(messages, params, metadata)
-    if quote is not None:
-        return [CallQuote(*quote)], False
-    quotes = router_quotes(messages, params)
-    tiers = list(quotes.values())
-    routed = quotes.get(params.get(ROUTED_TIER_PARAM)) if params else None  # type: ignore[arg-type]
-    if routed is not None and tiers:
-        tiers = [tiers[0]] if routed is tiers[0] else [tiers[0], routed]
-    return tiers, True
-
-
-def router_quotes(
-    messages: list[list[Any]], params: Mapping[str, Any] | None
-) -> dict[str, CallQuote]:
-    """The quote of each tier of a ``RouterChatModel`` run, by tier, cheapest first."""
-    params = params if _is_map(params) else _EMPTY
-    tokens = _prompt_tokens(messages, params)
-    limit = output_limit_in(params)
-    return {
-        tier: CallQuote(model_name_in(spec), tokens, limit or output_limit_in(spec))
-        for tier, spec in params["models"].items()
-        if _is_map(spec)
-    }
-
-
-def call_quote(
-    messages: list[list[Any]],
-    params: Mapping[str, Any] | None,
-    metadata: Mapping[str, Any] | None = None,
-) -> tuple[str | None, int, int | None] | None:
-    """The quote of a run that is not a router's (see :func:`call_quotes`), else None:
-    ``CallQuote``'s fields as a plain tuple (building the named tuple cost more than
-    the reservation's arithmetic, before every budgeted call).
-
-    Example:
-        >>> from langchain_core.messages import HumanMessage
-        >>> call_quote([[HumanMessage("Hello, world!")]], {"model": "m", "max_tokens": 64})
-        ('m', 12, 64)
-        >>> call_quote([[HumanMessage("hi")]], {"models": {"cheap": {"model": "m"}}}) is None
-        True
-    """
-    if type(params) is not dict and not _is_map(params):
-        params = _EMPTY
-    models = params.get("models")
-    if models is not None and _is_map(models):
-        return None
-    tokens = _prompt_tokens(messages, params)
-    # output_limit_in and model_name_in, their usual answers first (one chain of reads
-    # instead of two loops, OUTPUT_LIMIT_KEYS's order: this runs before every budgeted
-    # call); anything unusual (an invalid first value) is left to them.
-    limit = (
-        params.get("max_tokens")
-        or params.get("max_completion_tokens")
-        or params.get("max_new_tokens")
-        or params.get("max_output_tokens")
-        or params.get("num_predict")
-    )
-    if limit is not None and (type(limit) is not int or limit <= 0):
-        limit = output_limit_in(params)
-    model = (
-        params.get("model_name")
-        or params.get("model")
-        or params.get("model_id")
-        or params.get("deployment_name")
-    )
-    if model is not None and type(model) is not str:
-        model = model_name_in(params)
-    if metadata is not None and (type(metadata) is dict or _is_map(metadata)):
-        model = model or metadata.get("ls_model_name")
-        if limit is None:
-            ls_limit = metadata.get("ls_max_tokens")
-            limit = ls_limit if type(ls_limit) is int and ls_limit > 0 else None
-    return model, tokens, limit
-
-
-_IMAGE_BLOCKS = frozenset({"image_url", "image", "input_image"})
-
-
-def _is_image(block: Any) -> bool:
-    return isinstance(block, dict) and block.get("type") in _IMAGE_BLOCKS
-
-
-def _prompt_tokens(messages: list[list[Any]], params: Mapping[str, Any]) -> int:
-    """What a budget reserves for the prompt: its messages' text (``bound_tokens``: never
-    short of the real count), its images and any bound tools."""
-    prompt = messages[0] if messages else ()
-    content = getattr(prompt[0], "content", None) if len(prompt) == 1 else None
-    if type(content) is str:
-        # One text message, the usual case: no list to build.
-        tokens = quote_prompt_tokens((content,))
-    else:
-        texts = []
-        images = 0
-        for item in prompt:
-            content = item if isinstance(item, str) else getattr(item, "content", "")
-            if isinstance(content, list):
-                # An image is billed as an image, whatever its URL or data's length.
-                kept = [b for b in content if not _is_image(b)]
-                images += len(content) - len(kept)
-                content = kept
-            texts.append(content if isinstance(content, str) else json.dumps(content, default=str))
-        tokens = quote_prompt_tokens(texts, images=images)
-    # Bound tools are part of the prompt.
-    tools = params.get("tools")
-    if tools:
-        tokens += estimate_schema_tokens(tools)
-    return tokens
-
-
 def call_text(run: _Run | None, response: LLMResult) -> CallText:
     """The prompt and answer text of a run, to cost it when no usage came back: the
     run's messages (text blocks; images are not counted) and bound tools, and the first
@@ -413,7 +285,7 @@ def call_text(run: _Run | None, response: LLMResult) -> CallText:
             chat = False
         elif isinstance(item, BaseMessage):
             prompt.append(message_text(item))
-    params = run.params if run is not None and _is_map(run.params) else _EMPTY
+    params = run.params if run is not None and is_map(run.params) else _EMPTY
     if params.get("tools"):
         prompt.append(json.dumps(params["tools"], default=str))
     answer = ""
@@ -434,11 +306,11 @@ def call_text(run: _Run | None, response: LLMResult) -> CallText:
 def _router_models(params: Mapping[str, Any]) -> tuple[str, ...]:
     # RouterChatModel's invocation params hold {"models": {tier: identifying params}}.
     models = params.get("models")
-    if not _is_map(models):
+    if not is_map(models):
         return ()
     names = []
     for spec in models.values():
-        name = model_name_in(spec) if _is_map(spec) else None
+        name = model_name_in(spec) if is_map(spec) else None
         if name:
             names.append(name)
     return tuple(names)
@@ -693,7 +565,7 @@ class CostCallbackHandler(CostHandlerBase, _HandlerState, BaseCallbackHandler):
         """Keep the tokens a ``ChunkDocumentCompressor`` removed (its
         ``costopt_documents_compressed`` event, dispatched from the step it ran in) for
         the next model call of the same root run."""
-        if name != DOCUMENTS_COMPRESSED_EVENT or not _is_map(data):
+        if name != DOCUMENTS_COMPRESSED_EVENT or not is_map(data):
             return
         try:
             key = run_id.int if type(run_id) is UUID else run_id
@@ -922,7 +794,7 @@ class CostCallbackHandler(CostHandlerBase, _HandlerState, BaseCallbackHandler):
         message = getattr(generation, "message", None)
         metadata = getattr(message, "response_metadata", None)
         if type(metadata) is not dict:
-            metadata = metadata if _is_map(metadata) else _EMPTY
+            metadata = metadata if is_map(metadata) else _EMPTY
         usage_metadata = getattr(message, "usage_metadata", None)
         info = getattr(generation, "generation_info", None) or _EMPTY
         # usage_metadata, when present, is what LangChain-native models report: the
@@ -935,10 +807,10 @@ class CostCallbackHandler(CostHandlerBase, _HandlerState, BaseCallbackHandler):
         cache = metadata.get(CACHE_MARKER_KEY)
         if cache is None and info:
             cache = info.get(CACHE_MARKER_KEY)
-        if cache is not None and not _is_map(cache):
+        if cache is not None and not is_map(cache):
             cache = None
         routing = metadata.get(ROUTING_KEY)
-        if routing is None or not _is_map(routing):
+        if routing is None or not is_map(routing):
             routing = run.routing if run is not None else None
         model = metadata.get("model_name")
         if type(model) is not str or not model:
@@ -960,7 +832,7 @@ class CostCallbackHandler(CostHandlerBase, _HandlerState, BaseCallbackHandler):
                 tier = None
         if (cache is not None and cache.get("hit")) or (
             usage_metadata is not None
-            and (type(usage_metadata) is dict or _is_map(usage_metadata))
+            and (type(usage_metadata) is dict or is_map(usage_metadata))
             and usage_metadata.get("total_cost", None) == 0
         ):
             hint = cache.get("saved_usd") if cache is not None else None
@@ -994,7 +866,7 @@ class CostCallbackHandler(CostHandlerBase, _HandlerState, BaseCallbackHandler):
         )
         attempts = routing.get("attempts") if routing else None
         for attempt in attempts or ():
-            if not _is_map(attempt):
+            if not is_map(attempt):
                 continue
             attempt_usage = usage_from_mapping(attempt.get("usage"))
             if attempt_usage is None:
@@ -1046,7 +918,7 @@ def _fallback_model(
     routed stream would go unpriced), else the run's start."""
     routed = routing.get("model") if routing else None
     return (
-        (model_name_in(llm_output) if _is_map(llm_output) else None)
+        (model_name_in(llm_output) if is_map(llm_output) else None)
         or (routed if isinstance(routed, str) and routed else None)
         or (run.routed_model or run.model if run is not None else None)
         or UNKNOWN_MODEL
@@ -1061,7 +933,7 @@ def _tier_models(routing: Mapping[str, Any] | None, run: _Run | None) -> tuple[s
         if models:
             return models
     tier_models = routing.get("tier_models") if routing else None
-    if _is_map(tier_models):
+    if is_map(tier_models):
         names = tuple(m for m in tier_models.values() if isinstance(m, str) and m)
         return names or None
     return None

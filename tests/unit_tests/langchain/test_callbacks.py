@@ -1246,7 +1246,7 @@ def test_a_routers_broken_stream_is_priced_on_the_tier_it_was_routed_to() -> Non
 
 def test_a_budget_reserves_an_image_as_an_image_not_as_its_url() -> None:
     from costopt_core.tokens import IMAGE_TOKENS_BOUND
-    from langchain_costopt.callbacks import call_quote
+    from langchain_costopt.run_quotes import call_quote
 
     picture = {"type": "image_url", "image_url": {"url": "https://x.test/cat.png"}}
     message = HumanMessage(content=[{"type": "text", "text": "What is this?"}, picture])
