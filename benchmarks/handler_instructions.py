@@ -56,6 +56,14 @@ messages to strings for it). At b6aeb71 (no-op 880.2k): LangChain's usage handle
 records read every 100 calls +112.7k (1.128x). Given an ``on_chat_model_start`` that
 returns None, LangChain's handler adds +31.6k (1.036x); one that only reads the answer's
 usage and adds two ints, +5.4k.
+
+Stop 25 (three runs, 1,100 invokes): 5a1c3be no-op 883.1k, plain +48.8k (1.055x), two
+budgets +74.9k (1.085x); fc04a5a 882.6k, +44.9k (1.051x), +75.2k (1.085x); ab62145
+881.0k, +49.8k (1.056x), +78.3k (1.089x), records read 1.149x. The LangChain usage handler,
+whose code did not change, read 1.067x, 1.084x and 1.081x: runs differ by up to ~15k per
+invoke. Counted with sys.settrace, the plain path gained 15 opcodes this stop (of ~800);
+the budgeted path gained the prompt's bound (``costopt_core.tokens.bound_tokens``: a few
+bytes.translate passes) that keeps reservations above real token counts.
 """
 
 from __future__ import annotations
