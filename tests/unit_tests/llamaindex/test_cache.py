@@ -386,7 +386,9 @@ def test_a_misspelt_cache_argument_is_refused_not_left_at_its_default() -> None:
     assert cache.ttl_seconds == 5
 
 
-def test_a_hit_of_an_unpriced_model_shares_its_calls_row_and_reads_unpriced() -> None:
+def test_a_hit_of_an_unpriced_model_shares_its_calls_row_and_reads_unpriced(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     # The hit was booked under "MockLLM" and the call under "unknown-model": two rows,
     # the hit's saving a flat 0.000000.
     import logging
@@ -395,7 +397,9 @@ def test_a_hit_of_an_unpriced_model_shares_its_calls_row_and_reads_unpriced() ->
 
     from llamaindex_costopt import CostEventHandler
 
-    logging.getLogger("costopt_core").setLevel(logging.ERROR)
+    # Quiet for this test only (a level set on the logger itself outlived the test and
+    # silenced the warnings later tests look for).
+    caplog.set_level(logging.ERROR, logger="costopt_core")
     with CostEventHandler() as handler:
         cache = SemanticCacheLLM(
             llm=MockLLM(), embed_model=HashingEmbedding(), similarity_threshold=0.9
