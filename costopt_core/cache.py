@@ -341,8 +341,14 @@ class SemanticCache:
             raise TypeError(
                 f"store must be a costopt_core.stores.base.CacheStore, got {type(store).__name__}"
             )
+        if isinstance(evict_interval, bool) or not isinstance(evict_interval, int | float):
+            raise TypeError(
+                f"evict_interval must be a number of seconds, got {type(evict_interval).__name__}"
+            )
         if not evict_interval >= 0:
             raise ValueError(f"evict_interval must be >= 0 seconds, got {evict_interval!r}")
+        if not callable(clock):
+            raise TypeError(f"clock must be a callable returning seconds, got {clock!r}")
         if not isinstance(pending_vectors, int) or pending_vectors < 1:
             raise ValueError(f"pending_vectors must be an int >= 1, got {pending_vectors!r}")
         if embedding_timeout_s is not None and not number_in(embedding_timeout_s, 0, 1e6):

@@ -53,7 +53,7 @@ from langchain_core.runnables.config import ensure_config, get_config_list
 from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_json_schema, convert_to_openai_tool
 from langchain_core.utils.pydantic import is_basemodel_subclass
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from costopt_core.arguments import (
     STRATEGY_HINT,
@@ -252,8 +252,8 @@ class RouterChatModel(BaseChatModel):
     fallback: bool = True
     include_history: bool = False
     pin_tool_threads: bool = False
-    temperature: float | None = None
-    max_tokens: int | None = None
+    temperature: float | None = Field(default=None, ge=0)
+    max_tokens: int | None = Field(default=None, gt=0)
     stop: list[str] | None = None
 
     model_config = ConfigDict(arbitrary_types_allowed=True)

@@ -363,3 +363,16 @@ def test_savings_metadata_round_trips_to_the_hit_usage_and_price():
     assert hit.saved_usd == pytest.approx(price.cost(1000, 500, 800, 0, 100))
     estimated = savings_metadata(None, TokenUsage(3, 4), estimated=True)
     assert estimated["usage_estimated"] is True and estimated["model"] is None
+
+
+@pytest.mark.parametrize(
+    ("options", "error", "named"),
+    [
+        ({"evict_interval": "x"}, TypeError, "evict_interval"),
+        ({"evict_interval": -1}, ValueError, "evict_interval"),
+        ({"clock": 5}, TypeError, "clock"),  # accepted, then every lookup failed
+    ],
+)
+def test_bad_cache_options_are_refused_naming_the_argument(options, error, named):
+    with pytest.raises(error, match=named):
+        SemanticCache(HashingEmbedder(), **options)

@@ -830,3 +830,13 @@ def test_a_cache_hit_runs_no_routing_and_a_budgeted_call_routes_once() -> None:
     budget = CostCallbackHandler(budget_usd=1.0)
     router.invoke("Something new", config={"callbacks": [budget]})
     assert len(decisions) == 2  # routed once, before the run (its budget reserves that tier)
+
+
+@pytest.mark.parametrize("options", [{"max_tokens": 0}, {"max_tokens": -5}, {"temperature": -3}])
+def test_a_router_refuses_settings_no_tier_could_take(options: dict[str, Any]) -> None:
+    tiers = {
+        "cheap": SimulatedChatModel(model_name="gpt-4o-mini"),
+        "strong": SimulatedChatModel(model_name="gpt-4o"),
+    }
+    with pytest.raises(ValueError, match=next(iter(options))):
+        RouterChatModel(models=tiers, **options)
