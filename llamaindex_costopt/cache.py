@@ -650,9 +650,15 @@ def _kind(request: Request) -> str:
 
 
 def _prompt(request: Request) -> Prompt:
-    """What a request sends: a completion's prompt or the chat messages (to count the
-    tokens of an answer that came without usage)."""
-    return request.prompt if isinstance(request, CompleteRequest) else request.messages
+    """What a request sends: a completion's prompt or the chat messages, and the schemas
+    of the tools it binds (to count the tokens of an answer that came without usage, as
+    the cost handler counts the call: ``handlers.call_text``)."""
+    if isinstance(request, CompleteRequest):
+        return request.prompt
+    if isinstance(request, ToolsRequest) and request.tools:
+        schemas = json.dumps(tool_schemas(request.tools), default=str)
+        return [*request.messages, ChatMessage(role="system", content=schemas)]
+    return request.messages
 
 
 def _answer_text(stored: str) -> str:

@@ -53,6 +53,7 @@ can only be logged.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import threading
 from collections import OrderedDict
@@ -62,6 +63,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from llama_index.core.base.llms.base import BaseLLM
+from llama_index.core.base.llms.types import ToolCallBlock
 from llama_index.core.instrumentation import get_dispatcher
 from llama_index.core.instrumentation.event_handlers import BaseEventHandler
 from llama_index.core.instrumentation.events import BaseEvent
@@ -167,10 +169,20 @@ def model_of_response(response: Any) -> str | None:
 
 
 def _response_text(response: Any) -> str:
+    """An answer's text and the tool calls it makes (billed as output like its text)."""
     message = getattr(response, "message", None)
-    if message is not None:
-        return str(getattr(message, "content", "") or "")
-    return str(getattr(response, "text", "") or "")
+    if message is None:
+        return str(getattr(response, "text", "") or "")
+    text = str(getattr(message, "content", "") or "")
+    calls: list[Any] = [
+        {"name": b.tool_name, "arguments": b.tool_kwargs}
+        for b in getattr(message, "blocks", None) or ()
+        if isinstance(b, ToolCallBlock)
+    ]
+    raw = (getattr(message, "additional_kwargs", None) or {}).get("tool_calls")
+    if not calls and raw:
+        calls = list(raw)
+    return f"{text}{json.dumps(calls, default=str)}" if calls else text
 
 
 def exchange_text(prompt: str | Sequence[Any], response: Any) -> CallText:
@@ -202,9 +214,14 @@ def call_text(start: Any, response: Any) -> CallText:
         CallText(prompt=['Hi'], answer='Hello!', chat=True)
     """
     messages = getattr(start, "messages", None)
-    if messages is not None:
-        return exchange_text(messages, response)
-    return exchange_text(str(getattr(start, "prompt", "") or ""), response)
+    if messages is None:
+        return exchange_text(str(getattr(start, "prompt", "") or ""), response)
+    said = exchange_text(messages, response)
+    # The tools a call binds are billed as part of its prompt (their JSON schemas).
+    tools = (getattr(start, "additional_kwargs", None) or {}).get("tools")
+    if tools:
+        said = CallText([*said.prompt, json.dumps(tools, default=str)], said.answer, said.chat)
+    return said
 
 
 def usage_as_mapping(usage: TokenUsage) -> dict[str, Any]:

@@ -701,3 +701,25 @@ async def test_a_custom_llms_async_stream_closed_early_is_counted_once(make_hand
     (record,) = handler.ledger.records()
     assert record.output_tokens > 0
     assert handler.ledger.reserved_usd == 0.0
+
+
+def test_a_call_without_usage_is_costed_with_its_tools_and_its_tool_calls() -> None:
+    # A FunctionAgent over llama-index's OpenAI streams without usage: its calls were
+    # costed from their message text alone, ~2 % of the input the provider billed
+    # (1,100 tokens of tool schemas) and 0 output for an answer that was a tool call.
+    from llama_index.core.base.llms.types import ToolCallBlock
+    from llama_index.core.instrumentation.events.llm import LLMChatStartEvent
+    from llama_index.core.llms import ChatMessage, ChatResponse
+
+    from llamaindex_costopt.handlers import call_text
+
+    schema = {"type": "function", "function": {"name": "lookup", "description": "x " * 400}}
+    start = LLMChatStartEvent(
+        messages=[ChatMessage(role="user", content="Find the order")],
+        additional_kwargs={"tools": [schema]},
+        model_dict={},
+    )
+    call = ToolCallBlock(tool_call_id="c1", tool_name="lookup", tool_kwargs={"order": 42})
+    answer = ChatResponse(message=ChatMessage(role="assistant", blocks=[call]))
+    usage, _ = call_text(start, answer).usage("gpt-4o")
+    assert usage.input_tokens > 400 and usage.output_tokens > 5
