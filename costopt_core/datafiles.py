@@ -38,6 +38,13 @@ def load_json_object(path: str | PathLike[str], what: str = "a JSON object") -> 
 
 def read_table(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
     """Rows (dicts) and column names of a ``.csv``, ``.tsv`` or ``.jsonl`` file."""
+    try:
+        return _read_table(path)
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+
+
+def _read_table(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
     suffix = path.suffix.lower()
     if suffix in (".jsonl", ".ndjson"):
         with path.open(encoding="utf-8") as handle:

@@ -527,3 +527,10 @@ def test_a_csv_saved_by_excel_with_a_byte_order_mark_is_read(tmp_path) -> None:
     path.write_text("prompt,weak_correct,strong_correct\nhi,1,1\nprove it,0,1\n", "utf-8-sig")
     data = load_routing_data(path)
     assert data.prompts == ["hi", "prove it"] and list(data.strong) == [1.0, 1.0]
+
+
+def test_a_binary_data_file_is_refused_naming_it(tmp_path) -> None:
+    path = tmp_path / "labels.csv"
+    path.write_bytes(b"prompt,weak_correct,strong_correct\n\xff\xfe\x00binary,1,1\n")
+    with pytest.raises(ValueError, match=r"labels\.csv: not UTF-8 text"):
+        load_routing_data(path)
