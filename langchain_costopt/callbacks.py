@@ -983,6 +983,19 @@ def cost_tracker(
         yield handler
 
 
+def tracking_handlers() -> list[CostCallbackHandler]:
+    """The handlers of the ``cost_tracker()`` / ``tracking()`` blocks around this call,
+    outermost first: what LangChain's configure hook adds to every run here (read
+    without configuring a callback manager)."""
+    found = []
+    for var in _tracker_vars:
+        handler = var.get()
+        if handler is None:
+            break
+        found.append(handler)
+    return found
+
+
 @contextmanager
 def tracking(handler: CostCallbackHandler) -> Iterator[CostCallbackHandler]:
     """Give ``handler`` every LangChain LLM call made inside the ``with`` block, as
@@ -1009,4 +1022,5 @@ __all__ = [
     "TokenUsage",
     "cost_tracker",
     "tracking",
+    "tracking_handlers",
 ]

@@ -1341,3 +1341,12 @@ def test_a_prompt_with_a_lone_surrogate_is_budgeted_not_failed() -> None:
 
     Named(messages=iter([AIMessage("ok")])).invoke(prompt, config={"callbacks": [handler]})
     assert handler.summary().calls == 1
+
+
+def test_a_router_under_cost_tracker_reserves_the_tier_it_routes_to() -> None:
+    # The budget comes from the tracker's configure hook, not the call's config.
+    router = _router(max_tokens=100)
+    with cost_tracker(budget_usd=0.001) as tracker:
+        easy = router.invoke("请翻译: good morning")
+    assert easy.response_metadata["routing"]["tier"] == "simple"
+    assert tracker.summary().calls == 1 and tracker.ledger.reserved_usd == 0.0
