@@ -243,9 +243,7 @@ class RoutingEngine:
         except BaseException:
             release_budget(reservations)
             raise
-        call = RoutedCall(self, decision, question, reservations, handlers, run_id)
-        call.tier_quotes = tier_quotes
-        return call
+        return RoutedCall(self, decision, question, reservations, handlers, run_id, tier_quotes)
 
     def start(
         self, decision: RouteDecision, question: str = "", handlers: Iterable[object] = ()
@@ -288,6 +286,7 @@ class RoutedCall:
         reservations: Sequence[Reservation] = (),
         handlers: Iterable[object] = (),
         run_id: object = None,
+        tier_quotes: Mapping[str, CallQuote] | None = None,
     ) -> None:
         self.engine = engine
         self.decision = decision
@@ -304,7 +303,7 @@ class RoutedCall:
         self._answer: Answered[Any] | None = None
         self._rejected: tuple[str, Any] | None = None  # a cascade's last rejected answer
         # Each tier's quote, when the engine holds the call's budget (see begin).
-        self.tier_quotes: Mapping[str, CallQuote] = {}
+        self.tier_quotes: Mapping[str, CallQuote] = tier_quotes or {}
 
     # -- the state machine -------------------------------------------------------------
 

@@ -99,7 +99,8 @@ _DIGIT_BYTES = b"0123456789"
 _UPPER_BYTES = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ"  # a capital mid-word starts a token (ids, base64)
 _SPACE_BYTES = b" \t\n\r\x0b\x0c"
 _HIGH_BYTES = bytes(range(128, 256))  # the bytes of every non-ASCII character
-_FOUR_BYTE_LEADS = bytes(range(0xF0, 0xF8))  # emoji, rare CJK: often a token per byte
+# Every byte but the lead byte of a four-byte character (emoji, rare CJK: often a
+# token per byte): deleting them leaves one byte per such character.
 _NOT_FOUR_BYTE_LEADS = bytes(c for c in range(256) if not 0xF0 <= c < 0xF8)
 # Letters and digits per delimiter (space or mark) above which a text is no prose
 # (random ids, hashes, base64): its lower-case letters count 1.5 characters a token
