@@ -124,10 +124,17 @@ def output_limit(llm: Any, call_kwargs: Mapping[str, Any] | None = None) -> int 
     return output_limit_in({key: getattr(llm, key, None) for key in OUTPUT_LIMIT_KEYS})
 
 
+# Each tool's schema, by the tool's identity: building one (pydantic's JSON schema) costs
+# far more than the rest of a budget check, and an agent sends the same tools on every
+# call. The value keeps the tool alive, so its id is not reused while held.
+_SCHEMAS_MEMORY = 256
+_schemas: dict[int, tuple[Any, Any]] = {}
+
+
 def tool_schemas(tools: Sequence[Any]) -> list[Any]:
     """The tools as a model is sent them (OpenAI's function format, whatever their
     description's length: a provider may accept what OpenAI's 1024-character check
-    refuses).
+    refuses), each built once per tool object.
 
     Example:
         >>> from llama_index.core.tools import FunctionTool
@@ -137,14 +144,22 @@ def tool_schemas(tools: Sequence[Any]) -> list[Any]:
         >>> tool_schemas([FunctionTool.from_defaults(add)])[0]["function"]["name"]
         'add'
     """
-    schemas = []
-    for tool in tools:
-        meta = getattr(tool, "metadata", None)
-        try:
-            schemas.append(meta.to_openai_tool(skip_length_check=True) if meta else repr(tool))
-        except Exception:  # a schema that cannot be built is still sent by name
-            schemas.append(getattr(meta, "name", repr(tool)))
-    return schemas
+    return [_schema_of(tool) for tool in tools]
+
+
+def _schema_of(tool: Any) -> Any:
+    held = _schemas.get(id(tool))
+    if held is not None and held[0] is tool:
+        return held[1]
+    meta = getattr(tool, "metadata", None)
+    try:
+        schema = meta.to_openai_tool(skip_length_check=True) if meta else repr(tool)
+    except Exception:  # a schema that cannot be built is still sent by name
+        schema = getattr(meta, "name", repr(tool))
+    if len(_schemas) >= _SCHEMAS_MEMORY:
+        _schemas.clear()  # a few tools per process: a rare reset, not an LRU
+    _schemas[id(tool)] = (tool, schema)
+    return schema
 
 
 def prompt_tokens(request: Request) -> int:
@@ -165,7 +180,9 @@ def prompt_tokens(request: Request) -> int:
     texts = [message_text(m) for m in request.messages]
     tokens = quote_prompt_tokens(texts, images=images)
     if isinstance(request, ToolsRequest):
-        tokens += estimate_schema_tokens(tool_schemas(request.tools))
+        # Per schema (each counted once per process), plus the list's brackets and commas.
+        schemas = tool_schemas(request.tools)
+        tokens += sum(map(estimate_schema_tokens, schemas)) + len(schemas) + 1
     elif request.kwargs.get("tools"):
         tokens += estimate_schema_tokens(request.kwargs["tools"])
     return tokens
