@@ -392,12 +392,18 @@ class _PhraseEmbedding:
         return self.table[text] if text in self.table else list(EMBED(text))
 
 
-@pytest.mark.parametrize("run", ["sync", "async"])
-def test_a_replaced_word_is_served_only_when_the_replaced_phrases_mean_the_same(run):
-    embed = _PhraseEmbedding()
+def _calibrated(embed) -> SemanticCache:
+    """A cache whose gate has seen the distinct questions (its calibration)."""
     cache = SemanticCache(embed)
     for text in DISTINCT:
         cache.gate.observe(np.asarray(EMBED(text)))
+    return cache
+
+
+@pytest.mark.parametrize("run", ["sync", "async"])
+def test_a_replaced_word_is_served_only_when_the_replaced_phrases_mean_the_same(run):
+    embed = _PhraseEmbedding()
+    cache = _calibrated(embed)
     cache.update(PART, "Books on psychology for students?", "Try these psychology books.")
     cache.update(PART, "How do I lose weight quickly?", "Eat less, move more.")
 
@@ -447,9 +453,7 @@ def test_questions_over_one_long_context_are_told_apart_by_the_question(run):
     # The whole prompts' cosine is the context's (0.99+): every new question over the
     # same context was served the first question's answer.
     embed = _PartsEmbedding()
-    cache = SemanticCache(embed)
-    for text in DISTINCT:
-        cache.gate.observe(np.asarray(EMBED(text)))
+    cache = _calibrated(embed)
     cache.update(PART, CONTEXT + "Who founded Acme Corp?", "Jane Doe.")
 
     def lookup(text: str):

@@ -256,9 +256,15 @@ _CSV = (
 )
 
 
-def test_cli_csv_writes_fixed_json(tmp_path, capsys) -> None:
+def _labels_csv(tmp_path):
+    """The labelled prompts of these CLI tests, written where the CLI reads them."""
     data = tmp_path / "d.csv"
     data.write_text(_CSV)
+    return data
+
+
+def test_cli_csv_writes_fixed_json(tmp_path, capsys) -> None:
+    data = _labels_csv(tmp_path)
     out = tmp_path / "out.json"
     rc = main(
         [
@@ -322,8 +328,7 @@ def _embedding_cache_in_tmp(tmp_path, monkeypatch) -> None:
 @pytest.mark.filterwarnings("ignore:no neural offline embedding")
 @pytest.mark.parametrize("suffix", [".npz", ".json"])
 def test_cli_train_router_then_eval_the_saved_router(tmp_path, capsys, suffix) -> None:
-    data = tmp_path / "d.csv"
-    data.write_text(_CSV)
+    data = _labels_csv(tmp_path)
     model = tmp_path / f"router{suffix}"
     args = ["train-router", str(data), "--strategy", "knn", "--out", str(model)]
     rc = main([*args, "--target-share", "0.5", "--calibration-folds", "2", "--no-progress"])
@@ -341,8 +346,7 @@ def test_cli_train_router_then_eval_the_saved_router(tmp_path, capsys, suffix) -
 
 @pytest.mark.filterwarnings("ignore:no neural offline embedding")
 def test_cli_train_router_with_three_tiers(tmp_path, capsys) -> None:
-    data = tmp_path / "d.csv"
-    data.write_text(_CSV)
+    data = _labels_csv(tmp_path)
     model = tmp_path / "r.npz"
     args = ["train-router", str(data), "--strategy", "knn", "--out", str(model)]
     rc = main([*args, "--tiers", "s,m,l", "--shares", "0.5,0.3,0.2", "--no-progress"])
@@ -381,8 +385,7 @@ def test_cli_shuffled_labels_are_a_control(tmp_path, capsys) -> None:
 
 
 def test_cli_bad_input(tmp_path, capsys) -> None:
-    data = tmp_path / "d.csv"
-    data.write_text(_CSV)
+    data = _labels_csv(tmp_path)
     assert main(["eval-router", str(data), "--strategy", "nope", "--no-progress"]) == 2
     assert "unknown strategy" in capsys.readouterr().err
     assert main(["eval-router", str(tmp_path / "x.csv")]) == 2
@@ -395,8 +398,7 @@ def test_cli_bad_input(tmp_path, capsys) -> None:
 
 def test_cli_plot_writes_png(tmp_path) -> None:
     pytest.importorskip("matplotlib")
-    data = tmp_path / "d.csv"
-    data.write_text(_CSV)
+    data = _labels_csv(tmp_path)
     png = tmp_path / "p.png"
     assert (
         main(
@@ -409,8 +411,7 @@ def test_cli_plot_writes_png(tmp_path) -> None:
 
 def test_cli_plot_without_matplotlib_names_the_extra(tmp_path, capsys, monkeypatch) -> None:
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import now raises ImportError
-    data = tmp_path / "d.csv"
-    data.write_text(_CSV)
+    data = _labels_csv(tmp_path)
     out = tmp_path / "out.json"
     args = ["eval-router", str(data), "--plot", str(tmp_path / "p.png"), "--json", str(out)]
     assert main([*args, "--no-progress"]) == 2
@@ -434,8 +435,7 @@ def test_evaluate_router_cross_validates_a_configured_learned_strategy() -> None
 
 
 def test_cli_json_to_stdout_stays_parseable(tmp_path, capsys) -> None:
-    data = tmp_path / "d.csv"
-    data.write_text(_CSV)
+    data = _labels_csv(tmp_path)
     assert (
         main(["eval-router", str(data), "--strategy", "zero-shot", "--json", "-", "--no-progress"])
         == 0
@@ -484,8 +484,7 @@ def test_cli_progress_bar_over_folds_reaches_the_end(tmp_path, capsys) -> None:
 
 
 def test_cli_cascade_is_refused_not_scored_as_random(tmp_path, capsys) -> None:
-    data = tmp_path / "d.csv"
-    data.write_text(_CSV)
+    data = _labels_csv(tmp_path)
     assert main(["eval-router", str(data), "--strategy", "cascade", "--no-progress"]) == 2
     captured = capsys.readouterr()
     # No table that looks like a measurement (it read APGR 0.500, random routing's).
@@ -495,8 +494,7 @@ def test_cli_cascade_is_refused_not_scored_as_random(tmp_path, capsys) -> None:
 
 @pytest.mark.filterwarnings("ignore:no neural offline embedding")
 def test_cli_eval_of_a_router_on_its_training_prompts_warns(tmp_path, capsys) -> None:
-    data = tmp_path / "d.csv"
-    data.write_text(_CSV)
+    data = _labels_csv(tmp_path)
     model = tmp_path / "router.json"
     train = ["train-router", str(data), "--strategy", "knn", "--out", str(model)]
     assert main([*train, "--embedding", "hashing", "--no-progress"]) == 0
