@@ -849,16 +849,17 @@ class CostAccountant:
                 model, TokenUsage(*usage), run_id=run_id, reservation_id=reservation_id
             )
             return
-        cost = price.cost(*usage)
+        # The call and its baseline uncached, as _lever_parts prices them (usage_counts
+        # keeps cache and reasoning tokens within their totals, as bill needs).
+        cost, direct = price.bill(usage)
         now = time.time()
         # The record is built later from the call's price and time. A UUID run id is
         # kept as its int (its text is made when the record is built).
         run_key = run_id.int if type(run_id) is UUID else _run_text(run_id)
         build = self._build_later
         if usage[2] or usage[3]:
-            # The provider's prompt cache: the record's saving and baseline (the call
-            # uncached, as _lever_parts has it), for the totals kept before it is built.
-            direct = _uncached_cost(price, usage[0], usage[1], usage[4])
+            # The provider's prompt cache: the record's saving and baseline, for the
+            # totals kept before it is built.
             saved = direct - cost
             defer(model, cost, now, usage, build, price, run_key, reservation_id, saved, direct)
         else:

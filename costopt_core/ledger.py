@@ -729,6 +729,10 @@ class CostLedger:
         # the estimates' total, and the earliest expiry (no scan before it comes).
         self._reserved_total = 0.0
         self._next_expiry = math.inf
+        # The lowest limit of the budgets last checked (by identity: a handler's budgets
+        # are one tuple): while the whole spend is below it, every budget admits.
+        self._lowest_of: Sequence[Budget] = ()
+        self._lowest_limit = math.inf
         self._newest_day = -math.inf  # the latest day bucket (records may be back-dated)
         # Each period's start for times in [_starts_from, _starts_until): one UTC day.
         self._period_starts: dict[str, float] = {}
@@ -948,24 +952,16 @@ class CostLedger:
             if now >= self._next_expiry:
                 self._expire(now)
             pending = self._reserved_total
-            if not self._starts_from <= now < self._starts_until:
-                # The periods' starts change once a day: worked out then, not per call.
-                day = period_start("day", now)
-                self._period_starts = {period: period_start(period, now) for period in PERIODS}
-                self._starts_from, self._starts_until = day, day + _DAY  # type: ignore[operator]
-            starts = self._period_starts
-            for budget in budgets:
-                period = budget.period
-                if period is None:
-                    used = self._spent_total + pending
-                else:
-                    since = starts[period]
-                    if since == self._newest_day:  # today's spend: one bucket, no scan
-                        used = self._spent_by_day[since] + pending
-                    else:
-                        used = self._spent_since_locked(since) + pending
-                if not admits(used, estimate, budget):
-                    return budget, used
+            if budgets is not self._lowest_of:
+                self._lowest_of = budgets
+                self._lowest_limit = min((b.limit_usd for b in budgets), default=math.inf)
+            used = self._spent_total + pending
+            if used + estimate > self._lowest_limit or used >= self._lowest_limit:
+                # Near a limit: each budget's own spend (a period's is part of the whole
+                # spend, so far from every limit that one sum settles it for all of them).
+                refused = self._refusing(estimate, budgets, pending, now)
+                if refused is not None:
+                    return refused
             if not self._id_prefix:
                 self._id_prefix = uuid.uuid4().hex[:8] + "-"
             reservation_id = f"{self._id_prefix}{next(self._ids)}"
@@ -975,6 +971,31 @@ class CostLedger:
             if expiry < self._next_expiry:
                 self._next_expiry = expiry
             return reservation_id
+
+    def _refusing(
+        self, estimate: float, budgets: Sequence[Budget], pending: float, now: float
+    ) -> tuple[Budget, float] | None:
+        # Called with the lock held: the first budget that does not admit the estimate
+        # and its spend plus live reservations, else None.
+        if not self._starts_from <= now < self._starts_until:
+            # The periods' starts change once a day: worked out then, not per call.
+            day = period_start("day", now)
+            self._period_starts = {period: period_start(period, now) for period in PERIODS}
+            self._starts_from, self._starts_until = day, day + _DAY  # type: ignore[operator]
+        starts = self._period_starts
+        for budget in budgets:
+            period = budget.period
+            if period is None:
+                used = self._spent_total + pending
+            else:
+                since = starts[period]
+                if since == self._newest_day:  # today's spend: one bucket, no scan
+                    used = self._spent_by_day[since] + pending
+                else:
+                    used = self._spent_since_locked(since) + pending
+            if not admits(used, estimate, budget):
+                return budget, used
+        return None
 
     def reserve(
         self,

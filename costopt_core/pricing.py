@@ -108,6 +108,16 @@ class ModelPrice:
             if value is not None:
                 check_price(f"ModelPrice.{name}", value)
         check_batch_discount("ModelPrice.batch_discount", self.batch_discount)
+        # Each kind of token's rate, "billed as input / output" resolved once: a call is
+        # priced on the call path, and this spares it the reads and the None checks.
+        rates = (
+            self.input,
+            self.output,
+            self.input if self.cache_read is None else self.cache_read,
+            self.input if self.cache_write is None else self.cache_write,
+            self.output if self.reasoning is None else self.reasoning,
+        )
+        object.__setattr__(self, "_rates", rates)  # frozen: set as the constructor does
 
     def cost(
         self,
@@ -118,25 +128,38 @@ class ModelPrice:
         reasoning_tokens: int = 0,
     ) -> float:
         """Dollar cost of one call's usage (LangChain token conventions)."""
-        # Runs on every call: comparisons instead of max(), the rates read once.
-        rate_in = self.input
-        rate_out = self.output
-        plain_in = input_tokens - cache_read_tokens - cache_write_tokens
-        if plain_in < 0:
-            plain_in = 0
-        plain_out = output_tokens - reasoning_tokens
-        if plain_out < 0:
-            plain_out = 0
-        read = self.cache_read
-        write = self.cache_write
-        think = self.reasoning
-        return (
-            plain_in * rate_in
-            + cache_read_tokens * (rate_in if read is None else read)
-            + cache_write_tokens * (rate_in if write is None else write)
-            + plain_out * rate_out
-            + reasoning_tokens * (rate_out if think is None else think)
+        counts = (
+            max(input_tokens, cache_read_tokens + cache_write_tokens),
+            max(output_tokens, reasoning_tokens),
+            cache_read_tokens,
+            cache_write_tokens,
+            reasoning_tokens,
         )
+        return self.bill(counts)[0]
+
+    def bill(self, counts: tuple[int, int, int, int, int]) -> tuple[float, float]:
+        """The cost of one call's token counts (``cost``'s arguments as a tuple, cache
+        and reasoning tokens within their totals: ``accounting.usage_counts`` makes
+        them so) and its cost had no prompt cache read or written any of it (the
+        baseline of its cache saving): one pass, as the cost handlers price each call.
+
+        Example:
+            >>> price = ModelPrice(input=1e-6, output=2e-6, cache_read=1e-7)
+            >>> [round(usd, 9) for usd in price.bill((100, 10, 60, 0, 0))]  # 60 read cached
+            [6.6e-05, 0.00012]
+        """
+        inp, out, read, write, reasoning = counts
+        rate_in, rate_out, rate_read, rate_write, rate_reasoning = self._rates  # type: ignore[attr-defined]
+        # Summed in one order, the catalog's (input, cache read, cache write, output,
+        # reasoning): totals compared with a hand computation match to the last digit.
+        plain_out = (out - reasoning) * rate_out
+        think = reasoning * rate_reasoning
+        if read or write:
+            plain_in = (inp - read - write) * rate_in
+            cost = plain_in + read * rate_read + write * rate_write + plain_out + think
+            return cost, inp * rate_in + plain_out + think
+        cost = inp * rate_in + plain_out + think
+        return cost, cost
 
 
 # The seed's table ("as of 2024", USD per 1K tokens), kept under the seed's names. It is

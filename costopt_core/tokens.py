@@ -154,6 +154,15 @@ def bound_tokens(text: str) -> int:
     return tokens + 4 * four + (wide + 1) // 2
 
 
+# Message texts already quoted: an agent sends its whole history again at every turn
+# (the same message objects: a str caches its hash), so each message is counted once,
+# not once per turn; a chat's system prompt likewise. Texts up to _QUOTED_TEXT_MAX
+# characters, _QUOTED_MEMORY of them (2 M characters held at most), emptied when full.
+_QUOTED_TEXT_MAX = 2048
+_QUOTED_MEMORY = 1024
+_quoted: dict[str, int] = {}
+
+
 def quote_prompt_tokens(texts: Sequence[str], *, chat: bool = True, images: int = 0) -> int:
     """What a budget reserves for a prompt given as its messages' texts: each text's
     :func:`bound_tokens`, the chat format's tokens (``chat``) and ``images`` at
@@ -166,8 +175,16 @@ def quote_prompt_tokens(texts: Sequence[str], *, chat: bool = True, images: int 
         1605
     """
     tokens = IMAGE_TOKENS_BOUND * images
+    quoted = _quoted
     for text in texts:  # a loop, not sum() over a generator: once per budgeted call
-        tokens += bound_tokens(text)
+        bound = quoted.get(text)
+        if bound is None:
+            bound = bound_tokens(text)
+            if len(text) <= _QUOTED_TEXT_MAX:
+                if len(quoted) >= _QUOTED_MEMORY:
+                    quoted.clear()  # one C call, safe against other threads' writes
+                quoted[text] = bound
+        tokens += bound
     if chat and texts:
         tokens += _PER_MESSAGE_TOKENS * len(texts) + _REPLY_PRIMING_TOKENS
     return tokens

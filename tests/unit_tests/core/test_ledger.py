@@ -473,3 +473,28 @@ def test_a_read_builds_deferred_records_without_holding_up_the_calls_being_count
     reader.join(5)
     assert [r.model for r in ledger.records()] == ["first", "second", "third"]
     assert ledger.summary().total_cost == 0.875
+
+
+def test_budgets_of_different_handlers_on_one_ledger_each_hold_their_own_limit() -> None:
+    # Far below every limit one sum settles a check; handlers sharing a ledger bring
+    # other budgets, and each check must still be held to its own lowest limit.
+    ledger = CostLedger()
+    ledger.record(CostRecord(model="m", cost_usd=0.6))
+    generous, tight = (Budget(10.0), Budget(1.0, "day")), (Budget(0.5),)
+    for _ in range(3):  # alternating: neither handler's limit may stand in for the other's
+        assert ledger.reserve_id(0.1, generous) is not None
+        assert ledger.reserve_id(0.1, tight) == (tight[0], pytest.approx(0.6 + 0.1 * (_ + 1)))
+    # The day budget: 0.6 spent + 0.3 held + 0.2 asked is 1.1 > 1.0.
+    refused = ledger.reserve(0.2, generous)
+    assert not refused.allowed and refused.budget == generous[1]
+
+
+def test_yesterdays_spend_does_not_refuse_a_day_budget_today() -> None:
+    # The whole spend passes the day's limit; today's part does not: the check must
+    # look at the day's own spend, not refuse on the whole.
+    ledger = CostLedger()
+    now = _ts(2026, 3, 17, 12)
+    ledger.record(CostRecord(model="m", cost_usd=5.0, timestamp=_ts(2026, 3, 16, 12)))
+    ledger.record(CostRecord(model="m", cost_usd=0.5, timestamp=_ts(2026, 3, 17, 9)))
+    assert ledger.reserve(0.4, [Budget(1.0, "day")], now=now).allowed
+    assert not ledger.reserve(0.2, [Budget(1.0, "day")], now=now).allowed

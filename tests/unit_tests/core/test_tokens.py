@@ -58,3 +58,15 @@ def test_an_image_is_reserved_as_an_image_whatever_its_url() -> None:
     assert quote_prompt_tokens(["What is in this picture?"], images=2) == (
         text_only + 2 * IMAGE_TOKENS_BOUND
     )
+
+
+def test_a_prompt_quoted_again_is_quoted_the_same_and_memory_stays_bounded() -> None:
+    # An agent quotes its history again at every turn: a text seen before must get the
+    # same bound, across thousands of distinct texts and one too long to keep.
+    texts = [f"message {i}: " + "word " * (i % 50) for i in range(3000)]
+    texts.append("x" * 5000)
+    first = [quote_prompt_tokens([text], chat=False) for text in texts]
+    assert first == [bound_tokens(text) for text in texts]
+    assert [quote_prompt_tokens([text], chat=False) for text in reversed(texts)] == first[::-1]
+    history = texts[:40]
+    assert quote_prompt_tokens(history) == quote_prompt_tokens(list(history))
