@@ -111,6 +111,9 @@ UNKNOWN_MODEL = "unknown-model"
 
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
+# An answer's metadata keys that send it down the general path (a cache hit, a routed
+# or a batch answer): one C-level test on the usual answer.
+_UNUSUAL_ANSWER_KEYS = frozenset({CACHE_MARKER_KEY, ROUTING_KEY, BATCH_KEY})
 
 
 class _Run:
@@ -758,9 +761,7 @@ class CostCallbackHandler(CostHandlerBase, _HandlerState, BaseCallbackHandler):
         if (
             type(model) is not str
             or model not in self._priced_names
-            or CACHE_MARKER_KEY in metadata
-            or ROUTING_KEY in metadata
-            or BATCH_KEY in metadata
+            or not _UNUSUAL_ANSWER_KEYS.isdisjoint(metadata)
             or "total_cost" in usage  # LangChain's mark of a cached answer
         ):
             return False

@@ -19,11 +19,12 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
-from costopt_core.budget_gate import CallQuote, output_limit_in
+from costopt_core.budget_gate import OUTPUT_LIMIT_KEYS, CallQuote, output_limit_in
 from costopt_core.metadata_keys import ROUTED_TIER_PARAM, model_name_in
 from costopt_core.tokens import estimate_schema_tokens, quote_prompt_tokens
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
+_OUTPUT_LIMIT_KEYS = frozenset(OUTPUT_LIMIT_KEYS)
 
 
 def is_map(value: Any) -> bool:
@@ -93,18 +94,10 @@ def call_quote(
     if models is not None and is_map(models):
         return None
     tokens = _prompt_tokens(messages, params)
-    # output_limit_in and model_name_in, their usual answers first (one chain of reads
-    # instead of two loops, OUTPUT_LIMIT_KEYS's order: this runs before every budgeted
-    # call); anything unusual (an invalid first value) is left to them.
-    limit = (
-        params.get("max_tokens")
-        or params.get("max_completion_tokens")
-        or params.get("max_new_tokens")
-        or params.get("max_output_tokens")
-        or params.get("num_predict")
-    )
-    if limit is not None and (type(limit) is not int or limit <= 0):
-        limit = output_limit_in(params)
+    # Most calls set no output cap: one C-level test of the keys instead of five reads
+    # (this runs before every budgeted call). model_name_in's usual answer likewise
+    # first; anything unusual (an invalid first value) is left to it.
+    limit = None if _OUTPUT_LIMIT_KEYS.isdisjoint(params) else output_limit_in(params)
     model = (
         params.get("model_name")
         or params.get("model")
