@@ -721,6 +721,9 @@ class CostLedger:
         self._reading = threading.Lock()
         self._record_overridden = type(self).record is not CostLedger.record
         self._reserve_overridden = type(self).reserve is not CostLedger.reserve
+        if not self._reserve_overridden and type(self).reserve_id is CostLedger.reserve_id:
+            # reserve_id's rule itself, bound here: one call fewer per budgeted call.
+            self.reserve_id = self._reserve  # type: ignore[method-assign]
         self._spent_total = 0.0
         self._spent_by_day: dict[float, float] = {}
         self._buckets_from = -math.inf  # day buckets before this were folded away
@@ -750,8 +753,6 @@ class CostLedger:
             raise TypeError(f"record must be a CostRecord, got {type(record).__name__}")
         cost = record.cost_usd
         with self._lock:
-            if reservation_id is not None:
-                self._drop_reservation(reservation_id)
             if self._pending or self._in_flight:
                 # Behind deferred records: it waits in line with them, built already,
                 # so the records stay in the order they came without building those.
@@ -760,8 +761,7 @@ class CostLedger:
                 self._queue_totals(record)
             else:
                 self._keep(record)
-            if cost:
-                self._add_spend(cost, record.timestamp)
+            self._settle(reservation_id, cost, record.timestamp)
 
     def record_deferred(
         self,
@@ -783,15 +783,12 @@ class CostLedger:
             self.record(build(model, timestamp, counts, context, run_key), reservation_id)
             return
         with self._lock:
-            if reservation_id is not None:
-                self._drop_reservation(reservation_id)
             pending = self._pending
             # The entry's items, in _ENTRY's order (see __init__).
             entry = (model, cost_usd, timestamp, *counts, saved_usd, baseline_cost_usd)
             pending.extend(entry)
             pending.extend((build, context, run_key))
-            if cost_usd:
-                self._add_spend(cost_usd, timestamp)
+            self._settle(reservation_id, cost_usd, timestamp)
             if len(pending) - self._pending_folded >= _FOLD_SPAN:
                 self._fold_pending()
 
@@ -807,8 +804,19 @@ class CostLedger:
         if len(unfolded) >= _FOLD_BATCH:
             self._fold()
 
-    def _add_spend(self, cost: float, timestamp: float) -> None:
-        # Called with the lock held.
+    def _settle(self, reservation_id: str | None, cost: float | None, timestamp: float) -> None:
+        # Called with the lock held: a call's spend counted and its reservation dropped,
+        # in one call (this runs for every call).
+        if reservation_id is not None:
+            held = self._reservations.pop(reservation_id, None)
+            if held is not None:
+                if self._reservations:
+                    self._reserved_total -= held[0]
+                else:
+                    self._reserved_total = 0.0  # no float residue once nothing is held
+                    self._next_expiry = math.inf
+        if not cost:
+            return
         self._spent_total += cost
         day = (timestamp // _DAY) * _DAY
         bucket = self._spent_by_day.get(day)
@@ -939,7 +947,11 @@ class CostLedger:
         return self._reserve(estimate_usd, budgets, ttl_seconds, now)
 
     def _reserve(
-        self, estimate_usd: float, budgets: Sequence[Budget], ttl_seconds: float, now: float | None
+        self,
+        estimate_usd: float,
+        budgets: Sequence[Budget],
+        ttl_seconds: float = 300.0,
+        now: float | None = None,
     ) -> str | tuple[Budget, float]:
         # reserve and reserve_id's one rule: the reservation id, or the refusing budget
         # and its use. (Not reserve_id itself: a subclass's reserve_id may call reserve.)
@@ -1009,17 +1021,7 @@ class CostLedger:
 
     def release(self, reservation_id: str) -> None:
         with self._lock:
-            self._drop_reservation(reservation_id)
-
-    def _drop_reservation(self, reservation_id: str) -> None:
-        held = self._reservations.pop(reservation_id, None)
-        if held is None:
-            return
-        if self._reservations:
-            self._reserved_total -= held[0]
-        else:
-            self._reserved_total = 0.0  # no float residue once nothing is held
-            self._next_expiry = math.inf
+            self._settle(reservation_id, None, 0.0)
 
     def clear(self) -> None:
         """Forget every record and reservation."""
