@@ -442,16 +442,11 @@ class RouterChatModel(BaseChatModel):
     # the tier it will ask and a budget reserves that tier's maximum, not the dearest.
 
     def _routed_before(
-        self,
-        prompts: Sequence[Sequence[BaseMessage]],
-        kwargs: Mapping[str, Any],
-        handlers: Sequence[Any],
+        self, prompt: Sequence[BaseMessage], kwargs: Mapping[str, Any]
     ) -> _RoutedBefore | None:
-        # Only for a handler that reserves per tier (a budget): otherwise the call is
-        # routed in the run as before, and a cache hit is served without routing.
-        if len(prompts) != 1 or not any(conforms(h, TierReservation) for h in handlers):
-            return None  # (one run per prompt, all with the same params: not several)
-        messages = list(prompts[0])
+        """One prompt's call, routed now (``None`` when the strategy raises: it is
+        routed again in the run, where LangChain reports the error)."""
+        messages = list(prompt)
         text = self._question(messages)
         override = kwargs.get("model")
         try:
@@ -460,7 +455,7 @@ class RouterChatModel(BaseChatModel):
                 override=override if self._engine.tier_named(override) else None,
                 pinned=self._tier_from_tool_history(messages),
             )
-        except Exception:  # raised again in the run, where LangChain reports it
+        except Exception:
             return None
         return _RoutedBefore(self, text, decision)
 
@@ -478,16 +473,54 @@ class RouterChatModel(BaseChatModel):
         return found
 
     def generate(self, messages: list[list[BaseMessage]], *args: Any, **kwargs: Any) -> LLMResult:
-        routed = self._routed_before(messages, kwargs, self._call_handlers(args, kwargs))
-        with _routing(routed):
-            return super().generate(messages, *args, **kwargs)
+        if not _reserves_per_tier(self._call_handlers(args, kwargs)):
+            with _routing(None):  # routed in the run (an outer call's routing is not this)
+                return super().generate(messages, *args, **kwargs)
+        if len(messages) == 1:
+            with _routing(self._routed_before(messages[0], kwargs)):
+                return super().generate(messages, *args, **kwargs)
+        # LangChain starts every prompt's run with one set of invocation params, which
+        # can name one routed tier only: each prompt gets a generate (and run) of its
+        # own, in order, as LangChain runs them; the first takes a given run_id.
+        results = []
+        for i, prompt in enumerate(messages):
+            with _routing(self._routed_before(prompt, kwargs)):
+                results.append(super().generate([prompt], *args, **_for_prompt(i, kwargs)))
+        return self._joined(results)
 
     async def agenerate(
         self, messages: list[list[BaseMessage]], *args: Any, **kwargs: Any
     ) -> LLMResult:
-        routed = self._routed_before(messages, kwargs, self._call_handlers(args, kwargs))
-        with _routing(routed):
-            return await super().agenerate(messages, *args, **kwargs)
+        if not _reserves_per_tier(self._call_handlers(args, kwargs)):
+            with _routing(None):
+                return await super().agenerate(messages, *args, **kwargs)
+        if len(messages) == 1:
+            with _routing(self._routed_before(messages[0], kwargs)):
+                return await super().agenerate(messages, *args, **kwargs)
+        parent = super().agenerate
+
+        async def one(i: int, prompt: list[BaseMessage]) -> LLMResult:
+            # A task of its own (gather): the routed call is this prompt's alone.
+            with _routing(self._routed_before(prompt, kwargs)):
+                return await parent([prompt], *args, **_for_prompt(i, kwargs))
+
+        # Concurrently, as LangChain runs them; every run ends, then the first error.
+        results = await asyncio.gather(
+            *(one(i, prompt) for i, prompt in enumerate(messages)), return_exceptions=True
+        )
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+        return self._joined(cast(list[LLMResult], results))
+
+    def _joined(self, results: Sequence[LLMResult]) -> LLMResult:
+        """One ``generate`` result of several prompts' own, as LangChain joins them."""
+        runs = [info for result in results for info in result.run or ()]
+        return LLMResult(
+            generations=[g for result in results for g in result.generations],
+            llm_output=self._combine_llm_outputs([result.llm_output for result in results]),
+            run=runs or None,
+        )
 
     def _get_invocation_params(self, stop: list[str] | None = None, **kwargs: Any) -> dict:
         params = super()._get_invocation_params(stop=stop, **kwargs)
@@ -659,8 +692,10 @@ class RouterChatModel(BaseChatModel):
     ) -> Iterator[AIMessageChunk]:
         """LangChain's ``stream``, through the router's cache (see the class)."""
         config, run = self._stream_run(config)
-        routed = self._routed_before(
-            [self._convert_input(input).to_messages()], kwargs, run.handlers
+        routed = (
+            self._routed_before(self._convert_input(input).to_messages(), kwargs)
+            if _reserves_per_tier(run.handlers)
+            else None
         )
         with _call_run(run), _streaming(self), _routing(routed):
             yield from super().stream(input, config, **kwargs)
@@ -670,8 +705,10 @@ class RouterChatModel(BaseChatModel):
     ) -> AsyncIterator[AIMessageChunk]:
         """LangChain's ``astream``, through the router's cache (see the class)."""
         config, run = self._stream_run(config)
-        routed = self._routed_before(
-            [self._convert_input(input).to_messages()], kwargs, run.handlers
+        routed = (
+            self._routed_before(self._convert_input(input).to_messages(), kwargs)
+            if _reserves_per_tier(run.handlers)
+            else None
         )
         with _call_run(run), _streaming(self), _routing(routed):
             async for chunk in super().astream(input, config, **kwargs):
@@ -1093,6 +1130,21 @@ def _holding(var: ContextVar[T], value: T) -> Iterator[None]:
 
 def _streaming(router: RouterChatModel) -> contextlib.AbstractContextManager[None]:
     return _holding(_STREAMING, _StreamCall(router))
+
+
+def _reserves_per_tier(handlers: Sequence[Any]) -> bool:
+    """Whether a handler reserves per tier (a budget): its run's params must name the
+    tier the call is routed to, so the call is routed before LangChain starts the run.
+    Otherwise it is routed in the run, and a cache hit is served without routing."""
+    return any(conforms(h, TierReservation) for h in handlers)
+
+
+def _for_prompt(i: int, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``generate`` keywords for the ``i``-th prompt's own call (a given run id is the
+    first run's, as LangChain gives it)."""
+    if i == 0 or "run_id" not in kwargs:
+        return kwargs
+    return {k: v for k, v in kwargs.items() if k != "run_id"}
 
 
 class _RoutedBefore:
