@@ -46,10 +46,14 @@ carries ``{"hit": True, "similarity", "exact", "saved_usd", "model", "input_toke
 1.8) still calls ``on_llm_end`` with cached generations, whose ``usage_metadata`` is the
 original call's usage (LangChain adds ``"total_cost": 0``); the usage is kept so a cost
 handler knows what was saved, and the marker tells it to book that usage as a saving,
-not as spend (``langchain_costopt.CostCallbackHandler`` does). ``saved_usd`` is
-``None`` when the model has no known price. Plain ``Generation`` objects (``BaseLLM``)
-are returned unmarked, exactly as stored: LangChain starts no run for a ``BaseLLM``
-cache hit, so no handler could see a marker; ``.stats`` counts those hits.
+not as spend (``langchain_costopt.CostCallbackHandler`` does). ``model`` is the
+stored answer's model name, else the ``llm_string``'s, else the ``ls_model_name`` of the
+chat model whose call was stored (what the cost handler reads from the run's metadata):
+both price a hit on one model, so ``.stats`` and the tracker say one saving.
+``saved_usd`` is ``None`` when the model has no known price. Plain ``Generation``
+objects (``BaseLLM``) are returned unmarked, exactly as stored: LangChain starts no run
+for a ``BaseLLM`` cache hit, so no handler could see a marker; ``.stats`` counts those
+hits.
 
 Decision: by default error-bounded and calibrated to the embedding (no threshold to
 pick; ``max_error_rate`` bounds wrong answers), with an optional ``verifier`` for the
@@ -71,11 +75,13 @@ from __future__ import annotations
 import inspect
 import logging
 import re
+import sys
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
 from langchain_core.caches import RETURN_VAL_TYPE, BaseCache
 from langchain_core.embeddings import Embeddings
+from langchain_core.language_models import BaseChatModel
 from langchain_core.load import dumps
 from langchain_core.messages import AIMessage, AIMessageChunk
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, Generation, GenerationChunk
@@ -135,6 +141,8 @@ def _answer_usage(
     if model is None:
         found = _MODEL_IN_LLM_STRING.search(llm_string)
         model = found.group(1) if found else None
+    if model is None:
+        model = _caching_model_name()
     # n > 1 choices of one call carry the same usage: take it once, not per choice.
     for gen in return_val:
         usage = usage_from_mapping(getattr(getattr(gen, "message", None), "usage_metadata", None))
@@ -144,6 +152,45 @@ def _answer_usage(
         if usage is not None:
             return model, usage
     return model, None
+
+
+# Where LangChain (and cache_stream) cache a chat model's call, and the local holding
+# that model there. ``lookup``/``update`` are given no model, only the llm_string, which
+# lacks LangChain's ``ls_model_name`` (a ``_get_ls_params`` override is the only place
+# some models name themselves): read from the caller, as the cost handler reads it from
+# the run's metadata, so a hit's saving is priced on the same model by both.
+_CACHING_FRAMES: dict[Any, str] = {
+    BaseChatModel._generate_with_cache.__code__: "self",
+    BaseChatModel._agenerate_with_cache.__code__: "self",
+    cache_stream.stream.__code__: "model",
+    cache_stream.astream.__code__: "model",
+}
+_CALLER_DEPTH = 8  # update -> _prepare_update -> _answer_usage: a few frames, not a stack
+
+
+def _caching_model_name() -> str | None:
+    """``ls_model_name`` of the chat model whose call is being stored, found as the
+    nearest frame caching it (``None`` if there is none, or it names no model)."""
+    frame = sys._getframe(1)
+    try:
+        for _ in range(_CALLER_DEPTH):
+            if frame is None:
+                return None
+            holder = _CACHING_FRAMES.get(frame.f_code)
+            if holder is not None:
+                found = frame.f_locals
+                model, stop, kwargs = found.get(holder), found.get("stop"), found.get("kwargs")
+                if not isinstance(model, BaseChatModel):
+                    return None
+                params = model._get_ls_params(stop=stop, **(kwargs or {}))
+                name = params.get("ls_model_name")
+                return name if isinstance(name, str) and name else None
+            frame = frame.f_back
+    except Exception:
+        logger.exception("semantic cache could not read the caching model's name")
+    finally:
+        del frame  # a frame reference would keep every caller's locals alive
+    return None
 
 
 def _answer_text(response: str) -> str:
