@@ -243,6 +243,17 @@ class CachedEmbedder:
             with self._connect() as db:
                 db.execute("CREATE TABLE IF NOT EXISTS v (k BLOB PRIMARY KEY, x BLOB NOT NULL)")
 
+    def embedded_text(self, text: str) -> str:
+        """The part of ``text`` that is embedded: its head of ``max_tokens`` tokens.
+
+        Example:
+            >>> CachedEmbedder(lambda t: [[1.0]] * len(t), max_tokens=2).embedded_text(
+            ...     "one two three four"
+            ... )
+            'one two'
+        """
+        return text if self.max_tokens is None else leading_text(text, self.max_tokens)
+
     def _connect(self) -> sqlite3.Connection:
         assert self.path is not None
         return sqlite3.connect(self.path, timeout=30)
@@ -251,7 +262,7 @@ class CachedEmbedder:
         if isinstance(texts, str) or not all(isinstance(t, str) for t in texts):
             raise TypeError("texts must be a sequence of str")
         if self.max_tokens is not None:
-            texts = [leading_text(t, self.max_tokens) for t in texts]
+            texts = [self.embedded_text(t) for t in texts]
         keys = [hashlib.sha256(t.encode("utf-8", "surrogatepass")).digest() for t in texts]
         with self._lock:
             missing = {k: t for k, t in zip(keys, texts, strict=True) if k not in self._memory}

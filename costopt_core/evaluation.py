@@ -49,6 +49,7 @@ import numpy as np
 
 from costopt_core.datafiles import read_table
 from costopt_core.pricing import get_price
+from costopt_core.prompt_template import shared_prefix
 from costopt_core.tokens import estimate_tokens
 
 #: RouteLLM's evenly spaced strong-call shares for APGR.
@@ -298,12 +299,23 @@ def embed_all(strategy: Any, prompts: Sequence[str], *, progress: bool = False) 
     """Embed ``prompts`` once, up front, with a progress bar, so that fitting and scoring
     (every fold of a cross-validation too) read the vectors from the embedding cache.
     Strategies that embed nothing are left alone."""
+    from costopt_core.learned import LearnedStrategy
+
     vectors = getattr(strategy, "vectors", None)
     if not callable(vectors):
         return
+    embed = vectors
+    if isinstance(strategy, LearnedStrategy):
+        # Fitting strips the instruction its prompts share before embedding (every
+        # fold finds the same one): embed those texts, not the template's words.
+        template = shared_prefix(prompts)
+
+        def embed(block: list[str]) -> Any:
+            return strategy.vectors(block, template=template)
+
     starts = range(0, len(prompts), _BLOCK)
     for start in _progress(starts, len(starts), "embedding", progress, unit="block"):
-        vectors(list(prompts[start : start + _BLOCK]))
+        embed(list(prompts[start : start + _BLOCK]))
 
 
 def kfold_indexes(n: int, folds: int, seed: int = 0) -> list[np.ndarray]:

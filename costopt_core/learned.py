@@ -27,8 +27,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import sys
 import threading
+import weakref
 import zipfile
 from collections.abc import Sequence
 from os import PathLike
@@ -40,9 +42,14 @@ import numpy as np
 from costopt_core.decision import LADDER, RouteDecision
 from costopt_core.embedding_cache import CachedEmbedder, default_embedding, model_identity
 from costopt_core.hashing import HashingEmbedder
+from costopt_core.prompt_template import shared_prefix, strip_prefix
+
+logger = logging.getLogger(__name__)
 
 FORMAT = "costopt-router"
-VERSION = 2
+#: 3: the state may hold ``TEMPLATE_PREFIX`` (older readers would ignore it and embed
+#: every prompt's shared instruction: they must refuse the file instead).
+VERSION = 3
 #: Tokens of a prompt's head that learned routers embed by default. The bundled
 #: multilingual-e5-small takes ~1.5 ms of CPU per token here (~55 ms per 32-token head,
 #: ~37 engine tokens with E5's prefix), so whole ~100-token prompts would take a
@@ -55,6 +62,19 @@ DEFAULT_MAX_TOKENS = 32
 #: The array of a router file holding a short hash of each training prompt: enough to
 #: tell, without the prompts themselves, when an evaluation scores the router in-sample.
 TRAINING_HASHES = "training_prompt_hashes"
+#: The array of a fitted state holding the instruction text most training prompts began
+#: with (:func:`~costopt_core.prompt_template.shared_prefix`, a 0-d string array; ``""``
+#: = none), stripped before embedding when fitting and when routing. Kept in the state,
+#: not beside it, so a concurrent fit never pairs one fit's arrays with another's prefix.
+TEMPLATE_PREFIX = "template_prefix"
+#: Fitting warns when the embedded texts (heads of the prompts, once a shared prefix is
+#: stripped) are fewer than this share of the distinct prompts: most prompts then look
+#: alike to the router.
+FEW_TEXTS_SHARE = 0.5
+#: ... on at least this many distinct prompts (a handful may well share their heads).
+FEW_TEXTS_MIN_PROMPTS = 20
+# Embedders already warned about (clones share one: a cross-validation warns once).
+_WARNED: weakref.WeakSet[CachedEmbedder] = weakref.WeakSet()
 
 
 def prompt_hashes(prompts: Sequence[str]) -> np.ndarray:
@@ -177,8 +197,18 @@ class LearnedStrategy:
             self._embed, tiers=self.tiers, cache_dir=self.cache_dir, **self.settings()
         )
 
-    def vectors(self, prompts: Sequence[str]) -> np.ndarray:
-        """Unit-length embeddings of ``prompts`` (each text embedded once, then cached)."""
+    def vectors(self, prompts: Sequence[str], *, template: str | None = None) -> np.ndarray:
+        """Unit-length embeddings of ``prompts`` (each text embedded once, then cached),
+        each without the shared instruction ``template`` (None = the one found by the
+        last fit, none before a fit; see :data:`TEMPLATE_PREFIX`)."""
+        if template is None:
+            state = self._state
+            template = "" if state is None else template_of(state)
+        return self._vectors(prompts, template)
+
+    def _vectors(self, prompts: Sequence[str], template: str) -> np.ndarray:
+        if template:
+            prompts = [strip_prefix(p, template) for p in prompts]
         x = self._embed(list(prompts))
         norms = np.linalg.norm(x, axis=1, keepdims=True)
         return (x / np.where(norms > 0, norms, 1.0)).astype(np.float32)
@@ -195,12 +225,37 @@ class LearnedStrategy:
             raise ValueError(f"got {len(prompts)} prompts but {len(y)} labels")
         if not np.all(np.isfinite(y)) or y.min() < 0 or y.max() > 1:
             raise ValueError("labels must be numbers in [0, 1] (1 = strong model needed)")
-        state = self._fit(prompts, self.vectors(prompts), y)
+        template = shared_prefix(prompts)
+        self._warn_if_alike(prompts, template)
+        state = self._fit(prompts, self._vectors(prompts, template), y)
+        state[TEMPLATE_PREFIX] = np.array(template)
         hashes = prompt_hashes(prompts)
         with self._lock:
             self._state = state
             self.training_hashes = hashes
         return self
+
+    def _warn_if_alike(self, prompts: Sequence[str], template: str) -> None:
+        """Log a warning when far fewer distinct texts are embedded than there are
+        distinct prompts (heads alike beyond a shared prefix: several templates, a long
+        shared opening), once per embedding."""
+        distinct = set(prompts)
+        if len(distinct) < FEW_TEXTS_MIN_PROMPTS or self._embed in _WARNED:
+            return
+        texts = {self._embed.embedded_text(strip_prefix(p, template)) for p in distinct}
+        if len(texts) >= FEW_TEXTS_SHARE * len(distinct):
+            return
+        _WARNED.add(self._embed)
+        logger.warning(
+            "%s: the %d distinct training prompts embed as only %d distinct texts (the "
+            "router embeds the first %s tokens of each prompt, after any instruction most "
+            "of them share): prompts that differ only further on look the same to it; "
+            "embed more of each prompt with max_tokens=None (--option max_tokens=null)",
+            self.name,
+            len(distinct),
+            len(texts),
+            self._embed.max_tokens,
+        )
 
     def trained_on(self, prompts: Sequence[str]) -> int | None:
         """How many of ``prompts`` it was fitted on (scores on those are in-sample, so
@@ -236,7 +291,8 @@ class LearnedStrategy:
             raise TypeError("scores takes a sequence of prompts; use score for one")
         if len(prompts) == 0:
             return np.zeros(0)
-        return np.clip(self._scores(state, prompts, self.vectors(prompts)), 0.0, 1.0)
+        x = self._vectors(prompts, template_of(state))
+        return np.clip(self._scores(state, prompts, x), 0.0, 1.0)
 
     def score(self, text: str) -> float:
         """The score of ``text`` in [0, 1]."""
@@ -252,7 +308,7 @@ class LearnedStrategy:
         if not isinstance(text, str):
             raise TypeError(f"text must be str, got {type(text).__name__}")
         state = self._fitted()
-        x = self.vectors([text])
+        x = self._vectors([text], template_of(state))
         score = float(np.clip(self._scores(state, [text], x)[0], 0.0, 1.0))
         return RouteDecision(self.tier_of(score), score, self._explain(state, x, score))
 
@@ -346,6 +402,13 @@ class LearnedStrategy:
             with target.open("wb") as handle:
                 np.savez_compressed(handle, header=np.array(json.dumps(header)), **state)
         return target
+
+
+def template_of(state: dict[str, np.ndarray]) -> str:
+    """The shared instruction a fitted ``state`` strips before embedding (``""``: none,
+    as in files from before it was kept)."""
+    template = state.get(TEMPLATE_PREFIX)
+    return "" if template is None else str(template.item())
 
 
 def _default_embedding_for_caller() -> Any:
@@ -453,7 +516,13 @@ def load_router(path: str | PathLike[str], embeddings: Any = None) -> LearnedStr
         **header.get("settings", {}),
     )
     hashes = state.pop(TRAINING_HASHES, None)
-    router._state = router._check_state(state, source)
+    template = state.pop(TEMPLATE_PREFIX, None)
+    checked = router._check_state(state, source)
+    if template is not None:
+        if template.ndim != 0 or template.dtype.kind != "U":
+            raise ValueError(f"{source}: {TEMPLATE_PREFIX} must be one string")
+        checked[TEMPLATE_PREFIX] = template
+    router._state = checked
     router.calibration = header.get("calibration")
     router.training_hashes = None if hashes is None else hashes.astype(np.uint64)
     return router
@@ -461,10 +530,12 @@ def load_router(path: str | PathLike[str], embeddings: Any = None) -> LearnedStr
 
 __all__ = [
     "DEFAULT_MAX_TOKENS",
+    "TEMPLATE_PREFIX",
     "LearnedStrategy",
     "NotFittedError",
     "check_thresholds",
     "load_router",
     "prompt_hashes",
+    "template_of",
     "user_stacklevel",
 ]

@@ -199,3 +199,67 @@ def test_loading_a_neural_router_without_the_embeddings_extra_names_it(
     monkeypatch.setattr("costopt_core.learned.default_embedding", lambda warn: HashingEmbedder())
     with pytest.raises(ValueError, match=r'pip install "costopt-llm\[embeddings\]"'):
         load_router(path)
+
+
+# A ~40-token instruction ahead of every prompt: longer than the embedded head.
+TEMPLATE = (
+    "You are a careful assistant. Read the request below, think it through step by step, "
+    "and answer it as well as you can in plain English.\n\nRequest: "
+)
+
+
+def test_a_shared_instruction_does_not_blind_the_router(learned) -> None:
+    # Behind the template every prompt's first 32 tokens are the same words: the
+    # router must still tell hard from easy, exactly as it does without the template.
+    # Topic words only (no task cue such as "prove" that a prompt feature could read).
+    prompts = [f"notes on the zebra {i} herd" for i in range(10)]
+    prompts += [f"notes on the cello {i} show" for i in range(10)]
+    labels = [1.0] * 10 + [0.0] * 10
+    templated = learned.fit([TEMPLATE + p for p in prompts], labels)
+    hard, easy = "notes on the zebra 42 herd", "notes on the cello 42 show"
+    assert templated.score(TEMPLATE + hard) - templated.score(TEMPLATE + easy) > 0.3
+    plain = learned.clone().fit(prompts, labels)
+    assert (templated.score(TEMPLATE + hard) > templated.score(TEMPLATE + easy)) == (
+        plain.score(hard) > plain.score(easy)
+    )
+
+
+@pytest.mark.parametrize("suffix", [".npz", ".json"])
+def test_the_shared_instruction_is_saved_with_the_router(learned, tmp_path, suffix) -> None:
+    router = learned.fit([TEMPLATE + p for p in PROMPTS], LABELS)
+    loaded = load_router(router.save(tmp_path / f"r{suffix}"))
+    probes = [TEMPLATE + "prove the lemma", TEMPLATE + "translate hello", "no template here"]
+    assert loaded.scores(probes) == pytest.approx(router.scores(probes), abs=1e-6)
+    assert loaded.score(probes[0]) > loaded.score(probes[1])
+
+
+def test_a_router_file_from_before_the_shared_instruction_still_loads(tmp_path) -> None:
+    router = KNNStrategy(HashingEmbedder(dim=64), k=3).fit(PROMPTS, LABELS)
+    path = router.save(tmp_path / "r.npz")
+    with np.load(path, allow_pickle=False) as data:
+        arrays = {k: data[k] for k in data.files if k != "template_prefix"}
+    header = json.loads(str(arrays.pop("header")))
+    header["version"] = 2  # as written before the template was kept
+    old = tmp_path / "old.npz"
+    np.savez_compressed(old, header=np.array(json.dumps(header)), **arrays)
+    assert load_router(old).scores(PROMPTS) == pytest.approx(router.scores(PROMPTS))
+
+
+def test_prompts_that_embed_alike_are_warned_about_once(caplog) -> None:
+    # Three instructions, each on a third of the prompts: no prefix most of them share,
+    # and the embedded heads are the instructions' words alone.
+    heads = [TEMPLATE, "Please consider this user message with great care, then reply " * 2]
+    heads.append("Below is a task from our support queue; handle it as policy says. " * 2)
+    prompts = [heads[i % 3] + p for i, p in enumerate(PROMPTS)]
+    router = KNNStrategy(HashingEmbedder(dim=64), k=3)
+    with caplog.at_level("WARNING", logger="costopt_core.learned"):
+        router.fit(prompts, LABELS)
+        router.clone().fit(prompts[::-1], LABELS[::-1])  # a second fold: no second warning
+    warned = [r for r in caplog.records if "distinct texts" in r.getMessage()]
+    assert len(warned) == 1
+    assert "30 distinct training prompts embed as only 3" in warned[0].getMessage()
+    assert "max_tokens=None" in warned[0].getMessage()
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="costopt_core.learned"):
+        KNNStrategy(HashingEmbedder(dim=64), k=3).fit([TEMPLATE + p for p in PROMPTS], LABELS)
+    assert not caplog.records  # one template is stripped: nothing to warn about
