@@ -318,14 +318,49 @@ def embed_all(strategy: Any, prompts: Sequence[str], *, progress: bool = False) 
         embed(list(prompts[start : start + _BLOCK]))
 
 
-def kfold_indexes(n: int, folds: int, seed: int = 0) -> list[np.ndarray]:
-    """``folds`` disjoint test index sets covering ``range(n)``, shuffled with ``seed``."""
+def prompt_key(prompt: str) -> str:
+    """What makes two prompts the same one for cross-validation: the text stripped,
+    case-folded, its whitespace runs made one space.
+
+    Example:
+        >>> prompt_key("  What is 2+2? ") == prompt_key("what is  2+2?")
+        True
+    """
+    return " ".join(prompt.split()).casefold()
+
+
+def kfold_indexes(
+    n: int, folds: int, seed: int = 0, *, groups: Sequence[Any] | None = None
+) -> list[np.ndarray]:
+    """``folds`` disjoint test index sets covering ``range(n)``, shuffled with ``seed``.
+    Rows with equal ``groups`` keys (e.g. :func:`prompt_key`) fall in one fold, so a
+    router is never scored on a copy of a prompt it was fitted on.
+
+    Example:
+        >>> parts = kfold_indexes(4, 2, groups=["a", "b", "a", "b"])
+        >>> sorted(sorted(p.tolist()) for p in parts)
+        [[0, 2], [1, 3]]
+    """
     if not isinstance(folds, int) or folds < 2:
         raise ValueError(f"folds must be an int >= 2, got {folds!r}")
-    if folds > n:
-        raise ValueError(f"folds ({folds}) cannot exceed the number of prompts ({n})")
-    order = np.random.default_rng(seed).permutation(n)
-    return [np.sort(part) for part in np.array_split(order, folds)]
+    if groups is None:
+        group_of = np.arange(n)
+    else:
+        if len(groups) != n:
+            raise ValueError(f"groups: one key per row ({n}), got {len(groups)}")
+        # Numbered by first appearance: with no repeats the folds are the row folds.
+        first: dict[Any, int] = {}
+        group_of = np.array([first.setdefault(g, len(first)) for g in groups], dtype=np.int64)
+    distinct = int(group_of.max()) + 1 if n else 0
+    if folds > distinct:
+        what = "prompts" if distinct == n else f"distinct prompts ({n} rows)"
+        raise ValueError(f"folds ({folds}) cannot exceed the number of {what} ({distinct})")
+    order = np.random.default_rng(seed).permutation(distinct)
+    fold_of_group = np.empty(distinct, dtype=np.int64)
+    for fold, part in enumerate(np.array_split(order, folds)):
+        fold_of_group[part] = fold
+    fold_of_row = fold_of_group[group_of]
+    return [np.flatnonzero(fold_of_row == fold) for fold in range(folds)]
 
 
 def cross_val_scores(
@@ -338,10 +373,13 @@ def cross_val_scores(
 ) -> np.ndarray:
     """Out-of-fold scores of a learned strategy: for each fold, a fresh strategy from
     ``factory()`` is fitted on the other folds (labels from :meth:`RoutingData.gain_labels`)
-    and scores the held-out prompts."""
+    and scores the held-out prompts. Folds are drawn by distinct prompt
+    (:func:`prompt_key`): every copy of a prompt is in one fold."""
     labels = data.gain_labels()
     scores = np.full(len(data), np.nan)
-    parts = kfold_indexes(len(data), folds, seed)
+    # Copies of one prompt in the training and the test side would score it in-sample.
+    groups = [prompt_key(p) for p in data.prompts]
+    parts = kfold_indexes(len(data), folds, seed, groups=groups)
     # One bar over the folds, kept when done: a bar per fold (a block or two of prompts,
     # scored in well under tqdm's refresh interval) never moved off 0 in a log.
     for test in _progress(parts, folds, "cross-validation", progress, unit="fold", leave=True):
@@ -872,6 +910,7 @@ __all__ = [
     "holdout_calibration",
     "kfold_indexes",
     "load_routing_data",
+    "prompt_key",
     "random_scores",
     "score_prompts",
 ]

@@ -45,6 +45,7 @@ from costopt_core.evaluation import (
     evaluate_scores,
     holdout_calibration,
     load_routing_data,
+    prompt_key,
     random_scores,
     score_prompts,
 )
@@ -223,6 +224,7 @@ def _scores(
             "cross-validation, or --load ROUTER to evaluate one saved by train-router"
         )
     if learned:
+        note_repeated_prompts(data.prompts)
         embed_all(strategy, data.prompts, progress=progress)
         factory = getattr(strategy, "clone", None) or (lambda: build_strategy(args))
         scores = cross_val_scores(factory, data, args.folds, seed=args.seed, progress=progress)
@@ -231,6 +233,19 @@ def _scores(
     if args.folds is not None:
         print(f"note: {name!r} is not trained; --folds has no effect", file=sys.stderr)
     return score_prompts(strategy, data.prompts, progress=progress), name, None
+
+
+def note_repeated_prompts(prompts: list[str]) -> None:
+    """Say on stderr how many rows repeat a prompt (up to case and spacing): the folds
+    keep every copy together, so there are fewer independent prompts than rows."""
+    distinct = len({prompt_key(p) for p in prompts})
+    if distinct < len(prompts):
+        print(
+            f"note: {len(prompts) - distinct} of {len(prompts)} rows repeat a prompt "
+            f"({distinct} distinct, up to case and spacing); each prompt's copies are kept "
+            "in one fold",
+            file=sys.stderr,
+        )
 
 
 def warn_in_sample(router: LearnedStrategy, prompts: list[str]) -> None:
@@ -426,6 +441,7 @@ __all__ = [
     "build_strategy",
     "check_strategy_name",
     "format_report",
+    "note_repeated_prompts",
     "parse_options",
     "plot_quality_vs_cost",
     "register",

@@ -210,6 +210,52 @@ def test_cross_validation_scores_each_prompt_out_of_fold() -> None:
         kfold_indexes(3, 5)
 
 
+class _LooseMemorizer(_Memorizer):
+    """Scores 1 for prompts it was trained on, whatever their case and spacing (as an
+    embedding nearly does)."""
+
+    def fit(self, prompts, labels):
+        return super().fit([" ".join(p.split()).lower() for p in prompts], labels)
+
+    def route(self, text):
+        return super().route(" ".join(text.split()).lower())
+
+
+def test_copies_of_a_prompt_are_never_scored_by_a_router_fitted_on_them() -> None:
+    # Each prompt three times (once re-typed with other case and spacing): a row split
+    # put a copy on the training side of most folds, and a memoriser then scored it 1.
+    prompts = [f"What is {i} plus {i}?" for i in range(30)] * 2
+    prompts += [f"  what is {i}  PLUS {i}?\n" for i in range(30)]
+    data = RoutingData(prompts=prompts, weak=[0, 1] * 45, strong=[1, 1] * 45)
+    for seed in range(3):
+        assert np.all(cross_val_scores(_LooseMemorizer, data, folds=5, seed=seed) == 0.0)
+
+
+def test_folds_by_prompt_are_deterministic_and_match_row_folds_without_repeats() -> None:
+    groups = [i % 7 for i in range(40)]
+    parts = kfold_indexes(40, 3, seed=4, groups=groups)
+    assert [p.tolist() for p in parts] == [
+        p.tolist() for p in kfold_indexes(40, 3, seed=4, groups=groups)
+    ]
+    fold_of = {int(i): f for f, part in enumerate(parts) for i in part}
+    assert all(fold_of[i] == fold_of[i % 7] for i in range(40))
+    assert sorted(fold_of) == list(range(40))
+    assert [
+        p.tolist() for p in kfold_indexes(20, 4, seed=1, groups=list("abcdefghijklmnopqrst"))
+    ] == [p.tolist() for p in kfold_indexes(20, 4, seed=1)]
+    with pytest.raises(ValueError, match=r"folds \(3\) cannot exceed the number of distinct"):
+        kfold_indexes(6, 3, groups=["a", "b"] * 3)
+
+
+def test_cli_says_how_many_rows_repeat_a_prompt(tmp_path, capsys) -> None:
+    rows = [json.loads(line) for line in _knn_rows(tmp_path).read_text().splitlines()]
+    data = tmp_path / "twice.jsonl"
+    data.write_text("\n".join(json.dumps(r) for r in rows + rows[:4]))
+    args = ["eval-router", str(data), "--strategy", "knn", "--folds", "3", "--no-progress"]
+    assert main([*args, "--embedding", "hashing", "--no-embedding-cache"]) == 0
+    assert "4 of 16 rows repeat a prompt (12 distinct" in capsys.readouterr().err
+
+
 # -- calibration -----------------------------------------------------------------------------
 
 
