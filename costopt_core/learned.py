@@ -359,9 +359,15 @@ class LearnedStrategy:
     # -- persistence -------------------------------------------------------------------
 
     @classmethod
-    def load(cls, path: str | PathLike[str], embeddings: Any = None) -> Any:
+    def load(
+        cls,
+        path: str | PathLike[str],
+        embeddings: Any = None,
+        *,
+        cache_dir: str | PathLike[str] | None = None,
+    ) -> Any:
         """Read a router of this kind written by :meth:`save` (see :func:`load_router`)."""
-        router = load_router(path, embeddings)
+        router = load_router(path, embeddings, cache_dir=cache_dir)
         if not isinstance(router, cls):
             raise ValueError(f"{path} holds a {router.name!r} router, not a {cls.name!r} one")
         return router
@@ -466,12 +472,19 @@ def _read_arrays(source: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         return header, {k: np.asarray(data[k]) for k in data.files if k != "header"}
 
 
-def load_router(path: str | PathLike[str], embeddings: Any = None) -> LearnedStrategy:
+def load_router(
+    path: str | PathLike[str],
+    embeddings: Any = None,
+    *,
+    cache_dir: str | PathLike[str] | None = None,
+) -> LearnedStrategy:
     """Read a router written by :meth:`LearnedStrategy.save` (any learned strategy).
 
     A router fitted on the hashing embedding rebuilds it; one fitted on another model
     needs that model: passed as ``embeddings``, or the default offline one when it is
-    the same model.
+    the same model. ``cache_dir``: folder of the on-disk embedding cache, so prompts
+    embedded by an earlier run (an evaluation, a training) are read, not embedded
+    again; None = memory only.
     """
     from costopt_core.strategies import strategy_class
 
@@ -509,6 +522,7 @@ def load_router(path: str | PathLike[str], embeddings: Any = None) -> LearnedStr
         raise ValueError(f"{source}: {header['strategy']!r} is not a learned strategy")
     router = cls(
         embeddings,
+        cache_dir=cache_dir,
         # Files from before the cap embedded whole prompts.
         max_tokens=spec.get("max_tokens"),
         tiers=header["tiers"],

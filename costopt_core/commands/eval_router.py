@@ -170,8 +170,8 @@ def build_strategy(args: argparse.Namespace) -> Any:
     options = parse_options(args.option)
     cls = strategy_class(name)
     learned = isinstance(cls, type) and issubclass(cls, LearnedStrategy)
-    if learned and "cache_dir" not in options and not args.no_embedding_cache:
-        options["cache_dir"] = args.embedding_cache or default_cache_dir()
+    if learned and "cache_dir" not in options:
+        options["cache_dir"] = embedding_cache_dir(args)
     if learned and args.embedding == "hashing" and "embeddings" not in options:
         options["embeddings"] = HashingEmbedder()
     # On the command line a warning's source line would point into costopt itself.
@@ -184,6 +184,14 @@ def build_strategy(args: argparse.Namespace) -> Any:
     for warning in caught:
         print(f"costopt {args.command}: warning: {warning.message}", file=sys.stderr)
     return strategy
+
+
+def embedding_cache_dir(args: argparse.Namespace) -> str | Path | None:
+    """The on-disk embedding cache folder ``--embedding-cache`` / ``--no-embedding-cache``
+    name (None = memory only)."""
+    if args.no_embedding_cache:
+        return None
+    return args.embedding_cache or default_cache_dir()
 
 
 def parse_options(pairs: list[str]) -> dict[str, Any]:
@@ -211,7 +219,7 @@ def _scores(
             raise ValueError("the random baseline takes no options, router or folds")
         return random_scores(len(data), args.seed), "random routing (baseline)", None
     if args.load:
-        router = load_router(args.load)
+        router = load_router(args.load, cache_dir=embedding_cache_dir(args))
         warn_in_sample(router, data.prompts)
         embed_all(router, data.prompts, progress=progress)
         scores = score_prompts(router, data.prompts, progress=progress)
@@ -440,6 +448,7 @@ __all__ = [
     "add_data_arguments",
     "build_strategy",
     "check_strategy_name",
+    "embedding_cache_dir",
     "format_report",
     "note_repeated_prompts",
     "parse_options",

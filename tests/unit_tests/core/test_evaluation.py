@@ -384,6 +384,11 @@ def test_cli_train_router_then_eval_the_saved_router(tmp_path, capsys, suffix) -
     assert main(["eval-router", str(data), "--load", str(model), "--no-progress"]) == 0
     assert "knn loaded from" in capsys.readouterr().out
     assert list((tmp_path / "cache" / "embeddings").glob("*.sqlite"))  # embedded once, kept
+    # --load reads and fills the cache --embedding-cache names, as training does.
+    cache = tmp_path / "load-cache"
+    load = ["eval-router", str(data), "--load", str(model), "--no-progress"]
+    assert main([*load, "--embedding-cache", str(cache)]) == 0
+    assert list(cache.glob("*.sqlite"))
     # A strategy beside --load would be ignored in silence: refused instead.
     load = ["eval-router", str(data), "--load", str(model), "--no-progress"]
     assert main([*load, "--strategy", "logistic"]) == 2

@@ -263,3 +263,28 @@ def test_prompts_that_embed_alike_are_warned_about_once(caplog) -> None:
     with caplog.at_level("WARNING", logger="costopt_core.learned"):
         KNNStrategy(HashingEmbedder(dim=64), k=3).fit([TEMPLATE + p for p in PROMPTS], LABELS)
     assert not caplog.records  # one template is stripped: nothing to warn about
+
+
+def test_a_loaded_router_reads_embeddings_cached_by_earlier_runs(tmp_path) -> None:
+    seen: list[str] = []
+
+    class Model:
+        model = "spy-cache-v1"
+
+        def embed(self, texts):
+            seen.extend(texts)
+            return HashingEmbedder(dim=64).embed(texts)
+
+    router = KNNStrategy(Model(), k=3, cache_dir=tmp_path / "cache").fit(PROMPTS, LABELS)
+    path = router.save(tmp_path / "r.npz")
+    seen.clear()
+    # A later process (the deployed router, eval-router --load): nothing embedded again.
+    loaded = load_router(path, embeddings=Model(), cache_dir=tmp_path / "cache")
+    assert loaded.scores(PROMPTS) == pytest.approx(router.scores(PROMPTS))
+    assert seen == []
+    again = KNNStrategy.load(path, embeddings=Model(), cache_dir=tmp_path / "cache")
+    again.scores(PROMPTS)
+    assert seen == []
+    # Without a cache folder (the default), memory only, as before.
+    load_router(path, embeddings=Model()).scores(PROMPTS[:2])
+    assert seen == PROMPTS[:2]
