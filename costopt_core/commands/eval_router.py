@@ -111,13 +111,33 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     return parser
 
 
+def learned_strategy_names() -> list[str]:
+    """The built-in strategies that learn from labelled prompts (what train-router fits).
+
+    Example:
+        >>> learned_strategy_names()
+        ['knn', 'logistic']
+    """
+    names = []
+    for name in available_strategies():
+        cls = strategy_class(name)
+        if isinstance(cls, type) and issubclass(cls, LearnedStrategy):
+            names.append(name)
+    return names
+
+
 def add_data_arguments(
-    parser: argparse.ArgumentParser, default_strategy: str, extra_choices: list[str]
+    parser: argparse.ArgumentParser,
+    default_strategy: str,
+    extra_choices: list[str],
+    *,
+    strategies: list[str] | None = None,
 ) -> None:
-    """The arguments eval-router and train-router share."""
+    """The arguments eval-router and train-router share; ``strategies``: the built-in
+    strategies ``--strategy`` takes (None = all of them)."""
     parser.add_argument("data", metavar="DATA", help="CSV or JSONL of labelled prompts")
     # One list of names for --help and for the error on an unknown one.
-    choices = [*available_strategies(), *extra_choices]
+    choices = [*(available_strategies() if strategies is None else strategies), *extra_choices]
     parser.set_defaults(default_strategy=default_strategy, strategy_choices=choices)
     parser.add_argument(
         "--strategy",
@@ -156,11 +176,19 @@ def check_strategy_name(args: argparse.Namespace) -> None:
     if name in args.strategy_choices:
         return
     try:
-        strategy_class(name)  # a spelling it also takes, such as zero_shot
+        cls = strategy_class(name)  # a spelling it also takes, such as zero_shot
     except ValueError:
         raise ValueError(
             f"unknown strategy {args.strategy!r}; choose one of {args.strategy_choices}"
         ) from None
+    known = set(available_strategies())
+    if any(strategy_class(choice) is cls for choice in args.strategy_choices if choice in known):
+        return
+    # A strategy this command does not take (train-router and a rule-based one).
+    raise ValueError(
+        f"strategy {args.strategy!r} is not trained (it learns nothing from labels), so "
+        f"{args.command} cannot use it; choose one of {args.strategy_choices}"
+    )
 
 
 def build_strategy(args: argparse.Namespace) -> Any:
@@ -450,6 +478,7 @@ __all__ = [
     "check_strategy_name",
     "embedding_cache_dir",
     "format_report",
+    "learned_strategy_names",
     "note_repeated_prompts",
     "parse_options",
     "plot_quality_vs_cost",

@@ -25,6 +25,7 @@ from costopt_core.commands.eval_router import (
     add_data_arguments,
     build_strategy,
     check_strategy_name,
+    learned_strategy_names,
 )
 from costopt_core.evaluation import cross_val_scores, embed_all, load_routing_data
 
@@ -37,7 +38,9 @@ DESCRIPTION = (
 
 def register(subparsers: Any) -> argparse.ArgumentParser:
     parser = add_command(subparsers, "train-router", SUMMARY, DESCRIPTION, run)
-    add_data_arguments(parser, default_strategy="knn", extra_choices=[])
+    add_data_arguments(
+        parser, default_strategy="knn", extra_choices=[], strategies=learned_strategy_names()
+    )
     parser.add_argument("--out", required=True, metavar="ROUTER", help="file to write")
     parser.add_argument(
         "--tiers", metavar="A,B[,C...]", help="tier names, cheapest first (default weak,strong)"

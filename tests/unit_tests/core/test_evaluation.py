@@ -583,3 +583,19 @@ def test_a_binary_data_file_is_refused_naming_it(tmp_path) -> None:
     path.write_bytes(b"prompt,weak_correct,strong_correct\n\xff\xfe\x00binary,1,1\n")
     with pytest.raises(ValueError, match=r"labels\.csv: not UTF-8 text"):
         load_routing_data(path)
+
+
+def test_train_router_offers_and_takes_only_strategies_it_can_train(tmp_path, capsys) -> None:
+    with pytest.raises(SystemExit):
+        main(["train-router", "--help"])
+    helped = capsys.readouterr().out
+    assert "one of ['knn', 'logistic']" in helped and "rules" not in helped
+    data = _labels_csv(tmp_path)
+    for name in ("default", "rules", "zero_shot"):
+        args = ["train-router", str(data), "--strategy", name, "--out", str(tmp_path / "r")]
+        assert main(args) == 2
+        err = capsys.readouterr().err
+        assert f"strategy {name!r} is not trained (it learns nothing from labels)" in err
+        assert "choose one of ['knn', 'logistic']" in err and "TypeError" not in err
+        assert "tiers" not in err
+    assert not list(tmp_path.glob("r*"))
