@@ -86,22 +86,79 @@ def default_embedding(*, warn: bool = True, stacklevel: int = 3) -> Any:
     return HashingEmbedder()
 
 
+#: Public settings of the common embedding classes (LangChain's OpenAI, Google, Cohere,
+#: Voyage, Hugging Face; LlamaIndex's) that change the vectors a model name gives: two
+#: configurations of one model never share cached vectors. Settings left at None or empty
+#: are not named, so a model's identity without them is what it always was.
+OUTPUT_SETTINGS: tuple[str, ...] = (
+    "dimensions",
+    "dimension",
+    "output_dimension",
+    "output_dimensionality",
+    "truncate_dim",
+    "normalize",
+    "normalize_embeddings",
+    "encode_kwargs",
+    "embed_instruction",
+    "query_instruction",
+    "text_instruction",
+    "task_type",
+    "input_type",
+    "pooling",
+    "max_length",
+    "truncation",
+    "truncate",
+    "mode",
+)
+_PLAIN = (str, int, float, bool)
+
+
+def _plain_setting(value: Any) -> Any:
+    """``value`` as JSON-ready data when it is plain (numbers, text, lists and dicts of
+    them; an enum by its value), else None: a client or a secret never enters an
+    identity (it is written into router files)."""
+    value = getattr(value, "value", value)  # an Enum member
+    if isinstance(value, _PLAIN):
+        return value
+    if isinstance(value, list | tuple):
+        items = [_plain_setting(v) for v in value]
+        return None if any(i is None for i in items) else items
+    if isinstance(value, dict):
+        pairs = {str(k): _plain_setting(v) for k, v in value.items()}
+        return None if any(v is None for v in pairs.values()) else pairs
+    return None
+
+
 def model_identity(model: Any) -> str | None:
-    """A stable name for ``model``'s vectors, or None when it has none (a bare callable).
+    """A stable name for ``model``'s vectors, or None when it has none (a bare callable):
+    the class, the model name and the settings of ``OUTPUT_SETTINGS`` it sets.
 
     Example:
         >>> model_identity(HashingEmbedder(dim=64))
         'hashing:{"dim": 64, "ngram_range": [3, 5], "word_weight": 2.0}'
+        >>> class Remote:
+        ...     def __init__(self, dimensions=None):
+        ...         self.model, self.dimensions = "text-embedding-3-small", dimensions
+        >>> model_identity(Remote()).endswith("Remote:text-embedding-3-small")
+        True
+        >>> model_identity(Remote(256)).endswith('text-embedding-3-small{"dimensions": 256}')
+        True
     """
-    if isinstance(model, HashingEmbedder):
-        import json
+    import json
 
+    if isinstance(model, HashingEmbedder):
         return "hashing:" + json.dumps(model.config(), sort_keys=True)
     for attr in ("model", "model_name", "model_id", "MODEL"):
         value = getattr(model, attr, None)
         if isinstance(value, str) and value:
             cls = type(model)
-            return f"{cls.__module__}.{cls.__qualname__}:{value}"
+            settings = {}
+            for name in OUTPUT_SETTINGS:
+                setting = _plain_setting(getattr(model, name, None))
+                if setting not in (None, "", [], {}):
+                    settings[name] = setting
+            named = json.dumps(settings, sort_keys=True) if settings else ""
+            return f"{cls.__module__}.{cls.__qualname__}:{value}{named}"
     return None
 
 
@@ -234,6 +291,9 @@ class CachedEmbedder:
         self.batch_size = batch_size
         self._memory: dict[bytes, np.ndarray] = {}
         self._lock = threading.Lock()
+        #: Length of the vectors: set by the first ones computed or by the disk cache
+        #: (which keeps it); every later vector must match it.
+        self.dim: int | None = None
         self.path: Path | None = None
         if cache_dir is not None and self.model_id is not None:
             digest = hashlib.sha256(self.model_id.encode()).hexdigest()[:16]
@@ -242,6 +302,8 @@ class CachedEmbedder:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with self._connect() as db:
                 db.execute("CREATE TABLE IF NOT EXISTS v (k BLOB PRIMARY KEY, x BLOB NOT NULL)")
+                db.execute("CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT)")
+                self.dim = self._stored_dim(db)
 
     def embedded_text(self, text: str) -> str:
         """The part of ``text`` that is embedded: its head of ``max_tokens`` tokens.
@@ -253,6 +315,20 @@ class CachedEmbedder:
             'one two'
         """
         return text if self.max_tokens is None else leading_text(text, self.max_tokens)
+
+    @staticmethod
+    def _stored_dim(db: sqlite3.Connection) -> int | None:
+        """The vector length a cache file holds: kept in ``meta``; in a file from before
+        it was kept, read off a stored vector (and kept from now on)."""
+        row = db.execute("SELECT v FROM meta WHERE k = 'dim'").fetchone()
+        if row is not None:
+            return int(row[0])
+        row = db.execute("SELECT length(x) FROM v LIMIT 1").fetchone()
+        if row is None:
+            return None
+        dim = int(row[0]) // 4  # float32
+        db.execute("INSERT OR IGNORE INTO meta (k, v) VALUES ('dim', ?)", (str(dim),))
+        return dim
 
     def _connect(self) -> sqlite3.Connection:
         assert self.path is not None
@@ -284,6 +360,8 @@ class CachedEmbedder:
                 chunk = keys[i : i + 500]
                 marks = ",".join("?" * len(chunk))
                 for key, blob in db.execute(f"SELECT k, x FROM v WHERE k IN ({marks})", chunk):
+                    if self.dim is not None and len(blob) != 4 * self.dim:
+                        continue  # not a vector of this file's length: embedded again
                     found[bytes(key)] = np.frombuffer(blob, dtype=np.float32)
         with self._lock:
             self._memory.update(found)
@@ -302,6 +380,7 @@ class CachedEmbedder:
                 )
             if not np.all(np.isfinite(vectors)):
                 raise ValueError(f"{self.name} returned non-finite values")
+            self._check_dim(int(vectors.shape[1]))
             pairs = zip((key for key, _ in batch), vectors, strict=True)
             rows = {key: np.ascontiguousarray(v, dtype=np.float32) for key, v in pairs}
             with self._lock:
@@ -312,6 +391,29 @@ class CachedEmbedder:
                         "INSERT OR REPLACE INTO v (k, x) VALUES (?, ?)",
                         [(k, v.tobytes()) for k, v in rows.items()],
                     )
+
+    def _check_dim(self, dim: int) -> None:
+        """Vectors of one length per model identity: another length means the model's
+        settings changed under the same identity, and the vectors cached before are
+        stale (a router would compare vectors of two configurations)."""
+        with self._lock:
+            known = self.dim
+            if known is None:
+                self.dim = dim
+        if known is None and self.path is not None:
+            # Another process may have kept a length first: the file's length wins.
+            with self._connect() as db:
+                db.execute("INSERT OR IGNORE INTO meta (k, v) VALUES ('dim', ?)", (str(dim),))
+                known = int(db.execute("SELECT v FROM meta WHERE k = 'dim'").fetchone()[0])
+            self.dim = known
+        if known is not None and known != dim:
+            where = f"the cache {self.path}" if self.path else "this embedder's earlier vectors"
+            raise ValueError(
+                f"{self.name} returned {dim}-dimensional vectors, but {where} holds "
+                f"{known}-dimensional ones for the same model identity ({self.model_id!r}): "
+                "its settings changed. Pass model_id= naming the configuration, or another "
+                "cache_dir"
+            )
 
     def __repr__(self) -> str:
         where = f", cache={str(self.path)!r}" if self.path else ""
