@@ -732,8 +732,8 @@ class CostLedger:
         # the estimates' total, and the earliest expiry (no scan before it comes).
         self._reserved_total = 0.0
         self._next_expiry = math.inf
-        # The lowest limit of the budgets last checked (by identity: a handler's budgets
-        # are one tuple): while the whole spend is below it, every budget admits.
+        # The lowest limit of the budgets tuple last checked (by identity: a handler's
+        # budgets are one tuple): while the whole spend is below it, every budget admits.
         self._lowest_of: Sequence[Budget] = ()
         self._lowest_limit = math.inf
         self._newest_day = -math.inf  # the latest day bucket (records may be back-dated)
@@ -964,11 +964,20 @@ class CostLedger:
             if now >= self._next_expiry:
                 self._expire(now)
             pending = self._reserved_total
-            if budgets is not self._lowest_of:
-                self._lowest_of = budgets
-                self._lowest_limit = min((b.limit_usd for b in budgets), default=math.inf)
+            if budgets is self._lowest_of:
+                lowest = self._lowest_limit
+            else:
+                if type(budgets) is not tuple:
+                    # A list can change in place and a generator runs once: read now,
+                    # never kept (a handler's own budgets are a tuple).
+                    budgets = tuple(budgets)
+                else:
+                    self._lowest_of = budgets
+                lowest = min((b.limit_usd for b in budgets), default=math.inf)
+                if budgets is self._lowest_of:
+                    self._lowest_limit = lowest
             used = self._spent_total + pending
-            if used + estimate > self._lowest_limit or used >= self._lowest_limit:
+            if used + estimate > lowest or used >= lowest:
                 # Near a limit: each budget's own spend (a period's is part of the whole
                 # spend, so far from every limit that one sum settles it for all of them).
                 refused = self._refusing(estimate, budgets, pending, now)

@@ -108,6 +108,9 @@ class ModelPrice:
             if value is not None:
                 check_price(f"ModelPrice.{name}", value)
         check_batch_discount("ModelPrice.batch_discount", self.batch_discount)
+        self._resolve_rates()
+
+    def _resolve_rates(self) -> None:
         # Each kind of token's rate, "billed as input / output" resolved once: a call is
         # priced on the call path, and this spares it the reads and the None checks.
         rates = (
@@ -118,6 +121,13 @@ class ModelPrice:
             self.output if self.reasoning is None else self.reasoning,
         )
         object.__setattr__(self, "_rates", rates)  # frozen: set as the constructor does
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # Unpickling skips __post_init__: a price pickled before the rates were kept
+        # (or by anyone) gets them resolved here.
+        for name, value in state.items():
+            object.__setattr__(self, name, value)
+        self._resolve_rates()
 
     def cost(
         self,

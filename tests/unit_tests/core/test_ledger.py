@@ -498,3 +498,16 @@ def test_yesterdays_spend_does_not_refuse_a_day_budget_today() -> None:
     ledger.record(CostRecord(model="m", cost_usd=0.5, timestamp=_ts(2026, 3, 17, 9)))
     assert ledger.reserve(0.4, [Budget(1.0, "day")], now=now).allowed
     assert not ledger.reserve(0.2, [Budget(1.0, "day")], now=now).allowed
+
+
+def test_a_budgets_list_changed_in_place_or_given_once_as_a_generator_still_binds() -> None:
+    # A handler's budgets are a tuple; a list set on its accountant can change in place,
+    # and a generator can be read only once: each check must see the budgets as they are.
+    ledger = CostLedger()
+    ledger.record(CostRecord(model="m", cost_usd=0.5))
+    budgets = [Budget(10.0)]
+    assert isinstance(ledger.reserve_id(0.01, budgets), str)
+    budgets.append(Budget(0.1))
+    assert ledger.reserve_id(0.01, budgets) == (budgets[1], pytest.approx(0.51))
+    refused = ledger.reserve(0.01, (b for b in [Budget(10.0), Budget(0.1)]))
+    assert not refused.allowed and refused.budget == Budget(0.1)

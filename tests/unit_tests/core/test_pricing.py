@@ -244,3 +244,27 @@ def test_litellm_json_with_a_bad_price_is_refused_naming_the_model(tmp_path, bad
     )
     with pytest.raises(ValueError, match=r"model 'broken': input_per_token must be a finite"):
         PriceCatalog(use_genai_prices=False).load_litellm_json(path)
+
+
+def test_a_price_pickled_without_its_resolved_rates_still_prices_calls() -> None:
+    # Prices pickled by an earlier version hold no resolved rates (unpickling skips
+    # __post_init__): they must price a call as a fresh one does.
+    import copyreg
+    import io
+    import pickle
+
+    price = ModelPrice(input=1e-6, output=2e-6, cache_read=1e-7, reasoning=3e-6)
+    buffer = io.BytesIO()
+    pickler = pickle.Pickler(buffer)
+    pickler.dispatch_table = {
+        ModelPrice: lambda p: (
+            copyreg.__newobj__,
+            (ModelPrice,),
+            {k: v for k, v in vars(p).items() if k != "_rates"},
+        )
+    }
+    pickler.dump(price)
+    old = pickle.loads(buffer.getvalue())
+    assert old == price
+    assert old.cost(1000, 200, 400, 0, 50) == price.cost(1000, 200, 400, 0, 50)
+    assert old.bill((1000, 200, 400, 0, 50)) == price.bill((1000, 200, 400, 0, 50))
