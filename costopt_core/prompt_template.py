@@ -31,6 +31,9 @@ MIN_SHARE = 0.5
 #: A shorter shared head is a common opening ("What is the ..."), not a template, and
 #: costs the embedded head little: left in place.
 MIN_TOKENS = 4
+#: Share of the prompts holding the prefix so far that must also hold its next word: a
+#: word on fewer belongs to what varies (one subject's name, one task family's opening).
+MIN_KEPT = 0.9
 
 
 def _ends_a_word(char: str) -> bool:
@@ -39,13 +42,36 @@ def _ends_a_word(char: str) -> bool:
     return char.isspace() or unicodedata.category(char)[0] in "PZ"
 
 
+def _common_head(first: str, last: str) -> str:
+    """The text ``first`` and ``last`` both start with."""
+    n = 0
+    limit = min(len(first), len(last))
+    while n < limit and first[n] == last[n]:
+        n += 1
+    return first[:n]
+
+
+def _next_word_end(text: str, start: int) -> int | None:
+    """Where the word starting at ``start`` ends (just after its space or punctuation
+    mark); ``None`` when ``text`` ends within it, so nothing would follow a prefix there."""
+    for i in range(start, len(text) - 1):
+        if _ends_a_word(text[i]):
+            return i + 1
+    return None
+
+
 def shared_prefix(
-    prompts: Iterable[str], *, min_share: float = MIN_SHARE, min_tokens: int = MIN_TOKENS
+    prompts: Iterable[str],
+    *,
+    min_share: float = MIN_SHARE,
+    min_tokens: int = MIN_TOKENS,
+    min_kept: float = MIN_KEPT,
 ) -> str:
-    """The longest leading text, ending after a space or punctuation mark, that at least
-    ``min_share`` of the distinct ``prompts`` start with; ``""`` when there is none of at
-    least ``min_tokens`` estimated tokens. What varies after it (a subject name, the
-    question) is kept.
+    """The leading text, whole words ending after a space or punctuation mark, that at
+    least ``min_share`` of the distinct ``prompts`` start with, extended word by word only
+    while each word keeps at least ``min_kept`` of the prompts sharing the words before it;
+    ``""`` when it is under ``min_tokens`` estimated tokens. What varies after it (a
+    subject name, the question, one task family's own opening) is kept.
 
     Example:
         >>> shared_prefix([
@@ -59,32 +85,44 @@ def shared_prefix(
     """
     if not 0.0 < min_share <= 1.0:
         raise ValueError(f"min_share must be in (0, 1], got {min_share!r}")
-    distinct = sorted(set(prompts))
-    if len(distinct) < 2:
+    if not 0.0 < min_kept <= 1.0:
+        raise ValueError(f"min_kept must be in (0, 1], got {min_kept!r}")
+    distinct = set(prompts)
+    need = max(2, math.ceil(min_share * len(distinct)))
+    # Coverage before length: the longest prefix half the prompts share can run into one
+    # task family's own opening ("... Question: Prove theorem ") or one subject's header,
+    # and stripping it from those prompts only would hide what tells them apart.
+    if len(distinct) < need:
         return ""
-    window = max(2, math.ceil(min_share * len(distinct)))
-    if window > len(distinct):
-        return ""
-    # In sorted order the prompts sharing a prefix are contiguous, and a run's common
-    # prefix is that of its first and last prompt: the best run of ``window`` prompts.
-    best = ""
-    for first, last in zip(distinct, distinct[window - 1 :], strict=False):
-        n = len(best) + 1  # only a longer shared head matters
-        if len(first) < n or len(last) < n or first[:n] != last[:n]:
-            continue
-        limit = min(len(first), len(last))
-        while n < limit and first[n] == last[n]:
-            n += 1
-        if n == len(first):
-            # One prompt runs on into the others ("check", "check this"): a whole
-            # prompt, not an instruction followed by what varies.
-            continue
-        best = first[:n]
-    # Cut back to a word boundary: the last shared word may only begin alike.
-    cut = len(best)
-    while cut and not _ends_a_word(best[cut - 1]):
-        cut -= 1
-    prefix = best[:cut]
+    held, end, first = list(distinct), 0, True
+    while True:
+        # Words all held prompts share keep every one of them: skip to the last of those
+        # at once (the boundary before the shortest prompt's last character, so none ends
+        # in them) instead of grouping prompt by prompt, word by word.
+        common = _common_head(min(held), max(held))
+        for i in range(len(common) - 2, end - 1, -1):
+            if _ends_a_word(common[i]):
+                end, first = i + 1, False
+                break
+        words: dict[str, list[str]] = {}
+        ended = False
+        for text in held:
+            word_end = _next_word_end(text, end)
+            if word_end is None:
+                ended = True
+            else:
+                words.setdefault(text[end:word_end], []).append(text)
+        if ended and not first:
+            # A prompt ends within the next word: the others run on past a whole prompt
+            # ("check", "check this"), which is not an instruction followed by what varies.
+            break
+        if not words:
+            break
+        word, kept = max(words.items(), key=lambda item: (len(item[1]), item[0]))
+        if len(kept) < need or (not first and len(kept) < min_kept * len(held)):
+            break
+        held, end, first = kept, end + len(word), False
+    prefix = held[0][:end] if not first else ""
     return prefix if estimate_tokens(prefix) >= min_tokens else ""
 
 
@@ -100,4 +138,4 @@ def strip_prefix(text: str, prefix: str) -> str:
     return text
 
 
-__all__ = ["MIN_SHARE", "MIN_TOKENS", "shared_prefix", "strip_prefix"]
+__all__ = ["MIN_KEPT", "MIN_SHARE", "MIN_TOKENS", "shared_prefix", "strip_prefix"]

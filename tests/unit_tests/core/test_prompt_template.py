@@ -26,6 +26,38 @@ def test_the_subject_after_the_shared_words_is_kept() -> None:
     assert shared_prefix(prompts) == head
 
 
+def test_one_subject_on_half_the_prompts_does_not_join_the_template() -> None:
+    # The longest head half the prompts share is the majority subject's whole header;
+    # stripping it from those only would leave the others to embed the ~20-token template.
+    head = "The following are multiple choice questions (with answers) about "
+    prompts = [f"{head}high school mathematics.\n\nWhat is {i} times {i + 3}?" for i in range(60)]
+    others = ["college physics", "world history", "law", "medicine"] * 10
+    prompts += [f"{head}{s}.\n\nQuestion {i} on {s}: which holds?" for i, s in enumerate(others)]
+    prefix = shared_prefix(prompts)
+    assert prefix == head
+    assert strip_prefix(prompts[-1], prefix).startswith("medicine.")
+
+
+def test_one_task_family_opening_is_not_part_of_the_template() -> None:
+    # Half the prompts open "Prove theorem number": as part of the prefix it would be
+    # stripped from those only, and a reworded proof ("Prove theorem 3") would embed
+    # like the other family.
+    template = "Answer the following question carefully, showing all of your working.\n\n"
+    prompts = [template + f"What is {i} plus {i * 7}?" for i in range(30)]
+    prompts += [template + f"Prove theorem number {i} about primes." for i in range(30)]
+    assert shared_prefix(prompts) == template
+    assert shared_prefix(prompts[:20] + prompts[30:]) == template  # a 60 % family too
+
+
+def test_a_word_nearly_all_templated_prompts_share_joins_the_template() -> None:
+    template = "Answer the following question carefully.\n\n"
+    openings = ["what", "why", "how", "when", "who", "where", "which"]
+    prompts = [template + f"Question: {openings[i % 7]} is {i}?" for i in range(19)]
+    prompts += [template + "Task: say hello.", "hello", "hi there"]
+    assert shared_prefix(prompts) == template + "Question: "
+    assert shared_prefix(prompts, min_kept=1.0) == template
+
+
 def test_a_word_the_prompts_only_begin_alike_is_not_cut() -> None:
     # "Problem: Tom ha..." is shared by the letters of "has" / "had", not by a word.
     template = "Solve this grade school maths problem step by step.\nProblem: "
@@ -61,6 +93,8 @@ def test_a_prompt_that_is_only_the_template_is_kept_whole() -> None:
     assert strip_prefix("", "Context: ") == ""
 
 
-def test_min_share_is_checked() -> None:
+def test_min_share_and_min_kept_are_checked() -> None:
     with pytest.raises(ValueError, match="min_share"):
         shared_prefix(["a", "b"], min_share=0)
+    with pytest.raises(ValueError, match="min_kept"):
+        shared_prefix(["a", "b"], min_kept=1.5)
