@@ -33,8 +33,10 @@ says so (it is lexical and learns far less from the same labels).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import importlib
+import inspect
 import os
 import re
 import sqlite3
@@ -88,8 +90,9 @@ def default_embedding(*, warn: bool = True, stacklevel: int = 3) -> Any:
 
 #: Public settings of the common embedding classes (LangChain's OpenAI, Google, Cohere,
 #: Voyage, Hugging Face; LlamaIndex's) that change the vectors a model name gives: two
-#: configurations of one model never share cached vectors. Settings left at None or empty
-#: are not named, so a model's identity without them is what it always was.
+#: configurations of one model never share cached vectors. Settings left at None, empty or
+#: at the class's own default are not named, so a model's identity without them is what it
+#: always was (and its cached vectors are kept).
 OUTPUT_SETTINGS: tuple[str, ...] = (
     "dimensions",
     "dimension",
@@ -129,9 +132,47 @@ def _plain_setting(value: Any) -> Any:
     return None
 
 
+def _class_default(cls: type, name: str) -> Any:
+    """The default ``cls`` gives setting ``name`` (a pydantic field, a dataclass field,
+    an ``__init__`` argument or a class attribute), or ``_NO_DEFAULT``."""
+    field = (getattr(cls, "model_fields", None) or {}).get(name)  # pydantic 2
+    if field is None and dataclasses.is_dataclass(cls):
+        field = next((f for f in dataclasses.fields(cls) if f.name == name), None)
+    if field is not None:
+        default = getattr(field, "default", _NO_DEFAULT)
+        factory = getattr(field, "default_factory", None)
+        if callable(factory) and not isinstance(default, (*_PLAIN, type(None))):
+            try:
+                return factory()
+            except TypeError:  # a pydantic factory taking the validated data
+                return _NO_DEFAULT
+        return default
+    try:
+        argument = inspect.signature(cls.__init__).parameters.get(name)
+    except (TypeError, ValueError):
+        argument = None
+    if argument is not None and argument.default is not inspect.Parameter.empty:
+        return argument.default
+    attribute = inspect.getattr_static(cls, name, _NO_DEFAULT)
+    return _NO_DEFAULT if callable(attribute) or hasattr(attribute, "__get__") else attribute
+
+
+_NO_DEFAULT = object()
+
+
+def _model_name(model: Any) -> str | None:
+    """The model name ``model`` carries (``model`` / ``model_name`` / ...), if any."""
+    for attr in ("model", "model_name", "model_id", "MODEL"):
+        value = getattr(model, attr, None)
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
 def model_identity(model: Any) -> str | None:
     """A stable name for ``model``'s vectors, or None when it has none (a bare callable):
-    the class, the model name and the settings of ``OUTPUT_SETTINGS`` it sets.
+    the class, the model name and the settings of ``OUTPUT_SETTINGS`` it sets to other
+    than its class's default.
 
     Example:
         >>> model_identity(HashingEmbedder(dim=64))
@@ -143,23 +184,30 @@ def model_identity(model: Any) -> str | None:
         True
         >>> model_identity(Remote(256)).endswith('text-embedding-3-small{"dimensions": 256}')
         True
+        >>> model_identity(Remote(None)) == model_identity(Remote())  # the default: unnamed
+        True
     """
     import json
 
     if isinstance(model, HashingEmbedder):
         return "hashing:" + json.dumps(model.config(), sort_keys=True)
-    for attr in ("model", "model_name", "model_id", "MODEL"):
-        value = getattr(model, attr, None)
-        if isinstance(value, str) and value:
-            cls = type(model)
-            settings = {}
-            for name in OUTPUT_SETTINGS:
-                setting = _plain_setting(getattr(model, name, None))
-                if setting not in (None, "", [], {}):
-                    settings[name] = setting
-            named = json.dumps(settings, sort_keys=True) if settings else ""
-            return f"{cls.__module__}.{cls.__qualname__}:{value}{named}"
-    return None
+    value = _model_name(model)
+    if value is None:
+        return None
+    cls = type(model)
+    settings = {}
+    for name in OUTPUT_SETTINGS:
+        setting = _plain_setting(getattr(model, name, None))
+        if setting in (None, "", [], {}):
+            continue
+        default = _class_default(cls, name)
+        # A default the user did not choose names nothing: an identity is the cache file
+        # and the check of a saved router, both kept from before settings were named.
+        if default is not _NO_DEFAULT and _plain_setting(default) == setting:
+            continue
+        settings[name] = setting
+    named = json.dumps(settings, sort_keys=True) if settings else ""
+    return f"{cls.__module__}.{cls.__qualname__}:{value}{named}"
 
 
 def embedding_function(embeddings: Any = None) -> tuple[EmbedFn, str]:
@@ -245,6 +293,30 @@ def leading_text(text: str, max_tokens: int) -> str:
     return head[:cut] if cut > limit // 2 else head
 
 
+#: The ``meta`` entry holding a cache file's vector length. Not ``dim``: files given a
+#: ``dim`` guessed off one stored row (a file of two configurations has two lengths)
+#: are read as files from before the length was kept.
+_LENGTH_KEY = "vector_length"
+
+
+def _cache_file(cache_dir: str | os.PathLike[str], model_id: str, name: str) -> Path:
+    """The SQLite file of ``model_id``'s vectors in ``cache_dir``: ``name`` (the model
+    name) readable, the identity's hash unique. A file named the way older versions did
+    (the identity's last 40 characters) is kept when it is there.
+
+    Example:
+        >>> identity = 'my.Embedder:BAAI/bge-small-en-v1.5{"dimensions": 256}'
+        >>> _cache_file("/tmp", identity, "BAAI/bge-small-en-v1.5").name
+        'BAAI-bge-small-en-v1-5-7441eed0906706b8.sqlite'
+    """
+    digest = hashlib.sha256(model_id.encode()).hexdigest()[:16]
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-")[:60]
+    path = Path(cache_dir) / f"{slug}-{digest}.sqlite"
+    older = re.sub(r"[^A-Za-z0-9]+", "-", model_id).strip("-")[-40:]
+    legacy = Path(cache_dir) / f"{older}-{digest}.sqlite"
+    return legacy if legacy != path and legacy.exists() and not path.exists() else path
+
+
 def default_cache_dir() -> Path:
     """``$COSTOPT_CACHE_DIR/embeddings``, else ``$XDG_CACHE_HOME/costopt/embeddings``,
     else ``~/.cache/costopt/embeddings``."""
@@ -296,14 +368,14 @@ class CachedEmbedder:
         self.dim: int | None = None
         self.path: Path | None = None
         if cache_dir is not None and self.model_id is not None:
-            digest = hashlib.sha256(self.model_id.encode()).hexdigest()[:16]
-            slug = re.sub(r"[^A-Za-z0-9]+", "-", self.model_id).strip("-")[-40:]
-            self.path = Path(cache_dir) / f"{slug}-{digest}.sqlite"
+            name = self.model_id if model_id else _model_name(self.model) or self.model_id
+            self.path = _cache_file(cache_dir, self.model_id, name)
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with self._connect() as db:
                 db.execute("CREATE TABLE IF NOT EXISTS v (k BLOB PRIMARY KEY, x BLOB NOT NULL)")
                 db.execute("CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT)")
-                self.dim = self._stored_dim(db)
+                row = db.execute("SELECT v FROM meta WHERE k = ?", (_LENGTH_KEY,)).fetchone()
+                self.dim = None if row is None else int(row[0])
 
     def embedded_text(self, text: str) -> str:
         """The part of ``text`` that is embedded: its head of ``max_tokens`` tokens.
@@ -315,20 +387,6 @@ class CachedEmbedder:
             'one two'
         """
         return text if self.max_tokens is None else leading_text(text, self.max_tokens)
-
-    @staticmethod
-    def _stored_dim(db: sqlite3.Connection) -> int | None:
-        """The vector length a cache file holds: kept in ``meta``; in a file from before
-        it was kept, read off a stored vector (and kept from now on)."""
-        row = db.execute("SELECT v FROM meta WHERE k = 'dim'").fetchone()
-        if row is not None:
-            return int(row[0])
-        row = db.execute("SELECT length(x) FROM v LIMIT 1").fetchone()
-        if row is None:
-            return None
-        dim = int(row[0]) // 4  # float32
-        db.execute("INSERT OR IGNORE INTO meta (k, v) VALUES ('dim', ?)", (str(dim),))
-        return dim
 
     def _connect(self) -> sqlite3.Connection:
         assert self.path is not None
@@ -353,16 +411,30 @@ class CachedEmbedder:
         return np.stack(rows)
 
     def _read_disk(self, missing: dict[bytes, str]) -> None:
-        found: dict[bytes, np.ndarray] = {}
+        blobs: dict[bytes, bytes] = {}
         keys = list(missing)
         with self._connect() as db:
             for i in range(0, len(keys), 500):  # SQLite's bound-parameter limit
                 chunk = keys[i : i + 500]
                 marks = ",".join("?" * len(chunk))
                 for key, blob in db.execute(f"SELECT k, x FROM v WHERE k IN ({marks})", chunk):
-                    if self.dim is not None and len(blob) != 4 * self.dim:
-                        continue  # not a vector of this file's length: embedded again
-                    found[bytes(key)] = np.frombuffer(blob, dtype=np.float32)
+                    blobs[bytes(key)] = blob
+        if blobs and self.dim is None:
+            # A file from before the length was kept may hold two configurations' vectors
+            # (identities did not name settings): the model's own length, from fresh
+            # vectors, tells which stored ones are its.
+            fresh = {k: t for k, t in missing.items() if k not in blobs}
+            if not fresh:
+                key = next(iter(blobs))
+                fresh = {key: missing[key]}
+                del blobs[key]
+            self._compute(fresh)
+            for key in fresh:
+                del missing[key]
+        size = 4 * (self.dim or 0)  # float32
+        # Vectors of another length are another configuration's: embedded again and
+        # overwritten.
+        found = {k: np.frombuffer(b, dtype=np.float32) for k, b in blobs.items() if len(b) == size}
         with self._lock:
             self._memory.update(found)
         for key in found:
@@ -403,9 +475,11 @@ class CachedEmbedder:
         if known is None and self.path is not None:
             # Another process may have kept a length first: the file's length wins.
             with self._connect() as db:
-                db.execute("INSERT OR IGNORE INTO meta (k, v) VALUES ('dim', ?)", (str(dim),))
-                known = int(db.execute("SELECT v FROM meta WHERE k = 'dim'").fetchone()[0])
-            self.dim = known
+                db.execute(
+                    "INSERT OR IGNORE INTO meta (k, v) VALUES (?, ?)", (_LENGTH_KEY, str(dim))
+                )
+                row = db.execute("SELECT v FROM meta WHERE k = ?", (_LENGTH_KEY,)).fetchone()
+            known = self.dim = int(row[0])
         if known is not None and known != dim:
             where = f"the cache {self.path}" if self.path else "this embedder's earlier vectors"
             raise ValueError(
