@@ -165,27 +165,27 @@ _CACHING_FRAMES: dict[Any, str] = {
     cache_stream.stream.__code__: "model",
     cache_stream.astream.__code__: "model",
 }
-_CALLER_DEPTH = 8  # update -> _prepare_update -> _answer_usage: a few frames, not a stack
 
 
 def _caching_model_name() -> str | None:
-    """``ls_model_name`` of the chat model whose call is being stored, found as the
-    nearest frame caching it (``None`` if there is none, or it names no model)."""
+    """``ls_model_name`` of the chat model whose call is being stored: the caller of the
+    cache's own frames (``_STORING_FRAMES``) when it is one caching a chat model's call,
+    else ``None`` (a plain LLM's answer stored inside a chat model's ``_generate`` is not
+    that chat model's), or when the model names none."""
     frame = sys._getframe(1)
     try:
-        for _ in range(_CALLER_DEPTH):
-            if frame is None:
-                return None
-            holder = _CACHING_FRAMES.get(frame.f_code)
-            if holder is not None:
-                found = frame.f_locals
-                model, stop, kwargs = found.get(holder), found.get("stop"), found.get("kwargs")
-                if not isinstance(model, BaseChatModel):
-                    return None
-                params = model._get_ls_params(stop=stop, **(kwargs or {}))
-                name = params.get("ls_model_name")
-                return name if isinstance(name, str) and name else None
+        while frame is not None and frame.f_code in _STORING_FRAMES:
             frame = frame.f_back
+        holder = None if frame is None else _CACHING_FRAMES.get(frame.f_code)
+        if frame is None or holder is None:
+            return None
+        found = frame.f_locals
+        model, stop, kwargs = found.get(holder), found.get("stop"), found.get("kwargs")
+        if not isinstance(model, BaseChatModel):
+            return None
+        params = model._get_ls_params(stop=stop, **(kwargs or {}))
+        name = params.get("ls_model_name")
+        return name if isinstance(name, str) and name else None
     except Exception:
         logger.exception("semantic cache could not read the caching model's name")
     finally:
@@ -432,6 +432,21 @@ class SemanticLLMCache(BaseCache):
         """Async :meth:`stream`."""
         return cache_stream.astream(self, model, input, config, **kwargs)
 
+
+# The cache's own frames between a caller storing an answer and _caching_model_name: the
+# walk passes these only, so the caller is the frame that called the cache.
+_STORING_FRAMES: frozenset[Any] = frozenset(
+    {
+        _answer_usage.__code__,
+        SemanticLLMCache._prepare_update.__code__,
+        SemanticLLMCache.update.__code__,
+        SemanticLLMCache.aupdate.__code__,
+        cache_stream.CachedStream.store.__code__,
+        cache_stream.CachedStream.astore.__code__,
+        cache_stream.CachedStream.stored_when_complete.__code__,
+        cache_stream.CachedStream.astored_when_complete.__code__,
+    }
+)
 
 __all__ = [
     "SemanticLLMCache",

@@ -88,3 +88,44 @@ def test_a_cache_consulted_outside_a_models_call_still_stores_unnamed() -> None:
     cache.update("a plain prompt", "[('_type', 'x')]", [ChatGeneration(message=AIMessage("a"))])
     assert cache.lookup("a plain prompt", "[('_type', 'x')]") is not None
     assert cache.stats["unpriced_hits"] == 1 and cache.stats["saved_usd"] == 0.0
+
+
+@pytest.mark.parametrize("asynchronous", [False, True])
+def test_a_plain_llm_cached_inside_a_chat_models_call_is_not_priced_as_that_model(
+    asynchronous: bool,
+) -> None:
+    from langchain_core.language_models.fake import FakeListLLM
+
+    cache = _cache()
+    inner = FakeListLLM(responses=["Open the settings page and click reset."] * 4, cache=cache)
+
+    class Outer(LsOnlyChatModel):
+        def _generate(
+            self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None, **kw: Any
+        ) -> ChatResult:
+            text = inner.generate([str(messages[-1].content)]).generations[0][0].text
+            return ChatResult(
+                generations=[ChatGeneration(message=AIMessage(text, usage_metadata=USAGE))]
+            )
+
+        async def _agenerate(
+            self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None, **kw: Any
+        ) -> ChatResult:
+            result = await inner.agenerate([str(messages[-1].content)])
+            text = result.generations[0][0].text
+            return ChatResult(
+                generations=[ChatGeneration(message=AIMessage(text, usage_metadata=USAGE))]
+            )
+
+    outer = Outer(cache=cache)
+    if asynchronous:
+        asyncio.run(outer.ainvoke(QUESTION))
+        asyncio.run(inner.ainvoke(QUESTION))  # the inner LLM's own answer, from the cache
+    else:
+        outer.invoke(QUESTION)
+        inner.invoke(QUESTION)
+    stats = cache.stats
+    # The LLM names no model: its hit is unpriced, not the $2 of the chat model around it.
+    assert (stats["hits"], stats["unpriced_hits"], stats["saved_usd"]) == (1, 1, 0.0)
+    outer.invoke(QUESTION)  # the chat model's own hit is still priced on its model
+    assert cache.stats["saved_usd"] == pytest.approx(ONE_CALL_USD)
