@@ -74,7 +74,7 @@ directly (the ``events:`` rows, same to the instruction run after run). abf9244 
 0d82b13: events plain 62.6k -> 58.7k, with 2 budgets 101.3k -> 80.6k per call (-20 %:
 the budget check settled by the whole spend far from every limit, one-pass pricing,
 quoted texts remembered, fewer calls on the ledger's path). Invokes in the same sitting:
-plain +46.0k (1.052x) -> +52.3k (1.060x), 2 budgets +82.0k (1.093x) -> +74.3k (1.085x); an
+plain +45.5k (1.052x) -> +52.3k (1.060x), 2 budgets +82.0k (1.093x) -> +74.3k (1.085x); an
 earlier pair, +46.4k -> +44.7k and +85.0k -> +66.6k (1.076x). Not yet the 1.05x target.
 """
 
