@@ -251,6 +251,7 @@ def _scores(
         warn_in_sample(router, data.prompts)
         embed_all(router, data.prompts, progress=progress)
         scores = score_prompts(router, data.prompts, progress=progress)
+        print(saved_cuts(router, scores), file=sys.stderr)
         return scores, f"{router.name} loaded from {args.load}", None
     strategy = build_strategy(args)
     learned = callable(getattr(strategy, "fit", None))
@@ -269,6 +270,32 @@ def _scores(
     if args.folds is not None:
         print(f"note: {name!r} is not trained; --folds has no effect", file=sys.stderr)
     return score_prompts(strategy, data.prompts, progress=progress), name, None
+
+
+def saved_cuts(router: LearnedStrategy, scores: np.ndarray) -> str:
+    """What a saved router's own cut points do on these prompts: the share each tier
+    gets, beside the shares it was calibrated for (``train-router --target-share`` /
+    ``--shares``), so a user sees whether the deployed cut holds on new traffic.
+
+    Example:
+        >>> from costopt_core.knn import KNNStrategy
+        >>> router = KNNStrategy(tiers=("cheap", "strong"), thresholds=[0.5])
+        >>> saved_cuts(router, np.array([0.1, 0.2, 0.7, 0.9]))
+        'saved cut points [0.5000] (not calibrated): on these prompts cheap 50.0%, strong 50.0%'
+    """
+    tiers = np.searchsorted(router.thresholds, scores, side="right")
+    shares = ", ".join(
+        f"{tier} {_pct(float(np.mean(tiers == i)) if len(scores) else None)}"
+        for i, tier in enumerate(router.tiers)
+    )
+    calibration = router.calibration or {}
+    wanted = calibration.get("shares")
+    meant = "not calibrated"
+    if wanted and len(wanted) == len(router.tiers):
+        pairs = zip(router.tiers, wanted, strict=True)
+        meant = "calibrated for " + ", ".join(f"{tier} {_pct(w)}" for tier, w in pairs)
+    cuts = ", ".join(f"{cut:.4f}" for cut in router.thresholds)
+    return f"saved cut points [{cuts}] ({meant}): on these prompts {shares}"
 
 
 def note_repeated_prompts(prompts: list[str]) -> None:

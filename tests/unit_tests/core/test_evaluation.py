@@ -382,7 +382,12 @@ def test_cli_train_router_then_eval_the_saved_router(tmp_path, capsys, suffix) -
     printed = capsys.readouterr().out
     assert "calibrated on out-of-fold scores" in printed and "out-of-fold shares" in printed
     assert main(["eval-router", str(data), "--load", str(model), "--no-progress"]) == 0
-    assert "knn loaded from" in capsys.readouterr().out
+    printed = capsys.readouterr()
+    assert "knn loaded from" in printed.out
+    # The saved cut point is shown with the share it was calibrated for and the share
+    # it gives on these prompts: does the deployed cut hold on new traffic?
+    assert "saved cut points [" in printed.err and "calibrated for " in printed.err
+    assert "strong 50.0%" in printed.err.split("calibrated for ")[1]
     assert list((tmp_path / "cache" / "embeddings").glob("*.sqlite"))  # embedded once, kept
     # --load reads and fills the cache --embedding-cache names, as training does.
     cache = tmp_path / "load-cache"
