@@ -964,18 +964,14 @@ class CostLedger:
             if now >= self._next_expiry:
                 self._expire(now)
             pending = self._reserved_total
-            if budgets is self._lowest_of:
-                lowest = self._lowest_limit
-            else:
+            if budgets is not self._lowest_of:
+                # Only a tuple can be the one remembered: a list can change in place and
+                # a generator runs once (a handler's own budgets are a tuple).
                 if type(budgets) is not tuple:
-                    # A list can change in place and a generator runs once: read now,
-                    # never kept (a handler's own budgets are a tuple).
                     budgets = tuple(budgets)
-                else:
-                    self._lowest_of = budgets
-                lowest = min((b.limit_usd for b in budgets), default=math.inf)
-                if budgets is self._lowest_of:
-                    self._lowest_limit = lowest
+                self._lowest_of = budgets
+                self._lowest_limit = min((b.limit_usd for b in budgets), default=math.inf)
+            lowest = self._lowest_limit
             used = self._spent_total + pending
             if used + estimate > lowest or used >= lowest:
                 # Near a limit: each budget's own spend (a period's is part of the whole
