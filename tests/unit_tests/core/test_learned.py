@@ -152,29 +152,33 @@ def test_the_default_embedding_says_when_it_falls_back_to_hashing() -> None:
         default_embedding(warn=False)
 
 
+class _Spy:
+    """An embedding model that notes every text it is asked to embed."""
+
+    def __init__(self, model: str, seen: list[str]) -> None:
+        self.model = model
+        self._seen = seen
+
+    def embed(self, texts):
+        self._seen.extend(texts)
+        return HashingEmbedder(dim=64).embed(texts)
+
+
 def test_only_the_head_of_a_long_prompt_is_embedded(tmp_path) -> None:
     seen: list[str] = []
-
-    class Model:
-        model = "spy-v1"
-
-        def embed(self, texts):
-            seen.extend(texts)
-            return HashingEmbedder(dim=64).embed(texts)
-
-    router = KNNStrategy(Model(), k=3, max_tokens=8).fit(PROMPTS, LABELS)
+    router = KNNStrategy(_Spy("spy-v1", seen), k=3, max_tokens=8).fit(PROMPTS, LABELS)
     long_prompt = "prove that the sum of odd numbers is a square " + "and more words " * 500
     router.route(long_prompt)
     assert len(seen[-1]) <= 8 * 4 and long_prompt.startswith(seen[-1])
     # The cap travels with the saved router.
-    again = load_router(router.save(tmp_path / "r.npz"), embeddings=Model())
+    again = load_router(router.save(tmp_path / "r.npz"), embeddings=_Spy("spy-v1", seen))
     assert again.route(long_prompt) == router.route(long_prompt)
     assert len(seen[-1]) <= 8 * 4
-    uncapped = KNNStrategy(Model(), k=3, max_tokens=None).fit(PROMPTS, LABELS)
+    uncapped = KNNStrategy(_Spy("spy-v1", seen), k=3, max_tokens=None).fit(PROMPTS, LABELS)
     uncapped.route(long_prompt)
     assert seen[-1] == long_prompt
     with pytest.raises(ValueError, match="max_tokens"):
-        KNNStrategy(Model(), max_tokens=0)
+        KNNStrategy(_Spy("spy-v1", seen), max_tokens=0)
 
 
 def test_a_file_that_is_not_a_router_says_so_and_never_suggests_pickle(tmp_path) -> None:
@@ -267,24 +271,20 @@ def test_prompts_that_embed_alike_are_warned_about_once(caplog) -> None:
 
 def test_a_loaded_router_reads_embeddings_cached_by_earlier_runs(tmp_path) -> None:
     seen: list[str] = []
-
-    class Model:
-        model = "spy-cache-v1"
-
-        def embed(self, texts):
-            seen.extend(texts)
-            return HashingEmbedder(dim=64).embed(texts)
-
-    router = KNNStrategy(Model(), k=3, cache_dir=tmp_path / "cache").fit(PROMPTS, LABELS)
+    router = KNNStrategy(_Spy("spy-cache-v1", seen), k=3, cache_dir=tmp_path / "cache").fit(
+        PROMPTS, LABELS
+    )
     path = router.save(tmp_path / "r.npz")
     seen.clear()
     # A later process (the deployed router, eval-router --load): nothing embedded again.
-    loaded = load_router(path, embeddings=Model(), cache_dir=tmp_path / "cache")
+    loaded = load_router(path, embeddings=_Spy("spy-cache-v1", seen), cache_dir=tmp_path / "cache")
     assert loaded.scores(PROMPTS) == pytest.approx(router.scores(PROMPTS))
     assert seen == []
-    again = KNNStrategy.load(path, embeddings=Model(), cache_dir=tmp_path / "cache")
+    again = KNNStrategy.load(
+        path, embeddings=_Spy("spy-cache-v1", seen), cache_dir=tmp_path / "cache"
+    )
     again.scores(PROMPTS)
     assert seen == []
     # Without a cache folder (the default), memory only, as before.
-    load_router(path, embeddings=Model()).scores(PROMPTS[:2])
+    load_router(path, embeddings=_Spy("spy-cache-v1", seen)).scores(PROMPTS[:2])
     assert seen == PROMPTS[:2]
