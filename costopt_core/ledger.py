@@ -782,7 +782,11 @@ class CostLedger:
         if self._record_overridden:
             self.record(build(model, timestamp, counts, context, run_key), reservation_id)
             return
-        with self._lock:
+        # acquire / release, not ``with``: the context manager's two calls cost as much
+        # again as the lock itself, and this runs for every call.
+        lock = self._lock
+        lock.acquire()
+        try:
             pending = self._pending
             # The entry's items, in _ENTRY's order (see __init__).
             entry = (model, cost_usd, timestamp, *counts, saved_usd, baseline_cost_usd)
@@ -791,6 +795,8 @@ class CostLedger:
             self._settle(reservation_id, cost_usd, timestamp)
             if len(pending) - self._pending_folded >= _FOLD_SPAN:
                 self._fold_pending()
+        finally:
+            lock.release()
 
     def _keep(self, record: CostRecord) -> None:
         # Called with the lock held: keep the record and queue it for the totals.
@@ -960,7 +966,9 @@ class CostLedger:
             estimate = check_estimate(estimate_usd)  # not the usual finite float: check it
         if now is None:
             now = time.time()
-        with self._lock:
+        lock = self._lock  # acquire / release, not ``with`` (see record_deferred)
+        lock.acquire()
+        try:
             if now >= self._next_expiry:
                 self._expire(now)
             pending = self._reserved_total
@@ -988,6 +996,8 @@ class CostLedger:
             if expiry < self._next_expiry:
                 self._next_expiry = expiry
             return reservation_id
+        finally:
+            lock.release()
 
     def _refusing(
         self, estimate: float, budgets: Sequence[Budget], pending: float, now: float

@@ -178,16 +178,34 @@ def quote_prompt_tokens(texts: Sequence[str], *, chat: bool = True, images: int 
     quoted = _quoted
     for text in texts:  # a loop, not sum() over a generator: once per budgeted call
         bound = quoted.get(text)
-        if bound is None:
-            bound = bound_tokens(text)
-            if len(text) <= _QUOTED_TEXT_MAX:
-                if len(quoted) >= _QUOTED_MEMORY:
-                    quoted.clear()  # one C call, safe against other threads' writes
-                quoted[text] = bound
-        tokens += bound
+        tokens += _remember(text) if bound is None else bound
     if chat and texts:
         tokens += _PER_MESSAGE_TOKENS * len(texts) + _REPLY_PRIMING_TOKENS
     return tokens
+
+
+def quote_message_tokens(text: str) -> int:
+    """:func:`quote_prompt_tokens` of a chat prompt of one text message, the usual call
+    (no list to build: this runs before every budgeted call).
+
+    Example:
+        >>> quote_message_tokens("hi") == quote_prompt_tokens(["hi"])
+        True
+    """
+    bound = _quoted.get(text)
+    return (
+        (_remember(text) if bound is None else bound) + _PER_MESSAGE_TOKENS + _REPLY_PRIMING_TOKENS
+    )
+
+
+def _remember(text: str) -> int:
+    # A text not quoted yet: its bound, kept for the next time if the text is short.
+    bound = bound_tokens(text)
+    if len(text) <= _QUOTED_TEXT_MAX:
+        if len(_quoted) >= _QUOTED_MEMORY:
+            _quoted.clear()  # one C call, safe against other threads' writes
+        _quoted[text] = bound
+    return bound
 
 
 # Tool schemas by identity: a model bound to tools hands every call the same list, and
@@ -329,6 +347,7 @@ __all__ = [
     "encoding_for",
     "estimate_schema_tokens",
     "estimate_tokens",
+    "quote_message_tokens",
     "quote_prompt_tokens",
     "tokenizer_for",
 ]

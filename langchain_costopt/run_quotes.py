@@ -21,7 +21,7 @@ from typing import Any
 
 from costopt_core.budget_gate import OUTPUT_LIMIT_KEYS, CallQuote, output_limit_in
 from costopt_core.metadata_keys import ROUTED_TIER_PARAM, model_name_in
-from costopt_core.tokens import estimate_schema_tokens, quote_prompt_tokens
+from costopt_core.tokens import estimate_schema_tokens, quote_message_tokens, quote_prompt_tokens
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 _OUTPUT_LIMIT_KEYS = frozenset(OUTPUT_LIMIT_KEYS)
@@ -93,7 +93,12 @@ def call_quote(
     models = params.get("models")
     if models is not None and is_map(models):
         return None
-    tokens = _prompt_tokens(messages, params)
+    prompt = messages[0] if messages else ()
+    content = getattr(prompt[0], "content", None) if len(prompt) == 1 else None
+    if type(content) is str and not params.get("tools"):
+        tokens = quote_message_tokens(content)  # one text message, the usual call
+    else:
+        tokens = _prompt_tokens(messages, params)
     # Most calls set no output cap: one C-level test of the keys instead of five reads
     # (this runs before every budgeted call). model_name_in's usual answer likewise
     # first; anything unusual (an invalid first value) is left to it.
@@ -124,23 +129,17 @@ def _is_image(block: Any) -> bool:
 def _prompt_tokens(messages: list[list[Any]], params: Mapping[str, Any]) -> int:
     """What a budget reserves for the prompt: its messages' text (``bound_tokens``: never
     short of the real count), its images and any bound tools."""
-    prompt = messages[0] if messages else ()
-    content = getattr(prompt[0], "content", None) if len(prompt) == 1 else None
-    if type(content) is str:
-        # One text message, the usual case: no list to build.
-        tokens = quote_prompt_tokens((content,))
-    else:
-        texts = []
-        images = 0
-        for item in prompt:
-            content = item if isinstance(item, str) else getattr(item, "content", "")
-            if isinstance(content, list):
-                # An image is billed as an image, whatever its URL or data's length.
-                kept = [b for b in content if not _is_image(b)]
-                images += len(content) - len(kept)
-                content = kept
-            texts.append(content if isinstance(content, str) else json.dumps(content, default=str))
-        tokens = quote_prompt_tokens(texts, images=images)
+    texts = []
+    images = 0
+    for item in messages[0] if messages else ():
+        content = item if isinstance(item, str) else getattr(item, "content", "")
+        if isinstance(content, list):
+            # An image is billed as an image, whatever its URL or data's length.
+            kept = [b for b in content if not _is_image(b)]
+            images += len(content) - len(kept)
+            content = kept
+        texts.append(content if isinstance(content, str) else json.dumps(content, default=str))
+    tokens = quote_prompt_tokens(texts, images=images)
     # Bound tools are part of the prompt.
     tools = params.get("tools")
     if tools:
