@@ -175,3 +175,123 @@ def test_a_saving_on_several_levers_is_split_by_the_one_rule(tmp_path, capsys):
     line = next(x for x in out.splitlines() if x.startswith("saved by lever:"))
     assert f"routing ${data['saved_routing_usd']:.6f}" in line
     assert f"batch ${data['saved_batch_usd']:.6f}" in line
+
+
+ROUTER = ["gpt-4o-mini", "gpt-4o"]
+
+
+def write_mixed_ledger(path: str) -> dict:
+    """Routed calls, cache hits, calls without usage (estimated from text, or unpriced),
+    an unpriced model and cascade attempts, as the cost handlers record them; returns
+    the accountant's own ``to_dict()``."""
+    from costopt_core.accounting import CallText, CostAccountant
+    from costopt_core.ledger import TokenUsage
+
+    with SQLiteLedger(path, durable=False) as ledger:
+        acct = CostAccountant(ledger=ledger)
+        for i in range(60):
+            tokens, when = TokenUsage(137 + 31 * i, 11 + 7 * i), T0 + i * 5_000.0
+            step = i % 6
+            if step < 2:
+                model, tier = ROUTER[step], ("cheap", "strong")[step]
+                acct.record_call(model, tokens, tier=tier, router_models=ROUTER, timestamp=when)
+            elif step == 2:
+                acct.record_cache_hit("gpt-4o-mini", tokens, tier="cheap")
+                acct.record_cache_hit("gpt-4o", tokens)
+            elif step == 3:
+                text = CallText([f"What is {i} squared?"], f"It is {i * i}.")
+                acct.record_call("gpt-4o", None, text=text, timestamp=when)  # estimated
+                acct.record_call("gpt-4o-mini", None, timestamp=when)  # cost unknown
+            elif step == 4:
+                acct.record_call("my-local-finetune-xyz", tokens, timestamp=when)
+            else:
+                acct.record_attempt("gpt-4o-mini", tokens, tier="cheap")
+        return acct.to_dict()
+
+
+def same(expected: object) -> object:
+    """Equal but for the last bits of a float sum taken in another order."""
+    return pytest.approx(expected, rel=1e-12, abs=0)
+
+
+def test_a_streamed_report_has_the_figures_of_every_record_held(tmp_path, monkeypatch):
+    from functools import partialmethod
+
+    from costopt_core.commands.report import read_report
+
+    path = str(tmp_path / "mixed.db")
+    data = write_mixed_ledger(path)
+    with SQLiteLedger(path, read_only=True) as ledger:
+        held = LedgerReport.from_records(ledger.records())  # every record in memory
+    # Chunks of 7 rows: records cross chunk boundaries in every dimension.
+    chunked = partialmethod(SQLiteLedger.iter_records, chunk_rows=7)
+    monkeypatch.setattr(SQLiteLedger, "iter_records", chunked)
+    streamed = read_report(path)
+    # Exact equality, float for float: the same records added in the same order.
+    assert streamed.total == held.total and streamed.by == held.by
+    assert streamed.saved_by_lever == held.saved_by_lever
+    assert (streamed.first, streamed.last) == (held.first, held.last)
+    assert streamed.to_text() == held.to_text()
+    assert streamed.total.events == 80 and streamed.total.unpriced_events == 20
+    # The handler's own figures (its sums run per model, so equal to the last bit or so).
+    for name, figures in data["models"].items():
+        row = streamed.by["model"][name]
+        assert (row.calls, row.cache_hits, row.cascade_attempts) == (
+            figures["calls"],
+            figures["cache_hits"],
+            figures["cascade_attempts"],
+        )
+        assert (row.unpriced_events, row.estimated_events) == (
+            figures["unpriced_calls"],
+            figures["estimated_calls"],
+        )
+        assert (row.cost_usd, row.saved_usd) == same(
+            (figures["priced_cost_usd"], figures["saved_usd"])
+        )
+    assert streamed.total.cost_usd == same(data["total_cost"])
+    assert streamed.total.saved_usd == same(data["total_saved"])
+    assert streamed.saved_by_lever["cache"] == same(data["saved_cache_usd"])
+    assert streamed.saved_by_lever["routing"] == same(data["saved_routing_usd"])
+
+
+def _write_rows(path: str, count: int) -> None:
+    """``count`` records written straight into a ledger file (as fast as SQLite goes)."""
+    import json
+    import sqlite3
+
+    from costopt_core.stores.ledger_sql import RECORD_COLUMNS, record_values
+
+    SQLiteLedger(path).close()
+    columns = ", ".join(RECORD_COLUMNS)
+    marks = ", ".join("?" * (len(RECORD_COLUMNS) + 1))
+    rows = (
+        (f"r{i}", *record_values(
+            CostRecord(ROUTER[i % 2], tier="cheap", input_tokens=500, output_tokens=200,
+                       cost_usd=0.0002, saved_usd=0.001, timestamp=T0 + i * 10.0,
+                       tags={"app": "bot"}),
+            tags=json.dumps,
+        ))
+        for i in range(count)
+    )  # fmt: skip
+    with sqlite3.connect(path) as conn:
+        conn.executemany(f"INSERT INTO costopt_ledger (id, {columns}) VALUES ({marks})", rows)
+
+
+def test_a_reports_memory_does_not_grow_with_the_ledger(tmp_path):
+    import tracemalloc
+
+    from costopt_core.commands.report import read_report
+
+    peaks = []
+    for count in (2_000, 8_000):
+        path = str(tmp_path / f"rows{count}.db")
+        _write_rows(path, count)
+        tracemalloc.start()
+        try:
+            report = read_report(path)
+            peaks.append(tracemalloc.get_traced_memory()[1])
+        finally:
+            tracemalloc.stop()
+        assert report.total.events == count
+    # Four times the rows: the records held would take four times the memory.
+    assert peaks[1] < 1.5 * peaks[0], peaks

@@ -154,3 +154,37 @@ def test_a_cost_handlers_monthly_budget_survives_a_restart(tmp_path):
     with SQLiteLedger(path) as ledger:
         assert ledger.spent_since() == pytest.approx(5 * call_cost)
         assert ledger.spent_since() <= budget
+
+
+def test_iter_records_streams_what_records_returns_in_chunks(tmp_path):
+    path = tmp_path / "spend.db"
+    ledger = SQLiteLedger(path)
+    for i in range(10):
+        ledger.record(CostRecord("m", cost_usd=0.1 * i, timestamp=1000.0 + i))
+    with sqlite3.connect(path) as conn:  # a row written by hand: no cost record
+        conn.execute(
+            "INSERT INTO costopt_ledger (id, model, kind, cost_usd, ts) VALUES (?, ?, ?, ?, ?)",
+            ("bad", "m", "call", "abc", 1003.5),
+        )
+    assert list(ledger.iter_records(chunk_rows=3)) == ledger.records()
+    assert ledger.malformed_rows == 1
+    later = [r.timestamp for r in ledger.iter_records(1005.0, chunk_rows=4)]
+    assert later == [1005.0, 1006.0, 1007.0, 1008.0, 1009.0]
+    with pytest.raises(ValueError, match="chunk_rows must be a positive int"):
+        ledger.iter_records(chunk_rows=0)
+    ledger.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        ledger.iter_records()
+
+
+def test_the_ledger_records_while_its_records_are_walked(tmp_path):
+    ledger = SQLiteLedger(tmp_path / "spend.db")
+    for i in range(5):
+        ledger.record(CostRecord("m", cost_usd=1.0, timestamp=1000.0 + i))
+    walk = ledger.iter_records(chunk_rows=2)
+    first = next(walk)
+    ledger.record(CostRecord("m", cost_usd=7.0, timestamp=2000.0))  # no deadlock, no error
+    assert ledger.summary().total_cost == 12.0
+    assert [first, *walk][-1].timestamp == 1004.0  # one snapshot: the walk began before
+    assert len(ledger.records()) == 6
+    ledger.close()
