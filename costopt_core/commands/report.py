@@ -198,10 +198,10 @@ class LedgerReport:
         span = f"{day_of(self.first or 0.0)} to {day_of(self.last or 0.0)}"
         lines = [f"costopt report: {t.events} events, {span}"]
         without = t.cost_usd + t.saved_usd  # what the same calls cost without costopt
-        saved = f"saved ${t.saved_usd:.6f}"
+        saved = f"saved {money(t.saved_usd)}"
         if without > 0:
-            saved += f" ({t.saved_usd / without:.1%} of ${without:.6f} without costopt)"
-        lines.append(f"spent ${t.cost_usd:.6f}, {saved}")
+            saved += f" ({t.saved_usd / without:.1%} of {money(without)} without costopt)"
+        lines.append(f"spent {money(t.cost_usd)}, {saved}")
         notes = []
         if t.unpriced_events:
             notes.append(f"{t.unpriced_events} unpriced (cost unknown, not counted as $0)")
@@ -215,7 +215,7 @@ class LedgerReport:
                 "the first is logged)"
             )
         parts = [
-            f"{lever.replace('_', ' ')} ${self.saved_by_lever[lever]:.6f}"
+            f"{lever.replace('_', ' ')} {money(self.saved_by_lever[lever])}"
             for lever in LEVERS
             if self.saved_by_lever.get(lever)
         ]
@@ -249,6 +249,17 @@ class LedgerReport:
                 writer.writerow([dimension, row.model, *(cell(row, f) for f in FIGURES)])
         writer.writerow(["total", "total", *(cell(self.total, f) for f in FIGURES)])
         return out.getvalue()
+
+
+def money(amount: float, digits: int = 6) -> str:
+    """Dollars as the report writes them, the sign before the ``$``.
+
+    Example:
+        >>> money(0.0025), money(-0.001), money(-0.00012, 4), money(-0.0)
+        ('$0.002500', '-$0.001000', '-$0.0001', '$0.000000')
+    """
+    sign = "-" if amount < 0 else ""
+    return f"{sign}${abs(amount):.{digits}f}"
 
 
 def _width(figure: str) -> int:
@@ -388,6 +399,7 @@ __all__ = [
     "day_of",
     "label",
     "lever_of",
+    "money",
     "open_ledger",
     "read_report",
     "records_of",

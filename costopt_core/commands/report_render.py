@@ -20,7 +20,7 @@ from __future__ import annotations
 import html
 from typing import Any
 
-from costopt_core.commands.report import DIMENSIONS, FIGURES, LedgerReport, Row, cell
+from costopt_core.commands.report import DIMENSIONS, FIGURES, LedgerReport, Row, cell, money
 from costopt_core.exports import require_extra
 
 SPEND_COLOR = "#d62728"
@@ -38,6 +38,28 @@ _TITLES = {
 
 def write_png(report: LedgerReport, path: str) -> None:
     """Spend and savings per lever, model, tier and day as a 2x2 chart in ``path``."""
+    import matplotlib.pyplot as plt
+
+    fig = chart(report)
+    try:
+        fig.savefig(path, dpi=110)
+    finally:
+        plt.close(fig)
+
+
+def chart(report: LedgerReport) -> Any:
+    """The matplotlib ``Figure`` :func:`write_png` saves (close it with
+    ``matplotlib.pyplot.close``). Every text of ours is shown as written: a line with
+    two ``$`` (``spent $0.000000, saved $0.000000``) is never read as mathtext.
+
+    Example:
+        >>> import matplotlib.pyplot as plt
+        >>> from costopt_core.ledger import CostRecord
+        >>> fig = chart(LedgerReport.from_records([CostRecord("llama3.1:8b", cost_usd=0.0)]))
+        >>> [(t.get_text().splitlines()[1], t.get_parse_math()) for t in fig.texts]
+        [('spent $0.000000, saved $0.000000', False)]
+        >>> plt.close(fig)
+    """
     require_extra("matplotlib", "plot", "costopt report --png")
     import matplotlib
 
@@ -48,21 +70,30 @@ def write_png(report: LedgerReport, path: str) -> None:
     for ax, dimension in zip(axes.flat, DIMENSIONS, strict=True):
         rows = report.rows(dimension)
         _bars(ax, rows, _TITLES[dimension], vertical=dimension == "day")
-    fig.suptitle("\n".join(report.headline()[:2]), fontsize=11)
+    fig.suptitle("\n".join(report.headline()[:2]), fontsize=11, parse_math=False)
     handles = [
         plt.Rectangle((0, 0), 1, 1, color=SPEND_COLOR),
         plt.Rectangle((0, 0), 1, 1, color=SAVED_COLOR),
     ]
     fig.legend(handles, ["spend (USD)", "saved (USD)"], loc="lower center", ncol=2)
     fig.tight_layout(rect=(0, 0.04, 1, 0.95))
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    return fig
 
 
 def _bars(ax: Any, rows: list[Row], title: str, *, vertical: bool) -> None:
-    ax.set_title(title)
+    # Keys are the application's text (a tier named "$5 plan"): no mathtext for any of
+    # ours, where two "$" on a line would be typeset as a formula.
+    ax.set_title(title, parse_math=False)
     if not rows:
-        ax.text(0.5, 0.5, "no records", ha="center", va="center", transform=ax.transAxes)
+        ax.text(
+            0.5,
+            0.5,
+            "no records",
+            ha="center",
+            va="center",
+            transform=ax.transAxes,
+            parse_math=False,
+        )
         return
     keys = [_short(r.model) for r in rows]
     spend = [r.cost_usd for r in rows]
@@ -73,12 +104,14 @@ def _bars(ax: Any, rows: list[Row], title: str, *, vertical: bool) -> None:
         ax.bar([p - width / 2 for p in positions], spend, width, color=SPEND_COLOR)
         ax.bar([p + width / 2 for p in positions], saved, width, color=SAVED_COLOR)
         step = max(1, len(keys) // 10)  # at most ~10 date labels
-        ax.set_xticks(positions[::step], keys[::step], rotation=30, ha="right", fontsize=8)
+        ax.set_xticks(
+            positions[::step], keys[::step], rotation=30, ha="right", fontsize=8, parse_math=False
+        )
         ax.set_ylabel("USD")
     else:  # largest spend on top
         ax.barh([p - width / 2 for p in positions], spend, width, color=SPEND_COLOR)
         ax.barh([p + width / 2 for p in positions], saved, width, color=SAVED_COLOR)
-        ax.set_yticks(positions, keys, fontsize=8)
+        ax.set_yticks(positions, keys, fontsize=8, parse_math=False)
         ax.invert_yaxis()
         ax.set_xlabel("USD")
     if vertical:
@@ -93,6 +126,7 @@ def _bars(ax: Any, rows: list[Row], title: str, *, vertical: bool) -> None:
                 va="center",
                 fontsize=8,
                 color="#555",
+                parse_math=False,
             )
 
 
@@ -160,25 +194,21 @@ def _svg(rows: list[Row], bar: int = 9, label_width: int = 220, plot_width: int 
         for offset, amount, css in ((0, row.cost_usd, "spend"), (bar, row.saved_usd, "saved")):
             length = plot_width * abs(amount) / span
             x = zero if amount >= 0 else zero - length
-            tip = f"{css} unknown" if unknown and css == "spend" else f"{css} ${amount:.6f}"
+            tip = f"{css} unknown" if unknown and css == "spend" else f"{css} {money(amount)}"
             out.append(
                 f'<rect class="{css}" x="{x:.1f}" y="{y + offset}" width="{length:.1f}"'
                 f' height="{bar - 1}"><title>{tip}</title></rect>'
             )
         end = zero + plot_width * max(row.cost_usd, row.saved_usd, 0.0) / span
         note = f", {row.unpriced_events} unpriced" if row.unpriced_events else ""
-        spent = "spend unknown" if unknown else f"{_money(row.cost_usd)} spent"
+        spent = "spend unknown" if unknown else f"{money(row.cost_usd, 4)} spent"
         out.append(
             f'<text x="{end + 4:.1f}" y="{y + bar + 3}">{spent}, '
-            f"{_money(row.saved_usd)} saved{note}</text>"
+            f"{money(row.saved_usd, 4)} saved{note}</text>"
         )
     out.append(f'<line x1="{zero:.1f}" y1="0" x2="{zero:.1f}" y2="{height}" stroke="#888"/>')
     out.append("</svg>")
     return "".join(out)
-
-
-def _money(amount: float) -> str:
-    return f"-${-amount:.4f}" if amount < 0 else f"${amount:.4f}"
 
 
 def _table(dimension: str, rows: list[Row]) -> str:
@@ -191,4 +221,4 @@ def _table(dimension: str, rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["to_html", "write_png"]
+__all__ = ["chart", "to_html", "write_png"]

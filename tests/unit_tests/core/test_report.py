@@ -295,3 +295,42 @@ def test_a_reports_memory_does_not_grow_with_the_ledger(tmp_path):
         assert report.total.events == count
     # Four times the rows: the records held would take four times the memory.
     assert peaks[1] < 1.5 * peaks[0], peaks
+
+
+def test_png_texts_with_two_dollars_are_shown_as_written(tmp_path):
+    pytest.importorskip("matplotlib")
+    import matplotlib.pyplot as plt
+    from matplotlib.text import Text
+
+    from costopt_core.commands.report_render import chart
+
+    # $0 local models: "spent $0.000000, saved $0.000000" holds exactly two "$", which
+    # matplotlib would typeset as a formula (digits in italics, the words run together).
+    report = LedgerReport.from_records(
+        [
+            CostRecord("llama3.1:8b", tier="up to $5/$10", cost_usd=0.0, saved_usd=0.0),
+            CostRecord("my$local$model", cost_usd=0.0, saved_usd=0.0),
+        ]
+    )
+    fig = chart(report)
+    try:
+        fig.canvas.draw()  # the tick labels as drawn
+        shown = {t.get_text(): t.get_parse_math() for t in fig.findobj(Text) if "$" in t.get_text()}
+    finally:
+        plt.close(fig)
+    title = "\n".join(report.headline()[:2])
+    assert "spent $0.000000, saved $0.000000" in title
+    assert {title, "up to $5/$10", "my$local$model"} <= set(shown)
+    assert not any(shown.values()), shown  # no text of ours is parsed as mathtext
+
+
+def test_a_negative_saving_reads_the_same_in_text_and_html(tmp_path, capsys):
+    from costopt_core.commands.report_render import to_html
+
+    attempt = CostRecord("m", kind="cascade_attempt", cost_usd=0.001, saved_usd=-0.001)
+    report = LedgerReport.from_records([attempt])
+    text = report.to_text()
+    assert "saved -$0.001000" in text and "routing -$0.001000" in text
+    assert "$-" not in text
+    page = to_html(report)
+    assert "saved -$0.001000" in page and "-$0.0010 saved" in page and "$-" not in page
