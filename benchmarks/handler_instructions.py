@@ -95,6 +95,7 @@ SETUPS = (
     "CostCallbackHandler",
     "handler + 2 budgets",
     "budgets, records read",
+    "bare reserving handler",
 )
 
 _PROGRAM = """
@@ -110,6 +111,7 @@ handler = {{
     "CostCallbackHandler": CostCallbackHandler,
     "handler + 2 budgets": lambda: CostCallbackHandler(budget_usd=1e9, daily_budget_usd=1e9),
     "budgets, records read": lambda: CostCallbackHandler(budget_usd=1e9, daily_budget_usd=1e9),
+    "bare reserving handler": h._BareReservingHandler,
 }}[sys.argv[1]]()
 # Records are built when the ledger is read: this setup reads them every 100 calls, so
 # their building is counted too (the others leave it to whoever reads the ledger).
