@@ -240,14 +240,15 @@ class LedgerReport:
         return "\n".join(lines)
 
     def to_csv(self) -> str:
-        """One line per dimension and key (``dimension,key,<figures>``), then the total."""
+        """One line per dimension and key (``dimension,key,<figures>``), then the total;
+        dollars at full precision (``2.3e-06``, see :func:`cell`)."""
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(["dimension", "key", *FIGURES])
         for dimension in DIMENSIONS:
             for row in self.rows(dimension):
-                writer.writerow([dimension, row.model, *(cell(row, f) for f in FIGURES)])
-        writer.writerow(["total", "total", *(cell(self.total, f) for f in FIGURES)])
+                writer.writerow([dimension, row.model, *_exact_cells(row)])
+        writer.writerow(["total", "total", *_exact_cells(self.total)])
         return out.getvalue()
 
 
@@ -262,17 +263,31 @@ def money(amount: float, digits: int = 6) -> str:
     return f"{sign}${abs(amount):.{digits}f}"
 
 
+def _exact_cells(row: Row) -> list[str]:
+    return [cell(row, f, exact=True) for f in FIGURES]
+
+
 def _width(figure: str) -> int:
     return max(len(_HEADERS[figure]), 9 if figure.endswith("_usd") else 6)
 
 
-def cell(row: Row, figure: str) -> str:
-    """A figure of a row as shown in tables and CSV (dollars to the micro-dollar); the
-    spend of a row whose every event is unpriced is ``unknown``, never ``0.000000``."""
+def cell(row: Row, figure: str, *, exact: bool = False) -> str:
+    """A figure of a row as shown in tables (dollars to the micro-dollar) or, ``exact``,
+    written to CSV (dollars as Python's shortest exact float, so a $2.3e-06 call is
+    never read back as 0.000002 or $0). The spend of a row whose every event is
+    unpriced is ``unknown``, never ``0.000000``.
+
+    Example:
+        >>> row = Row("m", calls=1, cost_usd=2.3e-06)
+        >>> cell(row, "cost_usd"), cell(row, "cost_usd", exact=True), cell(row, "calls")
+        ('0.000002', '2.3e-06', '1')
+    """
     if figure == "cost_usd" and row.unpriced_events == row.events > 0:
         return "unknown"
     value = getattr(row, figure)
-    return f"{value:.6f}" if figure.endswith("_usd") else str(value)
+    if not figure.endswith("_usd"):
+        return str(value)
+    return repr(float(value)) if exact else f"{value:.6f}"
 
 
 # -- the ledger to read --------------------------------------------------------------

@@ -68,15 +68,15 @@ def test_report_prints_and_writes_csv_per_model_tier_lever_and_day(ledger_file, 
     assert "1 unpriced (cost unknown, not counted as $0); 1 with usage estimated" in text
     assert "my\\x00tune" in text  # shown escaped, never cut at the NUL
     rows = rows_of(out.read_text(encoding="utf-8"))
-    assert rows["model", "gpt-4o-mini"]["cost_usd"] == "0.002000"
-    assert rows["model", "gpt-4o-mini"]["saved_usd"] == "0.012000"
+    assert rows["model", "gpt-4o-mini"]["cost_usd"] == "0.002"  # full precision: repr(float)
+    assert rows["model", "gpt-4o-mini"]["saved_usd"] == "0.012"
     assert rows["model", "gpt-4o-mini"]["cache_hits"] == "1"
     assert rows["model", "my\\x00tune"]["cost_usd"] == "unknown"  # never a silent $0
     assert rows["tier", "(none)"]["events"] == "2"
-    assert rows["lever", "cascade"]["saved_usd"] == "-0.001000"
+    assert rows["lever", "cascade"]["saved_usd"] == "-0.001"
     assert rows["lever", "direct"]["estimated_events"] == "1"
     assert [k for d, k in rows if d == "day"] == ["2024-10-04", "2024-10-05", "2024-10-06"]
-    assert rows["day", "2024-10-05"]["cost_usd"] == "0.005000"
+    assert rows["day", "2024-10-05"]["cost_usd"] == "0.005"
     assert rows["total", "total"]["events"] == "5"
 
 
@@ -334,3 +334,23 @@ def test_a_negative_saving_reads_the_same_in_text_and_html(tmp_path, capsys):
     assert "$-" not in text
     page = to_html(report)
     assert "saved -$0.001000" in page and "-$0.0010 saved" in page and "$-" not in page
+
+
+def test_csv_keeps_every_dollar_the_table_rounds(tmp_path, capsys):
+    # 1-token classifier calls on nano models: a few micro-dollars each, or less.
+    path = str(tmp_path / "nano.db")
+    costs = {"gpt-5-nano": 2.3e-06, "gpt-4.1-nano": 4.1e-07, "flash-lite": 3.75e-07}
+    with SQLiteLedger(path) as ledger:
+        for model, cost in costs.items():
+            ledger.record(CostRecord(model, cost_usd=cost, saved_usd=cost / 3, timestamp=T0))
+    out = tmp_path / "nano.csv"
+    assert main(["report", path, "--csv", str(out)]) == 0
+    table = capsys.readouterr().out
+    assert "gpt-5-nano" in table and "0.000002" in table  # the table keeps its rounding
+    rows = rows_of(out.read_text(encoding="utf-8"))
+    for model, cost in costs.items():
+        assert float(rows["model", model]["cost_usd"]) == cost  # never 0.000000
+        assert float(rows["model", model]["saved_usd"]) == cost / 3
+    assert rows["model", "gpt-5-nano"]["cost_usd"] == "2.3e-06"
+    total = float(rows["total", "total"]["cost_usd"])
+    assert total == sum(costs.values()) == pytest.approx(3.085e-06)
