@@ -304,9 +304,12 @@ def open_ledger(spec: str, table: str | None = None) -> SQLLedger:
         from costopt_core.stores.postgres import PostgresLedger
 
         return PostgresLedger(spec, read_only=True, **options)
-    from costopt_core.stores.sqlite_ledger import SQLiteLedger
+    from costopt_core.stores.sqlite_ledger import LedgerTableNotFound, SQLiteLedger
 
-    return SQLiteLedger(spec, read_only=True, **options)
+    try:
+        return SQLiteLedger(spec, read_only=True, **options)
+    except LedgerTableNotFound as exc:  # name the file's ledgers as this command takes them
+        raise ValueError(exc.explain("--table")) from None
 
 
 def read_report(spec: str, table: str | None = None, since: float | None = None) -> LedgerReport:

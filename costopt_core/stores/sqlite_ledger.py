@@ -121,6 +121,69 @@ def _open_read_only(path: str, table: str, timeout: float) -> sqlite3.Connection
         return _check_ledger(open_uri(uri + "&immutable=1"), path, table)
 
 
+class LedgerTableNotFound(ValueError):
+    """A SQLite file holds no ledger under ``table``; ``tables`` names the ledger tables
+    it does hold (maybe none), so the message can say which one to open.
+
+    Example:
+        >>> error = LedgerTableNotFound("tb.db", "costopt_ledger", ("team_a",))
+        >>> str(error).split("; ")[0]
+        "tb.db holds no costopt ledger (no table 'costopt_ledger')"
+        >>> str(error).split("; ")[1]
+        "it holds the ledger table 'team_a' (pass table='team_a')"
+        >>> error.explain("--table").split("; ")[1]
+        "it holds the ledger table 'team_a' (pass --table team_a)"
+    """
+
+    def __init__(self, path: str, table: str, tables: tuple[str, ...]) -> None:
+        self.path, self.table, self.tables = path, table, tables
+        super().__init__(self.explain())
+
+    def explain(self, option: str | None = None) -> str:
+        """The message, suggesting each ledger table as ``option NAME`` (a command
+        line's flag) or, without ``option``, as the ``table=`` argument."""
+        text = f"{self.path} holds no costopt ledger (no table {self.table!r})"
+        if not self.tables:
+            return text
+        plural = "s" if len(self.tables) > 1 else ""
+        held = f"the ledger table{plural} " + ", ".join(repr(t) for t in self.tables)
+        ways = " or ".join(
+            f"table={t!r}" if option is None else f"{option} {t}" for t in self.tables
+        )
+        return f"{text}; it holds {held} (pass {ways})"
+
+
+def ledger_tables(conn: sqlite3.Connection) -> tuple[str, ...]:
+    """The ledgers a SQLite file holds: tables whose ``<table>_meta`` says ``kind``
+    ``ledger`` (one file may hold several, ``SQLiteLedger(path, table=...)``), sorted.
+
+    Example:
+        >>> import os, tempfile
+        >>> path = os.path.join(tempfile.mkdtemp(), "spend.db")
+        >>> for table in ("team_b", "team_a"):
+        ...     SQLiteLedger(path, table=table).close()
+        >>> conn = sqlite3.connect(path)
+        >>> ledger_tables(conn)
+        ('team_a', 'team_b')
+        >>> conn.close()
+    """
+    names = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    found = []
+    for name in sorted(names):
+        base = name.removesuffix("_meta")
+        if base == name or base not in names:
+            continue
+        try:
+            # Only names a ledger may have: they go into SQL text, and into the suggestion.
+            check_table(base, "table")
+            kind = MetaTable(conn, name, kind="ledger").get("kind")
+        except (ValueError, sqlite3.DatabaseError):  # or a table of that name, not a meta
+            continue
+        if kind == "ledger":
+            found.append(base)
+    return tuple(found)
+
+
 def _check_ledger(conn: sqlite3.Connection, path: str, table: str) -> sqlite3.Connection:
     """``conn`` if its file holds the ledger ``table`` (closed and refused otherwise)."""
     conn.isolation_level = None  # BEGIN/COMMIT are ours, as in connect()
@@ -130,7 +193,7 @@ def _check_ledger(conn: sqlite3.Connection, path: str, table: str) -> sqlite3.Co
             (table, f"{table}_meta"),
         ).fetchall()
         if (table,) not in found:
-            raise ValueError(f"{path} holds no costopt ledger (no table {table!r})")
+            raise LedgerTableNotFound(path, table, ledger_tables(conn))
         if (f"{table}_meta",) in found:
             kind = MetaTable(conn, f"{table}_meta", kind="ledger").get("kind")
             if kind not in (None, "ledger"):
@@ -422,4 +485,4 @@ class SQLiteLedger(SQLLedger):
         return f"SQLiteLedger({self.path!r}, table={self.table!r})"
 
 
-__all__ = ["SQLiteLedger"]
+__all__ = ["LedgerTableNotFound", "SQLiteLedger", "ledger_tables"]

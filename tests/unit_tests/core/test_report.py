@@ -354,3 +354,27 @@ def test_csv_keeps_every_dollar_the_table_rounds(tmp_path, capsys):
     assert rows["model", "gpt-5-nano"]["cost_usd"] == "2.3e-06"
     total = float(rows["total", "total"]["cost_usd"])
     assert total == sum(costs.values()) == pytest.approx(3.085e-06)
+
+
+def test_a_file_of_named_ledgers_says_which_table_to_pass(tmp_path, capsys):
+    import sqlite3
+
+    path = tmp_path / "tb.db"
+    with SQLiteLedger(path, table="team_a") as ledger:
+        ledger.record(CostRecord("m", cost_usd=0.5, timestamp=T0))
+    assert main(["report", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "holds no costopt ledger (no table 'costopt_ledger')" in err
+    assert "it holds the ledger table 'team_a' (pass --table team_a)" in err
+    SQLiteLedger(path, table="team_b").close()
+    with sqlite3.connect(path) as conn:  # tables with a meta that are no ledger
+        conn.execute("CREATE TABLE vectors (x)")
+        conn.execute("CREATE TABLE vectors_meta (key TEXT PRIMARY KEY, value TEXT)")
+        conn.execute("INSERT INTO vectors_meta VALUES ('kind', 'cache')")
+        conn.execute("CREATE TABLE notes (x)")
+        conn.execute("CREATE TABLE notes_meta (a, b)")
+    assert main(["report", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "the ledger tables 'team_a', 'team_b' (pass --table team_a or --table team_b)" in err
+    assert main(["report", str(path), "--table", "team_a"]) == 0
+    assert "spent $0.500000" in capsys.readouterr().out

@@ -188,3 +188,17 @@ def test_the_ledger_records_while_its_records_are_walked(tmp_path):
     assert [first, *walk][-1].timestamp == 1004.0  # one snapshot: the walk began before
     assert len(ledger.records()) == 6
     ledger.close()
+
+
+def test_opening_a_table_the_file_lacks_names_the_ledgers_it_holds(tmp_path):
+    from costopt_core.stores.sqlite_ledger import LedgerTableNotFound
+
+    path = tmp_path / "tb.db"
+    SQLiteLedger(path, table="team_a").close()
+    with pytest.raises(LedgerTableNotFound, match=r"ledger table 'team_a' \(pass table='team_a'\)"):
+        SQLiteLedger(path, read_only=True)
+    empty = tmp_path / "empty.db"
+    sqlite3.connect(empty).close()
+    with pytest.raises(ValueError, match=r"no table 'costopt_ledger'\)$") as caught:
+        SQLiteLedger(empty, read_only=True)
+    assert caught.value.tables == ()  # type: ignore[attr-defined]
