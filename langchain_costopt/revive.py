@@ -42,7 +42,8 @@ try:  # the walk's two helpers are private to langchain-core: fall back to loads
 except ImportError:  # pragma: no cover - a langchain-core that moved them
     _is_escaped_dict = _unescape_value = None  # type: ignore[assignment]
 
-#: langchain_core.load.load's nesting bound.
+#: langchain_core.load.load's nesting bound (langchain-core >= 1.7.7; earlier 1.7 releases have
+#: none, and a prompt nested deeper is keyed as plain text here on every version).
 MAX_DEPTH = 200
 
 _ESCAPE_KEY = '"__lc_escaped__"'

@@ -302,8 +302,19 @@ ODD_PROMPTS = {
 }
 
 
+def _loads_bounds_nesting() -> bool:
+    # langchain-core >= 1.7.7 refuses JSON nested past 200 levels; older ones revive it.
+    try:
+        loads(ODD_PROMPTS["too deep"], allowed_objects=MESSAGE_CLASSES)
+    except ValueError:
+        return True
+    return False
+
+
 @pytest.mark.parametrize("name", ODD_PROMPTS)
 def test_odd_json_is_keyed_as_langchain_reads_it(name: str) -> None:
+    if name == "too deep" and not _loads_bounds_nesting():
+        pytest.skip("this langchain-core has no nesting bound; the cache keeps its own")
     prompt = ODD_PROMPTS[name]
     revive = Revive(MESSAGE_CLASSES)
     revive(dumps([HumanMessage("warm up the class table")]))
