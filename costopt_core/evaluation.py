@@ -160,51 +160,112 @@ def _parse_number(value: Any, column: str, row: int, source: str) -> float:
     return number
 
 
-def load_routing_data(path: str | PathLike[str]) -> RoutingData:
-    """Read a CSV / TSV / JSONL file of labelled prompts.
+def _label_columns(
+    columns: list[str], weak_column: str | None, strong_column: str | None, source: str
+) -> tuple[str, str]:
+    # The two label columns: the ones named, else the standard pair the file holds.
+    if weak_column is not None and strong_column is not None:
+        for name in (weak_column, strong_column):
+            if name not in columns:
+                raise ValueError(f"{source}: no column {name!r} (columns found: {columns})")
+        return weak_column, strong_column
+    for pair in (("weak_correct", "strong_correct"), ("weak_score", "strong_score")):
+        if set(pair) <= set(columns):
+            return pair
+    raise ValueError(
+        f"{source}: needs columns 'weak_correct,strong_correct' (0/1) or "
+        f"'weak_score,strong_score' (numbers), or the weak and the strong model's columns "
+        f"named (weak_column= / strong_column=; costopt eval-router / train-router: "
+        f"--weak-column / --strong-column); columns found: {columns}"
+    )
+
+
+def _is_correctness(values: Iterable[Any]) -> bool:
+    # 0/1 or true/false throughout: correctness labels, else graded scores.
+    for value in values:
+        try:
+            _parse_correct(value, "", 0, "")
+        except ValueError:
+            return False
+    return True
+
+
+def load_routing_data(
+    path: str | PathLike[str] | Sequence[str | PathLike[str]],
+    *,
+    prompt_column: str = "prompt",
+    weak_column: str | None = None,
+    strong_column: str | None = None,
+) -> RoutingData:
+    """Read CSV / TSV / JSONL files of labelled prompts (one path or several, read in
+    order as one set).
 
     Columns: ``prompt`` and either ``weak_correct,strong_correct`` (0/1) or
     ``weak_score,strong_score`` (numbers); optional ``weak_cost,strong_cost`` (USD).
+    Files laid out otherwise name their columns: ``prompt_column``, and ``weak_column``
+    with ``strong_column`` (e.g. RouteLLM's, one column per model): their values are
+    read as correctness when every one is 0/1 or true/false, else as scores.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> file = pathlib.Path(tempfile.mkdtemp()) / "mmlu_x.csv"
+        >>> _ = file.write_text("prompt,small,big\\nWhy?,False,True\\n2+2?,True,True\\n")
+        >>> data = load_routing_data(file, weak_column="small", strong_column="big")
+        >>> data.kind, data.weak.tolist(), data.strong.tolist()
+        ('correct', [0.0, 1.0], [1.0, 1.0])
     """
-    file = Path(path)
-    if not file.is_file():
-        raise FileNotFoundError(f"routing data file not found: {file}")
-    rows, columns = read_table(file)
-    source = str(file)
-    if not rows:
-        raise ValueError(f"{source}: no rows")
-    if "prompt" not in columns:
-        raise ValueError(f"{source}: missing column 'prompt' (columns found: {columns})")
-    if {"weak_correct", "strong_correct"} <= set(columns):
-        kind, weak_col, strong_col, parse = (
-            "correct",
-            "weak_correct",
-            "strong_correct",
-            (_parse_correct),
-        )
-    elif {"weak_score", "strong_score"} <= set(columns):
-        kind, weak_col, strong_col, parse = "score", "weak_score", "strong_score", _parse_number
-    else:
+    if (weak_column is None) != (strong_column is None):
+        raise ValueError("weak_column and strong_column go together: name both or neither")
+    paths = [path] if isinstance(path, str | PathLike) else list(path)
+    if not paths:
+        raise ValueError("load_routing_data needs at least one file")
+    tables = []
+    for each in paths:
+        file = Path(each)
+        if not file.is_file():
+            raise FileNotFoundError(f"routing data file not found: {file}")
+        rows, columns = read_table(file)
+        source = str(file)
+        if not rows:
+            raise ValueError(f"{source}: no rows")
+        if prompt_column not in columns:
+            raise ValueError(
+                f"{source}: missing column {prompt_column!r} (columns found: {columns})"
+            )
+        labels = _label_columns(columns, weak_column, strong_column, source)
+        costs = {"weak_cost", "strong_cost"} <= set(columns)
+        tables.append((source, rows, labels, costs))
+    if len({labels for _, _, labels, _ in tables}) > 1:
         raise ValueError(
-            f"{source}: needs columns 'weak_correct,strong_correct' (0/1) or "
-            f"'weak_score,strong_score' (numbers); columns found: {columns}"
+            "the files label their prompts with different columns: "
+            + ", ".join(f"{source}: {','.join(labels)}" for source, _, labels, _ in tables)
         )
-    has_cost = {"weak_cost", "strong_cost"} <= set(columns)
+    weak_col, strong_col = tables[0][2]
+    if weak_col == "weak_correct":
+        kind = "correct"
+    elif weak_col == "weak_score":
+        kind = "score"
+    else:
+        every = (row.get(col) for _, rows, _, _ in tables for row in rows for col in tables[0][2])
+        kind = "correct" if _is_correctness(every) else "score"
+    parse = _parse_correct if kind == "correct" else _parse_number
+    has_cost = all(costs for *_, costs in tables)
     prompts: list[str] = []
     weak: list[float] = []
     strong: list[float] = []
     weak_cost: list[float] = []
     strong_cost: list[float] = []
-    for i, row in enumerate(rows, 1):
-        prompt = row.get("prompt")
-        if not isinstance(prompt, str):
-            raise ValueError(f"{source}: row {i}: prompt must be text, got {prompt!r}")
-        prompts.append(prompt)
-        weak.append(parse(row.get(weak_col), weak_col, i, source))
-        strong.append(parse(row.get(strong_col), strong_col, i, source))
-        if has_cost:
-            weak_cost.append(_parse_number(row.get("weak_cost"), "weak_cost", i, source))
-            strong_cost.append(_parse_number(row.get("strong_cost"), "strong_cost", i, source))
+    for source, rows, _, _ in tables:
+        for i, row in enumerate(rows, 1):
+            prompt = row.get(prompt_column)
+            if not isinstance(prompt, str):
+                raise ValueError(f"{source}: row {i}: {prompt_column} must be text, got {prompt!r}")
+            prompts.append(prompt)
+            weak.append(parse(row.get(weak_col), weak_col, i, source))
+            strong.append(parse(row.get(strong_col), strong_col, i, source))
+            if has_cost:
+                weak_cost.append(_parse_number(row.get("weak_cost"), "weak_cost", i, source))
+                strong_cost.append(_parse_number(row.get("strong_cost"), "strong_cost", i, source))
     return RoutingData(
         prompts=prompts,
         weak=np.array(weak),
@@ -212,7 +273,7 @@ def load_routing_data(path: str | PathLike[str]) -> RoutingData:
         kind=kind,
         weak_cost=np.array(weak_cost) if has_cost else None,
         strong_cost=np.array(strong_cost) if has_cost else None,
-        source=source,
+        source=tables[0][0] if len(tables) == 1 else f"{tables[0][0]} (+{len(tables) - 1} files)",
     )
 
 

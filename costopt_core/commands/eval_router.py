@@ -126,6 +126,22 @@ def learned_strategy_names() -> list[str]:
     return names
 
 
+def load_data(args: argparse.Namespace) -> RoutingData:
+    """The labelled prompts ``add_data_arguments``' arguments name."""
+    return load_routing_data(
+        args.data,
+        prompt_column=args.prompt_column,
+        weak_column=args.weak_column,
+        strong_column=args.strong_column,
+    )
+
+
+def _data_name(args: argparse.Namespace) -> str:
+    # The data's name in reports and plot titles: its file, or the first of several.
+    first = Path(args.data[0]).name
+    return first if len(args.data) == 1 else f"{first} (+{len(args.data) - 1} files)"
+
+
 def add_data_arguments(
     parser: argparse.ArgumentParser,
     default_strategy: str,
@@ -135,7 +151,24 @@ def add_data_arguments(
 ) -> None:
     """The arguments eval-router and train-router share; ``strategies``: the built-in
     strategies ``--strategy`` takes (None = all of them)."""
-    parser.add_argument("data", metavar="DATA", help="CSV or JSONL of labelled prompts")
+    parser.add_argument(
+        "data",
+        metavar="DATA",
+        nargs="+",
+        help="CSV, TSV or JSONL files of labelled prompts (several are read as one set)",
+    )
+    parser.add_argument(
+        "--prompt-column", default="prompt", metavar="NAME", help="the prompts' column (prompt)"
+    )
+    parser.add_argument(
+        "--weak-column",
+        metavar="NAME",
+        help="the weak model's labels (0/1, true/false or scores), when the file does not "
+        "use weak_correct / weak_score (e.g. RouteLLM's files: one column per model)",
+    )
+    parser.add_argument(
+        "--strong-column", metavar="NAME", help="the strong model's labels (see --weak-column)"
+    )
     # One list of names for --help and for the error on an unknown one.
     choices = [*(available_strategies() if strategies is None else strategies), *extra_choices]
     parser.set_defaults(default_strategy=default_strategy, strategy_choices=choices)
@@ -354,7 +387,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--folds must be >= 2, got {args.folds}")
     if args.target_share is not None and not 0.0 <= args.target_share <= 1.0:
         raise ValueError(f"--target-share must be in [0, 1], got {args.target_share}")
-    data = load_routing_data(args.data)
+    data = load_data(args)
     if args.shuffle_labels:
         data = shuffled(data, args.seed)
     scores, label, folds = _scores(args, data, progress=not args.no_progress)
@@ -373,9 +406,7 @@ def run(args: argparse.Namespace) -> int:
         result.calibration = holdout_calibration(scores, data, args.target_share, args.seed)
     # With --json - the JSON owns stdout, so the table goes to stderr.
     report_stream = sys.stderr if args.json == "-" else sys.stdout
-    print(
-        format_report(result, label, Path(args.data).name, args.output_tokens), file=report_stream
-    )
+    print(format_report(result, label, _data_name(args), args.output_tokens), file=report_stream)
     if args.json:
         text = json.dumps(result.to_dict(), indent=2)
         if args.json == "-":
@@ -384,7 +415,7 @@ def run(args: argparse.Namespace) -> int:
             Path(args.json).write_text(text + "\n", encoding="utf-8")
             print(f"figures written to {args.json}")
     if args.plot:
-        plot_quality_vs_cost(result, args.plot, title=f"{label} on {Path(args.data).name}")
+        plot_quality_vs_cost(result, args.plot, title=f"{label} on {_data_name(args)}")
         print(f"plot written to {args.plot}")
     return 0
 

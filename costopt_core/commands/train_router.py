@@ -26,8 +26,9 @@ from costopt_core.commands.eval_router import (
     build_strategy,
     check_strategy_name,
     learned_strategy_names,
+    load_data,
 )
-from costopt_core.evaluation import cross_val_scores, embed_all, load_routing_data
+from costopt_core.evaluation import cross_val_scores, embed_all
 
 SUMMARY = "fit, calibrate and save a learned router (knn, logistic)"
 DESCRIPTION = (
@@ -88,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
     tiers, shares = _tiers_and_shares(args)
     if args.calibration_folds < 2:
         raise ValueError(f"--calibration-folds must be >= 2, got {args.calibration_folds}")
-    data = load_routing_data(args.data)
+    data = load_data(args)
     args.option = [*args.option, f"tiers={tiers!r}".replace("'", '"')]
     strategy = build_strategy(args)
     if not callable(getattr(strategy, "fit", None)) or not callable(

@@ -179,6 +179,63 @@ def test_load_errors_name_the_problem(tmp_path) -> None:
         load_routing_data(bad.rename(tmp_path / "b.xlsx"))
 
 
+def _per_model_files(tmp_path):
+    # Laid out as RouteLLM's response files: one true/false column per model, one file
+    # per subject.
+    first, second = tmp_path / "subject_a.csv", tmp_path / "subject_b.csv"
+    first.write_text("prompt,small/model-7b,big-model\nWhy?,False,True\nHow?,True,True\n")
+    second.write_text("prompt,small/model-7b,big-model\nWho?,False,False\n")
+    return first, second
+
+
+def test_load_named_columns_from_several_files(tmp_path) -> None:
+    first, second = _per_model_files(tmp_path)
+    with pytest.raises(ValueError, match="--weak-column / --strong-column"):
+        load_routing_data(first)
+    data = load_routing_data(
+        [first, second], weak_column="small/model-7b", strong_column="big-model"
+    )
+    assert data.prompts == ["Why?", "How?", "Who?"] and data.kind == "correct"
+    assert list(data.weak) == [0.0, 1.0, 0.0] and list(data.strong) == [1.0, 1.0, 0.0]
+    graded = tmp_path / "judged.jsonl"
+    graded.write_text('{"q": "x", "a": 3, "b": 9}\n{"q": "y", "a": 1, "b": 0}\n')
+    data = load_routing_data(graded, prompt_column="q", weak_column="a", strong_column="b")
+    assert data.kind == "score" and list(data.strong) == [9.0, 0.0]
+    with pytest.raises(ValueError, match="name both or neither"):
+        load_routing_data(first, weak_column="small/model-7b")
+    with pytest.raises(ValueError, match="no column 'gpt-5'"):
+        load_routing_data(first, weak_column="small/model-7b", strong_column="gpt-5")
+    correct, scored = tmp_path / "c.csv", tmp_path / "s.csv"
+    correct.write_text("prompt,weak_correct,strong_correct\nhi,1,1\n")
+    scored.write_text("prompt,weak_score,strong_score\nhi,2,8\n")
+    with pytest.raises(ValueError, match="different columns"):
+        load_routing_data([correct, scored])
+
+
+def test_eval_router_reads_named_columns_from_several_files(tmp_path, capsys) -> None:
+    first, second = _per_model_files(tmp_path)
+    out = tmp_path / "out.json"
+    code = main(
+        [
+            "eval-router",
+            str(first),
+            str(second),
+            "--weak-column",
+            "small/model-7b",
+            "--strong-column",
+            "big-model",
+            "--strategy",
+            "length",
+            "--json",
+            str(out),
+        ]
+    )
+    assert code == 0
+    figures = json.loads(out.read_text())
+    assert figures["n"] == 3
+    assert "subject_a.csv (+1 files)" in capsys.readouterr().out
+
+
 def test_gain_labels_for_correctness() -> None:
     data = _data([0, 1, 0, 1], [1, 1, 0, 0])
     assert list(data.gain_labels()) == [1.0, 0.5, 0.5, 0.0]
