@@ -95,6 +95,7 @@ from costopt_core.metadata_keys import (
     model_name_in,
 )
 from langchain_costopt.compression import DOCUMENTS_COMPRESSED_EVENT
+from langchain_costopt.errors import budget_refusal
 from langchain_costopt.messages import message_text
 from langchain_costopt.run_quotes import call_quote, call_quotes, is_map, router_quotes
 
@@ -432,9 +433,9 @@ class CostCallbackHandler(CostHandlerBase, _HandlerState, BaseCallbackHandler):
                 else:  # a router's run: its tiers' quotes
                     quotes, _ = call_quotes(messages, params, metadata)
                     run.reservation, run.downgraded = accountant.admit(quotes, routed=True)
-            except BudgetExceededError:
+            except BudgetExceededError as exc:
                 _refused_everywhere(key)
-                raise
+                raise budget_refusal(exc) from exc  # not retried by LangChain's retry middleware
         if run.reservation is not None and _running_loop() is not None:
             self._watch_task(run, key)
         # One dict store, atomic: the run's end pops it under the lock.
@@ -494,7 +495,10 @@ class CostCallbackHandler(CostHandlerBase, _HandlerState, BaseCallbackHandler):
                 return
             if quote is None:
                 return
-        reservation, _ = self._accountant.admit([quote])  # may raise
+        try:
+            reservation, _ = self._accountant.admit([quote])
+        except BudgetExceededError as exc:
+            raise budget_refusal(exc) from exc  # not retried by LangChain's retry middleware
         if reservation is not None:
             run.climbed = [*(run.climbed or ()), reservation]
 

@@ -33,6 +33,11 @@ made by another middleware's ``before_model`` / ``after_model`` hooks (LangChain
 ``SummarizationMiddleware``) run outside both and are neither checked nor recorded: give
 such middleware a model under its own budget, or a ``cost_tracker()`` around the agent.
 
+A refusal is a LangChain ``ModelError`` that is not retryable
+(:class:`langchain_costopt.errors.BudgetExceededError`): LangChain's
+``ModelRetryMiddleware`` / ``ToolRetryMiddleware``, wherever they are listed, give it up
+at once instead of asking the budget again after a backoff.
+
 The middleware's handler records every model call of the agent in ``ledger``; to report
 from the same figures, pass your own handler as ``handler=`` instead of attaching it to
 the same ledger twice.
@@ -56,6 +61,7 @@ from langgraph.types import Command
 
 from costopt_core.ledger import BudgetExceededError, LedgerProtocol
 from langchain_costopt.callbacks import CostCallbackHandler, tracking
+from langchain_costopt.errors import budget_refusal
 from langchain_costopt.middleware.routing import ACallNext, CallNext, ModelResult
 
 AgentOnBudget = Literal["end", "raise", "downgrade"]
@@ -157,7 +163,7 @@ class BudgetMiddleware(AgentMiddleware):
     def _tool_stopped(self, request: ToolCallRequest, error: BudgetExceededError) -> ToolMessage:
         """A tool whose own model call did not fit: its call fails, the agent goes on."""
         if self.on_budget == "raise":
-            raise error
+            raise budget_refusal(error)
         return ToolMessage(
             f"The tool could not run: its model call would not fit the cost budget ({error}).",
             tool_call_id=request.tool_call["id"],
@@ -169,7 +175,7 @@ class BudgetMiddleware(AgentMiddleware):
     def _stopped(self, error: BudgetExceededError) -> AIMessage:
         """The agent's last word: the message :func:`jump_after_stop` ends the agent on."""
         if self.on_budget == "raise":
-            raise error
+            raise budget_refusal(error)
         spent = self.handler.total_cost
         return AIMessage(
             f"I stopped here: the next model call would not fit the cost budget ({error}).",
