@@ -54,20 +54,58 @@ def is_human(message: BaseMessage) -> bool:
     return isinstance(message, HumanMessage) or message.type in ("human", "user")
 
 
-def latest_human_index(messages: Sequence[BaseMessage]) -> int:
-    """Index of the last human message; of the last message if none is human (-1 if
-    there are no messages).
+#: ``additional_kwargs["lc_source"]`` of the human message LangChain's
+#: ``SummarizationMiddleware`` puts in place of the turns it folds into a summary.
+SUMMARY_SOURCE = "summarization"
+#: The fixed opening of that message's text, before the summary itself.
+SUMMARY_PREAMBLE = "Here is a summary of the conversation to date:\n\n"
+
+
+def is_summary(message: BaseMessage) -> bool:
+    """Whether ``message`` is a summary a middleware wrote in place of earlier turns
+    (LangChain's ``SummarizationMiddleware``): a human message no person wrote.
 
     Example:
+        >>> is_summary(HumanMessage("Here is a summary of the conversation to date: ...",
+        ...                         additional_kwargs={"lc_source": "summarization"}))
+        True
+        >>> is_summary(HumanMessage("summarise this"))
+        False
+    """
+    extra = message.additional_kwargs
+    return bool(extra) and extra.get("lc_source") == SUMMARY_SOURCE
+
+
+def latest_human_index(messages: Sequence[BaseMessage]) -> int:
+    """Index of the user's latest turn: the last human message that is not a summary
+    (:func:`is_summary`), else the last summary (the user's question was folded into
+    it), else the last message (-1 if there are no messages).
+
+    Example:
+        >>> summary = HumanMessage("Here is a summary of the conversation to date: ...",
+        ...                        additional_kwargs={"lc_source": "summarization"})
         >>> latest_human_index([HumanMessage("hi"), AIMessage("hello")])
         0
+        >>> latest_human_index([HumanMessage("hi"), summary, AIMessage("hello")])
+        0
+        >>> latest_human_index([summary, AIMessage("hello")])
+        0
     """
-    return latest_index([is_human(m) for m in messages])
+    summary = -1
+    for i in range(len(messages) - 1, -1, -1):
+        message = messages[i]
+        if is_human(message):
+            if not is_summary(message):
+                return i
+            if summary < 0:
+                summary = i
+    return summary if summary >= 0 else len(messages) - 1
 
 
 def latest_index(human: Sequence[bool]) -> int:
-    """:func:`latest_human_index` of turns given as "a person wrote it" flags (for
-    messages read from their JSON, not built)."""
+    """Index of the last turn flagged "a person wrote it", else of the last turn (for
+    messages read from their JSON, not built; unlike :func:`latest_human_index`, a
+    summary counts as a human turn here)."""
     for i in range(len(human) - 1, -1, -1):
         if human[i]:
             return i
@@ -75,13 +113,20 @@ def latest_index(human: Sequence[bool]) -> int:
 
 
 def latest_human_text(messages: Sequence[BaseMessage]) -> str:
-    """Text of the last human message; the last message of any kind if none is human."""
-    return message_text(messages[latest_human_index(messages)]) if messages else ""
+    """Text of the user's latest turn (:func:`latest_human_index`; a summary without its
+    fixed preamble); the last message of any kind if none is human."""
+    if not messages:
+        return ""
+    message = messages[latest_human_index(messages)]
+    text = message_text(message)
+    return text.removeprefix(SUMMARY_PREAMBLE) if is_summary(message) else text
 
 
 def latest_human_question(messages: Sequence[BaseMessage]) -> str:
-    """What a router judges: the latest human turn, or the question inside it when it is
-    a RAG prompt (``costopt_core.rag_question``: the retrieved context is left out).
+    """What a router judges: the user's latest turn, or the question inside it when it
+    is a RAG prompt (``costopt_core.rag_question``: the retrieved context is left out).
+    A middleware's summary is not the user's turn: the question before it is judged,
+    or the summary's own text when the question was folded into it.
 
     Example:
         >>> context = "Acme makes pumps and valves in Springfield. " * 20

@@ -55,6 +55,8 @@ from costopt_core.prompt_prefix import settings_for
 from costopt_core.strategies import StrategyLike
 from langchain_costopt.chat_models import model_name_of
 from langchain_costopt.messages import (
+    is_summary,
+    latest_human_index,
     latest_human_question,
     latest_human_text,
     trailing_tool_results,
@@ -62,6 +64,8 @@ from langchain_costopt.messages import (
 from langchain_costopt.routed_output import message_facts
 
 ModelResult = ModelResponse[Any] | AIMessage | ExtendedModelResponse[Any]
+#: Routing record key of a call that reads tool results: the tier its turn was given.
+TURN_TIER = "turn_tier"
 # The next step of an agent's model call, as ``wrap_model_call`` receives it.
 CallNext = Callable[[ModelRequest[Any]], ModelResult]
 ACallNext = Callable[[ModelRequest[Any]], Awaitable[ModelResult]]
@@ -108,16 +112,50 @@ class CostRoutingMiddleware(AgentMiddleware):
 
     def route(self, messages: list[BaseMessage], *, downgrade: bool = False) -> RouteDecision:
         """The decision for the agent's next model call over ``messages``."""
-        question = latest_human_question(messages)
+        if downgrade:
+            return self.engine.choose("", downgrade=True)
         results = trailing_tool_results(messages)
         reads_results = results and all(r.status != "error" for r in results)
-        if downgrade or not reads_results:
-            return self.engine.choose(question, downgrade=downgrade)
-        turn = self.engine.decide(question)
+        turn = self._turn(messages)
+        # The turn's tier goes in every record: a later call whose question a summary
+        # replaced keeps it (see _turn), whichever tier answered this one.
+        extra = {**turn.extra, TURN_TIER: turn.tier}
+        if not reads_results:
+            return RouteDecision(turn.tier, turn.score, turn.reason, extra)
         tiers = self.engine.tiers
         below = max(0, tiers.index(turn.tier) - self.tool_result_downgrade)
         reason = f"reads tool results: {tiers[below]} (the turn's tier is {turn.tier})"
-        return RouteDecision(tiers[below], turn.score, reason, turn.extra)
+        return RouteDecision(tiers[below], turn.score, reason, extra)
+
+    def _turn(self, messages: list[BaseMessage]) -> RouteDecision:
+        """The decision for the user's turn: the strategy's on the user's question.
+
+        Once a summarising middleware (LangChain's ``SummarizationMiddleware``) has folded
+        the question into its summary, the summary is no question to judge: the turn
+        keeps the tier its calls so far were given, read from the routing record of the
+        latest AI message since the summary; without one, the summary is judged."""
+        index = latest_human_index(messages)
+        if index >= 0 and is_summary(messages[index]):
+            kept = self._recorded_turn(messages[index + 1 :])
+            if kept is not None:
+                return kept
+        return self.engine.decide(latest_human_question(messages))
+
+    def _recorded_turn(self, messages: list[BaseMessage]) -> RouteDecision | None:
+        """The turn's decision as the routing record of the latest AI message among
+        ``messages`` gives it, if it gives one of this middleware's tiers."""
+        for message in reversed(messages):
+            record = message.response_metadata.get(ROUTING_KEY) if message.type == "ai" else None
+            if not isinstance(record, dict):
+                continue
+            tier = record.get(TURN_TIER, record.get("tier"))
+            if tier not in self.engine.names:
+                return None
+            score = record.get("score")
+            score = score if isinstance(score, int | float) and 0 <= score <= 1 else 0.5
+            reason = f"the turn's tier, kept: a summary replaced its question ({tier})"
+            return RouteDecision(tier, score, reason)
+        return None
 
     def _open(self, request: ModelRequest[Any]) -> RoutedCall:
         # The agent run's handlers, as LangChain will configure the model's run: those
