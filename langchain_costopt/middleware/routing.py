@@ -61,6 +61,14 @@ from langchain_costopt.messages import (
     latest_human_text,
     trailing_tool_results,
 )
+from langchain_costopt.middleware.model_choice import (
+    StepModels,
+    TierRunWatch,
+    model_names,
+    parent_run_of,
+    step_of,
+    with_handler,
+)
 from langchain_costopt.routed_output import message_facts
 
 ModelResult = ModelResponse[Any] | AIMessage | ExtendedModelResponse[Any]
@@ -107,6 +115,12 @@ class CostRoutingMiddleware(AgentMiddleware):
             read_answer=_response_facts,
             propagate=(GraphBubbleUp,),
         )
+        self._steps = StepModels()
+        self._names = {tier: model_names(model) for tier, model in self.models.items()}
+        self._tier_of: dict[str, str] = {}
+        for tier, names in self._names.items():
+            for name in names:
+                self._tier_of.setdefault(name, tier)
 
     # -- decisions -----------------------------------------------------------------------
 
@@ -169,14 +183,17 @@ class CostRoutingMiddleware(AgentMiddleware):
 
     def _tier_call(
         self, call: RoutedCall, request: ModelRequest[Any], tier: str
-    ) -> tuple[ModelRequest[Any], RunnableConfig]:
-        """The request for ``tier``'s model, and the config its run is to take.
+    ) -> tuple[ModelRequest[Any], RunnableConfig, TierRunWatch]:
+        """The request for ``tier``'s model, the config its run is to take, and the
+        watch on the model runs the call makes.
 
         The model's run is its own, so the decision travels in the run's metadata (a
         cost handler reads the tier, and prices the routing saving, from it), through
         the config the agent's model call picks up from its context: the tier's model
         itself answers, never a per-call copy (a copy would restart a scripted model
-        and rebuild a provider's client on every call)."""
+        and rebuild a provider's client on every call). A middleware inside this one may
+        still hand the call to another model (``ModelFallbackMiddleware``): the watch
+        takes the tier's info off that model's run and names the model."""
         model = self.models[tier]
         info = {**call.record(tier), "tier_models": dict(self.engine.names)}
         # A cascade's rejected attempts were runs of their own, each counted when it
@@ -184,54 +201,86 @@ class CostRoutingMiddleware(AgentMiddleware):
         info.pop("attempts", None)
         config = ensure_config()
         config = {**config, "metadata": {**config.get("metadata", {}), BATCH_ROUTING_KEY: info}}
+        watch = TierRunWatch(info, self._names[tier], self._tier_of, parent_run_of(config))
         routed = request.override(
             model=model, model_settings=_settings_for(model, request.model_settings)
         )
-        return routed, cast(RunnableConfig, config)
+        return routed, with_handler(cast(RunnableConfig, config), watch), watch
 
     def _asker(
-        self, call: RoutedCall, request: ModelRequest[Any], handler: CallNext
+        self,
+        call: RoutedCall,
+        request: ModelRequest[Any],
+        handler: CallNext,
+        answerers: dict[str, str | None],
     ) -> Callable[[str], ModelResult]:
         def ask(tier: str) -> ModelResult:
-            routed, config = self._tier_call(call, request, tier)
+            routed, config, watch = self._tier_call(call, request, tier)
             token = var_child_runnable_config.set(config)
             try:
-                return handler(routed)
+                result = handler(routed)
             finally:
                 var_child_runnable_config.reset(token)
+            answerers[tier] = watch.answerer
+            return result
 
         return ask
 
     def _aasker(
-        self, call: RoutedCall, request: ModelRequest[Any], handler: ACallNext
+        self,
+        call: RoutedCall,
+        request: ModelRequest[Any],
+        handler: ACallNext,
+        answerers: dict[str, str | None],
     ) -> Callable[[str], Awaitable[ModelResult]]:
         async def ask(tier: str) -> ModelResult:
-            routed, config = self._tier_call(call, request, tier)
+            routed, config, watch = self._tier_call(call, request, tier)
             token = var_child_runnable_config.set(config)
             try:
-                return await handler(routed)
+                result = await handler(routed)
             finally:
                 var_child_runnable_config.reset(token)
+            answerers[tier] = watch.answerer
+            return result
 
         return ask
 
     # -- the hooks ----------------------------------------------------------------------
 
     def wrap_model_call(self, request: ModelRequest[Any], handler: CallNext) -> ModelResult:
+        if self._chosen_outside(request):
+            return handler(request)
         call = self._open(request)
-        answered = call.run(self._asker(call, request, handler))
-        return self._annotated(answered)
+        answerers: dict[str, str | None] = {}
+        answered = call.run(self._asker(call, request, handler, answerers))
+        return self._annotated(answered, answerers.get(answered.tier))
 
     async def awrap_model_call(self, request: ModelRequest[Any], handler: ACallNext) -> ModelResult:
+        if self._chosen_outside(request):
+            return await handler(request)
         call = self._open(request)
-        answered = await call.arun(self._aasker(call, request, handler))
-        return self._annotated(answered)
+        answerers: dict[str, str | None] = {}
+        answered = await call.arun(self._aasker(call, request, handler, answerers))
+        return self._annotated(answered, answerers.get(answered.tier))
 
-    def _annotated(self, answered: Answered[ModelResult]) -> ModelResult:
+    def _chosen_outside(self, request: ModelRequest[Any]) -> bool:
+        """Whether a middleware listed before this one handed over another model than
+        the agent step started with (``ModelFallbackMiddleware``'s fallback once the
+        routed tiers failed): that model answers, unrouted."""
+        return self._steps.changed(step_of(request), request.model)
+
+    def _annotated(self, answered: Answered[ModelResult], answerer: str | None) -> ModelResult:
         message = _ai_message(answered.result)
-        if message is not None:
-            message.response_metadata.setdefault("model_name", self.engine.names[answered.tier])
-            message.response_metadata[ROUTING_KEY] = dict(answered.info)
+        if message is None:
+            return answered.result
+        info = dict(answered.info)
+        if answerer is not None:
+            # A middleware inside this one had another model answer: the record names
+            # it (and its tier, if it is one), as the cost handler booked it.
+            info.update(tier=self._tier_of.get(answerer), model=answerer)
+            info["fallback_from"] = answered.tier
+        message.response_metadata.setdefault("model_name", info["model"])
+        message.response_metadata[ROUTING_KEY] = info
         return answered.result
 
 
