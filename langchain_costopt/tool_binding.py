@@ -24,14 +24,15 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import AsyncIterator, Iterator, Sequence
+from typing import Any, cast
 
 from langchain_core.exceptions import OutputParserException
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import BaseMessage
-from langchain_core.output_parsers import BaseOutputParser
+from langchain_core.messages import AIMessageChunk, BaseMessage, BaseMessageChunk
+from langchain_core.output_parsers import BaseCumulativeTransformOutputParser
 from langchain_core.output_parsers.json import parse_json_markdown
+from langchain_core.outputs import ChatGeneration, Generation
 from langchain_core.runnables import RunnableBinding, RunnableSequence
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from langchain_core.utils.pydantic import is_basemodel_subclass
@@ -184,8 +185,23 @@ def _find_binding(runnable: Any, model: BaseChatModel) -> dict[str, Any] | None:
     return None
 
 
-class StructuredAnswerParser(BaseOutputParser[Any]):
-    """Parses a structured answer given either as a tool call or as JSON text."""
+class StructuredAnswerParser(BaseCumulativeTransformOutputParser[Any]):
+    """Parses a structured answer given either as a tool call or as JSON text.
+
+    Streamed, it yields as LangChain's own ``with_structured_output`` parsers do: a
+    dict-like schema (JSON schema, TypedDict) gives the growing partial answer, as
+    ``JsonOutputParser`` / ``JsonOutputKeyToolsParser`` do; a pydantic model gives the
+    validated object once, at the end, as ``ChatOpenAI``'s ``json_schema`` parser does (a
+    half-streamed object would be validated from truncated fields). The whole answer is
+    parsed once more at the end, so a stream fails on a bad answer as ``invoke`` does.
+
+    Example:
+        >>> from langchain_core.messages import AIMessageChunk
+        >>> parser = StructuredAnswerParser(answer_schema={"type": "object"})
+        >>> pieces = ['{"city": "Pa', 'ris", "temp', '": 21}']
+        >>> list(parser.transform(AIMessageChunk(content=p) for p in pieces))
+        [{'city': 'Pa'}, {'city': 'Paris'}, {'city': 'Paris', 'temp': 21}]
+    """
 
     answer_schema: Any
 
@@ -198,16 +214,45 @@ class StructuredAnswerParser(BaseOutputParser[Any]):
         return self._validate(data)
 
     def parse_result(self, result: list[Any], *, partial: bool = False) -> Any:
+        if partial and self._is_model():
+            return None
         message = result[0].message if result else None
         tool_calls = getattr(message, "tool_calls", None)
         if tool_calls:
-            return self._validate(tool_calls[0]["args"])
+            # A streamed tool call's args are already parsed as far as they go.
+            args = tool_calls[0]["args"]
+            return args if partial else self._validate(args)
         text = message_text(message) if isinstance(message, BaseMessage) else result[0].text
-        return self.parse(text)
+        if not partial:
+            return self.parse(text)
+        try:
+            return parse_json_markdown(text)
+        except json.JSONDecodeError:
+            return None
+
+    def _transform(self, input: Iterator[str | BaseMessage]) -> Iterator[Any]:
+        stream = _AnswerStream(self)
+        for chunk in input:
+            yield from stream.add(chunk)
+        yield from stream.finish()
+
+    async def _atransform(self, input: AsyncIterator[str | BaseMessage]) -> AsyncIterator[Any]:
+        # Partial parses run inline, not in an executor as LangChain's do: each is a
+        # partial-JSON scan of one answer, cheaper than the thread hop.
+        stream = _AnswerStream(self)
+        async for chunk in input:
+            for parsed in stream.add(chunk):
+                yield parsed
+        for parsed in stream.finish():
+            yield parsed
+
+    def _is_model(self) -> bool:
+        schema = self.answer_schema
+        return isinstance(schema, type) and is_basemodel_subclass(schema)
 
     def _validate(self, data: Any) -> Any:
         schema = self.answer_schema
-        if isinstance(schema, type) and is_basemodel_subclass(schema):
+        if self._is_model():
             if hasattr(schema, "model_validate"):
                 return schema.model_validate(data)
             return schema.parse_obj(data)  # pydantic.v1 models
@@ -216,6 +261,70 @@ class StructuredAnswerParser(BaseOutputParser[Any]):
     @property
     def _type(self) -> str:
         return "costopt_structured_answer"
+
+
+class _AnswerStream:
+    """One streamed answer: the pieces so far and the last value yielded.
+
+    The pieces are added as messages (or text) and wrapped in a generation only to be
+    parsed: adding generation chunks, as LangChain's cumulative parsers do, costs more
+    per piece. A pydantic answer parses only at the end, so its pieces are merged then,
+    in one addition (each message addition re-parses the tool-call arguments so far).
+    """
+
+    def __init__(self, parser: StructuredAnswerParser) -> None:
+        self._parser = parser
+        self._partials = not parser._is_model()
+        self._whole: str | BaseMessage | None = None
+        self._pieces: list[str | BaseMessage] = []
+        self._last: Any = None
+
+    def add(self, chunk: str | BaseMessage) -> list[Any]:
+        """The new partial answer, if ``chunk`` changed it."""
+        if not self._partials:
+            self._pieces.append(chunk)
+            return []
+        self._whole = _accumulate(self._whole, chunk)
+        return self._changed(self._parser.parse_result([_generation(self._whole)], partial=True))
+
+    def finish(self) -> list[Any]:
+        """The whole answer, parsed and validated, if it differs from the last partial."""
+        if self._pieces:
+            self._whole = _merged(self._pieces)
+        if self._whole is None:
+            return []
+        return self._changed(self._parser.parse_result([_generation(self._whole)]))
+
+    def _changed(self, parsed: Any) -> list[Any]:
+        if parsed is None or parsed == self._last:
+            return []
+        self._last = parsed
+        return [parsed]
+
+
+def _merged(pieces: list[str | BaseMessage]) -> str | BaseMessage:
+    first, rest = pieces[0], pieces[1:]
+    if rest and all(isinstance(piece, AIMessageChunk) for piece in pieces):
+        return cast(AIMessageChunk, first) + cast(list[AIMessageChunk], rest)
+    whole = first
+    for piece in rest:
+        whole = _accumulate(whole, piece)
+    return whole
+
+
+def _accumulate(whole: str | BaseMessage | None, chunk: str | BaseMessage) -> str | BaseMessage:
+    """``whole`` with the next streamed piece added. A whole message (not a chunk) is
+    taken as the whole answer so far: LangChain's parsers turn it into a plain message
+    chunk, which loses its tool calls."""
+    if isinstance(whole, BaseMessageChunk) and isinstance(chunk, BaseMessageChunk):
+        return whole + chunk
+    if isinstance(whole, str) and isinstance(chunk, str):
+        return whole + chunk
+    return chunk
+
+
+def _generation(whole: str | BaseMessage) -> Generation:
+    return Generation(text=whole) if isinstance(whole, str) else ChatGeneration(message=whole)
 
 
 __all__ = [
