@@ -24,7 +24,8 @@ one), atomically in its ledger, shared ledgers included. A call that does not fi
 * ``"raise"``: ``BudgetExceededError`` propagates out of the agent;
 * ``"downgrade"``: a :class:`CostRoutingMiddleware` listed *after* this one (so it runs
   inside) sends the call to its cheapest tier; when not even that fits, the agent ends as
-  with ``"end"``.
+  with ``"end"``. With no routing inside it (the routing listed before it, or none), the
+  agent ends as with ``"end"`` and a warning says why, once.
 
 Model calls made inside the agent's tools (a sub-agent, a summarising tool) are checked
 and recorded the same way; one that does not fit fails its tool call with an error tool
@@ -45,6 +46,7 @@ the same ledger twice.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
@@ -61,13 +63,19 @@ from langgraph.types import Command
 
 from costopt_core.ledger import BudgetExceededError, LedgerProtocol
 from langchain_costopt.callbacks import CostCallbackHandler, tracking
+from langchain_costopt.chat_models import RouterChatModel
 from langchain_costopt.errors import budget_refusal
+from langchain_costopt.middleware.budget_signals import (
+    BUDGET_KEY,
+    is_budget_stop,
+    watching_routing,
+)
 from langchain_costopt.middleware.routing import ACallNext, CallNext, ModelResult
 
 AgentOnBudget = Literal["end", "raise", "downgrade"]
 ToolResult = ToolMessage | Command[Any]
 AGENT_ON_BUDGET: tuple[str, ...] = ("end", "raise", "downgrade")
-BUDGET_KEY = "costopt_budget"
+logger = logging.getLogger(__name__)
 
 
 class BudgetMiddleware(AgentMiddleware):
@@ -113,20 +121,41 @@ class BudgetMiddleware(AgentMiddleware):
             raise ValueError("BudgetMiddleware needs a budget: budget_usd= (or a period budget)")
         self.handler = handler
         self.on_budget = on_budget
+        self._warned_unrouted = False
 
     def wrap_model_call(self, request: ModelRequest[Any], handler: CallNext) -> ModelResult:
         try:
-            with tracking(self.handler):
+            with tracking(self.handler), watching_routing() as routed:
                 return handler(request)
         except BudgetExceededError as exc:
+            self._check_downgrade(request, bool(routed))
             return self._stopped(exc)
 
     async def awrap_model_call(self, request: ModelRequest[Any], handler: ACallNext) -> ModelResult:
         try:
-            with tracking(self.handler):
+            with tracking(self.handler), watching_routing() as routed:
                 return await handler(request)
         except BudgetExceededError as exc:
+            self._check_downgrade(request, bool(routed))
             return self._stopped(exc)
+
+    def _check_downgrade(self, request: ModelRequest[Any], routed: bool) -> None:
+        """A refused call that nothing routed inside this middleware could not have been
+        downgraded: with ``on_budget="downgrade"``, say once why the agent ends."""
+        if (
+            self.on_budget != "downgrade"
+            or routed
+            or self._warned_unrouted
+            or isinstance(request.model, RouterChatModel)  # it downgrades on its own
+        ):
+            return
+        self._warned_unrouted = True
+        logger.warning(
+            "BudgetMiddleware(on_budget='downgrade') ends the agent: no routing inside it "
+            "could send the refused call to a cheaper tier. List CostRoutingMiddleware "
+            "after BudgetMiddleware in middleware=[...] (or use a RouterChatModel as the "
+            "agent's model)."
+        )
 
     def wrap_tool_call(
         self, request: ToolCallRequest, handler: Callable[[ToolCallRequest], ToolResult]
@@ -183,21 +212,6 @@ class BudgetMiddleware(AgentMiddleware):
                 BUDGET_KEY: {"stopped": True, "spent_usd": spent, "reason": str(error)},
             },
         )
-
-
-def is_budget_stop(message: object) -> bool:
-    """Whether ``message`` is the final message of an agent a budget stopped.
-
-    Example:
-        >>> is_budget_stop(AIMessage("hi")), is_budget_stop(
-        ...     AIMessage("stopped", response_metadata={BUDGET_KEY: {"stopped": True}})
-        ... )
-        (False, True)
-    """
-    if not isinstance(message, AIMessage):
-        return False
-    record = message.response_metadata.get(BUDGET_KEY)
-    return isinstance(record, dict) and record.get("stopped") is True
 
 
 def jump_after_stop(state: AgentState[Any]) -> dict[str, Any] | None:

@@ -61,6 +61,7 @@ from langchain_costopt.messages import (
     latest_human_text,
     trailing_tool_results,
 )
+from langchain_costopt.middleware.budget_signals import is_budget_stop, note_routing
 from langchain_costopt.middleware.model_choice import (
     StepModels,
     TierRunWatch,
@@ -172,6 +173,7 @@ class CostRoutingMiddleware(AgentMiddleware):
         return None
 
     def _open(self, request: ModelRequest[Any]) -> RoutedCall:
+        note_routing()  # a BudgetMiddleware outside this one can downgrade through it
         # The agent run's handlers, as LangChain will configure the model's run: those
         # in its config and those of configure hooks (``cost_tracker``).
         callbacks = ensure_config().get("callbacks")
@@ -271,7 +273,8 @@ class CostRoutingMiddleware(AgentMiddleware):
 
     def _annotated(self, answered: Answered[ModelResult], answerer: str | None) -> ModelResult:
         message = _ai_message(answered.result)
-        if message is None:
+        if message is None or is_budget_stop(message):
+            # A BudgetMiddleware inside this one stopped the call: no tier answered.
             return answered.result
         info = dict(answered.info)
         if answerer is not None:
@@ -306,8 +309,10 @@ def _ai_message(result: Any) -> AIMessage | None:
 
 
 def _response_facts(result: Any) -> AnswerFacts | None:
-    """What a cascade strategy judges in an agent's model answer (see ``message_facts``)."""
-    return message_facts(_ai_message(result))
+    """What a cascade strategy judges in an agent's model answer (see ``message_facts``);
+    None (accepted as it is) for a budget stop, which a dearer tier would not better."""
+    message = _ai_message(result)
+    return None if is_budget_stop(message) else message_facts(message)
 
 
 __all__ = ["ACallNext", "CallNext", "CostRoutingMiddleware", "ModelResult"]
