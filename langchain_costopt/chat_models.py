@@ -174,6 +174,32 @@ def merged_profile(profiles: Sequence[ModelProfile | None]) -> ModelProfile | No
     return cast(ModelProfile, merged) if merged else None
 
 
+def _agent_profile(model: BaseChatModel) -> ModelProfile | None:
+    """``model``'s profile, with ``structured_output`` as ``create_agent`` would use it
+    for this model in an agent with tools.
+
+    ``create_agent`` does not ask a Gemini model below the 3 series for its own structured
+    output when the agent has tools (that series cannot answer both at once;
+    ``langchain.agents.factory._supports_provider_strategy``). It reads the router's
+    profile without knowing which tier answers, so such a tier makes the router's
+    ``structured_output`` False: ``create_agent`` then has the answer given as a tool
+    call (``ToolStrategy``), which every tier can give. The price: an agent without
+    tools over such a tier gets ``ToolStrategy`` too, where the tier alone would not.
+    """
+    profile = model.profile
+    if not profile or not profile.get("structured_output"):
+        return profile
+    name = (
+        getattr(model, "model_name", None)
+        or getattr(model, "model", None)
+        or getattr(model, "model_id", "")
+    )
+    name = name.lower() if isinstance(name, str) else ""
+    if "gemini" in name and "gemini-3" not in name:
+        return cast(ModelProfile, {**profile, "structured_output": False})
+    return profile
+
+
 def _with_setting(model: BaseChatModel, name: str, value: Any) -> BaseChatModel:
     """A copy of ``model`` with a standard setting, when the model has that field."""
     if name in type(model).model_fields:
@@ -369,7 +395,7 @@ class RouterChatModel(BaseChatModel):
     def _resolve_model_profile(self) -> ModelProfile | None:
         # What holds whichever tier answers: agents and middleware size prompts and
         # choose structured-output strategies by it (``profile=`` given wins).
-        return merged_profile([model.profile for model in self.models.values()])
+        return merged_profile([_agent_profile(model) for model in self.models.values()])
 
     # -- token counting: as the tiers count -------------------------------------------
 
