@@ -181,8 +181,11 @@ def _label_columns(
 
 
 def _is_correctness(values: Iterable[Any]) -> bool:
-    # 0/1 or true/false throughout: correctness labels, else graded scores.
+    # 0/1 or true/false throughout: correctness labels, else graded scores. An empty cell
+    # says neither (reading it then names its row).
     for value in values:
+        if value is None or (isinstance(value, str) and not value.strip()):
+            continue
         try:
             _parse_correct(value, "", 0, "")
         except ValueError:
@@ -250,6 +253,12 @@ def load_routing_data(
         kind = "correct" if _is_correctness(every) else "score"
     parse = _parse_correct if kind == "correct" else _parse_number
     has_cost = all(costs for *_, costs in tables)
+    if not has_cost and any(costs for *_, costs in tables):
+        lacking = [source for source, *_, costs in tables if not costs]
+        raise ValueError(
+            f"some files have weak_cost,strong_cost and these do not: {lacking} "
+            "(give every file its costs, or none)"
+        )
     prompts: list[str] = []
     weak: list[float] = []
     strong: list[float] = []

@@ -136,12 +136,6 @@ def load_data(args: argparse.Namespace) -> RoutingData:
     )
 
 
-def _data_name(args: argparse.Namespace) -> str:
-    # The data's name in reports and plot titles: its file, or the first of several.
-    first = Path(args.data[0]).name
-    return first if len(args.data) == 1 else f"{first} (+{len(args.data) - 1} files)"
-
-
 def add_data_arguments(
     parser: argparse.ArgumentParser,
     default_strategy: str,
@@ -406,7 +400,9 @@ def run(args: argparse.Namespace) -> int:
         result.calibration = holdout_calibration(scores, data, args.target_share, args.seed)
     # With --json - the JSON owns stdout, so the table goes to stderr.
     report_stream = sys.stderr if args.json == "-" else sys.stdout
-    print(format_report(result, label, _data_name(args), args.output_tokens), file=report_stream)
+    print(
+        format_report(result, label, Path(data.source).name, args.output_tokens), file=report_stream
+    )
     if args.json:
         text = json.dumps(result.to_dict(), indent=2)
         if args.json == "-":
@@ -415,7 +411,7 @@ def run(args: argparse.Namespace) -> int:
             Path(args.json).write_text(text + "\n", encoding="utf-8")
             print(f"figures written to {args.json}")
     if args.plot:
-        plot_quality_vs_cost(result, args.plot, title=f"{label} on {_data_name(args)}")
+        plot_quality_vs_cost(result, args.plot, title=f"{label} on {Path(data.source).name}")
         print(f"plot written to {args.plot}")
     return 0
 

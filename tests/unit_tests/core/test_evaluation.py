@@ -212,6 +212,18 @@ def test_load_named_columns_from_several_files(tmp_path) -> None:
         load_routing_data([correct, scored])
 
 
+def test_load_names_the_empty_cell_and_files_without_costs(tmp_path) -> None:
+    gap = tmp_path / "gap.csv"
+    gap.write_text("prompt,small,big\nWhy?,True,False\nHow?,False,True\nWho?,,True\n")
+    with pytest.raises(ValueError, match="row 3: small must be 0/1"):
+        load_routing_data(gap, weak_column="small", strong_column="big")
+    priced, unpriced = tmp_path / "p.csv", tmp_path / "u.csv"
+    priced.write_text("prompt,weak_correct,strong_correct,weak_cost,strong_cost\nhi,1,1,0.1,1\n")
+    unpriced.write_text("prompt,weak_correct,strong_correct\nho,0,1\n")
+    with pytest.raises(ValueError, match=r"and these do not: .*u\.csv"):
+        load_routing_data([priced, unpriced])
+
+
 def test_eval_router_reads_named_columns_from_several_files(tmp_path, capsys) -> None:
     first, second = _per_model_files(tmp_path)
     out = tmp_path / "out.json"
