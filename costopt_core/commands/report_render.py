@@ -38,6 +38,8 @@ _TITLES = {
 
 def write_png(report: LedgerReport, path: str) -> None:
     """Spend and savings per lever, model, tier and day as a 2x2 chart in ``path``."""
+    # Before the import below: without matplotlib the error names the [plot] extra.
+    require_extra("matplotlib", "plot", "costopt report --png")
     import matplotlib.pyplot as plt
 
     fig = chart(report)

@@ -116,6 +116,20 @@ def test_png_without_the_plot_extra_names_it(ledger_file, tmp_path, monkeypatch,
     assert not out.exists() and not (tmp_path / "x").exists() and captured.out == ""
 
 
+def test_write_png_without_the_plot_extra_names_it(tmp_path, monkeypatch):
+    from costopt_core.commands.report_render import write_png
+
+    # As if the [plot] extra were not installed: the library call, not only the CLI,
+    # says what to install (a bare ModuleNotFoundError before).
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    monkeypatch.setitem(sys.modules, "matplotlib.pyplot", None)
+    report = LedgerReport.from_records([CostRecord("m", cost_usd=0.1)])
+    out = tmp_path / "report.png"
+    with pytest.raises(ImportError, match=r'needs matplotlib: pip install "costopt-llm\[plot\]"'):
+        write_png(report, str(out))
+    assert not out.exists()
+
+
 def test_an_empty_ledger_says_so(tmp_path, capsys):
     path = str(tmp_path / "empty.db")
     SQLiteLedger(path).close()
