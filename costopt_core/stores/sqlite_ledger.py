@@ -266,6 +266,10 @@ class SQLiteLedger(SQLLedger):
         self._checked_rowid = 0
         self._filter = ""
         self._closed = False
+        # Records whose write failed, by id, until a write of theirs commits (changed
+        # under _lock with the commit). The backlog lets go of a record before its retry
+        # commits; iter_records needs each record in exactly one of the file and here.
+        self._kept: dict[str, CostRecord] = {}
         super().__init__()
         t, r, d = table, f"{table}_reservations", f"{table}_days"
         columns = ", ".join(RECORD_COLUMNS)
@@ -343,16 +347,25 @@ class SQLiteLedger(SQLLedger):
             raise RuntimeError(f"{self!r} is closed")
 
     def _write(self, record_id: str, record: CostRecord, reservation_id: str | None) -> None:
-        values = record_values(record, tags=json.dumps)
         with self._lock:
             self._check_open()
-            with transaction(self._conn):
-                added = self._conn.execute(self._sql["insert"], (record_id, *values)).rowcount
-                if added and record.cost_usd:
-                    day = (record.timestamp // _DAY) * _DAY
-                    self._conn.execute(self._sql["add_day"], (day, record.cost_usd))
-                if reservation_id is not None:
-                    self._conn.execute(self._sql["settle"], (reservation_id,))
+            try:
+                self._insert(record_id, record, reservation_id)
+            except Exception:  # the backlog keeps it (SQLLedger.record)
+                self._kept[record_id] = record
+                raise
+            if self._kept:
+                self._kept.pop(record_id, None)
+
+    def _insert(self, record_id: str, record: CostRecord, reservation_id: str | None) -> None:
+        values = record_values(record, tags=json.dumps)
+        with transaction(self._conn):
+            added = self._conn.execute(self._sql["insert"], (record_id, *values)).rowcount
+            if added and record.cost_usd:
+                day = (record.timestamp // _DAY) * _DAY
+                self._conn.execute(self._sql["add_day"], (day, record.cost_usd))
+            if reservation_id is not None:
+                self._conn.execute(self._sql["settle"], (reservation_id,))
 
     def _reserve(
         self, estimate: float, budgets: list[Budget], ttl: float, now: float
@@ -431,10 +444,13 @@ class SQLiteLedger(SQLLedger):
             ...     [r.cost_usd for r in ledger.iter_records(chunk_rows=2)]
             [0.25, 0.5, 0.125]
 
-        The rows are read on a read-only connection of their own, as one snapshot (one
-        SELECT): the ledger records and reserves as usual while a caller walks them,
-        and a record written meanwhile is not half-seen. Stop early and the connection
-        is closed with the iterator.
+        The rows are read on a read-only connection of their own, as one snapshot taken
+        when the first record is asked for, together with the records this ledger keeps
+        in memory at that moment (writes that failed, :attr:`unwritten`): the ledger
+        records and reserves as usual while a caller walks them, a record written
+        meanwhile is not seen, and a kept record written to the file meanwhile is
+        yielded once, after the file's. Stop early and the connection is closed with
+        the iterator.
         """
         if type(chunk_rows) is not int or chunk_rows < 1:
             raise ValueError(f"chunk_rows must be a positive int, got {chunk_rows!r}")
@@ -447,12 +463,24 @@ class SQLiteLedger(SQLLedger):
         self, conn: sqlite3.Connection, start: float, chunk_rows: int
     ) -> Iterator[CostRecord]:
         try:
+            kept = self._snapshot(conn)
             cursor = conn.execute(self._sql["records"], (start,))
             while rows := cursor.fetchmany(chunk_rows):
+                if kept:  # a kept record the file already holds is not yielded twice
+                    for row in rows:
+                        kept.pop(row[0], None)
                 yield from records_from_rows(rows, self.malformed, tags=json.loads)
         finally:
             conn.close()
-        yield from self._backlog.records(None if start == -math.inf else start)
+        yield from (record for record in kept.values() if record.timestamp >= start)
+
+    def _snapshot(self, conn: sqlite3.Connection) -> dict[str, CostRecord]:
+        """Begin ``conn``'s read snapshot and copy the kept records as one step: a
+        record's write commits under the same lock, so it is in exactly one of them."""
+        with self._lock:
+            conn.execute("BEGIN")
+            conn.execute(self._sql["last_rowid"]).fetchone()  # its first read fixes it
+            return dict(self._kept)
 
     @property
     def reserved_usd(self) -> float:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import sqlite3
+import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 
@@ -187,6 +188,58 @@ def test_the_ledger_records_while_its_records_are_walked(tmp_path):
     assert ledger.summary().total_cost == 12.0
     assert [first, *walk][-1].timestamp == 1004.0  # one snapshot: the walk began before
     assert len(ledger.records()) == 6
+    ledger.close()
+
+
+def _ledger_with_a_kept_record(path, monkeypatch):
+    """A ledger holding 3 records in its file and one ('late') kept in memory."""
+    monkeypatch.setattr(Backlog, "retry_every", 0.0)  # the next record retries it
+    ledger = SQLiteLedger(path, timeout=0.05)
+    for i in range(3):
+        ledger.record(CostRecord("m", cost_usd=1.0, timestamp=1000.0 + i))
+    blocker = sqlite3.connect(path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+    ledger.record(CostRecord("late", cost_usd=0.5, timestamp=2000.0))
+    blocker.execute("ROLLBACK")
+    blocker.close()
+    assert ledger.unwritten == 1
+    return ledger
+
+
+def test_a_kept_record_written_during_a_walk_is_walked_once(tmp_path, monkeypatch):
+    ledger = _ledger_with_a_kept_record(tmp_path / "spend.db", monkeypatch)
+    assert [r.model for r in ledger.iter_records()] == ["m", "m", "m", "late"]
+    walk = ledger.iter_records(chunk_rows=1)
+    first = next(walk)  # the walk began: 'late' was kept in memory, not in the file
+    ledger.record(CostRecord("next", cost_usd=0.25, timestamp=3000.0))  # writes 'late'
+    assert ledger.unwritten == 0
+    assert [r.model for r in [first, *walk]] == ["m", "m", "m", "late"]
+    assert [r.model for r in ledger.iter_records()] == ["m", "m", "m", "late", "next"]
+    assert list(ledger.iter_records()) == ledger.records()
+    ledger.close()
+
+
+def test_a_walk_begun_while_a_kept_record_is_being_written_walks_it(tmp_path, monkeypatch):
+    # The backlog lets go of a record before its retry commits: a walk that begins in
+    # between finds it neither kept nor in the file, unless the ledger still holds it.
+    ledger = _ledger_with_a_kept_record(tmp_path / "spend.db", monkeypatch)
+    taken, go = threading.Event(), threading.Event()
+    write = ledger._write
+
+    def slow_write(*args):
+        taken.set()
+        assert go.wait(10)
+        write(*args)
+
+    monkeypatch.setattr(ledger, "_write", slow_write)
+    writer = threading.Thread(target=ledger.record, args=(CostRecord("next", timestamp=3000.0),))
+    writer.start()
+    assert taken.wait(10)  # 'late' left the backlog, its write not yet begun
+    walk = ledger.iter_records()
+    first = next(walk)
+    go.set()
+    writer.join(10)
+    assert [r.model for r in [first, *walk]] == ["m", "m", "m", "late"]
     ledger.close()
 
 
