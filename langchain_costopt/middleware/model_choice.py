@@ -26,8 +26,10 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
+import weakref
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 from uuid import UUID
 
@@ -39,8 +41,15 @@ from langchain_core.runnables.config import ensure_config
 from costopt_core.metadata_keys import BATCH_ROUTING_KEY, model_name_in
 from langchain_costopt.chat_models import model_name_of
 
-# Agent steps remembered at once: concurrent runs of one agent, each on its own step.
-STEPS_KEPT = 1024
+# How long a step's first model is remembered. No middleware hook runs when an agent
+# step ends (a middleware outside may call the chain again after the routing returned or
+# raised), so steps are forgotten by age: longer than a step trying every tier, with its
+# retries and timeouts, takes before a fallback outside hands over its model.
+STEP_MAX_AGE = 15 * 60.0
+# A safety net only: every step of every run through one middleware that started within
+# STEP_MAX_AGE is remembered (a busy server); this bounds the memory (about 260 bytes a
+# step, 34 MB full) if far more start than any server runs.
+STEPS_KEPT = 1 << 17
 
 
 def step_of(request: Any) -> str | None:
@@ -60,13 +69,31 @@ def step_of(request: Any) -> str | None:
 
 
 class StepModels:
-    """The model each recent agent step was first handed (see the module doc)."""
+    """The model each recent agent step was first handed (see the module doc).
 
-    def __init__(self, size: int = STEPS_KEPT) -> None:
+    A step is remembered for ``max_age`` seconds after it started (by ``clock``), or
+    until more than ``size`` steps started since; its model is held by a weak
+    reference, so a model built for one request (a per-tenant client) dies with it.
+    """
+
+    def __init__(
+        self,
+        size: int = STEPS_KEPT,
+        max_age: float = STEP_MAX_AGE,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         if not isinstance(size, int) or size < 1:
             raise ValueError(f"size must be an int >= 1, got {size!r}")
+        if not isinstance(max_age, int | float) or not max_age > 0:
+            raise ValueError(f"max_age must be a number of seconds > 0, got {max_age!r}")
+        if not callable(clock):
+            raise TypeError(f"clock must be a callable returning seconds, got {clock!r}")
         self.size = size
-        self._first: OrderedDict[str, BaseChatModel] = OrderedDict()
+        self.max_age = float(max_age)
+        self.clock = clock
+        # step -> (its first model, when the step started); oldest first.
+        self._first: OrderedDict[str, tuple[Callable[[], BaseChatModel | None], float]]
+        self._first = OrderedDict()
         self._lock = threading.Lock()
 
     def changed(self, step: str | None, model: BaseChatModel) -> bool:
@@ -74,11 +101,39 @@ class StepModels:
         that cannot be told apart, ``None``, never is)."""
         if step is None:
             return False
+        now = self.clock()
         with self._lock:
-            first = self._first.setdefault(step, model)
-            if len(self._first) > self.size:
-                self._first.popitem(last=False)
+            self._forget_before(now - self.max_age)
+            entry = self._first.get(step)
+            first = entry[0]() if entry is not None else None
+            if first is None:
+                # A new step, or one whose model is gone: no request of it still runs.
+                self._first[step] = (_reference(model), now)
+                self._first.move_to_end(step)
+                if len(self._first) > self.size:
+                    self._first.popitem(last=False)
+                return False
         return first is not model
+
+    def __len__(self) -> int:
+        """How many steps are remembered."""
+        return len(self._first)
+
+    def _forget_before(self, oldest: float) -> None:
+        """Forget the steps that started before ``oldest`` (the lock is held)."""
+        while self._first:
+            started = next(iter(self._first.values()))[1]
+            if started >= oldest:
+                return
+            self._first.popitem(last=False)
+
+
+def _reference(model: BaseChatModel) -> Callable[[], BaseChatModel | None]:
+    """A weak reference to ``model``, or a strong one if its class takes none."""
+    try:
+        return weakref.ref(model)
+    except TypeError:
+        return lambda: model
 
 
 def model_names(model: BaseChatModel) -> frozenset[str]:
@@ -174,6 +229,7 @@ def with_handler(config: RunnableConfig, handler: BaseCallbackHandler) -> Runnab
 
 __all__ = [
     "STEPS_KEPT",
+    "STEP_MAX_AGE",
     "StepModels",
     "TierRunWatch",
     "model_names",
