@@ -73,7 +73,8 @@ from langchain_costopt.middleware.model_choice import (
 from langchain_costopt.routed_output import message_facts
 
 ModelResult = ModelResponse[Any] | AIMessage | ExtendedModelResponse[Any]
-#: Routing record key of a call that reads tool results: the tier its turn was given.
+#: Routing record key of every routed call: the tier its user's turn was given (a call
+#: that reads tool results may go to a tier below it).
 TURN_TIER = "turn_tier"
 # The next step of an agent's model call, as ``wrap_model_call`` receives it.
 CallNext = Callable[[ModelRequest[Any]], ModelResult]
