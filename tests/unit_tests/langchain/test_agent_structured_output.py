@@ -9,25 +9,13 @@ import pytest
 from langchain.agents import create_agent
 from langchain.agents.structured_output import ProviderStrategy, ToolStrategy
 from langchain_core.messages import AIMessage, HumanMessage
-from langchain_core.tools import tool
-from pydantic import BaseModel
 
 from langchain_costopt import RouterChatModel, cost_tracker
 from langchain_costopt.middleware import CostRoutingMiddleware
 from langchain_costopt.simulated import SimulatedChatModel
+from tests.unit_tests.langchain.agent_fixtures import Weather, get_weather
 
 QUESTION = "Use get_weather: 请分析巴黎的天气, 评估出行风险"  # seed rules: complex
-
-
-class Weather(BaseModel):
-    city: str
-    summary: str
-
-
-@tool
-def get_weather(city: str) -> str:
-    """The weather in a city."""
-    return f"{city}: sunny, 21C"
 
 
 def tiers() -> dict[str, SimulatedChatModel]:

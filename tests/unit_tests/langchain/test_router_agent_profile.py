@@ -8,25 +8,14 @@ from typing import Any
 import pytest
 from langchain.agents import create_agent
 from langchain_core.messages import AIMessage, HumanMessage
-from langchain_core.tools import tool
-from pydantic import BaseModel, PrivateAttr
+from pydantic import PrivateAttr
 
 from langchain_costopt import RouterChatModel
 from langchain_costopt.simulated import SimulatedChatModel
+from tests.unit_tests.langchain.agent_fixtures import Weather, get_weather
 
 CAPABLE = {"structured_output": True, "tool_calling": True}
 QUESTION = "Use get_weather for Paris"  # seed rules: the cheap tier
-
-
-class Weather(BaseModel):
-    city: str
-    summary: str
-
-
-@tool
-def get_weather(city: str) -> str:
-    """The weather in a city."""
-    return f"{city}: sunny, 21C"
 
 
 class Recorded(SimulatedChatModel):
