@@ -284,6 +284,10 @@ class Backlog:
     def __init__(self, where: str) -> None:
         self.where = where
         self._items: list[tuple[str, CostRecord, str | None]] = []
+        # Taken off _items by a flush and not yet all written: still counted in the
+        # spend (a budget check meanwhile must not see them nowhere; one written and
+        # not yet dropped from here is counted twice, which only makes a check stricter).
+        self._flushing: list[tuple[str, CostRecord, str | None]] = []
         self._lock = threading.Lock()
         self._next_try = 0.0
         self._logged = 0.0
@@ -321,14 +325,21 @@ class Backlog:
             return
         with self._lock:
             items, self._items = self._items, []
-        for done, item in enumerate(items):
-            try:
+            self._flushing = self._flushing + items
+        written = 0
+        try:
+            for item in items:
                 write(*item)
-            except Exception:
-                with self._lock:
-                    self._items[:0] = items[done:]
-                    self._next_try = time.monotonic() + self.retry_every
-                return
+                written += 1
+        except Exception:
+            with self._lock:
+                self._items[:0] = items[written:]
+                self._next_try = time.monotonic() + self.retry_every
+            return
+        finally:
+            done = {id(item) for item in items}
+            with self._lock:
+                self._flushing = [item for item in self._flushing if id(item) not in done]
         logger.warning("%s: %d kept cost record(s) written", self.where, len(items))
 
     def records(self, since: float | None = None) -> list[CostRecord]:
@@ -337,7 +348,12 @@ class Backlog:
         return [r for _, r, _ in items if since is None or r.timestamp >= since]
 
     def spent_since(self, since: float | None = None) -> float:
-        return sum((r.cost_usd or 0.0 for r in self.records(since)), 0.0)
+        """Spend of the kept records since ``since``, with those a flush is writing."""
+        with self._lock:
+            items = self._items + self._flushing
+        return sum(
+            (r.cost_usd or 0.0 for _, r, _ in items if since is None or r.timestamp >= since), 0.0
+        )
 
 
 class SQLLedger(ABC):

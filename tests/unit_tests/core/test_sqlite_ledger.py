@@ -75,6 +75,36 @@ def test_a_write_that_fails_is_kept_counted_and_written_later(tmp_path, monkeypa
         assert len(reopened.records()) == 3
 
 
+def test_a_budget_check_during_a_flush_counts_the_records_being_written(tmp_path, monkeypatch):
+    monkeypatch.setattr(Backlog, "retry_every", 0.0)
+    path = tmp_path / "spend.db"
+    ledger = SQLiteLedger(path, timeout=0.05)
+    ledger.record(CostRecord("m", cost_usd=0.25))
+    blocker = sqlite3.connect(path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+    ledger.record(CostRecord("m", cost_usd=0.5))  # kept in memory
+    blocker.execute("ROLLBACK")
+    writing, go = threading.Event(), threading.Event()
+    write = ledger._write
+
+    def slow_write(*args):  # the kept record's retry, held between backlog and file
+        writing.set()
+        go.wait(5)
+        write(*args)
+
+    monkeypatch.setattr(ledger, "_write", slow_write)
+    flusher = threading.Thread(target=ledger.record, args=(CostRecord("m", cost_usd=0.0),))
+    flusher.start()
+    assert writing.wait(5)
+    try:
+        assert not ledger.reserve(0.3, [Budget(1.0)]).allowed  # 0.25 + 0.5 + 0.3 > 1.0
+    finally:
+        go.set()
+        flusher.join(5)
+    assert ledger.spent_since() == pytest.approx(0.75)
+    ledger.close()
+
+
 def test_close_writes_what_was_kept(tmp_path, monkeypatch):
     monkeypatch.setattr(Backlog, "retry_every", 3600.0)  # no retry before close
     path = tmp_path / "spend.db"
