@@ -39,7 +39,10 @@ How the events are read (LangChain 1.7 / 1.8):
 * Routing: ``response_metadata["routing"]`` (or the ``costopt_routing`` run metadata
   that ``RouterChatModel.batch`` sets) gives the tier; rejected cascade attempts in
   ``routing["attempts"]`` are added as spend. The router's tier models come from its
-  invocation params (``models``), for the baseline.
+  invocation params (``models``), for the baseline. A routing middleware's tier call
+  under a cascade is a run of its own, judged after it ended: its answer is held
+  (``CASCADE_HELD_KEY``) and booked by ``settle_cascade_attempt``, as the routed call
+  or as a rejected attempt, the same records as a router's.
 * Compression: a prompt compressor's mark (``COMPRESSED_TOKENS_KEY`` in the first or
   last message's ``response_metadata``) and a ``ChunkDocumentCompressor``'s
   ``costopt_documents_compressed`` custom event (booked on the next model call of the
@@ -110,6 +113,11 @@ _STEPS_MEMORY = 4096
 _MAX_LLM_NESTING = 8
 UNKNOWN_MODEL = "unknown-model"
 
+
+#: Routing record key of an answer a cascade may still reject (a routing middleware's
+#: tier call, a run of its own): its value keys the answer's booking, held until
+#: :func:`settle_cascade_attempt` says whether the cascade kept it.
+CASCADE_HELD_KEY = "cascade_held"
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 # An answer's metadata keys that send it down the general path (a cache hit, a routed
@@ -327,6 +335,12 @@ class _HandlerState:
     ``__init__``: the handler's constructor is the engine's ``CostHandlerBase`` (one
     argument list for both faces), which runs this through ``super().__init__()``.
     """
+
+    # Answers a cascade may still reject, by their routing record's CASCADE_HELD_KEY:
+    # (the routed call's booking, then what an attempt's booking needs). Made by the
+    # first one held: the handler's usual calls never look at it.
+    _held: dict[str, list[tuple[Callable[[], Any], str, TokenUsage, Any, Any, Any]]] | None
+    _held = None
 
     def __init__(self) -> None:
         super().__init__()
@@ -859,7 +873,8 @@ class CostCallbackHandler(CostHandlerBase, _HandlerState, BaseCallbackHandler):
             if usage in seen:
                 return False
             seen.append(usage)
-        self._accountant.record_call(
+        book = functools.partial(
+            self._accountant.record_call,
             model,
             usage,
             tier=tier,
@@ -869,6 +884,17 @@ class CostCallbackHandler(CostHandlerBase, _HandlerState, BaseCallbackHandler):
             compressed_tokens=self._compressed_tokens(run),
             batch=metadata.get(BATCH_KEY) is True,
         )
+        held = routing.get(CASCADE_HELD_KEY) if routing else None
+        if type(held) is str:
+            # A cascade may still reject this answer: booked once the middleware says.
+            with self._lock:
+                if self._held is None:
+                    self._held = {}
+                self._held.setdefault(held, []).append(
+                    (book, model, usage, tier, run_id, reservation)
+                )
+            return True
+        book()
         attempts = routing.get("attempts") if routing else None
         for attempt in attempts or ():
             if not is_map(attempt):
@@ -884,6 +910,22 @@ class CostCallbackHandler(CostHandlerBase, _HandlerState, BaseCallbackHandler):
                 run_id=run_id,
             )
         return True
+
+    def settle_held(self, key: str, accepted: bool) -> None:
+        """Book the answers held under ``key`` (see :func:`settle_cascade_attempt`): as
+        routed calls if ``accepted``, else as rejected cascade attempts (their spend, and
+        a negative saving, as a ``RouterChatModel``'s attempts are booked)."""
+        held = self._held
+        for book, model, usage, tier, run_id, reservation in held.pop(key, ()) if held else ():
+            try:
+                if accepted:
+                    book()
+                    continue
+                self._accountant.record_attempt(model, usage, tier=tier, run_id=run_id)
+                self._accountant.cancel(reservation)
+            except Exception:
+                logger.exception("CostCallbackHandler failed to account run %s", run_id)
+                self._accountant.cancel(reservation)
 
     def _repair_model_name(self, model: str) -> str:
         # LangChain merges stream chunks by concatenating strings, so a model name sent
@@ -947,6 +989,20 @@ def _tier_models(routing: Mapping[str, Any] | None, run: _Run | None) -> tuple[s
 def _tier(routing: Mapping[str, Any] | None) -> str | None:
     tier = routing.get("tier") if routing else None
     return tier if isinstance(tier, str) else None
+
+
+def settle_cascade_attempt(key: str, accepted: bool) -> None:
+    """Book, in every cost handler, the answers held under ``key`` (an answer whose
+    routing record carries ``CASCADE_HELD_KEY``): routed calls if the cascade
+    ``accepted`` the answer, else rejected cascade attempts.
+
+    Example:
+        >>> settle_cascade_attempt("no-such-answer", accepted=True)  # nothing held
+    """
+    if not isinstance(key, str):
+        raise TypeError(f"key must be a str, got {key!r}")
+    for handler in list(_HANDLERS):
+        handler.settle_held(key, accepted)
 
 
 # -- cost_tracker -------------------------------------------------------------------------

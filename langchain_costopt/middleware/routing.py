@@ -33,6 +33,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, cast
+from uuid import uuid4
 
 from langchain.agents.middleware.types import (
     AgentMiddleware,
@@ -53,6 +54,7 @@ from costopt_core.engine import ROUTING_KEY, Answered, AnswerFacts, RoutedCall, 
 from costopt_core.metadata_keys import BATCH_ROUTING_KEY
 from costopt_core.prompt_prefix import settings_for
 from costopt_core.strategies import StrategyLike
+from langchain_costopt.callbacks import CASCADE_HELD_KEY, settle_cascade_attempt
 from langchain_costopt.chat_models import model_name_of
 from langchain_costopt.messages import (
     is_summary,
@@ -185,7 +187,7 @@ class CostRoutingMiddleware(AgentMiddleware):
         return self.engine.start(decision, latest_human_text(request.messages), handlers)
 
     def _tier_call(
-        self, call: RoutedCall, request: ModelRequest[Any], tier: str
+        self, call: RoutedCall, request: ModelRequest[Any], tier: str, asked: dict[str, str]
     ) -> tuple[ModelRequest[Any], RunnableConfig, TierRunWatch]:
         """The request for ``tier``'s model, the config its run is to take, and the
         watch on the model runs the call makes.
@@ -202,6 +204,13 @@ class CostRoutingMiddleware(AgentMiddleware):
         # A cascade's rejected attempts were runs of their own, each counted when it
         # ended: listed here too, a cost handler would count them again.
         info.pop("attempts", None)
+        if self.engine.accept is not None:
+            # A cascade judges the answer after its run ended and was booked: a cost
+            # handler holds the booking until _settled says whether it was rejected
+            # (then it is booked as an attempt, as a router's rejected attempt is).
+            held = uuid4().hex
+            info[CASCADE_HELD_KEY] = held
+            asked[held] = tier
         config = ensure_config()
         config = {**config, "metadata": {**config.get("metadata", {}), BATCH_ROUTING_KEY: info}}
         watch = TierRunWatch(info, self._names[tier], self._tier_of, parent_run_of(config))
@@ -216,9 +225,10 @@ class CostRoutingMiddleware(AgentMiddleware):
         request: ModelRequest[Any],
         handler: CallNext,
         answerers: dict[str, str | None],
+        asked: dict[str, str],
     ) -> Callable[[str], ModelResult]:
         def ask(tier: str) -> ModelResult:
-            routed, config, watch = self._tier_call(call, request, tier)
+            routed, config, watch = self._tier_call(call, request, tier, asked)
             token = var_child_runnable_config.set(config)
             try:
                 result = handler(routed)
@@ -235,9 +245,10 @@ class CostRoutingMiddleware(AgentMiddleware):
         request: ModelRequest[Any],
         handler: ACallNext,
         answerers: dict[str, str | None],
+        asked: dict[str, str],
     ) -> Callable[[str], Awaitable[ModelResult]]:
         async def ask(tier: str) -> ModelResult:
-            routed, config, watch = self._tier_call(call, request, tier)
+            routed, config, watch = self._tier_call(call, request, tier, asked)
             token = var_child_runnable_config.set(config)
             try:
                 result = await handler(routed)
@@ -255,7 +266,13 @@ class CostRoutingMiddleware(AgentMiddleware):
             return handler(request)
         call = self._open(request)
         answerers: dict[str, str | None] = {}
-        answered = call.run(self._asker(call, request, handler, answerers))
+        asked: dict[str, str] = {}
+        try:
+            answered = call.run(self._asker(call, request, handler, answerers, asked))
+        except BaseException:
+            _settled(asked, None)
+            raise
+        _settled(asked, answered)
         return self._annotated(answered, answerers.get(answered.tier))
 
     async def awrap_model_call(self, request: ModelRequest[Any], handler: ACallNext) -> ModelResult:
@@ -263,7 +280,13 @@ class CostRoutingMiddleware(AgentMiddleware):
             return await handler(request)
         call = self._open(request)
         answerers: dict[str, str | None] = {}
-        answered = await call.arun(self._aasker(call, request, handler, answerers))
+        asked: dict[str, str] = {}
+        try:
+            answered = await call.arun(self._aasker(call, request, handler, answerers, asked))
+        except BaseException:
+            _settled(asked, None)
+            raise
+        _settled(asked, answered)
         return self._annotated(answered, answerers.get(answered.tier))
 
     def _chosen_outside(self, request: ModelRequest[Any]) -> bool:
@@ -286,6 +309,14 @@ class CostRoutingMiddleware(AgentMiddleware):
         message.response_metadata.setdefault("model_name", info["model"])
         message.response_metadata[ROUTING_KEY] = info
         return answered.result
+
+
+def _settled(asked: dict[str, str], answered: Answered[ModelResult] | None) -> None:
+    """Book the answers of a cascade's tier calls (``asked``: held key -> tier asked):
+    the answered tier's as the routed call, every other one as a rejected attempt (also
+    when no tier answered: each was paid for, and none is the answer)."""
+    for held, tier in asked.items():
+        settle_cascade_attempt(held, answered is not None and tier == answered.tier)
 
 
 def _settings_for(model: BaseChatModel, settings: dict[str, Any]) -> dict[str, Any]:

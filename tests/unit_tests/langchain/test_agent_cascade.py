@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -89,18 +90,61 @@ def test_a_rejected_answer_is_paid_for_once(middleware: bool) -> None:
     assert tracker.total_cost == pytest.approx(paid(messages))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the middleware's rejected attempt is a run of its own, counted as a routed call "
-    "with a positive routing saving before the cascade rejects it; the cost handler needs a "
-    "way to re-book it as an attempt (reported to the owner of callbacks/accounting)",
-)
-def test_a_rejected_attempt_saves_the_same_through_the_middleware_as_through_the_router() -> None:
-    saved = []
-    for middleware in (False, True):
-        with cost_tracker() as tracker:
-            agent_with(CascadeStrategy(min_length=60), middleware).invoke(
-                {"messages": [HumanMessage(QUESTION)]}
-            )
-        saved.append(tracker.total_saved)
-    assert saved[1] == pytest.approx(saved[0])
+def booked(middleware: bool, asynchronous: bool = False) -> tuple[str, dict[str, Any]]:
+    """The report and figures of one agent turn whose cheap answer the cascade rejects."""
+    agent = agent_with(CascadeStrategy(min_length=60), middleware)
+    state = {"messages": [HumanMessage(QUESTION)]}
+    with cost_tracker() as tracker:
+        if asynchronous:
+            asyncio.run(agent.ainvoke(state))
+        else:
+            agent.invoke(state)
+    figures = tracker.to_dict()
+    for key in ("first_timestamp", "last_timestamp"):
+        figures.pop(key)
+    return tracker.report(), figures
+
+
+@pytest.mark.parametrize("asynchronous", [False, True])
+def test_a_rejected_attempt_saves_the_same_through_the_middleware_as_through_the_router(
+    asynchronous: bool,
+) -> None:
+    (_, router), (_, middleware) = (booked(m, asynchronous) for m in (False, True))
+    assert middleware["cascade_attempts"] == router["cascade_attempts"] == 1
+    assert middleware["total_cost"] == pytest.approx(router["total_cost"])
+    assert middleware["total_saved"] == pytest.approx(router["total_saved"])
+    assert middleware == router
+
+
+def test_the_reports_lever_lines_match_between_the_middleware_and_the_router() -> None:
+    (router, _), (middleware, _) = (booked(m) for m in (False, True))
+    lines = [
+        [line for line in report.splitlines() if line.startswith(("saved:", "routed:"))]
+        for report in (router, middleware)
+    ]
+    assert lines[0] and lines[1] == lines[0]
+    assert middleware == router
+
+
+class FailingModel(SimulatedChatModel):
+    def _generate(self, *args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("strong tier down")
+
+
+def test_a_rejected_attempt_is_paid_for_when_the_tier_above_fails() -> None:
+    # No tier answers (the strong one fails after the cheap answer was rejected): the
+    # cheap answer was paid for, and is booked as the cascade's attempt, not left held.
+    models = {
+        "cheap": SimulatedChatModel(model_name="cascade-cheap"),
+        "strong": FailingModel(model_name="cascade-strong"),
+    }
+    routing = CostRoutingMiddleware(
+        models=models, strategy=CascadeStrategy(min_length=10_000), tool_result_downgrade=0
+    )
+    agent = create_agent(models["cheap"], tools=[get_weather], middleware=[routing])
+    with cost_tracker() as tracker, pytest.raises(RuntimeError, match="strong tier down"):
+        agent.invoke({"messages": [HumanMessage("Say hello without any tool.")]})
+    figures = tracker.to_dict()
+    assert figures["cascade_attempts"] == 1 and figures["calls"] == 0
+    assert tracker.total_cost > 0
+    assert tracker.total_saved == pytest.approx(-tracker.total_cost)
