@@ -30,7 +30,7 @@ import logging
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, TypeVar, cast
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, cast
 
 from langchain_core.callbacks import (
     BaseCallbackManager,
@@ -73,6 +73,7 @@ from costopt_core.prompt_prefix import CACHE_MARK, settings_for
 from langchain_costopt.batch import adeferred_batch, deferred_batch
 from langchain_costopt.cache_stream import CachedStream, cache_of, replay_generation_chunks
 from langchain_costopt.callbacks import tracking_handlers
+from langchain_costopt.context_values import holding
 from langchain_costopt.messages import (
     Messages,
     Stop,
@@ -1140,22 +1141,8 @@ class _StreamCall:
 _STREAMING: ContextVar[_StreamCall | None] = ContextVar("costopt_router_stream", default=None)
 
 
-T = TypeVar("T")
-
-
-@contextlib.contextmanager
-def _holding(var: ContextVar[T], value: T) -> Iterator[None]:
-    token = var.set(value)
-    try:
-        yield
-    finally:
-        # A generator closed from another context cannot reset; nothing to undo then.
-        with contextlib.suppress(ValueError):
-            var.reset(token)
-
-
 def _streaming(router: RouterChatModel) -> contextlib.AbstractContextManager[None]:
-    return _holding(_STREAMING, _StreamCall(router))
+    return holding(_STREAMING, _StreamCall(router))
 
 
 def _reserves_per_tier(handlers: Sequence[Any]) -> bool:
@@ -1194,7 +1181,7 @@ _ROUTED: ContextVar[_RoutedBefore | None] = ContextVar("costopt_routed_before", 
 
 
 def _routing(routed: _RoutedBefore | None) -> contextlib.AbstractContextManager[None]:
-    return _holding(_ROUTED, routed)
+    return holding(_ROUTED, routed)
 
 
 class _RunManagerLike(NamedTuple):
@@ -1207,7 +1194,7 @@ class _RunManagerLike(NamedTuple):
 def _call_run(run: Any) -> contextlib.AbstractContextManager[None]:
     """Keep a run's handlers and id (from a run manager or ``_RunManagerLike``) for the
     router's ``_stream``, which LangChain calls without them."""
-    return _holding(_CALL_RUN, None if run is None else (list(run.handlers), run.run_id))
+    return holding(_CALL_RUN, None if run is None else (list(run.handlers), run.run_id))
 
 
 __all__ = ["RouterChatModel", "merged_profile", "model_name_of"]

@@ -56,6 +56,7 @@ from costopt_core.prompt_prefix import settings_for
 from costopt_core.strategies import StrategyLike
 from langchain_costopt.callbacks import CASCADE_HELD_KEY, settle_cascade_attempt
 from langchain_costopt.chat_models import model_name_of
+from langchain_costopt.context_values import holding
 from langchain_costopt.messages import (
     is_summary,
     latest_human_index,
@@ -229,11 +230,8 @@ class CostRoutingMiddleware(AgentMiddleware):
     ) -> Callable[[str], ModelResult]:
         def ask(tier: str) -> ModelResult:
             routed, config, watch = self._tier_call(call, request, tier, asked)
-            token = var_child_runnable_config.set(config)
-            try:
+            with holding(var_child_runnable_config, config):
                 result = handler(routed)
-            finally:
-                var_child_runnable_config.reset(token)
             answerers[tier] = watch.answerer
             return result
 
@@ -249,11 +247,8 @@ class CostRoutingMiddleware(AgentMiddleware):
     ) -> Callable[[str], Awaitable[ModelResult]]:
         async def ask(tier: str) -> ModelResult:
             routed, config, watch = self._tier_call(call, request, tier, asked)
-            token = var_child_runnable_config.set(config)
-            try:
+            with holding(var_child_runnable_config, config):
                 result = await handler(routed)
-            finally:
-                var_child_runnable_config.reset(token)
             answerers[tier] = watch.answerer
             return result
 
