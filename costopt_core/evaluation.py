@@ -50,6 +50,7 @@ import numpy as np
 from costopt_core.datafiles import read_table
 from costopt_core.pricing import get_price
 from costopt_core.prompt_template import shared_prefix
+from costopt_core.tier_labels import check_tier_labels, needed_tier_labels
 from costopt_core.tokens import estimate_tokens
 
 #: RouteLLM's evenly spaced strong-call shares for APGR.
@@ -73,6 +74,9 @@ class RoutingData:
 
     ``weak`` / ``strong`` hold 0/1 correctness or any numeric score (higher = better).
     ``weak_cost`` / ``strong_cost`` optionally hold each call's measured cost in USD.
+    ``tier_labels`` optionally holds a label per tier (prompts x tiers, cheapest first;
+    ``weak`` / ``strong`` are then its first and last columns), named ``tier_names``
+    (see ``costopt_core.tier_labels``).
     """
 
     prompts: list[str]
@@ -82,6 +86,8 @@ class RoutingData:
     weak_cost: np.ndarray | None = None
     strong_cost: np.ndarray | None = None
     source: str = ""
+    tier_labels: np.ndarray | None = None
+    tier_names: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         self.weak = np.asarray(self.weak, dtype=float)
@@ -101,6 +107,13 @@ class RoutingData:
                 raise ValueError(f"{name} holds a missing or non-finite value")
         if (self.weak_cost is None) != (self.strong_cost is None):
             raise ValueError("give both weak_cost and strong_cost, or neither")
+        if self.tier_labels is not None:
+            self.tier_labels = check_tier_labels(self.tier_labels, n)
+            if len(self.tier_names) != self.tier_labels.shape[1]:
+                raise ValueError(
+                    f"tier_names: one name per tier_labels column "
+                    f"({self.tier_labels.shape[1]}), got {list(self.tier_names)}"
+                )
 
     def __len__(self) -> int:
         return len(self.prompts)
@@ -116,6 +129,8 @@ class RoutingData:
             weak_cost=None if self.weak_cost is None else self.weak_cost[idx],
             strong_cost=None if self.strong_cost is None else self.strong_cost[idx],
             source=self.source,
+            tier_labels=None if self.tier_labels is None else self.tier_labels[idx],
+            tier_names=self.tier_names,
         )
 
     def gain_labels(self) -> np.ndarray:
@@ -123,7 +138,12 @@ class RoutingData:
         gain over the weak one, mapped from [-max, +max] onto [0, 1]. For 0/1 data:
         1 = strong right and weak wrong (the strong model was needed), 0.5 = no
         difference, 0 = the weak model did better. A neighbour average of these labels
-        estimates the expected gain, which is what a routing curve ranks by."""
+        estimates the expected gain, which is what a routing curve ranks by.
+
+        With a label per tier for three or more tiers: the needed tier as a fraction of
+        the ladder (``costopt_core.tier_labels.needed_tier_labels``)."""
+        if self.tier_labels is not None and self.tier_labels.shape[1] > 2:
+            return needed_tier_labels(self.tier_labels)
         gain = self.strong - self.weak
         top = float(np.abs(gain).max())
         if top == 0:
@@ -161,22 +181,23 @@ def _parse_number(value: Any, column: str, row: int, source: str) -> float:
 
 
 def _label_columns(
-    columns: list[str], weak_column: str | None, strong_column: str | None, source: str
-) -> tuple[str, str]:
-    # The two label columns: the ones named, else the standard pair the file holds.
-    if weak_column is not None and strong_column is not None:
-        for name in (weak_column, strong_column):
+    columns: list[str], named: tuple[str, ...] | None, source: str
+) -> tuple[str, ...]:
+    # The label columns, cheapest model first: the ones named, else the standard pair.
+    if named is not None:
+        for name in named:
             if name not in columns:
                 raise ValueError(f"{source}: no column {name!r} (columns found: {columns})")
-        return weak_column, strong_column
+        return named
     for pair in (("weak_correct", "strong_correct"), ("weak_score", "strong_score")):
         if set(pair) <= set(columns):
             return pair
     raise ValueError(
         f"{source}: needs columns 'weak_correct,strong_correct' (0/1) or "
         f"'weak_score,strong_score' (numbers), or the weak and the strong model's columns "
-        f"named (weak_column= / strong_column=; costopt eval-router / train-router: "
-        f"--weak-column / --strong-column); columns found: {columns}"
+        f"named (weak_column= / strong_column=, or tier_columns= for a label per tier; "
+        f"costopt eval-router / train-router: --weak-column / --strong-column, "
+        f"--tier-columns); columns found: {columns}"
     )
 
 
@@ -199,6 +220,7 @@ def load_routing_data(
     prompt_column: str = "prompt",
     weak_column: str | None = None,
     strong_column: str | None = None,
+    tier_columns: Sequence[str] | None = None,
 ) -> RoutingData:
     """Read CSV / TSV / JSONL files of labelled prompts (one path or several, read in
     order as one set).
@@ -206,8 +228,10 @@ def load_routing_data(
     Columns: ``prompt`` and either ``weak_correct,strong_correct`` (0/1) or
     ``weak_score,strong_score`` (numbers); optional ``weak_cost,strong_cost`` (USD).
     Files laid out otherwise name their columns: ``prompt_column``, and ``weak_column``
-    with ``strong_column`` (e.g. RouteLLM's, one column per model): their values are
-    read as correctness when every one is 0/1 or true/false, else as scores.
+    with ``strong_column`` (e.g. RouteLLM's, one column per model), or ``tier_columns``
+    (a label per tier, cheapest first: ``RoutingData.tier_labels``; the weak and strong
+    labels are then its first and last): their values are read as correctness when
+    every one is 0/1 or true/false, else as scores.
 
     Example:
         >>> import tempfile, pathlib
@@ -219,6 +243,19 @@ def load_routing_data(
     """
     if (weak_column is None) != (strong_column is None):
         raise ValueError("weak_column and strong_column go together: name both or neither")
+    named: tuple[str, ...] | None = None
+    if tier_columns is not None:
+        if weak_column is not None:
+            raise ValueError("name the label columns once: tier_columns, or weak/strong_column")
+        if isinstance(tier_columns, str):
+            raise TypeError("tier_columns must be a sequence of column names, not one string")
+        named = tuple(tier_columns)
+        if len(named) < 2 or len(set(named)) != len(named):
+            raise ValueError(
+                f"tier_columns: two or more distinct columns, cheapest tier first, got {named}"
+            )
+    elif weak_column is not None and strong_column is not None:
+        named = (weak_column, strong_column)
     paths = [path] if isinstance(path, str | PathLike) else list(path)
     if not paths:
         raise ValueError("load_routing_data needs at least one file")
@@ -235,7 +272,7 @@ def load_routing_data(
             raise ValueError(
                 f"{source}: missing column {prompt_column!r} (columns found: {columns})"
             )
-        labels = _label_columns(columns, weak_column, strong_column, source)
+        labels = _label_columns(columns, named, source)
         costs = {"weak_cost", "strong_cost"} <= set(columns)
         tables.append((source, rows, labels, costs))
     if len({labels for _, _, labels, _ in tables}) > 1:
@@ -243,13 +280,14 @@ def load_routing_data(
             "the files label their prompts with different columns: "
             + ", ".join(f"{source}: {','.join(labels)}" for source, _, labels, _ in tables)
         )
-    weak_col, strong_col = tables[0][2]
+    label_cols = tables[0][2]
+    weak_col = label_cols[0]
     if weak_col == "weak_correct":
         kind = "correct"
     elif weak_col == "weak_score":
         kind = "score"
     else:
-        every = (row.get(col) for _, rows, _, _ in tables for row in rows for col in tables[0][2])
+        every = (row.get(col) for _, rows, _, _ in tables for row in rows for col in label_cols)
         kind = "correct" if _is_correctness(every) else "score"
     parse = _parse_correct if kind == "correct" else _parse_number
     has_cost = all(costs for *_, costs in tables)
@@ -260,8 +298,7 @@ def load_routing_data(
             "(give every file its costs, or none)"
         )
     prompts: list[str] = []
-    weak: list[float] = []
-    strong: list[float] = []
+    label_rows: list[list[float]] = []
     weak_cost: list[float] = []
     strong_cost: list[float] = []
     for source, rows, _, _ in tables:
@@ -270,19 +307,21 @@ def load_routing_data(
             if not isinstance(prompt, str):
                 raise ValueError(f"{source}: row {i}: {prompt_column} must be text, got {prompt!r}")
             prompts.append(prompt)
-            weak.append(parse(row.get(weak_col), weak_col, i, source))
-            strong.append(parse(row.get(strong_col), strong_col, i, source))
+            label_rows.append([parse(row.get(col), col, i, source) for col in label_cols])
             if has_cost:
                 weak_cost.append(_parse_number(row.get("weak_cost"), "weak_cost", i, source))
                 strong_cost.append(_parse_number(row.get("strong_cost"), "strong_cost", i, source))
+    matrix = np.array(label_rows, dtype=float)
     return RoutingData(
         prompts=prompts,
-        weak=np.array(weak),
-        strong=np.array(strong),
+        weak=matrix[:, 0],
+        strong=matrix[:, -1],
         kind=kind,
         weak_cost=np.array(weak_cost) if has_cost else None,
         strong_cost=np.array(strong_cost) if has_cost else None,
         source=tables[0][0] if len(tables) == 1 else f"{tables[0][0]} (+{len(tables) - 1} files)",
+        tier_labels=matrix if tier_columns is not None else None,
+        tier_names=label_cols if tier_columns is not None else (),
     )
 
 

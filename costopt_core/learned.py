@@ -43,6 +43,7 @@ from costopt_core.decision import LADDER, RouteDecision
 from costopt_core.embedding_cache import CachedEmbedder, default_embedding, model_identity
 from costopt_core.hashing import HashingEmbedder
 from costopt_core.prompt_template import shared_prefix, strip_prefix
+from costopt_core.tier_labels import check_shares
 
 logger = logging.getLogger(__name__)
 
@@ -335,11 +336,7 @@ class LearnedStrategy:
             if len(self.tiers) != 2:
                 raise ValueError(f"strong_share= needs two tiers; use shares= for {self.tiers}")
             shares = (1.0 - float(strong_share), float(strong_share))  # type: ignore[arg-type]
-        wanted = [float(s) for s in shares]
-        if len(wanted) != len(self.tiers) or any(not 0 <= s <= 1 for s in wanted):
-            raise ValueError(f"shares: one number in [0, 1] per tier {self.tiers}, got {wanted}")
-        if abs(sum(wanted) - 1.0) > 1e-6:
-            raise ValueError(f"shares must sum to 1, got {sum(wanted):.4f}")
+        wanted = check_shares(shares, self.tiers)
         sample = self.scores(prompts) if scores is None else np.asarray(scores, dtype=float)
         # Cut i sends the top (shares[i+1] + ... ) of the sample above it.
         above = np.cumsum(wanted[::-1])[::-1][1:]

@@ -53,6 +53,7 @@ from costopt_core.exports import install_hint
 from costopt_core.hashing import HashingEmbedder
 from costopt_core.learned import LearnedStrategy, load_router
 from costopt_core.strategies import available_strategies, get_strategy, strategy_class
+from costopt_core.tier_labels import TierQuality, needed_shares, routed_quality
 
 RANDOM = "random"
 
@@ -128,11 +129,15 @@ def learned_strategy_names() -> list[str]:
 
 def load_data(args: argparse.Namespace) -> RoutingData:
     """The labelled prompts ``add_data_arguments``' arguments name."""
+    tier_columns = None
+    if args.tier_columns is not None:
+        tier_columns = [name.strip() for name in args.tier_columns.split(",")]
     return load_routing_data(
         args.data,
         prompt_column=args.prompt_column,
         weak_column=args.weak_column,
         strong_column=args.strong_column,
+        tier_columns=tier_columns,
     )
 
 
@@ -162,6 +167,12 @@ def add_data_arguments(
     )
     parser.add_argument(
         "--strong-column", metavar="NAME", help="the strong model's labels (see --weak-column)"
+    )
+    parser.add_argument(
+        "--tier-columns",
+        metavar="A,B[,C...]",
+        help="a label column per tier, cheapest first (three or more models judged on every "
+        "prompt), instead of --weak-column / --strong-column",
     )
     # One list of names for --help and for the error on an unknown one.
     choices = [*(available_strategies() if strategies is None else strategies), *extra_choices]
@@ -359,6 +370,20 @@ def warn_in_sample(router: LearnedStrategy, prompts: list[str]) -> None:
         )
 
 
+def tier_report(
+    data: RoutingData,
+    scores: np.ndarray,
+    shares: list[float] | None = None,
+    thresholds: tuple[float, ...] | None = None,
+) -> TierQuality:
+    """How routing on ``scores`` keeps quality over the tiers DATA labels one by one."""
+    if data.tier_labels is None:
+        raise ValueError(f"{data.source} has no label per tier (--tier-columns)")
+    return routed_quality(
+        data.tier_labels, scores, shares, thresholds=thresholds, tiers=data.tier_names
+    )
+
+
 def shuffled(data: RoutingData, seed: int) -> RoutingData:
     """``data`` with each prompt's labels (and costs) taken from another prompt: the
     control under which no router can learn anything real."""
@@ -403,8 +428,18 @@ def run(args: argparse.Namespace) -> int:
     print(
         format_report(result, label, Path(data.source).name, args.output_tokens), file=report_stream
     )
+    figures = result.to_dict()
+    if data.tier_labels is not None:
+        tiers = tier_report(data, scores, needed_shares(data.tier_labels))
+        figures["tiers"] = tiers.to_dict()
+        print(
+            f"\nAll {len(data.tier_names)} tiers (the curves above: {data.tier_names[0]} vs "
+            f"{data.tier_names[-1]}), cut at the share of prompts each tier is needed for:",
+            file=report_stream,
+        )
+        print("\n".join(tiers.lines()), file=report_stream)
     if args.json:
-        text = json.dumps(result.to_dict(), indent=2)
+        text = json.dumps(figures, indent=2)
         if args.json == "-":
             print(text)
         else:
@@ -539,5 +574,6 @@ __all__ = [
     "register",
     "run",
     "shuffled",
+    "tier_report",
     "warn_in_sample",
 ]

@@ -6,10 +6,13 @@ Example:
         $ costopt train-router data.csv --strategy knn --out router.npz --target-share 0.3
         $ costopt train-router data.csv --strategy logistic --out router.json \\
               --tiers small,mid,large --shares 0.5,0.3,0.2
+        $ costopt train-router judged.csv --tier-columns mini,mid,large --out router.npz
         $ costopt eval-router new_data.csv --load router.npz
 
 The router is fitted on every row of DATA (labels from the weak and strong columns: 1 =
-the strong model was needed, graded for scores). Its cut points are calibrated on
+the strong model was needed, graded for scores; with a label column per tier, the
+cheapest tier that does as well as any, and by default each tier gets the share of
+prompts it is needed for, named after its column). Its cut points are calibrated on
 out-of-fold scores (``--calibration-folds``), so they hold on new traffic rather than on
 the prompts the router has already seen. The file is plain ``.npz`` or ``.json`` (no
 pickle); ``get_strategy(name, path=...)`` or ``load_router(path)`` reads it back.
@@ -27,8 +30,10 @@ from costopt_core.commands.eval_router import (
     check_strategy_name,
     learned_strategy_names,
     load_data,
+    tier_report,
 )
-from costopt_core.evaluation import cross_val_scores, embed_all
+from costopt_core.evaluation import RoutingData, cross_val_scores, embed_all
+from costopt_core.tier_labels import needed_shares
 
 SUMMARY = "fit, calibrate and save a learned router (knn, logistic)"
 DESCRIPTION = (
@@ -63,8 +68,18 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     return parser
 
 
-def _tiers_and_shares(args: argparse.Namespace) -> tuple[list[str], list[float] | None]:
-    tiers = [t.strip() for t in (args.tiers or "weak,strong").split(",")]
+def _tiers_and_shares(
+    args: argparse.Namespace, data: RoutingData
+) -> tuple[list[str], list[float] | None]:
+    if args.tiers is not None:
+        tiers = [t.strip() for t in args.tiers.split(",")]
+    else:  # a label per tier names the tiers after its columns
+        tiers = list(data.tier_names) or ["weak", "strong"]
+    if data.tier_labels is not None and len(tiers) != data.tier_labels.shape[1]:
+        raise ValueError(
+            f"--tiers names {len(tiers)} tiers {tiers}, --tier-columns "
+            f"{data.tier_labels.shape[1]} {list(data.tier_names)}: one name per column"
+        )
     if args.shares is not None:
         try:
             shares = [float(s) for s in args.shares.split(",")]
@@ -81,15 +96,17 @@ def _tiers_and_shares(args: argparse.Namespace) -> tuple[list[str], list[float] 
         if len(tiers) != 2:
             raise ValueError(f"--target-share needs two tiers; use --shares for {tiers}")
         return tiers, [1.0 - args.target_share, args.target_share]
+    if data.tier_labels is not None:  # each tier gets the share of prompts it is needed for
+        return tiers, needed_shares(data.tier_labels)
     return tiers, None
 
 
 def run(args: argparse.Namespace) -> int:
     check_strategy_name(args)
-    tiers, shares = _tiers_and_shares(args)
     if args.calibration_folds < 2:
         raise ValueError(f"--calibration-folds must be >= 2, got {args.calibration_folds}")
     data = load_data(args)
+    tiers, shares = _tiers_and_shares(args, data)
     args.option = [*args.option, f"tiers={tiers!r}".replace("'", '"')]
     strategy = build_strategy(args)
     if not callable(getattr(strategy, "fit", None)) or not callable(
@@ -99,6 +116,7 @@ def run(args: argparse.Namespace) -> int:
     progress = not args.no_progress
     embed_all(strategy, data.prompts, progress=progress)
     strategy.fit(data.prompts, data.gain_labels())
+    oof = None
     if shares is not None:
         oof = cross_val_scores(
             strategy.clone, data, args.calibration_folds, seed=args.seed, progress=progress
@@ -115,6 +133,9 @@ def run(args: argparse.Namespace) -> int:
         got = ", ".join(f"{s:.1%}" for s in strategy.calibration["sample_shares"])
         wanted = ", ".join(f"{s:.1%}" for s in shares or [])
         print(f"out-of-fold shares per tier: {got} (wanted {wanted})")
+    if oof is not None and data.tier_labels is not None:
+        print("out-of-fold quality at these cut points (each tier's labels):")
+        print("\n".join(tier_report(data, oof, thresholds=strategy.thresholds).lines()))
     return 0
 
 
