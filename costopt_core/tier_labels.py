@@ -115,17 +115,29 @@ class TierQuality:
     tier_quality: tuple[float, ...]  # the mean label with every prompt sent to one tier
     random_quality: float  # the same shares, prompts assigned at random (expected)
     oracle_quality: float  # every prompt sent to its needed tier
+    usd_per_1k: float | None = None  # the routed calls' cost, when the tiers are priced
+    tier_usd_per_1k: tuple[float, ...] | None = None  # every prompt sent to one tier
 
     def lines(self) -> list[str]:
         """The figures as text lines (what eval-router and train-router print)."""
-        rows = [f"{'tier':<16} {'routed share':>12} {'quality if all sent here':>25}"]
-        for name, share, alone in zip(self.tiers, self.shares, self.tier_quality, strict=True):
-            rows.append(f"{name:<16} {share:>11.1%} {alone:>25.3f}")
+        priced = self.tier_usd_per_1k is not None
+        dollars = f" {'USD / 1k calls':>15}" if priced else ""
+        rows = [f"{'tier':<16} {'routed share':>12} {'quality if all sent here':>25}{dollars}"]
+        for i, (name, share) in enumerate(zip(self.tiers, self.shares, strict=True)):
+            cost = f" {self.tier_usd_per_1k[i]:>15.4f}" if self.tier_usd_per_1k else ""
+            rows.append(f"{name:<16} {share:>11.1%} {self.tier_quality[i]:>25.3f}{cost}")
         rows.append(
             f"routed quality {self.quality:.3f}: the same shares at random "
             f"{self.random_quality:.3f}, the top tier alone {self.tier_quality[-1]:.3f}, "
             f"each prompt to its needed tier {self.oracle_quality:.3f}"
         )
+        if self.usd_per_1k is not None and self.tier_usd_per_1k:
+            top = self.tier_usd_per_1k[-1]
+            saving = f", saving {1 - self.usd_per_1k / top:.1%}" if top > 0 else ""
+            rows.append(
+                f"routed cost USD {self.usd_per_1k:.4f} / 1k calls (the top tier alone "
+                f"{top:.4f}{saving})"
+            )
         return rows
 
     def to_dict(self) -> dict[str, Any]:
@@ -136,6 +148,8 @@ class TierQuality:
             "tier_quality": list(self.tier_quality),
             "random_quality": self.random_quality,
             "oracle_quality": self.oracle_quality,
+            "usd_per_1k": self.usd_per_1k,
+            "tier_usd_per_1k": None if self.tier_usd_per_1k is None else list(self.tier_usd_per_1k),
         }
 
 
@@ -146,10 +160,12 @@ def routed_quality(
     *,
     thresholds: Sequence[float] | None = None,
     tiers: Sequence[str] | None = None,
+    costs: np.ndarray | None = None,
 ) -> TierQuality:
     """Judge a router's ``scores`` on per-tier ``labels`` (prompts x tiers, cheapest
     first), cutting them at ``shares`` of calls per tier or at the router's
-    ``thresholds`` (one of the two)."""
+    ``thresholds`` (one of the two); ``costs`` (USD per call, the same shape as
+    ``labels``) adds the dollars."""
     labels = check_tier_labels(labels, len(scores))
     n_tiers = labels.shape[1]
     names = tuple(tiers) if tiers is not None else tuple(f"tier {i}" for i in range(n_tiers))
@@ -163,14 +179,25 @@ def routed_quality(
         bands = bands_at_cuts(scores, thresholds)  # type: ignore[arg-type]
     got = np.bincount(bands, minlength=n_tiers) / len(bands)
     alone = labels.mean(axis=0)
-    best = labels[np.arange(len(labels)), needed_tiers(labels)]
+    rows = np.arange(len(labels))
+    best = labels[rows, needed_tiers(labels)]
+    usd: float | None = None
+    tier_usd: tuple[float, ...] | None = None
+    if costs is not None:
+        costs = np.asarray(costs, dtype=float)
+        if costs.shape != labels.shape:
+            raise ValueError(f"costs must have the labels' shape {labels.shape}, got {costs.shape}")
+        usd = float(costs[rows, bands].mean() * 1000)
+        tier_usd = tuple(float(c) for c in costs.mean(axis=0) * 1000)
     return TierQuality(
         tiers=names,
         shares=tuple(float(s) for s in got),
-        quality=float(labels[np.arange(len(labels)), bands].mean()),
+        quality=float(labels[rows, bands].mean()),
         tier_quality=tuple(float(q) for q in alone),
         random_quality=float(np.dot(got, alone)),
         oracle_quality=float(best.mean()),
+        usd_per_1k=usd,
+        tier_usd_per_1k=tier_usd,
     )
 
 

@@ -40,6 +40,7 @@ from costopt_core.evaluation import (
     DEFAULT_WEAK_MODEL,
     RouterEvaluation,
     RoutingData,
+    call_costs,
     cross_val_scores,
     embed_all,
     evaluate_scores,
@@ -95,6 +96,12 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         "--strong-model",
         default=DEFAULT_STRONG_MODEL,
         help=f"catalog model priced as the strong one ({DEFAULT_STRONG_MODEL})",
+    )
+    parser.add_argument(
+        "--tier-models",
+        metavar="A,B[,C...]",
+        help="with --tier-columns: the catalog model of each tier, cheapest first, to price "
+        "the table of all tiers",
     )
     parser.add_argument(
         "--output-tokens",
@@ -370,17 +377,33 @@ def warn_in_sample(router: LearnedStrategy, prompts: list[str]) -> None:
         )
 
 
+def _tier_costs(args: argparse.Namespace, data: RoutingData) -> np.ndarray | None:
+    # USD per call of each prompt on each tier's model (--tier-models), prompts x tiers.
+    if args.tier_models is None:
+        return None
+    if data.tier_labels is None:
+        raise ValueError("--tier-models prices the tiers of --tier-columns: name those too")
+    models = [name.strip() for name in args.tier_models.split(",")]
+    if len(models) != len(data.tier_names):
+        raise ValueError(
+            f"--tier-models names {len(models)} models, --tier-columns "
+            f"{len(data.tier_names)} tiers: one model per tier"
+        )
+    return np.stack([call_costs(data.prompts, m, args.output_tokens) for m in models], axis=1)
+
+
 def tier_report(
     data: RoutingData,
     scores: np.ndarray,
     shares: list[float] | None = None,
     thresholds: tuple[float, ...] | None = None,
+    costs: np.ndarray | None = None,
 ) -> TierQuality:
     """How routing on ``scores`` keeps quality over the tiers DATA labels one by one."""
     if data.tier_labels is None:
         raise ValueError(f"{data.source} has no label per tier (--tier-columns)")
     return routed_quality(
-        data.tier_labels, scores, shares, thresholds=thresholds, tiers=data.tier_names
+        data.tier_labels, scores, shares, thresholds=thresholds, tiers=data.tier_names, costs=costs
     )
 
 
@@ -407,6 +430,7 @@ def run(args: argparse.Namespace) -> int:
     if args.target_share is not None and not 0.0 <= args.target_share <= 1.0:
         raise ValueError(f"--target-share must be in [0, 1], got {args.target_share}")
     data = load_data(args)
+    tier_costs = _tier_costs(args, data)  # before any work: a bad model name fails now
     if args.shuffle_labels:
         data = shuffled(data, args.seed)
     scores, label, folds = _scores(args, data, progress=not args.no_progress)
@@ -430,7 +454,7 @@ def run(args: argparse.Namespace) -> int:
     )
     figures = result.to_dict()
     if data.tier_labels is not None:
-        tiers = tier_report(data, scores, needed_shares(data.tier_labels))
+        tiers = tier_report(data, scores, needed_shares(data.tier_labels), costs=tier_costs)
         figures["tiers"] = tiers.to_dict()
         print(
             f"\nAll {len(data.tier_names)} tiers (the curves above: {data.tier_names[0]} vs "

@@ -161,3 +161,24 @@ def test_eval_router_judges_all_tiers_beside_the_two_tier_curve(tmp_path, capsys
     assert tiers["quality"] > tiers["random_quality"] + 0.15
     assert tiers["quality"] <= tiers["oracle_quality"]
     assert figures["apgr"] > 0.6  # the curve of mini vs large, from the first and last columns
+    assert tiers["usd_per_1k"] is None  # no models named: no dollars made up
+
+
+@pytest.mark.filterwarnings("ignore:no neural offline embedding")
+def test_eval_router_prices_all_tiers_with_their_models(tmp_path, capsys) -> None:
+    data = _judged_file(tmp_path, n=60)
+    out = tmp_path / "figures.json"
+    args = ["eval-router", str(data), "--tier-columns", "mini,mid,large", "--json", str(out)]
+    models = "gpt-4o-mini,gpt-4.1-mini,gpt-4o"
+    assert main([*args, "--strategy", "length", "--tier-models", models]) == 0
+    assert "routed cost USD" in capsys.readouterr().out
+    tiers = json.loads(out.read_text())["tiers"]
+    cheap, mid, top = tiers["tier_usd_per_1k"]
+    assert 0 < cheap < mid < top
+    # The routed calls cost the share-weighted tiers' calls, here within the tiers' range.
+    assert cheap < tiers["usd_per_1k"] < top
+    assert main([*args, "--strategy", "length", "--tier-models", "gpt-4o-mini,gpt-4o"]) == 2
+    assert "one model per tier" in capsys.readouterr().err
+    plain = ["eval-router", str(data), "--weak-column", "mini", "--strong-column", "large"]
+    assert main([*plain, "--strategy", "length", "--tier-models", models]) == 2
+    assert "--tier-models prices the tiers of --tier-columns" in capsys.readouterr().err
