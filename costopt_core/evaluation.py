@@ -48,7 +48,7 @@ from typing import Any
 import numpy as np
 
 from costopt_core.datafiles import read_table
-from costopt_core.pricing import get_price
+from costopt_core.pricing import ModelPrice, get_price
 from costopt_core.prompt_template import shared_prefix
 from costopt_core.tier_labels import check_tier_labels, needed_tier_labels
 from costopt_core.tokens import estimate_tokens
@@ -687,18 +687,24 @@ def _area(xs: Sequence[float], f: Callable[[float], float]) -> float:
 # -- pricing the calls ------------------------------------------------------------------------
 
 
-def call_costs(
-    prompts: Sequence[str], model: str, output_tokens: int = DEFAULT_OUTPUT_TOKENS
-) -> np.ndarray:
-    """USD per call of ``model`` on each prompt: catalog price x estimated tokens."""
-    if not isinstance(output_tokens, int) or output_tokens < 0:
-        raise ValueError(f"output_tokens must be an int >= 0, got {output_tokens!r}")
+def require_price(model: str) -> ModelPrice:
+    """The catalog price of ``model``, or a ValueError saying how to register one."""
     price = get_price(model)
     if price is None:
         raise ValueError(
             f"no price known for model {model!r}; register it with "
             "costopt_core.set_price(model, input_per_token=..., output_per_token=...)"
         )
+    return price
+
+
+def call_costs(
+    prompts: Sequence[str], model: str, output_tokens: int = DEFAULT_OUTPUT_TOKENS
+) -> np.ndarray:
+    """USD per call of ``model`` on each prompt: catalog price x estimated tokens."""
+    if not isinstance(output_tokens, int) or output_tokens < 0:
+        raise ValueError(f"output_tokens must be an int >= 0, got {output_tokens!r}")
+    price = require_price(model)
     return np.array(
         [price.cost(input_tokens=estimate_tokens(p), output_tokens=output_tokens) for p in prompts]
     )
@@ -1021,5 +1027,6 @@ __all__ = [
     "load_routing_data",
     "prompt_key",
     "random_scores",
+    "require_price",
     "score_prompts",
 ]

@@ -48,6 +48,7 @@ from costopt_core.evaluation import (
     load_routing_data,
     prompt_key,
     random_scores,
+    require_price,
     score_prompts,
 )
 from costopt_core.exports import install_hint
@@ -89,19 +90,19 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--plot", metavar="OUT.png", help="PNG of quality vs cost (extra [plot])")
     parser.add_argument(
         "--weak-model",
-        default=DEFAULT_WEAK_MODEL,
-        help=f"catalog model priced as the weak one ({DEFAULT_WEAK_MODEL})",
+        help=f"catalog model priced as the weak one ({DEFAULT_WEAK_MODEL}; with "
+        "--tier-models, its first)",
     )
     parser.add_argument(
         "--strong-model",
-        default=DEFAULT_STRONG_MODEL,
-        help=f"catalog model priced as the strong one ({DEFAULT_STRONG_MODEL})",
+        help=f"catalog model priced as the strong one ({DEFAULT_STRONG_MODEL}; with "
+        "--tier-models, its last)",
     )
     parser.add_argument(
         "--tier-models",
         metavar="A,B[,C...]",
         help="with --tier-columns: the catalog model of each tier, cheapest first, to price "
-        "the table of all tiers",
+        "the table of all tiers (and the curves: the first and the last)",
     )
     parser.add_argument(
         "--output-tokens",
@@ -377,13 +378,40 @@ def warn_in_sample(router: LearnedStrategy, prompts: list[str]) -> None:
         )
 
 
+def check_output_folder(flag: str, path: str | None) -> None:
+    """Refuse an output file whose folder does not exist, before any work is done."""
+    if path is not None and not Path(path).resolve().parent.is_dir():
+        raise ValueError(f"{flag}: folder {str(Path(path).parent)!r} does not exist")
+
+
+def _resolve_models(args: argparse.Namespace) -> None:
+    # Every priced model is checked before the (possibly long) scoring: a misspelt name
+    # fails at once. The curves are priced with the first and last of --tier-models.
+    if args.output_tokens < 0:
+        raise ValueError(f"--output-tokens must be >= 0, got {args.output_tokens}")
+    tiers = None
+    if args.tier_models is not None:
+        tiers = [name.strip() for name in args.tier_models.split(",")]
+        if args.tier_columns is None:
+            raise ValueError("--tier-models prices the tiers of --tier-columns: name those too")
+        for flag, given, model in (
+            ("--weak-model", args.weak_model, tiers[0]),
+            ("--strong-model", args.strong_model, tiers[-1]),
+        ):
+            if given is not None and given != model:
+                raise ValueError(f"{flag} {given!r} contradicts --tier-models ({model!r})")
+    args.tier_model_names = tiers
+    args.weak_model = args.weak_model or (tiers[0] if tiers else DEFAULT_WEAK_MODEL)
+    args.strong_model = args.strong_model or (tiers[-1] if tiers else DEFAULT_STRONG_MODEL)
+    for model in (args.weak_model, args.strong_model, *(tiers or ())):
+        require_price(model)
+
+
 def _tier_costs(args: argparse.Namespace, data: RoutingData) -> np.ndarray | None:
     # USD per call of each prompt on each tier's model (--tier-models), prompts x tiers.
-    if args.tier_models is None:
+    models = args.tier_model_names
+    if models is None:
         return None
-    if data.tier_labels is None:
-        raise ValueError("--tier-models prices the tiers of --tier-columns: name those too")
-    models = [name.strip() for name in args.tier_models.split(",")]
     if len(models) != len(data.tier_names):
         raise ValueError(
             f"--tier-models names {len(models)} models, --tier-columns "
@@ -429,8 +457,11 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--folds must be >= 2, got {args.folds}")
     if args.target_share is not None and not 0.0 <= args.target_share <= 1.0:
         raise ValueError(f"--target-share must be in [0, 1], got {args.target_share}")
+    check_output_folder("--json", None if args.json == "-" else args.json)
+    check_output_folder("--plot", args.plot)
+    _resolve_models(args)
     data = load_data(args)
-    tier_costs = _tier_costs(args, data)  # before any work: a bad model name fails now
+    tier_costs = _tier_costs(args, data)
     if args.shuffle_labels:
         data = shuffled(data, args.seed)
     scores, label, folds = _scores(args, data, progress=not args.no_progress)
@@ -588,6 +619,7 @@ def plot_quality_vs_cost(result: RouterEvaluation, path: str, title: str = "") -
 __all__ = [
     "add_data_arguments",
     "build_strategy",
+    "check_output_folder",
     "check_strategy_name",
     "embedding_cache_dir",
     "format_report",

@@ -21,6 +21,8 @@ pickle); ``get_strategy(name, path=...)`` or ``load_router(path)`` reads it back
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 from typing import Any
 
 from costopt_core.commands import add_command
@@ -33,7 +35,7 @@ from costopt_core.commands.eval_router import (
     tier_report,
 )
 from costopt_core.evaluation import RoutingData, cross_val_scores, embed_all
-from costopt_core.tier_labels import needed_shares
+from costopt_core.tier_labels import check_shares, needed_shares
 
 SUMMARY = "fit, calibrate and save a learned router (knn, logistic)"
 DESCRIPTION = (
@@ -89,7 +91,10 @@ def _tiers_and_shares(
             ) from None
         if len(shares) != len(tiers):
             raise ValueError(f"--shares needs one share per tier {tiers}, got {shares}")
-        return tiers, shares
+        try:
+            return tiers, check_shares(shares, tiers)
+        except ValueError as exc:
+            raise ValueError(f"--shares: {exc}") from None
     if args.target_share is not None:
         if not 0.0 <= args.target_share <= 1.0:
             raise ValueError(f"--target-share must be in [0, 1], got {args.target_share}")
@@ -101,10 +106,35 @@ def _tiers_and_shares(
     return tiers, None
 
 
+#: A tier's calibrated share this far from the one asked for is worth a warning.
+_SHARE_MISS = 0.05
+
+
+def _warn_if_shares_missed(calibration: dict[str, Any], tiers: list[str]) -> None:
+    # Cut points cannot split prompts that score the same: tied scores (an embedding that
+    # tells few of them apart) can leave a tier with far less than its share, or none.
+    missed = [
+        f"{tier} {got:.1%} (wanted {wanted:.1%})"
+        for tier, got, wanted in zip(
+            tiers, calibration["sample_shares"], calibration["shares"], strict=True
+        )
+        if abs(got - wanted) > _SHARE_MISS
+    ]
+    if missed:
+        print(
+            f"costopt train-router: warning: the scores tie too often to cut at these shares: "
+            f"{', '.join(missed)}; an embedding that tells the prompts apart (the default "
+            "one, extra [embeddings]) or fewer tiers fits them better",
+            file=sys.stderr,
+        )
+
+
 def run(args: argparse.Namespace) -> int:
     check_strategy_name(args)
     if args.calibration_folds < 2:
         raise ValueError(f"--calibration-folds must be >= 2, got {args.calibration_folds}")
+    if Path(args.out).suffix not in ("", ".npz", ".json"):
+        raise ValueError(f"--out: a router file ends in .npz or .json, got {args.out!r}")
     data = load_data(args)
     tiers, shares = _tiers_and_shares(args, data)
     args.option = [*args.option, f"tiers={tiers!r}".replace("'", '"')]
@@ -133,6 +163,7 @@ def run(args: argparse.Namespace) -> int:
         got = ", ".join(f"{s:.1%}" for s in strategy.calibration["sample_shares"])
         wanted = ", ".join(f"{s:.1%}" for s in shares or [])
         print(f"out-of-fold shares per tier: {got} (wanted {wanted})")
+        _warn_if_shares_missed(strategy.calibration, tiers)
     if oof is not None and data.tier_labels is not None:
         print("out-of-fold quality at these cut points (each tier's labels):")
         print("\n".join(tier_report(data, oof, thresholds=strategy.thresholds).lines()))

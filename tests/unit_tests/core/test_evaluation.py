@@ -673,3 +673,28 @@ def test_train_router_offers_and_takes_only_strategies_it_can_train(tmp_path, ca
         assert "choose one of ['knn', 'logistic']" in err and "TypeError" not in err
         assert "tiers" not in err
     assert not list(tmp_path.glob("r*"))
+
+
+def test_cli_refuses_bad_flags_before_any_scoring(tmp_path, capsys, monkeypatch) -> None:
+    # A typo found after minutes of embedding and cross-validation wastes them all.
+    def scored(*args, **kwargs):
+        raise AssertionError("scored before the flags were checked")
+
+    monkeypatch.setattr("costopt_core.commands.eval_router._scores", scored)
+    monkeypatch.setattr("costopt_core.commands.train_router.embed_all", scored)
+    data = _labels_csv(tmp_path)
+    base = ["eval-router", str(data), "--no-progress"]
+    for extra, says in (
+        (["--weak-model", "gpt4o-mini"], "no price known for model 'gpt4o-mini'"),
+        (["--json", str(tmp_path / "nodir" / "o.json")], "--json: folder"),
+        (["--plot", str(tmp_path / "nodir" / "o.png")], "--plot: folder"),
+        (["--output-tokens", "-1"], "--output-tokens must be >= 0"),
+        (["--tier-models", "gpt-4o-mini,gpt-4o"], "--tier-models prices the tiers"),
+    ):
+        assert main([*base, *extra]) == 2
+        assert says in capsys.readouterr().err
+    train = ["train-router", str(data), "--no-progress", "--out"]
+    assert main([*train, str(tmp_path / "r.npz"), "--shares", "0.5,0.6"]) == 2
+    assert "--shares: shares must sum to 1" in capsys.readouterr().err
+    assert main([*train, str(tmp_path / "r.pkl")]) == 2
+    assert "a router file ends in .npz or .json" in capsys.readouterr().err

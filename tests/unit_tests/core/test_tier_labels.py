@@ -182,3 +182,30 @@ def test_eval_router_prices_all_tiers_with_their_models(tmp_path, capsys) -> Non
     plain = ["eval-router", str(data), "--weak-column", "mini", "--strong-column", "large"]
     assert main([*plain, "--strategy", "length", "--tier-models", models]) == 2
     assert "--tier-models prices the tiers of --tier-columns" in capsys.readouterr().err
+
+
+def test_tier_models_price_the_curves_too_and_contradictions_are_refused(tmp_path, capsys) -> None:
+    data = _judged_file(tmp_path, n=60)
+    args = ["eval-router", str(data), "--tier-columns", "mini,mid,large", "--strategy", "length"]
+    models = "gpt-4o-mini,gpt-4.1-mini,claude-3-5-sonnet"
+    assert main([*args, "--tier-models", models]) == 0
+    out = capsys.readouterr().out
+    # One output, one top-tier price: the curves are priced with the first and last tier.
+    assert "dollar axis (gpt-4o-mini -> claude-3-5-sonnet" in out
+    top = out.split("all strong USD ")[1].split()[0]
+    assert f"the top tier alone {top}" in out
+    assert main([*args, "--tier-models", models, "--strong-model", "gpt-4o"]) == 2
+    assert "--strong-model 'gpt-4o' contradicts --tier-models" in capsys.readouterr().err
+
+
+def test_calibration_that_cannot_split_tied_scores_says_so(tmp_path, capsys) -> None:
+    path = tmp_path / "tied.csv"
+    rows = [("what is it", 1, 1, 1), ("prove it now", 0, 0, 1), ("sum these", 0, 1, 1)]
+    path.write_text("prompt,a,b,c\n" + "".join(f"{p},{x},{y},{z}\n" for p, x, y, z in rows * 20))
+    args = ["train-router", str(path), "--tier-columns", "a,b,c", "--out", str(tmp_path / "r")]
+    # 60 rows but three distinct prompts: out-of-fold scores tie in three groups at most.
+    shares = ["--shares", "0.5,0.25,0.25", "--calibration-folds", "2"]
+    assert main([*args, *shares, "--no-progress", "--option", "k=5"]) == 0
+    err = capsys.readouterr().err
+    assert "the scores tie too often to cut at these shares" in err
+    assert (tmp_path / "r.npz").is_file()
