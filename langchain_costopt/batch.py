@@ -66,6 +66,7 @@ from langchain_core.runnables.config import get_config_list
 from langchain_core.tools import BaseTool
 from pydantic import BaseModel, ConfigDict, SecretStr, model_validator
 
+from costopt_core.arguments import refuse_unknown_arguments
 from costopt_core.batch import (
     PROVIDERS,
     BatchRequest,
@@ -408,6 +409,13 @@ class BatchAPIChatModel(BaseChatModel):
     timeout_s: float = 24 * 3600.0
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _refuse_unknown(cls, data: Any) -> Any:
+        # Pydantic drops unknown keywords: a misspelt timeout_s would wait a whole day.
+        refuse_unknown_arguments(data, cls.model_fields, "BatchAPIChatModel")
+        return data
 
     @model_validator(mode="after")
     def _check(self) -> BatchAPIChatModel:

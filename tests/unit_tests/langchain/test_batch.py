@@ -270,6 +270,15 @@ def test_a_model_without_a_known_provider_or_key_is_refused(
         deferred_batch(SimulatedChatModel(model_name=MODEL), [], provider="openai", api_key="k")
 
 
+def test_a_misspelt_wrapper_setting_is_refused_not_left_at_its_default() -> None:
+    # timeout_secs= dropped in silence would leave the 24-hour default timeout.
+    model = SimulatedChatModel(model_name=MODEL)
+    with pytest.raises(TypeError, match=r"BatchAPIChatModel got unexpected arguments \['poll_"):
+        BatchAPIChatModel(model=model, provider="openai", api_key="k", poll_intervall_s=1)
+    with pytest.raises(TypeError, match="timeout_secs"):
+        BatchAPIChatModel(model=model, provider="openai", api_key="k", timeout_secs=60)
+
+
 @pytest.mark.slow  # importing the provider SDKs takes seconds
 def test_chat_openai_and_chat_anthropic_batch_against_the_imitation(
     batch_server: ImitationBatchServer,
