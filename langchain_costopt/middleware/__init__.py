@@ -4,7 +4,8 @@ Needs the ``langchain`` package: ``pip install "costopt-llm[agents]"``.
 
 * :class:`CostRoutingMiddleware` routes every model call of the agent to a tier.
 * :class:`BudgetMiddleware` stops the agent cleanly before a call that would not fit its
-  budget.
+  budget; ``budget.cover(middleware)`` holds another middleware's own model calls
+  (``SummarizationMiddleware``'s summaries) to it too.
 * :class:`PromptCompressionMiddleware` trims the history the model is sent to a token
   budget (the agent's state keeps the whole conversation).
 * :class:`PromptCacheMiddleware` keeps the prompt prefix stable and marks it for the

@@ -30,9 +30,14 @@ one), atomically in its ledger, shared ledgers included. A call that does not fi
 Model calls made inside the agent's tools (a sub-agent, a summarising tool) are checked
 and recorded the same way; one that does not fit fails its tool call with an error tool
 message the model reads (``"raise"``: ``BudgetExceededError`` propagates). Model calls
-made by another middleware's ``before_model`` / ``after_model`` hooks (LangChain's
-``SummarizationMiddleware``) run outside both and are neither checked nor recorded: give
-such middleware a model under its own budget, or a ``cost_tracker()`` around the agent.
+made by another middleware's own hooks (LangChain's ``SummarizationMiddleware`` summarises
+in ``before_model``, a graph node of its own) are outside it: list that middleware as
+``budget.cover(middleware)`` (:mod:`~langchain_costopt.middleware.budget_cover`), so that
+its calls are checked and recorded with the agent's and one that does not fit ends the
+agent the same way. Without it, they are neither checked nor recorded here, and a refusal
+of one by a budget around the agent (``cost_tracker()``) escapes the agent as
+``BudgetExceededError`` whatever ``on_budget`` says: no middleware can catch what
+another's hook raises.
 
 A refusal is a LangChain ``ModelError`` that is not retryable
 (:class:`langchain_costopt.errors.BudgetExceededError`): LangChain's
@@ -65,6 +70,7 @@ from costopt_core.ledger import BudgetExceededError, LedgerProtocol
 from langchain_costopt.callbacks import CostCallbackHandler, tracking
 from langchain_costopt.chat_models import RouterChatModel
 from langchain_costopt.errors import budget_refusal
+from langchain_costopt.middleware.budget_cover import CoveredMiddleware, covered
 from langchain_costopt.middleware.budget_signals import (
     BUDGET_KEY,
     is_budget_stop,
@@ -122,6 +128,31 @@ class BudgetMiddleware(AgentMiddleware):
         self.handler = handler
         self.on_budget = on_budget
         self._warned_unrouted = False
+
+    def cover(self, middleware: AgentMiddleware) -> CoveredMiddleware:
+        """``middleware``, its own hooks' model calls held to this budget: list this in
+        its place, and this ``BudgetMiddleware`` too (see the module doc).
+
+        Example:
+            >>> from langchain.agents import create_agent
+            >>> from langchain.agents.middleware import SummarizationMiddleware
+            >>> from langchain_costopt import set_price
+            >>> from langchain_costopt.simulated import SimulatedChatModel
+            >>> _ = set_price("cover-doc-model", input_per_token=1e-5, output_per_token=3e-5)
+            >>> model = SimulatedChatModel(model_name="cover-doc-model", max_tokens=100)
+            >>> budget = BudgetMiddleware(budget_usd=0.005)  # less than the summary's maximum
+            >>> summary = budget.cover(
+            ...     SummarizationMiddleware(model, trigger=("messages", 3), keep=("messages", 1))
+            ... )
+            >>> agent = create_agent(model, tools=[], middleware=[summary, budget])
+            >>> turns = [("user", "hello"), ("ai", "hi"), ("user", "and now?")]
+            >>> reply = agent.invoke({"messages": turns})["messages"][-1]
+            >>> reply.content[:15], budget.handler.summary().calls
+            ('I stopped here:', 0)
+        """
+        if isinstance(middleware, BudgetMiddleware):
+            raise ValueError("middleware is a BudgetMiddleware: list it, do not cover it")
+        return covered(middleware, self.handler, self._stopped, self._tool_stopped)
 
     def wrap_model_call(self, request: ModelRequest[Any], handler: CallNext) -> ModelResult:
         try:
