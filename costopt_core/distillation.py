@@ -50,6 +50,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from os import PathLike
 from typing import IO, Any
 
+from costopt_core.arguments import refuse_unknown_arguments
+
 logger = logging.getLogger(__name__)
 
 Redactor = Callable[[str], str]
@@ -286,7 +288,10 @@ class RecorderFace:
         path: WriterTarget,
         tiers: Iterable[str] = DEFAULT_TIERS,
         redact: Redactor | None = None,
+        **unknown: Any,
     ) -> None:
+        # Named after the face the user built, not this mixin, when a keyword is misspelt.
+        refuse_unknown_arguments(unknown, ("path", "tiers", "redact"), type(self).__name__)
         super().__init__()
         self._writer = writer_for(path, tiers=tiers, redact=redact)
         self._start()

@@ -397,9 +397,13 @@ def seed_budget_table(
                 if implied is not None
                 else f"no complex share gives the seed's ~{seed_usd:,.0f}"
             )
+            verdict = (
+                "follows under an assumed tier mix"
+                if follows
+                else "does NOT follow from the assumed tier mix"
+            )
             note = (
-                ("follows" if follows else "does NOT follow")
-                + f" only under an assumed tier mix (the seed gives none): {implied_text}; "
+                f"{verdict} (the seed gives none): {implied_text}; "
                 f"at the seed's prices this mix costs ${at_seed:,.2f}"
             )
             unrouted = next(

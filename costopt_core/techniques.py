@@ -74,7 +74,13 @@ def load_measured(path: Path | str | None = None) -> dict[str, Any]:
     target = Path(path) if path is not None else MEASURED_PATH
     if path is None and not target.exists():
         return {}
-    data = json.loads(target.read_text(encoding="utf-8"))
+    try:
+        data = json.loads(target.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(
+            f"{target}: not a JSON record of measurements (written by "
+            f"benchmarks/techniques.py --write): {exc}"
+        ) from None
     if not isinstance(data, dict):
         raise ValueError(f"{target}: expected a JSON object of recorded measurements")
     return data

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from typing import Any
 
 from costopt_core.datafiles import load_json_object
@@ -137,7 +138,31 @@ def _need(args: argparse.Namespace, *names: str) -> None:
         raise ValueError(f"missing {flags}")
 
 
+#: The engine's names for what the command's flags set: its errors name the flag.
+_FLAGS = {
+    "requests_per_day": "--requests-per-day",
+    "input_tokens": "--input-tokens",
+    "output_tokens": "--output-tokens",
+    "days": "--days",
+    "usd_per_hour": "--local-usd-per-hour",
+    "tokens_per_second": "--local-tokens-per-second",
+    "input_tokens_per_second": "--local-input-tokens-per-second",
+    "share and strong_share": "--distill-share (and the strong tier's share)",
+    "training_usd": "--distill-training-usd",
+}
+_LEADING_NAME = re.compile(r"^(share and strong_share|\w+)(?= must be )")
+
+
 def run(args: argparse.Namespace) -> int:
+    try:
+        return _run(args)
+    except ValueError as exc:
+        # "input_tokens must be >= 0" -> "--input-tokens must be >= 0": the user typed flags.
+        message = _LEADING_NAME.sub(lambda m: _FLAGS.get(m[1], m[1]), str(exc), count=1)
+        raise ValueError(message) from None
+
+
+def _run(args: argparse.Namespace) -> int:
     # With --seed-table, --mix replaces the tier mix assumed for the routing row.
     mix_mode = bool(args.mix) and not args.seed_table
     modes = [bool(args.seed_table), bool(args.from_report), mix_mode, bool(args.model)]

@@ -66,3 +66,20 @@ def test_a_zero_saving_is_not_printed_negative() -> None:
     assert min(r["saving_vs_all_strong"] for r in result.quality_levels()) < 0
     text = format_report(result, "constant", "d.csv", 200)
     assert "saving -0.0%" not in text and "saving 0.0%" in text
+
+
+@pytest.mark.parametrize(
+    ("extra", "says"),
+    [
+        (["--input-tokens", "-10"], "--input-tokens must be a finite number >= 0"),
+        (["--days", "0"], "--days must be an int >= 1"),
+        (["--local-usd-per-hour", "1", "--local-tokens-per-second", "-3"], "--local-tokens-per"),
+        (["--distill-share", "2", "--distilled-model", "gpt-4o-mini"], "--distill-share (and"),
+    ],
+)
+def test_estimate_errors_name_the_flags_the_user_typed(extra, says, capsys) -> None:
+    base = ["estimate", "--model", "gpt-4o", "--requests-per-day", "5", "--output-tokens", "5"]
+    args = [*base, *(["--input-tokens", "10"] if "--input-tokens" not in extra else []), *extra]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert f"costopt estimate: error: {says}" in err

@@ -65,7 +65,10 @@ def test_seed_table_says_which_figures_follow_from_the_seeds_prices() -> None:
     assert [r.follows for r in rows] == [False, False, False, True]
     assert [round(r.seed_prices_usd, 2) for r in rows] == [3.78, 90.0, 4950.0, 618.75]
     assert "does NOT follow" in rows[1].note and "0.50x" in rows[1].note
-    assert "assumed tier mix" in rows[3].note
+    assert rows[3].note.startswith("follows under an assumed tier mix")
+    # A mix under which the seed's figure does not follow says so in plain words.
+    other = seed_budget_table(mix={"simple": 0.5, "medium": 0.3, "complex": 0.2})[3]
+    assert other.note.startswith("does NOT follow from the assumed tier mix (the seed gives")
     text = format_seed_table(rows)
     assert "~2,700" in text and "4,950.00" in text
 

@@ -73,6 +73,10 @@ def test_bad_record_is_a_clear_error(tmp_path: Path) -> None:
     path.write_text("[1, 2]")
     with pytest.raises(ValueError, match="expected a JSON object"):
         load_measured(path)
+    csv = tmp_path / "prompts.csv"  # the wrong file given to --record: named in the error
+    csv.write_text("prompt\nhi\n")
+    with pytest.raises(ValueError, match=r"prompts\.csv: not a JSON record of measurements"):
+        load_measured(csv)
 
 
 def test_cli_prints_one_line_per_technique(capsys: pytest.CaptureFixture[str]) -> None:

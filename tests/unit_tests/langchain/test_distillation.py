@@ -147,3 +147,9 @@ def test_a_shared_writer_and_a_failing_handler_never_break_the_call(tmp_path: Pa
 
     writer.record = broken  # type: ignore[method-assign]
     assert router(callbacks=[recorder]).invoke(COMPLEX).text
+
+
+def test_a_misspelt_recorder_argument_names_the_recorder(tmp_path: Path) -> None:
+    unknown = r"DistillationRecorder got unexpected arguments \['tier'\]"
+    with pytest.raises(TypeError, match=unknown):
+        DistillationRecorder(tmp_path / "d.jsonl", tier=["strong"])
