@@ -36,6 +36,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Literal
 
 _CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
 _TOKEN = re.compile(rf"`[^`]+`|[{_CJK}]+|[A-Za-z0-9_]+(?:[.'’\-/][A-Za-z0-9_]+)*")
@@ -456,6 +457,25 @@ def _span(text: str, tokens: list[re.Match[str]], first: int, stop: int) -> str:
     return text[tokens[first].start() : tokens[stop - 1].end()]
 
 
+def wording_change(question: str, cached_question: str) -> Literal["none", "order", "words"]:
+    """How the wording of two texts differs: ``"none"`` (at most in case, spacing and
+    punctuation, which no question's meaning hangs on), ``"order"`` (the same words in
+    another order) or ``"words"``.
+
+    Example:
+        >>> wording_change("What is the capital of France?", "what is the capital of france")
+        'none'
+        >>> wording_change("Flights from Paris to London?", "Flights from London to Paris?")
+        'order'
+        >>> wording_change("What is the capital of France?", "How do I bake bread?")
+        'words'
+    """
+    if _profile(question).squashed == _profile(cached_question).squashed:
+        return "none"
+    ours = sorted(_PHRASE_TOKEN.findall(question.lower()))
+    return "order" if ours == sorted(_PHRASE_TOKEN.findall(cached_question.lower())) else "words"
+
+
 def replaced_phrases(question: str, cached_question: str) -> tuple[str, str] | None:
     """The words ``question`` and ``cached_question`` do not share, each with one word of
     context either side (several places joined by `` ... ``), or ``None`` when they
@@ -490,4 +510,5 @@ __all__ = [
     "compare",
     "replaced_phrases",
     "shared_context_parts",
+    "wording_change",
 ]

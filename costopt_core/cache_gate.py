@@ -32,9 +32,15 @@ Two modes:
      ``s = (cos - baseline) / (1 - baseline)``, 0 for unrelated and 1 for identical.
      Until :data:`MIN_CALIBRATION` questions were seen it assumes a crowded embedding
      (baseline at least :data:`COLD_BASELINE`): few hits, never many wrong ones.
-  2. *Evidence*: :func:`costopt_core.cache_evidence.compare` finds what a sentence
-     embedding hardly sees: numbers, negation, dates, named entities or opposite words
-     that differ. Such a *conflict* is never served without a verifier's yes (a hard
+  2. *Evidence*: a cosine of 1 between two differently worded questions
+     (:data:`INDISTINCT_COSINE`) is no evidence: the embedding cannot tell them apart
+     (a constant one, such as LlamaIndex's ``MockEmbedding``, gives every text the same
+     vector; a bag of words gives it to every order of the same words). Such a match is
+     never served without a verifier's yes, and the first one is logged as a warning;
+     case, spacing and punctuation are no difference in wording.
+     :func:`costopt_core.cache_evidence.compare` finds what a sentence embedding hardly
+     sees: numbers, negation, dates, named entities or opposite words that differ. Such
+     a *conflict* is never served without a verifier's yes (a hard
      veto). Content words only one side has lower the score a little
      (:data:`UNMATCHED_WEIGHT` per unit share), and a replaced word or two in an
      otherwise identical question (``books on economics`` / ``books on psychology``)
@@ -67,6 +73,7 @@ Thread-safe: one lock guards the reservoir and the verdict tables.
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import zlib
@@ -76,12 +83,20 @@ from typing import Literal
 
 import numpy as np
 
-from costopt_core.cache_evidence import compare
+from costopt_core.cache_evidence import compare, wording_change
+
+logger = logging.getLogger(__name__)
 
 #: Distinct questions embedded before the measured baseline is trusted alone.
 MIN_CALIBRATION = 32
 #: Baseline assumed before calibration: that of a crowded (anisotropic) embedding.
 COLD_BASELINE = 0.6
+#: A cosine at or above this between two differently worded questions means the
+#: embedding gave them the same vector (up to float32 rounding), which says nothing
+#: about their meaning. A real sentence embedding stays far below: the closest pair of
+#: differently worded texts of GPTCache's data (2,830 texts) is at 0.9995 under e5
+#: ("a schema field with the ..." / "a schema field through the ...").
+INDISTINCT_COSINE = 0.99999
 #: Vectors kept to measure the baseline (reservoir sampling over all embedded texts).
 RESERVOIR_SIZE = 256
 #: Score lost per unit share of content words only one side has.
@@ -247,6 +262,7 @@ class CacheGate:
         self._wanted: deque[list[float]] = deque()  # [lookup index, best score]
         self._budget_floor = -math.inf
         self._local = threading.local()
+        self._indistinct_count = 0  # matches refused because the embedding gave the same vector
 
     @property
     def fixed(self) -> bool:
@@ -332,6 +348,12 @@ class CacheGate:
         score = self.rescale(cosine) - UNMATCHED_WEIGHT * evidence.unmatched
         if evidence.swapped:
             score -= SWAP_PENALTY
+        # Prompts sharing a long context are judged again on their differing parts (the
+        # whole prompts' cosine is the context's), where this check applies in turn.
+        if cosine >= INDISTINCT_COSINE and not evidence.shared_context:
+            change = wording_change(question, cached_question)
+            if change != "none":
+                return self._indistinct(change, score)
         t = self.thresholds
         # A serve stands only if the differing words, or the differing parts after a long
         # shared context, mean the same (judge_swap, on their own embeddings).
@@ -353,6 +375,19 @@ class CacheGate:
         if swapped and decision.action == "serve":
             return replace(decision, swapped=True)
         return decision
+
+    def _indistinct(self, change: str, score: float) -> Decision:
+        """A miss (with a verifier, a question for it) for a candidate whose cosine is
+        that of the same vector although its wording differs (``change``)."""
+        with self._lock:
+            self._indistinct_count += 1
+            first = self._indistinct_count == 1
+        if first:
+            _warn_indistinct(change)
+        reason = f"embedding cannot tell apart (different {change})"
+        if self.has_verifier:
+            return self._within_budget(Decision("ask", score, reason))
+        return Decision("miss", score, reason)
 
     def judge_swap(self, decision: Decision, phrase_similarity: float) -> Decision:
         """A swapped "serve" ``decision`` once the cosine between the replaced phrases'
@@ -460,7 +495,31 @@ class CacheGate:
             "calibration_questions": self._seen,
             "accept_cosine": round(base + t.accept * (1 - base), 4),
             "ask_cosine": round(base + t.ask * (1 - base), 4) if self.has_verifier else None,
+            "indistinct_matches": self._indistinct_count,
         }
+
+
+def _warn_indistinct(change: str) -> None:
+    # Once per cache: the cause is the embedding's, and every lookup would repeat it.
+    if change == "order":
+        cause = (
+            "the same words in another order: the embedding ignores word order (a bag of "
+            "words such as HashingEmbeddings), and 'from Paris to London' is not 'from "
+            "London to Paris'"
+        )
+    else:
+        cause = (
+            "different words: the embedding looks constant or degenerate, e.g. LlamaIndex's "
+            "MockEmbedding or another test stub, and would match every question to every "
+            "cached one; give the cache a real embedding model for semantic hits"
+        )
+    logger.warning(
+        "semantic cache: its embedding gives two differently worded questions the same "
+        "vector, so it cannot tell them apart; such a match is not served on the cosine "
+        "(exact repeats still hit; stats['gate']['indistinct_matches'] counts them; logged "
+        "once per cache). The two questions have %s.",
+        cause,
+    )
 
 
 def _bin(score: float) -> int:
