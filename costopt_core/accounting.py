@@ -218,13 +218,35 @@ def _get(mapping: Mapping[str, Any], *keys: str) -> Any:
     return None
 
 
+def _responses_details(usage: Mapping[str, Any]) -> tuple[int, int]:
+    # OpenAI's Responses API usage (``ResponseUsage`` or its ``model_dump()``) keeps its
+    # cached input and reasoning tokens under their own keys. LangChain's OpenAI
+    # integration copies the same two counts into input/output_token_details, so a usage
+    # carrying LangChain's details is read from those alone: the counts are never added.
+    details_in = usage.get("input_tokens_details")
+    details_out = usage.get("output_tokens_details")
+    read = reasoning = 0
+    if type(details_in) is dict or isinstance(details_in, Mapping):
+        read = details_in.get("cached_tokens", 0)
+        if type(read) is not int or read < 0:
+            read = _int(read)
+    if type(details_out) is dict or isinstance(details_out, Mapping):
+        reasoning = details_out.get("reasoning_tokens", 0)
+        if type(reasoning) is not int or reasoning < 0:
+            reasoning = _int(reasoning)
+    return read, reasoning
+
+
 def usage_from_mapping(usage: Mapping[str, Any] | None) -> TokenUsage | None:
     """Token usage from a provider or framework usage dict, or ``None`` if it has none.
 
     Understands LangChain ``usage_metadata`` (``input_token_details.cache_read`` /
     ``cache_creation``, ``output_token_details.reasoning``), OpenAI ``token_usage``
     (``prompt_tokens``, ``prompt_tokens_details.cached_tokens``,
-    ``completion_tokens_details.reasoning_tokens``), Anthropic (whose ``input_tokens``
+    ``completion_tokens_details.reasoning_tokens``), the OpenAI Responses API's usage
+    (``input_tokens``, ``input_tokens_details.cached_tokens``,
+    ``output_tokens_details.reasoning_tokens``; read only when LangChain's details are
+    absent, as LangChain copies these counts into its own), Anthropic (whose ``input_tokens``
     *exclude* ``cache_read_input_tokens`` / ``cache_creation_input_tokens``), Gemini
     (``prompt_token_count``; ``thoughts_token_count`` billed as output) and Bedrock
     (``inputTokens``). Results follow LangChain conventions (input includes cache
@@ -235,6 +257,11 @@ def usage_from_mapping(usage: Mapping[str, Any] | None) -> TokenUsage | None:
         ...     "prompt_tokens_details": {"cached_tokens": 60}})
         TokenUsage(input_tokens=100, output_tokens=20, cache_read_tokens=60, \
 cache_write_tokens=0, reasoning_tokens=0)
+        >>> usage_from_mapping({"input_tokens": 10_000, "output_tokens": 200,
+        ...     "input_tokens_details": {"cached_tokens": 8_000},
+        ...     "output_tokens_details": {"reasoning_tokens": 50}})
+        TokenUsage(input_tokens=10000, output_tokens=200, cache_read_tokens=8000, \
+cache_write_tokens=0, reasoning_tokens=50)
     """
     counts = usage_counts(usage)
     return None if counts is None else TokenUsage(*counts)
@@ -274,8 +301,7 @@ def usage_counts(usage: Mapping[str, Any] | None) -> UsageCounts | None:
     """
     if type(usage) is not dict and not isinstance(usage, Mapping):
         return None
-    if not usage:
-        return None
+    # An empty usage falls through both paths to None: not tested here, to spare every call.
     # LangChain's usage_metadata (what nearly every chat model now reports) first: it is
     # read on every call, so its all-int case skips the generic parsing below.
     inp = usage.get("input_tokens")
@@ -296,6 +322,10 @@ def usage_counts(usage: Mapping[str, Any] | None) -> UsageCounts | None:
             write = details_in.get("cache_creation", 0)
             if type(read) is not int or type(write) is not int or read < 0 or write < 0:
                 read, write = _int(read), _int(write)
+        elif not details_out:
+            if "input_tokens_details" not in usage and "output_tokens_details" not in usage:
+                return inp, out, 0, 0, 0  # no details at all: nothing to clamp either
+            read, reasoning = _responses_details(usage)
         if details_out and (type(details_out) is dict or isinstance(details_out, Mapping)):
             reasoning = details_out.get("reasoning", 0)
             if type(reasoning) is not int or reasoning < 0:
@@ -323,6 +353,8 @@ def usage_counts(usage: Mapping[str, Any] | None) -> UsageCounts | None:
         if details_in and isinstance(details_in, Mapping):
             read = _int(details_in.get("cache_read"))
             write = _int(details_in.get("cache_creation"))
+        elif not details_out:
+            read, reasoning = _responses_details(usage)
         if details_out and isinstance(details_out, Mapping):
             reasoning = _int(details_out.get("reasoning"))
     elif "prompt_tokens" in usage or "completion_tokens" in usage:
