@@ -150,7 +150,32 @@ class TierReservation(Protocol):
         """Reserve what ``tier`` can cost (``quote``, or the handler's own quote of the
         run's tier when None) for the run or span ``run_id``, on top of what it holds
         (released with the rest at its end); ``BudgetExceededError`` when it does not
-        fit. A run it holds nothing for is left alone."""
+        fit. A run it holds nothing for is left alone. (A tier that failed is released
+        first: see ``TierRelease``.)"""
+        ...
+
+
+@runtime_checkable
+class TierRelease(Protocol):
+    """A ``TierReservation`` handler that gives back what a routed call holds for a tier
+    that failed, before the next tier reserves: a failed call billed nothing, and held on
+    top of the next tier's reservation it kept others (and the call itself, near the end
+    of a budget) from what the budget still has room for.
+
+    Example:
+        >>> class Holder:
+        ...     def reserve_tier(self, run_id, tier, quote): ...
+        ...     def release_tier(self, run_id, tier): ...
+        >>> isinstance(Holder(), TierRelease), isinstance(Holder(), TierReservation)
+        (True, True)
+    """
+
+    def release_tier(self, run_id: object, tier: str) -> None:
+        """``tier`` failed in the run or span ``run_id`` without an answer: drop what the
+        run holds for it (the reservation ``reserve_tier`` made for it, else the one the
+        run was admitted with, which covers the tier it started on). The engine asks only
+        for a tier the run holds a reservation for, never for one a cascade rejected (its
+        answer was paid for). A run it holds nothing for is left alone."""
         ...
 
 
@@ -230,6 +255,7 @@ __all__ = [
     "DowngradeSignal",
     "Reservation",
     "RunDowngradeSignal",
+    "TierRelease",
     "TierReservation",
     "conforms",
     "downgrade_requested",

@@ -25,7 +25,8 @@ function; the engine calls it tier by tier:
   it never climbs to a dearer tier; when a handler downgrades (``on_budget="downgrade"``)
   the cheapest tier is asked instead, once, and the record says ``downgraded_from``.
   When no tier is left the first error is raised and the call's budget reservations
-  are released.
+  are released. A failed tier billed nothing: what the call holds for it is released
+  (``TierRelease``) before the next tier reserves its own maximum.
 * a strategy with ``accept(question, answer_text, tier)`` (a cascade) judges every
   answer but the last tier's; a rejected answer is kept in the record's ``attempts``
   (it was paid for) and the next tier is asked. An ``accept`` that raises is logged and
@@ -57,6 +58,7 @@ from costopt_core.budget_gate import (
     BudgetGate,
     CallQuote,
     Reservation,
+    TierRelease,
     TierReservation,
     conforms,
     downgrade_requested,
@@ -264,6 +266,7 @@ class RoutedCall:
         "_answer",
         "_downgraded_from",
         "_failed_tier",
+        "_holds",
         "_order",
         "_position",
         "_rejected",
@@ -302,6 +305,9 @@ class RoutedCall:
         self._position = 0
         self._answer: Answered[Any] | None = None
         self._rejected: tuple[str, Any] | None = None  # a cascade's last rejected answer
+        # The tier whose budget reservation the call took last (the run's own covers the
+        # tier it starts on), while that tier may still answer: given back if it fails.
+        self._holds: str | None = self._order[0]
         # Each tier's quote, when the engine holds the call's budget (see begin).
         self.tier_quotes: Mapping[str, CallQuote] = tier_quotes or {}
 
@@ -327,6 +333,8 @@ class RoutedCall:
             raise RuntimeError(f"tier {tier!r} was not the one to ask ({self.next_tier()!r})")
         last = self._position == len(self._order) - 1
         if error is not None:
+            if tier == self._holds:
+                self._give_back(tier)
             self._failed(tier, error, last)
         elif last or self._accepted(tier, result):
             self._answer = Answered(result, tier, self.record(tier))
@@ -357,6 +365,18 @@ class RoutedCall:
         if last:
             release_budget(self.reservations)
             raise self.first_error from None
+
+    def _give_back(self, tier: str) -> None:
+        # A failed call billed nothing: held on top of the next tier's reservation, its
+        # reservation kept other calls (and this one, near the budget's end) out of room
+        # the budget still had. A rejected answer was paid for: it never comes here.
+        self._holds = None
+        for handler in self.handlers:
+            if conforms(handler, TierRelease):
+                try:
+                    handler.release_tier(self.run_id, tier)
+                except Exception:  # held until the run ends: stricter, never over
+                    logger.exception("releasing failed tier %r's budget failed", tier)
 
     def _downgrade_instead(self, tier: str, error: BaseException) -> bool:
         """A budget refused ``tier`` at the model's start and a handler downgrades: the
@@ -413,16 +433,18 @@ class RoutedCall:
 
     def reserve_climb(self, tier: str) -> None:
         """Before a tier other than the first is asked (a fallback, an escalation, a
-        downgrade's retry): reserve what it can cost, on top of what is held (a rejected
-        answer was paid for). ``BudgetExceededError`` when it does not fit: a refusal
-        ends the climb. Handlers hold the reservations (``TierReservation``), with the
-        tier's quote when the call was opened with quotes (``begin(reserve=True)``)."""
+        downgrade's retry): reserve what it can cost, on top of what is held: a rejected
+        answer was paid for, while a tier that failed was given back when it failed
+        (``TierRelease``). ``BudgetExceededError`` when it does not fit: a refusal ends
+        the climb. Handlers hold the reservations (``TierReservation``), with the tier's
+        quote when the call was opened with quotes (``begin(reserve=True)``)."""
         if self._position == 0:
             return
         quote = self.tier_quotes.get(tier)
         for handler in self.handlers:
             if conforms(handler, TierReservation):
                 handler.reserve_tier(self.run_id, tier, quote)
+        self._holds = tier  # every handler holds it now (a refusal leaves it unheld)
 
     def run(self, ask: Callable[[str], R]) -> Answered[R]:
         """Ask tier after tier with ``ask(tier)`` until one answer is accepted."""

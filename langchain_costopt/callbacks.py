@@ -159,8 +159,8 @@ class _Run:
         self.parent = parent  # the parent run's key (see CostCallbackHandler._runs)
         self.covered = False  # a child run was counted for this one
         self.downgraded = False  # admitted only on a router's cheapest tier
-        # Reserved as a router's call climbed to dearer tiers (see reserve_tier).
-        self.climbed: list[str] | None = None
+        # (tier, reservation) as a router's call climbed to dearer tiers (see reserve_tier).
+        self.climbed: list[tuple[str, str | None]] | None = None
         # The text streamed so far, and what its chunks said of themselves (the model,
         # a router's routing record), for a stream cut short (see on_llm_new_token).
         self.streamed: list[str] | None = None
@@ -495,29 +495,55 @@ class CostCallbackHandler(CostHandlerBase, _HandlerState, BaseCallbackHandler):
     def reserve_tier(self, run_id: object, tier: str, quote: CallQuote | None) -> None:
         """A ``RouterChatModel`` run climbs to ``tier`` (a fallback, a cascade's
         escalation): reserve that tier's maximum on top of what the run holds (a rejected
-        answer was paid for); ``BudgetExceededError`` when it does not fit. Released at
-        the run's end (``costopt_core.budget_gate.TierReservation``)."""
+        answer was paid for; a failed tier was released, see :meth:`release_tier`);
+        ``BudgetExceededError`` when it does not fit. Released at the run's end
+        (``costopt_core.budget_gate.TierReservation``)."""
         key = run_id.int if type(run_id) is UUID else run_id
         run = self._runs.get(key)
-        if run is None or run.reservation is None:
+        if run is None or (run.reservation is None and run.climbed is None):
             return  # not admitted here (no budget, or over budget with on_budget="warn")
+        # Kept even when nothing was reserved: release_tier tells a climbed tier from
+        # the one the run was admitted on by it.
+        run.climbed = [*(run.climbed or ()), (tier, self._tier_reservation(run, tier, quote))]
+
+    def _tier_reservation(self, run: _Run, tier: str, quote: CallQuote | None) -> str | None:
         if quote is None:
             try:
                 quote = router_quotes(run.messages or [], run.params).get(tier)
             except Exception:
                 logger.exception("CostCallbackHandler could not quote tier %r", tier)
-                return
+                return None
             if quote is None:
-                return
+                return None
         try:
-            reservation, _ = self._accountant.admit([quote])
+            return self._accountant.admit([quote])[0]
         except BudgetExceededError as exc:
             raise budget_refusal(exc) from exc  # not retried by LangChain's retry middleware
+
+    def release_tier(self, run_id: object, tier: str) -> None:
+        """``tier`` failed in the ``RouterChatModel`` run ``run_id`` without an answer (it
+        billed nothing): drop its reservation before the next tier reserves, else a run
+        near the budget's end, or many at once, are refused with room left
+        (``costopt_core.budget_gate.TierRelease``)."""
+        key = run_id.int if type(run_id) is UUID else run_id
+        run = self._runs.get(key)
+        if run is None:
+            return
+        climbed = run.climbed or []
+        for i, (held_tier, reservation) in enumerate(climbed):
+            if held_tier == tier:
+                run.climbed = [*climbed[:i], *climbed[i + 1 :]]
+                self._accountant.cancel(reservation)
+                return
+        # The tier the run was admitted on: the answer will settle no reservation, and
+        # an empty climbed list keeps the run admitted for the climbs to come.
+        reservation, run.reservation = run.reservation, None
         if reservation is not None:
-            run.climbed = [*(run.climbed or ()), reservation]
+            run.climbed = climbed
+            self._accountant.cancel(reservation)
 
     def _release_climbed(self, run: _Run) -> None:
-        for reservation in run.climbed or ():
+        for _, reservation in run.climbed or ():
             self._accountant.cancel(reservation)
         run.climbed = None
 
