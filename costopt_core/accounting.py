@@ -58,6 +58,10 @@ Rules, in one place so both faces agree:
   the limit together. ``on_budget`` decides what a refusal does: ``"raise"`` raises
   ``BudgetExceededError``, ``"warn"`` warns once per crossing and lets the call go,
   ``"downgrade"`` sets ``downgrade`` (a router then answers with its cheapest tier).
+  A ledger that cannot check a budget (locked, busy, down) refuses the call too
+  (``on_ledger_error="refuse"``, the default; ``"allow"`` lets it go unbudgeted), while
+  recording spend after a call never fails it: the SQL ledgers keep a record they could
+  not write and count it until it is written.
 """
 
 from __future__ import annotations
@@ -117,6 +121,8 @@ logger = logging.getLogger(__name__)
 
 OnBudget = Literal["raise", "warn", "downgrade"]
 ON_BUDGET: tuple[str, ...] = ("raise", "warn", "downgrade")
+OnLedgerError = Literal["refuse", "allow"]
+ON_LEDGER_ERROR: tuple[str, ...] = ("refuse", "allow")
 _RECENT_CALLS = 32
 # The tag marks an estimated record in every ledger; a ledger whose records also carry
 # an ``estimated`` field (and count it in its totals) gets that set too.
@@ -401,6 +407,28 @@ def price_usage(price: ModelPrice, usage: TokenUsage) -> float:
 # -- the accountant -------------------------------------------------------------------------
 
 
+def unchecked_budget_error(exc: BaseException) -> BudgetExceededError:
+    """The refusal of a call whose budget the ledger could not check (``exc``, its error
+    kept as ``ledger_error``), naming the way to let such calls go ahead.
+
+    Example:
+        >>> error = unchecked_budget_error(TimeoutError("database is locked"))
+        >>> print(error)  # doctest: +NORMALIZE_WHITESPACE
+        cost budget not checked: the cost ledger failed (TimeoutError: database is locked);
+        the call was not made. To let calls go ahead unbudgeted while the ledger fails,
+        pass on_ledger_error='allow' (or on_budget='warn') to the cost handler
+        >>> error.budget is None, type(error.ledger_error).__name__
+        (True, 'TimeoutError')
+    """
+    reason = str(exc).strip() or "no message"
+    return BudgetExceededError(
+        f"cost budget not checked: the cost ledger failed ({type(exc).__name__}: {reason}); "
+        "the call was not made. To let calls go ahead unbudgeted while the ledger fails, "
+        "pass on_ledger_error='allow' (or on_budget='warn') to the cost handler",
+        ledger_error=exc,
+    )
+
+
 #: Seconds a reservation holds when its call never ends (the ledgers' own default).
 DEFAULT_RESERVATION_TTL = 300.0
 
@@ -459,6 +487,8 @@ class CostAccountant:
             ends (a killed process): long enough for the slowest call (a call that
             outlives it no longer holds its share of the budget), short enough that a
             crashed worker does not block a shared budget for long. Default 300.
+        on_ledger_error: ``"refuse"`` (default) | ``"allow"``: what a budgeted call does
+            when the ledger cannot check its budget (see :meth:`admit`).
     """
 
     def __init__(
@@ -475,6 +505,7 @@ class CostAccountant:
         tags: Mapping[str, str] | None = None,
         call_estimate_usd: float | None = None,
         reservation_ttl_seconds: float = DEFAULT_RESERVATION_TTL,
+        on_ledger_error: OnLedgerError = "refuse",
     ) -> None:
         if baseline_model is not None and (
             not isinstance(baseline_model, str) or not baseline_model.strip()
@@ -482,6 +513,10 @@ class CostAccountant:
             raise ValueError(f"baseline_model must be None or a model name, got {baseline_model!r}")
         if on_budget not in ON_BUDGET:
             raise ValueError(f"on_budget must be one of {ON_BUDGET}, got {on_budget!r}")
+        if on_ledger_error not in ON_LEDGER_ERROR:
+            raise ValueError(
+                f"on_ledger_error must be one of {ON_LEDGER_ERROR}, got {on_ledger_error!r}"
+            )
         if catalog is not None and not isinstance(catalog, PriceCatalog):
             raise TypeError(
                 f"catalog must be a PriceCatalog (e.g. costopt_core.pricing.default_catalog), "
@@ -499,6 +534,7 @@ class CostAccountant:
         self.baseline_model = baseline_model
         self.budgets = build_budgets(budget_usd, daily_budget_usd, monthly_budget_usd, budgets)
         self.on_budget: OnBudget = on_budget
+        self.on_ledger_error: OnLedgerError = on_ledger_error
         self.ledger: LedgerProtocol = ledger if ledger is not None else CostLedger()
         # A ledger that builds records when read takes plain calls' spend alone on the
         # call path (see record_call_later); the others get each record built at once.
@@ -536,9 +572,11 @@ class CostAccountant:
         self._downgrade = False
         self._warned_budget = False
         self._refused_at = math.inf  # the cheapest maximum refused since the last reset
-        # A ledger that is down fails every call alike: in full once, then at DEBUG. The
-        # call goes ahead (a cost-handler fault never fails the user's call).
+        # A ledger that is down fails every call alike: in full once, then at DEBUG.
+        # Outside a budget check the call goes ahead (a cost-handler fault never fails
+        # the user's call); a budget check that fails refuses it (see _unchecked).
         self._faults = FaultLog(logger, "cost ledger", "; the call goes ahead")
+        self._refusals = FaultLog(logger, "cost ledger", "; the call is refused")
 
     # -- pricing -----------------------------------------------------------------------
 
@@ -640,8 +678,11 @@ class CostAccountant:
         When the maximum does not fit: ``on_budget="raise"`` raises
         ``BudgetExceededError``; ``"warn"`` warns and lets the call go; ``"downgrade"``
         admits a ``routed`` call on its cheapest quote if that fits, and otherwise raises
-        as well, so spend never passes a budget. Any other failure (e.g. a shared ledger
-        unreachable) is logged and the call goes.
+        as well, so spend never passes a budget. A ledger that cannot answer (locked,
+        busy, unreachable) admits nothing: the call is refused with a
+        ``BudgetExceededError`` naming the ledger's error (``ledger_error``), unless
+        ``on_ledger_error="allow"`` or ``on_budget="warn"``, which log the fault and
+        let the call go unbudgeted.
         """
         if not self.budgets:
             return None, False
@@ -655,7 +696,7 @@ class CostAccountant:
                 estimate, self.budgets, ttl_seconds=self.reservation_ttl_seconds
             )
         except Exception as exc:
-            self._faults.report("budget check", exc)
+            self._unchecked(exc)
             return None, False
         return self._admitted(check, estimate, costs, routed)
 
@@ -683,7 +724,7 @@ class CostAccountant:
                     return held  # the usual case: nothing refused lately
                 check = BudgetCheck.of(held)
         except Exception as exc:
-            self._faults.report("budget check", exc)
+            self._unchecked(exc)
             return None
         if check.allowed and estimate < self._refused_at:
             return check.reservation_id
@@ -724,12 +765,23 @@ class CostAccountant:
                 costs[0], self.budgets, ttl_seconds=self.reservation_ttl_seconds
             )
         except Exception as exc:
-            self._faults.report("budget check", exc)
+            self._unchecked(exc)
             return None, True
         if not cheap.allowed:
             cheap.estimate_usd = costs[0]
             raise cheap.error()
         return cheap.reservation_id, True
+
+    def _unchecked(self, exc: Exception) -> None:
+        # The ledger could not check a budget (a SQLite write lock held past its timeout,
+        # a PostgreSQL pool with no free connection, a server down): letting the call go
+        # would let every concurrent call through unbudgeted (up to 34x the budget in an
+        # audit), so it is refused unless the user chose otherwise.
+        if self.on_ledger_error == "allow" or self.on_budget == "warn":
+            self._faults.report("budget check", exc)
+            return
+        self._refusals.report("budget check", exc)
+        raise unchecked_budget_error(exc) from exc
 
     def cancel(self, reservation_id: str | None) -> None:
         """Drop the reservation of a call that failed before spending."""
@@ -1273,6 +1325,7 @@ class CostHandlerBase(AccountantViews):
         catalog: PriceCatalog | None = None,
         call_estimate_usd: float | None = None,
         reservation_ttl_seconds: float = DEFAULT_RESERVATION_TTL,
+        on_ledger_error: OnLedgerError = "refuse",
     ) -> None:
         """
         Args:
@@ -1294,6 +1347,11 @@ class CostHandlerBase(AccountantViews):
                 the largest of the last 32 calls; see ``CostAccountant``).
             reservation_ttl_seconds: how long a call's reservation holds if the call
                 never ends (default 300; see ``CostAccountant``).
+            on_ledger_error: what a budgeted call does when the ledger cannot check its
+                budget (a SQLite file locked past its timeout, a PostgreSQL pool with no
+                free connection, a server down): ``"refuse"`` (default:
+                ``BudgetExceededError`` saying why) or ``"allow"`` (the call goes
+                ahead unbudgeted, the fault logged). ``on_budget="warn"`` lets it go.
         """
         super().__init__()
         self._accountant = CostAccountant(
@@ -1308,6 +1366,7 @@ class CostHandlerBase(AccountantViews):
             tags=tags,
             call_estimate_usd=call_estimate_usd,
             reservation_ttl_seconds=reservation_ttl_seconds,
+            on_ledger_error=on_ledger_error,
         )
 
     @property
@@ -1333,6 +1392,7 @@ __all__ = [
     "records_csv",
     "report_csv",
     "report_dict",
+    "unchecked_budget_error",
     "usage_counts",
     "usage_from_mapping",
     "warn_unpriced",

@@ -91,13 +91,23 @@ class BudgetExceededError(RuntimeError):
     """Raised before a call that the budget no longer allows.
 
     Attributes: ``budget`` (the ``Budget`` hit), ``spent_usd`` (spend plus live
-    reservations in its period when checked), ``limit_usd``.
+    reservations in its period when checked), ``limit_usd``; ``ledger_error``: when the
+    ledger could not check the budget at all (locked, busy, unreachable), its error
+    (``budget`` is then ``None``).
     """
 
-    def __init__(self, message: str, *, budget: Budget | None = None, spent_usd: float = 0.0):
+    def __init__(
+        self,
+        message: str,
+        *,
+        budget: Budget | None = None,
+        spent_usd: float = 0.0,
+        ledger_error: BaseException | None = None,
+    ):
         super().__init__(message)
         self.budget = budget
         self.spent_usd = spent_usd
+        self.ledger_error = ledger_error
         self.limit_usd = budget.limit_usd if budget is not None else math.inf
 
 

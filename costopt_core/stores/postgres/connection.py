@@ -4,7 +4,10 @@ A :class:`Connector` opens its own ``psycopg_pool`` pools from a DSN (one sync p
 one async pool per event loop) or uses a pool the application already has. It runs a
 :data:`~costopt_core.stores.postgres.steps.Steps` conversation on a pooled connection,
 retried once on a fresh one when the connection itself broke (a server restart), and
-fails at once for ``retry_after`` seconds while the server stays unreachable.
+fails at once for ``retry_after`` seconds while the server stays unreachable. A pool
+that times out while this connector's other operations hold its connections (a lock
+held on the table, a slow server) is busy, not down: each waiting operation fails with
+its own ``PoolTimeout``, and the next one is tried.
 """
 
 from __future__ import annotations
@@ -204,6 +207,10 @@ class Connector:
         self._retry_after = retry_after
         self._down_until = 0.0
         self._down_reason = ""
+        # Connections this connector has out of its pools right now: a pool timeout while
+        # some are out means the pool is busy (e.g. a table lock holds them), not down.
+        self._out = 0
+        self._out_lock = threading.Lock()
         self._pid = os.getpid()
         watch_forks(self)
 
@@ -258,6 +265,8 @@ class Connector:
         self._async_pools = {}
         self._opening = {}
         self._down_until = 0.0
+        self._out = 0  # the parent's operations are not this process's
+        self._out_lock = threading.Lock()
         self._pid = os.getpid()
 
     def _check_process(self) -> None:
@@ -346,6 +355,12 @@ class Connector:
         # 57P01-03: the server is shutting down or starting.
         return state is None or state.startswith("08") or state in ("57P01", "57P02", "57P03")
 
+    def _busy(self, exc: BaseException) -> bool:
+        """A pool timeout while this connector's other operations hold connections: the
+        pool is busy (the server answers them, slowly), not unreachable. Marking it down
+        would fail every operation at once for ``retry_after`` seconds."""
+        return isinstance(exc, self._pool_mod.PoolTimeout) and self._out > 0
+
     @contextmanager
     def _watch_outage(self) -> Iterator[None]:
         """Fail at once while the server is known to be down; note when it goes down."""
@@ -353,11 +368,22 @@ class Connector:
         try:
             yield
         except Exception as exc:
-            if self._connection_lost(exc):
+            if self._connection_lost(exc) and not self._busy(exc):
                 self._down_reason = str(exc).strip()
                 self._down_until = time.monotonic() + self._retry_after
             raise
         self._down_until = 0.0
+
+    @contextmanager
+    def _holding(self) -> Iterator[None]:
+        """Count a connection out of a pool for as long as it is used (see :meth:`_busy`)."""
+        with self._out_lock:
+            self._out += 1
+        try:
+            yield
+        finally:
+            with self._out_lock:
+                self._out -= 1
 
     def _fail_if_down(self) -> None:
         left = self._down_until - time.monotonic()
@@ -398,7 +424,7 @@ class Connector:
             for attempt in (1, 2):
                 pool = self._pool()
                 try:
-                    with pool.connection() as conn:
+                    with pool.connection() as conn, self._holding():
                         self._adapt(conn, borrowed=not self._own_sync)
                         result = drive(conn, talk)
                         if not self._idle(conn):  # a user's pool may not autocommit
@@ -420,11 +446,12 @@ class Connector:
                 pool = await self._apool()
                 try:
                     async with pool.connection() as conn:
-                        self._adapt(conn, borrowed=not self.async_configured)
-                        result = await adrive(conn, talk)
-                        if not self._idle(conn):
-                            await conn.commit()
-                        return result
+                        with self._holding():
+                            self._adapt(conn, borrowed=not self.async_configured)
+                            result = await adrive(conn, talk)
+                            if not self._idle(conn):
+                                await conn.commit()
+                            return result
                 except self.psycopg.OperationalError as exc:
                     self._retry_or_raise(attempt, exc)
                     await pool.check()

@@ -395,12 +395,14 @@ def test_raise_mode_refuses_the_maximum_before_the_call() -> None:
     assert acct.admit([CallQuote("acct-cheap", 1000, 500)])[0] is not None
 
 
-def test_a_failing_ledger_never_blocks_the_call(caplog: pytest.LogCaptureFixture) -> None:
+def test_a_failing_ledger_lets_calls_go_when_allowed(caplog: pytest.LogCaptureFixture) -> None:
+    # on_ledger_error="allow": the old fail-open, chosen by the user (the default refuses:
+    # see test_ledger_errors.py).
     class BrokenLedger(CostLedger):
         def reserve(self, *args, **kwargs):  # type: ignore[no-untyped-def]
             raise ConnectionError("database down")
 
-    acct = CostAccountant(budget_usd=1.0, ledger=BrokenLedger())
+    acct = CostAccountant(budget_usd=1.0, ledger=BrokenLedger(), on_ledger_error="allow")
     with caplog.at_level(logging.ERROR):
         for _ in range(50):
             assert acct.before_call() is None

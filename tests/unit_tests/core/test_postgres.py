@@ -527,8 +527,11 @@ def test_bad_dsn_is_a_clear_error_at_first_use():
 
 
 def test_bad_dsn_never_fails_the_llm_call(caplog):
+    # A budget its ledger cannot check refuses calls unless the user allows them
+    # (on_ledger_error="allow"; the refusal is tested in test_ledger_errors.py).
     cache = SemanticLLMCache(HashingEmbeddings(), store=PostgresStore(BAD_DSN, connect_timeout=2))
-    handler = CostCallbackHandler(budget_usd=5.0, ledger=PostgresLedger(BAD_DSN, connect_timeout=2))
+    ledger = PostgresLedger(BAD_DSN, connect_timeout=2)
+    handler = CostCallbackHandler(budget_usd=5.0, ledger=ledger, on_ledger_error="allow")
     model = SimulatedChatModel(model_name="gpt-4o-mini", cache=cache)
     with caplog.at_level(logging.ERROR):
         first = model.invoke(Q, config={"callbacks": [handler]})

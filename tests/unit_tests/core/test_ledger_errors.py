@@ -1,0 +1,187 @@
+"""A ledger that cannot check a budget (locked, busy, down) refuses the call by default
+(issue 16: a SQLite write lock held past the ledger's timeout let calls through at
+124-390 % of the budget; a PostgreSQL pool timeout taken for an outage, 3429 %), and
+spend recorded after a call is never lost to a ledger error."""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from costopt_core import set_price
+from costopt_core.accounting import CostAccountant, CostHandlerBase
+from costopt_core.budget_gate import CallQuote
+from costopt_core.ledger import Budget, BudgetExceededError, CostLedger, TokenUsage
+from costopt_core.stores.sqlite_ledger import SQLiteLedger
+
+set_price("lederr-cheap", input_per_token=1e-6, output_per_token=4e-6)
+set_price("lederr-strong", input_per_token=1e-5, output_per_token=3e-5)
+
+
+class DownLedger(CostLedger):
+    """A ledger whose budget checks fail (its records are kept as usual)."""
+
+    def reserve(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        raise ConnectionError("database down")
+
+
+@pytest.fixture
+def locked_sqlite(tmp_path: Path) -> Iterator[tuple[Path, sqlite3.Connection]]:
+    """A ledger file and a connection that takes its write lock with ``BEGIN IMMEDIATE``
+    (another process's long write)."""
+    path = tmp_path / "spend.db"
+    SQLiteLedger(path).close()  # tables made before the lock is taken
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    yield path, holder
+    if holder.in_transaction:
+        holder.execute("COMMIT")
+    holder.close()
+
+
+def test_a_budget_the_ledger_cannot_check_refuses_the_call(caplog) -> None:
+    acct = CostAccountant(budget_usd=1.0, ledger=DownLedger())
+    with caplog.at_level(logging.ERROR):
+        for _ in range(20):
+            with pytest.raises(BudgetExceededError) as refused:
+                acct.admit_call("lederr-cheap", 100, 10)
+            with pytest.raises(BudgetExceededError):
+                acct.admit([CallQuote("lederr-cheap", 100, 10)])
+            with pytest.raises(BudgetExceededError):
+                acct.before_call()
+    message = str(refused.value)
+    assert message.startswith("cost budget not checked: the cost ledger failed")
+    assert "ConnectionError: database down" in message
+    assert "on_ledger_error='allow'" in message  # the way out is named
+    assert isinstance(refused.value.ledger_error, ConnectionError)
+    assert refused.value.budget is None
+    # Logged in full once, not a traceback per refused call.
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and "the call is refused" in errors[0].getMessage()
+
+
+def test_downgrade_refuses_too_when_the_ledger_cannot_check() -> None:
+    acct = CostAccountant(budget_usd=1.0, on_budget="downgrade", ledger=DownLedger())
+    tiers = [CallQuote("lederr-cheap", 100, 10), CallQuote("lederr-strong", 100, 10)]
+    with pytest.raises(BudgetExceededError, match="not checked"):
+        acct.admit(tiers, routed=True)
+
+
+class CheapOnlyDown(CostLedger):
+    """Refuses the strong tier's maximum, then fails on the cheap tier's check."""
+
+    def reserve(self, estimate_usd, budgets, **kwargs):  # type: ignore[no-untyped-def]
+        if estimate_usd < 0.001:
+            raise TimeoutError("database is locked")
+        return super().reserve(estimate_usd, budgets, **kwargs)
+
+
+def test_a_downgrade_whose_cheap_check_fails_is_refused() -> None:
+    acct = CostAccountant(budget_usd=0.001, on_budget="downgrade", ledger=CheapOnlyDown())
+    tiers = [CallQuote("lederr-cheap", 100, 10), CallQuote("lederr-strong", 100, 100)]
+    with pytest.raises(BudgetExceededError, match="database is locked"):
+        acct.admit(tiers, routed=True)
+
+
+@pytest.mark.parametrize(
+    ("options", "fault"),
+    [({"on_ledger_error": "allow"}, "the call goes ahead"), ({"on_budget": "warn"}, "goes ahead")],
+)
+def test_allow_and_warn_let_the_call_go_with_the_fault_logged(options, fault, caplog) -> None:
+    acct = CostAccountant(budget_usd=1.0, ledger=DownLedger(), **options)
+    with caplog.at_level(logging.ERROR):
+        assert acct.admit_call("lederr-cheap", 100, 10) is None
+        assert acct.admit([CallQuote("lederr-cheap", 100, 10)]) == (None, False)
+    assert fault in caplog.text and "database down" in caplog.text
+
+
+def test_on_ledger_error_is_checked_and_reaches_both_faces() -> None:
+    with pytest.raises(ValueError, match="on_ledger_error must be one of"):
+        CostAccountant(on_ledger_error="ignore")  # type: ignore[arg-type]
+
+    class Handler(CostHandlerBase):
+        pass
+
+    assert Handler(budget_usd=1.0).accountant.on_ledger_error == "refuse"
+    assert Handler(on_ledger_error="allow").accountant.on_ledger_error == "allow"
+
+
+def test_a_locked_sqlite_ledger_refuses_until_it_answers(locked_sqlite) -> None:
+    path, holder = locked_sqlite
+    ledger = SQLiteLedger(path, timeout=0.1)
+    acct = CostAccountant(budget_usd=0.0105, ledger=ledger)  # room for 10 calls of $0.001
+    holder.execute("BEGIN IMMEDIATE")
+    with pytest.raises(BudgetExceededError, match="database is locked"):
+        acct.admit_call("lederr-cheap", 200, 200)  # $0.001 at most
+    holder.execute("COMMIT")
+    admitted = 0
+    for _ in range(15):
+        try:
+            reservation = acct.admit_call("lederr-cheap", 200, 200)
+        except BudgetExceededError:
+            continue
+        acct.record_call("lederr-cheap", TokenUsage(200, 200), reservation_id=reservation)
+        admitted += 1
+    assert admitted == 10 and acct.total_cost == pytest.approx(0.01)
+    ledger.close()
+
+
+def test_spend_recorded_while_the_ledger_is_locked_is_kept(locked_sqlite) -> None:
+    path, holder = locked_sqlite
+    ledger = SQLiteLedger(path, timeout=0.1)
+    acct = CostAccountant(budget_usd=1.0, ledger=ledger)
+    reservation = acct.admit_call("lederr-strong", 1000, 500)
+    holder.execute("BEGIN IMMEDIATE")  # taken while the call runs
+    acct.record_call("lederr-strong", TokenUsage(1000, 500), reservation_id=reservation)
+    assert ledger.unwritten == 1  # kept in memory, never raised into the call
+    assert acct.total_cost == pytest.approx(0.025)  # and counted against the budget
+    assert acct.budget_status()[0]["spent_usd"] == pytest.approx(0.025)
+    holder.execute("COMMIT")
+    ledger.close()
+    with SQLiteLedger(path) as reopened:
+        assert reopened.spent_since(None) == pytest.approx(0.025)
+
+
+# -- PostgreSQL: a busy pool is not an outage --------------------------------------------
+
+
+def test_a_pool_timeout_does_not_mark_the_server_down(pg_server) -> None:
+    psycopg = pytest.importorskip("psycopg")
+    from psycopg_pool import PoolTimeout
+
+    from costopt_core.stores.postgres import PostgresLedger
+
+    table = f"le_{uuid.uuid4().hex[:12]}"
+    # One pooled connection: a check waiting on the table lock holds it, the next one
+    # times out waiting for the pool.
+    ledger = PostgresLedger(pg_server.dsn, table=table, pool_size=1, pool_timeout=0.5)
+    budgets = [Budget(1.0)]
+    assert ledger.reserve(0.01, budgets).allowed  # tables made, pool open
+    locker = psycopg.connect(pg_server.dsn, autocommit=True)
+    try:
+        locker.execute("BEGIN")
+        locker.execute(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
+        waiting = threading.Thread(target=ledger.reserve, args=(0.01, budgets))
+        waiting.start()
+        time.sleep(0.3)  # it holds the pool's only connection, waiting for the lock
+        with pytest.raises(PoolTimeout):
+            ledger.reserve(0.01, budgets)
+        # The server answers (slowly): the next check waits for a connection again.
+        # Before, the pool timeout marked the server down, and every check failed at
+        # once ("unreachable ... next attempt in 5.0s") until one got through.
+        started = time.monotonic()
+        with pytest.raises(PoolTimeout, match="couldn't get a connection"):
+            ledger.reserve(0.01, budgets)
+        assert time.monotonic() - started >= 0.4
+        locker.execute("COMMIT")
+        waiting.join()
+        assert ledger.reserve(0.01, budgets).allowed
+    finally:
+        locker.close()
+        ledger.close()
