@@ -29,6 +29,13 @@ How events are read:
   handler records span parents, so an LLM call made inside another LLM call (a wrapper
   whose decorated ``chat`` calls a decorated inner ``chat``, or ``MockLLM``'s chat
   delegating to its completion) is priced once, at the innermost call.
+* ``llm.as_structured_llm(...)``: a ``StructuredLLM``'s stream starts its inner model
+  call only when it is read, after its own span closed. The first LLM call starting,
+  before the stream's first chunk, in the context the stream was started in
+  (``contextvars``: the same thread or asyncio task, or one that copied its context, as
+  a task created from it does) is taken as its inner call: that call is priced, the
+  ``StructuredLLM``'s own events are not. Read from a context that did not copy it (a
+  thread pool without ``contextvars.copy_context``), both are priced.
 * Routing: ``RouterLLM`` dispatches a ``RoutingDecisionEvent`` in its span; a call
   inside that span is recorded with the tier and a baseline (the most expensive tier
   model unless ``baseline_model`` is named). Calls a cascade rejected are recorded as
@@ -358,6 +365,8 @@ class _Open:
     # A stream's latest chunk (LlamaIndex chunks carry the answer so far): what a stream
     # stopped early had already produced, and was billed for.
     streamed: Any = None
+    # A StructuredLLM stream whose inner call has not started yet (see _claim_structured).
+    awaits_inner: bool = False
 
 
 @dataclass(slots=True)
@@ -419,6 +428,8 @@ class CostEventHandler(CostHandlerBase, BaseEventHandler):
         default_factory=lambda: ContextVar("costopt_compression_handoff", default=None)
     )
     _claims: OrderedDict[str, str] = PrivateAttr(default_factory=OrderedDict)
+    # StructuredLLM streams whose inner call has not started yet (see _claim_structured).
+    _structured: OrderedDict[str, None] = PrivateAttr(default_factory=OrderedDict)
 
     def model_post_init(self, context: Any) -> None:
         super().model_post_init(context)
@@ -594,6 +605,10 @@ class CostEventHandler(CostHandlerBase, BaseEventHandler):
                 relayed = self._relayed_by(event, method, task)
                 if relayed is not None:
                     relayed[1].relayed_to = span
+            # A context variable, not the handler's own state: a plain call reads no
+            # pydantic private attribute more (each read is a __getattr__ call).
+            if parent_llm is None and relayed is None and _AWAITING.get():
+                relayed = self._claim_structured(event)
         call = _Open(
             model=model if isinstance(model, str) and model != "unknown" else None,
             gate=gate,
@@ -604,9 +619,10 @@ class CostEventHandler(CostHandlerBase, BaseEventHandler):
         if relayed is not None:
             # The inner call is the one priced; it settles where the outer one would.
             outer_span, outer = relayed
-            call.parent_llm, call.query = outer_span, outer.query
+            call.parent_llm = outer_span
+            call.query = outer.query if outer.query is not None else call.query
             call.gate = call.gate or outer.gate
-        elif method is not None and method[1] in _RELAYED:
+        if method is not None and method[1] in _RELAYED:
             call.relay = task
         if call.gate is None and call.parent_llm is None:
             call.reservation = self._plain_call_budget()
@@ -614,6 +630,8 @@ class CostEventHandler(CostHandlerBase, BaseEventHandler):
             with self._lock:
                 self._open[span] = call
                 _trim(self._open)
+                if method is not None and described.get("class_name") == _STRUCTURED:
+                    self._await_inner(span, call)
 
     def _relayed_by(
         self, event: Any, method: tuple[str, str], task: Any
@@ -639,6 +657,54 @@ class CostEventHandler(CostHandlerBase, BaseEventHandler):
                 return span, call
         return None
 
+    def _await_inner(self, span: str, call: _Open) -> None:
+        """Remember a StructuredLLM stream until its inner call starts (lock held).
+
+        Its generator starts the inner model's stream only when it is drained, after
+        this span closed: the span tree cannot nest the two, and both would be priced.
+        The stream is remembered in this context (``contextvars``: the thread or asyncio
+        task that called it, and what copies its context), where it is drained."""
+        registry = self._structured
+        registry[span] = None
+        _trim(registry)
+        call.awaits_inner = True
+        _AWAITING.set((*_still_awaited(_AWAITING.get()), (registry, span)))
+
+    def _claim_structured(self, event: Any) -> tuple[str, _Open] | None:
+        """The StructuredLLM stream an LLM call (start ``event``) starting in this
+        context answers, if any; it is then covered (lock held).
+
+        A stream is claimed once, before its first chunk, by the first call in the
+        context it was started in: a fallback tier's call after a failed first one
+        finds it covered already. Among several, the one asking the same thing (a
+        function-calling model gets the stream's messages as they are), else the oldest.
+        Streams that ended, failed or already streamed are forgotten on the way.
+        """
+        registry, opened = self._structured, self._open
+        open_streams: list[tuple[str, _Open]] = []
+        for owner, span in _AWAITING.get():
+            if owner is not registry or span not in registry:
+                continue  # another handler's, or over
+            call = opened.get(span)
+            if call is not None and call.streamed is None:
+                open_streams.append((span, call))
+            else:
+                del registry[span]
+        if not open_streams:
+            return None
+        same = (
+            next((o for o in open_streams if _same_prompt(o[1].start, event)), None)
+            if event is not None and len(open_streams) > 1
+            else None
+        )
+        span, call = same or open_streams[0]
+        del registry[span]
+        call.awaits_inner = False
+        _AWAITING.set(_still_awaited(_AWAITING.get()))
+        self._covered[span] = None
+        _trim(self._covered)
+        return span, call
+
     def _plain_call_budget(self) -> str | None:
         """Budget check for an LLM called outside RouterLLM / SemanticCacheLLM."""
         try:
@@ -663,6 +729,8 @@ class CostEventHandler(CostHandlerBase, BaseEventHandler):
             covered = span in self._covered
             if covered:
                 del self._covered[span]
+            if call is not None and call.awaits_inner and span is not None:
+                self._structured.pop(span, None)  # it ended before its inner call started
             if call is not None and call.parent_llm is not None:
                 # The enclosing LLM call wraps this one: only the innermost is priced.
                 self._covered[call.parent_llm] = None
@@ -747,6 +815,10 @@ class CostEventHandler(CostHandlerBase, BaseEventHandler):
         # A call that raised before answering spent nothing we can see.
         with self._lock:
             call = self._open.pop(span, None) if span is not None else None
+            if call is not None and span is not None:
+                self._covered.pop(span, None)  # covered by a call that answered it
+                if call.awaits_inner:
+                    self._structured.pop(span, None)
             gate = None
             if call is not None and call.gate is not None:
                 held = self._gates.get(call.gate)
@@ -879,6 +951,21 @@ _STREAM_METHODS = frozenset(_RELAYED) | frozenset(_RELAYED.values())
 # (when the response is read). Chat engines start their streams inside their span.
 _ANSWERS = frozenset({"stream", "astream"})
 _UUID_TAIL = 37  # "-" + a UUID's 36 characters
+# LlamaIndex's StructuredLLM (``llm.as_structured_llm(...)``) in a start event's model_dict.
+_STRUCTURED = "structured_llm"
+# The StructuredLLM streams started in this context whose inner call has not started, as
+# (the registry of the handler that awaits it, span): every registered handler keeps its
+# own registry and claims its own entries.
+_AWAITING: ContextVar[tuple[tuple[OrderedDict[str, None], str], ...]] = ContextVar(
+    "costopt_structured_streams", default=()
+)
+
+
+def _still_awaited(
+    entries: tuple[tuple[OrderedDict[str, None], str], ...],
+) -> tuple[tuple[OrderedDict[str, None], str], ...]:
+    """``entries`` whose handler still awaits their stream's inner call."""
+    return tuple(entry for entry in entries if entry[1] in entry[0])
 
 
 def _span_method(span_id: str | None) -> tuple[str, str] | None:
