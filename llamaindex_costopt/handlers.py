@@ -30,8 +30,8 @@ How events are read:
   whose decorated ``chat`` calls a decorated inner ``chat``, or ``MockLLM``'s chat
   delegating to its completion) is priced once, at the innermost call.
 * ``llm.as_structured_llm(...)``: a ``StructuredLLM``'s stream starts its inner model
-  call only when it is read, after its own span closed. The first LLM call starting,
-  before the stream's first chunk, in the context the stream was started in
+  call only when it is read, after its own span closed. The first LLM call or cache hit
+  starting, before the stream's first chunk, in the context the stream was started in
   (``contextvars``: the same thread or asyncio task, or one that copied its context, as
   a task created from it does) is taken as its inner call: that call is priced, the
   ``StructuredLLM``'s own events are not. Read from a context that did not copy it (a
@@ -41,7 +41,9 @@ How events are read:
   model unless ``baseline_model`` is named). Calls a cascade rejected are recorded as
   cascade attempts (spend, negative savings).
 * Cache hits: ``SemanticCacheLLM`` dispatches a ``CacheHitEvent``; it is recorded as
-  saved dollars at the price of the model that answered originally, never as spend.
+  saved dollars at the price of the model that answered originally, never as spend. The
+  LLM call the hit answered (a ``StructuredLLM`` around the cache: the nearest open LLM
+  call around the hit, or the ``StructuredLLM`` stream it answers) is not priced either.
 * Compression: the tokens a ``NodeCompressor`` removed (``PromptCompressedEvent``) are
   booked on the next priced call of the same query (root span). A streaming query
   engine starts its LLM call when the response is read, after the query closed: the
@@ -671,11 +673,12 @@ class CostEventHandler(CostHandlerBase, BaseEventHandler):
         _AWAITING.set((*_still_awaited(_AWAITING.get()), (registry, span)))
 
     def _claim_structured(self, event: Any) -> tuple[str, _Open] | None:
-        """The StructuredLLM stream an LLM call (start ``event``) starting in this
-        context answers, if any; it is then covered (lock held).
+        """The StructuredLLM stream an LLM call (start ``event``) or a cache hit
+        (``None``) starting in this context answers, if any; it is then covered (lock
+        held).
 
-        A stream is claimed once, before its first chunk, by the first call in the
-        context it was started in: a fallback tier's call after a failed first one
+        A stream is claimed once, before its first chunk, by the first call or hit in
+        the context it was started in: a fallback tier's call after a failed first one
         finds it covered already. Among several, the one asking the same thing (a
         function-calling model gets the stream's messages as they are), else the oldest.
         Streams that ended, failed or already streamed are forgotten on the way.
@@ -837,8 +840,13 @@ class CostEventHandler(CostHandlerBase, BaseEventHandler):
         with self._lock:
             gate_span = next((s for s in chain if s in self._gates), None)
             gate = self._gates.pop(gate_span) if gate_span is not None else None
+            outer = self._answered_by_hit(chain)
+            if gate is None and outer is not None and outer.gate is not None:
+                gate = self._gates.pop(outer.gate, None)
         # A cache hit saves the whole call: compression saved nothing more on it.
         self._compression.take(self._query_of(event.span_id, chain[1:]))
+        if outer is not None and outer.query is not None:
+            self._compression.take(outer.query)
         usage = usage_from_mapping(getattr(event, "usage", None))
         hint = getattr(event, "saved_usd", None)
         self._accountant.record_cache_hit(
@@ -852,6 +860,19 @@ class CostEventHandler(CostHandlerBase, BaseEventHandler):
             tags={USAGE_TAG: USAGE_ESTIMATED} if getattr(event, "usage_estimated", False) else None,
         )
         self._release_climbed(gate)
+
+    def _answered_by_hit(self, chain: Sequence[str]) -> _Open | None:
+        """The LLM call a cache hit answered (lock held), now covered: the nearest open
+        one around the hit (a StructuredLLM, any wrapper LLM), else the StructuredLLM
+        stream it answers (see _claim_structured). As when an inner model call answers
+        it, that call's own events carry no spend."""
+        span = next((s for s in chain if s in self._open), None)
+        if span is None:
+            claimed = self._claim_structured(None) if _AWAITING.get() else None
+            return claimed[1] if claimed is not None else None
+        self._covered[span] = None
+        _trim(self._covered)
+        return self._open[span]
 
     def _on_compressed(self, event: Any) -> None:
         removed = getattr(event, "removed_tokens", 0)

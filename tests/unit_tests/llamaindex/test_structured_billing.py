@@ -2,8 +2,9 @@
 
 A StructuredLLM's stream starts its inner model's stream only when it is drained, after
 its own span closed; its own events used to be priced besides the inner call's (2.7x
-the real cost, or a phantom unpriced 'router:...' call under RouterLLM). These tests go
-through real LlamaIndex objects (StructuredLLM, RouterLLM) with offline LLMs.
+the real cost, or a phantom unpriced 'router:...' call under RouterLLM). A cache hit
+answering a StructuredLLM call used to be booked as spend. These tests go through real
+LlamaIndex objects (StructuredLLM, SemanticCacheLLM, RouterLLM) with offline LLMs.
 """
 
 from __future__ import annotations
@@ -14,15 +15,22 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from llama_index.core.base.llms.types import ChatMessage, ChatResponseGen, MessageRole
+from llama_index.core.base.llms.types import (
+    ChatMessage,
+    ChatResponse,
+    ChatResponseGen,
+    LLMMetadata,
+    MessageRole,
+)
 from llama_index.core.llms import LLM
-from llama_index.core.llms.callbacks import llm_chat_callback
+from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_callback
+from llama_index.core.llms.custom import CustomLLM
 from pydantic import BaseModel
 
 from costopt_core.pricing import set_price
-from llamaindex_costopt import CostEventHandler, RouterLLM
+from llamaindex_costopt import CostEventHandler, RouterLLM, SemanticCacheLLM
 from llamaindex_costopt.handlers import usage_of_response
-from llamaindex_costopt.simulated import SimulatedLLM
+from llamaindex_costopt.simulated import HashingEmbedding, SimulatedLLM
 from tests.unit_tests.llamaindex.fakes import EventRecorder, recording
 
 CHEAP, STRONG = "li-structured-cheap", "li-structured-strong"
@@ -117,6 +125,25 @@ def test_a_structured_call_is_booked_once_at_the_real_calls_cost(handler, make, 
     assert [r.model for r in handler._accountant.ledger.records()] == [
         e.response.raw["model"] for e in answers
     ]
+
+
+@pytest.mark.parametrize("how", HOWS)
+@pytest.mark.parametrize("make", LLMS.values(), ids=LLMS.keys())
+def test_a_cache_hit_through_a_structured_llm_books_nothing_and_saves(handler, make, how):
+    cache = SemanticCacheLLM(make(), embed_model=HashingEmbedding(), similarity_threshold=0.95)
+    sllm = cache.as_structured_llm(City)
+    with recording() as seen:
+        ask(sllm, how)  # the miss: one model call
+    spent, calls = handler.total_cost, handler.to_dict()["calls"]
+    assert spent == pytest.approx(model_cost(seen), rel=1e-9) and calls == 1
+
+    ask(sllm, how)  # the hit
+    figures = handler.to_dict()
+    assert cache.stats["hits"] == 1
+    assert handler.total_cost == spent  # $0 for the hit
+    assert handler.total_saved > 0
+    assert figures["calls"] == calls
+    assert figures["estimated_calls"] == 0 and figures["unpriced_calls"] == 0
 
 
 def test_a_structured_stream_under_a_router_climbing_after_a_failed_tier_is_booked_once(
@@ -262,3 +289,36 @@ def test_two_handlers_registered_at_once_each_book_a_structured_stream_once(hand
     for each in (handler, second):
         assert each.to_dict()["calls"] == 2
         assert each.total_cost == pytest.approx(model_cost(seen), rel=1e-9)
+
+
+class WrapperLLM(CustomLLM):
+    """A third-party style wrapper LLM whose decorated chat calls the LLM it wraps."""
+
+    inner: Any
+
+    @property
+    def metadata(self) -> LLMMetadata:
+        return LLMMetadata(is_chat_model=True, model_name="wrapper-model")
+
+    @llm_chat_callback()
+    def chat(self, messages: Any, **kwargs: Any) -> ChatResponse:
+        return self.inner.chat(messages, **kwargs)
+
+    @llm_completion_callback()
+    def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> Any:
+        raise NotImplementedError
+
+    @llm_completion_callback()
+    def stream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> Any:
+        raise NotImplementedError
+
+
+def test_a_cache_hit_through_a_wrapper_llm_books_nothing(handler):
+    cache = SemanticCacheLLM(plain(), embed_model=HashingEmbedding(), similarity_threshold=0.95)
+    wrapper = WrapperLLM(inner=cache)
+    wrapper.chat(PARIS)
+    spent = handler.total_cost
+    wrapper.chat(PARIS)
+    assert cache.stats["hits"] == 1
+    assert handler.total_cost == spent and handler.total_saved > 0
+    assert handler.to_dict()["calls"] == 1
