@@ -134,6 +134,8 @@ T = TypeVar("T")
 _warned_lock = threading.Lock()
 _warned_unpriced: set[str] = set()
 _warned_unmetered: set[str] = set()
+_warned_unquoted: set[str] = set()
+_warned_uncountable: set[str] = set()
 
 
 class BudgetWarning(UserWarning):
@@ -404,6 +406,99 @@ def price_usage(price: ModelPrice, usage: TokenUsage) -> float:
     )
 
 
+# -- models a budget cannot quote -----------------------------------------------------------
+
+#: Request names remembered (with the priced model that answered them, or the unpriced
+#: one) per accountant; beyond this many the oldest is forgotten.
+_NAMES_KEPT = 256
+#: Reservations of calls of unquoted models waiting for their answer, per accountant.
+_PENDING_KEPT = 4096
+_PRICED = object()  # _quote_costs: every quote is priced
+_ESTIMATE = object()  # _admit_unquoted: reserve the estimate (call_estimate_usd)
+_REQUOTE = object()  # _admit_unquoted: a price was learned, quote the call again
+
+
+def _calls_of(name: str | None) -> str:
+    return f"calls of model {name!r}" if name else "calls that name no model"
+
+
+def _keep(names: dict[Any, Any], key: Any, value: Any, limit: int) -> None:
+    # A bounded insertion-ordered dict: the oldest entry goes first.
+    names.pop(key, None)
+    names[key] = value
+    if len(names) > limit:
+        del names[next(iter(names))]
+
+
+class _Unquoted:
+    """What an accountant learns of the models a call names without a price (an Azure
+    deployment, a proxy alias, no name at all): which priced model answered each, so
+    later calls of that name are quoted on its price; or that the answer itself had no
+    price, so the budget cannot count that model's calls."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.answered_by: dict[str | None, str] = {}  # request name -> priced answerer
+        self.uncountable: dict[str | None, str] = {}  # request name -> unpriced answerer
+        self.pending: dict[str, str | None] = {}  # reservation id -> request name
+
+    def hold(self, reservation_id: str, name: str | None) -> None:
+        with self._lock:
+            _keep(self.pending, reservation_id, name, _PENDING_KEPT)
+
+    def settled(self, reservation_id: str | None, answer: str, catalog: PriceCatalog) -> None:
+        """The call holding ``reservation_id`` was answered by ``answer``: learn it."""
+        with self._lock:
+            name = self.pending.pop(reservation_id, _PRICED)  # type: ignore[arg-type]
+        if name is _PRICED:
+            return
+        self.answered(name, answer, catalog)  # type: ignore[arg-type]
+
+    def answered(self, name: str | None, answer: str, catalog: PriceCatalog) -> None:
+        price = catalog.get(answer)
+        if price is None:
+            with self._lock:
+                _keep(self.uncountable, name, answer, _NAMES_KEPT)
+            _warn_uncountable(name, answer)
+            return
+        with self._lock:
+            self.uncountable.pop(name, None)
+            known = catalog.get(self.answered_by.get(name))
+            if known is None or known.output <= price.output:  # the dearer one bounds both
+                _keep(self.answered_by, name, answer, _NAMES_KEPT)
+
+    def drop(self, reservation_id: str) -> None:
+        with self._lock:
+            self.pending.pop(reservation_id, None)
+
+
+def _warn_unquoted(name: str | None) -> None:
+    _warn_once(
+        _warned_unquoted,
+        repr(name),
+        "%s have no known price: a budget cannot quote them, so until one answers with "
+        "a priced model (whose price then quotes them) one at a time is admitted, holding "
+        "what is left of the budget. Register a price with set_price(%r, "
+        "input_per_token=..., output_per_token=...) to budget them like any other call",
+        _calls_of(name),
+        name or "<model name>",
+    )
+
+
+def _warn_uncountable(name: str | None, answer: str) -> None:
+    _warn_once(
+        _warned_uncountable,
+        answer,
+        "%s are answered by %r, a model with no known price: a budget cannot count "
+        "what they spend, so later ones are refused (on_budget='raise' or 'downgrade'; "
+        "'warn' warns). Register a price with set_price(%r, input_per_token=..., "
+        "output_per_token=...)",
+        _calls_of(name),
+        answer,
+        answer,
+    )
+
+
 # -- the accountant -------------------------------------------------------------------------
 
 
@@ -572,6 +667,9 @@ class CostAccountant:
         self._downgrade = False
         self._warned_budget = False
         self._refused_at = math.inf  # the cheapest maximum refused since the last reset
+        self._unquoted = _Unquoted()
+        # Its calls awaiting their answer: read (an empty dict) on every call's record.
+        self._unquoted_pending = self._unquoted.pending
         # A ledger that is down fails every call alike: in full once, then at DEBUG.
         # Outside a budget check the call goes ahead (a cost-handler fault never fails
         # the user's call); a budget check that fails refuses it (see _unchecked).
@@ -651,14 +749,28 @@ class CostAccountant:
         """:meth:`admit` for a call with no quote: its reservation id (or ``None``)."""
         return self.admit(first_call=first_call)[0]
 
-    def _max_costs(self, quotes: Sequence[CallQuote]) -> list[float]:
+    def _quote_costs(self, quotes: Sequence[CallQuote]) -> tuple[list[float], object]:
+        # Each quote's maximum, on its model's price or on the priced model that answered
+        # a call of that name before; else no costs and the name with no price (the
+        # routed tier's, the last quote, before the others), for _admit_unquoted.
         costs = []
+        unquoted: object = _PRICED
         for quote in quotes:
             cost = quote.max_cost(self.catalog)
             if cost is None:
-                return []  # an unpriced model has no maximum: the call takes the estimate
-            costs.append(cost)
-        return costs
+                cost = self._stand_in_cost(quote)
+            if cost is None:
+                unquoted = quote.model
+            else:
+                costs.append(cost)
+        return (costs, _PRICED) if unquoted is _PRICED else ([], unquoted)
+
+    def _stand_in_cost(self, quote: CallQuote) -> float | None:
+        answerer = self._unquoted.answered_by.get(quote.model)
+        price = self.catalog.get(answerer) if answerer is not None else None
+        if price is None:
+            return None
+        return max_call_cost(price, quote.prompt_tokens, quote.max_output_tokens)
 
     def admit(
         self,
@@ -670,8 +782,13 @@ class CostAccountant:
         """Check the budgets before a call and reserve the most it can cost.
 
         ``quotes`` are the models the call may use, cheapest first: the dearest one's
-        maximum is reserved (without quotes, or with an unpriced model, the estimate of
-        :meth:`_estimate`; ``first_call`` estimates a first call with no history).
+        maximum is reserved (without quotes, the estimate of :meth:`_estimate`;
+        ``first_call`` estimates a first call with no history). A model with no price
+        is quoted on the priced model that answered a call of that name before (an
+        Azure deployment or a proxy alias answering as a priced model); until one has,
+        one call of it at a time is admitted, holding what is left of the tightest
+        budget, and a model whose answers have no price either is refused (see
+        :meth:`_admit_unquoted`).
         Returns the reservation id (or ``None``) and whether the call was admitted only
         on its cheapest quote.
 
@@ -686,7 +803,14 @@ class CostAccountant:
         """
         if not self.budgets:
             return None, False
-        costs = self._max_costs(quotes)
+        costs, unquoted = self._quote_costs(quotes)
+        while unquoted is not _PRICED:
+            held = self._admit_unquoted(unquoted)  # type: ignore[arg-type]
+            if held is _ESTIMATE:
+                break
+            if held is not _REQUOTE:
+                return held, False  # type: ignore[return-value]
+            costs, unquoted = self._quote_costs(quotes)  # a name learned: each one once
         try:
             if self.call_estimate_usd is not None or not costs:
                 estimate = self._estimate(first_call)
@@ -699,6 +823,92 @@ class CostAccountant:
             self._unchecked(exc)
             return None, False
         return self._admitted(check, estimate, costs, routed)
+
+    def _admit_unquoted(self, name: str | None) -> object:
+        """Admit a call of ``name``, a model with no price and none learned for it: its
+        reservation id (``None``: admitted unbudgeted); ``_ESTIMATE`` when the user's
+        ``call_estimate_usd`` is to be reserved instead; ``_REQUOTE`` when its answers'
+        model has a price now (the call is quoted on it).
+
+        Its first calls reserved $0 (nothing to price them on, no history): 100 at once
+        spent 10x the budget. So one at a time holds what is left of the tightest budget
+        until its answer names a priced model; an answer with no price either means its
+        spend can never be counted, and later calls are refused."""
+        answer = self._unquoted.uncountable.get(name)
+        if answer is not None:
+            if self.catalog.get(answer) is None:
+                return self._refuse_uncountable(name, answer)
+            self._unquoted.answered(name, answer, self.catalog)  # priced since
+            return _REQUOTE
+        if self.call_estimate_usd is not None:
+            return _ESTIMATE
+        _warn_unquoted(name)
+        try:
+            check = self._reserve_what_is_left()
+        except Exception as exc:
+            self._unchecked(exc)
+            return None
+        if check.allowed:
+            if check.reservation_id is not None:
+                self._unquoted.hold(check.reservation_id, name)
+            return check.reservation_id
+        return self._refuse_unquoted(name, check)
+
+    def _reserve_what_is_left(self) -> BudgetCheck:
+        # What is left of the tightest budget, reservations of calls in flight included:
+        # each refusal names the budget and what it has used, so the estimate shrinks to
+        # fit it (one more try per budget at most).
+        estimate = min(budget.limit_usd for budget in self.budgets)
+        for _ in range(len(self.budgets) + 1):
+            check = self.ledger.reserve(
+                estimate, self.budgets, ttl_seconds=self.reservation_ttl_seconds
+            )
+            budget = check.budget
+            if check.allowed or budget is None or check.used_usd >= budget.limit_usd:
+                return check
+            estimate = min(estimate, budget.limit_usd - check.used_usd)
+        return check
+
+    def _refuse_unquoted(self, name: str | None, check: BudgetCheck) -> None:
+        budget = check.budget
+        limit = budget.limit_usd if budget is not None else math.inf
+        label = budget.label if budget is not None else "total"
+        message = (
+            f"cost budget ({label}): ${check.used_usd:.6f} used of ${limit:.6f} (calls in "
+            f"flight included), and {_calls_of(name)}, which has no known price, are "
+            "admitted one at a time, holding what is left of the budget, until one answers "
+            f"with a priced model. Register a price with set_price({name or '<model name>'!r}"
+            ", input_per_token=..., output_per_token=...)"
+        )
+        if self.on_budget == "warn":
+            self._warn_budget(message)
+            return None
+        raise BudgetExceededError(
+            f"{message}; the call was not made", budget=budget, spent_usd=check.used_usd
+        )
+
+    def _refuse_uncountable(self, name: str | None, answer: str) -> None:
+        message = (
+            f"cost budget: {_calls_of(name)} are answered by {answer!r}, a model with no "
+            "known price, so the budget cannot count what they spend. "
+            f"Register a price with set_price({answer!r}, input_per_token=..., "
+            "output_per_token=...)"
+        )
+        if self.on_budget == "warn":
+            self._warn_budget(message)
+            return None
+        raise BudgetExceededError(f"{message}; the call was not made")
+
+    def _warn_budget(self, message: str, stacklevel: int = 6) -> None:
+        # on_budget="warn": once per crossing, in the log and as a BudgetWarning.
+        if not self._warned_budget:
+            self._warned_budget = True
+            logger.warning("%s (on_budget='warn': the call goes ahead)", message)
+            warnings.warn(
+                f"{message}; on_budget='warn': the call goes ahead",
+                BudgetWarning,
+                stacklevel=stacklevel,
+            )
 
     def admit_call(
         self, model: str | None, prompt_tokens: int, max_output_tokens: int | None = None
@@ -747,12 +957,7 @@ class CostAccountant:
             raise check.error()
         message = check.describe()
         if self.on_budget == "warn":
-            if not self._warned_budget:
-                self._warned_budget = True
-                logger.warning("%s (on_budget='warn': the call goes ahead)", message)
-                warnings.warn(
-                    f"{message}; on_budget='warn': the call goes ahead", BudgetWarning, stacklevel=4
-                )
+            self._warn_budget(message, stacklevel=5)
             return None, False
         downgrades = routed and len(costs) > 1 and costs[0] < estimate
         if not self._downgrade and downgrades:
@@ -787,6 +992,8 @@ class CostAccountant:
         """Drop the reservation of a call that failed before spending."""
         if reservation_id is None:
             return
+        if self._unquoted_pending:
+            self._unquoted.drop(reservation_id)
         try:
             self.ledger.release(reservation_id)
         except Exception as exc:
@@ -835,6 +1042,8 @@ class CostAccountant:
         return record
 
     def _store(self, record: CostRecord, reservation_id: str | None) -> CostRecord:
+        if self._unquoted_pending:  # an empty dict: one test on the usual call
+            self._unquoted.settled(reservation_id, record.model, self.catalog)
         self.ledger.record(record, reservation_id=reservation_id)
         cost = record.cost_usd
         if cost is not None and record.kind != "cache_hit":
@@ -928,7 +1137,7 @@ class CostAccountant:
         """
         price = self.catalog.get(model)
         defer = self._defer
-        if price is None or defer is None:
+        if price is None or defer is None or self._unquoted_pending:
             self.record_call(
                 model, TokenUsage(*usage), run_id=run_id, reservation_id=reservation_id
             )

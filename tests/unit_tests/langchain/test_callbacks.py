@@ -401,7 +401,9 @@ def test_rejected_cascade_attempts_are_spend() -> None:
 def test_raise_before_the_over_budget_call() -> None:
     usage = {"input_tokens": 1000, "output_tokens": 500, "total_tokens": 1500}
     model = _fake("cb-cheap", n=3, usage=usage)  # 0.002 per call
-    handler = CostCallbackHandler(budget_usd=0.005)
+    # The fake names no model and sets no max_tokens: its calls are reserved at the given
+    # estimate (else at 4,096 output tokens once its answers name cb-cheap).
+    handler = CostCallbackHandler(budget_usd=0.005, call_estimate_usd=0.002)
     for _ in range(2):
         model.invoke("x", config={"callbacks": [handler]})
     with pytest.raises(BudgetExceededError):
