@@ -665,6 +665,10 @@ class CostAccountant:
         # The recent costs only feed the reservation estimate of budgeted calls.
         self._tracks_recent = bool(self.budgets)
         self._downgrade = False
+        # The budgets' period starts when the flag was set: a new UTC day or month
+        # clears it (see the downgrade property); only period budgets ever roll over.
+        self._downgraded_in: tuple[float | None, ...] = ()
+        self._periodic = any(budget.period is not None for budget in self.budgets)
         self._warned_budget = False
         self._refused_at = math.inf  # the cheapest maximum refused since the last reset
         self._unquoted = _Unquoted()
@@ -713,8 +717,28 @@ class CostAccountant:
 
     @property
     def downgrade(self) -> bool:
-        """True while a budget is spent and ``on_budget="downgrade"``."""
+        """True while a budget is spent and ``on_budget="downgrade"`` (checked again
+        once a day or month budget's period has rolled over since it was set)."""
+        if self._downgrade and self._periodic and self._periods() != self._downgraded_in:
+            self._new_period()
         return self._downgrade
+
+    def _periods(self) -> tuple[float | None, ...]:
+        now = time.time()
+        return tuple(budget.start(now) for budget in self.budgets)
+
+    def _set_downgrade(self) -> None:
+        self._downgraded_in = self._periods()
+        self._downgrade = True
+
+    def _new_period(self) -> None:
+        # A spent day's flag held on a fresh day: a router's batch, or an agent's first
+        # turn, read it before any call could clear it, and went to the cheapest tier
+        # with the new day's budget untouched. A new period starts every check afresh.
+        self._downgrade = False
+        self._warned_budget = False
+        self._refused_at = math.inf
+        self._update_downgrade()
 
     def _estimate(self, first_call: Callable[[], float] | None = None) -> float:
         # The reservation for the next call is the largest of the last few calls: when
@@ -960,9 +984,9 @@ class CostAccountant:
             self._warn_budget(message, stacklevel=5)
             return None, False
         downgrades = routed and len(costs) > 1 and costs[0] < estimate
-        if not self._downgrade and downgrades:
+        if not self.downgrade and downgrades:
             logger.warning("%s (on_budget='downgrade': routing to the cheapest tier)", message)
-        self._downgrade = True
+        self._set_downgrade()
         if not downgrades:  # not routed, or already on its cheapest tier: refused
             raise check.error()
         try:
@@ -1076,7 +1100,7 @@ class CostAccountant:
             return
         if spent:
             logger.warning("cost budget spent (on_budget='downgrade': cheapest tier from now)")
-            self._downgrade = True
+            self._set_downgrade()
 
     def record_call(
         self,
