@@ -74,7 +74,7 @@ import time
 import warnings
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from os import PathLike
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Generic, Literal, Self, TypeVar, overload
@@ -194,13 +194,25 @@ class CallText:
     prompt: Sequence[str]
     answer: str
     chat: bool = True
+    #: The call's output limit (its ``max_tokens``), when the face knows it: a provider
+    #: never bills more output, so a count from text (an estimate) is kept below it.
+    max_output_tokens: int | None = field(default=None, repr=False)
 
     def usage(self, model: str | None) -> tuple[TokenUsage, str]:
         """The call's usage counted on ``model``'s tokenizer (see ``costopt_core.tokens``)
-        and the counter that gave it."""
+        and the counter that gave it (the answer's count at most ``max_output_tokens``).
+
+        Example:
+            >>> CallText(["Hi"], "word " * 500, max_output_tokens=100).usage(None)[0].output_tokens
+            100
+        """
         prompt, counter = count_prompt_tokens(self.prompt, model, chat=self.chat)
         answer, _ = count_tokens(self.answer, model)
-        return TokenUsage(prompt, answer), counter
+        return TokenUsage(prompt, _capped(answer, self.max_output_tokens)), counter
+
+
+def _capped(tokens: int, cap: int | None) -> int:
+    return tokens if cap is None or type(cap) is not int or cap <= 0 else min(tokens, cap)
 
 
 # -- usage parsing ------------------------------------------------------------------------
@@ -413,6 +425,8 @@ def price_usage(price: ModelPrice, usage: TokenUsage) -> float:
 _NAMES_KEPT = 256
 #: Reservations of calls of unquoted models waiting for their answer, per accountant.
 _PENDING_KEPT = 4096
+#: Output caps of reserved calls kept until their answer (runs that never end past this).
+_CAPS_KEPT = 4096
 _PRICED = object()  # _quote_costs: every quote is priced
 _ESTIMATE = object()  # _admit_unquoted: reserve the estimate (call_estimate_usd)
 _REQUOTE = object()  # _admit_unquoted: a price was learned, quote the call again
@@ -420,6 +434,13 @@ _REQUOTE = object()  # _admit_unquoted: a price was learned, quote the call agai
 
 def _calls_of(name: str | None) -> str:
     return f"calls of model {name!r}" if name else "calls that name no model"
+
+
+def _output_cap(quotes: Sequence[CallQuote]) -> int | None:
+    # The most output any of the call's models may write (a fallback tier may answer):
+    # None when one of them sets no limit.
+    caps = [quote.max_output_tokens for quote in quotes]
+    return None if None in caps else max(caps)  # type: ignore[type-var]
 
 
 def _keep(names: dict[Any, Any], key: Any, value: Any, limit: int) -> None:
@@ -672,6 +693,10 @@ class CostAccountant:
         self._warned_budget = False
         self._refused_at = math.inf  # the cheapest maximum refused since the last reset
         self._unquoted = _Unquoted()
+        # The max_tokens of each reserved call that set one, until its answer: a call
+        # whose usage is counted from its text is booked at most that much output (the
+        # approximate counter reads ~1.3x a capped Chinese answer: 134 tokens of 100).
+        self._caps: dict[str, int] = {}
         # Its calls awaiting their answer: read (an empty dict) on every call's record.
         self._unquoted_pending = self._unquoted.pending
         # A ledger that is down fails every call alike: in full once, then at DEBUG.
@@ -829,7 +854,7 @@ class CostAccountant:
             return None, False
         costs, unquoted = self._quote_costs(quotes)
         while unquoted is not _PRICED:
-            held = self._admit_unquoted(unquoted)  # type: ignore[arg-type]
+            held = self._admit_unquoted(unquoted, quotes)  # type: ignore[arg-type]
             if held is _ESTIMATE:
                 break
             if held is not _REQUOTE:
@@ -846,9 +871,12 @@ class CostAccountant:
         except Exception as exc:
             self._unchecked(exc)
             return None, False
-        return self._admitted(check, estimate, costs, routed)
+        admitted = self._admitted(check, estimate, costs, routed)
+        if admitted[0] is not None and quotes:
+            self._note_cap(admitted[0], _output_cap(quotes))
+        return admitted
 
-    def _admit_unquoted(self, name: str | None) -> object:
+    def _admit_unquoted(self, name: str | None, quotes: Sequence[CallQuote]) -> object:
         """Admit a call of ``name``, a model with no price and none learned for it: its
         reservation id (``None``: admitted unbudgeted); ``_ESTIMATE`` when the user's
         ``call_estimate_usd`` is to be reserved instead; ``_REQUOTE`` when its answers'
@@ -875,6 +903,7 @@ class CostAccountant:
         if check.allowed:
             if check.reservation_id is not None:
                 self._unquoted.hold(check.reservation_id, name)
+                self._note_cap(check.reservation_id, _output_cap(quotes))
             return check.reservation_id
         return self._refuse_unquoted(name, check)
 
@@ -955,14 +984,36 @@ class CostAccountant:
             else:
                 held = quick(estimate, self.budgets, self.reservation_ttl_seconds)
                 if type(held) is str and estimate < self._refused_at:
+                    if max_output_tokens is not None:  # _note_cap's usual case, inline
+                        caps = self._caps
+                        if type(max_output_tokens) is int and len(caps) < _CAPS_KEPT:
+                            caps[held] = max_output_tokens
+                        else:
+                            self._note_cap(held, max_output_tokens)
                     return held  # the usual case: nothing refused lately
                 check = BudgetCheck.of(held)
         except Exception as exc:
             self._unchecked(exc)
             return None
         if check.allowed and estimate < self._refused_at:
-            return check.reservation_id
-        return self._admitted(check, estimate, [estimate], False)[0]
+            reservation = check.reservation_id
+        else:
+            reservation = self._admitted(check, estimate, [estimate], False)[0]
+        if max_output_tokens is not None and reservation is not None:
+            self._note_cap(reservation, max_output_tokens)
+        return reservation
+
+    def _note_cap(self, reservation_id: str, cap: int | None) -> None:
+        caps = self._caps
+        if cap is None or type(cap) is not int or cap <= 0:
+            return
+        if len(caps) >= _CAPS_KEPT:  # runs that never ended: their caps go first
+            for key in list(caps)[: _CAPS_KEPT // 2]:
+                caps.pop(key, None)
+        caps[reservation_id] = cap
+
+    def _take_cap(self, reservation_id: str | None) -> int | None:
+        return self._caps.pop(reservation_id, None) if reservation_id is not None else None
 
     def _admitted(
         self, check: BudgetCheck, estimate: float, costs: list[float], routed: bool
@@ -1018,6 +1069,8 @@ class CostAccountant:
             return
         if self._unquoted_pending:
             self._unquoted.drop(reservation_id)
+        if self._caps:
+            self._caps.pop(reservation_id, None)
         try:
             self.ledger.release(reservation_id)
         except Exception as exc:
@@ -1068,6 +1121,8 @@ class CostAccountant:
     def _store(self, record: CostRecord, reservation_id: str | None) -> CostRecord:
         if self._unquoted_pending:  # an empty dict: one test on the usual call
             self._unquoted.settled(reservation_id, record.model, self.catalog)
+        if self._caps and reservation_id is not None:
+            self._caps.pop(reservation_id, None)
         self.ledger.record(record, reservation_id=reservation_id)
         cost = record.cost_usd
         if cost is not None and record.kind != "cache_hit":
@@ -1128,7 +1183,8 @@ class CostAccountant:
         :mod:`costopt_core.levers` says.
         """
         if usage is None:
-            usage, tags = self._usage_from_text(model, text, tags)
+            cap = self._take_cap(reservation_id) if self._caps else None
+            usage, tags = self._usage_from_text(model, text, tags, cap)
         # The price is read once per call: every figure of the record is on it.
         record = self._call_record(
             model,
@@ -1168,6 +1224,9 @@ class CostAccountant:
             return
         # The call and its baseline uncached, as _lever_parts prices them (usage_counts
         # keeps cache and reasoning tokens within their totals, as bill needs).
+        caps = self._caps
+        if caps:  # its usage was reported: its cap is not needed
+            caps.pop(reservation_id, None)  # type: ignore[arg-type]
         cost, direct = price.bill(usage)
         now = time.time()
         # The record is built later from the call's price and time. A UUID run id is
@@ -1281,10 +1340,15 @@ class CostAccountant:
         return removed, billed, direct, parts
 
     def _usage_from_text(
-        self, model: str, text: CallText | None, tags: Mapping[str, str] | None
+        self,
+        model: str,
+        text: CallText | None,
+        tags: Mapping[str, str] | None,
+        cap: int | None = None,
     ) -> tuple[TokenUsage | None, Mapping[str, str] | None]:
         # Only calls without provider usage come here, so the tokenizer's cost is paid
-        # only by them, never on the usual per-call path.
+        # only by them, never on the usual per-call path. ``cap``: the output limit the
+        # call's reservation was made with (a count from text can read past it).
         warn_unmetered(model, text is not None)
         if text is None:
             return None, tags
@@ -1293,6 +1357,9 @@ class CostAccountant:
         except Exception:
             logger.exception("counting the tokens of a call without usage failed")
             return None, tags
+        output = _capped(usage.output_tokens, cap)
+        if output != usage.output_tokens:
+            usage = TokenUsage(usage.input_tokens, output)
         return usage, {**(tags or {}), USAGE_TAG: USAGE_ESTIMATED, TOKEN_COUNTER_TAG: counter}
 
     def record_attempt(
