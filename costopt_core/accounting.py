@@ -66,6 +66,8 @@ Rules, in one place so both faces agree:
 
 from __future__ import annotations
 
+import difflib
+import inspect
 import json
 import logging
 import math
@@ -80,6 +82,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Generic, Literal, Self, TypeVar, overload
 from uuid import UUID
 
+from costopt_core.arguments import refuse_unknown_arguments
 from costopt_core.budget_gate import CallQuote, max_call_cost
 from costopt_core.cost_report import (
     UNPRICED,
@@ -1626,6 +1629,7 @@ class CostHandlerBase(AccountantViews):
         call_estimate_usd: float | None = None,
         reservation_ttl_seconds: float = DEFAULT_RESERVATION_TTL,
         on_ledger_error: OnLedgerError = "refuse",
+        **unknown: Any,
     ) -> None:
         """
         Args:
@@ -1652,7 +1656,12 @@ class CostHandlerBase(AccountantViews):
                 free connection, a server down): ``"refuse"`` (default:
                 ``BudgetExceededError`` saying why) or ``"allow"`` (the call goes
                 ahead unbudgeted, the fault logged). ``on_budget="warn"`` lets it go.
+
+        Any other keyword is a ``TypeError`` naming the handler's class (the one the
+        user built, e.g. ``CostCallbackHandler``) and the closest argument it takes.
         """
+        if unknown:
+            refuse_handler_arguments(unknown, type(self).__name__)
         super().__init__()
         self._accountant = CostAccountant(
             baseline_model=baseline_model,
@@ -1675,8 +1684,55 @@ class CostHandlerBase(AccountantViews):
         return self._accountant
 
 
+def _declared_signature(init: Callable[..., None]) -> inspect.Signature:
+    # What help() and pydantic (a LlamaIndex handler's signature) show: ``**unknown`` is
+    # there only to name the handler's class when a keyword is misspelt.
+    signature = inspect.signature(init)
+    return signature.replace(
+        parameters=[
+            p for p in signature.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD
+        ]
+    )
+
+
+CostHandlerBase.__init__.__signature__ = _declared_signature(CostHandlerBase.__init__)  # type: ignore[attr-defined]
+
+#: The keyword arguments every cost handler takes (``CostHandlerBase``'s), e.g. for a
+#: face that passes its own options on to a handler it builds.
+HANDLER_ARGUMENTS: tuple[str, ...] = tuple(
+    name for name in inspect.signature(CostHandlerBase.__init__).parameters if name != "self"
+)
+
+
+def refuse_handler_arguments(
+    unknown: Mapping[str, Any], owner: str, also: Iterable[str] = ()
+) -> None:
+    """A ``TypeError`` naming ``owner`` (the class the user built), the keywords of
+    ``unknown`` that neither a cost handler (:data:`HANDLER_ARGUMENTS`) nor ``owner``
+    itself (``also``) takes, and the closest names it does take.
+
+    Example:
+        >>> try:
+        ...     refuse_handler_arguments({"baseline": "gpt-4o"}, "Mine")
+        ... except TypeError as exc:
+        ...     print(str(exc).split("? ")[0])
+        Mine got unexpected arguments ['baseline']; did you mean 'baseline_model' for 'baseline'
+    """
+    # Without this a misspelt keyword read "CostHandlerBase.__init__() got an unexpected
+    # keyword argument 'baseline'": a class the user never built, and no way out.
+    known = sorted({*HANDLER_ARGUMENTS, *also})
+    close = [
+        f"{match[0]!r} for {name!r}"
+        for name in sorted(unknown)
+        if (match := difflib.get_close_matches(name, known, n=1, cutoff=0.6))
+    ]
+    hint = f"did you mean {', '.join(close)}? It takes {known}" if close else None
+    refuse_unknown_arguments(unknown, known, owner, hint=hint)
+
+
 __all__ = [
     "DEFAULT_RESERVATION_TTL",
+    "HANDLER_ARGUMENTS",
     "UNPRICED",
     "AccountantViews",
     "BudgetExceededError",
@@ -1690,6 +1746,7 @@ __all__ = [
     "format_report",
     "price_usage",
     "records_csv",
+    "refuse_handler_arguments",
     "report_csv",
     "report_dict",
     "unchecked_budget_error",
