@@ -32,9 +32,10 @@ Rules, in one place so both faces agree:
 * No usage from the provider (a stream without usage, a proxy that strips it): the face
   passes the call's text (``CallText``) and its tokens are counted from it with the
   model family's tokenizer when installed, else estimated (``costopt_core.tokens``).
-  The record is priced as usual and tagged ``{"usage": "estimated", "token_counter":
-  ...}``; ``to_dict()`` counts such calls in ``estimated_calls``. Without the text
-  the cost is unknown ("unpriced"), never $0.
+  The record is priced as usual (its output at most the call's ``max_tokens``) and
+  tagged ``{"usage": "estimated", "token_counter": ...}``; ``to_dict()`` counts such
+  calls in ``estimated_calls``. Without the text the cost is unknown ("unpriced"),
+  never $0.
 * Savings, two levers, each event counted under one of them and never both:
 
   - routing, for a routed call actually made (one with a ``tier``): what the same usage
@@ -52,12 +53,16 @@ Rules, in one place so both faces agree:
     here from its usage, by the same rule. A routed hit saves only this: the router
     made no call, so there is no routing saving to add.
 * Budgets (``Budget``: total, per day, per month) are checked before the call with the
-  ledger's atomic ``reserve``, reserving the call's estimated cost: the largest of the
-  last 32 calls (or ``call_estimate_usd``), so a call that would not fit is refused
-  before it is made, and concurrent callers on a shared ledger cannot all slip under
-  the limit together. ``on_budget`` decides what a refusal does: ``"raise"`` raises
-  ``BudgetExceededError``, ``"warn"`` warns once per crossing and lets the call go,
-  ``"downgrade"`` sets ``downgrade`` (a router then answers with its cheapest tier).
+  ledger's atomic ``reserve``, reserving the most the call can cost (its quote: prompt
+  plus output cap, priced; ``call_estimate_usd`` when given; the largest of the last 32
+  calls for a call with no quote), so a call that would not fit is refused before it
+  is made, and concurrent callers on a shared ledger cannot all slip under the limit
+  together. A model with no price is quoted on the priced model that answered a call
+  of that name before; until one has, one call of it at a time holds what is left of
+  the budget, and a model whose answers have no price either is refused. ``on_budget``
+  decides what a refusal does: ``"raise"`` raises ``BudgetExceededError``, ``"warn"``
+  warns once per crossing and lets the call go, ``"downgrade"`` sets ``downgrade`` (a
+  router then answers with its cheapest tier; checked again in a new day or month).
   A ledger that cannot check a budget (locked, busy, down) refuses the call too
   (``on_ledger_error="refuse"``, the default; ``"allow"`` lets it go unbudgeted), while
   recording spend after a call never fails it: the SQL ledgers keep a record they could
