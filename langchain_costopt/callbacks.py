@@ -85,7 +85,7 @@ from costopt_core.accounting import (
     usage_counts,
     usage_from_mapping,
 )
-from costopt_core.budget_gate import CallQuote
+from costopt_core.budget_gate import CallQuote, output_limit_in
 from costopt_core.compression_marks import CompressionMarks
 from costopt_core.engine import ROUTING_KEY
 from costopt_core.ledger import BudgetExceededError, CostLedger, LedgerProtocol, TokenUsage
@@ -312,7 +312,8 @@ def call_text(run: _Run | None, response: LLMResult) -> CallText:
                 default=str,
                 ensure_ascii=False,
             )
-    return CallText(prompt, answer, chat)
+    # A provider never bills output past the call's max_tokens: the estimate stays below it.
+    return CallText(prompt, answer, chat, max_output_tokens=output_limit_in(params))
 
 
 def _router_models(params: Mapping[str, Any]) -> tuple[str, ...]:
@@ -382,7 +383,8 @@ class CostCallbackHandler(CostHandlerBase, _HandlerState, BaseCallbackHandler):
 
     Arguments (``baseline_model``, ``budget_usd``, ``on_budget``, ``ledger``,
     ``daily_budget_usd``, ``monthly_budget_usd``, ``budgets``, ``tags``, ``catalog``,
-    ``call_estimate_usd``, ``reservation_ttl_seconds``) and figures (``total_cost``,
+    ``call_estimate_usd``, ``reservation_ttl_seconds``, ``on_ledger_error``) and figures
+    (``total_cost``,
     ``total_saved``, ``report()``, ``to_dict()``, ``to_json()``, ``to_csv()``, budgets...)
     are those of
     ``costopt_core.accounting.CostHandlerBase``, the same as LlamaIndex's

@@ -66,6 +66,7 @@ from langgraph.prebuilt.tool_node import ToolCallRequest
 from langgraph.runtime import Runtime
 from langgraph.types import Command
 
+from costopt_core.accounting import refuse_handler_arguments
 from costopt_core.ledger import BudgetExceededError, LedgerProtocol
 from langchain_costopt.callbacks import CostCallbackHandler, tracking
 from langchain_costopt.chat_models import RouterChatModel
@@ -107,6 +108,8 @@ class BudgetMiddleware(AgentMiddleware):
         **handler_options: Any,
     ) -> None:
         super().__init__()
+        # Checked here, so a misspelt option names BudgetMiddleware, not the handler it builds.
+        refuse_handler_arguments(handler_options, "BudgetMiddleware", also=("handler",))
         if on_budget not in AGENT_ON_BUDGET:
             raise ValueError(f"on_budget must be one of {AGENT_ON_BUDGET}, got {on_budget!r}")
         if handler is not None:

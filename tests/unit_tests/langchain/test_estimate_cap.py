@@ -57,3 +57,11 @@ async def test_calls_without_usage_are_booked_within_their_cap_and_the_budget() 
     assert {r.output_tokens for r in records} == {100}  # before: 200, past the cap
     assert all(r.estimated for r in records)
     assert 0.8 * budget <= handler.total_cost <= budget
+
+
+def test_an_unbudgeted_call_without_usage_is_also_held_to_its_cap() -> None:
+    # No budget, so nothing was reserved: the cap comes from the run's own parameters.
+    handler = CostCallbackHandler()
+    NoUsageModel().invoke(QUESTION, config={"callbacks": [handler]})
+    [record] = handler.ledger.records()
+    assert record.estimated and record.output_tokens == 100

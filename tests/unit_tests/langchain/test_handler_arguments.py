@@ -27,6 +27,16 @@ def test_cost_tracker_names_the_handler_too() -> None:
         tracker.__enter__()
 
 
+def test_budget_middleware_names_itself() -> None:
+    from langchain_costopt.middleware import BudgetMiddleware
+
+    with pytest.raises(TypeError) as refused:
+        BudgetMiddleware(budget_usd=1.0, dayly_budget_usd=1.0)
+    message = str(refused.value)
+    assert message.startswith("BudgetMiddleware got unexpected arguments ['dayly_budget_usd']")
+    assert "'daily_budget_usd'" in message
+
+
 def test_a_keyword_with_no_close_match_lists_what_the_handler_takes() -> None:
     with pytest.raises(TypeError, match=r"\['colour'\]; it takes \['baseline_model'"):
         CostCallbackHandler(colour="red")
