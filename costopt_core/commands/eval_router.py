@@ -412,6 +412,13 @@ def _tier_costs(args: argparse.Namespace, data: RoutingData) -> np.ndarray | Non
     models = args.tier_model_names
     if models is None:
         return None
+    if data.weak_cost is not None:
+        # One output, one price list: the curves would read the file's costs, the tier
+        # table the catalog's.
+        raise ValueError(
+            "--tier-models prices from the catalog, but the file's weak_cost / strong_cost "
+            "columns price the curves: drop --tier-models (or the cost columns)"
+        )
     if len(models) != len(data.tier_names):
         raise ValueError(
             f"--tier-models names {len(models)} models, --tier-columns "

@@ -209,3 +209,14 @@ def test_calibration_that_cannot_split_tied_scores_says_so(tmp_path, capsys) -> 
     err = capsys.readouterr().err
     assert "the scores tie too often to cut at these shares" in err
     assert (tmp_path / "r.npz").is_file()
+
+
+def test_tier_models_are_refused_beside_measured_cost_columns(tmp_path, capsys) -> None:
+    path = tmp_path / "costed.csv"
+    path.write_text(
+        "prompt,mini,mid,large,weak_cost,strong_cost\nhi,1,1,1,0.001,0.05\nwhy,0,1,1,0.001,0.05\n"
+    )
+    args = ["eval-router", str(path), "--tier-columns", "mini,mid,large", "--strategy", "length"]
+    assert main([*args, "--tier-models", "gpt-4o-mini,gpt-4.1-mini,gpt-4o"]) == 2
+    assert "cost columns price the curves" in capsys.readouterr().err
+    assert main(args) == 0  # without --tier-models: the file's own costs
