@@ -58,8 +58,11 @@ Rules, in one place so both faces agree:
   calls for a call with no quote), so a call that would not fit is refused before it
   is made, and concurrent callers on a shared ledger cannot all slip under the limit
   together. A model with no price is quoted on the priced model that answered a call
-  of that name before; until one has, one call of it at a time holds what is left of
-  the budget, and a model whose answers have no price either is refused. ``on_budget``
+  of that name before; until one has, on its prompt and output cap at the dearest
+  prices any priced model has (a bound no such call can pass), and only when that does
+  not fit, one call of it at a time holds what is left of the budget (other calls'
+  refusals then name it); a model whose answers have no price either is refused. A
+  router's call is held to the model of the tier it is routed to. ``on_budget``
   decides what a refusal does: ``"raise"`` raises ``BudgetExceededError``, ``"warn"``
   warns once per crossing and lets the call go, ``"downgrade"`` sets ``downgrade`` (a
   router then answers with its cheapest tier; checked again in a new day or month).
@@ -82,6 +85,7 @@ import warnings
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from os import PathLike
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Generic, Literal, Self, TypeVar, overload
@@ -122,7 +126,13 @@ from costopt_core.levers import (
 )
 from costopt_core.local_models import is_local
 from costopt_core.metadata_keys import BATCH_TAG, TOKEN_COUNTER_TAG, USAGE_ESTIMATED, USAGE_TAG
-from costopt_core.pricing import ModelPrice, PriceCatalog, check_amount, default_catalog
+from costopt_core.pricing import (
+    SEED_MODELS,
+    ModelPrice,
+    PriceCatalog,
+    check_amount,
+    default_catalog,
+)
 from costopt_core.tokens import count_prompt_tokens, count_tokens
 
 logger = logging.getLogger(__name__)
@@ -459,29 +469,93 @@ def _keep(names: dict[Any, Any], key: Any, value: Any, limit: int) -> None:
         del names[next(iter(names))]
 
 
+def _per_token(price: object) -> float:
+    # genai-prices gives USD per million tokens, a tiered price by its base tier (the
+    # catalog prices calls on that tier, so a bound on what it books reads it too).
+    base = getattr(price, "base", price)
+    return float(base) / 1_000_000 if base is not None else 0.0  # type: ignore[arg-type]
+
+
+_listed_lock = threading.Lock()
+_listed_dearest: tuple[float, float] | None = None
+
+
+def _dearest_listed() -> tuple[float, float]:
+    """The dearest input and output prices (USD per token) of every model the shipped
+    price sources list (genai-prices' snapshot, the seed's table), each on its own.
+
+    Read once per process: both sources are fixed while it runs."""
+    global _listed_dearest
+    with _listed_lock:
+        if _listed_dearest is not None:
+            return _listed_dearest
+        dear_in = max(spec["input_per_1k"] for spec in SEED_MODELS.values()) / 1000
+        dear_out = max(spec["output_per_1k"] for spec in SEED_MODELS.values()) / 1000
+        try:
+            from genai_prices import data_snapshot
+
+            now = datetime.now(tz=UTC)
+            for provider in data_snapshot.get_snapshot().providers:
+                for model in provider.models:
+                    prices = model.get_prices(now)
+                    for field_name in ("input_mtok", "cache_write_mtok", "cache_read_mtok"):
+                        dear_in = max(dear_in, _per_token(getattr(prices, field_name, None)))
+                    dear_out = max(dear_out, _per_token(getattr(prices, "output_mtok", None)))
+        except Exception:  # a broken snapshot: the seed and the prices seen still bound
+            logger.exception("reading genai-prices' dearest prices failed")
+        _listed_dearest = (dear_in, dear_out)
+        return _listed_dearest
+
+
 class _Unquoted:
     """What an accountant learns of the models a call names without a price (an Azure
     deployment, a proxy alias, no name at all): which priced model answered each, so
     later calls of that name are quoted on its price; or that the answer itself had no
-    price, so the budget cannot count that model's calls."""
+    price, so the budget cannot count that model's calls. And which of its calls in
+    flight hold all that was left of a budget (their bound did not fit)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.answered_by: dict[str | None, str] = {}  # request name -> priced answerer
         self.uncountable: dict[str | None, str] = {}  # request name -> unpriced answerer
-        self.pending: dict[str, str | None] = {}  # reservation id -> request name
+        # reservation id -> (request name, the call's other models: a router's tiers)
+        self.pending: dict[str, tuple[str | None, tuple[str | None, ...]]] = {}
+        self.rest: dict[str, tuple[str | None, float]] = {}  # reservation -> name, expiry
 
-    def hold(self, reservation_id: str, name: str | None) -> None:
+    def hold(
+        self,
+        reservation_id: str,
+        name: str | None,
+        others: tuple[str | None, ...],
+        rest_until: float | None = None,
+    ) -> None:
         with self._lock:
-            _keep(self.pending, reservation_id, name, _PENDING_KEPT)
+            _keep(self.pending, reservation_id, (name, others), _PENDING_KEPT)
+            if rest_until is not None:
+                _keep(self.rest, reservation_id, (name, rest_until), _PENDING_KEPT)
 
-    def settled(self, reservation_id: str | None, answer: str, catalog: PriceCatalog) -> None:
-        """The call holding ``reservation_id`` was answered by ``answer``: learn it."""
+    def settled(
+        self,
+        reservation_id: str | None,
+        answer: str,
+        catalog: PriceCatalog,
+        tier: str | None = None,
+        router_models: Sequence[str] | None = None,
+    ) -> None:
+        """The call holding ``reservation_id`` was answered by ``answer`` (from router
+        tier ``tier``, whose tiers name ``router_models``): learn it, if it is that
+        name's own answer."""
         with self._lock:
-            name = self.pending.pop(reservation_id, _PRICED)  # type: ignore[arg-type]
-        if name is _PRICED:
+            held = self.pending.pop(reservation_id, None)  # type: ignore[arg-type]
+            self.rest.pop(reservation_id, None)  # type: ignore[arg-type]
+        if held is None:
             return
-        self.answered(name, answer, catalog)  # type: ignore[arg-type]
+        name, others = held
+        if tier is not None and answer != name and answer in {*others, *(router_models or ())}:
+            # Another tier answered (a cascade climbed past the unpriced one): its model
+            # says nothing of what this name answers with.
+            return
+        self.answered(name, answer, catalog)
 
     def answered(self, name: str | None, answer: str, catalog: PriceCatalog) -> None:
         price = catalog.get(answer)
@@ -499,18 +573,37 @@ class _Unquoted:
     def drop(self, reservation_id: str) -> None:
         with self._lock:
             self.pending.pop(reservation_id, None)
+            self.rest.pop(reservation_id, None)
+
+    def holding_rest(self) -> list[str | None]:
+        """The names of the calls in flight that hold what was left of a budget (the
+        ledger let go of those whose reservation expired)."""
+        now = time.time()
+        with self._lock:
+            return [name for name, until in self.rest.values() if until > now]
 
 
 def _warn_unquoted(name: str | None) -> None:
     _warn_once(
         _warned_unquoted,
         repr(name),
-        "%s have no known price: a budget cannot quote them, so until one answers with "
-        "a priced model (whose price then quotes them) one at a time is admitted, holding "
-        "what is left of the budget. Register a price with set_price(%r, "
-        "input_per_token=..., output_per_token=...) to budget them like any other call",
+        "%s have no known price: until one answers with a priced model (whose price then "
+        "quotes them) each reserves its prompt and output cap at the dearest prices of "
+        "any priced model, or, when that does not fit, what is left of the budget (one "
+        "at a time). Register a price with set_price(%r, input_per_token=..., "
+        "output_per_token=...) to budget them like any other call",
         _calls_of(name),
         name or "<model name>",
+    )
+
+
+def _holding_rest_note(names: Sequence[str | None]) -> str:
+    name = names[0]
+    return (
+        f"; what was left of it is held by {len(names)} call(s) in flight of a model with "
+        f"no known price ({_calls_of(name)}), until it answers. Register a price with "
+        f"set_price({name or '<model name>'!r}, input_per_token=..., output_per_token=...) "
+        "so its calls reserve only what they can cost"
     )
 
 
@@ -701,6 +794,9 @@ class CostAccountant:
         self._warned_budget = False
         self._refused_at = math.inf  # the cheapest maximum refused since the last reset
         self._unquoted = _Unquoted()
+        # The dearest prices a model may have, for an unpriced model's calls (see
+        # _upper_bound): worked out when first needed, again once a new model is priced.
+        self._dearest: ModelPrice | None = None
         # The max_tokens of each reserved call that set one, until its answer: a call
         # whose usage is counted from its text is booked at most that much output (the
         # approximate counter reads ~1.3x a capped Chinese answer: 134 tokens of 100).
@@ -808,19 +904,21 @@ class CostAccountant:
 
     def _quote_costs(self, quotes: Sequence[CallQuote]) -> tuple[list[float], object]:
         # Each quote's maximum, on its model's price or on the priced model that answered
-        # a call of that name before; else no costs and the name with no price (the
-        # routed tier's, the last quote, before the others), for _admit_unquoted.
+        # a call of that name before; and the name of the call's own model (the routed
+        # tier's, the last quote) when it has neither, for _admit_unquoted. Any other
+        # unpriced quote (a router's cheapest tier, for a downgrade) is left out: a call
+        # routed to a priced tier is quoted on the priced tiers, as any other.
         costs = []
-        unquoted: object = _PRICED
-        for quote in quotes:
+        last = len(quotes) - 1
+        for i, quote in enumerate(quotes):
             cost = quote.max_cost(self.catalog)
             if cost is None:
                 cost = self._stand_in_cost(quote)
-            if cost is None:
-                unquoted = quote.model
-            else:
+            if cost is not None:
                 costs.append(cost)
-        return (costs, _PRICED) if unquoted is _PRICED else ([], unquoted)
+            elif i == last:
+                return costs, quote.model
+        return costs, _PRICED
 
     def _stand_in_cost(self, quote: CallQuote) -> float | None:
         answerer = self._unquoted.answered_by.get(quote.model)
@@ -828,6 +926,29 @@ class CostAccountant:
         if price is None:
             return None
         return max_call_cost(price, quote.prompt_tokens, quote.max_output_tokens)
+
+    def _upper_bound(self, quote: CallQuote) -> float:
+        # A model priced like any model the catalog knows cannot cost more than its
+        # prompt and output cap at the dearest prices any of them has.
+        dearest = self._dearest
+        if dearest is None:
+            dearest = self._dearest = self._dearest_price()
+        return max_call_cost(dearest, quote.prompt_tokens, quote.max_output_tokens)
+
+    def _dearest_price(self) -> ModelPrice:
+        # The shipped sources' dearest, and that of every model this accountant has
+        # priced (a user's set_price among them); worked out again only once it has
+        # priced a model it had not (see _spent), never per call.
+        dear_in, dear_out = _dearest_listed()
+        with self._lock:
+            seen = list(self._seen)
+        for name in seen:
+            price = self.catalog.get(name)
+            if price is not None:
+                dear_in = max(dear_in, price.input, price.cache_read or 0.0)
+                dear_in = max(dear_in, price.cache_write or 0.0)
+                dear_out = max(dear_out, price.output, price.reasoning or 0.0)
+        return ModelPrice(input=dear_in, output=dear_out, source="dearest known")
 
     def admit(
         self,
@@ -843,9 +964,11 @@ class CostAccountant:
         ``first_call`` estimates a first call with no history). A model with no price
         is quoted on the priced model that answered a call of that name before (an
         Azure deployment or a proxy alias answering as a priced model); until one has,
-        one call of it at a time is admitted, holding what is left of the tightest
-        budget, and a model whose answers have no price either is refused (see
-        :meth:`_admit_unquoted`).
+        at the dearest prices the catalog knows (what is left of the budget when that
+        does not fit), and a model whose answers have no price either is refused (see
+        :meth:`_admit_unquoted`). A router's call (its quotes the cheapest tier's and
+        the routed tier's, last) is held to its routed tier's model: an unpriced
+        cheapest tier does not stop a call routed to a priced one.
         Returns the reservation id (or ``None``) and whether the call was admitted only
         on its cheapest quote.
 
@@ -862,7 +985,7 @@ class CostAccountant:
             return None, False
         costs, unquoted = self._quote_costs(quotes)
         while unquoted is not _PRICED:
-            held = self._admit_unquoted(unquoted, quotes)  # type: ignore[arg-type]
+            held = self._admit_unquoted(unquoted, quotes, costs)  # type: ignore[arg-type]
             if held is _ESTIMATE:
                 break
             if held is not _REQUOTE:
@@ -884,16 +1007,21 @@ class CostAccountant:
             self._note_cap(admitted[0], _output_cap(quotes))
         return admitted
 
-    def _admit_unquoted(self, name: str | None, quotes: Sequence[CallQuote]) -> object:
-        """Admit a call of ``name``, a model with no price and none learned for it: its
-        reservation id (``None``: admitted unbudgeted); ``_ESTIMATE`` when the user's
+    def _admit_unquoted(
+        self, name: str | None, quotes: Sequence[CallQuote], costs: list[float]
+    ) -> object:
+        """Admit a call of ``name`` (its last quote), a model with no price and none
+        learned for it (``costs``: its other quotes' maximums): its reservation id
+        (``None``: admitted unbudgeted); ``_ESTIMATE`` when the user's
         ``call_estimate_usd`` is to be reserved instead; ``_REQUOTE`` when its answers'
         model has a price now (the call is quoted on it).
 
-        Its first calls reserved $0 (nothing to price them on, no history): 100 at once
-        spent 10x the budget. So one at a time holds what is left of the tightest budget
-        until its answer names a priced model; an answer with no price either means its
-        spend can never be counted, and later calls are refused."""
+        Reserving $0 (nothing to price it on, no history) let 100 first calls at once
+        spend 10x the budget; holding what is left of the budget for each refused every
+        other call, priced ones too, while it ran. So each reserves a true bound (see
+        :meth:`_upper_bound`), and only a call whose bound does not fit holds what is
+        left, one at a time, until its answer names a priced model; an answer with no
+        price either means its spend can never be counted, and later calls are refused."""
         answer = self._unquoted.uncountable.get(name)
         if answer is not None:
             if self.catalog.get(answer) is None:
@@ -903,23 +1031,41 @@ class CostAccountant:
         if self.call_estimate_usd is not None:
             return _ESTIMATE
         _warn_unquoted(name)
+        bound = max([*costs, self._upper_bound(quotes[-1])])
         try:
-            check = self._reserve_what_is_left()
+            check, holds_rest = self._reserve_bound(bound)
         except Exception as exc:
             self._unchecked(exc)
             return None
+        rest_until = time.time() + self.reservation_ttl_seconds if holds_rest else None
         if check.allowed:
             if check.reservation_id is not None:
-                self._unquoted.hold(check.reservation_id, name)
+                others = tuple(quote.model for quote in quotes[:-1])
+                self._unquoted.hold(check.reservation_id, name, others, rest_until)
                 self._note_cap(check.reservation_id, _output_cap(quotes))
             return check.reservation_id
+        check.estimate_usd = bound
         return self._refuse_unquoted(name, check)
 
-    def _reserve_what_is_left(self) -> BudgetCheck:
+    def _reserve_bound(self, bound: float) -> tuple[BudgetCheck, bool]:
+        # ``bound`` reserved, else what is left when that does not fit (and whether it
+        # was). A bound past the tightest limit never fits: no doomed try first.
+        tightest = min(budget.limit_usd for budget in self.budgets)
+        if bound < tightest:
+            check = self.ledger.reserve(
+                bound, self.budgets, ttl_seconds=self.reservation_ttl_seconds
+            )
+            budget = check.budget
+            if check.allowed or budget is None or check.used_usd >= budget.limit_usd:
+                return check, False
+            tightest = budget.limit_usd - check.used_usd
+        return self._reserve_what_is_left(tightest), True
+
+    def _reserve_what_is_left(self, left: float) -> BudgetCheck:
         # What is left of the tightest budget, reservations of calls in flight included:
         # each refusal names the budget and what it has used, so the estimate shrinks to
         # fit it (one more try per budget at most).
-        estimate = min(budget.limit_usd for budget in self.budgets)
+        estimate = left
         for _ in range(len(self.budgets) + 1):
             check = self.ledger.reserve(
                 estimate, self.budgets, ttl_seconds=self.reservation_ttl_seconds
@@ -931,21 +1077,38 @@ class CostAccountant:
         return check
 
     def _refuse_unquoted(self, name: str | None, check: BudgetCheck) -> None:
-        budget = check.budget
-        limit = budget.limit_usd if budget is not None else math.inf
-        label = budget.label if budget is not None else "total"
-        message = (
-            f"cost budget ({label}): ${check.used_usd:.6f} used of ${limit:.6f} (calls in "
-            f"flight included), and {_calls_of(name)}, which has no known price, are "
-            "admitted one at a time, holding what is left of the budget, until one answers "
-            f"with a priced model. Register a price with set_price({name or '<model name>'!r}"
-            ", input_per_token=..., output_per_token=...)"
-        )
+        held = self._holding_note()
+        message = check.describe() + held
+        if not held:  # no unpriced call in flight to name: what this one would reserve
+            message += (
+                f"; {_calls_of(name)}, which has no known price, each "
+                f"reserve ${check.estimate_usd or 0.0:.6f} (their prompt and output cap at the "
+                "dearest prices of any priced model) until one answers with a priced "
+                f"model. Register a price with set_price({name or '<model name>'!r}, "
+                "input_per_token=..., output_per_token=...)"
+            )
         if self.on_budget == "warn":
             self._warn_budget(message)
             return None
         raise BudgetExceededError(
-            f"{message}; the call was not made", budget=budget, spent_usd=check.used_usd
+            f"{message}; the call was not made", budget=check.budget, spent_usd=check.used_usd
+        )
+
+    def _holding_note(self) -> str:
+        # Why a budget with little spent refuses: an unpriced call in flight holds the rest.
+        holding = self._unquoted.holding_rest() if self._unquoted.rest else ()
+        return _holding_rest_note(holding) if holding else ""
+
+    def _describe(self, check: BudgetCheck) -> str:
+        return check.describe() + self._holding_note()
+
+    def _refusal(self, check: BudgetCheck) -> BudgetExceededError:
+        if not self._unquoted.rest:
+            return check.error()
+        return BudgetExceededError(
+            f"{self._describe(check)}; the call was not made",
+            budget=check.budget,
+            spent_usd=check.used_usd,
         )
 
     def _refuse_uncountable(self, name: str | None, answer: str) -> None:
@@ -1037,8 +1200,8 @@ class CostAccountant:
         self._refused_at = min(self._refused_at, estimate)
         check.estimate_usd = estimate
         if self.on_budget == "raise":
-            raise check.error()
-        message = check.describe()
+            raise self._refusal(check)
+        message = self._describe(check)
         if self.on_budget == "warn":
             self._warn_budget(message, stacklevel=5)
             return None, False
@@ -1047,7 +1210,7 @@ class CostAccountant:
             logger.warning("%s (on_budget='downgrade': routing to the cheapest tier)", message)
         self._set_downgrade()
         if not downgrades:  # not routed, or already on its cheapest tier: refused
-            raise check.error()
+            raise self._refusal(check)
         try:
             cheap = self.ledger.reserve(
                 costs[0], self.budgets, ttl_seconds=self.reservation_ttl_seconds
@@ -1057,7 +1220,7 @@ class CostAccountant:
             return None, True
         if not cheap.allowed:
             cheap.estimate_usd = costs[0]
-            raise cheap.error()
+            raise self._refusal(cheap)
         return cheap.reservation_id, True
 
     def _unchecked(self, exc: Exception) -> None:
@@ -1126,9 +1289,16 @@ class CostAccountant:
             record.estimated = True  # type: ignore[attr-defined]
         return record
 
-    def _store(self, record: CostRecord, reservation_id: str | None) -> CostRecord:
+    def _store(
+        self,
+        record: CostRecord,
+        reservation_id: str | None,
+        router_models: Sequence[str] | None = None,
+    ) -> CostRecord:
         if self._unquoted_pending:  # an empty dict: one test on the usual call
-            self._unquoted.settled(reservation_id, record.model, self.catalog)
+            self._unquoted.settled(
+                reservation_id, record.model, self.catalog, record.tier, router_models
+            )
         if self._caps and reservation_id is not None:
             self._caps.pop(reservation_id, None)
         self.ledger.record(record, reservation_id=reservation_id)
@@ -1142,6 +1312,7 @@ class CostAccountant:
         if model not in self._seen:  # a lock-free read: a dict lookup is atomic
             with self._lock:
                 self._seen[model] = None
+            self._dearest = None  # its price may be dearer: worked out again when needed
         if self._tracks_recent:
             # deque.append is atomic, and max() over a deque of floats runs in C
             # without releasing the GIL: the reader cannot see a half-done append.
@@ -1206,7 +1377,7 @@ class CostAccountant:
             compressed_tokens,
             batch,
         )
-        return self._store(record, reservation_id)
+        return self._store(record, reservation_id, router_models)
 
     def record_call_later(
         self,

@@ -110,3 +110,92 @@ def test_a_model_priced_nowhere_is_refused_after_its_first_call() -> None:
     assert answered == 1  # before: 5, at a total cost of $0.0
     assert "cannot count" in str(refusal) and "set_price('unknown-model'" in str(refusal)
     assert tracker.to_dict()["unpriced_calls"] == 1
+
+
+class Named(BaseChatModel):
+    """A chat model whose run names ``request`` and whose answer names ``answer`` (20
+    input and 10 output tokens), after ``delay`` seconds."""
+
+    request: str = "prod-chat"
+    answer: str = "gpt-4o-mini"
+    delay: float = 0.0
+
+    @property
+    def _llm_type(self) -> str:
+        return "named"
+
+    @property
+    def _identifying_params(self) -> dict[str, Any]:
+        return {"model_name": self.request, "max_tokens": 100}
+
+    def _reply(self) -> ChatResult:
+        usage = {"input_tokens": 20, "output_tokens": 10, "total_tokens": 30}
+        message = AIMessage(
+            "ok", usage_metadata=usage, response_metadata={"model_name": self.answer}
+        )
+        return ChatResult(generations=[ChatGeneration(message=message)])
+
+    def _generate(self, messages: Any, stop: Any = None, run_manager: Any = None, **kw: Any):
+        return self._reply()
+
+    async def _agenerate(self, messages: Any, stop: Any = None, run_manager: Any = None, **kw: Any):
+        await asyncio.sleep(self.delay)
+        return self._reply()
+
+
+async def test_an_alias_first_call_in_flight_blocks_no_priced_call() -> None:
+    # Review repro r1: a $10 budget, nothing spent, an alias's first call running.
+    handler = CostCallbackHandler(budget_usd=10.0)
+    config: Any = {"callbacks": [handler]}
+    first = asyncio.create_task(Named(delay=0.2).ainvoke("hello", config=config))
+    await asyncio.sleep(0.05)
+    priced = Named(request="gpt-4o-mini")
+    results = await asyncio.gather(
+        *(priced.ainvoke("hi", config=config) for _ in range(5)), return_exceptions=True
+    )
+    await first
+    # Before: all 5 refused, "cost budget exceeded (total): $10.000000 used of $10.000000".
+    assert all(isinstance(r, AIMessage) for r in results)
+    assert handler.summary().calls == 6
+
+
+def test_a_router_with_an_unpriced_local_tier_budgets_its_priced_tier() -> None:
+    # Review repro r2: the cheapest tier is a local model with no price.
+    from langchain_costopt import RouterChatModel
+
+    router = RouterChatModel(
+        models={
+            "simple": Named(request="my-local-llm", answer="my-local-llm"),
+            "complex": Named(request="gpt-4o", answer="gpt-4o"),
+        },
+        strategy=lambda text: "simple" if text.startswith("easy") else "complex",
+    )
+    handler = CostCallbackHandler(budget_usd=5.0)
+    config: Any = {"callbacks": [handler]}
+    tiers = [
+        router.invoke(q, config=config).response_metadata["routing"]["tier"]
+        for q in ("easy 1", "hard 1", "hard 2")
+    ]
+    assert tiers == ["simple", "complex", "complex"]  # before: the hard ones refused
+    with pytest.raises(BudgetExceededError, match=r"set_price\('my-local-llm'"):
+        router.invoke("easy 2", config=config)  # known now to have no price
+
+
+def test_a_call_first_routed_to_the_priced_tier_teaches_nothing_of_the_local_one() -> None:
+    from langchain_costopt import RouterChatModel
+
+    router = RouterChatModel(
+        models={
+            "simple": Named(request="my-local-llm-2", answer="my-local-llm-2"),
+            "complex": Named(request="gpt-4o", answer="gpt-4o"),
+        },
+        strategy=lambda text: "simple" if text.startswith("easy") else "complex",
+    )
+    handler = CostCallbackHandler(budget_usd=5.0)
+    config: Any = {"callbacks": [handler]}
+    router.invoke("hard 1", config=config)
+    router.invoke("easy 1", config=config)
+    # Before: 'my-local-llm-2' was learned as "answered by gpt-4o" by the first call,
+    # and its calls went on, quoted on gpt-4o while costing nothing the budget counts.
+    with pytest.raises(BudgetExceededError, match=r"set_price\('my-local-llm-2'"):
+        router.invoke("easy 2", config=config)
