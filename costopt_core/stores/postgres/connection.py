@@ -5,14 +5,18 @@ one async pool per event loop) or uses a pool the application already has. It ru
 :data:`~costopt_core.stores.postgres.steps.Steps` conversation on a pooled connection,
 retried once on a fresh one when the connection itself broke (a server restart), and
 fails at once for ``retry_after`` seconds while the server stays unreachable. A pool
-that times out while this connector's other operations hold its connections (a lock
-held on the table, a slow server) is busy, not down: each waiting operation fails with
-its own ``PoolTimeout``, and the next one is tried.
+that times out while this connector's other operations hold its connections and make
+progress (one ended within the last ``pool_timeout``, or the oldest began within it: a
+slow server, a queue) is busy, not down: each waiting operation fails with its own
+``PoolTimeout``, and the next one is tried. When the operations holding them have made
+none for that long (a server that stopped answering, a lock held on the table past it),
+the server counts as down for ``retry_after`` seconds as well.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import math
 import os
@@ -207,10 +211,12 @@ class Connector:
         self._retry_after = retry_after
         self._down_until = 0.0
         self._down_reason = ""
-        # Connections this connector has out of its pools right now: a pool timeout while
-        # some are out means the pool is busy (e.g. a table lock holds them), not down.
-        self._out = 0
+        # When each operation holding a connection of its pools began, and when one last
+        # ended: a pool timeout while they make progress means busy, not down (_busy).
+        self._held: dict[int, float] = {}
+        self._last_done = -math.inf
         self._out_lock = threading.Lock()
+        self._op_ids = itertools.count()
         self._pid = os.getpid()
         watch_forks(self)
 
@@ -265,7 +271,8 @@ class Connector:
         self._async_pools = {}
         self._opening = {}
         self._down_until = 0.0
-        self._out = 0  # the parent's operations are not this process's
+        self._held = {}  # the parent's operations are not this process's
+        self._last_done = -math.inf
         self._out_lock = threading.Lock()
         self._pid = os.getpid()
 
@@ -356,10 +363,22 @@ class Connector:
         return state is None or state.startswith("08") or state in ("57P01", "57P02", "57P03")
 
     def _busy(self, exc: BaseException) -> bool:
-        """A pool timeout while this connector's other operations hold connections: the
-        pool is busy (the server answers them, slowly), not unreachable. Marking it down
-        would fail every operation at once for ``retry_after`` seconds."""
-        return isinstance(exc, self._pool_mod.PoolTimeout) and self._out > 0
+        """A pool timeout while this connector's other operations hold connections and
+        make progress (one ended within the last ``pool_timeout``, or the oldest began
+        within it): the pool is busy (the server answers them, slowly), not unreachable;
+        marking it down would fail every operation at once for ``retry_after`` seconds.
+        Held connections that made no progress that long belong to a server that stopped
+        answering (frozen, partitioned without a reset): taken for busy, every later
+        operation waited out ``pool_timeout`` and failed, for as long as it lasted."""
+        if not isinstance(exc, self._pool_mod.PoolTimeout):
+            return False
+        now = time.monotonic()
+        with self._out_lock:
+            if not self._held:
+                return False
+            oldest = min(self._held.values())
+            last_done = self._last_done
+        return now - last_done < self._pool_timeout or now - oldest < self._pool_timeout
 
     @contextmanager
     def _watch_outage(self) -> Iterator[None]:
@@ -376,14 +395,16 @@ class Connector:
 
     @contextmanager
     def _holding(self) -> Iterator[None]:
-        """Count a connection out of a pool for as long as it is used (see :meth:`_busy`)."""
+        """Note a connection out of a pool for as long as it is used (see :meth:`_busy`)."""
+        op = next(self._op_ids)
         with self._out_lock:
-            self._out += 1
+            self._held[op] = time.monotonic()
         try:
             yield
         finally:
             with self._out_lock:
-                self._out -= 1
+                del self._held[op]
+                self._last_done = time.monotonic()
 
     def _fail_if_down(self) -> None:
         left = self._down_until - time.monotonic()

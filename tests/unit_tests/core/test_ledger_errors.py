@@ -5,6 +5,7 @@ spend recorded after a call is never lost to a ledger error."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sqlite3
 import threading
@@ -12,6 +13,8 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
@@ -148,10 +151,117 @@ def test_spend_recorded_while_the_ledger_is_locked_is_kept(locked_sqlite) -> Non
         assert reopened.spent_since(None) == pytest.approx(0.025)
 
 
-# -- PostgreSQL: a busy pool is not an outage --------------------------------------------
+# -- PostgreSQL: a busy pool is not an outage, a pool that makes no progress is ------------
 
 
-def test_a_pool_timeout_does_not_mark_the_server_down(pg_server) -> None:
+class GatedPool:
+    """Builds a ``psycopg_pool.ConnectionPool`` of ``slots`` fake connections whose
+    statements wait while ``answering`` is clear (a server that stopped answering), and
+    whose callers wait ``timeout`` seconds for a free one."""
+
+    @staticmethod
+    def make(slots: int, timeout: float) -> Any:
+        psycopg = pytest.importorskip("psycopg")
+        psycopg_pool = pytest.importorskip("psycopg_pool")
+        idle = SimpleNamespace(transaction_status=psycopg.pq.TransactionStatus.IDLE)
+
+        class Conn:
+            info = idle
+            adapters = SimpleNamespace(register_dumper=lambda *args: None)
+
+            def __init__(self, pool: Any) -> None:
+                self.pool = pool
+
+            def execute(self, query: str, params: Any = ()) -> Any:
+                self.pool.answering.wait()
+                time.sleep(self.pool.hold)
+                return SimpleNamespace(fetchone=lambda: (1,), rowcount=1)
+
+        class Pool(psycopg_pool.ConnectionPool):
+            def __init__(self) -> None:
+                super().__init__("dbname=fake", open=False)
+                self.free = threading.Semaphore(slots)
+                self.answering = threading.Event()
+                self.answering.set()
+                self.hold = 0.0
+
+            @contextlib.contextmanager
+            def connection(self, timeout: float | None = None) -> Iterator[Any]:
+                if not self.free.acquire(timeout=timeout_s):
+                    raise psycopg_pool.PoolTimeout(f"couldn't get a connection after {timeout_s}")
+                try:
+                    yield Conn(self)
+                finally:
+                    self.free.release()
+
+        timeout_s = timeout
+        return Pool()
+
+
+def _connector(pool: Any, pool_timeout: float) -> Any:
+    from costopt_core.stores.postgres.connection import Connector
+
+    return Connector(
+        None, pool, pool_size=1, connect_timeout=1.0, pool_timeout=pool_timeout, name="test"
+    )
+
+
+def _select_one() -> Any:
+    from costopt_core.stores.postgres.steps import Sql
+
+    row = yield Sql("SELECT 1", fetch="one")
+    return row
+
+
+def _run_in_thread(connector: Any) -> threading.Thread:
+    thread = threading.Thread(target=lambda: connector.run(_select_one), daemon=True)
+    thread.start()
+    return thread
+
+
+def test_a_pool_held_by_a_server_that_stopped_answering_marks_it_down() -> None:
+    from psycopg_pool import PoolTimeout
+
+    from costopt_core.stores.postgres.connection import PostgresConnectionError
+
+    pool = GatedPool.make(slots=1, timeout=0.5)
+    connector = _connector(pool, 0.5)
+    assert connector.run(_select_one) == (1,)
+    pool.answering.clear()  # the server freezes (SIGSTOP, a partition without a reset)
+    hung = _run_in_thread(connector)
+    time.sleep(0.3)
+    with pytest.raises(PoolTimeout):
+        connector.run(_select_one)  # waits pool_timeout: the hung call holds the pool
+    # Nothing held made progress for pool_timeout: the server is down for retry_after,
+    # and the next operation fails at once. Before, each one waited out pool_timeout
+    # and failed, for as long as the server stayed frozen (every budgeted call 1.00 s).
+    started = time.monotonic()
+    with pytest.raises(PostgresConnectionError, match="next attempt in"):
+        connector.run(_select_one)
+    assert time.monotonic() - started < 0.2
+    pool.answering.set()
+    hung.join(timeout=5)
+
+
+def test_a_pool_timeout_while_held_operations_end_is_busy_not_down() -> None:
+    from psycopg_pool import PoolTimeout
+
+    pool = GatedPool.make(slots=1, timeout=1.0)
+    pool.hold = 0.6  # each operation takes 0.6 s: a slow server, still answering
+    connector = _connector(pool, 1.0)
+    first, second = _run_in_thread(connector), None
+    time.sleep(0.05)
+    second = _run_in_thread(connector)  # gets the connection at ~0.6 s, ends ~1.2 s
+    time.sleep(0.05)
+    with pytest.raises(PoolTimeout):
+        connector.run(_select_one)  # waits from 0.1 s to 1.1 s: one ended at 0.6 s
+    # Busy, not down: the next operation is tried and answered.
+    assert connector.run(_select_one) == (1,)
+    first.join(timeout=5)
+    second.join(timeout=5)
+
+
+def test_a_pool_held_past_pool_timeout_by_a_lock_marks_the_server_down(pg_server) -> None:
     psycopg = pytest.importorskip("psycopg")
     from psycopg_pool import PoolTimeout
 
@@ -160,7 +270,10 @@ def test_a_pool_timeout_does_not_mark_the_server_down(pg_server) -> None:
     table = f"le_{uuid.uuid4().hex[:12]}"
     # One pooled connection: a check waiting on the table lock holds it, the next one
     # times out waiting for the pool.
-    ledger = PostgresLedger(pg_server.dsn, table=table, pool_size=1, pool_timeout=0.5)
+    ledger = PostgresLedger(
+        pg_server.dsn, table=table, pool_size=1, pool_timeout=0.5, retry_after=0.5
+    )
+    acct = CostAccountant(budget_usd=1.0, ledger=ledger)
     budgets = [Budget(1.0)]
     assert ledger.reserve(0.01, budgets).allowed  # tables made, pool open
     locker = psycopg.connect(pg_server.dsn, autocommit=True)
@@ -172,15 +285,15 @@ def test_a_pool_timeout_does_not_mark_the_server_down(pg_server) -> None:
         time.sleep(0.3)  # it holds the pool's only connection, waiting for the lock
         with pytest.raises(PoolTimeout):
             ledger.reserve(0.01, budgets)
-        # The server answers (slowly): the next check waits for a connection again.
-        # Before, the pool timeout marked the server down, and every check failed at
-        # once ("unreachable ... next attempt in 5.0s") until one got through.
+        # Held for pool_timeout without an answer, as by a server that stopped
+        # answering: down for retry_after, a budgeted call refused at once.
         started = time.monotonic()
-        with pytest.raises(PoolTimeout, match="couldn't get a connection"):
-            ledger.reserve(0.01, budgets)
-        assert time.monotonic() - started >= 0.4
+        with pytest.raises(BudgetExceededError, match="next attempt in"):
+            acct.admit_call("lederr-cheap", 100, 10)
+        assert time.monotonic() - started < 0.2
         locker.execute("COMMIT")
         waiting.join()
+        time.sleep(0.6)  # retry_after
         assert ledger.reserve(0.01, budgets).allowed
     finally:
         locker.close()
