@@ -1880,6 +1880,16 @@ HANDLER_ARGUMENTS: tuple[str, ...] = tuple(
 )
 
 
+def _closest_argument(name: str, known: Sequence[str]) -> str | None:
+    # A bare amount (budget=1.0) is the limit in dollars: difflib finds 'budgets' (a
+    # list of Budget objects) closer to 'budget' than 'budget_usd', and a user who
+    # follows that hint gets a TypeError about Budget objects next.
+    if f"{name}_usd" in known:
+        return f"{name}_usd"
+    match = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    return match[0] if match else None
+
+
 def refuse_handler_arguments(
     unknown: Mapping[str, Any], owner: str, also: Iterable[str] = ()
 ) -> None:
@@ -1898,9 +1908,9 @@ def refuse_handler_arguments(
     # keyword argument 'baseline'": a class the user never built, and no way out.
     known = sorted({*HANDLER_ARGUMENTS, *also})
     close = [
-        f"{match[0]!r} for {name!r}"
+        f"{match!r} for {name!r}"
         for name in sorted(unknown)
-        if (match := difflib.get_close_matches(name, known, n=1, cutoff=0.6))
+        if (match := _closest_argument(name, known))
     ]
     hint = f"did you mean {', '.join(close)}? It takes {known}" if close else None
     refuse_unknown_arguments(unknown, known, owner, hint=hint)

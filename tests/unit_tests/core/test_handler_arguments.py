@@ -32,3 +32,12 @@ def test_a_face_passing_options_on_names_itself_with_its_own_arguments() -> None
     with pytest.raises(TypeError, match=r"^BudgetMiddleware got .*'handler'"):
         refuse_handler_arguments({"handlr": None}, "BudgetMiddleware", also=("handler",))
     refuse_handler_arguments({}, "BudgetMiddleware")  # nothing unknown: no error
+
+
+def test_a_bare_budget_amount_is_pointed_to_budget_usd() -> None:
+    # Before: "did you mean 'budgets' for 'budget'?", and budgets takes Budget objects.
+    for face in ("CostCallbackHandler", "CostEventHandler"):
+        with pytest.raises(TypeError, match=r"did you mean 'budget_usd' for 'budget'\?"):
+            refuse_handler_arguments({"budget": 1.0}, face)
+    with pytest.raises(TypeError, match=r"did you mean 'budget_usd' for 'budget'\?"):
+        SupportBotHandler(budget=1.0)
