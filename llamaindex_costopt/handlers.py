@@ -56,7 +56,9 @@ calling a model (``reserve_call``): ``on_budget="raise"`` raises
 ``BudgetExceededError`` from there, before any spending; ``"downgrade"`` makes the
 router answer with its cheapest tier; ``"warn"`` warns and lets the call go. A plain
 LLM outside those wrappers is still checked at its start event, but there a "raise"
-can only be logged.
+can only be logged. A router's fallback or escalation reserves the next tier's maximum
+before asking it; a tier that failed gives its reservation back first (it billed
+nothing), so a fallback holds one tier's reservation, not two.
 """
 
 from __future__ import annotations
@@ -340,12 +342,53 @@ class SpanTree(BaseSpanHandler[SimpleSpan]):
 class _Gate:
     """A wrapper call (router / cache miss) that checked the budget before calling."""
 
+    # The wrapper's own, as reserve_call returned it: its release_call names it, even
+    # after the tier it covered failed and gave it back (``own_held`` then False).
     reservation: str | None
     routed: bool
     downgraded: bool = False  # admitted only on the router's cheapest tier
-    # Reserved as the router climbed to dearer tiers (see reserve_tier): released once
-    # the call is settled.
-    climbed: list[str] = field(default_factory=list)
+    # (tier, reservation) as the router climbed to dearer tiers (see reserve_tier): a
+    # tier that failed gives its entry back (release_tier); the rest is released once
+    # the call is settled. A climb that reserved nothing is kept too: release_tier tells
+    # a climbed tier from the one the wrapper's own reservation covers by it.
+    climbed: list[tuple[str, str | None]] = field(default_factory=list)
+    own_held: bool = True
+
+    def give_back(self, tier: str) -> str | None:
+        """What the call holds for ``tier``, which failed without an answer: taken out
+        (the caller cancels it). A climbed tier's entry, else the wrapper's own."""
+        for i, (held_tier, reservation) in enumerate(self.climbed):
+            if held_tier == tier:
+                del self.climbed[i]
+                return reservation
+        return self._take_own()
+
+    def take_answered(self) -> str | None:
+        """The reservation the call's answer settles, taken out: the answering tier's.
+        Failed tiers gave theirs back and a climb is asked only once the one before it
+        is done, so the tier climbed last is the one that answered (a cascade's
+        rejected answer, when the budget refused the climb after it, is also the last
+        one held); without a climb, the wrapper's own."""
+        if self.climbed:
+            return self.climbed.pop()[1]
+        return self._take_own()
+
+    def take_all(self) -> list[str]:
+        """Every reservation still held, taken out: the call is settled or failed."""
+        held: list[str] = []
+        if self.climbed:  # only after a climb
+            held = [reservation for _, reservation in self.climbed if reservation is not None]
+            self.climbed.clear()
+        own = self._take_own()
+        if own is not None:
+            held.append(own)
+        return held
+
+    def _take_own(self) -> str | None:
+        if not self.own_held:
+            return None
+        self.own_held = False
+        return self.reservation
 
 
 @dataclass(slots=True)
@@ -394,7 +437,10 @@ class CostEventHandler(CostHandlerBase, BaseEventHandler):
     It implements ``costopt_core.budget_gate.BudgetGate`` (and so ``DowngradeSignal``):
     ``RouterLLM`` and ``SemanticCacheLLM`` call ``reserve_call`` before calling a model
     and ``release_call`` when that call fails, and read ``downgrade_requested`` to
-    answer with their cheapest tier (see the module docstring).
+    answer with their cheapest tier (see the module docstring). It also implements
+    ``TierReservation`` and ``TierRelease``: a router's fallback or escalation reserves
+    the next tier on top of what the call holds (``reserve_tier``), after a tier that
+    failed gave its reservation back (``release_tier``; it billed nothing).
 
     Example:
         >>> from llamaindex_costopt import CostEventHandler
@@ -514,7 +560,9 @@ class CostEventHandler(CostHandlerBase, BaseEventHandler):
                 if self._gates[outer].routed and not routed:
                     return None
                 held = self._gates.pop(outer)
-                self._gates[span] = _Gate(held.reservation, routed, climbed=held.climbed)
+                self._gates[span] = _Gate(
+                    held.reservation, routed, climbed=held.climbed, own_held=held.own_held
+                )
                 return None
         reservation, downgraded = self._accountant.admit(quotes, routed=routed)  # may raise
         if span is not None:
@@ -530,37 +578,50 @@ class CostEventHandler(CostHandlerBase, BaseEventHandler):
         return gate is not None and gate.downgraded
 
     def release_call(self, reservation: str | None) -> None:
-        """The wrapper's call failed before spending: drop its reservation."""
+        """The wrapper's call failed or was cancelled before spending (a cache miss's
+        model failed; a router's tiers all failed, or its climb was refused): drop its
+        reservation and what its router's climbs reserved."""
         if reservation is None:
             return
         with self._lock:
             spans = [s for s, gate in self._gates.items() if gate.reservation == reservation]
-            gates = [self._gates.pop(span) for span in spans]
-        self._accountant.cancel(reservation)
-        for gate in gates:
-            self._release_climbed(gate)
+            held = [r for span in spans for r in self._gates.pop(span).take_all()]
+        # No gate (its span unknown, or settled already): the reservation is all there is.
+        for held_reservation in held if spans else (reservation,):
+            self._accountant.cancel(held_reservation)
 
     def reserve_tier(self, run_id: object, tier: str, quote: CallQuote | None) -> None:
         """A router in span ``run_id`` climbs to ``tier`` (a fallback or an escalation):
         reserve what ``quote`` can cost on top of what its gate holds (a rejected answer
-        was paid for); ``BudgetExceededError`` when it does not fit. Released once the
-        call is settled (``costopt_core.budget_gate.TierReservation``)."""
+        was paid for; a failed tier was given back, see :meth:`release_tier`);
+        ``BudgetExceededError`` when it does not fit. Released once the call is settled
+        (``costopt_core.budget_gate.TierReservation``)."""
         with self._lock:
             gate = self._gates.get(run_id)  # type: ignore[call-overload]
-        if gate is None or quote is None:
+        if gate is None:
             return
-        reservation, _ = self._accountant.admit([quote])  # may raise
-        if reservation is not None:
-            with self._lock:
-                gate.climbed.append(reservation)
+        reservation = None if quote is None else self._accountant.admit([quote])[0]  # may raise
+        with self._lock:
+            gate.climbed.append((tier, reservation))
 
-    def _release_climbed(self, gate: _Gate | None) -> None:
-        # The call's gate is settled: what its climbs reserved is released (its spend
-        # is recorded by now, or nothing was spent).
+    def release_tier(self, run_id: object, tier: str) -> None:
+        """``tier`` failed in the router's span ``run_id`` without an answer (it billed
+        nothing): what the call holds for it is cancelled before the next tier reserves,
+        else a call near the budget's end, or many at once, are refused with room left
+        (``costopt_core.budget_gate.TierRelease``). The gate stays, so the wrapper's
+        ``release_call`` or the answer still settles the rest, once."""
+        with self._lock:
+            gate = self._gates.get(run_id)  # type: ignore[call-overload]
+            reservation = gate.give_back(tier) if gate is not None else None
+        self._accountant.cancel(reservation)
+
+    def _release_gate(self, gate: _Gate | None) -> None:
+        # The call's gate is settled (its spend recorded by now) or failed: whatever it
+        # still holds is released. Usually nothing: then the accountant (a pydantic
+        # private attribute, ~1 us a read) is not even looked up.
         if gate is not None:
-            for reservation in gate.climbed:
+            for reservation in gate.take_all():
                 self._accountant.cancel(reservation)
-            gate.climbed.clear()
 
     # -- events ----------------------------------------------------------------------------
 
@@ -766,8 +827,8 @@ class CostEventHandler(CostHandlerBase, BaseEventHandler):
                 return
             elif gate is not None:
                 del self._gates[gate_span]
-        self._record_call(done, decision, gate.reservation if gate is not None else None)
-        self._release_climbed(gate)
+        self._record_call(done, decision, gate.take_answered() if gate is not None else None)
+        self._release_gate(gate)
 
     def _on_decision(self, event: Any) -> None:
         span = event.span_id
@@ -792,17 +853,15 @@ class CostEventHandler(CostHandlerBase, BaseEventHandler):
                 pending, decision.attempts + [{}] * len(pending), strict=False
             ):
                 self._record_attempt(done, attempt)
-            if gate is not None:
-                self._accountant.cancel(gate.reservation)
-                self._release_climbed(gate)
+            self._release_gate(gate)
             return
         if not pending:
             return
         *rejected, answer = pending
         for done, attempt in zip(rejected, decision.attempts + [{}] * len(rejected), strict=False):
             self._record_attempt(done, attempt)
-        self._record_call(answer, decision, gate.reservation if gate is not None else None)
-        self._release_climbed(gate)
+        self._record_call(answer, decision, gate.take_answered() if gate is not None else None)
+        self._release_gate(gate)
 
     def _on_failure(self, event: Any) -> None:
         span = event.span_id
@@ -829,9 +888,7 @@ class CostEventHandler(CostHandlerBase, BaseEventHandler):
                     gate = self._gates.pop(call.gate)
         if call is not None:
             self._accountant.cancel(call.reservation)
-        if gate is not None:
-            self._accountant.cancel(gate.reservation)
-            self._release_climbed(gate)
+        self._release_gate(gate)
 
     def _on_cache_hit(self, event: Any) -> None:
         # A cache inside a router or another wrapper answered: the wrapper's budget
@@ -855,11 +912,11 @@ class CostEventHandler(CostHandlerBase, BaseEventHandler):
             saved_hint_usd=hint if isinstance(hint, int | float) else None,
             tier=getattr(event, "tier", None),
             run_id=event.span_id,
-            reservation_id=gate.reservation if gate is not None else None,
+            reservation_id=gate.take_answered() if gate is not None else None,
             # Replaying a call costed from its text: the hit's figures are estimates too.
             tags={USAGE_TAG: USAGE_ESTIMATED} if getattr(event, "usage_estimated", False) else None,
         )
-        self._release_climbed(gate)
+        self._release_gate(gate)
 
     def _answered_by_hit(self, chain: Sequence[str]) -> _Open | None:
         """The LLM call a cache hit answered (lock held), now covered: the nearest open
