@@ -4,55 +4,18 @@ budget is used up when calls cost what they reserved."""
 from __future__ import annotations
 
 import asyncio
-import json
-from typing import Any
 
 import pytest
-from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage, BaseMessage
-from langchain_core.outputs import ChatGeneration, ChatResult
+from langchain_core.messages import AIMessage
 
 from costopt_core.pricing import set_price
 from costopt_core.tokens import quote_prompt_tokens
 from langchain_costopt import CostCallbackHandler, RouterChatModel, cost_tracker
+from tests.unit_tests.langchain.exact_cost import ExactCostModel
 
 set_price("exact-cheap", input_per_token=1e-6, output_per_token=4e-6)
 set_price("exact-strong", input_per_token=1e-5, output_per_token=3e-5)
 QUESTION = "请分析并比较两种架构"  # the seed's rules: complex
-
-
-class ExactCostModel(BaseChatModel):
-    """Bills exactly the most it may cost: the prompt as the budget counts it (per-message
-    overhead included) and ``max_tokens`` of output, after a short wait."""
-
-    model_name: str
-    max_tokens: int = 100
-
-    @property
-    def _llm_type(self) -> str:
-        return "exact-cost"
-
-    def _reply(self, messages: list[BaseMessage]) -> ChatResult:
-        texts = [
-            m.content if isinstance(m.content, str) else json.dumps(m.content) for m in messages
-        ]
-        prompt = quote_prompt_tokens(texts)
-        usage = {
-            "input_tokens": prompt,
-            "output_tokens": self.max_tokens,
-            "total_tokens": prompt + self.max_tokens,
-        }
-        message = AIMessage(
-            "answer", usage_metadata=usage, response_metadata={"model_name": self.model_name}
-        )
-        return ChatResult(generations=[ChatGeneration(message=message)])
-
-    def _generate(self, messages: Any, stop: Any = None, run_manager: Any = None, **kw: Any):
-        return self._reply(messages)
-
-    async def _agenerate(self, messages: Any, stop: Any = None, run_manager: Any = None, **kw: Any):
-        await asyncio.sleep(0.005)  # every call is in flight at once
-        return self._reply(messages)
 
 
 def call_cost(model: str) -> float:

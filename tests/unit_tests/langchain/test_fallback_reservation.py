@@ -7,15 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import json
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
-from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage, BaseMessage
-from langchain_core.outputs import ChatGeneration, ChatResult
+from langchain_core.messages import AIMessage
 
 from costopt_core import SQLiteLedger
 from costopt_core.cascade import CascadeStrategy
@@ -23,6 +20,7 @@ from costopt_core.ledger import BudgetExceededError
 from costopt_core.pricing import set_price
 from costopt_core.tokens import quote_prompt_tokens
 from langchain_costopt import CostCallbackHandler, RouterChatModel
+from tests.unit_tests.langchain.exact_cost import ExactCostModel
 
 PRICES = {
     "fb-cheap": (1e-6, 4e-6),
@@ -33,43 +31,6 @@ for _name, (_input, _output) in PRICES.items():
     set_price(_name, input_per_token=_input, output_per_token=_output)
 QUESTION = "请分析并比较两种架构"
 MAX_TOKENS = 100
-
-
-class ExactCostModel(BaseChatModel):
-    """Bills exactly the most it may cost (the prompt as the budget counts it and
-    ``max_tokens`` of output), after a short wait; ``fail``: a provider that is down."""
-
-    model_name: str
-    max_tokens: int = MAX_TOKENS
-    fail: bool = False
-
-    @property
-    def _llm_type(self) -> str:
-        return "exact-cost"
-
-    def _reply(self, messages: list[BaseMessage]) -> ChatResult:
-        if self.fail:
-            raise ConnectionError(f"{self.model_name} is down")
-        texts = [
-            m.content if isinstance(m.content, str) else json.dumps(m.content) for m in messages
-        ]
-        prompt = quote_prompt_tokens(texts)
-        usage = {
-            "input_tokens": prompt,
-            "output_tokens": self.max_tokens,
-            "total_tokens": prompt + self.max_tokens,
-        }
-        message = AIMessage(
-            "answer", usage_metadata=usage, response_metadata={"model_name": self.model_name}
-        )
-        return ChatResult(generations=[ChatGeneration(message=message)])
-
-    def _generate(self, messages: Any, stop: Any = None, run_manager: Any = None, **kw: Any):
-        return self._reply(messages)
-
-    async def _agenerate(self, messages: Any, stop: Any = None, run_manager: Any = None, **kw: Any):
-        await asyncio.sleep(0.005)  # every call is in flight at once
-        return self._reply(messages)
 
 
 def cost(model: str) -> float:

@@ -6,62 +6,27 @@ still used up once the ledger answers again."""
 from __future__ import annotations
 
 import asyncio
-import json
 import sqlite3
 import threading
-import time
 import uuid
 from typing import Any
 
 import pytest
-from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage, BaseMessage
-from langchain_core.outputs import ChatGeneration, ChatResult
+from langchain_core.messages import AIMessage
 
 from costopt_core.pricing import set_price
 from costopt_core.stores.sqlite_ledger import SQLiteLedger
 from costopt_core.tokens import quote_prompt_tokens
 from langchain_costopt import BudgetExceededError, CostCallbackHandler
+from tests.unit_tests.langchain.exact_cost import ExactCostModel as SharedExactCostModel
 
 set_price("lederr-lc", input_per_token=1e-5, output_per_token=3e-5)
 QUESTION = "Compare two architectures in depth"
 
 
-class ExactCostModel(BaseChatModel):
-    """Bills exactly what the budget reserves: the prompt as quoted, ``max_tokens`` out."""
-
+class ExactCostModel(SharedExactCostModel):
     model_name: str = "lederr-lc"
-    max_tokens: int = 100
-    during: Any = None  # called while the call runs (e.g. another process takes a lock)
-
-    @property
-    def _llm_type(self) -> str:
-        return "exact-cost"
-
-    def _reply(self, messages: list[BaseMessage]) -> ChatResult:
-        if self.during is not None:
-            self.during()
-        texts = [
-            m.content if isinstance(m.content, str) else json.dumps(m.content) for m in messages
-        ]
-        prompt = quote_prompt_tokens(texts)
-        usage = {
-            "input_tokens": prompt,
-            "output_tokens": self.max_tokens,
-            "total_tokens": prompt + self.max_tokens,
-        }
-        message = AIMessage(
-            "answer", usage_metadata=usage, response_metadata={"model_name": self.model_name}
-        )
-        return ChatResult(generations=[ChatGeneration(message=message)])
-
-    def _generate(self, messages: Any, stop: Any = None, run_manager: Any = None, **kw: Any):
-        time.sleep(0.002)
-        return self._reply(messages)
-
-    async def _agenerate(self, messages: Any, stop: Any = None, run_manager: Any = None, **kw: Any):
-        await asyncio.sleep(0.005)
-        return self._reply(messages)
+    sync_delay_s: float = 0.002
 
 
 CALL_COST = quote_prompt_tokens([QUESTION]) * 1e-5 + 100 * 3e-5
