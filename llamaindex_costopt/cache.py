@@ -55,7 +55,7 @@ from llama_index.core.instrumentation import get_dispatcher
 from llama_index.core.instrumentation.events import BaseEvent
 from llama_index.core.llms.function_calling import FunctionCallingLLM
 from llama_index.core.llms.llm import LLM, ToolSelection, default_completion_to_prompt
-from pydantic import ConfigDict, Field, PrivateAttr, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
 from costopt_core.arguments import refuse_unknown_arguments
 from costopt_core.budget_gate import Reservation, open_budget, release_budget
@@ -303,7 +303,7 @@ class SemanticCacheLLM(WrapperLLM):
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
-    _cache: SemanticCache = PrivateAttr()
+    __slots__ = ("_cache",)  # set by _build
 
     # A copy reads and fills the same cache (the engine: store, calibration, figures).
     _SHARED_ON_COPY = frozenset({"embed_model", "verifier", "store", "clock"})

@@ -90,15 +90,21 @@ from llama_index.core.instrumentation.span import active_span_id
 from llama_index.core.instrumentation.span.simple import SimpleSpan
 from llama_index.core.instrumentation.span_handlers import BaseSpanHandler
 from llama_index.core.llms import ChatMessage
-from pydantic import PrivateAttr
 
-from costopt_core.accounting import CallText, CostAccountant, CostHandlerBase, usage_from_mapping
+from costopt_core.accounting import (
+    CallText,
+    CostHandlerBase,
+    UsageCounts,
+    usage_counts,
+    usage_from_mapping,
+)
 from costopt_core.budget_gate import CallQuote
 from costopt_core.compression_marks import CompressionMarks
 from costopt_core.engine import ROUTING_KEY
 from costopt_core.ledger import BudgetExceededError, TokenUsage
 from costopt_core.metadata_keys import BATCH_KEY, USAGE_ESTIMATED, USAGE_TAG
 from llamaindex_costopt.messages import message_text
+from llamaindex_costopt.model_slots import SlotsCopied
 from llamaindex_costopt.responses import whole_answer
 
 logger = logging.getLogger(__name__)
@@ -116,7 +122,7 @@ def _as_mapping(value: Any) -> Mapping[str, Any] | None:
     ``to_dict`` / their attributes."""
     if value is None:
         return None
-    if isinstance(value, Mapping):
+    if type(value) is dict or isinstance(value, Mapping):
         return value
     for method in ("model_dump", "to_dict", "dict"):
         dump = getattr(value, method, None)
@@ -135,7 +141,7 @@ def _as_mapping(value: Any) -> Mapping[str, Any] | None:
 
 
 def _field(container: Any, key: str) -> Any:
-    if isinstance(container, Mapping):
+    if type(container) is dict or isinstance(container, Mapping):
         return container.get(key)
     return getattr(container, key, None)
 
@@ -150,23 +156,30 @@ def usage_of_response(response: Any) -> TokenUsage | None:
         >>> usage_of_response(r).input_tokens, usage_of_response(r).output_tokens
         (12, 3)
     """
+    counts = usage_counts_of_response(response)
+    return None if counts is None else TokenUsage(*counts)
+
+
+def usage_counts_of_response(response: Any) -> UsageCounts | None:
+    """:func:`usage_of_response` as ``costopt_core.accounting.usage_counts`` gives it: a
+    plain tuple, for the call path, which needs no object."""
     if response is None:
         return None
     raw = getattr(response, "raw", None)
     if raw is not None:
         for key in _USAGE_KEYS:
-            usage = usage_from_mapping(_as_mapping(_field(raw, key)))
-            if usage is not None:
-                return usage
-        usage = usage_from_mapping(_as_mapping(raw)) if isinstance(raw, Mapping) else None
-        if usage is not None:
-            return usage
+            counts = usage_counts(_as_mapping(_field(raw, key)))
+            if counts is not None:
+                return counts
+        counts = usage_counts(_as_mapping(raw)) if isinstance(raw, Mapping) else None
+        if counts is not None:
+            return counts
     extra = getattr(response, "additional_kwargs", None) or {}
     for key in _USAGE_KEYS:
-        usage = usage_from_mapping(_as_mapping(extra.get(key)))
-        if usage is not None:
-            return usage
-    return usage_from_mapping({k: v for k, v in extra.items() if k != ROUTING_KEY})
+        counts = usage_counts(_as_mapping(extra.get(key)))
+        if counts is not None:
+            return counts
+    return usage_counts({k: v for k, v in extra.items() if k != ROUTING_KEY})
 
 
 def model_of_response(response: Any) -> str | None:
@@ -268,7 +281,7 @@ class RootSpanWatcher(Protocol):
     def root_left(self, span_id: str, *, dropped: bool) -> None: ...
 
 
-class SpanTree(BaseSpanHandler[SimpleSpan]):
+class SpanTree(SlotsCopied, BaseSpanHandler[SimpleSpan]):
     """Remembers the parent of every open span, so the cost handler can tell an LLM
     call nested in another LLM call (or in a router or cache wrapper) from a new one.
 
@@ -284,11 +297,13 @@ class SpanTree(BaseSpanHandler[SimpleSpan]):
         ['query-1']
     """
 
-    _parents: dict[str, str | None] = PrivateAttr(default_factory=dict)
-    _watcher: RootSpanWatcher | None = PrivateAttr(default=None)
+    # Slots, not pydantic private attributes (see model_slots): the tree is told of
+    # every span of the process.
+    __slots__ = ("_parents", "_watcher")
 
     def __init__(self, watcher: RootSpanWatcher | None = None) -> None:
         super().__init__(open_spans={}, completed_spans=[], dropped_spans=[], current_span_ids={})
+        self._parents: dict[str, str | None] = {}
         self._watcher = watcher
 
     @classmethod
@@ -431,7 +446,7 @@ class _Decision:
     attempts: list[Mapping[str, Any]] = field(default_factory=list)
 
 
-class CostEventHandler(CostHandlerBase, BaseEventHandler):
+class CostEventHandler(SlotsCopied, CostHandlerBase, BaseEventHandler):
     """Prices LlamaIndex LLM calls with the engine's catalog; budgets and savings.
 
     It implements ``costopt_core.budget_gate.BudgetGate`` (and so ``DowngradeSignal``):
@@ -458,30 +473,45 @@ class CostEventHandler(CostHandlerBase, BaseEventHandler):
     wrappers above: LlamaIndex swallows what an event handler raises.
     """
 
-    _accountant: CostAccountant = PrivateAttr()
-    _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
-    _spans: SpanTree = PrivateAttr(default_factory=SpanTree)
-    _dispatcher: Any = PrivateAttr(default=None)
-    _open: OrderedDict[str, _Open] = PrivateAttr(default_factory=OrderedDict)
-    _covered: OrderedDict[str, None] = PrivateAttr(default_factory=OrderedDict)
-    _gates: OrderedDict[str, _Gate] = PrivateAttr(default_factory=OrderedDict)
-    _decisions: OrderedDict[str, _Decision] = PrivateAttr(default_factory=OrderedDict)
-    _pending: OrderedDict[str, list[_Done]] = PrivateAttr(default_factory=OrderedDict)
-    _warned_raise: bool = PrivateAttr(default=False)
-    # Removed tokens per query (root span): its next priced LLM call takes them.
-    _compression: CompressionMarks[str | None] = PrivateAttr(default_factory=CompressionMarks)
-    # A query that closed with its marks unclaimed, in this context (see root_left), and
-    # the root stream spans that claimed such a query's marks.
-    _handoff: ContextVar[str | None] = PrivateAttr(
-        default_factory=lambda: ContextVar("costopt_compression_handoff", default=None)
+    # Slots, not pydantic private attributes (see model_slots): each event reads several.
+    __slots__ = (
+        "_accountant",
+        "_claims",
+        "_compression",
+        "_covered",
+        "_decisions",
+        "_dispatcher",
+        "_gates",
+        "_handoff",
+        "_lock",
+        "_open",
+        "_pending",
+        "_spans",
+        "_structured",
+        "_warned_raise",
     )
-    _claims: OrderedDict[str, str] = PrivateAttr(default_factory=OrderedDict)
-    # StructuredLLM streams whose inner call has not started yet (see _claim_structured).
-    _structured: OrderedDict[str, None] = PrivateAttr(default_factory=OrderedDict)
 
     def model_post_init(self, context: Any) -> None:
         super().model_post_init(context)
+        self._lock = threading.Lock()
         self._spans = SpanTree(watcher=self)
+        self._dispatcher: Any = None
+        self._open: OrderedDict[str, _Open] = OrderedDict()
+        self._covered: OrderedDict[str, None] = OrderedDict()
+        self._gates: OrderedDict[str, _Gate] = OrderedDict()
+        self._decisions: OrderedDict[str, _Decision] = OrderedDict()
+        self._pending: OrderedDict[str, list[_Done]] = OrderedDict()
+        self._warned_raise = False
+        # Removed tokens per query (root span): its next priced LLM call takes them.
+        self._compression: CompressionMarks[str | None] = CompressionMarks()
+        # A query that closed with its marks unclaimed, in this context (see root_left),
+        # and the root stream spans that claimed such a query's marks.
+        self._handoff: ContextVar[str | None] = ContextVar(
+            "costopt_compression_handoff", default=None
+        )
+        self._claims: OrderedDict[str, str] = OrderedDict()
+        # StructuredLLM streams whose inner call has not started yet (see _claim_structured).
+        self._structured: OrderedDict[str, None] = OrderedDict()
 
     @classmethod
     def class_name(cls) -> str:
@@ -803,15 +833,26 @@ class CostEventHandler(CostHandlerBase, BaseEventHandler):
             if call is not None:
                 self._accountant.cancel(call.reservation)
             return
-        usage = usage_of_response(response)
-        text = None
-        if usage is None:
-            text = call_text(call.start if call is not None else None, response)
+        counts = usage_counts_of_response(response)
         model = model_of_response(response) or (call.model if call else None) or UNKNOWN_MODEL
         extra = getattr(response, "additional_kwargs", None)
         batch = isinstance(extra, Mapping) and extra.get(BATCH_KEY) is True
-        done = _Done(model, usage, text, span, call.query if call is not None else None, batch)
         gate_span = call.gate if call is not None else None
+        if gate_span is None and counts is not None and not batch and not self._compression:
+            # The usual call (no wrapper, its usage reported, no batch price, no
+            # compressed prompt): its record is built when the ledger is read.
+            self._accountant.record_call_later(
+                model,
+                counts,
+                run_id=span,
+                reservation_id=call.reservation if call is not None else None,
+            )
+            return
+        usage = None if counts is None else TokenUsage(*counts)
+        text = None
+        if usage is None:
+            text = call_text(call.start if call is not None else None, response)
+        done = _Done(model, usage, text, span, call.query if call is not None else None, batch)
         if gate_span is None:
             self._record_call(done, None, call.reservation if call is not None else None)
             return

@@ -56,7 +56,7 @@ from llama_index.core.instrumentation.events import BaseEvent
 from llama_index.core.instrumentation.span import active_span_id
 from llama_index.core.llms.function_calling import FunctionCallingLLM
 from llama_index.core.llms.llm import LLM, ToolSelection
-from pydantic import ConfigDict, Field, PrivateAttr, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
 from costopt_core.arguments import (
     STRATEGY_HINT,
@@ -143,10 +143,7 @@ class RouterLLM(WrapperLLM):
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
-    _engine: RoutingEngine = PrivateAttr()
-    _names: dict[str, str] = PrivateAttr(default_factory=dict)
-    _tool_tiers: OrderedDict[str, str] = PrivateAttr(default_factory=OrderedDict)
-    _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+    __slots__ = ("_engine", "_lock", "_names", "_tool_tiers")  # set by _build
 
     # A strategy may hold a trained model: a copy routes with the same one.
     _SHARED_ON_COPY = frozenset({"strategy", "cost_handler"})
@@ -172,6 +169,8 @@ class RouterLLM(WrapperLLM):
 
     @model_validator(mode="after")
     def _build(self) -> RouterLLM:
+        self._lock = threading.Lock()
+        self._tool_tiers: OrderedDict[str, str] = OrderedDict()
         self._names = {tier: llm_model_name(llm) for tier, llm in self.llms.items()}
         self._engine = RoutingEngine(
             self.strategy,

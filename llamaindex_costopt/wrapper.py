@@ -58,6 +58,7 @@ from costopt_core.budget_gate import (
 )
 from costopt_core.tokens import estimate_schema_tokens, quote_prompt_tokens
 from llamaindex_costopt.messages import message_text, question_scope
+from llamaindex_costopt.model_slots import SlotsCopied
 from llamaindex_costopt.requests import (
     TOOLS_REQUEST,
     ChatRequest,
@@ -121,7 +122,27 @@ def output_limit(llm: Any, call_kwargs: Mapping[str, Any] | None = None) -> int 
         return limit
     # LlamaIndex's ``metadata.num_output`` is only a prompt-sizing hint (256 for any LLM
     # that does not say), not enforced: reserving it would under-reserve an uncapped model.
-    return output_limit_in({key: getattr(llm, key, None) for key in OUTPUT_LIMIT_KEYS})
+    return output_limit_in({key: getattr(llm, key, None) for key in _limit_settings(type(llm))})
+
+
+# The output-cap settings a pydantic LLM class can have (its fields and class attributes),
+# by class: asking a pydantic model for an attribute it lacks costs a failed lookup and a
+# __getattr__ call, five of them per tier on every routed call.
+_LIMIT_SETTINGS: dict[type, tuple[str, ...]] = {}
+
+
+def _limit_settings(cls: type) -> tuple[str, ...]:
+    keys = _LIMIT_SETTINGS.get(cls)
+    if keys is None:
+        fields = getattr(cls, "model_fields", None)
+        config = getattr(cls, "model_config", None)
+        if not isinstance(fields, Mapping) or (
+            isinstance(config, Mapping) and config.get("extra") == "allow"
+        ):  # instance attributes (or pydantic extras) may name a cap too
+            return OUTPUT_LIMIT_KEYS
+        keys = tuple(k for k in OUTPUT_LIMIT_KEYS if k in fields or hasattr(cls, k))
+        _LIMIT_SETTINGS[cls] = keys
+    return keys
 
 
 # Each tool's schema, by the tool's identity: building one (pydantic's JSON schema) costs
@@ -265,7 +286,7 @@ def _prompt_scope(
         _PROMPT_ORIGIN.reset(token)
 
 
-class WrapperLLM(FunctionCallingLLM):
+class WrapperLLM(SlotsCopied, FunctionCallingLLM):
     """Base of the costopt LlamaIndex wrappers: the endpoints are here; a subclass decides
     who answers a request (``_answer``, ``_aanswer``, ``_stream``, ``_astream``).
 
@@ -276,6 +297,11 @@ class WrapperLLM(FunctionCallingLLM):
     answers as the original does. ``from_dict`` needs the objects a dict cannot hold
     (:attr:`_OBJECT_FIELDS`) passed as keyword arguments.
     """
+
+    # A subclass keeps its state in slots, not pydantic private attributes (see
+    # model_slots): they are read on every call.
+    __slots__ = ()
+    _PICKLE_WHAT_PICKLES: ClassVar[bool] = True  # as an LLM's private attributes were
 
     #: Fields a deep copy shares with the original instead of copying.
     _SHARED_ON_COPY: ClassVar[frozenset[str]] = frozenset()

@@ -1,11 +1,15 @@
 """RouterLLM and SemanticCacheLLM copied (``copy.deepcopy``, ``model_copy(deep=True)``)
-and reloaded (``from_dict(to_dict())``) as LlamaIndex copies and reloads plain LLMs."""
+and reloaded (``from_dict(to_dict())``) as LlamaIndex copies and reloads plain LLMs; the
+cost handler copied and pickled as a pydantic object is (its state lives in slots: see
+``llamaindex_costopt.model_slots``)."""
 
 from __future__ import annotations
 
 import copy
+import pickle
 
 import pytest
+from llama_index.core.base.llms.types import ChatMessage
 from llama_index.core.callbacks import CallbackManager
 
 from llamaindex_costopt import CostEventHandler, RouterLLM, SemanticCacheLLM
@@ -73,3 +77,27 @@ def test_from_dict_without_the_llms_says_what_to_pass(build, needed) -> None:
     llm = build()
     with pytest.raises(TypeError, match=needed):
         type(llm).from_dict(llm.to_dict())
+
+
+@pytest.mark.parametrize("shallow_copy", [copy.copy, lambda handler: handler.model_copy()])
+def test_a_shallow_copy_of_the_handler_counts_into_the_same_figures(shallow_copy) -> None:
+    handler = CostEventHandler()
+    clone = shallow_copy(handler)
+    with clone:
+        SimulatedLLM(model_name="gpt-4o-mini").chat([ChatMessage(role="user", content="hi")])
+    assert handler.summary().calls == clone.summary().calls == 1
+    assert handler.total_cost == clone.total_cost > 0
+
+
+def test_pickling_the_handler_refuses_clearly_as_before() -> None:
+    # Its state holds locks (as its private attributes did): never a half handler.
+    with pytest.raises(TypeError, match="lock"):
+        pickle.dumps(CostEventHandler())
+
+
+@pytest.mark.parametrize("make", [router, lambda: SemanticCacheLLM(router(), HashingEmbedding())])
+def test_a_pickled_wrapper_answers_as_the_original(make) -> None:
+    # As LlamaIndex pickles an LLM: what pickles is kept (the router's engine, the cache).
+    original = make()
+    clone = pickle.loads(pickle.dumps(original))
+    assert clone.complete(QUESTION).text == original.complete(QUESTION).text

@@ -723,3 +723,21 @@ def test_a_call_without_usage_is_costed_with_its_tools_and_its_tool_calls() -> N
     answer = ChatResponse(message=ChatMessage(role="assistant", blocks=[call]))
     usage, _ = call_text(start, answer).usage("gpt-4o")
     assert usage.input_tokens > 400 and usage.output_tokens > 5
+
+
+def test_a_plain_calls_record_names_its_span_model_and_exact_cost(make_handler):
+    # The usual call's record is built when the ledger is read (record_call_later).
+    handler = make_handler()
+    response = SimulatedLLM(model_name="li-handler-cheap").chat(user("hello there"))
+    usage = response.raw["usage"]
+    [record] = handler.ledger.records()
+    assert (record.model, record.kind, record.tier) == ("li-handler-cheap", "call", None)
+    assert (record.input_tokens, record.output_tokens) == (
+        usage["prompt_tokens"],
+        usage["completion_tokens"],
+    )
+    assert record.cost_usd == pytest.approx(
+        cost("li-handler-cheap", usage["prompt_tokens"], usage["completion_tokens"]), rel=1e-12
+    )
+    assert record.run_id is not None and record.run_id.startswith("SimulatedLLM.chat-")
+    assert handler.summary().calls == 1 and handler.total_cost == record.cost_usd
