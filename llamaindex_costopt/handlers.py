@@ -70,7 +70,8 @@ import threading
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from contextvars import ContextVar
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
 from typing import Any, Protocol
 
 from llama_index.core.base.llms.base import BaseLLM
@@ -105,7 +106,9 @@ from costopt_core.ledger import BudgetExceededError, TokenUsage
 from costopt_core.metadata_keys import BATCH_KEY, USAGE_ESTIMATED, USAGE_TAG
 from llamaindex_costopt.messages import message_text
 from llamaindex_costopt.model_slots import SlotsCopied
+from llamaindex_costopt.requests import ChatRequest, CompleteRequest
 from llamaindex_costopt.responses import whole_answer
+from llamaindex_costopt.wrapper import output_limit, prompt_tokens
 
 logger = logging.getLogger(__name__)
 
@@ -225,8 +228,9 @@ def exchange_text(prompt: str | Sequence[Any], response: Any) -> CallText:
     return CallText(texts, _response_text(response), True)
 
 
-def call_text(start: Any, response: Any) -> CallText:
-    """A call's prompt (from its start event) and answer, to cost it without usage.
+def call_text(start: Any, response: Any, max_output_tokens: int | None = None) -> CallText:
+    """A call's prompt (from its start event) and answer, to cost it without usage (its
+    answer counted at most ``max_output_tokens``: a provider never bills past the cap).
 
     Example:
         >>> from llama_index.core.llms import ChatMessage, ChatResponse
@@ -239,13 +243,56 @@ def call_text(start: Any, response: Any) -> CallText:
     """
     messages = getattr(start, "messages", None)
     if messages is None:
-        return exchange_text(str(getattr(start, "prompt", "") or ""), response)
-    said = exchange_text(messages, response)
-    # The tools a call binds are billed as part of its prompt (their JSON schemas).
-    tools = (getattr(start, "additional_kwargs", None) or {}).get("tools")
-    if tools:
-        said = CallText([*said.prompt, json.dumps(tools, default=str)], said.answer, said.chat)
-    return said
+        said = exchange_text(str(getattr(start, "prompt", "") or ""), response)
+    else:
+        said = exchange_text(messages, response)
+        # The tools a call binds are billed as part of its prompt (their JSON schemas).
+        tools = (getattr(start, "additional_kwargs", None) or {}).get("tools")
+        if tools:
+            said = CallText([*said.prompt, json.dumps(tools, default=str)], said.answer, True)
+    return replace(said, max_output_tokens=max_output_tokens) if max_output_tokens else said
+
+
+def start_output_limit(start: Any, llm: Any) -> int | None:
+    """The output cap of the call a start event opens on ``llm`` (``None``: unknown): the
+    call's own keyword arguments', else the LLM's, as ``wrapper.output_limit`` reads them
+    (the event's ``model_dict`` is the LLM's metadata, not its settings).
+
+    Example:
+        >>> from llama_index.core.instrumentation.events.llm import LLMCompletionStartEvent
+        >>> from llama_index.core.llms import MockLLM
+        >>> start = LLMCompletionStartEvent(prompt="Hi", additional_kwargs={}, model_dict={})
+        >>> start_output_limit(start, MockLLM(max_tokens=64)), start_output_limit(start, None)
+        (64, None)
+    """
+    call_kwargs = getattr(start, "additional_kwargs", None)
+    return output_limit(llm if llm is not None else _NO_SETTINGS, call_kwargs)
+
+
+_NO_SETTINGS: Mapping[str, Any] = MappingProxyType({})
+
+
+def start_quote(start: Any, model: str | None, llm: Any) -> CallQuote:
+    """The most the call a start event opens on ``llm`` can cost on ``model``: what a
+    budget reserves for a call made outside the wrappers (its prompt as
+    ``wrapper.prompt_tokens`` counts it, its output cap).
+
+    Example:
+        >>> from llama_index.core.instrumentation.events.llm import LLMCompletionStartEvent
+        >>> from llama_index.core.llms import MockLLM
+        >>> start = LLMCompletionStartEvent(prompt="Hello there", additional_kwargs={},
+        ...                                 model_dict={})
+        >>> start_quote(start, "m", MockLLM(max_tokens=64))
+        CallQuote(model='m', prompt_tokens=4, max_output_tokens=64)
+    """
+    call_kwargs = dict(getattr(start, "additional_kwargs", None) or {})
+    messages = getattr(start, "messages", None)
+    request: ChatRequest | CompleteRequest = (
+        CompleteRequest(str(getattr(start, "prompt", "") or ""), False, call_kwargs)
+        if messages is None
+        else ChatRequest(list(messages), call_kwargs)
+    )
+    return CallQuote(model, prompt_tokens(request), start_output_limit(start, llm))
 
 
 def usage_as_mapping(usage: TokenUsage) -> dict[str, Any]:
@@ -286,24 +333,27 @@ class SpanTree(SlotsCopied, BaseSpanHandler[SimpleSpan]):
     call nested in another LLM call (or in a router or cache wrapper) from a new one.
 
     It sees every span of the process, so it keeps a plain ``id -> parent id`` dict
-    (single dict operations, atomic under the GIL) instead of span objects. A
+    (single dict operations, atomic under the GIL) instead of span objects, and the LLM
+    of each open LLM span (its settings, e.g. ``max_tokens``, are not in the events). A
     ``watcher`` hears of root spans opening and closing.
 
     Example:
-        >>> tree = SpanTree()
+        >>> from llama_index.core.llms import MockLLM
+        >>> tree, llm = SpanTree(), MockLLM()
         >>> tree.span_enter("query-1")
-        >>> tree.span_enter("llm-1", parent_id="query-1")
-        >>> tree.ancestors("llm-1")
-        ['query-1']
+        >>> tree.span_enter("llm-1", parent_id="query-1", instance=llm)
+        >>> tree.ancestors("llm-1"), tree.llm_of("llm-1") is llm
+        (['query-1'], True)
     """
 
     # Slots, not pydantic private attributes (see model_slots): the tree is told of
     # every span of the process.
-    __slots__ = ("_parents", "_watcher")
+    __slots__ = ("_llms", "_parents", "_watcher")
 
     def __init__(self, watcher: RootSpanWatcher | None = None) -> None:
         super().__init__(open_spans={}, completed_spans=[], dropped_spans=[], current_span_ids={})
         self._parents: dict[str, str | None] = {}
+        self._llms: dict[str, BaseLLM] = {}
         self._watcher = watcher
 
     @classmethod
@@ -315,6 +365,8 @@ class SpanTree(SlotsCopied, BaseSpanHandler[SimpleSpan]):
         self, id_: str, *, parent_id: str | None = None, instance: Any = None, **kwargs: Any
     ) -> None:
         self._parents[id_] = parent_id
+        if isinstance(instance, BaseLLM):
+            self._llms[id_] = instance
         if parent_id is None and self._watcher is not None:
             self._watcher.root_entered(id_, instance)
 
@@ -325,6 +377,8 @@ class SpanTree(SlotsCopied, BaseSpanHandler[SimpleSpan]):
         self._left(id_, dropped=True)
 
     def _left(self, id_: str, *, dropped: bool) -> None:
+        if self._llms:
+            self._llms.pop(id_, None)
         root = id_ in self._parents and self._parents.pop(id_, None) is None
         if root and self._watcher is not None:
             self._watcher.root_left(id_, dropped=dropped)
@@ -338,6 +392,10 @@ class SpanTree(SlotsCopied, BaseSpanHandler[SimpleSpan]):
         return None
 
     prepare_to_drop_span = prepare_to_exit_span
+
+    def llm_of(self, span_id: str | None) -> BaseLLM | None:
+        """The LLM whose open span ``span_id`` is, if it is one."""
+        return self._llms.get(span_id) if span_id is not None else None
 
     def ancestors(self, span_id: str | None) -> list[str]:
         """Open ancestors of ``span_id``, nearest first (the span itself excluded)."""
@@ -717,8 +775,8 @@ class CostEventHandler(SlotsCopied, CostHandlerBase, BaseEventHandler):
             call.gate = call.gate or outer.gate
         if method is not None and method[1] in _RELAYED:
             call.relay = task
-        if call.gate is None and call.parent_llm is None:
-            call.reservation = self._plain_call_budget()
+        if call.gate is None and call.parent_llm is None and self._accountant.budgets:
+            call.reservation = self._plain_call_budget(event, call.model)
         if span is not None:
             with self._lock:
                 self._open[span] = call
@@ -799,10 +857,15 @@ class CostEventHandler(SlotsCopied, CostHandlerBase, BaseEventHandler):
         _trim(self._covered)
         return span, call
 
-    def _plain_call_budget(self) -> str | None:
-        """Budget check for an LLM called outside RouterLLM / SemanticCacheLLM."""
+    def _plain_call_budget(self, start: Any, model: str | None) -> str | None:
+        """Budget check for an LLM called outside RouterLLM / SemanticCacheLLM: the most
+        its call can cost reserved (its prompt and output cap on its model's price), else
+        (a call whose model is not named) an estimate from the calls before it."""
         try:
-            return self._accountant.before_call()
+            if model is None:
+                return self._accountant.before_call()
+            llm = self._spans.llm_of(start.span_id)
+            return self._accountant.admit_call(*start_quote(start, model, llm))
         except BudgetExceededError as exc:
             if not self._warned_raise:
                 self._warned_raise = True
@@ -851,7 +914,9 @@ class CostEventHandler(SlotsCopied, CostHandlerBase, BaseEventHandler):
         usage = None if counts is None else TokenUsage(*counts)
         text = None
         if usage is None:
-            text = call_text(call.start if call is not None else None, response)
+            start = call.start if call is not None else None
+            cap = start_output_limit(start, self._spans.llm_of(span)) if start else None
+            text = call_text(start, response, cap)
         done = _Done(model, usage, text, span, call.query if call is not None else None, batch)
         if gate_span is None:
             self._record_call(done, None, call.reservation if call is not None else None)

@@ -109,25 +109,32 @@ def class_name_of(llm: Any) -> str:
 def output_limit(llm: Any, call_kwargs: Mapping[str, Any] | None = None) -> int | None:
     """The most a call of ``llm`` answers, in tokens: the call's own cap (``max_tokens=``
     and the other providers' names), else the LLM's ``additional_kwargs``, else its
-    ``max_tokens`` / ``max_new_tokens`` setting; None: the engine's default.
+    ``max_tokens`` / ``max_new_tokens`` setting; None: the engine's default. ``llm`` may
+    also be its settings as a mapping (``LLM.to_dict()``).
 
     Example:
         >>> from llama_index.core.llms import MockLLM
         >>> llm = MockLLM(max_tokens=64)
-        >>> output_limit(llm), output_limit(llm, {"max_tokens": 9})
-        (64, 9)
+        >>> output_limit(llm), output_limit(llm, {"max_tokens": 9}), output_limit(llm.to_dict())
+        (64, 9, 64)
     """
-    limit = output_limit_in(call_kwargs) or output_limit_in(getattr(llm, "additional_kwargs", None))
+    limit = output_limit_in(call_kwargs)
     if limit is not None:
         return limit
+    settings = (
+        llm
+        if isinstance(llm, Mapping)
+        else {key: getattr(llm, key, None) for key in _limit_settings(type(llm))}
+    )
     # LlamaIndex's ``metadata.num_output`` is only a prompt-sizing hint (256 for any LLM
     # that does not say), not enforced: reserving it would under-reserve an uncapped model.
-    return output_limit_in({key: getattr(llm, key, None) for key in _limit_settings(type(llm))})
+    return output_limit_in(settings.get("additional_kwargs")) or output_limit_in(settings)
 
 
-# The output-cap settings a pydantic LLM class can have (its fields and class attributes),
-# by class: asking a pydantic model for an attribute it lacks costs a failed lookup and a
-# __getattr__ call, five of them per tier on every routed call.
+# The settings that may name an LLM's output cap, and those a pydantic LLM class can have
+# (its fields and class attributes), by class: asking a pydantic model for an attribute it
+# lacks costs a failed lookup and a __getattr__ call, six of them per tier per routed call.
+_CAP_SETTINGS = ("additional_kwargs", *OUTPUT_LIMIT_KEYS)
 _LIMIT_SETTINGS: dict[type, tuple[str, ...]] = {}
 
 
@@ -139,8 +146,8 @@ def _limit_settings(cls: type) -> tuple[str, ...]:
         if not isinstance(fields, Mapping) or (
             isinstance(config, Mapping) and config.get("extra") == "allow"
         ):  # instance attributes (or pydantic extras) may name a cap too
-            return OUTPUT_LIMIT_KEYS
-        keys = tuple(k for k in OUTPUT_LIMIT_KEYS if k in fields or hasattr(cls, k))
+            return _CAP_SETTINGS
+        keys = tuple(k for k in _CAP_SETTINGS if k in fields or hasattr(cls, k))
         _LIMIT_SETTINGS[cls] = keys
     return keys
 

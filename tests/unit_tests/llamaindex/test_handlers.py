@@ -39,20 +39,6 @@ def user(text: str) -> list[ChatMessage]:
     return [ChatMessage(role=MessageRole.USER, content=text)]
 
 
-@pytest.fixture
-def make_handler():
-    made: list[CostEventHandler] = []
-
-    def make(**kwargs) -> CostEventHandler:
-        handler = CostEventHandler(**kwargs).register()
-        made.append(handler)
-        return handler
-
-    yield make
-    for handler in made:
-        handler.unregister()
-
-
 def test_prices_a_call_exactly_from_raw_usage(make_handler):
     handler = make_handler()
     response = SimulatedLLM(model_name="li-handler-cheap").chat(user("hello there"))

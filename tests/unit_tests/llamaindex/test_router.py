@@ -40,20 +40,6 @@ def events():
         yield recorder
 
 
-@pytest.fixture
-def cost_handler():
-    handlers: list[CostEventHandler] = []
-
-    def make(**kwargs) -> CostEventHandler:
-        handler = CostEventHandler(**kwargs).register()
-        handlers.append(handler)
-        return handler
-
-    yield make
-    for handler in handlers:
-        handler.unregister()
-
-
 def multiply(a: int, b: int) -> int:
     """Multiply two integers."""
     return a * b
@@ -387,23 +373,23 @@ def test_strategy_routing_to_unknown_tiers_is_rejected_or_mapped_by_place():
 # -- budgets -----------------------------------------------------------------------------------
 
 
-def test_budget_raise_stops_the_call_before_any_model_is_called(router, cost_handler):
-    cost_handler(budget_usd=0.0, on_budget="raise")
+def test_budget_raise_stops_the_call_before_any_model_is_called(router, make_handler):
+    make_handler(budget_usd=0.0, on_budget="raise")
     with pytest.raises(BudgetExceededError):
         router.chat(user(COMPLEX))
     assert router.llms["simple"].calls == router.llms["complex"].calls == 0
 
 
-async def test_budget_raise_also_applies_to_async_streams(router, cost_handler):
-    cost_handler(budget_usd=0.0, on_budget="raise")
+async def test_budget_raise_also_applies_to_async_streams(router, make_handler):
+    make_handler(budget_usd=0.0, on_budget="raise")
     with pytest.raises(BudgetExceededError):
         await router.astream_chat(user(COMPLEX))
 
 
-def test_budget_downgrade_answers_with_the_cheapest_tier(cost_handler):
+def test_budget_downgrade_answers_with_the_cheapest_tier(make_handler):
     # At 50 output tokens the strong tier may cost ~$0.0008, the cheap one ~$0.00006.
     router = RouterLLM(llms=tiers("deepseek-chat", "claude-3-5-sonnet", max_tokens=50))
-    cost_handler(budget_usd=0.0003, on_budget="downgrade")
+    make_handler(budget_usd=0.0003, on_budget="downgrade")
     routing = router.complete(COMPLEX).additional_kwargs["routing"]
     assert routing["tier"] == "simple" and routing["reason"] == "budget exceeded: downgraded"
 

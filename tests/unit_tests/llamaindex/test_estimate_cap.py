@@ -1,0 +1,94 @@
+"""Through ``CostEventHandler``: an LLM that reports no usage and caps its answers at
+``max_tokens=100`` is booked at most 100 output tokens a call (the LangChain face's rule,
+issue 16's audit: 134 tokens a call past a cap of 100), and a plain call under a budget
+reserves its prompt and that cap on its model's price, as the wrappers' calls do."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from llama_index.core.base.llms.types import CompletionResponse, LLMMetadata
+from llama_index.core.llms import ChatMessage, CustomLLM
+from llama_index.core.llms.callbacks import llm_completion_callback
+from pydantic import Field
+
+from costopt_core.pricing import set_price
+from llamaindex_costopt import RouterLLM
+from llamaindex_costopt.wrapper import CompleteRequest, prompt_tokens
+
+PRICE_IN, PRICE_OUT = 2.7e-7, 1.1e-6
+set_price("capped-li", input_per_token=PRICE_IN, output_per_token=PRICE_OUT)
+QUESTION = "请分析并比较两种架构"
+ANSWER = "请分析并比较两种架构" * 20  # well past the cap by any count from its text
+
+
+class NoUsageLLM(CustomLLM):
+    """Answers at its output cap and reports no token usage (a stream without usage)."""
+
+    max_tokens: int | None = 100
+    seen_reserved: list[float] = Field(default_factory=list)
+    handler: Any = None
+
+    @property
+    def metadata(self) -> LLMMetadata:
+        return LLMMetadata(model_name="capped-li")
+
+    @llm_completion_callback()
+    def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
+        if self.handler is not None:
+            self.seen_reserved.append(self.handler.ledger.reserved_usd)
+        return CompletionResponse(text=ANSWER, raw={"model": "capped-li"})
+
+    @llm_completion_callback()
+    def stream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> Any:
+        raise NotImplementedError
+
+
+def test_a_plain_call_without_usage_is_booked_at_most_its_cap(make_handler) -> None:
+    handler = make_handler()
+    NoUsageLLM().complete(QUESTION)
+    [record] = handler.ledger.records()
+    assert record.estimated and record.output_tokens == 100  # before: past the cap
+
+
+def test_the_call_cap_given_to_the_call_holds_too(make_handler) -> None:
+    handler = make_handler()
+    NoUsageLLM(max_tokens=None).complete(QUESTION, max_tokens=40)
+    [record] = handler.ledger.records()
+    assert record.estimated and record.output_tokens == 40
+
+
+def test_a_routed_call_without_usage_is_booked_at_most_its_tiers_cap(make_handler) -> None:
+    handler = make_handler()
+    RouterLLM(llms={"simple": NoUsageLLM(), "complex": NoUsageLLM()}).complete(QUESTION)
+    [record] = handler.ledger.records()
+    assert record.estimated and record.output_tokens == 100
+
+
+def test_a_plain_budgeted_call_reserves_its_prompt_and_cap(make_handler) -> None:
+    handler = make_handler(budget_usd=1.0)
+    llm = NoUsageLLM(handler=handler, seen_reserved=[])
+    llm.complete(QUESTION)
+    prompt = prompt_tokens(CompleteRequest(QUESTION, False, {}))
+    assert llm.seen_reserved == [pytest.approx(prompt * PRICE_IN + 100 * PRICE_OUT)]
+    assert handler.ledger.reserved_usd == 0.0  # settled by the answer
+
+
+def test_an_unnamed_models_budgeted_call_still_reserves_an_estimate(make_handler) -> None:
+    class Unnamed(NoUsageLLM):
+        @property
+        def metadata(self) -> LLMMetadata:
+            return LLMMetadata(model_name="unknown")
+
+    handler = make_handler(budget_usd=1.0, call_estimate_usd=0.01)
+    llm = Unnamed(handler=handler, seen_reserved=[])
+    llm.complete(QUESTION)
+    assert llm.seen_reserved == [pytest.approx(0.01)]
+
+
+def test_chat_messages_are_quoted_as_the_wrappers_quote_them(make_handler) -> None:
+    handler = make_handler(budget_usd=1.0)
+    llm = NoUsageLLM(handler=handler, seen_reserved=[])
+    llm.chat([ChatMessage(role="user", content=QUESTION)])  # CustomLLM chats via complete
+    assert len(llm.seen_reserved) == 1 and llm.seen_reserved[0] > 100 * PRICE_OUT
