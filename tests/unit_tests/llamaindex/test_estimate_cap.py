@@ -75,14 +75,9 @@ def test_a_plain_budgeted_call_reserves_its_prompt_and_cap(make_handler) -> None
     assert handler.ledger.reserved_usd == 0.0  # settled by the answer
 
 
-def test_an_unnamed_models_budgeted_call_still_reserves_an_estimate(make_handler) -> None:
-    class Unnamed(NoUsageLLM):
-        @property
-        def metadata(self) -> LLMMetadata:
-            return LLMMetadata(model_name="unknown")
-
+def test_a_set_call_estimate_still_stands_in_for_the_quote(make_handler) -> None:
     handler = make_handler(budget_usd=1.0, call_estimate_usd=0.01)
-    llm = Unnamed(handler=handler, seen_reserved=[])
+    llm = NoUsageLLM(handler=handler, seen_reserved=[])
     llm.complete(QUESTION)
     assert llm.seen_reserved == [pytest.approx(0.01)]
 
