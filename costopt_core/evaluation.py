@@ -368,6 +368,20 @@ def _plain_progress(items: Iterable[Any], total: int, desc: str, unit: str) -> I
             print(f"{desc}: {done}/{total} {unit}s", file=sys.stderr, flush=True)
 
 
+def answer_judged(name: str) -> str:
+    """Why strategy ``name``, which judges the cheaper model's answer (a cascade), cannot
+    be evaluated from prompts and labels."""
+    return (
+        f"strategy {name!r} escalates after the cheaper model answers (a check on the "
+        "answer), so it cannot be scored from prompts and labels alone: every prompt "
+        "would score the same, which is random routing (APGR 0.500). Evaluate the "
+        "strategy it starts from instead (e.g. 'default', or a learned one by "
+        "cross-validation: costopt eval-router DATA --strategy knn --folds 5), and "
+        "measure the cascade on real answers: its rejected attempts show in "
+        "costopt report under the lever 'cascade'"
+    )
+
+
 def score_prompts(
     strategy: Any, prompts: Sequence[str], *, progress: bool = False, desc: str = "scoring"
 ) -> np.ndarray:
@@ -380,16 +394,7 @@ def score_prompts(
 
     router = as_strategy(strategy)
     if callable(getattr(router, "accept", None)):
-        name = getattr(router, "name", None) or type(router).__name__
-        raise ValueError(
-            f"strategy {name!r} escalates after the cheaper model answers (a check on the "
-            "answer), so it cannot be scored from prompts and labels alone: every prompt "
-            "would score the same, which is random routing (APGR 0.500). Evaluate the "
-            "strategy it starts from instead (e.g. 'default', or a learned one by "
-            "cross-validation: costopt eval-router DATA --strategy knn --folds 5), and "
-            "measure the cascade on real answers: its rejected attempts show in "
-            "costopt report under the lever 'cascade'"
-        )
+        raise ValueError(answer_judged(getattr(router, "name", None) or type(router).__name__))
     scores = np.empty(len(prompts))
     batch = getattr(router, "scores", None)
     if callable(batch):

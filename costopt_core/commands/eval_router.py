@@ -40,6 +40,7 @@ from costopt_core.evaluation import (
     DEFAULT_WEAK_MODEL,
     RouterEvaluation,
     RoutingData,
+    answer_judged,
     call_costs,
     cross_val_scores,
     embed_all,
@@ -69,7 +70,12 @@ DESCRIPTION = (
 
 def register(subparsers: Any) -> argparse.ArgumentParser:
     parser = add_command(subparsers, "eval-router", SUMMARY, DESCRIPTION, run)
-    add_data_arguments(parser, default_strategy="default", extra_choices=[RANDOM])
+    add_data_arguments(
+        parser,
+        default_strategy="default",
+        extra_choices=[RANDOM],
+        strategies=prompt_scored_strategy_names(),
+    )
     parser.add_argument(
         "--folds",
         type=int,
@@ -118,6 +124,21 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         "half the prompts and report the share realised on the other half",
     )
     return parser
+
+
+def prompt_scored_strategy_names() -> list[str]:
+    """The built-in strategies that can be scored from prompts and labels (what
+    eval-router takes): all but those that judge the cheaper model's answer (a cascade).
+
+    Example:
+        >>> "cascade" in prompt_scored_strategy_names(), "default" in prompt_scored_strategy_names()
+        (False, True)
+    """
+    return [
+        name
+        for name in available_strategies()
+        if not callable(getattr(strategy_class(name), "accept", None))
+    ]
 
 
 def learned_strategy_names() -> list[str]:
@@ -230,7 +251,10 @@ def check_strategy_name(args: argparse.Namespace) -> None:
     known = set(available_strategies())
     if any(strategy_class(choice) is cls for choice in args.strategy_choices if choice in known):
         return
-    # A strategy this command does not take (train-router and a rule-based one).
+    # A strategy this command does not take: (eval-router) one that judges answers, a
+    # cascade; (train-router) one that learns nothing.
+    if args.command == "eval-router" and callable(getattr(cls, "accept", None)):
+        raise ValueError(answer_judged(name))
     raise ValueError(
         f"strategy {args.strategy!r} is not trained (it learns nothing from labels), so "
         f"{args.command} cannot use it; choose one of {args.strategy_choices}"

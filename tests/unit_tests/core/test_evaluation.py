@@ -617,6 +617,13 @@ def test_cli_cascade_is_refused_not_scored_as_random(tmp_path, capsys) -> None:
     assert "cannot be scored from prompts" in captured.err and "--folds" in captured.err
 
 
+def test_cli_eval_router_help_lists_only_strategies_it_can_score(capsys) -> None:
+    with pytest.raises(SystemExit):
+        main(["eval-router", "--help"])
+    listed = capsys.readouterr().out.split("--strategy STRATEGY", 2)[-1]
+    assert "'zero-shot'" in listed and "'knn'" in listed and "'cascade'" not in listed
+
+
 @pytest.mark.filterwarnings("ignore:no neural offline embedding")
 def test_cli_eval_of_a_router_on_its_training_prompts_warns(tmp_path, capsys) -> None:
     data = _labels_csv(tmp_path)
