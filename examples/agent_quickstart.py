@@ -21,7 +21,6 @@ except ImportError:  # the extra is not installed: say which, not a bare traceba
 from langchain_core.messages import AIMessage
 from langchain_core.tools import tool
 
-from costopt_core import get_strategy
 from langchain_costopt import cost_tracker
 from langchain_costopt.middleware import CostRoutingMiddleware
 from langchain_costopt.simulated import SimulatedChatModel
@@ -47,7 +46,6 @@ def main() -> None:
     }
     routing = CostRoutingMiddleware(
         models=tiers,
-        strategy=get_strategy("rules", languages=("zh", "en")),
         tool_result_downgrade=1,
     )
     agent = create_agent(tiers["complex"], tools=[get_weather], middleware=[routing])

@@ -22,7 +22,6 @@ try:
 except ImportError:  # the extra is not installed: say which, not a bare traceback
     sys.exit(f'{__file__} needs the [llamaindex] extra: pip install "costopt-llm[llamaindex]"')
 
-from costopt_core import get_strategy
 from llamaindex_costopt import CostEventHandler, RouterLLM, SemanticCacheLLM
 from llamaindex_costopt.simulated import HashingEmbedding, SimulatedLLM
 
@@ -89,8 +88,8 @@ def main() -> None:
             "medium": SimulatedLLM(model_name="gpt-4o-mini"),
             "complex": SimulatedLLM(model_name="claude-3.5-sonnet"),
         },
-        # The seed's rules, plus English cue words of the same kinds.
-        strategy=get_strategy("rules", languages=("zh", "en")),
+        # No strategy: the default (the seed's rules on the seed's cue words, a zero-shot
+        # judgement of every other prompt, English or Chinese).
     )
     # A fixed threshold is the seed's rule (the cosine alone decides): it lets this
     # offline demo's lexical hashing embedding show a reworded hit. In production give

@@ -16,7 +16,7 @@ prices it under the name it reports.
 
 from __future__ import annotations
 
-from costopt_core import get_price, get_strategy
+from costopt_core import get_price
 from costopt_core.cli import main as costopt
 from costopt_core.local_models import price_status, set_hourly_cost
 from langchain_costopt import CostCallbackHandler, RouterChatModel
@@ -53,7 +53,6 @@ def main() -> None:
             "medium": SimulatedChatModel(model_name=RENTED_GPU),
             "complex": SimulatedChatModel(model_name=API),  # e.g. ChatAnthropic(...)
         },
-        strategy=get_strategy("rules", languages=("zh", "en")),
         callbacks=[cost],
     )
 
