@@ -485,6 +485,9 @@ class _Open:
     streamed: Any = None
     # A StructuredLLM stream whose inner call has not started yet (see _claim_structured).
     awaits_inner: bool = False
+    # The LLM the call runs on, while its span is open (a stream's span closes before
+    # its end event): its cap bounds a count from text.
+    llm: Any = None
 
 
 @dataclass(slots=True)
@@ -766,6 +769,7 @@ class CostEventHandler(SlotsCopied, CostHandlerBase, BaseEventHandler):
             parent_llm=parent_llm,
             start=event,
             query=query,
+            llm=self._spans.llm_of(span),
         )
         if relayed is not None:
             # The inner call is the one priced; it settles where the outer one would.
@@ -776,7 +780,7 @@ class CostEventHandler(SlotsCopied, CostHandlerBase, BaseEventHandler):
         if method is not None and method[1] in _RELAYED:
             call.relay = task
         if call.gate is None and call.parent_llm is None and self._accountant.budgets:
-            call.reservation = self._plain_call_budget(event, call.model)
+            call.reservation = self._plain_call_budget(event, call)
         if span is not None:
             with self._lock:
                 self._open[span] = call
@@ -857,15 +861,19 @@ class CostEventHandler(SlotsCopied, CostHandlerBase, BaseEventHandler):
         _trim(self._covered)
         return span, call
 
-    def _plain_call_budget(self, start: Any, model: str | None) -> str | None:
+    def _plain_call_budget(self, start: Any, call: _Open) -> str | None:
         """Budget check for an LLM called outside RouterLLM / SemanticCacheLLM: the most
         its call can cost reserved (its prompt and output cap on its model's price), else
-        (a call whose model is not named) an estimate from the calls before it."""
+        (a model not named or not priced) an estimate from the calls before it."""
         try:
-            if model is None:
-                return self._accountant.before_call()
-            llm = self._spans.llm_of(start.span_id)
-            return self._accountant.admit_call(*start_quote(start, model, llm))
+            accountant = self._accountant
+            model = call.model
+            if model is None or accountant.catalog.get(model) is None:
+                # Not the dearest prices' quote the wrappers reserve for an unpriced
+                # model: the budget cannot stop this call, so holding what is left of it
+                # would only refuse the calls it can stop (the wrappers').
+                return accountant.before_call()
+            return accountant.admit_call(*start_quote(start, model, call.llm))
         except BudgetExceededError as exc:
             if not self._warned_raise:
                 self._warned_raise = True
@@ -915,7 +923,8 @@ class CostEventHandler(SlotsCopied, CostHandlerBase, BaseEventHandler):
         text = None
         if usage is None:
             start = call.start if call is not None else None
-            cap = start_output_limit(start, self._spans.llm_of(span)) if start else None
+            llm = call.llm if call is not None else None
+            cap = start_output_limit(start, llm) if start else None
             text = call_text(start, response, cap)
         done = _Done(model, usage, text, span, call.query if call is not None else None, batch)
         if gate_span is None:

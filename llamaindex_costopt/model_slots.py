@@ -21,6 +21,7 @@ Example:
 
 from __future__ import annotations
 
+import copy
 import pickle
 from typing import Any, ClassVar, Self
 
@@ -36,6 +37,22 @@ class SlotsCopied:
         for name, value in _slot_values(self).items():
             object.__setattr__(clone, name, value)
         return clone
+
+    def __deepcopy__(self, memo: dict[int, Any] | None = None) -> Self:
+        clone = super().__deepcopy__(memo)  # type: ignore[misc]
+        for name, value in _slot_values(self).items():
+            object.__setattr__(clone, name, copy.deepcopy(value, memo))
+        return clone
+
+    def __eq__(self, other: object) -> bool:
+        # pydantic compares fields and private attributes: the state in slots counts too.
+        if self is other:
+            return True
+        if type(other) is not type(self):
+            return NotImplemented
+        return bool(super().__eq__(other)) and _slot_values(self) == _slot_values(other)  # type: ignore[misc]
+
+    __hash__ = None  # type: ignore[assignment]
 
     #: Pickle leaves out slots whose values cannot be pickled, as LlamaIndex's
     #: ``BaseComponent`` (an LLM's base) does with private attributes; else pickling

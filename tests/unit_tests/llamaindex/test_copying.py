@@ -101,3 +101,26 @@ def test_a_pickled_wrapper_answers_as_the_original(make) -> None:
     original = make()
     clone = pickle.loads(pickle.dumps(original))
     assert clone.complete(QUESTION).text == original.complete(QUESTION).text
+
+
+def test_two_handlers_are_not_equal_and_the_dispatcher_removes_the_right_one() -> None:
+    from llama_index.core.instrumentation import get_dispatcher
+
+    first, second = CostEventHandler(), CostEventHandler()
+    assert first != second and first == first and copy.copy(first) == first
+    root = get_dispatcher()
+    root.add_event_handler(first)
+    root.add_event_handler(second)
+    try:
+        root.event_handlers.remove(second)
+        with first:
+            SimulatedLLM(model_name="gpt-4o-mini").chat([ChatMessage(role="user", content="hi")])
+        assert (first.summary().calls, second.summary().calls) == (1, 0)
+    finally:
+        root.event_handlers = [h for h in root.event_handlers if h is not first and h is not second]
+
+
+@pytest.mark.parametrize("deep_copy", [copy.deepcopy, lambda h: h.model_copy(deep=True)])
+def test_a_deep_copy_of_the_handler_refuses_clearly_as_before(deep_copy) -> None:
+    with pytest.raises(TypeError, match="lock"):
+        deep_copy(CostEventHandler())

@@ -5,6 +5,7 @@ reserves its prompt and that cap on its model's price, as the wrappers' calls do
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -42,7 +43,13 @@ class NoUsageLLM(CustomLLM):
 
     @llm_completion_callback()
     def stream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> Any:
-        raise NotImplementedError
+        def chunks() -> Iterator[CompletionResponse]:
+            text = ""
+            for character in ANSWER:
+                text += character
+                yield CompletionResponse(text=text, delta=character)
+
+        return chunks()
 
 
 def test_a_plain_call_without_usage_is_booked_at_most_its_cap(make_handler) -> None:
@@ -87,3 +94,27 @@ def test_chat_messages_are_quoted_as_the_wrappers_quote_them(make_handler) -> No
     llm = NoUsageLLM(handler=handler, seen_reserved=[])
     llm.chat([ChatMessage(role="user", content=QUESTION)])  # CustomLLM chats via complete
     assert len(llm.seen_reserved) == 1 and llm.seen_reserved[0] > 100 * PRICE_OUT
+
+
+@pytest.mark.parametrize("budget", [None, 1.0])
+def test_a_streamed_call_without_usage_is_booked_at_most_its_cap(make_handler, budget) -> None:
+    # A stream's span closes when its generator is returned, before its end event.
+    handler = make_handler(budget_usd=budget)
+    llm = NoUsageLLM()
+    list(llm.stream_complete(QUESTION))
+    list(llm.stream_chat([ChatMessage(role="user", content=QUESTION)]))
+    assert [r.output_tokens for r in handler.ledger.records()] == [100, 100]
+
+
+def test_an_unpriced_plain_call_does_not_hold_what_is_left_of_the_budget(make_handler) -> None:
+    # The budget cannot stop a plain call (LlamaIndex swallows what a handler raises):
+    # holding the budget's rest for it would only refuse the wrappers' calls meanwhile.
+    class Local(NoUsageLLM):
+        @property
+        def metadata(self) -> LLMMetadata:
+            return LLMMetadata(model_name="unpriced-local-li")
+
+    handler = make_handler(budget_usd=0.05)  # less than its maximum at the dearest prices
+    llm = Local(handler=handler, seen_reserved=[])
+    llm.complete(QUESTION)
+    assert llm.seen_reserved[0] < 0.01  # was 0.05: the whole budget
