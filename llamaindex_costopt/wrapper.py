@@ -46,8 +46,10 @@ from llama_index.core.callbacks import CallbackManager
 from llama_index.core.instrumentation import get_dispatcher
 from llama_index.core.llms.function_calling import FunctionCallingLLM
 from llama_index.core.llms.llm import LLM
+from llama_index.core.llms.structured_llm import StructuredLLM
 from llama_index.core.prompts import BasePromptTemplate
 from llama_index.core.types import TokenAsyncGen, TokenGen
+from pydantic import BaseModel
 
 from costopt_core.budget_gate import (
     OUTPUT_LIMIT_KEYS,
@@ -121,6 +123,12 @@ def output_limit(llm: Any, call_kwargs: Mapping[str, Any] | None = None) -> int 
     limit = output_limit_in(call_kwargs)
     if limit is not None:
         return limit
+    if isinstance(llm, WrapperLLM):
+        # A costopt wrapper answers with the LLMs it wraps: the most any of them may.
+        caps = [output_limit(inner) for inner in llm._wrapped_llms()]
+        return None if not caps or None in caps else max(caps)  # type: ignore[type-var]
+    if isinstance(llm, StructuredLLM):
+        return output_limit(llm.llm)
     settings = (
         llm
         if isinstance(llm, Mapping)
@@ -143,9 +151,11 @@ def _limit_settings(cls: type) -> tuple[str, ...]:
     if keys is None:
         fields = getattr(cls, "model_fields", None)
         config = getattr(cls, "model_config", None)
-        if not isinstance(fields, Mapping) or (
-            isinstance(config, Mapping) and config.get("extra") == "allow"
-        ):  # instance attributes (or pydantic extras) may name a cap too
+        if (
+            not isinstance(fields, Mapping)
+            or (isinstance(config, Mapping) and config.get("extra") == "allow")
+            or getattr(cls, "__getattr__", None) is not BaseModel.__getattr__
+        ):  # instance attributes, pydantic extras or a delegating __getattr__ may name one
             return _CAP_SETTINGS
         keys = tuple(k for k in _CAP_SETTINGS if k in fields or hasattr(cls, k))
         _LIMIT_SETTINGS[cls] = keys

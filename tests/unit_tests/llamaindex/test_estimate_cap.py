@@ -1,7 +1,8 @@
 """Through ``CostEventHandler``: an LLM that reports no usage and caps its answers at
 ``max_tokens=100`` is booked at most 100 output tokens a call (the LangChain face's rule,
 issue 16's audit: 134 tokens a call past a cap of 100), and a plain call under a budget
-reserves its prompt and that cap on its model's price, as the wrappers' calls do."""
+reserves its prompt and that cap on its model's price, as the wrappers' calls do; a
+wrapper (a cache tier, a StructuredLLM) is quoted on the cap of the LLM it wraps."""
 
 from __future__ import annotations
 
@@ -10,13 +11,14 @@ from typing import Any
 
 import pytest
 from llama_index.core.base.llms.types import CompletionResponse, LLMMetadata
-from llama_index.core.llms import ChatMessage, CustomLLM
+from llama_index.core.llms import ChatMessage, CustomLLM, MockLLM
 from llama_index.core.llms.callbacks import llm_completion_callback
-from pydantic import Field
+from pydantic import BaseModel, Field
 
 from costopt_core.pricing import set_price
-from llamaindex_costopt import RouterLLM
-from llamaindex_costopt.wrapper import CompleteRequest, prompt_tokens
+from llamaindex_costopt import RouterLLM, SemanticCacheLLM
+from llamaindex_costopt.simulated import HashingEmbedding, SimulatedLLM
+from llamaindex_costopt.wrapper import CompleteRequest, output_limit, prompt_tokens
 
 PRICE_IN, PRICE_OUT = 2.7e-7, 1.1e-6
 set_price("capped-li", input_per_token=PRICE_IN, output_per_token=PRICE_OUT)
@@ -118,3 +120,27 @@ def test_an_unpriced_plain_call_does_not_hold_what_is_left_of_the_budget(make_ha
     llm = Local(handler=handler, seen_reserved=[])
     llm.complete(QUESTION)
     assert llm.seen_reserved[0] < 0.01  # was 0.05: the whole budget
+
+
+def test_a_tier_behind_a_cache_keeps_its_cap_in_the_routers_quote(make_handler) -> None:
+    # The budget fits the tiers' capped maximum (64 output tokens), not 4,096 tokens.
+    set_price("capped-li-strong", input_per_token=2.5e-6, output_per_token=1e-5)
+    handler = make_handler(budget_usd=0.01, on_budget="raise")
+    tiers = {
+        "simple": SimulatedLLM(model_name="capped-li", max_tokens=64),
+        "complex": SimulatedLLM(model_name="capped-li-strong", max_tokens=64),
+    }
+    cached = {
+        tier: SemanticCacheLLM(llm, embed_model=HashingEmbedding()) for tier, llm in tiers.items()
+    }
+    router = RouterLLM(llms=cached, strategy="rules")
+    assert output_limit(router) == output_limit(cached["complex"]) == 64
+    router.complete("请分析并比较两种架构设计的优缺点")  # refused before: $0.04 reserved
+    assert 0 < handler.total_cost <= 0.01
+
+
+def test_a_structured_llm_is_quoted_on_its_inner_llms_cap() -> None:
+    class Answer(BaseModel):
+        text: str
+
+    assert output_limit(MockLLM(max_tokens=9).as_structured_llm(Answer)) == 9
