@@ -1004,6 +1004,25 @@ class CostEventHandler(SlotsCopied, CostHandlerBase, BaseEventHandler):
         if call is not None:
             self._accountant.cancel(call.reservation)
         self._release_gate(gate)
+        if span is not None and span in self._gates:  # a dict read: atomic, no lock
+            self._wrapper_dropped(span)
+
+    def _wrapper_dropped(self, span: str) -> None:
+        # A wrapper's own span failed or was cancelled without its router telling the
+        # outcome (a task cancelled mid-call dispatches no decision, and with no budget
+        # there is no reservation to release): its gate goes, after booking any answer
+        # already billed that waited for the decision (the last as the call, any before
+        # it as rejected attempts, as a decision without error would have).
+        with self._lock:
+            gate = self._gates.pop(span, None)
+            decision = self._decisions.pop(span, None)
+            pending = self._pending.pop(span, [])
+        if pending:
+            *rejected, answer = pending
+            for done in rejected:
+                self._record_attempt(done, {})
+            self._record_call(answer, decision, gate.take_answered() if gate is not None else None)
+        self._release_gate(gate)
 
     def _on_cache_hit(self, event: Any) -> None:
         # A cache inside a router or another wrapper answered: the wrapper's budget
