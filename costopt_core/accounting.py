@@ -18,9 +18,11 @@ Example:
 A face (``CostCallbackHandler``, ``CostEventHandler``) turns its framework's events into
 three calls: ``before_call()`` (budget check and reservation, before the provider is
 called), then ``record_call`` / ``record_cache_hit`` / ``record_attempt`` with the model
-name and a ``TokenUsage`` (``usage_from_mapping`` reads the usual provider formats).
-A face shows the figures (``total_cost``, ``report()``, ``to_json()``, budgets...) by
-inheriting ``AccountantViews``, which reads the face's ``accountant`` attribute.
+name and a ``TokenUsage`` (``costopt_core.usage.usage_from_mapping`` reads the usual
+provider formats). A face shows the figures (``total_cost``, ``report()``, ``to_json()``,
+budgets...) by inheriting ``costopt_core.cost_handler.AccountantViews``, which reads the
+face's ``accountant`` attribute. What the accountant learns and logs of models it cannot
+price is in ``costopt_core.unquoted_models`` and ``costopt_core.model_warnings``.
 The per-call methods run on every LLM call, so they are kept to a few dict operations, one
 price lookup and one ledger append under a lock (see benchmarks/handler_overhead.py).
 
@@ -74,8 +76,6 @@ Rules, in one place so both faces agree:
 
 from __future__ import annotations
 
-import difflib
-import inspect
 import json
 import logging
 import math
@@ -84,14 +84,11 @@ import time
 import warnings
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from os import PathLike
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Generic, Literal, Self, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Literal
 from uuid import UUID
 
-from costopt_core.arguments import refuse_unknown_arguments
 from costopt_core.budget_gate import CallQuote, max_call_cost
 from costopt_core.cost_report import (
     UNPRICED,
@@ -101,6 +98,7 @@ from costopt_core.cost_report import (
     report_csv,
     report_dict,
 )
+from costopt_core.exports import lazy_exports
 from costopt_core.fault_log import FaultLog
 from costopt_core.ledger import (
     Budget,
@@ -126,14 +124,30 @@ from costopt_core.levers import (
 )
 from costopt_core.local_models import is_local
 from costopt_core.metadata_keys import BATCH_TAG, TOKEN_COUNTER_TAG, USAGE_ESTIMATED, USAGE_TAG
+from costopt_core.model_warnings import calls_of, warn_unmetered, warn_unpriced, warn_unquoted
 from costopt_core.pricing import (
-    SEED_MODELS,
     ModelPrice,
     PriceCatalog,
     check_amount,
     default_catalog,
 )
-from costopt_core.tokens import count_prompt_tokens, count_tokens
+from costopt_core.unquoted_models import UnquotedModels, dearest_listed_prices, holding_rest_note
+from costopt_core.usage import (
+    CallText,
+    UsageCounts,
+    capped_output,
+    price_usage,
+    usage_counts,
+    usage_from_mapping,
+)
+
+if TYPE_CHECKING:
+    from costopt_core.cost_handler import (
+        HANDLER_ARGUMENTS,
+        AccountantViews,
+        CostHandlerBase,
+        refuse_handler_arguments,
+    )
 
 logger = logging.getLogger(__name__)
 
@@ -147,167 +161,9 @@ _RECENT_CALLS = 32
 _RECORD_ESTIMATED = "estimated" in CostRecord.__dataclass_fields__
 _BATCH_TAGS: Mapping[str, str] = MappingProxyType({BATCH_TAG: "1"})
 
-T = TypeVar("T")
-
-_warned_lock = threading.Lock()
-_warned_unpriced: set[str] = set()
-_warned_unmetered: set[str] = set()
-_warned_unquoted: set[str] = set()
-_warned_uncountable: set[str] = set()
-
 
 class BudgetWarning(UserWarning):
     """Emitted (once per crossing) when ``on_budget="warn"`` and a budget is spent."""
-
-
-def _warn_once(warned: set[str], model: str, message: str, *args: object) -> None:
-    # Once per model per process: a log line per call would drown the application's.
-    with _warned_lock:
-        if model in warned:
-            return
-        warned.add(model)
-    logger.warning(message, *args)
-
-
-def warn_unpriced(model: str) -> None:
-    """Log once per process that ``model`` has no price (its cost reads "unpriced")."""
-    _warn_once(
-        _warned_unpriced,
-        model,
-        "no price known for model %r: its calls are reported as 'unpriced' (tokens "
-        "counted, cost unknown). Register one with set_price(%r, input_per_token=..., "
-        "output_per_token=...) from costopt_core (or langchain_costopt)",
-        model,
-        model,
-    )
-
-
-def warn_unmetered(model: str, estimated: bool = False) -> None:
-    """Log once per process that ``model`` answered without reporting token usage."""
-    _warn_once(
-        _warned_unmetered,
-        model,
-        "model %r reported no token usage: %s",
-        model,
-        "its calls are costed from their prompt and answer text and marked estimated"
-        if estimated
-        else "its calls are counted with an unknown cost (reported as 'unpriced'), not as $0",
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class CallText:
-    """What a call said, kept by a face to cost a call whose provider reported no usage.
-
-    ``prompt`` holds the texts of the prompt's messages (or the one completion prompt,
-    with ``chat=False``), including any bound tools' JSON; ``answer`` the answer's text
-    (and its tool calls' JSON).
-
-    Example:
-        >>> usage, counter = CallText(["Be brief.", "Hello, world!"], "Hi!").usage(None)
-        >>> usage.input_tokens, usage.output_tokens, counter
-        (16, 1, 'approximate')
-    """
-
-    prompt: Sequence[str]
-    answer: str
-    chat: bool = True
-    #: The call's output limit (its ``max_tokens``), when the face knows it: a provider
-    #: never bills more output, so a count from text (an estimate) is kept below it.
-    max_output_tokens: int | None = field(default=None, repr=False)
-
-    def usage(self, model: str | None) -> tuple[TokenUsage, str]:
-        """The call's usage counted on ``model``'s tokenizer (see ``costopt_core.tokens``)
-        and the counter that gave it (the answer's count at most ``max_output_tokens``).
-
-        Example:
-            >>> CallText(["Hi"], "word " * 500, max_output_tokens=100).usage(None)[0].output_tokens
-            100
-        """
-        prompt, counter = count_prompt_tokens(self.prompt, model, chat=self.chat)
-        answer, _ = count_tokens(self.answer, model)
-        return TokenUsage(prompt, _capped(answer, self.max_output_tokens)), counter
-
-
-def _capped(tokens: int, cap: int | None) -> int:
-    return tokens if cap is None or type(cap) is not int or cap <= 0 else min(tokens, cap)
-
-
-# -- usage parsing ------------------------------------------------------------------------
-
-
-def _int(value: Any) -> int:
-    if type(value) is int:
-        return value if value >= 0 else 0
-    if isinstance(value, bool) or value is None:
-        return 0
-    if isinstance(value, int):
-        return max(0, value)
-    if isinstance(value, float) and math.isfinite(value):
-        return max(0, int(value))
-    return 0
-
-
-def _get(mapping: Mapping[str, Any], *keys: str) -> Any:
-    for key in keys:
-        value = mapping.get(key)
-        if value is not None:
-            return value
-    return None
-
-
-def _responses_details(usage: Mapping[str, Any]) -> tuple[int, int]:
-    # OpenAI's Responses API usage (``ResponseUsage`` or its ``model_dump()``) keeps its
-    # cached input and reasoning tokens under their own keys. LangChain's OpenAI
-    # integration copies the same two counts into input/output_token_details, so a usage
-    # carrying LangChain's details is read from those alone: the counts are never added.
-    details_in = usage.get("input_tokens_details")
-    details_out = usage.get("output_tokens_details")
-    read = reasoning = 0
-    if type(details_in) is dict or isinstance(details_in, Mapping):
-        read = details_in.get("cached_tokens", 0)
-        if type(read) is not int or read < 0:
-            read = _int(read)
-    if type(details_out) is dict or isinstance(details_out, Mapping):
-        reasoning = details_out.get("reasoning_tokens", 0)
-        if type(reasoning) is not int or reasoning < 0:
-            reasoning = _int(reasoning)
-    return read, reasoning
-
-
-def usage_from_mapping(usage: Mapping[str, Any] | None) -> TokenUsage | None:
-    """Token usage from a provider or framework usage dict, or ``None`` if it has none.
-
-    Understands LangChain ``usage_metadata`` (``input_token_details.cache_read`` /
-    ``cache_creation``, ``output_token_details.reasoning``), OpenAI ``token_usage``
-    (``prompt_tokens``, ``prompt_tokens_details.cached_tokens``,
-    ``completion_tokens_details.reasoning_tokens``), the OpenAI Responses API's usage
-    (``input_tokens``, ``input_tokens_details.cached_tokens``,
-    ``output_tokens_details.reasoning_tokens``; read only when LangChain's details are
-    absent, as LangChain copies these counts into its own), Anthropic (whose ``input_tokens``
-    *exclude* ``cache_read_input_tokens`` / ``cache_creation_input_tokens``), Gemini
-    (``prompt_token_count``; ``thoughts_token_count`` billed as output) and Bedrock
-    (``inputTokens``). Results follow LangChain conventions (input includes cache
-    tokens, output includes reasoning).
-
-    Example:
-        >>> usage_from_mapping({"prompt_tokens": 100, "completion_tokens": 20,
-        ...     "prompt_tokens_details": {"cached_tokens": 60}})
-        TokenUsage(input_tokens=100, output_tokens=20, cache_read_tokens=60, \
-cache_write_tokens=0, reasoning_tokens=0)
-        >>> usage_from_mapping({"input_tokens": 10_000, "output_tokens": 200,
-        ...     "input_tokens_details": {"cached_tokens": 8_000},
-        ...     "output_tokens_details": {"reasoning_tokens": 50}})
-        TokenUsage(input_tokens=10000, output_tokens=200, cache_read_tokens=8000, \
-cache_write_tokens=0, reasoning_tokens=50)
-    """
-    counts = usage_counts(usage)
-    return None if counts is None else TokenUsage(*counts)
-
-
-#: A call's token counts as :func:`usage_counts` reads them: input, output, cache read,
-#: cache write and reasoning tokens (the fields of ``TokenUsage``, in its order).
-UsageCounts = tuple[int, int, int, int, int]
 
 
 def _run_text(run_id: object) -> str | None:
@@ -328,121 +184,6 @@ def _uncached_cost(
     return price.cost(input_tokens, output_tokens, 0, 0, reasoning)
 
 
-def usage_counts(usage: Mapping[str, Any] | None) -> UsageCounts | None:
-    """:func:`usage_from_mapping`'s counts as a plain tuple (``TokenUsage``'s fields, in
-    order), for the call path, which needs no object.
-
-    Example:
-        >>> usage_counts({"input_tokens": 120, "output_tokens": 40,
-        ...     "input_token_details": {"cache_read": 60}})
-        (120, 40, 60, 0, 0)
-    """
-    if type(usage) is not dict and not isinstance(usage, Mapping):
-        return None
-    # An empty usage falls through both paths to None: not tested here, to spare every call.
-    # LangChain's usage_metadata (what nearly every chat model now reports) first: it is
-    # read on every call, so its all-int case skips the generic parsing below.
-    inp = usage.get("input_tokens")
-    out = usage.get("output_tokens")
-    if (
-        type(inp) is int
-        and type(out) is int
-        and inp >= 0
-        and out >= 0
-        and "cache_read_input_tokens" not in usage
-        and "cache_creation_input_tokens" not in usage
-    ):
-        details_in = usage.get("input_token_details")
-        details_out = usage.get("output_token_details")
-        read = write = reasoning = 0
-        if details_in and (type(details_in) is dict or isinstance(details_in, Mapping)):
-            read = details_in.get("cache_read", 0)
-            write = details_in.get("cache_creation", 0)
-            if type(read) is not int or type(write) is not int or read < 0 or write < 0:
-                read, write = _int(read), _int(write)
-        elif not details_out:
-            if "input_tokens_details" not in usage and "output_tokens_details" not in usage:
-                return inp, out, 0, 0, 0  # no details at all: nothing to clamp either
-            read, reasoning = _responses_details(usage)
-        if details_out and (type(details_out) is dict or isinstance(details_out, Mapping)):
-            reasoning = details_out.get("reasoning", 0)
-            if type(reasoning) is not int or reasoning < 0:
-                reasoning = _int(reasoning)
-        if read + write > inp or reasoning > out:  # details above the totals: clamp
-            read = min(read, inp)
-            write = min(write, inp - read)
-            reasoning = min(reasoning, out)
-        return inp, out, read, write, reasoning
-    details_in = usage.get("input_token_details")
-    details_out = usage.get("output_token_details")
-    if "input_tokens" in usage and (
-        "cache_read_input_tokens" in usage or "cache_creation_input_tokens" in usage
-    ):
-        # Anthropic's raw usage: cache tokens are counted apart from input_tokens.
-        read = _int(usage.get("cache_read_input_tokens"))
-        write = _int(usage.get("cache_creation_input_tokens"))
-        inp = _int(usage.get("input_tokens")) + read + write
-        out = _int(usage.get("output_tokens"))
-        reasoning = 0
-    elif "input_tokens" in usage or "output_tokens" in usage:
-        inp = _int(usage.get("input_tokens"))
-        out = _int(usage.get("output_tokens"))
-        read = write = reasoning = 0
-        if details_in and isinstance(details_in, Mapping):
-            read = _int(details_in.get("cache_read"))
-            write = _int(details_in.get("cache_creation"))
-        elif not details_out:
-            read, reasoning = _responses_details(usage)
-        if details_out and isinstance(details_out, Mapping):
-            reasoning = _int(details_out.get("reasoning"))
-    elif "prompt_tokens" in usage or "completion_tokens" in usage:
-        inp = _int(usage.get("prompt_tokens"))
-        out = _int(usage.get("completion_tokens"))
-        p_details = usage.get("prompt_tokens_details")
-        c_details = usage.get("completion_tokens_details")
-        read = _int(p_details.get("cached_tokens")) if isinstance(p_details, Mapping) else 0
-        write = 0
-        reasoning = _int(c_details.get("reasoning_tokens")) if isinstance(c_details, Mapping) else 0
-    elif "prompt_token_count" in usage or "candidates_token_count" in usage:
-        inp = _int(usage.get("prompt_token_count"))
-        reasoning = _int(usage.get("thoughts_token_count"))
-        out = _int(usage.get("candidates_token_count")) + reasoning
-        read = _int(usage.get("cached_content_token_count"))
-        write = 0
-    elif "inputTokens" in usage or "outputTokens" in usage:
-        inp = _int(usage.get("inputTokens"))
-        out = _int(usage.get("outputTokens"))
-        read = _int(usage.get("cacheReadInputTokens"))
-        write = _int(usage.get("cacheWriteInputTokens"))
-        inp += read + write
-        reasoning = 0
-    else:
-        return None
-    # Providers occasionally report details above the totals; never price negative tokens.
-    read = min(read, inp)
-    write = min(write, inp - read)
-    reasoning = min(reasoning, out)
-    return inp, out, read, write, reasoning
-
-
-def price_usage(price: ModelPrice, usage: TokenUsage) -> float:
-    """Dollar cost of ``usage`` at ``price``."""
-    return price.cost(
-        usage.input_tokens,
-        usage.output_tokens,
-        usage.cache_read_tokens,
-        usage.cache_write_tokens,
-        usage.reasoning_tokens,
-    )
-
-
-# -- models a budget cannot quote -----------------------------------------------------------
-
-#: Request names remembered (with the priced model that answered them, or the unpriced
-#: one) per accountant; beyond this many the oldest is forgotten.
-_NAMES_KEPT = 256
-#: Reservations of calls of unquoted models waiting for their answer, per accountant.
-_PENDING_KEPT = 4096
 #: Output caps of reserved calls kept until their answer (runs that never end past this).
 _CAPS_KEPT = 4096
 _PRICED = object()  # _quote_costs: every quote is priced
@@ -450,175 +191,11 @@ _ESTIMATE = object()  # _admit_unquoted: reserve the estimate (call_estimate_usd
 _REQUOTE = object()  # _admit_unquoted: a price was learned, quote the call again
 
 
-def _calls_of(name: str | None) -> str:
-    return f"calls of model {name!r}" if name else "calls that name no model"
-
-
 def _output_cap(quotes: Sequence[CallQuote]) -> int | None:
     # The most output any of the call's models may write (a fallback tier may answer):
     # None when one of them sets no limit.
     caps = [quote.max_output_tokens for quote in quotes]
     return None if None in caps else max(caps)  # type: ignore[type-var]
-
-
-def _keep(names: dict[Any, Any], key: Any, value: Any, limit: int) -> None:
-    # A bounded insertion-ordered dict: the oldest entry goes first.
-    names.pop(key, None)
-    names[key] = value
-    if len(names) > limit:
-        del names[next(iter(names))]
-
-
-def _per_token(price: object) -> float:
-    # genai-prices gives USD per million tokens, a tiered price by its base tier (the
-    # catalog prices calls on that tier, so a bound on what it books reads it too).
-    base = getattr(price, "base", price)
-    return float(base) / 1_000_000 if base is not None else 0.0  # type: ignore[arg-type]
-
-
-_listed_lock = threading.Lock()
-_listed_dearest: tuple[float, float] | None = None
-
-
-def _dearest_listed() -> tuple[float, float]:
-    """The dearest input and output prices (USD per token) of every model the shipped
-    price sources list (genai-prices' snapshot, the seed's table), each on its own.
-
-    Read once per process: both sources are fixed while it runs."""
-    global _listed_dearest
-    with _listed_lock:
-        if _listed_dearest is not None:
-            return _listed_dearest
-        dear_in = max(spec["input_per_1k"] for spec in SEED_MODELS.values()) / 1000
-        dear_out = max(spec["output_per_1k"] for spec in SEED_MODELS.values()) / 1000
-        try:
-            from genai_prices import data_snapshot
-
-            now = datetime.now(tz=UTC)
-            for provider in data_snapshot.get_snapshot().providers:
-                for model in provider.models:
-                    prices = model.get_prices(now)
-                    for field_name in ("input_mtok", "cache_write_mtok", "cache_read_mtok"):
-                        dear_in = max(dear_in, _per_token(getattr(prices, field_name, None)))
-                    dear_out = max(dear_out, _per_token(getattr(prices, "output_mtok", None)))
-        except Exception:  # a broken snapshot: the seed and the prices seen still bound
-            logger.exception("reading genai-prices' dearest prices failed")
-        _listed_dearest = (dear_in, dear_out)
-        return _listed_dearest
-
-
-class _Unquoted:
-    """What an accountant learns of the models a call names without a price (an Azure
-    deployment, a proxy alias, no name at all): which priced model answered each, so
-    later calls of that name are quoted on its price; or that the answer itself had no
-    price, so the budget cannot count that model's calls. And which of its calls in
-    flight hold all that was left of a budget (their bound did not fit)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.answered_by: dict[str | None, str] = {}  # request name -> priced answerer
-        self.uncountable: dict[str | None, str] = {}  # request name -> unpriced answerer
-        # reservation id -> (request name, the call's other models: a router's tiers)
-        self.pending: dict[str, tuple[str | None, tuple[str | None, ...]]] = {}
-        self.rest: dict[str, tuple[str | None, float]] = {}  # reservation -> name, expiry
-
-    def hold(
-        self,
-        reservation_id: str,
-        name: str | None,
-        others: tuple[str | None, ...],
-        rest_until: float | None = None,
-    ) -> None:
-        with self._lock:
-            _keep(self.pending, reservation_id, (name, others), _PENDING_KEPT)
-            if rest_until is not None:
-                _keep(self.rest, reservation_id, (name, rest_until), _PENDING_KEPT)
-
-    def settled(
-        self,
-        reservation_id: str | None,
-        answer: str,
-        catalog: PriceCatalog,
-        tier: str | None = None,
-        router_models: Sequence[str] | None = None,
-    ) -> None:
-        """The call holding ``reservation_id`` was answered by ``answer`` (from router
-        tier ``tier``, whose tiers name ``router_models``): learn it, if it is that
-        name's own answer."""
-        with self._lock:
-            held = self.pending.pop(reservation_id, None)  # type: ignore[arg-type]
-            self.rest.pop(reservation_id, None)  # type: ignore[arg-type]
-        if held is None:
-            return
-        name, others = held
-        if tier is not None and answer != name and answer in {*others, *(router_models or ())}:
-            # Another tier answered (a cascade climbed past the unpriced one): its model
-            # says nothing of what this name answers with.
-            return
-        self.answered(name, answer, catalog)
-
-    def answered(self, name: str | None, answer: str, catalog: PriceCatalog) -> None:
-        price = catalog.get(answer)
-        if price is None:
-            with self._lock:
-                _keep(self.uncountable, name, answer, _NAMES_KEPT)
-            _warn_uncountable(name, answer)
-            return
-        with self._lock:
-            self.uncountable.pop(name, None)
-            known = catalog.get(self.answered_by.get(name))
-            if known is None or known.output <= price.output:  # the dearer one bounds both
-                _keep(self.answered_by, name, answer, _NAMES_KEPT)
-
-    def drop(self, reservation_id: str) -> None:
-        with self._lock:
-            self.pending.pop(reservation_id, None)
-            self.rest.pop(reservation_id, None)
-
-    def holding_rest(self) -> list[str | None]:
-        """The names of the calls in flight that hold what was left of a budget (the
-        ledger let go of those whose reservation expired)."""
-        now = time.time()
-        with self._lock:
-            return [name for name, until in self.rest.values() if until > now]
-
-
-def _warn_unquoted(name: str | None) -> None:
-    _warn_once(
-        _warned_unquoted,
-        repr(name),
-        "%s have no known price: until one answers with a priced model (whose price then "
-        "quotes them) each reserves its prompt and output cap at the dearest prices of "
-        "any priced model, or, when that does not fit, what is left of the budget (one "
-        "at a time). Register a price with set_price(%r, input_per_token=..., "
-        "output_per_token=...) to budget them like any other call",
-        _calls_of(name),
-        name or "<model name>",
-    )
-
-
-def _holding_rest_note(names: Sequence[str | None]) -> str:
-    name = names[0]
-    return (
-        f"; what was left of it is held by {len(names)} call(s) in flight of a model with "
-        f"no known price ({_calls_of(name)}), until it answers. Register a price with "
-        f"set_price({name or '<model name>'!r}, input_per_token=..., output_per_token=...) "
-        "so its calls reserve only what they can cost"
-    )
-
-
-def _warn_uncountable(name: str | None, answer: str) -> None:
-    _warn_once(
-        _warned_uncountable,
-        answer,
-        "%s are answered by %r, a model with no known price: a budget cannot count "
-        "what they spend, so later ones are refused (on_budget='raise' or 'downgrade'; "
-        "'warn' warns). Register a price with set_price(%r, input_per_token=..., "
-        "output_per_token=...)",
-        _calls_of(name),
-        answer,
-        answer,
-    )
 
 
 # -- the accountant -------------------------------------------------------------------------
@@ -793,7 +370,7 @@ class CostAccountant:
         self._periodic = any(budget.period is not None for budget in self.budgets)
         self._warned_budget = False
         self._refused_at = math.inf  # the cheapest maximum refused since the last reset
-        self._unquoted = _Unquoted()
+        self._unquoted = UnquotedModels()
         # The dearest prices a model may have, for an unpriced model's calls (see
         # _upper_bound): worked out when first needed, again once a new model is priced.
         self._dearest: ModelPrice | None = None
@@ -939,7 +516,7 @@ class CostAccountant:
         # The shipped sources' dearest, and that of every model this accountant has
         # priced (a user's set_price among them); worked out again only once it has
         # priced a model it had not (see _spent), never per call.
-        dear_in, dear_out = _dearest_listed()
+        dear_in, dear_out = dearest_listed_prices()
         with self._lock:
             seen = list(self._seen)
         for name in seen:
@@ -1030,7 +607,7 @@ class CostAccountant:
             return _REQUOTE
         if self.call_estimate_usd is not None:
             return _ESTIMATE
-        _warn_unquoted(name)
+        warn_unquoted(name)
         bound = max([*costs, self._upper_bound(quotes[-1])])
         try:
             check, holds_rest = self._reserve_bound(bound)
@@ -1081,7 +658,7 @@ class CostAccountant:
         message = check.describe() + held
         if not held:  # no unpriced call in flight to name: what this one would reserve
             message += (
-                f"; {_calls_of(name)}, which has no known price, each "
+                f"; {calls_of(name)}, which has no known price, each "
                 f"reserve ${check.estimate_usd or 0.0:.6f} (their prompt and output cap at the "
                 "dearest prices of any priced model) until one answers with a priced "
                 f"model. Register a price with set_price({name or '<model name>'!r}, "
@@ -1097,7 +674,7 @@ class CostAccountant:
     def _holding_note(self) -> str:
         # Why a budget with little spent refuses: an unpriced call in flight holds the rest.
         holding = self._unquoted.holding_rest() if self._unquoted.rest else ()
-        return _holding_rest_note(holding) if holding else ""
+        return holding_rest_note(holding) if holding else ""
 
     def _describe(self, check: BudgetCheck) -> str:
         return check.describe() + self._holding_note()
@@ -1113,7 +690,7 @@ class CostAccountant:
 
     def _refuse_uncountable(self, name: str | None, answer: str) -> None:
         message = (
-            f"cost budget: {_calls_of(name)} are answered by {answer!r}, a model with no "
+            f"cost budget: {calls_of(name)} are answered by {answer!r}, a model with no "
             "known price, so the budget cannot count what they spend. "
             f"Register a price with set_price({answer!r}, input_per_token=..., "
             "output_per_token=...)"
@@ -1536,7 +1113,7 @@ class CostAccountant:
         except Exception:
             logger.exception("counting the tokens of a call without usage failed")
             return None, tags
-        output = _capped(usage.output_tokens, cap)
+        output = capped_output(usage.output_tokens, cap)
         if output != usage.output_tokens:
             usage = TokenUsage(usage.input_tokens, output)
         return usage, {**(tags or {}), USAGE_TAG: USAGE_ESTIMATED, TOKEN_COUNTER_TAG: counter}
@@ -1675,246 +1252,20 @@ class CostAccountant:
         return project_report(self.to_dict(), requests_per_day=requests_per_day, days=days)
 
 
-class _FromAccountant(Generic[T]):
-    """A read-only handler attribute that is its accountant's attribute ``source``
-    (default: the same name). Methods come back bound to the accountant."""
-
-    def __init__(self, doc: str, source: str = "") -> None:
-        self.__doc__ = doc
-        self.source = source
-
-    def __set_name__(self, owner: type, name: str) -> None:
-        self.source = self.source or name
-
-    @overload
-    def __get__(self, handler: None, owner: type | None = None) -> Self: ...
-    @overload
-    def __get__(self, handler: object, owner: type | None = None) -> T: ...
-    def __get__(self, handler: object, owner: type | None = None) -> T | Self:
-        if handler is None:
-            return self
-        return getattr(handler.accountant, self.source)  # type: ignore[attr-defined]
-
-    def __set__(self, handler: object, value: object) -> None:
-        raise AttributeError(f"{self.source} is the accountant's: set it on handler.accountant")
-
-
-class AccountantViews:
-    """The read-only face of a ``CostAccountant`` that every cost handler shows.
-
-    A framework's handler class inherits this and exposes its accountant as the
-    attribute (or property) ``accountant``; every figure here reads through it, so the
-    LangChain and LlamaIndex handlers report, budget and export the same way. The
-    mixin defines no fields and no ``__init__`` (safe on pydantic models as well).
-
-    Example:
-        >>> from costopt_core.accounting import AccountantViews, CostAccountant
-        >>> class Handler(AccountantViews):
-        ...     def __init__(self) -> None:
-        ...         self.accountant = CostAccountant(budget_usd=2.0)
-        >>> h = Handler()
-        >>> h.total_cost, h.budget_usd, h.on_budget, h.downgrade_requested
-        (0.0, 2.0, 'raise', False)
-        >>> h
-        Handler(total_cost=0.000000, total_saved=0.000000)
-    """
-
-    __slots__ = ()
-
-    if TYPE_CHECKING:
-        accountant: CostAccountant
-
-    # The accountant's own attributes and methods, under the same names (the docs are
-    # what ``help()`` shows for the handler's class).
-    ledger = _FromAccountant[LedgerProtocol](
-        "Where the records go (a private CostLedger by default)."
-    )
-    baseline_model = _FromAccountant[str | None]("The model routed calls are compared against.")
-    budgets = _FromAccountant[tuple[Budget, ...]](
-        "Every budget enforced (total, day, month, given)."
-    )
-    on_budget = _FromAccountant[str]("What a spent budget does: raise, warn or downgrade.")
-    total_cost = _FromAccountant[float]("USD spent (priced calls and cascade attempts).")
-    total_saved = _FromAccountant[float]("USD saved: cache hits plus routing savings.")
-    downgrade_requested = _FromAccountant[bool](
-        "True while over budget with on_budget='downgrade' (``DowngradeSignal``).", "downgrade"
-    )
-    summary = _FromAccountant[Callable[..., LedgerSummary]]("The ledger's totals per model.")
-    budget_status = _FromAccountant[Callable[[], list[dict[str, Any]]]](
-        "Each budget with its period start, spend so far and what is left."
-    )
-    to_dict = _FromAccountant[Callable[[], dict[str, Any]]](
-        "Totals, per-model figures and budget status as JSON-ready data."
-    )
-    report = _FromAccountant[Callable[[], str]]("A readable table of calls, tokens, spend, saved.")
-    to_json = _FromAccountant[Callable[..., str]]("The report as JSON, written to a path if given.")
-    to_csv = _FromAccountant[Callable[..., str]](
-        "Per-model rows and a TOTAL row (or every record)."
-    )
-    project_month = _FromAccountant[Callable[..., dict[str, Any]]](
-        "Observed usage extrapolated to a month."
-    )
-
-    @property
-    def budget_usd(self) -> float | None:
-        """The lifetime limit (``budget_usd``), if one was given."""
-        for budget in self.accountant.budgets:
-            if budget.period is None:
-                return budget.limit_usd
-        return None
-
-    def __repr__(self) -> str:
-        return (
-            f"{type(self).__name__}(total_cost={self.total_cost:.6f}, "
-            f"total_saved={self.total_saved:.6f})"
+# The faces import these from here: usage.py, cost_handler.py and model_warnings.py hold
+# them, and cost_handler.py (which builds a CostAccountant) loads on first use, so
+# neither module needs the other loaded first.
+__getattr__, __dir__, _LAZY = lazy_exports(
+    __name__,
+    {
+        "costopt_core.cost_handler": (
+            "HANDLER_ARGUMENTS",
+            "AccountantViews",
+            "CostHandlerBase",
+            "refuse_handler_arguments",
         )
-
-
-class CostHandlerBase(AccountantViews):
-    """The constructor and figures every cost handler shares, whatever its framework.
-
-    A face's handler inherits it before its framework's handler class, e.g.
-    ``class CostCallbackHandler(CostHandlerBase, BaseCallbackHandler)``: the arguments
-    below are then the handler's, the same in every face. ``__init__`` runs the next
-    ``__init__()`` in the class's MRO without arguments (the framework base, or a face
-    base holding its own state) and then builds the ``CostAccountant``, kept as
-    ``_accountant`` (a pydantic handler declares it as a private attribute).
-
-    Example:
-        >>> class Handler(CostHandlerBase):
-        ...     pass
-        >>> h = Handler(budget_usd=2.0, on_budget="downgrade")
-        >>> h.total_cost, h.budget_usd, h.on_budget, h.accountant.ledger is h.ledger
-        (0.0, 2.0, 'downgrade', True)
-    """
-
-    __slots__ = ()
-
-    def __init__(
-        self,
-        baseline_model: str | None = None,
-        budget_usd: float | None = None,
-        on_budget: OnBudget = "raise",
-        ledger: LedgerProtocol | None = None,
-        *,
-        daily_budget_usd: float | None = None,
-        monthly_budget_usd: float | None = None,
-        budgets: Iterable[Budget] = (),
-        tags: Mapping[str, str] | None = None,
-        catalog: PriceCatalog | None = None,
-        call_estimate_usd: float | None = None,
-        reservation_ttl_seconds: float = DEFAULT_RESERVATION_TTL,
-        on_ledger_error: OnLedgerError = "refuse",
-        **unknown: Any,
-    ) -> None:
-        """
-        Args:
-            baseline_model: the model routed calls are compared against (default: the
-                most expensive tier of the router, else the most expensive model seen).
-            budget_usd: limit in USD over the ledger's life (this handler's, unless a
-                shared ``ledger`` is given).
-            on_budget: ``"raise"`` (``BudgetExceededError`` before the next call),
-                ``"warn"`` (warn once per crossing, the call goes ahead) or
-                ``"downgrade"`` (routers then answer with their cheapest tier).
-            ledger: a shared ledger (e.g. ``SQLiteLedger``, ``PostgresLedger``); totals
-                and budgets are then the ledger's. Default: a private in-memory
-                ``CostLedger``.
-            daily_budget_usd / monthly_budget_usd: limits per UTC calendar day / month.
-            budgets: further ``costopt_core.ledger.Budget`` objects.
-            tags: stored on every record (e.g. ``{"app": "support-bot"}``).
-            catalog: price catalog (default: the process-wide one, see ``set_price``).
-            call_estimate_usd: reserved against the budgets before each call (default:
-                the largest of the last 32 calls; see ``CostAccountant``).
-            reservation_ttl_seconds: how long a call's reservation holds if the call
-                never ends (default 300; see ``CostAccountant``).
-            on_ledger_error: what a budgeted call does when the ledger cannot check its
-                budget (a SQLite file locked past its timeout, a PostgreSQL pool with no
-                free connection, a server down): ``"refuse"`` (default:
-                ``BudgetExceededError`` saying why) or ``"allow"`` (the call goes
-                ahead unbudgeted, the fault logged). ``on_budget="warn"`` lets it go.
-
-        Any other keyword is a ``TypeError`` naming the handler's class (the one the
-        user built, e.g. ``CostCallbackHandler``) and the closest argument it takes.
-        """
-        if unknown:
-            refuse_handler_arguments(unknown, type(self).__name__)
-        super().__init__()
-        self._accountant = CostAccountant(
-            baseline_model=baseline_model,
-            budget_usd=budget_usd,
-            daily_budget_usd=daily_budget_usd,
-            monthly_budget_usd=monthly_budget_usd,
-            budgets=budgets,
-            on_budget=on_budget,
-            ledger=ledger,
-            catalog=catalog,
-            tags=tags,
-            call_estimate_usd=call_estimate_usd,
-            reservation_ttl_seconds=reservation_ttl_seconds,
-            on_ledger_error=on_ledger_error,
-        )
-
-    @property
-    def accountant(self) -> CostAccountant:
-        """The engine accountant: every figure of the handler reads it."""
-        return self._accountant
-
-
-def _declared_signature(init: Callable[..., None]) -> inspect.Signature:
-    # What help() and pydantic (a LlamaIndex handler's signature) show: ``**unknown`` is
-    # there only to name the handler's class when a keyword is misspelt.
-    signature = inspect.signature(init)
-    return signature.replace(
-        parameters=[
-            p for p in signature.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD
-        ]
-    )
-
-
-CostHandlerBase.__init__.__signature__ = _declared_signature(CostHandlerBase.__init__)  # type: ignore[attr-defined]
-
-#: The keyword arguments every cost handler takes (``CostHandlerBase``'s), e.g. for a
-#: face that passes its own options on to a handler it builds.
-HANDLER_ARGUMENTS: tuple[str, ...] = tuple(
-    name for name in inspect.signature(CostHandlerBase.__init__).parameters if name != "self"
+    },
 )
-
-
-def _closest_argument(name: str, known: Sequence[str]) -> str | None:
-    # A bare amount (budget=1.0) is the limit in dollars: difflib finds 'budgets' (a
-    # list of Budget objects) closer to 'budget' than 'budget_usd', and a user who
-    # follows that hint gets a TypeError about Budget objects next.
-    if f"{name}_usd" in known:
-        return f"{name}_usd"
-    match = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
-    return match[0] if match else None
-
-
-def refuse_handler_arguments(
-    unknown: Mapping[str, Any], owner: str, also: Iterable[str] = ()
-) -> None:
-    """A ``TypeError`` naming ``owner`` (the class the user built), the keywords of
-    ``unknown`` that neither a cost handler (:data:`HANDLER_ARGUMENTS`) nor ``owner``
-    itself (``also``) takes, and the closest names it does take.
-
-    Example:
-        >>> try:
-        ...     refuse_handler_arguments({"baseline": "gpt-4o"}, "Mine")
-        ... except TypeError as exc:
-        ...     print(str(exc).split("? ")[0])
-        Mine got unexpected arguments ['baseline']; did you mean 'baseline_model' for 'baseline'
-    """
-    # Without this a misspelt keyword read "CostHandlerBase.__init__() got an unexpected
-    # keyword argument 'baseline'": a class the user never built, and no way out.
-    known = sorted({*HANDLER_ARGUMENTS, *also})
-    close = [
-        f"{match!r} for {name!r}"
-        for name in sorted(unknown)
-        if (match := _closest_argument(name, known))
-    ]
-    hint = f"did you mean {', '.join(close)}? It takes {known}" if close else None
-    refuse_unknown_arguments(unknown, known, owner, hint=hint)
-
 
 __all__ = [
     "DEFAULT_RESERVATION_TTL",
@@ -1938,5 +1289,6 @@ __all__ = [
     "unchecked_budget_error",
     "usage_counts",
     "usage_from_mapping",
+    "warn_unmetered",
     "warn_unpriced",
 ]

@@ -78,7 +78,6 @@ from typing import Any, TypeVar, cast
 
 import numpy as np
 
-from costopt_core.accounting import price_usage
 from costopt_core.cache_evidence import replaced_phrases, shared_context_parts
 from costopt_core.cache_gate import (
     CANDIDATES,
@@ -93,6 +92,7 @@ from costopt_core.ledger import TokenUsage
 from costopt_core.pricing import get_price
 from costopt_core.stores.base import CacheEntry, CacheStore, SearchHit, normalize_vector
 from costopt_core.stores.memory import MemoryStore
+from costopt_core.usage import price_usage
 
 logger = logging.getLogger(__name__)
 

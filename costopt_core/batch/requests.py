@@ -23,8 +23,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from costopt_core.accounting import usage_from_mapping
 from costopt_core.ledger import TokenUsage
+from costopt_core.usage import usage_from_mapping
 
 # Both providers accept this alphabet (Anthropic's is the stricter of the two).
 _CUSTOM_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
