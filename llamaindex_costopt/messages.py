@@ -74,17 +74,64 @@ def _role(message: ChatMessage) -> str:
     return role.value if isinstance(role, MessageRole) else str(role)
 
 
-def latest_user_text(messages: Sequence[ChatMessage]) -> str:
-    """Text of the last user message; the last message of any kind if none is a user's."""
-    for message in reversed(messages):
+# How a ReAct agent (llama_index.core.agent.react) words the user turns it writes itself:
+# a tool's result, and its request to answer again in the format it could not parse.
+AGENT_FEEDBACK_PREFIXES: tuple[str, ...] = ("Observation:", "Error while parsing the output:")
+
+
+def is_agent_feedback(message: ChatMessage) -> bool:
+    """Whether a user turn is a ReAct agent's own (a tool's result, a format reminder),
+    not the user's: it is context, never the question routed or cached on.
+
+    Example:
+        >>> is_agent_feedback(ChatMessage(role="user", content="Observation: 42"))
+        True
+        >>> is_agent_feedback(ChatMessage(role="user", content="What is 6 x 7?"))
+        False
+    """
+    return _role(message) == MessageRole.USER.value and message_text(message).lstrip().startswith(
+        AGENT_FEEDBACK_PREFIXES
+    )
+
+
+def _question_index(messages: Sequence[ChatMessage]) -> int | None:
+    # The last user turn that is the user's own; else the last user turn; else None.
+    last_user = None
+    for index in range(len(messages) - 1, -1, -1):
+        message = messages[index]
         if _role(message) == MessageRole.USER.value:
-            return message_text(message)
+            if not is_agent_feedback(message):
+                return index
+            if last_user is None:
+                last_user = index
+    return last_user
+
+
+def latest_user_text(messages: Sequence[ChatMessage]) -> str:
+    """Text of the user's last message (a ReAct agent's observations and format
+    reminders, sent as user turns, are skipped); the last message of any kind if none
+    is a user's.
+
+    Example:
+        >>> latest_user_text([ChatMessage(role="user", content="What is 6 x 7?"),
+        ...                   ChatMessage(role="assistant", content="Action: multiply"),
+        ...                   ChatMessage(role="user", content="Observation: 42")])
+        'What is 6 x 7?'
+    """
+    index = _question_index(messages)
+    if index is not None:
+        return message_text(messages[index])
     return message_text(messages[-1]) if messages else ""
+
+
+def _user_turns(messages: Sequence[ChatMessage]) -> list[ChatMessage]:
+    # The user's own turns, oldest first (without an agent's feedback turns).
+    return [m for m in messages if _role(m) == MessageRole.USER.value and not is_agent_feedback(m)]
 
 
 def user_turns_text(messages: Sequence[ChatMessage]) -> str:
     """All user turns, oldest first, for strategies that should see the conversation."""
-    return "\n".join(message_text(m) for m in messages if _role(m) == MessageRole.USER.value)
+    return "\n".join(message_text(m) for m in _user_turns(messages))
 
 
 def tool_call_ids(message: ChatMessage) -> list[str]:
@@ -179,9 +226,7 @@ def chat_question(messages: Sequence[ChatMessage], *, include_history: bool = Fa
     """What a strategy should classify for a chat call: the latest user turn's question
     (or every user turn's, with ``include_history``)."""
     if include_history:
-        turns = [
-            question_of(message_text(m)) for m in messages if _role(m) == MessageRole.USER.value
-        ]
+        turns = [question_of(message_text(m)) for m in _user_turns(messages)]
         return "\n".join(turns) if turns else latest_user_text(messages)
     return question_of(latest_user_text(messages))
 
@@ -191,11 +236,7 @@ def split_chat(messages: Sequence[ChatMessage]) -> tuple[str, list[tuple[str, st
     and every other part of the conversation as ``(role, text)`` pairs, the latest user
     turn contributing its text with the question masked out (e.g. a RAG template) and
     its non-text blocks (images, audio, documents)."""
-    last_user = None
-    for index in range(len(messages) - 1, -1, -1):
-        if _role(messages[index]) == MessageRole.USER.value:
-            last_user = index
-            break
+    last_user = _question_index(messages)
     if last_user is None:
         last_user = len(messages) - 1
     context: list[tuple[str, str]] = []
@@ -245,11 +286,13 @@ def as_messages(
 
 
 __all__ = [
+    "AGENT_FEEDBACK_PREFIXES",
     "QUESTION_ARGS",
     "as_messages",
     "chat_question",
     "current_question_hint",
     "has_tool_history",
+    "is_agent_feedback",
     "latest_user_text",
     "message_text",
     "parse_question",
