@@ -100,6 +100,7 @@ from costopt_core.cost_report import (
 )
 from costopt_core.exports import lazy_exports
 from costopt_core.fault_log import FaultLog
+from costopt_core.follow_ups import FollowUpHolds
 from costopt_core.ledger import (
     Budget,
     BudgetCheck,
@@ -371,6 +372,8 @@ class CostAccountant:
         self._warned_budget = False
         self._refused_at = math.inf  # the cheapest maximum refused since the last reset
         self._unquoted = UnquotedModels()
+        # Room kept for agents' next calls while their tools run (see follow_ups).
+        self.follow_ups = FollowUpHolds(self)
         # The dearest prices a model may have, for an unpriced model's calls (see
         # _upper_bound): worked out when first needed, again once a new model is priced.
         self._dearest: ModelPrice | None = None

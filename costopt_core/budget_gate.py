@@ -179,6 +179,28 @@ class TierRelease(Protocol):
         ...
 
 
+@runtime_checkable
+class FollowUpHold(Protocol):
+    """A handler that keeps room for an agent's next call while its tools run (see
+    ``costopt_core.follow_ups``): held once an agent's call is admitted, passed to the
+    tool calls its answer makes, given back just before the call carrying their results
+    is admitted."""
+
+    def hold_follow_up(self, keys: Sequence[str], quote: CallQuote) -> bool:
+        """Hold what the follow-up of ``keys`` can cost (``quote``); False if it does not
+        fit (the follow-up is then admitted as any call)."""
+        ...
+
+    def move_follow_up(self, key: str, keys: Sequence[str]) -> None:
+        """The hold under ``key`` now waits for the follow-up of the tool calls ``keys``
+        (none: given back)."""
+        ...
+
+    def release_follow_up(self, keys: Sequence[str]) -> None:
+        """Give back the hold of ``keys`` (none held: nothing)."""
+        ...
+
+
 _CONFORMS: dict[tuple[type, type], bool] = {}
 
 
@@ -236,6 +258,38 @@ def open_budget(
     return reservations
 
 
+def hold_follow_up(handlers: Iterable[object], keys: Sequence[str], quote: CallQuote) -> None:
+    """Ask each ``FollowUpHold`` handler to keep room for the follow-up of ``keys`` (a
+    failing handler is logged, never raised: a hold is best effort)."""
+    for handler in handlers:
+        if keys and conforms(handler, FollowUpHold):
+            try:
+                handler.hold_follow_up(keys, quote)  # type: ignore[attr-defined]
+            except Exception:
+                logger.exception("holding an agent's follow-up failed on %r", handler)
+
+
+def move_follow_up(handlers: Iterable[object], key: str, keys: Sequence[str]) -> None:
+    """The holds under ``key`` now wait for the follow-up of the tool calls ``keys``."""
+    for handler in handlers:
+        if conforms(handler, FollowUpHold):
+            try:
+                handler.move_follow_up(key, keys)  # type: ignore[attr-defined]
+            except Exception:
+                logger.exception("passing an agent's follow-up hold on failed on %r", handler)
+
+
+def release_follow_up(handlers: Iterable[object], keys: Sequence[str]) -> None:
+    """Give the holds of ``keys`` back (their follow-up is about to be admitted, or the
+    call that held them failed)."""
+    for handler in handlers:
+        if keys and conforms(handler, FollowUpHold):
+            try:
+                handler.release_follow_up(keys)  # type: ignore[attr-defined]
+            except Exception:
+                logger.exception("releasing an agent's follow-up hold failed on %r", handler)
+
+
 def release_budget(reservations: Iterable[Reservation]) -> None:
     """Release the reservations of a call that failed before spending."""
     for gate, reservation in reservations:
@@ -253,14 +307,18 @@ __all__ = [
     "BudgetGate",
     "CallQuote",
     "DowngradeSignal",
+    "FollowUpHold",
     "Reservation",
     "RunDowngradeSignal",
     "TierRelease",
     "TierReservation",
     "conforms",
     "downgrade_requested",
+    "hold_follow_up",
     "max_call_cost",
+    "move_follow_up",
     "open_budget",
     "output_limit_in",
     "release_budget",
+    "release_follow_up",
 ]

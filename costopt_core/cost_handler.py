@@ -29,6 +29,7 @@ from costopt_core.accounting import (
     OnLedgerError,
 )
 from costopt_core.arguments import refuse_unknown_arguments
+from costopt_core.budget_gate import CallQuote
 from costopt_core.ledger import Budget, LedgerProtocol, LedgerSummary
 from costopt_core.pricing import PriceCatalog
 
@@ -219,6 +220,20 @@ class CostHandlerBase(AccountantViews):
     def accountant(self) -> CostAccountant:
         """The engine accountant: every figure of the handler reads it."""
         return self._accountant
+
+    # -- budget_gate.FollowUpHold: room for an agent's next call (see follow_ups) ------
+
+    def hold_follow_up(self, keys: Sequence[str], quote: CallQuote) -> bool:
+        """An agent's call was admitted: keep room for the call after its tools."""
+        return self._accountant.follow_ups.hold(keys, quote)
+
+    def move_follow_up(self, key: str, keys: Sequence[str]) -> None:
+        """The call held under ``key`` answered with the tool calls ``keys``."""
+        self._accountant.follow_ups.move(key, keys)
+
+    def release_follow_up(self, keys: Sequence[str]) -> None:
+        """The follow-up of ``keys`` is about to be admitted (or its call failed)."""
+        self._accountant.follow_ups.release(keys)
 
 
 def _declared_signature(init: Callable[..., None]) -> inspect.Signature:

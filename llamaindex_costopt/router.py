@@ -63,7 +63,15 @@ from costopt_core.arguments import (
     TIER_CONNECTION_SETTINGS,
     refuse_unknown_arguments,
 )
-from costopt_core.budget_gate import BudgetGate, CallQuote, release_budget
+from costopt_core.budget_gate import (
+    DEFAULT_MAX_OUTPUT_TOKENS,
+    BudgetGate,
+    CallQuote,
+    hold_follow_up,
+    move_follow_up,
+    release_budget,
+    release_follow_up,
+)
 from costopt_core.decision import RouteDecision, with_checked_tiers
 from costopt_core.engine import ROUTING_KEY, AnswerFacts, RoutedCall, RoutingEngine
 from costopt_core.ledger import BudgetExceededError
@@ -246,10 +254,11 @@ class RouterLLM(WrapperLLM):
                         return tier
         return None
 
-    def _remember_tool_calls(self, tier: str, response: ChatResponse) -> None:
+    def _remember_tool_calls(self, tier: str, response: ChatResponse) -> list[str]:
+        """The ids of the tool calls ``response`` makes, kept with ``tier``."""
         llm = self.llms[tier]
         if not isinstance(llm, FunctionCallingLLM):
-            return
+            return []
         try:
             calls = llm.get_tool_calls_from_response(response, error_on_no_tool_call=False)
         except Exception:  # a model that cannot parse its own answer made no tool call
@@ -257,13 +266,23 @@ class RouterLLM(WrapperLLM):
         ids = [c.tool_id for c in calls or () if getattr(c, "tool_id", None)]
         ids += tool_call_ids(response.message)
         if not ids:
-            return
+            return ids
         with self._lock:
             for call_id in ids:
                 self._tool_tiers[call_id] = tier
                 self._tool_tiers.move_to_end(call_id)
             while len(self._tool_tiers) > _MAX_TOOL_IDS:
                 self._tool_tiers.popitem(last=False)
+        return ids
+
+    def _answered(self, call: RoutedCall, tier: str, response: Any) -> None:
+        # An answer that asks for tools: its tier sees the conversation through, and the
+        # room held for the call that reads the results waits for their ids.
+        ids = (
+            self._remember_tool_calls(tier, response) if isinstance(response, ChatResponse) else []
+        )
+        if call.handlers:
+            move_follow_up(call.handlers, _hold_key(call), ids)
 
     def _emit(self, info: dict[str, Any], error: BaseException | None = None) -> None:
         try:
@@ -297,14 +316,32 @@ class RouterLLM(WrapperLLM):
                     self._tool_llm(llm)
             question = chat_question(request.messages, include_history=self.include_history)
             pinned = self._pinned_tier(request.messages)
-        return self._engine.begin(
+        gates = budget_gates(dispatcher, self.cost_handler)
+        if pinned is not None:  # a tool call's follow-up: the room held for it is its own
+            ids = [i for message in request.messages for i in tool_call_ids(message)]
+            release_follow_up(gates, ids)
+        call = self._engine.begin(
             question,
-            handlers=budget_gates(dispatcher, self.cost_handler),
+            handlers=gates,
             reserve=True,
             quotes=self._quotes(request),
             run_id=active_span_id.get(),  # the router's span: where the gates keep the call
             pinned=pinned,
         )
+        if gates and isinstance(request, ToolsRequest):
+            self._hold_follow_up(call, request, gates)
+        return call
+
+    def _hold_follow_up(
+        self, call: RoutedCall, request: ToolsRequest, gates: list[BudgetGate]
+    ) -> None:
+        # An agent's step: room for the call after its tools (see costopt_core.follow_ups),
+        # its prompt this one's plus the answer (at most the output cap).
+        tier = call.next_tier() or call.decision.tier
+        [quote] = request_quotes(request, [(self._names[tier], self.llms[tier])])
+        answer = quote.max_output_tokens or DEFAULT_MAX_OUTPUT_TOKENS
+        quote = quote._replace(prompt_tokens=quote.prompt_tokens + answer)
+        hold_follow_up(gates, [_hold_key(call)], quote)
 
     def _quotes(self, request: Request) -> list[CallQuote]:
         """The most ``request`` can cost on each tier, cheapest first."""
@@ -322,29 +359,40 @@ class RouterLLM(WrapperLLM):
         try:
             yield
         except BudgetExceededError:
+            release_follow_up(call.handlers, [_hold_key(call)])
             raise
         except Exception as exc:
+            release_follow_up(call.handlers, [_hold_key(call)])
             self._emit(call.record(call.decision.tier), error=exc)
             raise
 
-    def _finish(self, response: Any, tier: str, info: dict[str, Any]) -> Any:
+    def _finish(
+        self,
+        call: RoutedCall,
+        response: Any,
+        tier: str,
+        info: dict[str, Any],
+        *,
+        whole: bool = True,
+    ) -> Any:
+        # ``whole=False``: a stream's first chunk (its relay tells the end, see done).
         _annotate(response, info)
         self._emit(info)
-        if isinstance(response, ChatResponse):
-            self._remember_tool_calls(tier, response)
+        if whole:
+            self._answered(call, tier, response)
         return response
 
     def _answer(self, request: Request) -> Any:
         call = self._call_for(request)
         with self._failure_event(call):
             answered = call.run(lambda tier: self._send(tier, request, Mode.SYNC))
-        return self._finish(*answered)
+        return self._finish(call, *answered)
 
     async def _aanswer(self, request: Request) -> Any:
         call = self._call_for(request)
         with self._failure_event(call):
             answered = await call.arun(lambda tier: self._send(tier, request, Mode.ASYNC))
-        return self._finish(*answered)
+        return self._finish(call, *answered)
 
     def _stream(self, request: Request) -> Iterator[Any]:
         if self._engine.judges_answers:
@@ -358,8 +406,10 @@ class RouterLLM(WrapperLLM):
         (first, rest), tier, info = answered
         if first is None:  # an empty answer is still an answer
             self._emit(info)
+            self._answered(call, tier, None)
             return iter(())
-        relay = _ChunkRelay(self, tier, self._finish(first, tier, info), info, call)
+        first = self._finish(call, first, tier, info, whole=False)
+        relay = _ChunkRelay(self, tier, first, info, call)
         return _relay(relay, rest)
 
     async def _astream(self, request: Request) -> AsyncIterator[Any]:
@@ -373,8 +423,10 @@ class RouterLLM(WrapperLLM):
         (first, rest), tier, info = answered
         if first is None:
             self._emit(info)
+            self._answered(call, tier, None)
             return _aempty()
-        relay = _ChunkRelay(self, tier, self._finish(first, tier, info), info, call)
+        first = self._finish(call, first, tier, info, whole=False)
+        relay = _ChunkRelay(self, tier, first, info, call)
         return _arelay(relay, rest)
 
     # -- tools -------------------------------------------------------------------------
@@ -420,6 +472,11 @@ class RouterLLM(WrapperLLM):
 # -- helpers ---------------------------------------------------------------------------------
 
 
+def _hold_key(call: RoutedCall) -> str:
+    # The key of the room a routed call holds for its follow-up, until it answers.
+    return f"routed-call:{call.run_id}:{id(call)}"
+
+
 def _usage(response: Any) -> dict[str, Any] | None:
     from llamaindex_costopt.handlers import usage_of_response
 
@@ -459,6 +516,7 @@ class _ChunkRelay:
         budget reservation, so it is given back (else it would hold budget until the
         process ends). What the stopped stream spent is not recorded."""
         release_budget(self.call.reservations)
+        release_follow_up(self.call.handlers, [_hold_key(self.call)])
 
     def pass_on(self, chunk: Any) -> Any:
         _annotate(chunk, self.info)
@@ -466,8 +524,7 @@ class _ChunkRelay:
         return chunk
 
     def done(self) -> None:
-        if isinstance(self.last, ChatResponse) and self.last is not self.first:
-            self.router._remember_tool_calls(self.tier, self.last)
+        self.router._answered(self.call, self.tier, self.last)
 
 
 def _open_stream(stream: Any) -> tuple[Any, Iterator[Any]]:
