@@ -1,6 +1,7 @@
 """Room a budget keeps for an agent's next call while its tools run.
 
-An agent's model call that asks for tools is followed by a call that reads their results.
+Opt-in (LlamaIndex: ``RouterLLM(hold_follow_ups=True)``). An agent's model call that
+asks for tools is followed by a call that reads their results.
 Admitted one by one, concurrent agent runs each got their first call in while there was
 room, and then none of their follow-ups fit: the budget was spent and no run answered
 (15 LlamaIndex ``FunctionAgent`` runs on a budget for about five calls: 0 answered, 79 %
@@ -9,8 +10,9 @@ what its follow-up can cost (its own prompt, its answer at most the output cap, 
 output cap again) when that fits: under the call's key until it answers, then under the
 ids of the tool calls it made (``move``), or given back if it made none. The follow-up,
 which carries those ids, gives the hold back just before it is admitted. Calls admitted
-later find that room taken, so runs already started finish first (the same 15 runs: 4
-answered, no call spent on a run that then stopped). A hold is best effort: one that
+later find that room taken, so runs already started finish first (the same 15 runs: 1
+to 4 answered). The price: a hold is a call's maximum, so with uncapped models it turns
+away runs an ample budget would have answered (hence opt-in). A hold is best effort: one that
 does not fit is not made (its follow-up is admitted as any call, a larger one than held
 as well), and one nobody claims (the run was cancelled) expires after
 ``FOLLOW_UP_TTL_S``.
@@ -105,9 +107,12 @@ class FollowUpHolds:
                 dropped = [] if entry is None else self._take(entry)
             else:
                 entry[1] = list(keys)
-                for new_key in keys:
-                    self._held[new_key] = entry
                 dropped = []
+                for new_key in keys:
+                    other = self._held.get(new_key)
+                    if other is not None and other is not entry:  # ids shared (a cached
+                        dropped.extend(self._take(other))  # answer, reused ids): give back
+                    self._held[new_key] = entry
         for reservation in dropped:
             self._accountant.cancel(reservation)  # type: ignore[arg-type]
 

@@ -94,13 +94,28 @@ def is_agent_feedback(message: ChatMessage) -> bool:
     )
 
 
+def _react_conversation(messages: Sequence[ChatMessage]) -> bool:
+    # A ReAct agent's: its system header names "Action Input:", its steps say "Thought:" /
+    # "Action:". A plain chat whose user writes "Observation: ..." is not one.
+    for message in messages:
+        role = _role(message)
+        if role == MessageRole.SYSTEM.value and "Action Input:" in message_text(message):
+            return True
+        if role == MessageRole.ASSISTANT.value:
+            text = message_text(message).lstrip()
+            if text.startswith(("Thought:", "Action:")) or "\nAction:" in text:
+                return True
+    return False
+
+
 def _question_index(messages: Sequence[ChatMessage]) -> int | None:
     # The last user turn that is the user's own; else the last user turn; else None.
     last_user = None
+    react = _react_conversation(messages)
     for index in range(len(messages) - 1, -1, -1):
         message = messages[index]
         if _role(message) == MessageRole.USER.value:
-            if not is_agent_feedback(message):
+            if not react or not is_agent_feedback(message):
                 return index
             if last_user is None:
                 last_user = index
@@ -126,7 +141,12 @@ def latest_user_text(messages: Sequence[ChatMessage]) -> str:
 
 def _user_turns(messages: Sequence[ChatMessage]) -> list[ChatMessage]:
     # The user's own turns, oldest first (without an agent's feedback turns).
-    return [m for m in messages if _role(m) == MessageRole.USER.value and not is_agent_feedback(m)]
+    react = _react_conversation(messages)
+    return [
+        m
+        for m in messages
+        if _role(m) == MessageRole.USER.value and not (react and is_agent_feedback(m))
+    ]
 
 
 def user_turns_text(messages: Sequence[ChatMessage]) -> str:

@@ -141,6 +141,12 @@ class RouterLLM(WrapperLLM):
         include_history: judge every user turn, not only the latest one.
         cost_handler: a ``CostEventHandler`` whose budget is checked before each call,
             in addition to those registered on the instrumentation dispatcher.
+        hold_follow_ups: under a budget, an agent's call (one offered tools) also holds
+            room for the call that reads its tools' results (see
+            ``costopt_core.follow_ups``): concurrent agents on a small budget then finish
+            the runs they started. Off by default: a hold is that call's maximum (its
+            ``max_tokens``, else 4,096 output tokens) on top of the running call's, so
+            with uncapped models it turns away runs an ample budget would have answered.
     """
 
     llms: dict[str, Any]
@@ -148,6 +154,7 @@ class RouterLLM(WrapperLLM):
     fallback: bool = True
     include_history: bool = False
     cost_handler: Any = Field(default=None, exclude=True)
+    hold_follow_ups: bool = False
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
@@ -317,7 +324,12 @@ class RouterLLM(WrapperLLM):
             question = chat_question(request.messages, include_history=self.include_history)
             pinned = self._pinned_tier(request.messages)
         gates = budget_gates(dispatcher, self.cost_handler)
-        if pinned is not None:  # a tool call's follow-up: the room held for it is its own
+        if (
+            gates
+            and not isinstance(request, CompleteRequest)
+            and has_tool_history(request.messages)
+        ):
+            # A tool call's follow-up (whichever router made the call): its room is its own.
             ids = [i for message in request.messages for i in tool_call_ids(message)]
             release_follow_up(gates, ids)
         call = self._engine.begin(
@@ -328,7 +340,12 @@ class RouterLLM(WrapperLLM):
             run_id=active_span_id.get(),  # the router's span: where the gates keep the call
             pinned=pinned,
         )
-        if gates and isinstance(request, ToolsRequest):
+        if (
+            self.hold_follow_ups
+            and gates
+            and isinstance(request, ToolsRequest)
+            and not _no_follow_up(request)
+        ):
             self._hold_follow_up(call, request, gates)
         return call
 
@@ -364,6 +381,9 @@ class RouterLLM(WrapperLLM):
         except Exception as exc:
             release_follow_up(call.handlers, [_hold_key(call)])
             self._emit(call.record(call.decision.tier), error=exc)
+            raise
+        except BaseException:  # cancelled (asyncio.CancelledError, KeyboardInterrupt...)
+            release_follow_up(call.handlers, [_hold_key(call)])
             raise
 
     def _finish(
@@ -470,6 +490,12 @@ class RouterLLM(WrapperLLM):
 
 
 # -- helpers ---------------------------------------------------------------------------------
+
+
+def _no_follow_up(request: ToolsRequest) -> bool:
+    # LlamaIndex's structured output (FunctionCallingProgram: structured_predict,
+    # as_structured_llm, selectors) forces its one tool and never sends the result back.
+    return request.tool_required and len(request.tools) == 1
 
 
 def _hold_key(call: RoutedCall) -> str:

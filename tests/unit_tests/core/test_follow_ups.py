@@ -71,3 +71,15 @@ def test_an_unclaimed_hold_expires() -> None:
     accountant.follow_ups.hold(["run"], QUOTE)
     time.sleep(0.02)
     assert accountant.ledger.reserved_usd == 0
+
+
+def test_two_holds_moved_to_the_same_ids_keep_one() -> None:
+    # Two calls served the same cached tool call: one hold waits for their follow-up.
+    accountant = CostAccountant(budget_usd=1.0)
+    accountant.follow_ups.hold(["run-1"], QUOTE)
+    accountant.follow_ups.hold(["run-2"], QUOTE)
+    accountant.follow_ups.move("run-1", ["call_a"])
+    accountant.follow_ups.move("run-2", ["call_a"])
+    assert accountant.ledger.reserved_usd == pytest.approx(0.001)
+    accountant.follow_ups.release(["call_a"])
+    assert accountant.ledger.reserved_usd == 0 and len(accountant.follow_ups) == 0

@@ -65,3 +65,12 @@ def test_a_cached_follow_up_is_never_served_for_another_tool_result(threshold) -
     other = cache.chat(react_turns(record("cancelled")))
     assert again.additional_kwargs["cache"]["hit"] is True and again.message.content == shipped
     assert not (other.additional_kwargs.get("cache") or {}).get("hit")
+
+
+def test_outside_a_react_agent_a_user_turn_starting_observation_is_the_question() -> None:
+    messages = [
+        ChatMessage(role="user", content="hi"),
+        ChatMessage(role="assistant", content="Hello! How can I help?"),
+        ChatMessage(role="user", content="Observation: the build fails; analyze the design."),
+    ]
+    assert latest_user_text(messages) == messages[-1].content
