@@ -140,7 +140,10 @@ class RouterLLM(WrapperLLM):
             answers, and ``fallback_from`` names the tier that failed.
         include_history: judge every user turn, not only the latest one.
         cost_handler: a ``CostEventHandler`` whose budget is checked before each call,
-            in addition to those registered on the instrumentation dispatcher.
+            in addition to those registered on the instrumentation dispatcher. Register
+            it as well (``handler.register()``): unregistered, it is asked before each
+            call but never sees the answers, so it counts no spend and its reservations
+            are freed only when they expire (``reservation_ttl_seconds``).
         hold_follow_ups: under a budget, an agent's call (one offered tools) also holds
             room for the call that reads its tools' results (see
             ``costopt_core.follow_ups``): concurrent agents on a small budget then finish
