@@ -125,6 +125,27 @@ class _NoopHandler(BaseCallbackHandler):
         return None
 
 
+# The reference handlers' one price (set_price in main): input, output, cache read.
+_RATES = (1e-6, 2e-6, 1e-7)
+
+
+def _most_it_costs(messages: Any) -> float:
+    # A reference handler's reservation: the prompt's characters as tokens, 4,096 out.
+    rate_in, rate_out, _ = _RATES
+    return (len(messages[0][0].content) + 8) * rate_in + 4096 * rate_out
+
+
+def _what_it_cost(response: LLMResult) -> tuple[str, float, int, int, int]:
+    # A reference handler's reading of the answer: model, cost and token counts.
+    message = response.generations[0][0].message  # type: ignore[attr-defined]
+    usage = message.usage_metadata
+    read = usage.get("input_token_details", {}).get("cache_read", 0)
+    rate_in, rate_out, rate_read = _RATES
+    inp, out = usage["input_tokens"], usage["output_tokens"]
+    cost = (inp - read) * rate_in + read * rate_read + out * rate_out
+    return message.response_metadata.get("model_name"), cost, inp, out, read
+
+
 class _BareReservingHandler(BaseCallbackHandler):
     """A reference, not a product: the least a handler can do that reserves each call's
     maximum under a lock before it runs and settles it after, keeping each call's figures
@@ -141,13 +162,11 @@ class _BareReservingHandler(BaseCallbackHandler):
         self._figures: list[Any] = []
         self._spent = self._reserved = 0.0
         self._limit = 1e9
-        self._rates = (1e-6, 2e-6, 1e-7)  # input, output, cache read (set_price in main)
 
     def on_chat_model_start(
         self, serialized: Any, messages: Any, *, run_id: Any, **kwargs: Any
     ) -> None:
-        rate_in, rate_out, _ = self._rates
-        estimate = (len(messages[0][0].content) + 8) * rate_in + 4096 * rate_out
+        estimate = _most_it_costs(messages)
         with self._lock:
             if self._spent + self._reserved + estimate > self._limit:
                 raise RuntimeError("over budget")
@@ -158,13 +177,7 @@ class _BareReservingHandler(BaseCallbackHandler):
 
     def on_llm_end(self, response: LLMResult, *, run_id: Any, **kwargs: Any) -> None:
         key, estimate = self._runs.pop(run_id.int)
-        message = response.generations[0][0].message  # type: ignore[attr-defined]
-        usage = message.usage_metadata
-        model = message.response_metadata.get("model_name")
-        read = usage.get("input_token_details", {}).get("cache_read", 0)
-        rate_in, rate_out, rate_read = self._rates
-        inp, out = usage["input_tokens"], usage["output_tokens"]
-        cost = (inp - read) * rate_in + read * rate_read + out * rate_out
+        model, cost, inp, out, read = _what_it_cost(response)
         now = time.time()
         with self._lock:
             del self._held[key]
@@ -183,27 +196,18 @@ class _LedgerOnlyHandler(BaseCallbackHandler):
         self.ledger = CostLedger()
         self.budgets = (Budget(1e9), Budget(1e9, "day"))
         self._runs: dict[int, str | None] = {}
-        self._rates = (1e-6, 2e-6, 1e-7)  # input, output, cache read (set_price in main)
 
     def on_chat_model_start(
         self, serialized: Any, messages: Any, *, run_id: Any, **kwargs: Any
     ) -> None:
-        rate_in, rate_out, _ = self._rates
-        estimate = (len(messages[0][0].content) + 8) * rate_in + 4096 * rate_out
-        held = self.ledger.reserve_id(estimate, self.budgets)
+        held = self.ledger.reserve_id(_most_it_costs(messages), self.budgets)
         if type(held) is not str:
             raise RuntimeError("over budget")
         self._runs[run_id.int] = held
 
     def on_llm_end(self, response: LLMResult, *, run_id: Any, **kwargs: Any) -> None:
         reservation = self._runs.pop(run_id.int)
-        message = response.generations[0][0].message  # type: ignore[attr-defined]
-        usage = message.usage_metadata
-        read = usage.get("input_token_details", {}).get("cache_read", 0)
-        rate_in, rate_out, rate_read = self._rates
-        inp, out = usage["input_tokens"], usage["output_tokens"]
-        cost = (inp - read) * rate_in + read * rate_read + out * rate_out
-        model = message.response_metadata.get("model_name")
+        model, cost, inp, out, read = _what_it_cost(response)
         counts = (inp, out, read, 0, 0)
         self.ledger.record_deferred(
             model, cost, time.time(), counts, _built, None, run_id.int, reservation
