@@ -76,7 +76,7 @@ from typing import Any, Protocol
 
 from llama_index.core.base.llms.base import BaseLLM
 from llama_index.core.base.llms.types import ToolCallBlock
-from llama_index.core.instrumentation import get_dispatcher
+from llama_index.core.instrumentation import get_dispatcher, root_manager
 from llama_index.core.instrumentation.event_handlers import BaseEventHandler
 from llama_index.core.instrumentation.events import BaseEvent
 from llama_index.core.instrumentation.events.llm import (
@@ -598,6 +598,21 @@ class CostEventHandler(SlotsCopied, CostHandlerBase, BaseEventHandler):
                 target.add_span_handler(self._spans)
             self._dispatcher = target
         return self
+
+    @property
+    def registered(self) -> bool:
+        """Whether a dispatcher has the handler (through ``register`` or
+        ``add_event_handler``): only then does it see the calls it prices.
+
+        Example:
+            >>> handler = CostEventHandler()
+            >>> handler.registered, handler.register().registered
+            (False, True)
+            >>> handler.unregister()
+        """
+        if self._dispatcher is not None:
+            return True
+        return any(h is self for d in root_manager.dispatchers.values() for h in d.event_handlers)
 
     def unregister(self) -> None:
         """Detach from the dispatcher ``register`` attached it to (no-op if not attached)."""

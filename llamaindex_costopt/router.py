@@ -42,6 +42,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import warnings
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
@@ -75,6 +76,7 @@ from costopt_core.budget_gate import (
 from costopt_core.decision import RouteDecision, with_checked_tiers
 from costopt_core.engine import ROUTING_KEY, AnswerFacts, RoutedCall, RoutingEngine
 from costopt_core.ledger import BudgetExceededError
+from llamaindex_costopt.handlers import CostEventHandler
 from llamaindex_costopt.messages import (
     chat_question,
     has_tool_history,
@@ -187,6 +189,16 @@ class RouterLLM(WrapperLLM):
 
     @model_validator(mode="after")
     def _build(self) -> RouterLLM:
+        handler = self.cost_handler
+        if isinstance(handler, CostEventHandler) and not handler.registered:
+            warnings.warn(
+                "RouterLLM(cost_handler=...) is given a CostEventHandler that no dispatcher "
+                "has: it checks each call's budget but never sees the answers, so it counts "
+                "no spend and holds every reservation until it expires; call "
+                "handler.register() (once) as well",
+                UserWarning,
+                stacklevel=2,
+            )
         self._lock = threading.Lock()
         self._tool_tiers: OrderedDict[str, str] = OrderedDict()
         self._names = {tier: llm_model_name(llm) for tier, llm in self.llms.items()}

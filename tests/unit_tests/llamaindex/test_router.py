@@ -396,9 +396,11 @@ def test_budget_downgrade_answers_with_the_cheapest_tier(make_handler):
 
 def test_an_explicit_cost_handler_is_consulted_without_registration():
     handler = CostEventHandler(budget_usd=0.0)
-    router = RouterLLM(
-        llms=tiers("cheap-model", "strong-model"), cost_handler=handler, strategy="rules"
-    )
+    # Consulted, but it sees no answer: the router says so when it is built.
+    with pytest.warns(UserWarning, match="no dispatcher has"):
+        router = RouterLLM(
+            llms=tiers("cheap-model", "strong-model"), cost_handler=handler, strategy="rules"
+        )
     with pytest.raises(BudgetExceededError):
         router.complete(SIMPLE)
     with pytest.raises(TypeError, match="cost_handler"):
@@ -419,6 +421,7 @@ def test_structured_output_goes_through_the_router_and_its_tools_path(router, ev
     assert len(events.of("RoutingDecisionEvent")) == 1 and len(events.llm_names()) == 2
 
 
+@pytest.mark.filterwarnings("ignore:RouterLLM\\(cost_handler")
 def test_a_budget_refusal_inside_a_tier_is_not_a_provider_failure():
     guarded = RouterLLM(
         llms=tiers("cheap-a", "cheap-b"),
@@ -506,3 +509,9 @@ def test_a_cancelled_async_call_gives_its_budget_reservation_back() -> None:
         asyncio.run(time_out())
         assert handler.ledger.reserved_usd == 0.0
         assert handler.total_cost == 0.0
+
+
+def test_a_registered_cost_handler_given_to_the_router_raises_no_warning(recwarn):
+    with CostEventHandler(budget_usd=1.0) as handler:
+        RouterLLM(llms=tiers("cheap-model", "strong-model"), cost_handler=handler)
+    assert not [w for w in recwarn if "no dispatcher has" in str(w.message)]
