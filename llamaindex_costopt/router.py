@@ -263,10 +263,10 @@ class RouterLLM(WrapperLLM):
         question = chat_question(messages, include_history=self.include_history)
         return self._engine.choose(question, pinned=self._pinned_tier(messages))
 
-    def _pinned_tier(self, messages: list[ChatMessage]) -> str | None:
+    def _pinned_tier(self, messages: list[ChatMessage], history: bool | None = None) -> str | None:
         # Tool-call ids and formats are provider specific: the model that called a tool
-        # sees the conversation through.
-        if not has_tool_history(messages):
+        # sees the conversation through. ``history``: has_tool_history, when known.
+        if not (has_tool_history(messages) if history is None else history):
             return None
         with self._lock:
             for message in reversed(messages):
@@ -330,6 +330,7 @@ class RouterLLM(WrapperLLM):
         """Reserve budgets (``BudgetExceededError`` before any model is called) and pick
         the tier; a budget in "downgrade" mode sends the call to the cheapest tier."""
         pinned = None
+        history = False
         if isinstance(request, CompleteRequest):
             question = question_of(request.prompt)
         else:
@@ -337,13 +338,10 @@ class RouterLLM(WrapperLLM):
                 for llm in self.llms.values():
                     self._tool_llm(llm)
             question = chat_question(request.messages, include_history=self.include_history)
-            pinned = self._pinned_tier(request.messages)
+            history = has_tool_history(request.messages)
+            pinned = self._pinned_tier(request.messages, history)
         gates = budget_gates(dispatcher, self.cost_handler)
-        if (
-            gates
-            and not isinstance(request, CompleteRequest)
-            and has_tool_history(request.messages)
-        ):
+        if gates and history:
             # A tool call's follow-up (whichever router made the call): its room is its own.
             ids = [i for message in request.messages for i in tool_call_ids(message)]
             release_follow_up(gates, ids)

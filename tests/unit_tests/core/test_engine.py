@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 
@@ -55,19 +56,23 @@ def asker(failing: set[str], log: list[str]):
     return ask
 
 
+def run_call(call: Any, ask: Any, asynchronous: bool) -> Any:
+    """``call.run(ask)``, or ``call.arun`` of the same answers."""
+    if not asynchronous:
+        return call.run(ask)
+
+    async def aask(tier: str) -> str:
+        return ask(tier)
+
+    return asyncio.run(call.arun(aask))
+
+
 @pytest.mark.parametrize("asynchronous", [False, True])
 def test_fallback_climbs_to_the_next_tier_and_names_the_failed_one(asynchronous: bool) -> None:
     log: list[str] = []
     ask = asker({"simple"}, log)
     call = RoutingEngine("rules", TIERS).begin(ZH_SIMPLE)
-    if asynchronous:
-
-        async def aask(tier: str) -> str:
-            return ask(tier)
-
-        answered = asyncio.run(call.arun(aask))
-    else:
-        answered = call.run(ask)
+    answered = run_call(call, ask, asynchronous)
     assert answered.result == "answer from medium" and log == ["simple", "medium"]
     assert answered.info["fallback_from"] == "simple" and answered.info["model"] == "gpt-4o-mini"
 

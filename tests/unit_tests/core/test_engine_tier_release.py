@@ -4,15 +4,14 @@ answer was paid for), and a tier whose reservation was refused holds nothing to 
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 import pytest
 
 from costopt_core.budget_gate import TierRelease, TierReservation, conforms
-from costopt_core.decision import RouteDecision
 from costopt_core.engine import RoutingEngine
 from costopt_core.ledger import BudgetExceededError
+from tests.unit_tests.core.test_engine import Cascade, run_call
 
 TIERS = {"simple": "deepseek-v3", "medium": "gpt-4o-mini", "complex": "claude-3.5-sonnet"}
 RUN = "run-1"
@@ -47,17 +46,6 @@ class Holder:
         return self.downgrade_requested
 
 
-class Cascade:
-    def __init__(self, rejects: set[str]) -> None:
-        self.rejects = rejects
-
-    def route(self, text: str) -> RouteDecision:
-        return RouteDecision("simple", 0.0, "cheapest first")
-
-    def accept(self, text: str, answer: str, tier: str) -> bool:
-        return tier not in self.rejects
-
-
 def asker(failing: set[str]):
     def ask(tier: str) -> str:
         if tier in failing:
@@ -76,14 +64,7 @@ def test_a_failed_tier_is_released_before_the_next_one_reserves(asynchronous: bo
     holder = Holder()
     call = RoutingEngine(lambda text: "simple", TIERS).begin("hi", handlers=[holder], run_id=RUN)
     ask = asker({"simple", "medium"})
-    if asynchronous:
-
-        async def aask(tier: str) -> str:
-            return ask(tier)
-
-        answered = asyncio.run(call.arun(aask))
-    else:
-        answered = call.run(ask)
+    answered = run_call(call, ask, asynchronous)
     assert answered.tier == "complex"
     assert holder.log == ["release simple", "reserve medium", "release medium", "reserve complex"]
     assert holder.held == ["complex"]  # what the answer is settled against

@@ -7,12 +7,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import sqlite3
 import threading
 import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -33,19 +31,6 @@ class DownLedger(CostLedger):
 
     def reserve(self, *args, **kwargs):  # type: ignore[no-untyped-def]
         raise ConnectionError("database down")
-
-
-@pytest.fixture
-def locked_sqlite(tmp_path: Path) -> Iterator[tuple[Path, sqlite3.Connection]]:
-    """A ledger file and a connection that takes its write lock with ``BEGIN IMMEDIATE``
-    (another process's long write)."""
-    path = tmp_path / "spend.db"
-    SQLiteLedger(path).close()  # tables made before the lock is taken
-    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    yield path, holder
-    if holder.in_transaction:
-        holder.execute("COMMIT")
-    holder.close()
 
 
 def test_a_budget_the_ledger_cannot_check_refuses_the_call(caplog) -> None:

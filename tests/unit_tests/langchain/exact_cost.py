@@ -16,6 +16,22 @@ from langchain_core.outputs import ChatGeneration, ChatResult
 from costopt_core.tokens import quote_prompt_tokens
 
 
+def reply_at_cap(
+    messages: list[BaseMessage], max_tokens: int, model_name: str, text: str = "answer"
+) -> ChatResult:
+    """An answer billed the prompt as a budget quotes it and ``max_tokens`` of output,
+    named after ``model_name``."""
+    texts = [m.content if isinstance(m.content, str) else json.dumps(m.content) for m in messages]
+    prompt = quote_prompt_tokens(texts)
+    usage = {
+        "input_tokens": prompt,
+        "output_tokens": max_tokens,
+        "total_tokens": prompt + max_tokens,
+    }
+    message = AIMessage(text, usage_metadata=usage, response_metadata={"model_name": model_name})
+    return ChatResult(generations=[ChatGeneration(message=message)])
+
+
 class ExactCostModel(BaseChatModel):
     """``fail``: a provider that is down; ``during``: called while a call runs (e.g.
     another process takes a lock); ``sync_delay_s``: the sync path's wait."""
@@ -35,19 +51,7 @@ class ExactCostModel(BaseChatModel):
             self.during()
         if self.fail:
             raise ConnectionError(f"{self.model_name} is down")
-        texts = [
-            m.content if isinstance(m.content, str) else json.dumps(m.content) for m in messages
-        ]
-        prompt = quote_prompt_tokens(texts)
-        usage = {
-            "input_tokens": prompt,
-            "output_tokens": self.max_tokens,
-            "total_tokens": prompt + self.max_tokens,
-        }
-        message = AIMessage(
-            "answer", usage_metadata=usage, response_metadata={"model_name": self.model_name}
-        )
-        return ChatResult(generations=[ChatGeneration(message=message)])
+        return reply_at_cap(messages, self.max_tokens, self.model_name)
 
     def _generate(self, messages: Any, stop: Any = None, run_manager: Any = None, **kw: Any):
         if self.sync_delay_s:

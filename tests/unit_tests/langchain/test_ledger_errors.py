@@ -6,7 +6,6 @@ still used up once the ledger answers again."""
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import threading
 import uuid
 from typing import Any
@@ -37,20 +36,9 @@ def answered(results: list[Any]) -> int:
     return sum(isinstance(r, AIMessage) for r in results)
 
 
-@pytest.fixture
-def ledger_file(tmp_path):
-    path = tmp_path / "spend.db"
-    SQLiteLedger(path).close()  # tables made before the lock is taken
-    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    yield path, holder
-    if holder.in_transaction:
-        holder.execute("COMMIT")
-    holder.close()
-
-
 @pytest.mark.parametrize("path", ["batch", "async"])
-def test_a_locked_sqlite_ledger_refuses_calls_and_the_budget_holds(ledger_file, path) -> None:
-    db, holder = ledger_file
+def test_a_locked_sqlite_ledger_refuses_calls_and_the_budget_holds(locked_sqlite, path) -> None:
+    db, holder = locked_sqlite
     ledger = SQLiteLedger(db, timeout=0.05)
     handler = CostCallbackHandler(budget_usd=BUDGET, ledger=ledger)
     model = ExactCostModel()
@@ -81,8 +69,8 @@ def test_a_locked_sqlite_ledger_refuses_calls_and_the_budget_holds(ledger_file, 
     assert 0.8 * BUDGET <= spent <= BUDGET
 
 
-def test_on_ledger_error_allow_lets_calls_go_unbudgeted(ledger_file, caplog) -> None:
-    db, holder = ledger_file
+def test_on_ledger_error_allow_lets_calls_go_unbudgeted(locked_sqlite, caplog) -> None:
+    db, holder = locked_sqlite
     ledger = SQLiteLedger(db, timeout=0.05)
     handler = CostCallbackHandler(budget_usd=BUDGET, ledger=ledger, on_ledger_error="allow")
     holder.execute("BEGIN IMMEDIATE")
@@ -93,8 +81,8 @@ def test_on_ledger_error_allow_lets_calls_go_unbudgeted(ledger_file, caplog) -> 
     ledger.close()
 
 
-def test_spend_of_a_call_ended_while_the_ledger_is_locked_is_kept(ledger_file) -> None:
-    db, holder = ledger_file
+def test_spend_of_a_call_ended_while_the_ledger_is_locked_is_kept(locked_sqlite) -> None:
+    db, holder = locked_sqlite
     ledger = SQLiteLedger(db, timeout=0.05)
     handler = CostCallbackHandler(budget_usd=BUDGET, ledger=ledger)
     # Admitted, then another process takes the write lock before the call ends.

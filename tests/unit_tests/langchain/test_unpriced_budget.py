@@ -6,7 +6,6 @@ calls of an unknown fake model under a $0.000001 budget all went through at $0."
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Any
 
 import pytest
@@ -18,6 +17,7 @@ from langchain_core.outputs import ChatGeneration, ChatResult
 from costopt_core.pricing import set_price
 from costopt_core.tokens import quote_prompt_tokens
 from langchain_costopt import BudgetExceededError, CostCallbackHandler, cost_tracker
+from tests.unit_tests.langchain.exact_cost import reply_at_cap
 
 set_price("alias-answer", input_per_token=2.5e-6, output_per_token=1e-5)
 QUESTION = "hello " * 300
@@ -41,19 +41,7 @@ class Deployment(BaseChatModel):
         return {**named, "max_tokens": self.max_tokens}
 
     def _reply(self, messages: list[BaseMessage]) -> ChatResult:
-        texts = [
-            m.content if isinstance(m.content, str) else json.dumps(m.content) for m in messages
-        ]
-        prompt = quote_prompt_tokens(texts)
-        usage = {
-            "input_tokens": prompt,
-            "output_tokens": self.max_tokens,
-            "total_tokens": prompt + self.max_tokens,
-        }
-        message = AIMessage(
-            "x", usage_metadata=usage, response_metadata={"model_name": "alias-answer"}
-        )
-        return ChatResult(generations=[ChatGeneration(message=message)])
+        return reply_at_cap(messages, self.max_tokens, "alias-answer", text="x")
 
     def _generate(self, messages: Any, stop: Any = None, run_manager: Any = None, **kw: Any):
         return self._reply(messages)
